@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The installed command; the CLI itself is compiled into dist/ by `npm install` (prepare).
+import "../dist/cli/main.js";

@@ -1,0 +1,13 @@
+/**
+ * The process entry point: the only module that touches `process.argv` and exits the process.
+ */
+import { runCli } from "./run.js";
+
+const code = await runCli(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  cwd: process.cwd(),
+  env: process.env,
+});
+// Let pending writes to a pipe drain before exiting.
+process.stdout.write("", () => process.exit(code));

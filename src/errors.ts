@@ -1,0 +1,167 @@
+/**
+ * The error family of gen-reuseport. Every expected failure is an `ExitError` with a stable
+ * `code` (for `--json` output and tests) and a process exit code; anything else that escapes is
+ * a bug and is reported as an `InternalError`.
+ */
+
+/** Process exit codes: the CLI contract (README and `--help` list them). */
+export const EXIT = {
+  ok: 0,
+  drift: 1,
+  usage: 2,
+  toolchain: 3,
+  conflict: 4,
+  internal: 70,
+  output: 74,
+} as const;
+
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** A problem found in a spec: where (JSON path segments), what is allowed, what was found. */
+export interface Diagnostic {
+  readonly path: readonly (string | number)[];
+  readonly message: string;
+  /** The offending value; absent when the value is missing. */
+  readonly got?: unknown;
+  readonly hint?: string;
+}
+
+export const ISSUE_URL = "https://github.com/gen-reuseport/gen-reuseport/issues";
+
+/** An expected failure: the message is for the user, the exit code is part of the contract. */
+export class ExitError extends Error {
+  readonly exitCode: ExitCode;
+  readonly code: string;
+
+  constructor(code: string, exitCode: ExitCode, message: string) {
+    super(message);
+    this.name = new.target.name;
+    this.code = code;
+    this.exitCode = exitCode;
+  }
+
+  /** The lines to print on stderr. */
+  lines(): string[] {
+    return [this.message];
+  }
+}
+
+/** Wrong command line: unknown flag, missing argument, meaningless combination. */
+export class UsageError extends ExitError {
+  constructor(message: string) {
+    super("usage", EXIT.usage, message);
+  }
+
+  override lines(): string[] {
+    return [`gen-reuseport: ${this.message}; run "gen-reuseport --help" for usage`];
+  }
+}
+
+/** The spec cannot be read or is invalid. `file` is the path as the user passed it. */
+export class SpecError extends ExitError {
+  readonly file: string;
+  readonly diagnostics: readonly Diagnostic[];
+
+  constructor(file: string, diagnostics: readonly Diagnostic[], message?: string) {
+    super("invalid-spec", EXIT.usage, message ?? `${file}: invalid spec`);
+    this.file = file;
+    this.diagnostics = diagnostics;
+  }
+
+  override lines(): string[] {
+    if (this.diagnostics.length === 0) return [this.message];
+    return this.diagnostics.map((d) => formatDiagnostic(this.file, d));
+  }
+}
+
+/** Zig is missing or unsupported, or `zig build` / `zig build test` / provisioning failed. */
+export class ToolchainError extends ExitError {
+  constructor(message: string) {
+    super("toolchain", EXIT.toolchain, message);
+  }
+}
+
+/** One file the generator refuses to overwrite or remove. */
+export interface ConflictLine {
+  readonly path: string;
+  readonly reason: string;
+}
+
+/** Files were edited by hand (or never written by us); nothing was written. */
+export class ConflictError extends ExitError {
+  readonly conflicts: readonly ConflictLine[];
+
+  constructor(conflicts: readonly ConflictLine[]) {
+    super(
+      "conflict",
+      EXIT.conflict,
+      `refused to overwrite ${conflicts.length} hand-edited file(s); nothing was written`,
+    );
+    this.conflicts = conflicts;
+  }
+
+  override lines(): string[] {
+    return [...this.conflicts.map((c) => `${c.path}: ${c.reason}`), this.message];
+  }
+}
+
+/** The output directory cannot be read or written (permissions, disk full, a file in the way). */
+export class OutputError extends ExitError {
+  constructor(message: string) {
+    super("output", EXIT.output, message);
+  }
+}
+
+/** A bug in gen-reuseport. The message says so and where to report it. */
+export class InternalError extends ExitError {
+  readonly detail: unknown;
+
+  constructor(message: string, detail?: unknown) {
+    super("internal", EXIT.internal, message);
+    this.detail = detail;
+  }
+
+  override lines(): string[] {
+    return [
+      `gen-reuseport: internal error: ${this.message}`,
+      `This is a bug in gen-reuseport; please report it at ${ISSUE_URL}` +
+        " (rerun with GEN_REUSEPORT_DEBUG=1 to include the stack trace).",
+    ];
+  }
+}
+
+/** Wraps anything thrown into the family: unknown throwables become an `InternalError`. */
+export function asExitError(error: unknown): ExitError {
+  if (error instanceof ExitError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new InternalError(message, error);
+}
+
+const GOT_MAX_CHARS = 40;
+
+/** `spec.json: listeners[1].port: must be an integer from 1 to 65535 (got 70000)` */
+export function formatDiagnostic(file: string, d: Diagnostic): string {
+  const got = "got" in d ? ` (got ${formatGot(d.got)})` : "";
+  const hint = d.hint === undefined ? "" : `; ${d.hint}`;
+  return `${file}: ${formatPath(d.path)}: ${d.message}${got}${hint}`;
+}
+
+/** `["listeners", 1, "port"]` → `listeners[1].port`; the empty path is `(root)`. */
+export function formatPath(path: readonly (string | number)[]): string {
+  if (path.length === 0) return "(root)";
+  let text = "";
+  for (const segment of path) {
+    if (typeof segment === "number") text += `[${segment}]`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(segment)) {
+      text += text === "" ? segment : `.${segment}`;
+    } else text += `[${JSON.stringify(segment)}]`;
+  }
+  return text;
+}
+
+/** The offending value, JSON-encoded and cut to about 40 characters. */
+export function formatGot(value: unknown): string {
+  const json = value === undefined ? "undefined" : JSON.stringify(value);
+  if (json.length <= GOT_MAX_CHARS) return json;
+  return `${json.slice(0, GOT_MAX_CHARS - 1)}…`;
+}

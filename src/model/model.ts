@@ -1,0 +1,134 @@
+/**
+ * The model stage: a valid `Spec` → the `ServiceModel` templates render. Pure. It computes every
+ * name, literal and ordering so that templates only print fields.
+ */
+import { InternalError } from "../errors.js";
+import { formatIp, parseIp } from "../spec/address.js";
+import type { ListenerSpec, Spec } from "../spec/schema.js";
+import { DEFAULT_MINIMUM_ZIG } from "../toolchain/versions.js";
+import { zigFingerprint } from "./fingerprint.js";
+
+export interface ServiceModel {
+  /** gen-reuseport's own version (package.json). */
+  readonly generatorVersion: string;
+  /** Base name of the spec file, e.g. "http.json"; never an absolute path. */
+  readonly specFile: string;
+  readonly name: string;
+  /** `name` with hyphens as underscores: the Zig package name (`.name = .edge_echo`). */
+  readonly zigName: string;
+  /** `build.zig.zon` fingerprint: "0x" + 16 lowercase hex digits. */
+  readonly fingerprint: string;
+  readonly version: string;
+  readonly minimumZigVersion: string;
+  /** 0 means "auto" (one per CPU). */
+  readonly workers: number;
+  readonly drainTimeoutMs: number;
+  readonly maxConnections: number;
+  readonly readBufferBytes: number;
+  readonly writeBufferBytes: number;
+  readonly hasCustomHandler: boolean;
+  readonly hasTcp: boolean;
+  readonly hasUdp: boolean;
+  /** In spec order. */
+  readonly listeners: readonly ListenerModel[];
+}
+
+export interface ListenerModel {
+  readonly index: number;
+  readonly name: string;
+  readonly protocol: "tcp" | "udp";
+  readonly handler: "echo" | "http" | "whoami" | "custom";
+  readonly isIpv6: boolean;
+  /** Canonical text (IPv6 in RFC 5952 form). */
+  readonly address: string;
+  /** Zig literal of the address bytes in network order: `.{ 127, 0, 0, 1 }`. */
+  readonly addressBytes: string;
+  readonly port: number;
+  /** 0 for udp. */
+  readonly backlog: number;
+  readonly reuseAddress: boolean;
+  /** false for IPv4. */
+  readonly v6Only: boolean;
+  /** false for udp. */
+  readonly noDelay: boolean;
+  /** 0 = kernel default. */
+  readonly recvBufferBytes: number;
+  /** 0 = kernel default. */
+  readonly sendBufferBytes: number;
+  readonly keepalive: boolean;
+  /** The keepalive numbers are 0 when keepalive is off. */
+  readonly keepaliveIdleSeconds: number;
+  readonly keepaliveIntervalSeconds: number;
+  readonly keepaliveProbes: number;
+  /** Raw strings, "" when the handler is not http; templates pass them through `zigString`. */
+  readonly httpBody: string;
+  readonly httpContentType: string;
+}
+
+export interface ModelOptions {
+  readonly generatorVersion: string;
+  /** The spec path as given; only its base name is kept. */
+  readonly specFile: string;
+}
+
+const HTTP_DEFAULTS = { body: "OK\n", contentType: "text/plain; charset=utf-8" } as const;
+
+export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
+  const zigName = spec.name.replaceAll("-", "_");
+  const listeners = spec.listeners.map(buildListener);
+  return {
+    generatorVersion: options.generatorVersion,
+    specFile: baseName(options.specFile),
+    name: spec.name,
+    zigName,
+    fingerprint: zigFingerprint(zigName),
+    version: spec.version,
+    minimumZigVersion: spec.zig ?? DEFAULT_MINIMUM_ZIG,
+    workers: spec.workers === "auto" ? 0 : spec.workers,
+    drainTimeoutMs: spec.drainTimeoutMs,
+    maxConnections: spec.maxConnections,
+    readBufferBytes: spec.readBufferBytes,
+    writeBufferBytes: spec.writeBufferBytes,
+    hasCustomHandler: listeners.some((l) => l.handler === "custom"),
+    hasTcp: listeners.some((l) => l.protocol === "tcp"),
+    hasUdp: listeners.some((l) => l.protocol === "udp"),
+    listeners,
+  };
+}
+
+function buildListener(listener: ListenerSpec, index: number): ListenerModel {
+  const ip = parseIp(listener.address);
+  if (ip === undefined) throw new InternalError(`model got an unvalidated address ${listener.address}`);
+  const isTcp = listener.protocol === "tcp";
+  const isIpv6 = ip.family === 6;
+  const keepalive = isTcp && listener.keepalive !== false ? listener.keepalive : undefined;
+  const http = listener.handler === "http" ? (listener.http ?? HTTP_DEFAULTS) : undefined;
+  return {
+    index,
+    name: listener.name,
+    protocol: listener.protocol,
+    handler: listener.handler,
+    isIpv6,
+    address: formatIp(ip),
+    addressBytes: `.{ ${ip.bytes.join(", ")} }`,
+    port: listener.port,
+    backlog: isTcp ? listener.backlog : 0,
+    reuseAddress: listener.reuseAddress,
+    v6Only: isIpv6 && listener.v6Only,
+    noDelay: isTcp && listener.noDelay,
+    recvBufferBytes: listener.recvBufferBytes ?? 0,
+    sendBufferBytes: listener.sendBufferBytes ?? 0,
+    keepalive: keepalive !== undefined,
+    keepaliveIdleSeconds: keepalive?.idleSeconds ?? 0,
+    keepaliveIntervalSeconds: keepalive?.intervalSeconds ?? 0,
+    keepaliveProbes: keepalive?.probes ?? 0,
+    httpBody: http?.body ?? "",
+    httpContentType: http?.contentType ?? "",
+  };
+}
+
+/** Base name for both separators, so no directory of the user's machine reaches the output. */
+function baseName(file: string): string {
+  const parts = file.split(/[\\/]/);
+  return parts[parts.length - 1] ?? file;
+}

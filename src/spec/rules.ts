@@ -1,0 +1,195 @@
+/**
+ * Rules that relate fields to each other (uniqueness, options that only apply to some listeners,
+ * sizes that must fit together). They read the raw JSON defensively, so they report alongside
+ * the shape errors of `schema.ts` instead of waiting for them to be fixed: a field of the wrong
+ * type is skipped here (the schema already reports it).
+ */
+import type { Diagnostic } from "../errors.js";
+import { formatIp, isIpv6Wildcard, parseIp, type IpAddress } from "./address.js";
+import { TCP_ONLY_KEYS } from "./schema.js";
+
+type Json = Record<string, unknown>;
+
+const DEFAULT_WRITE_BUFFER_BYTES = 65536;
+const DEFAULT_HTTP_BODY = "OK\n";
+const DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8";
+
+/**
+ * Bytes of the headers the generated `http` handler writes before the body: the longest form it
+ * uses (`Connection: keep-alive`). The body and these headers must fit in one write buffer.
+ */
+export function httpResponseHeaderBytes(contentType: string, bodyBytes: number): number {
+  const head =
+    "HTTP/1.1 200 OK\r\n" +
+    `Content-Type: ${contentType}\r\n` +
+    `Content-Length: ${bodyBytes}\r\n` +
+    "Connection: keep-alive\r\n" +
+    "\r\n";
+  return Buffer.byteLength(head, "latin1");
+}
+
+interface ListenerView {
+  readonly index: number;
+  readonly raw: Json;
+  readonly protocol: "tcp" | "udp" | undefined;
+  readonly ip: IpAddress | undefined;
+  readonly port: number | undefined;
+}
+
+export function checkRules(raw: unknown): Diagnostic[] {
+  if (!isObject(raw) || !Array.isArray(raw.listeners)) return [];
+  const listeners: ListenerView[] = [];
+  for (const [index, item] of raw.listeners.entries()) {
+    if (isObject(item)) listeners.push(viewListener(index, item));
+  }
+  return [
+    ...listeners.flatMap(checkListenerOptions),
+    ...checkUniqueNames(listeners),
+    ...checkUniqueBindings(listeners),
+    ...checkDualStack(listeners),
+    ...listeners.flatMap((l) => checkHttpFits(l, raw)),
+  ];
+}
+
+function viewListener(index: number, raw: Json): ListenerView {
+  const protocol = raw.protocol === "tcp" || raw.protocol === "udp" ? raw.protocol : undefined;
+  const ip = typeof raw.address === "string" ? parseIp(raw.address) : undefined;
+  const port = isInt(raw.port, 1, 65535) ? raw.port : undefined;
+  return { index, raw, protocol, ip, port };
+}
+
+function checkListenerOptions(l: ListenerView): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  const at = (key: string) => ["listeners", l.index, key];
+  if (l.protocol === "udp") {
+    for (const key of TCP_ONLY_KEYS) {
+      if (key in l.raw) {
+        diagnostics.push({
+          path: at(key),
+          message: "only applies to tcp listeners; remove it from this udp listener",
+          got: l.raw[key],
+        });
+      }
+    }
+  }
+  if ("v6Only" in l.raw && l.ip?.family === 4) {
+    diagnostics.push({
+      path: at("v6Only"),
+      message: `only applies to IPv6 addresses; remove it (address is ${formatIp(l.ip)})`,
+      got: l.raw.v6Only,
+    });
+  }
+  const handler = l.raw.handler;
+  if ("http" in l.raw && typeof handler === "string" && handler !== "http") {
+    diagnostics.push({
+      path: at("http"),
+      message: `only applies when handler is "http" (handler is ${JSON.stringify(handler)})`,
+      got: l.raw.http,
+    });
+  }
+  return diagnostics;
+}
+
+function checkUniqueNames(listeners: readonly ListenerView[]): Diagnostic[] {
+  const first = new Map<string, number>();
+  const diagnostics: Diagnostic[] = [];
+  for (const l of listeners) {
+    const name = l.raw.name;
+    if (typeof name !== "string") continue;
+    const earlier = first.get(name);
+    if (earlier === undefined) {
+      first.set(name, l.index);
+      continue;
+    }
+    diagnostics.push({
+      path: ["listeners", l.index, "name"],
+      message: `is already the name of listeners[${earlier}]; listener names must be unique`,
+      got: name,
+    });
+  }
+  return diagnostics;
+}
+
+function checkUniqueBindings(listeners: readonly ListenerView[]): Diagnostic[] {
+  const first = new Map<string, ListenerView>();
+  const diagnostics: Diagnostic[] = [];
+  for (const l of listeners) {
+    if (l.protocol === undefined || l.ip === undefined || l.port === undefined) continue;
+    const key = `${l.protocol} ${formatIp(l.ip)} ${l.port}`;
+    const earlier = first.get(key);
+    if (earlier === undefined) {
+      first.set(key, l);
+      continue;
+    }
+    diagnostics.push({
+      path: ["listeners", l.index],
+      message:
+        `${l.protocol} ${endpoint(l.ip, l.port)} is already bound by ` +
+        `listeners[${earlier.index}]; each (protocol, address, port) must be unique`,
+      got: l.raw.address,
+    });
+  }
+  return diagnostics;
+}
+
+/** `::` with v6Only false also receives IPv4 traffic, so it collides with IPv4 listeners. */
+function checkDualStack(listeners: readonly ListenerView[]): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  for (const six of listeners) {
+    if (six.ip === undefined || !isIpv6Wildcard(six.ip) || six.raw.v6Only !== false) continue;
+    for (const four of listeners) {
+      if (four.ip?.family !== 4 || four.protocol !== six.protocol || four.port !== six.port) {
+        continue;
+      }
+      if (four.protocol === undefined || four.port === undefined) continue;
+      const later = Math.max(six.index, four.index);
+      diagnostics.push({
+        path: ["listeners", later],
+        message:
+          `${four.protocol} port ${four.port}: "::" with v6Only false (listeners[${six.index}]) ` +
+          `also receives IPv4 and collides with ${formatIp(four.ip)} ` +
+          `(listeners[${four.index}]); set v6Only to true or use another port`,
+        got: (later === six.index ? six : four).raw.address,
+      });
+    }
+  }
+  return diagnostics;
+}
+
+function checkHttpFits(l: ListenerView, spec: Json): Diagnostic[] {
+  if (l.raw.handler !== "http") return [];
+  const http = l.raw.http === undefined ? {} : l.raw.http;
+  if (!isObject(http)) return [];
+  const body = http.body === undefined ? DEFAULT_HTTP_BODY : http.body;
+  const contentType = http.contentType === undefined ? DEFAULT_CONTENT_TYPE : http.contentType;
+  const writeBufferBytes =
+    spec.writeBufferBytes === undefined ? DEFAULT_WRITE_BUFFER_BYTES : spec.writeBufferBytes;
+  if (typeof body !== "string" || typeof contentType !== "string") return [];
+  if (!isInt(writeBufferBytes, 512, 1048576)) return [];
+  const bodyBytes = Buffer.byteLength(body, "utf8");
+  const headerBytes = httpResponseHeaderBytes(contentType, bodyBytes);
+  const total = bodyBytes + headerBytes;
+  if (total <= writeBufferBytes) return [];
+  return [
+    {
+      path: ["listeners", l.index, "http", "body"],
+      message:
+        `a response of ${bodyBytes} body bytes + ${headerBytes} header bytes = ${total} bytes ` +
+        `does not fit in writeBufferBytes (${writeBufferBytes}); shorten the body or raise ` +
+        `writeBufferBytes to at least ${total}`,
+      got: body,
+    },
+  ];
+}
+
+function endpoint(ip: IpAddress, port: number): string {
+  return ip.family === 6 ? `[${formatIp(ip)}]:${port}` : `${formatIp(ip)}:${port}`;
+}
+
+function isObject(value: unknown): value is Json {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isInt(value: unknown, min: number, max: number): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max;
+}

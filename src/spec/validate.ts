@@ -1,0 +1,131 @@
+/**
+ * Validation: raw JSON → a `Spec` with defaults applied, or every problem at once as
+ * `Diagnostic`s in the user's terms (zod's own wording never reaches the user).
+ */
+import type { z } from "zod";
+import type { Diagnostic } from "../errors.js";
+import { checkRules } from "./rules.js";
+import { ALLOWED_KEYS, SpecSchema, type Spec } from "./schema.js";
+
+export type ValidationResult =
+  | { readonly ok: true; readonly spec: Spec }
+  | { readonly ok: false; readonly diagnostics: readonly Diagnostic[] };
+
+type Path = readonly (string | number)[];
+
+export function validateSpec(raw: unknown): ValidationResult {
+  const parsed = SpecSchema.safeParse(raw);
+  const shape = parsed.success ? [] : parsed.error.issues.flatMap((i) => translate(i, raw));
+  const diagnostics = sortByListener([...shape, ...checkRules(raw)]);
+  if (diagnostics.length > 0 || !parsed.success) return { ok: false, diagnostics };
+  return { ok: true, spec: parsed.data };
+}
+
+function translate(issue: z.core.$ZodIssue, raw: unknown): Diagnostic[] {
+  const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
+  if (issue.code === "unrecognized_keys") {
+    return issue.keys.map((key) => unknownKey([...path, key], raw));
+  }
+  const present = has(raw, path);
+  const message = isOwnMessage(issue.message) ? issue.message : fallbackMessage(issue);
+  if (!present) return [{ path, message: `missing required key; ${message}` }];
+  return [{ path, message, got: valueAt(raw, path) }];
+}
+
+function unknownKey(path: Path, raw: unknown): Diagnostic {
+  const key = String(path[path.length - 1]);
+  const allowed = allowedKeysAt(path.slice(0, -1));
+  const suggestion = closest(key, allowed);
+  const hint =
+    suggestion !== undefined
+      ? `did you mean ${JSON.stringify(suggestion)}?`
+      : `allowed keys: ${allowed.join(", ")}`;
+  return { path, message: "unknown key", got: valueAt(raw, path), hint };
+}
+
+function allowedKeysAt(path: Path): readonly string[] {
+  const last = path[path.length - 1];
+  if (path.length === 0) return ALLOWED_KEYS.spec;
+  if (last === "keepalive") return ALLOWED_KEYS.keepalive;
+  if (last === "http") return ALLOWED_KEYS.http;
+  return ALLOWED_KEYS.listener;
+}
+
+/** Every schema in `schema.ts` states its own message; zod's defaults start like these. */
+function isOwnMessage(message: string): boolean {
+  return !/^(Invalid|Too (small|big)|Unrecognized|Expected)\b/.test(message);
+}
+
+/** Only reached if a schema lacks its own message; still no zod wording. */
+function fallbackMessage(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case "invalid_type":
+      return `must be ${article(String(issue.expected))}`;
+    case "too_small":
+      return `must be at least ${String(issue.minimum)}`;
+    case "too_big":
+      return `must be at most ${String(issue.maximum)}`;
+    case "invalid_value":
+      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    default:
+      return "is not allowed here";
+  }
+}
+
+function article(noun: string): string {
+  return /^[aeiou]/.test(noun) ? `an ${noun}` : `a ${noun}`;
+}
+
+/** Keeps the order of each stage but groups problems of one listener together. */
+function sortByListener(diagnostics: Diagnostic[]): Diagnostic[] {
+  const rank = (d: Diagnostic) =>
+    d.path[0] === "listeners" && typeof d.path[1] === "number" ? d.path[1] : -1;
+  return diagnostics
+    .map((d, order) => ({ d, order }))
+    .sort((a, b) => rank(a.d) - rank(b.d) || a.order - b.order)
+    .map(({ d }) => d);
+}
+
+function has(raw: unknown, path: Path): boolean {
+  let value: unknown = raw;
+  for (const segment of path) {
+    if (typeof value !== "object" || value === null || !Object.hasOwn(value, segment)) {
+      return false;
+    }
+    value = (value as Record<string | number, unknown>)[segment];
+  }
+  return true;
+}
+
+function valueAt(raw: unknown, path: Path): unknown {
+  let value: unknown = raw;
+  for (const segment of path) {
+    value = (value as Record<string | number, unknown>)[segment];
+  }
+  return value;
+}
+
+/** The allowed key nearest to a typo, if it is close enough to be what was meant. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: { candidate: string; distance: number } | undefined;
+  for (const candidate of candidates) {
+    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (best === undefined || distance < best.distance) best = { candidate, distance };
+  }
+  const limit = Math.max(1, Math.floor(word.length / 3));
+  return best !== undefined && best.distance <= limit ? best.candidate : undefined;
+}
+
+/** Levenshtein distance with one rolling row. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i += 1) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      const substitution = (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      next.push(Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, substitution));
+    }
+    row = next;
+  }
+  return row[b.length] ?? 0;
+}
