@@ -7,8 +7,7 @@ import { DEFAULT_MINIMUM_ZIG, SUPPORTED_ZIG } from "../toolchain/versions.js";
 import { parseIp } from "./address.js";
 
 /** An integer in `[min, max]`; every failure says the same thing: what is allowed. */
-function intRange(min: number, max: number) {
-  const error = `must be an integer from ${min} to ${max}`;
+function intRange(min: number, max: number, error = `must be an integer from ${min} to ${max}`) {
   return z.int({ error }).min(min, { error }).max(max, { error });
 }
 
@@ -127,7 +126,7 @@ export const SpecSchema = z
       .default("0.1.0")
       .describe("Service version (semver MAJOR.MINOR.PATCH)."),
     workers: z
-      .union([intRange(1, 1024), z.literal("auto")], {
+      .union([intRange(1, 1024, 'must be an integer from 1 to 1024 or "auto"'), z.literal("auto")], {
         error: 'must be an integer from 1 to 1024 or "auto"',
       })
       .default("auto")

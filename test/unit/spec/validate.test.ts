@@ -1,0 +1,146 @@
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { formatDiagnostic, formatPath } from "../../../src/errors.js";
+import { httpResponseHeaderBytes } from "../../../src/spec/rules.js";
+import { closest, validateSpec } from "../../../src/spec/validate.js";
+
+const root = path.join(import.meta.dirname, "../../..");
+const validDirs = [path.join(root, "test/fixtures/valid"), path.join(root, "examples")];
+
+function listener(extra: Record<string, unknown> = {}) {
+  return { name: "api", protocol: "tcp", address: "127.0.0.1", port: 8080, handler: "echo", ...extra };
+}
+
+function lines(raw: unknown): string[] {
+  const result = validateSpec(raw);
+  return result.ok ? [] : result.diagnostics.map((d) => formatDiagnostic("spec.json", d));
+}
+
+describe("validateSpec", () => {
+  for (const dir of validDirs) {
+    for (const file of readdirSync(dir).filter((f) => f.endsWith(".json"))) {
+      it(`accepts ${path.basename(dir)}/${file}`, () => {
+        const raw = JSON.parse(readFileSync(path.join(dir, file), "utf8"));
+        expect(lines(raw)).toEqual([]);
+      });
+    }
+  }
+
+  it("applies every default to the core form of the design", () => {
+    const result = validateSpec({ name: "edge-echo", listeners: [listener()] });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.spec).toEqual({
+      name: "edge-echo",
+      version: "0.1.0",
+      workers: "auto",
+      drainTimeoutMs: 10000,
+      maxConnections: 1024,
+      readBufferBytes: 16384,
+      writeBufferBytes: 65536,
+      listeners: [
+        {
+          ...listener(),
+          backlog: 511,
+          reuseAddress: true,
+          v6Only: true,
+          noDelay: true,
+          keepalive: false,
+        },
+      ],
+    });
+  });
+
+  it("fills keepalive defaults inside a partial keepalive object", () => {
+    const result = validateSpec({ name: "a", listeners: [listener({ keepalive: { probes: 3 } })] });
+    expect(result.ok && result.spec.listeners[0]?.keepalive).toEqual({
+      idleSeconds: 60,
+      intervalSeconds: 10,
+      probes: 3,
+    });
+  });
+
+  it("accepts $schema and ignores it", () => {
+    expect(lines({ $schema: "x.json", name: "a", listeners: [listener()] })).toEqual([]);
+  });
+
+  it("reports every problem at once, grouped by listener", () => {
+    const raw = {
+      name: "A",
+      workers: 2000,
+      listeners: [listener({ port: 0 }), listener({ protocol: "udp", backlog: 3 })],
+    };
+    expect(lines(raw)).toEqual([
+      "spec.json: name: must start with a lowercase letter followed by up to 62 lowercase " +
+        'letters, digits or hyphens (got "A")',
+      'spec.json: workers: must be an integer from 1 to 1024 or "auto" (got 2000)',
+      "spec.json: listeners[0].port: must be an integer from 1 to 65535 (got 0)",
+      "spec.json: listeners[1].backlog: only applies to tcp listeners; remove it from this " +
+        "udp listener (got 3)",
+      'spec.json: listeners[1].name: is already the name of listeners[0]; listener names must ' +
+        'be unique (got "api")',
+    ]);
+  });
+
+  it("cuts long offending values to about 40 characters", () => {
+    const [line] = lines({ name: "x".repeat(100), listeners: [listener()] });
+    expect(line).toMatch(/\(got "x{38}…\)$/);
+  });
+
+  it("suggests the nearest allowed key for a typo", () => {
+    expect(lines({ name: "a", listeners: [listener()], workrs: 2 })).toEqual([
+      'spec.json: workrs: unknown key (got 2); did you mean "workers"?',
+    ]);
+  });
+
+  it("checks cross-field rules even while other fields are invalid", () => {
+    const raw = { name: 5, listeners: [listener(), listener({ port: 8081 })] };
+    expect(validateSpec(raw).ok).toBe(false);
+    const result = validateSpec(raw);
+    const paths = result.ok ? [] : result.diagnostics.map((d) => formatPath(d.path));
+    expect(paths).toEqual(["name", "listeners[1].name"]);
+  });
+
+  it("does not let a dual-stack wildcard collide with IPv4 on another protocol or port", () => {
+    const ok = {
+      name: "a",
+      listeners: [
+        listener({ name: "v6", address: "::", v6Only: false }),
+        listener({ name: "v4u", protocol: "udp", address: "0.0.0.0" }),
+        listener({ name: "v4t", address: "0.0.0.0", port: 8081 }),
+      ],
+    };
+    expect(lines(ok)).toEqual([]);
+    const clash = { ...ok, listeners: [...ok.listeners, listener({ name: "v4", address: "127.0.0.1" })] };
+    expect(lines(clash)).toHaveLength(1);
+    expect(lines(clash)[0]).toContain("spec.json: listeners[3]: tcp port 8080");
+  });
+
+  it("accepts an http body that exactly fills the write buffer with its headers", () => {
+    const headers = httpResponseHeaderBytes("text/plain; charset=utf-8", 512 - 105);
+    expect(headers).toBe(105);
+    const fits = (bodyBytes: number) =>
+      validateSpec({
+        name: "a",
+        writeBufferBytes: 512,
+        listeners: [listener({ handler: "http", http: { body: "y".repeat(bodyBytes) } })],
+      }).ok;
+    expect(fits(512 - 105)).toBe(true);
+    expect(fits(512 - 105 + 1)).toBe(false);
+  });
+
+  it("measures the http body in UTF-8 bytes, not characters", () => {
+    const body = "é".repeat(40000); // 40000 characters, 80000 bytes
+    const [line] = lines({ name: "a", listeners: [listener({ handler: "http", http: { body } })] });
+    expect(line).toContain("listeners[0].http.body: must be at most 65536 bytes of UTF-8");
+  });
+});
+
+describe("closest", () => {
+  it("finds a near key and refuses a far one", () => {
+    expect(closest("listners", ["name", "listeners"])).toBe("listeners");
+    expect(closest("Port", ["port", "name"])).toBe("port");
+    expect(closest("colour", ["name", "port"])).toBeUndefined();
+  });
+});
