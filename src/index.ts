@@ -10,7 +10,7 @@ export {
   type GenerateOptions,
   type PreparedGeneration,
 } from "./generate.js";
-export { runCli, type CliIo } from "./cli/run.js";
+export { runCli, type CliContext } from "./cli/run.js";
 export {
   asExitError,
   ConflictError,

@@ -29,38 +29,43 @@ import {
   type JsonReport,
 } from "./report.js";
 
-export interface CliIo {
+/** Everything the CLI touches outside its arguments, injected so tests need no `process`. */
+export interface CliContext {
   readonly stdout: { write(chunk: string): unknown };
   readonly stderr: { write(chunk: string | Uint8Array): unknown };
   readonly cwd: string;
   readonly env: NodeJS.ProcessEnv;
+  /** Templates to render (default: the package's `templates/`). */
+  readonly templatesDir?: string;
+  /** Where `.toolchain/` is looked for (default: the package root). */
+  readonly toolchainRoot?: string;
 }
 
 /** Runs one command line; never throws, returns the exit code. */
-export async function runCli(rawArgs: readonly string[], io: CliIo): Promise<number> {
+export async function runCli(rawArgs: readonly string[], ctx: CliContext): Promise<number> {
   let json = false;
   try {
     const command = await parseArgs(rawArgs, GENERATOR_VERSION);
     switch (command.kind) {
       case "output":
-        io.stdout.write(`${command.text}\n`);
+        ctx.stdout.write(`${command.text}\n`);
         return EXIT.ok;
       case "schema":
-        io.stdout.write(specJsonSchemaText());
+        ctx.stdout.write(specJsonSchemaText());
         return EXIT.ok;
       case "init":
-        return await runInit(command.file, io);
+        return await runInit(command.file, ctx);
       case "generate":
         json = command.json;
-        return await runGenerate(command, io);
+        return await runGenerate(command, ctx);
     }
   } catch (error) {
-    return reportError(asExitError(error), io, json);
+    return reportError(asExitError(error), ctx, json);
   }
 }
 
-async function runInit(file: string, io: CliIo): Promise<number> {
-  const target = path.resolve(io.cwd, file);
+async function runInit(file: string, ctx: CliContext): Promise<number> {
+  const target = path.resolve(ctx.cwd, file);
   const schemaRef = path
     .relative(path.dirname(target), path.join(PACKAGE_ROOT, JSON_SCHEMA_PATH))
     .split(path.sep)
@@ -73,52 +78,53 @@ async function runInit(file: string, io: CliIo): Promise<number> {
     }
     throw new ExitError("output", EXIT.output, `cannot write ${file}: ${(error as Error).message}`);
   }
-  io.stdout.write(`wrote ${file}; edit it, then run: gen-reuseport ${file}\n`);
+  ctx.stdout.write(`wrote ${file}; edit it, then run: gen-reuseport ${file}\n`);
   return EXIT.ok;
 }
 
-async function runGenerate(command: GenerateCommand, io: CliIo): Promise<number> {
+async function runGenerate(command: GenerateCommand, ctx: CliContext): Promise<number> {
   const prepared = await prepareGeneration({
     specFile: command.spec,
     outDir: command.out,
-    cwd: io.cwd,
+    cwd: ctx.cwd,
     force: command.force,
+    ...(ctx.templatesDir === undefined ? {} : { templatesDir: ctx.templatesDir }),
   });
-  if (command.check) return reportCheck(prepared, command, io);
-  if (command.dryRun) return reportDryRun(prepared, command, io);
-  const zig = command.build || command.test ? await requireZig(command, prepared, io) : undefined;
+  if (command.check) return reportCheck(prepared, command, ctx);
+  if (command.dryRun) return reportDryRun(prepared, command, ctx);
+  const zig = command.build || command.test ? await requireZig(command, prepared, ctx) : undefined;
   await applyGeneration(prepared);
-  if (!command.json) io.stdout.write(`${writeSummary(prepared)}\n`);
-  const ran = zig === undefined ? [] : await runToolchain(zig, command, prepared, io);
+  if (!command.json) ctx.stdout.write(`${writeSummary(prepared)}\n`);
+  const ran = zig === undefined ? [] : await runToolchain(zig, command, prepared, ctx);
   if (command.json) {
     const zigReport = zig === undefined ? {} : { zig: { path: zig.path, version: zig.version, ran } };
-    printJson(io, { ok: true, exitCode: EXIT.ok, mode: "write", ...planJson(prepared), ...zigReport });
+    printJson(ctx, { ok: true, exitCode: EXIT.ok, mode: "write", ...planJson(prepared), ...zigReport });
   }
   return EXIT.ok;
 }
 
-function reportCheck(prepared: PreparedGeneration, command: GenerateCommand, io: CliIo): number {
+function reportCheck(prepared: PreparedGeneration, command: GenerateCommand, ctx: CliContext): number {
   const drift = hasDrift(prepared);
   const exitCode = drift ? EXIT.drift : EXIT.ok;
   if (command.json) {
-    printJson(io, { ok: !drift, exitCode, mode: "check", drift, ...planJson(prepared) });
+    printJson(ctx, { ok: !drift, exitCode, mode: "check", drift, ...planJson(prepared) });
     return exitCode;
   }
-  for (const line of planLines(prepared, true)) io.stdout.write(`${line}\n`);
-  io.stdout.write(`${checkSummary(prepared, drift)}\n`);
+  for (const line of planLines(prepared, true)) ctx.stdout.write(`${line}\n`);
+  ctx.stdout.write(`${checkSummary(prepared, drift)}\n`);
   return exitCode;
 }
 
-function reportDryRun(prepared: PreparedGeneration, command: GenerateCommand, io: CliIo): number {
+function reportDryRun(prepared: PreparedGeneration, command: GenerateCommand, ctx: CliContext): number {
   const refused = conflictLines(prepared);
   const exitCode = refused.length > 0 ? EXIT.conflict : EXIT.ok;
   if (command.json) {
-    printJson(io, { ok: exitCode === EXIT.ok, exitCode, mode: "dry-run", ...planJson(prepared) });
+    printJson(ctx, { ok: exitCode === EXIT.ok, exitCode, mode: "dry-run", ...planJson(prepared) });
   } else {
-    for (const line of planLines(prepared, false)) io.stdout.write(`${line}\n`);
-    io.stdout.write(`${dryRunSummary(prepared)}\n`);
+    for (const line of planLines(prepared, false)) ctx.stdout.write(`${line}\n`);
+    ctx.stdout.write(`${dryRunSummary(prepared)}\n`);
   }
-  for (const c of refused) io.stderr.write(`${c.path}: ${c.reason}\n`);
+  for (const c of refused) ctx.stderr.write(`${c.path}: ${c.reason}\n`);
   return exitCode;
 }
 
@@ -126,9 +132,14 @@ function reportDryRun(prepared: PreparedGeneration, command: GenerateCommand, io
 async function requireZig(
   command: GenerateCommand,
   prepared: PreparedGeneration,
-  io: CliIo,
+  ctx: CliContext,
 ): Promise<FoundZig> {
-  const zig = await findZig({ zigPath: command.zig, env: io.env, root: PACKAGE_ROOT, cwd: io.cwd });
+  const zig = await findZig({
+    zigPath: command.zig,
+    env: ctx.env,
+    root: ctx.toolchainRoot ?? PACKAGE_ROOT,
+    cwd: ctx.cwd,
+  });
   const found = parseZigVersion(zig.version);
   const minimum = parseZigVersion(prepared.model.minimumZigVersion);
   if (found !== undefined && minimum !== undefined && compareZigVersions(found, minimum) < 0) {
@@ -144,7 +155,7 @@ async function runToolchain(
   zig: FoundZig,
   command: GenerateCommand,
   prepared: PreparedGeneration,
-  io: CliIo,
+  ctx: CliContext,
 ): Promise<string[]> {
   const steps = [...(command.build ? [["build"]] : []), ...(command.test ? [["build", "test"]] : [])];
   const ran: string[] = [];
@@ -152,25 +163,25 @@ async function runToolchain(
     await runZig(zig.path, args, {
       cwd: prepared.outDir,
       displayDir: prepared.displayDir,
-      output: io.stderr,
-      env: io.env,
+      output: ctx.stderr,
+      env: ctx.env,
     });
     ran.push(args.join(" "));
-    if (!command.json) io.stdout.write(`zig ${args.join(" ")}: ok (zig ${zig.version})\n`);
+    if (!command.json) ctx.stdout.write(`zig ${args.join(" ")}: ok (zig ${zig.version})\n`);
   }
   return ran;
 }
 
-function reportError(error: ExitError, io: CliIo, json: boolean): number {
-  for (const line of error.lines()) io.stderr.write(`${line}\n`);
-  if (error instanceof InternalError && io.env.GEN_REUSEPORT_DEBUG === "1") {
+function reportError(error: ExitError, ctx: CliContext, json: boolean): number {
+  for (const line of error.lines()) ctx.stderr.write(`${line}\n`);
+  if (error instanceof InternalError && ctx.env.GEN_REUSEPORT_DEBUG === "1") {
     const detail = error.detail instanceof Error ? error.detail : error;
-    io.stderr.write(`${detail.stack ?? String(detail)}\n`);
+    ctx.stderr.write(`${detail.stack ?? String(detail)}\n`);
   }
-  if (json) printJson(io, { ok: false, exitCode: error.exitCode, error: errorJson(error) });
+  if (json) printJson(ctx, { ok: false, exitCode: error.exitCode, error: errorJson(error) });
   return error.exitCode;
 }
 
-function printJson(io: CliIo, report: JsonReport): void {
-  io.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+function printJson(ctx: CliContext, report: JsonReport): void {
+  ctx.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 }

@@ -7,11 +7,13 @@ import { createHash } from "node:crypto";
 import { crc32 } from "node:zlib";
 
 export function zigFingerprint(zigName: string): string {
-  const checksum = BigInt(crc32(zigName) >>> 0);
   const digest = createHash("sha256").update(zigName, "utf8").digest();
-  let id = digest.readUInt32BE(0);
-  if (id === 0) id = 1;
-  if (id === 0xffffffff) id = 0xfffffffe;
-  const value = (checksum << 32n) | BigInt(id);
+  return composeFingerprint(crc32(zigName), digest.readUInt32BE(0));
+}
+
+/** `checksum` and `id` are u32; the result is "0x" + 16 lowercase hex digits. */
+export function composeFingerprint(checksum: number, id: number): string {
+  const safeId = id === 0 ? 1 : id === 0xffffffff ? 0xfffffffe : id;
+  const value = (BigInt(checksum >>> 0) << 32n) | BigInt(safeId >>> 0);
   return `0x${value.toString(16).padStart(16, "0")}`;
 }

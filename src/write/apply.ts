@@ -50,7 +50,7 @@ async function writeFileAtomic(outDir: string, f: PlannedFile): Promise<void> {
     if (isUserOwned(f.path)) await linkExclusive(temp, target);
     else await rename(temp, target);
   } catch (error) {
-    await rm(temp, { force: true });
+    await rm(temp, { force: true }).catch(() => undefined);
     throw new OutputError(`cannot write ${target}: ${describe(error)}`);
   }
 }
@@ -60,7 +60,7 @@ async function linkExclusive(temp: string, target: string): Promise<void> {
   try {
     await link(temp, target);
   } finally {
-    await rm(temp, { force: true });
+    await rm(temp, { force: true }).catch(() => undefined);
   }
 }
 

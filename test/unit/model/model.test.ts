@@ -1,0 +1,155 @@
+import { createHash } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { composeFingerprint, zigFingerprint } from "../../../src/model/fingerprint.js";
+import { buildModel } from "../../../src/model/model.js";
+import { validateSpec } from "../../../src/spec/validate.js";
+
+function model(raw: Record<string, unknown>, specFile = "/home/me/specs/svc.json") {
+  const result = validateSpec({ name: "edge-echo", ...raw });
+  if (!result.ok) throw new Error(JSON.stringify(result.diagnostics));
+  return buildModel(result.spec, { generatorVersion: "9.9.9", specFile });
+}
+
+const tcp = { name: "api", protocol: "tcp", address: "127.0.0.1", port: 8080, handler: "echo" };
+
+describe("buildModel", () => {
+  it("computes the top-level fields from a minimal spec", () => {
+    const m = model({ listeners: [tcp] });
+    expect({ ...m, listeners: undefined }).toEqual({
+      generatorVersion: "9.9.9",
+      specFile: "svc.json",
+      name: "edge-echo",
+      zigName: "edge_echo",
+      fingerprint: zigFingerprint("edge_echo"),
+      version: "0.1.0",
+      minimumZigVersion: "0.14.1",
+      workers: 0,
+      drainTimeoutMs: 10000,
+      maxConnections: 1024,
+      readBufferBytes: 16384,
+      writeBufferBytes: 65536,
+      hasCustomHandler: false,
+      hasTcp: true,
+      hasUdp: false,
+      listeners: undefined,
+    });
+  });
+
+  it("keeps only the base name of the spec file, for either separator", () => {
+    expect(model({ listeners: [tcp] }, "C:\\specs\\a.json").specFile).toBe("a.json");
+    expect(model({ listeners: [tcp] }, "b.json").specFile).toBe("b.json");
+  });
+
+  it("models a tcp listener with every option", () => {
+    const m = model({
+      workers: 3,
+      zig: "0.16.0",
+      listeners: [
+        {
+          ...tcp,
+          address: "0:0:0:0:0:0:0:1",
+          handler: "http",
+          backlog: 100,
+          reuseAddress: false,
+          v6Only: false,
+          noDelay: false,
+          recvBufferBytes: 8192,
+          sendBufferBytes: 16384,
+          keepalive: { idleSeconds: 5 },
+          http: { body: "hi" },
+        },
+      ],
+    });
+    expect(m.workers).toBe(3);
+    expect(m.minimumZigVersion).toBe("0.16.0");
+    expect(m.listeners[0]).toEqual({
+      index: 0,
+      name: "api",
+      protocol: "tcp",
+      handler: "http",
+      isIpv6: true,
+      address: "::1",
+      addressBytes: ".{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 }",
+      port: 8080,
+      backlog: 100,
+      reuseAddress: false,
+      v6Only: false,
+      noDelay: false,
+      recvBufferBytes: 8192,
+      sendBufferBytes: 16384,
+      keepalive: true,
+      keepaliveIdleSeconds: 5,
+      keepaliveIntervalSeconds: 10,
+      keepaliveProbes: 6,
+      httpBody: "hi",
+      httpContentType: "text/plain; charset=utf-8",
+    });
+  });
+
+  it("zeroes tcp-only numbers for udp and keepalive numbers when keepalive is off", () => {
+    const m = model({
+      listeners: [{ ...tcp, protocol: "udp", address: "10.1.2.3", handler: "custom" }],
+    });
+    expect(m.listeners[0]).toMatchObject({
+      isIpv6: false,
+      addressBytes: ".{ 10, 1, 2, 3 }",
+      backlog: 0,
+      noDelay: false,
+      v6Only: false,
+      keepalive: false,
+      keepaliveIdleSeconds: 0,
+      keepaliveIntervalSeconds: 0,
+      keepaliveProbes: 0,
+      recvBufferBytes: 0,
+      sendBufferBytes: 0,
+      httpBody: "",
+      httpContentType: "",
+    });
+    expect(m).toMatchObject({ hasCustomHandler: true, hasTcp: false, hasUdp: true });
+  });
+
+  it("gives http listeners the default response when the spec sets none", () => {
+    const m = model({ listeners: [{ ...tcp, handler: "http" }] });
+    expect(m.listeners[0]?.httpBody).toBe("OK\n");
+    expect(m.listeners[0]?.httpContentType).toBe("text/plain; charset=utf-8");
+  });
+
+  it("keeps listeners in spec order with their indices", () => {
+    const m = model({
+      listeners: [
+        { ...tcp, name: "z", port: 3 },
+        { ...tcp, name: "a", port: 1 },
+      ],
+    });
+    expect(m.listeners.map((l) => [l.index, l.name])).toEqual([
+      [0, "z"],
+      [1, "a"],
+    ]);
+  });
+});
+
+describe("zigFingerprint", () => {
+  it("puts crc32 of the name in the high half, as Zig checks it", () => {
+    // Zig 0.15 proposed this fingerprint for a package named "fpt" (its checksum half).
+    expect(zigFingerprint("fpt").slice(0, 10)).toBe("0xcb4ca253");
+    expect(zigFingerprint("mixed_edge")).toBe("0xec0c20029966e5cd");
+  });
+
+  it("takes the low half from the first 4 bytes of sha256(name)", () => {
+    const id = createHash("sha256").update("edge_echo").digest().readUInt32BE(0);
+    expect(zigFingerprint("edge_echo").slice(10)).toBe(id.toString(16).padStart(8, "0"));
+  });
+
+  it("is 0x and 16 lowercase hex digits, and deterministic", () => {
+    for (const name of ["a", "edge_echo", "x".repeat(63)]) {
+      expect(zigFingerprint(name)).toMatch(/^0x[0-9a-f]{16}$/);
+      expect(zigFingerprint(name)).toBe(zigFingerprint(name));
+    }
+  });
+
+  it("never uses the ids Zig rejects, 0 and 0xffffffff", () => {
+    expect(composeFingerprint(0xcb4ca253, 0)).toBe("0xcb4ca25300000001");
+    expect(composeFingerprint(0xcb4ca253, 0xffffffff)).toBe("0xcb4ca253fffffffe");
+    expect(composeFingerprint(0, 7)).toBe("0x0000000000000007");
+  });
+});
