@@ -6,11 +6,14 @@ import { fileURLToPath } from "node:url";
 import { generate, asExitError } from "../dist/index.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const examples = (await readdir(path.join(root, "examples"))).filter((f) => f.endsWith(".json")).sort();
+const examples = (await readdir(path.join(root, "examples")))
+  .filter((f) => f.endsWith(".json"))
+  .sort();
 const wanted = new Set(examples.map((f) => path.basename(f, ".json")));
 
 for (const dir of await readdir(path.join(root, "generated")).catch(() => [])) {
-  if (!wanted.has(dir)) await rm(path.join(root, "generated", dir), { recursive: true, force: true });
+  if (!wanted.has(dir))
+    await rm(path.join(root, "generated", dir), { recursive: true, force: true });
 }
 for (const file of examples) {
   const name = path.basename(file, ".json");

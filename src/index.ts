@@ -32,7 +32,13 @@ export { zigFingerprint } from "./model/fingerprint.js";
 export { plan, type Action, type Plan, type PlannedFile } from "./plan/plan.js";
 export { loadTemplates } from "./render/load-templates.js";
 export { MANIFEST_FILE, parseManifest, type Manifest } from "./render/manifest.js";
-export { isUserOwned, render, USER_OWNED_FILES, type Rendered, type Templates } from "./render/render.js";
+export {
+  isUserOwned,
+  render,
+  USER_OWNED_FILES,
+  type Rendered,
+  type Templates,
+} from "./render/render.js";
 export { zigString } from "./render/zig-string.js";
 export { loadSpecFile, parseSpecText } from "./spec/load.js";
 export { specJsonSchemaText } from "./spec/json-schema.js";

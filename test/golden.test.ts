@@ -10,7 +10,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { generate } from "../src/generate.js";
 
 const root = path.join(import.meta.dirname, "..");
-const examples = readdirSync(path.join(root, "examples")).filter((f) => f.endsWith(".json")).sort();
+const examples = readdirSync(path.join(root, "examples"))
+  .filter((f) => f.endsWith(".json"))
+  .sort();
 const scratch = mkdtempSync(path.join(tmpdir(), "gen-reuseport-golden-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
@@ -41,7 +43,9 @@ describe("golden files (refresh with: npm run gen:examples)", () => {
       expect(files(golden).sort()).toEqual(fresh);
       for (const file of fresh) {
         const expected = readFileSync(path.join(out, file), "utf8");
-        expect(readFileSync(path.join(golden, file), "utf8"), `generated/${name}/${file}`).toBe(expected);
+        expect(readFileSync(path.join(golden, file), "utf8"), `generated/${name}/${file}`).toBe(
+          expected,
+        );
       }
     });
   }

@@ -44,33 +44,35 @@ function parser(rawArgs: readonly string[], version: string) {
     .scriptName("gen-reuseport")
     .usage("Usage: $0 <spec.json> [--out DIR] [options]\n\nGenerate a Zig SO_REUSEPORT server.")
     .command("$0 <spec>", "generate the Zig project described by a spec", (y) =>
-      y
-        .positional("spec", { type: "string", describe: "the service spec (JSON)" })
-        .options({
-          out: { type: "string", describe: "output directory (default: ./<name>)" },
-          "dry-run": { type: "boolean", default: false, describe: "print the plan, write nothing" },
-          check: {
-            type: "boolean",
-            default: false,
-            describe: "write nothing; exit 1 if the output directory is not up to date",
-          },
-          force: {
-            type: "boolean",
-            default: false,
-            describe: "overwrite or remove hand-edited generated files",
-          },
-          build: { type: "boolean", default: false, describe: "run zig build after writing" },
-          test: { type: "boolean", default: false, describe: "run zig build test after writing" },
-          zig: { type: "string", describe: "path of the zig executable to use" },
-          json: {
-            type: "boolean",
-            default: false,
-            describe: "print the plan or result as one JSON document on stdout",
-          },
-        }),
+      y.positional("spec", { type: "string", describe: "the service spec (JSON)" }).options({
+        out: { type: "string", describe: "output directory (default: ./<name>)" },
+        "dry-run": { type: "boolean", default: false, describe: "print the plan, write nothing" },
+        check: {
+          type: "boolean",
+          default: false,
+          describe: "write nothing; exit 1 if the output directory is not up to date",
+        },
+        force: {
+          type: "boolean",
+          default: false,
+          describe: "overwrite or remove hand-edited generated files",
+        },
+        build: { type: "boolean", default: false, describe: "run zig build after writing" },
+        test: { type: "boolean", default: false, describe: "run zig build test after writing" },
+        zig: { type: "string", describe: "path of the zig executable to use" },
+        json: {
+          type: "boolean",
+          default: false,
+          describe: "print the plan or result as one JSON document on stdout",
+        },
+      }),
     )
     .command("init [file]", "write an example spec (never overwrites)", (y) =>
-      y.positional("file", { type: "string", default: DEFAULT_INIT_FILE, describe: "spec to create" }),
+      y.positional("file", {
+        type: "string",
+        default: DEFAULT_INIT_FILE,
+        describe: "spec to create",
+      }),
     )
     .command("schema", "print the JSON Schema of the spec")
     .epilogue(EPILOGUE)
@@ -87,8 +89,7 @@ export async function parseArgs(rawArgs: readonly string[], version: string): Pr
   const y = parser(rawArgs, version);
   const { argv, output } = await new Promise<{ argv: Record<string, unknown>; output: string }>(
     (resolve, reject) => {
-      const fail = (message: string | undefined) =>
-        new UsageError(usageMessage(message, rawArgs));
+      const fail = (message: string | undefined) => new UsageError(usageMessage(message, rawArgs));
       y.fail((message, error) => reject(fail(message ?? error?.message)));
       y.parse([...rawArgs], {}, (error, argv, output) => {
         if (error !== null && error !== undefined) {
@@ -135,7 +136,9 @@ function rejectMeaninglessCombinations(c: GenerateCommand): void {
   }
   const mode = c.check ? "--check" : c.dryRun ? "--dry-run" : undefined;
   if (mode !== undefined && (c.build || c.test)) {
-    throw new UsageError(`${mode} writes nothing, so --build and --test cannot be combined with it`);
+    throw new UsageError(
+      `${mode} writes nothing, so --build and --test cannot be combined with it`,
+    );
   }
   if (c.zig !== undefined && !c.build && !c.test) {
     throw new UsageError("--zig is only used with --build or --test");

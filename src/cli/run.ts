@@ -74,7 +74,11 @@ async function runInit(file: string, ctx: CliContext): Promise<number> {
     await writeFile(target, initSpecText(schemaRef), { flag: "wx" });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "EEXIST") {
-      throw new ExitError("exists", EXIT.usage, `${file} already exists; init never overwrites a file`);
+      throw new ExitError(
+        "exists",
+        EXIT.usage,
+        `${file} already exists; init never overwrites a file`,
+      );
     }
     throw new ExitError("output", EXIT.output, `cannot write ${file}: ${(error as Error).message}`);
   }
@@ -97,13 +101,24 @@ async function runGenerate(command: GenerateCommand, ctx: CliContext): Promise<n
   if (!command.json) ctx.stdout.write(`${writeSummary(prepared)}\n`);
   const ran = zig === undefined ? [] : await runToolchain(zig, command, prepared, ctx);
   if (command.json) {
-    const zigReport = zig === undefined ? {} : { zig: { path: zig.path, version: zig.version, ran } };
-    printJson(ctx, { ok: true, exitCode: EXIT.ok, mode: "write", ...planJson(prepared), ...zigReport });
+    const zigReport =
+      zig === undefined ? {} : { zig: { path: zig.path, version: zig.version, ran } };
+    printJson(ctx, {
+      ok: true,
+      exitCode: EXIT.ok,
+      mode: "write",
+      ...planJson(prepared),
+      ...zigReport,
+    });
   }
   return EXIT.ok;
 }
 
-function reportCheck(prepared: PreparedGeneration, command: GenerateCommand, ctx: CliContext): number {
+function reportCheck(
+  prepared: PreparedGeneration,
+  command: GenerateCommand,
+  ctx: CliContext,
+): number {
   const drift = hasDrift(prepared);
   const exitCode = drift ? EXIT.drift : EXIT.ok;
   if (command.json) {
@@ -115,7 +130,11 @@ function reportCheck(prepared: PreparedGeneration, command: GenerateCommand, ctx
   return exitCode;
 }
 
-function reportDryRun(prepared: PreparedGeneration, command: GenerateCommand, ctx: CliContext): number {
+function reportDryRun(
+  prepared: PreparedGeneration,
+  command: GenerateCommand,
+  ctx: CliContext,
+): number {
   const refused = conflictLines(prepared);
   const exitCode = refused.length > 0 ? EXIT.conflict : EXIT.ok;
   if (command.json) {
@@ -157,7 +176,10 @@ async function runToolchain(
   prepared: PreparedGeneration,
   ctx: CliContext,
 ): Promise<string[]> {
-  const steps = [...(command.build ? [["build"]] : []), ...(command.test ? [["build", "test"]] : [])];
+  const steps = [
+    ...(command.build ? [["build"]] : []),
+    ...(command.test ? [["build", "test"]] : []),
+  ];
   const ran: string[] = [];
   for (const args of steps) {
     await runZig(zig.path, args, {

@@ -98,7 +98,8 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
 
 function buildListener(listener: ListenerSpec, index: number): ListenerModel {
   const ip = parseIp(listener.address);
-  if (ip === undefined) throw new InternalError(`model got an unvalidated address ${listener.address}`);
+  if (ip === undefined)
+    throw new InternalError(`model got an unvalidated address ${listener.address}`);
   const isTcp = listener.protocol === "tcp";
   const isIpv6 = ip.family === 6;
   const keepalive = isTcp && listener.keepalive !== false ? listener.keepalive : undefined;

@@ -34,7 +34,8 @@ export interface Plan {
 }
 
 /** What is on disk at a path the plan asks about; absent paths are not in the map. */
-export type DiskEntry = { readonly kind: "file"; readonly sha256: string } | { readonly kind: "other" };
+export type DiskEntry =
+  { readonly kind: "file"; readonly sha256: string } | { readonly kind: "other" };
 export type DiskState = ReadonlyMap<string, DiskEntry>;
 
 export interface PlanOptions {
@@ -121,7 +122,14 @@ export function hasChanges(p: Plan): boolean {
 export type PlanCounts = Record<Action, number>;
 
 export function countActions(p: Plan): PlanCounts {
-  const counts: PlanCounts = { create: 0, update: 0, unchanged: 0, remove: 0, keep: 0, conflict: 0 };
+  const counts: PlanCounts = {
+    create: 0,
+    update: 0,
+    unchanged: 0,
+    remove: 0,
+    keep: 0,
+    conflict: 0,
+  };
   for (const f of p.files) counts[f.action] += 1;
   return counts;
 }

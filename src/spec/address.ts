@@ -73,7 +73,8 @@ export function parseIp(text: string): IpAddress | undefined {
 export function formatIp(address: IpAddress): string {
   if (address.family === 4) return address.bytes.join(".");
   const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(((address.bytes[i] ?? 0) << 8) | (address.bytes[i + 1] ?? 0));
+  for (let i = 0; i < 16; i += 2)
+    groups.push(((address.bytes[i] ?? 0) << 8) | (address.bytes[i + 1] ?? 0));
   if (isIpv4Mapped(groups)) {
     return `::ffff:${address.bytes.slice(12).join(".")}`;
   }

@@ -28,130 +28,147 @@ export const LIMITS = {
 } as const;
 
 export const KeepaliveSchema = z
-  .strictObject({
-    idleSeconds: intRange(1, 32767)
-      .default(60)
-      .describe("Seconds a connection is idle before the first probe (TCP_KEEPIDLE)."),
-    intervalSeconds: intRange(1, 32767)
-      .default(10)
-      .describe("Seconds between probes (TCP_KEEPINTVL)."),
-    probes: intRange(1, 127)
-      .default(6)
-      .describe("Unanswered probes before the connection is dropped (TCP_KEEPCNT)."),
-  }, { error: "must be false or an object { idleSeconds, intervalSeconds, probes }" })
+  .strictObject(
+    {
+      idleSeconds: intRange(1, 32767)
+        .default(60)
+        .describe("Seconds a connection is idle before the first probe (TCP_KEEPIDLE)."),
+      intervalSeconds: intRange(1, 32767)
+        .default(10)
+        .describe("Seconds between probes (TCP_KEEPINTVL)."),
+      probes: intRange(1, 127)
+        .default(6)
+        .describe("Unanswered probes before the connection is dropped (TCP_KEEPCNT)."),
+    },
+    { error: "must be false or an object { idleSeconds, intervalSeconds, probes }" },
+  )
   .describe("TCP keepalive settings.");
 
 export const HttpSchema = z
-  .strictObject({
-    body: z
-      .string({ error: "must be a string" })
-      .refine((s) => utf8.encode(s).length <= LIMITS.httpBodyBytes, {
-        error: `must be at most ${LIMITS.httpBodyBytes} bytes of UTF-8`,
-      })
-      .default("OK\n")
-      .describe(`Response body of every request, at most ${LIMITS.httpBodyBytes} bytes of UTF-8.`),
-    contentType: z
-      .string({ error: "must be a string" })
-      .regex(/^[\x20-\x7e]{1,256}$/, {
-        error: "must be 1 to 256 printable ASCII characters (no control characters or CR/LF)",
-      })
-      .default("text/plain; charset=utf-8")
-      .describe("Content-Type header of every response."),
-  }, { error: "must be an object { body, contentType }" })
+  .strictObject(
+    {
+      body: z
+        .string({ error: "must be a string" })
+        .refine((s) => utf8.encode(s).length <= LIMITS.httpBodyBytes, {
+          error: `must be at most ${LIMITS.httpBodyBytes} bytes of UTF-8`,
+        })
+        .default("OK\n")
+        .describe(
+          `Response body of every request, at most ${LIMITS.httpBodyBytes} bytes of UTF-8.`,
+        ),
+      contentType: z
+        .string({ error: "must be a string" })
+        .regex(/^[\x20-\x7e]{1,256}$/, {
+          error: "must be 1 to 256 printable ASCII characters (no control characters or CR/LF)",
+        })
+        .default("text/plain; charset=utf-8")
+        .describe("Content-Type header of every response."),
+    },
+    { error: "must be an object { body, contentType }" },
+  )
   .describe('Response of the "http" handler (only when handler is "http").');
 
 export const ListenerSchema = z
-  .strictObject({
-    name: z
-      .string({ error: "must be a string" })
-      .regex(/^[a-z][a-z0-9_]{0,62}$/, {
-        error:
-          "must start with a lowercase letter followed by up to 62 lowercase letters, digits " +
-          "or underscores",
-      })
-      .describe("Listener name, unique in the spec (used in logs and --listen NAME=HOST:PORT)."),
-    protocol: oneOf(["tcp", "udp"]).describe("Transport protocol."),
-    address: z
-      .string({ error: "must be a string" })
-      .refine((s) => parseIp(s) !== undefined, {
-        error:
-          'must be an IPv4 or IPv6 address literal such as "0.0.0.0", "127.0.0.1", "::" or ' +
-          '"::1" (no brackets, no zone id, no host names)',
-      })
-      .describe('IPv4 or IPv6 address literal to bind: "0.0.0.0", "::", "127.0.0.1", "::1", …'),
-    port: intRange(1, 65535).describe("Port to bind, shared by every worker with SO_REUSEPORT."),
-    handler: oneOf(["echo", "http", "whoami", "custom"]).describe(
-      "What the listener does with traffic.",
-    ),
-    backlog: intRange(1, 65535)
-      .default(511)
-      .describe("listen() backlog (tcp only)."),
-    reuseAddress: bool().default(true).describe("Set SO_REUSEADDR before bind."),
-    v6Only: bool()
-      .default(true)
-      .describe("Set IPV6_V6ONLY (IPv6 addresses only); false makes \"::\" dual-stack."),
-    noDelay: bool().default(true).describe("Set TCP_NODELAY on accepted connections (tcp only)."),
-    recvBufferBytes: intRange(4096, 67108864)
-      .optional()
-      .describe("SO_RCVBUF in bytes; absent keeps the kernel default."),
-    sendBufferBytes: intRange(4096, 67108864)
-      .optional()
-      .describe("SO_SNDBUF in bytes; absent keeps the kernel default."),
-    keepalive: z
-      .union([z.literal(false), KeepaliveSchema], {
-        error: "must be false or an object { idleSeconds, intervalSeconds, probes }",
-      })
-      .default(false)
-      .describe("TCP keepalive on accepted connections: false, or its settings (tcp only)."),
-    http: HttpSchema.optional(),
-  }, { error: "must be a listener object { name, protocol, address, port, handler, … }" })
+  .strictObject(
+    {
+      name: z
+        .string({ error: "must be a string" })
+        .regex(/^[a-z][a-z0-9_]{0,62}$/, {
+          error:
+            "must start with a lowercase letter followed by up to 62 lowercase letters, digits " +
+            "or underscores",
+        })
+        .describe("Listener name, unique in the spec (used in logs and --listen NAME=HOST:PORT)."),
+      protocol: oneOf(["tcp", "udp"]).describe("Transport protocol."),
+      address: z
+        .string({ error: "must be a string" })
+        .refine((s) => parseIp(s) !== undefined, {
+          error:
+            'must be an IPv4 or IPv6 address literal such as "0.0.0.0", "127.0.0.1", "::" or ' +
+            '"::1" (no brackets, no zone id, no host names)',
+        })
+        .describe('IPv4 or IPv6 address literal to bind: "0.0.0.0", "::", "127.0.0.1", "::1", …'),
+      port: intRange(1, 65535).describe("Port to bind, shared by every worker with SO_REUSEPORT."),
+      handler: oneOf(["echo", "http", "whoami", "custom"]).describe(
+        "What the listener does with traffic.",
+      ),
+      backlog: intRange(1, 65535).default(511).describe("listen() backlog (tcp only)."),
+      reuseAddress: bool().default(true).describe("Set SO_REUSEADDR before bind."),
+      v6Only: bool()
+        .default(true)
+        .describe('Set IPV6_V6ONLY (IPv6 addresses only); false makes "::" dual-stack.'),
+      noDelay: bool().default(true).describe("Set TCP_NODELAY on accepted connections (tcp only)."),
+      recvBufferBytes: intRange(4096, 67108864)
+        .optional()
+        .describe("SO_RCVBUF in bytes; absent keeps the kernel default."),
+      sendBufferBytes: intRange(4096, 67108864)
+        .optional()
+        .describe("SO_SNDBUF in bytes; absent keeps the kernel default."),
+      keepalive: z
+        .union([z.literal(false), KeepaliveSchema], {
+          error: "must be false or an object { idleSeconds, intervalSeconds, probes }",
+        })
+        .default(false)
+        .describe("TCP keepalive on accepted connections: false, or its settings (tcp only)."),
+      http: HttpSchema.optional(),
+    },
+    { error: "must be a listener object { name, protocol, address, port, handler, … }" },
+  )
   .describe("One listening socket per worker, bound with SO_REUSEPORT.");
 
 export const SpecSchema = z
-  .strictObject({
-    $schema: z.string({ error: "must be a string" }).optional().describe("Ignored."),
-    name: z
-      .string({ error: "must be a string" })
-      .regex(/^[a-z][a-z0-9-]{0,62}$/, {
-        error:
-          "must start with a lowercase letter followed by up to 62 lowercase letters, digits " +
-          "or hyphens",
-      })
-      .describe("Service name: binary, Zig package and default output directory name."),
-    version: z
-      .string({ error: "must be a string" })
-      .regex(/^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$/, {
-        error: 'must be a version "MAJOR.MINOR.PATCH" such as "1.2.3"',
-      })
-      .default("0.1.0")
-      .describe("Service version (semver MAJOR.MINOR.PATCH)."),
-    workers: z
-      .union([intRange(1, 1024, 'must be an integer from 1 to 1024 or "auto"'), z.literal("auto")], {
-        error: 'must be an integer from 1 to 1024 or "auto"',
-      })
-      .default("auto")
-      .describe('Worker processes: a count, or "auto" for one per CPU.'),
-    zig: oneOf(SUPPORTED_ZIG)
-      .optional()
-      .describe(`Oldest Zig release the generated code must build with (default ${DEFAULT_MINIMUM_ZIG}).`),
-    drainTimeoutMs: intRange(0, 3600000)
-      .default(10000)
-      .describe("Milliseconds a stopping worker may spend finishing in-flight work."),
-    maxConnections: intRange(1, 1048576)
-      .default(1024)
-      .describe("Open TCP connections per worker."),
-    readBufferBytes: intRange(512, 1048576)
-      .default(16384)
-      .describe("Read buffer per connection, and datagram buffer per UDP listener."),
-    writeBufferBytes: intRange(512, 1048576)
-      .default(65536)
-      .describe("Write buffer per connection."),
-    listeners: z
-      .array(ListenerSchema, { error: "must be an array of listener objects" })
-      .min(1, { error: "must list at least 1 listener" })
-      .max(64, { error: "must list at most 64 listeners" })
-      .describe("Listening sockets (1 to 64)."),
-  }, { error: "must be a JSON object" })
+  .strictObject(
+    {
+      $schema: z.string({ error: "must be a string" }).optional().describe("Ignored."),
+      name: z
+        .string({ error: "must be a string" })
+        .regex(/^[a-z][a-z0-9-]{0,62}$/, {
+          error:
+            "must start with a lowercase letter followed by up to 62 lowercase letters, digits " +
+            "or hyphens",
+        })
+        .describe("Service name: binary, Zig package and default output directory name."),
+      version: z
+        .string({ error: "must be a string" })
+        .regex(/^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$/, {
+          error: 'must be a version "MAJOR.MINOR.PATCH" such as "1.2.3"',
+        })
+        .default("0.1.0")
+        .describe("Service version (semver MAJOR.MINOR.PATCH)."),
+      workers: z
+        .union(
+          [intRange(1, 1024, 'must be an integer from 1 to 1024 or "auto"'), z.literal("auto")],
+          {
+            error: 'must be an integer from 1 to 1024 or "auto"',
+          },
+        )
+        .default("auto")
+        .describe('Worker processes: a count, or "auto" for one per CPU.'),
+      zig: oneOf(SUPPORTED_ZIG)
+        .optional()
+        .describe(
+          `Oldest Zig release the generated code must build with (default ${DEFAULT_MINIMUM_ZIG}).`,
+        ),
+      drainTimeoutMs: intRange(0, 3600000)
+        .default(10000)
+        .describe("Milliseconds a stopping worker may spend finishing in-flight work."),
+      maxConnections: intRange(1, 1048576)
+        .default(1024)
+        .describe("Open TCP connections per worker."),
+      readBufferBytes: intRange(512, 1048576)
+        .default(16384)
+        .describe("Read buffer per connection, and datagram buffer per UDP listener."),
+      writeBufferBytes: intRange(512, 1048576)
+        .default(65536)
+        .describe("Write buffer per connection."),
+      listeners: z
+        .array(ListenerSchema, { error: "must be an array of listener objects" })
+        .min(1, { error: "must list at least 1 listener" })
+        .max(64, { error: "must list at most 64 listeners" })
+        .describe("Listening sockets (1 to 64)."),
+    },
+    { error: "must be a JSON object" },
+  )
   .describe("A gen-reuseport service spec.");
 
 /** A valid spec with every default applied. */

@@ -64,8 +64,10 @@ async function locate(
   env: NodeJS.ProcessEnv,
   cwd: string,
 ): Promise<{ path: string; source: ZigSource } | undefined> {
-  if (options.zigPath !== undefined) return { path: path.resolve(cwd, options.zigPath), source: "flag" };
-  if (env.ZIG !== undefined && env.ZIG !== "") return { path: path.resolve(cwd, env.ZIG), source: "env" };
+  if (options.zigPath !== undefined)
+    return { path: path.resolve(cwd, options.zigPath), source: "flag" };
+  if (env.ZIG !== undefined && env.ZIG !== "")
+    return { path: path.resolve(cwd, env.ZIG), source: "env" };
   const provisioned = await newestProvisioned(options.root);
   if (provisioned !== undefined) return { path: provisioned, source: "toolchain" };
   const onPath = await searchPath("zig", env.PATH ?? "");

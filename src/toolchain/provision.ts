@@ -81,8 +81,7 @@ async function install(version: string, toolchainDir: string, options: EnsureZig
       const output = (result.all ?? "").trim().split("\n").slice(-3).join(" | ");
       const why = (result.shortMessage ?? "").split("\n")[0];
       throw new ToolchainError(
-        `installing zig ${version} with pip failed (${why})` +
-          (output === "" ? "" : `: ${output}`),
+        `installing zig ${version} with pip failed (${why})` + (output === "" ? "" : `: ${output}`),
       );
     }
     await rm(path.join(toolchainDir, `zig-${version}`), { recursive: true, force: true });

@@ -13,7 +13,11 @@ export interface Run {
 }
 
 /** A scratch working directory holding copies of the examples. */
-export function scratch(): { dir: string; cleanup: () => void; cli: (...args: string[]) => Promise<Run> } {
+export function scratch(): {
+  dir: string;
+  cleanup: () => void;
+  cli: (...args: string[]) => Promise<Run>;
+} {
   const dir = mkdtempSync(path.join(tmpdir(), "gen-reuseport-cli-"));
   cpSync(EXAMPLES, dir, { recursive: true });
   const cli = async (...args: string[]): Promise<Run> => {

@@ -30,7 +30,9 @@ function manifest(files: Record<string, string>): Manifest {
 }
 
 function actions(files: readonly PlannedFile[]): Record<string, string> {
-  return Object.fromEntries(files.map((f) => [f.path, f.reason ? `${f.action}:${f.reason}` : f.action]));
+  return Object.fromEntries(
+    files.map((f) => [f.path, f.reason ? `${f.action}:${f.reason}` : f.action]),
+  );
 }
 
 describe("plan", () => {
@@ -52,14 +54,23 @@ describe("plan", () => {
   });
 
   it("updates a file still as the last run wrote it", () => {
-    const p = plan(rendered({ "a.zig": "new" }), disk({ "a.zig": "old" }), manifest({ "a.zig": "old" }), {
-      force: false,
-    });
+    const p = plan(
+      rendered({ "a.zig": "new" }),
+      disk({ "a.zig": "old" }),
+      manifest({ "a.zig": "old" }),
+      {
+        force: false,
+      },
+    );
     expect(actions(p.files)["a.zig"]).toBe("update");
   });
 
   it("refuses a hand-edited file as a conflict, and overwrites it with force", () => {
-    const args = [rendered({ "a.zig": "new" }), disk({ "a.zig": "mine" }), manifest({ "a.zig": "old" })] as const;
+    const args = [
+      rendered({ "a.zig": "new" }),
+      disk({ "a.zig": "mine" }),
+      manifest({ "a.zig": "old" }),
+    ] as const;
     expect(actions(plan(...args, { force: false }).files)["a.zig"]).toBe("conflict:edited");
     expect(actions(plan(...args, { force: true }).files)["a.zig"]).toBe("update:edited");
   });
@@ -71,12 +82,18 @@ describe("plan", () => {
   });
 
   it("removes a stale file that is unchanged since it was written", () => {
-    const p = plan(rendered({}), disk({ "old.zig": "O" }), manifest({ "old.zig": "O" }), { force: false });
+    const p = plan(rendered({}), disk({ "old.zig": "O" }), manifest({ "old.zig": "O" }), {
+      force: false,
+    });
     expect(actions(p.files)["old.zig"]).toBe("remove");
   });
 
   it("refuses to remove a hand-edited stale file unless forced", () => {
-    const args = [rendered({}), disk({ "old.zig": "edited" }), manifest({ "old.zig": "O" })] as const;
+    const args = [
+      rendered({}),
+      disk({ "old.zig": "edited" }),
+      manifest({ "old.zig": "O" }),
+    ] as const;
     expect(actions(plan(...args, { force: false }).files)["old.zig"]).toBe("conflict:stale-edited");
     expect(actions(plan(...args, { force: true }).files)["old.zig"]).toBe("remove:stale-edited");
   });
@@ -100,31 +117,47 @@ describe("plan", () => {
   });
 
   it("creates the user-owned handler when it does not exist", () => {
-    const p = plan(rendered({ "src/handler.zig": "template" }), disk({}), undefined, { force: false });
+    const p = plan(rendered({ "src/handler.zig": "template" }), disk({}), undefined, {
+      force: false,
+    });
     expect(actions(p.files)["src/handler.zig"]).toBe("create");
   });
 
   it("never removes a user-owned file, even when the manifest lists it", () => {
-    const p = plan(rendered({}), disk({ "src/handler.zig": "x" }), manifest({ "src/handler.zig": "x" }), {
-      force: true,
-    });
+    const p = plan(
+      rendered({}),
+      disk({ "src/handler.zig": "x" }),
+      manifest({ "src/handler.zig": "x" }),
+      {
+        force: true,
+      },
+    );
     expect(actions(p.files)["src/handler.zig"]).toBeUndefined();
   });
 
   it("treats a directory in the way as a conflict that force cannot clear", () => {
-    const p = plan(rendered({ "a.zig": "A" }), disk({ "a.zig": "dir" }), undefined, { force: true });
+    const p = plan(rendered({ "a.zig": "A" }), disk({ "a.zig": "dir" }), undefined, {
+      force: true,
+    });
     expect(actions(p.files)["a.zig"]).toBe("conflict:not-a-file");
   });
 
   it("sorts files by path and puts the manifest last", () => {
-    const p = plan(rendered({ "z.zig": "", "a.zig": "", "m/b.zig": "" }), disk({}), manifest({ "b.zig": "" }), {
-      force: false,
-    });
+    const p = plan(
+      rendered({ "z.zig": "", "a.zig": "", "m/b.zig": "" }),
+      disk({}),
+      manifest({ "b.zig": "" }),
+      {
+        force: false,
+      },
+    );
     expect(p.files.map((f) => f.path)).toEqual(["a.zig", "m/b.zig", "z.zig", MANIFEST_FILE]);
   });
 
   it("always brings the manifest up to date", () => {
-    const p = plan(rendered({}), disk({ [MANIFEST_FILE]: "hand edited" }), undefined, { force: false });
+    const p = plan(rendered({}), disk({ [MANIFEST_FILE]: "hand edited" }), undefined, {
+      force: false,
+    });
     expect(actions(p.files)[MANIFEST_FILE]).toBe("update");
   });
 
@@ -135,7 +168,14 @@ describe("plan", () => {
       manifest({ "up.zig": "U1", "gone.zig": "G" }),
       { force: false },
     );
-    expect(countActions(p)).toEqual({ create: 2, update: 1, unchanged: 1, remove: 1, keep: 0, conflict: 0 });
+    expect(countActions(p)).toEqual({
+      create: 2,
+      update: 1,
+      unchanged: 1,
+      remove: 1,
+      keep: 0,
+      conflict: 0,
+    });
   });
 });
 

@@ -22,7 +22,7 @@ const templates = new Map([
   ["build.zig.zon.hbs", ".{ .name = .{{zigName}}, .fingerprint = {{fingerprint}} }\n"],
   [
     "src/main.zig.hbs",
-    "{{#each listeners}}{{name}}={{#if (eq protocol \"tcp\")}}tcp{{else}}udp{{/if}}\n{{/each}}",
+    '{{#each listeners}}{{name}}={{#if (eq protocol "tcp")}}tcp{{else}}udp{{/if}}\n{{/each}}',
   ],
   ["src/handler.zig.hbs", "pub fn handle() void {} // {{name}}\n"],
   ["README.md.hbs", "# {{name}}\r\n\r\n\r\n"],
@@ -49,7 +49,9 @@ describe("render", () => {
     expect(files.get("src/main.zig")?.split("\n")[0]).toBe(`// ${text}`);
     expect(files.get("README.md")?.split("\n")[0]).toBe(`<!-- ${text} -->`);
     expect(files.get(".gitignore")?.split("\n")[0]).toBe(`# ${text}`);
-    expect(files.get("src/main.zig")?.split("\n")[0]).toMatch(/^\/\/ Code generated .* DO NOT EDIT\.$/);
+    expect(files.get("src/main.zig")?.split("\n")[0]).toMatch(
+      /^\/\/ Code generated .* DO NOT EDIT\.$/,
+    );
   });
 
   it("renders listeners with the eq helper as a subexpression", () => {
@@ -61,7 +63,9 @@ describe("render", () => {
   it("supports eq as a block helper with an else branch", () => {
     const files = render(
       model(),
-      new Map([["a.zig.hbs", "{{#each listeners}}{{#eq handler \"echo\"}}E{{else}}X{{/eq}}{{/each}}"]]),
+      new Map([
+        ["a.zig.hbs", '{{#each listeners}}{{#eq handler "echo"}}E{{else}}X{{/eq}}{{/each}}'],
+      ]),
     );
     expect(files.get("a.zig")?.split("\n")[1]).toBe("EE");
   });
@@ -87,7 +91,13 @@ describe("render", () => {
     expect(manifest?.files["src/main.zig"]).toBe(sha256(files.get("src/main.zig") ?? ""));
     expect(Object.keys(manifest?.files ?? {})).not.toContain("src/handler.zig");
     expect(manifest?.userFiles).toEqual(["src/handler.zig"]);
-    expect(Object.keys(JSON.parse(text))).toEqual(["files", "generator", "spec", "userFiles", "version"]);
+    expect(Object.keys(JSON.parse(text))).toEqual([
+      "files",
+      "generator",
+      "spec",
+      "userFiles",
+      "version",
+    ]);
     expect(text.endsWith("}\n")).toBe(true);
     expect(text).not.toMatch(/\/(home|tmp|work)\//);
   });
@@ -117,7 +127,10 @@ describe("render", () => {
 
   it("escapes spec strings through zigString", () => {
     const m = model("http", { http: { body: 'say "hi"\n' } });
-    const files = render(m, new Map([["a.zig.hbs", "{{#each listeners}}{{zigString httpBody}}{{/each}}"]]));
+    const files = render(
+      m,
+      new Map([["a.zig.hbs", "{{#each listeners}}{{zigString httpBody}}{{/each}}"]]),
+    );
     expect(files.get("a.zig")?.split("\n")[1]).toBe('"say \\"hi\\"\\n"""');
   });
 

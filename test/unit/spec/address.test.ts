@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { formatIp, isIpv6Wildcard, parseIp, parseIpv4, parseIpv6 } from "../../../src/spec/address.js";
+import {
+  formatIp,
+  isIpv6Wildcard,
+  parseIp,
+  parseIpv4,
+  parseIpv6,
+} from "../../../src/spec/address.js";
 
 describe("parseIpv4", () => {
   it.each([
@@ -10,12 +16,19 @@ describe("parseIpv4", () => {
     expect(parseIpv4(text)).toEqual(bytes);
   });
 
-  it.each(["256.0.0.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.-4", "1.2.3.4 ", "", "a.b.c.d", "1..3.4"])(
-    "rejects %j",
-    (text) => {
-      expect(parseIpv4(text)).toBeUndefined();
-    },
-  );
+  it.each([
+    "256.0.0.1",
+    "1.2.3",
+    "1.2.3.4.5",
+    "01.2.3.4",
+    "1.2.3.-4",
+    "1.2.3.4 ",
+    "",
+    "a.b.c.d",
+    "1..3.4",
+  ])("rejects %j", (text) => {
+    expect(parseIpv4(text)).toBeUndefined();
+  });
 });
 
 describe("parseIpv6", () => {
@@ -23,7 +36,10 @@ describe("parseIpv6", () => {
     ["::", new Array(16).fill(0)],
     ["::1", [...new Array(15).fill(0), 1]],
     ["0:0:0:0:0:0:0:1", [...new Array(15).fill(0), 1]],
-    ["2001:db8::ff00:42:8329", [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0xff, 0, 0, 0x42, 0x83, 0x29]],
+    [
+      "2001:db8::ff00:42:8329",
+      [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0xff, 0, 0, 0x42, 0x83, 0x29],
+    ],
     ["::ffff:192.0.2.1", [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]],
     ["1:2:3:4:5:6:7::", [0, 1, 0, 2, 0, 3, 0, 4, 0, 5, 0, 6, 0, 7, 0, 0]],
     ["FE80::A", [0xfe, 0x80, ...new Array(13).fill(0), 0x0a]],

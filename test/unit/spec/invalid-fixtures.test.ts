@@ -9,8 +9,7 @@ const fixtures = path.join(import.meta.dirname, "../../fixtures");
 const invalidDir = path.join(fixtures, "invalid");
 
 type Expected =
-  | readonly { readonly path: string; readonly message: string }[]
-  | { readonly invalidJson: string };
+  readonly { readonly path: string; readonly message: string }[] | { readonly invalidJson: string };
 
 const expectations = JSON.parse(
   readFileSync(path.join(fixtures, "invalid-expected.json"), "utf8"),
@@ -25,7 +24,9 @@ function diagnosticsOf(file: string) {
 
 describe("invalid spec fixtures", () => {
   it("lists an expectation for every fixture file and a fixture for every expectation", () => {
-    const files = readdirSync(invalidDir).filter((f) => f.endsWith(".json")).sort();
+    const files = readdirSync(invalidDir)
+      .filter((f) => f.endsWith(".json"))
+      .sort();
     expect(Object.keys(expectations).sort()).toEqual(files);
     expect(files.length).toBeGreaterThanOrEqual(20);
   });
@@ -62,7 +63,9 @@ describe("invalid spec fixtures", () => {
   it("never lets zod's own wording reach the user", () => {
     for (const file of Object.keys(expectations).filter((f) => !f.startsWith("malformed"))) {
       for (const d of diagnosticsOf(file)) {
-        expect(d.message).not.toMatch(/Invalid input|expected .*, received|Unrecognized key|Too (big|small)/);
+        expect(d.message).not.toMatch(
+          /Invalid input|expected .*, received|Unrecognized key|Too (big|small)/,
+        );
       }
     }
   });

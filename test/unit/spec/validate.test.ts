@@ -9,7 +9,14 @@ const root = path.join(import.meta.dirname, "../../..");
 const validDirs = [path.join(root, "test/fixtures/valid"), path.join(root, "examples")];
 
 function listener(extra: Record<string, unknown> = {}) {
-  return { name: "api", protocol: "tcp", address: "127.0.0.1", port: 8080, handler: "echo", ...extra };
+  return {
+    name: "api",
+    protocol: "tcp",
+    address: "127.0.0.1",
+    port: 8080,
+    handler: "echo",
+    ...extra,
+  };
 }
 
 function lines(raw: unknown): string[] {
@@ -78,7 +85,7 @@ describe("validateSpec", () => {
       "spec.json: listeners[0].port: must be an integer from 1 to 65535 (got 0)",
       "spec.json: listeners[1].backlog: only applies to tcp listeners; remove it from this " +
         "udp listener (got 3)",
-      'spec.json: listeners[1].name: is already the name of listeners[0]; listener names must ' +
+      "spec.json: listeners[1].name: is already the name of listeners[0]; listener names must " +
         'be unique (got "api")',
     ]);
   });
@@ -112,7 +119,10 @@ describe("validateSpec", () => {
       ],
     };
     expect(lines(ok)).toEqual([]);
-    const clash = { ...ok, listeners: [...ok.listeners, listener({ name: "v4", address: "127.0.0.1" })] };
+    const clash = {
+      ...ok,
+      listeners: [...ok.listeners, listener({ name: "v4", address: "127.0.0.1" })],
+    };
     expect(lines(clash)).toHaveLength(1);
     expect(lines(clash)[0]).toContain("spec.json: listeners[3]: tcp port 8080");
   });

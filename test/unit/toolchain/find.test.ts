@@ -25,11 +25,16 @@ describe("findZig", () => {
     expect(await find(undefined, env)).toEqual({ path: env, version: "0.15.2", source: "env" });
     expect((await find(undefined)).source).toBe("toolchain");
     rmSync(path.join(root, ".toolchain"), { recursive: true });
-    expect(await find(undefined)).toEqual({ path: path.join(PATH, "zig"), version: "0.17.1", source: "path" });
+    expect(await find(undefined)).toEqual({
+      path: path.join(PATH, "zig"),
+      version: "0.17.1",
+      source: "path",
+    });
   });
 
   it("picks the newest supported provisioned Zig", async () => {
-    for (const v of ["0.14.1", "0.17.1", "0.15.2", "0.13.0"]) writeFakeZig(provisionedZigPath(root, v), v);
+    for (const v of ["0.14.1", "0.17.1", "0.15.2", "0.13.0"])
+      writeFakeZig(provisionedZigPath(root, v), v);
     const found = await findZig({ env: {}, root });
     expect(found.version).toBe("0.17.1");
   });
@@ -60,6 +65,8 @@ describe("findZig", () => {
   });
 
   it("fails with how to get Zig when there is none", async () => {
-    await expect(findZig({ env: { PATH: "" }, root })).rejects.toThrow(/^zig not found .*zig:install/);
+    await expect(findZig({ env: { PATH: "" }, root })).rejects.toThrow(
+      /^zig not found .*zig:install/,
+    );
   });
 });

@@ -1,4 +1,13 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -46,7 +55,9 @@ describe("ensureZig", () => {
     const zig = await ensureZig("0.15.2", { root, python: fakePython() });
     expect(zig).toBe(provisionedZigPath(root, "0.15.2"));
     expect(pipCalls()).toHaveLength(1);
-    expect(pipCalls()[0]).toMatch(/^-m pip install --quiet .*--no-deps --target \S+\/\.toolchain\/\.tmp-zig-0\.15\.2-\S+ ziglang==0\.15\.2$/);
+    expect(pipCalls()[0]).toMatch(
+      /^-m pip install --quiet .*--no-deps --target \S+\/\.toolchain\/\.tmp-zig-0\.15\.2-\S+ ziglang==0\.15\.2$/,
+    );
     expect(readdirSync(path.join(root, ".toolchain"))).toEqual(["zig-0.15.2"]);
   });
 
@@ -82,7 +93,9 @@ describe("ensureZig", () => {
   });
 
   it("refuses to provision an unsupported release", async () => {
-    await expect(ensureZig("0.13.0", { root, python: fakePython() })).rejects.toThrow(/not a supported release/);
+    await expect(ensureZig("0.13.0", { root, python: fakePython() })).rejects.toThrow(
+      /not a supported release/,
+    );
     expect(pipCalls()).toEqual([]);
   });
 });

@@ -1,4 +1,13 @@
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -88,7 +97,9 @@ describe("applyPlan", () => {
     mkdirSync(path.join(dir, "src"));
     writeFileSync(path.join(dir, "src/handler.zig"), "appeared");
     await expect(
-      applyPlan(dir, { files: [{ path: "src/handler.zig", action: "create", content: "template" }] }),
+      applyPlan(dir, {
+        files: [{ path: "src/handler.zig", action: "create", content: "template" }],
+      }),
     ).rejects.toThrow(OutputError);
     expect(read("src/handler.zig")).toBe("appeared");
     expect(tree()).toEqual(["src/handler.zig"]);
