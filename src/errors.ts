@@ -26,7 +26,8 @@ export interface Diagnostic {
   readonly hint?: string;
 }
 
-export const ISSUE_URL = "https://github.com/gen-reuseport/gen-reuseport/issues";
+/** Where bugs go (a project issue tracker URL, once it has a public one). */
+export const REPORT_BUGS_TO = "the gen-reuseport maintainers (the project's issue tracker)";
 
 /** An expected failure: the message is for the user, the exit code is part of the contract. */
 export class ExitError extends Error {
@@ -92,10 +93,12 @@ export class ConflictError extends ExitError {
   readonly conflicts: readonly ConflictLine[];
 
   constructor(conflicts: readonly ConflictLine[]) {
+    const n = conflicts.length;
     super(
       "conflict",
       EXIT.conflict,
-      `refused to overwrite ${conflicts.length} hand-edited file(s); nothing was written`,
+      `nothing was written: ${n} ${n === 1 ? "file conflicts" : "files conflict"} with what ` +
+        "gen-reuseport would write",
     );
     this.conflicts = conflicts;
   }
@@ -124,8 +127,9 @@ export class InternalError extends ExitError {
   override lines(): string[] {
     return [
       `gen-reuseport: internal error: ${this.message}`,
-      `This is a bug in gen-reuseport; please report it at ${ISSUE_URL}` +
-        " (rerun with GEN_REUSEPORT_DEBUG=1 to include the stack trace).",
+      `This is a bug in gen-reuseport; please report it to ${REPORT_BUGS_TO} with the ` +
+        "command line, the spec and this output (rerun with GEN_REUSEPORT_DEBUG=1 to add the " +
+        "stack trace).",
     ];
   }
 }

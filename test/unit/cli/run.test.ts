@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runCli } from "../../../src/cli/run.js";
 import { validateSpec } from "../../../src/spec/validate.js";
 import { scratch, type Run } from "./harness.js";
 
@@ -101,7 +102,7 @@ describe("regeneration", () => {
     expect(run.stderr).toBe(
       "out/src/main.zig: edited by hand since gen-reuseport wrote it; keep your change by moving " +
         "it to src/handler.zig, or rerun with --force to overwrite it\n" +
-        "refused to overwrite 1 hand-edited file(s); nothing was written\n",
+        "nothing was written: 1 file conflicts with what gen-reuseport would write\n",
     );
     expect(read("out/src/main.zig")).toBe("// my edit\n");
     expect(read("out/build.zig.zon")).toContain('"0.1.0"');
@@ -372,5 +373,36 @@ describe("--build and --test", () => {
     const run = await cli("http.json", "--out", "out", "--test", "--zig", fakeZig("0.17.1", 1));
     expect(run.code).toBe(3);
     expect(run.stderr).toBe("zig build test\nzig build test failed in out (exit code 1)\n");
+  });
+});
+
+describe("internal errors", () => {
+  async function broken(env: NodeJS.ProcessEnv): Promise<Run> {
+    let stdout = "";
+    let stderr = "";
+    const code = await runCli(["http.json", "--out", "out"], {
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: (s: string | Uint8Array) => (stderr += String(s)) },
+      cwd: dir,
+      env,
+      templatesDir: path.join(dir, "no-templates-here"),
+    });
+    return { code, stdout, stderr };
+  }
+
+  it("exit 70 and say it is a bug, without a stack trace", async () => {
+    const run = await broken({});
+    expect(run.code).toBe(70);
+    expect(run.stderr).toMatch(
+      /^gen-reuseport: internal error: cannot read the templates directory/,
+    );
+    expect(run.stderr).toContain("This is a bug in gen-reuseport; please report it");
+    expect(run.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("print the stack trace with GEN_REUSEPORT_DEBUG=1", async () => {
+    const run = await broken({ GEN_REUSEPORT_DEBUG: "1" });
+    expect(run.code).toBe(70);
+    expect(run.stderr).toMatch(/\n\s+at /);
   });
 });
