@@ -27,6 +27,8 @@ import { applyPlan } from "./write/apply.js";
 export interface GenerateOptions {
   /** The spec file as the user names it (messages repeat it as given). */
   readonly specFile: string;
+  /** The spec's JSON value, when the caller has it already (then `specFile` is not read). */
+  readonly spec?: unknown;
   /** Output directory; default `./<name>` (relative to `cwd`). */
   readonly outDir?: string | undefined;
   /** Directory relative paths are resolved against (default: process.cwd()). */
@@ -52,7 +54,7 @@ export interface PreparedGeneration {
 /** Everything up to the plan; touches the disk only to read. */
 export async function prepareGeneration(options: GenerateOptions): Promise<PreparedGeneration> {
   const cwd = options.cwd ?? process.cwd();
-  const raw = await loadSpecFile(options.specFile, cwd);
+  const raw = "spec" in options ? options.spec : await loadSpecFile(options.specFile, cwd);
   const result = validateSpec(raw);
   if (!result.ok) throw new SpecError(options.specFile, result.diagnostics);
   const model = buildModel(result.spec, {

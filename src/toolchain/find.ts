@@ -7,6 +7,7 @@ import { access, constants, readdir } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { ToolchainError } from "../errors.js";
+import { PACKAGE_ROOT } from "../package.js";
 import {
   compareZigVersions,
   isSupportedZig,
@@ -30,7 +31,7 @@ export interface FindZigOptions {
   /** Environment to read `ZIG` and `PATH` from (default: process.env). */
   readonly env?: NodeJS.ProcessEnv;
   /** Package root holding `.toolchain/` (default: gen-reuseport's own root). */
-  readonly root: string;
+  readonly root?: string;
   /** Directory `--zig` is relative to (default: process.cwd()). */
   readonly cwd?: string;
 }
@@ -39,13 +40,14 @@ const VERSION_TIMEOUT_MS = 30_000;
 
 export const INSTALL_HINT = 'run "npm run zig:install" or pass --zig PATH';
 
-export async function findZig(options: FindZigOptions): Promise<FoundZig> {
+export async function findZig(options: FindZigOptions = {}): Promise<FoundZig> {
   const env = options.env ?? process.env;
   const cwd = options.cwd ?? process.cwd();
-  const candidate = await locate(options, env, cwd);
+  const root = options.root ?? PACKAGE_ROOT;
+  const candidate = await locate(options.zigPath, root, env, cwd);
   if (candidate === undefined) {
     throw new ToolchainError(
-      `zig not found (looked at --zig, $ZIG, ${path.join(options.root, ".toolchain")} and PATH); ` +
+      `zig not found (looked at --zig, $ZIG, ${path.join(root, ".toolchain")} and PATH); ` +
         INSTALL_HINT,
     );
   }
@@ -60,15 +62,15 @@ export async function findZig(options: FindZigOptions): Promise<FoundZig> {
 }
 
 async function locate(
-  options: FindZigOptions,
+  zigPath: string | undefined,
+  root: string,
   env: NodeJS.ProcessEnv,
   cwd: string,
 ): Promise<{ path: string; source: ZigSource } | undefined> {
-  if (options.zigPath !== undefined)
-    return { path: path.resolve(cwd, options.zigPath), source: "flag" };
+  if (zigPath !== undefined) return { path: path.resolve(cwd, zigPath), source: "flag" };
   if (env.ZIG !== undefined && env.ZIG !== "")
     return { path: path.resolve(cwd, env.ZIG), source: "env" };
-  const provisioned = await newestProvisioned(options.root);
+  const provisioned = await newestProvisioned(root);
   if (provisioned !== undefined) return { path: provisioned, source: "toolchain" };
   const onPath = await searchPath("zig", env.PATH ?? "");
   if (onPath !== undefined) return { path: onPath, source: "path" };

@@ -9,12 +9,13 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { ToolchainError } from "../errors.js";
+import { PACKAGE_ROOT } from "../package.js";
 import { provisionedZigPath, zigVersion } from "./find.js";
-import { isSupportedZig, SUPPORTED_ZIG_MESSAGE } from "./versions.js";
+import { DEFAULT_PROVISIONED_ZIG, isSupportedZig, SUPPORTED_ZIG_MESSAGE } from "./versions.js";
 
 export interface EnsureZigOptions {
-  /** Package root holding `.toolchain/`. */
-  readonly root: string;
+  /** Package root holding `.toolchain/` (default: gen-reuseport's own root). */
+  readonly root?: string;
   /** Python with pip (default "python3"). */
   readonly python?: string;
   /** Progress lines ("installing zig 0.15.2 …"); default: silent. */
@@ -28,16 +29,20 @@ const STALE_LOCK_MS = 20 * 60_000;
 const LOCK_WAIT_MS = 25 * 60_000;
 
 /** Returns the path of `zig` for `version`, installing it first if needed. */
-export async function ensureZig(version: string, options: EnsureZigOptions): Promise<string> {
+export async function ensureZig(
+  version: string = DEFAULT_PROVISIONED_ZIG,
+  options: EnsureZigOptions = {},
+): Promise<string> {
+  const root = options.root ?? PACKAGE_ROOT;
   if (!isSupportedZig(version)) {
     throw new ToolchainError(
       `cannot provision zig ${JSON.stringify(version)}: not a supported release ` +
         `(supported: ${SUPPORTED_ZIG_MESSAGE})`,
     );
   }
-  const zig = provisionedZigPath(options.root, version);
+  const zig = provisionedZigPath(root, version);
   if (await isExecutable(zig)) return zig;
-  const toolchainDir = path.join(options.root, ".toolchain");
+  const toolchainDir = path.join(root, ".toolchain");
   await mkdir(toolchainDir, { recursive: true });
   const lock = path.join(toolchainDir, `.lock-zig-${version}`);
   if (!(await acquireLock(lock, zig))) return zig;

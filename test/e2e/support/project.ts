@@ -1,0 +1,166 @@
+/**
+ * Generated projects under test: each (spec, Zig version) is generated, formatted-checked,
+ * built and tested once per run, in its own directory of the run's temporary folder. Test
+ * files run in parallel workers, so the first to ask builds (under a mkdir lock) and the others
+ * wait for its recorded result.
+ */
+import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { execa } from "execa";
+import { inject } from "vitest";
+import { generate, PACKAGE_ROOT } from "../../../src/index.js";
+import { provisionZig, zigEnv } from "./zig.js";
+
+/** The specs the suite builds: the examples, plus one of its own for TCP whoami. */
+export const SPECS = {
+  custom: "examples/custom.json",
+  http: "examples/http.json",
+  mixed: "examples/mixed.json",
+  udp: "examples/udp.json",
+  "whoami-pair": "test/e2e/specs/whoami-pair.json",
+} as const;
+
+export type SpecKey = keyof typeof SPECS;
+
+export const EXAMPLES: readonly SpecKey[] = ["custom", "http", "mixed", "udp"];
+
+export interface StepResult {
+  readonly ok: boolean;
+  /** The command as a user would type it, e.g. `zig build test`. */
+  readonly command: string;
+  readonly output: string;
+  readonly ms: number;
+}
+
+export interface BuiltProject {
+  readonly spec: SpecKey;
+  readonly version: string;
+  readonly dir: string;
+  /** `zig-out/bin/<name>`. */
+  readonly binary: string;
+  readonly name: string;
+  readonly steps: {
+    readonly generate: StepResult;
+    readonly fmt: StepResult;
+    readonly build: StepResult;
+    readonly test: StepResult;
+  };
+}
+
+const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
+const WAIT_FOR_OTHER_BUILD_MS = 20 * 60_000;
+const POLL_MS = 250;
+
+/** Builds (once per run) and returns the project for `spec` with Zig `version`. */
+export async function builtProject(spec: SpecKey, version: string): Promise<BuiltProject> {
+  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, spec);
+  const record = `${dir}.json`;
+  const lock = `${dir}.lock`;
+  await mkdir(path.dirname(dir), { recursive: true });
+  const deadline = Date.now() + WAIT_FOR_OTHER_BUILD_MS;
+  for (;;) {
+    const done = await readRecord(record);
+    if (done !== undefined) return done;
+    if (await tryLock(lock)) break;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for the build of ${dir}`);
+    await sleep(POLL_MS);
+  }
+  try {
+    const built = await buildOnce(spec, version, dir);
+    await writeFile(record, JSON.stringify(built));
+    return built;
+  } finally {
+    await rmdir(lock).catch(() => undefined);
+  }
+}
+
+/** The project's binary; throws with the compiler's output when it did not build. */
+export async function programOf(spec: SpecKey, version: string): Promise<string> {
+  const project = await builtProject(spec, version);
+  for (const step of [project.steps.generate, project.steps.build]) {
+    if (!step.ok) throw new Error(`${step.command} failed for ${spec} (zig ${version}):\n${step.output}`);
+  }
+  return project.binary;
+}
+
+async function buildOnce(spec: SpecKey, version: string, dir: string): Promise<BuiltProject> {
+  const zig = await provisionZig(version);
+  const generated = await timed(`gen-reuseport ${SPECS[spec]} --out ${dir}`, async () => {
+    const prepared = await generate({ specFile: SPECS[spec], outDir: dir, cwd: PACKAGE_ROOT });
+    return { ok: true, output: `${prepared.counts.create} files written` };
+  });
+  const name = JSON.parse(await readFile(path.join(PACKAGE_ROOT, SPECS[spec]), "utf8")).name as string;
+  const skipped = (command: string): StepResult => ({
+    ok: false,
+    command,
+    output: "not run: generation failed",
+    ms: 0,
+  });
+  const zigStep = (args: string[]) =>
+    generated.ok ? runZigStep(zig, args, dir, version) : Promise.resolve(skipped(`zig ${args.join(" ")}`));
+  const fmt = await zigStep(["fmt", "--check", "."]);
+  const build = await zigStep(["build"]);
+  const test = await zigStep(["build", "test"]);
+  return {
+    spec,
+    version,
+    dir,
+    name,
+    binary: path.join(dir, "zig-out", "bin", name),
+    steps: { generate: generated, fmt, build, test },
+  };
+}
+
+async function runZigStep(
+  zig: string,
+  args: string[],
+  cwd: string,
+  version: string,
+): Promise<StepResult> {
+  return timed(`zig ${args.join(" ")}`, async () => {
+    const result = await execa(zig, args, {
+      cwd,
+      env: zigEnv(version),
+      extendEnv: true,
+      timeout: ZIG_STEP_TIMEOUT_MS,
+      reject: false,
+      stdin: "ignore",
+      all: true,
+    });
+    const how = result.timedOut ? "timed out" : `exit code ${result.exitCode ?? result.signal}`;
+    return { ok: !result.failed, output: `${result.all ?? ""}\n(${how})`.trim() };
+  });
+}
+
+async function timed(
+  command: string,
+  run: () => Promise<{ ok: boolean; output: string }>,
+): Promise<StepResult> {
+  const start = Date.now();
+  try {
+    const { ok, output } = await run();
+    return { ok, output, command, ms: Date.now() - start };
+  } catch (error) {
+    const output = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    return { ok: false, output, command, ms: Date.now() - start };
+  }
+}
+
+async function readRecord(file: string): Promise<BuiltProject | undefined> {
+  try {
+    return JSON.parse(await readFile(file, "utf8")) as BuiltProject;
+  } catch {
+    return undefined;
+  }
+}
+
+async function tryLock(lock: string): Promise<boolean> {
+  try {
+    await mkdir(lock);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Which Zig releases the end-to-end suite runs against, and provisioning them with the
+ * generator's own `ensureZig` (the PyPI `ziglang` wheel into `<repo>/.toolchain/`).
+ */
+import path from "node:path";
+import { ensureZig, PACKAGE_ROOT } from "../../../src/index.js";
+import { PROVISIONED_BY_DEFAULT } from "../../../src/toolchain/versions.js";
+
+/** The environment variable that narrows the run, e.g. `GEN_REUSEPORT_ZIG=0.15.2,0.17.1`. */
+export const ZIG_VERSIONS_ENV = "GEN_REUSEPORT_ZIG";
+
+/** Every supported release by default; the comma list in `$GEN_REUSEPORT_ZIG` when set. */
+export function zigVersionsUnderTest(env: NodeJS.ProcessEnv = process.env): string[] {
+  const raw = (env[ZIG_VERSIONS_ENV] ?? "").trim();
+  if (raw === "") return [...PROVISIONED_BY_DEFAULT];
+  const versions = raw
+    .split(",")
+    .map((v) => v.trim())
+    .filter((v) => v !== "");
+  return [...new Set(versions)];
+}
+
+export const ZIG_VERSIONS: readonly string[] = zigVersionsUnderTest();
+
+/**
+ * Returns the path of Zig `version`, installing it first if needed. A version that cannot be
+ * provisioned fails the run (in CI and locally alike: the suite never skips).
+ */
+export async function provisionZig(version: string): Promise<string> {
+  try {
+    return await ensureZig(version, {
+      root: PACKAGE_ROOT,
+      log: (line) => process.stderr.write(`[e2e] ${line}\n`),
+    });
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    const where = process.env.CI === "true" ? "CI run fails: " : "";
+    throw new Error(
+      `${where}cannot provision zig ${version} for the end-to-end tests: ${why}. ` +
+        `Check python3 -m pip and network access to PyPI, or run a subset with ` +
+        `${ZIG_VERSIONS_ENV}=<versions>.`,
+    );
+  }
+}
+
+/**
+ * The environment Zig runs with for `version`: a global cache of its own under the ignored
+ * `.toolchain/`, so that releases never share a cache and a second run is fast.
+ */
+export function zigEnv(version: string): NodeJS.ProcessEnv {
+  return { ZIG_GLOBAL_CACHE_DIR: path.join(PACKAGE_ROOT, ".toolchain", `cache-${version}`) };
+}
