@@ -16,6 +16,9 @@ const zig_version = builtin.zig_version;
 /// `std.os.argv` and `std.os.environ`.
 pub const has_process_init = zig_version.major > 0 or zig_version.minor >= 16;
 
+/// 0.16 made mmap's protection flags a packed struct.
+const prot_is_struct = zig_version.major > 0 or zig_version.minor >= 16;
+
 /// 0.17 changed the status out-parameter of `waitpid` from `u32` to `i32`.
 const WaitStatus = if (zig_version.major > 0 or zig_version.minor >= 17) i32 else u32;
 
@@ -64,6 +67,20 @@ pub fn signalNumber(comptime sig: anytype) u32 {
         }
         unreachable;
     };
+}
+
+/// Anonymous memory straight from the kernel. Pages cost nothing until first touched, so
+/// a worker can reserve buffers for every connection it may ever hold (the allocator
+/// interface would instead fill them with a debug pattern in Debug builds).
+pub fn mapMemory(len: usize) error{OutOfMemory}![]u8 {
+    const prot = if (prot_is_struct)
+        linux.PROT{ .READ = true, .WRITE = true }
+    else
+        linux.PROT.READ | linux.PROT.WRITE;
+    const rc = linux.mmap(null, len, prot, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0);
+    if (errno(rc) != .SUCCESS) return error.OutOfMemory;
+    const ptr: [*]u8 = @ptrFromInt(rc);
+    return ptr[0..len];
 }
 
 pub const WaitResult = struct {

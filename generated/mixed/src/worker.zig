@@ -58,6 +58,8 @@ const accept_batch = 64;
 /// Datagrams per UDP wakeup, for the same reason.
 const datagram_batch = 64;
 const max_events = 256;
+/// How long idle keep-alive connections may stay open once a drain starts.
+const idle_grace_ms = 1000;
 const max_datagram_bytes = 65536;
 
 const Connection = struct {
@@ -93,6 +95,8 @@ pub const Worker = struct {
     listeners_paused: bool = false,
     draining: bool = false,
     drain_deadline_ms: u64 = 0,
+    /// When idle keep-alive connections are closed during a drain (see `beginStop`).
+    idle_sweep_at_ms: ?u64 = null,
     stop: ?StopReason = null,
     stats: Stats = .{},
     datagram: []u8,
@@ -102,15 +106,15 @@ pub const Worker = struct {
     pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
         const max = config.max_connections;
         const connections = try allocator.alloc(Connection, max);
-        const in_bufs = try allocator.alloc(u8, max * config.read_buffer_bytes);
-        const out_bufs = try allocator.alloc(u8, max * config.write_buffer_bytes);
+        const in_bufs = try compat.mapMemory(max * config.read_buffer_bytes);
+        const out_bufs = try compat.mapMemory(max * config.write_buffer_bytes);
         const free = try allocator.alloc(u32, max);
         for (connections, 0..) |*c, i| {
             c.fd = no_connection;
             free[max - 1 - i] = @intCast(i);
         }
-        const datagram = try allocator.alloc(u8, max_datagram_bytes);
-        const reply = try allocator.alloc(u8, max_datagram_bytes);
+        const datagram = try compat.mapMemory(max_datagram_bytes);
+        const reply = try compat.mapMemory(max_datagram_bytes);
 
         var set = compat.emptySigset();
         linux.sigaddset(&set, linux.SIG.TERM);
@@ -156,6 +160,11 @@ pub const Worker = struct {
             if (self.stop) |reason| {
                 if (reason == .immediate) return self.closeAll(reason);
                 if (self.open_count == 0) return self.closeAll(reason);
+                if (self.idle_sweep_at_ms) |at| if (sys.monotonicMs() >= at) {
+                    self.idle_sweep_at_ms = null;
+                    self.closeIdleConnections();
+                    continue;
+                };
                 if (sys.monotonicMs() >= self.drain_deadline_ms) {
                     log.warn("drain timeout: closing {d} open connections", .{self.open_count});
                     return self.closeAll(reason);
@@ -172,8 +181,9 @@ pub const Worker = struct {
     fn waitTimeoutMs(self: *const Worker) i32 {
         if (self.stop == null) return -1;
         const now = sys.monotonicMs();
-        if (now >= self.drain_deadline_ms) return 0;
-        return @intCast(@min(self.drain_deadline_ms - now, std.math.maxInt(i32)));
+        const next = @min(self.drain_deadline_ms, self.idle_sweep_at_ms orelse self.drain_deadline_ms);
+        if (now >= next) return 0;
+        return @intCast(@min(next - now, std.math.maxInt(i32)));
     }
 
     fn dispatch(self: *Worker, event: linux.epoll_event) void {
@@ -222,13 +232,20 @@ pub const Worker = struct {
 
     /// Stops accepting, serves what the kernel already queued, and lets open connections
     /// finish until the drain deadline.
+    ///
+    /// Keep-alive HTTP connections are not closed at once: a client may have sent its next
+    /// request already, and closing under it would reset the request (the keep-alive race
+    /// of reloads). Each gets `Connection: close` on its next response instead. The ones
+    /// still idle after a short grace are closed then: an active client has been told by
+    /// that time, so only clients that really are idle remain.
     pub fn beginStop(self: *Worker, reason: StopReason) void {
         if (self.stop != null) return;
         self.stop = reason;
         self.draining = true;
-        self.drain_deadline_ms = sys.monotonicMs() + self.options.drain_timeout_ms;
+        const now = sys.monotonicMs();
+        self.drain_deadline_ms = now + self.options.drain_timeout_ms;
+        self.idle_sweep_at_ms = now + @min(self.options.drain_timeout_ms, idle_grace_ms);
         self.closeListeners();
-        self.closeIdleConnections();
     }
 
     /// Takes what is already queued on each listener, then closes this worker's
@@ -261,13 +278,11 @@ pub const Worker = struct {
         }
     }
 
+    /// Closes the HTTP connections with no request in progress and nothing to send.
     fn closeIdleConnections(self: *Worker) void {
-        // Keep-alive connections with nothing in flight are closed now; protocols that
-        // are mid-request get to finish (HTTP answers them with Connection: close).
         for (self.connections, 0..) |*c, i| {
             if (c.fd == no_connection) continue;
-            const listener = &config.listeners[self.options.sockets[c.socket_index].listener_index];
-            if (listener.handler == .http and c.in_len == 0 and c.out_end == c.out_start) {
+            if (self.isIdleHttp(@intCast(i)) and c.out_end == c.out_start) {
                 self.closeConnection(@intCast(i));
             }
         }
@@ -463,7 +478,6 @@ pub const Worker = struct {
             if (!c.more_input) break;
             self.handleInput(slot);
         }
-        if (self.draining and self.isIdleHttp(slot)) return self.closeConnection(slot);
         self.watch(slot, false);
     }
 
