@@ -13,7 +13,7 @@ export function planLines(prepared: PreparedGeneration, onlyChanges: boolean): s
     .filter((f) => !onlyChanges || (f.action !== "unchanged" && f.action !== "keep"))
     .map((f) => {
       const forced = f.reason !== undefined && f.action !== "conflict" ? " (--force)" : "";
-      return `${f.action.padEnd(9)} ${f.path}${forced}`;
+      return `${f.action} ${f.path}${forced}`;
     });
 }
 
@@ -23,7 +23,7 @@ const PAST: Record<Action, string> = {
   remove: "removed",
   unchanged: "unchanged",
   keep: "kept",
-  conflict: "conflicts",
+  conflict: "in conflict",
 };
 
 const FUTURE: Record<Action, string> = {
@@ -32,7 +32,7 @@ const FUTURE: Record<Action, string> = {
   remove: "to remove",
   unchanged: "unchanged",
   keep: "to keep",
-  conflict: "conflicts",
+  conflict: "in conflict",
 };
 
 /** `(3 created, 2 updated, 1 removed, 6 unchanged)`: zero counts left out. */

@@ -173,12 +173,12 @@ describe("--dry-run and --check", () => {
     const run = await cli("http.json", "--out", "out", "--dry-run");
     expect(run.code).toBe(0);
     expect(run.stdout.split("\n")).toEqual([
-      "create    .gitignore",
-      "create    README.md",
-      "create    build.zig",
-      "create    build.zig.zon",
-      "create    src/main.zig",
-      "create    .gen-reuseport.json",
+      "create .gitignore",
+      "create README.md",
+      "create build.zig",
+      "create build.zig.zon",
+      "create src/main.zig",
+      "create .gen-reuseport.json",
       "dry run: 6 files in out/ (6 to create); nothing was written",
       "",
     ]);
@@ -191,8 +191,8 @@ describe("--dry-run and --check", () => {
     write("out/.gen-reuseport.json", read("out/.gen-reuseport.json").replace('"0.1.0"', '"0.0.9"'));
     const run = await cli("http.json", "--out", "out", "--dry-run");
     expect(run.code).toBe(4);
-    expect(run.stdout).toContain("conflict  build.zig\n");
-    expect(run.stdout).toContain("update    .gen-reuseport.json\n");
+    expect(run.stdout).toContain("conflict build.zig\n");
+    expect(run.stdout).toContain("update .gen-reuseport.json\n");
     expect(run.stderr).toContain("out/build.zig: edited by hand");
     expect(read("out/build.zig")).toBe("// edit\n");
   });
@@ -212,7 +212,7 @@ describe("--dry-run and --check", () => {
     const run = await cli("http.json", "--out", "out", "--check");
     expect(run.code).toBe(1);
     expect(run.stdout).toBe(
-      "conflict  README.md\nout/ is out of date (5 unchanged, 1 conflicts)\n",
+      "conflict README.md\nout/ is out of date (5 unchanged, 1 in conflict)\n",
     );
     expect(read("out/README.md")).toBe("edited\n");
   });

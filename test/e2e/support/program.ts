@@ -1,0 +1,251 @@
+/**
+ * Starting a generated program and watching it: its stdout JSON events, its stderr log, its
+ * exit. Every program started here is tracked and started in its own process group, so that
+ * `stopAllPrograms()` (called from afterEach/afterAll) kills it and any worker it forked, even
+ * when a test failed half way.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
+
+export interface ServiceEvent {
+  readonly event: string;
+  readonly [key: string]: unknown;
+}
+
+export interface ReadyEvent extends ServiceEvent {
+  readonly mode: "standalone" | "supervisor";
+  readonly generation: number;
+  readonly pid: number;
+  readonly workers: readonly { index: number; pid: number }[];
+  readonly listeners: readonly {
+    name: string;
+    protocol: string;
+    handler: string;
+    address: string;
+    port: number;
+  }[];
+}
+
+export interface StoppedEvent extends ServiceEvent {
+  readonly generation: number;
+  readonly reason: string;
+  readonly workers: readonly {
+    index: number;
+    pid: number;
+    connections: number;
+    requests: number;
+    datagrams: number;
+  }[];
+}
+
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+const live = new Set<Program>();
+
+export class Program {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly events: ServiceEvent[] = [];
+  /** Lines on stdout that are not JSON objects (the contract says there are none). */
+  readonly strayStdout: string[] = [];
+  stderr = "";
+  exit: Exit | undefined;
+  readonly exited: Promise<Exit>;
+  /** Every pid this program reported (its own and its workers'). */
+  readonly knownPids = new Set<number>();
+  private readonly listeners = new Set<() => void>();
+
+  private constructor(
+    readonly command: string,
+    child: ChildProcess,
+  ) {
+    this.child = child;
+    if (child.pid === undefined) throw new Error(`could not start ${command}`);
+    this.pid = child.pid;
+    this.knownPids.add(this.pid);
+    this.exited = new Promise((resolve) => {
+      child.once("exit", (code, signal) => {
+        this.exit = { code, signal };
+        this.notify();
+        resolve(this.exit);
+      });
+    });
+    createInterface({ input: child.stdout! }).on("line", (line) => this.onStdoutLine(line));
+    child.stderr!.setEncoding("utf8").on("data", (chunk: string) => {
+      this.stderr += chunk;
+    });
+  }
+
+  /** Starts `binary args…` with stdin closed, stdout and stderr piped. */
+  static start(binary: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Program {
+    const child = spawn(binary, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+      detached: true,
+    });
+    const program = new Program(`${binary} ${args.join(" ")}`, child);
+    live.add(program);
+    void program.exited.then(() => live.delete(program));
+    return program;
+  }
+
+  private onStdoutLine(line: string) {
+    try {
+      const value = JSON.parse(line) as unknown;
+      if (typeof value === "object" && value !== null && "event" in value) {
+        const event = value as ServiceEvent;
+        this.events.push(event);
+        for (const pid of reportedPids(event)) this.knownPids.add(pid);
+      } else {
+        this.strayStdout.push(line);
+      }
+    } catch {
+      this.strayStdout.push(line);
+    }
+    this.notify();
+  }
+
+  private notify() {
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  /** The first event named `name` (after the `skip` earlier ones) that matches `where`. */
+  find<T extends ServiceEvent>(name: string, where: (e: T) => boolean = () => true): T | undefined {
+    return this.events.find((e) => e.event === name && where(e as T)) as T | undefined;
+  }
+
+  /**
+   * Resolves with the first event named `name` (matching `where`); rejects when the program
+   * exits without it or when `timeoutMs` passes, with what the program said so far.
+   */
+  waitForEvent<T extends ServiceEvent = ServiceEvent>(
+    name: string,
+    timeoutMs: number,
+    where: (e: T) => boolean = () => true,
+  ): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const found = this.find<T>(name, where);
+        if (found !== undefined) return finish(() => resolve(found));
+        if (this.exit !== undefined) {
+          // Lines written right before exit may still be in the pipe: give them a moment.
+          setTimeout(() => {
+            const late = this.find<T>(name, where);
+            finish(() =>
+              late !== undefined ? resolve(late) : reject(this.failure(`exited before "${name}"`)),
+            );
+          }, 100);
+        }
+      };
+      const timer = setTimeout(
+        () => finish(() => reject(this.failure(`no "${name}" event within ${timeoutMs} ms`))),
+        timeoutMs,
+      );
+      const finish = (settle: () => void) => {
+        clearTimeout(timer);
+        this.listeners.delete(check);
+        settle();
+      };
+      this.listeners.add(check);
+      check();
+    });
+  }
+
+  /** Waits for the program to exit, up to `timeoutMs`. */
+  async waitForExit(timeoutMs: number): Promise<Exit> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(this.failure(`did not exit within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.exited, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  signal(signal: NodeJS.Signals) {
+    this.child.kill(signal);
+  }
+
+  /** An error that carries the program's own words, for a failure worth reading. */
+  failure(what: string): Error {
+    const exit = this.exit === undefined ? "running" : `exit ${this.exit.code ?? this.exit.signal}`;
+    const events = this.events.map((e) => JSON.stringify(e)).join("\n  ");
+    return new Error(
+      `${this.command}: ${what} (${exit})\n events:\n  ${events}\n stderr:\n${this.stderr}`,
+    );
+  }
+}
+
+function reportedPids(event: ServiceEvent): number[] {
+  const pids: number[] = [];
+  if (typeof event.pid === "number") pids.push(event.pid);
+  if (Array.isArray(event.workers)) {
+    for (const w of event.workers as { pid?: unknown }[]) {
+      if (typeof w.pid === "number") pids.push(w.pid);
+    }
+  }
+  return pids;
+}
+
+/** Whether `pid` names a live process (a zombie counts as gone). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** Polls (bounded) until none of `pids` is alive; returns those still alive at the end. */
+export async function waitUntilGone(pids: Iterable<number>, timeoutMs: number): Promise<number[]> {
+  const deadline = Date.now() + timeoutMs;
+  let alive = [...pids].filter(isAlive);
+  while (alive.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    alive = alive.filter(isAlive);
+  }
+  return alive;
+}
+
+function killGroup(program: Program) {
+  for (const target of [-program.pid, ...program.knownPids]) {
+    try {
+      process.kill(target, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/**
+ * SIGKILLs every program (and process group) still running, waits for them, and throws if
+ * any process they reported survives: a leak the suite must not hide.
+ */
+export async function stopAllPrograms(): Promise<string[]> {
+  const programs = [...live];
+  const pids = new Set<number>();
+  for (const program of programs) {
+    for (const pid of program.knownPids) pids.add(pid);
+    killGroup(program);
+  }
+  await Promise.all(programs.map((p) => p.waitForExit(5_000).catch(() => undefined)));
+  const survivors = await waitUntilGone(pids, 5_000);
+  if (survivors.length > 0) throw new Error(`processes left running after SIGKILL: ${survivors.join(", ")}`);
+  return programs.map((p) => p.command);
+}
+
+process.once("exit", () => {
+  for (const program of live) killGroup(program);
+});
