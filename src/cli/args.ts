@@ -39,33 +39,37 @@ Exit codes:
   70  internal error: a bug in gen-reuseport
   74  the output directory cannot be read or written`;
 
+const GENERATE_OPTIONS = {
+  out: { type: "string", describe: "output directory (default: ./<name>)" },
+  "dry-run": { type: "boolean", default: false, describe: "print the plan, write nothing" },
+  check: {
+    type: "boolean",
+    default: false,
+    describe: "write nothing; exit 1 if the output directory is not up to date",
+  },
+  force: {
+    type: "boolean",
+    default: false,
+    describe: "overwrite or remove hand-edited generated files",
+  },
+  build: { type: "boolean", default: false, describe: "run zig build after writing" },
+  test: { type: "boolean", default: false, describe: "run zig build test after writing" },
+  zig: { type: "string", describe: "path of the zig executable to use" },
+  json: {
+    type: "boolean",
+    default: false,
+    describe: "print the plan or result as one JSON document on stdout",
+  },
+} as const;
+
 function parser(rawArgs: readonly string[], version: string) {
   return yargs([...rawArgs])
     .scriptName("gen-reuseport")
     .usage("Usage: $0 <spec.json> [--out DIR] [options]\n\nGenerate a Zig SO_REUSEPORT server.")
     .command("$0 <spec>", "generate the Zig project described by a spec", (y) =>
-      y.positional("spec", { type: "string", describe: "the service spec (JSON)" }).options({
-        out: { type: "string", describe: "output directory (default: ./<name>)" },
-        "dry-run": { type: "boolean", default: false, describe: "print the plan, write nothing" },
-        check: {
-          type: "boolean",
-          default: false,
-          describe: "write nothing; exit 1 if the output directory is not up to date",
-        },
-        force: {
-          type: "boolean",
-          default: false,
-          describe: "overwrite or remove hand-edited generated files",
-        },
-        build: { type: "boolean", default: false, describe: "run zig build after writing" },
-        test: { type: "boolean", default: false, describe: "run zig build test after writing" },
-        zig: { type: "string", describe: "path of the zig executable to use" },
-        json: {
-          type: "boolean",
-          default: false,
-          describe: "print the plan or result as one JSON document on stdout",
-        },
-      }),
+      y
+        .positional("spec", { type: "string", describe: "the service spec (JSON)" })
+        .options(GENERATE_OPTIONS),
     )
     .command("init [file]", "write an example spec (never overwrites)", (y) =>
       y.positional("file", {
@@ -86,6 +90,7 @@ function parser(rawArgs: readonly string[], version: string) {
 }
 
 export async function parseArgs(rawArgs: readonly string[], version: string): Promise<Command> {
+  rejectUnknownFlags(rawArgs);
   const y = parser(rawArgs, version);
   const { argv, output } = await new Promise<{ argv: Record<string, unknown>; output: string }>(
     (resolve, reject) => {
@@ -103,6 +108,25 @@ export async function parseArgs(rawArgs: readonly string[], version: string): Pr
   if (sub === "init") return { kind: "init", file: String(argv.file) };
   if (sub === "schema") return { kind: "schema" };
   return toGenerate(argv);
+}
+
+const KNOWN_FLAGS = new Set([...Object.keys(GENERATE_OPTIONS), "help", "h", "version"]);
+
+/**
+ * yargs reports a missing spec before an unknown flag (`--frob` alone reads as "missing spec");
+ * the flag is the real mistake, so it is reported first.
+ */
+function rejectUnknownFlags(rawArgs: readonly string[]): void {
+  for (const arg of rawArgs) {
+    if (arg === "--") return;
+    const match = /^--?(?:no-)?([^=]+)/.exec(arg);
+    if (match === null || arg === "-") continue;
+    const name = match[1] ?? "";
+    const names = arg.startsWith("--") ? [name] : [...name];
+    for (const n of names) {
+      if (!KNOWN_FLAGS.has(n)) throw new UsageError(`unknown option ${arg.split("=")[0]}`);
+    }
+  }
 }
 
 function toGenerate(argv: Record<string, unknown>): GenerateCommand {

@@ -159,7 +159,10 @@ export class Program {
   async waitForExit(timeoutMs: number): Promise<Exit> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(this.failure(`did not exit within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(this.failure(`did not exit within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
     });
     try {
       return await Promise.race([this.exited, timeout]);
@@ -242,10 +245,39 @@ export async function stopAllPrograms(): Promise<string[]> {
   }
   await Promise.all(programs.map((p) => p.waitForExit(5_000).catch(() => undefined)));
   const survivors = await waitUntilGone(pids, 5_000);
-  if (survivors.length > 0) throw new Error(`processes left running after SIGKILL: ${survivors.join(", ")}`);
+  if (survivors.length > 0)
+    throw new Error(`processes left running after SIGKILL: ${survivors.join(", ")}`);
   return programs.map((p) => p.command);
 }
 
 process.once("exit", () => {
   for (const program of live) killGroup(program);
 });
+
+export const READY_TIMEOUT_MS = 10_000;
+export const STOP_TIMEOUT_MS = 10_000;
+
+/** Starts a program and waits for its `ready` event. */
+export async function startReady(
+  binary: string,
+  args: readonly string[],
+): Promise<{ program: Program; ready: ReadyEvent }> {
+  const program = Program.start(binary, args);
+  const ready = await program.waitForEvent<ReadyEvent>("ready", READY_TIMEOUT_MS);
+  return { program, ready };
+}
+
+/** `--listen NAME=HOST:PORT` for each entry (IPv6 hosts bracketed). */
+export function listenArgs(endpoints: Record<string, { host: string; port: number }>): string[] {
+  return Object.entries(endpoints).flatMap(([name, { host, port }]) => [
+    "--listen",
+    `${name}=${host.includes(":") ? `[${host}]` : host}:${port}`,
+  ]);
+}
+
+/** The port the `ready` event reports for listener `name`. */
+export function portOf(ready: ReadyEvent, name: string): number {
+  const listener = ready.listeners.find((l) => l.name === name);
+  if (listener === undefined) throw new Error(`ready event has no listener "${name}"`);
+  return listener.port;
+}

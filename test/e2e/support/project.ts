@@ -79,7 +79,8 @@ export async function builtProject(spec: SpecKey, version: string): Promise<Buil
 export async function programOf(spec: SpecKey, version: string): Promise<string> {
   const project = await builtProject(spec, version);
   for (const step of [project.steps.generate, project.steps.build]) {
-    if (!step.ok) throw new Error(`${step.command} failed for ${spec} (zig ${version}):\n${step.output}`);
+    if (!step.ok)
+      throw new Error(`${step.command} failed for ${spec} (zig ${version}):\n${step.output}`);
   }
   return project.binary;
 }
@@ -90,7 +91,8 @@ async function buildOnce(spec: SpecKey, version: string, dir: string): Promise<B
     const prepared = await generate({ specFile: SPECS[spec], outDir: dir, cwd: PACKAGE_ROOT });
     return { ok: true, output: `${prepared.counts.create} files written` };
   });
-  const name = JSON.parse(await readFile(path.join(PACKAGE_ROOT, SPECS[spec]), "utf8")).name as string;
+  const name = JSON.parse(await readFile(path.join(PACKAGE_ROOT, SPECS[spec]), "utf8"))
+    .name as string;
   const skipped = (command: string): StepResult => ({
     ok: false,
     command,
@@ -98,7 +100,9 @@ async function buildOnce(spec: SpecKey, version: string, dir: string): Promise<B
     ms: 0,
   });
   const zigStep = (args: string[]) =>
-    generated.ok ? runZigStep(zig, args, dir, version) : Promise.resolve(skipped(`zig ${args.join(" ")}`));
+    generated.ok
+      ? runZigStep(zig, args, dir, version)
+      : Promise.resolve(skipped(`zig ${args.join(" ")}`));
   const fmt = await zigStep(["fmt", "--check", "."]);
   const build = await zigStep(["build"]);
   const test = await zigStep(["build", "test"]);

@@ -251,6 +251,8 @@ describe("usage", () => {
   it.each([
     [[], "gen-reuseport: missing the spec file argument"],
     [["http.json", "--frobnicate"], "gen-reuseport: unknown option --frobnicate"],
+    [["--frob"], "gen-reuseport: unknown option --frob"],
+    [["http.json", "-x"], "gen-reuseport: unknown option -x"],
     [["http.json", "extra.json"], 'gen-reuseport: unexpected argument "extra.json"'],
     [
       ["http.json", "--check", "--dry-run"],
