@@ -1,0 +1,242 @@
+#!/usr/bin/env node
+// bench:restart: restarts a generated service again and again under continuous load and
+// counts every failure a client sees, by kind.
+//
+//   npm run bench:restart -- [--restarts N] [--migrate 0|1|both] [--mode supervisor|standalone]
+//                            [--workers N] [--interval-ms MS] [--binary PATH] [--json]
+//
+// Each run happens in a network namespace of its own (`unshare -n`, root), so that
+// net.ipv4.tcp_migrate_req can be set there without touching the host, and all traffic
+// stays on that namespace's loopback.
+//
+// Modes:
+//   supervisor  SIGHUP to the supervisor: a new generation of workers takes over the same
+//               listening sockets (the generated program's restart).
+//   standalone  two independent --standalone processes: start the new one, wait for it to be
+//               ready, SIGTERM the old one (the pattern of unrelated processes).
+import { spawn, execFileSync } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { startLoad, failureCount } from "./load.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "..");
+
+const { values: args } = parseArgs({
+  options: {
+    restarts: { type: "string", default: "20" },
+    migrate: { type: "string", default: "both" },
+    mode: { type: "string", default: "supervisor" },
+    workers: { type: "string", default: "4" },
+    "interval-ms": { type: "string", default: "300" },
+    binary: { type: "string" },
+    json: { type: "boolean", default: false },
+    inside: { type: "boolean", default: false },
+  },
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+
+async function main() {
+  if (process.getuid?.() !== 0) fail("bench:restart needs root for `unshare -n` (a network namespace of its own)");
+  const binary = args.binary ?? (await buildService());
+  const migrates = args.migrate === "both" ? ["0", "1"] : [args.migrate];
+  const results = [];
+  for (const migrate of migrates) {
+    const inner = [path.join(here, "restart.mjs"), "--inside", "--binary", binary, "--migrate", migrate,
+      "--restarts", args.restarts, "--mode", args.mode, "--workers", args.workers, "--interval-ms", args["interval-ms"]];
+    const out = execFileSync("unshare", ["-n", process.execPath, ...inner], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "inherit"],
+      timeout: 30 * 60 * 1000,
+    });
+    results.push(JSON.parse(out.trim().split("\n").at(-1)));
+  }
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+  } else {
+    report(results);
+  }
+}
+
+function fail(message) {
+  process.stderr.write(`bench:restart: ${message}\n`);
+  process.exit(1);
+}
+
+/** Generates bench/specs/restart.json and builds it with the newest provisioned Zig. */
+async function buildService() {
+  const { ensureZig, SUPPORTED_ZIG } = await import(path.join(root, "dist/index.js"));
+  const version = SUPPORTED_ZIG.at(-1);
+  const zig = await ensureZig(version, { root });
+  const out = mkdtempSync(path.join(os.tmpdir(), "bench-restart-"));
+  process.on("exit", () => rmSync(out, { recursive: true, force: true }));
+  const spec = path.join(here, "specs/restart.json");
+  run(process.execPath, [path.join(root, "bin/gen-reuseport.js"), spec, "--out", out]);
+  run(zig, ["build", "-Doptimize=ReleaseFast"], out);
+  return path.join(out, "zig-out/bin/restart-bench");
+}
+
+function run(cmd, argv, cwd = root) {
+  process.stderr.write(`$ ${[cmd, ...argv].join(" ")}\n`);
+  execFileSync(cmd, argv, { cwd, stdio: ["ignore", "inherit", "inherit"], timeout: 10 * 60 * 1000 });
+}
+
+// Inside the namespace.
+
+const PORTS = { who: 8001, web: 8002, echo: 8003 };
+
+function nstat() {
+  const text = execFileSync("nstat", ["-az", "TcpExtListenOverflows", "TcpExtListenDrops",
+    "TcpExtTCPMigrateReqSuccess", "TcpExtTCPMigrateReqFailure", "TcpExtTCPAbortOnClose"], { encoding: "utf8" });
+  const counters = {};
+  for (const line of text.split("\n")) {
+    const m = /^(\w+)\s+(\d+)/.exec(line);
+    if (m) counters[m[1]] = Number(m[2]);
+  }
+  return counters;
+}
+
+/** A started service process with its events. */
+function startService(binary, extra) {
+  const listen = Object.entries(PORTS).flatMap(([name, port]) => ["--listen", `${name}=127.0.0.1:${port}`]);
+  const child = spawn(binary, [...listen, "--drain-timeout", "3000", ...extra], { stdio: ["ignore", "pipe", "pipe"] });
+  const service = { child, events: [], waiters: [], stderr: "" };
+  child.stderr.on("data", (d) => (service.stderr += d));
+  readline.createInterface({ input: child.stdout }).on("line", (line) => {
+    let event;
+    try {
+      event = JSON.parse(line);
+    } catch {
+      return;
+    }
+    service.events.push(event);
+    for (const w of [...service.waiters]) {
+      if (w.match(event)) {
+        service.waiters.splice(service.waiters.indexOf(w), 1);
+        w.resolve(event);
+      }
+    }
+  });
+  service.exited = once(child, "exit");
+  return service;
+}
+
+function waitFor(service, match, timeoutMs, what) {
+  const seen = service.events.find(match);
+  if (seen) return Promise.resolve(seen);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}\n${service.stderr}`)), timeoutMs);
+    service.waiters.push({ match, resolve: (e) => (clearTimeout(timer), resolve(e)) });
+  });
+}
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+async function runInside() {
+  execFileSync("ip", ["link", "set", "lo", "up"]);
+  execFileSync("sysctl", ["-q", "-w", `net.ipv4.tcp_migrate_req=${args.migrate}`]);
+  const restarts = Number(args.restarts);
+  const interval = Number(args["interval-ms"]);
+  const standalone = args.mode === "standalone";
+  const started = [];
+  const stopAll = () => started.forEach((s) => s.child.exitCode === null && s.child.kill("SIGKILL"));
+  process.on("exit", stopAll);
+
+  const launch = () => {
+    const s = startService(args.binary, standalone ? ["--standalone"] : ["--workers", args.workers]);
+    started.push(s);
+    return s;
+  };
+  let current = launch();
+  await waitFor(current, (e) => e.event === "ready", 15000, "the first ready event");
+  const before = nstat();
+  const load = startLoad({ host: "127.0.0.1", whoamiPort: PORTS.who, httpPort: PORTS.web, udpPort: PORTS.echo });
+  await sleep(300);
+
+  const latencies = [];
+  for (let k = 1; k <= restarts; k += 1) {
+    await sleep(interval / 2 + Math.random() * interval);
+    const t0 = performance.now();
+    if (standalone) {
+      const next = launch();
+      await waitFor(next, (e) => e.event === "ready", 15000, "the new process to be ready");
+      latencies.push(performance.now() - t0);
+      current.child.kill("SIGTERM");
+      await current.exited;
+      current = next;
+    } else {
+      current.child.kill("SIGHUP");
+      await waitFor(current, (e) => e.event === "ready" && e.generation === k + 1, 15000, `generation ${k + 1}`);
+      latencies.push(performance.now() - t0);
+    }
+  }
+  await sleep(500);
+  const stats = await load.stop();
+  const after = nstat();
+  current.child.kill("SIGTERM");
+  const [code] = await current.exited;
+  const stopped = current.events.find((e) => e.event === "stopped");
+  const errors = current.events.filter((e) => e.event === "error");
+  latencies.sort((a, b) => a - b);
+  const perWorker = [...stats.byWorker.values()];
+  const kernel = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
+  return {
+    mode: args.mode,
+    tcp_migrate_req: Number(args.migrate),
+    restarts,
+    workers: standalone ? 1 : Number(args.workers),
+    tcp: stats.tcp,
+    http: stats.http,
+    udp: stats.udp,
+    failures: failureCount(stats),
+    restart_latency_ms: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)), max: round(latencies.at(-1) ?? 0) },
+    spread: { by_worker: Object.fromEntries([...stats.byWorker.entries()].sort((a, b) => a[0] - b[0])),
+      max_over_min: perWorker.length ? Math.round((Math.max(...perWorker) / Math.max(1, Math.min(...perWorker))) * 1000) / 1000 : 0 },
+    generations_seen: stats.byGeneration.size,
+    kernel,
+    exit_code: code,
+    stopped: stopped ?? null,
+    error_events: errors,
+    first_errors: stats.errors,
+  };
+}
+
+function round(x) {
+  return Math.round(x * 10) / 10;
+}
+
+function report(results) {
+  const cpu = os.cpus()[0]?.model ?? "unknown cpu";
+  console.log(`bench:restart  ${os.cpus().length} x ${cpu}, Linux ${os.release()}, node ${process.version}`);
+  console.log(`command: npm run bench:restart -- ${process.argv.slice(2).join(" ")}`);
+  for (const r of results) {
+    console.log(`\nmode=${r.mode} tcp_migrate_req=${r.tcp_migrate_req} restarts=${r.restarts} workers=${r.workers}`);
+    console.log(`  tcp connections   ok=${r.tcp.ok} refused=${r.tcp.refused} reset=${r.tcp.reset} timeout=${r.tcp.timeout} eof=${r.tcp.eof} other=${r.tcp.other}`);
+    console.log(`  http keep-alive   ok=${r.http.ok} refused=${r.http.refused} reset=${r.http.reset} timeout=${r.http.timeout} eof=${r.http.eof} other=${r.http.other} (clean reconnects after Connection: close: ${r.http.reconnects})`);
+    console.log(`  udp datagrams     sent=${r.udp.sent} received=${r.udp.received} lost=${r.udp.lost}`);
+    console.log(`  failures total    ${r.failures}`);
+    console.log(`  restart latency   p50=${r.restart_latency_ms.p50} ms p99=${r.restart_latency_ms.p99} ms max=${r.restart_latency_ms.max} ms (signal to ready)`);
+    console.log(`  spread (tcp conns per worker index) ${JSON.stringify(r.spread.by_worker)} max/min=${r.spread.max_over_min}`);
+    console.log(`  kernel counters   ${JSON.stringify(r.kernel)}`);
+    if (r.error_events.length) console.log(`  error events      ${JSON.stringify(r.error_events)}`);
+    if (r.first_errors.length) console.log(`  first errors      ${r.first_errors.slice(0, 5).join(" | ")}`);
+  }
+}
+
+if (args.inside) {
+  const result = await runInside();
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  process.exit(0);
+} else {
+  await main();
+}
