@@ -4,6 +4,7 @@
 //
 //   npm run bench:restart -- [--restarts N] [--migrate 0|1|both] [--mode supervisor|standalone]
 //                            [--workers N] [--interval-ms MS] [--binary PATH] [--json]
+//                            [--tcp-concurrency N] [--http-connections N]
 //
 // Each run happens in a network namespace of its own (`unshare -n`, root), so that
 // net.ipv4.tcp_migrate_req can be set there without touching the host, and all traffic
@@ -34,6 +35,8 @@ const { values: args } = parseArgs({
     mode: { type: "string", default: "supervisor" },
     workers: { type: "string", default: "4" },
     "interval-ms": { type: "string", default: "300" },
+    "tcp-concurrency": { type: "string", default: "8" },
+    "http-connections": { type: "string", default: "8" },
     binary: { type: "string" },
     json: { type: "boolean", default: false },
     inside: { type: "boolean", default: false },
@@ -50,7 +53,8 @@ async function main() {
   const results = [];
   for (const migrate of migrates) {
     const inner = [path.join(here, "restart.mjs"), "--inside", "--binary", binary, "--migrate", migrate,
-      "--restarts", args.restarts, "--mode", args.mode, "--workers", args.workers, "--interval-ms", args["interval-ms"]];
+      "--restarts", args.restarts, "--mode", args.mode, "--workers", args.workers, "--interval-ms", args["interval-ms"],
+      "--tcp-concurrency", args["tcp-concurrency"], "--http-connections", args["http-connections"]];
     const out = execFileSync("unshare", ["-n", process.execPath, ...inner], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "inherit"],
@@ -160,7 +164,10 @@ async function runInside() {
   let current = launch();
   await waitFor(current, (e) => e.event === "ready", 15000, "the first ready event");
   const before = nstat();
-  const load = startLoad({ host: "127.0.0.1", whoamiPort: PORTS.who, httpPort: PORTS.web, udpPort: PORTS.echo });
+  const load = startLoad(
+    { host: "127.0.0.1", whoamiPort: PORTS.who, httpPort: PORTS.web, udpPort: PORTS.echo },
+    { tcpConcurrency: Number(args["tcp-concurrency"]), httpConnections: Number(args["http-connections"]) },
+  );
   await sleep(300);
 
   const latencies = [];
