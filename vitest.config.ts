@@ -3,6 +3,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    // test/e2e/setup.ts (owned by the e2e suite) may be added here as a globalSetup.
+    // Makes the per-run scratch folder of the end-to-end tests (test/e2e/); cheap for unit runs.
+    globalSetup: ["test/e2e/global-setup.ts"],
   },
 });

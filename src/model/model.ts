@@ -4,7 +4,7 @@
  */
 import { InternalError } from "../errors.js";
 import { formatIp, parseIp } from "../spec/address.js";
-import type { ListenerSpec, Spec } from "../spec/schema.js";
+import { DEFAULTS, type ListenerSpec, type Spec } from "../spec/schema.js";
 import { DEFAULT_MINIMUM_ZIG } from "../toolchain/versions.js";
 import { zigFingerprint } from "./fingerprint.js";
 
@@ -71,7 +71,7 @@ export interface ModelOptions {
   readonly specFile: string;
 }
 
-const HTTP_DEFAULTS = { body: "OK\n", contentType: "text/plain; charset=utf-8" } as const;
+const HTTP_DEFAULTS = { body: DEFAULTS.httpBody, contentType: DEFAULTS.httpContentType } as const;
 
 export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
   const zigName = spec.name.replaceAll("-", "_");

@@ -6,13 +6,9 @@
  */
 import type { Diagnostic } from "../errors.js";
 import { formatIp, isIpv6Wildcard, parseIp, type IpAddress } from "./address.js";
-import { TCP_ONLY_KEYS } from "./schema.js";
+import { DEFAULTS, TCP_ONLY_KEYS } from "./schema.js";
 
 type Json = Record<string, unknown>;
-
-const DEFAULT_WRITE_BUFFER_BYTES = 65536;
-const DEFAULT_HTTP_BODY = "OK\n";
-const DEFAULT_CONTENT_TYPE = "text/plain; charset=utf-8";
 
 /**
  * Bytes of the headers the generated `http` handler writes before the body: the longest form it
@@ -160,10 +156,10 @@ function checkHttpFits(l: ListenerView, spec: Json): Diagnostic[] {
   if (l.raw.handler !== "http") return [];
   const http = l.raw.http === undefined ? {} : l.raw.http;
   if (!isObject(http)) return [];
-  const body = http.body === undefined ? DEFAULT_HTTP_BODY : http.body;
-  const contentType = http.contentType === undefined ? DEFAULT_CONTENT_TYPE : http.contentType;
+  const body = http.body === undefined ? DEFAULTS.httpBody : http.body;
+  const contentType = http.contentType === undefined ? DEFAULTS.httpContentType : http.contentType;
   const writeBufferBytes =
-    spec.writeBufferBytes === undefined ? DEFAULT_WRITE_BUFFER_BYTES : spec.writeBufferBytes;
+    spec.writeBufferBytes === undefined ? DEFAULTS.writeBufferBytes : spec.writeBufferBytes;
   if (typeof body !== "string" || typeof contentType !== "string") return [];
   if (!isInt(writeBufferBytes, 512, 1048576)) return [];
   const bodyBytes = Buffer.byteLength(body, "utf8");

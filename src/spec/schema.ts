@@ -22,6 +22,13 @@ function bool() {
 
 const utf8 = new TextEncoder();
 
+/** Defaults that other stages need too (the rules and the model), stated once. */
+export const DEFAULTS = {
+  httpBody: "OK\n",
+  httpContentType: "text/plain; charset=utf-8",
+  writeBufferBytes: 65536,
+} as const;
+
 export const LIMITS = {
   httpBodyBytes: 65536,
   contentTypeChars: 256,
@@ -52,7 +59,7 @@ export const HttpSchema = z
         .refine((s) => utf8.encode(s).length <= LIMITS.httpBodyBytes, {
           error: `must be at most ${LIMITS.httpBodyBytes} bytes of UTF-8`,
         })
-        .default("OK\n")
+        .default(DEFAULTS.httpBody)
         .describe(
           `Response body of every request, at most ${LIMITS.httpBodyBytes} bytes of UTF-8.`,
         ),
@@ -61,7 +68,7 @@ export const HttpSchema = z
         .regex(/^[\x20-\x7e]{1,256}$/, {
           error: "must be 1 to 256 printable ASCII characters (no control characters or CR/LF)",
         })
-        .default("text/plain; charset=utf-8")
+        .default(DEFAULTS.httpContentType)
         .describe("Content-Type header of every response."),
     },
     { error: "must be an object { body, contentType }" },
@@ -159,7 +166,7 @@ export const SpecSchema = z
         .default(16384)
         .describe("Read buffer per connection, and datagram buffer per UDP listener."),
       writeBufferBytes: intRange(512, 1048576)
-        .default(65536)
+        .default(DEFAULTS.writeBufferBytes)
         .describe("Write buffer per connection."),
       listeners: z
         .array(ListenerSchema, { error: "must be an array of listener objects" })

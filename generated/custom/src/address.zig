@@ -127,7 +127,9 @@ fn parseIp6(text: []const u8) ParseError![16]u8 {
     if (!gap and used != 8) return error.InvalidAddress;
 
     var result = std.mem.zeroes([16]u8);
-    for (head[0..head_len], 0..) |value, i| std.mem.writeInt(u16, result[i * 2 ..][0..2], value, .big);
+    for (head[0..head_len], 0..) |value, i| {
+        std.mem.writeInt(u16, result[i * 2 ..][0..2], value, .big);
+    }
     const tail_start = 16 - groups_from_ip4 * 2 - tail_len * 2;
     for (tail[0..tail_len], 0..) |value, i| {
         std.mem.writeInt(u16, result[tail_start + i * 2 ..][0..2], value, .big);

@@ -36,6 +36,8 @@ pub const WorkerRole = struct {
     fds: [config.listeners.len]i32,
 };
 
+pub const max_workers = 1024;
+
 pub const Options = struct {
     workers: u16 = config.workers,
     standalone: bool = false,
@@ -87,11 +89,14 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
         }
         const value = std.mem.span(args[i + 1]);
         if (eql(arg, "--workers")) {
-            options.workers = std.fmt.parseInt(u16, value, 10) catch
-                return diag.set("--workers: expected a number from 0 to 1024 (got \"{s}\")", .{value});
-            if (options.workers > 1024) {
-                return diag.set("--workers: expected a number from 0 to 1024 (got \"{s}\")", .{value});
+            const workers = std.fmt.parseInt(u16, value, 10) catch max_workers + 1;
+            if (workers > max_workers) {
+                return diag.set("--workers: expected a number from 0 to {d} (got \"{s}\")", .{
+                    max_workers,
+                    value,
+                });
             }
+            options.workers = workers;
         } else if (eql(arg, "--listen")) {
             try parseListen(value, &options.endpoints, diag);
         } else if (eql(arg, "--drain-timeout")) {
@@ -115,7 +120,9 @@ fn eql(a: []const u8, b: []const u8) bool {
 }
 
 fn isValueFlag(arg: []const u8) bool {
-    const flags = [_][]const u8{ "--workers", "--listen", "--drain-timeout", "--pid-file", "--worker" };
+    const flags = [_][]const u8{
+        "--workers", "--listen", "--drain-timeout", "--pid-file", "--worker",
+    };
     for (flags) |flag| if (eql(arg, flag)) return true;
     return false;
 }

@@ -105,7 +105,9 @@ pub fn logMigrationPolicy(mode: Mode) void {
     const value = listener.tcpMigrateReq();
     switch (mode) {
         .supervisor => log.info("net.ipv4.tcp_migrate_req={d}: not needed; restarts hand the " ++
-            "same listening sockets to the new workers, so no queued connection is reset", .{value orelse 0}),
+            "same listening sockets to the new workers, so no queued connection is reset", .{
+            value orelse 0,
+        }),
         .standalone => if (value == @as(?u8, 1)) {
             log.info("net.ipv4.tcp_migrate_req=1: connections queued on this process's " ++
                 "listeners move to another process of the group when it stops", .{});
@@ -234,7 +236,8 @@ test "builds a JSON line with nested arrays and objects" {
     line.boolean("ok", true);
     line.raw("}");
     try std.testing.expectEqualStrings(
-        "{\"event\":\"ready\",\"generation\":2,\"workers\":[{\"index\":0,\"name\":\"a\\\"b\"}],\"ok\":true}",
+        "{\"event\":\"ready\",\"generation\":2," ++
+            "\"workers\":[{\"index\":0,\"name\":\"a\\\"b\"}],\"ok\":true}",
         line.buf[0..line.len],
     );
 }

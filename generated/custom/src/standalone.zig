@@ -15,6 +15,7 @@ const listener = @import("listener.zig");
 const worker_mod = @import("worker.zig");
 const events = @import("events.zig");
 const log = @import("log.zig");
+const pid_file = @import("pid_file.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
 
@@ -58,5 +59,3 @@ pub fn run(options: cli.Options) u8 {
     events.emitStopped(1, reason, &.{report});
     return 0;
 }
-
-const pid_file = @import("pid_file.zig");

@@ -126,7 +126,8 @@ pub const Worker = struct {
         const epfd = try sys.epollCreate();
         try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0));
         for (options.sockets, 0..) |socket, i| {
-            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, socket.fd, linux.EPOLL.IN, token(Kind.listener, @intCast(i)));
+            const data = token(Kind.listener, @intCast(i));
+            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, socket.fd, linux.EPOLL.IN, data);
         }
         if (options.control_fd) |fd| {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN, token(Kind.control, 0));
@@ -181,7 +182,8 @@ pub const Worker = struct {
     fn waitTimeoutMs(self: *const Worker) i32 {
         if (self.stop == null) return -1;
         const now = sys.monotonicMs();
-        const next = @min(self.drain_deadline_ms, self.idle_sweep_at_ms orelse self.drain_deadline_ms);
+        const sweep = self.idle_sweep_at_ms orelse self.drain_deadline_ms;
+        const next = @min(self.drain_deadline_ms, sweep);
         if (now >= next) return 0;
         return @intCast(@min(next - now, std.math.maxInt(i32)));
     }
@@ -194,7 +196,8 @@ pub const Worker = struct {
             Kind.control => {
                 // The supervisor closed its end (or died): stop, and stop watching the
                 // pipe, whose hang-up would otherwise wake every wait.
-                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, self.options.control_fd.?, null);
+                const control = self.options.control_fd.?;
+                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, control, null);
                 self.beginStop(.control);
             },
             Kind.listener => {
@@ -266,7 +269,7 @@ pub const Worker = struct {
     /// Serves what is queued on one listener, in batches, until the queue is empty or the
     /// connection slots are full.
     fn drainQueue(self: *Worker, socket_index: u16) void {
-        const protocol = config.listeners[self.options.sockets[socket_index].listener_index].protocol;
+        const protocol = self.listenerOf(socket_index).protocol;
         const max_passes = config.max_connections / accept_batch + 1;
         var passes: usize = 0;
         while (passes < max_passes) : (passes += 1) {
@@ -339,8 +342,17 @@ pub const Worker = struct {
         self.listeners_paused = true;
         for (self.options.sockets, 0..) |socket, i| {
             if (config.listeners[socket.listener_index].protocol != .tcp) continue;
-            sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, socket.fd, 0, token(Kind.listener, @intCast(i))) catch {};
+            self.watchListener(socket.fd, @intCast(i), 0);
         }
+    }
+
+    fn watchListener(self: *Worker, fd: sys.Fd, socket_index: u16, events: u32) void {
+        const data = token(Kind.listener, socket_index);
+        sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, fd, events, data) catch {};
+    }
+
+    fn listenerOf(self: *const Worker, socket_index: u16) *const config.Listener {
+        return &config.listeners[self.options.sockets[socket_index].listener_index];
     }
 
     fn resumeListeners(self: *Worker) void {
@@ -348,7 +360,7 @@ pub const Worker = struct {
         self.listeners_paused = false;
         for (self.options.sockets, 0..) |socket, i| {
             if (config.listeners[socket.listener_index].protocol != .tcp) continue;
-            sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, socket.fd, linux.EPOLL.IN, token(Kind.listener, @intCast(i))) catch {};
+            self.watchListener(socket.fd, @intCast(i), linux.EPOLL.IN);
         }
     }
 
@@ -382,7 +394,9 @@ pub const Worker = struct {
         self.stats.connections += 1;
         const ctx = self.context(socket_index);
         listener_mod.onAccept(fd, ctx.listener);
-        sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN | linux.EPOLL.RDHUP, token(Kind.connection, slot)) catch {
+        const events = linux.EPOLL.IN | linux.EPOLL.RDHUP;
+        const data = token(Kind.connection, slot);
+        sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, fd, events, data) catch {
             self.closeConnection(slot);
             return;
         };
@@ -404,10 +418,12 @@ pub const Worker = struct {
         const c = &self.connections[slot];
         if (c.fd == no_connection) return;
         if (c.watching_out) {
-            if (events & (linux.EPOLL.OUT | linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) self.serve(slot);
+            const writable = linux.EPOLL.OUT | linux.EPOLL.HUP | linux.EPOLL.ERR;
+            if (events & writable != 0) self.serve(slot);
             return;
         }
-        if (events & (linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR | linux.EPOLL.RDHUP) != 0) {
+        const readable = linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR | linux.EPOLL.RDHUP;
+        if (events & readable != 0) {
             self.readAndHandle(slot);
         }
     }
@@ -453,7 +469,12 @@ pub const Worker = struct {
         self.afterHandler(slot, progress, out.len);
     }
 
-    fn afterHandler(self: *Worker, slot: u32, progress: handlers.api.Progress, out_len: usize) void {
+    fn afterHandler(
+        self: *Worker,
+        slot: u32,
+        progress: handlers.api.Progress,
+        out_len: usize,
+    ) void {
         const c = &self.connections[slot];
         self.stats.requests += progress.requests;
         c.out_start = 0;
@@ -510,7 +531,8 @@ pub const Worker = struct {
         const c = &self.connections[slot];
         if (c.watching_out == out) return;
         const events: u32 = if (out) linux.EPOLL.OUT else linux.EPOLL.IN | linux.EPOLL.RDHUP;
-        sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, c.fd, events, token(Kind.connection, slot)) catch {
+        const data = token(Kind.connection, slot);
+        sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, c.fd, events, data) catch {
             return self.closeConnection(slot);
         };
         c.watching_out = out;
@@ -532,9 +554,8 @@ pub const Worker = struct {
         const ctx = self.context(socket_index);
         var served: usize = 0;
         while (served < datagram_batch) : (served += 1) {
-            var from: linux.sockaddr.storage = undefined;
-            var from_len: linux.socklen_t = 0;
-            const n = sys.recvfrom(socket.fd, self.datagram, &from, &from_len) catch |err| switch (err) {
+            var from: sys.Peer = .{};
+            const n = sys.recvfrom(socket.fd, self.datagram, &from) catch |err| switch (err) {
                 error.WouldBlock => return false,
                 error.Interrupted => continue,
                 else => {
@@ -545,7 +566,7 @@ pub const Worker = struct {
             self.stats.datagrams += 1;
             const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], self.reply);
             if (reply_len == 0) continue;
-            _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from, from_len) catch {};
+            _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch {};
         }
         return true;
     }

@@ -104,21 +104,28 @@ pub fn send(fd: Fd, bytes: []const u8) Error!usize {
     return check(linux.sendto(fd, bytes.ptr, bytes.len, linux.MSG.NOSIGNAL, null, 0));
 }
 
-pub fn recvfrom(fd: Fd, buf: []u8, from: *linux.sockaddr.storage, from_len: *linux.socklen_t) Error!usize {
-    from_len.* = @sizeOf(linux.sockaddr.storage);
-    return check(linux.recvfrom(fd, buf.ptr, buf.len, 0, @ptrCast(from), from_len));
+/// A peer's address, as recvfrom fills it in and sendto takes it back.
+pub const Peer = struct {
+    addr: linux.sockaddr.storage = undefined,
+    len: linux.socklen_t = @sizeOf(linux.sockaddr.storage),
+};
+
+pub fn recvfrom(fd: Fd, buf: []u8, from: *Peer) Error!usize {
+    from.len = @sizeOf(linux.sockaddr.storage);
+    return check(linux.recvfrom(fd, buf.ptr, buf.len, 0, @ptrCast(&from.addr), &from.len));
 }
 
-pub fn sendto(fd: Fd, bytes: []const u8, to: *const linux.sockaddr.storage, to_len: linux.socklen_t) Error!usize {
+pub fn sendto(fd: Fd, bytes: []const u8, to: *const Peer) Error!usize {
     const flags = linux.MSG.NOSIGNAL;
-    return check(linux.sendto(fd, bytes.ptr, bytes.len, flags, @ptrCast(to), to_len));
+    return check(linux.sendto(fd, bytes.ptr, bytes.len, flags, @ptrCast(&to.addr), to.len));
 }
 
 /// Writes all of `bytes` to a blocking descriptor such as stdout or a pipe.
 pub fn writeAll(fd: Fd, bytes: []const u8) Error!void {
     var done: usize = 0;
     while (done < bytes.len) {
-        const n = check(linux.write(fd, bytes[done..].ptr, bytes.len - done)) catch |err| switch (err) {
+        const rest = bytes[done..];
+        const n = check(linux.write(fd, rest.ptr, rest.len)) catch |err| switch (err) {
             error.Interrupted => continue,
             else => return err,
         };

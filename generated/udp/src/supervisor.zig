@@ -272,7 +272,9 @@ pub const Supervisor = struct {
         var drain_buf: [16:0]u8 = undefined;
         const drain = try std.fmt.bufPrint(&drain_buf, "{d}", .{self.options.drain_timeout_ms});
         drain_buf[drain.len] = 0;
-        const argv = [_:null]?[*:0]const u8{ self.exe_path, "--worker", role, "--drain-timeout", &drain_buf };
+        const argv = [_:null]?[*:0]const u8{
+            self.exe_path, "--worker", role, "--drain-timeout", &drain_buf,
+        };
         const inherited = self.sockets[index * listener_count ..][0..listener_count];
 
         const rc = linux.fork();
@@ -291,11 +293,23 @@ pub const Supervisor = struct {
             .report_fd = report[0],
         };
         self.slots[index].last_pid = pid;
-        try sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, report[0], linux.EPOLL.IN, token(Kind.report, @intCast(slot)));
+        const data = token(Kind.report, @intCast(slot));
+        try sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, report[0], linux.EPOLL.IN, data);
     }
 
-    fn formatRole(self: *Supervisor, buf: [:0]u8, index: u16, generation: u32, control: sys.Fd, report: sys.Fd) ![*:0]const u8 {
-        var len = (try std.fmt.bufPrint(buf, "{d}:{d}:{d}:{d}:", .{ index, generation, control, report })).len;
+    /// The value of the internal `--worker` flag (see `cli.WorkerRole`).
+    fn formatRole(
+        self: *Supervisor,
+        buf: [:0]u8,
+        index: u16,
+        generation: u32,
+        control: sys.Fd,
+        report: sys.Fd,
+    ) ![*:0]const u8 {
+        const head = try std.fmt.bufPrint(buf, "{d}:{d}:{d}:{d}:", .{
+            index, generation, control, report,
+        });
+        var len = head.len;
         for (self.sockets[index * listener_count ..][0..listener_count], 0..) |fd, i| {
             const sep: []const u8 = if (i == 0) "" else ",";
             len += (try std.fmt.bufPrint(buf[len..], "{s}{d}", .{ sep, fd })).len;
@@ -331,7 +345,9 @@ pub const Supervisor = struct {
             sys.close(fd);
             r.control_fd = null;
         }
-        if (r.kill_at_ms == null) r.kill_at_ms = now() + self.options.drain_timeout_ms + kill_grace_ms;
+        if (r.kill_at_ms == null) {
+            r.kill_at_ms = now() + self.options.drain_timeout_ms + kill_grace_ms;
+        }
     }
 
     fn onReport(self: *Supervisor, slot: u32) void {
@@ -432,7 +448,9 @@ pub const Supervisor = struct {
         if (self.stopping != null) return;
         if (self.starting != null) {
             self.restart_queued = true;
-            log.info("SIGHUP during a restart: queued until generation {d} is ready", .{self.starting.?});
+            log.info("SIGHUP during a restart: queued until generation {d} is ready", .{
+                self.starting.?,
+            });
             return;
         }
         log.info("SIGHUP: starting generation {d}", .{self.generation + 1});
@@ -473,7 +491,9 @@ pub const Supervisor = struct {
         for (self.records) |*maybe| {
             if (maybe.*) |*r| {
                 if (r.kill_at_ms) |at| if (t >= at) {
-                    log.warn("worker {d} (pid {d}) did not stop in time: killing it", .{ r.index, r.pid });
+                    log.warn("worker {d} (pid {d}) did not stop in time: killing it", .{
+                        r.index, r.pid,
+                    });
                     _ = linux.kill(r.pid, linux.SIG.KILL);
                     r.kill_at_ms = null;
                 };
@@ -540,7 +560,9 @@ pub const Supervisor = struct {
 
         if (self.starting == r.generation and !r.ready) {
             var detail: [64]u8 = undefined;
-            const text = std.fmt.bufPrint(&detail, "worker {d} exited with status {d}", .{ r.index, r.exit_status }) catch "a worker exited";
+            const text = std.fmt.bufPrint(&detail, "worker {d} exited with status {d}", .{
+                r.index, r.exit_status,
+            }) catch "a worker exited";
             return self.abandonGeneration("a new worker failed", text);
         }
         if (r.generation == self.generation) self.scheduleReplacement(r);
@@ -609,7 +631,8 @@ fn closePair(fds: [2]sys.Fd) void {
 /// Online CPUs this process may run on, for `"workers": "auto"`.
 fn onlineCpus() u16 {
     var set: linux.cpu_set_t = undefined;
-    if (compat.errno(linux.sched_getaffinity(0, @sizeOf(linux.cpu_set_t), &set)) != .SUCCESS) return 1;
+    const rc = linux.sched_getaffinity(0, @sizeOf(linux.cpu_set_t), &set);
+    if (compat.errno(rc) != .SUCCESS) return 1;
     return @intCast(@max(1, @min(1024, linux.CPU_COUNT(set))));
 }
 
@@ -653,7 +676,8 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     linux.sigaddset(&set, linux.SIG.PIPE);
     const sigfd = sys.signalfd(&set) catch return 1;
     const epfd = sys.epollCreate() catch return 1;
-    sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0)) catch return 1;
+    const data = token(Kind.signal, 0);
+    sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, data) catch return 1;
 
     const records = allocator.alloc(?Record, @as(usize, workers) * 4) catch return 1;
     @memset(records, null);
