@@ -1,0 +1,147 @@
+/**
+ * Projects the supervisor and restart tests build: a spec of their own (whoami, HTTP and echo
+ * over TCP, echo over UDP) and the restart bench's spec, each generated and built once per
+ * (project, Zig version) in the run's temporary folder. Plus what those tests read from
+ * /proc about the processes a supervisor made.
+ */
+import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { execa } from "execa";
+import { inject } from "vitest";
+import { generate, PACKAGE_ROOT } from "../../../src/index.js";
+import { provisionZig, zigEnv } from "./zig.js";
+
+/**
+ * The supervisor tests' service. Ports are placeholders: the tests bind every listener to
+ * 127.0.0.1:0 with `--listen` and read the ports from the `ready` event.
+ */
+export const SUPERVISED_SPEC = {
+  name: "supervised",
+  workers: 2,
+  drainTimeoutMs: 5000,
+  listeners: [
+    { name: "who", protocol: "tcp", address: "127.0.0.1", port: 9101, handler: "whoami" },
+    { name: "web", protocol: "tcp", address: "127.0.0.1", port: 9102, handler: "http" },
+    { name: "echo", protocol: "tcp", address: "127.0.0.1", port: 9103, handler: "echo" },
+    { name: "uecho", protocol: "udp", address: "127.0.0.1", port: 9104, handler: "echo" },
+  ],
+} as const;
+
+/** Every listener of SUPERVISED_SPEC on 127.0.0.1 with a port the kernel picks. */
+export const ANY_LOOPBACK_PORT: readonly string[] = SUPERVISED_SPEC.listeners.flatMap((l) => [
+  "--listen",
+  `${l.name}=127.0.0.1:0`,
+]);
+
+/** What the projects are generated from: a spec value, or a spec file of the repository. */
+const PROJECTS = {
+  supervised: { spec: SUPERVISED_SPEC, file: "supervised.json", name: SUPERVISED_SPEC.name },
+  "restart-bench": { spec: undefined, file: "bench/specs/restart.json", name: "restart-bench" },
+} as const;
+
+export type ProjectKey = keyof typeof PROJECTS;
+
+const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
+const WAIT_FOR_OTHER_BUILD_MS = 20 * 60_000;
+const POLL_MS = 250;
+
+interface BuildRecord {
+  readonly ok: boolean;
+  readonly binary: string;
+  /** What failed, with the compiler's output, when `ok` is false. */
+  readonly output: string;
+}
+
+/**
+ * The built binary of `project` for Zig `version`; throws with the compiler's output when it
+ * does not build. Test files run in parallel workers: the first to ask builds (under a mkdir
+ * lock) and the others wait for its recorded result.
+ */
+export async function binaryOf(project: ProjectKey, version: string): Promise<string> {
+  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, `own-${project}`);
+  const record = `${dir}.json`;
+  const lock = `${dir}.lock`;
+  await mkdir(path.dirname(dir), { recursive: true });
+  const deadline = Date.now() + WAIT_FOR_OTHER_BUILD_MS;
+  let built = await readRecord(record);
+  while (built === undefined) {
+    if (await tryLock(lock)) {
+      try {
+        built = await buildOnce(project, version, dir);
+        await writeFile(record, JSON.stringify(built));
+      } finally {
+        await rmdir(lock).catch(() => undefined);
+      }
+    } else {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for the build of ${dir}`);
+      await sleep(POLL_MS);
+      built = await readRecord(record);
+    }
+  }
+  if (!built.ok) throw new Error(`${project} (zig ${version}) did not build:\n${built.output}`);
+  return built.binary;
+}
+
+async function buildOnce(project: ProjectKey, version: string, dir: string): Promise<BuildRecord> {
+  const { spec, file, name } = PROJECTS[project];
+  const binary = path.join(dir, "zig-out", "bin", name);
+  try {
+    await generate({
+      specFile: file,
+      ...(spec === undefined ? {} : { spec }),
+      outDir: dir,
+      cwd: PACKAGE_ROOT,
+    });
+  } catch (error) {
+    return { ok: false, binary, output: `generate ${file}: ${String(error)}` };
+  }
+  const zig = await provisionZig(version);
+  const result = await execa(zig, ["build"], {
+    cwd: dir,
+    env: zigEnv(version),
+    extendEnv: true,
+    timeout: ZIG_STEP_TIMEOUT_MS,
+    reject: false,
+    stdin: "ignore",
+    all: true,
+  });
+  const how = result.timedOut ? "timed out" : `exit code ${result.exitCode ?? result.signal}`;
+  return { ok: !result.failed, binary, output: `zig build (${how})\n${result.all ?? ""}` };
+}
+
+async function readRecord(file: string): Promise<BuildRecord | undefined> {
+  try {
+    return JSON.parse(await readFile(file, "utf8")) as BuildRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+async function tryLock(lock: string): Promise<boolean> {
+  try {
+    await mkdir(lock);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw error;
+  }
+}
+
+/** The parent pid of `pid` from /proc/<pid>/stat, or undefined when it is gone. */
+export function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces): state, ppid, …
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The pids whose parent is `pid` (read from /proc, bounded by the number of processes). */
+export function childPids(pid: number, all: readonly number[]): number[] {
+  return all.filter((child) => parentPid(child) === pid);
+}
