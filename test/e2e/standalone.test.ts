@@ -119,64 +119,86 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       }
     });
 
-    it(`echoes on ${CONNECTIONS} TCP connections over IPv4 and IPv6 with zero failures`, { timeout: TEST_TIMEOUT_MS }, async () => {
-      const results = await runBounded(CONNECTIONS, CONCURRENCY, async (i) => {
-        const name = i % 2 === 0 ? "echo4" : "echo6";
-        const { host, port } = endpoints[name]!;
-        const message = `ping ${i} over ${name}\n`;
-        tcpConnections++;
-        const reply = await tcpExchange(host, port, { send: message, endAfterSend: true, timeoutMs: IO_TIMEOUT_MS });
-        expect(reply.toString()).toBe(message);
-      });
-      expect(results.filter((r) => r.status === "rejected")).toEqual([]);
-    });
+    it(
+      `echoes on ${CONNECTIONS} TCP connections over IPv4 and IPv6 with zero failures`,
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const results = await runBounded(CONNECTIONS, CONCURRENCY, async (i) => {
+          const name = i % 2 === 0 ? "echo4" : "echo6";
+          const { host, port } = endpoints[name]!;
+          const message = `ping ${i} over ${name}\n`;
+          tcpConnections++;
+          const reply = await tcpExchange(host, port, {
+            send: message,
+            endAfterSend: true,
+            timeoutMs: IO_TIMEOUT_MS,
+          });
+          expect(reply.toString()).toBe(message);
+        });
+        expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+      },
+    );
 
-    it("answers UDP whoami on 127.0.0.1 and ::1 from both processes", { timeout: TEST_TIMEOUT_MS }, async () => {
-      const seen = new Set<number>();
-      for (const name of ["who4", "who6"]) {
-        const { host, port } = endpoints[name]!;
-        // Each exchange uses a fresh client socket, so its 4-tuple hashes anew.
-        const results = await runBounded(64, 8, async () =>
-          parseWhoami((await udpExchange(host, port, "who?", { timeoutMs: 1_000 })).toString()),
-        );
-        for (const result of results) {
-          expect(result.status, String((result as PromiseRejectedResult).reason)).toBe("fulfilled");
-          const who = (result as PromiseFulfilledResult<ReturnType<typeof parseWhoami>>).value;
-          expect(pair.pids).toContain(who.pid);
-          expect(who).toMatchObject({ worker: 0, gen: 1 });
-          seen.add(who.pid);
+    it(
+      "answers UDP whoami on 127.0.0.1 and ::1 from both processes",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const seen = new Set<number>();
+        for (const name of ["who4", "who6"]) {
+          const { host, port } = endpoints[name]!;
+          // Each exchange uses a fresh client socket, so its 4-tuple hashes anew.
+          const results = await runBounded(64, 8, async () =>
+            parseWhoami((await udpExchange(host, port, "who?", { timeoutMs: 1_000 })).toString()),
+          );
+          for (const result of results) {
+            expect(result.status, String((result as PromiseRejectedResult).reason)).toBe(
+              "fulfilled",
+            );
+            const who = (result as PromiseFulfilledResult<ReturnType<typeof parseWhoami>>).value;
+            expect(pair.pids).toContain(who.pid);
+            expect(who).toMatchObject({ worker: 0, gen: 1 });
+            seen.add(who.pid);
+          }
         }
-      }
-      expect([...seen].sort()).toEqual([...pair.pids].sort());
-    });
+        expect([...seen].sort()).toEqual([...pair.pids].sort());
+      },
+    );
 
-    it("serves HTTP on the IPv4 listener and the IPv6 listener's own JSON body", { timeout: TEST_TIMEOUT_MS }, async () => {
-      for (const [name, body] of [
-        ["web4", "Hello from gen-reuseport\n"],
-        ["web6", '{"ok":true}\n'],
-      ] as const) {
-        const { host, port } = endpoints[name]!;
-        const connection = await HttpConnection.open(host, port, IO_TIMEOUT_MS);
-        tcpConnections++;
-        try {
-          connection.write(httpGet("/", "localhost", { Connection: "close" }));
-          const response = await connection.readResponse(IO_TIMEOUT_MS);
-          expect(response.status).toBe(200);
-          if (name === "web6") expect(response.body).toBe(body);
-          else expect(response.body.length).toBeGreaterThan(0);
-        } finally {
-          connection.close();
+    it(
+      "serves HTTP on the IPv4 listener and the IPv6 listener's own JSON body",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        for (const [name, body] of [
+          ["web4", "Hello from gen-reuseport\n"],
+          ["web6", '{"ok":true}\n'],
+        ] as const) {
+          const { host, port } = endpoints[name]!;
+          const connection = await HttpConnection.open(host, port, IO_TIMEOUT_MS);
+          tcpConnections++;
+          try {
+            connection.write(httpGet("/", "localhost", { Connection: "close" }));
+            const response = await connection.readResponse(IO_TIMEOUT_MS);
+            expect(response.status).toBe(200);
+            if (name === "web6") expect(response.body).toBe(body);
+            else expect(response.body.length).toBeGreaterThan(0);
+          } finally {
+            connection.close();
+          }
         }
-      }
-    });
+      },
+    );
 
-    it("stops both on SIGTERM with exit 0, a stopped event counting every connection, and no process left", { timeout: TEST_TIMEOUT_MS }, async () => {
-      const stopped = await stopPairGracefully(pair);
-      const counts = connectionsByPid(stopped);
-      expect([...counts.keys()].sort()).toEqual([...pair.pids].sort());
-      expect([...counts.values()].reduce((a, b) => a + b, 0)).toBe(tcpConnections);
-      for (const count of counts.values()) expect(count).toBeGreaterThanOrEqual(1);
-    });
+    it(
+      "stops both on SIGTERM with exit 0, a stopped event counting every connection, and no process left",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const stopped = await stopPairGracefully(pair);
+        const counts = connectionsByPid(stopped);
+        expect([...counts.keys()].sort()).toEqual([...pair.pids].sort());
+        expect([...counts.values()].reduce((a, b) => a + b, 0)).toBe(tcpConnections);
+        for (const count of counts.values()) expect(count).toBeGreaterThanOrEqual(1);
+      },
+    );
   });
 
   describe("two --standalone processes of a TCP whoami service", () => {
@@ -193,40 +215,60 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       pair = await startPair(binary, endpoints);
     }, SETUP_TIMEOUT_MS);
 
-    it(`serves ${CONNECTIONS} TCP whoami connections from both pids, all of them, zero failures`, { timeout: TEST_TIMEOUT_MS }, async () => {
-      const { host, port } = endpoints.who4!;
-      const results = await runBounded(CONNECTIONS, CONCURRENCY, async () =>
-        parseWhoami((await tcpExchange(host, port, { timeoutMs: IO_TIMEOUT_MS })).toString()),
-      );
-      const failures = results.filter((r) => r.status === "rejected");
-      expect(failures).toEqual([]);
-      const byPid = new Map<number, number>();
-      for (const r of results as PromiseFulfilledResult<ReturnType<typeof parseWhoami>>[]) {
-        expect(pair.pids).toContain(r.value.pid);
-        expect(r.value).toMatchObject({ worker: 0, gen: 1 });
-        byPid.set(r.value.pid, (byPid.get(r.value.pid) ?? 0) + 1);
-      }
-      for (const pid of pair.pids) expect(byPid.get(pid) ?? 0).toBeGreaterThanOrEqual(1);
-      expect([...byPid.values()].reduce((a, b) => a + b, 0)).toBe(CONNECTIONS);
-    });
+    it(
+      `serves ${CONNECTIONS} TCP whoami connections from both pids, all of them, zero failures`,
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { host, port } = endpoints.who4!;
+        const results = await runBounded(CONNECTIONS, CONCURRENCY, async () =>
+          parseWhoami((await tcpExchange(host, port, { timeoutMs: IO_TIMEOUT_MS })).toString()),
+        );
+        const failures = results.filter((r) => r.status === "rejected");
+        expect(failures).toEqual([]);
+        const byPid = new Map<number, number>();
+        for (const r of results as PromiseFulfilledResult<ReturnType<typeof parseWhoami>>[]) {
+          expect(pair.pids).toContain(r.value.pid);
+          expect(r.value).toMatchObject({ worker: 0, gen: 1 });
+          byPid.set(r.value.pid, (byPid.get(r.value.pid) ?? 0) + 1);
+        }
+        for (const pid of pair.pids) expect(byPid.get(pid) ?? 0).toBeGreaterThanOrEqual(1);
+        expect([...byPid.values()].reduce((a, b) => a + b, 0)).toBe(CONNECTIONS);
+      },
+    );
 
-    it("answers TCP whoami on ::1 with one of the two pids", { timeout: TEST_TIMEOUT_MS }, async () => {
-      const { host, port } = endpoints.who6!;
-      const who = parseWhoami((await tcpExchange(host, port, { timeoutMs: IO_TIMEOUT_MS })).toString());
-      expect(pair.pids).toContain(who.pid);
-    });
+    it(
+      "answers TCP whoami on ::1 with one of the two pids",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { host, port } = endpoints.who6!;
+        const who = parseWhoami(
+          (await tcpExchange(host, port, { timeoutMs: IO_TIMEOUT_MS })).toString(),
+        );
+        expect(pair.pids).toContain(who.pid);
+      },
+    );
 
-    it("answers UDP whoami with a line naming one of the two pids", { timeout: TEST_TIMEOUT_MS }, async () => {
-      const { host, port } = endpoints.whoudp!;
-      const who = parseWhoami((await udpExchange(host, port, "who?", { timeoutMs: 1_000 })).toString());
-      expect(pair.pids).toContain(who.pid);
-    });
+    it(
+      "answers UDP whoami with a line naming one of the two pids",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { host, port } = endpoints.whoudp!;
+        const who = parseWhoami(
+          (await udpExchange(host, port, "who?", { timeoutMs: 1_000 })).toString(),
+        );
+        expect(pair.pids).toContain(who.pid);
+      },
+    );
 
-    it("stops both on SIGTERM with exit 0 and counts every connection it served", { timeout: TEST_TIMEOUT_MS }, async () => {
-      const stopped = await stopPairGracefully(pair);
-      const counts = connectionsByPid(stopped);
-      expect([...counts.values()].reduce((a, b) => a + b, 0)).toBe(CONNECTIONS + 1);
-    });
+    it(
+      "stops both on SIGTERM with exit 0 and counts every connection it served",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const stopped = await stopPairGracefully(pair);
+        const counts = connectionsByPid(stopped);
+        expect([...counts.values()].reduce((a, b) => a + b, 0)).toBe(CONNECTIONS + 1);
+      },
+    );
   });
 
   describe("two --standalone processes of the udp example", () => {
@@ -242,25 +284,41 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       pair = await startPair(binary, endpoints);
     }, SETUP_TIMEOUT_MS);
 
-    it("echoes every UDP datagram back, whichever process gets it", { timeout: TEST_TIMEOUT_MS }, async () => {
-      const { host, port } = endpoints.echo!;
-      const results = await runBounded(32, 8, async (i) => {
-        const payload = `datagram ${i}`;
-        expect((await udpExchange(host, port, payload, { timeoutMs: 1_000 })).toString()).toBe(payload);
-      });
-      expect(results.filter((r) => r.status === "rejected")).toEqual([]);
-    });
+    it(
+      "echoes every UDP datagram back, whichever process gets it",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { host, port } = endpoints.echo!;
+        const results = await runBounded(32, 8, async (i) => {
+          const payload = `datagram ${i}`;
+          expect((await udpExchange(host, port, payload, { timeoutMs: 1_000 })).toString()).toBe(
+            payload,
+          );
+        });
+        expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+      },
+    );
 
-    it("answers UDP whoami with a line naming one of the two pids", { timeout: TEST_TIMEOUT_MS }, async () => {
-      const { host, port } = endpoints.whoami!;
-      const who = parseWhoami((await udpExchange(host, port, "who?", { timeoutMs: 1_000 })).toString());
-      expect(pair.pids).toContain(who.pid);
-    });
+    it(
+      "answers UDP whoami with a line naming one of the two pids",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { host, port } = endpoints.whoami!;
+        const who = parseWhoami(
+          (await udpExchange(host, port, "who?", { timeoutMs: 1_000 })).toString(),
+        );
+        expect(pair.pids).toContain(who.pid);
+      },
+    );
 
-    it("stops both on SIGTERM with exit 0 and counts the datagrams", { timeout: TEST_TIMEOUT_MS }, async () => {
-      const stopped = await stopPairGracefully(pair);
-      const datagrams = stopped.flatMap((e) => e.workers).reduce((n, w) => n + w.datagrams, 0);
-      expect(datagrams).toBeGreaterThanOrEqual(33);
-    });
+    it(
+      "stops both on SIGTERM with exit 0 and counts the datagrams",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const stopped = await stopPairGracefully(pair);
+        const datagrams = stopped.flatMap((e) => e.workers).reduce((n, w) => n + w.datagrams, 0);
+        expect(datagrams).toBeGreaterThanOrEqual(33);
+      },
+    );
   });
 });
