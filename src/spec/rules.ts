@@ -11,12 +11,18 @@ import { DEFAULTS, TCP_ONLY_KEYS } from "./schema.js";
 type Json = Record<string, unknown>;
 
 /**
- * Bytes of the headers the generated `http` handler writes before the body: the longest form it
- * uses (`Connection: keep-alive`). The body and these headers must fit in one write buffer.
+ * Bytes of the headers the generated `http` handler writes before the body, in the longest form
+ * it uses (`templates/src/handlers/http.zig.hbs`: `Server: <name>`, `Connection: keep-alive`).
+ * The headers and the body must fit in one write buffer.
  */
-export function httpResponseHeaderBytes(contentType: string, bodyBytes: number): number {
+export function httpResponseHeaderBytes(
+  serviceName: string,
+  contentType: string,
+  bodyBytes: number,
+): number {
   const head =
     "HTTP/1.1 200 OK\r\n" +
+    `Server: ${serviceName}\r\n` +
     `Content-Type: ${contentType}\r\n` +
     `Content-Length: ${bodyBytes}\r\n` +
     "Connection: keep-alive\r\n" +
@@ -163,7 +169,8 @@ function checkHttpFits(l: ListenerView, spec: Json): Diagnostic[] {
   if (typeof body !== "string" || typeof contentType !== "string") return [];
   if (!isInt(writeBufferBytes, 512, 1048576)) return [];
   const bodyBytes = Buffer.byteLength(body, "utf8");
-  const headerBytes = httpResponseHeaderBytes(contentType, bodyBytes);
+  const name = typeof spec.name === "string" ? spec.name : "";
+  const headerBytes = httpResponseHeaderBytes(name, contentType, bodyBytes);
   const total = bodyBytes + headerBytes;
   if (total <= writeBufferBytes) return [];
   return [
