@@ -31,7 +31,6 @@ export const DEFAULTS = {
 
 export const LIMITS = {
   httpBodyBytes: 65536,
-  contentTypeChars: 256,
 } as const;
 
 export const KeepaliveSchema = z
