@@ -5,7 +5,7 @@
  * /proc about the processes a supervisor made.
  */
 import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
@@ -129,19 +129,35 @@ async function tryLock(lock: string): Promise<boolean> {
   }
 }
 
-/** The parent pid of `pid` from /proc/<pid>/stat, or undefined when it is gone. */
-export function parentPid(pid: number): number | undefined {
+/** The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, …). */
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may hold spaces): state, ppid, …
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[1]);
+    // The command name is in parentheses and may itself hold spaces or parentheses.
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   } catch {
     return undefined;
   }
 }
 
-/** The pids whose parent is `pid` (read from /proc, bounded by the number of processes). */
-export function childPids(pid: number, all: readonly number[]): number[] {
-  return all.filter((child) => parentPid(child) === pid);
+/** The parent pid of `pid`, or undefined when it is gone. */
+export function parentPid(pid: number): number | undefined {
+  const fields = statFields(pid);
+  return fields === undefined ? undefined : Number(fields[1]);
+}
+
+/**
+ * The live (non-zombie) processes of process group `pgid`. Programs are started in a group
+ * of their own and workers inherit it, so this finds workers the test was never told about.
+ */
+export function processGroupMembers(pgid: number): number[] {
+  const members: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = statFields(Number(entry));
+    if (fields !== undefined && fields[0] !== "Z" && Number(fields[2]) === pgid) {
+      members.push(Number(entry));
+    }
+  }
+  return members;
 }
