@@ -163,7 +163,7 @@ export const SpecSchema = z
         .describe("Open TCP connections per worker."),
       readBufferBytes: intRange(512, 1048576)
         .default(16384)
-        .describe("Read buffer per connection, and datagram buffer per UDP listener."),
+        .describe("Read buffer per TCP connection: the largest request (head and body) a handler can see at once."),
       writeBufferBytes: intRange(512, 1048576)
         .default(DEFAULTS.writeBufferBytes)
         .describe("Write buffer per connection."),
