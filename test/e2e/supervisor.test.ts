@@ -390,6 +390,7 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       expect(program.stderr).toMatch(/SIGHUP during a restart/);
 
       const last = generations.at(-1)!;
+      await program.waitForEvent("drained", STOP_TIMEOUT_MS, (e) => e.generation === 2);
       for (const answer of await whoamiMany(portOf(ready, "who"), 50))
         expect(answer.gen).toBe(last);
       const stopped = await stopGracefully(program);
@@ -428,6 +429,9 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       console.log(
         `zig ${version}: after the failed restart, generation ${next.generation} is ready`,
       );
+      // Generation 1 accepts until it has drained (workers of both generations share each
+      // slot's socket until then); from that moment every answer comes from the new one.
+      await program.waitForEvent("drained", STOP_TIMEOUT_MS, (e) => e.generation === 1);
       for (const answer of await whoamiMany(who, 50)) expect(answer.gen).toBe(next.generation);
       await stopGracefully(program);
     },
