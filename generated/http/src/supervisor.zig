@@ -63,6 +63,8 @@ const Record = struct {
     /// The supervisor's end of the report pipe; closed at end of file.
     report_fd: ?sys.Fd,
     ready: bool = false,
+    /// Its generation failed to start and was killed: it never served.
+    abandoned: bool = false,
     exited: bool = false,
     exit_status: u32 = 0,
     stats: worker_mod.Stats = .{},
@@ -98,6 +100,8 @@ pub const Supervisor = struct {
     sigfd: sys.Fd,
     /// The generation that serves; 0 before the first is ready.
     generation: u32 = 0,
+    /// The newest generation number handed out; a failed generation's number is not reused.
+    last_generation: u32 = 0,
     /// A generation being started, not yet ready.
     starting: ?u32 = null,
     start_deadline_ms: u64 = 0,
@@ -113,7 +117,7 @@ pub const Supervisor = struct {
 
     /// Serves until stopped; returns the process exit code.
     pub fn run(self: *Supervisor) u8 {
-        self.startGeneration(1);
+        self.startGeneration();
         var list: [max_events]linux.epoll_event = undefined;
         while (!self.finished()) {
             const n = sys.epollWait(self.epfd, &list, self.waitTimeoutMs()) catch |err| {
@@ -165,8 +169,10 @@ pub const Supervisor = struct {
 
     // Generations.
 
-    fn startGeneration(self: *Supervisor, generation: u32) void {
+    fn startGeneration(self: *Supervisor) void {
         std.debug.assert(self.starting == null);
+        self.last_generation += 1;
+        const generation = self.last_generation;
         self.starting = generation;
         self.start_deadline_ms = now() + ready_timeout_ms;
         if (generation > 1) {
@@ -194,9 +200,8 @@ pub const Supervisor = struct {
             const r = maybe orelse continue;
             if (r.generation == generation) pids[r.index] = r.pid;
         }
-        var endpoints = self.options.endpoints;
-        for (&endpoints, self.ports) |*e, port| e.port = port;
-        events.emitReady(.supervisor, generation, pids[0..self.workers], endpoints, self.ports);
+        // The pid file exists before `ready` is announced, so a reader acting on the event
+        // finds it.
         if (!self.pid_file_written) {
             self.pid_file_written = true;
             if (self.options.pid_file) |path| {
@@ -205,10 +210,13 @@ pub const Supervisor = struct {
                 };
             }
         }
+        var endpoints = self.options.endpoints;
+        for (&endpoints, self.ports) |*e, port| e.port = port;
+        events.emitReady(.supervisor, generation, pids[0..self.workers], endpoints, self.ports);
         if (previous != 0) self.retireGeneration(previous);
         if (self.restart_queued and self.stopping == null) {
             self.restart_queued = false;
-            self.startGeneration(generation + 1);
+            self.startGeneration();
         }
     }
 
@@ -229,6 +237,7 @@ pub const Supervisor = struct {
             if (maybe.*) |*r| {
                 if (r.generation == generation) {
                     _ = linux.kill(r.pid, linux.SIG.KILL);
+                    r.abandoned = true;
                     self.retire(r);
                 }
             }
@@ -453,8 +462,8 @@ pub const Supervisor = struct {
             });
             return;
         }
-        log.info("SIGHUP: starting generation {d}", .{self.generation + 1});
-        self.startGeneration(self.generation + 1);
+        log.info("SIGHUP: starting generation {d}", .{self.last_generation + 1});
+        self.startGeneration();
     }
 
     fn beginStop(self: *Supervisor, kind: StopKind) void {
@@ -554,7 +563,7 @@ pub const Supervisor = struct {
         line.int("datagrams", @intCast(r.stats.datagrams));
         line.emit();
         if (expected) {
-            if (self.stopping == null) self.emitDrainedIfDone(r.generation);
+            if (self.stopping == null and !r.abandoned) self.emitDrainedIfDone(r.generation);
             return;
         }
 
