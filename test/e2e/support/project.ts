@@ -1,15 +1,14 @@
 /**
  * Generated projects under test: each (spec, Zig version) is generated, formatted-checked,
- * built and tested once per run, in its own directory of the run's temporary folder. Test
- * files run in parallel workers, so the first to ask builds (under a mkdir lock) and the others
- * wait for its recorded result.
+ * built and tested once per run (see `oncePerRun`), in its own directory of the run's
+ * temporary folder.
  */
-import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { inject } from "vitest";
 import { generate, PACKAGE_ROOT } from "../../../src/index.js";
+import { oncePerRun } from "./once.js";
 import { provisionZig, zigEnv } from "./zig.js";
 
 /** The specs the suite builds: the examples, plus one of its own for TCP whoami. */
@@ -49,30 +48,11 @@ export interface BuiltProject {
 }
 
 const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
-const WAIT_FOR_OTHER_BUILD_MS = 20 * 60_000;
-const POLL_MS = 250;
 
 /** Builds (once per run) and returns the project for `spec` with Zig `version`. */
 export async function builtProject(spec: SpecKey, version: string): Promise<BuiltProject> {
   const dir = path.join(inject("e2eRunDir"), `zig-${version}`, spec);
-  const record = `${dir}.json`;
-  const lock = `${dir}.lock`;
-  await mkdir(path.dirname(dir), { recursive: true });
-  const deadline = Date.now() + WAIT_FOR_OTHER_BUILD_MS;
-  for (;;) {
-    const done = await readRecord(record);
-    if (done !== undefined) return done;
-    if (await tryLock(lock)) break;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for the build of ${dir}`);
-    await sleep(POLL_MS);
-  }
-  try {
-    const built = await buildOnce(spec, version, dir);
-    await writeFile(record, JSON.stringify(built));
-    return built;
-  } finally {
-    await rmdir(lock).catch(() => undefined);
-  }
+  return oncePerRun(dir, () => buildOnce(spec, version, dir));
 }
 
 /** The project's binary; throws with the compiler's output when it did not build. */
@@ -148,23 +128,5 @@ async function timed(
   } catch (error) {
     const output = error instanceof Error ? (error.stack ?? error.message) : String(error);
     return { ok: false, output, command, ms: Date.now() - start };
-  }
-}
-
-async function readRecord(file: string): Promise<BuiltProject | undefined> {
-  try {
-    return JSON.parse(await readFile(file, "utf8")) as BuiltProject;
-  } catch {
-    return undefined;
-  }
-}
-
-async function tryLock(lock: string): Promise<boolean> {
-  try {
-    await mkdir(lock);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw error;
   }
 }

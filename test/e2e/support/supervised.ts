@@ -4,13 +4,12 @@
  * (project, Zig version) in the run's temporary folder. Plus what those tests read from
  * /proc about the processes a supervisor made.
  */
-import { mkdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { inject } from "vitest";
 import { generate, PACKAGE_ROOT } from "../../../src/index.js";
+import { oncePerRun } from "./once.js";
 import { provisionZig, zigEnv } from "./zig.js";
 
 /**
@@ -44,8 +43,6 @@ const PROJECTS = {
 export type ProjectKey = keyof typeof PROJECTS;
 
 const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
-const WAIT_FOR_OTHER_BUILD_MS = 20 * 60_000;
-const POLL_MS = 250;
 
 interface BuildRecord {
   readonly ok: boolean;
@@ -56,30 +53,11 @@ interface BuildRecord {
 
 /**
  * The built binary of `project` for Zig `version`; throws with the compiler's output when it
- * does not build. Test files run in parallel workers: the first to ask builds (under a mkdir
- * lock) and the others wait for its recorded result.
+ * does not build. Built once per run (see `oncePerRun`).
  */
 export async function binaryOf(project: ProjectKey, version: string): Promise<string> {
   const dir = path.join(inject("e2eRunDir"), `zig-${version}`, `own-${project}`);
-  const record = `${dir}.json`;
-  const lock = `${dir}.lock`;
-  await mkdir(path.dirname(dir), { recursive: true });
-  const deadline = Date.now() + WAIT_FOR_OTHER_BUILD_MS;
-  let built = await readRecord(record);
-  while (built === undefined) {
-    if (await tryLock(lock)) {
-      try {
-        built = await buildOnce(project, version, dir);
-        await writeFile(record, JSON.stringify(built));
-      } finally {
-        await rmdir(lock).catch(() => undefined);
-      }
-    } else {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for the build of ${dir}`);
-      await sleep(POLL_MS);
-      built = await readRecord(record);
-    }
-  }
+  const built = await oncePerRun(dir, () => buildOnce(project, version, dir));
   if (!built.ok) throw new Error(`${project} (zig ${version}) did not build:\n${built.output}`);
   return built.binary;
 }
@@ -109,24 +87,6 @@ async function buildOnce(project: ProjectKey, version: string, dir: string): Pro
   });
   const how = result.timedOut ? "timed out" : `exit code ${result.exitCode ?? result.signal}`;
   return { ok: !result.failed, binary, output: `zig build (${how})\n${result.all ?? ""}` };
-}
-
-async function readRecord(file: string): Promise<BuildRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(file, "utf8")) as BuildRecord;
-  } catch {
-    return undefined;
-  }
-}
-
-async function tryLock(lock: string): Promise<boolean> {
-  try {
-    await mkdir(lock);
-    return true;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
-    throw error;
-  }
 }
 
 /** The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, …). */
