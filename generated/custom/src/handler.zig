@@ -8,6 +8,7 @@
 //! The example below answers each line of a TCP stream with the line in upper case, and
 //! each UDP datagram with its upper-case copy.
 const std = @import("std");
+const compat = @import("compat.zig");
 const api = @import("handlers/api.zig");
 
 /// Called once when a TCP connection is accepted; may write a greeting.
@@ -21,7 +22,7 @@ pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
 pub fn onData(ctx: *const api.Context, input: []const u8, out: *api.Output) api.Progress {
     _ = ctx;
     var progress: api.Progress = .{ .consumed = 0 };
-    while (std.mem.indexOfScalar(u8, input[progress.consumed..], '\n')) |end| {
+    while (compat.findScalar(u8, input[progress.consumed..], '\n')) |end| {
         const line = input[progress.consumed..][0 .. end + 1];
         if (line.len > out.free()) break;
         for (line) |c| _ = out.append(&.{std.ascii.toUpper(c)});

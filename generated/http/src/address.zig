@@ -3,6 +3,7 @@
 //! kernel wants. The standard library's address types moved between releases (std.net
 //! was removed in 0.16), so the program keeps its own small, tested implementation.
 const std = @import("std");
+const compat = @import("compat.zig");
 const linux = std.os.linux;
 
 pub const Address = union(enum) {
@@ -59,7 +60,7 @@ pub const SockAddr = struct {
 pub const ParseError = error{InvalidAddress};
 
 pub fn parse(text: []const u8) ParseError!Address {
-    if (std.mem.indexOfScalar(u8, text, ':') != null) return .{ .ip6 = try parseIp6(text) };
+    if (compat.findScalar(u8, text, ':') != null) return .{ .ip6 = try parseIp6(text) };
     return .{ .ip4 = try parseIp4(text) };
 }
 
@@ -92,10 +93,10 @@ fn parseIp6(text: []const u8) ParseError![16]u8 {
     }
     var ipv4_tail: ?[4]u8 = null;
     while (rest.len > 0) {
-        const end = std.mem.indexOfScalar(u8, rest, ':') orelse rest.len;
+        const end = compat.findScalar(u8, rest, ':') orelse rest.len;
         const group = rest[0..end];
         if (group.len == 0) return error.InvalidAddress;
-        if (end == rest.len and std.mem.indexOfScalar(u8, group, '.') != null) {
+        if (end == rest.len and compat.findScalar(u8, group, '.') != null) {
             ipv4_tail = try parseIp4(group);
         } else {
             if (group.len > 4) return error.InvalidAddress;
@@ -146,7 +147,7 @@ pub const Endpoint = struct {
 /// Parses `HOST:PORT`, with an IPv6 host in brackets: `127.0.0.1:8080`, `[::1]:8080`.
 /// Port 0 asks the kernel for a free port.
 pub fn parseEndpoint(text: []const u8) ParseError!Endpoint {
-    const colon = std.mem.lastIndexOfScalar(u8, text, ':') orelse return error.InvalidAddress;
+    const colon = compat.findScalarLast(u8, text, ':') orelse return error.InvalidAddress;
     var host = text[0..colon];
     const port = std.fmt.parseInt(u16, text[colon + 1 ..], 10) catch return error.InvalidAddress;
     if (std.mem.startsWith(u8, host, "[")) {
@@ -160,7 +161,7 @@ pub fn parseEndpoint(text: []const u8) ParseError!Endpoint {
 /// Writes the address in its usual text form (IPv6 compressed as in RFC 5952).
 pub fn format(address: Address, buf: []u8) []const u8 {
     return switch (address) {
-        .ip4 => |b| std.fmt.bufPrint(buf, "{d}.{d}.{d}.{d}", .{ b[0], b[1], b[2], b[3] }) catch
+        .ip4 => |b| compat.bufPrint(buf, "{d}.{d}.{d}.{d}", .{ b[0], b[1], b[2], b[3] }) catch
             unreachable,
         .ip6 => |b| formatIp6(b, buf),
     };
@@ -200,7 +201,7 @@ fn formatIp6(bytes: [16]u8, buf: []u8) []const u8 {
             buf[len] = ':';
             len += 1;
         }
-        const written = std.fmt.bufPrint(buf[len..], "{x}", .{groups[i]}) catch unreachable;
+        const written = compat.bufPrint(buf[len..], "{x}", .{groups[i]}) catch unreachable;
         len += written.len;
         i += 1;
     }

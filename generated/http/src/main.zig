@@ -14,7 +14,7 @@ fn run(process: compat.Process) u8 {
     var diag: cli.Diagnostic = .{};
     const command = cli.parse(process.args, &diag) catch {
         var buf: [600]u8 = undefined;
-        const line = std.fmt.bufPrint(&buf, config.name ++ ": {s}\nRun \"" ++ config.name ++
+        const line = compat.bufPrint(&buf, config.name ++ ": {s}\nRun \"" ++ config.name ++
             " --help\" for usage.\n", .{diag.message}) catch diag.message;
         sys.writeAll(2, line) catch {};
         return 2;

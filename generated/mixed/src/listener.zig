@@ -9,6 +9,7 @@
 //! only lets a socket join a port's reuseport group when every member set the option
 //! before binding and all members belong to the same effective user.
 const std = @import("std");
+const compat = @import("compat.zig");
 const config = @import("config.zig");
 const address = @import("address.zig");
 const sys = @import("sys.zig");
@@ -35,7 +36,7 @@ pub const Failure = struct {
                 "descriptors: raise the limit (ulimit -n)",
             else => @errorName(self.err),
         };
-        return std.fmt.bufPrint(buf, "{s} failed: {s}", .{ @tagName(self.phase), why }) catch
+        return compat.bufPrint(buf, "{s} failed: {s}", .{ @tagName(self.phase), why }) catch
             buf[0..0];
     }
 };
@@ -229,8 +230,8 @@ test "a port held without SO_REUSEPORT is refused with a message that says why" 
     try std.testing.expectEqual(Phase.bind, failure.phase);
     var buf: [512]u8 = undefined;
     const message = failure.describe(&buf);
-    try std.testing.expect(std.mem.indexOf(u8, message, "SO_REUSEPORT") != null);
-    try std.testing.expect(std.mem.indexOf(u8, message, "another user") != null);
+    try std.testing.expect(compat.find(u8, message, "SO_REUSEPORT") != null);
+    try std.testing.expect(compat.find(u8, message, "another user") != null);
 }
 
 const loopback6: address.Address = .{ .ip6 = .{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 } };

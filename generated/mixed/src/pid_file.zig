@@ -9,14 +9,14 @@ const linux = std.os.linux;
 pub fn write(path: [*:0]const u8, pid: i32) sys.Error!void {
     var tmp_buf: [4096:0]u8 = undefined;
     const target = std.mem.span(path);
-    const tmp = std.fmt.bufPrint(&tmp_buf, "{s}.tmp", .{target}) catch return error.Unexpected;
+    const tmp = compat.bufPrint(&tmp_buf, "{s}.tmp", .{target}) catch return error.Unexpected;
     tmp_buf[tmp.len] = 0;
     const flags: linux.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .CLOEXEC = true };
     const rc = linux.open(&tmp_buf, flags, 0o644);
     if (compat.errno(rc) != .SUCCESS) return error.AccessDenied;
     const fd: sys.Fd = @intCast(rc);
     var text: [16]u8 = undefined;
-    const line = std.fmt.bufPrint(&text, "{d}\n", .{pid}) catch unreachable;
+    const line = compat.bufPrint(&text, "{d}\n", .{pid}) catch unreachable;
     const written = sys.writeAll(fd, line);
     sys.close(fd);
     try written;

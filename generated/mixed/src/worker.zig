@@ -462,7 +462,7 @@ pub const Worker = struct {
         const progress = handlers.onData(&ctx, input, &out);
         if (progress.consumed > 0) {
             const rest = input[progress.consumed..];
-            std.mem.copyForwards(u8, self.inBuf(slot)[0..rest.len], rest);
+            compat.copyLeft(self.inBuf(slot)[0..rest.len], rest);
             c.in_len = @intCast(rest.len);
         }
         c.more_input = progress.consumed > 0 and c.in_len > 0;

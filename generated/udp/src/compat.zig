@@ -43,6 +43,27 @@ pub fn Entry(comptime run: fn (Process) u8) type {
     };
 }
 
+/// Formats into `buf` (`std.fmt.bufPrint`, which 0.17 moved to `std.mem.print`).
+pub const bufPrint = if (@hasDecl(std.mem, "print")) std.mem.print else std.fmt.bufPrint;
+
+/// Searching slices: 0.16 renamed `indexOf*` to `find*`.
+pub const find = if (@hasDecl(std.mem, "find")) std.mem.find else std.mem.indexOf;
+pub const findScalar = if (@hasDecl(std.mem, "findScalar"))
+    std.mem.findScalar
+else
+    std.mem.indexOfScalar;
+pub const findScalarLast = if (@hasDecl(std.mem, "findScalarLast"))
+    std.mem.findScalarLast
+else
+    std.mem.lastIndexOfScalar;
+
+/// Moves `src` to the start of `dest`, which may overlap it from the left. 0.15 deprecated
+/// `std.mem.copyForwards` for `@memmove`, a builtin 0.14 does not know, so the loop is ours.
+pub fn copyLeft(dest: []u8, src: []const u8) void {
+    std.debug.assert(dest.len >= src.len);
+    for (dest[0..src.len], src) |*d, s| d.* = s;
+}
+
 /// The error number of a raw `std.os.linux` call's return value.
 pub fn errno(rc: usize) linux.E {
     if (comptime @hasDecl(linux, "errno")) return linux.errno(rc);

@@ -2,6 +2,7 @@
 //! Lifecycle events: one JSON object per line on standard output, for operators and tests
 //! (`ready`, `stopping`, `stopped`, `error`, …). Human-readable logs go to standard error.
 const std = @import("std");
+const compat = @import("compat.zig");
 const config = @import("config.zig");
 const address = @import("address.zig");
 const listener = @import("listener.zig");
@@ -160,7 +161,7 @@ pub const Line = struct {
                 '\\' => self.raw("\\\\"),
                 0...0x1f => {
                     var esc: [6]u8 = undefined;
-                    self.raw(std.fmt.bufPrint(&esc, "\\u{x:0>4}", .{c}) catch unreachable);
+                    self.raw(compat.bufPrint(&esc, "\\u{x:0>4}", .{c}) catch unreachable);
                 },
                 else => self.raw(&.{c}),
             }
@@ -170,7 +171,7 @@ pub const Line = struct {
 
     fn number(self: *Line, v: i64) void {
         var digits: [24]u8 = undefined;
-        self.raw(std.fmt.bufPrint(&digits, "{d}", .{v}) catch unreachable);
+        self.raw(compat.bufPrint(&digits, "{d}", .{v}) catch unreachable);
         self.comma = true;
     }
 

@@ -243,7 +243,7 @@ pub const Supervisor = struct {
             }
         }
         var message: [256]u8 = undefined;
-        const text = std.fmt.bufPrint(&message, "generation {d} did not start ({s}: {s})", .{
+        const text = compat.bufPrint(&message, "generation {d} did not start ({s}: {s})", .{
             generation, what, detail,
         }) catch "a generation did not start";
         var line = events.Line.begin("error");
@@ -279,7 +279,7 @@ pub const Supervisor = struct {
         var role_buf: [64 + 12 * listener_count:0]u8 = undefined;
         const role = try self.formatRole(&role_buf, index, generation, control[0], report[1]);
         var drain_buf: [16:0]u8 = undefined;
-        const drain = try std.fmt.bufPrint(&drain_buf, "{d}", .{self.options.drain_timeout_ms});
+        const drain = try compat.bufPrint(&drain_buf, "{d}", .{self.options.drain_timeout_ms});
         drain_buf[drain.len] = 0;
         const argv = [_:null]?[*:0]const u8{
             self.exe_path, "--worker", role, "--drain-timeout", &drain_buf,
@@ -315,13 +315,13 @@ pub const Supervisor = struct {
         control: sys.Fd,
         report: sys.Fd,
     ) ![*:0]const u8 {
-        const head = try std.fmt.bufPrint(buf, "{d}:{d}:{d}:{d}:", .{
+        const head = try compat.bufPrint(buf, "{d}:{d}:{d}:{d}:", .{
             index, generation, control, report,
         });
         var len = head.len;
         for (self.sockets[index * listener_count ..][0..listener_count], 0..) |fd, i| {
             const sep: []const u8 = if (i == 0) "" else ",";
-            len += (try std.fmt.bufPrint(buf[len..], "{s}{d}", .{ sep, fd })).len;
+            len += (try compat.bufPrint(buf[len..], "{s}{d}", .{ sep, fd })).len;
         }
         buf[len] = 0;
         return buf[0..len :0].ptr;
@@ -381,7 +381,7 @@ pub const Supervisor = struct {
     }
 
     fn parseReports(self: *Supervisor, r: *Record) void {
-        while (std.mem.indexOfScalar(u8, r.report_buf[0..r.report_len], '\n')) |end| {
+        while (compat.findScalar(u8, r.report_buf[0..r.report_len], '\n')) |end| {
             const line = r.report_buf[0..end];
             if (std.mem.eql(u8, line, "ready")) {
                 self.onWorkerReady(r);
@@ -393,7 +393,7 @@ pub const Supervisor = struct {
                 r.stats_received = true;
             }
             const rest = r.report_len - end - 1;
-            std.mem.copyForwards(u8, r.report_buf[0..rest], r.report_buf[end + 1 .. r.report_len]);
+            compat.copyLeft(r.report_buf[0..rest], r.report_buf[end + 1 .. r.report_len]);
             r.report_len = rest;
         }
     }
@@ -569,7 +569,7 @@ pub const Supervisor = struct {
 
         if (self.starting == r.generation and !r.ready) {
             var detail: [64]u8 = undefined;
-            const text = std.fmt.bufPrint(&detail, "worker {d} exited with status {d}", .{
+            const text = compat.bufPrint(&detail, "worker {d} exited with status {d}", .{
                 r.index, r.exit_status,
             }) catch "a worker exited";
             return self.abandonGeneration("a new worker failed", text);
@@ -737,7 +737,7 @@ pub fn runWorker(role: cli.WorkerRole, options: cli.Options) u8 {
     sys.writeAll(role.report_fd, "ready\n") catch return 1;
     _ = w.run();
     var buf: [96]u8 = undefined;
-    const line = std.fmt.bufPrint(&buf, "stats {d} {d} {d}\n", .{
+    const line = compat.bufPrint(&buf, "stats {d} {d} {d}\n", .{
         w.stats.connections,
         w.stats.requests,
         w.stats.datagrams,

@@ -3,6 +3,7 @@
 //! the listener's configured body. The responses are built at compile time, so answering
 //! is one copy; pipelined requests read together are answered with one write.
 const std = @import("std");
+const compat = @import("../compat.zig");
 const config = @import("../config.zig");
 const api = @import("api.zig");
 
@@ -57,7 +58,7 @@ pub const ParseResult = union(enum) {
 /// Parses the first request in `input`. Bodies are accepted when their length is known
 /// (Content-Length) and they fit in the read buffer.
 pub fn parse(input: []const u8) ParseResult {
-    const head_end = std.mem.indexOf(u8, input, "\r\n\r\n") orelse {
+    const head_end = compat.find(u8, input, "\r\n\r\n") orelse {
         return if (input.len >= config.read_buffer_bytes) .too_large else .incomplete;
     };
     const head = input[0..head_end];
@@ -74,7 +75,7 @@ pub fn parse(input: []const u8) ParseResult {
     var keep_alive = !http_1_0;
     var body_len: usize = 0;
     while (lines.next()) |header| {
-        const colon = std.mem.indexOfScalar(u8, header, ':') orelse return .bad_request;
+        const colon = compat.findScalar(u8, header, ':') orelse return .bad_request;
         const name = header[0..colon];
         const value = std.mem.trim(u8, header[colon + 1 ..], " \t");
         if (std.ascii.eqlIgnoreCase(name, "connection")) {
@@ -198,5 +199,5 @@ test "a draining server answers with Connection: close" {
     const progress = onData(&ctx, "GET / HTTP/1.1\r\n\r\n", &out);
     try std.testing.expect(progress.close);
     const text = out.buf[0..out.len];
-    try std.testing.expect(std.mem.indexOf(u8, text, "Connection: close\r\n") != null);
+    try std.testing.expect(compat.find(u8, text, "Connection: close\r\n") != null);
 }

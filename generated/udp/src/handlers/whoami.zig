@@ -3,10 +3,11 @@
 //! `worker=<index> pid=<pid> gen=<generation>`. TCP writes the line and closes; UDP
 //! answers every datagram with it.
 const std = @import("std");
+const compat = @import("../compat.zig");
 const api = @import("api.zig");
 
 fn line(ctx: *const api.Context, buf: []u8) []const u8 {
-    return std.fmt.bufPrint(buf, "worker={d} pid={d} gen={d}\n", .{
+    return compat.bufPrint(buf, "worker={d} pid={d} gen={d}\n", .{
         ctx.worker_index,
         ctx.pid,
         ctx.generation,
