@@ -143,6 +143,10 @@ pub const Supervisor = struct {
         return self.stopping != null and self.liveCount() == 0;
     }
 
+    fn freeRecords(self: *const Supervisor) usize {
+        return self.records.len - self.liveCount();
+    }
+
     fn liveCount(self: *const Supervisor) usize {
         var count: usize = 0;
         for (self.records) |r| {
@@ -171,9 +175,17 @@ pub const Supervisor = struct {
 
     fn startGeneration(self: *Supervisor) void {
         std.debug.assert(self.starting == null);
+        if (self.freeRecords() < self.workers) {
+            // Older generations are still draining and hold every process slot: the restart
+            // waits for them instead of piling up processes (bounded by the drain timeout).
+            self.restart_queued = true;
+            log.info("restart queued: waiting for draining workers to exit", .{});
+            return;
+        }
         self.last_generation += 1;
         const generation = self.last_generation;
         self.starting = generation;
+        if (generation > 1) log.info("starting generation {d}", .{generation});
         self.start_deadline_ms = now() + ready_timeout_ms;
         if (generation > 1) {
             var line = events.Line.begin("restarting");
@@ -214,10 +226,14 @@ pub const Supervisor = struct {
         for (&endpoints, self.ports) |*e, port| e.port = port;
         events.emitReady(.supervisor, generation, pids[0..self.workers], endpoints, self.ports);
         if (previous != 0) self.retireGeneration(previous);
-        if (self.restart_queued and self.stopping == null) {
-            self.restart_queued = false;
-            self.startGeneration();
-        }
+        self.startQueuedRestart();
+    }
+
+    /// Starts the restart a SIGHUP queued, once nothing else is starting.
+    fn startQueuedRestart(self: *Supervisor) void {
+        if (!self.restart_queued or self.starting != null or self.stopping != null) return;
+        self.restart_queued = false;
+        self.startGeneration();
     }
 
     fn retireGeneration(self: *Supervisor, generation: u32) void {
@@ -462,7 +478,10 @@ pub const Supervisor = struct {
             });
             return;
         }
-        log.info("SIGHUP: starting generation {d}", .{self.last_generation + 1});
+        if (self.restart_queued) {
+            log.info("SIGHUP: a restart is already queued", .{});
+            return;
+        }
         self.startGeneration();
     }
 
@@ -564,6 +583,7 @@ pub const Supervisor = struct {
         line.emit();
         if (expected) {
             if (self.stopping == null and !r.abandoned) self.emitDrainedIfDone(r.generation);
+            self.startQueuedRestart();
             return;
         }
 
