@@ -287,14 +287,14 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
     "queues a restart while draining generations hold every process slot, then starts it",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      // One worker and a 1.5 s drain: idle echo connections keep each old generation draining
+      // One worker and a 3 s drain: an idle echo connection keeps each old generation draining
       // for the whole timeout, so quick SIGHUPs fill the supervisor's 4 process slots.
       const { program, ready } = await startReady(binary, [
         ...ANY_LOOPBACK_PORT,
         "--workers",
         "1",
         "--drain-timeout",
-        "1500",
+        "3000",
       ]);
       const port = portOf(ready, "echo");
       const held: EchoConnection[] = [];
@@ -308,6 +308,9 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
         for (const next of [2, 3, 4]) {
           await holdAndRestart();
           await program.waitForEvent("ready", READY_TIMEOUT_MS, (e) => e.generation === next);
+          // The old worker stops accepting a moment after `ready`; until then a new connection
+          // may still land on it. Give it that moment so the next one lands on the new worker.
+          await sleep(100);
         }
         // Generations 1-3 drain (each holds a connection) and 4 serves: all 4 process slots
         // are taken, so this SIGHUP waits for a drained generation instead of failing.
@@ -315,7 +318,7 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
         for (let i = 0; i < 40 && !/restart queued/.test(program.stderr); i += 1) await sleep(25);
         expect(program.stderr).toMatch(/restart queued: waiting for draining workers to exit/);
         expect(generationsReady(program)).toEqual([1, 2, 3, 4]);
-        await program.waitForEvent("ready", 5_000, (e) => e.generation === 5);
+        await program.waitForEvent("ready", 8_000, (e) => e.generation === 5);
         expect(program.events.filter((e) => e.event === "error")).toEqual([]);
         const [answer] = await whoamiMany(portOf(ready, "who"), 1);
         expect(answer?.gen).toBeGreaterThanOrEqual(4);
