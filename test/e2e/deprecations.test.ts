@@ -56,26 +56,32 @@ function generatedSources(): Array<{ file: string; text: string }> {
 }
 
 describe.each(ZIG_VERSIONS)("zig %s", (version) => {
-  it("generated code uses no declaration its std marks deprecated", { timeout: 600_000 }, async () => {
-    const zig = await provisionZig(version);
-    const std = path.join(path.dirname(zig), "lib", "std");
-    const sources = generatedSources();
-    expect(sources.length).toBeGreaterThan(20);
-    const uses: string[] = [];
-    let checked = 0;
-    for (const { file, spellings } of NAMESPACES) {
-      for (const name of deprecatedNames(readFileSync(path.join(std, file), "utf8"))) {
-        checked += 1;
-        for (const spelling of spellings) {
-          const use = new RegExp(`(^|[^A-Za-z0-9_.])${(spelling + name).replaceAll(".", "\\.")}\\b`);
-          for (const source of sources) {
-            if (use.test(source.text)) uses.push(`${source.file}: ${spelling}${name}`);
+  it(
+    "generated code uses no declaration its std marks deprecated",
+    { timeout: 600_000 },
+    async () => {
+      const zig = await provisionZig(version);
+      const std = path.join(path.dirname(zig), "lib", "std");
+      const sources = generatedSources();
+      expect(sources.length).toBeGreaterThan(20);
+      const uses: string[] = [];
+      let checked = 0;
+      for (const { file, spellings } of NAMESPACES) {
+        for (const name of deprecatedNames(readFileSync(path.join(std, file), "utf8"))) {
+          checked += 1;
+          for (const spelling of spellings) {
+            const use = new RegExp(
+              `(^|[^A-Za-z0-9_.])${(spelling + name).replaceAll(".", "\\.")}\\b`,
+            );
+            for (const source of sources) {
+              if (use.test(source.text)) uses.push(`${source.file}: ${spelling}${name}`);
+            }
           }
         }
       }
-    }
-    // The scan must have found something to check, or it proves nothing.
-    expect(checked).toBeGreaterThan(0);
-    expect(uses, `deprecated in zig ${version}`).toEqual([]);
-  });
+      // The scan must have found something to check, or it proves nothing.
+      expect(checked).toBeGreaterThan(0);
+      expect(uses, `deprecated in zig ${version}`).toEqual([]);
+    },
+  );
 });

@@ -157,13 +157,18 @@ pub fn signalfd(set: *const linux.sigset_t) Error!Fd {
     return toFd(try check(linux.signalfd(-1, set, flags)));
 }
 
-/// Milliseconds on the monotonic clock.
-pub fn monotonicMs() u64 {
+/// Microseconds on the monotonic clock.
+pub fn monotonicUs() u64 {
     var ts: linux.timespec = undefined;
     _ = linux.clock_gettime(.MONOTONIC, &ts);
     const sec: u64 = @intCast(ts.sec);
     const nsec: u64 = @intCast(ts.nsec);
-    return sec * std.time.ms_per_s + nsec / std.time.ns_per_ms;
+    return sec * std.time.us_per_s + nsec / std.time.ns_per_us;
+}
+
+/// Milliseconds on the monotonic clock.
+pub fn monotonicMs() u64 {
+    return monotonicUs() / std.time.us_per_ms;
 }
 
 /// Reads a small file such as one under /proc into `buf`; returns the bytes read.

@@ -16,10 +16,12 @@ const worker_mod = @import("worker.zig");
 const events = @import("events.zig");
 const log = @import("log.zig");
 const pid_file = @import("pid_file.zig");
+const notify = @import("notify.zig");
+const compat = @import("compat.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
 
-pub fn run(options: cli.Options) u8 {
+pub fn run(options: cli.Options, process: compat.Process) u8 {
     var sockets: [config.listeners.len]worker_mod.Socket = undefined;
     var ports: [config.listeners.len]u16 = undefined;
     for (&config.listeners, 0..) |*l, i| {
@@ -54,7 +56,10 @@ pub fn run(options: cli.Options) u8 {
 
     const pids = [_]i32{pid};
     events.emitReady(.standalone, 1, &pids, options.endpoints, ports);
+    const notifier = notify.Notifier.init(process.envp);
+    notifier.sendf("READY=1\nMAINPID={d}", .{pid});
     const reason = w.run();
+    notifier.send("STOPPING=1");
     const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats };
     events.emitStopped(1, reason, &.{report});
     return 0;

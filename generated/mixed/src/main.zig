@@ -30,7 +30,7 @@ fn run(process: compat.Process) u8 {
         },
         .serve => |options| {
             if (options.worker) |role| return supervisor.runWorker(role, options);
-            if (options.standalone) return standalone.run(options);
+            if (options.standalone) return standalone.run(options, process);
             return supervisor.run(options, process);
         },
     }
@@ -43,4 +43,5 @@ test {
     _ = @import("events.zig");
     _ = @import("handlers.zig");
     _ = @import("listener.zig");
+    _ = @import("notify.zig");
 }

@@ -26,6 +26,7 @@ const listener = @import("listener.zig");
 const worker_mod = @import("worker.zig");
 const events = @import("events.zig");
 const pid_file = @import("pid_file.zig");
+const notify = @import("notify.zig");
 const log = @import("log.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
@@ -108,6 +109,7 @@ pub const Supervisor = struct {
     /// A SIGHUP that arrived while a restart was under way: one more restart follows it.
     restart_queued: bool = false,
     stopping: ?StopKind = null,
+    notifier: notify.Notifier = .{},
     pid_file_written: bool = false,
     exit_code: u8 = 0,
 
@@ -185,7 +187,10 @@ pub const Supervisor = struct {
         self.last_generation += 1;
         const generation = self.last_generation;
         self.starting = generation;
-        if (generation > 1) log.info("starting generation {d}", .{generation});
+        if (generation > 1) {
+            log.info("starting generation {d}", .{generation});
+            self.notifier.reloading();
+        }
         self.start_deadline_ms = now() + ready_timeout_ms;
         if (generation > 1) {
             var line = events.Line.begin("restarting");
@@ -225,6 +230,10 @@ pub const Supervisor = struct {
         var endpoints = self.options.endpoints;
         for (&endpoints, self.ports) |*e, port| e.port = port;
         events.emitReady(.supervisor, generation, pids[0..self.workers], endpoints, self.ports);
+        self.notifier.sendf("READY=1\nMAINPID={d}\nSTATUS=serving generation {d}", .{
+            self.pid,
+            generation,
+        });
         if (previous != 0) self.retireGeneration(previous);
         self.startQueuedRestart();
     }
@@ -273,6 +282,10 @@ pub const Supervisor = struct {
             self.beginStop(.immediate);
         } else {
             log.err("{s}; generation {d} keeps serving", .{ text, self.generation });
+            // The reload is over, if not as hoped: systemd waits for READY=1 either way.
+            self.notifier.sendf("READY=1\nSTATUS=restart failed; generation {d} keeps serving", .{
+                self.generation,
+            });
         }
     }
 
@@ -490,6 +503,7 @@ pub const Supervisor = struct {
         const was_stopping = self.stopping != null;
         self.stopping = kind;
         if (!was_stopping) {
+            self.notifier.send("STOPPING=1");
             // Workers hold their own descriptors and drain what is queued; the
             // supervisor's copies must go first, or queues would outlive every acceptor.
             for (self.sockets) |fd| sys.close(fd);
@@ -726,6 +740,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .slots = slots,
         .epfd = epfd,
         .sigfd = sigfd,
+        .notifier = notify.Notifier.init(process.envp),
     };
     supervisor.options.endpoints = endpoints;
     return supervisor.run();
