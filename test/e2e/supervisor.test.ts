@@ -5,7 +5,16 @@
  * a restart that cannot start leaves the old generation serving.
  */
 import { existsSync } from "node:fs";
-import { copyFile, mkdtemp, readFile, rename, rm, writeFile, chmod } from "node:fs/promises";
+import {
+  copyFile,
+  mkdtemp,
+  readFile,
+  rename,
+  rm,
+  writeFile,
+  chmod,
+  symlink,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -46,7 +55,8 @@ interface WorkerExitEvent extends ServiceEvent {
   readonly generation: number;
   readonly index: number;
   readonly pid: number;
-  readonly status: number;
+  readonly exit_code?: number;
+  readonly signal?: number;
   readonly expected: boolean;
 }
 
@@ -156,7 +166,7 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
         1_000,
         (e) => e.pid === first,
       );
-      expect(exit).toMatchObject({ generation: 1, index, expected: false });
+      expect(exit).toMatchObject({ generation: 1, index, expected: false, signal: 9 });
       const replaced = await program.waitForEvent<WorkerReplacedEvent>(
         "worker_replaced",
         Math.max(1, 1_000 - (Date.now() - killedAt)),
@@ -382,7 +392,7 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
         expect(exit, `worker_exit of ${pid}`).toMatchObject({
           generation: 1,
           expected: true,
-          status: 0,
+          exit_code: 0,
         });
       }
       expect(await waitUntilGone(old, 2_000)).toEqual([]);
@@ -479,6 +489,32 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       // slot's socket until then); from that moment every answer comes from the new one.
       await program.waitForEvent("drained", STOP_TIMEOUT_MS, (e) => e.generation === 1);
       for (const answer of await whoamiMany(who, 50)) expect(answer.gen).toBe(next.generation);
+      await stopGracefully(program);
+    },
+  );
+
+  it(
+    "follows a symlink anew at each restart, so switching it deploys a new binary",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const dir = await mkdtemp(path.join(scratch, "symlink-"));
+      const release1 = path.join(dir, "release-1");
+      const release2 = path.join(dir, "release-2");
+      const current = path.join(dir, "current");
+      await copyFile(binary, release1);
+      await chmod(release1, 0o755);
+      await writeFile(release2, "#!/bin/sh\nexit 3\n", { mode: 0o755 });
+      await symlink(release1, current);
+      const { program } = await startSupervisor(current);
+
+      // The way a deploy switches releases: a new link renamed over the old one.
+      await symlink(release2, `${current}.new`);
+      await rename(`${current}.new`, current);
+      program.signal("SIGHUP");
+      // release-2 ran (and failed): the link was followed again, not the path resolved at start.
+      const error = await program.waitForEvent<ErrorEvent>("error", READY_TIMEOUT_MS);
+      expect(error).toMatchObject({ generation: 2, serving_generation: 1 });
+      expect(error.message).toMatch(/exited with code 3/);
       await stopGracefully(program);
     },
   );

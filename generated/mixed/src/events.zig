@@ -12,12 +12,42 @@ const sys = @import("sys.zig");
 
 pub const Mode = enum { standalone, supervisor };
 
+/// How a process ended, decoded from its wait status.
+pub const Exit = union(enum) {
+    code: u8,
+    signal: u8,
+
+    pub fn fromWaitStatus(status: u32) Exit {
+        // The layout of a wait status is fixed by Linux: the low 7 bits are the signal that
+        // ended the process, 0 when it exited, and then the next byte is its exit code.
+        const signal: u8 = @intCast(status & 0x7f);
+        if (signal == 0) return .{ .code = @intCast((status >> 8) & 0xff) };
+        return .{ .signal = signal };
+    }
+
+    /// Adds `exit_code` or `signal` to an event.
+    pub fn write(self: Exit, line: *Line) void {
+        switch (self) {
+            .code => |code| line.int("exit_code", code),
+            .signal => |signal| line.int("signal", signal),
+        }
+    }
+
+    /// "exited with code 3" or "was killed by signal 9".
+    pub fn describe(self: Exit, buf: []u8) []const u8 {
+        return switch (self) {
+            .code => |code| compat.bufPrint(buf, "exited with code {d}", .{code}),
+            .signal => |signal| compat.bufPrint(buf, "was killed by signal {d}", .{signal}),
+        } catch buf[0..0];
+    }
+};
+
 pub const WorkerReport = struct {
     index: u16,
     pid: i32,
     stats: worker.Stats,
-    /// The worker's exit status, when a supervisor collected it.
-    exit_status: ?u32 = null,
+    /// How the worker ended, when a supervisor collected it.
+    exit: ?Exit = null,
 };
 
 /// Every listener of every worker of `generation` is accepting.
@@ -70,7 +100,7 @@ pub fn emitStopped(generation: u32, reason: worker.StopReason, reports: []const 
         line.int("connections", @intCast(report.stats.connections));
         line.int("requests", @intCast(report.stats.requests));
         line.int("datagrams", @intCast(report.stats.datagrams));
-        if (report.exit_status) |status| line.int("exit_status", status);
+        if (report.exit) |exit| exit.write(&line);
         line.endObject();
     }
     line.endArray();
@@ -241,4 +271,12 @@ test "builds a JSON line with nested arrays and objects" {
             "\"workers\":[{\"index\":0,\"name\":\"a\\\"b\"}],\"ok\":true}",
         line.buf[0..line.len],
     );
+}
+
+test "decodes wait statuses into an exit code or a signal" {
+    try std.testing.expectEqual(Exit{ .code = 3 }, Exit.fromWaitStatus(3 << 8));
+    try std.testing.expectEqual(Exit{ .signal = 9 }, Exit.fromWaitStatus(9));
+    var buf: [48]u8 = undefined;
+    const text = Exit.fromWaitStatus(9).describe(&buf);
+    try std.testing.expectEqualStrings("was killed by signal 9", text);
 }

@@ -67,7 +67,7 @@ const Record = struct {
     /// Its generation failed to start and was killed: it never served.
     abandoned: bool = false,
     exited: bool = false,
-    exit_status: u32 = 0,
+    exit: events.Exit = .{ .code = 0 },
     stats: worker_mod.Stats = .{},
     stats_received: bool = false,
     /// When set, the worker is killed if it is still running at this time.
@@ -81,7 +81,7 @@ const Slot = struct {
     respawn_at_ms: ?u64 = null,
     totals: worker_mod.Stats = .{},
     last_pid: linux.pid_t = 0,
-    last_status: ?u32 = null,
+    last_exit: ?events.Exit = null,
 };
 
 const StopKind = enum { graceful, immediate };
@@ -560,7 +560,7 @@ pub const Supervisor = struct {
             for (self.records, 0..) |*maybe, i| {
                 if (maybe.*) |*r| if (r.pid == result.pid) {
                     r.exited = true;
-                    r.exit_status = result.status;
+                    r.exit = events.Exit.fromWaitStatus(result.status);
                     self.onReport(@intCast(i));
                     self.onWorkerExit(i);
                     break;
@@ -582,14 +582,14 @@ pub const Supervisor = struct {
         slot.totals.connections += r.stats.connections;
         slot.totals.requests += r.stats.requests;
         slot.totals.datagrams += r.stats.datagrams;
-        slot.last_status = r.exit_status;
+        slot.last_exit = r.exit;
 
         const expected = r.kill_at_ms != null or r.control_fd == null or self.stopping != null;
         var line = events.Line.begin("worker_exit");
         line.int("generation", r.generation);
         line.int("index", r.index);
         line.int("pid", r.pid);
-        line.int("status", r.exit_status);
+        r.exit.write(&line);
         line.boolean("expected", expected);
         line.int("connections", @intCast(r.stats.connections));
         line.int("requests", @intCast(r.stats.requests));
@@ -603,8 +603,9 @@ pub const Supervisor = struct {
 
         if (self.starting == r.generation and !r.ready) {
             var detail: [64]u8 = undefined;
-            const text = compat.bufPrint(&detail, "worker {d} exited with status {d}", .{
-                r.index, r.exit_status,
+            var how: [48]u8 = undefined;
+            const text = compat.bufPrint(&detail, "worker {d} {s}", .{
+                r.index, r.exit.describe(&how),
             }) catch "a worker exited";
             return self.abandonGeneration("a new worker failed", text);
         }
@@ -623,8 +624,9 @@ pub const Supervisor = struct {
             @min(max_backoff_ms, @as(u64, 100) << @intCast(@min(slot.crashes - 1, 10)));
         slot.crashes += 1;
         slot.respawn_at_ms = t + delay;
-        log.warn("worker {d} (pid {d}) exited unexpectedly (status {d}); replacing it in {d} ms", .{
-            r.index, r.pid, r.exit_status, delay,
+        var how: [48]u8 = undefined;
+        log.warn("worker {d} (pid {d}) {s} unexpectedly; replacing it in {d} ms", .{
+            r.index, r.pid, r.exit.describe(&how), delay,
         });
     }
 
@@ -646,7 +648,7 @@ pub const Supervisor = struct {
                 .index = @intCast(i),
                 .pid = slot.last_pid,
                 .stats = slot.totals,
-                .exit_status = slot.last_status,
+                .exit = slot.last_exit,
             };
         }
         const reason: worker_mod.StopReason = switch (self.stopping orelse .graceful) {
@@ -684,7 +686,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const allocator = std.heap.page_allocator;
     const workers = if (options.workers == 0) onlineCpus() else options.workers;
     var exe_buf: [4096:0]u8 = undefined;
-    const exe_path = exePath(&exe_buf) orelse {
+    const exe_path = exePath(process.args[0], &exe_buf) orelse {
         log.err("cannot find this program's own path in /proc/self/exe", .{});
         return 1;
     };
@@ -746,9 +748,14 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     return supervisor.run();
 }
 
-/// The path of the binary on disk, read once at start: a restart executes whatever file
-/// is at this path then, so deploying is replacing the file and sending SIGHUP.
-fn exePath(buf: *[4096:0]u8) ?[*:0]const u8 {
+/// The path a restart executes: whatever file is there at that time, so deploying is
+/// replacing the file (or switching a symlink) and sending SIGHUP. The path the program was
+/// started by, when it names one, so that a symlink is followed anew at every restart
+/// (`/proc/self/exe` would have resolved it once and for all); the supervisor never changes
+/// its working directory, so a relative path stays valid. Otherwise (found through PATH)
+/// the binary `/proc/self/exe` names.
+fn exePath(argv0: [*:0]const u8, buf: *[4096:0]u8) ?[*:0]const u8 {
+    if (compat.findScalar(u8, std.mem.span(argv0), '/') != null) return argv0;
     const rc = linux.readlink("/proc/self/exe", buf, buf.len);
     if (compat.errno(rc) != .SUCCESS or rc == 0 or rc >= buf.len) return null;
     buf[rc] = 0;
