@@ -47,7 +47,9 @@ process.on("exit", () => {
 
 for (const tool of ["wrk", "nginx"]) {
   if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) {
-    process.stderr.write(`bench:http: ${tool} is not on PATH (Debian: apt-get install wrk nginx-light)\n`);
+    process.stderr.write(
+      `bench:http: ${tool} is not on PATH (Debian: apt-get install wrk nginx-light)\n`,
+    );
     process.exit(1);
   }
 }
@@ -58,7 +60,15 @@ await startNginx();
 
 const results = { ours: [], nginx: [] };
 for (let round = 1; round <= Number(args.rounds); round += 1) {
-  for (const [name, port] of round % 2 ? [["ours", OURS_PORT], ["nginx", NGINX_PORT]] : [["nginx", NGINX_PORT], ["ours", OURS_PORT]]) {
+  for (const [name, port] of round % 2
+    ? [
+        ["ours", OURS_PORT],
+        ["nginx", NGINX_PORT],
+      ]
+    : [
+        ["nginx", NGINX_PORT],
+        ["ours", OURS_PORT],
+      ]) {
     results[name].push(wrk(port));
   }
 }
@@ -69,24 +79,40 @@ async function buildService() {
   const { ensureZig, SUPPORTED_ZIG } = await import(path.join(root, "dist/index.js"));
   const zig = await ensureZig(SUPPORTED_ZIG.at(-1), { root });
   const out = path.join(tmp, "service");
-  run(process.execPath, [path.join(root, "bin/gen-reuseport.js"), path.join(here, "specs/http.json"), "--out", out]);
+  run(process.execPath, [
+    path.join(root, "bin/gen-reuseport.js"),
+    path.join(here, "specs/http.json"),
+    "--out",
+    out,
+  ]);
   run(zig, ["build", "-Doptimize=ReleaseFast"], out);
   return path.join(out, "zig-out/bin/http-bench");
 }
 
 function run(cmd, argv, cwd = root) {
   process.stderr.write(`$ ${[cmd, ...argv].join(" ")}\n`);
-  execFileSync(cmd, argv, { cwd, stdio: ["ignore", "inherit", "inherit"], timeout: 10 * 60 * 1000 });
+  execFileSync(cmd, argv, {
+    cwd,
+    stdio: ["ignore", "inherit", "inherit"],
+    timeout: 10 * 60 * 1000,
+  });
 }
 
 function startOurs() {
-  const child = spawn(binary, ["--workers", args.workers, "--listen", `web=127.0.0.1:${OURS_PORT}`], {
-    stdio: ["ignore", "pipe", "inherit"],
-    detached: true,
-  });
+  const child = spawn(
+    binary,
+    ["--workers", args.workers, "--listen", `web=127.0.0.1:${OURS_PORT}`],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+      detached: true,
+    },
+  );
   children.push(child);
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error("the generated service did not become ready")), 10000);
+    const timer = setTimeout(
+      () => reject(new Error("the generated service did not become ready")),
+      10000,
+    );
     readline.createInterface({ input: child.stdout }).on("line", (line) => {
       if (line.includes('"event":"ready"')) {
         clearTimeout(timer);
@@ -118,7 +144,10 @@ http {
 }
 `,
   );
-  const child = spawn("nginx", ["-p", tmp, "-c", conf], { stdio: ["ignore", "inherit", "inherit"], detached: true });
+  const child = spawn("nginx", ["-p", tmp, "-c", conf], {
+    stdio: ["ignore", "inherit", "inherit"],
+    detached: true,
+  });
   children.push(child);
   for (let i = 0; i < 50; i += 1) {
     await new Promise((r) => setTimeout(r, 100));
@@ -128,8 +157,17 @@ http {
 }
 
 function wrk(port) {
-  const out = execFileSync("wrk", ["--latency", `-t${args.threads}`, `-c${args.connections}`, `-d${args.seconds}s`,
-    `http://127.0.0.1:${port}/`], { encoding: "utf8", timeout: 120000 });
+  const out = execFileSync(
+    "wrk",
+    [
+      "--latency",
+      `-t${args.threads}`,
+      `-c${args.connections}`,
+      `-d${args.seconds}s`,
+      `http://127.0.0.1:${port}/`,
+    ],
+    { encoding: "utf8", timeout: 120000 },
+  );
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
   const p50 = /50%\s+([\d.]+\w+)/.exec(out)?.[1] ?? "?";
   const p99 = /99%\s+([\d.]+\w+)/.exec(out)?.[1] ?? "?";
@@ -145,14 +183,25 @@ function median(xs) {
 
 function report() {
   const cpu = os.cpus()[0]?.model ?? "unknown cpu";
-  console.log(`bench:http  ${os.cpus().length} x ${cpu}, Linux ${os.release()}, node ${process.version}`);
+  console.log(
+    `bench:http  ${os.cpus().length} x ${cpu}, Linux ${os.release()}, node ${process.version}`,
+  );
   console.log(`command: npm run bench:http -- ${process.argv.slice(2).join(" ")}`);
-  console.log(`wrk -t${args.threads} -c${args.connections} -d${args.seconds}s, ${args.rounds} alternating rounds, ` +
-    `${args.workers} worker processes each, body ${JSON.stringify(BODY)}`);
+  console.log(
+    `wrk -t${args.threads} -c${args.connections} -d${args.seconds}s, ${args.rounds} alternating rounds, ` +
+      `${args.workers} worker processes each, body ${JSON.stringify(BODY)}`,
+  );
   for (const name of ["ours", "nginx"]) {
     const rs = results[name];
-    console.log(`  ${name.padEnd(6)} median ${Math.round(median(rs.map((r) => r.rps)))} req/s  rounds: ` +
-      rs.map((r) => `${Math.round(r.rps)} (p50 ${r.p50}, p99 ${r.p99}, errors ${r.errors}, non-2xx ${r.non2xx})`).join("; "));
+    console.log(
+      `  ${name.padEnd(6)} median ${Math.round(median(rs.map((r) => r.rps)))} req/s  rounds: ` +
+        rs
+          .map(
+            (r) =>
+              `${Math.round(r.rps)} (p50 ${r.p50}, p99 ${r.p99}, errors ${r.errors}, non-2xx ${r.non2xx})`,
+          )
+          .join("; "),
+    );
   }
   const ratio = median(results.ours.map((r) => r.rps)) / median(results.nginx.map((r) => r.rps));
   console.log(`  ours/nginx = ${ratio.toFixed(2)}`);

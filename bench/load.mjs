@@ -38,7 +38,8 @@ function classify(err) {
 }
 
 function noteError(stats, kind, err) {
-  if (stats.errors.length < 20) stats.errors.push(`${kind}: ${err?.code ?? ""} ${err?.message ?? err}`);
+  if (stats.errors.length < 20)
+    stats.errors.push(`${kind}: ${err?.code ?? ""} ${err?.message ?? err}`);
 }
 
 /** One whoami connection: resolves with the line, or rejects with a classified error. */
@@ -54,7 +55,10 @@ function whoamiOnce(host, port) {
       socket.destroy();
       fn(value);
     };
-    const timer = setTimeout(() => done(reject, Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })), TIMEOUT_MS);
+    const timer = setTimeout(
+      () => done(reject, Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })),
+      TIMEOUT_MS,
+    );
     socket.setEncoding("utf8");
     socket.on("data", (chunk) => (data += chunk));
     socket.on("error", (err) => done(reject, err));
@@ -102,13 +106,20 @@ class HttpConnection {
       this.tryComplete();
     });
     this.socket.on("error", (err) => this.fail(err));
-    this.socket.on("end", () => this.fail(Object.assign(new Error("EOF before response"), { code: "EOF" })));
-    this.socket.on("close", () => this.fail(Object.assign(new Error("closed before response"), { code: "EOF" })));
+    this.socket.on("end", () =>
+      this.fail(Object.assign(new Error("EOF before response"), { code: "EOF" })),
+    );
+    this.socket.on("close", () =>
+      this.fail(Object.assign(new Error("closed before response"), { code: "EOF" })),
+    );
   }
 
   request() {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })), TIMEOUT_MS);
+      const timer = setTimeout(
+        () => this.fail(Object.assign(new Error("timeout"), { code: "ETIMEDOUT" })),
+        TIMEOUT_MS,
+      );
       this.pending = { resolve, reject, timer };
       this.socket.write("GET / HTTP/1.1\r\nHost: bench\r\n\r\n");
     });
@@ -224,7 +235,10 @@ function udpLoop(ctx, window) {
  * Starts the load; returns { stats, stop() } where stop() ends every loop and resolves once
  * all outstanding requests have completed or timed out.
  */
-export function startLoad(target, { tcpConcurrency = 8, httpConnections = 8, udpWindow = 16 } = {}) {
+export function startLoad(
+  target,
+  { tcpConcurrency = 8, httpConnections = 8, udpWindow = 16 } = {},
+) {
   const ctx = { stats: newStats(), target, stopped: false, finishUdp: null };
   const loops = [];
   for (let i = 0; i < tcpConcurrency; i += 1) loops.push(tcpLoop(ctx));
@@ -245,8 +259,16 @@ export function startLoad(target, { tcpConcurrency = 8, httpConnections = 8, udp
 export function failureCount(stats) {
   const { tcp, http, udp } = stats;
   return (
-    tcp.refused + tcp.reset + tcp.timeout + tcp.eof + tcp.other +
-    http.refused + http.reset + http.timeout + http.eof + http.other +
+    tcp.refused +
+    tcp.reset +
+    tcp.timeout +
+    tcp.eof +
+    tcp.other +
+    http.refused +
+    http.reset +
+    http.timeout +
+    http.eof +
+    http.other +
     udp.lost
   );
 }

@@ -45,16 +45,33 @@ const { values: args } = parseArgs({
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-
 async function main() {
-  if (process.getuid?.() !== 0) fail("bench:restart needs root for `unshare -n` (a network namespace of its own)");
+  if (process.getuid?.() !== 0)
+    fail("bench:restart needs root for `unshare -n` (a network namespace of its own)");
   const binary = args.binary ?? (await buildService());
   const migrates = args.migrate === "both" ? ["0", "1"] : [args.migrate];
   const results = [];
   for (const migrate of migrates) {
-    const inner = [path.join(here, "restart.mjs"), "--inside", "--binary", binary, "--migrate", migrate,
-      "--restarts", args.restarts, "--mode", args.mode, "--workers", args.workers, "--interval-ms", args["interval-ms"],
-      "--tcp-concurrency", args["tcp-concurrency"], "--http-connections", args["http-connections"]];
+    const inner = [
+      path.join(here, "restart.mjs"),
+      "--inside",
+      "--binary",
+      binary,
+      "--migrate",
+      migrate,
+      "--restarts",
+      args.restarts,
+      "--mode",
+      args.mode,
+      "--workers",
+      args.workers,
+      "--interval-ms",
+      args["interval-ms"],
+      "--tcp-concurrency",
+      args["tcp-concurrency"],
+      "--http-connections",
+      args["http-connections"],
+    ];
     const out = execFileSync("unshare", ["-n", process.execPath, ...inner], {
       encoding: "utf8",
       stdio: ["ignore", "pipe", "inherit"],
@@ -89,7 +106,11 @@ async function buildService() {
 
 function run(cmd, argv, cwd = root) {
   process.stderr.write(`$ ${[cmd, ...argv].join(" ")}\n`);
-  execFileSync(cmd, argv, { cwd, stdio: ["ignore", "inherit", "inherit"], timeout: 10 * 60 * 1000 });
+  execFileSync(cmd, argv, {
+    cwd,
+    stdio: ["ignore", "inherit", "inherit"],
+    timeout: 10 * 60 * 1000,
+  });
 }
 
 // Inside the namespace.
@@ -97,8 +118,18 @@ function run(cmd, argv, cwd = root) {
 const PORTS = { who: 8001, web: 8002, echo: 8003 };
 
 function nstat() {
-  const text = execFileSync("nstat", ["-az", "TcpExtListenOverflows", "TcpExtListenDrops",
-    "TcpExtTCPMigrateReqSuccess", "TcpExtTCPMigrateReqFailure", "TcpExtTCPAbortOnClose"], { encoding: "utf8" });
+  const text = execFileSync(
+    "nstat",
+    [
+      "-az",
+      "TcpExtListenOverflows",
+      "TcpExtListenDrops",
+      "TcpExtTCPMigrateReqSuccess",
+      "TcpExtTCPMigrateReqFailure",
+      "TcpExtTCPAbortOnClose",
+    ],
+    { encoding: "utf8" },
+  );
   const counters = {};
   for (const line of text.split("\n")) {
     const m = /^(\w+)\s+(\d+)/.exec(line);
@@ -109,8 +140,13 @@ function nstat() {
 
 /** A started service process with its events. */
 function startService(binary, extra) {
-  const listen = Object.entries(PORTS).flatMap(([name, port]) => ["--listen", `${name}=127.0.0.1:${port}`]);
-  const child = spawn(binary, [...listen, "--drain-timeout", "3000", ...extra], { stdio: ["ignore", "pipe", "pipe"] });
+  const listen = Object.entries(PORTS).flatMap(([name, port]) => [
+    "--listen",
+    `${name}=127.0.0.1:${port}`,
+  ]);
+  const child = spawn(binary, [...listen, "--drain-timeout", "3000", ...extra], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const service = { child, events: [], waiters: [], stderr: "" };
   child.stderr.on("data", (d) => (service.stderr += d));
   readline.createInterface({ input: child.stdout }).on("line", (line) => {
@@ -136,7 +172,10 @@ function waitFor(service, match, timeoutMs, what) {
   const seen = service.events.find(match);
   if (seen) return Promise.resolve(seen);
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}\n${service.stderr}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`timed out waiting for ${what}\n${service.stderr}`)),
+      timeoutMs,
+    );
     service.waiters.push({ match, resolve: (e) => (clearTimeout(timer), resolve(e)) });
   });
 }
@@ -153,11 +192,15 @@ async function runInside() {
   const interval = Number(args["interval-ms"]);
   const standalone = args.mode === "standalone";
   const started = [];
-  const stopAll = () => started.forEach((s) => s.child.exitCode === null && s.child.kill("SIGKILL"));
+  const stopAll = () =>
+    started.forEach((s) => s.child.exitCode === null && s.child.kill("SIGKILL"));
   process.on("exit", stopAll);
 
   const launch = () => {
-    const s = startService(args.binary, standalone ? ["--standalone"] : ["--workers", args.workers]);
+    const s = startService(
+      args.binary,
+      standalone ? ["--standalone"] : ["--workers", args.workers],
+    );
     started.push(s);
     return s;
   };
@@ -166,7 +209,10 @@ async function runInside() {
   const before = nstat();
   const load = startLoad(
     { host: "127.0.0.1", whoamiPort: PORTS.who, httpPort: PORTS.web, udpPort: PORTS.echo },
-    { tcpConcurrency: Number(args["tcp-concurrency"]), httpConnections: Number(args["http-connections"]) },
+    {
+      tcpConcurrency: Number(args["tcp-concurrency"]),
+      httpConnections: Number(args["http-connections"]),
+    },
   );
   await sleep(300);
 
@@ -183,7 +229,12 @@ async function runInside() {
       current = next;
     } else {
       current.child.kill("SIGHUP");
-      await waitFor(current, (e) => e.event === "ready" && e.generation === k + 1, 15000, `generation ${k + 1}`);
+      await waitFor(
+        current,
+        (e) => e.event === "ready" && e.generation === k + 1,
+        15000,
+        `generation ${k + 1}`,
+      );
       latencies.push(performance.now() - t0);
     }
   }
@@ -196,7 +247,9 @@ async function runInside() {
   const errors = current.events.filter((e) => e.event === "error");
   latencies.sort((a, b) => a - b);
   const perWorker = [...stats.byWorker.values()];
-  const kernel = Object.fromEntries(Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]));
+  const kernel = Object.fromEntries(
+    Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]),
+  );
   return {
     mode: args.mode,
     tcp_migrate_req: Number(args.migrate),
@@ -206,9 +259,17 @@ async function runInside() {
     http: stats.http,
     udp: stats.udp,
     failures: failureCount(stats),
-    restart_latency_ms: { p50: round(percentile(latencies, 50)), p99: round(percentile(latencies, 99)), max: round(latencies.at(-1) ?? 0) },
-    spread: { by_worker: Object.fromEntries([...stats.byWorker.entries()].sort((a, b) => a[0] - b[0])),
-      max_over_min: perWorker.length ? Math.round((Math.max(...perWorker) / Math.max(1, Math.min(...perWorker))) * 1000) / 1000 : 0 },
+    restart_latency_ms: {
+      p50: round(percentile(latencies, 50)),
+      p99: round(percentile(latencies, 99)),
+      max: round(latencies.at(-1) ?? 0),
+    },
+    spread: {
+      by_worker: Object.fromEntries([...stats.byWorker.entries()].sort((a, b) => a[0] - b[0])),
+      max_over_min: perWorker.length
+        ? Math.round((Math.max(...perWorker) / Math.max(1, Math.min(...perWorker))) * 1000) / 1000
+        : 0,
+    },
     generations_seen: stats.byGeneration.size,
     kernel,
     exit_code: code,
@@ -224,19 +285,34 @@ function round(x) {
 
 function report(results) {
   const cpu = os.cpus()[0]?.model ?? "unknown cpu";
-  console.log(`bench:restart  ${os.cpus().length} x ${cpu}, Linux ${os.release()}, node ${process.version}`);
+  console.log(
+    `bench:restart  ${os.cpus().length} x ${cpu}, Linux ${os.release()}, node ${process.version}`,
+  );
   console.log(`command: npm run bench:restart -- ${process.argv.slice(2).join(" ")}`);
   for (const r of results) {
-    console.log(`\nmode=${r.mode} tcp_migrate_req=${r.tcp_migrate_req} restarts=${r.restarts} workers=${r.workers}`);
-    console.log(`  tcp connections   ok=${r.tcp.ok} refused=${r.tcp.refused} reset=${r.tcp.reset} timeout=${r.tcp.timeout} eof=${r.tcp.eof} other=${r.tcp.other}`);
-    console.log(`  http keep-alive   ok=${r.http.ok} refused=${r.http.refused} reset=${r.http.reset} timeout=${r.http.timeout} eof=${r.http.eof} other=${r.http.other} (clean reconnects after Connection: close: ${r.http.reconnects})`);
-    console.log(`  udp datagrams     sent=${r.udp.sent} received=${r.udp.received} lost=${r.udp.lost}`);
+    console.log(
+      `\nmode=${r.mode} tcp_migrate_req=${r.tcp_migrate_req} restarts=${r.restarts} workers=${r.workers}`,
+    );
+    console.log(
+      `  tcp connections   ok=${r.tcp.ok} refused=${r.tcp.refused} reset=${r.tcp.reset} timeout=${r.tcp.timeout} eof=${r.tcp.eof} other=${r.tcp.other}`,
+    );
+    console.log(
+      `  http keep-alive   ok=${r.http.ok} refused=${r.http.refused} reset=${r.http.reset} timeout=${r.http.timeout} eof=${r.http.eof} other=${r.http.other} (clean reconnects after Connection: close: ${r.http.reconnects})`,
+    );
+    console.log(
+      `  udp datagrams     sent=${r.udp.sent} received=${r.udp.received} lost=${r.udp.lost}`,
+    );
     console.log(`  failures total    ${r.failures}`);
-    console.log(`  restart latency   p50=${r.restart_latency_ms.p50} ms p99=${r.restart_latency_ms.p99} ms max=${r.restart_latency_ms.max} ms (signal to ready)`);
-    console.log(`  spread (tcp conns per worker index) ${JSON.stringify(r.spread.by_worker)} max/min=${r.spread.max_over_min}`);
+    console.log(
+      `  restart latency   p50=${r.restart_latency_ms.p50} ms p99=${r.restart_latency_ms.p99} ms max=${r.restart_latency_ms.max} ms (signal to ready)`,
+    );
+    console.log(
+      `  spread (tcp conns per worker index) ${JSON.stringify(r.spread.by_worker)} max/min=${r.spread.max_over_min}`,
+    );
     console.log(`  kernel counters   ${JSON.stringify(r.kernel)}`);
     if (r.error_events.length) console.log(`  error events      ${JSON.stringify(r.error_events)}`);
-    if (r.first_errors.length) console.log(`  first errors      ${r.first_errors.slice(0, 5).join(" | ")}`);
+    if (r.first_errors.length)
+      console.log(`  first errors      ${r.first_errors.slice(0, 5).join(" | ")}`);
   }
 }
 

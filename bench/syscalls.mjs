@@ -41,7 +41,9 @@ process.on("exit", () => {
 });
 
 const binary = args.binary ?? (await buildService());
-const service = spawn(binary, ["--workers", "1", "--listen", "web=127.0.0.1:0"], { stdio: ["ignore", "pipe", "inherit"] });
+const service = spawn(binary, ["--workers", "1", "--listen", "web=127.0.0.1:0"], {
+  stdio: ["ignore", "pipe", "inherit"],
+});
 children.push(service);
 const ready = await new Promise((resolve) => {
   readline.createInterface({ input: service.stdout }).on("line", (line) => {
@@ -62,7 +64,11 @@ async function buildService() {
   const zig = await ensureZig(SUPPORTED_ZIG.at(-1), { root });
   const out = path.join(tmp, "service");
   for (const [cmd, argv, cwd] of [
-    [process.execPath, [path.join(root, "bin/gen-reuseport.js"), path.join(here, "specs/http.json"), "--out", out], root],
+    [
+      process.execPath,
+      [path.join(root, "bin/gen-reuseport.js"), path.join(here, "specs/http.json"), "--out", out],
+      root,
+    ],
     [zig, ["build", "-Doptimize=ReleaseFast"], out],
   ]) {
     process.stderr.write(`$ ${[cmd, ...argv].join(" ")}\n`);
@@ -77,7 +83,9 @@ async function traced(pid, work) {
     const s = net.connect({ host: "127.0.0.1", port }, () => resolve(s));
     s.on("error", reject);
   });
-  const strace = spawn("strace", ["-c", "-p", String(pid)], { stdio: ["ignore", "ignore", "pipe"] });
+  const strace = spawn("strace", ["-c", "-p", String(pid)], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   children.push(strace);
   let table = "";
   strace.stderr.on("data", (d) => (table += d));
@@ -124,7 +132,9 @@ function exchange(socket, count, perWrite) {
 }
 
 function report() {
-  console.log(`bench:syscalls  ${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, Linux ${os.release()}`);
+  console.log(
+    `bench:syscalls  ${os.cpus().length} x ${os.cpus()[0]?.model ?? "cpu"}, Linux ${os.release()}`,
+  );
   console.log(`command: npm run bench:syscalls -- ${process.argv.slice(2).join(" ")}`);
   for (const [name, calls, writes] of [
     [`${requests} sequential keep-alive requests`, sequential, requests],
@@ -132,6 +142,8 @@ function report() {
   ]) {
     const per = (k) => ((calls[k] ?? 0) / writes).toFixed(2);
     console.log(`  ${name}: ${JSON.stringify(calls)}`);
-    console.log(`    per client write: read ${per("read")}, sendto ${per("sendto")}, epoll_pwait ${per("epoll_pwait") === "0.00" ? per("epoll_wait") : per("epoll_pwait")}`);
+    console.log(
+      `    per client write: read ${per("read")}, sendto ${per("sendto")}, epoll_pwait ${per("epoll_pwait") === "0.00" ? per("epoll_wait") : per("epoll_pwait")}`,
+    );
   }
 }
