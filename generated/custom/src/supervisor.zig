@@ -13,17 +13,14 @@
 //! reuseport group member would reset its queue instead. nginx, HAProxy and tableflip
 //! restart the same way.
 //!
-//! Protocol with a worker, over two pipes made per worker:
-//!   control (supervisor → worker): the supervisor closes its end to ask for a graceful
-//!     stop; the worker also stops when the supervisor dies.
-//!   report (worker → supervisor): the line "ready" once the worker's loop is accepting,
-//!     and "stats C R D" (connections, requests, datagrams) as it exits.
+//! How a worker process is started and talks back: `worker_process.zig`.
 const std = @import("std");
 const config = @import("config.zig");
 const compat = @import("compat.zig");
 const cli = @import("cli.zig");
 const listener = @import("listener.zig");
 const worker_mod = @import("worker.zig");
+const worker_process = @import("worker_process.zig");
 const events = @import("events.zig");
 const pid_file = @import("pid_file.zig");
 const notify = @import("notify.zig");
@@ -40,9 +37,6 @@ const kill_grace_ms = 1_000;
 const stable_run_ms = 10_000;
 const max_backoff_ms = 10_000;
 const max_events = 64;
-
-/// prctl(2) option; its value is part of the Linux ABI on every architecture.
-const PR_SET_PDEATHSIG: i32 = 1;
 
 const Kind = struct {
     const signal: u32 = 0;
@@ -69,7 +63,6 @@ const Record = struct {
     exited: bool = false,
     exit: events.Exit = .{ .code = 0 },
     stats: worker_mod.Stats = .{},
-    stats_received: bool = false,
     /// When set, the worker is killed if it is still running at this time.
     kill_at_ms: ?u64 = null,
     report_buf: [128]u8 = undefined,
@@ -295,86 +288,25 @@ pub const Supervisor = struct {
         const slot = for (self.records, 0..) |r, i| {
             if (r == null) break i;
         } else return error.TooManyWorkerProcesses;
-
-        var control: [2]sys.Fd = undefined;
-        var report: [2]sys.Fd = undefined;
-        try pipe(&control);
-        errdefer closePair(control);
-        try pipe(&report);
-        errdefer closePair(report);
-
-        // Everything the child needs is prepared before fork: after it, the child only
-        // makes system calls.
-        var role_buf: [64 + 12 * listener_count:0]u8 = undefined;
-        const role = try self.formatRole(&role_buf, index, generation, control[0], report[1]);
-        var drain_buf: [16:0]u8 = undefined;
-        const drain = try compat.bufPrint(&drain_buf, "{d}", .{self.options.drain_timeout_ms});
-        drain_buf[drain.len] = 0;
-        const argv = [_:null]?[*:0]const u8{
-            self.exe_path, "--worker", role, "--drain-timeout", &drain_buf,
-        };
-        const inherited = self.sockets[index * listener_count ..][0..listener_count];
-
-        const rc = linux.fork();
-        if (compat.errno(rc) != .SUCCESS) return error.ForkFailed;
-        if (rc == 0) self.execWorker(inherited, control[0], report[1], &argv);
-
-        sys.close(control[0]);
-        sys.close(report[1]);
-        const pid: linux.pid_t = @intCast(rc);
+        const started = try worker_process.start(.{
+            .exe_path = self.exe_path,
+            .envp = self.process.envp,
+            .sockets = self.sockets[index * listener_count ..][0..listener_count],
+            .index = index,
+            .generation = generation,
+            .drain_timeout_ms = self.options.drain_timeout_ms,
+        });
         self.records[slot] = .{
-            .pid = pid,
+            .pid = started.pid,
             .index = index,
             .generation = generation,
             .started_ms = now(),
-            .control_fd = control[1],
-            .report_fd = report[0],
+            .control_fd = started.control_fd,
+            .report_fd = started.report_fd,
         };
-        self.slots[index].last_pid = pid;
+        self.slots[index].last_pid = started.pid;
         const data = token(Kind.report, @intCast(slot));
-        try sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, report[0], linux.EPOLL.IN, data);
-    }
-
-    /// The value of the internal `--worker` flag (see `cli.WorkerRole`).
-    fn formatRole(
-        self: *Supervisor,
-        buf: [:0]u8,
-        index: u16,
-        generation: u32,
-        control: sys.Fd,
-        report: sys.Fd,
-    ) ![*:0]const u8 {
-        const head = try compat.bufPrint(buf, "{d}:{d}:{d}:{d}:", .{
-            index, generation, control, report,
-        });
-        var len = head.len;
-        for (self.sockets[index * listener_count ..][0..listener_count], 0..) |fd, i| {
-            const sep: []const u8 = if (i == 0) "" else ",";
-            len += (try compat.bufPrint(buf[len..], "{s}{d}", .{ sep, fd })).len;
-        }
-        buf[len] = 0;
-        return buf[0..len :0].ptr;
-    }
-
-    /// The child side of fork: keep only what the worker needs and become it.
-    fn execWorker(
-        self: *Supervisor,
-        inherited: []const sys.Fd,
-        control: sys.Fd,
-        report: sys.Fd,
-        argv: [*:null]const ?[*:0]const u8,
-    ) noreturn {
-        // A worker must never outlive its supervisor, even one killed with SIGKILL.
-        _ = linux.prctl(PR_SET_PDEATHSIG, compat.signalNumber(linux.SIG.KILL), 0, 0, 0);
-        if (linux.getppid() != self.pid) linux.exit_group(1);
-        // Every descriptor is close-on-exec; these are the ones the worker inherits.
-        for (inherited) |fd| _ = linux.fcntl(fd, linux.F.SETFD, 0);
-        _ = linux.fcntl(control, linux.F.SETFD, 0);
-        _ = linux.fcntl(report, linux.F.SETFD, 0);
-        // The signal mask stays blocked across exec, so a signal that arrives before the
-        // worker reads its signalfd waits for it instead of killing it.
-        _ = linux.execve(self.exe_path, argv, self.process.envp);
-        linux.exit_group(127);
+        try sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, started.report_fd, linux.EPOLL.IN, data);
     }
 
     /// Asks a worker to finish gracefully, and arms the deadline for killing it.
@@ -411,24 +343,14 @@ pub const Supervisor = struct {
 
     fn parseReports(self: *Supervisor, r: *Record) void {
         while (compat.findScalar(u8, r.report_buf[0..r.report_len], '\n')) |end| {
-            const line = r.report_buf[0..end];
-            if (std.mem.eql(u8, line, "ready")) {
-                self.onWorkerReady(r);
-            } else if (std.mem.startsWith(u8, line, "stats ")) {
-                var fields = std.mem.tokenizeScalar(u8, line[6..], ' ');
-                r.stats.connections = parseCount(fields.next());
-                r.stats.requests = parseCount(fields.next());
-                r.stats.datagrams = parseCount(fields.next());
-                r.stats_received = true;
-            }
+            if (worker_process.Report.parse(r.report_buf[0..end])) |report| switch (report) {
+                .ready => self.onWorkerReady(r),
+                .stats => |stats| r.stats = stats,
+            };
             const rest = r.report_len - end - 1;
             compat.copyLeft(r.report_buf[0..rest], r.report_buf[end + 1 .. r.report_len]);
             r.report_len = rest;
         }
-    }
-
-    fn parseCount(field: ?[]const u8) u64 {
-        return std.fmt.parseInt(u64, field orelse return 0, 10) catch 0;
     }
 
     fn onWorkerReady(self: *Supervisor, r: *Record) void {
@@ -662,17 +584,6 @@ pub const Supervisor = struct {
     }
 };
 
-fn pipe(fds: *[2]sys.Fd) !void {
-    if (compat.errno(linux.pipe2(fds, .{ .CLOEXEC = true, .NONBLOCK = true })) != .SUCCESS) {
-        return error.PipeFailed;
-    }
-}
-
-fn closePair(fds: [2]sys.Fd) void {
-    sys.close(fds[0]);
-    sys.close(fds[1]);
-}
-
 /// Online CPUs this process may run on, for `"workers": "auto"`.
 fn onlineCpus() u16 {
     var set: linux.cpu_set_t = undefined;
@@ -760,30 +671,4 @@ fn exePath(argv0: [*:0]const u8, buf: *[4096:0]u8) ?[*:0]const u8 {
     if (compat.errno(rc) != .SUCCESS or rc == 0 or rc >= buf.len) return null;
     buf[rc] = 0;
     return buf[0..rc :0].ptr;
-}
-
-/// Worker mode: serve the inherited sockets until the supervisor asks for a stop.
-pub fn runWorker(role: cli.WorkerRole, options: cli.Options) u8 {
-    var sockets: [listener_count]worker_mod.Socket = undefined;
-    for (&sockets, role.fds, 0..) |*s, fd, i| s.* = .{ .fd = fd, .listener_index = @intCast(i) };
-    var w = worker_mod.Worker.init(std.heap.page_allocator, .{
-        .sockets = &sockets,
-        .index = role.index,
-        .generation = role.generation,
-        .drain_timeout_ms = options.drain_timeout_ms,
-        .control_fd = role.control_fd,
-    }) catch |err| {
-        log.err("worker {d} cannot start: {s}", .{ role.index, @errorName(err) });
-        return 1;
-    };
-    sys.writeAll(role.report_fd, "ready\n") catch return 1;
-    _ = w.run();
-    var buf: [96]u8 = undefined;
-    const line = compat.bufPrint(&buf, "stats {d} {d} {d}\n", .{
-        w.stats.connections,
-        w.stats.requests,
-        w.stats.datagrams,
-    }) catch unreachable;
-    sys.writeAll(role.report_fd, line) catch {};
-    return 0;
 }

@@ -6,6 +6,7 @@ const compat = @import("compat.zig");
 const cli = @import("cli.zig");
 const standalone = @import("standalone.zig");
 const supervisor = @import("supervisor.zig");
+const worker_process = @import("worker_process.zig");
 const sys = @import("sys.zig");
 
 pub const main = compat.Entry(run).main;
@@ -29,7 +30,7 @@ fn run(process: compat.Process) u8 {
             return 0;
         },
         .serve => |options| {
-            if (options.worker) |role| return supervisor.runWorker(role, options);
+            if (options.worker) |role| return worker_process.runWorker(role, options);
             if (options.standalone) return standalone.run(options, process);
             return supervisor.run(options, process);
         },
@@ -44,4 +45,5 @@ test {
     _ = @import("handlers.zig");
     _ = @import("listener.zig");
     _ = @import("notify.zig");
+    _ = @import("worker_process.zig");
 }
