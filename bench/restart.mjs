@@ -4,7 +4,7 @@
 //
 //   npm run bench:restart -- [--restarts N] [--migrate 0|1|both] [--mode supervisor|standalone]
 //                            [--workers N] [--interval-ms MS] [--binary PATH] [--json]
-//                            [--tcp-concurrency N] [--http-connections N]
+//                            [--tcp-concurrency N] [--http-connections N] [--udp-window N]
 //
 // Each run happens in a network namespace of its own (`unshare -n`, root), so that
 // net.ipv4.tcp_migrate_req can be set there without touching the host, and all traffic
@@ -37,6 +37,7 @@ const { values: args } = parseArgs({
     "interval-ms": { type: "string", default: "300" },
     "tcp-concurrency": { type: "string", default: "8" },
     "http-connections": { type: "string", default: "8" },
+    "udp-window": { type: "string", default: "16" },
     binary: { type: "string" },
     json: { type: "boolean", default: false },
     inside: { type: "boolean", default: false },
@@ -71,6 +72,8 @@ async function main() {
       args["tcp-concurrency"],
       "--http-connections",
       args["http-connections"],
+      "--udp-window",
+      args["udp-window"],
     ];
     const out = execFileSync("unshare", ["-n", process.execPath, ...inner], {
       encoding: "utf8",
@@ -127,6 +130,10 @@ function nstat() {
       "TcpExtTCPMigrateReqSuccess",
       "TcpExtTCPMigrateReqFailure",
       "TcpExtTCPAbortOnClose",
+      "UdpRcvbufErrors",
+      "UdpSndbufErrors",
+      "UdpNoPorts",
+      "UdpInErrors",
     ],
     { encoding: "utf8" },
   );
@@ -212,6 +219,7 @@ async function runInside() {
     {
       tcpConcurrency: Number(args["tcp-concurrency"]),
       httpConnections: Number(args["http-connections"]),
+      udpWindow: Number(args["udp-window"]),
     },
   );
   await sleep(300);

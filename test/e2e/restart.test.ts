@@ -173,9 +173,13 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
             `(tcp ${FAILURE_KINDS.map((k) => `${k}=${run.tcp[k]}`).join(" ")}; ` +
             `http ${FAILURE_KINDS.map((k) => `${k}=${run.http[k]}`).join(" ")}; udp lost=${run.udp.lost})`,
         );
+        // A stopping standalone process connects its UDP sockets to themselves, which takes
+        // them out of the reuseport group before their last reads: no datagram is left behind.
+        expectNoFailures(run, ["udp"]);
         if (migrate === 1) {
           // tcp_migrate_req moves TCP connections queued on the closing listener to the new
-          // process; it does nothing for UDP, whose datagrams queued there are dropped.
+          // process. With 0 a connection that completes its handshake on the old listener
+          // between its last accept and close() is reset: rare, so not asserted either way.
           expectNoFailures(run, ["tcp", "http"]);
         }
       },

@@ -259,6 +259,12 @@ pub const Worker = struct {
     fn closeListeners(self: *Worker) void {
         if (!self.accepting) return;
         for (self.options.sockets, 0..) |socket, i| {
+            // A socket of our own (standalone mode) can leave its UDP group before the last
+            // reads; a supervisor's socket is shared with the next generation and must not.
+            const owned = self.options.control_fd == null;
+            if (owned and self.listenerOf(@intCast(i)).protocol == .udp) {
+                listener_mod.leaveUdpGroup(socket.fd);
+            }
             self.drainQueue(@intCast(i));
             _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, socket.fd, null);
             sys.close(socket.fd);

@@ -123,6 +123,18 @@ fn afterListen(fd: sys.Fd) sys.Error!u16 {
     return bound.port();
 }
 
+/// Takes a UDP socket out of its reuseport group before it is closed, so that no datagram
+/// lands on it after its last read: a connected UDP socket only receives from its peer, and
+/// the kernel leaves connected members out when it picks a socket of the group for a
+/// datagram. Connecting it to its own address (a peer that never sends) does that, while the
+/// datagrams already queued stay readable. Without this, a process that stops while others
+/// keep the port loses what arrives between its last read and close().
+pub fn leaveUdpGroup(fd: sys.Fd) void {
+    var own: address.SockAddr = .{ .storage = undefined, .len = 0 };
+    own.len = sys.getsockname(fd, &own.storage) catch return;
+    _ = linux.connect(fd, own.ptr(), own.len);
+}
+
 /// Per accepted TCP connection. Failing to set an option is not worth dropping the
 /// connection for, so errors are ignored.
 pub fn onAccept(fd: sys.Fd, listener: *const config.Listener) void {
@@ -256,4 +268,32 @@ test "an IPv6 listener on a specific address is IPv6-only whatever was asked" {
     defer sys.close(bound.fd);
     const value = try sys.getsockoptInt(bound.fd, linux.IPPROTO.IPV6, linux.IPV6.V6ONLY);
     try std.testing.expectEqual(@as(c_int, 1), value);
+}
+
+test "a UDP socket that left its group receives nothing more, and its group loses nothing" {
+    const listener = testListener(.udp, false);
+    var failure: Failure = .{};
+    const leaving = try open(&listener, .{ .address = loopback4, .port = 0 }, &failure);
+    defer sys.close(leaving.fd);
+    const staying = try open(&listener, .{ .address = loopback4, .port = leaving.port }, &failure);
+    defer sys.close(staying.fd);
+    leaveUdpGroup(leaving.fd);
+
+    // A new client socket per datagram: different source ports, so that the group's hash
+    // would have picked the leaving socket for some of them.
+    const count = 32;
+    const to = address.SockAddr.init(loopback4, leaving.port);
+    for (0..count) |_| {
+        const client = try sys.socket(linux.AF.INET, linux.SOCK.DGRAM | linux.SOCK.CLOEXEC, 0);
+        defer sys.close(client);
+        _ = linux.sendto(client, "x", 1, 0, to.ptr(), to.len);
+    }
+    var buf: [16]u8 = undefined;
+    var peer: sys.Peer = .{};
+    try std.testing.expectError(error.WouldBlock, sys.recvfrom(leaving.fd, &buf, &peer));
+    var received: usize = 0;
+    while (received < count) : (received += 1) {
+        _ = sys.recvfrom(staying.fd, &buf, &peer) catch break;
+    }
+    try std.testing.expectEqual(@as(usize, count), received);
 }
