@@ -12,11 +12,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { buildBenchService } from "./service.mjs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "..");
 const { values: args } = parseArgs({
   options: {
     workers: { type: "string", default: String(os.cpus().length) },
@@ -54,7 +52,7 @@ for (const tool of ["wrk", "nginx"]) {
   }
 }
 
-const binary = args.binary ?? (await buildService());
+const binary = args.binary ?? (await buildBenchService("http", path.join(tmp, "service")));
 await startOurs();
 await startNginx();
 
@@ -74,29 +72,6 @@ for (let round = 1; round <= Number(args.rounds); round += 1) {
 }
 report();
 process.exit(0);
-
-async function buildService() {
-  const { ensureZig, SUPPORTED_ZIG } = await import(path.join(root, "dist/index.js"));
-  const zig = await ensureZig(SUPPORTED_ZIG.at(-1), { root });
-  const out = path.join(tmp, "service");
-  run(process.execPath, [
-    path.join(root, "bin/gen-reuseport.js"),
-    path.join(here, "specs/http.json"),
-    "--out",
-    out,
-  ]);
-  run(zig, ["build", "-Doptimize=ReleaseFast"], out);
-  return path.join(out, "zig-out/bin/http-bench");
-}
-
-function run(cmd, argv, cwd = root) {
-  process.stderr.write(`$ ${[cmd, ...argv].join(" ")}\n`);
-  execFileSync(cmd, argv, {
-    cwd,
-    stdio: ["ignore", "inherit", "inherit"],
-    timeout: 10 * 60 * 1000,
-  });
-}
 
 function startOurs() {
   const child = spawn(

@@ -24,9 +24,9 @@ import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startLoad, failureCount } from "./load.mjs";
+import { buildBenchService } from "./service.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "..");
 
 const { values: args } = parseArgs({
   options: {
@@ -94,26 +94,11 @@ function fail(message) {
   process.exit(1);
 }
 
-/** Generates bench/specs/restart.json and builds it with the newest provisioned Zig. */
+/** Builds bench/specs/restart.json in a temporary directory removed at exit. */
 async function buildService() {
-  const { ensureZig, SUPPORTED_ZIG } = await import(path.join(root, "dist/index.js"));
-  const version = SUPPORTED_ZIG.at(-1);
-  const zig = await ensureZig(version, { root });
   const out = mkdtempSync(path.join(os.tmpdir(), "bench-restart-"));
   process.on("exit", () => rmSync(out, { recursive: true, force: true }));
-  const spec = path.join(here, "specs/restart.json");
-  run(process.execPath, [path.join(root, "bin/gen-reuseport.js"), spec, "--out", out]);
-  run(zig, ["build", "-Doptimize=ReleaseFast"], out);
-  return path.join(out, "zig-out/bin/restart-bench");
-}
-
-function run(cmd, argv, cwd = root) {
-  process.stderr.write(`$ ${[cmd, ...argv].join(" ")}\n`);
-  execFileSync(cmd, argv, {
-    cwd,
-    stdio: ["ignore", "inherit", "inherit"],
-    timeout: 10 * 60 * 1000,
-  });
+  return buildBenchService("restart", out);
 }
 
 // Inside the namespace.

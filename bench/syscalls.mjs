@@ -7,17 +7,15 @@
 //   npm run bench:syscalls -- [--requests N] [--batch N] [--binary PATH]
 //
 // Needs strace on PATH (Debian: apt-get install strace).
-import { spawn, execFileSync, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { buildBenchService } from "./service.mjs";
 import { mkdtempSync, rmSync } from "node:fs";
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "..");
 const { values: args } = parseArgs({
   options: {
     requests: { type: "string", default: "2000" },
@@ -40,7 +38,7 @@ process.on("exit", () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const binary = args.binary ?? (await buildService());
+const binary = args.binary ?? (await buildBenchService("http", path.join(tmp, "service")));
 const service = spawn(binary, ["--workers", "1", "--listen", "web=127.0.0.1:0"], {
   stdio: ["ignore", "pipe", "inherit"],
 });
@@ -58,24 +56,6 @@ const sequential = await traced(worker, (socket) => exchange(socket, requests, 1
 const pipelined = await traced(worker, (socket) => exchange(socket, requests, batch));
 report();
 process.exit(0);
-
-async function buildService() {
-  const { ensureZig, SUPPORTED_ZIG } = await import(path.join(root, "dist/index.js"));
-  const zig = await ensureZig(SUPPORTED_ZIG.at(-1), { root });
-  const out = path.join(tmp, "service");
-  for (const [cmd, argv, cwd] of [
-    [
-      process.execPath,
-      [path.join(root, "bin/gen-reuseport.js"), path.join(here, "specs/http.json"), "--out", out],
-      root,
-    ],
-    [zig, ["build", "-Doptimize=ReleaseFast"], out],
-  ]) {
-    process.stderr.write(`$ ${[cmd, ...argv].join(" ")}\n`);
-    execFileSync(cmd, argv, { cwd, stdio: ["ignore", "inherit", "inherit"], timeout: 600000 });
-  }
-  return path.join(out, "zig-out/bin/http-bench");
-}
 
 /** Runs `work` on a fresh connection with strace counting the worker's system calls. */
 async function traced(pid, work) {

@@ -110,7 +110,8 @@ async function searchPath(command: string, pathVariable: string): Promise<string
   return undefined;
 }
 
-async function isExecutable(file: string): Promise<boolean> {
+/** Whether `file` exists and may be executed by this process. */
+export async function isExecutable(file: string): Promise<boolean> {
   try {
     await access(file, constants.X_OK);
     return true;

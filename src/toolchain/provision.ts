@@ -4,13 +4,13 @@
  * parallel callers (test workers, CI steps) neither collide nor see a half-installed Zig.
  */
 import { randomBytes } from "node:crypto";
-import { access, constants, mkdir, rename, rm, rmdir, stat } from "node:fs/promises";
+import { mkdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { ToolchainError } from "../errors.js";
 import { PACKAGE_ROOT } from "../package.js";
-import { provisionedZigPath, zigVersion } from "./find.js";
+import { isExecutable, provisionedZigPath, zigVersion } from "./find.js";
 import { DEFAULT_PROVISIONED_ZIG, isSupportedZig, SUPPORTED_ZIG_MESSAGE } from "./versions.js";
 
 export interface EnsureZigOptions {
@@ -124,15 +124,6 @@ async function acquireLock(lock: string, zig: string): Promise<boolean> {
 async function isStale(lock: string): Promise<boolean> {
   try {
     return Date.now() - (await stat(lock)).mtimeMs > STALE_LOCK_MS;
-  } catch {
-    return false;
-  }
-}
-
-async function isExecutable(file: string): Promise<boolean> {
-  try {
-    await access(file, constants.X_OK);
-    return true;
   } catch {
     return false;
   }

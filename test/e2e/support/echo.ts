@@ -3,27 +3,27 @@
  * server does to a connection in flight. Every read has a timeout.
  */
 import net from "node:net";
-import type { LoopbackHost } from "./net.js";
+import { InputSignal, type LoopbackHost } from "./net.js";
 
 export class EchoConnection {
   private received = "";
   private closed = false;
   private error: Error | undefined;
-  private wake: (() => void) | undefined;
+  private readonly input = new InputSignal();
 
   private constructor(private readonly socket: net.Socket) {
     socket.setEncoding("utf8");
     socket.on("data", (chunk: string) => {
       this.received += chunk;
-      this.wake?.();
+      this.input.wake();
     });
     socket.on("close", () => {
       this.closed = true;
-      this.wake?.();
+      this.input.wake();
     });
     socket.on("error", (error) => {
       this.error = error;
-      this.wake?.();
+      this.input.wake();
     });
   }
 
@@ -53,7 +53,7 @@ export class EchoConnection {
       if (this.error !== undefined) throw this.error;
       if (this.closed)
         throw new Error(`closed by the server after ${JSON.stringify(this.received)}`);
-      await this.waitForInput(deadline, `the echo of ${JSON.stringify(text)}`);
+      await this.input.next(deadline, `the echo of ${JSON.stringify(text)}`);
     }
     const reply = this.received.slice(0, text.length);
     this.received = this.received.slice(text.length);
@@ -63,7 +63,7 @@ export class EchoConnection {
   /** Resolves once the connection is closed (by either side, or reset). */
   async waitForClose(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (!this.closed) await this.waitForInput(deadline, "the connection to close");
+    while (!this.closed) await this.input.next(deadline, "the connection to close");
   }
 
   get isClosed(): boolean {
@@ -77,21 +77,5 @@ export class EchoConnection {
 
   destroy() {
     this.socket.destroy();
-  }
-
-  private waitForInput(deadline: number, what: string): Promise<void> {
-    const left = deadline - Date.now();
-    if (left <= 0) return Promise.reject(new Error(`timed out waiting for ${what}`));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.wake = undefined;
-        reject(new Error(`timed out waiting for ${what}`));
-      }, left);
-      this.wake = () => {
-        clearTimeout(timer);
-        this.wake = undefined;
-        resolve();
-      };
-    });
   }
 }

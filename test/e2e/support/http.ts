@@ -3,7 +3,7 @@
  * on one socket (keep-alive), several in one write (pipelining), and who closes when.
  */
 import net from "node:net";
-import type { LoopbackHost } from "./net.js";
+import { InputSignal, type LoopbackHost } from "./net.js";
 
 export interface HttpResponse {
   readonly status: number;
@@ -17,24 +17,24 @@ export class HttpConnection {
   private buffer = Buffer.alloc(0);
   private closed = false;
   private error: Error | undefined;
-  private wake: (() => void) | undefined;
+  private readonly input = new InputSignal();
 
   private constructor(private readonly socket: net.Socket) {
     socket.on("data", (chunk: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, chunk]);
-      this.wake?.();
+      this.input.wake();
     });
     socket.on("end", () => {
       this.closed = true;
-      this.wake?.();
+      this.input.wake();
     });
     socket.on("close", () => {
       this.closed = true;
-      this.wake?.();
+      this.input.wake();
     });
     socket.on("error", (error) => {
       this.error = error;
-      this.wake?.();
+      this.input.wake();
     });
   }
 
@@ -70,7 +70,7 @@ export class HttpConnection {
           `connection closed before a full response (${this.buffer.length} bytes pending)`,
         );
       if (this.buffer.length > MAX_RESPONSE_BYTES) throw new Error("response larger than 1 MiB");
-      await this.waitForInput(deadline, "a response");
+      await this.input.next(deadline, "a response");
     }
   }
 
@@ -79,7 +79,7 @@ export class HttpConnection {
     const deadline = Date.now() + timeoutMs;
     while (!this.closed) {
       if (this.error !== undefined) return;
-      await this.waitForInput(deadline, "the server to close");
+      await this.input.next(deadline, "the server to close");
     }
   }
 
@@ -90,22 +90,6 @@ export class HttpConnection {
 
   close() {
     this.socket.destroy();
-  }
-
-  private waitForInput(deadline: number, what: string): Promise<void> {
-    const left = deadline - Date.now();
-    if (left <= 0) return Promise.reject(new Error(`timed out waiting for ${what}`));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.wake = undefined;
-        reject(new Error(`timed out waiting for ${what}`));
-      }, left);
-      this.wake = () => {
-        clearTimeout(timer);
-        this.wake = undefined;
-        resolve();
-      };
-    });
   }
 
   private takeResponse(): HttpResponse | undefined {

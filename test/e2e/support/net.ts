@@ -175,3 +175,31 @@ export function parseWhoami(text: string): { worker: number; pid: number; gen: n
   if (match === null) throw new Error(`not a whoami line: ${JSON.stringify(text)}`);
   return { worker: Number(match[1]), pid: Number(match[2]), gen: Number(match[3]) };
 }
+
+/**
+ * Lets a client that buffers socket events wait for the next one: `wake()` from the socket's
+ * handlers, `next(deadline, what)` from the reader, which rejects once the deadline passes.
+ */
+export class InputSignal {
+  private waiter: (() => void) | undefined;
+
+  wake(): void {
+    this.waiter?.();
+  }
+
+  next(deadline: number, what: string): Promise<void> {
+    const left = deadline - Date.now();
+    if (left <= 0) return Promise.reject(new Error(`timed out waiting for ${what}`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new Error(`timed out waiting for ${what}`));
+      }, left);
+      this.waiter = () => {
+        clearTimeout(timer);
+        this.waiter = undefined;
+        resolve();
+      };
+    });
+  }
+}

@@ -5,11 +5,10 @@
  */
 import { readFile } from "node:fs/promises";
 import path from "node:path";
-import { execa } from "execa";
 import { inject } from "vitest";
 import { generate, PACKAGE_ROOT } from "../../../src/index.js";
 import { oncePerRun } from "./once.js";
-import { provisionZig, zigEnv } from "./zig.js";
+import { provisionZig, runZigIn } from "./zig.js";
 
 /** The specs the suite builds: the examples, plus one of its own for TCP whoami. */
 export const SPECS = {
@@ -46,8 +45,6 @@ export interface BuiltProject {
     readonly test: StepResult;
   };
 }
-
-const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
 
 /** Builds (once per run) and returns the project for `spec` with Zig `version`. */
 export async function builtProject(spec: SpecKey, version: string): Promise<BuiltProject> {
@@ -102,19 +99,7 @@ async function runZigStep(
   cwd: string,
   version: string,
 ): Promise<StepResult> {
-  return timed(`zig ${args.join(" ")}`, async () => {
-    const result = await execa(zig, args, {
-      cwd,
-      env: zigEnv(version),
-      extendEnv: true,
-      timeout: ZIG_STEP_TIMEOUT_MS,
-      reject: false,
-      stdin: "ignore",
-      all: true,
-    });
-    const how = result.timedOut ? "timed out" : `exit code ${result.exitCode ?? result.signal}`;
-    return { ok: !result.failed, output: `${result.all ?? ""}\n(${how})`.trim() };
-  });
+  return timed(`zig ${args.join(" ")}`, () => runZigIn(zig, args, cwd, version));
 }
 
 async function timed(

@@ -6,11 +6,10 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { execa } from "execa";
 import { inject } from "vitest";
 import { generate, PACKAGE_ROOT } from "../../../src/index.js";
 import { oncePerRun } from "./once.js";
-import { provisionZig, zigEnv } from "./zig.js";
+import { provisionZig, runZigIn } from "./zig.js";
 
 /**
  * The supervisor tests' service. Ports are placeholders: the tests bind every listener to
@@ -41,8 +40,6 @@ const PROJECTS = {
 } as const;
 
 export type ProjectKey = keyof typeof PROJECTS;
-
-const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
 
 interface BuildRecord {
   readonly ok: boolean;
@@ -76,17 +73,8 @@ async function buildOnce(project: ProjectKey, version: string, dir: string): Pro
     return { ok: false, binary, output: `generate ${file}: ${String(error)}` };
   }
   const zig = await provisionZig(version);
-  const result = await execa(zig, ["build"], {
-    cwd: dir,
-    env: zigEnv(version),
-    extendEnv: true,
-    timeout: ZIG_STEP_TIMEOUT_MS,
-    reject: false,
-    stdin: "ignore",
-    all: true,
-  });
-  const how = result.timedOut ? "timed out" : `exit code ${result.exitCode ?? result.signal}`;
-  return { ok: !result.failed, binary, output: `zig build (${how})\n${result.all ?? ""}` };
+  const built = await runZigIn(zig, ["build"], dir, version);
+  return { ok: built.ok, binary, output: `zig build\n${built.output}` };
 }
 
 /** The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, …). */

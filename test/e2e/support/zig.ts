@@ -3,6 +3,7 @@
  * generator's own `ensureZig` (the PyPI `ziglang` wheel into `<repo>/.toolchain/`).
  */
 import path from "node:path";
+import { execa } from "execa";
 import { ensureZig, PACKAGE_ROOT } from "../../../src/index.js";
 import { PROVISIONED_BY_DEFAULT } from "../../../src/toolchain/versions.js";
 
@@ -49,4 +50,26 @@ export async function provisionZig(version: string): Promise<string> {
  */
 export function zigEnv(version: string): NodeJS.ProcessEnv {
   return { ZIG_GLOBAL_CACHE_DIR: path.join(PACKAGE_ROOT, ".toolchain", `cache-${version}`) };
+}
+
+const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
+
+/** Runs `zig ARGS` of `version` in `cwd`; never throws: the output says what happened. */
+export async function runZigIn(
+  zig: string,
+  args: readonly string[],
+  cwd: string,
+  version: string,
+): Promise<{ ok: boolean; output: string }> {
+  const result = await execa(zig, args, {
+    cwd,
+    env: zigEnv(version),
+    extendEnv: true,
+    timeout: ZIG_STEP_TIMEOUT_MS,
+    reject: false,
+    stdin: "ignore",
+    all: true,
+  });
+  const how = result.timedOut ? "timed out" : `exit code ${result.exitCode ?? result.signal}`;
+  return { ok: !result.failed, output: `${result.all ?? ""}\n(${how})`.trim() };
 }
