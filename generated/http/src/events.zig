@@ -222,11 +222,6 @@ pub const Line = struct {
         self.comma = true;
     }
 
-    pub fn intItem(self: *Line, v: i64) void {
-        self.separator();
-        self.number(v);
-    }
-
     pub fn beginArray(self: *Line, name: []const u8) void {
         self.key(name);
         self.raw("[");
