@@ -1,11 +1,12 @@
 /**
  * Reading the templates directory: the edge of the render stage. Every file ending in `.hbs`
- * under it, keyed by its `/`-separated path relative to the directory.
+ * (rendered through Handlebars) or `.zig` (copied byte for byte) under it, keyed by its
+ * `/`-separated path relative to the directory.
  */
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { InternalError } from "../errors.js";
-import { TEMPLATE_SUFFIX, type Templates } from "./render.js";
+import { isTemplateFile, type Templates } from "./render.js";
 
 export async function loadTemplates(dir: string): Promise<Templates> {
   let entries;
@@ -16,7 +17,7 @@ export async function loadTemplates(dir: string): Promise<Templates> {
   }
   const templates = new Map<string, string>();
   const files = entries
-    .filter((e) => e.isFile() && e.name.endsWith(TEMPLATE_SUFFIX))
+    .filter((e) => e.isFile() && isTemplateFile(e.name))
     .map((e) => path.relative(dir, path.join(e.parentPath, e.name)).split(path.sep).join("/"))
     .sort();
   for (const file of files) {

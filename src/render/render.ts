@@ -15,6 +15,12 @@ export type Templates = ReadonlyMap<string, string>;
 export type Rendered = ReadonlyMap<string, string>;
 
 export const TEMPLATE_SUFFIX = ".hbs";
+/** Sources that vary with nothing in the spec: copied byte for byte, only the header added. */
+export const STATIC_SUFFIX = ".zig";
+
+export function isTemplateFile(name: string): boolean {
+  return name.endsWith(TEMPLATE_SUFFIX) || name.endsWith(STATIC_SUFFIX);
+}
 
 /**
  * Files that belong to the user once created: rendered only for a custom handler, without the
@@ -40,13 +46,15 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
   const handlebars = createEnvironment();
   const files = new Map<string, string>();
   for (const templatePath of [...templates.keys()].sort()) {
-    if (!templatePath.endsWith(TEMPLATE_SUFFIX)) continue;
-    const output = templatePath.slice(0, -TEMPLATE_SUFFIX.length);
+    const isStatic = templatePath.endsWith(STATIC_SUFFIX);
+    if (!isStatic && !templatePath.endsWith(TEMPLATE_SUFFIX)) continue;
+    const output = isStatic ? templatePath : templatePath.slice(0, -TEMPLATE_SUFFIX.length);
     if (isUserOwned(output) && !model.hasCustomHandler) continue;
     if (output === MANIFEST_FILE) {
       throw new InternalError(`template ${templatePath} would overwrite the manifest`);
     }
-    const body = renderTemplate(handlebars, templatePath, templates.get(templatePath) ?? "", model);
+    const source = templates.get(templatePath) ?? "";
+    const body = isStatic ? source : renderTemplate(handlebars, templatePath, source, model);
     const text = isUserOwned(output) ? body : `${header(output, model)}\n${body}`;
     files.set(output, normalize(text));
   }
