@@ -2,6 +2,7 @@
  * The model stage: a valid `Spec` → the `ServiceModel` templates render. Pure. It computes every
  * name, literal and ordering so that templates only print fields.
  */
+import { createHash } from "node:crypto";
 import { InternalError } from "../errors.js";
 import { formatIp, parseIp } from "../spec/address.js";
 import { DEFAULTS, type ListenerSpec, type Spec } from "../spec/schema.js";
@@ -26,6 +27,17 @@ export interface ServiceModel {
   readonly maxConnections: number;
   readonly readBufferBytes: number;
   readonly writeBufferBytes: number;
+  readonly headerTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly writeTimeoutMs: number;
+  readonly watchdogMs: number;
+  readonly maxBodyBytes: number;
+  /**
+   * 16 hex digits identifying the validated spec (defaults applied): a supervisor refuses
+   * workers built from another spec.
+   */
+  readonly specFingerprint: string;
   readonly hasCustomHandler: boolean;
   readonly hasTcp: boolean;
   readonly hasUdp: boolean;
@@ -89,6 +101,13 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     maxConnections: spec.maxConnections,
     readBufferBytes: spec.readBufferBytes,
     writeBufferBytes: spec.writeBufferBytes,
+    headerTimeoutMs: spec.headerTimeoutMs,
+    bodyTimeoutMs: spec.bodyTimeoutMs,
+    idleTimeoutMs: spec.idleTimeoutMs,
+    writeTimeoutMs: spec.writeTimeoutMs,
+    watchdogMs: spec.watchdogMs,
+    maxBodyBytes: spec.maxBodyBytes,
+    specFingerprint: specFingerprint(spec),
     hasCustomHandler: listeners.some((l) => l.handler === "custom"),
     hasTcp: listeners.some((l) => l.protocol === "tcp"),
     hasUdp: listeners.some((l) => l.protocol === "udp"),
@@ -126,6 +145,26 @@ function buildListener(listener: ListenerSpec, index: number): ListenerModel {
     httpBody: http?.body ?? "",
     httpContentType: http?.contentType ?? "",
   };
+}
+
+/**
+ * A digest of the spec as validated (defaults applied, `$schema` left out, keys sorted), so that
+ * two specs that mean the same service share it and any change that matters changes it.
+ */
+function specFingerprint(spec: Spec): string {
+  const { $schema: _ignored, ...meaning } = spec;
+  return createHash("sha256").update(canonicalJson(meaning)).digest("hex").slice(0, 16);
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
 }
 
 /** Base name for both separators, so no directory of the user's machine reaches the output. */

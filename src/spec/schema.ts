@@ -27,6 +27,12 @@ export const DEFAULTS = {
   httpBody: "OK\n",
   httpContentType: "text/plain; charset=utf-8",
   writeBufferBytes: 65536,
+  headerTimeoutMs: 10000,
+  bodyTimeoutMs: 10000,
+  idleTimeoutMs: 60000,
+  writeTimeoutMs: 30000,
+  watchdogMs: 2000,
+  maxBodyBytes: 1048576,
 } as const;
 
 export const LIMITS = {
@@ -167,6 +173,33 @@ export const SpecSchema = z
       writeBufferBytes: intRange(512, 1048576)
         .default(DEFAULTS.writeBufferBytes)
         .describe("Write buffer per connection."),
+      headerTimeoutMs: intRange(1, 3600000)
+        .default(DEFAULTS.headerTimeoutMs)
+        .describe(
+          "Milliseconds a client has to send a complete request head, from its first byte (or " +
+            "the end of the previous response); partial reads do not extend it.",
+        ),
+      bodyTimeoutMs: intRange(1, 3600000)
+        .default(DEFAULTS.bodyTimeoutMs)
+        .describe("Milliseconds a request body may go without a byte arriving."),
+      idleTimeoutMs: intRange(1, 86400000)
+        .default(DEFAULTS.idleTimeoutMs)
+        .describe(
+          "Milliseconds a keep-alive or stream connection with nothing in flight stays open.",
+        ),
+      writeTimeoutMs: intRange(1, 3600000)
+        .default(DEFAULTS.writeTimeoutMs)
+        .describe("Milliseconds a connection may go without write progress (a client that does not read)."),
+      watchdogMs: intRange(0, 600000)
+        .default(DEFAULTS.watchdogMs)
+        .refine((ms) => ms === 0 || ms >= 200, { error: "must be 0 (off) or from 200 to 600000" })
+        .describe(
+          "Milliseconds a worker's loop may go without reporting before it is killed and " +
+            "replaced (0: no watchdog).",
+        ),
+      maxBodyBytes: intRange(0, 1099511627776)
+        .default(DEFAULTS.maxBodyBytes)
+        .describe("Largest request body an HTTP listener accepts (413 above it)."),
       listeners: z
         .array(ListenerSchema, { error: "must be an array of listener objects" })
         .min(1, { error: "must list at least 1 listener" })

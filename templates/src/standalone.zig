@@ -38,7 +38,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .sockets = &sockets,
         .index = 0,
         .generation = 1,
-        .drain_timeout_ms = options.drain_timeout_ms,
+        .limits = options.limits,
     }) catch |err| {
         log.err("cannot start: {s}", .{@errorName(err)});
         return 1;

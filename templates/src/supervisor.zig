@@ -293,7 +293,7 @@ pub const Supervisor = struct {
             .sockets = self.sockets[index * listener_count ..][0..listener_count],
             .index = index,
             .generation = generation,
-            .drain_timeout_ms = self.options.drain_timeout_ms,
+            .limits = self.options.limits,
         });
         self.records[slot] = .{
             .pid = started.pid,
@@ -315,7 +315,7 @@ pub const Supervisor = struct {
             r.control_fd = null;
         }
         if (r.kill_at_ms == null) {
-            r.kill_at_ms = now() + self.options.drain_timeout_ms + kill_grace_ms;
+            r.kill_at_ms = now() + self.options.limits.drain_timeout_ms + kill_grace_ms;
         }
     }
 
@@ -430,7 +430,7 @@ pub const Supervisor = struct {
             for (self.sockets) |fd| sys.close(fd);
             var line = events.Line.begin("stopping");
             line.string("mode", @tagName(kind));
-            line.int("drain_timeout_ms", self.options.drain_timeout_ms);
+            line.int("drain_timeout_ms", self.options.limits.drain_timeout_ms);
             line.emit();
         }
         self.starting = null;

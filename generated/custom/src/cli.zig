@@ -17,6 +17,12 @@ pub const usage =
     \\  --listen NAME=HOST:PORT  serve listener NAME at HOST:PORT instead (repeatable;
     \\                           IPv6 as [::1]:8080; port 0 picks a free port)
     \\  --drain-timeout MS       how long a graceful stop waits for open connections
+    \\  --header-timeout MS      deadline for a complete request head
+    \\  --body-timeout MS        longest wait for the next byte of a request body
+    \\  --idle-timeout MS        how long a connection with nothing in flight stays open
+    \\  --write-timeout MS       longest wait for a client to read what it is sent
+    \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
+    \\  --max-body BYTES         largest request body an HTTP listener accepts
     \\  --pid-file PATH          write the process id to PATH when ready; removed at exit
     \\  --help                   print this help and exit
     \\  --version                print the version and exit
@@ -44,8 +50,36 @@ pub const Options = struct {
     standalone: bool = false,
     endpoints: [config.listeners.len]address.Endpoint = defaultEndpoints(),
     pid_file: ?[*:0]const u8 = null,
-    drain_timeout_ms: u32 = config.drain_timeout_ms,
+    limits: Limits = .{},
     worker: ?WorkerRole = null,
+};
+
+/// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
+pub const Limits = struct {
+    drain_timeout_ms: u32 = config.drain_timeout_ms,
+    header_timeout_ms: u32 = config.header_timeout_ms,
+    body_timeout_ms: u32 = config.body_timeout_ms,
+    idle_timeout_ms: u32 = config.idle_timeout_ms,
+    write_timeout_ms: u32 = config.write_timeout_ms,
+    watchdog_ms: u32 = config.watchdog_ms,
+    max_body_bytes: u64 = config.max_body_bytes,
+};
+
+/// A numeric flag and the `Limits` field it sets.
+pub const LimitFlag = struct {
+    flag: [:0]const u8,
+    field: []const u8,
+    unit: []const u8,
+};
+
+pub const limit_flags = [_]LimitFlag{
+    .{ .flag = "--drain-timeout", .field = "drain_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--header-timeout", .field = "header_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--body-timeout", .field = "body_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--idle-timeout", .field = "idle_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--write-timeout", .field = "write_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--watchdog", .field = "watchdog_ms", .unit = "milliseconds" },
+    .{ .flag = "--max-body", .field = "max_body_bytes", .unit = "bytes" },
 };
 
 pub const Command = union(enum) {
@@ -100,9 +134,8 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             options.workers = workers;
         } else if (eql(arg, "--listen")) {
             try parseListen(value, &options.endpoints, diag);
-        } else if (eql(arg, "--drain-timeout")) {
-            options.drain_timeout_ms = std.fmt.parseInt(u32, value, 10) catch
-                return diag.set("--drain-timeout: expected milliseconds (got \"{s}\")", .{value});
+        } else if (try parseLimit(arg, value, &options.limits, diag)) {
+            // Set by parseLimit.
         } else if (eql(arg, "--pid-file")) {
             options.pid_file = args[i + 1];
         } else if (eql(arg, "--worker")) {
@@ -121,10 +154,26 @@ fn eql(a: []const u8, b: []const u8) bool {
 }
 
 fn isValueFlag(arg: []const u8) bool {
-    const flags = [_][]const u8{
-        "--workers", "--listen", "--drain-timeout", "--pid-file", "--worker",
-    };
+    const flags = [_][]const u8{ "--workers", "--listen", "--pid-file", "--worker" };
     for (flags) |flag| if (eql(arg, flag)) return true;
+    inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;
+    return false;
+}
+
+/// Sets the limit `arg` names; false when `arg` is not a limit flag.
+fn parseLimit(arg: []const u8, value: []const u8, limits: *Limits, diag: *Diagnostic) !bool {
+    inline for (limit_flags) |limit| {
+        if (eql(arg, limit.flag)) {
+            const T = @TypeOf(@field(limits, limit.field));
+            @field(limits, limit.field) = std.fmt.parseInt(T, value, 10) catch
+                return diag.set("{s}: expected {s}, a whole number (got \"{s}\")", .{
+                    limit.flag,
+                    limit.unit,
+                    value,
+                });
+            return true;
+        }
+    }
     return false;
 }
 
@@ -170,6 +219,15 @@ test "parses flags and rejects unknown ones with a message" {
     const options = (try parse(&args, &diag)).serve;
     try std.testing.expectEqual(@as(u16, 3), options.workers);
     try std.testing.expect(options.standalone);
+
+    const limits = [_][*:0]const u8{ "svc", "--idle-timeout", "250", "--max-body", "7" };
+    const limited = (try parse(&limits, &diag)).serve.limits;
+    try std.testing.expectEqual(@as(u32, 250), limited.idle_timeout_ms);
+    try std.testing.expectEqual(@as(u64, 7), limited.max_body_bytes);
+    try std.testing.expectEqual(config.header_timeout_ms, limited.header_timeout_ms);
+    const negative = [_][*:0]const u8{ "svc", "--write-timeout", "-1" };
+    try std.testing.expectError(error.Usage, parse(&negative, &diag));
+    try std.testing.expect(compat.find(u8, diag.message, "--write-timeout") != null);
 
     const bad = [_][*:0]const u8{ "svc", "--bogus" };
     try std.testing.expectError(error.Usage, parse(&bad, &diag));

@@ -30,7 +30,8 @@ pub const StartOptions = struct {
     sockets: []const sys.Fd,
     index: u16,
     generation: u32,
-    drain_timeout_ms: u32,
+    /// Passed on as flags, so that the supervisor's overrides reach every worker.
+    limits: cli.Limits,
 };
 
 /// A started worker and the supervisor's ends of its pipes.
@@ -54,12 +55,19 @@ pub fn start(options: StartOptions) !Started {
     // system calls.
     var role_buf: [64 + 12 * listener_count:0]u8 = undefined;
     const role = try formatRole(&role_buf, options, control[0], report[1]);
-    var drain_buf: [16:0]u8 = undefined;
-    const drain = try compat.bufPrint(&drain_buf, "{d}", .{options.drain_timeout_ms});
-    drain_buf[drain.len] = 0;
-    const argv = [_:null]?[*:0]const u8{
-        options.exe_path, "--worker", role, "--drain-timeout", &drain_buf,
-    };
+    var limit_bufs: [cli.limit_flags.len][24:0]u8 = undefined;
+    const argc = 3 + 2 * cli.limit_flags.len;
+    var argv: [argc:null]?[*:0]const u8 = @splat(null);
+    argv[0] = options.exe_path;
+    argv[1] = "--worker";
+    argv[2] = role;
+    inline for (cli.limit_flags, 0..) |limit, i| {
+        const value = @field(options.limits, limit.field);
+        const text = try compat.bufPrint(&limit_bufs[i], "{d}", .{value});
+        limit_bufs[i][text.len] = 0;
+        argv[3 + 2 * i] = limit.flag.ptr;
+        argv[4 + 2 * i] = &limit_bufs[i];
+    }
     const parent = linux.getpid();
 
     const rc = linux.fork();
@@ -147,7 +155,7 @@ pub fn runWorker(role: cli.WorkerRole, options: cli.Options) u8 {
         .sockets = &sockets,
         .index = role.index,
         .generation = role.generation,
-        .drain_timeout_ms = options.drain_timeout_ms,
+        .limits = options.limits,
         .control_fd = role.control_fd,
     }) catch |err| {
         log.err("worker {d} cannot start: {s}", .{ role.index, @errorName(err) });

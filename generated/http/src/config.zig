@@ -52,6 +52,22 @@ pub const drain_timeout_ms: u32 = 10000;
 pub const max_connections: u32 = 1024;
 pub const read_buffer_bytes: u32 = 16384;
 pub const write_buffer_bytes: u32 = 65536;
+/// Deadline for a complete request head, from its first byte or the end of the previous
+/// response; bytes that trickle in do not extend it.
+pub const header_timeout_ms: u32 = 10000;
+/// Longest wait for the next byte of a request body.
+pub const body_timeout_ms: u32 = 10000;
+/// How long a keep-alive or stream connection with nothing in flight stays open.
+pub const idle_timeout_ms: u32 = 60000;
+/// Longest wait for write progress: a client that stopped reading is closed after it.
+pub const write_timeout_ms: u32 = 30000;
+/// A worker whose loop has not reported for this long is killed and replaced; 0: off.
+pub const watchdog_ms: u32 = 2000;
+/// Largest request body an HTTP listener accepts.
+pub const max_body_bytes: u64 = 1048576;
+/// Identifies the spec this program was generated from: a supervisor refuses workers built
+/// from another one.
+pub const spec_fingerprint = "2faaf3b0222d1b41";
 
 pub const listeners = [_]Listener{
     .{

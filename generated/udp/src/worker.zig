@@ -13,6 +13,7 @@ const sys = @import("sys.zig");
 const compat = @import("compat.zig");
 const listener_mod = @import("listener.zig");
 const handlers = @import("handlers.zig");
+const cli = @import("cli.zig");
 const log = @import("log.zig");
 const linux = std.os.linux;
 
@@ -26,7 +27,7 @@ pub const Options = struct {
     sockets: []const Socket,
     index: u16,
     generation: u32,
-    drain_timeout_ms: u32,
+    limits: cli.Limits,
     /// A descriptor whose hang-up means "stop gracefully" (the supervisor's end of a pipe);
     /// null when signals alone control the worker.
     control_fd: ?sys.Fd = null,
@@ -246,8 +247,8 @@ pub const Worker = struct {
         self.stop = reason;
         self.draining = true;
         const now = sys.monotonicMs();
-        self.drain_deadline_ms = now + self.options.drain_timeout_ms;
-        self.idle_sweep_at_ms = now + @min(self.options.drain_timeout_ms, idle_grace_ms);
+        self.drain_deadline_ms = now + self.options.limits.drain_timeout_ms;
+        self.idle_sweep_at_ms = now + @min(self.options.limits.drain_timeout_ms, idle_grace_ms);
         self.closeListeners();
     }
 

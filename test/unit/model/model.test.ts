@@ -28,11 +28,26 @@ describe("buildModel", () => {
       maxConnections: 1024,
       readBufferBytes: 16384,
       writeBufferBytes: 65536,
+      headerTimeoutMs: 10000,
+      bodyTimeoutMs: 10000,
+      idleTimeoutMs: 60000,
+      writeTimeoutMs: 30000,
+      watchdogMs: 2000,
+      maxBodyBytes: 1048576,
+      specFingerprint: m.specFingerprint,
       hasCustomHandler: false,
       hasTcp: true,
       hasUdp: false,
       listeners: undefined,
     });
+  });
+
+  it("fingerprints the spec's meaning: defaults and key order do not change it, a port does", () => {
+    const a = model({ listeners: [tcp] }).specFingerprint;
+    expect(a).toMatch(/^[0-9a-f]{16}$/);
+    expect(model({ workers: "auto", listeners: [tcp] }).specFingerprint).toBe(a);
+    expect(model({ listeners: [{ ...tcp, port: tcp.port + 1 }] }).specFingerprint).not.toBe(a);
+    expect(model({ idleTimeoutMs: 5, listeners: [tcp] }).specFingerprint).not.toBe(a);
   });
 
   it("keeps only the base name of the spec file, for either separator", () => {

@@ -46,6 +46,12 @@ describe("validateSpec", () => {
       maxConnections: 1024,
       readBufferBytes: 16384,
       writeBufferBytes: 65536,
+      headerTimeoutMs: 10000,
+      bodyTimeoutMs: 10000,
+      idleTimeoutMs: 60000,
+      writeTimeoutMs: 30000,
+      watchdogMs: 2000,
+      maxBodyBytes: 1048576,
       listeners: [
         {
           ...listener(),
