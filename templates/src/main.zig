@@ -7,6 +7,7 @@ const standalone = @import("standalone.zig");
 const supervisor = @import("supervisor.zig");
 const worker_process = @import("worker_process.zig");
 const sys = @import("sys.zig");
+const log = @import("log.zig");
 
 pub const main = compat.Entry(run).main;
 
@@ -29,6 +30,7 @@ fn run(process: compat.Process) u8 {
             return 0;
         },
         .serve => |options| {
+            raiseFdLimit(options);
             if (options.worker) |role| return worker_process.runWorker(role, options);
             if (options.standalone) return standalone.run(options, process);
             return supervisor.run(options, process);
@@ -36,10 +38,31 @@ fn run(process: compat.Process) u8 {
     }
 }
 
+/// Raises the soft limit on open descriptors to what this service may need: every connection
+/// of a worker, plus the listening sockets of every worker slot (a supervisor holds them all)
+/// and room for pipes, the spare descriptor and files. The usual soft limit, 1024, is below
+/// the `maxConnections` of many services; the hard limit is usually far above it.
+fn raiseFdLimit(options: cli.Options) void {
+    const workers: u64 = if (options.workers == 0) cli.max_workers else options.workers;
+    const wanted: u64 = config.max_connections + workers * (config.listeners.len + 4) + 64;
+    const got = sys.raiseFdLimit(wanted) orelse return;
+    // Said once, by the process that starts the others.
+    if (got < wanted and options.worker == null) {
+        log.warn("open files are limited to {d} (the hard limit); {d} connections per " ++
+            "worker and {d} workers need about {d}: raise it (ulimit -n, LimitNOFILE=)", .{
+            got, config.max_connections, workers, wanted,
+        });
+    }
+}
+
 test {
     std.testing.refAllDecls(@This());
     _ = @import("address.zig");
     _ = @import("cli.zig");
+    _ = @import("connections.zig");
+    _ = @import("deadlines.zig");
+    _ = @import("drain.zig");
+    _ = @import("stats.zig");
     _ = @import("events.zig");
     _ = @import("handlers.zig");
     _ = @import("listener.zig");

@@ -7,6 +7,7 @@ const config = @import("config.zig");
 const address = @import("address.zig");
 const listener = @import("listener.zig");
 const worker = @import("worker.zig");
+const stats_mod = @import("stats.zig");
 const log = @import("log.zig");
 const sys = @import("sys.zig");
 
@@ -45,7 +46,7 @@ pub const Exit = union(enum) {
 pub const WorkerReport = struct {
     index: u16,
     pid: i32,
-    stats: worker.Stats,
+    stats: stats_mod.Stats,
     /// How the worker ended, when a supervisor collected it.
     exit: ?Exit = null,
 };
@@ -97,9 +98,7 @@ pub fn emitStopped(generation: u32, reason: worker.StopReason, reports: []const 
         line.beginObject();
         line.int("index", report.index);
         line.int("pid", report.pid);
-        line.int("connections", @intCast(report.stats.connections));
-        line.int("requests", @intCast(report.stats.requests));
-        line.int("datagrams", @intCast(report.stats.datagrams));
+        line.counters(report.stats);
         if (report.exit) |exit| exit.write(&line);
         line.endObject();
     }
@@ -153,7 +152,7 @@ pub fn logMigrationPolicy(mode: Mode) void {
 /// Builds one JSON line in a fixed buffer; keys and values the program writes are plain
 /// ASCII, and strings are escaped anyway.
 pub const Line = struct {
-    buf: [8192]u8 = undefined,
+    buf: [1 << 17]u8 = undefined,
     len: usize = 0,
     /// Whether the next value needs a comma before it.
     comma: bool = false,
@@ -241,6 +240,33 @@ pub const Line = struct {
     pub fn endObject(self: *Line) void {
         self.raw("}");
         self.comma = true;
+    }
+
+    pub fn beginNamedObject(self: *Line, name: []const u8) void {
+        self.key(name);
+        self.raw("{");
+        self.comma = false;
+    }
+
+    /// A worker's counters: `connections`, `requests`, `datagrams`, `timeouts` by kind,
+    /// `evicted`, and `rejected` by status.
+    pub fn counters(self: *Line, stats: stats_mod.Stats) void {
+        self.int("connections", @intCast(stats.connections));
+        self.int("requests", @intCast(stats.requests));
+        self.int("datagrams", @intCast(stats.datagrams));
+        self.beginNamedObject("timeouts");
+        self.int("header", @intCast(stats.timeouts.header));
+        self.int("body", @intCast(stats.timeouts.body));
+        self.int("idle", @intCast(stats.timeouts.idle));
+        self.int("write", @intCast(stats.timeouts.write));
+        self.endObject();
+        self.int("evicted", @intCast(stats.evicted));
+        self.beginNamedObject("rejected");
+        for (stats_mod.rejected_statuses, stats.rejected) |status, n| {
+            var name: [8]u8 = undefined;
+            self.int(compat.bufPrint(&name, "{d}", .{status}) catch unreachable, @intCast(n));
+        }
+        self.endObject();
     }
 
     /// Writes the line to standard output. A reader that went away is not our problem.

@@ -60,7 +60,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     notifier.sendf("READY=1\nMAINPID={d}", .{pid});
     const reason = w.run();
     notifier.send("STOPPING=1");
-    const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats };
+    const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats() };
     events.emitStopped(1, reason, &.{report});
     return 0;
 }

@@ -20,6 +20,7 @@ const compat = @import("compat.zig");
 const cli = @import("cli.zig");
 const listener = @import("listener.zig");
 const worker_mod = @import("worker.zig");
+const stats_mod = @import("stats.zig");
 const worker_process = @import("worker_process.zig");
 const events = @import("events.zig");
 const pid_file = @import("pid_file.zig");
@@ -62,17 +63,17 @@ const Record = struct {
     abandoned: bool = false,
     exited: bool = false,
     exit: events.Exit = .{ .code = 0 },
-    stats: worker_mod.Stats = .{},
+    stats: stats_mod.Stats = .{},
     /// When set, the worker is killed if it is still running at this time.
     kill_at_ms: ?u64 = null,
-    report_buf: [128]u8 = undefined,
+    report_buf: [1024]u8 = undefined,
     report_len: usize = 0,
 };
 
 const Slot = struct {
     crashes: u32 = 0,
     respawn_at_ms: ?u64 = null,
-    totals: worker_mod.Stats = .{},
+    totals: stats_mod.Stats = .{},
     last_pid: linux.pid_t = 0,
     last_exit: ?events.Exit = null,
 };
@@ -501,9 +502,7 @@ pub const Supervisor = struct {
         self.records[record_slot] = null;
 
         const slot = &self.slots[r.index];
-        slot.totals.connections += r.stats.connections;
-        slot.totals.requests += r.stats.requests;
-        slot.totals.datagrams += r.stats.datagrams;
+        slot.totals.add(r.stats);
         slot.last_exit = r.exit;
 
         const expected = r.kill_at_ms != null or r.control_fd == null or self.stopping != null;
@@ -513,9 +512,7 @@ pub const Supervisor = struct {
         line.int("pid", r.pid);
         r.exit.write(&line);
         line.boolean("expected", expected);
-        line.int("connections", @intCast(r.stats.connections));
-        line.int("requests", @intCast(r.stats.requests));
-        line.int("datagrams", @intCast(r.stats.datagrams));
+        line.counters(r.stats);
         line.emit();
         if (expected) {
             if (self.stopping == null and !r.abandoned) self.emitDrainedIfDone(r.generation);

@@ -104,6 +104,39 @@ pub fn send(fd: Fd, bytes: []const u8) Error!usize {
     return check(linux.sendto(fd, bytes.ptr, bytes.len, linux.MSG.NOSIGNAL, null, 0));
 }
 
+/// Ends our side of a connection (FIN) while the peer's bytes can still be read.
+pub fn shutdownWrite(fd: Fd) void {
+    _ = linux.shutdown(fd, linux.SHUT.WR);
+}
+
+/// Bytes the kernel holds for `fd` that have not been read; 0 when that cannot be told.
+pub fn pendingInput(fd: Fd) usize {
+    var n: c_int = 0;
+    const rc = linux.ioctl(fd, linux.T.FIONREAD, @intFromPtr(&n));
+    if (compat.errno(rc) != .SUCCESS or n < 0) return 0;
+    return @intCast(n);
+}
+
+/// The soft and hard limits on open descriptors, when the kernel reports them.
+pub const FdLimit = struct { soft: u64, hard: u64 };
+
+pub fn fdLimit() ?FdLimit {
+    var limit: linux.rlimit = undefined;
+    if (compat.errno(linux.getrlimit(.NOFILE, &limit)) != .SUCCESS) return null;
+    return .{ .soft = limit.cur, .hard = limit.max };
+}
+
+/// Raises the soft limit on open descriptors to `wanted`, or as close to it as the hard
+/// limit allows; returns the soft limit in force afterwards.
+pub fn raiseFdLimit(wanted: u64) ?u64 {
+    const current = fdLimit() orelse return null;
+    if (current.soft >= wanted) return current.soft;
+    const target = @min(wanted, current.hard);
+    const limit: linux.rlimit = .{ .cur = target, .max = current.hard };
+    if (compat.errno(linux.setrlimit(.NOFILE, &limit)) != .SUCCESS) return current.soft;
+    return target;
+}
+
 /// A peer's address, as recvfrom fills it in and sendto takes it back.
 pub const Peer = struct {
     addr: linux.sockaddr.storage = undefined,
@@ -164,6 +197,13 @@ pub fn monotonicUs() u64 {
     const sec: u64 = @intCast(ts.sec);
     const nsec: u64 = @intCast(ts.nsec);
     return sec * std.time.us_per_s + nsec / std.time.ns_per_us;
+}
+
+/// Seconds since the Unix epoch on the wall clock (for the `Date` header).
+pub fn realtimeSeconds() i64 {
+    var ts: linux.timespec = undefined;
+    _ = linux.clock_gettime(.REALTIME, &ts);
+    return @intCast(ts.sec);
 }
 
 /// Milliseconds on the monotonic clock.

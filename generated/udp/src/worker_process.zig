@@ -14,6 +14,7 @@ const config = @import("config.zig");
 const compat = @import("compat.zig");
 const cli = @import("cli.zig");
 const worker_mod = @import("worker.zig");
+const stats_mod = @import("stats.zig");
 const log = @import("log.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
@@ -128,22 +129,13 @@ fn closePair(fds: [2]sys.Fd) void {
 /// A line a worker reports.
 pub const Report = union(enum) {
     ready,
-    stats: worker_mod.Stats,
+    stats: stats_mod.Stats,
 
     /// Parses one line without its newline; null for a line this version does not know.
     pub fn parse(line: []const u8) ?Report {
         if (std.mem.eql(u8, line, "ready")) return .ready;
         if (!std.mem.startsWith(u8, line, "stats ")) return null;
-        var fields = std.mem.tokenizeScalar(u8, line["stats ".len..], ' ');
-        return .{ .stats = .{
-            .connections = parseCount(fields.next()) orelse return null,
-            .requests = parseCount(fields.next()) orelse return null,
-            .datagrams = parseCount(fields.next()) orelse return null,
-        } };
-    }
-
-    fn parseCount(field: ?[]const u8) ?u64 {
-        return std.fmt.parseInt(u64, field orelse return null, 10) catch null;
+        return .{ .stats = stats_mod.Stats.parseFields(line["stats ".len..]) orelse return null };
     }
 };
 
@@ -163,20 +155,16 @@ pub fn runWorker(role: cli.WorkerRole, options: cli.Options) u8 {
     };
     sys.writeAll(role.report_fd, "ready\n") catch return 1;
     _ = w.run();
-    var buf: [96]u8 = undefined;
-    const line = compat.bufPrint(&buf, "stats {d} {d} {d}\n", .{
-        w.stats.connections,
-        w.stats.requests,
-        w.stats.datagrams,
-    }) catch unreachable;
+    var buf: [512]u8 = undefined;
+    const line = w.stats().formatLine(&buf) catch unreachable;
     sys.writeAll(role.report_fd, line) catch {};
     return 0;
 }
 
 test "parses the lines a worker reports" {
     try std.testing.expect(Report.parse("ready").? == .ready);
-    const stats = Report.parse("stats 3 5 7").?.stats;
+    const stats = Report.parse("stats connections=3 requests=5 datagrams=7").?.stats;
     try std.testing.expectEqual(@as(u64, 5), stats.requests);
-    try std.testing.expect(Report.parse("stats 3 x 7") == null);
+    try std.testing.expect(Report.parse("stats requests=x") == null);
     try std.testing.expect(Report.parse("hello") == null);
 }

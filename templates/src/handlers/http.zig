@@ -1,27 +1,58 @@
 //! http: HTTP/1.1 with keep-alive and pipelining. Every request is answered `200 OK` with
-//! the listener's configured body. The responses are built at compile time, so answering
-//! is one copy; pipelined requests read together are answered with one write.
+//! the listener's configured body; requests that break RFC 9112's rules get the status the
+//! RFC names (see `http/parser.zig`) and the connection closes after it.
+//!
+//! The parts of each response that never change are built at compile time, so answering is
+//! three copies (head, `Date`, rest); pipelined requests read together are answered with
+//! one write. Request bodies are read as they arrive and dropped, so a body larger than the
+//! read buffer passes through, up to `maxBodyBytes`.
 const std = @import("std");
-const compat = @import("../compat.zig");
 const config = @import("../config.zig");
+const cli = @import("../cli.zig");
+const sys = @import("../sys.zig");
+const compat = @import("../compat.zig");
 const api = @import("api.zig");
+const parser = @import("../http/parser.zig");
+const date = @import("../http/date.zig");
+
+const date_len = 29;
+
+/// A response in two fixed parts around its `Date` value.
+const Response = struct {
+    before_date: []const u8,
+    after_date: []const u8,
+
+    fn len(self: Response) usize {
+        return self.before_date.len + date_len + self.after_date.len;
+    }
+};
 
 const Responses = struct {
-    keep_alive: []const u8,
+    keep_alive: Response,
     /// For HTTP/1.0 clients that asked for keep-alive: they need the header back.
-    keep_alive_1_0: []const u8,
-    close: []const u8,
+    keep_alive_1_0: Response,
+    close: Response,
     body_len: usize,
 };
 
+fn status(comptime line: []const u8) []const u8 {
+    return "HTTP/1.1 " ++ line ++ "\r\nServer: " ++ config.name ++ "\r\nDate: ";
+}
+
 fn buildResponses(comptime http: config.Http) Responses {
-    const head = "HTTP/1.1 200 OK\r\nServer: " ++ config.name ++ "\r\nContent-Type: " ++
-        http.content_type ++ "\r\nContent-Length: " ++
+    const before = status("200 OK");
+    const fields = "\r\nContent-Type: " ++ http.content_type ++ "\r\nContent-Length: " ++
         std.fmt.comptimePrint("{d}", .{http.body.len}) ++ "\r\n";
     return .{
-        .keep_alive = head ++ "\r\n" ++ http.body,
-        .keep_alive_1_0 = head ++ "Connection: keep-alive\r\n\r\n" ++ http.body,
-        .close = head ++ "Connection: close\r\n\r\n" ++ http.body,
+        .keep_alive = .{ .before_date = before, .after_date = fields ++ "\r\n" ++ http.body },
+        .keep_alive_1_0 = .{
+            .before_date = before,
+            .after_date = fields ++ "Connection: keep-alive\r\n\r\n" ++ http.body,
+        },
+        .close = .{
+            .before_date = before,
+            .after_date = fields ++ "Connection: close\r\n\r\n" ++ http.body,
+        },
         .body_len = http.body.len,
     };
 }
@@ -32,77 +63,83 @@ const responses = blk: {
     break :blk table;
 };
 
-const bad_request = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-const too_large = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n" ++
-    "Connection: close\r\n\r\n";
-const not_implemented = "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\n" ++
-    "Connection: close\r\n\r\n";
+/// An answer that ends the connection: an error status, empty body.
+fn closing(comptime line: []const u8) Response {
+    return .{
+        .before_date = status(line),
+        .after_date = "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    };
+}
 
-pub const Request = struct {
-    /// Bytes of head and body together.
-    len: usize,
+const timeout_response = closing("408 Request Timeout");
+const not_implemented = closing("501 Not Implemented");
+
+fn errorResponse(comptime e: parser.Error) Response {
+    return closing(std.fmt.comptimePrint("{d} {s}", .{ e.status(), e.reason() }));
+}
+
+const continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Room an answer may need: the largest response of any listener, or of any error, after a
+/// 100 Continue.
+const max_answer_len = blk: {
+    var max: usize = timeout_response.len();
+    for (responses) |r| max = @max(max, r.close.len(), r.keep_alive_1_0.len());
+    const all_errors = [_]parser.Error{
+        .bad_request,             .uri_too_long,    .content_too_large,
+        .header_fields_too_large, .not_implemented, .version_not_supported,
+        .expectation_failed,
+    };
+    for (all_errors) |e| max = @max(max, errorResponse(e).len());
+    break :blk max + continue_response.len;
+};
+
+comptime {
+    // The generator checks that every configured response fits the write buffer.
+    std.debug.assert(max_answer_len <= config.write_buffer_bytes);
+}
+
+/// A request whose head has arrived and whose end has not.
+const Pending = struct {
     keep_alive: bool,
     http_1_0: bool,
     head_only: bool,
+    /// Refused once its body has been read (a method this handler does not implement).
+    refuse: bool,
 };
 
-pub const ParseResult = union(enum) {
-    complete: Request,
-    incomplete,
-    bad_request,
-    too_large,
-    unsupported,
+pub const State = struct {
+    parser: parser.Parser,
+    pending: ?Pending = null,
 };
 
-/// Parses the first request in `input`. Bodies are accepted when their length is known
-/// (Content-Length) and they fit in the read buffer.
-pub fn parse(input: []const u8) ParseResult {
-    const head_end = compat.find(u8, input, "\r\n\r\n") orelse {
-        return if (input.len >= config.read_buffer_bytes) .too_large else .incomplete;
-    };
-    const head = input[0..head_end];
-    var lines = std.mem.splitSequence(u8, head, "\r\n");
-    const request_line = lines.first();
-    var parts = std.mem.splitScalar(u8, request_line, ' ');
-    const method = parts.next() orelse return .bad_request;
-    _ = parts.next() orelse return .bad_request;
-    const protocol = parts.next() orelse return .bad_request;
-    if (parts.next() != null or method.len == 0) return .bad_request;
-    const http_1_0 = std.mem.eql(u8, protocol, "HTTP/1.0");
-    if (!http_1_0 and !std.mem.eql(u8, protocol, "HTTP/1.1")) return .bad_request;
-
-    var keep_alive = !http_1_0;
-    var body_len: usize = 0;
-    while (lines.next()) |header| {
-        const colon = compat.findScalar(u8, header, ':') orelse return .bad_request;
-        const name = header[0..colon];
-        const value = std.mem.trim(u8, header[colon + 1 ..], " \t");
-        if (std.ascii.eqlIgnoreCase(name, "connection")) {
-            if (hasToken(value, "close")) keep_alive = false;
-            if (hasToken(value, "keep-alive")) keep_alive = true;
-        } else if (std.ascii.eqlIgnoreCase(name, "content-length")) {
-            body_len = std.fmt.parseInt(usize, value, 10) catch return .bad_request;
-        } else if (std.ascii.eqlIgnoreCase(name, "transfer-encoding")) {
-            return .unsupported;
-        }
-    }
-    const len = head_end + 4 + body_len;
-    if (len > config.read_buffer_bytes) return .too_large;
-    if (input.len < len) return .incomplete;
-    return .{ .complete = .{
-        .len = len,
-        .keep_alive = keep_alive,
-        .http_1_0 = http_1_0,
-        .head_only = std.mem.eql(u8, method, "HEAD"),
-    } };
+pub fn initState(limits: cli.Limits) State {
+    return .{ .parser = parser.Parser.init(parserLimits(limits)) };
 }
 
-fn hasToken(value: []const u8, token: []const u8) bool {
-    var tokens = std.mem.splitScalar(u8, value, ',');
-    while (tokens.next()) |t| {
-        if (std.ascii.eqlIgnoreCase(std.mem.trim(u8, t, " \t"), token)) return true;
-    }
-    return false;
+/// The head must fit the read buffer: its bytes stay there until it is complete, so one
+/// byte short of a full buffer is a 431 rather than a buffer nobody can empty.
+fn parserLimits(limits: cli.Limits) parser.Limits {
+    return .{
+        .request_line_bytes = @min(8192, config.read_buffer_bytes - 2),
+        .head_bytes = config.read_buffer_bytes - 1,
+        .body_bytes = limits.max_body_bytes,
+    };
+}
+
+/// The `Date` value, formatted once per second per process.
+var date_cache: date.Cache = .{};
+
+fn appendResponse(out: *api.Output, response: Response, head_only: bool, body_len: usize) void {
+    const now = date_cache.get(sys.realtimeSeconds());
+    const after = if (head_only)
+        response.after_date[0 .. response.after_date.len - body_len]
+    else
+        response.after_date;
+    std.debug.assert(out.free() >= response.before_date.len + date_len + after.len);
+    _ = out.append(response.before_date);
+    _ = out.append(now);
+    _ = out.append(after);
 }
 
 pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
@@ -112,42 +149,88 @@ pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
 }
 
 /// Answers every complete request in `input`, as many as the output holds.
-pub fn onData(ctx: *const api.Context, input: []const u8, out: *api.Output) api.Progress {
+pub fn onData(
+    ctx: *const api.Context,
+    state: *State,
+    input: []const u8,
+    out: *api.Output,
+) api.Progress {
     const table = &responses[ctx.listener_index];
     var progress: api.Progress = .{ .consumed = 0 };
-    while (progress.consumed < input.len) {
-        const request = switch (parse(input[progress.consumed..])) {
-            .complete => |request| request,
-            .incomplete => break,
-            .bad_request => return fail(progress, out, bad_request),
-            .too_large => return fail(progress, out, too_large),
-            .unsupported => return fail(progress, out, not_implemented),
-        };
-        const keep_alive = request.keep_alive and !ctx.draining;
-        const full = if (!keep_alive)
-            table.close
-        else if (request.http_1_0)
-            table.keep_alive_1_0
-        else
-            table.keep_alive;
-        const response = if (request.head_only) full[0 .. full.len - table.body_len] else full;
-        if (!out.append(response)) break;
-        progress.consumed += request.len;
-        progress.requests += 1;
-        if (!keep_alive) {
-            progress.close = true;
-            break;
+    // Each step consumes input or moves the parser to its next event (a head, then an end),
+    // so the steps are bounded by twice the input plus one.
+    var steps: usize = 0;
+    while (steps <= 2 * input.len + 1) : (steps += 1) {
+        // A new request starts only with room for its whole answer.
+        if (state.pending == null and out.free() < max_answer_len) break;
+        const step = state.parser.next(input[progress.consumed..]);
+        progress.consumed += step.consumed;
+        switch (step.event) {
+            .need_more => break,
+            .head => |head| {
+                const connect = std.mem.eql(u8, head.method, "CONNECT");
+                state.pending = .{
+                    .keep_alive = head.persistent() and !ctx.draining and !connect,
+                    .http_1_0 = head.version == .http_1_0,
+                    .head_only = std.mem.eql(u8, head.method, "HEAD"),
+                    .refuse = connect,
+                };
+                if (head.expect_continue and head.body != .none) _ = out.append(continue_response);
+            },
+            // The built-in handler has no use for a request body: it is read and dropped.
+            .body => {},
+            .end => {
+                const request = state.pending orelse unreachable;
+                state.pending = null;
+                progress.requests += 1;
+                if (request.refuse) {
+                    // A tunnel this server does not make must not get a 2xx (RFC 9110 §9.3.6).
+                    appendResponse(out, not_implemented, false, 0);
+                    progress.rejected = 501;
+                    progress.close = true;
+                    break;
+                }
+                const response = if (!request.keep_alive)
+                    table.close
+                else if (request.http_1_0)
+                    table.keep_alive_1_0
+                else
+                    table.keep_alive;
+                appendResponse(out, response, request.head_only, table.body_len);
+                if (!request.keep_alive) {
+                    progress.close = true;
+                    break;
+                }
+            },
+            .err => |e| {
+                appendError(out, e);
+                progress.rejected = e.status();
+                progress.close = true;
+                break;
+            },
         }
     }
+    progress.phase = phaseOf(state, input.len - progress.consumed);
     return progress;
 }
 
-fn fail(progress: api.Progress, out: *api.Output, response: []const u8) api.Progress {
-    var result = progress;
-    // Answers already queued go out first; the error answer only if it fits after them.
-    _ = out.append(response);
-    result.close = true;
-    return result;
+fn appendError(out: *api.Output, e: parser.Error) void {
+    switch (e) {
+        inline else => |comptime_e| appendResponse(out, errorResponse(comptime_e), false, 0),
+    }
+}
+
+/// What the connection waits for: the rest of a head, more body, or the next request.
+fn phaseOf(state: *const State, unconsumed: usize) api.Phase {
+    if (state.pending != null) return .body;
+    return if (unconsumed > 0) .head else .idle;
+}
+
+/// The head or body did not arrive in time.
+pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void {
+    _ = ctx;
+    _ = state;
+    if (out.free() >= timeout_response.len()) appendResponse(out, timeout_response, false, 0);
 }
 
 pub fn onDatagram(ctx: *const api.Context, input: []const u8, reply: []u8) usize {
@@ -168,35 +251,85 @@ fn testContext(draining: bool) api.Context {
     };
 }
 
-test "parses a request and its keep-alive intent" {
-    const r = parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").complete;
-    try std.testing.expect(!r.keep_alive);
-    const r10 = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").complete;
-    try std.testing.expect(r10.keep_alive and r10.http_1_0);
-    try std.testing.expect(parse("GET / HTTP/1.1\r\nHost: x\r\n") == .incomplete);
-    try std.testing.expect(parse("GARBAGE\r\n\r\n") == .bad_request);
-    try std.testing.expect(parse("POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab") == .incomplete);
+fn testState() State {
+    return initState(.{});
 }
 
-test "answers pipelined requests in one output" {
-    var buf: [4096]u8 = undefined;
+fn find(haystack: []const u8, needle: []const u8) bool {
+    return compat.find(u8, haystack, needle) != null;
+}
+
+test "answers pipelined requests in one output, with a Date" {
+    var buf: [config.write_buffer_bytes]u8 = undefined;
     var out: api.Output = .{ .buf = &buf };
+    var state = testState();
     const ctx = testContext(false);
-    const input = "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\nGET /partial HTTP/1.1\r\n";
-    const progress = onData(&ctx, input, &out);
+    const input = "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n" ++
+        "GET /partial HTTP/1.1\r\n";
+    const progress = onData(&ctx, &state, input, &out);
     try std.testing.expectEqual(@as(u32, 2), progress.requests);
     try std.testing.expect(!progress.close);
-    try std.testing.expectEqual(@as(usize, 36), progress.consumed);
-    const one = responses[0].keep_alive;
-    try std.testing.expectEqual(one.len * 2, out.len);
+    try std.testing.expectEqual(api.Phase.head, progress.phase);
+    try std.testing.expectEqual(@as(usize, 54), progress.consumed);
+    try std.testing.expectEqual(responses[0].keep_alive.len() * 2, out.len);
+    try std.testing.expect(find(out.buf[0..out.len], "\r\nDate: "));
+    try std.testing.expect(find(out.buf[0..out.len], " GMT\r\n"));
 }
 
 test "a draining server answers with Connection: close" {
-    var buf: [4096]u8 = undefined;
+    var buf: [config.write_buffer_bytes]u8 = undefined;
     var out: api.Output = .{ .buf = &buf };
+    var state = testState();
     const ctx = testContext(true);
-    const progress = onData(&ctx, "GET / HTTP/1.1\r\n\r\n", &out);
+    const progress = onData(&ctx, &state, "GET / HTTP/1.1\r\nHost: a\r\n\r\n", &out);
     try std.testing.expect(progress.close);
-    const text = out.buf[0..out.len];
-    try std.testing.expect(compat.find(u8, text, "Connection: close\r\n") != null);
+    try std.testing.expect(find(out.buf[0..out.len], "Connection: close\r\n"));
+}
+
+test "an invalid request gets its status, is counted, and closes the connection" {
+    const cases = [_]struct { input: []const u8, status: u16 }{
+        .{
+            .input = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 18446744073709551615\r\n\r\n",
+            .status = 413,
+        },
+        .{
+            .input = "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            .status = 400,
+        },
+        .{ .input = "GET / HTTP/1.1\r\n\r\n", .status = 400 },
+        .{ .input = "GET / HTTP/2.0\r\nHost: a\r\n\r\n", .status = 505 },
+        .{ .input = "GET /\n\n", .status = 400 },
+        .{ .input = "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n", .status = 501 },
+    };
+    for (cases) |case| {
+        var buf: [config.write_buffer_bytes]u8 = undefined;
+        var out: api.Output = .{ .buf = &buf };
+        var state = testState();
+        const ctx = testContext(false);
+        const progress = onData(&ctx, &state, case.input, &out);
+        try std.testing.expect(progress.close);
+        try std.testing.expectEqual(case.status, progress.rejected);
+        var line: [16]u8 = undefined;
+        const expected = try compat.bufPrint(&line, "HTTP/1.1 {d} ", .{case.status});
+        try std.testing.expect(std.mem.startsWith(u8, out.buf[0..out.len], expected));
+    }
+}
+
+test "a chunked body is read and dropped; 100-continue is answered first" {
+    var buf: [config.write_buffer_bytes]u8 = undefined;
+    var out: api.Output = .{ .buf = &buf };
+    var state = testState();
+    const ctx = testContext(false);
+    const head = "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n" ++
+        "Transfer-Encoding: chunked\r\n\r\n";
+    const first = onData(&ctx, &state, head, &out);
+    try std.testing.expectEqual(api.Phase.body, first.phase);
+    try std.testing.expectEqualStrings(continue_response, out.buf[0..out.len]);
+    out.len = 0;
+    const rest = "5\r\nhello\r\n0\r\n\r\n";
+    const second = onData(&ctx, &state, rest, &out);
+    try std.testing.expectEqual(@as(u32, 1), second.requests);
+    try std.testing.expectEqual(rest.len, second.consumed);
+    try std.testing.expectEqual(api.Phase.idle, second.phase);
+    try std.testing.expect(std.mem.startsWith(u8, out.buf[0..out.len], "HTTP/1.1 200 OK\r\n"));
 }

@@ -36,6 +36,17 @@ pub const Output = struct {
     }
 };
 
+/// Where a connection stands once its output is sent: it decides the connection's deadline.
+pub const Phase = enum {
+    /// Nothing in flight (a stream between messages, a keep-alive connection between
+    /// requests): the idle timeout applies, and the connection may be evicted at the limit.
+    idle,
+    /// Part of a request head has arrived: the head must be complete by its deadline.
+    head,
+    /// A request body is being read: each byte must follow the last within the body timeout.
+    body,
+};
+
 /// What a handler did with the input it was given.
 pub const Progress = struct {
     /// Input bytes used up; the rest is offered again with more input.
@@ -44,4 +55,7 @@ pub const Progress = struct {
     requests: u32 = 0,
     /// Close the connection once the output is sent.
     close: bool = false,
+    phase: Phase = .idle,
+    /// A request refused with this status (400, 413, …), for the worker's counters; 0: none.
+    rejected: u16 = 0,
 };

@@ -1,0 +1,456 @@
+//! A worker's TCP connections: a fixed table of slots, and the life of each connection in it,
+//! from accept to close: read, hand the bytes to the listener's handler, send its output,
+//! keep the connection's deadline, and close it without destroying what it was sent.
+//!
+//! Every buffer is reserved at start (pages are only backed once touched): nothing is
+//! allocated per connection or per request. Each slot carries a generation, counted up every
+//! time the slot is reused and carried in the slot's epoll token, so that an event for a
+//! connection that was closed, even one whose descriptor number and slot were reused within
+//! the same `epoll_wait` batch, is recognised and dropped.
+const std = @import("std");
+const config = @import("config.zig");
+const sys = @import("sys.zig");
+const compat = @import("compat.zig");
+const cli = @import("cli.zig");
+const handlers = @import("handlers.zig");
+const deadlines_mod = @import("deadlines.zig");
+const listener_mod = @import("listener.zig");
+const stats_mod = @import("stats.zig");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+const api = handlers.api;
+const Deadlines = deadlines_mod.Deadlines;
+
+/// An epoll token: what the event is about (`kind`), for connections the slot `index` and
+/// the low bits of the slot's generation when the connection was registered.
+pub const Token = struct {
+    kind: u8,
+    generation: u24 = 0,
+    index: u32,
+
+    pub fn encode(self: Token) u64 {
+        return (@as(u64, self.kind) << 56) | (@as(u64, self.generation) << 32) | self.index;
+    }
+
+    pub fn decode(data: u64) Token {
+        return .{
+            .kind = @truncate(data >> 56),
+            .generation = @truncate(data >> 32),
+            .index = @truncate(data),
+        };
+    }
+};
+
+/// The token kind of every connection event (the worker owns the other kinds).
+pub const connection_kind: u8 = 2;
+
+/// How long a closing connection may take to read what its client still sends before it
+/// is closed for good (nginx's lingering close uses a few seconds too).
+pub const linger_ms = 2_000;
+
+const closed: sys.Fd = -1;
+
+/// Who serves, handed to every handler call.
+pub const Identity = struct {
+    worker_index: u16,
+    pid: i32,
+    generation: u32,
+};
+
+const Connection = struct {
+    fd: sys.Fd = closed,
+    generation: u32 = 0,
+    listener_index: u16 = 0,
+    in_len: u32 = 0,
+    out_start: u32 = 0,
+    out_end: u32 = 0,
+    close_after_flush: bool = false,
+    /// The handler used input and left some: it may use more once output is sent.
+    more_input: bool = false,
+    /// Waiting for EPOLLOUT (and not reading) rather than for EPOLLIN.
+    watching_out: bool = false,
+    /// Our side is shut down; the client's remaining bytes are read and discarded.
+    lingering: bool = false,
+    phase: api.Phase = .idle,
+    state: handlers.State = .none,
+};
+
+pub const Connections = struct {
+    slots: []Connection,
+    in_bufs: []u8,
+    out_bufs: []u8,
+    free: []u32,
+    free_len: u32,
+    deadlines: Deadlines,
+    epfd: sys.Fd,
+    identity: Identity,
+    limits: cli.Limits,
+    draining: bool = false,
+    stats: stats_mod.Stats = .{},
+
+    pub fn init(
+        allocator: std.mem.Allocator,
+        epfd: sys.Fd,
+        identity: Identity,
+        limits: cli.Limits,
+    ) !Connections {
+        const max = config.max_connections;
+        const slots = try allocator.alloc(Connection, max);
+        errdefer allocator.free(slots);
+        const free = try allocator.alloc(u32, max);
+        errdefer allocator.free(free);
+        for (slots, 0..) |*c, i| {
+            c.* = .{};
+            free[max - 1 - i] = @intCast(i);
+        }
+        var deadlines = try Deadlines.init(allocator, max, .{
+            limits.header_timeout_ms,
+            limits.body_timeout_ms,
+            limits.idle_timeout_ms,
+            limits.write_timeout_ms,
+            linger_ms,
+        });
+        errdefer deadlines.deinit(allocator);
+        return .{
+            .slots = slots,
+            .in_bufs = try compat.mapMemory(max * config.read_buffer_bytes),
+            .out_bufs = try compat.mapMemory(max * config.write_buffer_bytes),
+            .free = free,
+            .free_len = max,
+            .deadlines = deadlines,
+            .epfd = epfd,
+            .identity = identity,
+            .limits = limits,
+        };
+    }
+
+    pub fn openCount(self: *const Connections) u32 {
+        return @intCast(self.slots.len - self.free_len);
+    }
+
+    pub fn isFull(self: *const Connections) bool {
+        return self.free_len == 0;
+    }
+
+    /// Closes one connection that nothing depends on, to make room for a new client: first
+    /// one that is already closing, then the one idle longest (nginx's "reusable
+    /// connections"). False when every connection has a request in flight.
+    pub fn evictOne(self: *Connections) bool {
+        if (self.deadlines.oldest(.linger)) |slot| {
+            self.close(slot);
+            return true;
+        }
+        const slot = self.deadlines.oldest(.idle) orelse return false;
+        assert(self.slots[slot].phase == .idle);
+        self.stats.evicted += 1;
+        self.close(slot);
+        return true;
+    }
+
+    /// Takes a new connection into a free slot and lets its handler greet it.
+    pub fn open(self: *Connections, fd: sys.Fd, listener_index: u16, now_ms: u64) void {
+        assert(self.free_len > 0);
+        self.free_len -= 1;
+        const slot = self.free[self.free_len];
+        const c = &self.slots[slot];
+        assert(c.fd == closed);
+        c.* = .{
+            .fd = fd,
+            .generation = c.generation +% 1,
+            .listener_index = listener_index,
+            .state = handlers.initState(&config.listeners[listener_index], self.limits),
+        };
+        self.stats.connections += 1;
+        listener_mod.onAccept(fd, &config.listeners[listener_index]);
+        const token = self.tokenOf(slot);
+        sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN | linux.EPOLL.RDHUP, token) catch {
+            self.close(slot);
+            return;
+        };
+        const ctx = self.context(slot);
+        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        const progress = handlers.onOpen(&ctx, &out);
+        self.afterHandler(slot, progress, out.len);
+        self.serve(slot, now_ms);
+    }
+
+    fn tokenOf(self: *const Connections, slot: u32) u64 {
+        const generation: u24 = @truncate(self.slots[slot].generation);
+        return (Token{ .kind = connection_kind, .generation = generation, .index = slot }).encode();
+    }
+
+    fn context(self: *const Connections, slot: u32) api.Context {
+        const listener_index = self.slots[slot].listener_index;
+        return .{
+            .listener = &config.listeners[listener_index],
+            .listener_index = listener_index,
+            .worker_index = self.identity.worker_index,
+            .pid = self.identity.pid,
+            .generation = self.identity.generation,
+            .draining = self.draining,
+        };
+    }
+
+    fn inBuf(self: *const Connections, slot: u32) []u8 {
+        return self.in_bufs[slot * config.read_buffer_bytes ..][0..config.read_buffer_bytes];
+    }
+
+    fn outBuf(self: *const Connections, slot: u32) []u8 {
+        return self.out_bufs[slot * config.write_buffer_bytes ..][0..config.write_buffer_bytes];
+    }
+
+    /// An epoll event for a connection; stale ones (closed, or the slot reused) are dropped.
+    pub fn onEvent(self: *Connections, token: Token, events: u32, now_ms: u64) void {
+        if (token.index >= self.slots.len) return;
+        const c = &self.slots[token.index];
+        if (c.fd == closed) return;
+        if (@as(u24, @truncate(c.generation)) != token.generation) return;
+        if (c.lingering) return self.discardInput(token.index);
+        if (c.watching_out) {
+            const writable = linux.EPOLL.OUT | linux.EPOLL.HUP | linux.EPOLL.ERR;
+            if (events & writable != 0) self.serve(token.index, now_ms);
+            return;
+        }
+        const readable = linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR | linux.EPOLL.RDHUP;
+        if (events & readable != 0) self.readAndHandle(token.index, now_ms);
+    }
+
+    fn readAndHandle(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        const buf = self.inBuf(slot);
+        if (c.in_len == buf.len) {
+            // The handler could not use a full buffer (a custom handler's frame larger than
+            // readBufferBytes): the connection cannot make progress.
+            return self.close(slot);
+        }
+        const n = sys.read(c.fd, buf[c.in_len..]) catch |err| switch (err) {
+            error.WouldBlock, error.Interrupted => return,
+            else => return self.close(slot),
+        };
+        if (n == 0) {
+            // The peer closed its side: nothing more will arrive.
+            return self.close(slot);
+        }
+        c.in_len += @intCast(n);
+        self.handleInput(slot);
+        self.serve(slot, now_ms);
+    }
+
+    /// Runs the handler once over the buffered input; its output waits in the out buffer.
+    fn handleInput(self: *Connections, slot: u32) void {
+        const c = &self.slots[slot];
+        const ctx = self.context(slot);
+        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        const input = self.inBuf(slot)[0..c.in_len];
+        const progress = handlers.onData(&ctx, &c.state, input, &out);
+        if (progress.consumed > 0) {
+            const rest = input[progress.consumed..];
+            compat.copyLeft(self.inBuf(slot)[0..rest.len], rest);
+            c.in_len = @intCast(rest.len);
+        }
+        c.more_input = progress.consumed > 0 and c.in_len > 0;
+        self.afterHandler(slot, progress, out.len);
+    }
+
+    fn afterHandler(self: *Connections, slot: u32, progress: api.Progress, out_len: usize) void {
+        const c = &self.slots[slot];
+        assert(out_len <= config.write_buffer_bytes);
+        self.stats.requests += progress.requests;
+        if (progress.rejected != 0) self.stats.countRejected(progress.rejected);
+        c.out_start = 0;
+        c.out_end = @intCast(out_len);
+        c.close_after_flush = progress.close;
+        c.phase = progress.phase;
+    }
+
+    /// Sends the output, then lets the handler use input that waited for it (pipelined
+    /// requests beyond one output buffer). When the socket is full it waits for EPOLLOUT
+    /// and stops reading meanwhile (back-pressure), under the write deadline.
+    fn serve(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        // Each round consumes input, so the rounds are bounded by the input buffer.
+        var rounds: usize = 0;
+        while (rounds <= config.read_buffer_bytes) : (rounds += 1) {
+            switch (self.flush(slot)) {
+                .blocked => |progressed| {
+                    if (progressed or self.deadlines.kindOf(slot) != .write) {
+                        self.deadlines.arm(slot, .write, now_ms);
+                    }
+                    return self.watch(slot, true);
+                },
+                .failed => return self.close(slot),
+                .sent => {},
+            }
+            if (c.close_after_flush) return self.finish(slot, now_ms);
+            if (!c.more_input) break;
+            self.handleInput(slot);
+        }
+        self.watch(slot, false);
+        if (c.fd != closed) self.armPhase(slot, now_ms);
+    }
+
+    /// The deadline of what the connection waits for now.
+    fn armPhase(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        switch (c.phase) {
+            .idle => self.deadlines.arm(slot, .idle, now_ms),
+            // One deadline for the whole head: bytes that trickle in do not move it.
+            .head => if (self.deadlines.kindOf(slot) != .header) {
+                self.deadlines.arm(slot, .header, now_ms);
+            },
+            .body => self.deadlines.arm(slot, .body, now_ms),
+        }
+    }
+
+    const FlushResult = union(enum) {
+        sent,
+        /// The socket is full; whether some bytes went out before it filled.
+        blocked: bool,
+        failed,
+    };
+
+    fn flush(self: *Connections, slot: u32) FlushResult {
+        const c = &self.slots[slot];
+        const out = self.outBuf(slot);
+        var progressed = false;
+        while (c.out_start < c.out_end) {
+            const n = sys.send(c.fd, out[c.out_start..c.out_end]) catch |err| switch (err) {
+                error.WouldBlock => return .{ .blocked = progressed },
+                error.Interrupted => continue,
+                else => return .failed,
+            };
+            c.out_start += @intCast(n);
+            progressed = true;
+        }
+        c.out_start = 0;
+        c.out_end = 0;
+        return .sent;
+    }
+
+    /// Switches a connection between reading and waiting to write, only when it changes.
+    fn watch(self: *Connections, slot: u32, out: bool) void {
+        const c = &self.slots[slot];
+        if (c.fd == closed or c.watching_out == out) return;
+        const events: u32 = if (out) linux.EPOLL.OUT else linux.EPOLL.IN | linux.EPOLL.RDHUP;
+        sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, c.fd, events, self.tokenOf(slot)) catch {
+            return self.close(slot);
+        };
+        c.watching_out = out;
+    }
+
+    /// Closes after the last answer without destroying it: `close()` with unread input makes
+    /// the kernel reset the connection, and a reset discards what the client has not read
+    /// yet (the 400 it was just sent, say). So when input is left, or more waits in the
+    /// kernel, our side is shut down and the client's bytes are read and dropped until it
+    /// closes or the linger deadline passes (nginx's lingering close).
+    fn finish(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        if (c.in_len == 0 and sys.pendingInput(c.fd) == 0) return self.close(slot);
+        sys.shutdownWrite(c.fd);
+        c.lingering = true;
+        c.in_len = 0;
+        c.close_after_flush = false;
+        c.more_input = false;
+        self.deadlines.arm(slot, .linger, now_ms);
+        self.watch(slot, false);
+    }
+
+    /// Reads and drops what a closing connection's client still sends.
+    fn discardInput(self: *Connections, slot: u32) void {
+        const c = &self.slots[slot];
+        const buf = self.inBuf(slot);
+        // Bounded: a client that sends faster than we read is cut off at the deadline.
+        var reads: usize = 0;
+        while (reads < 4) : (reads += 1) {
+            const n = sys.read(c.fd, buf) catch |err| switch (err) {
+                error.WouldBlock => return,
+                error.Interrupted => continue,
+                else => return self.close(slot),
+            };
+            if (n == 0) return self.close(slot);
+        }
+    }
+
+    /// Acts on every deadline that has passed.
+    pub fn expire(self: *Connections, now_ms: u64) void {
+        // Bounded by the table: each expiry disarms one slot's deadline.
+        var budget: usize = self.slots.len + 1;
+        while (budget > 0) : (budget -= 1) {
+            const due = self.deadlines.popExpired(now_ms) orelse return;
+            const c = &self.slots[due.slot];
+            assert(c.fd != closed);
+            switch (due.kind) {
+                .header, .body => {
+                    if (due.kind == .header) self.stats.timeouts.header += 1;
+                    if (due.kind == .body) self.stats.timeouts.body += 1;
+                    self.answerTimeout(due.slot, now_ms);
+                },
+                .idle => {
+                    self.stats.timeouts.idle += 1;
+                    self.close(due.slot);
+                },
+                .write => {
+                    self.stats.timeouts.write += 1;
+                    self.close(due.slot);
+                },
+                .linger => self.close(due.slot),
+            }
+        }
+    }
+
+    /// A request that did not arrive in time: its handler may answer (HTTP's 408), then
+    /// the connection closes.
+    fn answerTimeout(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        assert(!c.watching_out and c.out_end == 0);
+        const ctx = self.context(slot);
+        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        handlers.onTimeout(&ctx, &c.state, &out);
+        c.out_start = 0;
+        c.out_end = @intCast(out.len);
+        c.close_after_flush = true;
+        c.more_input = false;
+        self.serve(slot, now_ms);
+    }
+
+    /// Closes the connections of listeners with a request notion that have nothing in
+    /// flight and no unread input in the kernel: a drain's idle sweep. A connection whose
+    /// next request already arrived is left to be served (with `Connection: close`).
+    pub fn closeIdle(self: *Connections) void {
+        for (self.slots, 0..) |*c, i| {
+            if (c.fd == closed or c.lingering) continue;
+            if (config.listeners[c.listener_index].handler != .http) continue;
+            if (c.phase != .idle or c.in_len != 0 or c.out_end != 0) continue;
+            if (sys.pendingInput(c.fd) != 0) continue;
+            self.close(@intCast(i));
+        }
+    }
+
+    pub fn closeAll(self: *Connections) void {
+        for (self.slots, 0..) |c, i| {
+            if (c.fd != closed) self.close(@intCast(i));
+        }
+    }
+
+    pub fn close(self: *Connections, slot: u32) void {
+        const c = &self.slots[slot];
+        assert(c.fd != closed);
+        assert(self.free_len < self.slots.len);
+        // Closing the descriptor also takes it out of the epoll set.
+        sys.close(c.fd);
+        c.fd = closed;
+        c.state = .none;
+        self.deadlines.disarm(slot);
+        self.free[self.free_len] = slot;
+        self.free_len += 1;
+    }
+};
+
+test "tokens carry kind, generation and slot through epoll's 64 bits" {
+    const t: Token = .{ .kind = connection_kind, .generation = 0xabcdef, .index = 77 };
+    const back = Token.decode(t.encode());
+    try std.testing.expectEqual(t.kind, back.kind);
+    try std.testing.expectEqual(t.generation, back.generation);
+    try std.testing.expectEqual(t.index, back.index);
+}
