@@ -457,6 +457,27 @@ pub const Connections = struct {
         }
     }
 
+    /// The table's invariants, checked after every turn of the loop in Debug builds: every
+    /// slot is either free (closed, no deadline) or open, never both; an open connection has
+    /// exactly one deadline unless it is between a read and its answer.
+    pub fn assertInvariants(self: *const Connections) void {
+        var open_slots: u32 = 0;
+        for (self.slots, 0..) |c, i| {
+            if (c.fd == closed) {
+                assert(self.deadlines.kindOf(@intCast(i)) == null);
+                continue;
+            }
+            open_slots += 1;
+            assert(c.in_len <= config.read_buffer_bytes);
+            assert(c.out_start <= c.out_end and c.out_end <= config.write_buffer_bytes);
+            assert(!c.lingering or self.deadlines.kindOf(@intCast(i)) == .linger);
+            assert(!c.watching_out or self.deadlines.kindOf(@intCast(i)) == .write);
+            assert(self.deadlines.kindOf(@intCast(i)) != null);
+        }
+        assert(open_slots + self.free_len == self.slots.len);
+        for (self.free[0..self.free_len]) |slot| assert(self.slots[slot].fd == closed);
+    }
+
     pub fn closeAll(self: *Connections) void {
         for (self.slots, 0..) |c, i| {
             if (c.fd != closed) self.close(@intCast(i));
