@@ -15,6 +15,7 @@ const listener_mod = @import("listener.zig");
 const handlers = @import("handlers.zig");
 const cli = @import("cli.zig");
 const log = @import("log.zig");
+const worker_link = @import("worker_link.zig");
 const linux = std.os.linux;
 
 /// A listening socket this worker serves, and the listener it belongs to.
@@ -31,6 +32,10 @@ pub const Options = struct {
     /// A descriptor whose hang-up means "stop gracefully" (the supervisor's end of a pipe);
     /// null when signals alone control the worker.
     control_fd: ?sys.Fd = null,
+    /// The supervisor link (heartbeats, adopt/release commands); null in standalone mode.
+    /// With a link, `sockets` holds this slot's sockets first, then those of the slots it
+    /// may adopt, which are watched only while adopted.
+    link: ?*worker_link.Link = null,
 };
 
 pub const Stats = struct {
@@ -52,6 +57,10 @@ const Kind = struct {
 
 fn token(kind: u32, index: u32) u64 {
     return (@as(u64, kind) << 32) | index;
+}
+
+fn listenerToken(socket_index: u32) u64 {
+    return token(Kind.listener, socket_index);
 }
 
 /// Accepts per listener wakeup before giving connections a turn: fair, and bounded.
@@ -127,6 +136,8 @@ pub const Worker = struct {
         const epfd = try sys.epollCreate();
         try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0));
         for (options.sockets, 0..) |socket, i| {
+            // worker_link call site: adoptable sockets are not watched until adopted.
+            if (options.link != null and !worker_link.Link.watchedAtStart(i)) continue;
             const data = token(Kind.listener, @intCast(i));
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, socket.fd, linux.EPOLL.IN, data);
         }
@@ -159,6 +170,8 @@ pub const Worker = struct {
     pub fn run(self: *Worker) StopReason {
         var events: [max_events]linux.epoll_event = undefined;
         while (true) {
+            // worker_link call site "on tick": the heartbeat comes from the loop itself.
+            if (self.options.link) |link| link.onTick();
             if (self.stop) |reason| {
                 if (reason == .immediate) return self.closeAll(reason);
                 if (self.open_count == 0) return self.closeAll(reason);
@@ -181,6 +194,13 @@ pub const Worker = struct {
     }
 
     fn waitTimeoutMs(self: *const Worker) i32 {
+        const timeout = self.deadlineTimeoutMs();
+        // worker_link call site "wake-up time for the next heartbeat".
+        if (self.options.link) |link| return link.limitWait(timeout);
+        return timeout;
+    }
+
+    fn deadlineTimeoutMs(self: *const Worker) i32 {
         if (self.stop == null) return -1;
         const now = sys.monotonicMs();
         const sweep = self.idle_sweep_at_ms orelse self.drain_deadline_ms;
@@ -195,11 +215,18 @@ pub const Worker = struct {
         switch (@as(u32, @intCast(data >> 32))) {
             Kind.signal => self.onSignal(),
             Kind.control => {
-                // The supervisor closed its end (or died): stop, and stop watching the
-                // pipe, whose hang-up would otherwise wake every wait.
-                const control = self.options.control_fd.?;
-                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, control, null);
-                self.beginStop(.control);
+                // worker_link call site "control pipe readable -> command": adopt/release
+                // a slot, or (end of file) the supervisor closed its end or died: stop. The
+                // link stops watching the pipe, whose hang-up would wake every wait.
+                const link = self.options.link.?;
+                const outcome = link.onControlReadable(
+                    self.epfd,
+                    self.options.sockets,
+                    listenerToken,
+                    self.accepting,
+                    self.listeners_paused,
+                );
+                if (outcome == .stop) self.beginStop(.control);
             },
             Kind.listener => {
                 const socket = self.options.sockets[index];
@@ -260,6 +287,12 @@ pub const Worker = struct {
     fn closeListeners(self: *Worker) void {
         if (!self.accepting) return;
         for (self.options.sockets, 0..) |socket, i| {
+            // worker_link call site: another slot's socket not adopted is only closed (the
+            // supervisor keeps it open); taking its queue would serve another worker's share.
+            if (self.options.link) |link| if (!link.watches(i)) {
+                sys.close(socket.fd);
+                continue;
+            };
             // A socket of our own (standalone mode) can leave its UDP group before the last
             // reads; a supervisor's socket is shared with the next generation and must not.
             const owned = self.options.control_fd == null;
