@@ -253,7 +253,9 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       // does not), so a few lines of Python set SIG_IGN and exec. Checked on a probe first,
       // or the test would prove nothing.
       const probe = Program.start("python3", ["-c", IGNORE_SIGCHLD_AND_EXEC, "sleep", "5"]);
-      await sleep(300);
+      const execed = () => readFileSync(`/proc/${probe.pid}/cmdline`, "utf8").startsWith("sleep");
+      for (let i = 0; i < 250 && !execed(); i++) await sleep(20);
+      expect(execed()).toBe(true);
       expect(ignoresSigchld(probe.pid)).toBe(true);
       probe.signal("SIGKILL");
       await probe.waitForExit(2_000);
