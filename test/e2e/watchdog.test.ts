@@ -325,6 +325,13 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       const members = processGroupMembers(program.pid).filter((pid) => pid !== program.pid);
       expect(members.sort()).toEqual(next.workers.map((w) => w.pid).sort());
       expect(program.find("worker_replaced", (e) => e.generation === 2)).toBeUndefined();
+      // The adoption of the dark slot ended with generation 1: generation 2's own workers
+      // serve every slot.
+      const { answers } = await whoamiEachWithinASecond(portOf(ready, "who"), 40);
+      for (const answer of answers) {
+        expect(answer.gen).toBe(2);
+        expect(answer.pid).toBe(next.workers[answer.worker]!.pid);
+      }
       await stopGracefully(program);
     },
   );
