@@ -761,8 +761,9 @@ pub const Supervisor = struct {
     fn endAdoption(self: *Supervisor, slot: *Slot, index: u16) void {
         if (self.adopterRecord(slot)) |r| {
             // A retired adopter has no control pipe: it drains what it adopted and exits.
-            _ = self.command(r, .{ .release = index });
-            log.info("slot {d} released by worker {d} (pid {d})", .{ index, r.index, r.pid });
+            if (self.command(r, .{ .release = index })) {
+                log.info("slot {d} released by worker {d} (pid {d})", .{ index, r.index, r.pid });
+            }
         }
         slot.adopter = null;
         slot.adopter_pid = 0;

@@ -259,3 +259,63 @@ test "heartbeat and adoption thresholds" {
     try std.testing.expectEqual(@as(u32, 300), adoptAfterMs(2000));
     try std.testing.expectEqual(@as(u32, 100), adoptAfterMs(100));
 }
+
+test "adopt and release a slot through the control pipe; a draining worker adopts nothing" {
+    const Fd = struct { fd: sys.Fd };
+    var control: [2]sys.Fd = undefined;
+    try std.testing.expect(compat.errno(linux.pipe2(&control, .{ .NONBLOCK = true })) == .SUCCESS);
+    defer sys.close(control[0]);
+    // Pipes stand in for listening sockets: epoll watches either the same way.
+    var sockets: [2 * listener_count]Fd = undefined;
+    var ends: [2 * listener_count]sys.Fd = undefined;
+    for (&sockets, &ends) |*s, *end| {
+        var p: [2]sys.Fd = undefined;
+        try std.testing.expect(compat.errno(linux.pipe2(&p, .{ .NONBLOCK = true })) == .SUCCESS);
+        s.* = .{ .fd = p[0] };
+        end.* = p[1];
+    }
+    defer for (sockets, ends) |s, end| {
+        sys.close(s.fd);
+        sys.close(end);
+    };
+    const epfd = try sys.epollCreate();
+    defer sys.close(epfd);
+    var role: cli.WorkerRole = .{
+        .index = 0,
+        .generation = 1,
+        .control_fd = control[0],
+        .report_fd = -1,
+        .fingerprint = undefined,
+    };
+    role.ring[0] = .{ .slot = 5, .fds = undefined };
+    role.ring_len = 1;
+    var link = Link.init(&role, 0);
+    const first = listener_count;
+    try std.testing.expect(Link.watchedAtStart(0) and !link.watches(first));
+
+    const Run = struct {
+        fn token(index: u32) u64 {
+            return index;
+        }
+        fn read(l: *Link, e: sys.Fd, s: []const Fd, accepting: bool) Outcome {
+            return l.onControlReadable(e, s, token, accepting, false);
+        }
+    };
+    try sys.writeAll(control[1], "adopt 5\n");
+    try std.testing.expectEqual(Outcome.none, Run.read(&link, epfd, &sockets, true));
+    try std.testing.expect(link.watches(first));
+    // Watched now: adding it again fails.
+    const again = linux.epoll_ctl(epfd, linux.EPOLL.CTL_ADD, sockets[first].fd, null);
+    try std.testing.expect(compat.errno(again) != .SUCCESS);
+
+    try sys.writeAll(control[1], "release 5\nadopt 9\n");
+    try std.testing.expectEqual(Outcome.none, Run.read(&link, epfd, &sockets, true));
+    try std.testing.expect(!link.watches(first));
+
+    try sys.writeAll(control[1], "adopt 5\n");
+    try std.testing.expectEqual(Outcome.none, Run.read(&link, epfd, &sockets, false));
+    try std.testing.expect(!link.watches(first));
+
+    sys.close(control[1]);
+    try std.testing.expectEqual(Outcome.stop, Run.read(&link, epfd, &sockets, true));
+}
