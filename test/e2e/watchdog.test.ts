@@ -246,6 +246,25 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
   );
 
   it(
+    "with --watchdog 0 asks for no heartbeat: a SIGSTOPped worker is left alone",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { program, ready } = await startSupervisor(binary, ["--watchdog", "0"]);
+      const victim = ready.workers[3]!.pid;
+      process.kill(victim, "SIGSTOP");
+      try {
+        await sleep(1_500);
+        expect(program.find("worker_hung")).toBeUndefined();
+        expect(program.stderr).not.toMatch(/is dark/);
+        expect(isAlive(victim)).toBe(true);
+      } finally {
+        if (isAlive(victim)) process.kill(victim, "SIGCONT");
+      }
+      await stopGracefully(program);
+    },
+  );
+
+  it(
     "resets an inherited SIGCHLD=SIG_IGN, so it sees workers exit and stops",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
