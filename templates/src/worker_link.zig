@@ -17,7 +17,10 @@
 //! Why adoption rather than taking a dead slot's sockets out of the reuseport group: a
 //! listening socket cannot leave its group without being closed, and closing the last
 //! descriptor of a group member resets every connection queued on it. Adoption keeps the
-//! socket, serves its queue, and needs no kernel support beyond epoll.
+//! socket, serves its queue, and needs no kernel support beyond epoll. Steering new
+//! connections away with SO_ATTACH_REUSEPORT_CBPF would leave what is already queued on
+//! the dark socket unserved, and needs a new program at every change of which slots are
+//! dark, indexed by the group's join order, which closing and reopening sockets reshuffles.
 const std = @import("std");
 const cli = @import("cli.zig");
 const config = @import("config.zig");
