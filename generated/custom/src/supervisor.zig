@@ -736,25 +736,39 @@ pub const Supervisor = struct {
         return if (r.pid == slot.adopter_pid) r else null;
     }
 
-    /// Has the nearest healthy worker before `index` in the ring adopt it; it holds the
-    /// slot's sockets (see `worker_process.formatRole`).
+    /// Has a healthy worker among the `ringLength` slots before `index` adopt it (they hold
+    /// its sockets, see `worker_process.formatRole`): the one adopting the fewest slots so
+    /// far, so that neighbouring dark slots spread over their neighbours, the nearest first.
     fn adopt(self: *Supervisor, index: u16, t: u64) void {
         const slot = &self.slots[index];
         std.debug.assert(slot.adopter == null);
+        var best: ?u32 = null;
+        var best_load: usize = std.math.maxInt(usize);
         var distance: u16 = 1;
         while (distance <= worker_process.ringLength(self.workers)) : (distance += 1) {
             const candidate = worker_process.ringSlot(index, self.workers - distance, self.workers);
             const o = self.slots[candidate].owner orelse continue;
             if (!self.isHealthy(o, t)) continue;
-            const r = &self.records[o].?;
-            if (!self.command(r, .{ .adopt = index })) continue;
-            slot.adopter = o;
-            slot.adopter_pid = r.pid;
-            log.info("slot {d} is dark: worker {d} (pid {d}) adopts it", .{
-                index, r.index, r.pid,
-            });
-            return;
+            const load = self.adoptionsBy(o);
+            if (load < best_load) {
+                best = o;
+                best_load = load;
+            }
         }
+        const o = best orelse return;
+        const r = &self.records[o].?;
+        if (!self.command(r, .{ .adopt = index })) return;
+        slot.adopter = o;
+        slot.adopter_pid = r.pid;
+        log.info("slot {d} is dark: worker {d} (pid {d}) adopts it", .{ index, r.index, r.pid });
+    }
+
+    fn adoptionsBy(self: *const Supervisor, record_index: u32) usize {
+        var count: usize = 0;
+        for (self.slots) |slot| {
+            if (slot.adopter == record_index) count += 1;
+        }
+        return count;
     }
 
     /// The slot's own worker is back, or its adopter is no longer fit to serve it.
