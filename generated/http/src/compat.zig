@@ -14,6 +14,9 @@ const zig_version = builtin.zig_version;
 
 /// 0.16 passes arguments and environment to `main` in `std.process.Init` and removed
 /// `std.os.argv` and `std.os.environ`.
+/// A Debug build (0.17 spells the optimize modes in lower case).
+pub const is_debug = std.ascii.eqlIgnoreCase(@tagName(builtin.mode), "debug");
+
 pub const has_process_init = zig_version.major > 0 or zig_version.minor >= 16;
 
 /// 0.16 made mmap's protection flags a packed struct.
