@@ -1785,7 +1785,12 @@ test "mutants: no crash, the contract holds, and the outcome does not depend on 
     for (statuses) |count| try testing.expect(count > 0);
 }
 
+/// Inputs the fuzz test received with bytes in them (to check that the corpus gets through
+/// `compat.fuzz` on every release).
+var fuzz_inputs: u32 = 0;
+
 fn fuzzOne(_: void, data: []const u8) anyerror!void {
+    if (data.len > 0) fuzz_inputs += 1;
     for ([_]Limits{ test_limits, small_limits }) |limits| {
         var whole: Transcript = .{};
         try drive(limits, data, .all, &whole);
@@ -1799,5 +1804,8 @@ fn fuzzOne(_: void, data: []const u8) anyerror!void {
 }
 
 test "fuzz: any bytes, split anywhere, end in the same defined events" {
+    fuzz_inputs = 0;
     try compat.fuzz({}, fuzzOne, &corpus);
+    // Without --fuzz, the test runs the corpus only: each entry must arrive whole.
+    if (!@import("builtin").fuzz) try testing.expectEqual(@as(u32, corpus.len), fuzz_inputs);
 }
