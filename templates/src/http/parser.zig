@@ -9,6 +9,9 @@
 //! Choices where the RFCs leave one (each has a test):
 //! - A bare LF ends a line everywhere: request line, fields, chunk-size lines, chunk data
 //!   endings and trailers (RFC 9112 §2.2 MAY). A CR that is not followed by LF is a 400.
+//! - The search for a line's end is also its check for control bytes (one pass, 16 bytes at a
+//!   time): a NUL, a bare CR or any other control byte but HTAB is a 400 as soon as it
+//!   arrives, before its line is complete (after the limits, checked on the bytes before it).
 //! - Empty lines before the request line are skipped while they fit in `request_line_bytes`;
 //!   more of them is a 400. They are consumed with the head that follows them.
 //! - `request_line_bytes` counts the request line without its line ending; `head_bytes` counts
@@ -159,6 +162,15 @@ const FieldSpan = struct { name: Span, value: Span };
 /// the next line starting at `next`.
 const Line = struct { start: usize, end: usize, next: usize };
 
+const LineScan = union(enum) {
+    line: Line,
+    /// No line end yet: every byte given so far may belong to the line.
+    incomplete,
+    /// The offset of a byte no line may hold: a control byte other than HTAB (a bare CR
+    /// included) or DEL.
+    forbidden: usize,
+};
+
 /// What the header fields said about framing and connection, gathered field by field.
 const Framing = struct {
     host_fields: u32 = 0,
@@ -260,25 +272,41 @@ pub const Parser = struct {
         return .{ .consumed = consumed, .event = .end };
     }
 
-    /// The next complete line of `section`, searching only bytes not searched before (the
-    /// SIMD-friendly `findScalar` does the search), or null when no LF has arrived yet.
-    fn nextLine(self: *Parser, section: []const u8) ?Line {
+    /// Scans `section` for the end of the current line, from where the last call stopped. One
+    /// pass, 16 bytes at a time: the search for the line end also rejects every control byte,
+    /// so that field values need no second look. Every line of a head, a chunked framing or a
+    /// trailer section is free of them (HTAB aside): tokens, targets and versions have none,
+    /// field values and chunk extensions allow HTAB only.
+    fn nextLine(self: *Parser, section: []const u8) LineScan {
         assert(self.line_start <= self.scan);
         assert(self.scan <= section.len);
-        const found = compat.findScalar(u8, section[self.scan..], '\n') orelse {
+        const at = findControl(section, self.scan) orelse {
             self.scan = section.len;
-            return null;
+            return .incomplete;
         };
-        const lf = self.scan + found;
-        var end = lf;
-        if (end > self.line_start and section[end - 1] == '\r') end -= 1;
-        const line: Line = .{ .start = self.line_start, .end = end, .next = lf + 1 };
-        self.line_start = lf + 1;
-        self.scan = lf + 1;
-        return line;
+        assert(at >= self.scan and at < section.len);
+        const next_line = switch (section[at]) {
+            '\n' => at + 1,
+            '\r' => crlf: {
+                if (at + 1 == section.len) {
+                    // Whether this CR ends the line shows with the next byte: look at it again
+                    // on the next call.
+                    self.scan = at;
+                    return .incomplete;
+                }
+                if (section[at + 1] != '\n') return .{ .forbidden = at };
+                break :crlf at + 2;
+            },
+            else => return .{ .forbidden = at },
+        };
+        const line: Line = .{ .start = self.line_start, .end = at, .next = next_line };
+        self.line_start = next_line;
+        self.scan = next_line;
+        return .{ .line = line };
     }
 
-    /// Content length of the unfinished line at the end of `section`.
+    /// Content length of the unfinished line that ends `section` (cut short at a forbidden
+    /// byte, or at the end of the input).
     fn partialLineLen(self: *const Parser, section: []const u8) usize {
         assert(self.line_start <= section.len);
         var len = section.len - self.line_start;
@@ -291,7 +319,18 @@ pub const Parser = struct {
     fn nextHead(self: *Parser, input: []const u8) Step {
         // Each pass takes one complete line (its LF at least) or returns.
         for (0..input.len + 1) |_| {
-            const line = self.nextLine(input) orelse return self.headIncomplete(input);
+            const line = switch (self.nextLine(input)) {
+                .line => |line| line,
+                .incomplete => {
+                    if (self.headLimit(input)) |e| return self.fail(e);
+                    return needMore(0);
+                },
+                // The limits are checked first on the bytes before it, as they were (or would
+                // have been) had the input ended there: the outcome does not depend on the split.
+                .forbidden => |at| {
+                    return self.fail(self.headLimit(input[0..at]) orelse .bad_request);
+                },
+            };
             if (self.state == .request_line) {
                 if (line.end == line.start) {
                     // RFC 9112 §2.2: empty lines before the request line are ignored, within
@@ -324,23 +363,22 @@ pub const Parser = struct {
         unreachable;
     }
 
-    /// The limits apply as soon as they are passed, before the line or head is complete. The
-    /// checks match those made on complete lines, so the outcome does not depend on the split.
-    fn headIncomplete(self: *Parser, input: []const u8) Step {
+    /// The limit that the unfinished head in `input` already exceeds, if any. Limits apply as
+    /// soon as they are passed, before the line or head is complete, and these checks match
+    /// those made on complete lines, so the outcome does not depend on the split.
+    fn headLimit(self: *const Parser, input: []const u8) ?Error {
         if (self.state == .request_line) {
-            if (self.partialLineLen(input) > self.limits.request_line_bytes) {
-                return self.fail(.uri_too_long);
-            }
+            if (self.partialLineLen(input) > self.limits.request_line_bytes) return .uri_too_long;
             if (input.len - self.line_start > self.limits.head_bytes) {
-                return self.fail(.header_fields_too_large);
+                return .header_fields_too_large;
             }
         } else {
             assert(self.state == .header_fields);
             if (input.len - self.head_start > self.limits.head_bytes) {
-                return self.fail(.header_fields_too_large);
+                return .header_fields_too_large;
             }
         }
-        return needMore(0);
+        return null;
     }
 
     /// request-line = method SP request-target SP HTTP-version (RFC 9112 §3).
@@ -567,11 +605,16 @@ pub const Parser = struct {
             switch (self.state) {
                 .chunk_size => {
                     const section = input[pos..];
-                    const line = self.nextLine(section) orelse {
-                        if (self.partialLineLen(section) > chunk_line_bytes) {
-                            return self.fail(.bad_request);
-                        }
-                        return needMore(pos);
+                    const line = switch (self.nextLine(section)) {
+                        .line => |line| line,
+                        .incomplete => {
+                            // Too long a line is a 400 like a forbidden byte: no need to wait.
+                            if (self.partialLineLen(section) > chunk_line_bytes) {
+                                return self.fail(.bad_request);
+                            }
+                            return needMore(pos);
+                        },
+                        .forbidden => return self.fail(.bad_request),
                     };
                     if (line.end - line.start > chunk_line_bytes) return self.fail(.bad_request);
                     const size = parseChunkSize(section[line.start..line.end]) orelse
@@ -630,11 +673,19 @@ pub const Parser = struct {
         assert(self.state == .trailers);
         const section = input[pos..];
         for (0..section.len + 1) |_| {
-            const line = self.nextLine(section) orelse {
-                if (section.len > self.limits.head_bytes) {
-                    return self.fail(.header_fields_too_large);
-                }
-                return needMore(pos);
+            const line = switch (self.nextLine(section)) {
+                .line => |line| line,
+                .incomplete => {
+                    if (section.len > self.limits.head_bytes) {
+                        return self.fail(.header_fields_too_large);
+                    }
+                    return needMore(pos);
+                },
+                // As in the head: the limit first, on the bytes before the forbidden one.
+                .forbidden => |at| return self.fail(if (at > self.limits.head_bytes)
+                    .header_fields_too_large
+                else
+                    .bad_request),
             };
             if (line.next > self.limits.head_bytes) return self.fail(.header_fields_too_large);
             if (line.end == line.start) return self.endMessage(pos + line.next);
@@ -659,7 +710,7 @@ fn splitField(line: []const u8) ?FieldParts {
     // (RFC 9112 §5.1: a smuggling vector), a line starting with SP or HTAB (obs-fold, §5.2),
     // an empty name, a line without colon and any byte outside tchar.
     if (i == 0 or i == line.len or line[i] != ':') return null;
-    if (!isFieldValue(line[i + 1 ..])) return null;
+    // The value needs no check: `nextLine` let no control byte other than HTAB through.
     var start = i + 1;
     var end = line.len;
     while (start < end and isOws(line[start])) start += 1;
@@ -680,11 +731,10 @@ fn parseChunkSize(line: []const u8) ?u64 {
     if (i == 0) return null;
     if (i == line.len) return size;
     // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ): ignored, but
-    // it must start with ";" and hold no control bytes (a bare CR included).
+    // it must start with ";" (`nextLine` already rejected control bytes in it).
     var rest = line[i..];
     while (rest.len > 0 and isOws(rest[0])) rest = rest[1..];
     if (rest.len == 0 or rest[0] != ';') return null;
-    if (!isFieldValue(rest)) return null;
     return size;
 }
 
@@ -788,10 +838,11 @@ fn isTarget(bytes: []const u8) bool {
     return true;
 }
 
-/// field-value bytes: HTAB, SP, VCHAR and obs-text (0x80-0xFF); no other control byte (NUL,
-/// CR, LF, DEL, ...). Checked 16 bytes at a time.
-fn isFieldValue(bytes: []const u8) bool {
-    var i: usize = 0;
+/// The offset of the first byte from `start` on that is a control byte other than HTAB (so CR
+/// and LF too) or DEL, checked 16 bytes at a time; what remains allowed is what a field value
+/// may hold: HTAB, SP, VCHAR and obs-text (0x80-0xFF).
+fn findControl(bytes: []const u8, start: usize) ?usize {
+    var i: usize = start;
     while (i + vector_len <= bytes.len) : (i += vector_len) {
         const chunk: Chunk = bytes[i..][0..vector_len].*;
         const control = chunk < @as(Chunk, @splat(0x20));
@@ -799,16 +850,16 @@ fn isFieldValue(bytes: []const u8) bool {
         const del = chunk == @as(Chunk, @splat(0x7f));
         const bad_control = @select(bool, tab, @as(Flags, @splat(false)), control);
         const bad = @select(bool, del, @as(Flags, @splat(true)), bad_control);
-        if (@reduce(.Or, bad)) return false;
+        if (std.simd.firstTrue(bad)) |lane| return i + lane;
     }
-    for (bytes[i..]) |c| {
-        if (!isFieldValueByte(c)) return false;
+    for (bytes[i..], i..) |c, at| {
+        if (isControl(c)) return at;
     }
-    return true;
+    return null;
 }
 
-fn isFieldValueByte(c: u8) bool {
-    return (c >= 0x20 and c != 0x7f) or c == '\t';
+fn isControl(c: u8) bool {
+    return (c < 0x20 and c != '\t') or c == 0x7f;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1103,8 +1154,10 @@ test "an incomplete head is searched once: each call scans only the new bytes" {
         const step = parser.next(data[0..len]);
         try testing.expect(step.event == .need_more);
         try testing.expectEqual(@as(usize, 0), step.consumed);
-        // Everything given was searched; the next call starts from here.
-        try testing.expectEqual(len, parser.scan);
+        // Everything given was searched; the next call starts from here. (A CR at the end is
+        // looked at again, with the byte after it.)
+        const searched = if (data[len - 1] == '\r') len - 1 else len;
+        try testing.expectEqual(searched, parser.scan);
     }
     _ = try expectHead(&parser, data);
 }
@@ -1150,6 +1203,19 @@ test "line endings: a bare CR anywhere is a 400" {
         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\r\r\n\r\n",
     };
     for (cases) |input| try expectErr(test_limits, input, .bad_request);
+}
+
+test "a forbidden byte is a 400 as soon as it arrives, unless a limit was passed before it" {
+    var parser = Parser.init(test_limits);
+    try testing.expectEqual(Error.bad_request, parser.next(get ++ "X: a\x00").event.err);
+    var parser_cr = Parser.init(test_limits);
+    try testing.expect(parser_cr.next(get ++ "X: a\r").event == .need_more);
+    try testing.expectEqual(Error.bad_request, parser_cr.next(get ++ "X: a\rb").event.err);
+    const limits: Limits = .{ .request_line_bytes = 20, .head_bytes = 30, .body_bytes = 0 };
+    try expectErr(limits, "GET /abcdefghijklmnop\x00", .uri_too_long);
+    try expectErr(limits, "GET /abcde\x00", .bad_request);
+    try expectErr(limits, "GET / HTTP/1.1\r\nX: 0123456789abcdef\x01", .header_fields_too_large);
+    try expectErr(limits, "GET / HTTP/1.1\r\nX: 0123456789\x01", .bad_request);
 }
 
 test "request line: the method is a token" {
