@@ -368,8 +368,11 @@ pub const Parser = struct {
     /// those made on complete lines, so the outcome does not depend on the split.
     fn headLimit(self: *const Parser, input: []const u8) ?Error {
         if (self.state == .request_line) {
-            if (self.partialLineLen(input) > self.limits.request_line_bytes) return .uri_too_long;
-            if (input.len - self.line_start > self.limits.head_bytes) {
+            const len = self.partialLineLen(input);
+            if (len > self.limits.request_line_bytes) return .uri_too_long;
+            // Nothing but a CR so far may still become an empty line, skipped before the
+            // request line and counted against request_line_bytes only.
+            if (len > 0 and input.len - self.line_start > self.limits.head_bytes) {
                 return .header_fields_too_large;
             }
         } else {
@@ -875,6 +878,14 @@ const test_limits: Limits = .{
 };
 
 const small_limits: Limits = .{ .request_line_bytes = 40, .head_bytes = 120, .body_bytes = 16 };
+
+/// The extremes: nothing fits, and everything does.
+const zero_limits: Limits = .{ .request_line_bytes = 0, .head_bytes = 0, .body_bytes = 0 };
+const max_limits: Limits = .{
+    .request_line_bytes = std.math.maxInt(u32),
+    .head_bytes = std.math.maxInt(u32),
+    .body_bytes = std.math.maxInt(u64),
+};
 
 /// Request line and Host of most test requests.
 const get = "GET / HTTP/1.1\r\nHost: a\r\n";
@@ -1826,8 +1837,14 @@ test "mutants: no crash, the contract holds, and the outcome does not depend on 
         var len = source.len;
         for (0..1 + random.uintLessThan(usize, 4)) |_| mutate(&buffer, &len, random);
         const data = buffer[0..len];
-        // Every fourth mutant meets small limits, so that 413, 414 and 431 are reached.
-        const limits = if (i % 4 == 0) small_limits else test_limits;
+        // Every fourth mutant meets small limits, so that 413, 414 and 431 are reached; some
+        // meet the extremes.
+        const limits = switch (i % 8) {
+            0, 4 => small_limits,
+            1 => zero_limits,
+            2 => max_limits,
+            else => test_limits,
+        };
         var whole: Transcript = .{};
         try drive(limits, data, .all, &whole);
         var pieces: Transcript = .{};
@@ -1857,7 +1874,7 @@ var fuzz_inputs: u32 = 0;
 
 fn fuzzOne(_: void, data: []const u8) anyerror!void {
     if (data.len > 0) fuzz_inputs += 1;
-    for ([_]Limits{ test_limits, small_limits }) |limits| {
+    for ([_]Limits{ test_limits, small_limits, zero_limits, max_limits }) |limits| {
         var whole: Transcript = .{};
         try drive(limits, data, .all, &whole);
         var halves: Transcript = .{};
