@@ -7,6 +7,7 @@ import { formatIp, parseIp } from "../spec/address.js";
 import { DEFAULTS, type ListenerSpec, type Spec } from "../spec/schema.js";
 import { DEFAULT_MINIMUM_ZIG } from "../toolchain/versions.js";
 import { zigFingerprint } from "./fingerprint.js";
+import { zigPackageName } from "./zig-name.js";
 
 export interface ServiceModel {
   /** gen-reuseport's own version (package.json). */
@@ -14,7 +15,7 @@ export interface ServiceModel {
   /** Base name of the spec file, e.g. "http.json"; never an absolute path. */
   readonly specFile: string;
   readonly name: string;
-  /** `name` with hyphens as underscores: the Zig package name (`.name = .edge_echo`). */
+  /** The Zig package name (`.name = .edge_echo`): a bare identifier of at most 32 bytes. */
   readonly zigName: string;
   /** `build.zig.zon` fingerprint: "0x" + 16 lowercase hex digits. */
   readonly fingerprint: string;
@@ -74,7 +75,7 @@ export interface ModelOptions {
 const HTTP_DEFAULTS = { body: DEFAULTS.httpBody, contentType: DEFAULTS.httpContentType } as const;
 
 export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
-  const zigName = spec.name.replaceAll("-", "_");
+  const zigName = zigPackageName(spec.name);
   const listeners = spec.listeners.map(buildListener);
   return {
     generatorVersion: options.generatorVersion,

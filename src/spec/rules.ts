@@ -64,6 +64,15 @@ function checkListenerOptions(l: ListenerView): Diagnostic[] {
   const diagnostics: Diagnostic[] = [];
   const at = (key: string) => ["listeners", l.index, key];
   if (l.protocol === "udp") {
+    if (l.raw.handler === "http") {
+      diagnostics.push({
+        path: at("handler"),
+        message:
+          'is a tcp-only handler (HTTP needs a stream); a udp listener takes "echo", ' +
+          '"whoami" or "custom"',
+        got: l.raw.handler,
+      });
+    }
     for (const key of TCP_ONLY_KEYS) {
       if (key in l.raw) {
         diagnostics.push({

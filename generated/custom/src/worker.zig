@@ -106,8 +106,9 @@ pub const Worker = struct {
     pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
         const max = config.max_connections;
         const connections = try allocator.alloc(Connection, max);
-        const in_bufs = try compat.mapMemory(max * config.read_buffer_bytes);
-        const out_bufs = try compat.mapMemory(max * config.write_buffer_bytes);
+        // usize: the spec's limits multiply past u32 (1048576 connections of 1 MiB each).
+        const in_bufs = try compat.mapMemory(@as(usize, max) * config.read_buffer_bytes);
+        const out_bufs = try compat.mapMemory(@as(usize, max) * config.write_buffer_bytes);
         const free = try allocator.alloc(u32, max);
         for (connections, 0..) |*c, i| {
             c.fd = no_connection;
