@@ -104,7 +104,9 @@ export function errorJson(error: ExitError): Record<string, unknown> {
       message: d.message,
       ...("got" in d ? { got: d.got } : {}),
       ...(d.hint === undefined ? {} : { hint: d.hint }),
+      ...(d.at === undefined ? {} : { line: d.at.line, column: d.at.column }),
     }));
+    if (error.omitted > 0) base.omitted = error.omitted;
   }
   if (error instanceof ConflictError) base.conflicts = error.conflicts;
   if (error instanceof InternalError) base.lines = error.lines();
