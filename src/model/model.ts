@@ -12,7 +12,11 @@ import { zigPackageName } from "./zig-name.js";
 export interface ServiceModel {
   /** gen-reuseport's own version (package.json). */
   readonly generatorVersion: string;
-  /** Base name of the spec file, e.g. "http.json"; never an absolute path. */
+  /**
+   * Base name of the spec file, e.g. "http.json", escaped for every file it reaches (headers,
+   * README, manifest): bytes outside `[A-Za-z0-9._+-]` are percent-encoded (`a b.json` →
+   * `a%20b.json`), so no newline, quote or backtick of a file name reaches generated text.
+   */
   readonly specFile: string;
   readonly name: string;
   /** The Zig package name (`.name = .edge_echo`): a bare identifier of at most 32 bytes. */
@@ -79,7 +83,7 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
   const listeners = spec.listeners.map(buildListener);
   return {
     generatorVersion: options.generatorVersion,
-    specFile: baseName(options.specFile),
+    specFile: safeFileName(baseName(options.specFile)),
     name: spec.name,
     zigName,
     fingerprint: zigFingerprint(zigName),
@@ -133,4 +137,14 @@ function buildListener(listener: ListenerSpec, index: number): ListenerModel {
 function baseName(file: string): string {
   const parts = file.split(/[\\/]/);
   return parts[parts.length - 1] ?? file;
+}
+
+/** Percent-encodes each UTF-8 byte outside `[A-Za-z0-9._+-]`; ordinary names stay as they are. */
+export function safeFileName(name: string): string {
+  let safe = "";
+  for (const byte of Buffer.from(name, "utf8")) {
+    const c = String.fromCharCode(byte);
+    safe += /[A-Za-z0-9._+-]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return safe === "" ? "spec" : safe;
 }
