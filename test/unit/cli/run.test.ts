@@ -100,8 +100,8 @@ describe("regeneration", () => {
     const run = await cli("http.json", "--out", "out");
     expect(run.code).toBe(4);
     expect(run.stderr).toBe(
-      "out/src/main.zig: edited by hand since gen-reuseport wrote it; keep your change by moving " +
-        "it to src/handler.zig, or rerun with --force to overwrite it\n" +
+      "out/src/main.zig: edited by hand since gen-reuseport wrote it; rerun with --force to " +
+        "overwrite it\n" +
         "nothing was written: 1 file conflicts with what gen-reuseport would write\n",
     );
     expect(read("out/src/main.zig")).toBe("// my edit\n");
