@@ -46,7 +46,8 @@ function expectWellFormed(files: Rendered): void {
 }
 
 describe("drawn valid specs", () => {
-  it("validate, model and render to well-formed files", () => {
+  // Rendering 300 projects takes about a second alone; generous when the suite runs in parallel.
+  it("validate, model and render to well-formed files", { timeout: 60_000 }, () => {
     fc.assert(
       fc.property(validSpec(), (raw) => {
         expectWellFormed(renderSpec(raw));
@@ -55,7 +56,9 @@ describe("drawn valid specs", () => {
     );
   });
 
-  it("reach the edges: 63-character and keyword names, udp, IPv6, every handler", () => {
+  it("reach the edges: 63-character and keyword names, udp, IPv6, every handler", {
+    timeout: 60_000,
+  }, () => {
     const seen = { long: false, keyword: false, udp: false, ip6: false, handlers: new Set() };
     fc.assert(
       fc.property(validSpec(), (raw) => {
