@@ -50,12 +50,15 @@ function dirText(displayDir: string): string {
   return displayDir.endsWith("/") ? displayDir : `${displayDir}/`;
 }
 
+/** Counts only the files actually written: `nothing to write` when there were none. */
 export function writeSummary(prepared: PreparedGeneration): string {
-  const n = total(prepared.counts);
-  return (
-    `wrote ${n} file${n === 1 ? "" : "s"} to ${dirText(prepared.displayDir)} ` +
-    countsText(prepared.counts, PAST)
-  );
+  const { counts } = prepared;
+  const n = counts.create + counts.update;
+  const dir = dirText(prepared.displayDir);
+  if (n === 0 && counts.remove === 0) {
+    return `nothing to write; ${dir} is up to date ${countsText(counts, PAST)}`;
+  }
+  return `wrote ${n} file${n === 1 ? "" : "s"} to ${dir} ${countsText(counts, PAST)}`;
 }
 
 export function dryRunSummary(prepared: PreparedGeneration): string {
