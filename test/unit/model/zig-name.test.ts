@@ -24,7 +24,7 @@ describe("zigPackageName", () => {
     const forty = "service-with-a-rather-long-name-for-zig1";
     expect(forty).toHaveLength(40);
     const mapped = zigPackageName(forty);
-    expect(mapped).toMatch(/^service_with_a_rather_l_[0-9a-f]{8}$/);
+    expect(mapped).toBe("service_with_a_rather_l_9c05810b");
     expect(mapped).toHaveLength(ZIG_PACKAGE_NAME_MAX_BYTES);
     expect(zigPackageName(`${forty.slice(0, -1)}2`)).not.toBe(mapped);
     expect(zigPackageName(forty)).toBe(mapped);
