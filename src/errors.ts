@@ -170,6 +170,7 @@ export function formatPath(path: readonly (string | number)[]): string {
   let text = "";
   for (const segment of path) {
     if (typeof segment === "number") text += `[${segment}]`;
+    else if (segment.length > GOT_MAX_CHARS) text += `[${formatGot(segment)}]`;
     else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(segment)) {
       text += text === "" ? segment : `.${segment}`;
     } else text += `[${JSON.stringify(segment)}]`;

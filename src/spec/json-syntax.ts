@@ -140,14 +140,12 @@ class Parser {
       if (!this.peek(":")) throw new Fail(this.at, `expected ':' but found ${this.describe()}`);
       this.whitespace();
       path.push(key);
-      // defineProperty: a "__proto__" key is data, as JSON.parse makes it, not a prototype.
-      Object.defineProperty(object, key, {
-        value: this.value(path),
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
+      const value = this.value(path);
       path.pop();
+      // A "__proto__" key is data, as JSON.parse makes it; assigning it would set the prototype.
+      if (key === "__proto__") {
+        Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+      } else object[key] = value;
       this.whitespace();
       if (this.peek("}")) return object;
       if (!this.peek(",")) {
