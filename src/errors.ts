@@ -82,7 +82,8 @@ export class SpecError extends ExitError {
     if (this.diagnostics.length === 0) return [this.message];
     const lines = this.diagnostics.map((d) => formatDiagnostic(this.file, d));
     if (this.omitted > 0) {
-      lines.push(`${this.file}: … and ${this.omitted} more problem${this.omitted === 1 ? "" : "s"}`);
+      const more = `${this.omitted} more problem${this.omitted === 1 ? "" : "s"}`;
+      lines.push(`${this.file}: … and ${more}`);
     }
     return lines;
   }

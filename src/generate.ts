@@ -135,7 +135,10 @@ export function displayPath(displayDir: string, file: string): string {
 export function conflictText(reason: ConflictReason, file: string): string {
   switch (reason) {
     case "edited":
-      return `edited by hand since gen-reuseport wrote it; ${keepHint(file)}rerun with --force to overwrite it`;
+      return (
+        `edited by hand since gen-reuseport wrote it; ${keepHint(file)}rerun with --force ` +
+        "to overwrite it"
+      );
     case "unknown":
       return (
         "exists but was not written by gen-reuseport; move it away, or rerun with --force " +

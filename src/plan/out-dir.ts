@@ -71,17 +71,17 @@ export async function pathInside(
   file: string,
 ): Promise<{ readonly target: string; readonly blocked: boolean; readonly exists: boolean }> {
   const parts = file.split("/");
+  const target = path.join(dir.root, ...parts);
   let current = dir.root;
   for (const [i, part] of parts.entries()) {
     current = path.join(current, part);
     const kind = await kindOf(current);
     if (kind === "link") throw linkRefused(dir, parts.slice(0, i + 1).join("/"));
-    if (kind === "absent") return { target: path.join(dir.root, ...parts), blocked: false, exists: false };
-    if (i < parts.length - 1 && kind !== "directory") {
-      return { target: path.join(dir.root, ...parts), blocked: true, exists: false };
-    }
+    if (kind === "absent") return { target, blocked: false, exists: false };
+    const isLast = i === parts.length - 1;
+    if (!isLast && kind !== "directory") return { target, blocked: true, exists: false };
   }
-  return { target: current, blocked: false, exists: true };
+  return { target, blocked: false, exists: true };
 }
 
 export function linkRefused(dir: Place, file: string): OutputError {

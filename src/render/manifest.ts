@@ -49,10 +49,13 @@ export function checkManifest(text: string): ManifestCheck {
   }
   const m = value as Record<string, unknown>;
   if (m.generator !== "gen-reuseport") {
-    return { ok: false, problem: 'is not a gen-reuseport manifest (no "generator": "gen-reuseport")' };
+    const problem = 'is not a gen-reuseport manifest (no "generator": "gen-reuseport")';
+    return { ok: false, problem };
   }
   const unknown = Object.keys(m).find((key) => !MANIFEST_KEYS.has(key));
-  if (unknown !== undefined) return { ok: false, problem: `has an unknown key ${JSON.stringify(unknown)}` };
+  if (unknown !== undefined) {
+    return { ok: false, problem: `has an unknown key ${JSON.stringify(unknown)}` };
+  }
   if (typeof m.version !== "string" || typeof m.spec !== "string") {
     return { ok: false, problem: '"version" and "spec" must be strings' };
   }
@@ -75,8 +78,8 @@ export function checkManifest(text: string): ManifestCheck {
     }
     userFiles.push(file);
   }
-  const manifest: Manifest = { generator: "gen-reuseport", version: m.version, spec: m.spec, files, userFiles };
-  return { ok: true, manifest };
+  const { version, spec } = m;
+  return { ok: true, manifest: { generator: "gen-reuseport", version, spec, files, userFiles } };
 }
 
 /** A valid manifest, or undefined. */

@@ -28,7 +28,7 @@ export type JsonParseResult =
   | { readonly ok: true; readonly value: unknown; readonly duplicates: readonly DuplicateKey[] }
   | { readonly ok: false; readonly error: JsonSyntaxError };
 
-/** Deeper than any spec (root → listeners → listener → http → body is 4) by a wide margin. */
+/** Far deeper than any spec needs (root → listeners → listener → http → body is 4). */
 export const MAX_JSON_DEPTH = 64;
 
 class Fail extends Error {
@@ -144,7 +144,8 @@ class Parser {
       path.pop();
       // A "__proto__" key is data, as JSON.parse makes it; assigning it would set the prototype.
       if (key === "__proto__") {
-        Object.defineProperty(object, key, { value, enumerable: true, writable: true, configurable: true });
+        const data = { value, enumerable: true, writable: true, configurable: true };
+        Object.defineProperty(object, key, data);
       } else object[key] = value;
       this.whitespace();
       if (this.peek("}")) return object;

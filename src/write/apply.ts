@@ -73,7 +73,8 @@ async function prepareTarget(place: Place, file: string): Promise<string> {
     if (kind === "link") throw linkRefused(place, parts.slice(0, i + 1).join("/"));
     if (kind === "absent") await makeDirectory(current, place.root);
     else if (kind !== "directory") {
-      throw new OutputError(`cannot write ${path.join(place.root, file)}: ${current} is not a directory`);
+      const target = path.join(place.root, file);
+      throw new OutputError(`cannot write ${target}: ${current} is not a directory`);
     }
   }
   const target = path.join(current, parts[parts.length - 1] ?? "");

@@ -118,6 +118,7 @@ function listenerOf(draw: ListenerDraw, port: number): Json {
 
 const topLevel = fc.record(
   {
+    $schema: fc.string({ maxLength: 40 }),
     version: fc.oneof(
       fc.constantFrom("0.1.0", "999999999.999999999.999999999"),
       fc.stringMatching(/^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$/),
