@@ -50,12 +50,15 @@ function dirText(displayDir: string): string {
   return displayDir.endsWith("/") ? displayDir : `${displayDir}/`;
 }
 
+/** Counts only the files actually written: `nothing to write` when there were none. */
 export function writeSummary(prepared: PreparedGeneration): string {
-  const n = total(prepared.counts);
-  return (
-    `wrote ${n} file${n === 1 ? "" : "s"} to ${dirText(prepared.displayDir)} ` +
-    countsText(prepared.counts, PAST)
-  );
+  const { counts } = prepared;
+  const n = counts.create + counts.update;
+  const dir = dirText(prepared.displayDir);
+  if (n === 0 && counts.remove === 0) {
+    return `nothing to write; ${dir} is up to date ${countsText(counts, PAST)}`;
+  }
+  return `wrote ${n} file${n === 1 ? "" : "s"} to ${dir} ${countsText(counts, PAST)}`;
 }
 
 export function dryRunSummary(prepared: PreparedGeneration): string {
@@ -104,7 +107,9 @@ export function errorJson(error: ExitError): Record<string, unknown> {
       message: d.message,
       ...("got" in d ? { got: d.got } : {}),
       ...(d.hint === undefined ? {} : { hint: d.hint }),
+      ...(d.at === undefined ? {} : { line: d.at.line, column: d.at.column }),
     }));
+    if (error.omitted > 0) base.omitted = error.omitted;
   }
   if (error instanceof ConflictError) base.conflicts = error.conflicts;
   if (error instanceof InternalError) base.lines = error.lines();

@@ -32,7 +32,8 @@ export interface StepResult {
 }
 
 export interface BuiltProject {
-  readonly spec: SpecKey;
+  /** The spec's key in `SPECS`, or the key of a spec given as a value. */
+  readonly spec: string;
   readonly version: string;
   readonly dir: string;
   /** `zig-out/bin/<name>`. */
@@ -63,13 +64,41 @@ export async function programOf(spec: SpecKey, version: string): Promise<string>
 }
 
 async function buildOnce(spec: SpecKey, version: string, dir: string): Promise<BuiltProject> {
+  const raw = JSON.parse(await readFile(path.join(PACKAGE_ROOT, SPECS[spec]), "utf8")) as unknown;
+  return buildSpec({ key: spec, specFile: SPECS[spec], raw }, version, dir);
+}
+
+/**
+ * Builds (once per run) a spec the test holds as a value, such as one drawn by fast-check;
+ * `key` names its directory in the run's folder.
+ */
+export async function builtSpecValue(
+  key: string,
+  raw: { readonly name: string },
+  version: string,
+): Promise<BuiltProject> {
+  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, key);
+  return oncePerRun(dir, () => buildSpec({ key, specFile: `${key}.json`, raw }, version, dir));
+}
+
+interface SpecSource {
+  readonly key: string;
+  readonly specFile: string;
+  readonly raw: unknown;
+}
+
+async function buildSpec(source: SpecSource, version: string, dir: string): Promise<BuiltProject> {
   const zig = await provisionZig(version);
-  const generated = await timed(`gen-reuseport ${SPECS[spec]} --out ${dir}`, async () => {
-    const prepared = await generate({ specFile: SPECS[spec], outDir: dir, cwd: PACKAGE_ROOT });
+  const generated = await timed(`gen-reuseport ${source.specFile} --out ${dir}`, async () => {
+    const prepared = await generate({
+      specFile: source.specFile,
+      spec: source.raw,
+      outDir: dir,
+      cwd: PACKAGE_ROOT,
+    });
     return { ok: true, output: `${prepared.counts.create} files written` };
   });
-  const name = JSON.parse(await readFile(path.join(PACKAGE_ROOT, SPECS[spec]), "utf8"))
-    .name as string;
+  const name = (source.raw as { name: string }).name;
   const skipped = (command: string): StepResult => ({
     ok: false,
     command,
@@ -84,7 +113,7 @@ async function buildOnce(spec: SpecKey, version: string, dir: string): Promise<B
   const build = await zigStep(["build"]);
   const test = await zigStep(["build", "test"]);
   return {
-    spec,
+    spec: source.key,
     version,
     dir,
     name,
