@@ -18,7 +18,7 @@ import { JSON_SCHEMA_PATH, specJsonSchemaText } from "../spec/json-schema.js";
 import { findZig, type FoundZig } from "../toolchain/find.js";
 import { runZig } from "../toolchain/run.js";
 import { compareZigVersions, parseZigVersion } from "../toolchain/versions.js";
-import { parseArgs, type GenerateCommand } from "./args.js";
+import { parseArgs, wantsJson, type GenerateCommand } from "./args.js";
 import {
   checkSummary,
   dryRunSummary,
@@ -43,7 +43,7 @@ export interface CliContext {
 
 /** Runs one command line; never throws, returns the exit code. */
 export async function runCli(rawArgs: readonly string[], ctx: CliContext): Promise<number> {
-  let json = false;
+  let json = wantsJson(rawArgs);
   try {
     const command = await parseArgs(rawArgs, GENERATOR_VERSION);
     switch (command.kind) {
@@ -55,6 +55,9 @@ export async function runCli(rawArgs: readonly string[], ctx: CliContext): Promi
         return EXIT.ok;
       case "init":
         return await runInit(command.file, ctx);
+      case "zig-install":
+      case "zig-list":
+        throw new InternalError("not yet");
       case "generate":
         json = command.json;
         return await runGenerate(command, ctx);

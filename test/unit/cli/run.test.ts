@@ -258,14 +258,13 @@ describe("usage", () => {
       ["http.json", "--check", "--dry-run"],
       "gen-reuseport: --check and --dry-run cannot be combined",
     ],
-    [
-      ["http.json", "--check", "--force"],
-      "gen-reuseport: --check writes nothing, so --force has no meaning with it",
-    ],
-    [
-      ["http.json", "--dry-run", "--build"],
-      "gen-reuseport: --dry-run writes nothing, so --build and --test cannot be combined with it",
-    ],
+    [["http.json", "--check", "--force"], "gen-reuseport: --check and --force cannot be combined"],
+    [["http.json", "--check", "--test"], "gen-reuseport: --check and --test cannot be combined"],
+    [["http.json", "--dry-run", "--build"], "gen-reuseport: --dry-run and --build cannot be combined"],
+    [["http.json", "--out", "a", "--out", "b"], "gen-reuseport: --out given more than once"],
+    [["zig"], "gen-reuseport: missing a zig command (install or list)"],
+    [["zig", "frob"], 'gen-reuseport: unexpected argument "frob"'],
+    [["zig", "list", "--out", "x"], "gen-reuseport: unknown option --out"],
     [["http.json", "--zig", "/x/zig"], "gen-reuseport: --zig is only used with --build or --test"],
     [["http.json", "--out"], "gen-reuseport: --out needs a value"],
     [["init", "a.json", "--out", "x"], "gen-reuseport: unknown option --out"],
@@ -290,6 +289,22 @@ describe("usage", () => {
       readFileSync(path.join(import.meta.dirname, "../../../package.json"), "utf8"),
     );
     expect(await cli("--version")).toEqual({ code: 0, stdout: `${pkg.version}\n`, stderr: "" });
+  });
+});
+
+describe("completion", () => {
+  it("prints yargs' bash/zsh completion script for gen-reuseport", async () => {
+    const run = await cli("completion");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^###-begin-gen-reuseport-completions-###\n/);
+    expect(run.stdout).toContain("gen-reuseport --get-yargs-completions");
+  });
+
+  it("completes commands, and zig's subcommands, without the default command's $0", async () => {
+    const top = await cli("--get-yargs-completions", "gen-reuseport", "");
+    expect(top.stdout.trim().split("\n")).toEqual(["init", "schema", "zig", "completion"]);
+    const zig = await cli("--get-yargs-completions", "gen-reuseport", "zig", "");
+    expect(zig.stdout.trim().split("\n")).toEqual(["install", "list"]);
   });
 });
 
