@@ -26,7 +26,12 @@ export type Command =
   | GenerateCommand
   | { readonly kind: "init"; readonly file: string; readonly json: boolean }
   | { readonly kind: "schema" }
-  | { readonly kind: "zig-install"; readonly versions: readonly string[]; readonly json: boolean }
+  | {
+      readonly kind: "zig-install";
+      readonly versions: readonly string[];
+      readonly all: boolean;
+      readonly json: boolean;
+    }
   | { readonly kind: "zig-list"; readonly json: boolean }
   | { readonly kind: "output"; readonly text: string };
 
@@ -111,6 +116,8 @@ function zigCommand(y: Argv) {
       (z) =>
         z
           .positional("versions", { type: "string", array: true, describe: "e.g. 0.17.1" })
+          .option("all", { type: "boolean", describe: "every supported release" })
+          .conflicts("all", "versions")
           .option("json", jsonOption()),
     )
     .command("list", "list supported Zig releases and which are installed", (z) =>
@@ -157,7 +164,8 @@ export async function parseArgs(rawArgs: readonly string[], version: string): Pr
   if (sub === "schema") return { kind: "schema" };
   if (sub === "completion") return { kind: "output", text: completionScript() };
   if (sub === "zig" && zigSub === "install") {
-    return { kind: "zig-install", versions: (argv.versions as string[] | undefined) ?? [], json };
+    const versions = ((argv.versions as unknown[] | undefined) ?? []).map(String);
+    return { kind: "zig-install", versions, all: argv.all === true, json };
   }
   if (sub === "zig") return { kind: "zig-list", json };
   return toGenerate(argv);

@@ -29,7 +29,8 @@ export function scratch(): {
       cwd: dir,
       env: { PATH: "", GEN_REUSEPORT_DEBUG: "" },
       templatesDir: FIXTURE_TEMPLATES,
-      toolchainRoot: dir,
+      toolchainDirs: [path.join(dir, "zig-cache")],
+      invocation: "npx gen-reuseport",
     });
     return { code, stdout, stderr };
   };
