@@ -57,6 +57,7 @@ export {
 export {
   CACHE_ENV,
   CHECKOUT_TOOLCHAIN_DIR,
+  checkoutToolchainDir,
   installedZigPath,
   installedZigs,
   toolchainCacheDir,

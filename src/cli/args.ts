@@ -117,7 +117,6 @@ function zigCommand(y: Argv) {
         z
           .positional("versions", { type: "string", array: true, describe: "e.g. 0.17.1" })
           .option("all", { type: "boolean", describe: "every supported release" })
-          .conflicts("all", "versions")
           .option("json", jsonOption()),
     )
     .command("list", "list supported Zig releases and which are installed", (z) =>
@@ -165,6 +164,9 @@ export async function parseArgs(rawArgs: readonly string[], version: string): Pr
   if (sub === "completion") return { kind: "output", text: completionScript() };
   if (sub === "zig" && zigSub === "install") {
     const versions = ((argv.versions as unknown[] | undefined) ?? []).map(String);
+    if (argv.all === true && versions.length > 0) {
+      throw new UsageError("--all and a list of versions cannot be combined");
+    }
     return { kind: "zig-install", versions, all: argv.all === true, json };
   }
   if (sub === "zig") return { kind: "zig-list", json };

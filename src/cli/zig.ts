@@ -68,7 +68,7 @@ export async function runZigList(
     });
     return EXIT.ok;
   }
-  ctx.stdout.write(`supported Zig releases (installed into ${dirs[0]}):\n`);
+  ctx.stdout.write(`Zig releases gen-reuseport supports ("zig install" puts them in ${dirs[0]}):\n`);
   for (const r of releases) {
     ctx.stdout.write(`  ${r.version.padEnd(7)} ${"path" in r ? r.path : "not installed"}\n`);
   }

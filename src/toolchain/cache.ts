@@ -31,6 +31,16 @@ export function toolchainCacheDir(
 /** A checkout's `.toolchain/` (where `npm run zig:install` and the test suite provision). */
 export const CHECKOUT_TOOLCHAIN_DIR = path.join(PACKAGE_ROOT, ".toolchain");
 
+/**
+ * Where a checkout's own scripts (the test suite, `npm run demo`, the benchmarks,
+ * `npm run zig:install`) keep their toolchains: `$GEN_REUSEPORT_CACHE` when set, else the
+ * checkout's `.toolchain/` (also where CI provisions).
+ */
+export function checkoutToolchainDir(env: NodeJS.ProcessEnv, cwd: string = process.cwd()): string {
+  const own = env[CACHE_ENV];
+  return own !== undefined && own !== "" ? path.resolve(cwd, own) : CHECKOUT_TOOLCHAIN_DIR;
+}
+
 /** The directories searched for installed Zig releases, in order, without duplicates. */
 export function toolchainDirs(env: NodeJS.ProcessEnv, cwd?: string): string[] {
   return [...new Set([toolchainCacheDir(env, cwd), CHECKOUT_TOOLCHAIN_DIR])];

@@ -3,11 +3,9 @@
  * generator's own `ensureZig` (the PyPI `ziglang` wheel) into the checkout's `.toolchain/`, or
  * into `$GEN_REUSEPORT_CACHE` when it is set (the per-user cache of installed users).
  */
-import path from "node:path";
 import {
   buildProject,
-  CACHE_ENV,
-  CHECKOUT_TOOLCHAIN_DIR,
+  checkoutToolchainDir,
   ensureZig,
   zigGlobalCacheDir,
 } from "../../../src/index.js";
@@ -29,10 +27,8 @@ export function zigVersionsUnderTest(env: NodeJS.ProcessEnv = process.env): stri
 
 export const ZIG_VERSIONS: readonly string[] = zigVersionsUnderTest();
 
-/** Where the suite's toolchains and Zig caches live. */
-export const TOOLCHAIN_DIR = process.env[CACHE_ENV]
-  ? path.resolve(process.env[CACHE_ENV])
-  : CHECKOUT_TOOLCHAIN_DIR;
+/** Where the suite's toolchains and Zig caches live (the checkout's `.toolchain/` by default). */
+export const TOOLCHAIN_DIR = checkoutToolchainDir(process.env);
 
 /**
  * Returns the path of Zig `version`, installing it first if needed. A version that cannot be
@@ -42,7 +38,8 @@ export async function provisionZig(version: string): Promise<string> {
   try {
     return await ensureZig(version, {
       dir: TOOLCHAIN_DIR,
-      onInstall: (event) => process.stderr.write(`[e2e] installing zig ${version} into ${event.path}\n`),
+      onInstall: (event) =>
+        process.stderr.write(`[e2e] installing zig ${version} into ${event.path}\n`),
     });
   } catch (error) {
     const why =
