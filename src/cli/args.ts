@@ -217,12 +217,6 @@ function completionScript(): string {
   return parseWithYargs(y, ["completion"]).output;
 }
 
-/** Whether the command line asks for JSON output: known even when it does not parse. */
-export function wantsJson(rawArgs: readonly string[]): boolean {
-  const end = rawArgs.indexOf("--");
-  return (end === -1 ? rawArgs : rawArgs.slice(0, end)).includes("--json");
-}
-
 /**
  * What yargs cannot say: a missing spec (checked here, after yargs' strict mode, so that an
  * unknown option is reported before it), a repeated value, and --zig without a Zig step.

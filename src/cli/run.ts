@@ -3,11 +3,12 @@
  * injected so tests drive it without touching `process`. Only `main.ts` exits the process.
  *
  * Each command's modules are imported when that command runs: `--dry-run` never loads the
- * toolchain, `init` never loads the renderer (see `npm run bench:cli`).
+ * toolchain, `init` never loads the renderer, and a plain generate command line never loads
+ * yargs (plain-args.ts); see `npm run bench:cli`.
  */
 import { asExitError, EXIT, type ExitError, InternalError } from "../errors.js";
 import { GENERATOR_VERSION } from "../package.js";
-import { parseArgs, wantsJson } from "./args.js";
+import { parsePlainGenerate } from "./plain-args.js";
 import { errorJson, errorLines, printJson } from "./report.js";
 
 /** Everything the CLI touches outside its arguments, injected so tests need no `process`. */
@@ -35,7 +36,9 @@ export async function runCli(rawArgs: readonly string[], ctx: CliContext): Promi
   const json = wantsJson(rawArgs);
   let name: string | undefined;
   try {
-    const command = await parseArgs(rawArgs, GENERATOR_VERSION);
+    const command =
+      parsePlainGenerate(rawArgs) ??
+      (await (await import("./args.js")).parseArgs(rawArgs, GENERATOR_VERSION));
     switch (command.kind) {
       case "output":
         ctx.stdout.write(command.text.endsWith("\n") ? command.text : `${command.text}\n`);
@@ -61,6 +64,12 @@ export async function runCli(rawArgs: readonly string[], ctx: CliContext): Promi
   } catch (error) {
     return reportError(asExitError(error), ctx, json, name);
   }
+}
+
+/** Whether the command line asks for JSON output: known even when it does not parse. */
+export function wantsJson(rawArgs: readonly string[]): boolean {
+  const end = rawArgs.indexOf("--");
+  return (end === -1 ? rawArgs : rawArgs.slice(0, end)).includes("--json");
 }
 
 function reportError(
