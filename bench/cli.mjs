@@ -38,9 +38,8 @@ try {
   const fmt = (ms) => `${(ms / 1000).toFixed(3)} s`;
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   console.log(`command: node ${cli} ${args.join(" ")}`);
-  console.log(
-    `machine: ${cpu}, ${os.cpus().length} cores, ${os.type()} ${os.release()}, node ${process.version}`,
-  );
+  const cores = os.cpus().length;
+  console.log(`machine: ${cpu}, ${cores} cores, ${os.type()} ${os.release()}, node ${process.version}`);
   console.log(
     `${runs} cold runs: min ${fmt(times[0])}, median ${fmt(at(0.5))}, ` +
       `mean ${fmt(mean)}, max ${fmt(times.at(-1))}`,

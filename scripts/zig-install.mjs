@@ -11,7 +11,12 @@ const { CACHE_ENV, checkoutToolchainDir } = await import(path.join(root, "dist/i
 const versions = process.argv.slice(2);
 const result = spawnSync(
   process.execPath,
-  [path.join(root, "bin/gen-reuseport.js"), "zig", "install", ...(versions.length > 0 ? versions : ["--all"])],
+  [
+    path.join(root, "bin/gen-reuseport.js"),
+    "zig",
+    "install",
+    ...(versions.length > 0 ? versions : ["--all"]),
+  ],
   {
     stdio: "inherit",
     env: { ...process.env, [CACHE_ENV]: checkoutToolchainDir(process.env) },

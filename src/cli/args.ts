@@ -186,14 +186,16 @@ function parseWithYargs(y: Argv, rawArgs: readonly string[]): Parsed {
   let last: Parsed | undefined;
   let failure: Error | undefined;
   y.fail((message, error) => {
-    failure ??= new UsageError(usageText(message ?? error?.message ?? "invalid arguments", rawArgs));
+    const text = message ?? error?.message ?? "invalid arguments";
+    failure ??= new UsageError(usageText(text, rawArgs));
   });
   void y.parse([...rawArgs], {}, (error, argv, output) => {
     if (error !== null && error !== undefined) failure ??= error;
     last = { argv: argv as Record<string, unknown>, output };
   });
   if (failure !== undefined) {
-    throw failure instanceof UsageError ? failure : new UsageError(usageText(failure.message, rawArgs));
+    if (failure instanceof UsageError) throw failure;
+    throw new UsageError(usageText(failure.message, rawArgs));
   }
   if (last === undefined) throw new UsageError("invalid arguments");
   return last;

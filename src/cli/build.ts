@@ -30,7 +30,8 @@ export async function requireZig(
   const parsedMinimum = parseZigVersion(minimum);
   if (found !== undefined && parsedMinimum !== undefined) {
     if (compareZigVersions(found, parsedMinimum) < 0) {
-      throw new ToolchainError({ kind: "zig-too-old", path: zig.path, version: zig.version, minimum });
+      const { path, version } = zig;
+      throw new ToolchainError({ kind: "zig-too-old", path, version, minimum });
     }
   }
   return zig;
@@ -76,7 +77,7 @@ export async function runBuild(
     },
   });
   const failed = result.steps.find((s) => !s.ok && !s.skipped);
-  if (failed !== undefined) throw stepFailure(failed, prepared.displayDir);
+  if (failed !== undefined) throw stepFailure(failed, dir);
   return result.steps.map((s) => ({ command: s.command, ok: s.ok, ms: s.ms }));
 }
 

@@ -59,7 +59,8 @@ async function createFile(target: string, shown: string, text: string): Promise<
         `${shown} already exists; init never overwrites a file`,
       );
     }
-    throw new ExitError("output", EXIT.output, `cannot write ${shown}: ${(error as Error).message}`);
+    const why = (error as Error).message;
+    throw new ExitError("output", EXIT.output, `cannot write ${shown}: ${why}`);
   }
 }
 

@@ -36,10 +36,14 @@ export function toolchainText(problem: ToolchainProblem, invocation: string): st
       return (
         `installing zig ${problem.version} with pip failed (${problem.reason})` +
         (problem.output === "" ? "" : `: ${problem.output}`) +
-        "; gen-reuseport installs Zig with python3 -m pip: check that pip works and PyPI is reachable"
+        "; gen-reuseport installs Zig with python3 -m pip: check that pip works and PyPI is " +
+        "reachable"
       );
     case "install-locked":
-      return `timed out waiting for another install of zig ${problem.version} (lock ${problem.lock})`;
+      return (
+        `timed out waiting for another install of zig ${problem.version} ` +
+        `(lock ${problem.lock})`
+      );
     case "install-mismatch":
       return `installed zig reports version ${problem.installed}, expected ${problem.version}`;
     case "step-failed": {

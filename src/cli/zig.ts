@@ -36,7 +36,8 @@ export async function runZigInstall(
     });
     installed.push({ version, path: zig, action });
     if (!command.json) {
-      ctx.stdout.write(`zig ${version}: ${action === "installed" ? "installed" : "already installed"} at ${zig}\n`);
+      const what = action === "installed" ? "installed" : "already installed";
+      ctx.stdout.write(`zig ${version}: ${what} at ${zig}\n`);
     }
   }
   if (command.json) {
@@ -68,7 +69,9 @@ export async function runZigList(
     });
     return EXIT.ok;
   }
-  ctx.stdout.write(`Zig releases gen-reuseport supports ("zig install" puts them in ${dirs[0]}):\n`);
+  ctx.stdout.write(
+    `Zig releases gen-reuseport supports ("zig install" puts them in ${dirs[0]}):\n`,
+  );
   for (const r of releases) {
     ctx.stdout.write(`  ${r.version.padEnd(7)} ${"path" in r ? r.path : "not installed"}\n`);
   }

@@ -43,7 +43,7 @@ describe("progress of --build", () => {
     expect(run.stderr).toBe("building with zig 0.16.0 in out/ …\ncompiling step 1\ndone\n");
   });
 
-  it("prints no ANSI escape when stderr is not a terminal, even with a colour-forcing env", async () => {
+  it("prints no ANSI escape off a terminal, even with a colour-forcing env", async () => {
     const zig = fakeZig('echo "NO_COLOR=$NO_COLOR"');
     const run = await cliWith(
       { env: { CLICOLOR_FORCE: "1", FORCE_COLOR: "1" } },

@@ -410,7 +410,10 @@ describe("--build and --test", () => {
     const run = await cli("http.json", "--out", "out", "--test", "--zig", fakeZig("0.17.1", 1));
     expect(run.code).toBe(3);
     expect(run.stderr).toMatch(
-      /^testing with zig 0\.17\.1 in out\/ …\nzig build test\nzig build test failed in out after \d+\.\d s \(exit code 1\)\n$/,
+      new RegExp(
+        "^testing with zig 0\\.17\\.1 in out/ …\nzig build test\n" +
+          "zig build test failed in out/ after \\d+\\.\\d s \\(exit code 1\\)\n$",
+      ),
     );
   });
 });
