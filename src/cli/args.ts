@@ -40,7 +40,7 @@ export const DEFAULT_INIT_FILE = "gen-reuseport.json";
 const EPILOGUE = `The output directory defaults to ./<name> (the spec's "name").
 Zig is looked up in this order: --zig, $ZIG, the newest Zig installed by
 "gen-reuseport zig install" (in $GEN_REUSEPORT_CACHE, else $XDG_CACHE_HOME/gen-reuseport,
-else ~/.cache/gen-reuseport), then zig on PATH.
+else ~/.cache/gen-reuseport; then a checkout's .toolchain/), then zig on PATH.
 Shell completion: gen-reuseport completion >> ~/.bashrc (or ~/.zshrc).
 
 Exit codes:
@@ -74,7 +74,10 @@ const MESSAGES = {
   "Show version number": "show the version",
 } as const;
 
-/** yargs names unknown arguments without dashes; the runner adds them (see `unknownText`). */
+/**
+ * yargs names unknown arguments bare (`frob`, `extra.json`); `usageText` finds this mark and shows
+ * them as typed. The mark is ours, not yargs' wording, so it holds in every locale.
+ */
 function unknownMark(names: string): string {
   return `\u0000unknown\u0000${names}`;
 }
