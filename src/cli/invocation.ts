@@ -16,6 +16,10 @@ export function invocationOf({ script, env, cwd }: InvocationFacts): string {
   if (env.npm_command === "exec") return "npx gen-reuseport";
   if (script === undefined || script === "") return "gen-reuseport";
   if (path.basename(script) === "gen-reuseport") {
+    // A project's own install: on PATH only inside npm scripts, npx finds it from the shell.
+    if (script.split(path.sep).slice(-3, -1).join("/") === "node_modules/.bin") {
+      return "npx gen-reuseport";
+    }
     const dirs = (env.PATH ?? "").split(path.delimiter).filter((d) => d !== "");
     return dirs.some((d) => path.resolve(d) === path.dirname(script))
       ? "gen-reuseport"

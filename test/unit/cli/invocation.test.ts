@@ -23,6 +23,12 @@ describe("invocationOf: how hints name gen-reuseport", () => {
     );
   });
 
+  it("says npx gen-reuseport inside an npm script, where node_modules/.bin is on PATH", () => {
+    const script = "/w/node_modules/.bin/gen-reuseport";
+    const env = { PATH: "/w/node_modules/.bin:/usr/bin", npm_lifecycle_event: "gen" };
+    expect(invocationOf({ script, env, cwd: "/w" })).toBe("npx gen-reuseport");
+  });
+
   it("says node and the script's path when run as node bin/gen-reuseport.js", () => {
     const script = "/src/gen-reuseport/bin/gen-reuseport.js";
     expect(invocationOf({ script, env: {}, cwd: "/src/gen-reuseport" })).toBe(
