@@ -147,7 +147,7 @@ function parser(version: string) {
     )
     .command("schema", "print the JSON Schema of the spec")
     .command("zig", "install and list Zig toolchains", zigCommand)
-    .command("completion", "print a bash/zsh completion script (yargs')")
+    .completion("completion", "print a bash/zsh completion script", completeWords)
     .epilogue(EPILOGUE)
     .strict()
     .exitProcess(false)
@@ -158,13 +158,17 @@ function parser(version: string) {
 }
 
 export async function parseArgs(rawArgs: readonly string[], version: string): Promise<Command> {
+  // yargs would hand the word to the default command as its spec (its completion command and a
+  // default command with a positional do not mix), so the script is asked for here.
+  if (rawArgs.length === 1 && rawArgs[0] === "completion") {
+    return { kind: "output", text: completionScript() };
+  }
   const { argv, output } = parseWithYargs(parser(version), rawArgs);
-  if (output !== "") return { kind: "output", text: completionText(output, rawArgs) };
+  if (output !== "") return { kind: "output", text: output };
   const json = argv.json === true;
   const [sub, zigSub] = argv._ as unknown[];
   if (sub === "init") return { kind: "init", file: String(argv.file), json };
   if (sub === "schema") return { kind: "schema" };
-  if (sub === "completion") return { kind: "output", text: completionScript() };
   if (sub === "zig" && zigSub === "install") {
     const versions = ((argv.versions as unknown[] | undefined) ?? []).map(String);
     if (argv.all === true && versions.length > 0) {
@@ -204,13 +208,31 @@ function parseWithYargs(y: Argv, rawArgs: readonly string[]): Parsed {
   return last;
 }
 
-/** yargs lists the default command as `$0` among completions; it is not something to type. */
-function completionText(output: string, rawArgs: readonly string[]): string {
-  if (!rawArgs.includes("--get-yargs-completions")) return output;
-  return output
-    .split("\n")
-    .filter((line) => line !== "$0")
-    .join("\n");
+const COMMAND_NAMES = new Set(["init", "schema", "zig", "completion"]);
+
+/**
+ * Tab completion: yargs' own (commands, subcommands, their options), plus the options of the
+ * default command, which yargs does not offer; without the `$0` yargs lists for it.
+ */
+function completeWords(
+  current: string,
+  argv: { readonly _: readonly (string | number)[] },
+  defaultCompletion: (done: (error: unknown, completions: string[] | undefined) => void) => void,
+  done: (completions: string[]) => void,
+): void {
+  defaultCompletion((_error, completions) => {
+    const words = argv._.slice(1).map(String);
+    const command = words.find((w) => !w.startsWith("-"));
+    const inGenerate = command === undefined || !COMMAND_NAMES.has(command);
+    const flags =
+      inGenerate && current.startsWith("-")
+        ? Object.keys(GENERATE_OPTIONS)
+            .map((name) => `--${name}`)
+            .filter((flag) => flag.startsWith(current) && !words.includes(flag))
+        : [];
+    const own = (completions ?? []).filter((c) => c !== "$0" && !flags.includes(c));
+    done([...own, ...flags]);
+  });
 }
 
 /**

@@ -306,6 +306,16 @@ describe("completion", () => {
     const zig = await cli("--get-yargs-completions", "gen-reuseport", "zig", "");
     expect(zig.stdout.trim().split("\n")).toEqual(["install", "list"]);
   });
+
+  it("completes the generate options after a spec, and a subcommand's own options", async () => {
+    const generate = await cli("--get-yargs-completions", "gen-reuseport", "a.json", "--");
+    expect(generate.stdout.trim().split("\n")).toEqual(
+      expect.arrayContaining(["--out", "--dry-run", "--check", "--build", "--test", "--json"]),
+    );
+    const install = await cli("--get-yargs-completions", "gen-reuseport", "zig", "install", "--");
+    expect(install.stdout).toContain("--all\n");
+    expect(install.stdout).not.toContain("--dry-run");
+  });
 });
 
 describe("init and schema", () => {
