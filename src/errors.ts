@@ -89,10 +89,63 @@ export class SpecError extends ExitError {
   }
 }
 
-/** Zig is missing or unsupported, or `zig build` / `zig build test` / provisioning failed. */
+/**
+ * What went wrong with Zig, as data: the CLI words it (and names the install command that works
+ * where the user is); `--json` prints it as is.
+ */
+export type ToolchainProblem =
+  | { readonly kind: "zig-not-found"; readonly looked: readonly string[] }
+  | { readonly kind: "zig-unsupported"; readonly path: string; readonly version: string }
+  | { readonly kind: "zig-does-not-run"; readonly path: string; readonly reason: string }
+  | {
+      readonly kind: "zig-too-old";
+      readonly path: string;
+      readonly version: string;
+      readonly minimum: string;
+    }
+  | { readonly kind: "release-unsupported"; readonly version: string }
+  | {
+      readonly kind: "install-failed";
+      readonly version: string;
+      readonly reason: string;
+      readonly output: string;
+    }
+  | { readonly kind: "install-locked"; readonly version: string; readonly lock: string }
+  | { readonly kind: "install-mismatch"; readonly version: string; readonly installed: string }
+  | { readonly kind: "step-failed"; readonly step: ZigStepFailure };
+
+/** A `zig build` / `zig build test` that failed, with what Zig reported. */
+export interface ZigStepFailure {
+  /** As a user would type it: `zig build test`. */
+  readonly command: string;
+  readonly dir: string;
+  readonly exitCode?: number;
+  readonly signal?: string;
+  readonly timedOut: boolean;
+  readonly ms: number;
+  readonly diagnostics: readonly ZigDiagnostic[];
+}
+
+/** One `path:line:column: error: message` line of Zig's output (location when Zig gives one). */
+export interface ZigDiagnostic {
+  readonly kind: "error" | "warning" | "note";
+  readonly message: string;
+  readonly path?: string;
+  readonly line?: number;
+  readonly column?: number;
+}
+
+/**
+ * Zig is missing or unsupported, or installing it, `zig build` or `zig build test` failed. The
+ * message is the problem's kind and data; the CLI words it for people.
+ */
 export class ToolchainError extends ExitError {
-  constructor(message: string) {
-    super("toolchain", EXIT.toolchain, message);
+  readonly problem: ToolchainProblem;
+
+  constructor(problem: ToolchainProblem) {
+    const { kind, ...data } = problem;
+    super("toolchain", EXIT.toolchain, `${kind} ${JSON.stringify(data)}`);
+    this.problem = problem;
   }
 }
 

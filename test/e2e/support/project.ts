@@ -6,9 +6,15 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { inject } from "vitest";
-import { generate, PACKAGE_ROOT } from "../../../src/index.js";
+import {
+  buildProject,
+  generate,
+  PACKAGE_ROOT,
+  ZIG_STEPS,
+  type StepResult as ZigStepResult,
+} from "../../../src/index.js";
 import { oncePerRun } from "./once.js";
-import { provisionZig, runZigIn } from "./zig.js";
+import { provisionZig, zigEnv } from "./zig.js";
 
 /** The specs the suite builds: the examples, plus one of its own for TCP whoami. */
 export const SPECS = {
@@ -99,36 +105,45 @@ async function buildSpec(source: SpecSource, version: string, dir: string): Prom
     return { ok: true, output: `${prepared.counts.create} files written` };
   });
   const name = (source.raw as { name: string }).name;
-  const skipped = (command: string): StepResult => ({
+  const skipped = (args: readonly string[]): StepResult => ({
     ok: false,
-    command,
+    command: ["zig", ...args].join(" "),
     output: "not run: generation failed",
     ms: 0,
   });
-  const zigStep = (args: string[]) =>
-    generated.ok
-      ? runZigStep(zig, args, dir, version)
-      : Promise.resolve(skipped(`zig ${args.join(" ")}`));
-  const fmt = await zigStep(["fmt", "--check", "."]);
-  const build = await zigStep(["build"]);
-  const test = await zigStep(["build", "test"]);
+  const steps = [ZIG_STEPS.fmt, ZIG_STEPS.build, ZIG_STEPS.test];
+  const [fmt, build, test] = generated.ok
+    ? (
+        await buildProject({
+          zig,
+          dir,
+          steps,
+          env: zigEnv(version),
+          timeoutMs: ZIG_STEP_TIMEOUT_MS,
+          keepGoing: true,
+        })
+      ).steps.map(stepResult)
+    : steps.map(skipped);
   return {
     spec: source.key,
     version,
     dir,
     name,
     binary: path.join(dir, "zig-out", "bin", name),
-    steps: { generate: generated, fmt, build, test },
+    steps: { generate: generated, fmt: fmt!, build: build!, test: test! },
   };
 }
 
-async function runZigStep(
-  zig: string,
-  args: string[],
-  cwd: string,
-  version: string,
-): Promise<StepResult> {
-  return timed(`zig ${args.join(" ")}`, () => runZigIn(zig, args, cwd, version));
+const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
+
+function stepResult(step: ZigStepResult): StepResult {
+  const how = step.timedOut ? "timed out" : `exit code ${step.exitCode ?? step.signal}`;
+  return {
+    ok: step.ok,
+    command: step.command,
+    output: `${step.output}\n(${how})`.trim(),
+    ms: step.ms,
+  };
 }
 
 async function timed(
