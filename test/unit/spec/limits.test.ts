@@ -93,8 +93,10 @@ describe("the list of problems", () => {
   });
 });
 
-describe("time", () => {
-  it("answers a 1 MB spec of colliding listeners in under a second", () => {
+// How fast these answer is a figure of `npm run bench:spec`, not an assertion here; the quadratic
+// validation these replaced took about a minute, far past the test timeout.
+describe("large inputs", () => {
+  it("answers a 1 MB spec of colliding listeners with a capped list of problems", () => {
     const listeners = [];
     for (let i = 0; i < 12_000; i += 1) {
       const address = i % 2 === 0 ? "0.0.0.0" : "::";
@@ -102,23 +104,20 @@ describe("time", () => {
     }
     const text = JSON.stringify({ name: "a", listeners });
     expect(text.length).toBeGreaterThan(1_000_000);
-    const start = performance.now();
     const result = validateSpec(parseSpecText("s.json", text));
     const lines = result.ok ? [] : new SpecError("s.json", result.diagnostics).lines();
-    const ms = performance.now() - start;
+    expect(lines).toHaveLength(MAX_LISTED_PROBLEMS + 1);
     expect(lines.at(-1)).toMatch(/^s\.json: … and \d+ more problems$/);
-    expect(ms).toBeLessThan(1000);
   });
 
-  it("answers a spec with 60,000 unknown keys, or one key of a megabyte, in under a second", () => {
+  it("answers a spec with 60,000 unknown keys, or one key of a megabyte, in short lines", () => {
     const keys = Object.fromEntries(Array.from({ length: 60_000 }, (_, i) => [`k${i}`, i]));
     const many = JSON.stringify({ name: "a", ...keys, listeners: [listener] });
     const huge = `{"name": "a", "${"x".repeat(1_000_000)}": 1, "listeners": []}`;
     for (const text of [many, huge]) {
-      const start = performance.now();
       const result = validateSpec(parseSpecText("s.json", text));
       const lines = result.ok ? [] : new SpecError("s.json", result.diagnostics).lines();
-      expect(performance.now() - start).toBeLessThan(1000);
+      expect(lines.length).toBeGreaterThan(0);
       expect(lines.every((line) => line.length < 400)).toBe(true);
     }
   });
