@@ -167,7 +167,9 @@ pub fn onData(
         const step = state.parser.next(input[progress.consumed..]);
         progress.consumed += step.consumed;
         switch (step.event) {
-            .need_more => break,
+            // Bytes the parser used up without an event (chunk framing, skipped empty lines):
+            // what follows them may complete one.
+            .need_more => if (step.consumed == 0) break,
             .head => |head| {
                 const connect = std.mem.eql(u8, head.method, "CONNECT");
                 state.pending = .{

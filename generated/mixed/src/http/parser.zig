@@ -14,7 +14,8 @@
 //!   time): a NUL, a bare CR or any other control byte but HTAB is a 400 as soon as it
 //!   arrives, before its line is complete (after the limits, checked on the bytes before it).
 //! - Empty lines before the request line are skipped while they fit in `request_line_bytes`;
-//!   more of them is a 400. They are consumed with the head that follows them.
+//!   more of them is a 400. Each is consumed at once (a step of its own), so that none of them
+//!   holds room the head needs in the caller's buffer.
 //! - `request_line_bytes` counts the request line without its line ending; `head_bytes` counts
 //!   the request line through the empty line that ends the head, line endings included (the
 //!   trailer section of a chunked body has a budget of the same size of its own).
@@ -201,6 +202,9 @@ pub const Parser = struct {
     line_start: usize,
     /// Offset of the request line (after skipped empty lines).
     head_start: u32,
+    /// Bytes of empty lines before this message's request line that were already consumed
+    /// (they count against `request_line_bytes`).
+    skipped: u32,
     method: Span,
     target: Span,
     version: Version,
@@ -223,6 +227,7 @@ pub const Parser = struct {
             .scan = 0,
             .line_start = 0,
             .head_start = 0,
+            .skipped = 0,
             .method = .{ .start = 0, .len = 0 },
             .target = .{ .start = 0, .len = 0 },
             .version = .http_1_1,
@@ -270,6 +275,7 @@ pub const Parser = struct {
         self.scan = 0;
         self.line_start = 0;
         self.head_start = 0;
+        self.skipped = 0;
         self.field_count = 0;
         self.framing = .{};
         self.remaining = 0;
@@ -340,10 +346,16 @@ pub const Parser = struct {
                 if (line.end == line.start) {
                     // RFC 9112 §2.2: empty lines before the request line are ignored, within
                     // the budget of a request line so that a stream of them ends.
-                    if (line.next > self.limits.request_line_bytes) {
+                    if (self.skipped + line.next > self.limits.request_line_bytes) {
                         return self.fail(.bad_request);
                     }
-                    continue;
+                    // Consumed at once, so that they never hold room that the head needs in
+                    // the caller's buffer (and the outcome does not depend on the reads).
+                    assert(line.start == 0);
+                    self.skipped += @intCast(line.next);
+                    self.scan = 0;
+                    self.line_start = 0;
+                    return needMore(line.next);
                 }
                 if (line.end - line.start > self.limits.request_line_bytes) {
                     return self.fail(.uri_too_long);
@@ -1181,8 +1193,16 @@ test "an incomplete head is searched once: each call scans only the new bytes" {
 test "leading empty lines before the request line are ignored, within the request-line limit" {
     var parser = Parser.init(test_limits);
     const input = "\r\n\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
-    const step = parser.next(input);
-    try testing.expectEqual(input.len, step.consumed);
+    // Each empty line is consumed by a step of its own, then the head comes.
+    var rest: []const u8 = input;
+    for ([_]usize{ 2, 1, 2 }) |len| {
+        const skip = parser.next(rest);
+        try testing.expect(skip.event == .need_more);
+        try testing.expectEqual(len, skip.consumed);
+        rest = rest[skip.consumed..];
+    }
+    const step = parser.next(rest);
+    try testing.expectEqual(rest.len, step.consumed);
     try testing.expectEqualStrings("GET", step.event.head.method);
     // Empty lines beyond the request-line budget: a 400, not an endless skip.
     const limits: Limits = .{ .request_line_bytes = 16, .head_bytes = 100, .body_bytes = 0 };
