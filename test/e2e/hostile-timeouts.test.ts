@@ -55,6 +55,34 @@ function expect408(client: RawClient) {
   expect(rest.length).toBe(0);
 }
 
+/**
+ * Stops reading and writes 1 MiB at a time while the bytes keep going out; returns once
+ * nothing drained for 300 ms (an echo server then stopped reading, its own writes to us
+ * blocked), or the socket failed; at most 512 MiB.
+ */
+async function writeUntilStalled(
+  client: RawClient,
+): Promise<{ written: number; lastProgressAt: number }> {
+  client.socket.pause();
+  const chunk = Buffer.alloc(1 << 20, "x");
+  let written = 0;
+  let lastProgressAt = Date.now();
+  for (let i = 0; i < 512 && !client.serverClosed; i++) {
+    written += chunk.length;
+    if (client.socket.write(chunk)) {
+      lastProgressAt = Date.now();
+      continue;
+    }
+    const drained = await Promise.race([
+      once(client.socket, "drain").then(() => true),
+      sleep(300).then(() => false),
+    ]).catch(() => false);
+    if (!drained) break;
+    lastProgressAt = Date.now();
+  }
+  return { written, lastProgressAt };
+}
+
 describe.each(ZIG_VERSIONS)("zig %s: hostile clients, deadlines", (version) => {
   let binary: string;
 
@@ -227,25 +255,7 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile clients, deadlines", (version) => {
       const client = await RawClient.connect(HOST, echoPort, IO_TIMEOUT_MS);
       const served: number[] = [];
       try {
-        client.socket.pause();
-        // Write 1 MiB at a time while the bytes keep going out; stop once nothing drained for
-        // 300 ms (the server stopped reading because its writes to us block), at most 512 MiB.
-        const chunk = Buffer.alloc(1 << 20, "x");
-        let written = 0;
-        let lastProgressAt = Date.now();
-        for (let i = 0; i < 512 && !client.serverClosed; i++) {
-          written += chunk.length;
-          if (client.socket.write(chunk)) {
-            lastProgressAt = Date.now();
-            continue;
-          }
-          const drained = await Promise.race([
-            once(client.socket, "drain").then(() => true),
-            sleep(300).then(() => false),
-          ]).catch(() => false);
-          if (!drained) break;
-          lastProgressAt = Date.now();
-        }
+        const { written, lastProgressAt } = await writeUntilStalled(client);
         const stalledAt = Date.now();
 
         // Meanwhile, everyone else is served: whoami, HTTP, TCP echo, UDP echo, each in 1 s.
@@ -292,6 +302,55 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile clients, deadlines", (version) => {
       const { total } = await stopAndCheck(program, ready);
       console.log(`zig ${version}: write-timeout counters: ${describeCounters(total)}`);
       expect(total.timeouts.write).toBeGreaterThanOrEqual(1);
+    },
+  );
+
+  it(
+    "a graceful stop with hostile clients in flight (never-reading, slowloris, silent) exits 0 at the drain timeout",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const drainMs = 1_500;
+      const { program, ready } = await start("--drain-timeout", String(drainMs));
+      const reader = await RawClient.connect(HOST, portOf(ready, "echo"), IO_TIMEOUT_MS);
+      const slow = await RawClient.connect(HOST, portOf(ready, "web"), IO_TIMEOUT_MS);
+      const silent = await RawClient.connect(HOST, portOf(ready, "web"), IO_TIMEOUT_MS);
+      const clients = { reader, slow, silent };
+      let trickle: Promise<void> | undefined;
+      try {
+        await writeUntilStalled(reader);
+        await slow.write(`GET /slow HTTP/1.1${CRLF}Host: h${CRLF}X-Slow: `);
+        let trickling = true;
+        trickle = (async () => {
+          for (let i = 0; i < 40 && trickling && !slow.serverClosed; i++) {
+            await sleep(200);
+            if (!slow.serverClosed) await slow.write("a");
+          }
+        })();
+        const stopAt = Date.now();
+        const { total } = await stopAndCheck(program, ready);
+        const stopMs = Date.now() - stopAt;
+        trickling = false;
+        await trickle;
+        for (const [name, client] of Object.entries(clients)) {
+          await client.waitForServerClose(IO_TIMEOUT_MS).catch((e: unknown) => {
+            throw new Error(`${name}: ${String(e)}`);
+          });
+        }
+        const closedMs = Object.entries(clients)
+          .map(([name, c]) => `${name} ${(c.endAt ?? c.closedAt ?? Number.NaN) - stopAt} ms (${c.error?.code ?? "FIN"})`)
+          .join(", ");
+        console.log(
+          `zig ${version}: stop with hostile clients: exit 0 after ${stopMs} ms; closed: ${closedMs}; ` +
+            `${describeCounters(total)}`,
+        );
+        expect(stopMs).toBeGreaterThanOrEqual(drainMs - 200);
+        expect(stopMs).toBeLessThanOrEqual(drainMs + 2_500);
+        // The silent keep-alive-less HTTP connection goes at the drain's idle sweep (1 s).
+        expect(silent.data.length).toBe(0);
+        expect(silent.error).toBeUndefined();
+      } finally {
+        for (const c of Object.values(clients)) c.destroy();
+      }
     },
   );
 });
