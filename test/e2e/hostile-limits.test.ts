@@ -166,6 +166,102 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile clients, limits", (version) => {
     );
   });
 
+  describe("eviction, exactly", () => {
+    let binary: string;
+    beforeAll(async () => {
+      binary = await binaryOf("hostile", version);
+    }, SETUP_TIMEOUT_MS);
+
+    it(
+      `evicts only to admit a newcomer: after ${FLOOD} idle connections exactly ${CAPACITY} stay open, and 20 more displace exactly 20`,
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { program, ready } = await startService(binary, HOSTILE_ANY_LOOPBACK_PORT);
+        const conns: RawClient[] = [];
+        const open = () => conns.filter((c) => !c.serverClosed).length;
+        try {
+          // One at a time, so that each worker sees its share in order.
+          for (let i = 0; i < FLOOD; i++) {
+            conns.push(await RawClient.connect(HOST, portOf(ready, "echo"), IO_TIMEOUT_MS));
+          }
+          await sleep(500);
+          const afterFlood = open();
+          for (let i = 0; i < 20; i++) {
+            conns.push(await RawClient.connect(HOST, portOf(ready, "echo"), IO_TIMEOUT_MS));
+            await sleep(25);
+          }
+          await sleep(500);
+          const afterMore = open();
+          console.log(
+            `zig ${version}: open after ${FLOOD} idle connections: ${afterFlood}; after 20 more: ${afterMore} ` +
+              `(capacity ${CAPACITY})`,
+          );
+          expect(conns.filter((c) => c.error !== undefined).map((c) => c.error?.code)).toEqual([]);
+          expect(afterFlood, "open after the flood").toBe(CAPACITY);
+          expect(afterMore, "open after 20 more").toBe(CAPACITY);
+          expectNoCrash(program, ready);
+        } finally {
+          for (const c of conns) c.destroy();
+        }
+        const { total } = await stopAndCheck(program, ready);
+        console.log(`zig ${version}: exact-eviction counters: ${describeCounters(total)}`);
+        expect(total.evicted).toBe(FLOOD + 20 - CAPACITY);
+      },
+    );
+
+    it(
+      "a table full of slow request heads: a fresh HTTP client waits for a slot (--header-timeout 2000) and gets its 200, it is never closed unanswered",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const headerTimeoutMs = 2_000;
+        const { program, ready } = await startService(binary, [
+          ...HOSTILE_ANY_LOOPBACK_PORT,
+          "--header-timeout",
+          String(headerTimeoutMs),
+        ]);
+        const web = portOf(ready, "web");
+        const slow: RawClient[] = [];
+        const fresh: RawClient[] = [];
+        try {
+          // 200 clients that each begin a request head and stop: more than both tables hold,
+          // every connection with a request in flight (nothing idle to evict).
+          for (let i = 0; i < 200; i++) {
+            const client = await RawClient.connect(HOST, web, IO_TIMEOUT_MS);
+            slow.push(client);
+            await client.write(`GET /slow/${i} HTTP/1.1${CRLF}Host: h${CRLF}`);
+          }
+          await sleep(300);
+          const startedAt = Date.now();
+          for (let i = 0; i < 4; i++) {
+            const client = await RawClient.connect(HOST, web, IO_TIMEOUT_MS);
+            fresh.push(client);
+            await client.write(`GET /fresh/${i} HTTP/1.1${CRLF}Host: h${CRLF}Connection: close${CRLF}${CRLF}`);
+          }
+          const outcomes = await Promise.all(
+            fresh.map(async (client) => {
+              await client.waitForServerClose(headerTimeoutMs + 5_000).catch(() => undefined);
+              const statuses = parseResponses(client.data).responses.map((r) => r.status);
+              const at = (client.firstDataAt ?? client.endAt ?? Number.NaN) - startedAt;
+              return `${JSON.stringify(statuses)} after ${at} ms (${client.error?.code ?? (client.endAt === undefined ? "open" : "FIN")})`;
+            }),
+          );
+          console.log(`zig ${version}: fresh clients behind 200 slow heads: ${outcomes.join("; ")}`);
+          for (const [i, client] of fresh.entries()) {
+            expect(client.error, `fresh client ${i}: ${client.describe()}`).toBeUndefined();
+            const statuses = parseResponses(client.data).responses.map((r) => r.status);
+            expect(statuses, `fresh client ${i}: ${client.describe()}`).toEqual([200]);
+            expect(client.firstDataAt! - startedAt).toBeLessThanOrEqual(headerTimeoutMs + 3_000);
+          }
+          expectNoCrash(program, ready);
+        } finally {
+          for (const c of [...slow, ...fresh]) c.destroy();
+        }
+        const { total } = await stopAndCheck(program, ready);
+        console.log(`zig ${version}: slow-heads counters: ${describeCounters(total)}`);
+      },
+    );
+  });
+
   describe("out of file descriptors", () => {
     let binary: string;
     beforeAll(async () => {
