@@ -1,14 +1,19 @@
 #!/usr/bin/env node
 // bench:http: the generated `http` handler against nginx with `reuseport`, same number of
 // worker processes, same response body, side by side with wrk on loopback. Rounds alternate
-// between the two servers so that a noisy machine affects both alike.
+// between the two servers so that a noisy machine affects both alike. Besides req/s and
+// latency it reports each server's CPU time per request (user and system, summed over all of
+// its processes, read from /proc before and after each round), for keep-alive clients and for
+// a new connection per request (`wrk -H 'Connection: close'`).
 //
 //   npm run bench:http -- [--workers N] [--connections N] [--threads N] [--seconds S]
-//                         [--rounds N] [--binary PATH]
+//                         [--rounds N] [--mode keepalive|close|both] [--optimize MODE]
+//                         [--binary PATH]
 //
-// Needs wrk and nginx on PATH (Debian: apt-get install wrk nginx-light).
+// Needs wrk and nginx; when they are missing and we are root, installs them with apt-get
+// (Debian's wrk and nginx-light), as CI would.
 import { spawn, execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
@@ -22,9 +27,15 @@ const { values: args } = parseArgs({
     threads: { type: "string", default: "2" },
     seconds: { type: "string", default: "5" },
     rounds: { type: "string", default: "3" },
+    mode: { type: "string", default: "both" },
+    optimize: { type: "string", default: "ReleaseSafe" },
     binary: { type: "string" },
   },
 });
+const TICKS_PER_SECOND = Number(
+  spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim() || 100,
+);
+
 const OURS_PORT = 18090;
 const NGINX_PORT = 18091;
 const BODY = "OK\n";
@@ -43,35 +54,91 @@ process.on("exit", () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-for (const tool of ["wrk", "nginx"]) {
-  if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) {
-    process.stderr.write(
-      `bench:http: ${tool} is not on PATH (Debian: apt-get install wrk nginx-light)\n`,
-    );
-    process.exit(1);
+ensureTools();
+const modes = args.mode === "both" ? ["keepalive", "close"] : [args.mode];
+for (const mode of modes) {
+  if (mode !== "keepalive" && mode !== "close") {
+    process.stderr.write(`bench:http: --mode must be keepalive, close or both (got ${mode})\n`);
+    process.exit(2);
   }
 }
 
-const binary = args.binary ?? (await buildBenchService("http", path.join(tmp, "service")));
-await startOurs();
-await startNginx();
+const binary =
+  args.binary ??
+  (await buildBenchService("http", path.join(tmp, "service"), { optimize: args.optimize }));
+const ours = await startOurs();
+const nginx = await startNginx();
+const servers = { ours: { port: OURS_PORT, pgid: ours }, nginx: { port: NGINX_PORT, pgid: nginx } };
 
-const results = { ours: [], nginx: [] };
-for (let round = 1; round <= Number(args.rounds); round += 1) {
-  for (const [name, port] of round % 2
-    ? [
-        ["ours", OURS_PORT],
-        ["nginx", NGINX_PORT],
-      ]
-    : [
-        ["nginx", NGINX_PORT],
-        ["ours", OURS_PORT],
-      ]) {
-    results[name].push(wrk(port));
+const results = {};
+for (const mode of modes) {
+  results[mode] = { ours: [], nginx: [] };
+  for (let round = 1; round <= Number(args.rounds); round += 1) {
+    const order = round % 2 ? ["ours", "nginx"] : ["nginx", "ours"];
+    for (const name of order) results[mode][name].push(measure(servers[name], mode));
   }
 }
 report();
 process.exit(0);
+
+function ensureTools() {
+  const missing = ["wrk", "nginx"].filter(
+    (tool) => spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0,
+  );
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) {
+    process.stderr.write(
+      `bench:http: ${missing.join(" and ")} not on PATH; install them (Debian: apt-get install wrk nginx-light)\n`,
+    );
+    process.exit(1);
+  }
+  const packages = missing.map((tool) => (tool === "nginx" ? "nginx-light" : tool));
+  process.stderr.write(`$ apt-get install -y ${packages.join(" ")}\n`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
+  const installed = spawnSync("apt-get", ["install", "-y", "-q", ...packages], {
+    stdio: "inherit",
+    env,
+  });
+  if (installed.status !== 0) {
+    process.stderr.write(`bench:http: apt-get install ${packages.join(" ")} failed\n`);
+    process.exit(1);
+  }
+}
+
+/** CPU time (user, system) in clock ticks, summed over the processes of group `pgid`. */
+function groupCpuTicks(pgid) {
+  let user = 0;
+  let system = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    // After the command name (in parentheses): state ppid pgrp ... utime(14) stime(15).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) !== pgid) continue;
+    user += Number(fields[11]);
+    system += Number(fields[12]);
+  }
+  return { user, system };
+}
+
+function measure(server, mode) {
+  const before = groupCpuTicks(server.pgid);
+  const result = wrk(server.port, mode);
+  const after = groupCpuTicks(server.pgid);
+  const usPerTick = 1e6 / TICKS_PER_SECOND;
+  const requests = Math.max(result.requests, 1);
+  return {
+    ...result,
+    userUs: ((after.user - before.user) * usPerTick) / requests,
+    systemUs: ((after.system - before.system) * usPerTick) / requests,
+  };
+}
 
 function startOurs() {
   const child = spawn(
@@ -91,7 +158,7 @@ function startOurs() {
     readline.createInterface({ input: child.stdout }).on("line", (line) => {
       if (line.includes('"event":"ready"')) {
         clearTimeout(timer);
-        resolve();
+        resolve(child.pid);
       }
     });
   });
@@ -126,12 +193,15 @@ http {
   children.push(child);
   for (let i = 0; i < 50; i += 1) {
     await new Promise((r) => setTimeout(r, 100));
-    if (spawnSync("bash", ["-c", `exec 3<>/dev/tcp/127.0.0.1/${NGINX_PORT}`]).status === 0) return;
+    if (spawnSync("bash", ["-c", `exec 3<>/dev/tcp/127.0.0.1/${NGINX_PORT}`]).status === 0) {
+      return child.pid;
+    }
   }
   throw new Error("nginx did not start");
 }
 
-function wrk(port) {
+function wrk(port, mode) {
+  const close = mode === "close" ? ["-H", "Connection: close"] : [];
   const out = execFileSync(
     "wrk",
     [
@@ -139,21 +209,29 @@ function wrk(port) {
       `-t${args.threads}`,
       `-c${args.connections}`,
       `-d${args.seconds}s`,
+      ...close,
       `http://127.0.0.1:${port}/`,
     ],
     { encoding: "utf8", timeout: 120000 },
   );
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
   const p50 = /50%\s+([\d.]+\w+)/.exec(out)?.[1] ?? "?";
   const p99 = /99%\s+([\d.]+\w+)/.exec(out)?.[1] ?? "?";
   const errors = /Socket errors: (.*)/.exec(out)?.[1] ?? "none";
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-  return { rps, p50, p99, errors, non2xx };
+  return { rps, p50, p99, errors, non2xx, requests };
 }
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
+}
+
+function toMs(text) {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(text);
+  if (m === null) return Number.NaN;
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]];
 }
 
 function report() {
@@ -164,20 +242,32 @@ function report() {
   console.log(`command: npm run bench:http -- ${process.argv.slice(2).join(" ")}`);
   console.log(
     `wrk -t${args.threads} -c${args.connections} -d${args.seconds}s, ${args.rounds} alternating rounds, ` +
-      `${args.workers} worker processes each, body ${JSON.stringify(BODY)}`,
+      `${args.workers} worker processes each, body ${JSON.stringify(BODY)}, ours built ${args.binary ? "as given" : args.optimize}`,
   );
-  for (const name of ["ours", "nginx"]) {
-    const rs = results[name];
+  for (const mode of modes) {
+    console.log(mode === "close" ? "new connection per request (Connection: close):" : "keep-alive:");
+    const summary = {};
+    for (const name of ["ours", "nginx"]) {
+      const rs = results[mode][name];
+      const cpuUs = rs.map((r) => r.userUs + r.systemUs);
+      summary[name] = {
+        rps: median(rs.map((r) => r.rps)),
+        cpu: median(cpuUs),
+        p99: median(rs.map((r) => toMs(r.p99))),
+      };
+      console.log(
+        `  ${name.padEnd(6)} median ${Math.round(summary[name].rps)} req/s, CPU ${summary[name].cpu.toFixed(2)} us/request, p99 ${summary[name].p99} ms`,
+      );
+      for (const r of rs) {
+        console.log(
+          `    ${Math.round(r.rps)} req/s, CPU user ${r.userUs.toFixed(2)} + system ${r.systemUs.toFixed(2)} us/request, ` +
+            `p50 ${r.p50}, p99 ${r.p99}, errors ${r.errors}, non-2xx ${r.non2xx}`,
+        );
+      }
+    }
     console.log(
-      `  ${name.padEnd(6)} median ${Math.round(median(rs.map((r) => r.rps)))} req/s  rounds: ` +
-        rs
-          .map(
-            (r) =>
-              `${Math.round(r.rps)} (p50 ${r.p50}, p99 ${r.p99}, errors ${r.errors}, non-2xx ${r.non2xx})`,
-          )
-          .join("; "),
+      `  ours/nginx: req/s ${(summary.ours.rps / summary.nginx.rps).toFixed(2)}, CPU per request ` +
+        `${(summary.ours.cpu / summary.nginx.cpu).toFixed(2)}, p99 ${(summary.ours.p99 / summary.nginx.p99).toFixed(2)}`,
     );
   }
-  const ratio = median(results.ours.map((r) => r.rps)) / median(results.nginx.map((r) => r.rps));
-  console.log(`  ours/nginx = ${ratio.toFixed(2)}`);
 }

@@ -2,7 +2,7 @@
 //! the kernel requires is visible in one place:
 //!
 //!   create → before bind → bind → before listen → listen → after listen
-//!   and, for each accepted TCP connection, `onAccept`.
+//!   and, for each accepted TCP connection, `beforeOngoingWrite` (TCP_NODELAY, set lazily).
 //!
 //! SO_REUSEPORT is set on every socket, the first one included, before bind: the kernel
 //! only lets a socket join a port's reuseport group when every member set the option
@@ -134,9 +134,13 @@ pub fn leaveUdpGroup(fd: sys.Fd) void {
     _ = linux.connect(fd, own.ptr(), own.len);
 }
 
-/// Per accepted TCP connection. Failing to set an option is not worth dropping the
-/// connection for, so errors are ignored.
-pub fn onAccept(fd: sys.Fd, listener: *const config.Listener) void {
+/// Before an accepted connection sends bytes that are not its last: TCP_NODELAY only matters
+/// then. Nagle's algorithm holds a small segment back while earlier data is unacknowledged,
+/// but a connection's last answer leaves with its FIN, which Nagle never holds. So a
+/// connection that answers once and closes (HTTP `Connection: close`, whoami) never needs the
+/// system call; nginx also sets tcp_nodelay only once a connection turns keep-alive. Failing
+/// to set an option is not worth dropping the connection for, so errors are ignored.
+pub fn beforeOngoingWrite(fd: sys.Fd, listener: *const config.Listener) void {
     if (listener.options.no_delay) {
         sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {};
     }

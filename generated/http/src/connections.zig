@@ -73,6 +73,10 @@ const Connection = struct {
     watching_out: bool = false,
     /// Our side is shut down; the client's remaining bytes are read and discarded.
     lingering: bool = false,
+    /// In the epoll set (a connection served at once after accept may never need to be).
+    registered: bool = false,
+    /// The per-connection socket options for ongoing writes are set (see `flush`).
+    ongoing: bool = false,
     phase: api.Phase = .idle,
     state: handlers.State = .none,
 };
@@ -163,17 +167,18 @@ pub const Connections = struct {
             .state = handlers.initState(&config.listeners[listener_index], self.limits),
         };
         self.stats.connections += 1;
-        listener_mod.onAccept(fd, &config.listeners[listener_index]);
-        const token = self.tokenOf(slot);
-        sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN | linux.EPOLL.RDHUP, token) catch {
-            self.close(slot);
-            return;
-        };
         const ctx = self.context(slot);
         var out: api.Output = .{ .buf = self.outBuf(slot) };
         const progress = handlers.onOpen(&ctx, &out);
         self.afterHandler(slot, progress, out.len);
-        self.serve(slot, now_ms);
+        if (out.len > 0 or progress.close) {
+            self.serve(slot, now_ms);
+            if (c.fd == closed or c.watching_out) return;
+        }
+        // Clients usually send their request right after connecting, so it is often here
+        // already: reading before registering serves a one-request connection without any
+        // epoll call at all. When nothing is there, the read costs one EAGAIN.
+        self.readAndHandle(slot, now_ms);
     }
 
     fn tokenOf(self: *const Connections, slot: u32) u64 {
@@ -226,7 +231,15 @@ pub const Connections = struct {
             return self.close(slot);
         }
         const n = sys.read(c.fd, buf[c.in_len..]) catch |err| switch (err) {
-            error.WouldBlock, error.Interrupted => return,
+            error.WouldBlock, error.Interrupted => {
+                // Nothing yet (a new connection's optimistic read, or a spurious wakeup):
+                // wait for input, under the deadline of what is awaited.
+                self.watch(slot, false);
+                if (c.fd != closed and self.deadlines.kindOf(slot) == null) {
+                    self.armPhase(slot, now_ms);
+                }
+                return;
+            },
             else => return self.close(slot),
         };
         if (n == 0) {
@@ -314,10 +327,22 @@ pub const Connections = struct {
     fn flush(self: *Connections, slot: u32) FlushResult {
         const c = &self.slots[slot];
         const out = self.outBuf(slot);
+        if (!c.ongoing and c.out_start < c.out_end and !c.close_after_flush) {
+            c.ongoing = true;
+            listener_mod.beforeOngoingWrite(c.fd, &config.listeners[c.listener_index]);
+        }
         var progressed = false;
         while (c.out_start < c.out_end) {
             const n = sys.send(c.fd, out[c.out_start..c.out_end]) catch |err| switch (err) {
-                error.WouldBlock => return .{ .blocked = progressed },
+                error.WouldBlock => {
+                    // A last answer too large for the socket: from here on it goes out in
+                    // pieces, and no piece should wait for an acknowledgement.
+                    if (!c.ongoing) {
+                        c.ongoing = true;
+                        listener_mod.beforeOngoingWrite(c.fd, &config.listeners[c.listener_index]);
+                    }
+                    return .{ .blocked = progressed };
+                },
                 error.Interrupted => continue,
                 else => return .failed,
             };
@@ -329,14 +354,18 @@ pub const Connections = struct {
         return .sent;
     }
 
-    /// Switches a connection between reading and waiting to write, only when it changes.
+    /// Switches a connection between reading and waiting to write, only when it changes;
+    /// registers it with epoll the first time.
     fn watch(self: *Connections, slot: u32, out: bool) void {
         const c = &self.slots[slot];
-        if (c.fd == closed or c.watching_out == out) return;
+        if (c.fd == closed) return;
+        if (c.registered and c.watching_out == out) return;
         const events: u32 = if (out) linux.EPOLL.OUT else linux.EPOLL.IN | linux.EPOLL.RDHUP;
-        sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, c.fd, events, self.tokenOf(slot)) catch {
+        const op: u32 = if (c.registered) linux.EPOLL.CTL_MOD else linux.EPOLL.CTL_ADD;
+        sys.epollCtl(self.epfd, op, c.fd, events, self.tokenOf(slot)) catch {
             return self.close(slot);
         };
+        c.registered = true;
         c.watching_out = out;
     }
 
@@ -426,6 +455,27 @@ pub const Connections = struct {
             if (sys.pendingInput(c.fd) != 0) continue;
             self.close(@intCast(i));
         }
+    }
+
+    /// The table's invariants, checked after every turn of the loop in Debug builds: every
+    /// slot is either free (closed, no deadline) or open, never both; an open connection has
+    /// exactly one deadline unless it is between a read and its answer.
+    pub fn assertInvariants(self: *const Connections) void {
+        var open_slots: u32 = 0;
+        for (self.slots, 0..) |c, i| {
+            if (c.fd == closed) {
+                assert(self.deadlines.kindOf(@intCast(i)) == null);
+                continue;
+            }
+            open_slots += 1;
+            assert(c.in_len <= config.read_buffer_bytes);
+            assert(c.out_start <= c.out_end and c.out_end <= config.write_buffer_bytes);
+            assert(!c.lingering or self.deadlines.kindOf(@intCast(i)) == .linger);
+            assert(!c.watching_out or self.deadlines.kindOf(@intCast(i)) == .write);
+            assert(self.deadlines.kindOf(@intCast(i)) != null);
+        }
+        assert(open_slots + self.free_len == self.slots.len);
+        for (self.free[0..self.free_len]) |slot| assert(self.slots[slot].fd == closed);
     }
 
     pub fn closeAll(self: *Connections) void {

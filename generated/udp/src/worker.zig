@@ -10,6 +10,7 @@
 //! per wakeup (one read, one write per request in steady state) without having to drain
 //! the socket, so no readiness is ever lost.
 const std = @import("std");
+const builtin = @import("builtin");
 const config = @import("config.zig");
 const sys = @import("sys.zig");
 const compat = @import("compat.zig");
@@ -184,6 +185,7 @@ pub const Worker = struct {
             };
             const woke = sys.monotonicMs();
             for (events[0..n]) |event| self.dispatch(event, woke);
+            if (builtin.mode == .Debug) self.conns.assertInvariants();
         }
     }
 
