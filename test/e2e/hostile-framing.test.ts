@@ -24,6 +24,7 @@ import {
   stopAndCheck,
   type ParsedResponse,
 } from "./support/hostile.js";
+import { runBounded } from "./support/net.js";
 import { portOf, stopAllPrograms, type Program, type ReadyEvent } from "./support/program.js";
 import { binaryOf, HOSTILE_ANY_LOOPBACK_PORT } from "./support/supervised.js";
 import { ZIG_VERSIONS } from "./support/zig.js";
@@ -423,6 +424,147 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile HTTP clients, framing", (version) =
       expect(total.requests, "requests read to their end").toBe(completedRequests);
       expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 0, write: 0 });
       expect(total.evicted).toBe(0);
+    },
+  );
+});
+
+/** mulberry32: a small seeded PRNG, so that a failing input can be found again. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Fixed, so a run can be repeated; `GEN_REUSEPORT_FUZZ_SEED` / `_CASES` explore further. */
+const FUZZ_SEED = Number(process.env.GEN_REUSEPORT_FUZZ_SEED ?? 0x5eed_2026);
+const FUZZ_CASES = Number(process.env.GEN_REUSEPORT_FUZZ_CASES ?? 240);
+/** Every status this server may answer a request with. */
+const ANSWERABLE = [200, 400, 408, 413, 414, 417, 431, 501, 505];
+
+const FUZZ_BASES = [
+  head("GET /a?b=c HTTP/1.1", "Host: h", "Accept: */*", "Connection: keep-alive"),
+  head("POST /form HTTP/1.1", "Host: h", "Content-Length: 5", "Content-Type: text/plain") + "hello",
+  head("POST /up HTTP/1.1", "Host: h", "Transfer-Encoding: chunked") + "5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+  head("PUT /c HTTP/1.1", "Host: h", "Expect: 100-continue", "Content-Length: 3") + "abc",
+  head("GET / HTTP/1.0", "Connection: keep-alive"),
+  head("HEAD / HTTP/1.1", "Host: h", "Connection: close"),
+];
+
+const INTERESTING = ["\r", "\n", "\r\n", " ", "\t", ":", ",", "\0", "0", "9", "-", "chunked", "Content-Length: 7\r\n", "Transfer-Encoding: chunked\r\n", "Host: x\r\n", "\x7f", "\xff"];
+
+/** One to three random edits of a valid request: flip, insert, delete, duplicate a line, truncate. */
+function mutate(base: string, random: () => number): { bytes: Buffer; edits: string[] } {
+  let bytes = Buffer.from(base, "latin1");
+  const edits: string[] = [];
+  const at = (n: number) => Math.floor(random() * n);
+  const count = 1 + at(3);
+  for (let i = 0; i < count; i++) {
+    const pos = at(bytes.length + 1);
+    switch (at(5)) {
+      case 0: {
+        if (bytes.length === 0) break;
+        const p = Math.min(pos, bytes.length - 1);
+        const value = at(256);
+        bytes = Buffer.concat([bytes.subarray(0, p), Buffer.from([value]), bytes.subarray(p + 1)]);
+        edits.push(`flip @${p} to 0x${value.toString(16)}`);
+        break;
+      }
+      case 1: {
+        const piece = INTERESTING[at(INTERESTING.length)]!;
+        bytes = Buffer.concat([bytes.subarray(0, pos), Buffer.from(piece, "latin1"), bytes.subarray(pos)]);
+        edits.push(`insert ${JSON.stringify(piece)} @${pos}`);
+        break;
+      }
+      case 2: {
+        const len = 1 + at(4);
+        bytes = Buffer.concat([bytes.subarray(0, pos), bytes.subarray(pos + len)]);
+        edits.push(`delete ${len} @${pos}`);
+        break;
+      }
+      case 3: {
+        const lines = bytes.toString("latin1").split("\r\n");
+        const which = 1 + at(Math.max(1, lines.length - 3));
+        lines.splice(which, 0, lines[which] ?? "");
+        bytes = Buffer.from(lines.join("\r\n"), "latin1");
+        edits.push(`duplicate line ${which}`);
+        break;
+      }
+      default: {
+        bytes = bytes.subarray(0, pos);
+        edits.push(`truncate to ${pos}`);
+      }
+    }
+  }
+  return { bytes, edits };
+}
+
+describe.each(ZIG_VERSIONS)("zig %s: hostile HTTP clients, mutated requests", (version) => {
+  it(
+    `${FUZZ_CASES} mutated valid requests (seed 0x${FUZZ_SEED.toString(16)}): every byte back is a well-formed response with a Date, no reset, no crash, counters add up`,
+    { timeout: 3 * TEST_TIMEOUT_MS },
+    async () => {
+      const binary = await binaryOf("hostile", version);
+      const { program, ready } = await startService(binary, [
+        ...HOSTILE_ANY_LOOPBACK_PORT,
+        "--max-body",
+        String(MAX_BODY),
+        "--header-timeout",
+        "1000",
+        "--body-timeout",
+        "1000",
+        "--idle-timeout",
+        "1000",
+      ]);
+      const port = portOf(ready, "web");
+      const random = prng(FUZZ_SEED);
+      const inputs = Array.from({ length: FUZZ_CASES }, (_, i) =>
+        mutate(FUZZ_BASES[i % FUZZ_BASES.length]!, random),
+      );
+      const seen = new Map<number, number>();
+      const problems: string[] = [];
+      try {
+        const results = await runBounded(FUZZ_CASES, 12, async (i) => {
+          const { bytes, edits } = inputs[i]!;
+          // Every connection ends by the server: an answer that closes, or a 1 s timeout.
+          const client = await exchangeUntilClose(port, bytes, IO_TIMEOUT_MS);
+          const what = `#${i} ${edits.join(", ")}: ${JSON.stringify(bytes.toString("latin1"))} → ${client.describe()}`;
+          if (client.error !== undefined) return problems.push(`reset or error: ${what}`);
+          let parsed: ReturnType<typeof parseResponses>;
+          try {
+            // A HEAD request's 200 has a Content-Length and no body.
+            const headRequest = /^[\r\n]*HEAD /.test(bytes.toString("latin1"));
+            parsed = parseResponses(client.data, { headRequest });
+          } catch (error) {
+            return problems.push(`${String(error)}: ${what}`);
+          }
+          if (parsed.rest.length > 0) problems.push(`bytes after the responses: ${what}`);
+          for (const r of parsed.responses) {
+            if (r.status === 100) continue;
+            seen.set(r.status, (seen.get(r.status) ?? 0) + 1);
+            if (!ANSWERABLE.includes(r.status)) problems.push(`status ${r.status}: ${what}`);
+            const dateProblem = checkDate(header(r, "date"));
+            if (dateProblem !== undefined) problems.push(`${dateProblem}: ${what}`);
+          }
+          return undefined;
+        });
+        for (const r of results) if (r.status === "rejected") problems.push(String(r.reason));
+        expectNoCrash(program, ready);
+      } finally {
+        const summary = [...seen.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}:${n}`);
+        console.log(`zig ${version}: mutated requests answered ${summary.join(" ")}; ${problems.length} problems`);
+      }
+      expect(problems).toEqual([]);
+      const { total } = await stopAndCheck(program, ready);
+      console.log(`zig ${version}: mutated-request counters: ${describeCounters(total)}`);
+      for (const status of REJECTED_STATUSES) {
+        expect(total.rejected[status], `rejected ${status}`).toBe(seen.get(Number(status)) ?? 0);
+      }
+      expect(total.timeouts.header + total.timeouts.body, "408s").toBe(seen.get(408) ?? 0);
     },
   );
 });

@@ -305,9 +305,13 @@ export interface ParsedResponse {
 /**
  * Every complete HTTP/1.1 response in `data`, interim (1xx, no body) and final (body framed by
  * Content-Length; absent means empty, which is what this server always sends), and the bytes
- * left after them. Throws on anything that is not an HTTP/1.1 response.
+ * left after them. Throws on anything that is not an HTTP/1.1 response. `headRequest`: the
+ * responses answer HEAD requests (a Content-Length, no body).
  */
-export function parseResponses(data: Buffer): { responses: ParsedResponse[]; rest: Buffer } {
+export function parseResponses(
+  data: Buffer,
+  options: { headRequest?: boolean } = {},
+): { responses: ParsedResponse[]; rest: Buffer } {
   const responses: ParsedResponse[] = [];
   let rest = data;
   for (let i = 0; i < 1000; i++) {
@@ -326,7 +330,7 @@ export function parseResponses(data: Buffer): { responses: ParsedResponse[]; res
     const status = Number(statusLine[1]);
     const lengths = headers["content-length"] ?? [];
     if (lengths.length > 1) throw new Error(`several Content-Length fields: ${lengths.join(", ")}`);
-    const length = status < 200 ? 0 : Number(lengths[0] ?? "0");
+    const length = status < 200 || options.headRequest === true ? 0 : Number(lengths[0] ?? "0");
     if (!Number.isSafeInteger(length) || length < 0) throw new Error(`bad Content-Length ${lengths[0]}`);
     if (rest.length < end + 4 + length) break;
     responses.push({
