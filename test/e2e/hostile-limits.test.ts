@@ -272,6 +272,39 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile clients, limits", (version) => {
     );
   });
 
+  describe("clients that reset", () => {
+    let binary: string;
+    beforeAll(async () => {
+      binary = await binaryOf("hostile", version);
+    }, SETUP_TIMEOUT_MS);
+
+    it(
+      "150 clients that reset (RST) right after connecting, after a 200-request pipeline or after 100 KB: no crash, and fresh clients of every listener are answered within 1 s",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        const { program, ready } = await startService(binary, HOSTILE_ANY_LOOPBACK_PORT);
+        const pipeline = `GET / HTTP/1.1${CRLF}Host: h${CRLF}${CRLF}`.repeat(200);
+        const bulk = Buffer.alloc(100_000, "x");
+        const listeners = ["who", "web", "echo"] as const;
+        const results = await runBounded(150, 10, async (i) => {
+          const client = await RawClient.connect(HOST, portOf(ready, listeners[i % 3]!), IO_TIMEOUT_MS);
+          const kind = Math.floor(i / 3) % 3;
+          if (kind === 1) await client.write(pipeline);
+          if (kind === 2) await client.write(bulk);
+          client.socket.resetAndDestroy();
+        });
+        expect(results.filter((r) => r.status === "rejected").map((r) => String(r.reason))).toEqual([]);
+        await sleep(300);
+        expectNoCrash(program, ready);
+        const times = await freshClients(ready);
+        console.log(`zig ${version}: after 150 resets, fresh clients answered in ${times.join("/")} ms`);
+        const { total } = await stopAndCheck(program, ready);
+        console.log(`zig ${version}: reset counters: ${describeCounters(total)}`);
+        expect(total.connections).toBeGreaterThanOrEqual(150 + 3 * FRESH_ROUNDS);
+      },
+    );
+  });
+
   describe("out of file descriptors", () => {
     let binary: string;
     beforeAll(async () => {
