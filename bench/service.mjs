@@ -1,5 +1,6 @@
 // Builds the service a benchmark runs: generates bench/specs/<spec>.json with this checkout's
-// generator and builds it with the newest supported Zig (provisioned if needed), ReleaseFast.
+// generator and builds it with the newest supported Zig (provisioned if needed), ReleaseFast,
+// through the generator's own buildProject (the step the CLI, the tests and the demo share).
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,19 +13,36 @@ const root = path.resolve(here, "..");
  * `optimize` (default ReleaseFast).
  */
 export async function buildBenchService(spec, out, { optimize = "ReleaseFast" } = {}) {
-  const { ensureZig, SUPPORTED_ZIG } = await import(path.join(root, "dist/index.js"));
-  const zig = await ensureZig(SUPPORTED_ZIG.at(-1), { root });
-  const specFile = path.join(here, "specs", `${spec}.json`);
-  run(process.execPath, [path.join(root, "bin/gen-reuseport.js"), specFile, "--out", out], root);
-  run(zig, ["build", `-Doptimize=${optimize}`], out);
-  return path.join(out, "zig-out/bin", `${spec}-bench`);
-}
-
-function run(cmd, argv, cwd) {
-  process.stderr.write(`$ ${[cmd, ...argv].join(" ")}\n`);
-  execFileSync(cmd, argv, {
-    cwd,
-    stdio: ["ignore", "inherit", "inherit"],
-    timeout: 10 * 60 * 1000,
+  const { buildProject, checkoutToolchainDir, ensureZig, SUPPORTED_ZIG, zigGlobalCacheDir } =
+    await import(path.join(root, "dist/index.js"));
+  const version = SUPPORTED_ZIG.at(-1);
+  const dir = checkoutToolchainDir(process.env);
+  const zig = await ensureZig(version, {
+    dir,
+    onInstall: (event) => process.stderr.write(`installing zig ${version} into ${event.path}\n`),
   });
+  const specFile = path.join(here, "specs", `${spec}.json`);
+  const cli = path.join(root, "bin/gen-reuseport.js");
+  process.stderr.write(`$ ${[process.execPath, cli, specFile, "--out", out].join(" ")}\n`);
+  execFileSync(process.execPath, [cli, specFile, "--out", out], {
+    cwd: root,
+    stdio: ["ignore", "inherit", "inherit"],
+    timeout: 60_000,
+  });
+  const args = ["build", `-Doptimize=${optimize}`];
+  process.stderr.write(`$ (cd ${out} && ${zig} ${args.join(" ")})\n`);
+  const built = await buildProject({
+    zig,
+    dir: out,
+    steps: [args],
+    env: { ZIG_GLOBAL_CACHE_DIR: zigGlobalCacheDir(dir, version) },
+    output: process.stderr.isTTY ? "inherit" : (line) => process.stderr.write(`${line}\n`),
+  });
+  const [step] = built.steps;
+  if (!built.ok) {
+    const how = step.timedOut ? "timed out" : `exit code ${step.exitCode ?? step.signal}`;
+    throw new Error(`zig build failed in ${out} (${how})`);
+  }
+  process.stderr.write(`built in ${(step.ms / 1000).toFixed(1)} s\n`);
+  return path.join(out, "zig-out/bin", `${spec}-bench`);
 }

@@ -10,8 +10,15 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
-import { execa } from "execa";
-import { DEFAULT_PROVISIONED_ZIG, ensureZig, generate, PACKAGE_ROOT } from "../dist/index.js";
+import {
+  buildProject,
+  checkoutToolchainDir,
+  DEFAULT_PROVISIONED_ZIG,
+  ensureZig,
+  generate,
+  PACKAGE_ROOT,
+  zigGlobalCacheDir,
+} from "../dist/index.js";
 
 const SPEC = "examples/mixed.json";
 const WORKERS = 4;
@@ -47,31 +54,28 @@ async function main() {
     const generated = await generate({ specFile: SPEC, outDir, cwd: PACKAGE_ROOT });
     say(dim(`  ${generated.counts.create} files written`));
 
+    const toolchainDir = checkoutToolchainDir(process.env);
     const zig = await ensureZig(DEFAULT_PROVISIONED_ZIG, {
-      root: PACKAGE_ROOT,
-      log: (line) => say(dim(`  ${line}`)),
+      dir: toolchainDir,
+      onInstall: (event) => say(dim(`  installing zig ${event.version} into ${event.path}`)),
     });
     command(
       `zig build -Doptimize=ReleaseFast    ${dim(`(zig ${DEFAULT_PROVISIONED_ZIG}, in ${outDir})`)}`,
     );
-    const started = Date.now();
-    const build = await execa(zig, ["build", "-Doptimize=ReleaseFast"], {
-      cwd: outDir,
-      env: {
-        ZIG_GLOBAL_CACHE_DIR: path.join(
-          PACKAGE_ROOT,
-          ".toolchain",
-          `cache-${DEFAULT_PROVISIONED_ZIG}`,
-        ),
-      },
-      extendEnv: true,
-      timeout: 15 * 60_000,
-      reject: false,
-      stdin: "ignore",
-      all: true,
+    // The generator's own build step: Zig's live progress on a terminal, its lines otherwise.
+    const build = await buildProject({
+      zig,
+      dir: outDir,
+      steps: [["build", "-Doptimize=ReleaseFast"]],
+      env: { ZIG_GLOBAL_CACHE_DIR: zigGlobalCacheDir(toolchainDir, DEFAULT_PROVISIONED_ZIG) },
+      output: process.stderr.isTTY ? "inherit" : (line) => process.stderr.write(`${line}\n`),
     });
-    if (build.failed) throw new Error(`zig build failed:\n${build.all ?? ""}`);
-    say(dim(`  built in ${seconds(Date.now() - started)}`));
+    const [step] = build.steps;
+    if (!build.ok) {
+      const how = step.timedOut ? "timed out" : `exit code ${step.exitCode ?? step.signal}`;
+      throw new Error(`zig build failed (${how})`);
+    }
+    say(dim(`  built in ${seconds(step.ms)}`));
 
     const binary = path.join(outDir, "zig-out", "bin", generated.model.name);
     const args = ["--workers", String(WORKERS)];

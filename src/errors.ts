@@ -24,7 +24,12 @@ export interface Diagnostic {
   /** The offending value; absent when the value is missing. */
   readonly got?: unknown;
   readonly hint?: string;
+  /** Where in the spec file, for problems found while reading its text (duplicate keys). */
+  readonly at?: { readonly line: number; readonly column: number };
 }
+
+/** At most this many problems are listed; the rest are counted ("… and N more problems"). */
+export const MAX_LISTED_PROBLEMS = 20;
 
 /** Where bugs go (a project issue tracker URL, once it has a public one). */
 export const REPORT_BUGS_TO = "the gen-reuseport maintainers (the project's issue tracker)";
@@ -61,24 +66,86 @@ export class UsageError extends ExitError {
 /** The spec cannot be read or is invalid. `file` is the path as the user passed it. */
 export class SpecError extends ExitError {
   readonly file: string;
+  /** The first `MAX_LISTED_PROBLEMS` problems. */
   readonly diagnostics: readonly Diagnostic[];
+  /** How many more problems there were. */
+  readonly omitted: number;
 
   constructor(file: string, diagnostics: readonly Diagnostic[], message?: string) {
     super("invalid-spec", EXIT.usage, message ?? `${file}: invalid spec`);
     this.file = file;
-    this.diagnostics = diagnostics;
+    this.diagnostics = diagnostics.slice(0, MAX_LISTED_PROBLEMS);
+    this.omitted = Math.max(0, diagnostics.length - MAX_LISTED_PROBLEMS);
   }
 
   override lines(): string[] {
     if (this.diagnostics.length === 0) return [this.message];
-    return this.diagnostics.map((d) => formatDiagnostic(this.file, d));
+    const lines = this.diagnostics.map((d) => formatDiagnostic(this.file, d));
+    if (this.omitted > 0) {
+      const more = `${this.omitted} more problem${this.omitted === 1 ? "" : "s"}`;
+      lines.push(`${this.file}: … and ${more}`);
+    }
+    return lines;
   }
 }
 
-/** Zig is missing or unsupported, or `zig build` / `zig build test` / provisioning failed. */
+/**
+ * What went wrong with Zig, as data: the CLI words it (and names the install command that works
+ * where the user is); `--json` prints it as is.
+ */
+export type ToolchainProblem =
+  | { readonly kind: "zig-not-found"; readonly looked: readonly string[] }
+  | { readonly kind: "zig-unsupported"; readonly path: string; readonly version: string }
+  | { readonly kind: "zig-does-not-run"; readonly path: string; readonly reason: string }
+  | {
+      readonly kind: "zig-too-old";
+      readonly path: string;
+      readonly version: string;
+      readonly minimum: string;
+    }
+  | { readonly kind: "release-unsupported"; readonly version: string }
+  | {
+      readonly kind: "install-failed";
+      readonly version: string;
+      readonly reason: string;
+      readonly output: string;
+    }
+  | { readonly kind: "install-locked"; readonly version: string; readonly lock: string }
+  | { readonly kind: "install-mismatch"; readonly version: string; readonly installed: string }
+  | { readonly kind: "step-failed"; readonly step: ZigStepFailure };
+
+/** A `zig build` / `zig build test` that failed, with what Zig reported. */
+export interface ZigStepFailure {
+  /** As a user would type it: `zig build test`. */
+  readonly command: string;
+  readonly dir: string;
+  readonly exitCode?: number;
+  readonly signal?: string;
+  readonly timedOut: boolean;
+  readonly ms: number;
+  readonly diagnostics: readonly ZigDiagnostic[];
+}
+
+/** One `path:line:column: error: message` line of Zig's output (location when Zig gives one). */
+export interface ZigDiagnostic {
+  readonly kind: "error" | "warning" | "note";
+  readonly message: string;
+  readonly path?: string;
+  readonly line?: number;
+  readonly column?: number;
+}
+
+/**
+ * Zig is missing or unsupported, or installing it, `zig build` or `zig build test` failed. The
+ * message is the problem's kind and data; the CLI words it for people.
+ */
 export class ToolchainError extends ExitError {
-  constructor(message: string) {
-    super("toolchain", EXIT.toolchain, message);
+  readonly problem: ToolchainProblem;
+
+  constructor(problem: ToolchainProblem) {
+    const { kind, ...data } = problem;
+    super("toolchain", EXIT.toolchain, `${kind} ${JSON.stringify(data)}`);
+    this.problem = problem;
   }
 }
 
@@ -147,7 +214,8 @@ const GOT_MAX_CHARS = 40;
 export function formatDiagnostic(file: string, d: Diagnostic): string {
   const got = "got" in d ? ` (got ${formatGot(d.got)})` : "";
   const hint = d.hint === undefined ? "" : `; ${d.hint}`;
-  return `${file}: ${formatPath(d.path)}: ${d.message}${got}${hint}`;
+  const where = d.at === undefined ? file : `${file}:${d.at.line}:${d.at.column}`;
+  return `${where}: ${formatPath(d.path)}: ${d.message}${got}${hint}`;
 }
 
 /** `["listeners", 1, "port"]` → `listeners[1].port`; the empty path is `(root)`. */
@@ -156,6 +224,7 @@ export function formatPath(path: readonly (string | number)[]): string {
   let text = "";
   for (const segment of path) {
     if (typeof segment === "number") text += `[${segment}]`;
+    else if (segment.length > GOT_MAX_CHARS) text += `[${formatGot(segment)}]`;
     else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(segment)) {
       text += text === "" ? segment : `.${segment}`;
     } else text += `[${JSON.stringify(segment)}]`;

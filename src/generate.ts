@@ -2,11 +2,13 @@
  * The pipeline, end to end: load → validate → model → render → plan, then (for a real run)
  * write. The CLI only parses arguments and calls these; tests and scripts call them directly.
  */
+import { homedir } from "node:os";
 import path from "node:path";
-import { ConflictError, SpecError, type ConflictLine } from "./errors.js";
+import { ConflictError, OutputError, SpecError, type ConflictLine } from "./errors.js";
 import { buildModel, type ServiceModel } from "./model/model.js";
 import { GENERATOR_VERSION, TEMPLATES_DIR } from "./package.js";
-import { readDiskState, readManifest } from "./plan/disk-state.js";
+import { readDiskState } from "./plan/disk-state.js";
+import { inspectOutputDirectory, type OutputDirectory } from "./plan/out-dir.js";
 import {
   conflicts,
   countActions,
@@ -37,6 +39,8 @@ export interface GenerateOptions {
   readonly force?: boolean;
   /** Templates directory (default: the package's `templates/`). */
   readonly templatesDir?: string;
+  /** The user's home directory, refused as an output directory (default: `os.homedir()`). */
+  readonly homeDir?: string;
 }
 
 export interface PreparedGeneration {
@@ -47,8 +51,11 @@ export interface PreparedGeneration {
   readonly counts: PlanCounts;
   /** The output directory as shown to the user (`--out` as given, or the spec's name). */
   readonly displayDir: string;
-  /** The output directory, absolute. */
+  /** The output directory, absolute, with the links of `--out` itself resolved. */
   readonly outDir: string;
+  readonly directory: OutputDirectory;
+  /** `--force` was given. */
+  readonly force: boolean;
 }
 
 /** Everything up to the plan; touches the disk only to read. */
@@ -64,10 +71,13 @@ export async function prepareGeneration(options: GenerateOptions): Promise<Prepa
   const templates = await loadTemplates(options.templatesDir ?? TEMPLATES_DIR);
   const rendered = render(model, templates);
   const displayDir = options.outDir ?? result.spec.name;
-  const outDir = path.resolve(cwd, displayDir);
-  const manifest = await readManifest(outDir);
-  const disk = await readDiskState(outDir, pathsToInspect(rendered, manifest));
-  const plan = planFiles(rendered, disk, manifest, { force: options.force ?? false });
+  const force = options.force ?? false;
+  const directory = await inspectOutputDirectory(path.resolve(cwd, displayDir), displayDir, {
+    home: options.homeDir ?? homedir(),
+  });
+  const { manifest } = directory;
+  const disk = await readDiskState(directory, pathsToInspect(rendered, manifest));
+  const plan = planFiles(rendered, disk, manifest, { force });
   return {
     spec: result.spec,
     model,
@@ -75,15 +85,27 @@ export async function prepareGeneration(options: GenerateOptions): Promise<Prepa
     plan,
     counts: countActions(plan),
     displayDir,
-    outDir,
+    outDir: directory.root,
+    directory,
+    force,
   };
 }
 
-/** Writes a prepared plan; refuses (writing nothing) if any file is a conflict. */
+/**
+ * Writes a prepared plan; refuses (writing nothing) if any file is a conflict (exit 4), or if
+ * the directory holds files of someone else and no manifest, unless `--force` (exit 74).
+ */
 export async function applyGeneration(prepared: PreparedGeneration): Promise<void> {
   const refused = conflictLines(prepared);
   if (refused.length > 0) throw new ConflictError(refused);
-  await applyPlan(prepared.outDir, prepared.plan);
+  if (prepared.directory.foreign && !prepared.force) {
+    throw new OutputError(
+      `${prepared.displayDir}: is not empty and was not written by gen-reuseport (no ` +
+        ".gen-reuseport.json); choose a new or empty directory, or rerun with --force to " +
+        "generate into it",
+    );
+  }
+  await applyPlan(prepared.outDir, prepared.plan, prepared.displayDir);
 }
 
 /** prepare + apply: what `gen-reuseport spec.json --out DIR` does. */
@@ -102,7 +124,7 @@ export function hasDrift(prepared: PreparedGeneration): boolean {
 export function conflictLines(prepared: PreparedGeneration): ConflictLine[] {
   return conflicts(prepared.plan).map((f) => ({
     path: displayPath(prepared.displayDir, f.path),
-    reason: conflictText(f.reason ?? "edited"),
+    reason: conflictText(f.reason ?? "edited", f.path),
   }));
 }
 
@@ -110,12 +132,12 @@ export function displayPath(displayDir: string, file: string): string {
   return path.posix.join(displayDir.split(path.sep).join("/"), file);
 }
 
-export function conflictText(reason: ConflictReason): string {
+export function conflictText(reason: ConflictReason, file: string): string {
   switch (reason) {
     case "edited":
       return (
-        "edited by hand since gen-reuseport wrote it; keep your change by moving it to " +
-        "src/handler.zig, or rerun with --force to overwrite it"
+        `edited by hand since gen-reuseport wrote it; ${keepHint(file)}rerun with --force ` +
+        "to overwrite it"
       );
     case "unknown":
       return (
@@ -127,4 +149,13 @@ export function conflictText(reason: ConflictReason): string {
     case "not-a-file":
       return "is a directory or other non-file where gen-reuseport writes a file; move it away";
   }
+}
+
+/**
+ * Where a hand edit can live instead. Only handler code has a home of its own (the custom
+ * handler, `src/handler.zig`); an edit of config, build files or the README does not.
+ */
+function keepHint(file: string): string {
+  const isHandlerCode = file === "src/handlers.zig" || file.startsWith("src/handlers/");
+  return isHandlerCode ? "keep your change by moving it to src/handler.zig, or " : "";
 }

@@ -24,6 +24,8 @@ export {
   ToolchainError,
   UsageError,
   type Diagnostic,
+  type ToolchainProblem,
+  type ZigDiagnostic,
   type ExitCode,
 } from "./errors.js";
 export { GENERATOR_VERSION, PACKAGE_ROOT, TEMPLATES_DIR } from "./package.js";
@@ -44,9 +46,26 @@ export { loadSpecFile, parseSpecText } from "./spec/load.js";
 export { specJsonSchemaText } from "./spec/json-schema.js";
 export { SpecSchema, type ListenerSpec, type Spec, type SpecInput } from "./spec/schema.js";
 export { validateSpec, type ValidationResult } from "./spec/validate.js";
+export {
+  buildProject,
+  parseZigDiagnostics,
+  ZIG_STEPS,
+  type BuildProjectOptions,
+  type BuildResult,
+  type StepResult,
+} from "./toolchain/build.js";
+export {
+  CACHE_ENV,
+  CHECKOUT_TOOLCHAIN_DIR,
+  checkoutToolchainDir,
+  installedZigPath,
+  installedZigs,
+  toolchainCacheDir,
+  toolchainDirs,
+  zigGlobalCacheDir,
+} from "./toolchain/cache.js";
 export { findZig, type FindZigOptions, type FoundZig } from "./toolchain/find.js";
 export { ensureZig, type EnsureZigOptions } from "./toolchain/provision.js";
-export { runZig, type RunZigOptions } from "./toolchain/run.js";
 export {
   DEFAULT_MINIMUM_ZIG,
   DEFAULT_PROVISIONED_ZIG,

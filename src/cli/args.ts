@@ -1,8 +1,12 @@
 /**
  * Command-line parsing: raw argv → one `Command`. Parses only; it neither prints nor exits
- * (help and version text come back as an `output` command for the runner to print).
+ * (help, version and completion text come back as an `output` command for the runner to print).
+ *
+ * yargs does the work: strict mode, `.conflicts()`, `requiresArg` and the completion command.
+ * Its locale is pinned to English and its messages are replaced by the CLI's own wording
+ * (`MESSAGES`), so that output never depends on `LANG` and no message is rewritten afterwards.
  */
-import yargs from "yargs";
+import yargs, { type Argv } from "yargs";
 import { UsageError } from "../errors.js";
 
 export interface GenerateCommand {
@@ -20,15 +24,24 @@ export interface GenerateCommand {
 
 export type Command =
   | GenerateCommand
-  | { readonly kind: "init"; readonly file: string }
+  | { readonly kind: "init"; readonly file: string; readonly json: boolean }
   | { readonly kind: "schema" }
+  | {
+      readonly kind: "zig-install";
+      readonly versions: readonly string[];
+      readonly all: boolean;
+      readonly json: boolean;
+    }
+  | { readonly kind: "zig-list"; readonly json: boolean }
   | { readonly kind: "output"; readonly text: string };
 
 export const DEFAULT_INIT_FILE = "gen-reuseport.json";
 
 const EPILOGUE = `The output directory defaults to ./<name> (the spec's "name").
-Zig is looked up in this order: --zig, $ZIG, the newest Zig provisioned by
-"npm run zig:install" in gen-reuseport's .toolchain/, then zig on PATH.
+Zig is looked up in this order: --zig, $ZIG, the newest Zig installed by
+"gen-reuseport zig install" (in $GEN_REUSEPORT_CACHE, else $XDG_CACHE_HOME/gen-reuseport,
+else ~/.cache/gen-reuseport; then a checkout's .toolchain/), then zig on PATH.
+Shell completion: gen-reuseport completion >> ~/.bashrc (or ~/.zshrc).
 
 Exit codes:
   0   success (with --check: the output directory is up to date)
@@ -39,49 +52,104 @@ Exit codes:
   70  internal error: a bug in gen-reuseport
   74  the output directory cannot be read or written`;
 
-const GENERATE_OPTIONS = {
-  out: { type: "string", describe: "output directory (default: ./<name>)" },
-  "dry-run": { type: "boolean", default: false, describe: "print the plan, write nothing" },
-  check: {
-    type: "boolean",
-    default: false,
-    describe: "write nothing; exit 1 if the output directory is not up to date",
+/**
+ * yargs' English strings in the CLI's voice. With the locale pinned to "en", these are the only
+ * strings yargs prints, whatever `LANG` says.
+ */
+const MESSAGES = {
+  "Not enough non-option arguments: got %s, need at least %s": {
+    one: "missing an argument (got %s, need at least %s)",
+    other: "missing arguments (got %s, need at least %s)",
   },
-  force: {
-    type: "boolean",
-    default: false,
-    describe: "overwrite or remove hand-edited generated files",
+  "Too many non-option arguments: got %s, maximum of %s": {
+    one: "too many arguments (got %s, at most %s)",
+    other: "too many arguments (got %s, at most %s)",
   },
-  build: { type: "boolean", default: false, describe: "run zig build after writing" },
-  test: { type: "boolean", default: false, describe: "run zig build test after writing" },
-  zig: { type: "string", describe: "path of the zig executable to use" },
-  json: {
-    type: "boolean",
-    default: false,
-    describe: "print the plan or result as one JSON document on stdout",
-  },
+  "Unknown argument: %s": { one: unknownMark("%s"), other: unknownMark("%s") },
+  "Unknown command: %s": { one: "unknown command %s", other: "unknown commands %s" },
+  "Not enough arguments following: %s": "--%s needs a value",
+  "Arguments %s and %s are mutually exclusive": "--%s and --%s cannot be combined",
+  "Did you mean %s?": "did you mean %s?",
+  "Show help": "show help",
+  "Show version number": "show the version",
 } as const;
 
-function parser(rawArgs: readonly string[], version: string) {
-  return yargs([...rawArgs])
+/**
+ * yargs names unknown arguments bare (`frob`, `extra.json`); `usageText` finds this mark and shows
+ * them as typed. The mark is ours, not yargs' wording, so it holds in every locale.
+ */
+function unknownMark(names: string): string {
+  return `\u0000unknown\u0000${names}`;
+}
+
+const GENERATE_OPTIONS = {
+  out: { type: "string", requiresArg: true, describe: "output directory (default: ./<name>)" },
+  "dry-run": { type: "boolean", describe: "print the plan, write nothing" },
+  check: {
+    type: "boolean",
+    describe: "write nothing; exit 1 if the output directory is not up to date",
+  },
+  force: { type: "boolean", describe: "overwrite or remove hand-edited generated files" },
+  build: { type: "boolean", describe: "run zig build after writing" },
+  test: { type: "boolean", describe: "run zig build test after writing" },
+  zig: { type: "string", requiresArg: true, describe: "path of the zig executable to use" },
+  json: jsonOption(),
+} as const;
+
+function jsonOption() {
+  return {
+    type: "boolean",
+    describe: 'print the result as one JSON document on stdout ({"version":1,...})',
+  } as const;
+}
+
+function generateCommand(y: Argv) {
+  return y
+    .positional("spec", { type: "string", describe: "the service spec (JSON)" })
+    .options(GENERATE_OPTIONS)
+    .conflicts("check", ["dry-run", "force", "build", "test"])
+    .conflicts("dry-run", ["build", "test"]);
+}
+
+function zigCommand(y: Argv) {
+  return y
+    .command(
+      "install [versions..]",
+      "install Zig releases into the per-user cache (default: the newest supported)",
+      (z) =>
+        z
+          .positional("versions", { type: "string", array: true, describe: "e.g. 0.17.1" })
+          .option("all", { type: "boolean", describe: "every supported release" })
+          .option("json", jsonOption()),
+    )
+    .command("list", "list supported Zig releases and which are installed", (z) =>
+      z.option("json", jsonOption()),
+    )
+    .demandCommand(1, 1, "missing a zig command (install or list)", "too many zig commands");
+}
+
+function parser(version: string) {
+  return yargs()
+    .locale("en")
+    // yargs types the strings as flat, but y18n takes plural forms as { one, other }.
+    .updateLocale(MESSAGES as unknown as Record<string, string>)
     .scriptName("gen-reuseport")
     .usage("Usage: $0 <spec.json> [--out DIR] [options]\n\nGenerate a Zig SO_REUSEPORT server.")
-    .command("$0 <spec>", "generate the Zig project described by a spec", (y) =>
+    .command("$0 [spec]", "generate the Zig project described by a spec", generateCommand)
+    .command("init [file]", "write an example spec and its JSON Schema (never overwrites)", (y) =>
       y
-        .positional("spec", { type: "string", describe: "the service spec (JSON)" })
-        .options(GENERATE_OPTIONS),
-    )
-    .command("init [file]", "write an example spec (never overwrites)", (y) =>
-      y.positional("file", {
-        type: "string",
-        default: DEFAULT_INIT_FILE,
-        describe: "spec to create",
-      }),
+        .positional("file", {
+          type: "string",
+          default: DEFAULT_INIT_FILE,
+          describe: "spec to create",
+        })
+        .option("json", jsonOption()),
     )
     .command("schema", "print the JSON Schema of the spec")
+    .command("zig", "install and list Zig toolchains", zigCommand)
+    .completion("completion", "print a bash/zsh completion script", completeWords)
     .epilogue(EPILOGUE)
     .strict()
-    .strictOptions()
     .exitProcess(false)
     .help()
     .alias("help", "h")
@@ -90,96 +158,128 @@ function parser(rawArgs: readonly string[], version: string) {
 }
 
 export async function parseArgs(rawArgs: readonly string[], version: string): Promise<Command> {
-  rejectUnknownFlags(rawArgs);
-  const y = parser(rawArgs, version);
-  const { argv, output } = await new Promise<{ argv: Record<string, unknown>; output: string }>(
-    (resolve, reject) => {
-      const fail = (message: string | undefined) => new UsageError(usageMessage(message, rawArgs));
-      y.fail((message, error) => reject(fail(message ?? error?.message)));
-      y.parse([...rawArgs], {}, (error, argv, output) => {
-        if (error !== null && error !== undefined) {
-          reject(error instanceof UsageError ? error : fail(error.message));
-        } else resolve({ argv: argv as Record<string, unknown>, output });
-      });
-    },
-  );
-  if (argv.help === true || argv.version === true) return { kind: "output", text: output };
-  const sub = (argv._ as unknown[])[0];
-  if (sub === "init") return { kind: "init", file: String(argv.file) };
+  // yargs would hand the word to the default command as its spec (its completion command and a
+  // default command with a positional do not mix), so the script is asked for here.
+  if (rawArgs.length === 1 && rawArgs[0] === "completion") {
+    return { kind: "output", text: completionScript() };
+  }
+  const { argv, output } = parseWithYargs(parser(version), rawArgs);
+  if (output !== "") return { kind: "output", text: output };
+  const json = argv.json === true;
+  const [sub, zigSub] = argv._ as unknown[];
+  if (sub === "init") return { kind: "init", file: String(argv.file), json };
   if (sub === "schema") return { kind: "schema" };
+  if (sub === "zig" && zigSub === "install") {
+    const versions = ((argv.versions as unknown[] | undefined) ?? []).map(String);
+    if (argv.all === true && versions.length > 0) {
+      throw new UsageError("--all and a list of versions cannot be combined");
+    }
+    return { kind: "zig-install", versions, all: argv.all === true, json };
+  }
+  if (sub === "zig") return { kind: "zig-list", json };
   return toGenerate(argv);
 }
 
-const KNOWN_FLAGS = new Set([...Object.keys(GENERATE_OPTIONS), "help", "h", "version"]);
-
-/**
- * yargs reports a missing spec before an unknown flag (`--frob` alone reads as "missing spec");
- * the flag is the real mistake, so it is reported first.
- */
-function rejectUnknownFlags(rawArgs: readonly string[]): void {
-  for (const arg of rawArgs) {
-    if (arg === "--") return;
-    const match = /^--?(?:no-)?([^=]+)/.exec(arg);
-    if (match === null || arg === "-") continue;
-    const name = match[1] ?? "";
-    const names = arg.startsWith("--") ? [name] : [...name];
-    for (const n of names) {
-      if (!KNOWN_FLAGS.has(n)) throw new UsageError(`unknown option ${arg.split("=")[0]}`);
-    }
-  }
+interface Parsed {
+  readonly argv: Record<string, unknown>;
+  readonly output: string;
 }
 
+/**
+ * Runs yargs synchronously (no async builders or handlers here). yargs may call back more than
+ * once (a completion request first runs the default command); the last call is the answer.
+ */
+function parseWithYargs(y: Argv, rawArgs: readonly string[]): Parsed {
+  let last: Parsed | undefined;
+  let failure: Error | undefined;
+  y.fail((message, error) => {
+    const text = message ?? error?.message ?? "invalid arguments";
+    failure ??= new UsageError(usageText(text, rawArgs));
+  });
+  void y.parse([...rawArgs], {}, (error, argv, output) => {
+    if (error !== null && error !== undefined) failure ??= error;
+    last = { argv: argv as Record<string, unknown>, output };
+  });
+  if (failure !== undefined) {
+    if (failure instanceof UsageError) throw failure;
+    throw new UsageError(usageText(failure.message, rawArgs));
+  }
+  if (last === undefined) throw new UsageError("invalid arguments");
+  return last;
+}
+
+const COMMAND_NAMES = new Set(["init", "schema", "zig", "completion"]);
+
+/**
+ * Tab completion: yargs' own (commands, subcommands, their options), plus the options of the
+ * default command, which yargs does not offer; without the `$0` yargs lists for it.
+ */
+function completeWords(
+  current: string,
+  argv: { readonly _: readonly (string | number)[] },
+  defaultCompletion: (done: (error: unknown, completions: string[] | undefined) => void) => void,
+  done: (completions: string[]) => void,
+): void {
+  defaultCompletion((_error, completions) => {
+    const words = argv._.slice(1).map(String);
+    const command = words.find((w) => !w.startsWith("-"));
+    const inGenerate = command === undefined || !COMMAND_NAMES.has(command);
+    const flags =
+      inGenerate && current.startsWith("-")
+        ? Object.keys(GENERATE_OPTIONS)
+            .map((name) => `--${name}`)
+            .filter((flag) => flag.startsWith(current) && !words.includes(flag))
+        : [];
+    const own = (completions ?? []).filter((c) => c !== "$0" && !flags.includes(c));
+    done([...own, ...flags]);
+  });
+}
+
+/**
+ * The shell script `gen-reuseport completion` prints (yargs' own). A parser of its own: the
+ * main one's default command would take "completion" for a spec file.
+ */
+function completionScript(): string {
+  const y = yargs().scriptName("gen-reuseport").completion("completion", false).exitProcess(false);
+  return parseWithYargs(y, ["completion"]).output;
+}
+
+/**
+ * What yargs cannot say: a missing spec (checked here, after yargs' strict mode, so that an
+ * unknown option is reported before it), a repeated value, and --zig without a Zig step.
+ */
 function toGenerate(argv: Record<string, unknown>): GenerateCommand {
-  const command: GenerateCommand = {
+  if (argv.spec === undefined) throw new UsageError("missing the spec file argument");
+  for (const flag of ["out", "zig"] as const) {
+    if (Array.isArray(argv[flag])) throw new UsageError(`--${flag} given more than once`);
+  }
+  if (argv.zig !== undefined && argv.build !== true && argv.test !== true) {
+    throw new UsageError("--zig is only used with --build or --test");
+  }
+  return {
     kind: "generate",
     spec: String(argv.spec),
-    out: optionalString(argv.out, "--out"),
+    out: argv.out as string | undefined,
     dryRun: argv["dry-run"] === true,
     check: argv.check === true,
     force: argv.force === true,
     build: argv.build === true,
     test: argv.test === true,
-    zig: optionalString(argv.zig, "--zig"),
+    zig: argv.zig as string | undefined,
     json: argv.json === true,
   };
-  rejectMeaninglessCombinations(command);
-  return command;
 }
 
-function optionalString(value: unknown, flag: string): string | undefined {
-  if (value === undefined) return undefined;
-  if (Array.isArray(value)) throw new UsageError(`${flag} given more than once`);
-  if (typeof value !== "string" || value === "") throw new UsageError(`${flag} needs a value`);
-  return value;
-}
-
-function rejectMeaninglessCombinations(c: GenerateCommand): void {
-  if (c.check && c.dryRun) throw new UsageError("--check and --dry-run cannot be combined");
-  if (c.check && c.force) {
-    throw new UsageError("--check writes nothing, so --force has no meaning with it");
-  }
-  const mode = c.check ? "--check" : c.dryRun ? "--dry-run" : undefined;
-  if (mode !== undefined && (c.build || c.test)) {
-    throw new UsageError(
-      `${mode} writes nothing, so --build and --test cannot be combined with it`,
-    );
-  }
-  if (c.zig !== undefined && !c.build && !c.test) {
-    throw new UsageError("--zig is only used with --build or --test");
-  }
-}
-
-/** yargs' wording, made into one line in the CLI's voice. */
-function usageMessage(message: string | undefined, rawArgs: readonly string[]): string {
-  if (message === undefined) return "invalid arguments";
-  if (/^Not enough non-option arguments/.test(message)) return "missing the spec file argument";
-  const unknown = /^Unknown arguments?: (.*)$/.exec(message);
-  if (unknown !== null) {
-    const names = (unknown[1] ?? "").split(", ");
-    const extra = names.filter((n) => rawArgs.includes(n));
-    if (extra.length > 0) return `unexpected argument ${extra.map((n) => `"${n}"`).join(", ")}`;
-    const flags = names.map((n) => (n.length > 1 ? `--${n}` : `-${n}`));
-    return `unknown option ${flags.join(", ")}`;
-  }
-  return message.charAt(0).toLowerCase() + message.slice(1).split("\n")[0];
+/**
+ * The one message that needs the command line: yargs names unknown arguments bare (`frob`,
+ * `x`, `extra.json`); they are shown as typed (`--frob`, `-x`, `"extra.json"`).
+ */
+function usageText(message: string, rawArgs: readonly string[]): string {
+  const marked = message.split("\u0000");
+  if (marked.length !== 3) return message.split("\n")[0] ?? message;
+  const names = (marked[2] ?? "").split(", ");
+  const extra = names.filter((n) => rawArgs.includes(n));
+  if (extra.length > 0) return `unexpected argument ${extra.map((n) => `"${n}"`).join(", ")}`;
+  const flags = names.map((n) => (n.length > 1 ? `--${n}` : `-${n}`));
+  return `unknown option ${flags.join(", ")}`;
 }

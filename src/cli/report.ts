@@ -1,9 +1,18 @@
 /**
  * What the CLI prints about a plan: human lines and the `--json` document. Formatting only.
  */
-import { formatPath, type ExitError, InternalError, SpecError, ConflictError } from "../errors.js";
+import {
+  ConflictError,
+  formatPath,
+  InternalError,
+  SpecError,
+  ToolchainError,
+  type ExitError,
+} from "../errors.js";
 import type { PreparedGeneration } from "../generate.js";
 import type { Action, PlanCounts } from "../plan/plan.js";
+import type { CliContext } from "./run.js";
+import { toolchainText } from "./toolchain-text.js";
 
 export type Mode = "write" | "dry-run" | "check";
 
@@ -50,12 +59,15 @@ function dirText(displayDir: string): string {
   return displayDir.endsWith("/") ? displayDir : `${displayDir}/`;
 }
 
+/** Counts only the files actually written: `nothing to write` when there were none. */
 export function writeSummary(prepared: PreparedGeneration): string {
-  const n = total(prepared.counts);
-  return (
-    `wrote ${n} file${n === 1 ? "" : "s"} to ${dirText(prepared.displayDir)} ` +
-    countsText(prepared.counts, PAST)
-  );
+  const { counts } = prepared;
+  const n = counts.create + counts.update;
+  const dir = dirText(prepared.displayDir);
+  if (n === 0 && counts.remove === 0) {
+    return `nothing to write; ${dir} is up to date ${countsText(counts, PAST)}`;
+  }
+  return `wrote ${n} file${n === 1 ? "" : "s"} to ${dir} ${countsText(counts, PAST)}`;
 }
 
 export function dryRunSummary(prepared: PreparedGeneration): string {
@@ -71,16 +83,31 @@ export function checkSummary(prepared: PreparedGeneration, drift: boolean): stri
   return `${dir} is out of date ${countsText(prepared.counts, FUTURE)}`;
 }
 
+/**
+ * The version of the `--json` document's shape. Bump it when a field changes meaning or goes
+ * away; adding a field does not bump it.
+ */
+export const JSON_VERSION = 1;
+
+/** What `--json` prints for every outcome (`version` is added by `printJson`). */
 export interface JsonReport {
   readonly ok: boolean;
   readonly exitCode: number;
-  readonly mode?: Mode;
-  readonly outDir?: string;
-  readonly files?: readonly { path: string; action: Action; reason?: string }[];
-  readonly counts?: PlanCounts;
-  readonly drift?: boolean;
-  readonly zig?: { readonly path: string; readonly version: string; readonly ran: string[] };
-  readonly error?: Record<string, unknown>;
+  /** `generate`, `init`, `zig install`, `zig list`; absent when the command line did not parse. */
+  readonly command?: string;
+  readonly [field: string]: unknown;
+}
+
+export function printJson(ctx: Pick<CliContext, "stdout">, report: JsonReport): void {
+  ctx.stdout.write(`${JSON.stringify({ version: JSON_VERSION, ...report }, null, 2)}\n`);
+}
+
+/** The lines an error prints on stderr: toolchain problems are worded here, in the CLI. */
+export function errorLines(error: ExitError, ctx: Pick<CliContext, "invocation">): string[] {
+  if (error instanceof ToolchainError) {
+    return [toolchainText(error.problem, ctx.invocation ?? "gen-reuseport")];
+  }
+  return error.lines();
 }
 
 export function planJson(prepared: PreparedGeneration) {
@@ -95,8 +122,15 @@ export function planJson(prepared: PreparedGeneration) {
   };
 }
 
-export function errorJson(error: ExitError): Record<string, unknown> {
-  const base: Record<string, unknown> = { code: error.code, message: error.message };
+export function errorJson(
+  error: ExitError,
+  ctx: Pick<CliContext, "invocation">,
+): Record<string, unknown> {
+  const message =
+    error instanceof ToolchainError
+      ? toolchainText(error.problem, ctx.invocation ?? "gen-reuseport")
+      : error.message;
+  const base: Record<string, unknown> = { code: error.code, message };
   if (error instanceof SpecError) {
     base.file = error.file;
     base.diagnostics = error.diagnostics.map((d) => ({
@@ -104,9 +138,12 @@ export function errorJson(error: ExitError): Record<string, unknown> {
       message: d.message,
       ...("got" in d ? { got: d.got } : {}),
       ...(d.hint === undefined ? {} : { hint: d.hint }),
+      ...(d.at === undefined ? {} : { line: d.at.line, column: d.at.column }),
     }));
+    if (error.omitted > 0) base.omitted = error.omitted;
   }
   if (error instanceof ConflictError) base.conflicts = error.conflicts;
   if (error instanceof InternalError) base.lines = error.lines();
+  if (error instanceof ToolchainError) base.problem = error.problem;
   return base;
 }

@@ -1,209 +1,95 @@
 /**
  * The CLI runner: argv in, exit code out. Streams, working directory and environment are
  * injected so tests drive it without touching `process`. Only `main.ts` exits the process.
+ *
+ * Each command's modules are imported when that command runs: `--dry-run` never loads the
+ * toolchain, `init` never loads the renderer, and a plain generate command line never loads
+ * yargs (plain-args.ts); see `npm run bench:cli`.
  */
-import { writeFile } from "node:fs/promises";
-import path from "node:path";
-import { asExitError, EXIT, ExitError, InternalError, ToolchainError } from "../errors.js";
-import {
-  applyGeneration,
-  conflictLines,
-  hasDrift,
-  prepareGeneration,
-  type PreparedGeneration,
-} from "../generate.js";
-import { GENERATOR_VERSION, PACKAGE_ROOT } from "../package.js";
-import { initSpecText } from "../spec/init.js";
-import { JSON_SCHEMA_PATH, specJsonSchemaText } from "../spec/json-schema.js";
-import { findZig, type FoundZig } from "../toolchain/find.js";
-import { runZig } from "../toolchain/run.js";
-import { compareZigVersions, parseZigVersion } from "../toolchain/versions.js";
-import { parseArgs, type GenerateCommand } from "./args.js";
-import {
-  checkSummary,
-  dryRunSummary,
-  errorJson,
-  planJson,
-  planLines,
-  writeSummary,
-  type JsonReport,
-} from "./report.js";
+import { asExitError, EXIT, type ExitError, InternalError } from "../errors.js";
+import { GENERATOR_VERSION } from "../package.js";
+import { parsePlainGenerate } from "./plain-args.js";
+import { errorJson, errorLines, printJson } from "./report.js";
 
 /** Everything the CLI touches outside its arguments, injected so tests need no `process`. */
 export interface CliContext {
   readonly stdout: { write(chunk: string): unknown };
-  readonly stderr: { write(chunk: string | Uint8Array): unknown };
+  /** `isTTY`: Zig draws its own progress there, and the CLI's lines may be styled. */
+  readonly stderr: { write(chunk: string | Uint8Array): unknown; readonly isTTY?: boolean };
   readonly cwd: string;
   readonly env: NodeJS.ProcessEnv;
   /** Templates to render (default: the package's `templates/`). */
   readonly templatesDir?: string;
-  /** Where `.toolchain/` is looked for (default: the package root). */
-  readonly toolchainRoot?: string;
+  /**
+   * Where installed Zig releases are looked for; `zig install` installs into the first
+   * (default: the per-user cache, then a checkout's `.toolchain/`, see toolchain/cache.ts).
+   */
+  readonly toolchainDirs?: readonly string[];
+  /** How hints name gen-reuseport, e.g. `npx gen-reuseport` (see invocation.ts). */
+  readonly invocation?: string;
+  /** Python with pip for `zig install` (default "python3"). */
+  readonly python?: string;
 }
 
 /** Runs one command line; never throws, returns the exit code. */
 export async function runCli(rawArgs: readonly string[], ctx: CliContext): Promise<number> {
-  let json = false;
+  const json = wantsJson(rawArgs);
+  let name: string | undefined;
   try {
-    const command = await parseArgs(rawArgs, GENERATOR_VERSION);
+    const command =
+      parsePlainGenerate(rawArgs) ??
+      (await (await import("./args.js")).parseArgs(rawArgs, GENERATOR_VERSION));
     switch (command.kind) {
       case "output":
-        ctx.stdout.write(`${command.text}\n`);
+        ctx.stdout.write(command.text.endsWith("\n") ? command.text : `${command.text}\n`);
         return EXIT.ok;
-      case "schema":
+      case "schema": {
+        const { specJsonSchemaText } = await import("../spec/json-schema.js");
         ctx.stdout.write(specJsonSchemaText());
         return EXIT.ok;
+      }
       case "init":
-        return await runInit(command.file, ctx);
+        name = "init";
+        return await (await import("./init.js")).runInit(command, ctx);
+      case "zig-install":
+        name = "zig install";
+        return await (await import("./zig.js")).runZigInstall(command, ctx);
+      case "zig-list":
+        name = "zig list";
+        return await (await import("./zig.js")).runZigList(command, ctx);
       case "generate":
-        json = command.json;
-        return await runGenerate(command, ctx);
+        name = "generate";
+        return await (await import("./generate.js")).runGenerate(command, ctx);
     }
   } catch (error) {
-    return reportError(asExitError(error), ctx, json);
+    return reportError(asExitError(error), ctx, json, name);
   }
 }
 
-async function runInit(file: string, ctx: CliContext): Promise<number> {
-  const target = path.resolve(ctx.cwd, file);
-  const schemaRef = path
-    .relative(path.dirname(target), path.join(PACKAGE_ROOT, JSON_SCHEMA_PATH))
-    .split(path.sep)
-    .join("/");
-  try {
-    await writeFile(target, initSpecText(schemaRef), { flag: "wx" });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "EEXIST") {
-      throw new ExitError(
-        "exists",
-        EXIT.usage,
-        `${file} already exists; init never overwrites a file`,
-      );
-    }
-    throw new ExitError("output", EXIT.output, `cannot write ${file}: ${(error as Error).message}`);
-  }
-  ctx.stdout.write(`wrote ${file}; edit it, then run: gen-reuseport ${file}\n`);
-  return EXIT.ok;
+/** Whether the command line asks for JSON output: known even when it does not parse. */
+export function wantsJson(rawArgs: readonly string[]): boolean {
+  const end = rawArgs.indexOf("--");
+  return (end === -1 ? rawArgs : rawArgs.slice(0, end)).includes("--json");
 }
 
-async function runGenerate(command: GenerateCommand, ctx: CliContext): Promise<number> {
-  const prepared = await prepareGeneration({
-    specFile: command.spec,
-    outDir: command.out,
-    cwd: ctx.cwd,
-    force: command.force,
-    ...(ctx.templatesDir === undefined ? {} : { templatesDir: ctx.templatesDir }),
-  });
-  if (command.check) return reportCheck(prepared, command, ctx);
-  if (command.dryRun) return reportDryRun(prepared, command, ctx);
-  const zig = command.build || command.test ? await requireZig(command, prepared, ctx) : undefined;
-  await applyGeneration(prepared);
-  if (!command.json) ctx.stdout.write(`${writeSummary(prepared)}\n`);
-  const ran = zig === undefined ? [] : await runToolchain(zig, command, prepared, ctx);
-  if (command.json) {
-    const zigReport =
-      zig === undefined ? {} : { zig: { path: zig.path, version: zig.version, ran } };
-    printJson(ctx, {
-      ok: true,
-      exitCode: EXIT.ok,
-      mode: "write",
-      ...planJson(prepared),
-      ...zigReport,
-    });
-  }
-  return EXIT.ok;
-}
-
-function reportCheck(
-  prepared: PreparedGeneration,
-  command: GenerateCommand,
+function reportError(
+  error: ExitError,
   ctx: CliContext,
+  json: boolean,
+  command: string | undefined,
 ): number {
-  const drift = hasDrift(prepared);
-  const exitCode = drift ? EXIT.drift : EXIT.ok;
-  if (command.json) {
-    printJson(ctx, { ok: !drift, exitCode, mode: "check", drift, ...planJson(prepared) });
-    return exitCode;
-  }
-  for (const line of planLines(prepared, true)) ctx.stdout.write(`${line}\n`);
-  ctx.stdout.write(`${checkSummary(prepared, drift)}\n`);
-  return exitCode;
-}
-
-function reportDryRun(
-  prepared: PreparedGeneration,
-  command: GenerateCommand,
-  ctx: CliContext,
-): number {
-  const refused = conflictLines(prepared);
-  const exitCode = refused.length > 0 ? EXIT.conflict : EXIT.ok;
-  if (command.json) {
-    printJson(ctx, { ok: exitCode === EXIT.ok, exitCode, mode: "dry-run", ...planJson(prepared) });
-  } else {
-    for (const line of planLines(prepared, false)) ctx.stdout.write(`${line}\n`);
-    ctx.stdout.write(`${dryRunSummary(prepared)}\n`);
-  }
-  for (const c of refused) ctx.stderr.write(`${c.path}: ${c.reason}\n`);
-  return exitCode;
-}
-
-/** Finds a supported Zig, new enough for the spec's minimum, before anything is written. */
-async function requireZig(
-  command: GenerateCommand,
-  prepared: PreparedGeneration,
-  ctx: CliContext,
-): Promise<FoundZig> {
-  const zig = await findZig({
-    zigPath: command.zig,
-    env: ctx.env,
-    root: ctx.toolchainRoot ?? PACKAGE_ROOT,
-    cwd: ctx.cwd,
-  });
-  const found = parseZigVersion(zig.version);
-  const minimum = parseZigVersion(prepared.model.minimumZigVersion);
-  if (found !== undefined && minimum !== undefined && compareZigVersions(found, minimum) < 0) {
-    throw new ToolchainError(
-      `zig ${zig.version} at ${zig.path} is older than the spec's minimum Zig ` +
-        `${prepared.model.minimumZigVersion}; run "npm run zig:install" or pass --zig PATH`,
-    );
-  }
-  return zig;
-}
-
-async function runToolchain(
-  zig: FoundZig,
-  command: GenerateCommand,
-  prepared: PreparedGeneration,
-  ctx: CliContext,
-): Promise<string[]> {
-  const steps = [
-    ...(command.build ? [["build"]] : []),
-    ...(command.test ? [["build", "test"]] : []),
-  ];
-  const ran: string[] = [];
-  for (const args of steps) {
-    await runZig(zig.path, args, {
-      cwd: prepared.outDir,
-      displayDir: prepared.displayDir,
-      output: ctx.stderr,
-      env: ctx.env,
-    });
-    ran.push(args.join(" "));
-    if (!command.json) ctx.stdout.write(`zig ${args.join(" ")}: ok (zig ${zig.version})\n`);
-  }
-  return ran;
-}
-
-function reportError(error: ExitError, ctx: CliContext, json: boolean): number {
-  for (const line of error.lines()) ctx.stderr.write(`${line}\n`);
+  for (const line of errorLines(error, ctx)) ctx.stderr.write(`${line}\n`);
   if (error instanceof InternalError && ctx.env.GEN_REUSEPORT_DEBUG === "1") {
     const detail = error.detail instanceof Error ? error.detail : error;
     ctx.stderr.write(`${detail.stack ?? String(detail)}\n`);
   }
-  if (json) printJson(ctx, { ok: false, exitCode: error.exitCode, error: errorJson(error) });
+  if (json) {
+    printJson(ctx, {
+      ok: false,
+      exitCode: error.exitCode,
+      ...(command === undefined ? {} : { command }),
+      error: errorJson(error, ctx),
+    });
+  }
   return error.exitCode;
-}
-
-function printJson(ctx: CliContext, report: JsonReport): void {
-  ctx.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
 }

@@ -8,14 +8,19 @@ import { formatIp, parseIp } from "../spec/address.js";
 import { DEFAULTS, type ListenerSpec, type Spec } from "../spec/schema.js";
 import { DEFAULT_MINIMUM_ZIG } from "../toolchain/versions.js";
 import { zigFingerprint } from "./fingerprint.js";
+import { zigPackageName } from "./zig-name.js";
 
 export interface ServiceModel {
   /** gen-reuseport's own version (package.json). */
   readonly generatorVersion: string;
-  /** Base name of the spec file, e.g. "http.json"; never an absolute path. */
+  /**
+   * Base name of the spec file, e.g. "http.json", escaped for every file it reaches (headers,
+   * README, manifest): bytes outside `[A-Za-z0-9._+-]` are percent-encoded (`a b.json` →
+   * `a%20b.json`), so no newline, quote or backtick of a file name reaches generated text.
+   */
   readonly specFile: string;
   readonly name: string;
-  /** `name` with hyphens as underscores: the Zig package name (`.name = .edge_echo`). */
+  /** The Zig package name (`.name = .edge_echo`): a bare identifier of at most 32 bytes. */
   readonly zigName: string;
   /** `build.zig.zon` fingerprint: "0x" + 16 lowercase hex digits. */
   readonly fingerprint: string;
@@ -86,11 +91,11 @@ export interface ModelOptions {
 const HTTP_DEFAULTS = { body: DEFAULTS.httpBody, contentType: DEFAULTS.httpContentType } as const;
 
 export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
-  const zigName = spec.name.replaceAll("-", "_");
+  const zigName = zigPackageName(spec.name);
   const listeners = spec.listeners.map(buildListener);
   return {
     generatorVersion: options.generatorVersion,
-    specFile: baseName(options.specFile),
+    specFile: safeFileName(baseName(options.specFile)),
     name: spec.name,
     zigName,
     fingerprint: zigFingerprint(zigName),
@@ -171,4 +176,14 @@ function canonicalJson(value: unknown): string {
 function baseName(file: string): string {
   const parts = file.split(/[\\/]/);
   return parts[parts.length - 1] ?? file;
+}
+
+/** Percent-encodes each UTF-8 byte outside `[A-Za-z0-9._+-]`; ordinary names stay as they are. */
+export function safeFileName(name: string): string {
+  let safe = "";
+  for (const byte of Buffer.from(name, "utf8")) {
+    const c = String.fromCharCode(byte);
+    safe += /[A-Za-z0-9._+-]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return safe === "" ? "spec" : safe;
 }

@@ -64,6 +64,15 @@ function checkListenerOptions(l: ListenerView): Diagnostic[] {
   const diagnostics: Diagnostic[] = [];
   const at = (key: string) => ["listeners", l.index, key];
   if (l.protocol === "udp") {
+    if (l.raw.handler === "http") {
+      diagnostics.push({
+        path: at("handler"),
+        message:
+          'is a tcp-only handler (HTTP needs a stream); a udp listener takes "echo", ' +
+          '"whoami" or "custom"',
+        got: l.raw.handler,
+      });
+    }
     for (const key of TCP_ONLY_KEYS) {
       if (key in l.raw) {
         diagnostics.push({
@@ -134,26 +143,33 @@ function checkUniqueBindings(listeners: readonly ListenerView[]): Diagnostic[] {
   return diagnostics;
 }
 
-/** `::` with v6Only false also receives IPv4 traffic, so it collides with IPv4 listeners. */
+/**
+ * `::` with v6Only false also receives IPv4 traffic, so it collides with IPv4 listeners of the
+ * same protocol and port. Each listener is reported at most once, naming the first listener it
+ * collides with: one pass with a map, so a spec of thousands of colliding listeners stays linear.
+ */
 function checkDualStack(listeners: readonly ListenerView[]): Diagnostic[] {
+  const firstSix = new Map<string, ListenerView>();
+  const firstFour = new Map<string, ListenerView>();
   const diagnostics: Diagnostic[] = [];
-  for (const six of listeners) {
-    if (six.ip === undefined || !isIpv6Wildcard(six.ip) || six.raw.v6Only !== false) continue;
-    for (const four of listeners) {
-      if (four.ip?.family !== 4 || four.protocol !== six.protocol || four.port !== six.port) {
-        continue;
-      }
-      if (four.protocol === undefined || four.port === undefined) continue;
-      const later = Math.max(six.index, four.index);
-      diagnostics.push({
-        path: ["listeners", later],
-        message:
-          `${four.protocol} port ${four.port}: "::" with v6Only false (listeners[${six.index}]) ` +
-          `also receives IPv4 and collides with ${formatIp(four.ip)} ` +
-          `(listeners[${four.index}]); set v6Only to true or use another port`,
-        got: (later === six.index ? six : four).raw.address,
-      });
-    }
+  for (const l of listeners) {
+    if (l.ip === undefined || l.protocol === undefined || l.port === undefined) continue;
+    const key = `${l.protocol} ${l.port}`;
+    const isSix = isIpv6Wildcard(l.ip) && l.raw.v6Only === false;
+    if (!isSix && l.ip.family !== 4) continue;
+    const [mine, theirs] = isSix ? [firstSix, firstFour] : [firstFour, firstSix];
+    if (!mine.has(key)) mine.set(key, l);
+    const earlier = theirs.get(key);
+    if (earlier === undefined) continue;
+    const [six, four] = isSix ? [l, earlier] : [earlier, l];
+    diagnostics.push({
+      path: ["listeners", l.index],
+      message:
+        `${l.protocol} port ${l.port}: "::" with v6Only false (listeners[${six.index}]) ` +
+        `also receives IPv4 and collides with ${formatIp(four.ip ?? l.ip)} ` +
+        `(listeners[${four.index}]); set v6Only to true or use another port`,
+      got: l.raw.address,
+    });
   }
   return diagnostics;
 }

@@ -3,7 +3,7 @@
  * `Diagnostic`s in the user's terms (zod's own wording never reaches the user).
  */
 import type { z } from "zod";
-import type { Diagnostic } from "../errors.js";
+import { MAX_LISTED_PROBLEMS, type Diagnostic } from "../errors.js";
 import { checkRules } from "./rules.js";
 import { ALLOWED_KEYS, SpecSchema, type Spec } from "./schema.js";
 
@@ -24,7 +24,9 @@ export function validateSpec(raw: unknown): ValidationResult {
 function translate(issue: z.core.$ZodIssue, raw: unknown): Diagnostic[] {
   const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
   if (issue.code === "unrecognized_keys") {
-    return issue.keys.map((key) => unknownKey([...path, key], raw));
+    // Only the first few of an object's unknown keys can be listed (`MAX_LISTED_PROBLEMS`);
+    // the rest are counted, so they skip the search for a suggestion.
+    return issue.keys.map((key, i) => unknownKey([...path, key], raw, i < MAX_LISTED_PROBLEMS));
   }
   const present = has(raw, path);
   const message = isOwnMessage(issue.message) ? issue.message : fallbackMessage(issue);
@@ -32,7 +34,8 @@ function translate(issue: z.core.$ZodIssue, raw: unknown): Diagnostic[] {
   return [{ path, message, got: valueAt(raw, path) }];
 }
 
-function unknownKey(path: Path, raw: unknown): Diagnostic {
+function unknownKey(path: Path, raw: unknown, withHint: boolean): Diagnostic {
+  if (!withHint) return { path, message: "unknown key", got: valueAt(raw, path) };
   const key = String(path[path.length - 1]);
   const allowed = allowedKeysAt(path.slice(0, -1));
   const suggestion = closest(key, allowed);
@@ -107,12 +110,15 @@ function valueAt(raw: unknown, path: Path): unknown {
 
 /** The allowed key nearest to a typo, if it is close enough to be what was meant. */
 export function closest(word: string, candidates: readonly string[]): string | undefined {
+  const limit = Math.max(1, Math.floor(word.length / 3));
   let best: { candidate: string; distance: number } | undefined;
   for (const candidate of candidates) {
+    // The distance is at least the difference in length: skip what cannot be near enough,
+    // so that a megabyte-long key costs nothing.
+    if (Math.abs(candidate.length - word.length) > limit) continue;
     const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
     if (best === undefined || distance < best.distance) best = { candidate, distance };
   }
-  const limit = Math.max(1, Math.floor(word.length / 3));
   return best !== undefined && best.distance <= limit ? best.candidate : undefined;
 }
 

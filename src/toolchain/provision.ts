@@ -1,5 +1,6 @@
 /**
- * Provisioning Zig into `<root>/.toolchain/zig-<version>/` from the PyPI `ziglang` wheel.
+ * Installing Zig into `<dir>/zig-<version>/` (the per-user cache by default, see `cache.ts`) from
+ * the PyPI `ziglang` wheel.
  * Installs into a temporary directory and renames it into place, under a mkdir lock, so that
  * parallel callers (test workers, CI steps) neither collide nor see a half-installed Zig.
  */
@@ -7,19 +8,18 @@ import { randomBytes } from "node:crypto";
 import { mkdir, rename, rm, rmdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { execa } from "execa";
 import { ToolchainError } from "../errors.js";
-import { PACKAGE_ROOT } from "../package.js";
-import { isExecutable, provisionedZigPath, zigVersion } from "./find.js";
-import { DEFAULT_PROVISIONED_ZIG, isSupportedZig, SUPPORTED_ZIG_MESSAGE } from "./versions.js";
+import { installedZigPath, isExecutable, toolchainCacheDir } from "./cache.js";
+import { zigVersion } from "./find.js";
+import { DEFAULT_PROVISIONED_ZIG, isSupportedZig } from "./versions.js";
 
 export interface EnsureZigOptions {
-  /** Package root holding `.toolchain/` (default: gen-reuseport's own root). */
-  readonly root?: string;
+  /** The toolchain directory (default: the per-user cache, `toolchainCacheDir(process.env)`). */
+  readonly dir?: string;
   /** Python with pip (default "python3"). */
   readonly python?: string;
-  /** Progress lines ("installing zig 0.15.2 …"); default: silent. */
-  readonly log?: (line: string) => void;
+  /** Called when an install starts (none when the release is already there). */
+  readonly onInstall?: (event: { readonly version: string; readonly path: string }) => void;
 }
 
 const PIP_TIMEOUT_MS = 15 * 60_000;
@@ -33,19 +33,13 @@ export async function ensureZig(
   version: string = DEFAULT_PROVISIONED_ZIG,
   options: EnsureZigOptions = {},
 ): Promise<string> {
-  const root = options.root ?? PACKAGE_ROOT;
-  if (!isSupportedZig(version)) {
-    throw new ToolchainError(
-      `cannot provision zig ${JSON.stringify(version)}: not a supported release ` +
-        `(supported: ${SUPPORTED_ZIG_MESSAGE})`,
-    );
-  }
-  const zig = provisionedZigPath(root, version);
+  const toolchainDir = options.dir ?? toolchainCacheDir(process.env);
+  if (!isSupportedZig(version)) throw new ToolchainError({ kind: "release-unsupported", version });
+  const zig = installedZigPath(toolchainDir, version);
   if (await isExecutable(zig)) return zig;
-  const toolchainDir = path.join(root, ".toolchain");
   await mkdir(toolchainDir, { recursive: true });
   const lock = path.join(toolchainDir, `.lock-zig-${version}`);
-  if (!(await acquireLock(lock, zig))) return zig;
+  if (!(await acquireLock(lock, zig, version))) return zig;
   try {
     if (await isExecutable(zig)) return zig;
     await install(version, toolchainDir, options);
@@ -54,7 +48,7 @@ export async function ensureZig(
   }
   const installed = await zigVersion(zig);
   if (installed !== version) {
-    throw new ToolchainError(`installed zig reports version ${installed}, expected ${version}`);
+    throw new ToolchainError({ kind: "install-mismatch", version, installed });
   }
   return zig;
 }
@@ -64,7 +58,8 @@ async function install(version: string, toolchainDir: string, options: EnsureZig
     toolchainDir,
     `.tmp-zig-${version}-${process.pid}-${randomBytes(4).toString("hex")}`,
   );
-  options.log?.(`installing zig ${version} into ${path.join(toolchainDir, `zig-${version}`)}`);
+  options.onInstall?.({ version, path: path.join(toolchainDir, `zig-${version}`) });
+  const { execa } = await import("execa");
   try {
     const result = await execa(
       options.python ?? "python3",
@@ -85,9 +80,7 @@ async function install(version: string, toolchainDir: string, options: EnsureZig
     if (result.failed) {
       const output = (result.all ?? "").trim().split("\n").slice(-3).join(" | ");
       const why = (result.shortMessage ?? "").split("\n")[0];
-      throw new ToolchainError(
-        `installing zig ${version} with pip failed (${why})` + (output === "" ? "" : `: ${output}`),
-      );
+      throw new ToolchainError({ kind: "install-failed", version, reason: why ?? "", output });
     }
     await rm(path.join(toolchainDir, `zig-${version}`), { recursive: true, force: true });
     await rename(temp, path.join(toolchainDir, `zig-${version}`));
@@ -100,7 +93,7 @@ async function install(version: string, toolchainDir: string, options: EnsureZig
  * mkdir is atomic: whoever creates the lock directory installs (true); the others wait until
  * the Zig appears (false). The install is renamed into place, so a Zig that exists is whole.
  */
-async function acquireLock(lock: string, zig: string): Promise<boolean> {
+async function acquireLock(lock: string, zig: string, version: string): Promise<boolean> {
   const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
@@ -115,7 +108,7 @@ async function acquireLock(lock: string, zig: string): Promise<boolean> {
       continue;
     }
     if (Date.now() > deadline) {
-      throw new ToolchainError(`timed out waiting for another install of zig (lock ${lock})`);
+      throw new ToolchainError({ kind: "install-locked", version, lock });
     }
     await sleep(LOCK_POLL_MS);
   }

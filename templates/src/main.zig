@@ -67,5 +67,6 @@ test {
     _ = @import("handlers.zig");
     _ = @import("listener.zig");
     _ = @import("notify.zig");
+    _ = @import("worker_link.zig");
     _ = @import("worker_process.zig");
 }

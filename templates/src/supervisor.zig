@@ -12,6 +12,19 @@
 //! reuseport group member would reset its queue instead. nginx, HAProxy and tableflip
 //! restart the same way.
 //!
+//! No dark slots: a dead, crash-looping or hung worker's sockets stay in the reuseport
+//! group (closing them would reset their queues), and the kernel keeps hashing a share of
+//! new connections to them. So every worker also holds the sockets of the next
+//! `cli.max_ring` slots without watching them, and while a slot is dark (its worker exited
+//! and its replacement is not ready, or it missed its heartbeats) the supervisor has a
+//! healthy worker of the serving generation adopt it: "adopt SLOT" on that worker's control
+//! pipe, "release SLOT" once the slot's own worker is back (`worker_link.zig`). Adoptions
+//! end with their generation: a retired adopter drains what it adopted with its own.
+//!
+//! Watchdog: with `--watchdog MS` > 0, workers beat on their report pipe; a worker silent
+//! for `worker_link.adoptAfterMs` has its slot adopted, one silent for the whole watchdog
+//! time is killed (`worker_hung`) and replaced like a crashed one.
+//!
 //! How a worker process is started and talks back: `worker_process.zig`.
 const std = @import("std");
 const config = @import("config.zig");
@@ -21,6 +34,7 @@ const listener = @import("listener.zig");
 const worker_mod = @import("worker.zig");
 const stats_mod = @import("stats.zig");
 const worker_process = @import("worker_process.zig");
+const worker_link = @import("worker_link.zig");
 const events = @import("events.zig");
 const pid_file = @import("pid_file.zig");
 const notify = @import("notify.zig");
@@ -37,6 +51,8 @@ const kill_grace_ms = 1_000;
 const stable_run_ms = 10_000;
 const max_backoff_ms = 10_000;
 const max_events = 64;
+/// How often slots are checked for silence while the watchdog is on or a slot is adopted.
+const scan_interval_ms = 50;
 
 const Kind = struct {
     const signal: u32 = 0;
@@ -67,11 +83,23 @@ const Record = struct {
     kill_at_ms: ?u64 = null,
     report_buf: [1024]u8 = undefined,
     report_len: usize = 0,
+    /// When it last reported anything (heartbeats included).
+    last_beat_ms: u64 = 0,
+    /// The watchdog killed it.
+    hung: bool = false,
 };
 
 const Slot = struct {
     crashes: u32 = 0,
     respawn_at_ms: ?u64 = null,
+    /// The generation a pending respawn is for: a respawn never outlives its generation.
+    respawn_generation: u32 = 0,
+    /// The serving generation's non-draining worker of this slot (a record index), as of
+    /// the last scan.
+    owner: ?u32 = null,
+    /// The worker (record index and pid) that adopted this dark slot.
+    adopter: ?u32 = null,
+    adopter_pid: linux.pid_t = 0,
     totals: stats_mod.Stats = .{},
     last_pid: linux.pid_t = 0,
     last_exit: ?events.Exit = null,
@@ -103,6 +131,13 @@ pub const Supervisor = struct {
     restart_queued: bool = false,
     stopping: ?StopKind = null,
     notifier: notify.Notifier = .{},
+    /// systemd's watchdog (WATCHDOG_USEC): WATCHDOG=1 every this many ms, from this loop.
+    systemd_watchdog_ms: ?u64 = null,
+    next_systemd_watchdog_ms: u64 = 0,
+    /// Something changed that may darken or light a slot: scan at once.
+    scan_due: bool = false,
+    next_scan_ms: u64 = 0,
+    last_scan_ms: u64 = 0,
     pid_file_written: bool = false,
     exit_code: u8 = 0,
 
@@ -129,6 +164,7 @@ pub const Supervisor = struct {
                 }
             }
             self.onTimers();
+            self.scanSlots();
         }
         self.finish();
         return self.exit_code;
@@ -157,8 +193,18 @@ pub const Supervisor = struct {
             const r = maybe orelse continue;
             if (r.kill_at_ms) |at| next = if (next) |n| @min(n, at) else at;
         }
+        var adopted = false;
         for (self.slots) |slot| {
             if (slot.respawn_at_ms) |at| next = if (next) |n| @min(n, at) else at;
+            if (slot.adopter != null) adopted = true;
+        }
+        if (self.scan_due) return 0;
+        if (self.stopping == null and (self.options.limits.watchdog_ms > 0 or adopted)) {
+            next = if (next) |n| @min(n, self.next_scan_ms) else self.next_scan_ms;
+        }
+        if (self.systemd_watchdog_ms != null) {
+            const at = self.next_systemd_watchdog_ms;
+            next = if (next) |n| @min(n, at) else at;
         }
         const deadline = next orelse return -1;
         const t = now();
@@ -205,6 +251,10 @@ pub const Supervisor = struct {
         const previous = self.generation;
         self.generation = generation;
         self.starting = null;
+        // The new generation has a worker in every slot: a respawn pending for the old one
+        // would be a second worker in a slot.
+        for (self.slots) |*slot| slot.respawn_at_ms = null;
+        self.scan_due = true;
         var pids: [1024]i32 = undefined;
         for (self.records) |maybe| {
             const r = maybe orelse continue;
@@ -285,13 +335,15 @@ pub const Supervisor = struct {
     // Workers.
 
     fn spawn(self: *Supervisor, index: u16, generation: u32) !void {
+        self.assertNoWorkerIn(index, generation);
         const slot = for (self.records, 0..) |r, i| {
             if (r == null) break i;
         } else return error.TooManyWorkerProcesses;
         const started = try worker_process.start(.{
             .exe_path = self.exe_path,
             .envp = self.process.envp,
-            .sockets = self.sockets[index * listener_count ..][0..listener_count],
+            .sockets = self.sockets,
+            .workers = self.workers,
             .index = index,
             .generation = generation,
             .limits = self.options.limits,
@@ -305,8 +357,19 @@ pub const Supervisor = struct {
             .report_fd = started.report_fd,
         };
         self.slots[index].last_pid = started.pid;
+        self.scan_due = true;
         const data = token(Kind.report, @intCast(slot));
         try sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, started.report_fd, linux.EPOLL.IN, data);
+    }
+
+    /// The invariant a respawn or a generation start must keep: at most one non-draining
+    /// worker per slot per generation.
+    fn assertNoWorkerIn(self: *const Supervisor, index: u16, generation: u32) void {
+        for (self.records) |maybe| {
+            const r = maybe orelse continue;
+            std.debug.assert(!(r.index == index and r.generation == generation and
+                r.control_fd != null));
+        }
     }
 
     /// Asks a worker to finish gracefully, and arms the deadline for killing it.
@@ -343,8 +406,11 @@ pub const Supervisor = struct {
 
     fn parseReports(self: *Supervisor, r: *Record) void {
         while (compat.findScalar(u8, r.report_buf[0..r.report_len], '\n')) |end| {
+            r.last_beat_ms = now();
             if (worker_process.Report.parse(r.report_buf[0..end])) |report| switch (report) {
                 .ready => self.onWorkerReady(r),
+                .beat => {},
+                .mismatch => |fingerprint| self.onMismatch(r, fingerprint),
                 .stats => |stats| r.stats = stats,
             };
             const rest = r.report_len - end - 1;
@@ -355,6 +421,7 @@ pub const Supervisor = struct {
 
     fn onWorkerReady(self: *Supervisor, r: *Record) void {
         r.ready = true;
+        self.scan_due = true;
         if (self.stopping != null) return self.retire(r);
         if (self.starting) |generation| {
             if (r.generation == generation and self.generationIsReady(generation)) {
@@ -368,6 +435,25 @@ pub const Supervisor = struct {
             line.int("pid", r.pid);
             line.emit();
         }
+    }
+
+    /// The worker was built from another spec: it refused to serve, and so will every
+    /// worker the binary on disk starts.
+    fn onMismatch(self: *Supervisor, r: *Record, fingerprint: []const u8) void {
+        var detail: [128]u8 = undefined;
+        const text = compat.bufPrint(&detail, "its spec fingerprint {s}, this service's {s}", .{
+            fingerprint[0..@min(fingerprint.len, 32)], config.spec_fingerprint,
+        }) catch "another fingerprint";
+        const what = "the binary on disk was built from another spec";
+        if (self.starting == r.generation) return self.abandonGeneration(what, text);
+        var message: [256]u8 = undefined;
+        var line = events.Line.begin("error");
+        line.string("message", compat.bufPrint(&message, "worker {d} not replaced: {s} ({s})", .{
+            r.index, what, text,
+        }) catch what);
+        line.int("generation", r.generation);
+        line.int("index", r.index);
+        line.emit();
     }
 
     fn generationIsReady(self: *const Supervisor, generation: u32) bool {
@@ -449,6 +535,10 @@ pub const Supervisor = struct {
 
     fn onTimers(self: *Supervisor) void {
         const t = now();
+        if (self.systemd_watchdog_ms) |interval| if (t >= self.next_systemd_watchdog_ms) {
+            self.notifier.send("WATCHDOG=1");
+            self.next_systemd_watchdog_ms = t + interval;
+        };
         if (self.starting != null and t >= self.start_deadline_ms) {
             self.abandonGeneration("workers not ready in time", "timeout");
         }
@@ -467,6 +557,7 @@ pub const Supervisor = struct {
             const at = slot.respawn_at_ms orelse continue;
             if (t < at) continue;
             slot.respawn_at_ms = null;
+            if (slot.respawn_generation != self.generation) continue;
             self.spawn(@intCast(i), self.generation) catch |err| {
                 log.err("cannot replace worker {d}: {s}", .{ i, @errorName(err) });
                 slot.respawn_at_ms = t + max_backoff_ms;
@@ -499,6 +590,7 @@ pub const Supervisor = struct {
         }
         if (r.control_fd) |fd| sys.close(fd);
         self.records[record_slot] = null;
+        self.scan_due = true;
 
         const slot = &self.slots[r.index];
         slot.totals.add(r.stats);
@@ -542,10 +634,161 @@ pub const Supervisor = struct {
             @min(max_backoff_ms, @as(u64, 100) << @intCast(@min(slot.crashes - 1, 10)));
         slot.crashes += 1;
         slot.respawn_at_ms = t + delay;
+        slot.respawn_generation = r.generation;
         var how: [48]u8 = undefined;
         log.warn("worker {d} (pid {d}) {s} unexpectedly; replacing it in {d} ms", .{
             r.index, r.pid, r.exit.describe(&how), delay,
         });
+    }
+
+    // Heartbeats and adoption.
+
+    /// The watchdog, then adoption: finds the dark slots and has a healthy worker adopt
+    /// each; releases the slots whose own worker is back. O(records + slots) per scan.
+    fn scanSlots(self: *Supervisor) void {
+        const t = now();
+        if (!self.scan_due and t < self.next_scan_ms) return;
+        self.scan_due = false;
+        self.next_scan_ms = t + scan_interval_ms;
+        const watchdog_ms = self.options.limits.watchdog_ms;
+        // A supervisor that was itself not running (stopped, or starved of CPU) has read
+        // no heartbeat meanwhile: give every worker a fresh start instead of blaming it.
+        const away = t - self.last_scan_ms;
+        const stalled = self.last_scan_ms != 0 and away > worker_link.adoptAfterMs(watchdog_ms);
+        if (watchdog_ms > 0 and stalled) {
+            for (self.records) |*maybe| if (maybe.*) |*r| {
+                r.last_beat_ms = @max(r.last_beat_ms, t);
+            };
+        }
+        self.last_scan_ms = t;
+        if (self.stopping != null) return;
+        if (watchdog_ms > 0) self.checkWatchdog(t, watchdog_ms);
+        if (self.generation == 0) return;
+
+        for (self.slots) |*slot| slot.owner = null;
+        for (self.records, 0..) |maybe, i| {
+            const r = maybe orelse continue;
+            if (r.generation != self.generation or r.control_fd == null) continue;
+            std.debug.assert(self.slots[r.index].owner == null); // one per slot per generation
+            self.slots[r.index].owner = @intCast(i);
+        }
+        for (self.slots, 0..) |*slot, i| {
+            const dark = if (slot.owner) |o| !self.isHealthy(o, t) else true;
+            if (slot.adopter) |a| {
+                const still = self.adopterRecord(slot) != null and self.isHealthy(a, t);
+                if (dark and still) continue;
+                self.endAdoption(slot, @intCast(i));
+            }
+            if (dark) self.adopt(@intCast(i), t);
+        }
+    }
+
+    /// Kills the workers silent for the whole watchdog time (SIGSTOPped, stuck in a loop
+    /// or a blocking call), and those of the serving generation never ready.
+    fn checkWatchdog(self: *Supervisor, t: u64, watchdog_ms: u32) void {
+        for (self.records) |*maybe| {
+            const r = if (maybe.*) |*r| r else continue;
+            if (r.control_fd == null or r.hung or r.exited) continue;
+            if (!r.ready) {
+                if (r.generation != self.generation) continue;
+                if (t - r.started_ms < ready_timeout_ms) continue;
+                log.warn("worker {d} (pid {d}) not ready in {d} ms: killing it", .{
+                    r.index, r.pid, ready_timeout_ms,
+                });
+                r.hung = true;
+                _ = linux.kill(r.pid, linux.SIG.KILL);
+                continue;
+            }
+            const silent = t -| r.last_beat_ms;
+            if (silent < watchdog_ms) continue;
+            r.hung = true;
+            log.warn("worker {d} (pid {d}) silent for {d} ms: killing it", .{
+                r.index, r.pid, silent,
+            });
+            _ = linux.kill(r.pid, linux.SIG.KILL);
+            var line = events.Line.begin("worker_hung");
+            line.int("generation", r.generation);
+            line.int("index", r.index);
+            line.int("pid", r.pid);
+            line.int("silent_ms", @intCast(silent));
+            line.emit();
+        }
+    }
+
+    /// Ready, not draining, of the serving generation, and beating.
+    fn isHealthy(self: *const Supervisor, record_index: u32, t: u64) bool {
+        const r = self.records[record_index] orelse return false;
+        if (r.generation != self.generation or r.control_fd == null) return false;
+        if (!r.ready or r.hung or r.exited) return false;
+        const watchdog_ms = self.options.limits.watchdog_ms;
+        if (watchdog_ms == 0) return true;
+        return t -| r.last_beat_ms < worker_link.adoptAfterMs(watchdog_ms);
+    }
+
+    fn adopterRecord(self: *Supervisor, slot: *const Slot) ?*Record {
+        const a = slot.adopter orelse return null;
+        const r = if (self.records[a]) |*r| r else return null;
+        // A record index is reused once its worker is reaped: the pid tells them apart.
+        return if (r.pid == slot.adopter_pid) r else null;
+    }
+
+    /// Has a healthy worker among the `ringLength` slots before `index` adopt it (they hold
+    /// its sockets, see `worker_process.formatRole`): the one adopting the fewest slots so
+    /// far, so that neighbouring dark slots spread over their neighbours, the nearest first.
+    fn adopt(self: *Supervisor, index: u16, t: u64) void {
+        const slot = &self.slots[index];
+        std.debug.assert(slot.adopter == null);
+        var best: ?u32 = null;
+        var best_load: usize = std.math.maxInt(usize);
+        var distance: u16 = 1;
+        while (distance <= worker_process.ringLength(self.workers)) : (distance += 1) {
+            const candidate = worker_process.ringSlot(index, self.workers - distance, self.workers);
+            const o = self.slots[candidate].owner orelse continue;
+            if (!self.isHealthy(o, t)) continue;
+            const load = self.adoptionsBy(o);
+            if (load < best_load) {
+                best = o;
+                best_load = load;
+            }
+        }
+        const o = best orelse return;
+        const r = &self.records[o].?;
+        if (!self.command(r, .{ .adopt = index })) return;
+        slot.adopter = o;
+        slot.adopter_pid = r.pid;
+        log.info("slot {d} is dark: worker {d} (pid {d}) adopts it", .{ index, r.index, r.pid });
+    }
+
+    fn adoptionsBy(self: *const Supervisor, record_index: u32) usize {
+        var count: usize = 0;
+        for (self.slots) |slot| {
+            if (slot.adopter == record_index) count += 1;
+        }
+        return count;
+    }
+
+    /// The slot's own worker is back, or its adopter is no longer fit to serve it.
+    fn endAdoption(self: *Supervisor, slot: *Slot, index: u16) void {
+        if (self.adopterRecord(slot)) |r| {
+            // A retired adopter has no control pipe: it drains what it adopted and exits.
+            if (self.command(r, .{ .release = index })) {
+                log.info("slot {d} released by worker {d} (pid {d})", .{ index, r.index, r.pid });
+            }
+        }
+        slot.adopter = null;
+        slot.adopter_pid = 0;
+    }
+
+    /// Writes one command on a worker's control pipe; false when it could not be sent.
+    fn command(self: *const Supervisor, r: *const Record, cmd: worker_link.Command) bool {
+        _ = self;
+        const fd = r.control_fd orelse return false;
+        var buf: [32]u8 = undefined;
+        const line = cmd.format(&buf);
+        // The pipe never holds more than a few commands, far below its capacity: a short
+        // or failed write means the worker is gone or stuck, and a later scan moves on.
+        const rc = linux.write(fd, line.ptr, line.len);
+        return compat.errno(rc) == .SUCCESS and rc == line.len;
     }
 
     fn emitDrainedIfDone(self: *const Supervisor, generation: u32) void {
@@ -619,6 +862,9 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         }
     }
 
+    // SIGCHLD ignored by whoever started us survives execve and would have the kernel
+    // reap workers behind our back: waitpid would never see them exit.
+    sys.resetSignalToDefault(compat.signalNumber(linux.SIG.CHLD));
     var set = compat.emptySigset();
     linux.sigaddset(&set, linux.SIG.TERM);
     linux.sigaddset(&set, linux.SIG.INT);
@@ -652,6 +898,11 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .notifier = notify.Notifier.init(process.envp),
     };
     supervisor.options.endpoints = endpoints;
+    if (notify.watchdogIntervalMs(process.envp, supervisor.pid)) |interval| {
+        supervisor.systemd_watchdog_ms = interval;
+        supervisor.next_systemd_watchdog_ms = sys.monotonicMs();
+        log.info("systemd watchdog: WATCHDOG=1 every {d} ms", .{interval});
+    }
     return supervisor.run();
 }
 

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { SpecError } from "../../src/errors.js";
-import { generate, prepareGeneration } from "../../src/generate.js";
+import { conflictText, generate, prepareGeneration } from "../../src/generate.js";
 
 const templatesDir = path.join(import.meta.dirname, "../fixtures/templates");
 const listener = { name: "a", protocol: "tcp", address: "127.0.0.1", port: 8080, handler: "echo" };
@@ -53,5 +53,18 @@ describe("generate (programmatic)", () => {
     expect(prepared.displayDir).toBe("inline");
     expect(prepared.counts.create).toBe(prepared.plan.files.length);
     expect(() => readFileSync(path.join(dir, "inline/build.zig"))).toThrow();
+  });
+});
+
+describe("conflictText", () => {
+  it("suggests src/handler.zig only for edits of handler code", () => {
+    const hint = "keep your change by moving it to src/handler.zig";
+    expect(conflictText("edited", "src/handlers/http.zig")).toContain(hint);
+    expect(conflictText("edited", "src/handlers.zig")).toContain(hint);
+    for (const file of ["build.zig", "src/config.zig", "README.md", ".gitignore"]) {
+      expect(conflictText("edited", file), file).toBe(
+        "edited by hand since gen-reuseport wrote it; rerun with --force to overwrite it",
+      );
+    }
   });
 });

@@ -119,8 +119,9 @@ pub const Connections = struct {
         errdefer deadlines.deinit(allocator);
         return .{
             .slots = slots,
-            .in_bufs = try compat.mapMemory(max * config.read_buffer_bytes),
-            .out_bufs = try compat.mapMemory(max * config.write_buffer_bytes),
+            // usize: the spec's limits multiply past u32 (1048576 connections of 1 MiB each).
+            .in_bufs = try compat.mapMemory(@as(usize, max) * config.read_buffer_bytes),
+            .out_bufs = try compat.mapMemory(@as(usize, max) * config.write_buffer_bytes),
             .free = free,
             .free_len = max,
             .deadlines = deadlines,
@@ -199,11 +200,13 @@ pub const Connections = struct {
     }
 
     fn inBuf(self: *const Connections, slot: u32) []u8 {
-        return self.in_bufs[slot * config.read_buffer_bytes ..][0..config.read_buffer_bytes];
+        const start = @as(usize, slot) * config.read_buffer_bytes;
+        return self.in_bufs[start..][0..config.read_buffer_bytes];
     }
 
     fn outBuf(self: *const Connections, slot: u32) []u8 {
-        return self.out_bufs[slot * config.write_buffer_bytes ..][0..config.write_buffer_bytes];
+        const start = @as(usize, slot) * config.write_buffer_bytes;
+        return self.out_bufs[start..][0..config.write_buffer_bytes];
     }
 
     /// An epoll event for a connection; stale ones (closed, or the slot reused) are dropped.

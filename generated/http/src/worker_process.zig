@@ -3,18 +3,26 @@
 //! between them.
 //!
 //! A worker is this same binary executed again with the internal flag `--worker`
-//! (see `cli.WorkerRole`). It inherits exactly its slot's listening sockets and its ends of
-//! two pipes; every other descriptor is close-on-exec.
-//!   control (supervisor → worker): the supervisor closes its end to ask for a graceful
-//!     stop; the worker also sees the hang-up when the supervisor dies.
-//!   report (worker → supervisor): the line "ready" once the worker's loop is accepting,
-//!     and "stats C R D" (connections, requests, datagrams) as it exits.
+//! (see `cli.WorkerRole`). It inherits its slot's listening sockets, those of the next
+//! `cli.max_ring` slots (to adopt while their workers are down), and its ends of two
+//! pipes; every other descriptor is close-on-exec.
+//!   control (supervisor → worker): "adopt SLOT" and "release SLOT" lines; the supervisor
+//!     closes its end to ask for a graceful stop, and the worker also sees the hang-up
+//!     when the supervisor dies (see `worker_link.zig`).
+//!   report (worker → supervisor), one line each:
+//!     "ready" once the worker's loop is accepting;
+//!     "beat" every heartbeat interval while its loop turns (when the watchdog is on);
+//!     "mismatch FINGERPRINT" instead of serving, when the binary was generated from
+//!       another spec than the supervisor's;
+//!     "stats connections=C requests=R …" (see `stats.zig`) as it exits; key=value, and keys a
+//!       supervisor does not know are skipped, so counters can be added freely.
 const std = @import("std");
 const config = @import("config.zig");
 const compat = @import("compat.zig");
 const cli = @import("cli.zig");
 const worker_mod = @import("worker.zig");
 const stats_mod = @import("stats.zig");
+const worker_link = @import("worker_link.zig");
 const log = @import("log.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
@@ -27,8 +35,10 @@ const PR_SET_PDEATHSIG: i32 = 1;
 pub const StartOptions = struct {
     exe_path: [*:0]const u8,
     envp: [*:null]const ?[*:0]const u8,
-    /// The slot's listening sockets, one per listener, in `config.listeners` order.
+    /// Every slot's listening sockets, `listener_count` per slot, in `config.listeners`
+    /// order; the worker inherits its own slot's and those of the next slots of its ring.
     sockets: []const sys.Fd,
+    workers: u16,
     index: u16,
     generation: u32,
     /// Passed on as flags, so that the supervisor's overrides reach every worker.
@@ -44,7 +54,8 @@ pub const Started = struct {
 
 /// Forks and executes a worker.
 pub fn start(options: StartOptions) !Started {
-    std.debug.assert(options.sockets.len == listener_count);
+    std.debug.assert(options.sockets.len == @as(usize, options.workers) * listener_count);
+    std.debug.assert(options.index < options.workers);
     var control: [2]sys.Fd = undefined;
     var report: [2]sys.Fd = undefined;
     try pipe(&control);
@@ -54,7 +65,7 @@ pub fn start(options: StartOptions) !Started {
 
     // Everything the child needs is prepared before fork: after it, the child only makes
     // system calls.
-    var role_buf: [64 + 12 * listener_count:0]u8 = undefined;
+    var role_buf: [96 + (cli.max_ring + 1) * (8 + 12 * listener_count):0]u8 = undefined;
     const role = try formatRole(&role_buf, options, control[0], report[1]);
     var limit_bufs: [cli.limit_flags.len][24:0]u8 = undefined;
     const argc = 3 + 2 * cli.limit_flags.len;
@@ -80,15 +91,34 @@ pub fn start(options: StartOptions) !Started {
     return .{ .pid = @intCast(rc), .control_fd = control[1], .report_fd = report[0] };
 }
 
-/// The value of the internal `--worker` flag.
+/// How many other slots a worker of `workers` holds the sockets of.
+pub fn ringLength(workers: u16) u16 {
+    return @min(workers - 1, cli.max_ring);
+}
+
+/// The slot `distance` places after `index` in the ring of `workers` slots.
+pub fn ringSlot(index: u16, distance: u16, workers: u16) u16 {
+    return @intCast((@as(u32, index) + distance) % workers);
+}
+
+fn slotSockets(options: StartOptions, slot: u16) []const sys.Fd {
+    return options.sockets[@as(usize, slot) * listener_count ..][0..listener_count];
+}
+
+/// The value of the internal `--worker` flag (see `cli.WorkerRole`).
 fn formatRole(buf: [:0]u8, options: StartOptions, control: sys.Fd, report: sys.Fd) ![*:0]const u8 {
-    const head = try compat.bufPrint(buf, "{d}:{d}:{d}:{d}:", .{
-        options.index, options.generation, control, report,
+    const head = try compat.bufPrint(buf, "{d}:{d}:{d}:{d}:{s}:", .{
+        options.index, options.generation, control, report, config.spec_fingerprint,
     });
     var len = head.len;
-    for (options.sockets, 0..) |fd, i| {
-        const separator: []const u8 = if (i == 0) "" else ",";
-        len += (try compat.bufPrint(buf[len..], "{s}{d}", .{ separator, fd })).len;
+    var distance: u16 = 0;
+    while (distance <= ringLength(options.workers)) : (distance += 1) {
+        const slot = ringSlot(options.index, distance, options.workers);
+        if (distance > 0) len += (try compat.bufPrint(buf[len..], "/{d}=", .{slot})).len;
+        for (slotSockets(options, slot), 0..) |fd, i| {
+            const separator: []const u8 = if (i == 0) "" else ",";
+            len += (try compat.bufPrint(buf[len..], "{s}{d}", .{ separator, fd })).len;
+        }
     }
     buf[len] = 0;
     return buf[0..len :0].ptr;
@@ -106,7 +136,11 @@ fn becomeWorker(
     // check closes the window in which the supervisor died before prctl.
     _ = linux.prctl(PR_SET_PDEATHSIG, compat.signalNumber(linux.SIG.KILL), 0, 0, 0);
     if (linux.getppid() != parent) linux.exit_group(1);
-    for (options.sockets) |fd| _ = linux.fcntl(fd, linux.F.SETFD, 0);
+    var distance: u16 = 0;
+    while (distance <= ringLength(options.workers)) : (distance += 1) {
+        const slot = ringSlot(options.index, distance, options.workers);
+        for (slotSockets(options, slot)) |fd| _ = linux.fcntl(fd, linux.F.SETFD, 0);
+    }
     _ = linux.fcntl(control, linux.F.SETFD, 0);
     _ = linux.fcntl(report, linux.F.SETFD, 0);
     // The signal mask stays blocked across exec, so a signal that arrives before the worker
@@ -129,11 +163,16 @@ fn closePair(fds: [2]sys.Fd) void {
 /// A line a worker reports.
 pub const Report = union(enum) {
     ready,
+    beat,
+    /// The spec fingerprint of a worker binary generated from another spec.
+    mismatch: []const u8,
     stats: stats_mod.Stats,
 
     /// Parses one line without its newline; null for a line this version does not know.
     pub fn parse(line: []const u8) ?Report {
         if (std.mem.eql(u8, line, "ready")) return .ready;
+        if (std.mem.eql(u8, line, "beat")) return .beat;
+        if (std.mem.startsWith(u8, line, "mismatch ")) return .{ .mismatch = line[9..] };
         if (!std.mem.startsWith(u8, line, "stats ")) return null;
         return .{ .stats = stats_mod.Stats.parseFields(line["stats ".len..]) orelse return null };
     }
@@ -141,14 +180,31 @@ pub const Report = union(enum) {
 
 /// Worker mode: serve the inherited sockets until the supervisor asks for a stop.
 pub fn runWorker(role: cli.WorkerRole, options: cli.Options) u8 {
-    var sockets: [listener_count]worker_mod.Socket = undefined;
-    for (&sockets, role.fds, 0..) |*s, fd, i| s.* = .{ .fd = fd, .listener_index = @intCast(i) };
+    if (!role.matchesSpec()) {
+        // Another spec's binary may disagree about every listener: refuse before touching
+        // any inherited descriptor, and say why, so that the supervisor can.
+        log.err("this binary was generated from spec {s}, the supervisor's from {s}", .{
+            config.spec_fingerprint, role.fingerprint,
+        });
+        sys.writeAll(role.report_fd, "mismatch " ++ config.spec_fingerprint ++ "\n") catch {};
+        return 1;
+    }
+    const own = 1 + @as(usize, role.ring_len);
+    var sockets: [(cli.max_ring + 1) * listener_count]worker_mod.Socket = undefined;
+    for (0..own) |slot| {
+        const fds = if (slot == 0) role.fds else role.ring[slot - 1].fds;
+        for (fds, 0..) |fd, i| {
+            sockets[slot * listener_count + i] = .{ .fd = fd, .listener_index = @intCast(i) };
+        }
+    }
+    var link = worker_link.Link.init(&role, options.limits.watchdog_ms);
     var w = worker_mod.Worker.init(std.heap.page_allocator, .{
-        .sockets = &sockets,
+        .sockets = sockets[0 .. own * listener_count],
         .index = role.index,
         .generation = role.generation,
         .limits = options.limits,
         .control_fd = role.control_fd,
+        .link = &link,
     }) catch |err| {
         log.err("worker {d} cannot start: {s}", .{ role.index, @errorName(err) });
         return 1;
@@ -163,8 +219,12 @@ pub fn runWorker(role: cli.WorkerRole, options: cli.Options) u8 {
 
 test "parses the lines a worker reports" {
     try std.testing.expect(Report.parse("ready").? == .ready);
+    try std.testing.expect(Report.parse("beat").? == .beat);
+    try std.testing.expectEqualStrings("0123", Report.parse("mismatch 0123").?.mismatch);
     const stats = Report.parse("stats connections=3 requests=5 datagrams=7").?.stats;
     try std.testing.expectEqual(@as(u64, 5), stats.requests);
+    const newer = Report.parse("stats requests=5 evicted=2 some_future_counter=1").?.stats;
+    try std.testing.expectEqual(@as(u64, 2), newer.evicted);
     try std.testing.expect(Report.parse("stats requests=x") == null);
     try std.testing.expect(Report.parse("hello") == null);
 }

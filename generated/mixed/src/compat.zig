@@ -14,6 +14,9 @@ const zig_version = builtin.zig_version;
 
 /// 0.16 passes arguments and environment to `main` in `std.process.Init` and removed
 /// `std.os.argv` and `std.os.environ`.
+/// A Debug build (0.17 spells the optimize modes in lower case).
+pub const is_debug = std.ascii.eqlIgnoreCase(@tagName(builtin.mode), "debug");
+
 pub const has_process_init = zig_version.major > 0 or zig_version.minor >= 16;
 
 /// 0.16 made mmap's protection flags a packed struct.
@@ -56,6 +59,51 @@ pub const findScalarLast = if (@hasDecl(std.mem, "findScalarLast"))
     std.mem.findScalarLast
 else
     std.mem.lastIndexOfScalar;
+
+/// Coverage-guided fuzzing of a function of bytes: `zig build test --fuzz` searches inputs,
+/// an ordinary test run tries the corpus (and an empty input) only. 0.14 and 0.15 hand the
+/// function the raw input. 0.16 hands it a `std.testing.Smith` instead: the bytes are drawn
+/// from it as one slice, which it reads as a 4-byte little-endian length and the bytes, so the
+/// corpus entries get that prefix here.
+pub fn fuzz(
+    context: anytype,
+    comptime testOne: fn (context: @TypeOf(context), input: []const u8) anyerror!void,
+    comptime corpus: []const []const u8,
+) anyerror!void {
+    const Context = @TypeOf(context);
+    if (comptime @hasDecl(std.testing, "Smith")) {
+        const Adapter = struct {
+            fn testSmith(ctx: Context, smith: *std.testing.Smith) anyerror!void {
+                var input: [fuzz_input_bytes]u8 = undefined;
+                const len = smith.slice(&input);
+                return testOne(ctx, input[0..len]);
+            }
+        };
+        const prefixed = comptime lengthPrefixed(corpus);
+        return std.testing.fuzz(context, Adapter.testSmith, .{ .corpus = prefixed });
+    } else {
+        return std.testing.fuzz(context, testOne, .{ .corpus = corpus });
+    }
+}
+
+/// The longest input a fuzz test receives from 0.16's `Smith`.
+const fuzz_input_bytes = 4096;
+
+fn lengthPrefixed(comptime corpus: []const []const u8) []const []const u8 {
+    var entries: [corpus.len][]const u8 = undefined;
+    for (corpus, &entries) |entry, *out| {
+        const len: u32 = @min(entry.len, fuzz_input_bytes);
+        const prefix = [4]u8{
+            @truncate(len),
+            @truncate(len >> 8),
+            @truncate(len >> 16),
+            @truncate(len >> 24),
+        };
+        out.* = &(prefix ++ entry[0..len].*);
+    }
+    const final = entries;
+    return &final;
+}
 
 /// Moves `src` to the start of `dest`, which may overlap it from the left. 0.15 deprecated
 /// `std.mem.copyForwards` for `@memmove`, a builtin 0.14 does not know, so the loop is ours.

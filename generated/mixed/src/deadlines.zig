@@ -8,6 +8,7 @@
 //! deadline is the earliest of the list heads, and the head of the `idle` list is the
 //! connection that has been idle longest, which is the one to evict when the table is full.
 const std = @import("std");
+const compat = @import("compat.zig");
 const assert = std.debug.assert;
 
 pub const Kind = enum {
@@ -204,8 +205,8 @@ test "the nearest deadline is the earliest across kinds, and they expire in orde
     while (d.popExpired(1000)) |e| : (n += 1) order[n] = e.slot;
     try std.testing.expectEqual(@as(usize, 4), n);
     // Each list in order; the lists in any order.
-    try std.testing.expect(std.mem.indexOfScalar(u32, order[0..n], 1).? <
-        std.mem.indexOfScalar(u32, order[0..n], 3).?);
+    try std.testing.expect(compat.findScalar(u32, order[0..n], 1).? <
+        compat.findScalar(u32, order[0..n], 3).?);
 }
 
 test "random arming keeps every list sorted (the invariant the asserts check)" {

@@ -190,6 +190,16 @@ pub fn signalfd(set: *const linux.sigset_t) Error!Fd {
     return toFd(try check(linux.signalfd(-1, set, flags)));
 }
 
+/// Sets signal `signo`'s disposition back to the default. The kernel's `struct sigaction`
+/// is written zeroed (handler SIG_DFL, no flags, empty mask) rather than through std's
+/// `Sigaction`, whose fields differ between Zig releases; 32 zero bytes cover its layout on
+/// every architecture.
+pub fn resetSignalToDefault(signo: u32) void {
+    const action = [_]u64{ 0, 0, 0, 0 };
+    const sigset_bytes = 8;
+    _ = linux.syscall4(.rt_sigaction, signo, @intFromPtr(&action), 0, sigset_bytes);
+}
+
 /// Microseconds on the monotonic clock.
 pub fn monotonicUs() u64 {
     var ts: linux.timespec = undefined;

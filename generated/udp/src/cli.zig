@@ -34,14 +34,36 @@ pub const usage =
 ;
 
 /// What a supervisor gives a worker process it starts, as the internal flag
-/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:FD,FD,…` (one FD per listener).
+/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:FINGERPRINT:FD,FD,…[/SLOT=FD,FD,…]…`:
+/// one FD per listener for its own slot, then the sockets of up to `max_ring` other slots
+/// it may be asked to adopt (see `worker_link.zig`).
 pub const WorkerRole = struct {
     index: u16,
     generation: u32,
     control_fd: i32,
     report_fd: i32,
+    /// The spec fingerprint of the supervisor that started this worker. When it is not this
+    /// binary's, nothing after it is parsed: another spec may have other listeners.
+    fingerprint: [16]u8,
+    fds: [config.listeners.len]i32 = undefined,
+    ring: [max_ring]RingSlot = undefined,
+    ring_len: u8 = 0,
+
+    pub fn matchesSpec(self: *const WorkerRole) bool {
+        return std.mem.eql(u8, &self.fingerprint, config.spec_fingerprint);
+    }
+};
+
+/// Another slot's sockets, which a worker holds without watching until told to adopt them.
+pub const RingSlot = struct {
+    slot: u16,
     fds: [config.listeners.len]i32,
 };
+
+/// How many other slots' sockets each worker holds for adoption: the next `max_ring`
+/// slots after its own. Bounded so that descriptors grow as workers × listener count × 5
+/// across all workers, not workers² × listeners.
+pub const max_ring = 4;
 
 pub const max_workers = 1024;
 
@@ -201,12 +223,30 @@ fn parseWorkerRole(value: []const u8) ?WorkerRole {
         .generation = parseField(u32, parts.next()) orelse return null,
         .control_fd = parseField(i32, parts.next()) orelse return null,
         .report_fd = parseField(i32, parts.next()) orelse return null,
-        .fds = undefined,
+        .fingerprint = undefined,
     };
-    var fds = std.mem.splitScalar(u8, parts.next() orelse return null, ',');
-    for (&role.fds) |*fd| fd.* = parseField(i32, fds.next()) orelse return null;
-    if (fds.next() != null or parts.next() != null) return null;
+    const fingerprint = parts.next() orelse return null;
+    if (fingerprint.len != role.fingerprint.len) return null;
+    @memcpy(&role.fingerprint, fingerprint);
+    if (!role.matchesSpec()) return role;
+    var slots = std.mem.splitScalar(u8, parts.next() orelse return null, '/');
+    if (!parseFds(slots.next(), &role.fds)) return null;
+    while (slots.next()) |text| {
+        if (role.ring_len == max_ring) return null;
+        const equals = compat.findScalar(u8, text, '=') orelse return null;
+        const ring = &role.ring[role.ring_len];
+        ring.slot = parseField(u16, text[0..equals]) orelse return null;
+        if (!parseFds(text[equals + 1 ..], &ring.fds)) return null;
+        role.ring_len += 1;
+    }
+    if (parts.next() != null) return null;
     return role;
+}
+
+fn parseFds(text: ?[]const u8, fds: *[config.listeners.len]i32) bool {
+    var fields = std.mem.splitScalar(u8, text orelse return false, ',');
+    for (fds) |*fd| fd.* = parseField(i32, fields.next()) orelse return false;
+    return fields.next() == null;
 }
 
 fn parseField(comptime T: type, text: ?[]const u8) ?T {
@@ -247,4 +287,29 @@ test "--listen overrides one listener's endpoint" {
 
     const unknown = [_][*:0]const u8{ "svc", "--listen", "nope=127.0.0.1:1" };
     try std.testing.expectError(error.Usage, parse(&unknown, &diag));
+}
+
+test "parses the worker role, with the slots it may adopt" {
+    var diag: Diagnostic = .{};
+    var text: [256:0]u8 = undefined;
+    var len: usize = (try compat.bufPrint(&text, "2:7:5:6:{s}:", .{config.spec_fingerprint})).len;
+    for (0..3) |slot| {
+        if (slot > 0) len += (try compat.bufPrint(text[len..], "/{d}=", .{slot + 2})).len;
+        for (0..config.listeners.len) |i| {
+            const separator: []const u8 = if (i == 0) "" else ",";
+            len += (try compat.bufPrint(text[len..], "{s}{d}", .{ separator, 10 + i })).len;
+        }
+    }
+    text[len] = 0;
+    const args = [_][*:0]const u8{ "svc", "--worker", &text };
+    const role = (try parse(&args, &diag)).serve.worker.?;
+    try std.testing.expect(role.matchesSpec());
+    try std.testing.expectEqual(@as(u16, 2), role.index);
+    try std.testing.expectEqual(@as(u8, 2), role.ring_len);
+    try std.testing.expectEqual(@as(u16, 4), role.ring[1].slot);
+
+    const other = [_][*:0]const u8{ "svc", "--worker", "0:1:5:6:0123456789abcdef:x" };
+    const foreign = (try parse(&other, &diag)).serve.worker.?;
+    try std.testing.expect(!foreign.matchesSpec() or
+        std.mem.eql(u8, config.spec_fingerprint, "0123456789abcdef"));
 }

@@ -4,6 +4,10 @@
 //! MONOTONIC_USEC when a SIGHUP restart begins and READY=1 again when it is done (also when
 //! it failed, with a STATUS saying so), STOPPING=1 when a stop begins.
 //!
+//! With systemd's watchdog on (`WatchdogSec=`, which sets WATCHDOG_USEC and WATCHDOG_PID),
+//! the supervisor also sends WATCHDOG=1 at half the interval, from its loop: a supervisor
+//! that stops turning is restarted by systemd.
+//!
 //! The messages go to the datagram socket named by $NOTIFY_SOCKET (a path, or an abstract
 //! name written with a leading "@"). Without that variable every call does nothing, so the
 //! program behaves the same under systemd and anywhere else.
@@ -54,6 +58,19 @@ pub const Notifier = struct {
     }
 };
 
+/// Half of WATCHDOG_USEC in milliseconds (at least 1), when systemd's watchdog is on for
+/// process `pid`: WATCHDOG_PID names it or is absent. Null otherwise.
+pub fn watchdogIntervalMs(envp: [*:null]const ?[*:0]const u8, pid: linux.pid_t) ?u64 {
+    const usec_text = lookup(envp, "WATCHDOG_USEC") orelse return null;
+    const usec = std.fmt.parseInt(u64, usec_text, 10) catch return null;
+    if (usec == 0) return null;
+    if (lookup(envp, "WATCHDOG_PID")) |pid_text| {
+        const owner = std.fmt.parseInt(linux.pid_t, pid_text, 10) catch return null;
+        if (owner != pid) return null;
+    }
+    return @max(1, usec / 2 / std.time.us_per_ms);
+}
+
 fn lookup(envp: [*:null]const ?[*:0]const u8, name: []const u8) ?[]const u8 {
     var i: usize = 0;
     while (envp[i]) |entry| : (i += 1) {
@@ -76,4 +93,12 @@ test "without NOTIFY_SOCKET nothing is sent" {
     const notifier = Notifier.init(&envp);
     try std.testing.expect(notifier.fd == null);
     notifier.send("READY=1");
+}
+
+test "the watchdog interval is half of WATCHDOG_USEC, for the named process only" {
+    const envp = [_:null]?[*:0]const u8{ "WATCHDOG_USEC=3000000", "WATCHDOG_PID=42" };
+    try std.testing.expectEqual(@as(?u64, 1500), watchdogIntervalMs(&envp, 42));
+    try std.testing.expectEqual(@as(?u64, null), watchdogIntervalMs(&envp, 43));
+    const any = [_:null]?[*:0]const u8{"WATCHDOG_USEC=1000"};
+    try std.testing.expectEqual(@as(?u64, 1), watchdogIntervalMs(&any, 7));
 }

@@ -10,7 +10,6 @@
 //! per wakeup (one read, one write per request in steady state) without having to drain
 //! the socket, so no readiness is ever lost.
 const std = @import("std");
-const builtin = @import("builtin");
 const config = @import("config.zig");
 const sys = @import("sys.zig");
 const compat = @import("compat.zig");
@@ -21,6 +20,7 @@ const connections_mod = @import("connections.zig");
 const drain_mod = @import("drain.zig");
 const stats_mod = @import("stats.zig");
 const log = @import("log.zig");
+const worker_link = @import("worker_link.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -40,6 +40,10 @@ pub const Options = struct {
     /// A descriptor whose hang-up means "stop gracefully" (the supervisor's end of a pipe);
     /// null when signals alone control the worker.
     control_fd: ?sys.Fd = null,
+    /// The supervisor link (heartbeats, adopt/release commands); null in standalone mode.
+    /// With a link, `sockets` holds this slot's sockets first, then those of the slots it
+    /// may adopt, which are watched only while adopted.
+    link: ?*worker_link.Link = null,
 };
 
 pub const Stats = stats_mod.Stats;
@@ -63,7 +67,7 @@ const max_datagram_bytes = 65536;
 /// After an accept error that another try would repeat at once (no memory, no descriptor
 /// to spare), listeners rest this long instead of spinning on a readable socket.
 const accept_backoff_ms = 100;
-const max_sockets = config.listeners.len;
+const max_sockets = (cli.max_ring + 1) * config.listeners.len;
 
 /// Lets one warning of a kind through per second, and says how many were held back.
 const Throttle = struct {
@@ -118,9 +122,11 @@ pub const Worker = struct {
         try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0));
         var listening: [max_sockets]bool = @splat(false);
         for (options.sockets, 0..) |socket, i| {
+            listening[i] = true;
+            // Another slot's sockets are watched only once adopted (see worker_link.zig).
+            if (options.link != null and !worker_link.Link.watchedAtStart(i)) continue;
             const data = token(Kind.listener, @intCast(i));
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, socket.fd, linux.EPOLL.IN, data);
-            listening[i] = true;
         }
         if (options.control_fd) |fd| {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN, token(Kind.control, 0));
@@ -148,6 +154,10 @@ pub const Worker = struct {
         return (Token{ .kind = kind, .index = index }).encode();
     }
 
+    fn listenerToken(index: u32) u64 {
+        return token(Kind.listener, index);
+    }
+
     fn openSpare() ?sys.Fd {
         const rc = linux.open("/dev/null", .{ .CLOEXEC = true }, 0);
         if (compat.errno(rc) != .SUCCESS) return null;
@@ -164,6 +174,9 @@ pub const Worker = struct {
     pub fn run(self: *Worker) StopReason {
         var events: [max_events]linux.epoll_event = undefined;
         while (true) {
+            // The heartbeat comes from the loop itself: a loop that stops turning stops
+            // beating, and the supervisor's watchdog notices.
+            if (self.options.link) |link| link.onTick();
             const now = sys.monotonicMs();
             if (self.stop) |reason| {
                 if (reason == .immediate) return self.closeAll(reason);
@@ -185,12 +198,19 @@ pub const Worker = struct {
             };
             const woke = sys.monotonicMs();
             for (events[0..n]) |event| self.dispatch(event, woke);
-            if (builtin.mode == .Debug) self.conns.assertInvariants();
+            if (compat.is_debug) self.conns.assertInvariants();
         }
     }
 
-    /// Until the nearest deadline, drain step or listener rest; forever when there is none.
+    /// Until the nearest deadline, drain step, listener rest or heartbeat.
     fn waitTimeoutMs(self: *const Worker, now_ms: u64) i32 {
+        const timeout = self.deadlineTimeoutMs(now_ms);
+        if (self.options.link) |link| return link.limitWait(timeout);
+        return timeout;
+    }
+
+    /// Until the nearest deadline, drain step or listener rest; -1 (forever) for none.
+    fn deadlineTimeoutMs(self: *const Worker, now_ms: u64) i32 {
         var next: ?u64 = self.conns.deadlines.nextMs();
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
@@ -204,11 +224,18 @@ pub const Worker = struct {
         switch (t.kind) {
             Kind.signal => self.onSignal(now_ms),
             Kind.control => {
-                // The supervisor closed its end (or died): stop, and stop watching the
-                // pipe, whose hang-up would otherwise wake every wait.
-                const control = self.options.control_fd.?;
-                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, control, null);
-                self.beginStop(.control, now_ms);
+                // Adopt or release another slot's sockets, or (end of file) the supervisor
+                // closed its end or died: stop. The link stops watching the pipe then, whose
+                // hang-up would otherwise wake every wait.
+                const link = self.options.link.?;
+                const outcome = link.onControlReadable(
+                    self.epfd,
+                    self.options.sockets,
+                    listenerToken,
+                    self.accepting,
+                    self.listeners_paused,
+                );
+                if (outcome == .stop) self.beginStop(.control, now_ms);
             },
             Kind.listener => {
                 // An event of the same batch may be about a listener closed meanwhile.
@@ -265,6 +292,13 @@ pub const Worker = struct {
     fn closeListeners(self: *Worker, now_ms: u64) void {
         if (!self.accepting) return;
         for (self.options.sockets, 0..) |socket, i| {
+            // Another slot's socket that is not adopted is only closed (the supervisor keeps
+            // it open): taking its queue would serve another worker's share.
+            if (self.options.link) |link| if (!link.watches(i)) {
+                sys.close(socket.fd);
+                self.listening[i] = false;
+                continue;
+            };
             // A socket of our own (standalone mode) can leave its UDP group before the last
             // reads; a supervisor's socket is shared with the next generation and must not.
             const owned = self.options.control_fd == null;

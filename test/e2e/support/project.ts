@@ -6,9 +6,15 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { inject } from "vitest";
-import { generate, PACKAGE_ROOT } from "../../../src/index.js";
+import {
+  buildProject,
+  generate,
+  PACKAGE_ROOT,
+  ZIG_STEPS,
+  type StepResult as ZigStepResult,
+} from "../../../src/index.js";
 import { oncePerRun } from "./once.js";
-import { provisionZig, runZigIn } from "./zig.js";
+import { provisionZig, zigEnv } from "./zig.js";
 
 /** The specs the suite builds: the examples, plus one of its own for TCP whoami. */
 export const SPECS = {
@@ -32,7 +38,8 @@ export interface StepResult {
 }
 
 export interface BuiltProject {
-  readonly spec: SpecKey;
+  /** The spec's key in `SPECS`, or the key of a spec given as a value. */
+  readonly spec: string;
   readonly version: string;
   readonly dir: string;
   /** `zig-out/bin/<name>`. */
@@ -63,43 +70,80 @@ export async function programOf(spec: SpecKey, version: string): Promise<string>
 }
 
 async function buildOnce(spec: SpecKey, version: string, dir: string): Promise<BuiltProject> {
+  const raw = JSON.parse(await readFile(path.join(PACKAGE_ROOT, SPECS[spec]), "utf8")) as unknown;
+  return buildSpec({ key: spec, specFile: SPECS[spec], raw }, version, dir);
+}
+
+/**
+ * Builds (once per run) a spec the test holds as a value, such as one drawn by fast-check;
+ * `key` names its directory in the run's folder.
+ */
+export async function builtSpecValue(
+  key: string,
+  raw: { readonly name: string },
+  version: string,
+): Promise<BuiltProject> {
+  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, key);
+  return oncePerRun(dir, () => buildSpec({ key, specFile: `${key}.json`, raw }, version, dir));
+}
+
+interface SpecSource {
+  readonly key: string;
+  readonly specFile: string;
+  readonly raw: unknown;
+}
+
+async function buildSpec(source: SpecSource, version: string, dir: string): Promise<BuiltProject> {
   const zig = await provisionZig(version);
-  const generated = await timed(`gen-reuseport ${SPECS[spec]} --out ${dir}`, async () => {
-    const prepared = await generate({ specFile: SPECS[spec], outDir: dir, cwd: PACKAGE_ROOT });
+  const generated = await timed(`gen-reuseport ${source.specFile} --out ${dir}`, async () => {
+    const prepared = await generate({
+      specFile: source.specFile,
+      spec: source.raw,
+      outDir: dir,
+      cwd: PACKAGE_ROOT,
+    });
     return { ok: true, output: `${prepared.counts.create} files written` };
   });
-  const name = JSON.parse(await readFile(path.join(PACKAGE_ROOT, SPECS[spec]), "utf8"))
-    .name as string;
-  const skipped = (command: string): StepResult => ({
+  const name = (source.raw as { name: string }).name;
+  const skipped = (args: readonly string[]): StepResult => ({
     ok: false,
-    command,
+    command: ["zig", ...args].join(" "),
     output: "not run: generation failed",
     ms: 0,
   });
-  const zigStep = (args: string[]) =>
-    generated.ok
-      ? runZigStep(zig, args, dir, version)
-      : Promise.resolve(skipped(`zig ${args.join(" ")}`));
-  const fmt = await zigStep(["fmt", "--check", "."]);
-  const build = await zigStep(["build"]);
-  const test = await zigStep(["build", "test"]);
+  const steps = [ZIG_STEPS.fmt, ZIG_STEPS.build, ZIG_STEPS.test];
+  const [fmt, build, test] = generated.ok
+    ? (
+        await buildProject({
+          zig,
+          dir,
+          steps,
+          env: zigEnv(version),
+          timeoutMs: ZIG_STEP_TIMEOUT_MS,
+          keepGoing: true,
+        })
+      ).steps.map(stepResult)
+    : steps.map(skipped);
   return {
-    spec,
+    spec: source.key,
     version,
     dir,
     name,
     binary: path.join(dir, "zig-out", "bin", name),
-    steps: { generate: generated, fmt, build, test },
+    steps: { generate: generated, fmt: fmt!, build: build!, test: test! },
   };
 }
 
-async function runZigStep(
-  zig: string,
-  args: string[],
-  cwd: string,
-  version: string,
-): Promise<StepResult> {
-  return timed(`zig ${args.join(" ")}`, () => runZigIn(zig, args, cwd, version));
+const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
+
+function stepResult(step: ZigStepResult): StepResult {
+  const how = step.timedOut ? "timed out" : `exit code ${step.exitCode ?? step.signal}`;
+  return {
+    ok: step.ok,
+    command: step.command,
+    output: `${step.output}\n(${how})`.trim(),
+    ms: step.ms,
+  };
 }
 
 async function timed(

@@ -1,10 +1,14 @@
 /**
  * Which Zig releases the end-to-end suite runs against, and provisioning them with the
- * generator's own `ensureZig` (the PyPI `ziglang` wheel into `<repo>/.toolchain/`).
+ * generator's own `ensureZig` (the PyPI `ziglang` wheel) into the checkout's `.toolchain/`, or
+ * into `$GEN_REUSEPORT_CACHE` when it is set (the per-user cache of installed users).
  */
-import path from "node:path";
-import { execa } from "execa";
-import { ensureZig, PACKAGE_ROOT } from "../../../src/index.js";
+import {
+  buildProject,
+  checkoutToolchainDir,
+  ensureZig,
+  zigGlobalCacheDir,
+} from "../../../src/index.js";
 import { PROVISIONED_BY_DEFAULT } from "../../../src/toolchain/versions.js";
 
 /** The environment variable that narrows the run, e.g. `GEN_REUSEPORT_ZIG=0.15.2,0.17.1`. */
@@ -23,6 +27,9 @@ export function zigVersionsUnderTest(env: NodeJS.ProcessEnv = process.env): stri
 
 export const ZIG_VERSIONS: readonly string[] = zigVersionsUnderTest();
 
+/** Where the suite's toolchains and Zig caches live (the checkout's `.toolchain/` by default). */
+export const TOOLCHAIN_DIR = checkoutToolchainDir(process.env);
+
 /**
  * Returns the path of Zig `version`, installing it first if needed. A version that cannot be
  * provisioned fails the run (in CI and locally alike: the suite never skips).
@@ -30,11 +37,15 @@ export const ZIG_VERSIONS: readonly string[] = zigVersionsUnderTest();
 export async function provisionZig(version: string): Promise<string> {
   try {
     return await ensureZig(version, {
-      root: PACKAGE_ROOT,
-      log: (line) => process.stderr.write(`[e2e] ${line}\n`),
+      dir: TOOLCHAIN_DIR,
+      onInstall: (event) =>
+        process.stderr.write(`[e2e] installing zig ${version} into ${event.path}\n`),
     });
   } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
+    const why =
+      error instanceof Error && "problem" in error
+        ? JSON.stringify(error.problem)
+        : String(error);
     const where = process.env.CI === "true" ? "CI run fails: " : "";
     throw new Error(
       `${where}cannot provision zig ${version} for the end-to-end tests: ${why}. ` +
@@ -45,31 +56,34 @@ export async function provisionZig(version: string): Promise<string> {
 }
 
 /**
- * The environment Zig runs with for `version`: a global cache of its own under the ignored
- * `.toolchain/`, so that releases never share a cache and a second run is fast.
+ * The environment Zig runs with for `version`: a global cache of its own next to the
+ * toolchains, so that releases never share a cache and a second run is fast.
  */
 export function zigEnv(version: string): NodeJS.ProcessEnv {
-  return { ZIG_GLOBAL_CACHE_DIR: path.join(PACKAGE_ROOT, ".toolchain", `cache-${version}`) };
+  return { ZIG_GLOBAL_CACHE_DIR: zigGlobalCacheDir(TOOLCHAIN_DIR, version) };
 }
 
 const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
 
-/** Runs `zig ARGS` of `version` in `cwd`; never throws: the output says what happened. */
+/**
+ * Runs `zig ARGS` of `version` in `cwd` with the generator's `buildProject`; never throws: the
+ * output says what happened.
+ */
 export async function runZigIn(
   zig: string,
   args: readonly string[],
   cwd: string,
   version: string,
 ): Promise<{ ok: boolean; output: string }> {
-  const result = await execa(zig, args, {
-    cwd,
+  const { steps } = await buildProject({
+    zig,
+    dir: cwd,
+    steps: [args],
     env: zigEnv(version),
-    extendEnv: true,
-    timeout: ZIG_STEP_TIMEOUT_MS,
-    reject: false,
-    stdin: "ignore",
-    all: true,
+    timeoutMs: ZIG_STEP_TIMEOUT_MS,
   });
-  const how = result.timedOut ? "timed out" : `exit code ${result.exitCode ?? result.signal}`;
-  return { ok: !result.failed, output: `${result.all ?? ""}\n(${how})`.trim() };
+  const [step] = steps;
+  if (step === undefined) return { ok: false, output: "not run" };
+  const how = step.timedOut ? "timed out" : `exit code ${step.exitCode ?? step.signal}`;
+  return { ok: step.ok, output: `${step.output}\n(${how})`.trim() };
 }

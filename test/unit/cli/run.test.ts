@@ -36,10 +36,10 @@ describe("gen-reuseport <spec>", () => {
     expect(existsSync(path.join(dir, "http-hello/build.zig.zon"))).toBe(true);
   });
 
-  it("reports a second identical run as all unchanged", async () => {
+  it("says there was nothing to write when a second identical run changes nothing", async () => {
     await cli("http.json", "--out", "out");
     expect((await cli("http.json", "--out", "out")).stdout).toBe(
-      "wrote 6 files to out/ (6 unchanged)\n",
+      "nothing to write; out/ is up to date (6 unchanged)\n",
     );
   });
 
@@ -86,7 +86,7 @@ describe("regeneration", () => {
     spec.listeners[0].port = 8090;
     write("http.json", JSON.stringify(spec));
     const run = await cli("http.json", "--out", "out");
-    expect(run.stdout).toBe("wrote 6 files to out/ (2 updated, 4 unchanged)\n");
+    expect(run.stdout).toBe("wrote 2 files to out/ (2 updated, 4 unchanged)\n");
     expect(read("out/src/main.zig")).toContain(".port = 8090");
   });
 
@@ -100,8 +100,8 @@ describe("regeneration", () => {
     const run = await cli("http.json", "--out", "out");
     expect(run.code).toBe(4);
     expect(run.stderr).toBe(
-      "out/src/main.zig: edited by hand since gen-reuseport wrote it; keep your change by moving " +
-        "it to src/handler.zig, or rerun with --force to overwrite it\n" +
+      "out/src/main.zig: edited by hand since gen-reuseport wrote it; rerun with --force to " +
+        "overwrite it\n" +
         "nothing was written: 1 file conflicts with what gen-reuseport would write\n",
     );
     expect(read("out/src/main.zig")).toBe("// my edit\n");
@@ -258,14 +258,13 @@ describe("usage", () => {
       ["http.json", "--check", "--dry-run"],
       "gen-reuseport: --check and --dry-run cannot be combined",
     ],
-    [
-      ["http.json", "--check", "--force"],
-      "gen-reuseport: --check writes nothing, so --force has no meaning with it",
-    ],
-    [
-      ["http.json", "--dry-run", "--build"],
-      "gen-reuseport: --dry-run writes nothing, so --build and --test cannot be combined with it",
-    ],
+    [["http.json", "--check", "--force"], "gen-reuseport: --check and --force cannot be combined"],
+    [["http.json", "--check", "--test"], "gen-reuseport: --check and --test cannot be combined"],
+    [["http.json", "--dry-run", "--build"], "gen-reuseport: --dry-run and --build cannot be combined"],
+    [["http.json", "--out", "a", "--out", "b"], "gen-reuseport: --out given more than once"],
+    [["zig"], "gen-reuseport: missing a zig command (install or list)"],
+    [["zig", "frob"], 'gen-reuseport: unexpected argument "frob"'],
+    [["zig", "list", "--out", "x"], "gen-reuseport: unknown option --out"],
     [["http.json", "--zig", "/x/zig"], "gen-reuseport: --zig is only used with --build or --test"],
     [["http.json", "--out"], "gen-reuseport: --out needs a value"],
     [["init", "a.json", "--out", "x"], "gen-reuseport: unknown option --out"],
@@ -293,14 +292,61 @@ describe("usage", () => {
   });
 });
 
+describe("completion", () => {
+  it("prints yargs' bash/zsh completion script for gen-reuseport", async () => {
+    const run = await cli("completion");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^###-begin-gen-reuseport-completions-###\n/);
+    expect(run.stdout).toContain("gen-reuseport --get-yargs-completions");
+  });
+
+  it("completes commands, and zig's subcommands, without the default command's $0", async () => {
+    const top = await cli("--get-yargs-completions", "gen-reuseport", "");
+    expect(top.stdout.trim().split("\n")).toEqual(["init", "schema", "zig", "completion"]);
+    const zig = await cli("--get-yargs-completions", "gen-reuseport", "zig", "");
+    expect(zig.stdout.trim().split("\n")).toEqual(["install", "list"]);
+  });
+
+  it("completes the generate options after a spec, and a subcommand's own options", async () => {
+    const generate = await cli("--get-yargs-completions", "gen-reuseport", "a.json", "--");
+    expect(generate.stdout.trim().split("\n")).toEqual(
+      expect.arrayContaining(["--out", "--dry-run", "--check", "--build", "--test", "--json"]),
+    );
+    const install = await cli("--get-yargs-completions", "gen-reuseport", "zig", "install", "--");
+    expect(install.stdout).toContain("--all\n");
+    expect(install.stdout).not.toContain("--dry-run");
+  });
+});
+
 describe("init and schema", () => {
-  it("init writes a spec that validates", async () => {
+  it("init writes a spec that validates, with its schema next to it", async () => {
     const run = await cli("init");
     expect(run.code).toBe(0);
     const spec = JSON.parse(read("gen-reuseport.json"));
     expect(validateSpec(spec).ok).toBe(true);
-    expect(spec.$schema).toMatch(/schemas\/spec\.schema\.json$/);
-    expect(existsSync(path.resolve(dir, spec.$schema))).toBe(true);
+    expect(spec.$schema).toBe("./gen-reuseport.schema.json");
+    expect(JSON.parse(read("gen-reuseport.schema.json")).properties.listeners.type).toBe("array");
+    expect(run.stdout).toContain("wrote gen-reuseport.schema.json");
+  });
+
+  it("init's $schema resolves from the spec's folder, not into this machine's install", async () => {
+    mkdirSync(path.join(dir, "svc"));
+    expect((await cli("init", "svc/a.json")).code).toBe(0);
+    const ref = JSON.parse(read("svc/a.json")).$schema as string;
+    expect(ref).not.toContain("..");
+    expect(path.isAbsolute(ref)).toBe(false);
+    expect(existsSync(path.resolve(dir, "svc", ref))).toBe(true);
+  });
+
+  it("init leaves an existing schema file alone and says how to refresh it", async () => {
+    write("gen-reuseport.schema.json", "{}\n");
+    const run = await cli("init", "b.json");
+    expect(run.code).toBe(0);
+    expect(read("gen-reuseport.schema.json")).toBe("{}\n");
+    expect(run.stdout).toContain(
+      "kept gen-reuseport.schema.json, which differs from this version's schema; refresh it " +
+        "with gen-reuseport schema > gen-reuseport.schema.json",
+    );
   });
 
   it("init refuses to overwrite an existing file and exits 2", async () => {
@@ -335,16 +381,18 @@ describe("--build and --test", () => {
     expect(run.code).toBe(3);
     expect(run.stderr).toBe(
       `zig 0.12.0 at ${zig} is not supported (supported: 0.14.1, 0.15.2, 0.16.x, 0.17.x); ` +
-        'run "npm run zig:install" or pass --zig PATH\n',
+        'run "npx gen-reuseport zig install 0.17.1" or pass --zig PATH\n',
     );
     expect(existsSync(path.join(dir, "out"))).toBe(false);
   });
 
-  it("exits 3 in one line when no Zig is found", async () => {
+  it("exits 3 in one line naming an install command that works where the user is", async () => {
     const run = await cli("http.json", "--out", "out", "--test");
     expect(run.code).toBe(3);
     expect(run.stderr.trim().split("\n")).toHaveLength(1);
-    expect(run.stderr).toMatch(/^zig not found .*npm run zig:install/);
+    expect(run.stderr).toMatch(/^zig not found \(looked at --zig, \$ZIG, \S+zig-cache, PATH\)/);
+    expect(run.stderr).toContain('run "npx gen-reuseport zig install 0.17.1"');
+    expect(run.stderr).not.toContain("npm run");
   });
 
   it("refuses a Zig older than the spec's minimum", async () => {
@@ -356,25 +404,27 @@ describe("--build and --test", () => {
     expect(run.stderr).toContain("is older than the spec's minimum Zig 0.16.0");
   });
 
-  it("runs zig build then zig build test in the output directory", async () => {
-    const run = await cli(
-      "http.json",
-      "--out",
-      "out",
-      "--build",
-      "--test",
-      "--zig",
-      fakeZig("0.15.2"),
-    );
+  it("runs zig build then zig build test, a line before each and the time after", async () => {
+    const zig = fakeZig("0.15.2");
+    const run = await cli("http.json", "--out", "out", "--build", "--test", "--zig", zig);
     expect(run.code).toBe(0);
-    expect(run.stderr).toBe("zig build\nzig build test\n");
-    expect(run.stdout).toContain("zig build test: ok (zig 0.15.2)");
+    expect(run.stderr).toBe(
+      "building with zig 0.15.2 in out/ …\nzig build\ntesting with zig 0.15.2 in out/ …\n" +
+        "zig build test\n",
+    );
+    expect(run.stdout).toMatch(/^zig build: ok in \d+\.\d s \(zig 0\.15\.2\)$/m);
+    expect(run.stdout).toMatch(/^zig build test: ok in \d+\.\d s \(zig 0\.15\.2\)$/m);
   });
 
   it("exits 3 with a one-line summary when the build fails, after the compiler output", async () => {
     const run = await cli("http.json", "--out", "out", "--test", "--zig", fakeZig("0.17.1", 1));
     expect(run.code).toBe(3);
-    expect(run.stderr).toBe("zig build test\nzig build test failed in out (exit code 1)\n");
+    expect(run.stderr).toMatch(
+      new RegExp(
+        "^testing with zig 0\\.17\\.1 in out/ …\nzig build test\n" +
+          "zig build test failed in out/ after \\d+\\.\\d s \\(exit code 1\\)\n$",
+      ),
+    );
   });
 });
 

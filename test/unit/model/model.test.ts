@@ -50,6 +50,14 @@ describe("buildModel", () => {
     expect(model({ idleTimeoutMs: 5, listeners: [tcp] }).specFingerprint).not.toBe(a);
   });
 
+  it("maps the package name of a long or keyword service name to a valid Zig identifier", () => {
+    const long = model({ name: "a".repeat(40), listeners: [tcp] });
+    expect(long.name).toBe("a".repeat(40));
+    expect(long.zigName).toMatch(/^a{23}_[0-9a-f]{8}$/);
+    expect(long.fingerprint).toBe(zigFingerprint(long.zigName));
+    expect(model({ name: "const", listeners: [tcp] }).zigName).toBe("const_");
+  });
+
   it("keeps only the base name of the spec file, for either separator", () => {
     expect(model({ listeners: [tcp] }, "C:\\specs\\a.json").specFile).toBe("a.json");
     expect(model({ listeners: [tcp] }, "b.json").specFile).toBe("b.json");

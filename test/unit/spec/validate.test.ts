@@ -147,6 +147,25 @@ describe("validateSpec", () => {
     expect(fits(512 - 116 + 1)).toBe(false);
   });
 
+  it("refuses the http handler on a udp listener, at the handler", () => {
+    expect(lines({ name: "a", listeners: [listener({ protocol: "udp", handler: "http" })] })).toEqual([
+      'spec.json: listeners[0].handler: is a tcp-only handler (HTTP needs a stream); a udp ' +
+        'listener takes "echo", "whoami" or "custom" (got "http")',
+    ]);
+  });
+
+  it("accepts echo, whoami and custom on a udp listener", () => {
+    for (const handler of ["echo", "whoami", "custom"]) {
+      expect(lines({ name: "a", listeners: [listener({ protocol: "udp", handler })] })).toEqual([]);
+    }
+  });
+
+  it("accepts a service name at the spec's 63-character limit and Zig keywords as names", () => {
+    for (const name of ["a".repeat(63), "const", "fn", "test"]) {
+      expect(lines({ name, listeners: [listener()] }), name).toEqual([]);
+    }
+  });
+
   it("measures the http body in UTF-8 bytes, not characters", () => {
     const body = "é".repeat(40000); // 40000 characters, 80000 bytes
     const [line] = lines({ name: "a", listeners: [listener({ handler: "http", http: { body } })] });

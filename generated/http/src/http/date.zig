@@ -82,7 +82,8 @@ fn civilFromDays(days: i64) Civil {
     const march_month = (5 * day_of_year + 2) / 153; // [0, 11], 0 = March
     const day = day_of_year - (153 * march_month + 2) / 5 + 1; // [1, 31]
     const month = if (march_month < 10) march_month + 3 else march_month - 9; // [1, 12]
-    const year = @as(i64, year_of_era) + era * 400 + @intFromBool(month <= 2);
+    // The year counted from March: January and February belong to the next calendar year.
+    const year = @as(i64, year_of_era) + era * 400 + @as(i64, if (month <= 2) 1 else 0);
     assert(day >= 1 and day <= 31);
     assert(month >= 1 and month <= 12);
     return .{ .year = year, .month = month, .day = day };
