@@ -344,7 +344,7 @@ pub const Worker = struct {
         const socket = self.options.sockets[socket_index];
         var accepted: usize = 0;
         while (accepted < accept_batch) : (accepted += 1) {
-            if (self.conns.isFull() and !self.conns.evictOne()) {
+            if (self.conns.isFull() and !self.conns.canEvict()) {
                 self.pauseListeners(null);
                 return false;
             }
@@ -365,6 +365,11 @@ pub const Worker = struct {
                     return false;
                 },
             };
+            // Only a newcomer that is really there takes an idle connection's place.
+            if (self.conns.isFull()) {
+                const evicted = self.conns.evictOne();
+                assert(evicted);
+            }
             self.conns.open(fd, socket.listener_index, now_ms);
         }
         return true;

@@ -139,6 +139,11 @@ pub const Connections = struct {
         return self.free_len == 0;
     }
 
+    /// Whether `evictOne` would find a connection to close.
+    pub fn canEvict(self: *const Connections) bool {
+        return self.deadlines.oldest(.linger) != null or self.deadlines.oldest(.idle) != null;
+    }
+
     /// Closes one connection that nothing depends on, to make room for a new client: first
     /// one that is already closing, then the one idle longest (nginx's "reusable
     /// connections"). False when every connection has a request in flight.

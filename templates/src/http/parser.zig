@@ -25,8 +25,12 @@
 //! - An expectation other than 100-continue is a 417; 100-continue in HTTP/1.0 is ignored
 //!   (RFC 9110 §10.1.1).
 //! - Connection members must be tokens (else 400); "close" wins over "keep-alive".
-//! - Events are reported in input order: the first problem met in the bytes decides the status.
-//!   The result never depends on how the bytes were split into reads (tested on every split).
+//! - Problems are reported in input order: a line's own problems when the line is read (limits
+//!   before content), the head's as a whole (missing Host, framing, 413) at its empty line. The
+//!   result never depends on how the bytes were split into reads (tested on every split).
+//!
+//! A `Parser` is about 3 KiB (the field table of one head) and never grows; `Head.fields`
+//! points into it, so a parser must not move while a head it returned is in use.
 const std = @import("std");
 const compat = @import("../compat.zig");
 
