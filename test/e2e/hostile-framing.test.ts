@@ -9,7 +9,7 @@
  * case on a fresh connection, read until the server closes.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   checkDate,
   describeCounters,
@@ -504,6 +504,10 @@ function mutate(base: string, random: () => number): { bytes: Buffer; edits: str
 }
 
 describe.each(ZIG_VERSIONS)("zig %s: hostile HTTP clients, mutated requests", (version) => {
+  afterEach(async () => {
+    await stopAllPrograms();
+  });
+
   it(
     `${FUZZ_CASES} mutated valid requests (seed 0x${FUZZ_SEED.toString(16)}): every byte back is a well-formed response with a Date, no reset, no crash, counters add up`,
     { timeout: 3 * TEST_TIMEOUT_MS },
