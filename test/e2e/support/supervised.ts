@@ -33,9 +33,34 @@ export const ANY_LOOPBACK_PORT: readonly string[] = SUPERVISED_SPEC.listeners.fl
   `${l.name}=127.0.0.1:0`,
 ]);
 
+/**
+ * The hostile-client tests' service: the same four listeners, a small connection table (2
+ * workers × 64 connections) so that a flood of idle clients passes the limit with a few
+ * hundred sockets. Ports are placeholders (see HOSTILE_ANY_LOOPBACK_PORT).
+ */
+export const HOSTILE_SPEC = {
+  name: "hostile",
+  workers: 2,
+  maxConnections: 64,
+  drainTimeoutMs: 5000,
+  listeners: [
+    { name: "who", protocol: "tcp", address: "127.0.0.1", port: 9201, handler: "whoami" },
+    { name: "web", protocol: "tcp", address: "127.0.0.1", port: 9202, handler: "http" },
+    { name: "echo", protocol: "tcp", address: "127.0.0.1", port: 9203, handler: "echo" },
+    { name: "uecho", protocol: "udp", address: "127.0.0.1", port: 9204, handler: "echo" },
+  ],
+} as const;
+
+/** Every listener of HOSTILE_SPEC on 127.0.0.1 with a port the kernel picks. */
+export const HOSTILE_ANY_LOOPBACK_PORT: readonly string[] = HOSTILE_SPEC.listeners.flatMap((l) => [
+  "--listen",
+  `${l.name}=127.0.0.1:0`,
+]);
+
 /** What the projects are generated from: a spec value, or a spec file of the repository. */
 const PROJECTS = {
   supervised: { spec: SUPERVISED_SPEC, file: "supervised.json", name: SUPERVISED_SPEC.name },
+  hostile: { spec: HOSTILE_SPEC, file: "hostile.json", name: HOSTILE_SPEC.name },
   "restart-bench": { spec: undefined, file: "bench/specs/restart.json", name: "restart-bench" },
 } as const;
 
