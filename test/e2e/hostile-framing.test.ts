@@ -256,7 +256,16 @@ async function runCase(c: FramingCase, port: number): Promise<RawClient> {
   return exchangeUntilClose(port, c.send!, IO_TIMEOUT_MS);
 }
 
-describe.each(ZIG_VERSIONS)("zig %s: hostile HTTP clients, framing", (version) => {
+/**
+ * Every release, in a Debug build (every safety check on) and a ReleaseFast build (none): the
+ * answers must not depend on the mode.
+ */
+const BUILDS = ZIG_VERSIONS.flatMap((version) => [
+  [version, "Debug", "hostile"] as const,
+  [version, "ReleaseFast", "hostile-release-fast"] as const,
+]);
+
+describe.each(BUILDS)("zig %s (%s): hostile HTTP clients, framing", (version, _mode, project) => {
   let program: Program;
   let ready: ReadyEvent;
   let port: number;
@@ -272,7 +281,7 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile HTTP clients, framing", (version) =
   };
 
   beforeAll(async () => {
-    const binary = await binaryOf("hostile", version);
+    const binary = await binaryOf(project, version);
     ({ program, ready } = await startService(binary, [
       ...HOSTILE_ANY_LOOPBACK_PORT,
       "--max-body",
@@ -503,7 +512,7 @@ function mutate(base: string, random: () => number): { bytes: Buffer; edits: str
   return { bytes, edits };
 }
 
-describe.each(ZIG_VERSIONS)("zig %s: hostile HTTP clients, mutated requests", (version) => {
+describe.each(BUILDS)("zig %s (%s): hostile HTTP clients, mutated requests", (version, _mode, project) => {
   afterEach(async () => {
     await stopAllPrograms();
   });
@@ -512,7 +521,7 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile HTTP clients, mutated requests", (v
     `${FUZZ_CASES} mutated valid requests (seed 0x${FUZZ_SEED.toString(16)}): every byte back is a well-formed response with a Date, no reset, no crash, counters add up`,
     { timeout: 3 * TEST_TIMEOUT_MS },
     async () => {
-      const binary = await binaryOf("hostile", version);
+      const binary = await binaryOf(project, version);
       const { program, ready } = await startService(binary, [
         ...HOSTILE_ANY_LOOPBACK_PORT,
         "--max-body",

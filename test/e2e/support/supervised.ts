@@ -61,6 +61,13 @@ export const HOSTILE_ANY_LOOPBACK_PORT: readonly string[] = HOSTILE_SPEC.listene
 const PROJECTS = {
   supervised: { spec: SUPERVISED_SPEC, file: "supervised.json", name: SUPERVISED_SPEC.name },
   hostile: { spec: HOSTILE_SPEC, file: "hostile.json", name: HOSTILE_SPEC.name },
+  // The same service without Zig's safety checks: what a client sends must not depend on them.
+  "hostile-release-fast": {
+    spec: HOSTILE_SPEC,
+    file: "hostile.json",
+    name: HOSTILE_SPEC.name,
+    optimize: "ReleaseFast",
+  },
   "restart-bench": { spec: undefined, file: "bench/specs/restart.json", name: "restart-bench" },
 } as const;
 
@@ -85,7 +92,9 @@ export async function binaryOf(project: ProjectKey, version: string): Promise<st
 }
 
 async function buildOnce(project: ProjectKey, version: string, dir: string): Promise<BuildRecord> {
-  const { spec, file, name } = PROJECTS[project];
+  const source: { spec?: unknown; file: string; name: string; optimize?: string } =
+    PROJECTS[project];
+  const { spec, file, name, optimize } = source;
   const binary = path.join(dir, "zig-out", "bin", name);
   try {
     await generate({
@@ -98,8 +107,9 @@ async function buildOnce(project: ProjectKey, version: string, dir: string): Pro
     return { ok: false, binary, output: `generate ${file}: ${String(error)}` };
   }
   const zig = await provisionZig(version);
-  const built = await runZigIn(zig, ["build"], dir, version);
-  return { ok: built.ok, binary, output: `zig build\n${built.output}` };
+  const args = optimize === undefined ? ["build"] : ["build", `-Doptimize=${optimize}`];
+  const built = await runZigIn(zig, args, dir, version);
+  return { ok: built.ok, binary, output: `zig ${args.join(" ")}\n${built.output}` };
 }
 
 /** The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, …). */
