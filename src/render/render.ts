@@ -2,11 +2,10 @@
  * The render stage: `ServiceModel` + templates → the files of the generated project, including
  * the manifest. Pure and deterministic: same model and templates, same bytes.
  */
-import Handlebars from "handlebars";
 import { InternalError } from "../errors.js";
 import type { ServiceModel } from "../model/model.js";
 import { MANIFEST_FILE, manifestText, sha256 } from "./manifest.js";
-import { zigString } from "./zig-string.js";
+import { templateFor } from "./handlebars-env.js";
 
 /** Template path (relative to `templates/`, with `.hbs`) → template text. */
 export type Templates = ReadonlyMap<string, string>;
@@ -32,18 +31,7 @@ export function isUserOwned(file: string): boolean {
   return USER_OWNED_FILES.has(file);
 }
 
-/** Compile options spelled out so that a new Handlebars default cannot change the output. */
-const COMPILE_OPTIONS = {
-  noEscape: true,
-  strict: true,
-  knownHelpersOnly: true,
-  knownHelpers: { zigString: true, eq: true },
-  preventIndent: false,
-  assumeObjects: false,
-} as const;
-
 export function render(model: ServiceModel, templates: Templates): Rendered {
-  const handlebars = createEnvironment();
   const files = new Map<string, string>();
   for (const templatePath of [...templates.keys()].sort()) {
     const isStatic = templatePath.endsWith(STATIC_SUFFIX);
@@ -54,7 +42,7 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
       throw new InternalError(`template ${templatePath} would overwrite the manifest`);
     }
     const source = templates.get(templatePath) ?? "";
-    const body = isStatic ? source : renderTemplate(handlebars, templatePath, source, model);
+    const body = isStatic ? source : renderTemplate(templatePath, source, model);
     const text = isUserOwned(output) ? body : `${header(output, model)}\n${body}`;
     files.set(output, normalize(text));
   }
@@ -62,40 +50,13 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
   return files;
 }
 
-function renderTemplate(
-  handlebars: typeof Handlebars,
-  templatePath: string,
-  source: string,
-  model: ServiceModel,
-): string {
+function renderTemplate(templatePath: string, source: string, model: ServiceModel): string {
   try {
-    return handlebars.compile(source, COMPILE_OPTIONS)(model);
+    return templateFor(templatePath, source)(model);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new InternalError(`template ${templatePath} failed to render: ${reason}`, error);
   }
-}
-
-/** An isolated Handlebars with only our two helpers (nothing registered globally). */
-function createEnvironment(): typeof Handlebars {
-  const handlebars = Handlebars.create();
-  handlebars.registerHelper("zigString", (value: unknown) => {
-    if (typeof value !== "string") {
-      throw new Error(`zigString expects a string, got ${typeof value}`);
-    }
-    return zigString(value);
-  });
-  // `eq` works as a subexpression, `{{#if (eq protocol "tcp")}}`, and as a block,
-  // `{{#eq protocol "tcp"}}…{{else}}…{{/eq}}`.
-  handlebars.registerHelper(
-    "eq",
-    function (this: unknown, a: unknown, b: unknown, options: Handlebars.HelperOptions) {
-      const equal = a === b;
-      if (typeof options?.fn !== "function") return equal;
-      return equal ? options.fn(this) : options.inverse(this);
-    },
-  );
-  return handlebars;
 }
 
 /** The first line of every generated file; `DO NOT EDIT.` ends it (the Go convention). */
