@@ -58,6 +58,7 @@ fn raiseFdLimit(options: cli.Options) void {
 
 test {
     std.testing.refAllDecls(@This());
+    _ = @import("activation.zig");
     _ = @import("address.zig");
     _ = @import("cli.zig");
     _ = @import("connections.zig");

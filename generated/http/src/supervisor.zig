@@ -32,6 +32,8 @@ const config = @import("config.zig");
 const compat = @import("compat.zig");
 const cli = @import("cli.zig");
 const listener = @import("listener.zig");
+const activation = @import("activation.zig");
+const address = @import("address.zig");
 const worker_mod = @import("worker.zig");
 const stats_mod = @import("stats.zig");
 const worker_process = @import("worker_process.zig");
@@ -842,26 +844,45 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         return 1;
     };
 
+    var diag: activation.Diagnostic = .{};
+    const pid = linux.getpid();
+    const asked = &options.endpoints;
+    const passed = activation.take(allocator, process.envp, pid, asked, &diag) catch |err| {
+        activation.report(&diag, err);
+        return 1;
+    };
+    var process_for_workers = process;
+    process_for_workers.envp = activation.withoutVariables(allocator, process.envp) catch return 1;
+
     const sockets = allocator.alloc(sys.Fd, @as(usize, workers) * listener_count) catch return 1;
     var ports: [listener_count]u16 = undefined;
     var endpoints = options.endpoints;
+    for (&config.listeners, 0..) |*l, i| {
+        const from_systemd = passed.countFor(i);
+        if (from_systemd > 0) {
+            // The socket unit decides where the listener is: --listen and the spec yield.
+            endpoints[i] = activation.boundEndpoint(passed.nthFor(i, 0).?) catch |err| {
+                log.err("listener {s}: cannot read the passed socket's address: {s}", .{
+                    l.name, @errorName(err),
+                });
+                return 1;
+            };
+            describeActivated(l, from_systemd, workers, passed.nthFor(i, 0).?);
+        }
+    }
     var opened: usize = 0;
     for (0..workers) |w| {
         for (&config.listeners, 0..) |*l, i| {
-            var failure: listener.Failure = .{};
-            const bound = listener.open(l, endpoints[i], &failure) catch {
-                events.reportOpenFailure(l, endpoints[i], failure);
-                for (sockets[0..opened]) |fd| sys.close(fd);
+            const fd = slotSocket(l, i, w, passed, &endpoints[i]) orelse {
+                for (sockets[0..opened]) |s| sys.close(s);
                 return 1;
             };
-            // With port 0 the kernel picks a port for the first socket; every other
-            // worker's socket joins that one.
-            endpoints[i].port = bound.port;
-            ports[i] = bound.port;
-            sockets[w * listener_count + i] = bound.fd;
+            ports[i] = endpoints[i].port;
+            sockets[w * listener_count + i] = fd;
             opened += 1;
         }
     }
+    closeSurplus(passed, workers);
 
     // SIGCHLD ignored by whoever started us survives execve and would have the kernel
     // reap workers behind our back: waitpid would never see them exit.
@@ -887,7 +908,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     var supervisor: Supervisor = .{
         .workers = workers,
         .options = options,
-        .process = process,
+        .process = process_for_workers,
         .exe_path = exe_path,
         .pid = linux.getpid(),
         .sockets = sockets,
@@ -905,6 +926,76 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         log.info("systemd watchdog: WATCHDOG=1 every {d} ms", .{interval});
     }
     return supervisor.run();
+}
+
+/// Slot `w`'s socket for listener `i`: the `w`-th one systemd passed for it; else, when
+/// systemd passed some, one of ours joined to their reuseport group (or, when the group
+/// cannot be joined, a duplicate of a passed one: the slots then share its accept queue);
+/// else one of ours at `endpoint`, whose port is updated when the kernel picked it.
+fn slotSocket(
+    l: *const config.Listener,
+    i: usize,
+    w: usize,
+    passed: activation.Passed,
+    endpoint: *address.Endpoint,
+) ?sys.Fd {
+    if (passed.nthFor(i, w)) |fd| return fd;
+    const from_systemd = passed.countFor(i);
+    if (from_systemd > 0) {
+        const shared = passed.nthFor(i, w % from_systemd).?;
+        if (activation.reusesPort(shared)) {
+            var failure: listener.Failure = .{};
+            if (listener.open(l, endpoint.*, &failure)) |bound| return bound.fd else |_| {}
+            // Most likely another effective UID (User= in the unit): the kernel groups
+            // only sockets of one UID. Sharing the passed socket still serves everything.
+            var why: [512]u8 = undefined;
+            log.warn("listener {s}: cannot join the passed socket's group ({s}); slot {d} " ++
+                "shares it", .{ l.name, failure.describe(&why), w });
+        }
+        return activation.duplicate(shared) catch {
+            log.err("listener {s}: cannot duplicate the passed socket", .{l.name});
+            return null;
+        };
+    }
+    var failure: listener.Failure = .{};
+    const bound = listener.open(l, endpoint.*, &failure) catch {
+        events.reportOpenFailure(l, endpoint.*, failure);
+        return null;
+    };
+    // With port 0 the kernel picks a port for the first socket; every other worker's
+    // socket joins that one.
+    endpoint.port = bound.port;
+    return bound.fd;
+}
+
+/// Says once per activated listener how its slots get their sockets.
+fn describeActivated(l: *const config.Listener, passed: usize, workers: u16, fd: sys.Fd) void {
+    if (passed >= workers) {
+        log.info("listener {s}: {d} socket(s) from systemd, one per slot", .{ l.name, passed });
+    } else if (activation.reusesPort(fd)) {
+        log.info("listener {s}: {d} socket(s) from systemd; the other slots join their " ++
+            "reuseport group", .{ l.name, passed });
+    } else {
+        log.info("listener {s}: {d} socket(s) from systemd without SO_REUSEPORT " ++
+            "(ReusePort=no): the {d} workers share their accept queues", .{
+            l.name, passed, workers,
+        });
+    }
+}
+
+/// Sockets passed beyond one per slot (a store kept by a supervisor with more workers)
+/// have no worker to serve them: they leave the group, and what was queued on them is reset
+/// unless net.ipv4.tcp_migrate_req=1 moves it to a remaining member.
+fn closeSurplus(passed: activation.Passed, workers: u16) void {
+    for (&config.listeners, 0..) |l, i| {
+        var nth: usize = workers;
+        while (passed.nthFor(i, nth)) |fd| : (nth += 1) {
+            log.warn("listener {s}: socket {d} from systemd is beyond the {d} slots; closing it", .{
+                l.name, fd, workers,
+            });
+            sys.close(fd);
+        }
+    }
 }
 
 /// The path a restart executes: whatever file is there at that time, so deploying is
