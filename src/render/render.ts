@@ -54,22 +54,39 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
       throw new InternalError(`template ${templatePath} would overwrite the manifest`);
     }
     const source = templates.get(templatePath) ?? "";
-    const body = isStatic ? source : renderTemplate(handlebars, templatePath, source, model);
-    const text = isUserOwned(output) ? body : `${header(output, model)}\n${body}`;
-    files.set(output, normalize(text));
+    for (const { file, context } of instances(output, model)) {
+      const body = isStatic ? source : renderTemplate(handlebars, templatePath, source, context);
+      const text = isUserOwned(file) ? body : `${header(file, model)}\n${body}`;
+      files.set(file, normalize(text));
+    }
   }
   files.set(MANIFEST_FILE, renderManifest(model, files));
   return files;
+}
+
+/** A file name placeholder for the service name: `systemd/[name].service.hbs`. */
+const NAME_PLACEHOLDER = "[name]";
+/** A file name placeholder that renders the template once per listener, `listener` in scope. */
+const LISTENER_PLACEHOLDER = "[listener]";
+
+/** The files one template renders to, each with what it is rendered with. */
+function instances(output: string, model: ServiceModel): { file: string; context: object }[] {
+  const named = output.split(NAME_PLACEHOLDER).join(model.name);
+  if (!named.includes(LISTENER_PLACEHOLDER)) return [{ file: named, context: model }];
+  return model.listeners.map((listener) => ({
+    file: named.split(LISTENER_PLACEHOLDER).join(listener.name),
+    context: { ...model, listener },
+  }));
 }
 
 function renderTemplate(
   handlebars: typeof Handlebars,
   templatePath: string,
   source: string,
-  model: ServiceModel,
+  context: object,
 ): string {
   try {
-    return handlebars.compile(source, COMPILE_OPTIONS)(model);
+    return handlebars.compile(source, COMPILE_OPTIONS)(context);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new InternalError(`template ${templatePath} failed to render: ${reason}`, error);
