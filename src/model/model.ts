@@ -63,6 +63,8 @@ export interface SystemdModel {
   readonly watchdogSec: number;
   /** What the program raises its own soft limit to (main.zig's raiseFdLimit). */
   readonly limitNofile: number;
+  /** One stored socket per listener per worker slot ("auto" counted as 64 slots). */
+  readonly fdStoreMax: number;
 }
 
 export interface ListenerModel {
@@ -148,6 +150,8 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
 const KILL_GRACE_MS = 1000;
 /** Slack on top of that for systemd's own stop timeout. */
 const STOP_SLACK_SECONDS = 5;
+/** Slots the fd store has room for when the worker count is "auto" (one per CPU). */
+const AUTO_STORED_SLOTS = 64;
 /** main.zig's bound for "auto" workers (`cli.max_workers`). */
 const MAX_WORKERS = 1024;
 
@@ -160,6 +164,7 @@ function buildSystemd(spec: Spec, listeners: readonly ListenerModel[]): SystemdM
     // The supervisor sends WATCHDOG=1 at half this; it is given the budget its workers get.
     watchdogSec: spec.watchdogMs === 0 ? 0 : Math.max(1, Math.ceil(spec.watchdogMs / 1000)),
     limitNofile: spec.maxConnections + workers * (listeners.length + 4) + 64,
+    fdStoreMax: (spec.workers === "auto" ? AUTO_STORED_SLOTS : spec.workers) * listeners.length,
   };
 }
 

@@ -98,24 +98,37 @@ pub fn take(
 
     const fds = try allocator.alloc(sys.Fd, n);
     const listeners = try allocator.alloc(u16, n);
+    const cookies = try allocator.alloc(u64, n);
+    var kept: usize = 0;
     var names = std.mem.splitScalar(u8, names_text, ':');
-    for (fds, listeners, 0..) |*fd, *l, i| {
-        fd.* = first_fd + @as(sys.Fd, @intCast(i));
+    for (0..n) |i| {
+        const fd = first_fd + @as(sys.Fd, @intCast(i));
         const name = names.next() orelse
             return diag.set("LISTEN_FDNAMES names {d} sockets, LISTEN_FDS says {d}", .{ i, n });
-        l.* = listenerNamed(name) orelse return diag.set("socket {d} is named \"{s}\", " ++
-            "but no listener of this service has that name", .{ fd.*, name });
-        try check(fd.*, l.*, endpoints[l.*], diag);
+        const l = listenerNamed(name) orelse return diag.set("socket {d} is named \"{s}\", " ++
+            "but no listener of this service has that name", .{ fd, name });
+        try check(fd, l, endpoints[l], diag);
         // systemd passes them inheritable and, unless NonBlocking=yes, blocking: make them
         // what every other listening socket of the program is.
-        _ = linux.fcntl(fd.*, linux.F.SETFD, linux.FD_CLOEXEC);
+        _ = linux.fcntl(fd, linux.F.SETFD, linux.FD_CLOEXEC);
         var on: c_int = 1;
-        _ = linux.ioctl(fd.*, linux.T.FIONBIO, @intFromPtr(&on));
+        _ = linux.ioctl(fd, linux.T.FIONBIO, @intFromPtr(&on));
+        // A socket unit's socket that a supervisor also put in the store comes twice: one
+        // descriptor per socket is enough (closing the copy leaves the socket open).
+        const id = cookie(fd);
+        if (id != 0 and compat.findScalar(u64, cookies[0..kept], id) != null) {
+            sys.close(fd);
+            continue;
+        }
+        fds[kept] = fd;
+        listeners[kept] = l;
+        cookies[kept] = id;
+        kept += 1;
     }
     if (names.next() != null) {
         return diag.set("LISTEN_FDNAMES names more sockets than LISTEN_FDS={d}", .{n});
     }
-    return .{ .fds = fds, .listeners = listeners };
+    return .{ .fds = fds[0..kept], .listeners = listeners[0..kept] };
 }
 
 /// Says why the passed sockets were refused, as a log line and an `error` event.
@@ -185,6 +198,17 @@ pub fn boundEndpoint(fd: sys.Fd) sys.Error!address.Endpoint {
     }
     const in: *const linux.sockaddr.in = @ptrCast(&bound.storage);
     return .{ .address = .{ .ip4 = @bitCast(in.addr) }, .port = bound.port() };
+}
+
+/// The socket's SO_COOKIE, unique per socket for the kernel's uptime (0 when unknown): two
+/// descriptors of one socket share it.
+fn cookie(fd: sys.Fd) u64 {
+    var value: u64 = 0;
+    var len: linux.socklen_t = @sizeOf(u64);
+    const bytes = std.mem.asBytes(&value);
+    const rc = linux.getsockopt(fd, linux.SOL.SOCKET, linux.SO.COOKIE, bytes, &len);
+    if (compat.errno(rc) != .SUCCESS) return 0;
+    return value;
 }
 
 /// Whether SO_REUSEPORT is set on `fd`: only then can sockets of our own join its group

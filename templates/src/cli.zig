@@ -23,6 +23,8 @@ pub const usage =
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
     \\  --max-body BYTES         largest request body an HTTP listener accepts
     \\  --pid-file PATH          write the process id to PATH when ready; removed at exit
+    \\  --fd-store               send the listening sockets to systemd's file-descriptor
+    \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
     \\  --version                print the version and exit
     \\
@@ -71,6 +73,8 @@ pub const Options = struct {
     standalone: bool = false,
     endpoints: [config.listeners.len]address.Endpoint = defaultEndpoints(),
     pid_file: ?[*:0]const u8 = null,
+    /// Keep the listening sockets in systemd's file-descriptor store (see `notify.zig`).
+    fd_store: bool = false,
     limits: Limits = .{},
     worker: ?WorkerRole = null,
 };
@@ -137,6 +141,10 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
         if (eql(arg, "--version")) return .version;
         if (eql(arg, "--standalone")) {
             options.standalone = true;
+            continue;
+        }
+        if (eql(arg, "--fd-store")) {
+            options.fd_store = true;
             continue;
         }
         if (i + 1 >= args.len) {

@@ -35,6 +35,7 @@ const NAME = SUPERVISED_SPEC.name;
 const NEWER_THAN: readonly { pattern: RegExp; since: number }[] = [
   { pattern: /Failed to parse service type, ignoring: notify-reload/, since: 253 },
   { pattern: /Unknown key 'ReloadSignal'/, since: 253 },
+  { pattern: /Unknown key 'FileDescriptorStorePreserve'/, since: 254 },
 ];
 
 function systemdVersion(): number {
@@ -90,6 +91,9 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
     const service = new Map(directives(text));
     expect(service.get("Type")).toBe("notify-reload");
     expect(service.get("KillMode")).toBe("mixed");
+    expect(Number(service.get("FileDescriptorStoreMax"))).toBe(
+      SUPERVISED_SPEC.workers * SUPERVISED_SPEC.listeners.length,
+    );
     expect(Number(service.get("TimeoutStopSec")) * 1000).toBeGreaterThan(
       SUPERVISED_SPEC.drainTimeoutMs,
     );

@@ -870,19 +870,27 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
             describeActivated(l, from_systemd, workers, passed.nthFor(i, 0).?);
         }
     }
+    // Which sockets are duplicates of a passed one (slots sharing its queue).
+    const shared = allocator.alloc(bool, sockets.len) catch return 1;
     var opened: usize = 0;
     for (0..workers) |w| {
         for (&config.listeners, 0..) |*l, i| {
-            const fd = slotSocket(l, i, w, passed, &endpoints[i]) orelse {
+            const got = slotSocket(l, i, w, passed, &endpoints[i]) orelse {
                 for (sockets[0..opened]) |s| sys.close(s);
                 return 1;
             };
             ports[i] = endpoints[i].port;
-            sockets[w * listener_count + i] = fd;
+            sockets[w * listener_count + i] = got.fd;
+            shared[w * listener_count + i] = got.shared;
             opened += 1;
         }
     }
+    const notifier = notify.Notifier.init(process.envp);
+    const fd_store = notifier.enabled() and
+        (options.fd_store or notify.fdStoreOffered(process.envp));
+    if (fd_store) dropSurplusFromStore(&notifier, passed, workers);
     closeSurplus(passed, workers);
+    if (fd_store) storeSockets(&notifier, sockets, shared, workers);
 
     // SIGCHLD ignored by whoever started us survives execve and would have the kernel
     // reap workers behind our back: waitpid would never see them exit.
@@ -917,7 +925,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .slots = slots,
         .epfd = epfd,
         .sigfd = sigfd,
-        .notifier = notify.Notifier.init(process.envp),
+        .notifier = notifier,
     };
     supervisor.options.endpoints = endpoints;
     if (notify.watchdogIntervalMs(process.envp, supervisor.pid)) |interval| {
@@ -938,24 +946,27 @@ fn slotSocket(
     w: usize,
     passed: activation.Passed,
     endpoint: *address.Endpoint,
-) ?sys.Fd {
-    if (passed.nthFor(i, w)) |fd| return fd;
+) ?SlotSocket {
+    if (passed.nthFor(i, w)) |fd| return .{ .fd = fd };
     const from_systemd = passed.countFor(i);
     if (from_systemd > 0) {
         const shared = passed.nthFor(i, w % from_systemd).?;
         if (activation.reusesPort(shared)) {
             var failure: listener.Failure = .{};
-            if (listener.open(l, endpoint.*, &failure)) |bound| return bound.fd else |_| {}
+            if (listener.open(l, endpoint.*, &failure)) |bound| {
+                return .{ .fd = bound.fd };
+            } else |_| {}
             // Most likely another effective UID (User= in the unit): the kernel groups
             // only sockets of one UID. Sharing the passed socket still serves everything.
             var why: [512]u8 = undefined;
             log.warn("listener {s}: cannot join the passed socket's group ({s}); slot {d} " ++
                 "shares it", .{ l.name, failure.describe(&why), w });
         }
-        return activation.duplicate(shared) catch {
+        const fd = activation.duplicate(shared) catch {
             log.err("listener {s}: cannot duplicate the passed socket", .{l.name});
             return null;
         };
+        return .{ .fd = fd, .shared = true };
     }
     var failure: listener.Failure = .{};
     const bound = listener.open(l, endpoint.*, &failure) catch {
@@ -965,7 +976,53 @@ fn slotSocket(
     // With port 0 the kernel picks a port for the first socket; every other worker's
     // socket joins that one.
     endpoint.port = bound.port;
-    return bound.fd;
+    return .{ .fd = bound.fd };
+}
+
+const SlotSocket = struct {
+    fd: sys.Fd,
+    /// A duplicate descriptor of a passed socket that other slots use too.
+    shared: bool = false,
+};
+
+/// Hands every slot's socket to systemd's file-descriptor store under its listener's name
+/// (a shared duplicate is the same socket as the one it copies: sent once). systemd keeps
+/// them when this process exits or crashes and passes them back at the next start.
+fn storeSockets(
+    notifier: *const notify.Notifier,
+    sockets: []const sys.Fd,
+    shared: []const bool,
+    workers: u16,
+) void {
+    var fds: [cli.max_workers]sys.Fd = undefined;
+    var total: usize = 0;
+    for (&config.listeners, 0..) |l, i| {
+        var n: usize = 0;
+        for (0..workers) |w| {
+            const at = w * listener_count + i;
+            if (shared[at]) continue;
+            fds[n] = sockets[at];
+            n += 1;
+        }
+        if (!notifier.storeFds(l.name, fds[0..n])) {
+            log.warn("listener {s}: cannot send its sockets to the fd store", .{l.name});
+        }
+        total += n;
+    }
+    log.info("fd store: {d} listening sockets sent to systemd", .{total});
+}
+
+/// Before surplus sockets close, they leave the store too: stored, they would stay in the
+/// group with nobody accepting. FDSTOREREMOVE drops every socket of the name; the ones kept
+/// are stored again right after.
+fn dropSurplusFromStore(
+    notifier: *const notify.Notifier,
+    passed: activation.Passed,
+    workers: u16,
+) void {
+    for (&config.listeners, 0..) |l, i| {
+        if (passed.countFor(i) > workers) notifier.removeStored(l.name);
+    }
 }
 
 /// Says once per activated listener how its slots get their sockets.

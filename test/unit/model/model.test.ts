@@ -47,6 +47,7 @@ describe("buildModel", () => {
         watchdogSec: 2,
         // "auto" workers counted as the program's bound, 1024.
         limitNofile: 1024 + 1024 * 5 + 64,
+        fdStoreMax: 64,
       },
     });
   });
@@ -56,6 +57,7 @@ describe("buildModel", () => {
     expect(m.systemd.watchdogSec).toBe(0);
     expect(m.systemd.timeoutStopSec * 1000).toBeGreaterThan(30000);
     expect(m.systemd.limitNofile).toBe(1024 + 2 * 5 + 64);
+    expect(m.systemd.fdStoreMax).toBe(2);
   });
 
   it("fingerprints the spec's meaning: defaults and key order do not change it, a port does", () => {
