@@ -439,14 +439,20 @@ pub const Supervisor = struct {
         }
     }
 
-    /// The worker was built from another spec: it refused to serve, and so will every
-    /// worker the binary on disk starts.
-    fn onMismatch(self: *Supervisor, r: *Record, fingerprint: []const u8) void {
-        var detail: [128]u8 = undefined;
-        const text = compat.bufPrint(&detail, "its spec fingerprint {s}, this service's {s}", .{
-            fingerprint[0..@min(fingerprint.len, 32)], config.spec_fingerprint,
-        }) catch "another fingerprint";
-        const what = "the binary on disk was built from another spec";
+    /// The worker was built from another spec or has another supervisor: it refused to serve,
+    /// and so will every worker the binary on disk starts. Only a new supervisor could run it.
+    fn onMismatch(self: *Supervisor, r: *Record, identity: []const u8) void {
+        const spec_len = config.spec_fingerprint.len;
+        const same_spec = identity.len > spec_len and
+            std.mem.eql(u8, identity[0..spec_len], config.spec_fingerprint);
+        const what = if (same_spec)
+            "the binary on disk has another supervisor"
+        else
+            "the binary on disk was built from another spec";
+        var detail: [160]u8 = undefined;
+        const text = compat.bufPrint(&detail, "its identity {s}, this supervisor's {s}", .{
+            identity[0..@min(identity.len, 48)], config.identity,
+        }) catch "another identity";
         if (self.starting == r.generation) return self.abandonGeneration(what, text);
         var message: [256]u8 = undefined;
         var line = events.Line.begin("error");
