@@ -7,7 +7,9 @@
 //! still queued on them (accepted by the kernel, not yet by us) are reset, unless
 //! net.ipv4.tcp_migrate_req=1 lets the kernel move them to another process of the group.
 //! The worker accepts what is queued right before closing, which leaves only the race
-//! between that last accept and close. The supervisor mode avoids it entirely.
+//! between that last accept and close. The supervisor mode avoids it entirely, and so does
+//! systemd socket activation: sockets passed in LISTEN_FDS (`activation.zig`) are served
+//! here too, every one of them, and belong to systemd, which keeps them open across restarts.
 const std = @import("std");
 const config = @import("config.zig");
 const cli = @import("cli.zig");

@@ -26,6 +26,11 @@
 //! for `worker_link.adoptAfterMs` has its slot adopted, one silent for the whole watchdog
 //! time is killed (`worker_hung`) and replaced like a crashed one.
 //!
+//! Under systemd the sockets can come from outside (`activation.zig`): slot k of a listener
+//! takes the k-th socket passed under its name; the other slots join the passed socket's
+//! reuseport group (or share it when it has no SO_REUSEPORT). With the fd store on, every
+//! slot's socket is also sent to systemd, which keeps it while this process is gone.
+//!
 //! How a worker process is started and talks back: `worker_process.zig`.
 const std = @import("std");
 const config = @import("config.zig");
