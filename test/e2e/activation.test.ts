@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startActivated } from "./support/activator.js";
+import { startActivated, startKept } from "./support/activator.js";
 import { httpGet } from "./support/http.js";
 import { freePort, parseWhoami, runBounded, tcpExchange, udpExchange } from "./support/net.js";
 import {
@@ -167,6 +167,43 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       const ready = await program.waitForEvent<ReadyEvent>("ready", READY_TIMEOUT_MS);
       expect(ready.mode).toBe("standalone");
       expect(portOf(ready, "uecho")).toBe(port);
+      program.signal("SIGTERM");
+      expect((await program.waitForExit(STOP_TIMEOUT_MS)).code).toBe(0);
+    },
+  );
+
+  it(
+    "leaves the sockets systemd keeps fit to serve: a --standalone stop, then a start again",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const udpPort = await freePort("udp", HOST);
+      const tcpPort = await freePort("tcp", HOST);
+      const program = startKept(
+        binary,
+        [
+          { name: "uecho", protocol: "udp", host: HOST, port: udpPort, reusePort: false },
+          { name: "who", protocol: "tcp", host: HOST, port: tcpPort, reusePort: false },
+        ],
+        ["--standalone", ...["web", "echo"].flatMap((name) => ["--listen", `${name}=${HOST}:0`])],
+      );
+      const readies = () => program.events.filter((e) => e.event === "ready") as ReadyEvent[];
+      await program.waitForEvent<ReadyEvent>("ready", READY_TIMEOUT_MS);
+      const first = await udpExchange(HOST, udpPort, "one", { timeoutMs: IO_TIMEOUT_MS });
+      expect(first.toString()).toBe("one");
+
+      // The keeper (systemd's part) stops the program and starts it again with the same
+      // sockets. A stopping standalone process takes its own UDP sockets out of their group
+      // (connect to self); one systemd keeps must stay a full member, or the next start
+      // would receive nothing on it.
+      program.signal("SIGUSR1");
+      await program.waitForEvent("stopped", STOP_TIMEOUT_MS);
+      const deadline = Date.now() + READY_TIMEOUT_MS;
+      while (readies().length < 2 && Date.now() < deadline) await sleep(20);
+      expect(readies()).toHaveLength(2);
+      expect(readies()[1]!.pid).not.toBe(readies()[0]!.pid);
+      const again = await udpExchange(HOST, udpPort, "two", { timeoutMs: 1_000, attempts: 3 });
+      expect(again.toString()).toBe("two");
+      expect((await whoami(tcpPort)).pid).toBe(readies()[1]!.pid);
       program.signal("SIGTERM");
       expect((await program.waitForExit(STOP_TIMEOUT_MS)).code).toBe(0);
     },

@@ -39,7 +39,8 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const sockets = allocator.alloc(worker_mod.Socket, capacity) catch return 1;
     var count: usize = 0;
     for (passed.fds, passed.listeners) |fd, l| {
-        sockets[count] = .{ .fd = fd, .listener_index = l };
+        // systemd keeps them for the next start: a stop must not take them out of the group.
+        sockets[count] = .{ .fd = fd, .listener_index = l, .held_elsewhere = true };
         count += 1;
     }
     var endpoints = options.endpoints;
