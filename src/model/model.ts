@@ -48,6 +48,23 @@ export interface ServiceModel {
   readonly hasUdp: boolean;
   /** In spec order. */
   readonly listeners: readonly ListenerModel[];
+  /** What the systemd units under `systemd/` say (see `buildSystemd`). */
+  readonly systemd: SystemdModel;
+}
+
+export interface SystemdModel {
+  /** `<name>.service`. */
+  readonly service: string;
+  /** The socket units, one per listener, space-separated, for `Sockets=` and `Requires=`. */
+  readonly sockets: string;
+  /** Whole seconds past drainTimeoutMs and the supervisor's kill grace. */
+  readonly timeoutStopSec: number;
+  /** 0: no `WatchdogSec=` (the spec's watchdog is off). */
+  readonly watchdogSec: number;
+  /** What the program raises its own soft limit to (main.zig's raiseFdLimit). */
+  readonly limitNofile: number;
+  /** One stored socket per listener per worker slot ("auto" counted as 64 slots). */
+  readonly fdStoreMax: number;
 }
 
 export interface ListenerModel {
@@ -80,6 +97,14 @@ export interface ListenerModel {
   /** Raw strings, "" when the handler is not http; templates pass them through `zigString`. */
   readonly httpBody: string;
   readonly httpContentType: string;
+  /** Its socket unit, `<service>-<listener>.socket` (FileDescriptorName= is per unit). */
+  readonly socketUnit: string;
+  /** `ListenStream` or `ListenDatagram`. */
+  readonly listenDirective: string;
+  /** The address as a socket unit writes it: `0.0.0.0:8080`, `[::]:8080`. */
+  readonly listenAddress: string;
+  /** `BindIPv6Only=` for IPv6 listeners ("ipv6-only" or "both"); "" for IPv4. */
+  readonly bindIpv6Only: string;
 }
 
 export interface ModelOptions {
@@ -92,7 +117,7 @@ const HTTP_DEFAULTS = { body: DEFAULTS.httpBody, contentType: DEFAULTS.httpConte
 
 export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
   const zigName = zigPackageName(spec.name);
-  const listeners = spec.listeners.map(buildListener);
+  const listeners = spec.listeners.map((l, i) => buildListener(spec.name, l, i));
   return {
     generatorVersion: options.generatorVersion,
     specFile: safeFileName(baseName(options.specFile)),
@@ -117,10 +142,33 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     hasTcp: listeners.some((l) => l.protocol === "tcp"),
     hasUdp: listeners.some((l) => l.protocol === "udp"),
     listeners,
+    systemd: buildSystemd(spec, listeners),
   };
 }
 
-function buildListener(listener: ListenerSpec, index: number): ListenerModel {
+/** The supervisor's kill grace past the drain timeout (supervisor.zig `kill_grace_ms`). */
+const KILL_GRACE_MS = 1000;
+/** Slack on top of that for systemd's own stop timeout. */
+const STOP_SLACK_SECONDS = 5;
+/** Slots the fd store has room for when the worker count is "auto" (one per CPU). */
+const AUTO_STORED_SLOTS = 64;
+/** main.zig's bound for "auto" workers (`cli.max_workers`). */
+const MAX_WORKERS = 1024;
+
+function buildSystemd(spec: Spec, listeners: readonly ListenerModel[]): SystemdModel {
+  const workers = spec.workers === "auto" ? MAX_WORKERS : spec.workers;
+  return {
+    service: `${spec.name}.service`,
+    sockets: listeners.map((l) => l.socketUnit).join(" "),
+    timeoutStopSec: Math.ceil((spec.drainTimeoutMs + KILL_GRACE_MS) / 1000) + STOP_SLACK_SECONDS,
+    // The supervisor sends WATCHDOG=1 at half this; it is given the budget its workers get.
+    watchdogSec: spec.watchdogMs === 0 ? 0 : Math.max(1, Math.ceil(spec.watchdogMs / 1000)),
+    limitNofile: spec.maxConnections + workers * (listeners.length + 4) + 64,
+    fdStoreMax: (spec.workers === "auto" ? AUTO_STORED_SLOTS : spec.workers) * listeners.length,
+  };
+}
+
+function buildListener(service: string, listener: ListenerSpec, index: number): ListenerModel {
   const ip = parseIp(listener.address);
   if (ip === undefined)
     throw new InternalError(`model got an unvalidated address ${listener.address}`);
@@ -149,6 +197,12 @@ function buildListener(listener: ListenerSpec, index: number): ListenerModel {
     keepaliveProbes: keepalive?.probes ?? 0,
     httpBody: http?.body ?? "",
     httpContentType: http?.contentType ?? "",
+    socketUnit: `${service}-${listener.name}.socket`,
+    listenDirective: isTcp ? "ListenStream" : "ListenDatagram",
+    listenAddress: isIpv6
+      ? `[${formatIp(ip)}]:${listener.port}`
+      : `${formatIp(ip)}:${listener.port}`,
+    bindIpv6Only: isIpv6 ? (listener.v6Only ? "ipv6-only" : "both") : "",
   };
 }
 

@@ -2,6 +2,7 @@
  * The render stage: `ServiceModel` + templates → the files of the generated project, including
  * the manifest. Pure and deterministic: same model and templates, same bytes.
  */
+import { createHash } from "node:crypto";
 import { InternalError } from "../errors.js";
 import type { ServiceModel } from "../model/model.js";
 import { MANIFEST_FILE, manifestText, sha256 } from "./manifest.js";
@@ -31,7 +32,36 @@ export function isUserOwned(file: string): boolean {
   return USER_OWNED_FILES.has(file);
 }
 
+/**
+ * The templates whose text makes up the supervisor side of a generated program: the process
+ * that holds the sockets, the protocol it speaks with its workers, and how sockets are made
+ * and passed. Their digest (with the generator version) is `supervisorFingerprint`.
+ */
+export const SUPERVISOR_TEMPLATES: readonly string[] = [
+  "src/activation.zig",
+  "src/cli.zig",
+  "src/events.zig",
+  "src/listener.zig",
+  "src/notify.zig",
+  "src/pid_file.zig",
+  "src/stats.zig",
+  "src/supervisor.zig",
+  "src/worker_link.zig",
+  "src/worker_process.zig",
+];
+
+/** 16 hex digits: the generator version and the supervisor templates' paths and text. */
+export function supervisorFingerprint(model: ServiceModel, templates: Templates): string {
+  const hash = createHash("sha256").update(`gen-reuseport ${model.generatorVersion}\n`);
+  for (const file of SUPERVISOR_TEMPLATES) {
+    const text = templates.get(file) ?? "";
+    hash.update(`${file}\n${text.length}\n${text}`);
+  }
+  return hash.digest("hex").slice(0, 16);
+}
+
 export function render(model: ServiceModel, templates: Templates): Rendered {
+  const withIdentity = { ...model, supervisorFingerprint: supervisorFingerprint(model, templates) };
   const files = new Map<string, string>();
   for (const templatePath of [...templates.keys()].sort()) {
     const isStatic = templatePath.endsWith(STATIC_SUFFIX);
@@ -42,17 +72,37 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
       throw new InternalError(`template ${templatePath} would overwrite the manifest`);
     }
     const source = templates.get(templatePath) ?? "";
-    const body = isStatic ? source : renderTemplate(templatePath, source, model);
-    const text = isUserOwned(output) ? body : `${header(output, model)}\n${body}`;
-    files.set(output, normalize(text));
+    for (const { file, context } of instances(output, withIdentity)) {
+      const body = isStatic ? source : renderTemplate(templatePath, source, context);
+      const text = isUserOwned(file) ? body : `${header(file, model)}\n${body}`;
+      files.set(file, normalize(text));
+    }
   }
   files.set(MANIFEST_FILE, renderManifest(model, files));
   return files;
 }
 
-function renderTemplate(templatePath: string, source: string, model: ServiceModel): string {
+/** A file name placeholder for the service name: `systemd/[name].service.hbs`. */
+const NAME_PLACEHOLDER = "[name]";
+/** A file name placeholder that renders the template once per listener, `listener` in scope. */
+const LISTENER_PLACEHOLDER = "[listener]";
+
+/** The files one template renders to, each with what it is rendered with. */
+function instances(
+  output: string,
+  model: ServiceModel & { supervisorFingerprint: string },
+): { file: string; context: object }[] {
+  const named = output.split(NAME_PLACEHOLDER).join(model.name);
+  if (!named.includes(LISTENER_PLACEHOLDER)) return [{ file: named, context: model }];
+  return model.listeners.map((listener) => ({
+    file: named.split(LISTENER_PLACEHOLDER).join(listener.name),
+    context: { ...model, listener },
+  }));
+}
+
+function renderTemplate(templatePath: string, source: string, context: object): string {
   try {
-    return templateFor(templatePath, source)(model);
+    return templateFor(templatePath, source)(context);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     throw new InternalError(`template ${templatePath} failed to render: ${reason}`, error);

@@ -29,6 +29,9 @@ const Token = connections_mod.Token;
 pub const Socket = struct {
     fd: sys.Fd,
     listener_index: u16,
+    /// Someone else keeps the socket open after this process (systemd, for a socket it
+    /// passed): it must stay a full member of its group.
+    held_elsewhere: bool = false,
 };
 
 pub const Options = struct {
@@ -300,7 +303,7 @@ pub const Worker = struct {
             };
             // A socket of our own (standalone mode) can leave its UDP group before the last
             // reads; a supervisor's socket is shared with the next generation and must not.
-            const owned = self.options.control_fd == null;
+            const owned = self.options.control_fd == null and !socket.held_elsewhere;
             if (owned and self.listenerOf(@intCast(i)).protocol == .udp) {
                 listener_mod.leaveUdpGroup(socket.fd);
             }

@@ -11,8 +11,8 @@
 //!   report (worker → supervisor), one line each:
 //!     "ready" once the worker's loop is accepting;
 //!     "beat" every heartbeat interval while its loop turns (when the watchdog is on);
-//!     "mismatch FINGERPRINT" instead of serving, when the binary was generated from
-//!       another spec than the supervisor's;
+//!     "mismatch IDENTITY" instead of serving, when the binary's identity
+//!       ("<spec fingerprint>-<supervisor fingerprint>") is not the supervisor's;
 //!     "stats connections=C requests=R …" (see `stats.zig`) as it exits; key=value, and keys a
 //!       supervisor does not know are skipped, so counters can be added freely.
 const std = @import("std");
@@ -107,7 +107,7 @@ fn slotSockets(options: StartOptions, slot: u16) []const sys.Fd {
 /// The value of the internal `--worker` flag (see `cli.WorkerRole`).
 fn formatRole(buf: [:0]u8, options: StartOptions, control: sys.Fd, report: sys.Fd) ![*:0]const u8 {
     const head = try compat.bufPrint(buf, "{d}:{d}:{d}:{d}:{s}:", .{
-        options.index, options.generation, control, report, config.spec_fingerprint,
+        options.index, options.generation, control, report, config.identity,
     });
     var len = head.len;
     var distance: u16 = 0;
@@ -163,7 +163,7 @@ fn closePair(fds: [2]sys.Fd) void {
 pub const Report = union(enum) {
     ready,
     beat,
-    /// The spec fingerprint of a worker binary generated from another spec.
+    /// The identity of a worker binary generated from another spec or supervisor.
     mismatch: []const u8,
     stats: stats_mod.Stats,
 
@@ -179,13 +179,14 @@ pub const Report = union(enum) {
 
 /// Worker mode: serve the inherited sockets until the supervisor asks for a stop.
 pub fn runWorker(role: cli.WorkerRole, options: cli.Options) u8 {
-    if (!role.matchesSpec()) {
-        // Another spec's binary may disagree about every listener: refuse before touching
-        // any inherited descriptor, and say why, so that the supervisor can.
-        log.err("this binary was generated from spec {s}, the supervisor's from {s}", .{
-            config.spec_fingerprint, role.fingerprint,
+    if (!role.matchesIdentity()) {
+        // Another spec's binary may disagree about every listener, another supervisor's about
+        // the role itself: refuse before touching any inherited descriptor, and say why, so
+        // that the supervisor can.
+        log.err("this binary's identity is {s}, the supervisor's {s}", .{
+            config.identity, role.fingerprint,
         });
-        sys.writeAll(role.report_fd, "mismatch " ++ config.spec_fingerprint ++ "\n") catch {};
+        sys.writeAll(role.report_fd, "mismatch " ++ config.identity ++ "\n") catch {};
         return 1;
     }
     const own = 1 + @as(usize, role.ring_len);

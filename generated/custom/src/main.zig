@@ -30,6 +30,11 @@ fn run(process: compat.Process) u8 {
             sys.writeAll(1, config.name ++ " " ++ config.version ++ "\n") catch {};
             return 0;
         },
+        .fingerprint => {
+            sys.writeAll(1, "spec=" ++ config.spec_fingerprint ++ " supervisor=" ++
+                config.supervisor_fingerprint ++ "\n") catch {};
+            return 0;
+        },
         .serve => |options| {
             raiseFdLimit(options);
             if (options.worker) |role| return worker_process.runWorker(role, options);
@@ -58,6 +63,7 @@ fn raiseFdLimit(options: cli.Options) void {
 
 test {
     std.testing.refAllDecls(@This());
+    _ = @import("activation.zig");
     _ = @import("address.zig");
     _ = @import("cli.zig");
     _ = @import("connections.zig");

@@ -8,6 +8,14 @@
 //! the supervisor also sends WATCHDOG=1 at half the interval, from its loop: a supervisor
 //! that stops turning is restarted by systemd.
 //!
+//! The file-descriptor store: with `FileDescriptorStoreMax=` set (systemd 254+ says so in
+//! $FDSTORE; `--fd-store` says so for older versions) the supervisor sends systemd every
+//! listening socket of every slot, each message "FDSTORE=1\nFDNAME=<listener>" carrying up to
+//! 253 descriptors as SCM_RIGHTS. systemd keeps them while the service restarts or after it
+//! crashed, and passes them back at the next start like activated sockets (LISTEN_FDS,
+//! LISTEN_FDNAMES): the accept queues never close, so nothing queued on them is reset.
+//! "FDSTOREREMOVE=1\nFDNAME=<listener>" drops a listener's stored sockets.
+//!
 //! The messages go to the datagram socket named by $NOTIFY_SOCKET (a path, or an abstract
 //! name written with a leading "@"). Without that variable every call does nothing, so the
 //! program behaves the same under systemd and anywhere else.
@@ -51,12 +59,100 @@ pub const Notifier = struct {
         self.send(compat.bufPrint(&buf, format, args) catch return);
     }
 
+    pub fn enabled(self: *const Notifier) bool {
+        return self.fd != null;
+    }
+
+    /// Hands `fds` to systemd's store under `name`, in messages of at most
+    /// `max_fds_per_message`; false when a message could not be sent.
+    pub fn storeFds(self: *const Notifier, name: []const u8, fds: []const sys.Fd) bool {
+        if (self.fd == null) return false;
+        var text_buf: [96]u8 = undefined;
+        const text = compat.bufPrint(&text_buf, "FDSTORE=1\nFDNAME={s}", .{name}) catch
+            return false;
+        var rest = fds;
+        while (rest.len > 0) {
+            const n = @min(rest.len, max_fds_per_message);
+            if (!self.sendWithFds(text, rest[0..n])) return false;
+            rest = rest[n..];
+        }
+        return true;
+    }
+
+    /// Drops every descriptor stored under `name`.
+    pub fn removeStored(self: *const Notifier, name: []const u8) void {
+        self.sendf("FDSTOREREMOVE=1\nFDNAME={s}", .{name});
+    }
+
+    fn sendWithFds(self: *const Notifier, text: []const u8, fds: []const sys.Fd) bool {
+        std.debug.assert(fds.len > 0 and fds.len <= max_fds_per_message);
+        // struct cmsghdr followed by the descriptors, as CMSG_SPACE lays it out: the header
+        // is three words' worth (len, level, type) aligned to a word, the data padded to one.
+        var control: [cmsg_header_bytes + max_fds_per_message * @sizeOf(i32) + 8]u8 align(8) =
+            undefined;
+        const data_bytes = fds.len * @sizeOf(i32);
+        const header: *CmsgHeader = @ptrCast(&control);
+        header.* = .{
+            .len = cmsg_header_bytes + data_bytes,
+            .level = linux.SOL.SOCKET,
+            .type = scm_rights,
+        };
+        @memcpy(control[cmsg_header_bytes..][0..data_bytes], std.mem.sliceAsBytes(fds));
+        const space = std.mem.alignForward(usize, cmsg_header_bytes + data_bytes, @sizeOf(usize));
+        const iov = [_]IoVec{.{ .base = text.ptr, .len = text.len }};
+        const message: MsgHeader = .{
+            // No address on a connected socket (the tests' socket pair).
+            .name = if (self.len == 0) null else @ptrCast(&self.addr),
+            .namelen = self.len,
+            .iov = &iov,
+            .iovlen = iov.len,
+            .control = &control,
+            .controllen = space,
+            .flags = 0,
+        };
+        const rc = linux.syscall3(
+            .sendmsg,
+            @as(usize, @intCast(self.fd.?)),
+            @intFromPtr(&message),
+            linux.MSG.NOSIGNAL,
+        );
+        return compat.errno(rc) == .SUCCESS;
+    }
+
     /// RELOADING=1 with the monotonic time in microseconds, which systemd requires to tell
     /// this reload from an earlier one.
     pub fn reloading(self: *const Notifier) void {
         self.sendf("RELOADING=1\nMONOTONIC_USEC={d}", .{sys.monotonicUs()});
     }
 };
+
+/// SCM_MAX_FD: the kernel refuses a message with more descriptors than this.
+pub const max_fds_per_message = 253;
+/// SCM_RIGHTS, part of the Linux ABI.
+const scm_rights: i32 = 1;
+
+// The kernel's struct msghdr, iovec and cmsghdr, declared here because their std names and
+// field names moved between Zig releases. `extern` gives them the C layout on every target.
+const IoVec = extern struct { base: [*]const u8, len: usize };
+const MsgHeader = extern struct {
+    name: ?*const anyopaque,
+    namelen: u32,
+    iov: [*]const IoVec,
+    iovlen: usize,
+    control: ?*const anyopaque,
+    controllen: usize,
+    flags: i32,
+};
+const CmsgHeader = extern struct { len: usize, level: i32, type: i32 };
+const cmsg_header_bytes = std.mem.alignForward(usize, @sizeOf(CmsgHeader), @sizeOf(usize));
+
+/// Whether systemd keeps a file-descriptor store for this service: $FDSTORE (systemd 254+)
+/// is FileDescriptorStoreMax=, set when it is above 0.
+pub fn fdStoreOffered(envp: [*:null]const ?[*:0]const u8) bool {
+    const text = lookup(envp, "FDSTORE") orelse return false;
+    const max = std.fmt.parseInt(u32, text, 10) catch return false;
+    return max > 0;
+}
 
 /// Half of WATCHDOG_USEC in milliseconds (at least 1), when systemd's watchdog is on for
 /// process `pid`: WATCHDOG_PID names it or is absent. Null otherwise.
@@ -93,6 +189,47 @@ test "without NOTIFY_SOCKET nothing is sent" {
     const notifier = Notifier.init(&envp);
     try std.testing.expect(notifier.fd == null);
     notifier.send("READY=1");
+}
+
+test "descriptors sent to the store arrive as SCM_RIGHTS with the store message" {
+    // A socket pair stands in for $NOTIFY_SOCKET: the receiving end reads what systemd would.
+    var pair: [2]i32 = undefined;
+    const kind = linux.SOCK.DGRAM | linux.SOCK.CLOEXEC;
+    const rc_pair = linux.socketpair(linux.AF.UNIX, kind, 0, &pair);
+    try std.testing.expect(compat.errno(rc_pair) == .SUCCESS);
+    defer sys.close(pair[0]);
+    defer sys.close(pair[1]);
+    const notifier: Notifier = .{ .fd = pair[1], .addr = undefined, .len = 0 };
+    const stored = [_]sys.Fd{ pair[0], pair[1] };
+    var bytes: [64]u8 = undefined;
+    var control: [cmsg_header_bytes + 16]u8 align(8) = undefined;
+    const iov = [_]IoVec{.{ .base = &bytes, .len = bytes.len }};
+    // The same layout receives as sends: recvmsg fills in what it got.
+    var message: MsgHeader = .{
+        .name = null,
+        .namelen = 0,
+        .iov = &iov,
+        .iovlen = 1,
+        .control = &control,
+        .controllen = control.len,
+        .flags = 0,
+    };
+    try std.testing.expect(notifier.storeFds("t", &stored));
+    const rc = linux.syscall3(.recvmsg, @intCast(pair[0]), @intFromPtr(&message), 0);
+    try std.testing.expect(compat.errno(rc) == .SUCCESS);
+    try std.testing.expectEqualStrings("FDSTORE=1\nFDNAME=t", bytes[0..rc]);
+    const header: *const CmsgHeader = @ptrCast(&control);
+    try std.testing.expectEqual(scm_rights, header.type);
+    try std.testing.expectEqual(cmsg_header_bytes + 8, header.len);
+    const received = std.mem.bytesAsSlice(i32, control[cmsg_header_bytes..][0..8]);
+    for (received) |fd| sys.close(fd);
+}
+
+test "the store is offered only when FDSTORE is above 0" {
+    const on = [_:null]?[*:0]const u8{"FDSTORE=8"};
+    const off = [_:null]?[*:0]const u8{"FDSTORE=0"};
+    try std.testing.expect(fdStoreOffered(&on));
+    try std.testing.expect(!fdStoreOffered(&off));
 }
 
 test "the watchdog interval is half of WATCHDOG_USEC, for the named process only" {

@@ -63,6 +63,8 @@ pub fn emitReady(
     line.string("service", config.name);
     line.string("version", config.version);
     line.string("mode", @tagName(mode));
+    line.string("spec_fingerprint", config.spec_fingerprint);
+    line.string("supervisor_fingerprint", config.supervisor_fingerprint);
     line.int("generation", generation);
     line.int("pid", std.os.linux.getpid());
     line.beginArray("workers");

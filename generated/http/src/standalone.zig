@@ -7,11 +7,14 @@
 //! still queued on them (accepted by the kernel, not yet by us) are reset, unless
 //! net.ipv4.tcp_migrate_req=1 lets the kernel move them to another process of the group.
 //! The worker accepts what is queued right before closing, which leaves only the race
-//! between that last accept and close. The supervisor mode avoids it entirely.
+//! between that last accept and close. The supervisor mode avoids it entirely, and so does
+//! systemd socket activation: sockets passed in LISTEN_FDS (`activation.zig`) are served
+//! here too, every one of them, and belong to systemd, which keeps them open across restarts.
 const std = @import("std");
 const config = @import("config.zig");
 const cli = @import("cli.zig");
 const listener = @import("listener.zig");
+const activation = @import("activation.zig");
 const worker_mod = @import("worker.zig");
 const events = @import("events.zig");
 const log = @import("log.zig");
@@ -22,21 +25,50 @@ const sys = @import("sys.zig");
 const linux = std.os.linux;
 
 pub fn run(options: cli.Options, process: compat.Process) u8 {
-    var sockets: [config.listeners.len]worker_mod.Socket = undefined;
+    const allocator = std.heap.page_allocator;
+    var diag: activation.Diagnostic = .{};
+    const pid = linux.getpid();
+    const asked = &options.endpoints;
+    const passed = activation.take(allocator, process.envp, pid, asked, &diag) catch |err| {
+        activation.report(&diag, err);
+        return 1;
+    };
+    // Every socket systemd passed is served (several may carry one listener's name); a
+    // listener it did not pass is opened here.
+    const capacity = config.listeners.len + passed.count();
+    const sockets = allocator.alloc(worker_mod.Socket, capacity) catch return 1;
+    var count: usize = 0;
+    for (passed.fds, passed.listeners) |fd, l| {
+        // systemd keeps them for the next start: a stop must not take them out of the group.
+        sockets[count] = .{ .fd = fd, .listener_index = l, .held_elsewhere = true };
+        count += 1;
+    }
+    var endpoints = options.endpoints;
     var ports: [config.listeners.len]u16 = undefined;
     for (&config.listeners, 0..) |*l, i| {
+        if (passed.nthFor(i, 0)) |fd| {
+            endpoints[i] = activation.boundEndpoint(fd) catch |err| {
+                log.err("listener {s}: cannot read the passed socket's address: {s}", .{
+                    l.name, @errorName(err),
+                });
+                return 1;
+            };
+            ports[i] = endpoints[i].port;
+            continue;
+        }
         var failure: listener.Failure = .{};
-        const bound = listener.open(l, options.endpoints[i], &failure) catch {
-            events.reportOpenFailure(l, options.endpoints[i], failure);
-            for (sockets[0..i]) |s| sys.close(s.fd);
+        const bound = listener.open(l, endpoints[i], &failure) catch {
+            events.reportOpenFailure(l, endpoints[i], failure);
+            for (sockets[0..count]) |s| sys.close(s.fd);
             return 1;
         };
-        sockets[i] = .{ .fd = bound.fd, .listener_index = @intCast(i) };
+        sockets[count] = .{ .fd = bound.fd, .listener_index = @intCast(i) };
+        count += 1;
         ports[i] = bound.port;
     }
 
-    var w = worker_mod.Worker.init(std.heap.page_allocator, .{
-        .sockets = &sockets,
+    var w = worker_mod.Worker.init(allocator, .{
+        .sockets = sockets[0..count],
         .index = 0,
         .generation = 1,
         .limits = options.limits,
@@ -44,7 +76,6 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         log.err("cannot start: {s}", .{@errorName(err)});
         return 1;
     };
-    const pid = linux.getpid();
     events.logMigrationPolicy(.standalone);
     if (options.pid_file) |path| {
         pid_file.write(path, pid) catch |err| {
@@ -55,7 +86,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     defer if (options.pid_file) |path| pid_file.remove(path);
 
     const pids = [_]i32{pid};
-    events.emitReady(.standalone, 1, &pids, options.endpoints, ports);
+    events.emitReady(.standalone, 1, &pids, endpoints, ports);
     const notifier = notify.Notifier.init(process.envp);
     notifier.sendf("READY=1\nMAINPID={d}", .{pid});
     const reason = w.run();

@@ -68,6 +68,12 @@ pub const max_body_bytes: u64 = 1048576;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
 pub const spec_fingerprint = "e7b3985470fc181e";
+/// Identifies the supervisor side of the program (the generator's version and the sources of
+/// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
+/// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
+pub const supervisor_fingerprint = "94e7de22cd19691e";
+/// What a supervisor and its workers must share: "<spec>-<supervisor>".
+pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
 pub const listeners = [_]Listener{
     .{

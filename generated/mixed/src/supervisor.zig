@@ -26,12 +26,19 @@
 //! for `worker_link.adoptAfterMs` has its slot adopted, one silent for the whole watchdog
 //! time is killed (`worker_hung`) and replaced like a crashed one.
 //!
+//! Under systemd the sockets can come from outside (`activation.zig`): slot k of a listener
+//! takes the k-th socket passed under its name; the other slots join the passed socket's
+//! reuseport group (or share it when it has no SO_REUSEPORT). With the fd store on, every
+//! slot's socket is also sent to systemd, which keeps it while this process is gone.
+//!
 //! How a worker process is started and talks back: `worker_process.zig`.
 const std = @import("std");
 const config = @import("config.zig");
 const compat = @import("compat.zig");
 const cli = @import("cli.zig");
 const listener = @import("listener.zig");
+const activation = @import("activation.zig");
+const address = @import("address.zig");
 const worker_mod = @import("worker.zig");
 const stats_mod = @import("stats.zig");
 const worker_process = @import("worker_process.zig");
@@ -438,14 +445,20 @@ pub const Supervisor = struct {
         }
     }
 
-    /// The worker was built from another spec: it refused to serve, and so will every
-    /// worker the binary on disk starts.
-    fn onMismatch(self: *Supervisor, r: *Record, fingerprint: []const u8) void {
-        var detail: [128]u8 = undefined;
-        const text = compat.bufPrint(&detail, "its spec fingerprint {s}, this service's {s}", .{
-            fingerprint[0..@min(fingerprint.len, 32)], config.spec_fingerprint,
-        }) catch "another fingerprint";
-        const what = "the binary on disk was built from another spec";
+    /// The worker was built from another spec or has another supervisor: it refused to serve,
+    /// and so will every worker the binary on disk starts. Only a new supervisor could run it.
+    fn onMismatch(self: *Supervisor, r: *Record, identity: []const u8) void {
+        const spec_len = config.spec_fingerprint.len;
+        const same_spec = identity.len > spec_len and
+            std.mem.eql(u8, identity[0..spec_len], config.spec_fingerprint);
+        const what = if (same_spec)
+            "the binary on disk has another supervisor"
+        else
+            "the binary on disk was built from another spec";
+        var detail: [160]u8 = undefined;
+        const text = compat.bufPrint(&detail, "its identity {s}, this supervisor's {s}", .{
+            identity[0..@min(identity.len, 48)], config.identity,
+        }) catch "another identity";
         if (self.starting == r.generation) return self.abandonGeneration(what, text);
         var message: [256]u8 = undefined;
         var line = events.Line.begin("error");
@@ -842,26 +855,53 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         return 1;
     };
 
+    var diag: activation.Diagnostic = .{};
+    const pid = linux.getpid();
+    const asked = &options.endpoints;
+    const passed = activation.take(allocator, process.envp, pid, asked, &diag) catch |err| {
+        activation.report(&diag, err);
+        return 1;
+    };
+    var process_for_workers = process;
+    process_for_workers.envp = activation.withoutVariables(allocator, process.envp) catch return 1;
+
     const sockets = allocator.alloc(sys.Fd, @as(usize, workers) * listener_count) catch return 1;
     var ports: [listener_count]u16 = undefined;
     var endpoints = options.endpoints;
+    for (&config.listeners, 0..) |*l, i| {
+        const from_systemd = passed.countFor(i);
+        if (from_systemd > 0) {
+            // The socket unit decides where the listener is: --listen and the spec yield.
+            endpoints[i] = activation.boundEndpoint(passed.nthFor(i, 0).?) catch |err| {
+                log.err("listener {s}: cannot read the passed socket's address: {s}", .{
+                    l.name, @errorName(err),
+                });
+                return 1;
+            };
+            describeActivated(l, from_systemd, workers, passed.nthFor(i, 0).?);
+        }
+    }
+    // Which sockets are duplicates of a passed one (slots sharing its queue).
+    const shared = allocator.alloc(bool, sockets.len) catch return 1;
     var opened: usize = 0;
     for (0..workers) |w| {
         for (&config.listeners, 0..) |*l, i| {
-            var failure: listener.Failure = .{};
-            const bound = listener.open(l, endpoints[i], &failure) catch {
-                events.reportOpenFailure(l, endpoints[i], failure);
-                for (sockets[0..opened]) |fd| sys.close(fd);
+            const got = slotSocket(l, i, w, passed, &endpoints[i]) orelse {
+                for (sockets[0..opened]) |s| sys.close(s);
                 return 1;
             };
-            // With port 0 the kernel picks a port for the first socket; every other
-            // worker's socket joins that one.
-            endpoints[i].port = bound.port;
-            ports[i] = bound.port;
-            sockets[w * listener_count + i] = bound.fd;
+            ports[i] = endpoints[i].port;
+            sockets[w * listener_count + i] = got.fd;
+            shared[w * listener_count + i] = got.shared;
             opened += 1;
         }
     }
+    const notifier = notify.Notifier.init(process.envp);
+    const fd_store = notifier.enabled() and
+        (options.fd_store or notify.fdStoreOffered(process.envp));
+    if (fd_store) dropSurplusFromStore(&notifier, passed, workers);
+    closeSurplus(passed, workers);
+    if (fd_store) storeSockets(&notifier, sockets, shared, workers);
 
     // SIGCHLD ignored by whoever started us survives execve and would have the kernel
     // reap workers behind our back: waitpid would never see them exit.
@@ -887,7 +927,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     var supervisor: Supervisor = .{
         .workers = workers,
         .options = options,
-        .process = process,
+        .process = process_for_workers,
         .exe_path = exe_path,
         .pid = linux.getpid(),
         .sockets = sockets,
@@ -896,7 +936,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .slots = slots,
         .epfd = epfd,
         .sigfd = sigfd,
-        .notifier = notify.Notifier.init(process.envp),
+        .notifier = notifier,
     };
     supervisor.options.endpoints = endpoints;
     if (notify.watchdogIntervalMs(process.envp, supervisor.pid)) |interval| {
@@ -905,6 +945,125 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         log.info("systemd watchdog: WATCHDOG=1 every {d} ms", .{interval});
     }
     return supervisor.run();
+}
+
+/// Slot `w`'s socket for listener `i`: the `w`-th one systemd passed for it; else, when
+/// systemd passed some, one of ours joined to their reuseport group (or, when the group
+/// cannot be joined, a duplicate of a passed one: the slots then share its accept queue);
+/// else one of ours at `endpoint`, whose port is updated when the kernel picked it.
+fn slotSocket(
+    l: *const config.Listener,
+    i: usize,
+    w: usize,
+    passed: activation.Passed,
+    endpoint: *address.Endpoint,
+) ?SlotSocket {
+    if (passed.nthFor(i, w)) |fd| return .{ .fd = fd };
+    const from_systemd = passed.countFor(i);
+    if (from_systemd > 0) {
+        const shared = passed.nthFor(i, w % from_systemd).?;
+        if (activation.reusesPort(shared)) {
+            var failure: listener.Failure = .{};
+            if (listener.open(l, endpoint.*, &failure)) |bound| {
+                return .{ .fd = bound.fd };
+            } else |_| {}
+            // Most likely another effective UID (User= in the unit): the kernel groups
+            // only sockets of one UID. Sharing the passed socket still serves everything.
+            var why: [512]u8 = undefined;
+            log.warn("listener {s}: cannot join the passed socket's group ({s}); slot {d} " ++
+                "shares it", .{ l.name, failure.describe(&why), w });
+        }
+        const fd = activation.duplicate(shared) catch {
+            log.err("listener {s}: cannot duplicate the passed socket", .{l.name});
+            return null;
+        };
+        return .{ .fd = fd, .shared = true };
+    }
+    var failure: listener.Failure = .{};
+    const bound = listener.open(l, endpoint.*, &failure) catch {
+        events.reportOpenFailure(l, endpoint.*, failure);
+        return null;
+    };
+    // With port 0 the kernel picks a port for the first socket; every other worker's
+    // socket joins that one.
+    endpoint.port = bound.port;
+    return .{ .fd = bound.fd };
+}
+
+const SlotSocket = struct {
+    fd: sys.Fd,
+    /// A duplicate descriptor of a passed socket that other slots use too.
+    shared: bool = false,
+};
+
+/// Hands every slot's socket to systemd's file-descriptor store under its listener's name
+/// (a shared duplicate is the same socket as the one it copies: sent once). systemd keeps
+/// them when this process exits or crashes and passes them back at the next start.
+fn storeSockets(
+    notifier: *const notify.Notifier,
+    sockets: []const sys.Fd,
+    shared: []const bool,
+    workers: u16,
+) void {
+    var fds: [cli.max_workers]sys.Fd = undefined;
+    var total: usize = 0;
+    for (&config.listeners, 0..) |l, i| {
+        var n: usize = 0;
+        for (0..workers) |w| {
+            const at = w * listener_count + i;
+            if (shared[at]) continue;
+            fds[n] = sockets[at];
+            n += 1;
+        }
+        if (!notifier.storeFds(l.name, fds[0..n])) {
+            log.warn("listener {s}: cannot send its sockets to the fd store", .{l.name});
+        }
+        total += n;
+    }
+    log.info("fd store: {d} listening sockets sent to systemd", .{total});
+}
+
+/// Before surplus sockets close, they leave the store too: stored, they would stay in the
+/// group with nobody accepting. FDSTOREREMOVE drops every socket of the name; the ones kept
+/// are stored again right after.
+fn dropSurplusFromStore(
+    notifier: *const notify.Notifier,
+    passed: activation.Passed,
+    workers: u16,
+) void {
+    for (&config.listeners, 0..) |l, i| {
+        if (passed.countFor(i) > workers) notifier.removeStored(l.name);
+    }
+}
+
+/// Says once per activated listener how its slots get their sockets.
+fn describeActivated(l: *const config.Listener, passed: usize, workers: u16, fd: sys.Fd) void {
+    if (passed >= workers) {
+        log.info("listener {s}: {d} socket(s) from systemd, one per slot", .{ l.name, passed });
+    } else if (activation.reusesPort(fd)) {
+        log.info("listener {s}: {d} socket(s) from systemd; the other slots join their " ++
+            "reuseport group", .{ l.name, passed });
+    } else {
+        log.info("listener {s}: {d} socket(s) from systemd without SO_REUSEPORT " ++
+            "(ReusePort=no): the {d} workers share their accept queues", .{
+            l.name, passed, workers,
+        });
+    }
+}
+
+/// Sockets passed beyond one per slot (a store kept by a supervisor with more workers)
+/// have no worker to serve them: they leave the group, and what was queued on them is reset
+/// unless net.ipv4.tcp_migrate_req=1 moves it to a remaining member.
+fn closeSurplus(passed: activation.Passed, workers: u16) void {
+    for (&config.listeners, 0..) |l, i| {
+        var nth: usize = workers;
+        while (passed.nthFor(i, nth)) |fd| : (nth += 1) {
+            log.warn("listener {s}: socket {d} from systemd is beyond the {d} slots; closing it", .{
+                l.name, fd, workers,
+            });
+            sys.close(fd);
+        }
+    }
 }
 
 /// The path a restart executes: whatever file is there at that time, so deploying is

@@ -24,8 +24,12 @@ pub const usage =
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
     \\  --max-body BYTES         largest request body an HTTP listener accepts
     \\  --pid-file PATH          write the process id to PATH when ready; removed at exit
+    \\  --fd-store               send the listening sockets to systemd's file-descriptor
+    \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
     \\  --version                print the version and exit
+    \\  --fingerprint            print the program's identity, "spec=HEX supervisor=HEX",
+    \\                           and exit: a SIGHUP restart needs both to match
     \\
     \\Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT stops at once, SIGHUP restarts
     \\the workers from the binary on disk without dropping connections.
@@ -34,7 +38,7 @@ pub const usage =
 ;
 
 /// What a supervisor gives a worker process it starts, as the internal flag
-/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:FINGERPRINT:FD,FD,…[/SLOT=FD,FD,…]…`:
+/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:IDENTITY:FD,FD,…[/SLOT=FD,FD,…]…`:
 /// one FD per listener for its own slot, then the sockets of up to `max_ring` other slots
 /// it may be asked to adopt (see `worker_link.zig`).
 pub const WorkerRole = struct {
@@ -42,15 +46,16 @@ pub const WorkerRole = struct {
     generation: u32,
     control_fd: i32,
     report_fd: i32,
-    /// The spec fingerprint of the supervisor that started this worker. When it is not this
-    /// binary's, nothing after it is parsed: another spec may have other listeners.
-    fingerprint: [16]u8,
+    /// The identity (`config.identity`) of the supervisor that started this worker. When it
+    /// is not this binary's, nothing after it is parsed: another spec may have other
+    /// listeners, another supervisor another role format.
+    fingerprint: [config.identity.len]u8,
     fds: [config.listeners.len]i32 = undefined,
     ring: [max_ring]RingSlot = undefined,
     ring_len: u8 = 0,
 
-    pub fn matchesSpec(self: *const WorkerRole) bool {
-        return std.mem.eql(u8, &self.fingerprint, config.spec_fingerprint);
+    pub fn matchesIdentity(self: *const WorkerRole) bool {
+        return std.mem.eql(u8, &self.fingerprint, config.identity);
     }
 };
 
@@ -72,6 +77,8 @@ pub const Options = struct {
     standalone: bool = false,
     endpoints: [config.listeners.len]address.Endpoint = defaultEndpoints(),
     pid_file: ?[*:0]const u8 = null,
+    /// Keep the listening sockets in systemd's file-descriptor store (see `notify.zig`).
+    fd_store: bool = false,
     limits: Limits = .{},
     worker: ?WorkerRole = null,
 };
@@ -108,6 +115,7 @@ pub const Command = union(enum) {
     serve: Options,
     help,
     version,
+    fingerprint,
 };
 
 fn defaultEndpoints() [config.listeners.len]address.Endpoint {
@@ -136,8 +144,13 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
         const arg = std.mem.span(args[i]);
         if (eql(arg, "--help") or eql(arg, "-h")) return .help;
         if (eql(arg, "--version")) return .version;
+        if (eql(arg, "--fingerprint")) return .fingerprint;
         if (eql(arg, "--standalone")) {
             options.standalone = true;
+            continue;
+        }
+        if (eql(arg, "--fd-store")) {
+            options.fd_store = true;
             continue;
         }
         if (i + 1 >= args.len) {
@@ -228,7 +241,7 @@ fn parseWorkerRole(value: []const u8) ?WorkerRole {
     const fingerprint = parts.next() orelse return null;
     if (fingerprint.len != role.fingerprint.len) return null;
     @memcpy(&role.fingerprint, fingerprint);
-    if (!role.matchesSpec()) return role;
+    if (!role.matchesIdentity()) return role;
     var slots = std.mem.splitScalar(u8, parts.next() orelse return null, '/');
     if (!parseFds(slots.next(), &role.fds)) return null;
     while (slots.next()) |text| {
@@ -292,7 +305,7 @@ test "--listen overrides one listener's endpoint" {
 test "parses the worker role, with the slots it may adopt" {
     var diag: Diagnostic = .{};
     var text: [256:0]u8 = undefined;
-    var len: usize = (try compat.bufPrint(&text, "2:7:5:6:{s}:", .{config.spec_fingerprint})).len;
+    var len: usize = (try compat.bufPrint(&text, "2:7:5:6:{s}:", .{config.identity})).len;
     for (0..3) |slot| {
         if (slot > 0) len += (try compat.bufPrint(text[len..], "/{d}=", .{slot + 2})).len;
         for (0..config.listeners.len) |i| {
@@ -303,13 +316,13 @@ test "parses the worker role, with the slots it may adopt" {
     text[len] = 0;
     const args = [_][*:0]const u8{ "svc", "--worker", &text };
     const role = (try parse(&args, &diag)).serve.worker.?;
-    try std.testing.expect(role.matchesSpec());
+    try std.testing.expect(role.matchesIdentity());
     try std.testing.expectEqual(@as(u16, 2), role.index);
     try std.testing.expectEqual(@as(u8, 2), role.ring_len);
     try std.testing.expectEqual(@as(u16, 4), role.ring[1].slot);
 
-    const other = [_][*:0]const u8{ "svc", "--worker", "0:1:5:6:0123456789abcdef:x" };
+    const other_identity = "0:1:5:6:0123456789abcdef-0123456789abcdef:x";
+    const other = [_][*:0]const u8{ "svc", "--worker", other_identity };
     const foreign = (try parse(&other, &diag)).serve.worker.?;
-    try std.testing.expect(!foreign.matchesSpec() or
-        std.mem.eql(u8, config.spec_fingerprint, "0123456789abcdef"));
+    try std.testing.expect(!foreign.matchesIdentity());
 }

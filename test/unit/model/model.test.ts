@@ -39,7 +39,25 @@ describe("buildModel", () => {
       hasTcp: true,
       hasUdp: false,
       listeners: undefined,
+      systemd: {
+        service: "edge-echo.service",
+        sockets: "edge-echo-api.socket",
+        // 10 s drain + 1 s kill grace + 5 s slack.
+        timeoutStopSec: 16,
+        watchdogSec: 2,
+        // "auto" workers counted as the program's bound, 1024.
+        limitNofile: 1024 + 1024 * 5 + 64,
+        fdStoreMax: 64,
+      },
     });
+  });
+
+  it("renders the systemd numbers from the spec: no WatchdogSec= without a watchdog", () => {
+    const m = model({ workers: 2, watchdogMs: 0, drainTimeoutMs: 30000, listeners: [tcp] });
+    expect(m.systemd.watchdogSec).toBe(0);
+    expect(m.systemd.timeoutStopSec * 1000).toBeGreaterThan(30000);
+    expect(m.systemd.limitNofile).toBe(1024 + 2 * 5 + 64);
+    expect(m.systemd.fdStoreMax).toBe(2);
   });
 
   it("fingerprints the spec's meaning: defaults and key order do not change it, a port does", () => {
@@ -106,6 +124,10 @@ describe("buildModel", () => {
       keepaliveProbes: 6,
       httpBody: "hi",
       httpContentType: "text/plain; charset=utf-8",
+      socketUnit: "edge-echo-api.socket",
+      listenDirective: "ListenStream",
+      listenAddress: "[::1]:8080",
+      bindIpv6Only: "both",
     });
   });
 

@@ -31,13 +31,20 @@ describe("precompiled templates", () => {
       const result = validateSpec(raw);
       if (!result.ok) throw new Error(`examples/${example} is invalid`);
       const model = buildModel(result.spec, { generatorVersion: "1.2.3", specFile: example });
+      // What the render stage adds for some templates: the supervisor's identity, and the
+      // listener of a per-listener file.
+      const context = {
+        ...model,
+        supervisorFingerprint: "0123456789abcdef",
+        listener: model.listeners[0],
+      };
       for (const [file, { hash, spec }] of Object.entries(precompiled)) {
         const source = templates.get(file) ?? "";
         expect(hash).toBe(sourceHash(source));
         // The spec is JavaScript source, as written into dist/render/precompiled-templates.cjs.
         const evaluated: unknown = new Function(`return ${spec};`)();
-        expect(runtimeTemplate(evaluated)(model), `${file} for ${example}`).toBe(
-          compiledTemplate(source)(model),
+        expect(runtimeTemplate(evaluated)(context), `${file} for ${example}`).toBe(
+          compiledTemplate(source)(context),
         );
         compared += 1;
       }

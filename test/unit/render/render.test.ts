@@ -2,7 +2,12 @@ import { describe, expect, it } from "vitest";
 import { InternalError } from "../../../src/errors.js";
 import { buildModel, type ServiceModel } from "../../../src/model/model.js";
 import { MANIFEST_FILE, parseManifest, sha256 } from "../../../src/render/manifest.js";
-import { header, normalize, render } from "../../../src/render/render.js";
+import {
+  header,
+  normalize,
+  render,
+  supervisorFingerprint,
+} from "../../../src/render/render.js";
 import { zigString } from "../../../src/render/zig-string.js";
 import { validateSpec } from "../../../src/spec/validate.js";
 
@@ -171,5 +176,36 @@ describe("zigString", () => {
     let all = "";
     for (let c = 0; c < 0x3000; c += 7) all += String.fromCodePoint(c);
     expect(zigString(all)).toMatch(/^[\x20-\x7e]*$/);
+  });
+
+  it("renders a [name] file once and a [listener] file once per listener", () => {
+    const files = render(
+      model(),
+      new Map([
+        ["systemd/[name].service.hbs", "ExecStart=/usr/local/bin/{{name}}\n"],
+        ["systemd/[name]-[listener].socket.hbs", "FileDescriptorName={{listener.name}}\n"],
+      ]),
+    );
+    const service = files.get("systemd/edge-echo.service");
+    expect(service).toMatch(/ExecStart=\/usr\/local\/bin\/edge-echo/);
+    expect(files.get("systemd/edge-echo-api.socket")).toMatch(/^FileDescriptorName=api$/m);
+    expect(files.get("systemd/edge-echo-dns.socket")).toMatch(/^FileDescriptorName=dns$/m);
+  });
+
+  it("fingerprints the supervisor templates and the generator version, nothing else", () => {
+    const base = new Map([
+      ["src/supervisor.zig", "const a = 1;\n"],
+      ["src/handlers.zig.hbs", "const b = 2;\n"],
+    ]);
+    const a = supervisorFingerprint(model(), base);
+    expect(a).toMatch(/^[0-9a-f]{16}$/);
+    // Another spec, another handler template: the same supervisor.
+    expect(supervisorFingerprint(model("http"), base)).toBe(a);
+    const handler = new Map([...base, ["src/handlers.zig.hbs", "const b = 3;\n"]]);
+    expect(supervisorFingerprint(model(), handler)).toBe(a);
+    const supervisor = new Map([...base, ["src/supervisor.zig", "const a = 2;\n"]]);
+    expect(supervisorFingerprint(model(), supervisor)).not.toBe(a);
+    const newer = { ...model(), generatorVersion: "1.2.4" };
+    expect(supervisorFingerprint(newer, base)).not.toBe(a);
   });
 });

@@ -1,0 +1,138 @@
+/**
+ * A program's identity: its spec fingerprint and its supervisor fingerprint (the generator
+ * version and the supervisor's sources). `--fingerprint` prints both, `ready` reports them,
+ * and a SIGHUP restart refuses a binary on disk that differs in either, saying which, while
+ * the serving generation goes on: such a binary needs a new supervisor, not new workers.
+ */
+import { spawnSync } from "node:child_process";
+import { chmod, copyFile, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
+import { generate, PACKAGE_ROOT } from "../../src/index.js";
+import { parseWhoami, tcpExchange } from "./support/net.js";
+import { oncePerRun } from "./support/once.js";
+import {
+  portOf,
+  READY_TIMEOUT_MS,
+  startReady,
+  STOP_TIMEOUT_MS,
+  stopAllPrograms,
+  type ReadyEvent,
+  type ServiceEvent,
+} from "./support/program.js";
+import { ANY_LOOPBACK_PORT, binaryOf, SUPERVISED_SPEC } from "./support/supervised.js";
+import { provisionZig, runZigIn, ZIG_VERSIONS } from "./support/zig.js";
+
+const SETUP_TIMEOUT_MS = 15 * 60_000;
+const TEST_TIMEOUT_MS = 60_000;
+const HOST = "127.0.0.1";
+
+interface IdentityReady extends ReadyEvent {
+  readonly spec_fingerprint: string;
+  readonly supervisor_fingerprint: string;
+}
+
+interface ErrorEvent extends ServiceEvent {
+  readonly message: string;
+  readonly generation?: number;
+  readonly serving_generation?: number;
+}
+
+function fingerprintOf(binary: string): { spec: string; supervisor: string } {
+  const run = spawnSync(binary, ["--fingerprint"], { encoding: "utf8", timeout: 10_000 });
+  expect(run.status, run.stderr).toBe(0);
+  const match = /^spec=([0-9a-f]{16}) supervisor=([0-9a-f]{16})\n$/.exec(run.stdout);
+  if (match === null) throw new Error(`not an identity line: ${JSON.stringify(run.stdout)}`);
+  return { spec: match[1]!, supervisor: match[2]! };
+}
+
+/**
+ * The supervised spec built by a supervisor other than this generator's: the generated
+ * `supervisor_fingerprint` is changed before the build, which is what a binary from another
+ * generator version or with changed supervisor sources carries.
+ */
+async function otherSupervisorBinary(version: string): Promise<string> {
+  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, "own-other-supervisor");
+  const built = await oncePerRun(dir, async () => {
+    const spec = SUPERVISED_SPEC;
+    await generate({ specFile: "supervised.json", spec, outDir: dir, cwd: PACKAGE_ROOT });
+    const config = path.join(dir, "src", "config.zig");
+    const text = await readFile(config, "utf8");
+    const changed = text.replace(
+      /supervisor_fingerprint = "[0-9a-f]{16}"/,
+      'supervisor_fingerprint = "0123456789abcdef"',
+    );
+    await writeFile(config, changed);
+    const zig = await provisionZig(version);
+    const result = await runZigIn(zig, ["build"], dir, version);
+    return { ok: result.ok && changed !== text, output: result.output };
+  });
+  if (!built.ok) throw new Error(`other-supervisor build failed:\n${built.output}`);
+  return path.join(dir, "zig-out", "bin", SUPERVISED_SPEC.name);
+}
+
+describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+  let binary: string;
+  let scratch: string;
+
+  beforeAll(async () => {
+    binary = await binaryOf("supervised", version);
+    scratch = await mkdtemp(path.join(tmpdir(), "gen-reuseport-identity-"));
+  }, SETUP_TIMEOUT_MS);
+
+  afterEach(async () => {
+    await stopAllPrograms();
+  });
+
+  afterAll(async () => {
+    if (scratch !== undefined) await rm(scratch, { recursive: true, force: true });
+  });
+
+  it(
+    "prints its identity with --fingerprint and reports it in ready",
+    { timeout: SETUP_TIMEOUT_MS },
+    async () => {
+      const own = fingerprintOf(binary);
+      const other = fingerprintOf(await binaryOf("restart-bench", version));
+      // Another spec, the same generator: only the spec part differs.
+      expect(other.spec).not.toBe(own.spec);
+      expect(other.supervisor).toBe(own.supervisor);
+      const { program, ready } = await startReady(binary, ["--workers", "1", ...ANY_LOOPBACK_PORT]);
+      const identity = ready as IdentityReady;
+      expect(identity.spec_fingerprint).toBe(own.spec);
+      expect(identity.supervisor_fingerprint).toBe(own.supervisor);
+      program.signal("SIGTERM");
+      expect((await program.waitForExit(STOP_TIMEOUT_MS)).code).toBe(0);
+    },
+  );
+
+  it(
+    "refuses a binary with the same spec and another supervisor at SIGHUP, and keeps serving",
+    { timeout: SETUP_TIMEOUT_MS },
+    async () => {
+      const foreign = await otherSupervisorBinary(version);
+      expect(fingerprintOf(foreign).spec).toBe(fingerprintOf(binary).spec);
+      const dir = await mkdtemp(path.join(scratch, "other-supervisor-"));
+      const copy = path.join(dir, "supervised");
+      await copyFile(binary, copy);
+      await chmod(copy, 0o755);
+      const { program, ready } = await startReady(copy, ["--workers", "2", ...ANY_LOOPBACK_PORT]);
+      await copyFile(foreign, `${copy}.new`);
+      await chmod(`${copy}.new`, 0o755);
+      await rename(`${copy}.new`, copy);
+      program.signal("SIGHUP");
+      const error = await program.waitForEvent<ErrorEvent>("error", READY_TIMEOUT_MS);
+      expect(error).toMatchObject({ generation: 2, serving_generation: 1 });
+      expect(error.message).toMatch(/the binary on disk has another supervisor/);
+      expect(error.message).toMatch(/-0123456789abcdef/);
+      for (let i = 0; i < 10; i++) {
+        const text = await tcpExchange(HOST, portOf(ready, "who"), { timeoutMs: 5_000 });
+        expect(parseWhoami(text.toString()).gen).toBe(1);
+      }
+      expect(program.events.filter((e) => e.event === "ready")).toHaveLength(1);
+      program.signal("SIGTERM");
+      expect((await program.waitForExit(STOP_TIMEOUT_MS)).code).toBe(0);
+    },
+  );
+});
