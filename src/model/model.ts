@@ -44,6 +44,9 @@ export interface ServiceModel {
    */
   readonly specFingerprint: string;
   readonly hasCustomHandler: boolean;
+  /** Application modules (section 8), each once, in order of first use. */
+  readonly apps: readonly AppModel[];
+  readonly hasApps: boolean;
   readonly hasTcp: boolean;
   readonly hasUdp: boolean;
   /** In spec order. */
@@ -54,7 +57,11 @@ export interface ListenerModel {
   readonly index: number;
   readonly name: string;
   readonly protocol: "tcp" | "udp";
-  readonly handler: "echo" | "http" | "whoami" | "custom";
+  readonly handler: "echo" | "http" | "whoami" | "custom" | "app";
+  /** The module's index in `ServiceModel.apps`; 0 when the handler is not "app". */
+  readonly appIndex: number;
+  /** The module's name; "" when the handler is not "app". */
+  readonly appModule: string;
   readonly isIpv6: boolean;
   /** Canonical text (IPv6 in RFC 5952 form). */
   readonly address: string;
@@ -82,6 +89,43 @@ export interface ListenerModel {
   readonly httpContentType: string;
 }
 
+export interface AppModel {
+  readonly index: number;
+  readonly module: string;
+  /** The user-owned file, relative to the output directory: `src/app/<module>.zig`. */
+  readonly file: string;
+  /** Path of the file as the generated glue imports it, relative to `src/`. */
+  readonly importPath: string;
+  readonly scratchBytes: number;
+  readonly routes: readonly RouteModel[];
+}
+
+export interface RouteModel {
+  readonly index: number;
+  readonly name: string;
+  readonly method: string;
+  readonly path: string;
+  /** The function the module must declare, as the build error and the generator name it. */
+  readonly signature: string;
+  /** A request this route answers, for the stub's test (`:id` → `1`, `*rest` → `x`). */
+  readonly exampleRequestLine: string;
+  readonly exampleRequestFields: string;
+}
+
+function exampleRequest(method: string, path: string) {
+  const concrete = path.replace(/:[A-Za-z0-9_]+/g, "1").replace(/\*[A-Za-z0-9_]+$/, "x");
+  const body = method === "POST" || method === "PUT" || method === "PATCH";
+  return {
+    exampleRequestLine: `${method} ${concrete} HTTP/1.1\r\n`,
+    exampleRequestFields: `Host: test\r\n${body ? "Content-Length: 0\r\n" : ""}\r\n`,
+  };
+}
+
+/** What every route function looks like (DESIGN section 8). */
+export function routeSignature(name: string): string {
+  return `pub fn ${name}(state: *State, req: *http.Request, res: *http.Response) !void`;
+}
+
 export interface ModelOptions {
   readonly generatorVersion: string;
   /** The spec path as given; only its base name is kept. */
@@ -92,7 +136,9 @@ const HTTP_DEFAULTS = { body: DEFAULTS.httpBody, contentType: DEFAULTS.httpConte
 
 export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
   const zigName = zigPackageName(spec.name);
-  const listeners = spec.listeners.map(buildListener);
+  const apps = buildApps(spec);
+  const appIndex = new Map(apps.map((a) => [a.module, a.index]));
+  const listeners = spec.listeners.map((l, i) => buildListener(l, i, appIndex));
   return {
     generatorVersion: options.generatorVersion,
     specFile: safeFileName(baseName(options.specFile)),
@@ -114,13 +160,45 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     maxBodyBytes: spec.maxBodyBytes,
     specFingerprint: specFingerprint(spec),
     hasCustomHandler: listeners.some((l) => l.handler === "custom"),
+    apps,
+    hasApps: apps.length > 0,
     hasTcp: listeners.some((l) => l.protocol === "tcp"),
     hasUdp: listeners.some((l) => l.protocol === "udp"),
     listeners,
   };
 }
 
-function buildListener(listener: ListenerSpec, index: number): ListenerModel {
+function buildApps(spec: Spec): AppModel[] {
+  const apps: AppModel[] = [];
+  for (const listener of spec.listeners) {
+    const app = listener.app;
+    if (listener.handler !== "app" || app === undefined) continue;
+    if (apps.some((a) => a.module === app.module)) continue;
+    const routes = app.http.routes.map((r, index) => ({
+      index,
+      name: r.name,
+      method: r.method,
+      path: r.path,
+      signature: routeSignature(r.name),
+      ...exampleRequest(r.method, r.path),
+    }));
+    apps.push({
+      index: apps.length,
+      module: app.module,
+      file: `src/app/${app.module}.zig`,
+      importPath: `app/${app.module}.zig`,
+      scratchBytes: app.scratchBytes,
+      routes,
+    });
+  }
+  return apps;
+}
+
+function buildListener(
+  listener: ListenerSpec,
+  index: number,
+  appIndex: ReadonlyMap<string, number>,
+): ListenerModel {
   const ip = parseIp(listener.address);
   if (ip === undefined)
     throw new InternalError(`model got an unvalidated address ${listener.address}`);
@@ -133,6 +211,8 @@ function buildListener(listener: ListenerSpec, index: number): ListenerModel {
     name: listener.name,
     protocol: listener.protocol,
     handler: listener.handler,
+    appIndex: listener.app === undefined ? 0 : (appIndex.get(listener.app.module) ?? 0),
+    appModule: listener.app?.module ?? "",
     isIpv6,
     address: formatIp(ip),
     addressBytes: `.{ ${ip.bytes.join(", ")} }`,

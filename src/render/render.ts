@@ -28,9 +28,19 @@ export function isTemplateFile(name: string): boolean {
  */
 export const USER_OWNED_FILES: ReadonlySet<string> = new Set(["src/handler.zig"]);
 
+/** An application module's file (section 8 of DESIGN.md), the user's from its creation on. */
+const APP_MODULE_FILE = /^src\/app\/[a-z][a-z0-9_]{0,62}\.zig$/;
+
 export function isUserOwned(file: string): boolean {
-  return USER_OWNED_FILES.has(file);
+  return USER_OWNED_FILES.has(file) || APP_MODULE_FILE.test(file);
 }
+
+/**
+ * Templates rendered once per application module rather than once per project: the stub of
+ * an HTTP module becomes `src/app/<module>.zig`.
+ */
+const MODULE_TEMPLATE_DIR = "modules/";
+const MODULE_TEMPLATES = { http: "modules/http.zig.hbs" } as const;
 
 /** Compile options spelled out so that a new Handlebars default cannot change the output. */
 const COMPILE_OPTIONS = {
@@ -46,6 +56,7 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
   const handlebars = createEnvironment();
   const files = new Map<string, string>();
   for (const templatePath of [...templates.keys()].sort()) {
+    if (templatePath.startsWith(MODULE_TEMPLATE_DIR)) continue;
     const isStatic = templatePath.endsWith(STATIC_SUFFIX);
     if (!isStatic && !templatePath.endsWith(TEMPLATE_SUFFIX)) continue;
     const output = isStatic ? templatePath : templatePath.slice(0, -TEMPLATE_SUFFIX.length);
@@ -58,6 +69,13 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
     const text = isUserOwned(output) ? body : `${header(output, model)}\n${body}`;
     files.set(output, normalize(text));
   }
+  for (const app of model.apps) {
+    const templatePath = MODULE_TEMPLATES.http;
+    const source = templates.get(templatePath);
+    if (source === undefined) throw new InternalError(`template ${templatePath} is missing`);
+    const context = { ...model, app };
+    files.set(app.file, normalize(renderTemplate(handlebars, templatePath, source, context)));
+  }
   files.set(MANIFEST_FILE, renderManifest(model, files));
   return files;
 }
@@ -66,7 +84,7 @@ function renderTemplate(
   handlebars: typeof Handlebars,
   templatePath: string,
   source: string,
-  model: ServiceModel,
+  model: ServiceModel | (ServiceModel & { readonly app: unknown }),
 ): string {
   try {
     return handlebars.compile(source, COMPILE_OPTIONS)(model);

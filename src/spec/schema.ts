@@ -80,6 +80,75 @@ export const HttpSchema = z
   )
   .describe('Response of the "http" handler (only when handler is "http").');
 
+/** HTTP methods a route may name; HEAD is also answered from a GET route without its body. */
+export const ROUTE_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const;
+
+/**
+ * A route path: `/`, or `/`-separated segments, each a literal (RFC 3986 path characters, no
+ * `%`), a `:param`, or, last only, a `*rest` that takes the rest of the path.
+ */
+export const ROUTE_PATH =
+  /^\/$|^(\/([A-Za-z0-9._~!$&'()+,;=@-]+|:[a-z][A-Za-z0-9_]{0,62}))*(\/\*[a-z][A-Za-z0-9_]{0,62})?$/;
+
+export const RouteSchema = z
+  .strictObject(
+    {
+      name: z
+        .string({ error: "must be a string" })
+        .regex(/^[a-z][A-Za-z0-9_]{0,62}$/, {
+          error:
+            "must be a Zig function name: a lowercase letter followed by up to 62 letters, " +
+            "digits or underscores",
+        })
+        .describe("The route's function in the module (camelCase, e.g. getNote)."),
+      method: oneOf(ROUTE_METHODS).describe("HTTP method."),
+      path: z
+        .string({ error: "must be a string" })
+        .max(1024, { error: "must be at most 1024 characters" })
+        .regex(ROUTE_PATH, {
+          error:
+            'must be "/" or /-separated segments: literals, :param, and an optional last ' +
+            '*rest, e.g. "/notes/:id" or "/files/*path"',
+        })
+        .describe('Path with :param segments and an optional trailing *rest: "/notes/:id".'),
+    },
+    { error: "must be a route object { name, method, path }" },
+  )
+  .describe("One route: the module function that answers a method and path.");
+
+export const AppHttpSchema = z
+  .strictObject(
+    {
+      routes: z
+        .array(RouteSchema, { error: "must be an array of route objects" })
+        .min(1, { error: "must list at least 1 route" })
+        .max(256, { error: "must list at most 256 routes" })
+        .describe("Routes, matched in this order (1 to 256)."),
+    },
+    { error: "must be an object { routes }" },
+  )
+  .describe("An HTTP module: the generated router calls one function per route.");
+
+export const AppSchema = z
+  .strictObject(
+    {
+      module: z
+        .string({ error: "must be a string" })
+        .regex(/^[a-z][a-z0-9_]{0,62}$/, {
+          error:
+            "must start with a lowercase letter followed by up to 62 lowercase letters, " +
+            "digits or underscores",
+        })
+        .describe("Module name: the user-owned file src/app/<module>.zig."),
+      scratchBytes: intRange(0, 67108864)
+        .default(65536)
+        .describe("Per-request scratch memory per worker, reserved at start, reset per request."),
+      http: AppHttpSchema,
+    },
+    { error: "must be an object { module, http }" },
+  )
+  .describe('The application module of a listener whose handler is "app".');
+
 export const ListenerSchema = z
   .strictObject(
     {
@@ -101,7 +170,7 @@ export const ListenerSchema = z
         })
         .describe('IPv4 or IPv6 address literal to bind: "0.0.0.0", "::", "127.0.0.1", "::1", …'),
       port: intRange(1, 65535).describe("Port to bind, shared by every worker with SO_REUSEPORT."),
-      handler: oneOf(["echo", "http", "whoami", "custom"]).describe(
+      handler: oneOf(["echo", "http", "whoami", "custom", "app"]).describe(
         "What the listener does with traffic.",
       ),
       backlog: intRange(1, 65535).default(511).describe("listen() backlog (tcp only)."),
@@ -123,6 +192,7 @@ export const ListenerSchema = z
         .default(false)
         .describe("TCP keepalive on accepted connections: false, or its settings (tcp only)."),
       http: HttpSchema.optional(),
+      app: AppSchema.optional(),
     },
     { error: "must be a listener object { name, protocol, address, port, handler, … }" },
   )
@@ -222,6 +292,9 @@ export const ALLOWED_KEYS = {
   listener: Object.keys(ListenerSchema.shape),
   keepalive: Object.keys(KeepaliveSchema.shape),
   http: Object.keys(HttpSchema.shape),
+  app: Object.keys(AppSchema.shape),
+  appHttp: Object.keys(AppHttpSchema.shape),
+  route: Object.keys(RouteSchema.shape),
 } as const;
 
 /** Options that only make sense on TCP listeners. */

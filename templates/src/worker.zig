@@ -86,6 +86,8 @@ const Throttle = struct {
 };
 
 pub const Worker = struct {
+    /// Gave the buffers, and gives the application modules their per-worker state.
+    allocator: std.mem.Allocator,
     options: Options,
     epfd: sys.Fd,
     sigfd: sys.Fd,
@@ -131,12 +133,15 @@ pub const Worker = struct {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN, token(Kind.control, 0));
         }
         const pid = linux.getpid();
+        try handlers.initApps(allocator);
+        errdefer handlers.deinitApps(allocator);
         const identity: connections_mod.Identity = .{
             .worker_index = options.index,
             .pid = pid,
             .generation = options.generation,
         };
         return .{
+            .allocator = allocator,
             .options = options,
             .epfd = epfd,
             .sigfd = sigfd,
@@ -281,6 +286,7 @@ pub const Worker = struct {
         self.drain = drain_mod.Drain.begin(now_ms, self.options.limits.drain_timeout_ms);
         self.conns.draining = true;
         self.closeListeners(now_ms);
+        handlers.drainApps();
     }
 
     /// Takes what is already queued on each listener, then closes this worker's
@@ -330,6 +336,7 @@ pub const Worker = struct {
     fn closeAll(self: *Worker, reason: StopReason) StopReason {
         self.closeListeners(sys.monotonicMs());
         self.conns.closeAll();
+        handlers.deinitApps(self.allocator);
         return reason;
     }
 

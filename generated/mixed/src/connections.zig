@@ -196,6 +196,7 @@ pub const Connections = struct {
             .pid = self.identity.pid,
             .generation = self.identity.generation,
             .draining = self.draining,
+            .fd = self.slots[slot].fd,
         };
     }
 

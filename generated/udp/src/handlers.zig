@@ -10,7 +10,7 @@ const http = @import("handlers/http.zig");
 const whoami = @import("handlers/whoami.zig");
 
 /// What a connection's handler remembers between reads: the HTTP parser's progress for
-/// `http` listeners; stream handlers keep nothing.
+/// `http` and HTTP application listeners; stream handlers keep nothing.
 pub const State = union(enum) {
     none,
     http: http.State,
@@ -19,8 +19,23 @@ pub const State = union(enum) {
 pub fn initState(listener: *const config.Listener, limits: cli.Limits) State {
     return switch (listener.handler) {
         .http => .{ .http = http.initState(limits) },
+        // No listener of this service has an application module.
+        .app => unreachable,
         .echo, .whoami, .custom => .none,
     };
+}
+
+/// Makes each application module's per-worker state (per process: every worker has its
+/// own); called once before the worker serves.
+pub fn initApps(allocator: std.mem.Allocator) !void {
+    _ = allocator;
+}
+
+pub fn drainApps() void {
+}
+
+pub fn deinitApps(allocator: std.mem.Allocator) void {
+    _ = allocator;
 }
 
 pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
@@ -28,6 +43,7 @@ pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
         .echo => echo.onOpen(ctx, out),
         .http => http.onOpen(ctx, out),
         .whoami => whoami.onOpen(ctx, out),
+        .app => .{ .consumed = 0 },
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };
@@ -36,13 +52,15 @@ pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
 pub fn onData(
     ctx: *const api.Context,
     state: *State,
-    input: []const u8,
+    input: []u8,
     out: *api.Output,
 ) api.Progress {
     const progress = switch (ctx.listener.handler) {
         .echo => echo.onData(ctx, input, out),
         .http => http.onData(ctx, &state.http, input, out),
         .whoami => whoami.onData(ctx, input, out),
+        // No listener of this service has an application module.
+        .app => unreachable,
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };
@@ -56,6 +74,7 @@ pub fn onData(
 pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void {
     switch (ctx.listener.handler) {
         .http => http.onTimeout(ctx, &state.http, out),
+        .app => {},
         .echo, .whoami, .custom => {},
     }
 }
@@ -65,6 +84,8 @@ pub fn onDatagram(ctx: *const api.Context, input: []const u8, reply: []u8) usize
         .echo => echo.onDatagram(ctx, input, reply),
         .http => http.onDatagram(ctx, input, reply),
         .whoami => whoami.onDatagram(ctx, input, reply),
+        // Application listeners are tcp (HTTP modules): the generator refuses them on udp.
+        .app => unreachable,
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };

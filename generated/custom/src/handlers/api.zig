@@ -15,6 +15,9 @@ pub const Context = struct {
     /// Set once the process is stopping: keep-alive protocols should close after the
     /// current response.
     draining: bool,
+    /// The connection's socket, for the one question a handler may ask the kernel about it
+    /// (the peer's address, asked only when an application module wants it); -1 for none.
+    fd: i32 = -1,
 };
 
 /// The bytes a handler wants sent. It is empty whenever a handler is called, and holds
