@@ -30,7 +30,7 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("application modules", () => {
-  it("creates src/app/<module>.zig once, without the generated header, with a stub per route", async () => {
+  it("creates src/app/<module>.zig without the generated header, a stub per route", async () => {
     const first = await generate({
       specFile: "svc.json",
       spec: spec([route("getNote", "GET", "/notes/:id")]),
@@ -40,7 +40,9 @@ describe("application modules", () => {
     const file = path.join(dir, "out/src/app/notes.zig");
     const text = readFileSync(file, "utf8");
     expect(text).not.toMatch(/DO NOT EDIT/);
-    expect(text).toContain("pub fn getNote(state: *State, req: *http.Request, res: *http.Response) !void");
+    expect(text).toContain(
+      "pub fn getNote(state: *State, req: *http.Request, res: *http.Response) !void",
+    );
     expect(text).toContain('"GET /notes/1 HTTP/1.1\\r\\n"');
     expect(first.plan.files.find((f) => f.path === "src/app/notes.zig")?.action).toBe("create");
     const manifest = JSON.parse(readFileSync(path.join(dir, "out/.gen-reuseport.json"), "utf8"));
@@ -81,7 +83,8 @@ describe("application modules", () => {
   });
 
   it("never removes a module file whose module left the spec", async () => {
-    await generate({ specFile: "svc.json", spec: spec([route("a", "GET", "/")]), outDir: "out", cwd: dir });
+    const first = spec([route("a", "GET", "/")]);
+    await generate({ specFile: "svc.json", spec: first, outDir: "out", cwd: dir });
     const other = spec([route("a", "GET", "/")]);
     other.listeners[0]!.app.module = "other";
     const prepared = await generate({ specFile: "svc.json", spec: other, outDir: "out", cwd: dir });
