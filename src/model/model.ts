@@ -47,6 +47,10 @@ export interface ServiceModel {
   /** Application modules (section 8), each once, in order of first use. */
   readonly apps: readonly AppModel[];
   readonly hasApps: boolean;
+  readonly hasHttpApps: boolean;
+  readonly hasStreamApps: boolean;
+  readonly hasTcpApps: boolean;
+  readonly hasDatagramApps: boolean;
   readonly hasTcp: boolean;
   readonly hasUdp: boolean;
   /** In spec order. */
@@ -62,6 +66,8 @@ export interface ListenerModel {
   readonly appIndex: number;
   /** The module's name; "" when the handler is not "app". */
   readonly appModule: string;
+  /** The module's kind; "" when the handler is not "app". */
+  readonly appKind: "http" | "stream" | "datagram" | "";
   readonly isIpv6: boolean;
   /** Canonical text (IPv6 in RFC 5952 form). */
   readonly address: string;
@@ -97,7 +103,20 @@ export interface AppModel {
   /** Path of the file as the generated glue imports it, relative to `src/`. */
   readonly importPath: string;
   readonly scratchBytes: number;
+  readonly kind: "http" | "stream" | "datagram";
+  readonly isHttp: boolean;
+  readonly isStream: boolean;
+  readonly isDatagram: boolean;
+  /** HTTP only; empty otherwise. */
   readonly routes: readonly RouteModel[];
+  /** Stream only: the Zig literal of the module's framing (`.raw`, `.{ .line = … }`). */
+  readonly framing: string;
+  readonly framingKind: "raw" | "line" | "length" | "";
+  /** Length framing: the prefix's Zig integer type and byte order ("" otherwise). */
+  readonly lengthInt: string;
+  readonly lengthEndian: string;
+  /** Stream stub's test: one frame as sent (its reply is the same bytes). */
+  readonly exampleFrame: string;
 }
 
 export interface RouteModel {
@@ -162,6 +181,10 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     hasCustomHandler: listeners.some((l) => l.handler === "custom"),
     apps,
     hasApps: apps.length > 0,
+    hasHttpApps: apps.some((a) => a.isHttp),
+    hasStreamApps: apps.some((a) => a.isStream),
+    hasTcpApps: apps.some((a) => !a.isDatagram),
+    hasDatagramApps: apps.some((a) => a.isDatagram),
     hasTcp: listeners.some((l) => l.protocol === "tcp"),
     hasUdp: listeners.some((l) => l.protocol === "udp"),
     listeners,
@@ -174,7 +197,7 @@ function buildApps(spec: Spec): AppModel[] {
     const app = listener.app;
     if (listener.handler !== "app" || app === undefined) continue;
     if (apps.some((a) => a.module === app.module)) continue;
-    const routes = app.http.routes.map((r, index) => ({
+    const routes = (app.http?.routes ?? []).map((r, index) => ({
       index,
       name: r.name,
       method: r.method,
@@ -182,16 +205,53 @@ function buildApps(spec: Spec): AppModel[] {
       signature: routeSignature(r.name),
       ...exampleRequest(r.method, r.path),
     }));
+    const kind = app.http !== undefined ? "http" : app.stream !== undefined ? "stream" : "datagram";
     apps.push({
       index: apps.length,
       module: app.module,
       file: `src/app/${app.module}.zig`,
       importPath: `app/${app.module}.zig`,
       scratchBytes: app.scratchBytes,
+      kind,
+      isHttp: kind === "http",
+      isStream: kind === "stream",
+      isDatagram: kind === "datagram",
       routes,
+      ...framingOf(app.stream?.framing),
     });
   }
   return apps;
+}
+
+type Framing = NonNullable<NonNullable<ListenerSpec["app"]>["stream"]>["framing"];
+
+function framingOf(framing: Framing | undefined) {
+  const none = { lengthInt: "", lengthEndian: "" };
+  if (framing === undefined) {
+    return { framing: "", framingKind: "" as const, exampleFrame: "", ...none };
+  }
+  if (framing === "raw") {
+    return { framing: ".raw", framingKind: "raw" as const, exampleFrame: "hello", ...none };
+  }
+  if ("line" in framing) {
+    return {
+      framing: `.{ .line = .{ .max_bytes = ${framing.line.maxBytes} } }`,
+      framingKind: "line" as const,
+      exampleFrame: "hello\n",
+      ...none,
+    };
+  }
+  const { bytes, endian, maxBytes } = framing.length;
+  const prefix = Buffer.alloc(bytes);
+  if (endian === "big") prefix[bytes - 1] = 5;
+  else prefix[0] = 5;
+  return {
+    framing: `.{ .length = .{ .bytes = ${bytes}, .endian = .${endian}, .max_bytes = ${maxBytes} } }`,
+    framingKind: "length" as const,
+    exampleFrame: `${prefix.toString("latin1")}hello`,
+    lengthInt: `u${bytes * 8}`,
+    lengthEndian: endian,
+  };
 }
 
 function buildListener(
@@ -213,6 +273,14 @@ function buildListener(
     handler: listener.handler,
     appIndex: listener.app === undefined ? 0 : (appIndex.get(listener.app.module) ?? 0),
     appModule: listener.app?.module ?? "",
+    appKind:
+      listener.app === undefined
+        ? ""
+        : listener.app.http !== undefined
+          ? "http"
+          : listener.app.stream !== undefined
+            ? "stream"
+            : "datagram",
     isIpv6,
     address: formatIp(ip),
     addressBytes: `.{ ${ip.bytes.join(", ")} }`,

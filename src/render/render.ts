@@ -35,12 +35,21 @@ export function isUserOwned(file: string): boolean {
   return USER_OWNED_FILES.has(file) || APP_MODULE_FILE.test(file);
 }
 
+/** The runtime of application modules: only in projects that have some. */
+function isAppRuntime(file: string): boolean {
+  return /^src\/handlers\/app(_[a-z]+)?\.zig$/.test(file);
+}
+
 /**
  * Templates rendered once per application module rather than once per project: the stub of
  * an HTTP module becomes `src/app/<module>.zig`.
  */
 const MODULE_TEMPLATE_DIR = "modules/";
-const MODULE_TEMPLATES = { http: "modules/http.zig.hbs" } as const;
+const MODULE_TEMPLATES = {
+  http: "modules/http.zig.hbs",
+  stream: "modules/stream.zig.hbs",
+  datagram: "modules/datagram.zig.hbs",
+} as const;
 
 /** Compile options spelled out so that a new Handlebars default cannot change the output. */
 const COMPILE_OPTIONS = {
@@ -61,6 +70,7 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
     if (!isStatic && !templatePath.endsWith(TEMPLATE_SUFFIX)) continue;
     const output = isStatic ? templatePath : templatePath.slice(0, -TEMPLATE_SUFFIX.length);
     if (isUserOwned(output) && !model.hasCustomHandler) continue;
+    if (isAppRuntime(output) && !model.hasApps) continue;
     if (output === MANIFEST_FILE) {
       throw new InternalError(`template ${templatePath} would overwrite the manifest`);
     }
@@ -70,7 +80,7 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
     files.set(output, normalize(text));
   }
   for (const app of model.apps) {
-    const templatePath = MODULE_TEMPLATES.http;
+    const templatePath = MODULE_TEMPLATES[app.kind];
     const source = templates.get(templatePath);
     if (source === undefined) throw new InternalError(`template ${templatePath} is missing`);
     const context = { ...model, app };

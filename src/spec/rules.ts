@@ -52,6 +52,7 @@ export function checkRules(raw: unknown): Diagnostic[] {
     ...checkDualStack(listeners),
     ...listeners.flatMap((l) => checkHttpFits(l, raw)),
     ...listeners.flatMap(checkApp),
+    ...listeners.flatMap((l) => checkFramingFits(l, raw)),
     ...checkSharedModules(listeners),
   ];
 }
@@ -248,10 +249,28 @@ function checkApp(l: ListenerView): Diagnostic[] {
       got: app.module,
     });
   }
-  if ("http" in app && l.protocol === "udp") {
+  const kinds = ["http", "stream", "datagram"].filter((k) => k in app);
+  if (kinds.length !== 1) {
     diagnostics.push({
-      path: at("app", "http"),
-      message: "is a tcp-only module kind (HTTP needs a stream); this listener is udp",
+      path: at("app"),
+      message:
+        kinds.length === 0
+          ? 'needs one module kind: "http", "stream" or "datagram"'
+          : `has ${kinds.map((k) => JSON.stringify(k)).join(" and ")}; a module is of one kind`,
+    });
+  }
+  for (const kind of ["http", "stream"]) {
+    if (kind in app && l.protocol === "udp") {
+      diagnostics.push({
+        path: at("app", kind),
+        message: `is a tcp-only module kind; this listener is udp (use "datagram")`,
+      });
+    }
+  }
+  if ("datagram" in app && l.protocol === "tcp") {
+    diagnostics.push({
+      path: at("app", "datagram"),
+      message: 'is a udp-only module kind; this listener is tcp (use "http" or "stream")',
     });
   }
   if (isObject(app.http) && Array.isArray(app.http.routes)) {
@@ -309,6 +328,38 @@ function checkRoutes(routes: unknown[], at: (string | number)[]): Diagnostic[] {
     } else shapes.set(shape, i);
   }
   return diagnostics;
+}
+
+/** A frame must fit the connection's read buffer, where it is handed over whole. */
+function checkFramingFits(l: ListenerView, spec: Json): Diagnostic[] {
+  const app = l.raw.app;
+  if (!isObject(app) || !isObject(app.stream) || !isObject(app.stream.framing)) return [];
+  const framing = app.stream.framing;
+  const readBufferBytes = spec.readBufferBytes === undefined ? 16384 : spec.readBufferBytes;
+  if (!isInt(readBufferBytes, 512, 1048576)) return [];
+  let need: number | undefined;
+  let key = "";
+  if (isObject(framing.line)) {
+    const max = framing.line.maxBytes === undefined ? 4096 : framing.line.maxBytes;
+    if (isInt(max, 1, 1048576)) need = max + 2;
+    key = "line";
+  } else if (isObject(framing.length)) {
+    const max = framing.length.maxBytes === undefined ? 8192 : framing.length.maxBytes;
+    const bytes = framing.length.bytes === undefined ? 4 : framing.length.bytes;
+    const validBytes = bytes === 1 || bytes === 2 || bytes === 4 || bytes === 8;
+    if (isInt(max, 0, 1073741824) && validBytes) need = max + bytes;
+    key = "length";
+  }
+  if (need === undefined || need <= readBufferBytes) return [];
+  return [
+    {
+      path: ["listeners", l.index, "app", "stream", "framing", key, "maxBytes"],
+      message:
+        `a largest frame of ${need} bytes (with its ${key === "line" ? "line ending" : "prefix"}) ` +
+        `does not fit in readBufferBytes (${readBufferBytes}); lower maxBytes or raise ` +
+        `readBufferBytes to at least ${need}`,
+    },
+  ];
 }
 
 /** Listeners may share a module only when they agree on what it is. */

@@ -129,6 +129,62 @@ export const AppHttpSchema = z
   )
   .describe("An HTTP module: the generated router calls one function per route.");
 
+export const LineFramingSchema = z
+  .strictObject(
+    {
+      maxBytes: intRange(1, 1048576)
+        .default(4096)
+        .describe("Longest line without its line ending; longer closes the connection."),
+    },
+    { error: "must be an object { maxBytes }" },
+  )
+  .describe("Frames are lines ending in LF (a CR before it is dropped too).");
+
+export const LengthFramingSchema = z
+  .strictObject(
+    {
+      bytes: z
+        .union([z.literal(1), z.literal(2), z.literal(4), z.literal(8)], {
+          error: "must be 1, 2, 4 or 8",
+        })
+        .default(4)
+        .describe("Bytes of the length prefix."),
+      endian: oneOf(["big", "little"]).default("big").describe("Byte order of the prefix."),
+      maxBytes: intRange(0, 1073741824)
+        .default(8192)
+        .describe("Largest payload; larger closes the connection."),
+    },
+    { error: "must be an object { bytes, endian, maxBytes }" },
+  )
+  .describe("Frames are a length prefix and that many payload bytes.");
+
+export const StreamSchema = z
+  .strictObject(
+    {
+      framing: z
+        .union(
+          [
+            z.literal("raw"),
+            z.strictObject({ line: LineFramingSchema }),
+            z.strictObject({ length: LengthFramingSchema }),
+          ],
+          {
+            error:
+              'must be "raw", { "line": { maxBytes } } or { "length": { bytes, endian, ' +
+              "maxBytes } }",
+          },
+        )
+        .default("raw")
+        .describe("How the byte stream is cut into frames before the module sees them."),
+    },
+    { error: "must be an object { framing }" },
+  )
+  .describe("A TCP stream module: callbacks on open, frame (or bytes), writable, close.");
+
+export const DatagramSchema = z
+  .strictObject({}, { error: "must be an object {}" })
+  .describe("A UDP datagram module: one callback per datagram, with the peer address.");
+
 export const AppSchema = z
   .strictObject(
     {
@@ -143,9 +199,11 @@ export const AppSchema = z
       scratchBytes: intRange(0, 67108864)
         .default(65536)
         .describe("Per-request scratch memory per worker, reserved at start, reset per request."),
-      http: AppHttpSchema,
+      http: AppHttpSchema.optional(),
+      stream: StreamSchema.optional(),
+      datagram: DatagramSchema.optional(),
     },
-    { error: "must be an object { module, http }" },
+    { error: "must be an object { module, http | stream | datagram }" },
   )
   .describe('The application module of a listener whose handler is "app".');
 
@@ -295,6 +353,9 @@ export const ALLOWED_KEYS = {
   app: Object.keys(AppSchema.shape),
   appHttp: Object.keys(AppHttpSchema.shape),
   route: Object.keys(RouteSchema.shape),
+  stream: Object.keys(StreamSchema.shape),
+  line: Object.keys(LineFramingSchema.shape),
+  length: Object.keys(LengthFramingSchema.shape),
 } as const;
 
 /** Options that only make sense on TCP listeners. */

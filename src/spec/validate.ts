@@ -54,6 +54,10 @@ function allowedKeysAt(path: Path): readonly string[] {
     return path[path.length - 2] === "app" ? ALLOWED_KEYS.appHttp : ALLOWED_KEYS.http;
   }
   if (last === "app") return ALLOWED_KEYS.app;
+  if (last === "stream") return ALLOWED_KEYS.stream;
+  if (last === "line") return ALLOWED_KEYS.line;
+  if (last === "length") return ALLOWED_KEYS.length;
+  if (last === "datagram") return [];
   if (path[path.length - 2] === "routes") return ALLOWED_KEYS.route;
   return ALLOWED_KEYS.listener;
 }

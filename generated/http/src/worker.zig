@@ -438,6 +438,7 @@ pub const Worker = struct {
             .pid = self.pid,
             .generation = self.options.generation,
             .draining = self.stop != null,
+            .fd = socket.fd,
         };
         var served: usize = 0;
         while (served < datagram_batch) : (served += 1) {
@@ -451,7 +452,7 @@ pub const Worker = struct {
                 },
             };
             self.datagrams += 1;
-            const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], self.reply);
+            const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], &from, self.reply);
             if (reply_len == 0) continue;
             _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch {};
         }

@@ -4,6 +4,7 @@
 const std = @import("std");
 const config = @import("config.zig");
 const cli = @import("cli.zig");
+const sys = @import("sys.zig");
 pub const api = @import("handlers/api.zig");
 const echo = @import("handlers/echo.zig");
 const http = @import("handlers/http.zig");
@@ -11,18 +12,29 @@ const whoami = @import("handlers/whoami.zig");
 const app = @import("handlers/app.zig");
 
 /// What a connection's handler remembers between reads: the HTTP parser's progress for
-/// `http` and HTTP application listeners; stream handlers keep nothing.
+/// `http` listeners, the module's per-connection state for application listeners; the
+/// built-in stream handlers keep nothing.
 pub const State = union(enum) {
     none,
     http: http.State,
-    app_http: app.http.Connection,
+    app: app.Connection,
 };
 
-pub fn initState(listener: *const config.Listener, limits: cli.Limits) State {
-    return switch (listener.handler) {
+pub fn initState(listener_index: u16, limits: cli.Limits) State {
+    return switch (config.listeners[listener_index].handler) {
         .http => .{ .http = http.initState(limits) },
-        .app => .{ .app_http = app.http.Connection.init(limits.max_body_bytes) },
+        .app => .{ .app = app.initConnection(listener_index, limits) },
         .echo, .whoami, .custom => .none,
+    };
+}
+
+/// Whether the listener's connections carry requests, so that a draining worker may close
+/// those with none in flight (stream protocols have no such moment).
+pub fn hasRequests(listener_index: u16) bool {
+    return switch (config.listeners[listener_index].handler) {
+        .http => true,
+        .app => app.hasRequests(listener_index),
+        .echo, .whoami, .custom => false,
     };
 }
 
@@ -40,12 +52,12 @@ pub fn deinitApps(allocator: std.mem.Allocator) void {
     app.deinit(allocator);
 }
 
-pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
+pub fn onOpen(ctx: *const api.Context, state: *State, out: *api.Output) api.Progress {
     return switch (ctx.listener.handler) {
         .echo => echo.onOpen(ctx, out),
         .http => http.onOpen(ctx, out),
         .whoami => whoami.onOpen(ctx, out),
-        .app => .{ .consumed = 0 },
+        .app => app.onOpen(ctx, &state.app, out),
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };
@@ -61,7 +73,7 @@ pub fn onData(
         .echo => echo.onData(ctx, input, out),
         .http => http.onData(ctx, &state.http, input, out),
         .whoami => whoami.onData(ctx, input, out),
-        .app => app.onData(ctx, &state.app_http, input, out),
+        .app => app.onData(ctx, &state.app, input, out),
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };
@@ -75,18 +87,27 @@ pub fn onData(
 pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void {
     switch (ctx.listener.handler) {
         .http => http.onTimeout(ctx, &state.http, out),
-        .app => app.http.onTimeout(out),
+        .app => app.onTimeout(ctx, out),
         .echo, .whoami, .custom => {},
     }
 }
 
-pub fn onDatagram(ctx: *const api.Context, input: []const u8, reply: []u8) usize {
+/// The connection is closing: an application module may forget it.
+pub fn onClose(ctx: *const api.Context, state: *State) void {
+    if (ctx.listener.handler == .app) app.onClose(ctx, &state.app);
+}
+
+pub fn onDatagram(
+    ctx: *const api.Context,
+    input: []const u8,
+    from: *const sys.Peer,
+    reply: []u8,
+) usize {
     const len = switch (ctx.listener.handler) {
         .echo => echo.onDatagram(ctx, input, reply),
         .http => http.onDatagram(ctx, input, reply),
         .whoami => whoami.onDatagram(ctx, input, reply),
-        // Application listeners are tcp (HTTP modules): the generator refuses them on udp.
-        .app => unreachable,
+        .app => app.onDatagram(ctx, input, from, reply),
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };

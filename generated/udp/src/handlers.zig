@@ -4,24 +4,36 @@
 const std = @import("std");
 const config = @import("config.zig");
 const cli = @import("cli.zig");
+const sys = @import("sys.zig");
 pub const api = @import("handlers/api.zig");
 const echo = @import("handlers/echo.zig");
 const http = @import("handlers/http.zig");
 const whoami = @import("handlers/whoami.zig");
 
 /// What a connection's handler remembers between reads: the HTTP parser's progress for
-/// `http` and HTTP application listeners; stream handlers keep nothing.
+/// `http` listeners, the module's per-connection state for application listeners; the
+/// built-in stream handlers keep nothing.
 pub const State = union(enum) {
     none,
     http: http.State,
 };
 
-pub fn initState(listener: *const config.Listener, limits: cli.Limits) State {
-    return switch (listener.handler) {
+pub fn initState(listener_index: u16, limits: cli.Limits) State {
+    return switch (config.listeners[listener_index].handler) {
         .http => .{ .http = http.initState(limits) },
         // No listener of this service has an application module.
         .app => unreachable,
         .echo, .whoami, .custom => .none,
+    };
+}
+
+/// Whether the listener's connections carry requests, so that a draining worker may close
+/// those with none in flight (stream protocols have no such moment).
+pub fn hasRequests(listener_index: u16) bool {
+    return switch (config.listeners[listener_index].handler) {
+        .http => true,
+        .app => false,
+        .echo, .whoami, .custom => false,
     };
 }
 
@@ -31,19 +43,19 @@ pub fn initApps(allocator: std.mem.Allocator) !void {
     _ = allocator;
 }
 
-pub fn drainApps() void {
-}
+pub fn drainApps() void {}
 
 pub fn deinitApps(allocator: std.mem.Allocator) void {
     _ = allocator;
 }
 
-pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
+pub fn onOpen(ctx: *const api.Context, state: *State, out: *api.Output) api.Progress {
+    _ = state;
     return switch (ctx.listener.handler) {
         .echo => echo.onOpen(ctx, out),
         .http => http.onOpen(ctx, out),
         .whoami => whoami.onOpen(ctx, out),
-        .app => .{ .consumed = 0 },
+        .app => unreachable,
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };
@@ -79,12 +91,23 @@ pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void 
     }
 }
 
-pub fn onDatagram(ctx: *const api.Context, input: []const u8, reply: []u8) usize {
+/// The connection is closing: an application module may forget it.
+pub fn onClose(ctx: *const api.Context, state: *State) void {
+    _ = ctx;
+    _ = state;
+}
+
+pub fn onDatagram(
+    ctx: *const api.Context,
+    input: []const u8,
+    from: *const sys.Peer,
+    reply: []u8,
+) usize {
+    _ = from;
     const len = switch (ctx.listener.handler) {
         .echo => echo.onDatagram(ctx, input, reply),
         .http => http.onDatagram(ctx, input, reply),
         .whoami => whoami.onDatagram(ctx, input, reply),
-        // Application listeners are tcp (HTTP modules): the generator refuses them on udp.
         .app => unreachable,
         // No listener of this service uses the custom handler.
         .custom => unreachable,

@@ -61,4 +61,7 @@ pub const Progress = struct {
     phase: Phase = .idle,
     /// A request refused with this status (400, 413, …), for the worker's counters; 0: none.
     rejected: u16 = 0,
+    /// Call the handler again once the output is sent, even without new input (a reply
+    /// larger than the write buffer goes out in parts; reading waits meanwhile).
+    want_writable: bool = false,
 };

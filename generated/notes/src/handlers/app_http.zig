@@ -20,11 +20,10 @@ const std = @import("std");
 const config = @import("../config.zig");
 const sys = @import("../sys.zig");
 const compat = @import("../compat.zig");
-const address = @import("../address.zig");
+const app_peer = @import("app_peer.zig");
 const api = @import("api.zig");
 const parser = @import("../http/parser.zig");
 const date = @import("../http/date.zig");
-const linux = std.os.linux;
 const assert = std.debug.assert;
 
 pub const Method = enum { GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS };
@@ -47,15 +46,7 @@ pub const header_bytes = 4096;
 pub const Param = struct { name: []const u8, value: []const u8 };
 
 /// The client's address and port.
-pub const Peer = struct {
-    address: address.Address,
-    port: u16,
-
-    /// `127.0.0.1` or `::1` (no port); `buf` needs 46 bytes.
-    pub fn format(self: Peer, buf: []u8) []const u8 {
-        return address.format(self.address, buf);
-    }
-};
+pub const Peer = app_peer.Peer;
 
 pub const Request = struct {
     /// The method as sent (a route sees only its own method, or GET's for a HEAD).
@@ -104,29 +95,9 @@ pub const Request = struct {
 
     /// The client's address, asked of the kernel only when a route wants it.
     pub fn peer(self: *const Request) ?Peer {
-        if (self.fd < 0) return null;
-        var storage: linux.sockaddr.storage = undefined;
-        var len: linux.socklen_t = @sizeOf(linux.sockaddr.storage);
-        const rc = linux.getpeername(self.fd, @ptrCast(&storage), &len);
-        if (compat.errno(rc) != .SUCCESS) return null;
-        return peerOf(&storage);
+        return app_peer.ofSocket(self.fd);
     }
 };
-
-pub fn peerOf(storage: *const linux.sockaddr.storage) ?Peer {
-    switch (storage.family) {
-        linux.AF.INET => {
-            const in: *const linux.sockaddr.in = @ptrCast(@alignCast(storage));
-            const bytes: [4]u8 = @bitCast(in.addr);
-            return .{ .address = .{ .ip4 = bytes }, .port = std.mem.bigToNative(u16, in.port) };
-        },
-        linux.AF.INET6 => {
-            const in6: *const linux.sockaddr.in6 = @ptrCast(@alignCast(storage));
-            return .{ .address = .{ .ip6 = in6.addr }, .port = std.mem.bigToNative(u16, in6.port) };
-        },
-        else => return null,
-    }
-}
 
 pub const WriteError = error{NoSpaceLeft};
 pub const HeaderError = error{ NoSpaceLeft, InvalidHeader };
