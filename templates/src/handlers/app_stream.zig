@@ -265,7 +265,13 @@ pub fn Module(
                     progress.consumed += used;
                     if (used > 0) progress.requests += 1;
                     progress = after(conn, &io, progress);
-                    if (used == 0 or io.close_requested or io.writable_requested) break;
+                    if (used == 0) {
+                        // Waiting for room (the module's reply did not fit): come back once
+                        // the output is sent; with nothing to send it waits for more input.
+                        if (out.len > 0) progress.want_writable = true;
+                        break;
+                    }
+                    if (io.close_requested or io.writable_requested) break;
                     continue;
                 }
                 const frame = switch (cut(framing, rest)) {

@@ -23,13 +23,23 @@ export const SPECS = {
   http: "examples/http.json",
   mixed: "examples/mixed.json",
   notes: "examples/notes.json",
+  reflect: "examples/reflect.json",
+  resp: "examples/resp.json",
   udp: "examples/udp.json",
   "whoami-pair": "test/e2e/specs/whoami-pair.json",
 } as const;
 
 export type SpecKey = keyof typeof SPECS;
 
-export const EXAMPLES: readonly SpecKey[] = ["custom", "http", "mixed", "notes", "udp"];
+export const EXAMPLES: readonly SpecKey[] = [
+  "custom",
+  "http",
+  "mixed",
+  "notes",
+  "reflect",
+  "resp",
+  "udp",
+];
 
 export interface StepResult {
   readonly ok: boolean;
