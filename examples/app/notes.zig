@@ -4,6 +4,8 @@
 //!   GET    /notes/:id   the note as it was stored, with the Content-Type it was stored with
 //!   PUT    /notes/:id   stores the body (up to maxBodyBytes): 201 when new, 200 when replaced
 //!   DELETE /notes/:id   204, or 404
+//!   GET    /export      every note's bytes, one after the other, streamed (chunked): the
+//!                       export may be far larger than the write buffer
 //!
 //! Notes live in the worker's `State`: per process. Each worker keeps its own notes, so a
 //! client that wants to read what it wrote talks to one worker (one keep-alive connection),
@@ -139,6 +141,34 @@ pub fn deleteNote(state: *State, req: *http.Request, res: *http.Response) !void 
     return error.NotFound;
 }
 
+pub fn exportNotes(state: *State, req: *http.Request, res: *http.Response) !void {
+    _ = state;
+    _ = req;
+    try res.header("Content-Type", "application/octet-stream");
+    res.stream(State, nextExportPart, 0, null);
+}
+
+/// `cursor`: the slot of the note being sent (high 32 bits) and the offset in it (low 32).
+/// Notes changed between calls show up as they are then: an export is not a snapshot.
+fn nextExportPart(state: *State, cursor: *u64, body: *http.BodyWriter) anyerror!bool {
+    var slot: usize = @intCast(cursor.* >> 32);
+    var offset: usize = @intCast(cursor.* & 0xffff_ffff);
+    while (slot < state.notes.len) : ({
+        slot += 1;
+        offset = 0;
+    }) {
+        const note = state.notes[slot] orelse continue;
+        if (offset >= note.text.len) continue;
+        const n = @min(body.free(), note.text.len - offset);
+        if (n == 0) break;
+        try body.write(note.text[offset..][0..n]);
+        offset += n;
+        if (offset < note.text.len) break;
+    }
+    cursor.* = (@as(u64, slot) << 32) | offset;
+    return slot >= state.notes.len;
+}
+
 test "a note is stored, listed, read, replaced and deleted" {
     var state = try State.init(std.testing.allocator);
     defer state.deinit(std.testing.allocator);
@@ -158,6 +188,18 @@ test "a note is stored, listed, read, replaced and deleted" {
     try std.testing.expectEqual(@as(u16, 204), del.status);
     const gone = try service.testRequest(&state, "GET /notes/7 HTTP/1.1\r\nHost: t\r\n\r\n");
     try std.testing.expectEqual(@as(u16, 404), gone.status);
+}
+
+test "an export larger than the write buffer is streamed in chunks" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    // The helper sees the first write only: the head and the first chunk.
+    const put = try service.testRequest(&state, "PUT /notes/1 HTTP/1.1\r\nHost: t\r\n" ++
+        "Content-Length: 5\r\n\r\nhello");
+    try std.testing.expectEqual(@as(u16, 201), put.status);
+    const got = try service.testRequest(&state, "GET /export HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), got.status);
+    try std.testing.expectEqualStrings("chunked", got.header("Transfer-Encoding").?);
 }
 
 test "the router answers 404, 405 with Allow, and HEAD from GET" {

@@ -67,7 +67,7 @@ pub const watchdog_ms: u32 = 2000;
 pub const max_body_bytes: u64 = 65536;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "5a655e5dd9da43f6";
+pub const spec_fingerprint = "dcf45a5278bd7546";
 
 pub const listeners = [_]Listener{
     .{

@@ -58,6 +58,13 @@ pub fn deleteNote(state: *State, req: *http.Request, res: *http.Response) !void 
     try res.print("deleteNote: {s}\n", .{req.path});
 }
 
+/// GET /export
+pub fn exportNotes(state: *State, req: *http.Request, res: *http.Response) !void {
+    state.requests += 1;
+    try res.header("Content-Type", "text/plain; charset=utf-8");
+    try res.print("exportNotes: {s}\n", .{req.path});
+}
+
 test "listNotes answers GET /notes" {
     var state = try State.init(std.testing.allocator);
     defer state.deinit(std.testing.allocator);
@@ -86,6 +93,14 @@ test "deleteNote answers DELETE /notes/:id" {
     var state = try State.init(std.testing.allocator);
     defer state.deinit(std.testing.allocator);
     const res = try service.testRequest(&state, "DELETE /notes/1 HTTP/1.1\r\n" ++
+        "Host: test\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), res.status);
+}
+
+test "exportNotes answers GET /export" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const res = try service.testRequest(&state, "GET /export HTTP/1.1\r\n" ++
         "Host: test\r\n\r\n");
     try std.testing.expectEqual(@as(u16, 200), res.status);
 }

@@ -17,6 +17,7 @@ pub const notes = http.Module(@import("../app/notes.zig"), "src/app/notes.zig", 
     .{ .name = "getNote", .method = .GET, .path = "/notes/:id" },
     .{ .name = "putNote", .method = .PUT, .path = "/notes/:id" },
     .{ .name = "deleteNote", .method = .DELETE, .path = "/notes/:id" },
+    .{ .name = "exportNotes", .method = .GET, .path = "/export" },
 }, 65536);
 
 /// A connection's state, for the module of its listener (datagram modules have none).

@@ -110,6 +110,24 @@ pub const Response = struct {
     body_len: usize = 0,
     header_buf: []u8,
     header_len: usize = 0,
+    /// Set by `stream`: the rest of the body comes from a continuation.
+    continuation: ?Continuation = null,
+
+    /// Sends a body larger than the write buffer. What `write` put in the body goes first;
+    /// then `next` is called each time the connection's output has room, with `cursor` (yours:
+    /// an offset, an index; it starts at the value given here), until it returns true. With
+    /// `length` the response has that Content-Length (the bytes must add up to it, or the
+    /// connection closes); with null it is chunked (close-delimited for HTTP/1.0 clients).
+    /// The request's bytes are gone by then: keep what `next` needs in `cursor` or `State`.
+    pub fn stream(
+        self: *Response,
+        comptime S: type,
+        next: *const fn (state: *S, cursor: *u64, body: *BodyWriter) anyerror!bool,
+        cursor: u64,
+        length: ?u64,
+    ) void {
+        self.continuation = .{ .next = @ptrCast(next), .cursor = cursor, .length = length };
+    }
 
     /// Adds a header field. Content-Length, Date, Server and Connection are the server's.
     pub fn header(self: *Response, name: []const u8, value: []const u8) HeaderError!void {
@@ -143,6 +161,33 @@ pub const Response = struct {
     /// The body written so far.
     pub fn body(self: *const Response) []const u8 {
         return self.body_buf[0..self.body_len];
+    }
+};
+
+/// A streamed body's progress, kept per connection between calls.
+pub const Continuation = struct {
+    /// The module's `fn (*State, *u64, *BodyWriter) anyerror!bool`, its type erased here
+    /// (the connection state is the same type for every module) and restored by `Module`.
+    next: *const anyopaque,
+    cursor: u64,
+    /// Total body bytes; null: chunked (or close-delimited).
+    length: ?u64,
+};
+
+/// Where a continuation writes the next part of a streamed body: the connection's output.
+pub const BodyWriter = struct {
+    buf: []u8,
+    len: usize = 0,
+
+    /// Appends all of `bytes`, or nothing (`error.NoSpaceLeft`): write what `free` allows.
+    pub fn write(self: *BodyWriter, bytes: []const u8) WriteError!void {
+        if (bytes.len > self.buf.len - self.len) return error.NoSpaceLeft;
+        @memcpy(self.buf[self.len..][0..bytes.len], bytes);
+        self.len += bytes.len;
+    }
+
+    pub fn free(self: *const BodyWriter) usize {
+        return self.buf.len - self.len;
     }
 };
 
@@ -284,6 +329,8 @@ const Framing = struct {
     keep_alive: bool,
     http_1_0: bool,
     head_only: bool,
+    /// A streamed body of unknown length to an HTTP/1.1 client.
+    chunked: bool = false,
 };
 
 /// Writes status line, server headers, the route's headers and the body into `out`; false
@@ -293,8 +340,16 @@ fn appendResponse(out: *api.Output, res: *const Response, framing: Framing) bool
     const start = out.len;
     var length_buf: [48]u8 = undefined;
     const no_body = hasNoBody(res.status);
+    const chunked = !no_body and framing.chunked;
     const length = if (no_body)
         ""
+    else if (chunked)
+        "Transfer-Encoding: chunked\r\n"
+    else if (res.continuation) |c|
+        if (c.length) |n|
+            compat.bufPrint(&length_buf, "Content-Length: {d}\r\n", .{n}) catch unreachable
+        else
+            "" // HTTP/1.0: the body ends when the connection closes.
     else
         compat.bufPrint(&length_buf, "Content-Length: {d}\r\n", .{res.body_len}) catch
             unreachable;
@@ -309,6 +364,9 @@ fn appendResponse(out: *api.Output, res: *const Response, framing: Framing) bool
     else
         "";
     const body = if (no_body or framing.head_only) "" else res.body();
+    var chunk_buf: [10]u8 = undefined;
+    const chunk_head = if (chunked and body.len > 0) chunkHead(&chunk_buf, body.len) else "";
+    const chunk_tail = if (chunk_head.len > 0) "\r\n" else "";
     const parts = [_][]const u8{
         status_line,
         config.name,
@@ -319,7 +377,9 @@ fn appendResponse(out: *api.Output, res: *const Response, framing: Framing) bool
         length,
         connection,
         "\r\n",
+        chunk_head,
         body,
+        chunk_tail,
     };
     var total: usize = 0;
     for (parts) |p| total += p.len;
@@ -327,6 +387,13 @@ fn appendResponse(out: *api.Output, res: *const Response, framing: Framing) bool
     for (parts) |p| _ = out.append(p);
     assert(out.len == start + total);
     return true;
+}
+
+/// A chunk-size line of fixed width (leading zeros are allowed, RFC 9112 §7.1), so that its
+/// room can be reserved before the chunk's size is known.
+fn chunkHead(buf: *[10]u8, size: usize) []const u8 {
+    assert(size > 0 and size <= 0xffffffff);
+    return compat.bufPrint(buf, "{x:0>8}\r\n", .{size}) catch unreachable;
 }
 
 /// An answer with an empty body and no route headers: errors, 404, 405 (with `Allow`).
@@ -353,6 +420,15 @@ pub const Connection = struct {
     /// The gathered body starts `body_start` bytes after the request's first byte.
     body_start: usize = 0,
     body_len: usize = 0,
+    /// A response body being streamed: no further request is read until it ends.
+    streaming: ?Streaming = null,
+
+    const Streaming = struct {
+        continuation: Continuation,
+        sent: u64,
+        chunked: bool,
+        keep_alive: bool,
+    };
 
     pub fn init(max_body_bytes: u64) Connection {
         return .{ .parser = parser.Parser.init(.{
@@ -451,6 +527,19 @@ pub fn Module(
             out: *api.Output,
         ) api.Progress {
             var progress: api.Progress = .{ .consumed = 0 };
+            if (conn.streaming != null) {
+                switch (continueStream(s, conn, out)) {
+                    .more => {
+                        progress.want_writable = true;
+                        return progress;
+                    },
+                    .failed, .done_close => {
+                        progress.close = true;
+                        return progress;
+                    },
+                    .done => {},
+                }
+            }
             var start: usize = 0;
             // Each step consumes input or moves the parser to its next event.
             var steps: usize = 0;
@@ -499,6 +588,11 @@ pub fn Module(
                         start += conn.parsed;
                         conn.parsed = 0;
                         conn.head = null;
+                        if (conn.streaming != null) {
+                            // The body goes on once this output is sent; requests wait.
+                            progress.want_writable = true;
+                            break;
+                        }
                         if (!keep) {
                             progress.close = true;
                             break;
@@ -589,12 +683,27 @@ pub fn Module(
                 }
             }
             framing.keep_alive = framing.keep_alive and !res.close;
+            const streamed = if (hasNoBody(res.status)) null else res.continuation;
+            if (streamed) |c| {
+                framing.chunked = c.length == null and !framing.http_1_0;
+                // An HTTP/1.0 client knows where an unsized body ends only by the close.
+                if (c.length == null and framing.http_1_0) framing.keep_alive = false;
+            }
             if (!appendResponse(out, &res, framing)) {
                 // Headers and body beyond the write buffer: the route's answer cannot go out.
                 framing.keep_alive = false;
+                framing.chunked = false;
+                res.continuation = null;
                 appendStatus(out, 500, "", framing);
                 res.status = 500;
-            }
+            } else if (streamed) |c| if (!framing.head_only) {
+                conn.streaming = .{
+                    .continuation = c,
+                    .sent = res.body_len,
+                    .chunked = framing.chunked,
+                    .keep_alive = framing.keep_alive,
+                };
+            };
             if (@hasDecl(M, "access")) {
                 s.access(.{
                     .method = head.method,
@@ -609,6 +718,52 @@ pub fn Module(
         }
 
         var allow_buf: [64]u8 = undefined;
+
+        const Next = *const fn (*State, *u64, *BodyWriter) anyerror!bool;
+
+        const StreamStep = enum { more, done, done_close, failed };
+
+        /// Lets the route's continuation write the next part of a streamed body into the
+        /// output (as one chunk when chunked).
+        fn continueStream(s: *State, conn: *Connection, out: *api.Output) StreamStep {
+            const st = &conn.streaming.?;
+            const next: Next = @ptrCast(@alignCast(st.continuation.next));
+            const head_room: usize = if (st.chunked) 10 else 0;
+            const tail_room: usize = if (st.chunked) 2 else 0;
+            if (out.free() < head_room + tail_room + 1) return .more;
+            var end = out.buf.len - tail_room;
+            if (st.continuation.length) |n| {
+                end = @min(end, out.len + head_room + @as(usize, @intCast(n - st.sent)));
+            }
+            var writer: BodyWriter = .{ .buf = out.buf[out.len + head_room .. end] };
+            const done = next(s, &st.continuation.cursor, &writer) catch return .failed;
+            if (writer.len > 0) {
+                if (st.chunked) {
+                    var head_buf: [10]u8 = undefined;
+                    @memcpy(out.buf[out.len..][0..10], chunkHead(&head_buf, writer.len));
+                }
+                out.len += head_room + writer.len;
+                if (st.chunked) _ = out.append("\r\n");
+                st.sent += writer.len;
+            }
+            if (!done) {
+                // A continuation that writes nothing into an empty output would spin.
+                return if (writer.len == 0 and out.len == 0) .failed else .more;
+            }
+            if (st.chunked and !out.append("0\r\n\r\n")) {
+                // The last chunk goes out with the next call.
+                st.continuation.next = @ptrCast(&finished);
+                return .more;
+            }
+            const complete = if (st.continuation.length) |n| st.sent == n else true;
+            const keep = st.keep_alive and complete;
+            conn.streaming = null;
+            return if (!complete) .failed else if (keep) .done else .done_close;
+        }
+
+        fn finished(_: *State, _: *u64, _: *BodyWriter) anyerror!bool {
+            return true;
+        }
 
         fn hasRoute(comptime method: Method, comptime path: []const u8) bool {
             inline for (routes) |r| {
