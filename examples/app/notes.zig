@@ -12,6 +12,7 @@
 //! as with any per-process cache. This is the example's real implementation; the e2e test
 //! copies it over the generated stub.
 const std = @import("std");
+const compat = @import("../compat.zig");
 const http = @import("../handlers/app_http.zig");
 const service = @import("../handlers/app.zig").notes;
 
@@ -193,13 +194,22 @@ test "a note is stored, listed, read, replaced and deleted" {
 test "an export larger than the write buffer is streamed in chunks" {
     var state = try State.init(std.testing.allocator);
     defer state.deinit(std.testing.allocator);
-    // The helper sees the first write only: the head and the first chunk.
-    const put = try service.testRequest(&state, "PUT /notes/1 HTTP/1.1\r\nHost: t\r\n" ++
-        "Content-Length: 5\r\n\r\nhello");
-    try std.testing.expectEqual(@as(u16, 201), put.status);
+    // Three notes of 60000 bytes: the export (180000 bytes) exceeds the write buffer.
+    const note: [60000]u8 = @splat('n');
+    const put = "PUT /notes/{d} HTTP/1.1\r\nHost: t\r\nContent-Length: 60000\r\n\r\n";
+    for (1..4) |id| {
+        var buf: [128]u8 = undefined;
+        const head = try compat.bufPrint(&buf, put, .{id});
+        var request: [128 + note.len]u8 = undefined;
+        @memcpy(request[0..head.len], head);
+        @memcpy(request[head.len..][0..note.len], &note);
+        const res = try service.testRequest(&state, request[0 .. head.len + note.len]);
+        try std.testing.expectEqual(@as(u16, 201), res.status);
+    }
     const got = try service.testRequest(&state, "GET /export HTTP/1.1\r\nHost: t\r\n\r\n");
     try std.testing.expectEqual(@as(u16, 200), got.status);
     try std.testing.expectEqualStrings("chunked", got.header("Transfer-Encoding").?);
+    try std.testing.expectEqual(@as(usize, 3 * note.len), got.body.len);
 }
 
 test "the router answers 404, 405 with Allow, and HEAD from GET" {

@@ -789,18 +789,34 @@ pub fn Module(
             const Buffers = struct {
                 var input: [config.read_buffer_bytes]u8 = undefined;
                 var output: [config.write_buffer_bytes]u8 = undefined;
+                /// The whole response, streamed parts included.
+                var response: [test_response_bytes]u8 = undefined;
             };
             if (bytes.len > Buffers.input.len) return error.RequestTooLarge;
             @memcpy(Buffers.input[0..bytes.len], bytes);
             var conn = Connection.init(config.max_body_bytes);
             var out: api.Output = .{ .buf = &Buffers.output };
             const ctx = testContext();
-            const progress = serve(s, &ctx, &conn, Buffers.input[0..bytes.len], &out);
+            var progress = serve(s, &ctx, &conn, Buffers.input[0..bytes.len], &out);
             if (progress.requests == 0 and progress.rejected == 0) return error.IncompleteRequest;
-            return TestResponse.parse(out.buf[0..out.len]);
+            var len: usize = 0;
+            // A streamed body comes in one call per output buffer, as the worker would make.
+            var calls: usize = 0;
+            while (calls < test_response_bytes) : (calls += 1) {
+                if (out.len > Buffers.response.len - len) return error.ResponseTooLarge;
+                @memcpy(Buffers.response[len..][0..out.len], out.buf[0..out.len]);
+                len += out.len;
+                if (conn.streaming == null or progress.close) break;
+                out.len = 0;
+                progress = serve(s, &ctx, &conn, Buffers.input[0..0], &out);
+            }
+            return TestResponse.parse(Buffers.response[0..len]);
         }
     };
 }
+
+/// The largest response `testRequest` collects.
+pub const test_response_bytes = 4 << 20;
 
 fn allowText(allowed: anytype, buf: []u8) []const u8 {
     var len: usize = 0;
@@ -852,7 +868,30 @@ pub const TestResponse = struct {
         const end = compat.find(u8, text, "\r\n\r\n") orelse return error.NoResponse;
         if (text.len < 12 or !std.mem.startsWith(u8, text, "HTTP/1.1 ")) return error.NoResponse;
         const status = std.fmt.parseInt(u16, text[9..12], 10) catch return error.NoResponse;
-        return .{ .status = status, .head = text[0 .. end + 2], .body = text[end + 4 ..] };
+        var response: TestResponse = .{
+            .status = status,
+            .head = text[0 .. end + 2],
+            .body = text[end + 4 ..],
+        };
+        const te = response.header("Transfer-Encoding") orelse return response;
+        if (!std.ascii.eqlIgnoreCase(te, "chunked")) return response;
+        // Decoded in place: each chunk moves left over the framing before it.
+        const raw: []u8 = @constCast(response.body);
+        var read: usize = 0;
+        var written: usize = 0;
+        while (read < raw.len) {
+            const line_end = compat.find(u8, raw[read..], "\r\n") orelse return error.BadChunk;
+            const size = std.fmt.parseInt(usize, raw[read..][0..line_end], 16) catch
+                return error.BadChunk;
+            read += line_end + 2;
+            if (size == 0) break;
+            if (read + size + 2 > raw.len) return error.BadChunk;
+            compat.copyLeft(raw[written..][0..size], raw[read..][0..size]);
+            written += size;
+            read += size + 2;
+        }
+        response.body = raw[0..written];
+        return response;
     }
 
     /// The value of the header `name` (case-insensitive), if the response has it.
