@@ -4,6 +4,7 @@
 //!
 //!   ADDR                     -> "<address> <port>\n" of the sender
 //!   PING                     -> "PONG\n"
+//!   TICKS                    -> "<n>\n": how often this worker's 100 ms timer has fired
 //!   RELAY <addr> <port> <text>  sends "<sender address> <sender port> <text>" to that
 //!                               endpoint, answers "SENT\n" (or "ERR …\n")
 //!
@@ -19,6 +20,7 @@ const service = @import("../handlers/app.zig").reflect;
 pub const State = struct {
     answered: u64 = 0,
     relayed: u64 = 0,
+    ticks: u64 = 0,
 
     pub fn init(allocator: std.mem.Allocator) !State {
         _ = allocator;
@@ -31,6 +33,14 @@ pub const State = struct {
     }
 };
 
+/// The per-worker timer: the worker's loop calls `tick` about every `tick_ms`.
+pub const tick_ms: u32 = 100;
+
+pub fn tick(state: *State, now_ms: u64) void {
+    _ = now_ms;
+    state.ticks += 1;
+}
+
 pub fn datagram(state: *State, dg: *datagram_api.Datagram) !void {
     state.answered += 1;
     const text = std.mem.trim(u8, dg.data, " \r\n");
@@ -41,6 +51,7 @@ pub fn datagram(state: *State, dg: *datagram_api.Datagram) !void {
         return dg.print("{s} {d}\n", .{ dg.peer.format(&buf), dg.peer.port });
     }
     if (std.ascii.eqlIgnoreCase(command, "PING")) return dg.reply("PONG\n");
+    if (std.ascii.eqlIgnoreCase(command, "TICKS")) return dg.print("{d}\n", .{state.ticks});
     if (std.ascii.eqlIgnoreCase(command, "RELAY")) return relay(state, dg, &words);
     return dg.reply("ERR unknown command\n");
 }

@@ -210,7 +210,8 @@ function checkHttpFits(l: ListenerView, spec: Json): Diagnostic[] {
  * with one of these names would collide with them.
  */
 export const MODULE_RESERVED_NAMES: ReadonlySet<string> = new Set([
-  "State", "init", "deinit", "drain", "errorStatus", "access", "std", "http",
+  "State", "Connection", "init", "deinit", "drain", "errorStatus", "access", "tick", "tick_ms",
+  "std", "http",
 ]);
 
 /** Declarations of `src/handlers/app.zig` that a module's constant would collide with. */

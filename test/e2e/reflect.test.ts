@@ -66,6 +66,19 @@ describe.each(ZIG_VERSIONS)("zig %s: the reflect example (datagram module)", (ve
     expect(six.toString()).toBe("PONG\n");
   });
 
+  it("runs the module's per-worker timer (tick_ms 100)", { timeout }, async () => {
+    const ask = async () => {
+      const reply = await udpExchange("127.0.0.1", port4, "TICKS", { timeoutMs: 1_000 });
+      return Number(reply.toString());
+    };
+    const first = await ask();
+    await new Promise((r) => setTimeout(r, 600));
+    const second = await ask();
+    // About 6 ticks in 600 ms; at least 3 even on a busy machine, never more than 7.
+    expect(second - first).toBeGreaterThanOrEqual(3);
+    expect(second - first).toBeLessThanOrEqual(7);
+  });
+
   it("relays a message to another endpoint, naming the sender", { timeout }, async () => {
     const a = await boundSocket("udp4", "127.0.0.1");
     const b = await boundSocket("udp4", "127.0.0.1");

@@ -45,6 +45,14 @@ pub fn initApps(allocator: std.mem.Allocator) !void {
 
 pub fn drainApps() void {}
 
+pub fn nextAppTickMs() ?u64 {
+    return null;
+}
+
+pub fn tickApps(now_ms: u64) void {
+    _ = now_ms;
+}
+
 pub fn deinitApps(allocator: std.mem.Allocator) void {
     _ = allocator;
 }

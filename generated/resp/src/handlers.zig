@@ -48,6 +48,15 @@ pub fn drainApps() void {
     app.drain();
 }
 
+/// The nearest per-worker timer of an application module; null: none.
+pub fn nextAppTickMs() ?u64 {
+    return app.nextTickMs();
+}
+
+pub fn tickApps(now_ms: u64) void {
+    app.tick(now_ms);
+}
+
 pub fn deinitApps(allocator: std.mem.Allocator) void {
     app.deinit(allocator);
 }

@@ -196,6 +196,7 @@ pub const Worker = struct {
                 }
             }
             self.conns.expire(now);
+            handlers.tickApps(now);
             self.resumeListenersIfRoom(now);
             const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});
@@ -217,6 +218,7 @@ pub const Worker = struct {
     /// Until the nearest deadline, drain step or listener rest; -1 (forever) for none.
     fn deadlineTimeoutMs(self: *const Worker, now_ms: u64) i32 {
         var next: ?u64 = self.conns.deadlines.nextMs();
+        if (handlers.nextAppTickMs()) |at| next = @min(next orelse at, at);
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
         const at = next orelse return -1;

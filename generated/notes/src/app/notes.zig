@@ -9,6 +9,9 @@
 //! `pub fn errorStatus(err: anyerror) u16` to choose), `error.OutOfMemory` from `req.arena` a
 //! 503. Optional: `State.drain` (the worker is stopping) and `State.access` (after each
 //! request). Never block: one worker serves all its connections from one thread.
+//!
+//! A per-worker timer: declare `pub const tick_ms: u32 = 1000;` and
+//! `pub fn tick(state: *State, now_ms: u64) void`.
 const std = @import("std");
 const http = @import("../handlers/app_http.zig");
 const service = @import("../handlers/app.zig").notes;

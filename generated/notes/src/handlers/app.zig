@@ -28,8 +28,20 @@ pub const Connection = union(enum) {
 
 /// Makes every module's per-worker state: per process, each worker has its own.
 pub fn init(allocator: std.mem.Allocator) !void {
-    try notes.init(allocator);
+    const now_ms = sys.monotonicMs();
+    try notes.init(allocator, now_ms);
     errdefer notes.deinit(allocator);
+}
+
+/// The nearest `tick` of any module (see app_timer.zig); null: none.
+pub fn nextTickMs() ?u64 {
+    var next: ?u64 = null;
+    if (notes.nextTickMs()) |at| next = @min(next orelse at, at);
+    return next;
+}
+
+pub fn tick(now_ms: u64) void {
+    notes.tick(now_ms);
 }
 
 pub fn deinit(allocator: std.mem.Allocator) void {
@@ -100,6 +112,7 @@ pub fn onDatagram(
 }
 
 test {
+    _ = @import("app_timer.zig");
     _ = http;
     _ = stream;
     _ = datagram;

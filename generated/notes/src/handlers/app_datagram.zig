@@ -9,6 +9,7 @@ const std = @import("std");
 const compat = @import("../compat.zig");
 const sys = @import("../sys.zig");
 const api = @import("api.zig");
+const app_timer = @import("app_timer.zig");
 const app_peer = @import("app_peer.zig");
 const linux = std.os.linux;
 
@@ -70,16 +71,29 @@ pub fn Module(comptime M: type, comptime file: []const u8, comptime scratch_byte
         /// Datagrams whose module call failed (nothing is sent for them).
         pub var failed: u64 = 0;
 
-        pub fn init(allocator: std.mem.Allocator) !void {
+        const ticker = app_timer.Ticker(M, State);
+
+        pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
             if (initialized) return;
             state = try State.init(allocator);
             initialized = true;
+            ticker.start(now_ms);
         }
 
         pub fn deinit(allocator: std.mem.Allocator) void {
             if (!initialized) return;
+            ticker.stop();
             state.deinit(allocator);
             initialized = false;
+        }
+
+        /// When the worker's loop must wake for this module's `tick`; null: never.
+        pub fn nextTickMs() ?u64 {
+            return ticker.nextMs();
+        }
+
+        pub fn tick(now_ms: u64) void {
+            if (initialized) ticker.run(&state, now_ms);
         }
 
         pub fn drain() void {

@@ -22,6 +22,7 @@ const sys = @import("../sys.zig");
 const compat = @import("../compat.zig");
 const app_peer = @import("app_peer.zig");
 const api = @import("api.zig");
+const app_timer = @import("app_timer.zig");
 const parser = @import("../http/parser.zig");
 const date = @import("../http/date.zig");
 const assert = std.debug.assert;
@@ -489,16 +490,29 @@ pub fn Module(
         pub var scratch_exhausted: u64 = 0;
 
         /// Makes this process's state; called once per worker before it serves.
-        pub fn init(allocator: std.mem.Allocator) !void {
+        const ticker = app_timer.Ticker(M, State);
+
+        pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
             if (initialized) return;
             state = try State.init(allocator);
             initialized = true;
+            ticker.start(now_ms);
         }
 
         pub fn deinit(allocator: std.mem.Allocator) void {
             if (!initialized) return;
+            ticker.stop();
             state.deinit(allocator);
             initialized = false;
+        }
+
+        /// When the worker's loop must wake for this module's `tick`; null: never.
+        pub fn nextTickMs() ?u64 {
+            return ticker.nextMs();
+        }
+
+        pub fn tick(now_ms: u64) void {
+            if (initialized) ticker.run(&state, now_ms);
         }
 
         /// The worker stops taking connections: the module may stop background work.

@@ -6,6 +6,9 @@
 //! sent back to the sender after the call (`dg.reply`, `dg.print`), a send to any peer now
 //! (`dg.sendTo`) and scratch memory (`dg.arena`, reset after each datagram). An error sends
 //! nothing. Never block.
+//!
+//! A per-worker timer: declare `pub const tick_ms: u32 = 1000;` and
+//! `pub fn tick(state: *State, now_ms: u64) void`.
 const std = @import("std");
 const datagram_api = @import("../handlers/app_datagram.zig");
 const service = @import("../handlers/app.zig").reflect;

@@ -25,8 +25,20 @@ pub const Connection = union(enum) {
 
 /// Makes every module's per-worker state: per process, each worker has its own.
 pub fn init(allocator: std.mem.Allocator) !void {
-    try reflect.init(allocator);
+    const now_ms = sys.monotonicMs();
+    try reflect.init(allocator, now_ms);
     errdefer reflect.deinit(allocator);
+}
+
+/// The nearest `tick` of any module (see app_timer.zig); null: none.
+pub fn nextTickMs() ?u64 {
+    var next: ?u64 = null;
+    if (reflect.nextTickMs()) |at| next = @min(next orelse at, at);
+    return next;
+}
+
+pub fn tick(now_ms: u64) void {
+    reflect.tick(now_ms);
 }
 
 pub fn deinit(allocator: std.mem.Allocator) void {
@@ -97,6 +109,7 @@ pub fn onDatagram(
 }
 
 test {
+    _ = @import("app_timer.zig");
     _ = http;
     _ = stream;
     _ = datagram;

@@ -15,6 +15,7 @@ const std = @import("std");
 const config = @import("../config.zig");
 const compat = @import("../compat.zig");
 const api = @import("api.zig");
+const app_timer = @import("app_timer.zig");
 const app_peer = @import("app_peer.zig");
 const assert = std.debug.assert;
 
@@ -159,16 +160,29 @@ pub fn Module(
         var initialized = false;
         var scratch: [scratch_bytes]u8 = undefined;
 
-        pub fn init(allocator: std.mem.Allocator) !void {
+        const ticker = app_timer.Ticker(M, State);
+
+        pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
             if (initialized) return;
             state = try State.init(allocator);
             initialized = true;
+            ticker.start(now_ms);
         }
 
         pub fn deinit(allocator: std.mem.Allocator) void {
             if (!initialized) return;
+            ticker.stop();
             state.deinit(allocator);
             initialized = false;
+        }
+
+        /// When the worker's loop must wake for this module's `tick`; null: never.
+        pub fn nextTickMs() ?u64 {
+            return ticker.nextMs();
+        }
+
+        pub fn tick(now_ms: u64) void {
+            if (initialized) ticker.run(&state, now_ms);
         }
 
         pub fn drain() void {

@@ -11,6 +11,9 @@
 //! (`io.wantWritable`, for replies larger than the write buffer: no frame arrives and nothing
 //! is read meanwhile), learn the client (`io.peer`) and scratch memory (`io.arena`, reset
 //! after each call). An error closes the connection. Never block.
+//!
+//! A per-worker timer: declare `pub const tick_ms: u32 = 1000;` and
+//! `pub fn tick(state: *State, now_ms: u64) void`.
 const std = @import("std");
 const stream = @import("../handlers/app_stream.zig");
 const service = @import("../handlers/app.zig").resp;

@@ -27,8 +27,20 @@ pub const Connection = union(enum) {
 
 /// Makes every module's per-worker state: per process, each worker has its own.
 pub fn init(allocator: std.mem.Allocator) !void {
-    try resp.init(allocator);
+    const now_ms = sys.monotonicMs();
+    try resp.init(allocator, now_ms);
     errdefer resp.deinit(allocator);
+}
+
+/// The nearest `tick` of any module (see app_timer.zig); null: none.
+pub fn nextTickMs() ?u64 {
+    var next: ?u64 = null;
+    if (resp.nextTickMs()) |at| next = @min(next orelse at, at);
+    return next;
+}
+
+pub fn tick(now_ms: u64) void {
+    resp.tick(now_ms);
 }
 
 pub fn deinit(allocator: std.mem.Allocator) void {
@@ -101,6 +113,7 @@ pub fn onDatagram(
 }
 
 test {
+    _ = @import("app_timer.zig");
     _ = http;
     _ = stream;
     _ = datagram;
