@@ -2,6 +2,7 @@
  * The pipeline, end to end: load → validate → model → render → plan, then (for a real run)
  * write. The CLI only parses arguments and calls these; tests and scripts call them directly.
  */
+import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import path from "node:path";
 import { ConflictError, OutputError, SpecError, type ConflictLine } from "./errors.js";
@@ -56,6 +57,18 @@ export interface PreparedGeneration {
   readonly directory: OutputDirectory;
   /** `--force` was given. */
   readonly force: boolean;
+  /** Routes of the spec that a kept module file does not declare yet (it is the user's). */
+  readonly missingRoutes: readonly MissingRoute[];
+}
+
+/** A route whose function the user must add: the build fails until it is there. */
+export interface MissingRoute {
+  /** The module file, relative to the output directory. */
+  readonly file: string;
+  readonly route: string;
+  readonly method: string;
+  readonly path: string;
+  readonly signature: string;
 }
 
 /** Everything up to the plan; touches the disk only to read. */
@@ -78,6 +91,8 @@ export async function prepareGeneration(options: GenerateOptions): Promise<Prepa
   const { manifest } = directory;
   const disk = await readDiskState(directory, pathsToInspect(rendered, manifest));
   const plan = planFiles(rendered, disk, manifest, { force });
+  const kept = new Set(plan.files.filter((f) => f.action === "keep").map((f) => f.path));
+  const missingRoutes = await findMissingRoutes(model, kept, directory.root);
   return {
     spec: result.spec,
     model,
@@ -88,7 +103,36 @@ export async function prepareGeneration(options: GenerateOptions): Promise<Prepa
     outDir: directory.root,
     directory,
     force,
+    missingRoutes,
   };
+}
+
+/**
+ * Reads each kept module file for `pub fn <route>`: a route added to the spec after the file
+ * was created is named here, so the user learns of it before the build fails on it.
+ */
+async function findMissingRoutes(
+  model: ServiceModel,
+  kept: ReadonlySet<string>,
+  root: string,
+): Promise<MissingRoute[]> {
+  const missing: MissingRoute[] = [];
+  for (const app of model.apps) {
+    if (!kept.has(app.file)) continue;
+    const text = await readFile(path.join(root, app.file), "utf8").catch(() => undefined);
+    if (text === undefined) continue;
+    for (const route of app.routes) {
+      if (declaresFunction(text, route.name)) continue;
+      const { name, method, path: routePath, signature } = route;
+      missing.push({ file: app.file, route: name, method, path: routePath, signature });
+    }
+  }
+  return missing;
+}
+
+/** Whether Zig source declares `pub fn name(`; names are validated identifiers. */
+export function declaresFunction(source: string, name: string): boolean {
+  return new RegExp(`(^|[^A-Za-z0-9_])pub\\s+fn\\s+${name}\\s*\\(`).test(source);
 }
 
 /**

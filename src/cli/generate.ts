@@ -14,6 +14,7 @@ import type { GenerateCommand } from "./args.js";
 import {
   checkSummary,
   dryRunSummary,
+  missingRouteLines,
   planJson,
   planLines,
   printJson,
@@ -34,7 +35,10 @@ export async function runGenerate(command: GenerateCommand, ctx: CliContext): Pr
   const build = command.build || command.test ? await import("./build.js") : undefined;
   const zig = build === undefined ? undefined : await build.requireZig(command, prepared, ctx);
   await applyGeneration(prepared);
-  if (!command.json) ctx.stdout.write(`${writeSummary(prepared)}\n`);
+  if (!command.json) {
+    ctx.stdout.write(`${writeSummary(prepared)}\n`);
+    for (const line of missingRouteLines(prepared)) ctx.stderr.write(`${line}\n`);
+  }
   const steps =
     build === undefined || zig === undefined
       ? undefined
@@ -93,6 +97,7 @@ function reportDryRun(
   } else {
     for (const line of planLines(prepared, false)) ctx.stdout.write(`${line}\n`);
     ctx.stdout.write(`${dryRunSummary(prepared)}\n`);
+    for (const line of missingRouteLines(prepared)) ctx.stderr.write(`${line}\n`);
   }
   for (const c of refused) ctx.stderr.write(`${c.path}: ${c.reason}\n`);
   return exitCode;

@@ -9,7 +9,7 @@ import {
   ToolchainError,
   type ExitError,
 } from "../errors.js";
-import type { PreparedGeneration } from "../generate.js";
+import { displayPath, type PreparedGeneration } from "../generate.js";
 import type { Action, PlanCounts } from "../plan/plan.js";
 import type { CliContext } from "./run.js";
 import { toolchainText } from "./toolchain-text.js";
@@ -110,9 +110,19 @@ export function errorLines(error: ExitError, ctx: Pick<CliContext, "invocation">
   return error.lines();
 }
 
+/** One line per route a kept module file lacks: where to add what. */
+export function missingRouteLines(prepared: PreparedGeneration): string[] {
+  return prepared.missingRoutes.map(
+    (m) =>
+      `${displayPath(prepared.displayDir, m.file)}: add route ${m.route} (${m.method} ` +
+      `${m.path}): ${m.signature}`,
+  );
+}
+
 export function planJson(prepared: PreparedGeneration) {
   return {
     outDir: prepared.displayDir,
+    missingRoutes: prepared.missingRoutes,
     files: prepared.plan.files.map((f) =>
       f.reason === undefined
         ? { path: f.path, action: f.action }

@@ -44,6 +44,13 @@ export interface ServiceModel {
    */
   readonly specFingerprint: string;
   readonly hasCustomHandler: boolean;
+  /** Application modules (section 8), each once, in order of first use. */
+  readonly apps: readonly AppModel[];
+  readonly hasApps: boolean;
+  readonly hasHttpApps: boolean;
+  readonly hasStreamApps: boolean;
+  readonly hasTcpApps: boolean;
+  readonly hasDatagramApps: boolean;
   readonly hasTcp: boolean;
   readonly hasUdp: boolean;
   /** In spec order. */
@@ -71,7 +78,13 @@ export interface ListenerModel {
   readonly index: number;
   readonly name: string;
   readonly protocol: "tcp" | "udp";
-  readonly handler: "echo" | "http" | "whoami" | "custom";
+  readonly handler: "echo" | "http" | "whoami" | "custom" | "app";
+  /** The module's index in `ServiceModel.apps`; 0 when the handler is not "app". */
+  readonly appIndex: number;
+  /** The module's name; "" when the handler is not "app". */
+  readonly appModule: string;
+  /** The module's kind; "" when the handler is not "app". */
+  readonly appKind: "http" | "stream" | "datagram" | "";
   readonly isIpv6: boolean;
   /** Canonical text (IPv6 in RFC 5952 form). */
   readonly address: string;
@@ -107,6 +120,56 @@ export interface ListenerModel {
   readonly bindIpv6Only: string;
 }
 
+export interface AppModel {
+  readonly index: number;
+  readonly module: string;
+  /** The user-owned file, relative to the output directory: `src/app/<module>.zig`. */
+  readonly file: string;
+  /** Path of the file as the generated glue imports it, relative to `src/`. */
+  readonly importPath: string;
+  readonly scratchBytes: number;
+  readonly kind: "http" | "stream" | "datagram";
+  readonly isHttp: boolean;
+  readonly isStream: boolean;
+  readonly isDatagram: boolean;
+  /** HTTP only; empty otherwise. */
+  readonly routes: readonly RouteModel[];
+  /** Stream only: the Zig literal of the module's framing (`.raw`, `.{ .line = … }`). */
+  readonly framing: string;
+  readonly framingKind: "raw" | "line" | "length" | "";
+  /** Length framing: the prefix's Zig integer type and byte order ("" otherwise). */
+  readonly lengthInt: string;
+  readonly lengthEndian: string;
+  /** Stream stub's test: one frame as sent (its reply is the same bytes). */
+  readonly exampleFrame: string;
+}
+
+export interface RouteModel {
+  readonly index: number;
+  readonly name: string;
+  readonly method: string;
+  readonly path: string;
+  /** The function the module must declare, as the build error and the generator name it. */
+  readonly signature: string;
+  /** A request this route answers, for the stub's test (`:id` → `1`, `*rest` → `x`). */
+  readonly exampleRequestLine: string;
+  readonly exampleRequestFields: string;
+}
+
+function exampleRequest(method: string, path: string) {
+  const concrete = path.replace(/:[A-Za-z0-9_]+/g, "1").replace(/\*[A-Za-z0-9_]+$/, "x");
+  const body = method === "POST" || method === "PUT" || method === "PATCH";
+  return {
+    exampleRequestLine: `${method} ${concrete} HTTP/1.1\r\n`,
+    exampleRequestFields: `Host: test\r\n${body ? "Content-Length: 0\r\n" : ""}\r\n`,
+  };
+}
+
+/** What every route function looks like (DESIGN section 8). */
+export function routeSignature(name: string): string {
+  return `pub fn ${name}(state: *State, req: *http.Request, res: *http.Response) !void`;
+}
+
 export interface ModelOptions {
   readonly generatorVersion: string;
   /** The spec path as given; only its base name is kept. */
@@ -117,7 +180,9 @@ const HTTP_DEFAULTS = { body: DEFAULTS.httpBody, contentType: DEFAULTS.httpConte
 
 export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
   const zigName = zigPackageName(spec.name);
-  const listeners = spec.listeners.map((l, i) => buildListener(spec.name, l, i));
+  const apps = buildApps(spec);
+  const appIndex = new Map(apps.map((a) => [a.module, a.index]));
+  const listeners = spec.listeners.map((l, i) => buildListener(spec.name, l, i, appIndex));
   return {
     generatorVersion: options.generatorVersion,
     specFile: safeFileName(baseName(options.specFile)),
@@ -139,6 +204,12 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     maxBodyBytes: spec.maxBodyBytes,
     specFingerprint: specFingerprint(spec),
     hasCustomHandler: listeners.some((l) => l.handler === "custom"),
+    apps,
+    hasApps: apps.length > 0,
+    hasHttpApps: apps.some((a) => a.isHttp),
+    hasStreamApps: apps.some((a) => a.isStream),
+    hasTcpApps: apps.some((a) => !a.isDatagram),
+    hasDatagramApps: apps.some((a) => a.isDatagram),
     hasTcp: listeners.some((l) => l.protocol === "tcp"),
     hasUdp: listeners.some((l) => l.protocol === "udp"),
     listeners,
@@ -168,7 +239,76 @@ function buildSystemd(spec: Spec, listeners: readonly ListenerModel[]): SystemdM
   };
 }
 
-function buildListener(service: string, listener: ListenerSpec, index: number): ListenerModel {
+
+function buildApps(spec: Spec): AppModel[] {
+  const apps: AppModel[] = [];
+  for (const listener of spec.listeners) {
+    const app = listener.app;
+    if (listener.handler !== "app" || app === undefined) continue;
+    if (apps.some((a) => a.module === app.module)) continue;
+    const routes = (app.http?.routes ?? []).map((r, index) => ({
+      index,
+      name: r.name,
+      method: r.method,
+      path: r.path,
+      signature: routeSignature(r.name),
+      ...exampleRequest(r.method, r.path),
+    }));
+    const kind = app.http !== undefined ? "http" : app.stream !== undefined ? "stream" : "datagram";
+    apps.push({
+      index: apps.length,
+      module: app.module,
+      file: `src/app/${app.module}.zig`,
+      importPath: `app/${app.module}.zig`,
+      scratchBytes: app.scratchBytes,
+      kind,
+      isHttp: kind === "http",
+      isStream: kind === "stream",
+      isDatagram: kind === "datagram",
+      routes,
+      ...framingOf(app.stream?.framing),
+    });
+  }
+  return apps;
+}
+
+type Framing = NonNullable<NonNullable<ListenerSpec["app"]>["stream"]>["framing"];
+
+function framingOf(framing: Framing | undefined) {
+  const none = { lengthInt: "", lengthEndian: "" };
+  if (framing === undefined) {
+    return { framing: "", framingKind: "" as const, exampleFrame: "", ...none };
+  }
+  if (framing === "raw") {
+    return { framing: ".raw", framingKind: "raw" as const, exampleFrame: "hello", ...none };
+  }
+  if ("line" in framing) {
+    return {
+      framing: `.{ .line = .{ .max_bytes = ${framing.line.maxBytes} } }`,
+      framingKind: "line" as const,
+      exampleFrame: "hello\n",
+      ...none,
+    };
+  }
+  const { bytes, endian, maxBytes } = framing.length;
+  const prefix = Buffer.alloc(bytes);
+  if (endian === "big") prefix[bytes - 1] = 5;
+  else prefix[0] = 5;
+  return {
+    framing: `.{ .length = .{ .bytes = ${bytes}, .endian = .${endian}, .max_bytes = ${maxBytes} } }`,
+    framingKind: "length" as const,
+    exampleFrame: `${prefix.toString("latin1")}hello`,
+    lengthInt: `u${bytes * 8}`,
+    lengthEndian: endian,
+  };
+}
+
+function buildListener(
+  service: string,
+  listener: ListenerSpec,
+  index: number,
+  appIndex: ReadonlyMap<string, number>,
+): ListenerModel {
   const ip = parseIp(listener.address);
   if (ip === undefined)
     throw new InternalError(`model got an unvalidated address ${listener.address}`);
@@ -181,6 +321,16 @@ function buildListener(service: string, listener: ListenerSpec, index: number): 
     name: listener.name,
     protocol: listener.protocol,
     handler: listener.handler,
+    appIndex: listener.app === undefined ? 0 : (appIndex.get(listener.app.module) ?? 0),
+    appModule: listener.app?.module ?? "",
+    appKind:
+      listener.app === undefined
+        ? ""
+        : listener.app.http !== undefined
+          ? "http"
+          : listener.app.stream !== undefined
+            ? "stream"
+            : "datagram",
     isIpv6,
     address: formatIp(ip),
     addressBytes: `.{ ${ip.bytes.join(", ")} }`,

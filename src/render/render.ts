@@ -28,8 +28,11 @@ export function isTemplateFile(name: string): boolean {
  */
 export const USER_OWNED_FILES: ReadonlySet<string> = new Set(["src/handler.zig"]);
 
+/** An application module's file (section 8 of DESIGN.md), the user's from its creation on. */
+const APP_MODULE_FILE = /^src\/app\/[a-z][a-z0-9_]{0,62}\.zig$/;
+
 export function isUserOwned(file: string): boolean {
-  return USER_OWNED_FILES.has(file);
+  return USER_OWNED_FILES.has(file) || APP_MODULE_FILE.test(file);
 }
 
 /**
@@ -60,14 +63,33 @@ export function supervisorFingerprint(model: ServiceModel, templates: Templates)
   return hash.digest("hex").slice(0, 16);
 }
 
+/** The runtime of application modules: only in projects that have some. */
+function isAppRuntime(file: string): boolean {
+  return /^src\/handlers\/app(_[a-z]+)?\.zig$/.test(file);
+}
+
+/**
+ * Templates rendered once per application module rather than once per project: the stub of
+ * an HTTP module becomes `src/app/<module>.zig`.
+ */
+const MODULE_TEMPLATE_DIR = "modules/";
+const MODULE_TEMPLATES = {
+  http: "modules/http.zig.hbs",
+  stream: "modules/stream.zig.hbs",
+  datagram: "modules/datagram.zig.hbs",
+} as const;
+
+
 export function render(model: ServiceModel, templates: Templates): Rendered {
   const withIdentity = { ...model, supervisorFingerprint: supervisorFingerprint(model, templates) };
   const files = new Map<string, string>();
   for (const templatePath of [...templates.keys()].sort()) {
+    if (templatePath.startsWith(MODULE_TEMPLATE_DIR)) continue;
     const isStatic = templatePath.endsWith(STATIC_SUFFIX);
     if (!isStatic && !templatePath.endsWith(TEMPLATE_SUFFIX)) continue;
     const output = isStatic ? templatePath : templatePath.slice(0, -TEMPLATE_SUFFIX.length);
     if (isUserOwned(output) && !model.hasCustomHandler) continue;
+    if (isAppRuntime(output) && !model.hasApps) continue;
     if (output === MANIFEST_FILE) {
       throw new InternalError(`template ${templatePath} would overwrite the manifest`);
     }
@@ -77,6 +99,13 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
       const text = isUserOwned(file) ? body : `${header(file, model)}\n${body}`;
       files.set(file, normalize(text));
     }
+  }
+  for (const app of model.apps) {
+    const templatePath = MODULE_TEMPLATES[app.kind];
+    const source = templates.get(templatePath);
+    if (source === undefined) throw new InternalError(`template ${templatePath} is missing`);
+    const context = { ...model, app };
+    files.set(app.file, normalize(renderTemplate(templatePath, source, context)));
   }
   files.set(MANIFEST_FILE, renderManifest(model, files));
   return files;

@@ -6,6 +6,7 @@
  */
 import type { Diagnostic } from "../errors.js";
 import { formatIp, isIpv6Wildcard, parseIp, type IpAddress } from "./address.js";
+import { ZIG_KEYWORDS } from "../model/zig-name.js";
 import { DEFAULTS, TCP_ONLY_KEYS } from "./schema.js";
 
 type Json = Record<string, unknown>;
@@ -50,6 +51,9 @@ export function checkRules(raw: unknown): Diagnostic[] {
     ...checkUniqueBindings(listeners),
     ...checkDualStack(listeners),
     ...listeners.flatMap((l) => checkHttpFits(l, raw)),
+    ...listeners.flatMap(checkApp),
+    ...listeners.flatMap((l) => checkFramingFits(l, raw)),
+    ...checkSharedModules(listeners),
   ];
 }
 
@@ -199,6 +203,198 @@ function checkHttpFits(l: ListenerView, spec: Json): Diagnostic[] {
       got: body,
     },
   ];
+}
+
+/**
+ * Names a module file declares besides its routes (its state and optional hooks): a route
+ * with one of these names would collide with them.
+ */
+export const MODULE_RESERVED_NAMES: ReadonlySet<string> = new Set([
+  "State", "Connection", "init", "deinit", "drain", "errorStatus", "access", "tick", "tick_ms",
+  "std", "http",
+]);
+
+/** Declarations of `src/handlers/app.zig` that a module's constant would collide with. */
+export const GLUE_RESERVED_NAMES: ReadonlySet<string> = new Set([
+  "std", "api", "http", "init", "deinit", "drain",
+]);
+
+function checkApp(l: ListenerView): Diagnostic[] {
+  const at = (...keys: (string | number)[]) => ["listeners", l.index, ...keys];
+  const handler = l.raw.handler;
+  const app = l.raw.app;
+  if (handler === "app" && app === undefined) {
+    return [{ path: at("handler"), message: 'needs an "app" object naming the module' }];
+  }
+  if (app === undefined) return [];
+  if (typeof handler === "string" && handler !== "app") {
+    return [
+      {
+        path: at("app"),
+        message: `only applies when handler is "app" (handler is ${JSON.stringify(handler)})`,
+        got: app,
+      },
+    ];
+  }
+  if (!isObject(app)) return [];
+  const diagnostics: Diagnostic[] = [];
+  if (
+    typeof app.module === "string" &&
+    (ZIG_KEYWORDS.has(app.module) || GLUE_RESERVED_NAMES.has(app.module))
+  ) {
+    diagnostics.push({
+      path: at("app", "module"),
+      message:
+        "is a Zig keyword or a name the generated glue (src/handlers/app.zig) uses; choose " +
+        "another module name",
+      got: app.module,
+    });
+  }
+  const kinds = ["http", "stream", "datagram"].filter((k) => k in app);
+  if (kinds.length !== 1) {
+    diagnostics.push({
+      path: at("app"),
+      message:
+        kinds.length === 0
+          ? 'needs one module kind: "http", "stream" or "datagram"'
+          : `has ${kinds.map((k) => JSON.stringify(k)).join(" and ")}; a module is of one kind`,
+    });
+  }
+  for (const kind of ["http", "stream"]) {
+    if (kind in app && l.protocol === "udp") {
+      diagnostics.push({
+        path: at("app", kind),
+        message: `is a tcp-only module kind; this listener is udp (use "datagram")`,
+      });
+    }
+  }
+  if ("datagram" in app && l.protocol === "tcp") {
+    diagnostics.push({
+      path: at("app", "datagram"),
+      message: 'is a udp-only module kind; this listener is tcp (use "http" or "stream")',
+    });
+  }
+  if (isObject(app.http) && Array.isArray(app.http.routes)) {
+    diagnostics.push(...checkRoutes(app.http.routes, at("app", "http", "routes")));
+  }
+  return diagnostics;
+}
+
+function checkRoutes(routes: unknown[], at: (string | number)[]): Diagnostic[] {
+  const diagnostics: Diagnostic[] = [];
+  const names = new Map<string, number>();
+  const shapes = new Map<string, number>();
+  for (const [i, route] of routes.entries()) {
+    if (!isObject(route)) continue;
+    const { name, method, path } = route;
+    if (typeof name === "string") {
+      const earlier = names.get(name);
+      if (earlier !== undefined) {
+        diagnostics.push({
+          path: [...at, i, "name"],
+          message: `is already the name of routes[${earlier}]; route names must be unique`,
+          got: name,
+        });
+      } else names.set(name, i);
+      if (ZIG_KEYWORDS.has(name) || MODULE_RESERVED_NAMES.has(name)) {
+        diagnostics.push({
+          path: [...at, i, "name"],
+          message: "is a Zig keyword or a name the module uses for itself; choose another",
+          got: name,
+        });
+      }
+    }
+    if (typeof path !== "string" || typeof method !== "string") continue;
+    const params = path.split("/").filter((s) => s.startsWith(":") || s.startsWith("*"));
+    const seen = new Set<string>();
+    for (const p of params) {
+      if (seen.has(p.slice(1))) {
+        diagnostics.push({
+          path: [...at, i, "path"],
+          message: `names the parameter ${JSON.stringify(p.slice(1))} twice`,
+          got: path,
+        });
+      }
+      seen.add(p.slice(1));
+    }
+    // Two routes that match the same requests: the second could never answer.
+    const shape = `${method} ${path.replace(/:[A-Za-z0-9_]+/g, ":").replace(/\*.*$/, "*")}`;
+    const earlier = shapes.get(shape);
+    if (earlier !== undefined) {
+      diagnostics.push({
+        path: [...at, i, "path"],
+        message: `matches the same requests as routes[${earlier}] (${method}); remove one`,
+        got: path,
+      });
+    } else shapes.set(shape, i);
+  }
+  return diagnostics;
+}
+
+/** A frame must fit the connection's read buffer, where it is handed over whole. */
+function checkFramingFits(l: ListenerView, spec: Json): Diagnostic[] {
+  const app = l.raw.app;
+  if (!isObject(app) || !isObject(app.stream) || !isObject(app.stream.framing)) return [];
+  const framing = app.stream.framing;
+  const readBufferBytes = spec.readBufferBytes === undefined ? 16384 : spec.readBufferBytes;
+  if (!isInt(readBufferBytes, 512, 1048576)) return [];
+  let need: number | undefined;
+  let key = "";
+  if (isObject(framing.line)) {
+    const max = framing.line.maxBytes === undefined ? 4096 : framing.line.maxBytes;
+    if (isInt(max, 1, 1048576)) need = max + 2;
+    key = "line";
+  } else if (isObject(framing.length)) {
+    const max = framing.length.maxBytes === undefined ? 8192 : framing.length.maxBytes;
+    const bytes = framing.length.bytes === undefined ? 4 : framing.length.bytes;
+    const validBytes = bytes === 1 || bytes === 2 || bytes === 4 || bytes === 8;
+    if (isInt(max, 0, 1073741824) && validBytes) need = max + bytes;
+    key = "length";
+  }
+  if (need === undefined || need <= readBufferBytes) return [];
+  return [
+    {
+      path: ["listeners", l.index, "app", "stream", "framing", key, "maxBytes"],
+      message:
+        `a largest frame of ${need} bytes (with its ${key === "line" ? "line ending" : "prefix"}) ` +
+        `does not fit in readBufferBytes (${readBufferBytes}); lower maxBytes or raise ` +
+        `readBufferBytes to at least ${need}`,
+    },
+  ];
+}
+
+/** Listeners may share a module only when they agree on what it is. */
+function checkSharedModules(listeners: readonly ListenerView[]): Diagnostic[] {
+  const first = new Map<string, { index: number; config: string }>();
+  const diagnostics: Diagnostic[] = [];
+  for (const l of listeners) {
+    if (l.raw.handler !== "app" || !isObject(l.raw.app)) continue;
+    const { module, ...rest } = l.raw.app;
+    if (typeof module !== "string") continue;
+    const config = canonical(rest);
+    const earlier = first.get(module);
+    if (earlier === undefined) {
+      first.set(module, { index: l.index, config });
+      continue;
+    }
+    if (earlier.config === config) continue;
+    diagnostics.push({
+      path: ["listeners", l.index, "app"],
+      message:
+        `uses module ${JSON.stringify(module)} like listeners[${earlier.index}] but configures ` +
+        "it differently; listeners that share a module must give it the same kind and settings",
+    });
+  }
+  return diagnostics;
+}
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (isObject(value)) {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
 }
 
 function endpoint(ip: IpAddress, port: number): string {

@@ -80,6 +80,133 @@ export const HttpSchema = z
   )
   .describe('Response of the "http" handler (only when handler is "http").');
 
+/** HTTP methods a route may name; HEAD is also answered from a GET route without its body. */
+export const ROUTE_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const;
+
+/**
+ * A route path: `/`, or `/`-separated segments, each a literal (RFC 3986 path characters, no
+ * `%`), a `:param`, or, last only, a `*rest` that takes the rest of the path.
+ */
+export const ROUTE_PATH =
+  /^\/$|^(\/([A-Za-z0-9._~!$&'()+,;=@-]+|:[a-z][A-Za-z0-9_]{0,62}))*(\/\*[a-z][A-Za-z0-9_]{0,62})?$/;
+
+export const RouteSchema = z
+  .strictObject(
+    {
+      name: z
+        .string({ error: "must be a string" })
+        .regex(/^[a-z][A-Za-z0-9_]{0,62}$/, {
+          error:
+            "must be a Zig function name: a lowercase letter followed by up to 62 letters, " +
+            "digits or underscores",
+        })
+        .describe("The route's function in the module (camelCase, e.g. getNote)."),
+      method: oneOf(ROUTE_METHODS).describe("HTTP method."),
+      path: z
+        .string({ error: "must be a string" })
+        .max(1024, { error: "must be at most 1024 characters" })
+        .regex(ROUTE_PATH, {
+          error:
+            'must be "/" or /-separated segments: literals, :param, and an optional last ' +
+            '*rest, e.g. "/notes/:id" or "/files/*path"',
+        })
+        .describe('Path with :param segments and an optional trailing *rest: "/notes/:id".'),
+    },
+    { error: "must be a route object { name, method, path }" },
+  )
+  .describe("One route: the module function that answers a method and path.");
+
+export const AppHttpSchema = z
+  .strictObject(
+    {
+      routes: z
+        .array(RouteSchema, { error: "must be an array of route objects" })
+        .min(1, { error: "must list at least 1 route" })
+        .max(256, { error: "must list at most 256 routes" })
+        .describe("Routes, matched in this order (1 to 256)."),
+    },
+    { error: "must be an object { routes }" },
+  )
+  .describe("An HTTP module: the generated router calls one function per route.");
+
+export const LineFramingSchema = z
+  .strictObject(
+    {
+      maxBytes: intRange(1, 1048576)
+        .default(4096)
+        .describe("Longest line without its line ending; longer closes the connection."),
+    },
+    { error: "must be an object { maxBytes }" },
+  )
+  .describe("Frames are lines ending in LF (a CR before it is dropped too).");
+
+export const LengthFramingSchema = z
+  .strictObject(
+    {
+      bytes: z
+        .union([z.literal(1), z.literal(2), z.literal(4), z.literal(8)], {
+          error: "must be 1, 2, 4 or 8",
+        })
+        .default(4)
+        .describe("Bytes of the length prefix."),
+      endian: oneOf(["big", "little"]).default("big").describe("Byte order of the prefix."),
+      maxBytes: intRange(0, 1073741824)
+        .default(8192)
+        .describe("Largest payload; larger closes the connection."),
+    },
+    { error: "must be an object { bytes, endian, maxBytes }" },
+  )
+  .describe("Frames are a length prefix and that many payload bytes.");
+
+export const StreamSchema = z
+  .strictObject(
+    {
+      framing: z
+        .union(
+          [
+            z.literal("raw"),
+            z.strictObject({ line: LineFramingSchema }),
+            z.strictObject({ length: LengthFramingSchema }),
+          ],
+          {
+            error:
+              'must be "raw", { "line": { maxBytes } } or { "length": { bytes, endian, ' +
+              "maxBytes } }",
+          },
+        )
+        .default("raw")
+        .describe("How the byte stream is cut into frames before the module sees them."),
+    },
+    { error: "must be an object { framing }" },
+  )
+  .describe("A TCP stream module: callbacks on open, frame (or bytes), writable, close.");
+
+export const DatagramSchema = z
+  .strictObject({}, { error: "must be an object {}" })
+  .describe("A UDP datagram module: one callback per datagram, with the peer address.");
+
+export const AppSchema = z
+  .strictObject(
+    {
+      module: z
+        .string({ error: "must be a string" })
+        .regex(/^[a-z][a-z0-9_]{0,62}$/, {
+          error:
+            "must start with a lowercase letter followed by up to 62 lowercase letters, " +
+            "digits or underscores",
+        })
+        .describe("Module name: the user-owned file src/app/<module>.zig."),
+      scratchBytes: intRange(0, 67108864)
+        .default(65536)
+        .describe("Per-request scratch memory per worker, reserved at start, reset per request."),
+      http: AppHttpSchema.optional(),
+      stream: StreamSchema.optional(),
+      datagram: DatagramSchema.optional(),
+    },
+    { error: "must be an object { module, http | stream | datagram }" },
+  )
+  .describe('The application module of a listener whose handler is "app".');
+
 export const ListenerSchema = z
   .strictObject(
     {
@@ -101,7 +228,7 @@ export const ListenerSchema = z
         })
         .describe('IPv4 or IPv6 address literal to bind: "0.0.0.0", "::", "127.0.0.1", "::1", …'),
       port: intRange(1, 65535).describe("Port to bind, shared by every worker with SO_REUSEPORT."),
-      handler: oneOf(["echo", "http", "whoami", "custom"]).describe(
+      handler: oneOf(["echo", "http", "whoami", "custom", "app"]).describe(
         "What the listener does with traffic.",
       ),
       backlog: intRange(1, 65535).default(511).describe("listen() backlog (tcp only)."),
@@ -123,6 +250,7 @@ export const ListenerSchema = z
         .default(false)
         .describe("TCP keepalive on accepted connections: false, or its settings (tcp only)."),
       http: HttpSchema.optional(),
+      app: AppSchema.optional(),
     },
     { error: "must be a listener object { name, protocol, address, port, handler, … }" },
   )
@@ -222,6 +350,12 @@ export const ALLOWED_KEYS = {
   listener: Object.keys(ListenerSchema.shape),
   keepalive: Object.keys(KeepaliveSchema.shape),
   http: Object.keys(HttpSchema.shape),
+  app: Object.keys(AppSchema.shape),
+  appHttp: Object.keys(AppHttpSchema.shape),
+  route: Object.keys(RouteSchema.shape),
+  stream: Object.keys(StreamSchema.shape),
+  line: Object.keys(LineFramingSchema.shape),
+  length: Object.keys(LengthFramingSchema.shape),
 } as const;
 
 /** Options that only make sense on TCP listeners. */

@@ -50,7 +50,15 @@ function allowedKeysAt(path: Path): readonly string[] {
   const last = path[path.length - 1];
   if (path.length === 0) return ALLOWED_KEYS.spec;
   if (last === "keepalive") return ALLOWED_KEYS.keepalive;
-  if (last === "http") return ALLOWED_KEYS.http;
+  if (last === "http") {
+    return path[path.length - 2] === "app" ? ALLOWED_KEYS.appHttp : ALLOWED_KEYS.http;
+  }
+  if (last === "app") return ALLOWED_KEYS.app;
+  if (last === "stream") return ALLOWED_KEYS.stream;
+  if (last === "line") return ALLOWED_KEYS.line;
+  if (last === "length") return ALLOWED_KEYS.length;
+  if (last === "datagram") return [];
+  if (path[path.length - 2] === "routes") return ALLOWED_KEYS.route;
   return ALLOWED_KEYS.listener;
 }
 

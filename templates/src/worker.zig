@@ -89,6 +89,8 @@ const Throttle = struct {
 };
 
 pub const Worker = struct {
+    /// Gave the buffers, and gives the application modules their per-worker state.
+    allocator: std.mem.Allocator,
     options: Options,
     epfd: sys.Fd,
     sigfd: sys.Fd,
@@ -134,12 +136,15 @@ pub const Worker = struct {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN, token(Kind.control, 0));
         }
         const pid = linux.getpid();
+        try handlers.initApps(allocator);
+        errdefer handlers.deinitApps(allocator);
         const identity: connections_mod.Identity = .{
             .worker_index = options.index,
             .pid = pid,
             .generation = options.generation,
         };
         return .{
+            .allocator = allocator,
             .options = options,
             .epfd = epfd,
             .sigfd = sigfd,
@@ -193,6 +198,7 @@ pub const Worker = struct {
                 }
             }
             self.conns.expire(now);
+            handlers.tickApps(now);
             self.resumeListenersIfRoom(now);
             const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});
@@ -214,6 +220,7 @@ pub const Worker = struct {
     /// Until the nearest deadline, drain step or listener rest; -1 (forever) for none.
     fn deadlineTimeoutMs(self: *const Worker, now_ms: u64) i32 {
         var next: ?u64 = self.conns.deadlines.nextMs();
+        if (handlers.nextAppTickMs()) |at| next = @min(next orelse at, at);
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
         const at = next orelse return -1;
@@ -284,6 +291,7 @@ pub const Worker = struct {
         self.drain = drain_mod.Drain.begin(now_ms, self.options.limits.drain_timeout_ms);
         self.conns.draining = true;
         self.closeListeners(now_ms);
+        handlers.drainApps();
     }
 
     /// Takes what is already queued on each listener, then closes this worker's
@@ -333,6 +341,7 @@ pub const Worker = struct {
     fn closeAll(self: *Worker, reason: StopReason) StopReason {
         self.closeListeners(sys.monotonicMs());
         self.conns.closeAll();
+        handlers.deinitApps(self.allocator);
         return reason;
     }
 
@@ -438,6 +447,7 @@ pub const Worker = struct {
             .pid = self.pid,
             .generation = self.options.generation,
             .draining = self.stop != null,
+            .fd = socket.fd,
         };
         var served: usize = 0;
         while (served < datagram_batch) : (served += 1) {
@@ -451,7 +461,7 @@ pub const Worker = struct {
                 },
             };
             self.datagrams += 1;
-            const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], self.reply);
+            const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], &from, self.reply);
             if (reply_len == 0) continue;
             _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch {};
         }

@@ -5,7 +5,7 @@ pub const Address = @import("address.zig").Address;
 
 pub const Protocol = enum { tcp, udp };
 
-pub const Handler = enum { echo, http, whoami, custom };
+pub const Handler = enum { echo, http, whoami, custom, app };
 
 pub const Keepalive = struct {
     idle_s: u16,

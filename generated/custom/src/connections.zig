@@ -174,13 +174,14 @@ pub const Connections = struct {
             .fd = fd,
             .generation = c.generation +% 1,
             .listener_index = listener_index,
-            .state = handlers.initState(&config.listeners[listener_index], self.limits),
+            .state = handlers.initState(listener_index, self.limits),
         };
         self.stats.connections += 1;
         const ctx = self.context(slot);
         var out: api.Output = .{ .buf = self.outBuf(slot) };
-        const progress = handlers.onOpen(&ctx, &out);
+        const progress = handlers.onOpen(&ctx, &c.state, &out);
         self.afterHandler(slot, progress, out.len);
+        c.more_input = progress.want_writable;
         if (out.len > 0 or progress.close) {
             self.serve(slot, now_ms);
             if (c.fd == closed or c.watching_out) return;
@@ -205,6 +206,7 @@ pub const Connections = struct {
             .pid = self.identity.pid,
             .generation = self.identity.generation,
             .draining = self.draining,
+            .fd = self.slots[slot].fd,
         };
     }
 
@@ -276,7 +278,7 @@ pub const Connections = struct {
             compat.copyLeft(self.inBuf(slot)[0..rest.len], rest);
             c.in_len = @intCast(rest.len);
         }
-        c.more_input = progress.consumed > 0 and c.in_len > 0;
+        c.more_input = (progress.consumed > 0 and c.in_len > 0) or progress.want_writable;
         self.afterHandler(slot, progress, out.len);
     }
 
@@ -313,6 +315,11 @@ pub const Connections = struct {
             if (c.close_after_flush) return self.finish(slot, now_ms);
             if (!c.more_input) break;
             self.handleInput(slot);
+        } else if (c.more_input) {
+            // Out of rounds with work left (a long reply in parts): let other connections
+            // have a turn, and come back when the socket takes more.
+            self.deadlines.arm(slot, .write, now_ms);
+            return self.watch(slot, true);
         }
         self.watch(slot, false);
         if (c.fd != closed) self.armPhase(slot, now_ms);
@@ -475,7 +482,7 @@ pub const Connections = struct {
     pub fn closeIdle(self: *Connections) void {
         for (self.slots, 0..) |*c, i| {
             if (c.fd == closed or c.lingering) continue;
-            if (config.listeners[c.listener_index].handler != .http) continue;
+            if (!handlers.hasRequests(c.listener_index)) continue;
             if (c.phase != .idle or c.in_len != 0 or c.out_end != 0) continue;
             if (sys.pendingInput(c.fd) != 0) continue;
             self.close(@intCast(i));
@@ -513,6 +520,8 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         assert(c.fd != closed);
         assert(self.free_len < self.slots.len);
+        const ctx = self.context(slot);
+        handlers.onClose(&ctx, &c.state);
         // Closing the descriptor also takes it out of the epoll set.
         sys.close(c.fd);
         c.fd = closed;

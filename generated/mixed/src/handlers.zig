@@ -4,30 +4,66 @@
 const std = @import("std");
 const config = @import("config.zig");
 const cli = @import("cli.zig");
+const sys = @import("sys.zig");
 pub const api = @import("handlers/api.zig");
 const echo = @import("handlers/echo.zig");
 const http = @import("handlers/http.zig");
 const whoami = @import("handlers/whoami.zig");
 
 /// What a connection's handler remembers between reads: the HTTP parser's progress for
-/// `http` listeners; stream handlers keep nothing.
+/// `http` listeners, the module's per-connection state for application listeners; the
+/// built-in stream handlers keep nothing.
 pub const State = union(enum) {
     none,
     http: http.State,
 };
 
-pub fn initState(listener: *const config.Listener, limits: cli.Limits) State {
-    return switch (listener.handler) {
+pub fn initState(listener_index: u16, limits: cli.Limits) State {
+    return switch (config.listeners[listener_index].handler) {
         .http => .{ .http = http.initState(limits) },
+        // No listener of this service has an application module.
+        .app => unreachable,
         .echo, .whoami, .custom => .none,
     };
 }
 
-pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
+/// Whether the listener's connections carry requests, so that a draining worker may close
+/// those with none in flight (stream protocols have no such moment).
+pub fn hasRequests(listener_index: u16) bool {
+    return switch (config.listeners[listener_index].handler) {
+        .http => true,
+        .app => false,
+        .echo, .whoami, .custom => false,
+    };
+}
+
+/// Makes each application module's per-worker state (per process: every worker has its
+/// own); called once before the worker serves.
+pub fn initApps(allocator: std.mem.Allocator) !void {
+    _ = allocator;
+}
+
+pub fn drainApps() void {}
+
+pub fn nextAppTickMs() ?u64 {
+    return null;
+}
+
+pub fn tickApps(now_ms: u64) void {
+    _ = now_ms;
+}
+
+pub fn deinitApps(allocator: std.mem.Allocator) void {
+    _ = allocator;
+}
+
+pub fn onOpen(ctx: *const api.Context, state: *State, out: *api.Output) api.Progress {
+    _ = state;
     return switch (ctx.listener.handler) {
         .echo => echo.onOpen(ctx, out),
         .http => http.onOpen(ctx, out),
         .whoami => whoami.onOpen(ctx, out),
+        .app => unreachable,
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };
@@ -36,13 +72,15 @@ pub fn onOpen(ctx: *const api.Context, out: *api.Output) api.Progress {
 pub fn onData(
     ctx: *const api.Context,
     state: *State,
-    input: []const u8,
+    input: []u8,
     out: *api.Output,
 ) api.Progress {
     const progress = switch (ctx.listener.handler) {
         .echo => echo.onData(ctx, input, out),
         .http => http.onData(ctx, &state.http, input, out),
         .whoami => whoami.onData(ctx, input, out),
+        // No listener of this service has an application module.
+        .app => unreachable,
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };
@@ -56,15 +94,29 @@ pub fn onData(
 pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void {
     switch (ctx.listener.handler) {
         .http => http.onTimeout(ctx, &state.http, out),
+        .app => {},
         .echo, .whoami, .custom => {},
     }
 }
 
-pub fn onDatagram(ctx: *const api.Context, input: []const u8, reply: []u8) usize {
+/// The connection is closing: an application module may forget it.
+pub fn onClose(ctx: *const api.Context, state: *State) void {
+    _ = ctx;
+    _ = state;
+}
+
+pub fn onDatagram(
+    ctx: *const api.Context,
+    input: []const u8,
+    from: *const sys.Peer,
+    reply: []u8,
+) usize {
+    _ = from;
     const len = switch (ctx.listener.handler) {
         .echo => echo.onDatagram(ctx, input, reply),
         .http => http.onDatagram(ctx, input, reply),
         .whoami => whoami.onDatagram(ctx, input, reply),
+        .app => unreachable,
         // No listener of this service uses the custom handler.
         .custom => unreachable,
     };

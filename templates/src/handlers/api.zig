@@ -14,6 +14,9 @@ pub const Context = struct {
     /// Set once the process is stopping: keep-alive protocols should close after the
     /// current response.
     draining: bool,
+    /// The connection's socket, for the one question a handler may ask the kernel about it
+    /// (the peer's address, asked only when an application module wants it); -1 for none.
+    fd: i32 = -1,
 };
 
 /// The bytes a handler wants sent. It is empty whenever a handler is called, and holds
@@ -57,4 +60,7 @@ pub const Progress = struct {
     phase: Phase = .idle,
     /// A request refused with this status (400, 413, …), for the worker's counters; 0: none.
     rejected: u16 = 0,
+    /// Call the handler again once the output is sent, even without new input (a reply
+    /// larger than the write buffer goes out in parts; reading waits meanwhile).
+    want_writable: bool = false,
 };

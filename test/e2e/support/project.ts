@@ -3,7 +3,8 @@
  * built and tested once per run (see `oncePerRun`), in its own directory of the run's
  * temporary folder.
  */
-import { readFile } from "node:fs/promises";
+import { copyFile, readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import path from "node:path";
 import { inject } from "vitest";
 import {
@@ -21,13 +22,24 @@ export const SPECS = {
   custom: "examples/custom.json",
   http: "examples/http.json",
   mixed: "examples/mixed.json",
+  notes: "examples/notes.json",
+  reflect: "examples/reflect.json",
+  resp: "examples/resp.json",
   udp: "examples/udp.json",
   "whoami-pair": "test/e2e/specs/whoami-pair.json",
 } as const;
 
 export type SpecKey = keyof typeof SPECS;
 
-export const EXAMPLES: readonly SpecKey[] = ["custom", "http", "mixed", "udp"];
+export const EXAMPLES: readonly SpecKey[] = [
+  "custom",
+  "http",
+  "mixed",
+  "notes",
+  "reflect",
+  "resp",
+  "udp",
+];
 
 export interface StepResult {
   readonly ok: boolean;
@@ -102,7 +114,8 @@ async function buildSpec(source: SpecSource, version: string, dir: string): Prom
       outDir: dir,
       cwd: PACKAGE_ROOT,
     });
-    return { ok: true, output: `${prepared.counts.create} files written` };
+    const copied = await copyExampleModules(source.raw, dir);
+    return { ok: true, output: `${prepared.counts.create} files written${copied}` };
   });
   const name = (source.raw as { name: string }).name;
   const skipped = (args: readonly string[]): StepResult => ({
@@ -132,6 +145,28 @@ async function buildSpec(source: SpecSource, version: string, dir: string): Prom
     binary: path.join(dir, "zig-out", "bin", name),
     steps: { generate: generated, fmt: fmt!, build: build!, test: test! },
   };
+}
+
+/**
+ * The examples' application modules are user files: the generator writes a stub once, and the
+ * real implementation lives in `examples/app/<module>.zig`. Like a user who keeps their module
+ * under version control, the suite puts it over the stub before building.
+ */
+async function copyExampleModules(raw: unknown, dir: string): Promise<string> {
+  const listeners = (raw as { listeners?: unknown[] }).listeners ?? [];
+  const modules = new Set<string>();
+  for (const l of listeners) {
+    const module = (l as { app?: { module?: unknown } }).app?.module;
+    if (typeof module === "string") modules.add(module);
+  }
+  const copied: string[] = [];
+  for (const module of modules) {
+    const from = path.join(PACKAGE_ROOT, "examples", "app", `${module}.zig`);
+    if (!existsSync(from)) continue;
+    await copyFile(from, path.join(dir, "src", "app", `${module}.zig`));
+    copied.push(`examples/app/${module}.zig`);
+  }
+  return copied.length === 0 ? "" : `; copied ${copied.join(", ")}`;
 }
 
 const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;

@@ -1,0 +1,187 @@
+#!/usr/bin/env node
+// bench:resp: the resp example (a RESP2 subset as a stream module, examples/app/resp.zig)
+// against redis-server, side by side with redis-benchmark on loopback, same machine. Both
+// serve from one process with one thread (the example with --standalone, a worker of its
+// own; redis-server with persistence off). Rounds alternate between the two servers so that
+// a noisy machine affects both alike; the median of each test is printed with the ratio.
+//
+//   npm run bench:resp -- [--requests N] [--clients N] [--pipeline N] [--rounds N]
+//                         [--tests ping,set,get,incr] [--optimize MODE]
+//
+// Needs redis-server and redis-benchmark; when they are missing and we are root, installs
+// them with apt-get (Debian's redis-server and redis-tools).
+import { execFileSync, spawn, spawnSync } from "node:child_process";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "..");
+const { values: args } = parseArgs({
+  options: {
+    requests: { type: "string", default: "200000" },
+    clients: { type: "string", default: "50" },
+    pipeline: { type: "string", default: "1,16" },
+    rounds: { type: "string", default: "3" },
+    tests: { type: "string", default: "ping,set,get,incr" },
+    optimize: { type: "string", default: "ReleaseFast" },
+  },
+});
+
+const OURS_PORT = 16390;
+const REDIS_PORT = 16391;
+const children = [];
+const tmp = mkdtempSync(path.join(os.tmpdir(), "bench-resp-"));
+process.on("exit", () => {
+  for (const c of children) {
+    try {
+      process.kill(-c.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(tmp, { recursive: true, force: true });
+});
+for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
+
+ensureTools();
+const binary = await buildResp(path.join(tmp, "resp"));
+await start("ours", binary, ["--standalone", "--listen", `cache=127.0.0.1:${OURS_PORT}`]);
+await start("redis-server", "redis-server", [
+  "--port", String(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+  "--daemonize", "no", "--io-threads", "1", "--dir", tmp,
+]);
+await waitForPing(OURS_PORT);
+await waitForPing(REDIS_PORT);
+
+const pipelines = args.pipeline.split(",").map(Number);
+const results = {};
+for (const pipeline of pipelines) {
+  results[pipeline] = { ours: [], "redis-server": [] };
+  for (let round = 1; round <= Number(args.rounds); round += 1) {
+    const order = round % 2 ? ["ours", "redis-server"] : ["redis-server", "ours"];
+    for (const name of order) {
+      const port = name === "ours" ? OURS_PORT : REDIS_PORT;
+      results[pipeline][name].push(benchmark(port, pipeline));
+    }
+  }
+}
+report();
+process.exit(0);
+
+function ensureTools() {
+  const missing = ["redis-server", "redis-benchmark"].filter(
+    (tool) => spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0,
+  );
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) {
+    process.stderr.write(
+      `bench:resp: ${missing.join(" and ")} not on PATH; install them ` +
+        "(Debian: apt-get install redis-server redis-tools)\n",
+    );
+    process.exit(1);
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  process.stderr.write("$ apt-get install -y redis-server redis-tools\n");
+  spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
+  const installed = spawnSync("apt-get", ["install", "-y", "-q", "redis-server", "redis-tools"], {
+    stdio: "inherit",
+    env,
+  });
+  if (installed.status !== 0) {
+    process.stderr.write("bench:resp: apt-get install redis-server redis-tools failed\n");
+    process.exit(1);
+  }
+}
+
+/** Generates examples/resp.json, puts the example's module over the stub, builds it. */
+async function buildResp(out) {
+  const { buildProject, checkoutToolchainDir, ensureZig, SUPPORTED_ZIG, zigGlobalCacheDir } =
+    await import(path.join(root, "dist/index.js"));
+  const version = SUPPORTED_ZIG.at(-1);
+  const dir = checkoutToolchainDir(process.env);
+  const zig = await ensureZig(version, { dir });
+  const cli = path.join(root, "bin/gen-reuseport.js");
+  process.stderr.write(`$ gen-reuseport examples/resp.json --out ${out}\n`);
+  execFileSync(process.execPath, [cli, "examples/resp.json", "--out", out], {
+    cwd: root,
+    stdio: ["ignore", "ignore", "inherit"],
+    timeout: 60_000,
+  });
+  copyFileSync(path.join(root, "examples/app/resp.zig"), path.join(out, "src/app/resp.zig"));
+  const steps = [["build", `-Doptimize=${args.optimize}`]];
+  process.stderr.write(`$ (cd ${out} && zig ${steps[0].join(" ")})  # zig ${version}\n`);
+  const built = await buildProject({
+    zig,
+    dir: out,
+    steps,
+    env: { ZIG_GLOBAL_CACHE_DIR: zigGlobalCacheDir(dir, version) },
+    output: () => {},
+  });
+  if (!built.ok) throw new Error(`zig build failed in ${out}`);
+  return path.join(out, "zig-out/bin/resp");
+}
+
+async function start(name, command, argv) {
+  const child = spawn(command, argv, { detached: true, stdio: "ignore" });
+  children.push(child);
+  child.on("exit", (code) => {
+    if (code !== null && code !== 0) process.stderr.write(`bench:resp: ${name} exited ${code}\n`);
+  });
+}
+
+async function waitForPing(port) {
+  for (let i = 0; i < 100; i += 1) {
+    const r = spawnSync("redis-cli", ["-p", String(port), "PING"], { encoding: "utf8" });
+    if (r.stdout?.trim() === "PONG") return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`nothing answers PING on port ${port}`);
+}
+
+/** One redis-benchmark run: requests per second by test name. */
+function benchmark(port, pipeline) {
+  const argv = [
+    "-h", "127.0.0.1", "-p", String(port), "-n", args.requests, "-c", args.clients,
+    "-P", String(pipeline), "-t", args.tests, "--csv",
+  ];
+  const out = execFileSync("redis-benchmark", argv, { encoding: "utf8", timeout: 300_000 });
+  const rps = {};
+  for (const line of out.split("\n").slice(1)) {
+    const cells = line.split(",").map((c) => c.replaceAll('"', ""));
+    if (cells.length < 2 || cells[0] === "") continue;
+    rps[cells[0]] = Number(cells[1]);
+  }
+  return rps;
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+function report() {
+  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
+  console.log(
+    `machine: ${cpu}, ${os.cpus().length} CPUs, Linux ${os.release()}; ` +
+      `${spawnSync("redis-server", ["--version"], { encoding: "utf8" }).stdout.trim()}`,
+  );
+  for (const pipeline of pipelines) {
+    console.log(
+      `\nredis-benchmark -n ${args.requests} -c ${args.clients} -P ${pipeline} -t ${args.tests}` +
+        ` (median of ${args.rounds} alternating rounds, requests/s)`,
+    );
+    console.log(`${"test".padEnd(12)} ${"ours".padStart(12)} ${"redis".padStart(12)}  ratio`);
+    const tests = Object.keys(results[pipeline].ours[0] ?? {});
+    for (const test of tests) {
+      const ours = median(results[pipeline].ours.map((r) => r[test]));
+      const redis = median(results[pipeline]["redis-server"].map((r) => r[test]));
+      const ratio = (ours / redis).toFixed(2);
+      console.log(
+        `${test.padEnd(12)} ${ours.toFixed(0).padStart(12)} ${redis.toFixed(0).padStart(12)}  ${ratio}`,
+      );
+    }
+  }
+}

@@ -1,0 +1,230 @@
+//! The notes module of examples/notes.json: a small JSON document store over HTTP.
+//!
+//!   GET    /notes       {"notes":[{"id":1,"bytes":12},…]}
+//!   GET    /notes/:id   the note as it was stored, with the Content-Type it was stored with
+//!   PUT    /notes/:id   stores the body (up to maxBodyBytes): 201 when new, 200 when replaced
+//!   DELETE /notes/:id   204, or 404
+//!   GET    /export      every note's bytes, one after the other, streamed (chunked): the
+//!                       export may be far larger than the write buffer
+//!
+//! Notes live in the worker's `State`: per process. Each worker keeps its own notes, so a
+//! client that wants to read what it wrote talks to one worker (one keep-alive connection),
+//! as with any per-process cache. This is the example's real implementation; the e2e test
+//! copies it over the generated stub.
+const std = @import("std");
+const compat = @import("../compat.zig");
+const http = @import("../handlers/app_http.zig");
+const service = @import("../handlers/app.zig").notes;
+
+const max_notes = 1024;
+const max_content_type_bytes = 128;
+
+const Note = struct {
+    id: u64,
+    text: []u8,
+    content_type_buf: [max_content_type_bytes]u8,
+    content_type_len: u8,
+
+    fn contentType(self: *const Note) []const u8 {
+        return self.content_type_buf[0..self.content_type_len];
+    }
+};
+
+/// Per worker (per process).
+pub const State = struct {
+    allocator: std.mem.Allocator,
+    notes: []?Note,
+    count: usize = 0,
+
+    pub fn init(allocator: std.mem.Allocator) !State {
+        const notes = try allocator.alloc(?Note, max_notes);
+        @memset(notes, null);
+        return .{ .allocator = allocator, .notes = notes };
+    }
+
+    pub fn deinit(self: *State, allocator: std.mem.Allocator) void {
+        for (self.notes) |*slot| {
+            if (slot.*) |note| allocator.free(note.text);
+        }
+        allocator.free(self.notes);
+    }
+
+    fn find(self: *State, id: u64) ?*Note {
+        for (self.notes) |*slot| {
+            if (slot.*) |*note| if (note.id == id) return note;
+        }
+        return null;
+    }
+
+    fn freeSlot(self: *State) ?*?Note {
+        for (self.notes) |*slot| {
+            if (slot.* == null) return slot;
+        }
+        return null;
+    }
+};
+
+pub const Error = error{ InvalidId, NotFound, TooManyNotes, InvalidContentType };
+
+/// Statuses for this module's errors; anything else stays a 500.
+pub fn errorStatus(err: anyerror) u16 {
+    return switch (err) {
+        error.InvalidId, error.InvalidContentType => 400,
+        error.NotFound => 404,
+        error.TooManyNotes => 507,
+        else => 500,
+    };
+}
+
+fn idOf(req: *const http.Request) Error!u64 {
+    const text = req.param("id") orelse return error.InvalidId;
+    return std.fmt.parseInt(u64, text, 10) catch error.InvalidId;
+}
+
+pub fn listNotes(state: *State, req: *http.Request, res: *http.Response) !void {
+    _ = req;
+    try res.header("Content-Type", "application/json");
+    try res.write("{\"notes\":[");
+    var first = true;
+    for (state.notes) |slot| {
+        const note = slot orelse continue;
+        if (!first) try res.write(",");
+        first = false;
+        try res.print("{{\"id\":{d},\"bytes\":{d}}}", .{ note.id, note.text.len });
+    }
+    try res.write("]}\n");
+}
+
+pub fn getNote(state: *State, req: *http.Request, res: *http.Response) !void {
+    const note = state.find(try idOf(req)) orelse return error.NotFound;
+    try res.header("Content-Type", note.contentType());
+    try res.write(note.text);
+}
+
+pub fn putNote(state: *State, req: *http.Request, res: *http.Response) !void {
+    const id = try idOf(req);
+    const content_type = req.header("Content-Type") orelse "application/json";
+    if (content_type.len > max_content_type_bytes) return error.InvalidContentType;
+    const text = try state.allocator.dupe(u8, req.body);
+    errdefer state.allocator.free(text);
+    var note: Note = .{
+        .id = id,
+        .text = text,
+        .content_type_buf = undefined,
+        .content_type_len = @intCast(content_type.len),
+    };
+    @memcpy(note.content_type_buf[0..content_type.len], content_type);
+    if (state.find(id)) |old| {
+        state.allocator.free(old.text);
+        old.* = note;
+        res.status = 200;
+    } else {
+        const slot = state.freeSlot() orelse return error.TooManyNotes;
+        slot.* = note;
+        state.count += 1;
+        res.status = 201;
+    }
+    try res.header("Content-Type", "application/json");
+    try res.print("{{\"id\":{d},\"bytes\":{d}}}\n", .{ id, req.body.len });
+}
+
+pub fn deleteNote(state: *State, req: *http.Request, res: *http.Response) !void {
+    const id = try idOf(req);
+    for (state.notes) |*slot| {
+        const note = slot.* orelse continue;
+        if (note.id != id) continue;
+        state.allocator.free(note.text);
+        slot.* = null;
+        state.count -= 1;
+        res.status = 204;
+        return;
+    }
+    return error.NotFound;
+}
+
+pub fn exportNotes(state: *State, req: *http.Request, res: *http.Response) !void {
+    _ = state;
+    _ = req;
+    try res.header("Content-Type", "application/octet-stream");
+    res.stream(State, nextExportPart, 0, null);
+}
+
+/// `cursor`: the slot of the note being sent (high 32 bits) and the offset in it (low 32).
+/// Notes changed between calls show up as they are then: an export is not a snapshot.
+fn nextExportPart(state: *State, cursor: *u64, body: *http.BodyWriter) anyerror!bool {
+    var slot: usize = @intCast(cursor.* >> 32);
+    var offset: usize = @intCast(cursor.* & 0xffff_ffff);
+    while (slot < state.notes.len) : ({
+        slot += 1;
+        offset = 0;
+    }) {
+        const note = state.notes[slot] orelse continue;
+        if (offset >= note.text.len) continue;
+        const n = @min(body.free(), note.text.len - offset);
+        if (n == 0) break;
+        try body.write(note.text[offset..][0..n]);
+        offset += n;
+        if (offset < note.text.len) break;
+    }
+    cursor.* = (@as(u64, slot) << 32) | offset;
+    return slot >= state.notes.len;
+}
+
+test "a note is stored, listed, read, replaced and deleted" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const put = try service.testRequest(&state, "PUT /notes/7 HTTP/1.1\r\nHost: t\r\n" ++
+        "Content-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"text\":\"hi\"}");
+    try std.testing.expectEqual(@as(u16, 201), put.status);
+    const get = try service.testRequest(&state, "GET /notes/7 HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), get.status);
+    try std.testing.expectEqualStrings("{\"text\":\"hi\"}", get.body);
+    try std.testing.expectEqualStrings("application/json", get.header("content-type").?);
+    const list = try service.testRequest(&state, "GET /notes HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqualStrings("{\"notes\":[{\"id\":7,\"bytes\":13}]}\n", list.body);
+    const replaced = try service.testRequest(&state, "PUT /notes/7 HTTP/1.1\r\nHost: t\r\n" ++
+        "Content-Length: 2\r\n\r\n{}");
+    try std.testing.expectEqual(@as(u16, 200), replaced.status);
+    const del = try service.testRequest(&state, "DELETE /notes/7 HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 204), del.status);
+    const gone = try service.testRequest(&state, "GET /notes/7 HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 404), gone.status);
+}
+
+test "an export larger than the write buffer is streamed in chunks" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    // Three notes of 60000 bytes: the export (180000 bytes) exceeds the write buffer.
+    const note: [60000]u8 = @splat('n');
+    const put = "PUT /notes/{d} HTTP/1.1\r\nHost: t\r\nContent-Length: 60000\r\n\r\n";
+    for (1..4) |id| {
+        var buf: [128]u8 = undefined;
+        const head = try compat.bufPrint(&buf, put, .{id});
+        var request: [128 + note.len]u8 = undefined;
+        @memcpy(request[0..head.len], head);
+        @memcpy(request[head.len..][0..note.len], &note);
+        const res = try service.testRequest(&state, request[0 .. head.len + note.len]);
+        try std.testing.expectEqual(@as(u16, 201), res.status);
+    }
+    const got = try service.testRequest(&state, "GET /export HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), got.status);
+    try std.testing.expectEqualStrings("chunked", got.header("Transfer-Encoding").?);
+    try std.testing.expectEqual(@as(usize, 3 * note.len), got.body.len);
+}
+
+test "the router answers 404, 405 with Allow, and HEAD from GET" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const missing = try service.testRequest(&state, "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 404), missing.status);
+    const wrong = try service.testRequest(&state, "POST /notes/1 HTTP/1.1\r\nHost: t\r\n" ++
+        "Content-Length: 0\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 405), wrong.status);
+    try std.testing.expectEqualStrings("GET, HEAD, PUT, DELETE", wrong.header("Allow").?);
+    const head = try service.testRequest(&state, "HEAD /notes HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), head.status);
+    try std.testing.expectEqualStrings("", head.body);
+    try std.testing.expectEqualStrings("13", head.header("Content-Length").?);
+    const bad = try service.testRequest(&state, "GET /notes/x HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 400), bad.status);
+}

@@ -1,0 +1,373 @@
+//! The resp module of examples/resp.json: a subset of the Redis protocol (RESP2) over a raw
+//! stream. Commands: PING [message], ECHO message, GET key, SET key value, DEL key [key …],
+//! INCR key, CLIENT SETNAME name, CLIENT GETNAME, CONFIG GET parameter (empty values, for
+//! clients that ask), SELECT 0, QUIT. Requests are arrays of bulk strings or inline commands
+//! (`PING\r\n`); pipelined requests are answered in one write.
+//!
+//! Data lives in the worker's `State`: per process. Two clients served by different workers
+//! see different data, as with one Redis per core; a client keeps its worker for the life of
+//! its connection. This is the example's real implementation; the e2e test and the bench copy
+//! it over the generated stub.
+const std = @import("std");
+const compat = @import("../compat.zig");
+const stream = @import("../handlers/app_stream.zig");
+const service = @import("../handlers/app.zig").resp;
+
+/// Slots of the key table (a power of two); at most three quarters hold keys.
+const table_slots = 1 << 16;
+const max_keys = table_slots / 4 * 3;
+const max_args = 16;
+const max_name_bytes = 64;
+/// Longest inline command line, and longest `*`/`$` header line.
+const max_line_bytes = 4096;
+/// A key and value this small live in the table itself: SET and INCR of small values
+/// allocate nothing.
+const inline_bytes = 112;
+
+const Entry = struct {
+    used: bool = false,
+    /// A deleted key: probing continues past it.
+    tombstone: bool = false,
+    key_len: u32 = 0,
+    len: u32 = 0,
+    small: [inline_bytes]u8 = undefined,
+    /// `key ++ value` when longer than `inline_bytes`.
+    big: ?[]u8 = null,
+
+    fn joined(self: *const Entry) []const u8 {
+        return if (self.big) |b| b else self.small[0..self.len];
+    }
+
+    fn key(self: *const Entry) []const u8 {
+        return self.joined()[0..self.key_len];
+    }
+
+    fn value(self: *const Entry) []const u8 {
+        return self.joined()[self.key_len..];
+    }
+};
+
+/// Per worker (per process): the key table.
+pub const State = struct {
+    allocator: std.mem.Allocator,
+    entries: []Entry,
+    keys: usize = 0,
+
+    pub fn init(allocator: std.mem.Allocator) !State {
+        const entries = try allocator.alloc(Entry, table_slots);
+        @memset(entries, .{});
+        return .{ .allocator = allocator, .entries = entries };
+    }
+
+    pub fn deinit(self: *State, allocator: std.mem.Allocator) void {
+        for (self.entries) |e| {
+            if (e.big) |b| allocator.free(b);
+        }
+        allocator.free(self.entries);
+    }
+
+    fn slotOf(k: []const u8) usize {
+        return @truncate(std.hash.Wyhash.hash(0, k));
+    }
+
+    /// The slot holding `key`, or null.
+    fn find(self: *State, k: []const u8) ?*Entry {
+        var i = slotOf(k);
+        var probes: usize = 0;
+        while (probes < table_slots) : (probes += 1) {
+            const e = &self.entries[i & (table_slots - 1)];
+            if (!e.used and !e.tombstone) return null;
+            if (e.used and std.mem.eql(u8, e.key(), k)) return e;
+            i += 1;
+        }
+        return null;
+    }
+
+    fn set(self: *State, k: []const u8, v: []const u8) !void {
+        const e = self.find(k) orelse try self.claim(k);
+        const total = k.len + v.len;
+        if (total <= inline_bytes) {
+            if (e.big) |b| self.allocator.free(b);
+            e.big = null;
+            @memcpy(e.small[0..k.len], k);
+            @memcpy(e.small[k.len..total], v);
+        } else {
+            const joined = try self.allocator.alloc(u8, total);
+            @memcpy(joined[0..k.len], k);
+            @memcpy(joined[k.len..], v);
+            if (e.big) |b| self.allocator.free(b);
+            e.big = joined;
+        }
+        e.key_len = @intCast(k.len);
+        e.len = @intCast(total);
+    }
+
+    /// A free slot for a new key, marked used (its bytes are set by the caller).
+    fn claim(self: *State, k: []const u8) !*Entry {
+        if (self.keys >= max_keys) return error.TooManyKeys;
+        var i = slotOf(k);
+        var probes: usize = 0;
+        while (probes < table_slots) : (probes += 1) {
+            const e = &self.entries[i & (table_slots - 1)];
+            if (!e.used) {
+                e.* = .{ .used = true };
+                self.keys += 1;
+                return e;
+            }
+            i += 1;
+        }
+        unreachable; // At most three quarters of the slots are used.
+    }
+
+    fn del(self: *State, k: []const u8) bool {
+        const e = self.find(k) orelse return false;
+        if (e.big) |b| self.allocator.free(b);
+        e.* = .{ .tombstone = true };
+        self.keys -= 1;
+        return true;
+    }
+};
+
+/// Per connection: the name CLIENT SETNAME gave it.
+pub const Connection = struct {
+    name: [max_name_bytes]u8 = undefined,
+    name_len: u8 = 0,
+};
+
+const Command = struct {
+    args: [max_args][]const u8 = undefined,
+    argc: usize = 0,
+    /// Bytes of input the command took.
+    len: usize = 0,
+};
+
+const Parse = union(enum) {
+    command: Command,
+    need_more,
+    protocol_error: []const u8,
+};
+
+fn line(input: []const u8) ?[]const u8 {
+    const window = input[0..@min(input.len, max_line_bytes + 2)];
+    for (window, 0..) |c, i| {
+        if (c == '\n') return input[0..i];
+    }
+    return null;
+}
+
+fn trimCr(s: []const u8) []const u8 {
+    return if (s.len > 0 and s[s.len - 1] == '\r') s[0 .. s.len - 1] else s;
+}
+
+fn parse(input: []const u8) Parse {
+    if (input.len == 0) return .need_more;
+    if (input[0] != '*') return parseInline(input);
+    var cmd: Command = .{};
+    const head = line(input) orelse {
+        if (input.len > max_line_bytes) return .{ .protocol_error = "too long header" };
+        return .need_more;
+    };
+    const count = std.fmt.parseInt(usize, trimCr(head[1..]), 10) catch
+        return .{ .protocol_error = "invalid multibulk length" };
+    if (count > max_args) return .{ .protocol_error = "too many arguments" };
+    var at = head.len + 1;
+    while (cmd.argc < count) : (cmd.argc += 1) {
+        const rest = input[at..];
+        if (rest.len == 0) return .need_more;
+        if (rest[0] != '$') return .{ .protocol_error = "expected '$'" };
+        const size_line = line(rest) orelse return .need_more;
+        const size = std.fmt.parseInt(usize, trimCr(size_line[1..]), 10) catch
+            return .{ .protocol_error = "invalid bulk length" };
+        const start = at + size_line.len + 1;
+        if (input.len < start + size + 2) {
+            if (size > 1 << 30) return .{ .protocol_error = "invalid bulk length" };
+            return .need_more;
+        }
+        cmd.args[cmd.argc] = input[start..][0..size];
+        at = start + size + 2;
+    }
+    cmd.len = at;
+    return .{ .command = cmd };
+}
+
+fn parseInline(input: []const u8) Parse {
+    const text = line(input) orelse {
+        if (input.len > max_line_bytes) return .{ .protocol_error = "too big inline request" };
+        return .need_more;
+    };
+    var cmd: Command = .{ .len = text.len + 1 };
+    var words = std.mem.tokenizeAny(u8, trimCr(text), " \t");
+    while (words.next()) |w| {
+        if (cmd.argc == max_args) return .{ .protocol_error = "too many arguments" };
+        cmd.args[cmd.argc] = w;
+        cmd.argc += 1;
+    }
+    return .{ .command = cmd };
+}
+
+fn is(arg: []const u8, name: []const u8) bool {
+    return std.ascii.eqlIgnoreCase(arg, name);
+}
+
+/// Room a reply needs at most, besides the value it carries.
+const reply_overhead = 64;
+
+/// Parses and answers every complete command that fits in the output; returns the bytes used.
+pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io) !usize {
+    var used: usize = 0;
+    // Each command takes at least one byte.
+    while (used < input.len) {
+        const cmd = switch (parse(input[used..])) {
+            .need_more => break,
+            .protocol_error => |why| {
+                io.print("-ERR Protocol error: {s}\r\n", .{why}) catch {};
+                io.close();
+                return input.len;
+            },
+            .command => |c| c,
+        };
+        if (!try answer(state, conn, cmd.args[0..cmd.argc], io)) break;
+        used += cmd.len;
+    }
+    return used;
+}
+
+/// Writes the reply; false when it does not fit now (the command is offered again later).
+fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *stream.Io) !bool {
+    var longest: usize = 0;
+    for (args) |a| longest = @max(longest, a.len);
+    if (args.len > 0 and is(args[0], "GET")) {
+        const e = if (args.len == 2) state.find(args[1]) else null;
+        longest = if (e) |found| found.value().len else 0;
+    }
+    if (io.free() < longest + reply_overhead) return false;
+    if (args.len == 0) return true;
+    const name = args[0];
+    if (is(name, "PING")) {
+        if (args.len == 1) try io.write("+PONG\r\n") else try bulk(io, args[1]);
+    } else if (is(name, "ECHO")) {
+        if (args.len != 2) return wrongArity(io, "echo");
+        try bulk(io, args[1]);
+    } else if (is(name, "GET")) {
+        if (args.len != 2) return wrongArity(io, "get");
+        if (state.find(args[1])) |e| try bulk(io, e.value()) else try io.write("$-1\r\n");
+    } else if (is(name, "SET")) {
+        if (args.len != 3) return try syntaxError(io);
+        state.set(args[1], args[2]) catch |err| switch (err) {
+            error.TooManyKeys => {
+                try io.write("-ERR too many keys\r\n");
+                return true;
+            },
+            else => return err,
+        };
+        try io.write("+OK\r\n");
+    } else if (is(name, "DEL")) {
+        if (args.len < 2) return wrongArity(io, "del");
+        var n: usize = 0;
+        for (args[1..]) |k| {
+            if (state.del(k)) n += 1;
+        }
+        try io.print(":{d}\r\n", .{n});
+    } else if (is(name, "INCR")) {
+        if (args.len != 2) return wrongArity(io, "incr");
+        try incr(state, args[1], io);
+    } else if (is(name, "CLIENT")) {
+        try client(conn, args, io);
+    } else if (is(name, "CONFIG") and args.len == 3 and is(args[1], "GET")) {
+        try io.write("*2\r\n");
+        try bulk(io, args[2]);
+        try io.write("$0\r\n\r\n");
+    } else if (is(name, "SELECT")) {
+        if (args.len == 2 and std.mem.eql(u8, args[1], "0")) {
+            try io.write("+OK\r\n");
+        } else {
+            try io.write("-ERR DB index is out of range\r\n");
+        }
+    } else if (is(name, "QUIT")) {
+        try io.write("+OK\r\n");
+        io.close();
+    } else {
+        const shown = name[0..@min(name.len, 32)];
+        try io.print("-ERR unknown command '{s}'\r\n", .{shown});
+    }
+    return true;
+}
+
+fn bulk(io: *stream.Io, value: []const u8) !void {
+    try io.print("${d}\r\n", .{value.len});
+    try io.write(value);
+    try io.write("\r\n");
+}
+
+fn wrongArity(io: *stream.Io, comptime command: []const u8) !bool {
+    try io.write("-ERR wrong number of arguments for '" ++ command ++ "' command\r\n");
+    return true;
+}
+
+fn syntaxError(io: *stream.Io) !bool {
+    try io.write("-ERR syntax error\r\n");
+    return true;
+}
+
+fn incr(state: *State, k: []const u8, io: *stream.Io) !void {
+    const current: i64 = if (state.find(k)) |e|
+        std.fmt.parseInt(i64, e.value(), 10) catch {
+            return io.write("-ERR value is not an integer or out of range\r\n");
+        }
+    else
+        0;
+    const next = std.math.add(i64, current, 1) catch {
+        return io.write("-ERR increment or decrement would overflow\r\n");
+    };
+    var buf: [24]u8 = undefined;
+    const text = compat.bufPrint(&buf, "{d}", .{next}) catch unreachable;
+    state.set(k, text) catch |err| switch (err) {
+        error.TooManyKeys => return io.write("-ERR too many keys\r\n"),
+        else => return err,
+    };
+    try io.print(":{d}\r\n", .{next});
+}
+
+fn client(conn: *Connection, args: []const []const u8, io: *stream.Io) !void {
+    if (args.len == 3 and is(args[1], "SETNAME")) {
+        const name = args[2];
+        if (name.len > max_name_bytes) return io.write("-ERR client name too long\r\n");
+        for (name) |c| {
+            if (c <= ' ' or c > '~') {
+                return io.write("-ERR Client names cannot contain spaces, newlines or " ++
+                    "special characters.\r\n");
+            }
+        }
+        @memcpy(conn.name[0..name.len], name);
+        conn.name_len = @intCast(name.len);
+        return io.write("+OK\r\n");
+    }
+    if (args.len == 2 and is(args[1], "GETNAME")) {
+        if (conn.name_len == 0) return io.write("$-1\r\n");
+        return bulk(io, conn.name[0..conn.name_len]);
+    }
+    try io.write("-ERR unknown subcommand or wrong number of arguments for 'CLIENT'\r\n");
+}
+
+test "answers pipelined commands, arrays and inline, in order" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    var conn: service.Connection = .{};
+    const input = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\n" ++
+        "*2\r\n$3\r\nGET\r\n$1\r\nk\r\nINCR n\r\nINCR n\r\nPING\r\n" ++
+        "*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\nDEL k n missing\r\nGET k\r\n";
+    const reply = try service.testBytes(&state, &conn, input);
+    try std.testing.expectEqualStrings("+OK\r\n$2\r\nv1\r\n:1\r\n:2\r\n+PONG\r\n$2\r\nhi\r\n" ++
+        ":2\r\n$-1\r\n", reply);
+}
+
+test "a connection keeps its name; a bad request closes with an error" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    var conn: service.Connection = .{};
+    const input = "CLIENT GETNAME\r\nCLIENT SETNAME app\r\nCLIENT GETNAME\r\n";
+    const named = try service.testBytes(&state, &conn, input);
+    try std.testing.expectEqualStrings("$-1\r\n+OK\r\n$3\r\napp\r\n", named);
+    const bad = try service.testBytes(&state, &conn, "*x\r\n");
+    try std.testing.expect(std.mem.startsWith(u8, bad, "-ERR Protocol error"));
+}

@@ -1,0 +1,109 @@
+//! The notes module: the functions that answer the routes of the `notes`
+//! application listeners. gen-reuseport created this file once and never overwrites or
+//! removes it: it is yours. When the spec gains a route, add its function here (the
+//! generator names it, and the build says which one is missing).
+//!
+//! A route function gets the worker's `State`, the request (`req.param`, `req.header`,
+//! `req.queryParam`, `req.body`, `req.peer()`, `req.arena`) and the response (`res.status`,
+//! `res.header`, `res.write`, `res.print`). A returned error becomes a 500 (declare
+//! `pub fn errorStatus(err: anyerror) u16` to choose), `error.OutOfMemory` from `req.arena` a
+//! 503. Optional: `State.drain` (the worker is stopping) and `State.access` (after each
+//! request). Never block: one worker serves all its connections from one thread.
+//!
+//! A per-worker timer: declare `pub const tick_ms: u32 = 1000;` and
+//! `pub fn tick(state: *State, now_ms: u64) void`.
+const std = @import("std");
+const http = @import("../handlers/app_http.zig");
+const service = @import("../handlers/app.zig").notes;
+
+/// Per-worker state. Per worker means per process: every worker process has its own copy,
+/// nothing here is shared between workers.
+pub const State = struct {
+    requests: u64 = 0,
+
+    /// Called once per worker before it serves; may allocate.
+    pub fn init(allocator: std.mem.Allocator) !State {
+        _ = allocator;
+        return .{};
+    }
+
+    pub fn deinit(self: *State, allocator: std.mem.Allocator) void {
+        _ = self;
+        _ = allocator;
+    }
+};
+
+/// GET /notes
+pub fn listNotes(state: *State, req: *http.Request, res: *http.Response) !void {
+    state.requests += 1;
+    try res.header("Content-Type", "text/plain; charset=utf-8");
+    try res.print("listNotes: {s}\n", .{req.path});
+}
+
+/// GET /notes/:id
+pub fn getNote(state: *State, req: *http.Request, res: *http.Response) !void {
+    state.requests += 1;
+    try res.header("Content-Type", "text/plain; charset=utf-8");
+    try res.print("getNote: {s}\n", .{req.path});
+}
+
+/// PUT /notes/:id
+pub fn putNote(state: *State, req: *http.Request, res: *http.Response) !void {
+    state.requests += 1;
+    try res.header("Content-Type", "text/plain; charset=utf-8");
+    try res.print("putNote: {s}\n", .{req.path});
+}
+
+/// DELETE /notes/:id
+pub fn deleteNote(state: *State, req: *http.Request, res: *http.Response) !void {
+    state.requests += 1;
+    try res.header("Content-Type", "text/plain; charset=utf-8");
+    try res.print("deleteNote: {s}\n", .{req.path});
+}
+
+/// GET /export
+pub fn exportNotes(state: *State, req: *http.Request, res: *http.Response) !void {
+    state.requests += 1;
+    try res.header("Content-Type", "text/plain; charset=utf-8");
+    try res.print("exportNotes: {s}\n", .{req.path});
+}
+
+test "listNotes answers GET /notes" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const res = try service.testRequest(&state, "GET /notes HTTP/1.1\r\n" ++
+        "Host: test\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), res.status);
+}
+
+test "getNote answers GET /notes/:id" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const res = try service.testRequest(&state, "GET /notes/1 HTTP/1.1\r\n" ++
+        "Host: test\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), res.status);
+}
+
+test "putNote answers PUT /notes/:id" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const res = try service.testRequest(&state, "PUT /notes/1 HTTP/1.1\r\n" ++
+        "Host: test\r\nContent-Length: 0\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), res.status);
+}
+
+test "deleteNote answers DELETE /notes/:id" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const res = try service.testRequest(&state, "DELETE /notes/1 HTTP/1.1\r\n" ++
+        "Host: test\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), res.status);
+}
+
+test "exportNotes answers GET /export" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const res = try service.testRequest(&state, "GET /export HTTP/1.1\r\n" ++
+        "Host: test\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), res.status);
+}

@@ -1,0 +1,958 @@
+//! HTTP application modules: the request and response a route function is given, and
+//! `Module`, which turns a user's module and the spec's route table into a handler: it
+//! parses with `http/parser.zig` (the same strict rules, 408/413/431/… and `Date` as the
+//! built-in `http` handler), routes at compile time, and writes the answer.
+//!
+//! Memory, all reserved before the first request, none allocated per request:
+//! - A request body reaches its route whole, in the connection's read buffer (per
+//!   connection, `readBufferBytes`): the head and the body must fit there together, so the
+//!   largest body is the smaller of `maxBodyBytes` and the read buffer minus the head (413
+//!   above it). Chunked bodies are decoded in place.
+//! - The response body and headers are written into per-worker buffers (one worker serves
+//!   one request at a time) and then copied behind the status line into the connection's
+//!   write buffer: a response must fit in `writeBufferBytes` (a 500 otherwise).
+//! - `req.arena` hands out per-worker scratch memory (`scratchBytes`), reset after each
+//!   request. When it runs out the route gets `error.OutOfMemory` and the client a 503.
+//!
+//! Per worker means per process: each worker process has its own module `State`.
+const std = @import("std");
+const config = @import("../config.zig");
+const sys = @import("../sys.zig");
+const compat = @import("../compat.zig");
+const app_peer = @import("app_peer.zig");
+const api = @import("api.zig");
+const app_timer = @import("app_timer.zig");
+const parser = @import("../http/parser.zig");
+const date = @import("../http/date.zig");
+const assert = std.debug.assert;
+
+pub const Method = enum { GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS };
+/// Every method, in `Method` order (spelled out: `@typeInfo`'s shape differs across releases).
+const all_methods = [_]Method{ .GET, .HEAD, .POST, .PUT, .DELETE, .PATCH, .OPTIONS };
+
+/// One line of the spec's route table: the module function `name` answers `method` on
+/// requests whose path matches `path` (literal segments, `:param`, a last `*rest`).
+pub const Route = struct {
+    name: []const u8,
+    method: Method,
+    path: []const u8,
+};
+
+/// The most parameters a route path can capture (each `:param` and `*rest`).
+pub const max_params = 16;
+/// Room for the headers a route adds (`res.header`), per worker.
+pub const header_bytes = 4096;
+
+pub const Param = struct { name: []const u8, value: []const u8 };
+
+/// The client's address and port.
+pub const Peer = app_peer.Peer;
+
+pub const Request = struct {
+    /// The method as sent (a route sees only its own method, or GET's for a HEAD).
+    method: []const u8,
+    /// The request target as sent: path and query.
+    target: []const u8,
+    /// The target up to `?`, not percent-decoded.
+    path: []const u8,
+    /// The target after `?` ("" when there is none), not percent-decoded.
+    query: []const u8,
+    /// The whole body ("" when there is none), decoded when it was chunked.
+    body: []const u8,
+    /// The path's `:param` and `*rest` captures, in path order.
+    params: []const Param,
+    fields: []const parser.Field,
+    /// Scratch memory for this request only: reset once its response is written.
+    arena: std.mem.Allocator,
+    fd: sys.Fd,
+
+    /// The capture called `name` (`getNote` on `/notes/:id` has `req.param("id")`).
+    pub fn param(self: *const Request, name: []const u8) ?[]const u8 {
+        for (self.params) |p| {
+            if (std.mem.eql(u8, p.name, name)) return p.value;
+        }
+        return null;
+    }
+
+    /// The first header field called `name`, compared case-insensitively.
+    pub fn header(self: *const Request, name: []const u8) ?[]const u8 {
+        for (self.fields) |f| {
+            if (std.ascii.eqlIgnoreCase(f.name, name)) return f.value;
+        }
+        return null;
+    }
+
+    /// The raw value of the first `name=value` pair of the query ("" for a bare `name`).
+    pub fn queryParam(self: *const Request, name: []const u8) ?[]const u8 {
+        var pairs = std.mem.splitScalar(u8, self.query, '&');
+        while (pairs.next()) |pair| {
+            const eq = compat.findScalar(u8, pair, '=') orelse pair.len;
+            if (!std.mem.eql(u8, pair[0..eq], name)) continue;
+            return if (eq == pair.len) "" else pair[eq + 1 ..];
+        }
+        return null;
+    }
+
+    /// The client's address, asked of the kernel only when a route wants it.
+    pub fn peer(self: *const Request) ?Peer {
+        return app_peer.ofSocket(self.fd);
+    }
+};
+
+pub const WriteError = error{NoSpaceLeft};
+pub const HeaderError = error{ NoSpaceLeft, InvalidHeader };
+
+pub const Response = struct {
+    status: u16 = 200,
+    /// Close the connection once this response is sent.
+    close: bool = false,
+    body_buf: []u8,
+    body_len: usize = 0,
+    header_buf: []u8,
+    header_len: usize = 0,
+    /// Set by `stream`: the rest of the body comes from a continuation.
+    continuation: ?Continuation = null,
+
+    /// Sends a body larger than the write buffer. What `write` put in the body goes first;
+    /// then `next` is called each time the connection's output has room, with `cursor` (yours:
+    /// an offset, an index; it starts at the value given here), until it returns true. With
+    /// `length` the response has that Content-Length (the bytes must add up to it, or the
+    /// connection closes); with null it is chunked (close-delimited for HTTP/1.0 clients).
+    /// The request's bytes are gone by then: keep what `next` needs in `cursor` or `State`.
+    pub fn stream(
+        self: *Response,
+        comptime S: type,
+        next: *const fn (state: *S, cursor: *u64, body: *BodyWriter) anyerror!bool,
+        cursor: u64,
+        length: ?u64,
+    ) void {
+        self.continuation = .{ .next = @ptrCast(next), .cursor = cursor, .length = length };
+    }
+
+    /// Adds a header field. Content-Length, Date, Server and Connection are the server's.
+    pub fn header(self: *Response, name: []const u8, value: []const u8) HeaderError!void {
+        if (name.len == 0) return error.InvalidHeader;
+        for (name) |c| if (!isTokenChar(c)) return error.InvalidHeader;
+        for (value) |c| if (c == '\r' or c == '\n' or c == 0) return error.InvalidHeader;
+        const line_len = name.len + 2 + value.len + 2;
+        if (line_len > self.header_buf.len - self.header_len) return error.NoSpaceLeft;
+        const line = self.header_buf[self.header_len..][0..line_len];
+        @memcpy(line[0..name.len], name);
+        @memcpy(line[name.len..][0..2], ": ");
+        @memcpy(line[name.len + 2 ..][0..value.len], value);
+        @memcpy(line[line_len - 2 ..], "\r\n");
+        self.header_len += line_len;
+    }
+
+    /// Appends to the body.
+    pub fn write(self: *Response, bytes: []const u8) WriteError!void {
+        if (bytes.len > self.body_buf.len - self.body_len) return error.NoSpaceLeft;
+        @memcpy(self.body_buf[self.body_len..][0..bytes.len], bytes);
+        self.body_len += bytes.len;
+    }
+
+    /// Appends formatted text to the body (`std.fmt` syntax).
+    pub fn print(self: *Response, comptime format: []const u8, args: anytype) WriteError!void {
+        const written = compat.bufPrint(self.body_buf[self.body_len..], format, args) catch
+            return error.NoSpaceLeft;
+        self.body_len += written.len;
+    }
+
+    /// The body written so far.
+    pub fn body(self: *const Response) []const u8 {
+        return self.body_buf[0..self.body_len];
+    }
+};
+
+/// A streamed body's progress, kept per connection between calls.
+pub const Continuation = struct {
+    /// The module's `fn (*State, *u64, *BodyWriter) anyerror!bool`, its type erased here
+    /// (the connection state is the same type for every module) and restored by `Module`.
+    next: *const anyopaque,
+    cursor: u64,
+    /// Total body bytes; null: chunked (or close-delimited).
+    length: ?u64,
+};
+
+/// Where a continuation writes the next part of a streamed body: the connection's output.
+pub const BodyWriter = struct {
+    buf: []u8,
+    len: usize = 0,
+
+    /// Appends all of `bytes`, or nothing (`error.NoSpaceLeft`): write what `free` allows.
+    pub fn write(self: *BodyWriter, bytes: []const u8) WriteError!void {
+        if (bytes.len > self.buf.len - self.len) return error.NoSpaceLeft;
+        @memcpy(self.buf[self.len..][0..bytes.len], bytes);
+        self.len += bytes.len;
+    }
+
+    pub fn free(self: *const BodyWriter) usize {
+        return self.buf.len - self.len;
+    }
+};
+
+/// What the optional `access` hook of a module learns after each routed request.
+pub const Access = struct {
+    method: []const u8,
+    path: []const u8,
+    status: u16,
+    /// Response body bytes (0 for HEAD).
+    body_bytes: usize,
+    duration_us: u64,
+    /// The route's name; "" when no route answered (404, 405).
+    route: []const u8,
+};
+
+fn isTokenChar(c: u8) bool {
+    return switch (c) {
+        'a'...'z', 'A'...'Z', '0'...'9' => true,
+        '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~' => true,
+        else => false,
+    };
+}
+
+/// Matches `path` against a route pattern; captures go to `params`.
+fn matchPath(comptime pattern: []const u8, path: []const u8, params: *Params) bool {
+    comptime assert(pattern.len > 0 and pattern[0] == '/');
+    if (comptime std.mem.eql(u8, pattern, "/")) return std.mem.eql(u8, path, "/");
+    const mark = params.len;
+    var rest = path;
+    comptime var segments = std.mem.splitScalar(u8, pattern[1..], '/');
+    inline while (comptime segments.next()) |segment| {
+        if (rest.len == 0 or rest[0] != '/') return params.undo(mark);
+        rest = rest[1..];
+        if (comptime segment[0] == '*') {
+            params.add(segment[1..], rest);
+            return true;
+        }
+        const end = compat.findScalar(u8, rest, '/') orelse rest.len;
+        if (comptime segment[0] == ':') {
+            if (end == 0) return params.undo(mark);
+            params.add(segment[1..], rest[0..end]);
+        } else if (!std.mem.eql(u8, rest[0..end], segment)) {
+            return params.undo(mark);
+        }
+        rest = rest[end..];
+    }
+    if (rest.len != 0) return params.undo(mark);
+    return true;
+}
+
+const Params = struct {
+    items: [max_params]Param = undefined,
+    len: usize = 0,
+
+    fn add(self: *Params, name: []const u8, value: []const u8) void {
+        assert(self.len < max_params);
+        self.items[self.len] = .{ .name = name, .value = value };
+        self.len += 1;
+    }
+
+    fn undo(self: *Params, mark: usize) bool {
+        self.len = mark;
+        return false;
+    }
+};
+
+fn methodIndex(method: Method) usize {
+    for (all_methods, 0..) |m, i| {
+        if (m == method) return i;
+    }
+    unreachable;
+}
+
+fn methodOf(text: []const u8) ?Method {
+    inline for (all_methods) |m| {
+        if (std.mem.eql(u8, text, @tagName(m))) return m;
+    }
+    return null;
+}
+
+/// The path of a request target: origin form `/a?b`, or absolute form `http://h/a?b`.
+fn splitTarget(target: []const u8) struct { path: []const u8, query: []const u8 } {
+    var t = target;
+    if (t.len > 0 and t[0] != '/') {
+        // Absolute form: skip the scheme and authority (RFC 9112 §3.2.2).
+        const scheme_end = compat.find(u8, t, "://") orelse return .{ .path = "", .query = "" };
+        const after = t[scheme_end + 3 ..];
+        const slash = compat.findScalar(u8, after, '/') orelse after.len;
+        t = if (slash == after.len) "/" else after[slash..];
+    }
+    const q = compat.findScalar(u8, t, '?') orelse return .{ .path = t, .query = "" };
+    return .{ .path = t[0..q], .query = t[q + 1 ..] };
+}
+
+fn reason(status: u16) []const u8 {
+    return switch (status) {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        else => "Status",
+    };
+}
+
+/// A response without a body never has one (RFC 9110 §15: 1xx, 204, 304).
+fn hasNoBody(status: u16) bool {
+    return status < 200 or status == 204 or status == 304;
+}
+
+/// The `Date` value, formatted once per second per process.
+var date_cache: date.Cache = .{};
+
+/// What the engine needs to write a response head.
+const Framing = struct {
+    keep_alive: bool,
+    http_1_0: bool,
+    head_only: bool,
+    /// A streamed body of unknown length to an HTTP/1.1 client.
+    chunked: bool = false,
+};
+
+/// Writes status line, server headers, the route's headers and the body into `out`; false
+/// when it does not fit (nothing written then).
+fn appendResponse(out: *api.Output, res: *const Response, framing: Framing) bool {
+    assert(res.status >= 100 and res.status <= 999);
+    const start = out.len;
+    var length_buf: [48]u8 = undefined;
+    const no_body = hasNoBody(res.status);
+    const chunked = !no_body and framing.chunked;
+    const length = if (no_body)
+        ""
+    else if (chunked)
+        "Transfer-Encoding: chunked\r\n"
+    else if (res.continuation) |c|
+        if (c.length) |n|
+            compat.bufPrint(&length_buf, "Content-Length: {d}\r\n", .{n}) catch unreachable
+        else
+            "" // HTTP/1.0: the body ends when the connection closes.
+    else
+        compat.bufPrint(&length_buf, "Content-Length: {d}\r\n", .{res.body_len}) catch
+            unreachable;
+    var status_buf: [64]u8 = undefined;
+    const status_line = compat.bufPrint(&status_buf, "HTTP/1.1 {d} {s}\r\nServer: ", .{
+        res.status, reason(res.status),
+    }) catch unreachable;
+    const connection = if (!framing.keep_alive)
+        "Connection: close\r\n"
+    else if (framing.http_1_0)
+        "Connection: keep-alive\r\n"
+    else
+        "";
+    const body = if (no_body or framing.head_only) "" else res.body();
+    var chunk_buf: [10]u8 = undefined;
+    const chunk_head = if (chunked and body.len > 0) chunkHead(&chunk_buf, body.len) else "";
+    const chunk_tail = if (chunk_head.len > 0) "\r\n" else "";
+    const parts = [_][]const u8{
+        status_line,
+        config.name,
+        "\r\nDate: ",
+        date_cache.get(sys.realtimeSeconds()),
+        "\r\n",
+        res.header_buf[0..res.header_len],
+        length,
+        connection,
+        "\r\n",
+        chunk_head,
+        body,
+        chunk_tail,
+    };
+    var total: usize = 0;
+    for (parts) |p| total += p.len;
+    if (total > out.free()) return false;
+    for (parts) |p| _ = out.append(p);
+    assert(out.len == start + total);
+    return true;
+}
+
+/// A chunk-size line of fixed width (leading zeros are allowed, RFC 9112 §7.1), so that its
+/// room can be reserved before the chunk's size is known.
+fn chunkHead(buf: *[10]u8, size: usize) []const u8 {
+    assert(size > 0 and size <= 0xffffffff);
+    return compat.bufPrint(buf, "{x:0>8}\r\n", .{size}) catch unreachable;
+}
+
+/// An answer with an empty body and no route headers: errors, 404, 405 (with `Allow`).
+fn appendStatus(out: *api.Output, status: u16, allow: []const u8, framing: Framing) void {
+    var header_buf: [96]u8 = undefined;
+    var res: Response = .{ .status = status, .body_buf = &.{}, .header_buf = &header_buf };
+    if (allow.len > 0) res.header("Allow", allow) catch unreachable;
+    if (!appendResponse(out, &res, framing)) {
+        // The caller starts a request only with an empty write buffer, which holds this.
+        unreachable;
+    }
+}
+
+const continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+
+/// A connection's progress through its current request. The request's bytes stay in the
+/// connection's read buffer until it is answered: the head is parsed in place and the body
+/// is gathered behind it, so that the route sees both whole.
+pub const Connection = struct {
+    parser: parser.Parser,
+    /// Bytes of the current request the parser has used, from the request's first byte.
+    parsed: usize = 0,
+    head: ?parser.Head = null,
+    /// The gathered body starts `body_start` bytes after the request's first byte.
+    body_start: usize = 0,
+    body_len: usize = 0,
+    /// A response body being streamed: no further request is read until it ends.
+    streaming: ?Streaming = null,
+
+    const Streaming = struct {
+        continuation: Continuation,
+        sent: u64,
+        chunked: bool,
+        keep_alive: bool,
+    };
+
+    pub fn init(max_body_bytes: u64) Connection {
+        return .{ .parser = parser.Parser.init(.{
+            .request_line_bytes = @min(8192, config.read_buffer_bytes - 2),
+            .head_bytes = config.read_buffer_bytes - 1,
+            .body_bytes = @min(max_body_bytes, config.read_buffer_bytes),
+        }) };
+    }
+
+    /// The bytes of the request moved `delta` bytes to the left (the connection dropped
+    /// the answered requests before it): the parsed head's slices follow them.
+    fn rebase(self: *Connection, delta: usize) void {
+        const head = if (self.head) |*h| h else return;
+        head.method = shift(head.method, delta);
+        head.target = shift(head.target, delta);
+        for (self.parser.fields[0..head.fields.len]) |*f| {
+            f.name = shift(f.name, delta);
+            f.value = shift(f.value, delta);
+        }
+    }
+
+    fn shift(slice: []const u8, delta: usize) []const u8 {
+        return (slice.ptr - delta)[0..slice.len];
+    }
+};
+
+/// The handler of an HTTP module: `M` is the user's file, `routes` the spec's table,
+/// `file` the module's path for build errors.
+pub fn Module(
+    comptime M: type,
+    comptime file: []const u8,
+    comptime routes: []const Route,
+    comptime scratch_bytes: usize,
+) type {
+    comptime {
+        if (!@hasDecl(M, "State")) {
+            @compileError(file ++ ": declare `pub const State = struct { ... }` with " ++
+                "`pub fn init(allocator: std.mem.Allocator) !State` and " ++
+                "`pub fn deinit(self: *State, allocator: std.mem.Allocator) void`");
+        }
+        for (routes) |r| {
+            if (!@hasDecl(M, r.name)) {
+                @compileError(file ++ ": route " ++ r.name ++ " (" ++ @tagName(r.method) ++
+                    " " ++ r.path ++ ") has no function; add:\n    pub fn " ++ r.name ++
+                    "(state: *State, req: *http.Request, res: *http.Response) !void");
+            }
+        }
+    }
+    return struct {
+        pub const State = M.State;
+
+        var state: State = undefined;
+        var initialized = false;
+        var scratch: [scratch_bytes]u8 = undefined;
+        var body_buf: [config.write_buffer_bytes]u8 = undefined;
+        var header_buf: [header_bytes]u8 = undefined;
+        /// Requests whose route ran out of scratch memory (answered 503).
+        pub var scratch_exhausted: u64 = 0;
+
+        /// Makes this process's state; called once per worker before it serves.
+        const ticker = app_timer.Ticker(M, State);
+
+        pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
+            if (initialized) return;
+            state = try State.init(allocator);
+            initialized = true;
+            ticker.start(now_ms);
+        }
+
+        pub fn deinit(allocator: std.mem.Allocator) void {
+            if (!initialized) return;
+            ticker.stop();
+            state.deinit(allocator);
+            initialized = false;
+        }
+
+        /// When the worker's loop must wake for this module's `tick`; null: never.
+        pub fn nextTickMs() ?u64 {
+            return ticker.nextMs();
+        }
+
+        pub fn tick(now_ms: u64) void {
+            if (initialized) ticker.run(&state, now_ms);
+        }
+
+        /// The worker stops taking connections: the module may stop background work.
+        pub fn drain() void {
+            if (!initialized) return;
+            if (@hasDecl(State, "drain")) state.drain();
+        }
+
+        /// Runs every complete request in `input` through the router, one response per
+        /// call of the worker (each waits for the previous one's bytes to be sent).
+        pub fn onData(
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            return serve(&state, ctx, conn, input, out);
+        }
+
+        /// Serves with an explicit state: the worker's, or a test's.
+        pub fn serve(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            var progress: api.Progress = .{ .consumed = 0 };
+            if (conn.streaming != null) {
+                switch (continueStream(s, conn, out)) {
+                    .more => {
+                        progress.want_writable = true;
+                        return progress;
+                    },
+                    .failed, .done_close => {
+                        progress.close = true;
+                        return progress;
+                    },
+                    .done => {},
+                }
+            }
+            var start: usize = 0;
+            // Each step consumes input or moves the parser to its next event.
+            var steps: usize = 0;
+            while (steps <= 2 * input.len + 2) : (steps += 1) {
+                if (conn.head == null and conn.parsed == 0 and out.len > 0) break;
+                const step = conn.parser.next(input[start + conn.parsed ..]);
+                switch (step.event) {
+                    .need_more => {
+                        conn.parsed += step.consumed;
+                        break;
+                    },
+                    .head => |head| {
+                        conn.parsed += step.consumed;
+                        conn.head = head;
+                        conn.body_start = conn.parsed;
+                        conn.body_len = 0;
+                        const length = switch (head.body) {
+                            .length => |n| n,
+                            else => 0,
+                        };
+                        if (conn.body_start + length > config.read_buffer_bytes) {
+                            appendStatus(out, 413, "", .{
+                                .keep_alive = false,
+                                .http_1_0 = false,
+                                .head_only = false,
+                            });
+                            progress.rejected = 413;
+                            progress.close = true;
+                            break;
+                        }
+                        if (head.expect_continue and head.body != .none) {
+                            _ = out.append(continue_response);
+                        }
+                    },
+                    .body => |piece| {
+                        const at = start + conn.body_start + conn.body_len;
+                        assert(@intFromPtr(piece.ptr) >= @intFromPtr(input.ptr + at));
+                        compat.copyLeft(input[at..][0..piece.len], piece);
+                        conn.body_len += piece.len;
+                        conn.parsed += step.consumed;
+                    },
+                    .end => {
+                        conn.parsed += step.consumed;
+                        const keep = respond(s, ctx, conn, input[start..], out);
+                        progress.requests += 1;
+                        start += conn.parsed;
+                        conn.parsed = 0;
+                        conn.head = null;
+                        if (conn.streaming != null) {
+                            // The body goes on once this output is sent; requests wait.
+                            progress.want_writable = true;
+                            break;
+                        }
+                        if (!keep) {
+                            progress.close = true;
+                            break;
+                        }
+                    },
+                    .err => |e| {
+                        appendParserError(out, e);
+                        progress.rejected = e.status();
+                        progress.close = true;
+                        break;
+                    },
+                }
+            }
+            progress.consumed = start;
+            conn.rebase(start);
+            progress.phase = if (conn.head != null)
+                .body
+            else if (input.len > start)
+                .head
+            else
+                .idle;
+            return progress;
+        }
+
+        /// Routes one complete request (its bytes start `request`) and writes the answer;
+        /// whether the connection may carry another request.
+        fn respond(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            request: []u8,
+            out: *api.Output,
+        ) bool {
+            const head = conn.head.?;
+            const started_us = if (@hasDecl(M, "access")) sys.monotonicUs() else 0;
+            var framing: Framing = .{
+                .keep_alive = head.persistent() and !ctx.draining,
+                .http_1_0 = head.version == .http_1_0,
+                .head_only = std.mem.eql(u8, head.method, "HEAD"),
+            };
+            const target = splitTarget(head.target);
+            var params: Params = .{};
+            var fba = std.heap.FixedBufferAllocator.init(&scratch);
+            var req: Request = .{
+                .method = head.method,
+                .target = head.target,
+                .path = target.path,
+                .query = target.query,
+                .body = request[conn.body_start..][0..conn.body_len],
+                .params = &.{},
+                .fields = head.fields,
+                .arena = fba.allocator(),
+                .fd = ctx.fd,
+            };
+            var res: Response = .{ .body_buf = &body_buf, .header_buf = &header_buf };
+            const method = methodOf(head.method);
+            var allowed: [all_methods.len]bool = @splat(false);
+            var route_name: []const u8 = "";
+            var routed = false;
+            inline for (routes) |r| {
+                if (!routed and matchPath(r.path, target.path, &params)) {
+                    allowed[comptime methodIndex(r.method)] = true;
+                    if (r.method == .GET) allowed[comptime methodIndex(.HEAD)] = true;
+                    const wanted = method != null and (method.? == r.method or
+                        (method.? == .HEAD and r.method == .GET and !hasRoute(.HEAD, r.path)));
+                    if (wanted) {
+                        routed = true;
+                        route_name = r.name;
+                        req.params = params.items[0..params.len];
+                        @field(M, r.name)(s, &req, &res) catch |err| {
+                            res = .{
+                                .status = statusOf(err),
+                                .body_buf = &.{},
+                                .header_buf = &header_buf,
+                            };
+                        };
+                    }
+                    params.len = 0;
+                }
+            }
+            var any_allowed = false;
+            for (allowed) |a| any_allowed = any_allowed or a;
+            if (!routed) {
+                const status: u16 = if (any_allowed) 405 else 404;
+                res = .{ .status = status, .body_buf = &.{}, .header_buf = &header_buf };
+                if (any_allowed) {
+                    res.header("Allow", allowText(allowed, &allow_buf)) catch unreachable;
+                }
+            }
+            framing.keep_alive = framing.keep_alive and !res.close;
+            const streamed = if (hasNoBody(res.status)) null else res.continuation;
+            if (streamed) |c| {
+                framing.chunked = c.length == null and !framing.http_1_0;
+                // An HTTP/1.0 client knows where an unsized body ends only by the close.
+                if (c.length == null and framing.http_1_0) framing.keep_alive = false;
+            }
+            if (!appendResponse(out, &res, framing)) {
+                // Headers and body beyond the write buffer: the route's answer cannot go out.
+                framing.keep_alive = false;
+                framing.chunked = false;
+                res.continuation = null;
+                appendStatus(out, 500, "", framing);
+                res.status = 500;
+            } else if (streamed) |c| if (!framing.head_only) {
+                conn.streaming = .{
+                    .continuation = c,
+                    .sent = res.body_len,
+                    .chunked = framing.chunked,
+                    .keep_alive = framing.keep_alive,
+                };
+            };
+            if (@hasDecl(M, "access")) {
+                s.access(.{
+                    .method = head.method,
+                    .path = target.path,
+                    .status = res.status,
+                    .body_bytes = if (framing.head_only) 0 else res.body_len,
+                    .duration_us = sys.monotonicUs() - started_us,
+                    .route = route_name,
+                });
+            }
+            return framing.keep_alive;
+        }
+
+        var allow_buf: [64]u8 = undefined;
+
+        const Next = *const fn (*State, *u64, *BodyWriter) anyerror!bool;
+
+        const StreamStep = enum { more, done, done_close, failed };
+
+        /// Lets the route's continuation write the next part of a streamed body into the
+        /// output (as one chunk when chunked).
+        fn continueStream(s: *State, conn: *Connection, out: *api.Output) StreamStep {
+            const st = &conn.streaming.?;
+            const next: Next = @ptrCast(@alignCast(st.continuation.next));
+            const head_room: usize = if (st.chunked) 10 else 0;
+            const tail_room: usize = if (st.chunked) 2 else 0;
+            if (out.free() < head_room + tail_room + 1) return .more;
+            var end = out.buf.len - tail_room;
+            if (st.continuation.length) |n| {
+                end = @min(end, out.len + head_room + @as(usize, @intCast(n - st.sent)));
+            }
+            var writer: BodyWriter = .{ .buf = out.buf[out.len + head_room .. end] };
+            const done = next(s, &st.continuation.cursor, &writer) catch return .failed;
+            if (writer.len > 0) {
+                if (st.chunked) {
+                    var head_buf: [10]u8 = undefined;
+                    @memcpy(out.buf[out.len..][0..10], chunkHead(&head_buf, writer.len));
+                }
+                out.len += head_room + writer.len;
+                if (st.chunked) _ = out.append("\r\n");
+                st.sent += writer.len;
+            }
+            if (!done) {
+                // A continuation that writes nothing into an empty output would spin.
+                return if (writer.len == 0 and out.len == 0) .failed else .more;
+            }
+            if (st.chunked and !out.append("0\r\n\r\n")) {
+                // The last chunk goes out with the next call.
+                st.continuation.next = @ptrCast(&finished);
+                return .more;
+            }
+            const complete = if (st.continuation.length) |n| st.sent == n else true;
+            const keep = st.keep_alive and complete;
+            conn.streaming = null;
+            return if (!complete) .failed else if (keep) .done else .done_close;
+        }
+
+        fn finished(_: *State, _: *u64, _: *BodyWriter) anyerror!bool {
+            return true;
+        }
+
+        fn hasRoute(comptime method: Method, comptime path: []const u8) bool {
+            inline for (routes) |r| {
+                if (r.method == method and comptime std.mem.eql(u8, r.path, path)) return true;
+            }
+            return false;
+        }
+
+        fn statusOf(err: anyerror) u16 {
+            if (err == error.OutOfMemory) {
+                scratch_exhausted += 1;
+                return 503;
+            }
+            if (@hasDecl(M, "errorStatus")) {
+                const status: u16 = M.errorStatus(err);
+                if (status >= 100 and status <= 999) return status;
+            }
+            return 500;
+        }
+
+        /// Runs one request through the module without a socket: `bytes` is what a client
+        /// sends, the answer is parsed back. For tests (`zig build test`).
+        pub fn testRequest(s: *State, bytes: []const u8) !TestResponse {
+            const Buffers = struct {
+                var input: [config.read_buffer_bytes]u8 = undefined;
+                var output: [config.write_buffer_bytes]u8 = undefined;
+                /// The whole response, streamed parts included.
+                var response: [test_response_bytes]u8 = undefined;
+            };
+            if (bytes.len > Buffers.input.len) return error.RequestTooLarge;
+            @memcpy(Buffers.input[0..bytes.len], bytes);
+            var conn = Connection.init(config.max_body_bytes);
+            var out: api.Output = .{ .buf = &Buffers.output };
+            const ctx = testContext();
+            var progress = serve(s, &ctx, &conn, Buffers.input[0..bytes.len], &out);
+            if (progress.requests == 0 and progress.rejected == 0) return error.IncompleteRequest;
+            var len: usize = 0;
+            // A streamed body comes in one call per output buffer, as the worker would make.
+            var calls: usize = 0;
+            while (calls < test_response_bytes) : (calls += 1) {
+                if (out.len > Buffers.response.len - len) return error.ResponseTooLarge;
+                @memcpy(Buffers.response[len..][0..out.len], out.buf[0..out.len]);
+                len += out.len;
+                if (conn.streaming == null or progress.close) break;
+                out.len = 0;
+                progress = serve(s, &ctx, &conn, Buffers.input[0..0], &out);
+            }
+            return TestResponse.parse(Buffers.response[0..len]);
+        }
+    };
+}
+
+/// The largest response `testRequest` collects.
+pub const test_response_bytes = 4 << 20;
+
+fn allowText(allowed: anytype, buf: []u8) []const u8 {
+    var len: usize = 0;
+    for (allowed, all_methods) |a, m| {
+        if (!a) continue;
+        const name = @tagName(m);
+        if (len > 0) {
+            @memcpy(buf[len..][0..2], ", ");
+            len += 2;
+        }
+        @memcpy(buf[len..][0..name.len], name);
+        len += name.len;
+    }
+    return buf[0..len];
+}
+
+fn appendParserError(out: *api.Output, e: parser.Error) void {
+    const framing: Framing = .{ .keep_alive = false, .http_1_0 = false, .head_only = false };
+    appendStatus(out, e.status(), "", framing);
+}
+
+/// The request head or body did not arrive in time.
+pub fn onTimeout(out: *api.Output) void {
+    if (out.len > 0) return;
+    appendStatus(out, 408, "", .{ .keep_alive = false, .http_1_0 = false, .head_only = false });
+}
+
+fn testContext() api.Context {
+    return .{
+        .listener = &config.listeners[0],
+        .listener_index = 0,
+        .worker_index = 0,
+        .pid = 1,
+        .generation = 1,
+        .draining = false,
+        .fd = -1,
+    };
+}
+
+/// A response as a test sees it: status, one header at a time, body.
+pub const TestResponse = struct {
+    status: u16,
+    head: []const u8,
+    body: []const u8,
+
+    fn parse(bytes: []const u8) !TestResponse {
+        var text = bytes;
+        if (std.mem.startsWith(u8, text, continue_response)) text = text[continue_response.len..];
+        const end = compat.find(u8, text, "\r\n\r\n") orelse return error.NoResponse;
+        if (text.len < 12 or !std.mem.startsWith(u8, text, "HTTP/1.1 ")) return error.NoResponse;
+        const status = std.fmt.parseInt(u16, text[9..12], 10) catch return error.NoResponse;
+        var response: TestResponse = .{
+            .status = status,
+            .head = text[0 .. end + 2],
+            .body = text[end + 4 ..],
+        };
+        const te = response.header("Transfer-Encoding") orelse return response;
+        if (!std.ascii.eqlIgnoreCase(te, "chunked")) return response;
+        // Decoded in place: each chunk moves left over the framing before it.
+        const raw: []u8 = @constCast(response.body);
+        var read: usize = 0;
+        var written: usize = 0;
+        while (read < raw.len) {
+            const line_end = compat.find(u8, raw[read..], "\r\n") orelse return error.BadChunk;
+            const size = std.fmt.parseInt(usize, raw[read..][0..line_end], 16) catch
+                return error.BadChunk;
+            read += line_end + 2;
+            if (size == 0) break;
+            if (read + size + 2 > raw.len) return error.BadChunk;
+            compat.copyLeft(raw[written..][0..size], raw[read..][0..size]);
+            written += size;
+            read += size + 2;
+        }
+        response.body = raw[0..written];
+        return response;
+    }
+
+    /// The value of the header `name` (case-insensitive), if the response has it.
+    pub fn header(self: *const TestResponse, name: []const u8) ?[]const u8 {
+        var lines = std.mem.splitSequence(u8, self.head, "\r\n");
+        _ = lines.next();
+        while (lines.next()) |line| {
+            const colon = compat.findScalar(u8, line, ':') orelse continue;
+            if (std.ascii.eqlIgnoreCase(line[0..colon], name)) {
+                return std.mem.trim(u8, line[colon + 1 ..], " ");
+            }
+        }
+        return null;
+    }
+};
+
+test "a route pattern captures params and the rest" {
+    var params: Params = .{};
+    try std.testing.expect(matchPath("/notes/:id", "/notes/42", &params));
+    try std.testing.expectEqualStrings("42", params.items[0].value);
+    params.len = 0;
+    try std.testing.expect(!matchPath("/notes/:id", "/notes/", &params));
+    try std.testing.expect(!matchPath("/notes/:id", "/notes/1/x", &params));
+    try std.testing.expectEqual(@as(usize, 0), params.len);
+    try std.testing.expect(matchPath("/files/*path", "/files/a/b.txt", &params));
+    try std.testing.expectEqualStrings("a/b.txt", params.items[0].value);
+    params.len = 0;
+    try std.testing.expect(matchPath("/", "/", &params));
+    try std.testing.expect(!matchPath("/a", "/b", &params));
+}
+
+test "a target splits into path and query, in origin and absolute form" {
+    const a = splitTarget("/notes?x=1&y");
+    try std.testing.expectEqualStrings("/notes", a.path);
+    try std.testing.expectEqualStrings("x=1&y", a.query);
+    const b = splitTarget("http://example.com/n?q");
+    try std.testing.expectEqualStrings("/n", b.path);
+    try std.testing.expectEqualStrings("q", b.query);
+}
+
+test "a response refuses header injection and reports a full body" {
+    var body: [4]u8 = undefined;
+    var headers: [64]u8 = undefined;
+    var res: Response = .{ .body_buf = &body, .header_buf = &headers };
+    try std.testing.expectError(error.InvalidHeader, res.header("X-A", "a\r\nB: c"));
+    try std.testing.expectError(error.InvalidHeader, res.header("X A", "b"));
+    try res.write("abc");
+    try std.testing.expectError(error.NoSpaceLeft, res.write("de"));
+    try std.testing.expectEqualStrings("abc", res.body());
+}

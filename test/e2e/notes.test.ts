@@ -1,0 +1,166 @@
+/**
+ * The notes example: an HTTP application module (examples/app/notes.zig over the generated
+ * stub) served by the generated runtime, checked with curl, the reference HTTP client.
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { portOf, startReady, stopAllPrograms } from "./support/program.js";
+import { programOf } from "./support/project.js";
+import { ZIG_VERSIONS } from "./support/zig.js";
+
+const SETUP_TIMEOUT_MS = 15 * 60_000;
+const TEST_TIMEOUT_MS = 30_000;
+const CURL_TIMEOUT_S = 5;
+
+interface CurlResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Buffer;
+}
+
+/** Runs curl once; `-i` output split into the last response's head and body. */
+function curl(args: readonly string[]): Promise<CurlResponse> {
+  const full = ["-sS", "-i", "--max-time", String(CURL_TIMEOUT_S), ...args];
+  return new Promise((resolve, reject) => {
+    execFile(
+      "curl",
+      full,
+      { encoding: "buffer", maxBuffer: 8 << 20, timeout: (CURL_TIMEOUT_S + 2) * 1000 },
+      (error, stdout, stderr) => {
+        if (error) return reject(new Error(`curl ${full.join(" ")}: ${stderr.toString()}`));
+        let rest = stdout;
+        for (let i = 0; i < 4; i += 1) {
+          const end = rest.indexOf("\r\n\r\n");
+          if (end < 0) return reject(new Error(`curl: no response head in ${rest.toString()}`));
+          const head = rest.subarray(0, end).toString("latin1").split("\r\n");
+          const body = rest.subarray(end + 4);
+          const status = Number(head[0]?.split(" ")[1]);
+          if (status === 100) {
+            rest = body;
+            continue;
+          }
+          const headers: Record<string, string> = {};
+          for (const line of head.slice(1)) {
+            const colon = line.indexOf(":");
+            headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
+          }
+          return resolve({ status, headers, body });
+        }
+        reject(new Error("curl: too many interim responses"));
+      },
+    );
+  });
+}
+
+describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (version) => {
+  let base: string;
+  let tmp: string;
+
+  beforeAll(async () => {
+    const binary = await programOf("notes", version);
+    const { ready } = await startReady(binary, ["--standalone", "--listen", "api=127.0.0.1:0"]);
+    base = `http://127.0.0.1:${portOf(ready, "api")}`;
+    tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-notes-"));
+  }, SETUP_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await stopAllPrograms();
+    if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
+  });
+
+  const timeout = TEST_TIMEOUT_MS;
+
+  it("stores, lists, reads, replaces and deletes a note", { timeout }, async () => {
+    const json = ["-H", "Content-Type: application/json"];
+    const body = ["--data-binary", '{"t":"hi"}'];
+    const created = await curl(["-X", "PUT", ...json, ...body, `${base}/notes/1`]);
+    expect(created.status).toBe(201);
+    expect(created.body.toString()).toBe('{"id":1,"bytes":10}\n');
+    expect(created.headers.date).toMatch(/^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} [\d:]{8} GMT$/);
+    const read = await curl([`${base}/notes/1`]);
+    expect(read.status).toBe(200);
+    expect(read.headers["content-type"]).toBe("application/json");
+    expect(read.body.toString()).toBe('{"t":"hi"}');
+    const list = await curl([`${base}/notes`]);
+    expect(list.body.toString()).toBe('{"notes":[{"id":1,"bytes":10}]}\n');
+    const replaced = await curl(["-X", "PUT", ...json, "--data-binary", "{}", `${base}/notes/1`]);
+    expect(replaced.status).toBe(200);
+    expect((await curl(["-X", "DELETE", `${base}/notes/1`])).status).toBe(204);
+    expect((await curl([`${base}/notes/1`])).status).toBe(404);
+    expect((await curl(["-X", "DELETE", `${base}/notes/1`])).status).toBe(404);
+  });
+
+  it("answers 404, 405 with Allow, HEAD with no body, 400 for a bad id", { timeout }, async () => {
+    expect((await curl([`${base}/elsewhere`])).status).toBe(404);
+    const wrong = await curl(["-X", "POST", "--data-binary", "x", `${base}/notes/5`]);
+    expect(wrong.status).toBe(405);
+    expect(wrong.headers.allow).toBe("GET, HEAD, PUT, DELETE");
+    const head = await curl(["-I", `${base}/notes`]);
+    expect(head.status).toBe(200);
+    expect(Number(head.headers["content-length"])).toBeGreaterThan(0);
+    expect(head.body.length).toBe(0);
+    expect((await curl([`${base}/notes/abc`])).status).toBe(400);
+  });
+
+  it("takes a 64 KiB body whole (length or chunked), not a byte more", { timeout }, async () => {
+    const big = randomBytes(65536);
+    const file = path.join(tmp, "big");
+    await writeFile(file, big);
+    const octet = ["-H", "Content-Type: application/octet-stream"];
+    const put = await curl(["-X", "PUT", ...octet, "--data-binary", `@${file}`, `${base}/notes/2`]);
+    expect(put.status).toBe(201);
+    const got = await curl([`${base}/notes/2`]);
+    expect(got.headers["content-type"]).toBe("application/octet-stream");
+    expect(Buffer.compare(got.body, big)).toBe(0);
+    const chunked = ["-H", "Transfer-Encoding: chunked", ...octet];
+    const data = ["--data-binary", `@${file}`];
+    const putChunked = await curl(["-X", "PUT", ...chunked, ...data, `${base}/notes/3`]);
+    expect(putChunked.status).toBe(201);
+    expect(Buffer.compare((await curl([`${base}/notes/3`])).body, big)).toBe(0);
+    const over = path.join(tmp, "over");
+    await writeFile(over, randomBytes(65537));
+    const refused = await curl(["-X", "PUT", "--data-binary", `@${over}`, `${base}/notes/4`]);
+    expect(refused.status).toBe(413);
+  });
+
+  it("streams an export larger than the write buffer, chunked", { timeout }, async () => {
+    const parts = [randomBytes(65536), randomBytes(65536), randomBytes(1000)];
+    const octet = ["-H", "Content-Type: application/octet-stream"];
+    for (const [i, part] of parts.entries()) {
+      const file = path.join(tmp, `part${i}`);
+      await writeFile(file, part);
+      const put = ["-X", "PUT", ...octet, "--data-binary", `@${file}`];
+      expect((await curl([...put, `${base}/notes/${100 + i}`])).status).toBe(201);
+    }
+    const exported = await curl([`${base}/export`]);
+    expect(exported.status).toBe(200);
+    expect(exported.headers["transfer-encoding"]).toBe("chunked");
+    // Notes 2 and 3 of the test above may be there too: ours are the last, in slot order.
+    const ours = Buffer.concat(parts);
+    expect(exported.body.length).toBeGreaterThanOrEqual(ours.length);
+    expect(exported.body.includes(ours)).toBe(true);
+    // HTTP/1.0 has no chunks: the body ends with the connection.
+    const old = await curl(["-0", `${base}/export`]);
+    expect(old.headers["transfer-encoding"]).toBeUndefined();
+    expect(Buffer.compare(old.body, exported.body)).toBe(0);
+  });
+
+  it("serves several requests on one keep-alive connection", { timeout }, async () => {
+    // curl reuses its connection for several URLs of one command line; -w counts new ones.
+    const urls = Array.from({ length: 5 }, () => ["-o", "/dev/null", `${base}/notes`]).flat();
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(
+        "curl",
+        ["-sS", "--max-time", "5", "-w", "%{http_code} %{num_connects}\\n", ...urls],
+        { timeout: 10_000 },
+        (error, stdout) => (error ? reject(error) : resolve(stdout)),
+      );
+    });
+    const lines = out.trim().split("\n");
+    expect(lines).toEqual(["200 1", "200 0", "200 0", "200 0", "200 0"]);
+  });
+});
