@@ -182,10 +182,10 @@ pub const Connections = struct {
         const progress = handlers.onOpen(&ctx, &c.state, &out);
         self.afterHandler(slot, progress, out.len);
         c.more_input = progress.want_writable;
-        if (out.len > 0 or progress.close) {
-            self.serve(slot, now_ms);
-            if (c.fd == closed or c.watching_out) return;
-        }
+        // A greeting (or a close, or a module that wants to write more) is served now; `serve`
+        // then registers the connection and arms the deadline of what it waits for, lingering
+        // included.
+        if (out.len > 0 or progress.close or c.more_input) return self.serve(slot, now_ms);
         // Registered, and read once epoll says so, rather than read at once: a read right after
         // accept often finds the request already there, but serving a whole accept batch that
         // way made other clients wait (p99 1.23× nginx's against 1.01× this way, in
