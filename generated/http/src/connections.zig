@@ -248,8 +248,8 @@ pub const Connections = struct {
         }
         const n = sys.read(c.fd, buf[c.in_len..]) catch |err| switch (err) {
             error.WouldBlock, error.Interrupted => {
-                // Nothing yet (a new connection's optimistic read, or a spurious wakeup):
-                // wait for input, under the deadline of what is awaited.
+                // Nothing after all (a spurious wakeup): wait for input, under the deadline
+                // of what is awaited.
                 self.watch(slot, false);
                 if (c.fd != closed and self.deadlines.kindOf(slot) == null) {
                     self.armPhase(slot, now_ms);
