@@ -23,7 +23,7 @@ const app_peer = @import("app_peer.zig");
 const api = @import("api.zig");
 const app_timer = @import("app_timer.zig");
 const parser = @import("../http/parser.zig");
-const date = @import("../http/date.zig");
+const builtin_http = @import("http.zig");
 const assert = std.debug.assert;
 
 pub const Method = enum { GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS };
@@ -321,9 +321,6 @@ fn hasNoBody(status: u16) bool {
     return status < 200 or status == 204 or status == 304;
 }
 
-/// The `Date` value, formatted once per second per process.
-var date_cache: date.Cache = .{};
-
 /// What the engine needs to write a response head.
 const Framing = struct {
     keep_alive: bool,
@@ -371,7 +368,7 @@ fn appendResponse(out: *api.Output, res: *const Response, framing: Framing) bool
         status_line,
         config.name,
         "\r\nDate: ",
-        date_cache.get(sys.realtimeSeconds()),
+        builtin_http.currentDate(),
         "\r\n",
         res.header_buf[0..res.header_len],
         length,
@@ -431,11 +428,9 @@ pub const Connection = struct {
     };
 
     pub fn init(max_body_bytes: u64) Connection {
-        return .{ .parser = parser.Parser.init(.{
-            .request_line_bytes = @min(8192, config.read_buffer_bytes - 2),
-            .head_bytes = config.read_buffer_bytes - 1,
-            .body_bytes = @min(max_body_bytes, config.read_buffer_bytes),
-        }) };
+        // A route sees its body whole, so it must fit the read buffer too.
+        const body_bytes = @min(max_body_bytes, config.read_buffer_bytes);
+        return .{ .parser = parser.Parser.init(builtin_http.parserLimits(body_bytes)) };
     }
 
     /// The bytes of the request moved `delta` bytes to the left (the connection dropped

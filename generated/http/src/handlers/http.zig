@@ -115,24 +115,30 @@ pub const State = struct {
 };
 
 pub fn initState(limits: cli.Limits) State {
-    return .{ .parser = parser.Parser.init(parserLimits(limits)) };
+    return .{ .parser = parser.Parser.init(parserLimits(limits.max_body_bytes)) };
 }
 
-/// The head must fit the read buffer: its bytes stay there until it is complete, so one
-/// byte short of a full buffer is a 431 rather than a buffer nobody can empty.
-fn parserLimits(limits: cli.Limits) parser.Limits {
+/// The parser's limits for every HTTP listener, built-in or application. The head must fit
+/// the read buffer: its bytes stay there until it is complete, so one byte short of a full
+/// buffer is a 431 rather than a buffer nobody can empty.
+pub fn parserLimits(body_bytes: u64) parser.Limits {
     return .{
         .request_line_bytes = @min(8192, config.read_buffer_bytes - 2),
         .head_bytes = config.read_buffer_bytes - 1,
-        .body_bytes = limits.max_body_bytes,
+        .body_bytes = body_bytes,
     };
 }
 
-/// The `Date` value, formatted once per second per process.
+/// The `Date` value of this second, formatted once per second per process and shared by
+/// every HTTP listener.
 var date_cache: date.Cache = .{};
 
+pub fn currentDate() *const [date_len]u8 {
+    return date_cache.get(sys.realtimeSeconds());
+}
+
 fn appendResponse(out: *api.Output, response: Response, head_only: bool, body_len: usize) void {
-    const now = date_cache.get(sys.realtimeSeconds());
+    const now = currentDate();
     const after = if (head_only)
         response.after_date[0 .. response.after_date.len - body_len]
     else
