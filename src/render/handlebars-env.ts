@@ -10,9 +10,9 @@
  * is compiled with the full compiler, loaded only then. Both paths use the same Handlebars
  * version and options, so they render the same bytes.
  */
-import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
 import type Handlebars from "handlebars";
+import { sha256 } from "./manifest.js";
 import { zigString } from "./zig-string.js";
 
 type HandlebarsEnv = typeof Handlebars;
@@ -42,14 +42,10 @@ let compiler: HandlebarsEnv | undefined;
 let runtime: Runtime | undefined;
 let precompiled: Readonly<Record<string, PrecompiledTemplate>> | undefined;
 
-export function sourceHash(source: string): string {
-  return createHash("sha256").update(source).digest("hex");
-}
-
 /** The template at `templatePath` (relative to `templates/`) with text `source`, executable. */
 export function templateFor(templatePath: string, source: string): Template {
   const entry = precompiledTemplates()[templatePath];
-  if (entry !== undefined && entry.hash === sourceHash(source)) return runtimeTemplate(entry.spec);
+  if (entry !== undefined && entry.hash === sha256(source)) return runtimeTemplate(entry.spec);
   return compiledTemplate(source);
 }
 
@@ -77,7 +73,7 @@ export function precompileTemplates(
   for (const [templatePath, source] of templates) {
     if (!templatePath.endsWith(".hbs")) continue;
     out[templatePath] = {
-      hash: sourceHash(source),
+      hash: sha256(source),
       spec: String(full.precompile(source, COMPILE_OPTIONS)),
     };
   }

@@ -85,8 +85,8 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
   const files = new Map<string, string>();
   for (const templatePath of [...templates.keys()].sort()) {
     if (templatePath.startsWith(MODULE_TEMPLATE_DIR)) continue;
+    if (!isTemplateFile(templatePath)) continue;
     const isStatic = templatePath.endsWith(STATIC_SUFFIX);
-    if (!isStatic && !templatePath.endsWith(TEMPLATE_SUFFIX)) continue;
     const output = isStatic ? templatePath : templatePath.slice(0, -TEMPLATE_SUFFIX.length);
     if (isUserOwned(output) && !model.hasCustomHandler) continue;
     if (isAppRuntime(output) && !model.hasApps) continue;

@@ -108,7 +108,6 @@ pub const Worker = struct {
     accept_resume_ms: ?u64 = null,
     drain: ?drain_mod.Drain = null,
     stop: ?StopReason = null,
-    datagrams: u64 = 0,
     datagram: []u8,
     reply: []u8,
     accept_warnings: Throttle = .{},
@@ -173,9 +172,7 @@ pub const Worker = struct {
     }
 
     pub fn stats(self: *const Worker) Stats {
-        var s = self.conns.stats;
-        s.datagrams = self.datagrams;
-        return s;
+        return self.conns.stats;
     }
 
     /// Serves until stopped; returns why it stopped.
@@ -430,6 +427,8 @@ pub const Worker = struct {
     fn watchTcpListeners(self: *Worker, events: u32) void {
         for (self.options.sockets, 0..) |socket, i| {
             if (config.listeners[socket.listener_index].protocol != .tcp) continue;
+            // Another slot's sockets are in the epoll set only while adopted.
+            if (self.options.link) |link| if (!link.watches(i)) continue;
             const data = token(Kind.listener, @intCast(i));
             sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, socket.fd, events, data) catch {};
         }
@@ -461,7 +460,7 @@ pub const Worker = struct {
                     return false;
                 },
             };
-            self.datagrams += 1;
+            self.conns.stats.datagrams += 1;
             const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], &from, self.reply);
             if (reply_len == 0) continue;
             _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch {};

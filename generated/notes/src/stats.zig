@@ -37,15 +37,8 @@ pub const Stats = struct {
     }
 
     pub fn add(self: *Stats, other: Stats) void {
-        self.connections += other.connections;
-        self.requests += other.requests;
-        self.datagrams += other.datagrams;
-        self.timeouts.header += other.timeouts.header;
-        self.timeouts.body += other.timeouts.body;
-        self.timeouts.idle += other.timeouts.idle;
-        self.timeouts.write += other.timeouts.write;
-        self.evicted += other.evicted;
-        for (&self.rejected, other.rejected) |*mine, theirs| mine.* += theirs;
+        var theirs = other;
+        for (self.entries(), theirs.entries()) |mine, their| mine.value.* += their.value.*;
     }
 
     /// Every counter by its key in the report line, in a fixed order.

@@ -350,20 +350,14 @@ pub const Connections = struct {
     fn flush(self: *Connections, slot: u32) FlushResult {
         const c = &self.slots[slot];
         const out = self.outBuf(slot);
-        if (!c.ongoing and c.out_start < c.out_end and !c.close_after_flush) {
-            c.ongoing = true;
-            listener_mod.beforeOngoingWrite(c.fd, &config.listeners[c.listener_index]);
-        }
+        if (c.out_start < c.out_end and !c.close_after_flush) markOngoing(c);
         var progressed = false;
         while (c.out_start < c.out_end) {
             const n = sys.send(c.fd, out[c.out_start..c.out_end]) catch |err| switch (err) {
                 error.WouldBlock => {
                     // A last answer too large for the socket: from here on it goes out in
                     // pieces, and no piece should wait for an acknowledgement.
-                    if (!c.ongoing) {
-                        c.ongoing = true;
-                        listener_mod.beforeOngoingWrite(c.fd, &config.listeners[c.listener_index]);
-                    }
+                    markOngoing(c);
                     return .{ .blocked = progressed };
                 },
                 error.Interrupted => continue,
@@ -375,6 +369,14 @@ pub const Connections = struct {
         c.out_start = 0;
         c.out_end = 0;
         return .sent;
+    }
+
+    /// The connection sends something that is not its last answer: its socket options for
+    /// that are set, once.
+    fn markOngoing(c: *Connection) void {
+        if (c.ongoing) return;
+        c.ongoing = true;
+        listener_mod.beforeOngoingWrite(c.fd, &config.listeners[c.listener_index]);
     }
 
     /// Switches a connection between reading and waiting to write, only when it changes;
@@ -444,9 +446,12 @@ pub const Connections = struct {
             const c = &self.slots[due.slot];
             assert(c.fd != closed);
             switch (due.kind) {
-                .header, .body => {
-                    if (due.kind == .header) self.stats.timeouts.header += 1;
-                    if (due.kind == .body) self.stats.timeouts.body += 1;
+                .header => {
+                    self.stats.timeouts.header += 1;
+                    self.answerTimeout(due.slot, now_ms);
+                },
+                .body => {
+                    self.stats.timeouts.body += 1;
                     self.answerTimeout(due.slot, now_ms);
                 },
                 .idle => {
