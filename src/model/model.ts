@@ -98,6 +98,9 @@ export interface ListenerModel {
   readonly v6Only: boolean;
   /** false for udp. */
   readonly noDelay: boolean;
+  /** TCP_DEFER_ACCEPT: the spec's choice, else true for listeners where the client speaks
+   * first by protocol (HTTP, built in or an app module); false for udp. */
+  readonly deferAccept: boolean;
   /** 0 = kernel default. */
   readonly recvBufferBytes: number;
   /** 0 = kernel default. */
@@ -339,6 +342,8 @@ function buildListener(
     reuseAddress: listener.reuseAddress,
     v6Only: isIpv6 && listener.v6Only,
     noDelay: isTcp && listener.noDelay,
+    deferAccept:
+      isTcp && (listener.deferAccept ?? (listener.handler === "http" || listener.app?.http !== undefined)),
     recvBufferBytes: listener.recvBufferBytes ?? 0,
     sendBufferBytes: listener.sendBufferBytes ?? 0,
     keepalive: keepalive !== undefined,

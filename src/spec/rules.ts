@@ -95,6 +95,15 @@ function checkListenerOptions(l: ListenerView): Diagnostic[] {
     });
   }
   const handler = l.raw.handler;
+  if (l.raw.deferAccept === true && handler === "whoami") {
+    diagnostics.push({
+      path: at("deferAccept"),
+      message:
+        '"whoami" speaks first, so its clients send nothing until answered: a deferred accept ' +
+        "would hold them in the kernel; remove deferAccept or set it to false",
+      got: l.raw.deferAccept,
+    });
+  }
   if ("http" in l.raw && typeof handler === "string" && handler !== "http") {
     diagnostics.push({
       path: at("http"),

@@ -237,6 +237,13 @@ export const ListenerSchema = z
         .default(true)
         .describe('Set IPV6_V6ONLY (IPv6 addresses only); false makes "::" dual-stack.'),
       noDelay: bool().default(true).describe("Set TCP_NODELAY on accepted connections (tcp only)."),
+      deferAccept: bool()
+        .optional()
+        .describe(
+          "Set TCP_DEFER_ACCEPT: a connection reaches the worker with its first bytes, not before " +
+            '(tcp only; default true for HTTP listeners, false otherwise; never for "whoami", ' +
+            "which speaks first).",
+        ),
       recvBufferBytes: intRange(4096, 67108864)
         .optional()
         .describe("SO_RCVBUF in bytes; absent keeps the kernel default."),
@@ -359,4 +366,4 @@ export const ALLOWED_KEYS = {
 } as const;
 
 /** Options that only make sense on TCP listeners. */
-export const TCP_ONLY_KEYS = ["backlog", "noDelay", "keepalive"] as const;
+export const TCP_ONLY_KEYS = ["backlog", "noDelay", "deferAccept", "keepalive"] as const;

@@ -141,7 +141,8 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile clients, deadlines", (version) => {
     { timeout: TEST_TIMEOUT_MS },
     async () => {
       const { program, ready } = await start("--idle-timeout", String(TIMEOUT_MS));
-      const client = await RawClient.connect(HOST, portOf(ready, "web"), IO_TIMEOUT_MS);
+      // The echo listener accepts at once (the HTTP one defers: see the next test).
+      const client = await RawClient.connect(HOST, portOf(ready, "echo"), IO_TIMEOUT_MS);
       try {
         await client.waitForServerClose(IO_TIMEOUT_MS);
         await client.waitForClosed(IO_TIMEOUT_MS);
@@ -152,6 +153,47 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile clients, deadlines", (version) => {
         expectWithin(closedMs, "close of a silent connection");
       } finally {
         client.destroy();
+      }
+      const { total } = await stopAndCheck(program, ready);
+      expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 1, write: 0 });
+    },
+  );
+
+  it(
+    "the HTTP listener defers accepting: a silent client reaches a worker after about 1 s and is then closed at --idle-timeout; a late request is answered at once",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { program, ready } = await start("--idle-timeout", String(TIMEOUT_MS));
+      const port = portOf(ready, "web");
+      const silent = await RawClient.connect(HOST, port, IO_TIMEOUT_MS);
+      const late = await RawClient.connect(HOST, port, IO_TIMEOUT_MS);
+      try {
+        // Sent after the idle timeout has passed: had the worker taken the connection at
+        // once, it would have closed it by now.
+        await sleep(TIMEOUT_MS + 300);
+        expect(late.serverClosed, late.describe()).toBe(false);
+        const sentAt = Date.now();
+        await late.write(GET);
+        await late.waitFor((d) => parseResponses(d).responses.length === 1, IO_TIMEOUT_MS, "a 200");
+        const answeredMs = Date.now() - sentAt;
+        expect(parseResponses(late.data).responses.map((r) => r.status)).toEqual([200]);
+
+        await silent.waitForServerClose(IO_TIMEOUT_MS);
+        await silent.waitForClosed(IO_TIMEOUT_MS);
+        const closedMs = silent.endAt! - silent.openedAt;
+        console.log(
+          `zig ${version}: deferred accept: a request sent after ${TIMEOUT_MS + 300} ms answered in ` +
+            `${answeredMs} ms; a silent client closed after ${closedMs} ms`,
+        );
+        expect(answeredMs).toBeLessThan(1_000);
+        expect(silent.error, silent.describe()).toBeUndefined();
+        expect(silent.data.length, silent.describe()).toBe(0);
+        // One SYN-ACK retransmission (1 s) hands it over, then the idle timeout runs.
+        expect(closedMs).toBeGreaterThanOrEqual(1_000 + EARLIEST_MS);
+        expect(closedMs).toBeLessThanOrEqual(1_000 + LATEST_MS + 1_000);
+      } finally {
+        silent.destroy();
+        late.destroy();
       }
       const { total } = await stopAndCheck(program, ready);
       expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 1, write: 0 });
@@ -313,7 +355,9 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile clients, deadlines", (version) => {
       const { program, ready } = await start("--drain-timeout", String(drainMs));
       const reader = await RawClient.connect(HOST, portOf(ready, "echo"), IO_TIMEOUT_MS);
       const slow = await RawClient.connect(HOST, portOf(ready, "web"), IO_TIMEOUT_MS);
-      const silent = await RawClient.connect(HOST, portOf(ready, "web"), IO_TIMEOUT_MS);
+      // Silent on a listener that accepts at once: the HTTP listener defers accepting until a
+      // client sends something, so a silent client there is not the worker's to close.
+      const silent = await RawClient.connect(HOST, portOf(ready, "echo"), IO_TIMEOUT_MS);
       const clients = { reader, slow, silent };
       let trickle: Promise<void> | undefined;
       try {
@@ -345,7 +389,7 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile clients, deadlines", (version) => {
         );
         expect(stopMs).toBeGreaterThanOrEqual(drainMs - 200);
         expect(stopMs).toBeLessThanOrEqual(drainMs + 2_500);
-        // The silent keep-alive-less HTTP connection goes at the drain's idle sweep (1 s).
+        // The silent connection goes at the drain's idle sweep (1 s).
         expect(silent.data.length).toBe(0);
         expect(silent.error).toBeUndefined();
       } finally {

@@ -107,7 +107,19 @@ fn beforeBind(fd: sys.Fd, listener: *const config.Listener, addr: address.Addres
     }
 }
 
+/// How long, in seconds, the kernel holds a connection that has sent nothing when the listener
+/// defers accepting: one SYN-ACK retransmission (after 1 s) ends the wait, and the client's
+/// answer to it hands the connection over, silent or not; from then on the worker's header
+/// timeout applies. Longer would keep silent clients out of reach of our own deadlines and,
+/// while a socket leaves its reuseport group, expose them longer to its close.
+pub const defer_accept_s: c_int = 1;
+
 fn beforeListen(fd: sys.Fd, listener: *const config.Listener) sys.Error!void {
+    if (listener.options.defer_accept) {
+        // The first read finds the request there: accept, read, answer and (for a
+        // connection-per-request client) close, without registering with epoll at all.
+        try sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.DEFER_ACCEPT, defer_accept_s);
+    }
     // Keepalive settings on a listening socket are inherited by every connection it
     // accepts, which saves four system calls per connection.
     const keepalive = listener.options.keepalive orelse return;
@@ -169,6 +181,7 @@ fn testListener(protocol: config.Protocol, v6_only: bool) config.Listener {
             .v6_only = v6_only,
             .backlog = 16,
             .no_delay = true,
+            .defer_accept = false,
             .recv_buffer_bytes = 0,
             .send_buffer_bytes = 0,
             .keepalive = null,

@@ -186,10 +186,13 @@ pub const Connections = struct {
         // then registers the connection and arms the deadline of what it waits for, lingering
         // included.
         if (out.len > 0 or progress.close or c.more_input) return self.serve(slot, now_ms);
-        // Registered, and read once epoll says so, rather than read at once: a read right after
-        // accept often finds the request already there, but serving a whole accept batch that
-        // way made other clients wait (p99 1.23× nginx's against 1.01× this way, in
-        // `npm run bench:http -- --mode close`), for no saving in CPU.
+        // A listener that defers accepting hands over connections with their first bytes
+        // (TCP_DEFER_ACCEPT): read at once, and a one-request client is answered and closed
+        // without ever being registered with epoll. Elsewhere the connection is registered
+        // and read once epoll says so: a read right after accept may find nothing yet.
+        if (config.listeners[listener_index].options.defer_accept) {
+            return self.readAndHandle(slot, now_ms);
+        }
         self.watch(slot, false);
         if (c.fd != closed) self.armPhase(slot, now_ms);
     }

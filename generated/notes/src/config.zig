@@ -22,6 +22,8 @@ pub const SocketOptions = struct {
     backlog: u31,
     /// TCP only: set on every accepted connection.
     no_delay: bool,
+    /// TCP only: TCP_DEFER_ACCEPT, so that a connection is accepted with its first bytes.
+    defer_accept: bool,
     /// 0 keeps the kernel default.
     recv_buffer_bytes: u32,
     send_buffer_bytes: u32,
@@ -71,7 +73,7 @@ pub const spec_fingerprint = "dcf45a5278bd7546";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "69b564918b5dabd6";
+pub const supervisor_fingerprint = "28beab7c9e916c7b";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -87,6 +89,7 @@ pub const listeners = [_]Listener{
             .v6_only = false,
             .backlog = 511,
             .no_delay = true,
+            .defer_accept = true,
             .recv_buffer_bytes = 0,
             .send_buffer_bytes = 0,
             .keepalive = null,

@@ -125,6 +125,7 @@ describe("buildModel", () => {
       reuseAddress: false,
       v6Only: false,
       noDelay: false,
+      deferAccept: true,
       recvBufferBytes: 8192,
       sendBufferBytes: 16384,
       keepalive: true,
@@ -140,6 +141,17 @@ describe("buildModel", () => {
     });
   });
 
+  it("defers accepting where the client speaks first by protocol, unless the spec says otherwise", () => {
+    const deferOf = (listener: Record<string, unknown>) =>
+      model({ listeners: [{ ...tcp, ...listener }] }).listeners[0]?.deferAccept;
+    expect(deferOf({ handler: "http" })).toBe(true);
+    expect(deferOf({ handler: "http", deferAccept: false })).toBe(false);
+    expect(deferOf({ handler: "echo" })).toBe(false);
+    expect(deferOf({ handler: "echo", deferAccept: true })).toBe(true);
+    expect(deferOf({ handler: "whoami" })).toBe(false);
+    expect(deferOf({ handler: "custom" })).toBe(false);
+  });
+
   it("zeroes tcp-only numbers for udp and keepalive numbers when keepalive is off", () => {
     const m = model({
       listeners: [{ ...tcp, protocol: "udp", address: "10.1.2.3", handler: "custom" }],
@@ -149,6 +161,7 @@ describe("buildModel", () => {
       addressBytes: ".{ 10, 1, 2, 3 }",
       backlog: 0,
       noDelay: false,
+      deferAccept: false,
       v6Only: false,
       keepalive: false,
       keepaliveIdleSeconds: 0,

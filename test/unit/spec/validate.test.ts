@@ -154,6 +154,23 @@ describe("validateSpec", () => {
     ]);
   });
 
+  it("refuses deferAccept on whoami (it speaks first) and on udp, at the key", () => {
+    expect(
+      lines({ name: "a", listeners: [listener({ handler: "whoami", deferAccept: true })] }),
+    ).toEqual([
+      'spec.json: listeners[0].deferAccept: "whoami" speaks first, so its clients send nothing ' +
+        "until answered: a deferred accept would hold them in the kernel; remove deferAccept or " +
+        "set it to false (got true)",
+    ]);
+    expect(
+      lines({ name: "a", listeners: [listener({ protocol: "udp", deferAccept: false })] }),
+    ).toEqual([
+      "spec.json: listeners[0].deferAccept: only applies to tcp listeners; remove it from this " +
+        "udp listener (got false)",
+    ]);
+    expect(lines({ name: "a", listeners: [listener({ handler: "whoami", deferAccept: false })] })).toEqual([]);
+  });
+
   it("accepts echo, whoami and custom on a udp listener", () => {
     for (const handler of ["echo", "whoami", "custom"]) {
       expect(lines({ name: "a", listeners: [listener({ protocol: "udp", handler })] })).toEqual([]);
