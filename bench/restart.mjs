@@ -3,7 +3,7 @@
 // counts every failure a client sees, by kind.
 //
 //   npm run bench:restart -- [--restarts N] [--migrate 0|1|both] [--mode supervisor|standalone]
-//                            [--workers N] [--interval-ms MS] [--binary PATH] [--json]
+//                            [--handover yes|no] [--workers N] [--interval-ms MS] [--binary PATH] [--json]
 //                            [--tcp-concurrency N] [--http-connections N] [--udp-window N]
 //
 // Each run happens in a network namespace of its own (`unshare -n`, root), so that
@@ -14,7 +14,10 @@
 //   supervisor  SIGHUP to the supervisor: a new generation of workers takes over the same
 //               listening sockets (the generated program's restart).
 //   standalone  two independent --standalone processes: start the new one, wait for it to be
-//               ready, SIGTERM the old one (the pattern of unrelated processes).
+//               ready, SIGTERM the old one (the pattern of unrelated processes). With
+//               `--handover yes` (the default) both run with `--handover PATH`, so the new
+//               one serves the old one's sockets; `--handover no` measures the bare pattern,
+//               whose old sockets leave the group when it stops.
 import { spawn, execFileSync } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -33,6 +36,7 @@ const { values: args } = parseArgs({
     restarts: { type: "string", default: "20" },
     migrate: { type: "string", default: "both" },
     mode: { type: "string", default: "supervisor" },
+    handover: { type: "string", default: "yes" },
     workers: { type: "string", default: "4" },
     "interval-ms": { type: "string", default: "300" },
     "tcp-concurrency": { type: "string", default: "8" },
@@ -64,6 +68,8 @@ async function main() {
       args.restarts,
       "--mode",
       args.mode,
+      "--handover",
+      args.handover,
       "--workers",
       args.workers,
       "--interval-ms",
@@ -188,10 +194,16 @@ async function runInside() {
     started.forEach((s) => s.child.exitCode === null && s.child.kill("SIGKILL"));
   process.on("exit", stopAll);
 
+  const handoverDir = mkdtempSync(path.join(os.tmpdir(), "bench-handover-"));
+  process.on("exit", () => rmSync(handoverDir, { recursive: true, force: true }));
+  const standaloneFlags =
+    args.handover === "yes"
+      ? ["--standalone", "--handover", path.join(handoverDir, "restart.sock")]
+      : ["--standalone"];
   const launch = () => {
     const s = startService(
       args.binary,
-      standalone ? ["--standalone"] : ["--workers", args.workers],
+      standalone ? standaloneFlags : ["--workers", args.workers],
     );
     started.push(s);
     return s;
@@ -245,6 +257,7 @@ async function runInside() {
   );
   return {
     mode: args.mode,
+    handover: standalone ? args.handover : null,
     tcp_migrate_req: Number(args.migrate),
     restarts,
     workers: standalone ? 1 : Number(args.workers),
@@ -284,7 +297,7 @@ function report(results) {
   console.log(`command: npm run bench:restart -- ${process.argv.slice(2).join(" ")}`);
   for (const r of results) {
     console.log(
-      `\nmode=${r.mode} tcp_migrate_req=${r.tcp_migrate_req} restarts=${r.restarts} workers=${r.workers}`,
+      `\nmode=${r.mode}${r.handover ? ` handover=${r.handover}` : ""} tcp_migrate_req=${r.tcp_migrate_req} restarts=${r.restarts} workers=${r.workers}`,
     );
     console.log(
       `  tcp connections   ok=${r.tcp.ok} refused=${r.tcp.refused} reset=${r.tcp.reset} timeout=${r.tcp.timeout} eof=${r.tcp.eof} other=${r.tcp.other}`,

@@ -47,6 +47,7 @@ export const SUPERVISOR_TEMPLATES: readonly string[] = [
   "src/listener.zig",
   "src/notify.zig",
   "src/pid_file.zig",
+  "src/scm.zig",
   "src/stats.zig",
   "src/supervisor.zig",
   "src/worker_link.zig",
