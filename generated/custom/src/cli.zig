@@ -24,6 +24,10 @@ pub const usage =
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
     \\  --max-body BYTES         largest request body an HTTP listener accepts
     \\  --pid-file PATH          write the process id to PATH when ready; removed at exit
+    \\  --handover PATH          (with --standalone) take the listening sockets of the
+    \\                           process serving the Unix socket PATH, and serve PATH for
+    \\                           the next one: start the new process, then stop the old
+    \\                           one, and no socket closes
     \\  --fd-store               send the listening sockets to systemd's file-descriptor
     \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
@@ -77,6 +81,8 @@ pub const Options = struct {
     standalone: bool = false,
     endpoints: [config.listeners.len]address.Endpoint = defaultEndpoints(),
     pid_file: ?[*:0]const u8 = null,
+    /// Where standalone processes hand their listening sockets on (see `handover.zig`).
+    handover: ?[]const u8 = null,
     /// Keep the listening sockets in systemd's file-descriptor store (see `notify.zig`).
     fd_store: bool = false,
     limits: Limits = .{},
@@ -173,6 +179,8 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             // Set by parseLimit.
         } else if (eql(arg, "--pid-file")) {
             options.pid_file = args[i + 1];
+        } else if (eql(arg, "--handover")) {
+            options.handover = value;
         } else if (eql(arg, "--worker")) {
             options.worker = parseWorkerRole(value) orelse
                 return diag.set("--worker is for the supervisor's own use (got \"{s}\")", .{value});
@@ -180,6 +188,10 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             return diag.set("unknown argument \"{s}\"", .{arg});
         }
         i += 1;
+    }
+    if (options.handover != null and !options.standalone) {
+        return diag.set("--handover is for --standalone processes (a supervisor keeps its " ++
+            "sockets across restarts itself)", .{});
     }
     return .{ .serve = options };
 }
@@ -189,7 +201,7 @@ fn eql(a: []const u8, b: []const u8) bool {
 }
 
 fn isValueFlag(arg: []const u8) bool {
-    const flags = [_][]const u8{ "--workers", "--listen", "--pid-file", "--worker" };
+    const flags = [_][]const u8{ "--workers", "--listen", "--pid-file", "--handover", "--worker" };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;
     return false;
@@ -285,6 +297,12 @@ test "parses flags and rejects unknown ones with a message" {
     const bad = [_][*:0]const u8{ "svc", "--bogus" };
     try std.testing.expectError(error.Usage, parse(&bad, &diag));
     try std.testing.expect(compat.find(u8, diag.message, "--bogus") != null);
+
+    const handover = [_][*:0]const u8{ "svc", "--standalone", "--handover", "/run/svc.sock" };
+    try std.testing.expectEqualStrings("/run/svc.sock", (try parse(&handover, &diag)).serve.handover.?);
+    const supervised = [_][*:0]const u8{ "svc", "--handover", "/run/svc.sock" };
+    try std.testing.expectError(error.Usage, parse(&supervised, &diag));
+    try std.testing.expect(compat.find(u8, diag.message, "--standalone") != null);
 }
 
 test "--listen overrides one listener's endpoint" {

@@ -22,6 +22,7 @@
 const std = @import("std");
 const compat = @import("compat.zig");
 const sys = @import("sys.zig");
+const scm = @import("scm.zig");
 const linux = std.os.linux;
 
 pub const Notifier = struct {
@@ -85,38 +86,9 @@ pub const Notifier = struct {
     }
 
     fn sendWithFds(self: *const Notifier, text: []const u8, fds: []const sys.Fd) bool {
-        std.debug.assert(fds.len > 0 and fds.len <= max_fds_per_message);
-        // struct cmsghdr followed by the descriptors, as CMSG_SPACE lays it out: the header
-        // is three words' worth (len, level, type) aligned to a word, the data padded to one.
-        var control: [cmsg_header_bytes + max_fds_per_message * @sizeOf(i32) + 8]u8 align(8) =
-            undefined;
-        const data_bytes = fds.len * @sizeOf(i32);
-        const header: *CmsgHeader = @ptrCast(&control);
-        header.* = .{
-            .len = cmsg_header_bytes + data_bytes,
-            .level = linux.SOL.SOCKET,
-            .type = scm_rights,
-        };
-        @memcpy(control[cmsg_header_bytes..][0..data_bytes], std.mem.sliceAsBytes(fds));
-        const space = std.mem.alignForward(usize, cmsg_header_bytes + data_bytes, @sizeOf(usize));
-        const iov = [_]IoVec{.{ .base = text.ptr, .len = text.len }};
-        const message: MsgHeader = .{
-            // No address on a connected socket (the tests' socket pair).
-            .name = if (self.len == 0) null else @ptrCast(&self.addr),
-            .namelen = self.len,
-            .iov = &iov,
-            .iovlen = iov.len,
-            .control = &control,
-            .controllen = space,
-            .flags = 0,
-        };
-        const rc = linux.syscall3(
-            .sendmsg,
-            @as(usize, @intCast(self.fd.?)),
-            @intFromPtr(&message),
-            linux.MSG.NOSIGNAL,
-        );
-        return compat.errno(rc) == .SUCCESS;
+        // No address on a connected socket (the tests' socket pair).
+        const to: ?*const anyopaque = if (self.len == 0) null else @ptrCast(&self.addr);
+        return scm.send(self.fd.?, to, self.len, text, fds);
     }
 
     /// RELOADING=1 with the monotonic time in microseconds, which systemd requires to tell
@@ -126,25 +98,8 @@ pub const Notifier = struct {
     }
 };
 
-/// SCM_MAX_FD: the kernel refuses a message with more descriptors than this.
-pub const max_fds_per_message = 253;
-/// SCM_RIGHTS, part of the Linux ABI.
-const scm_rights: i32 = 1;
-
-// The kernel's struct msghdr, iovec and cmsghdr, declared here because their std names and
-// field names moved between Zig releases. `extern` gives them the C layout on every target.
-const IoVec = extern struct { base: [*]const u8, len: usize };
-const MsgHeader = extern struct {
-    name: ?*const anyopaque,
-    namelen: u32,
-    iov: [*]const IoVec,
-    iovlen: usize,
-    control: ?*const anyopaque,
-    controllen: usize,
-    flags: i32,
-};
-const CmsgHeader = extern struct { len: usize, level: i32, type: i32 };
-const cmsg_header_bytes = std.mem.alignForward(usize, @sizeOf(CmsgHeader), @sizeOf(usize));
+/// The most descriptors one message carries.
+pub const max_fds_per_message = scm.max_fds;
 
 /// Whether systemd keeps a file-descriptor store for this service: $FDSTORE (systemd 254+)
 /// is FileDescriptorStoreMax=, set when it is above 0.
@@ -201,28 +156,13 @@ test "descriptors sent to the store arrive as SCM_RIGHTS with the store message"
     defer sys.close(pair[1]);
     const notifier: Notifier = .{ .fd = pair[1], .addr = undefined, .len = 0 };
     const stored = [_]sys.Fd{ pair[0], pair[1] };
-    var bytes: [64]u8 = undefined;
-    var control: [cmsg_header_bytes + 16]u8 align(8) = undefined;
-    const iov = [_]IoVec{.{ .base = &bytes, .len = bytes.len }};
-    // The same layout receives as sends: recvmsg fills in what it got.
-    var message: MsgHeader = .{
-        .name = null,
-        .namelen = 0,
-        .iov = &iov,
-        .iovlen = 1,
-        .control = &control,
-        .controllen = control.len,
-        .flags = 0,
-    };
     try std.testing.expect(notifier.storeFds("t", &stored));
-    const rc = linux.syscall3(.recvmsg, @intCast(pair[0]), @intFromPtr(&message), 0);
-    try std.testing.expect(compat.errno(rc) == .SUCCESS);
-    try std.testing.expectEqualStrings("FDSTORE=1\nFDNAME=t", bytes[0..rc]);
-    const header: *const CmsgHeader = @ptrCast(&control);
-    try std.testing.expectEqual(scm_rights, header.type);
-    try std.testing.expectEqual(cmsg_header_bytes + 8, header.len);
-    const received = std.mem.bytesAsSlice(i32, control[cmsg_header_bytes..][0..8]);
-    for (received) |fd| sys.close(fd);
+    var text: [64]u8 = undefined;
+    var fds: [scm.max_fds]sys.Fd = undefined;
+    const got = try scm.receive(pair[0], &text, &fds);
+    try std.testing.expectEqualStrings("FDSTORE=1\nFDNAME=t", got.text);
+    try std.testing.expectEqual(@as(usize, 2), got.fds.len);
+    for (got.fds) |fd| sys.close(fd);
 }
 
 test "the store is offered only when FDSTORE is above 0" {

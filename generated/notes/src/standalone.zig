@@ -7,14 +7,17 @@
 //! still queued on them (accepted by the kernel, not yet by us) are reset, unless
 //! net.ipv4.tcp_migrate_req=1 lets the kernel move them to another process of the group.
 //! The worker accepts what is queued right before closing, which leaves only the race
-//! between that last accept and close. The supervisor mode avoids it entirely, and so does
-//! systemd socket activation: sockets passed in LISTEN_FDS (`activation.zig`) are served
-//! here too, every one of them, and belong to systemd, which keeps them open across restarts.
+//! between that last accept and close. Three ways avoid it entirely: the supervisor mode;
+//! systemd socket activation (sockets passed in LISTEN_FDS, `activation.zig`, are served here
+//! too, every one of them, and belong to systemd, which keeps them open across restarts);
+//! and `--handover PATH` (`handover.zig`), with which the new process takes the old one's
+//! sockets instead of adding its own to the group.
 const std = @import("std");
 const config = @import("config.zig");
 const cli = @import("cli.zig");
 const listener = @import("listener.zig");
 const activation = @import("activation.zig");
+const handover = @import("handover.zig");
 const worker_mod = @import("worker.zig");
 const events = @import("events.zig");
 const log = @import("log.zig");
@@ -33,6 +36,12 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         activation.report(&diag, err);
         return 1;
     };
+    // With --handover, the listeners systemd did not pass come from the process serving the
+    // handover path, if one does, as the very sockets it serves.
+    const taken: handover.Taken = if (options.handover) |path|
+        handover.take(allocator, path, asked) catch return 1
+    else
+        .{};
     // Every socket systemd passed is served (several may carry one listener's name); a
     // listener it did not pass is opened here.
     const capacity = config.listeners.len + passed.count();
@@ -47,12 +56,20 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     var ports: [config.listeners.len]u16 = undefined;
     for (&config.listeners, 0..) |*l, i| {
         if (passed.nthFor(i, 0)) |fd| {
+            if (taken.forListener(i)) |unused| sys.close(unused);
             endpoints[i] = activation.boundEndpoint(fd) catch |err| {
                 log.err("listener {s}: cannot read the passed socket's address: {s}", .{
                     l.name, @errorName(err),
                 });
                 return 1;
             };
+            ports[i] = endpoints[i].port;
+            continue;
+        }
+        if (taken.forListener(i)) |fd| {
+            sockets[count] = .{ .fd = fd, .listener_index = @intCast(i) };
+            count += 1;
+            endpoints[i] = activation.boundEndpoint(fd) catch endpoints[i];
             ports[i] = endpoints[i].port;
             continue;
         }
@@ -67,11 +84,25 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         ports[i] = bound.port;
     }
 
+    if (taken.fds.len > 0) {
+        log.info("handover: serving {d} listening sockets taken from pid {d}", .{
+            taken.fds.len, taken.from_pid,
+        });
+    }
+    // From here on, PATH answers with this process's sockets.
+    const server: ?handover.Server = if (options.handover) |path|
+        handover.Server.open(path) catch {
+            for (sockets[0..count]) |s| sys.close(s.fd);
+            return 1;
+        }
+    else
+        null;
     var w = worker_mod.Worker.init(allocator, .{
         .sockets = sockets[0..count],
         .index = 0,
         .generation = 1,
         .limits = options.limits,
+        .handover = if (server) |*s| s else null,
     }) catch |err| {
         log.err("cannot start: {s}", .{@errorName(err)});
         return 1;

@@ -21,6 +21,7 @@ const drain_mod = @import("drain.zig");
 const stats_mod = @import("stats.zig");
 const log = @import("log.zig");
 const worker_link = @import("worker_link.zig");
+const handover = @import("handover.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -47,6 +48,8 @@ pub const Options = struct {
     /// With a link, `sockets` holds this slot's sockets first, then those of the slots it
     /// may adopt, which are watched only while adopted.
     link: ?*worker_link.Link = null,
+    /// Standalone with `--handover`: where the next process asks for this one's sockets.
+    handover: ?*const handover.Server = null,
 };
 
 pub const Stats = stats_mod.Stats;
@@ -59,6 +62,7 @@ const Kind = struct {
     const listener: u8 = 1;
     const connection: u8 = connections_mod.connection_kind;
     const control: u8 = 3;
+    const handover: u8 = 4;
 };
 
 /// Accepts per listener wakeup before giving connections a turn: fair, and bounded.
@@ -111,6 +115,9 @@ pub const Worker = struct {
     datagram: []u8,
     reply: []u8,
     accept_warnings: Throttle = .{},
+    /// The listening sockets went to a successor (`--handover`), which serves them now:
+    /// stopping only closes this process's descriptors.
+    handed_over: bool = false,
 
     /// Allocates every buffer the worker will ever use and registers the sockets.
     pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
@@ -134,6 +141,9 @@ pub const Worker = struct {
         }
         if (options.control_fd) |fd| {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN, token(Kind.control, 0));
+        }
+        if (options.handover) |server| {
+            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, server.fd, linux.EPOLL.IN, token(Kind.handover, 0));
         }
         const pid = linux.getpid();
         try handlers.initApps(allocator);
@@ -254,6 +264,7 @@ pub const Worker = struct {
                 }
             },
             Kind.connection => self.conns.onEvent(t, event.events, now_ms),
+            Kind.handover => self.handOver(),
             else => unreachable,
         }
     }
@@ -299,7 +310,16 @@ pub const Worker = struct {
     /// net.ipv4.tcp_migrate_req=1 moves it to another member of the group.
     fn closeListeners(self: *Worker, now_ms: u64) void {
         if (!self.accepting) return;
+        // A successor arriving from now on opens its own sockets.
+        if (self.options.handover) |server| server.close();
         for (self.options.sockets, 0..) |socket, i| {
+            if (self.handed_over) {
+                // The successor holds the same sockets and takes what is queued on them.
+                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, socket.fd, null);
+                sys.close(socket.fd);
+                self.listening[i] = false;
+                continue;
+            }
             // Another slot's socket that is not adopted is only closed (the supervisor keeps
             // it open): taking its queue would serve another worker's share.
             if (self.options.link) |link| if (!link.watches(i)) {
@@ -334,6 +354,25 @@ pub const Worker = struct {
             };
             if (!more) return;
         }
+    }
+
+    /// Gives every listening socket to the processes waiting at the handover path.
+    fn handOver(self: *Worker) void {
+        const server = self.options.handover orelse return;
+        if (!self.accepting) return;
+        var fds: [max_sockets]sys.Fd = undefined;
+        var listeners: [max_sockets]u16 = undefined;
+        for (self.options.sockets, 0..) |socket, i| {
+            fds[i] = socket.fd;
+            listeners[i] = socket.listener_index;
+        }
+        const n = self.options.sockets.len;
+        const answered = server.serve(fds[0..n], listeners[0..n]);
+        if (answered == 0) return;
+        self.handed_over = true;
+        log.info("handover: {d} listening sockets handed to the next process at {s}", .{
+            n, server.socketPath(),
+        });
     }
 
     fn closeAll(self: *Worker, reason: StopReason) StopReason {
