@@ -518,7 +518,7 @@ pub const Connections = struct {
         // Bounded by the table: each expiry disarms one slot's deadline.
         var budget: usize = self.slots.len + 1;
         while (budget > 0) : (budget -= 1) {
-            const due = self.deadlines.popExpired(now_ms) orelse return;
+            const due = self.deadlines.popExpired(now_ms) orelse break;
             const c = &self.slots[due.slot];
             assert(c.fd != closed);
             switch (due.kind) {

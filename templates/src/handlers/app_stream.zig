@@ -458,7 +458,7 @@ fn testContext() api.Context {
 
 test "a source that calls setTimer is told apart from one that only mentions it" {
     try std.testing.expect(comptime armsTimer("fn f(io: *Io) void {\n    io.setTimer(5);\n}"));
-    try std.testing.expect(!comptime armsTimer("// io.setTimer(ms) would need timer\nconst a = 1;"));
+    try std.testing.expect(!comptime armsTimer("// io.setTimer(ms) needs timer\nconst a = 1;"));
     try std.testing.expect(!comptime armsTimer("fn f() void {}"));
 }
 
