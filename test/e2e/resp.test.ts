@@ -2,9 +2,12 @@
  * The resp example: a RESP2 subset as a stream module (examples/app/resp.zig over the
  * generated stub), checked with redis-cli, the real client. redis-cli comes from Debian's
  * redis-tools: installed with apt-get when missing (as root); under CI=true a missing
- * redis-cli fails the run instead of skipping it.
+ * redis-cli fails the run instead of skipping it. Back-pressure is shown with Node sockets that
+ * pipeline megabytes of commands: how much the kernel took from them, and the worker's memory.
  */
 import { execFile, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tcpExchange } from "./support/net.js";
 import { portOf, startReady, stopAllPrograms } from "./support/program.js";
@@ -37,6 +40,49 @@ function ensureRedisCli(): void {
   }
 }
 
+/** Resident memory of a process, in KiB, from /proc. */
+function rssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const match = /VmRSS:\s+(\d+)/.exec(status);
+  if (match === null) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(match[1]);
+}
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * A client that pipelines `pieces` × `piece` without waiting: `taken` counts the bytes the
+ * kernel accepted (a write's callback runs once its bytes left Node), `received` what came back.
+ */
+async function flood(port: number, first: string, piece: Buffer, pieces: number) {
+  const socket = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  const state = { socket, taken: 0, received: Buffer.alloc(0), chunks: [] as Buffer[] };
+  socket.on("data", (data: Buffer) => state.chunks.push(data));
+  socket.write(first);
+  for (let i = 0; i < pieces; i += 1) {
+    socket.write(piece, () => {
+      state.taken += piece.length;
+    });
+  }
+  return state;
+}
+
+function receivedBytes(state: { chunks: Buffer[] }): number {
+  return state.chunks.reduce((n, c) => n + c.length, 0);
+}
+
+/** Polls until `done` or `limitMs` passes (bounded). */
+async function until(done: () => boolean, limitMs: number): Promise<void> {
+  const start = Date.now();
+  while (!done() && Date.now() - start < limitMs) await sleepMs(25);
+}
+
 function redisCli(port: number, args: readonly string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = execFile(
@@ -54,6 +100,7 @@ function redisCli(port: number, args: readonly string[], input?: string): Promis
 
 describe.each(ZIG_VERSIONS)("zig %s: the resp example (stream module, redis-cli)", (version) => {
   let port: number;
+  let pid: number;
   const timeout = TEST_TIMEOUT_MS;
 
   beforeAll(async () => {
@@ -61,6 +108,7 @@ describe.each(ZIG_VERSIONS)("zig %s: the resp example (stream module, redis-cli)
     const binary = await programOf("resp", version);
     const { ready } = await startReady(binary, ["--standalone", "--listen", "cache=127.0.0.1:0"]);
     port = portOf(ready, "cache");
+    pid = ready.pid;
   }, SETUP_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -104,5 +152,69 @@ describe.each(ZIG_VERSIONS)("zig %s: the resp example (stream module, redis-cli)
     const value = "v".repeat(60_000);
     expect(await redisCli(port, ["-x", "SET", "big"], value)).toBe("OK\n");
     expect(await redisCli(port, ["GET", "big"])).toBe(`${value}\n`);
+  });
+
+  it("answers DEBUG SLEEP from its connection's timer, others meanwhile", { timeout }, async () => {
+    const started = Date.now();
+    const sleeping = redisCli(port, ["DEBUG", "SLEEP", "0.4"]);
+    // Another connection of the same single worker is served during the sleep.
+    expect(await redisCli(port, ["PING"])).toBe("PONG\n");
+    const pingMs = Date.now() - started;
+    expect(await sleeping).toBe("OK\n");
+    const sleptMs = Date.now() - started;
+    expect(sleptMs).toBeGreaterThanOrEqual(400);
+    expect(pingMs).toBeLessThan(sleptMs);
+    // The commands pipelined behind it wait for its end, then are answered in order.
+    const reply = await tcpExchange("127.0.0.1", port, {
+      send: "DEBUG SLEEP 0.2\r\nPING\r\nECHO after\r\n",
+      endAfterSend: true,
+      timeoutMs: 5_000,
+    });
+    expect(reply.toString()).toBe("+OK\r\n+PONG\r\n$5\r\nafter\r\n");
+    expect(await redisCli(port, ["DEBUG", "SLEEP", "soon"])).toBe(
+      "ERR value is not a valid float\n\n",
+    );
+  });
+
+  it("reads nothing while paused: the client slows, memory stays flat", { timeout }, async () => {
+    const piece = Buffer.from("PING\r\n".repeat(10_000));
+    const pieces = 400; // 24 MB of pipelined PINGs
+    const before = rssKiB(pid);
+    const client = await flood(port, "DEBUG SLEEP 1.5\r\n", piece, pieces);
+    try {
+      await sleepMs(700);
+      // Mid-sleep: no answer yet, and the kernel took only what its buffers hold.
+      expect(receivedBytes(client)).toBe(0);
+      expect(client.taken).toBeLessThan((piece.length * pieces) / 2);
+      expect(rssKiB(pid) - before).toBeLessThan(4096);
+      const want = "+OK\r\n".length + "+PONG\r\n".length * 10_000 * pieces;
+      await until(() => receivedBytes(client) >= want, 20_000);
+      const all = Buffer.concat(client.chunks);
+      expect(all.length).toBe(want);
+      expect(all.subarray(0, 12).toString()).toBe("+OK\r\n+PONG\r\n");
+      expect(client.taken).toBe(piece.length * pieces);
+    } finally {
+      client.socket.destroy();
+    }
+  });
+
+  it("answers everything to a client that reads only at the end", { timeout }, async () => {
+    const piece = Buffer.from("PING\r\n".repeat(10_000));
+    const pieces = 400;
+    const before = rssKiB(pid);
+    const client = await flood(port, "", piece, pieces);
+    client.socket.pause();
+    try {
+      await sleepMs(1_000);
+      // Answers pile up in the kernel until the client reads; the worker stops reading then.
+      expect(client.taken).toBeLessThan(piece.length * pieces);
+      expect(rssKiB(pid) - before).toBeLessThan(4096);
+      client.socket.resume();
+      const want = "+PONG\r\n".length * 10_000 * pieces;
+      await until(() => receivedBytes(client) >= want, 20_000);
+      expect(receivedBytes(client)).toBe(want);
+    } finally {
+      client.socket.destroy();
+    }
   });
 });
