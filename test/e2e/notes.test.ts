@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tcpExchange } from "./support/net.js";
 import { portOf, startReady, stopAllPrograms } from "./support/program.js";
 import { programOf } from "./support/project.js";
 import { ZIG_VERSIONS } from "./support/zig.js";
@@ -54,6 +55,27 @@ function curl(args: readonly string[]): Promise<CurlResponse> {
       },
     );
   });
+}
+
+/** A PUT of `body` in chunks of `chunkBytes`, as raw bytes (curl picks its own chunk sizes). */
+function chunkedPut(target: string, body: Buffer, chunkBytes: number, extra = ""): Buffer {
+  const head = `PUT ${target} HTTP/1.1\r\nHost: notes\r\nTransfer-Encoding: chunked\r\n`;
+  const parts: Buffer[] = [Buffer.from(`${head}Connection: close\r\n${extra}\r\n`)];
+  for (let at = 0; at < body.length; at += chunkBytes) {
+    const piece = body.subarray(at, at + chunkBytes);
+    parts.push(Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from("\r\n"));
+  }
+  parts.push(Buffer.from("0\r\n\r\n"));
+  return Buffer.concat(parts);
+}
+
+/** Sends `request`, half-closes, and reads until the server closes. */
+function exchange(port: number, request: Buffer): Promise<Buffer> {
+  return tcpExchange("127.0.0.1", port, { send: request, endAfterSend: true, timeoutMs: 5_000 });
+}
+
+function statusOf(reply: Buffer): number {
+  return Number(reply.subarray(0, 12).toString("latin1").split(" ")[1]);
 }
 
 describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (version) => {
@@ -125,6 +147,47 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     await writeFile(over, randomBytes(65537));
     const refused = await curl(["-X", "PUT", "--data-binary", `@${over}`, `${base}/notes/4`]);
     expect(refused.status).toBe(413);
+    const overData = ["--data-binary", `@${over}`];
+    const refusedChunked = await curl(["-X", "PUT", ...chunked, ...overData, `${base}/notes/4`]);
+    expect(refusedChunked.status).toBe(413);
+    expect(refusedChunked.headers.connection).toBe("close");
+    expect((await curl([`${base}/notes/4`])).status).toBe(404);
+  });
+
+  it("takes 64 KiB in small chunks whose framing overflows the buffer", { timeout }, async () => {
+    const port = Number(new URL(base).port);
+    const body = randomBytes(65536);
+    // 16-byte chunks: 90 KB on the wire for an 80 KiB read buffer.
+    const request = chunkedPut("/notes/5", body, 16);
+    expect(request.length).toBeGreaterThan(81920);
+    const reply = await exchange(port, request);
+    expect(statusOf(reply)).toBe(201);
+    expect(Buffer.compare((await curl([`${base}/notes/5`])).body, body)).toBe(0);
+    // One byte more is a 413 that reaches the client whole, however it is framed.
+    const over = chunkedPut("/notes/6", randomBytes(65537), 16);
+    const refused = await exchange(port, over);
+    expect(refused.toString("latin1")).toMatch(/^HTTP\/1\.1 413 Content Too Large\r\n/);
+    expect((await curl([`${base}/notes/6`])).status).toBe(404);
+  });
+
+  it("limits the body to what fits beside its head: 413 past it", { timeout }, async () => {
+    const port = Number(new URL(base).port);
+    // A 20 KB header leaves 60 KiB of the 80 KiB read buffer: a 64 KiB body no longer fits.
+    const pad = `X-Pad: ${"p".repeat(20_000)}\r\n`;
+    const body = randomBytes(65536);
+    const chunked = chunkedPut("/notes/7", body, 4096, pad);
+    const refusedChunked = await exchange(port, chunked);
+    expect(statusOf(refusedChunked)).toBe(413);
+    const length = Buffer.concat([
+      Buffer.from(`PUT /notes/7 HTTP/1.1\r\nHost: notes\r\n${pad}Content-Length: 65536\r\n\r\n`),
+      body,
+    ]);
+    const refusedLength = await exchange(port, length);
+    expect(statusOf(refusedLength)).toBe(413);
+    // 50 000 bytes fit beside that head.
+    const fits = chunkedPut("/notes/7", body.subarray(0, 50_000), 4096, pad);
+    const taken = await exchange(port, fits);
+    expect(statusOf(taken)).toBe(201);
   });
 
   it("streams an export larger than the write buffer, chunked", { timeout }, async () => {
