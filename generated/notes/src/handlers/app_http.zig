@@ -7,8 +7,11 @@
 //! Memory, all reserved before the first request, none allocated per request:
 //! - A request body reaches its route whole, in the connection's read buffer (per
 //!   connection, `readBufferBytes`): the head and the body must fit there together, so the
-//!   largest body is the smaller of `maxBodyBytes` and the read buffer minus the head (413
-//!   above it). Chunked bodies are decoded in place.
+//!   largest body is the smaller of `maxBodyBytes` and the read buffer minus the head. A larger
+//!   one is answered 413 (then a lingering close), whether its length was declared or it came
+//!   in chunks. Chunked bodies are decoded in place; the chunk framing already decoded is
+//!   squeezed out when the buffer fills, so it costs no room, but a chunk-size line or trailer
+//!   section that does not fit beside the body makes it a 413 too.
 //! - The response body and headers are written into per-worker buffers (one worker serves
 //!   one request at a time) and then copied behind the status line into the connection's
 //!   write buffer: a response must fit in `writeBufferBytes` (a 500 otherwise).
@@ -407,6 +410,32 @@ fn appendStatus(out: *api.Output, status: u16, allow: []const u8, framing: Frami
 
 const continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
 
+/// Answers with an error status and closes (after a lingering close, see connections.zig).
+fn refuse(out: *api.Output, progress: *api.Progress, status: u16) void {
+    appendStatus(out, status, "", .{ .keep_alive = false, .http_1_0 = false, .head_only = false });
+    progress.rejected = status;
+    progress.close = true;
+}
+
+/// Drops the chunk framing that lies between a request's decoded body and its unparsed bytes
+/// (the request starts `input`): head and body move right over it, and the returned count
+/// of bytes at the front is to be consumed. The head's slices need no rebase: they move
+/// right by that count, and the connection then moves everything left by as much.
+fn squeeze(conn: *Connection, input: []u8) usize {
+    const kept = conn.body_start + conn.body_len;
+    assert(conn.parsed >= kept);
+    const gap = conn.parsed - kept;
+    if (gap == 0) return 0;
+    // Backwards: the destination overlaps the source from the right.
+    var i = kept;
+    while (i > 0) {
+        i -= 1;
+        input[gap + i] = input[i];
+    }
+    conn.parsed -= gap;
+    return gap;
+}
+
 /// A connection's progress through its current request. The request's bytes stay in the
 /// connection's read buffer until it is answered: the head is parsed in place and the body
 /// is gathered behind it, so that the route sees both whole.
@@ -420,6 +449,9 @@ pub const Connection = struct {
     body_len: usize = 0,
     /// A response body being streamed: no further request is read until it ends.
     streaming: ?Streaming = null,
+    /// The largest body of any request (`maxBodyBytes`, at most the read buffer); a chunked
+    /// one is held to what fits beside its head.
+    max_body_bytes: u64,
 
     const Streaming = struct {
         continuation: Continuation,
@@ -431,7 +463,10 @@ pub const Connection = struct {
     pub fn init(max_body_bytes: u64) Connection {
         // A route sees its body whole, so it must fit the read buffer too.
         const body_bytes = @min(max_body_bytes, config.read_buffer_bytes);
-        return .{ .parser = parser.Parser.init(builtin_http.parserLimits(body_bytes)) };
+        return .{
+            .parser = parser.Parser.init(builtin_http.parserLimits(body_bytes)),
+            .max_body_bytes = body_bytes,
+        };
     }
 
     /// The bytes of the request moved `delta` bytes to the left (the connection dropped
@@ -570,14 +605,13 @@ pub fn Module(
                             else => 0,
                         };
                         if (conn.body_start + length > config.read_buffer_bytes) {
-                            appendStatus(out, 413, "", .{
-                                .keep_alive = false,
-                                .http_1_0 = false,
-                                .head_only = false,
-                            });
-                            progress.rejected = 413;
-                            progress.close = true;
+                            refuse(out, &progress, 413);
                             break;
+                        }
+                        if (head.body == .chunked) {
+                            // Chunk sizes that add up past the room beside the head: 413.
+                            const room = config.read_buffer_bytes - conn.body_start;
+                            conn.parser.limits.body_bytes = @min(conn.max_body_bytes, room);
                         }
                         if (head.expect_continue and head.body != .none) {
                             _ = out.append(continue_response);
@@ -597,6 +631,7 @@ pub fn Module(
                         start += conn.parsed;
                         conn.parsed = 0;
                         conn.head = null;
+                        conn.parser.limits.body_bytes = conn.max_body_bytes;
                         if (conn.streaming != null) {
                             // The body goes on once this output is sent; requests wait.
                             progress.want_writable = true;
@@ -617,6 +652,18 @@ pub fn Module(
             }
             progress.consumed = start;
             conn.rebase(start);
+            if (start == 0 and conn.head != null and !progress.close and
+                input.len == config.read_buffer_bytes)
+            {
+                // A body that fills the buffer and still is not whole: make room by dropping
+                // the chunk framing already decoded, or answer 413 when there is none.
+                const framing_bytes = squeeze(conn, input);
+                if (framing_bytes == 0) {
+                    refuse(out, &progress, 413);
+                    return progress;
+                }
+                progress.consumed = framing_bytes;
+            }
             progress.phase = if (conn.head != null)
                 .body
             else if (input.len > start)
