@@ -187,6 +187,20 @@ test "arbitrary delays fire in time order; re-arming and cancelling move them" {
     try std.testing.expectEqualSlices(u32, &.{ 2, 0, 1 }, &order);
 }
 
+test "a slot's next connection starts without the timer of the one before" {
+    var t = try Timers.init(std.testing.allocator, 4);
+    defer t.deinit(std.testing.allocator);
+    t.arm(2, 1, 100);
+    // The first connection closes (its timer is cancelled); the slot's next one arms later.
+    t.cancel(2);
+    try std.testing.expect(t.popExpired(1000) == null);
+    t.arm(2, 2, 500);
+    try std.testing.expect(t.popExpired(499) == null);
+    const fired = t.popExpired(500).?;
+    try std.testing.expectEqual(@as(u32, 2), fired.generation);
+    try std.testing.expect(t.popExpired(1000) == null);
+}
+
 test "random arming, cancelling and popping agree with a plain table" {
     const capacity = 64;
     var t = try Timers.init(std.testing.allocator, capacity);

@@ -999,3 +999,18 @@ test "a response refuses header injection and reports a full body" {
     try std.testing.expectError(error.NoSpaceLeft, res.write("de"));
     try std.testing.expectEqualStrings("abc", res.body());
 }
+
+test "squeezing drops decoded chunk framing and keeps head and body in place" {
+    var conn = Connection.init(1024);
+    // A 4-byte head, a 3-byte decoded body, 5 bytes of framing already parsed, 2 unparsed.
+    var input = "HEADabcFFFFFxy".*;
+    conn.body_start = 4;
+    conn.body_len = 3;
+    conn.parsed = 12;
+    const dropped = squeeze(&conn, &input);
+    try std.testing.expectEqual(@as(usize, 5), dropped);
+    try std.testing.expectEqualStrings("HEADabcxy", input[dropped..]);
+    try std.testing.expectEqual(@as(usize, 7), conn.parsed);
+    // Nothing left to drop: the caller answers 413.
+    try std.testing.expectEqual(@as(usize, 0), squeeze(&conn, input[dropped..]));
+}

@@ -474,3 +474,52 @@ test "lines and length prefixes cut into frames" {
     try std.testing.expect(cut(length, "\x00\x03he") == .need_more);
     try std.testing.expect(cut(length, "\x00\x09") == .too_large);
 }
+
+test "a module pauses reading and arms its timer; the timer resumes and frames go on" {
+    const M = struct {
+        pub const State = struct {};
+        pub const Connection = struct { waits: u32 = 0 };
+        pub fn frame(state: *State, conn: *Connection, line: []const u8, io: *Io) !void {
+            _ = state;
+            if (std.mem.eql(u8, line, "wait")) {
+                conn.waits += 1;
+                io.pauseReading();
+                io.setTimer(25);
+                return;
+            }
+            try io.print("{s}\n", .{line});
+        }
+        pub fn timer(state: *State, conn: *Connection, io: *Io) !void {
+            _ = state;
+            try io.print("waited {d}\n", .{conn.waits});
+            io.resumeReading();
+        }
+    };
+    const S = Module(M, "test.zig", "", .{ .line = .{ .max_bytes = 16 } }, 256);
+    var state: M.State = .{};
+    var conn: S.Connection = .{};
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    const ctx = testContext();
+    var input = "a\nwait\nb\n".*;
+    const paused = S.serve(&state, &ctx, &conn, &input, &out);
+    try std.testing.expectEqualStrings("a\n", out.buf[0..out.len]);
+    try std.testing.expectEqual(@as(usize, 7), paused.consumed);
+    try std.testing.expect(paused.reading == .pause);
+    try std.testing.expectEqual(api.TimerChange{ .after_ms = 25 }, paused.timer);
+    // While paused nothing is delivered.
+    out.len = 0;
+    const waiting = S.serve(&state, &ctx, &conn, input[7..], &out);
+    try std.testing.expectEqual(@as(usize, 0), waiting.consumed);
+    try std.testing.expectEqual(@as(usize, 0), out.len);
+    const fired = S.fire(&state, &ctx, &conn, &out);
+    try std.testing.expectEqualStrings("waited 1\n", out.buf[0..out.len]);
+    try std.testing.expect(fired.reading == .unpause);
+    try std.testing.expect(conn.timer_ms == null);
+    out.len = 0;
+    const resumed = S.serve(&state, &ctx, &conn, input[7..], &out);
+    try std.testing.expectEqual(@as(usize, 2), resumed.consumed);
+    try std.testing.expectEqualStrings("b\n", out.buf[0..out.len]);
+}
