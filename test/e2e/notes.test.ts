@@ -9,7 +9,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tcpExchange } from "./support/net.js";
-import { portOf, startReady, stopAllPrograms } from "./support/program.js";
+import {
+  portOf,
+  startReady,
+  stopAllPrograms,
+  STOP_TIMEOUT_MS,
+  type Program,
+  type StoppedEvent,
+} from "./support/program.js";
 import { programOf } from "./support/project.js";
 import { ZIG_VERSIONS } from "./support/zig.js";
 
@@ -81,10 +88,20 @@ function statusOf(reply: Buffer): number {
 describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (version) => {
   let base: string;
   let tmp: string;
+  let program: Program;
+  /** The 413 answers this suite saw, to compare with the worker's counters at the end. */
+  let refused413 = 0;
+  const expect413 = (status: number) => {
+    expect(status).toBe(413);
+    refused413 += 1;
+  };
 
   beforeAll(async () => {
     const binary = await programOf("notes", version);
-    const { ready } = await startReady(binary, ["--standalone", "--listen", "api=127.0.0.1:0"]);
+    const args = ["--standalone", "--listen", "api=127.0.0.1:0"];
+    const started = await startReady(binary, args);
+    program = started.program;
+    const ready = started.ready;
     base = `http://127.0.0.1:${portOf(ready, "api")}`;
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-notes-"));
   }, SETUP_TIMEOUT_MS);
@@ -146,10 +163,10 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     const over = path.join(tmp, "over");
     await writeFile(over, randomBytes(65537));
     const refused = await curl(["-X", "PUT", "--data-binary", `@${over}`, `${base}/notes/4`]);
-    expect(refused.status).toBe(413);
+    expect413(refused.status);
     const overData = ["--data-binary", `@${over}`];
     const refusedChunked = await curl(["-X", "PUT", ...chunked, ...overData, `${base}/notes/4`]);
-    expect(refusedChunked.status).toBe(413);
+    expect413(refusedChunked.status);
     expect(refusedChunked.headers.connection).toBe("close");
     expect((await curl([`${base}/notes/4`])).status).toBe(404);
   });
@@ -167,6 +184,7 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     const over = chunkedPut("/notes/6", randomBytes(65537), 16);
     const refused = await exchange(port, over);
     expect(refused.toString("latin1")).toMatch(/^HTTP\/1\.1 413 Content Too Large\r\n/);
+    expect413(statusOf(refused));
     expect((await curl([`${base}/notes/6`])).status).toBe(404);
   });
 
@@ -177,13 +195,13 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     const body = randomBytes(65536);
     const chunked = chunkedPut("/notes/7", body, 4096, pad);
     const refusedChunked = await exchange(port, chunked);
-    expect(statusOf(refusedChunked)).toBe(413);
+    expect413(statusOf(refusedChunked));
     const length = Buffer.concat([
       Buffer.from(`PUT /notes/7 HTTP/1.1\r\nHost: notes\r\n${pad}Content-Length: 65536\r\n\r\n`),
       body,
     ]);
     const refusedLength = await exchange(port, length);
-    expect(statusOf(refusedLength)).toBe(413);
+    expect413(statusOf(refusedLength));
     // 50 000 bytes fit beside that head.
     const fits = chunkedPut("/notes/7", body.subarray(0, 50_000), 4096, pad);
     const taken = await exchange(port, fits);
@@ -225,5 +243,15 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     });
     const lines = out.trim().split("\n");
     expect(lines).toEqual(["200 1", "200 0", "200 0", "200 0", "200 0"]);
+  });
+
+  it("counts every 413 it answered in the rejected counters of stopped", { timeout }, async () => {
+    expect(refused413).toBe(5);
+    program.signal("SIGTERM");
+    expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    const stopped = await program.waitForEvent<StoppedEvent>("stopped", 1_000);
+    const workers = stopped.workers as unknown as { rejected: Record<string, number> }[];
+    const counted = workers.reduce((n, w) => n + (w.rejected["413"] ?? 0), 0);
+    expect(counted).toBe(refused413);
   });
 });
