@@ -10,7 +10,13 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tcpExchange } from "./support/net.js";
-import { portOf, startReady, stopAllPrograms } from "./support/program.js";
+import {
+  portOf,
+  startReady,
+  stopAllPrograms,
+  STOP_TIMEOUT_MS,
+  type StoppedEvent,
+} from "./support/program.js";
 import { programOf } from "./support/project.js";
 import { ZIG_VERSIONS } from "./support/zig.js";
 
@@ -216,5 +222,34 @@ describe.each(ZIG_VERSIONS)("zig %s: the resp example (stream module, redis-cli)
     } finally {
       client.socket.destroy();
     }
+  });
+
+  it("a paused connection runs on the write timeout, not the idle one", { timeout }, async () => {
+    const binary = await programOf("resp", version);
+    const args = ["--standalone", "--listen", "cache=127.0.0.1:0"];
+    const limits = ["--idle-timeout", "300", "--write-timeout", "1500"];
+    const { program, ready } = await startReady(binary, [...args, ...limits]);
+    const own = portOf(ready, "cache");
+    // Paused for 800 ms, past the idle timeout: answered, not closed as idle.
+    const slept = await tcpExchange("127.0.0.1", own, {
+      send: "DEBUG SLEEP 0.8\r\nPING\r\n",
+      endAfterSend: true,
+      timeoutMs: 5_000,
+    });
+    expect(slept.toString()).toBe("+OK\r\n+PONG\r\n");
+    // Paused past the write timeout: closed without an answer.
+    const started = Date.now();
+    const cut = await tcpExchange("127.0.0.1", own, {
+      send: "DEBUG SLEEP 5\r\n",
+      timeoutMs: 5_000,
+    });
+    expect(cut.length).toBe(0);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_400);
+    expect(Date.now() - started).toBeLessThan(4_500);
+    program.signal("SIGTERM");
+    expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    const stopped = await program.waitForEvent<StoppedEvent>("stopped", 1_000);
+    const workers = stopped.workers as unknown as { timeouts: Record<string, number> }[];
+    expect(workers.map((w) => w.timeouts)).toEqual([{ header: 0, body: 0, idle: 0, write: 1 }]);
   });
 });

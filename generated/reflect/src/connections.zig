@@ -360,7 +360,9 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         // Each round consumes input, so the rounds are bounded by the input buffer.
         var rounds: usize = 0;
+        var wrote = false;
         while (rounds <= config.read_buffer_bytes) : (rounds += 1) {
+            wrote = wrote or c.out_start < c.out_end;
             switch (self.flush(slot)) {
                 .blocked => |progressed| {
                     if (progressed or self.deadlines.kindOf(slot) != .write) {
@@ -386,7 +388,10 @@ pub const Connections = struct {
             return self.watch(slot, true);
         }
         self.watch(slot, false);
-        if (c.fd != closed) self.armPhase(slot, now_ms);
+        if (c.fd == closed) return;
+        // A paused connection's write timeout runs from its pause or its last write.
+        if (c.read_paused and wrote) self.deadlines.arm(slot, .write, now_ms);
+        self.armPhase(slot, now_ms);
     }
 
     /// The deadline of what the connection waits for now.
@@ -394,7 +399,7 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         if (c.read_paused) {
             // Not idle: the client waits for us (and may not be evicted). The module must
-            // resume or answer within the write timeout, counted from the pause.
+            // resume or write within the write timeout, counted from the pause.
             if (self.deadlines.kindOf(slot) != .write) self.deadlines.arm(slot, .write, now_ms);
             return;
         }
