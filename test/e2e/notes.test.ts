@@ -1,6 +1,8 @@
 /**
  * The notes example: an HTTP application module (examples/app/notes.zig over the generated
- * stub) served by the generated runtime, checked with curl, the reference HTTP client.
+ * stub) served by the generated runtime, checked with curl, the reference HTTP client
+ * (installed with apt-get when missing; under CI=true a missing curl fails the run), and with
+ * raw sockets where the framing must be exact (chunk sizes).
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -18,6 +20,7 @@ import {
   type StoppedEvent,
 } from "./support/program.js";
 import { programOf } from "./support/project.js";
+import { ensureCommand } from "./support/tools.js";
 import { ZIG_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
@@ -97,6 +100,7 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
   };
 
   beforeAll(async () => {
+    ensureCommand("curl", "curl");
     const binary = await programOf("notes", version);
     const args = ["--standalone", "--listen", "api=127.0.0.1:0"];
     const started = await startReady(binary, args);

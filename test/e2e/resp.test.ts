@@ -5,7 +5,7 @@
  * redis-cli fails the run instead of skipping it. Back-pressure is shown with Node sockets that
  * pipeline megabytes of commands: how much the kernel took from them, and the worker's memory.
  */
-import { execFile, spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,33 +18,11 @@ import {
   type StoppedEvent,
 } from "./support/program.js";
 import { programOf } from "./support/project.js";
+import { ensureCommand } from "./support/tools.js";
 import { ZIG_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 30_000;
-
-function hasRedisCli(): boolean {
-  return spawnSync("sh", ["-c", "command -v redis-cli"]).status === 0;
-}
-
-/** Installs redis-tools when redis-cli is missing and we may; throws when it stays missing. */
-function ensureRedisCli(): void {
-  if (hasRedisCli()) return;
-  if (process.getuid?.() === 0) {
-    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-    spawnSync("apt-get", ["update", "-q"], { stdio: "ignore", env, timeout: 300_000 });
-    spawnSync("apt-get", ["install", "-y", "-q", "redis-tools"], {
-      stdio: "ignore",
-      env,
-      timeout: 300_000,
-    });
-  }
-  if (!hasRedisCli()) {
-    throw new Error(
-      "redis-cli is missing and could not be installed (Debian: apt-get install redis-tools)",
-    );
-  }
-}
 
 /** Resident memory of a process, in KiB, from /proc. */
 function rssKiB(pid: number): number {
@@ -110,7 +88,7 @@ describe.each(ZIG_VERSIONS)("zig %s: the resp example (stream module, redis-cli)
   const timeout = TEST_TIMEOUT_MS;
 
   beforeAll(async () => {
-    ensureRedisCli();
+    ensureCommand("redis-cli", "redis-tools");
     const binary = await programOf("resp", version);
     const { ready } = await startReady(binary, ["--standalone", "--listen", "cache=127.0.0.1:0"]);
     port = portOf(ready, "cache");
