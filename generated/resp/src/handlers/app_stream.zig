@@ -487,6 +487,8 @@ test "a module pauses reading and arms its timer; the timer resumes and frames g
                 io.setTimer(25);
                 return;
             }
+            if (std.mem.eql(u8, line, "later")) return io.setTimer(1000);
+            if (std.mem.eql(u8, line, "never")) return io.cancelTimer();
             try io.print("{s}\n", .{line});
         }
         pub fn timer(state: *State, conn: *Connection, io: *Io) !void {
@@ -522,4 +524,10 @@ test "a module pauses reading and arms its timer; the timer resumes and frames g
     const resumed = S.serve(&state, &ctx, &conn, input[7..], &out);
     try std.testing.expectEqual(@as(usize, 2), resumed.consumed);
     try std.testing.expectEqualStrings("b\n", out.buf[0..out.len]);
+    // Armed, then cancelled: the worker is told, and nothing is left to fire.
+    out.len = 0;
+    var more = "later\nnever\n".*;
+    const cancelled = S.serve(&state, &ctx, &conn, &more, &out);
+    try std.testing.expect(cancelled.timer == .cancel);
+    try std.testing.expect(conn.timer_ms == null);
 }
