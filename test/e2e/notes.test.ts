@@ -7,6 +7,7 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -82,6 +83,10 @@ function chunkedPut(target: string, body: Buffer, chunkBytes: number, extra = ""
 /** Sends `request`, half-closes, and reads until the server closes. */
 function exchange(port: number, request: Buffer): Promise<Buffer> {
   return tcpExchange("127.0.0.1", port, { send: request, endAfterSend: true, timeoutMs: 5_000 });
+}
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function statusOf(reply: Buffer): number {
@@ -259,3 +264,83 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     expect(counted).toBe(refused413);
   });
 });
+
+describe.each(ZIG_VERSIONS)("zig %s: notes with body buffers", (version) => {
+  let base: string;
+  let port: number;
+  let tmp: string;
+  const timeout = TEST_TIMEOUT_MS;
+
+  beforeAll(async () => {
+    ensureCommand("curl", "curl");
+    // readBufferBytes 16 KiB, maxBodyBytes 256 KiB, one body buffer (one worker).
+    const binary = await programOf("notes-uploads", version);
+    const { ready } = await startReady(binary, ["--standalone", "--listen", "api=127.0.0.1:0"]);
+    port = portOf(ready, "api");
+    base = `http://127.0.0.1:${port}`;
+    tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-uploads-"));
+  }, SETUP_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await stopAllPrograms();
+    if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it("takes 256 KiB through a 16 KiB read buffer, by length or chunked", { timeout }, async () => {
+    const big = randomBytes(262144);
+    const file = path.join(tmp, "big");
+    await writeFile(file, big);
+    const data = ["--data-binary", `@${file}`];
+    expect((await curl(["-X", "PUT", ...data, `${base}/notes/1`])).status).toBe(201);
+    expect(Buffer.compare((await curl([`${base}/notes/1`])).body, big)).toBe(0);
+    const chunked = ["-H", "Transfer-Encoding: chunked"];
+    expect((await curl(["-X", "PUT", ...chunked, ...data, `${base}/notes/2`])).status).toBe(201);
+    expect(Buffer.compare((await curl([`${base}/notes/2`])).body, big)).toBe(0);
+    const small = chunkedPut("/notes/3", big, 7);
+    expect(statusOf(await exchange(port, small))).toBe(201);
+    expect(Buffer.compare((await curl([`${base}/notes/3`])).body, big)).toBe(0);
+    const over = path.join(tmp, "over");
+    await writeFile(over, randomBytes(262145));
+    const overData = ["--data-binary", `@${over}`];
+    expect((await curl(["-X", "PUT", ...overData, `${base}/notes/4`])).status).toBe(413);
+    const refused = await curl(["-X", "PUT", ...chunked, ...overData, `${base}/notes/4`]);
+    expect(refused.status).toBe(413);
+  });
+
+  it("503 while the one body buffer is taken; it is freed after", { timeout }, async () => {
+    const body = randomBytes(100_000);
+    const head = `PUT /notes/5 HTTP/1.1\r\nHost: notes\r\nContent-Length: ${2 * body.length}\r\n`;
+    // A holds the buffer: half its body sent, the rest later.
+    const holder = net.connect(port, "127.0.0.1");
+    await new Promise<void>((resolve, reject) => {
+      holder.once("connect", resolve);
+      holder.once("error", reject);
+    });
+    const holderReply: Buffer[] = [];
+    holder.on("data", (d: Buffer) => holderReply.push(d));
+    holder.write(Buffer.concat([Buffer.from(`${head}Connection: close\r\n\r\n`), body]));
+    await sleepMs(300);
+    const put = (id: number) =>
+      Buffer.concat([
+        Buffer.from(`PUT /notes/${id} HTTP/1.1\r\nHost: notes\r\nConnection: close\r\n`),
+        Buffer.from(`Content-Length: ${body.length}\r\n\r\n`),
+        body,
+      ]);
+    expect(statusOf(await exchange(port, put(6)))).toBe(503);
+    // Small bodies need no body buffer.
+    expect((await curl(["-X", "PUT", "--data-binary", "hi", `${base}/notes/7`])).status).toBe(201);
+    holder.end(body);
+    await new Promise((resolve) => holder.once("close", resolve));
+    expect(statusOf(Buffer.concat(holderReply))).toBe(201);
+    expect(statusOf(await exchange(port, put(6)))).toBe(201);
+    // A client that leaves mid-body gives its buffer back.
+    const leaver = net.connect(port, "127.0.0.1");
+    await new Promise<void>((resolve) => leaver.once("connect", resolve));
+    leaver.write(Buffer.concat([Buffer.from(`${head}\r\n`), body]));
+    await sleepMs(200);
+    leaver.destroy();
+    await sleepMs(200);
+    expect(statusOf(await exchange(port, put(8)))).toBe(201);
+  });
+});
+
