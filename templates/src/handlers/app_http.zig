@@ -1131,3 +1131,16 @@ test "squeezing drops decoded chunk framing and keeps head and body in place" {
     // Nothing left to drop: the caller answers 413.
     try std.testing.expectEqual(@as(usize, 0), squeeze(&conn, input[dropped..]));
 }
+
+test "a body in a body buffer leaves only the head to keep in the read buffer" {
+    var conn = Connection.init(1024, true);
+    var input = "HEADabcFFFFFxy".*;
+    conn.body_start = 4;
+    conn.body_len = 3;
+    conn.parsed = 12;
+    conn.body_buffer = 0;
+    const dropped = squeeze(&conn, &input);
+    try std.testing.expectEqual(@as(usize, 8), dropped);
+    try std.testing.expectEqualStrings("HEADxy", input[dropped..]);
+    try std.testing.expectEqual(@as(usize, 4), conn.parsed);
+}
