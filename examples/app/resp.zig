@@ -1,8 +1,13 @@
 //! The resp module of examples/resp.json: a subset of the Redis protocol (RESP2) over a raw
 //! stream. Commands: PING [message], ECHO message, GET key, SET key value, DEL key [key …],
 //! INCR key, CLIENT SETNAME name, CLIENT GETNAME, CONFIG GET parameter (empty values, for
-//! clients that ask), SELECT 0, QUIT. Requests are arrays of bulk strings or inline commands
-//! (`PING\r\n`); pipelined requests are answered in one write.
+//! clients that ask), SELECT 0, DEBUG SLEEP seconds, QUIT. Requests are arrays of bulk
+//! strings or inline commands (`PING\r\n`); pipelined requests are answered in one write.
+//!
+//! DEBUG SLEEP shows a connection's timer and its own back-pressure: Redis stops its whole
+//! server for that long; here only the connection waits. Its reading is paused (what the
+//! client sends meanwhile stays in the kernel's buffers, which slows the client) and its
+//! timer answers `+OK` and resumes reading when the time is up.
 //!
 //! Data lives in the worker's `State`: per process. Two clients served by different workers
 //! see different data, as with one Redis per core; a client keeps its worker for the life of
@@ -18,6 +23,8 @@ const table_slots = 1 << 16;
 const max_keys = table_slots / 4 * 3;
 const max_args = 16;
 const max_name_bytes = 64;
+/// The longest DEBUG SLEEP, in milliseconds.
+const max_sleep_ms = 60_000;
 /// Longest inline command line, and longest `*`/`$` header line.
 const max_line_bytes = 4096;
 /// A key and value this small live in the table itself: SET and INCR of small values
@@ -128,10 +135,11 @@ pub const State = struct {
     }
 };
 
-/// Per connection: the name CLIENT SETNAME gave it.
+/// Per connection: the name CLIENT SETNAME gave it, and whether it is in DEBUG SLEEP.
 pub const Connection = struct {
     name: [max_name_bytes]u8 = undefined,
     name_len: u8 = 0,
+    sleeping: bool = false,
 };
 
 const Command = struct {
@@ -228,8 +236,19 @@ pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io
         };
         if (!try answer(state, conn, cmd.args[0..cmd.argc], io)) break;
         used += cmd.len;
+        // The commands after a DEBUG SLEEP wait for its end (reading is paused).
+        if (conn.sleeping) break;
     }
     return used;
+}
+
+/// The connection's timer: its DEBUG SLEEP is over.
+pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void {
+    _ = state;
+    if (!conn.sleeping) return;
+    conn.sleeping = false;
+    try io.write("+OK\r\n");
+    io.resumeReading();
 }
 
 /// Writes the reply; false when it does not fit now (the command is offered again later).
@@ -283,6 +302,8 @@ fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *strea
         } else {
             try io.write("-ERR DB index is out of range\r\n");
         }
+    } else if (is(name, "DEBUG")) {
+        try debug(conn, args, io);
     } else if (is(name, "QUIT")) {
         try io.write("+OK\r\n");
         io.close();
@@ -328,6 +349,21 @@ fn incr(state: *State, k: []const u8, io: *stream.Io) !void {
     try io.print(":{d}\r\n", .{next});
 }
 
+/// DEBUG SLEEP seconds (a decimal, like Redis's): answers once they have passed.
+fn debug(conn: *Connection, args: []const []const u8, io: *stream.Io) !void {
+    if (args.len != 3 or !is(args[1], "SLEEP")) {
+        return io.write("-ERR DEBUG subcommand not supported (only SLEEP)\r\n");
+    }
+    const seconds = std.fmt.parseFloat(f64, args[2]) catch
+        return io.write("-ERR value is not a valid float\r\n");
+    if (!(seconds >= 0)) return io.write("-ERR value is not a valid float\r\n");
+    const ms: u32 = @intFromFloat(@min(seconds * 1000, max_sleep_ms));
+    if (ms == 0) return io.write("+OK\r\n");
+    conn.sleeping = true;
+    io.setTimer(ms);
+    io.pauseReading();
+}
+
 fn client(conn: *Connection, args: []const []const u8, io: *stream.Io) !void {
     if (args.len == 3 and is(args[1], "SETNAME")) {
         const name = args[2];
@@ -370,4 +406,21 @@ test "a connection keeps its name; a bad request closes with an error" {
     try std.testing.expectEqualStrings("$-1\r\n+OK\r\n$3\r\napp\r\n", named);
     const bad = try service.testBytes(&state, &conn, "*x\r\n");
     try std.testing.expect(std.mem.startsWith(u8, bad, "-ERR Protocol error"));
+}
+
+test "DEBUG SLEEP answers from the connection's timer; commands after it wait" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    var conn: service.Connection = .{};
+    const slept = try service.testBytes(&state, &conn, "PING\r\nDEBUG SLEEP 0.25\r\nPING\r\n");
+    try std.testing.expectEqualStrings("+PONG\r\n", slept);
+    try std.testing.expectEqual(@as(?u32, 250), conn.timer_ms);
+    try std.testing.expect(conn.reading_paused);
+    try std.testing.expectEqualStrings("+OK\r\n", try service.testTimer(&state, &conn));
+    try std.testing.expect(!conn.reading_paused);
+    try std.testing.expectError(error.NoTimerArmed, service.testTimer(&state, &conn));
+    const after = try service.testBytes(&state, &conn, "PING\r\n");
+    try std.testing.expectEqualStrings("+PONG\r\n", after);
+    const bad = try service.testBytes(&state, &conn, "DEBUG SLEEP x\r\nDEBUG SLEEP 0\r\n");
+    try std.testing.expectEqualStrings("-ERR value is not a valid float\r\n+OK\r\n", bad);
 }

@@ -137,6 +137,8 @@ export interface AppModel {
   readonly isDatagram: boolean;
   /** HTTP only; empty otherwise. */
   readonly routes: readonly RouteModel[];
+  /** HTTP only: body buffers of maxBodyBytes per worker (0: none; 0 for other kinds). */
+  readonly bodyBuffers: number;
   /** Stream only: the Zig literal of the module's framing (`.raw`, `.{ .line = … }`). */
   readonly framing: string;
   readonly framingKind: "raw" | "line" | "length" | "";
@@ -269,6 +271,7 @@ function buildApps(spec: Spec): AppModel[] {
       isStream: kind === "stream",
       isDatagram: kind === "datagram",
       routes,
+      bodyBuffers: app.http?.bodyBuffers ?? 0,
       ...framingOf(app.stream?.framing),
     });
   }

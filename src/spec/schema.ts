@@ -124,8 +124,15 @@ export const AppHttpSchema = z
         .min(1, { error: "must list at least 1 route" })
         .max(256, { error: "must list at most 256 routes" })
         .describe("Routes, matched in this order (1 to 256)."),
+      bodyBuffers: intRange(0, 4096)
+        .default(0)
+        .describe(
+          "Buffers of maxBodyBytes per worker for request bodies that outgrow the read buffer " +
+            "(reserved at start, backed once used): up to this many such bodies at once per " +
+            "worker, one more gets 503. 0: a body must fit in the read buffer beside its head.",
+        ),
     },
-    { error: "must be an object { routes }" },
+    { error: "must be an object { routes, bodyBuffers }" },
   )
   .describe("An HTTP module: the generated router calls one function per route.");
 

@@ -1,15 +1,27 @@
 /**
  * The notes example: an HTTP application module (examples/app/notes.zig over the generated
- * stub) served by the generated runtime, checked with curl, the reference HTTP client.
+ * stub) served by the generated runtime, checked with curl, the reference HTTP client
+ * (installed with apt-get when missing; under CI=true a missing curl fails the run), and with
+ * raw sockets where the framing must be exact (chunk sizes).
  */
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { portOf, startReady, stopAllPrograms } from "./support/program.js";
+import { tcpExchange } from "./support/net.js";
+import {
+  portOf,
+  startReady,
+  stopAllPrograms,
+  STOP_TIMEOUT_MS,
+  type Program,
+  type StoppedEvent,
+} from "./support/program.js";
 import { programOf } from "./support/project.js";
+import { ensureCommand } from "./support/tools.js";
 import { ZIG_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
@@ -56,13 +68,49 @@ function curl(args: readonly string[]): Promise<CurlResponse> {
   });
 }
 
+/** A PUT of `body` in chunks of `chunkBytes`, as raw bytes (curl picks its own chunk sizes). */
+function chunkedPut(target: string, body: Buffer, chunkBytes: number, extra = ""): Buffer {
+  const head = `PUT ${target} HTTP/1.1\r\nHost: notes\r\nTransfer-Encoding: chunked\r\n`;
+  const parts: Buffer[] = [Buffer.from(`${head}Connection: close\r\n${extra}\r\n`)];
+  for (let at = 0; at < body.length; at += chunkBytes) {
+    const piece = body.subarray(at, at + chunkBytes);
+    parts.push(Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from("\r\n"));
+  }
+  parts.push(Buffer.from("0\r\n\r\n"));
+  return Buffer.concat(parts);
+}
+
+/** Sends `request`, half-closes, and reads until the server closes. */
+function exchange(port: number, request: Buffer): Promise<Buffer> {
+  return tcpExchange("127.0.0.1", port, { send: request, endAfterSend: true, timeoutMs: 5_000 });
+}
+
+function sleepMs(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function statusOf(reply: Buffer): number {
+  return Number(reply.subarray(0, 12).toString("latin1").split(" ")[1]);
+}
+
 describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (version) => {
   let base: string;
   let tmp: string;
+  let program: Program;
+  /** The 413 answers this suite saw, to compare with the worker's counters at the end. */
+  let refused413 = 0;
+  const expect413 = (status: number) => {
+    expect(status).toBe(413);
+    refused413 += 1;
+  };
 
   beforeAll(async () => {
+    ensureCommand("curl", "curl");
     const binary = await programOf("notes", version);
-    const { ready } = await startReady(binary, ["--standalone", "--listen", "api=127.0.0.1:0"]);
+    const args = ["--standalone", "--listen", "api=127.0.0.1:0"];
+    const started = await startReady(binary, args);
+    program = started.program;
+    const ready = started.ready;
     base = `http://127.0.0.1:${portOf(ready, "api")}`;
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-notes-"));
   }, SETUP_TIMEOUT_MS);
@@ -124,7 +172,49 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     const over = path.join(tmp, "over");
     await writeFile(over, randomBytes(65537));
     const refused = await curl(["-X", "PUT", "--data-binary", `@${over}`, `${base}/notes/4`]);
-    expect(refused.status).toBe(413);
+    expect413(refused.status);
+    const overData = ["--data-binary", `@${over}`];
+    const refusedChunked = await curl(["-X", "PUT", ...chunked, ...overData, `${base}/notes/4`]);
+    expect413(refusedChunked.status);
+    expect(refusedChunked.headers.connection).toBe("close");
+    expect((await curl([`${base}/notes/4`])).status).toBe(404);
+  });
+
+  it("takes 64 KiB in small chunks whose framing overflows the buffer", { timeout }, async () => {
+    const port = Number(new URL(base).port);
+    const body = randomBytes(65536);
+    // 16-byte chunks: 90 KB on the wire for an 80 KiB read buffer.
+    const request = chunkedPut("/notes/5", body, 16);
+    expect(request.length).toBeGreaterThan(81920);
+    const reply = await exchange(port, request);
+    expect(statusOf(reply)).toBe(201);
+    expect(Buffer.compare((await curl([`${base}/notes/5`])).body, body)).toBe(0);
+    // One byte more is a 413 that reaches the client whole, however it is framed.
+    const over = chunkedPut("/notes/6", randomBytes(65537), 16);
+    const refused = await exchange(port, over);
+    expect(refused.toString("latin1")).toMatch(/^HTTP\/1\.1 413 Content Too Large\r\n/);
+    expect413(statusOf(refused));
+    expect((await curl([`${base}/notes/6`])).status).toBe(404);
+  });
+
+  it("limits the body to what fits beside its head: 413 past it", { timeout }, async () => {
+    const port = Number(new URL(base).port);
+    // A 20 KB header leaves 60 KiB of the 80 KiB read buffer: a 64 KiB body no longer fits.
+    const pad = `X-Pad: ${"p".repeat(20_000)}\r\n`;
+    const body = randomBytes(65536);
+    const chunked = chunkedPut("/notes/7", body, 4096, pad);
+    const refusedChunked = await exchange(port, chunked);
+    expect413(statusOf(refusedChunked));
+    const length = Buffer.concat([
+      Buffer.from(`PUT /notes/7 HTTP/1.1\r\nHost: notes\r\n${pad}Content-Length: 65536\r\n\r\n`),
+      body,
+    ]);
+    const refusedLength = await exchange(port, length);
+    expect413(statusOf(refusedLength));
+    // 50 000 bytes fit beside that head.
+    const fits = chunkedPut("/notes/7", body.subarray(0, 50_000), 4096, pad);
+    const taken = await exchange(port, fits);
+    expect(statusOf(taken)).toBe(201);
   });
 
   it("streams an export larger than the write buffer, chunked", { timeout }, async () => {
@@ -163,4 +253,94 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     const lines = out.trim().split("\n");
     expect(lines).toEqual(["200 1", "200 0", "200 0", "200 0", "200 0"]);
   });
+
+  it("counts every 413 it answered in the rejected counters of stopped", { timeout }, async () => {
+    expect(refused413).toBe(5);
+    program.signal("SIGTERM");
+    expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    const stopped = await program.waitForEvent<StoppedEvent>("stopped", 1_000);
+    const workers = stopped.workers as unknown as { rejected: Record<string, number> }[];
+    const counted = workers.reduce((n, w) => n + (w.rejected["413"] ?? 0), 0);
+    expect(counted).toBe(refused413);
+  });
 });
+
+describe.each(ZIG_VERSIONS)("zig %s: notes with body buffers", (version) => {
+  let base: string;
+  let port: number;
+  let tmp: string;
+  const timeout = TEST_TIMEOUT_MS;
+
+  beforeAll(async () => {
+    ensureCommand("curl", "curl");
+    // readBufferBytes 16 KiB, maxBodyBytes 256 KiB, one body buffer (one worker).
+    const binary = await programOf("notes-uploads", version);
+    const { ready } = await startReady(binary, ["--standalone", "--listen", "api=127.0.0.1:0"]);
+    port = portOf(ready, "api");
+    base = `http://127.0.0.1:${port}`;
+    tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-uploads-"));
+  }, SETUP_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await stopAllPrograms();
+    if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it("takes 256 KiB through a 16 KiB read buffer, by length or chunked", { timeout }, async () => {
+    const big = randomBytes(262144);
+    const file = path.join(tmp, "big");
+    await writeFile(file, big);
+    const data = ["--data-binary", `@${file}`];
+    expect((await curl(["-X", "PUT", ...data, `${base}/notes/1`])).status).toBe(201);
+    expect(Buffer.compare((await curl([`${base}/notes/1`])).body, big)).toBe(0);
+    const chunked = ["-H", "Transfer-Encoding: chunked"];
+    expect((await curl(["-X", "PUT", ...chunked, ...data, `${base}/notes/2`])).status).toBe(201);
+    expect(Buffer.compare((await curl([`${base}/notes/2`])).body, big)).toBe(0);
+    const small = chunkedPut("/notes/3", big, 7);
+    expect(statusOf(await exchange(port, small))).toBe(201);
+    expect(Buffer.compare((await curl([`${base}/notes/3`])).body, big)).toBe(0);
+    const over = path.join(tmp, "over");
+    await writeFile(over, randomBytes(262145));
+    const overData = ["--data-binary", `@${over}`];
+    expect((await curl(["-X", "PUT", ...overData, `${base}/notes/4`])).status).toBe(413);
+    const refused = await curl(["-X", "PUT", ...chunked, ...overData, `${base}/notes/4`]);
+    expect(refused.status).toBe(413);
+  });
+
+  it("503 while the one body buffer is taken; it is freed after", { timeout }, async () => {
+    const body = randomBytes(100_000);
+    const head = `PUT /notes/5 HTTP/1.1\r\nHost: notes\r\nContent-Length: ${2 * body.length}\r\n`;
+    // A holds the buffer: half its body sent, the rest later.
+    const holder = net.connect(port, "127.0.0.1");
+    await new Promise<void>((resolve, reject) => {
+      holder.once("connect", resolve);
+      holder.once("error", reject);
+    });
+    const holderReply: Buffer[] = [];
+    holder.on("data", (d: Buffer) => holderReply.push(d));
+    holder.write(Buffer.concat([Buffer.from(`${head}Connection: close\r\n\r\n`), body]));
+    await sleepMs(300);
+    const put = (id: number) =>
+      Buffer.concat([
+        Buffer.from(`PUT /notes/${id} HTTP/1.1\r\nHost: notes\r\nConnection: close\r\n`),
+        Buffer.from(`Content-Length: ${body.length}\r\n\r\n`),
+        body,
+      ]);
+    expect(statusOf(await exchange(port, put(6)))).toBe(503);
+    // Small bodies need no body buffer.
+    expect((await curl(["-X", "PUT", "--data-binary", "hi", `${base}/notes/7`])).status).toBe(201);
+    holder.end(body);
+    await new Promise((resolve) => holder.once("close", resolve));
+    expect(statusOf(Buffer.concat(holderReply))).toBe(201);
+    expect(statusOf(await exchange(port, put(6)))).toBe(201);
+    // A client that leaves mid-body gives its buffer back.
+    const leaver = net.connect(port, "127.0.0.1");
+    await new Promise<void>((resolve) => leaver.once("connect", resolve));
+    leaver.write(Buffer.concat([Buffer.from(`${head}\r\n`), body]));
+    await sleepMs(200);
+    leaver.destroy();
+    await sleepMs(200);
+    expect(statusOf(await exchange(port, put(8)))).toBe(201);
+  });
+});
+

@@ -15,6 +15,7 @@ const compat = @import("compat.zig");
 const cli = @import("cli.zig");
 const handlers = @import("handlers.zig");
 const deadlines_mod = @import("deadlines.zig");
+const timers_mod = @import("timers.zig");
 const listener_mod = @import("listener.zig");
 const stats_mod = @import("stats.zig");
 const linux = std.os.linux;
@@ -81,6 +82,12 @@ const Connection = struct {
     drained: bool = false,
     /// The last answer refused a request or gave up waiting (an error status).
     refused: bool = false,
+    /// Its handler paused reading: the socket is not watched for input.
+    read_paused: bool = false,
+    /// Its application timer fired while output was pending: it runs once that is sent.
+    timer_due: bool = false,
+    /// What the connection is registered in epoll for.
+    events: u32 = 0,
     phase: api.Phase = .idle,
     state: handlers.State = .none,
 };
@@ -92,6 +99,8 @@ pub const Connections = struct {
     free: []u32,
     free_len: u32,
     deadlines: Deadlines,
+    /// Application timers (stream modules), at most one per slot.
+    timers: timers_mod.Timers,
     epfd: sys.Fd,
     identity: Identity,
     limits: cli.Limits,
@@ -121,6 +130,8 @@ pub const Connections = struct {
             linger_ms,
         });
         errdefer deadlines.deinit(allocator);
+        var timers = try timers_mod.Timers.init(allocator, max);
+        errdefer timers.deinit(allocator);
         return .{
             .slots = slots,
             // usize: the spec's limits multiply past u32 (1048576 connections of 1 MiB each).
@@ -129,6 +140,7 @@ pub const Connections = struct {
             .free = free,
             .free_len = max,
             .deadlines = deadlines,
+            .timers = timers,
             .epfd = epfd,
             .identity = identity,
             .limits = limits,
@@ -137,6 +149,13 @@ pub const Connections = struct {
 
     pub fn openCount(self: *const Connections) u32 {
         return @intCast(self.slots.len - self.free_len);
+    }
+
+    /// When the loop must wake next for a connection: its nearest deadline or timer.
+    pub fn nextMs(self: *const Connections) ?u64 {
+        const deadline = self.deadlines.nextMs();
+        const timer = self.timers.nextMs() orelse return deadline;
+        return @min(deadline orelse timer, timer);
     }
 
     pub fn isFull(self: *const Connections) bool {
@@ -180,7 +199,7 @@ pub const Connections = struct {
         const ctx = self.context(slot);
         var out: api.Output = .{ .buf = self.outBuf(slot) };
         const progress = handlers.onOpen(&ctx, &c.state, &out);
-        self.afterHandler(slot, progress, out.len);
+        self.afterHandler(slot, progress, out.len, now_ms);
         c.more_input = progress.want_writable;
         // A greeting (or a close, or a module that wants to write more) is served now; `serve`
         // then registers the connection and arms the deadline of what it waits for, lingering
@@ -237,6 +256,11 @@ pub const Connections = struct {
             if (events & writable != 0) self.serve(token.index, now_ms);
             return;
         }
+        if (c.read_paused) {
+            // Watched for nothing: only a broken connection reports, and it will not heal.
+            if (events & (linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) self.close(token.index);
+            return;
+        }
         const readable = linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR | linux.EPOLL.RDHUP;
         if (events & readable != 0) self.readAndHandle(token.index, now_ms);
     }
@@ -267,12 +291,12 @@ pub const Connections = struct {
         }
         c.in_len += @intCast(n);
         c.drained = c.in_len < buf.len;
-        self.handleInput(slot);
+        self.handleInput(slot, now_ms);
         self.serve(slot, now_ms);
     }
 
     /// Runs the handler once over the buffered input; its output waits in the out buffer.
-    fn handleInput(self: *Connections, slot: u32) void {
+    fn handleInput(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
         const ctx = self.context(slot);
         var out: api.Output = .{ .buf = self.outBuf(slot) };
@@ -284,10 +308,29 @@ pub const Connections = struct {
             c.in_len = @intCast(rest.len);
         }
         c.more_input = (progress.consumed > 0 and c.in_len > 0) or progress.want_writable;
-        self.afterHandler(slot, progress, out.len);
+        self.afterHandler(slot, progress, out.len, now_ms);
     }
 
-    fn afterHandler(self: *Connections, slot: u32, progress: api.Progress, out_len: usize) void {
+    /// Runs the handler's timer callback; its output waits in the out buffer.
+    fn handleTimer(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        assert(c.out_start == c.out_end);
+        const ctx = self.context(slot);
+        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        const progress = handlers.onTimer(&ctx, &c.state, &out);
+        assert(progress.consumed == 0);
+        const more_input = c.more_input;
+        self.afterHandler(slot, progress, out.len, now_ms);
+        c.more_input = c.more_input or more_input or progress.want_writable;
+    }
+
+    fn afterHandler(
+        self: *Connections,
+        slot: u32,
+        progress: api.Progress,
+        out_len: usize,
+        now_ms: u64,
+    ) void {
         const c = &self.slots[slot];
         assert(out_len <= config.write_buffer_bytes);
         self.stats.requests += progress.requests;
@@ -297,6 +340,20 @@ pub const Connections = struct {
         c.close_after_flush = progress.close;
         c.refused = progress.rejected != 0;
         c.phase = progress.phase;
+        switch (progress.timer) {
+            .keep => {},
+            .cancel => self.timers.cancel(slot),
+            .after_ms => |ms| self.timers.arm(slot, c.generation, now_ms + ms),
+        }
+        switch (progress.reading) {
+            .keep => {},
+            .pause => c.read_paused = true,
+            .unpause => {
+                c.read_paused = false;
+                // Input that waited while paused is offered again.
+                if (c.in_len > 0) c.more_input = true;
+            },
+        }
     }
 
     /// Sends the output, then lets the handler use input that waited for it (pipelined
@@ -306,7 +363,9 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         // Each round consumes input, so the rounds are bounded by the input buffer.
         var rounds: usize = 0;
+        var wrote = false;
         while (rounds <= config.read_buffer_bytes) : (rounds += 1) {
+            wrote = wrote or c.out_start < c.out_end;
             switch (self.flush(slot)) {
                 .blocked => |progressed| {
                     if (progressed or self.deadlines.kindOf(slot) != .write) {
@@ -318,8 +377,13 @@ pub const Connections = struct {
                 .sent => {},
             }
             if (c.close_after_flush) return self.finish(slot, now_ms);
+            if (c.timer_due) {
+                c.timer_due = false;
+                self.handleTimer(slot, now_ms);
+                continue;
+            }
             if (!c.more_input) break;
-            self.handleInput(slot);
+            self.handleInput(slot, now_ms);
         } else if (c.more_input) {
             // Out of rounds with work left (a long reply in parts): let other connections
             // have a turn, and come back when the socket takes more.
@@ -327,12 +391,21 @@ pub const Connections = struct {
             return self.watch(slot, true);
         }
         self.watch(slot, false);
-        if (c.fd != closed) self.armPhase(slot, now_ms);
+        if (c.fd == closed) return;
+        // A paused connection's write timeout runs from its pause or its last write.
+        if (c.read_paused and wrote) self.deadlines.arm(slot, .write, now_ms);
+        self.armPhase(slot, now_ms);
     }
 
     /// The deadline of what the connection waits for now.
     fn armPhase(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
+        if (c.read_paused) {
+            // Not idle: the client waits for us (and may not be evicted). The module must
+            // resume or write within the write timeout, counted from the pause.
+            if (self.deadlines.kindOf(slot) != .write) self.deadlines.arm(slot, .write, now_ms);
+            return;
+        }
         switch (c.phase) {
             .idle => self.deadlines.arm(slot, .idle, now_ms),
             // One deadline for the whole head: bytes that trickle in do not move it.
@@ -387,14 +460,21 @@ pub const Connections = struct {
     fn watch(self: *Connections, slot: u32, out: bool) void {
         const c = &self.slots[slot];
         if (c.fd == closed) return;
-        if (c.registered and c.watching_out == out) return;
-        const events: u32 = if (out) linux.EPOLL.OUT else linux.EPOLL.IN | linux.EPOLL.RDHUP;
+        // A paused connection waiting for input is watched for nothing (errors still report).
+        const events: u32 = if (out)
+            linux.EPOLL.OUT
+        else if (c.read_paused)
+            0
+        else
+            linux.EPOLL.IN | linux.EPOLL.RDHUP;
+        if (c.registered and c.events == events) return;
         const op: u32 = if (c.registered) linux.EPOLL.CTL_MOD else linux.EPOLL.CTL_ADD;
         sys.epollCtl(self.epfd, op, c.fd, events, self.tokenOf(slot)) catch {
             return self.close(slot);
         };
         c.registered = true;
         c.watching_out = out;
+        c.events = events;
     }
 
     /// Closes after the last answer without destroying it: `close()` with unread input makes
@@ -420,6 +500,8 @@ pub const Connections = struct {
         c.in_len = 0;
         c.close_after_flush = false;
         c.more_input = false;
+        c.read_paused = false;
+        self.timers.cancel(slot);
         self.deadlines.arm(slot, .linger, now_ms);
         self.watch(slot, false);
     }
@@ -445,7 +527,7 @@ pub const Connections = struct {
         // Bounded by the table: each expiry disarms one slot's deadline.
         var budget: usize = self.slots.len + 1;
         while (budget > 0) : (budget -= 1) {
-            const due = self.deadlines.popExpired(now_ms) orelse return;
+            const due = self.deadlines.popExpired(now_ms) orelse break;
             const c = &self.slots[due.slot];
             assert(c.fd != closed);
             switch (due.kind) {
@@ -468,6 +550,31 @@ pub const Connections = struct {
                 .linger => self.close(due.slot),
             }
         }
+        budget = self.slots.len + 1;
+        while (budget > 0) : (budget -= 1) {
+            const due = self.timers.popExpired(now_ms) orelse return;
+            const c = &self.slots[due.slot];
+            // Closing cancels a slot's timer; the generation guards the slot's next life.
+            if (c.fd == closed or c.generation != due.generation) continue;
+            self.fireTimer(due.slot, now_ms);
+        }
+    }
+
+    /// A connection's application timer fired. With output pending the callback waits for
+    /// it to be sent; a callback that writes nothing and changes nothing leaves the deadline
+    /// alone (a timer is not traffic).
+    fn fireTimer(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        if (c.lingering) return;
+        if (c.watching_out) {
+            c.timer_due = true;
+            return;
+        }
+        const paused = c.read_paused;
+        self.handleTimer(slot, now_ms);
+        const quiet = c.out_end == 0 and !c.close_after_flush and !c.more_input and
+            c.read_paused == paused;
+        if (!quiet) self.serve(slot, now_ms);
     }
 
     /// A request that did not arrive in time: its handler may answer (HTTP's 408), then
@@ -507,6 +614,7 @@ pub const Connections = struct {
         for (self.slots, 0..) |c, i| {
             if (c.fd == closed) {
                 assert(self.deadlines.kindOf(@intCast(i)) == null);
+                assert(!self.timers.isArmed(@intCast(i)));
                 continue;
             }
             open_slots += 1;
@@ -517,6 +625,7 @@ pub const Connections = struct {
             assert(self.deadlines.kindOf(@intCast(i)) != null);
         }
         assert(open_slots + self.free_len == self.slots.len);
+        assert(self.timers.isConsistent());
         for (self.free[0..self.free_len]) |slot| assert(self.slots[slot].fd == closed);
     }
 
@@ -537,10 +646,15 @@ pub const Connections = struct {
         c.fd = closed;
         c.state = .none;
         self.deadlines.disarm(slot);
+        self.timers.cancel(slot);
         self.free[self.free_len] = slot;
         self.free_len += 1;
     }
 };
+
+test {
+    _ = timers_mod;
+}
 
 test "tokens carry kind, generation and slot through epoll's 64 bits" {
     const t: Token = .{ .kind = connection_kind, .generation = 0xabcdef, .index = 77 };

@@ -99,6 +99,14 @@ pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void 
     }
 }
 
+/// A connection's application timer fired (only application modules arm one).
+pub fn onTimer(ctx: *const api.Context, state: *State, out: *api.Output) api.Progress {
+    _ = ctx;
+    _ = state;
+    _ = out;
+    return .{ .consumed = 0 };
+}
+
 /// The connection is closing: an application module may forget it.
 pub fn onClose(ctx: *const api.Context, state: *State) void {
     _ = ctx;

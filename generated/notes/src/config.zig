@@ -69,7 +69,7 @@ pub const watchdog_ms: u32 = 2000;
 pub const max_body_bytes: u64 = 65536;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "dcf45a5278bd7546";
+pub const spec_fingerprint = "e93f5d2cd8b189b5";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.

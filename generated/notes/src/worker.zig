@@ -227,7 +227,7 @@ pub const Worker = struct {
 
     /// Until the nearest deadline, drain step or listener rest; -1 (forever) for none.
     fn deadlineTimeoutMs(self: *const Worker, now_ms: u64) i32 {
-        var next: ?u64 = self.conns.deadlines.nextMs();
+        var next: ?u64 = self.conns.nextMs();
         if (handlers.nextAppTickMs()) |at| next = @min(next orelse at, at);
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);

@@ -101,6 +101,12 @@ pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void 
     }
 }
 
+/// A connection's application timer fired (only application modules arm one).
+pub fn onTimer(ctx: *const api.Context, state: *State, out: *api.Output) api.Progress {
+    if (ctx.listener.handler == .app) return app.onTimer(ctx, &state.app, out);
+    return .{ .consumed = 0 };
+}
+
 /// The connection is closing: an application module may forget it.
 pub fn onClose(ctx: *const api.Context, state: *State) void {
     if (ctx.listener.handler == .app) app.onClose(ctx, &state.app);

@@ -23,6 +23,7 @@ export const SPECS = {
   http: "examples/http.json",
   mixed: "examples/mixed.json",
   notes: "examples/notes.json",
+  "notes-uploads": "test/e2e/specs/notes-uploads.json",
   reflect: "examples/reflect.json",
   resp: "examples/resp.json",
   udp: "examples/udp.json",

@@ -50,6 +50,17 @@ pub const Phase = enum {
     body,
 };
 
+/// What a handler asks of its connection's application timer (stream modules arm one).
+pub const TimerChange = union(enum) {
+    keep,
+    cancel,
+    /// Fire this many milliseconds from now, replacing the timer the connection had.
+    after_ms: u32,
+};
+
+/// Whether the connection's socket is read (a module's own back-pressure).
+pub const ReadingChange = enum { keep, pause, unpause };
+
 /// What a handler did with the input it was given.
 pub const Progress = struct {
     /// Input bytes used up; the rest is offered again with more input.
@@ -64,4 +75,8 @@ pub const Progress = struct {
     /// Call the handler again once the output is sent, even without new input (a reply
     /// larger than the write buffer goes out in parts; reading waits meanwhile).
     want_writable: bool = false,
+    timer: TimerChange = .keep,
+    /// Paused, the connection is not read (its client's sends fill the kernel's buffers) and
+    /// its buffered input is not offered, until a later call unpauses it.
+    reading: ReadingChange = .keep,
 };

@@ -10,6 +10,14 @@
 //! 503. Optional: `State.drain` (the worker is stopping) and `State.access` (after each
 //! request). Never block: one worker serves all its connections from one thread.
 //!
+//! `req.body` is whole: the head and the body share the connection's read buffer, so the
+//! largest body is min(maxBodyBytes, readBufferBytes - the request's head); a larger one, sent
+//! with Content-Length or chunked, is answered 413 before any route runs. With `bodyBuffers`
+//! in the spec's `http`, bodies that outgrow the read buffer move to one of that many buffers
+//! of maxBodyBytes per worker and reach maxBodyBytes (503 while all are taken). When this file
+//! was created the spec said maxBodyBytes 65536, readBufferBytes
+//! 81920, bodyBuffers 0.
+//!
 //! A per-worker timer: declare `pub const tick_ms: u32 = 1000;` and
 //! `pub fn tick(state: *State, now_ms: u64) void`.
 const std = @import("std");

@@ -11,14 +11,14 @@ pub const http = @import("app_http.zig");
 pub const stream = @import("app_stream.zig");
 pub const datagram = @import("app_datagram.zig");
 
-/// src/app/notes.zig: HTTP, scratch 65536 bytes per worker.
+/// src/app/notes.zig: HTTP, scratch 65536 bytes and 0 body buffers per worker.
 pub const notes = http.Module(@import("../app/notes.zig"), "src/app/notes.zig", &.{
     .{ .name = "listNotes", .method = .GET, .path = "/notes" },
     .{ .name = "getNote", .method = .GET, .path = "/notes/:id" },
     .{ .name = "putNote", .method = .PUT, .path = "/notes/:id" },
     .{ .name = "deleteNote", .method = .DELETE, .path = "/notes/:id" },
     .{ .name = "exportNotes", .method = .GET, .path = "/export" },
-}, 65536);
+}, 65536, 0);
 
 /// A connection's state, for the module of its listener (datagram modules have none).
 pub const Connection = union(enum) {
@@ -55,7 +55,7 @@ pub fn drain() void {
 
 pub fn initConnection(listener_index: u16, limits: cli.Limits) Connection {
     return switch (listener_index) {
-        0 => .{ .notes = http.Connection.init(limits.max_body_bytes) },
+        0 => .{ .notes = notes.initConnection(limits.max_body_bytes) },
         else => .none,
     };
 }
@@ -92,9 +92,19 @@ pub fn onTimeout(ctx: *const api.Context, out: *api.Output) void {
     if (hasRequests(ctx.listener_index)) http.onTimeout(out);
 }
 
-pub fn onClose(ctx: *const api.Context, conn: *Connection) void {
+/// A connection's timer fired (stream modules arm them).
+pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
     _ = ctx;
     _ = conn;
+    _ = out;
+    return .{ .consumed = 0 };
+}
+
+pub fn onClose(ctx: *const api.Context, conn: *Connection) void {
+    switch (ctx.listener_index) {
+        0 => notes.onClose(&conn.notes),
+        else => {},
+    }
 }
 
 pub fn onDatagram(

@@ -11,6 +11,13 @@
 //! is read from the socket (back-pressure: the client's sends fill the kernel's buffers).
 //! `io.arena` is per-worker scratch memory reset after each frame. Per worker means per
 //! process.
+//!
+//! A module may also stop reading its connection on its own (`io.pauseReading`: nothing more
+//! is read or delivered, so a client that sends faster than the module answers fills the
+//! kernel's buffers and is slowed by TCP) and start again (`io.resumeReading`) from a later
+//! callback: `writable`, or `timer`. A connection's timer (`io.setTimer(ms)`, one per
+//! connection, re-armed by each call, cancelled by `io.cancelTimer` and by the close) calls
+//! the module's `timer` callback once that many milliseconds have passed.
 const std = @import("std");
 const config = @import("../config.zig");
 const compat = @import("../compat.zig");
@@ -43,6 +50,8 @@ pub const Io = struct {
     fd: i32,
     close_requested: bool = false,
     writable_requested: bool = false,
+    timer: api.TimerChange = .keep,
+    reading: api.ReadingChange = .keep,
 
     /// Appends all of `bytes` to the output, or nothing (`error.NoSpaceLeft`).
     pub fn write(self: *Io, bytes: []const u8) WriteError!void {
@@ -70,6 +79,31 @@ pub const Io = struct {
     /// nothing is read meanwhile. For replies larger than the write buffer.
     pub fn wantWritable(self: *Io) void {
         self.writable_requested = true;
+    }
+
+    /// Calls the module's `timer` callback `delay_ms` milliseconds from now (never earlier;
+    /// later by at most the loop's turn), replacing the timer the connection had. One timer
+    /// per connection; the module keeps in its `Connection` what the timer is for.
+    pub fn setTimer(self: *Io, delay_ms: u32) void {
+        self.timer = .{ .after_ms = delay_ms };
+    }
+
+    /// Forgets the connection's timer, if it has one.
+    pub fn cancelTimer(self: *Io) void {
+        self.timer = .cancel;
+    }
+
+    /// Stops reading the connection after this call: no frame is delivered (those already
+    /// buffered wait) and the socket is not read, until `resumeReading` from a later callback
+    /// (`writable` or `timer`). The connection is then under the write timeout: the module
+    /// must resume, write or close within `writeTimeoutMs`.
+    pub fn pauseReading(self: *Io) void {
+        self.reading = .pause;
+    }
+
+    /// Reads again: buffered frames are delivered, then the socket is read.
+    pub fn resumeReading(self: *Io) void {
+        self.reading = .unpause;
     }
 
     /// The client's address (one `getpeername`, only when asked).
@@ -125,10 +159,12 @@ fn cut(comptime framing: Framing, input: []const u8) Cut {
 pub fn Module(
     comptime M: type,
     comptime file: []const u8,
+    comptime source: []const u8,
     comptime framing: Framing,
     comptime scratch_bytes: usize,
 ) type {
     const callback = if (framing == .raw) "bytes" else "frame";
+    const has_timer = @hasDecl(M, "timer");
     const signature = if (framing == .raw)
         "pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io) " ++
             "!usize"
@@ -145,6 +181,10 @@ pub fn Module(
             @compileError(file ++ ": the stream module has no " ++ callback ++
                 " function; add:\n    " ++ signature);
         }
+        if (!has_timer and armsTimer(source)) {
+            @compileError(file ++ ": calls io.setTimer but has no timer callback; add:\n" ++
+                "    pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void");
+        }
     }
     return struct {
         pub const State = M.State;
@@ -154,6 +194,11 @@ pub fn Module(
             user: M.Connection = .{},
             /// The module asked for `writable`: frames wait.
             writable_pending: bool = false,
+            /// The module paused reading: frames wait.
+            reading_paused: bool = false,
+            /// The delay of the timer the module armed last, while it has not fired or been
+            /// cancelled (the worker keeps the timer itself; tests look here).
+            timer_ms: ?u32 = null,
         };
 
         var state: State = undefined;
@@ -203,6 +248,29 @@ pub fn Module(
             return serve(&state, ctx, conn, input, out);
         }
 
+        pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+            return fire(&state, ctx, conn, out);
+        }
+
+        /// Runs the module's `timer` callback for a connection whose timer fired.
+        pub fn fire(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            out: *api.Output,
+        ) api.Progress {
+            var progress: api.Progress = .{ .consumed = 0 };
+            conn.timer_ms = null;
+            if (!has_timer) return progress;
+            var fba = std.heap.FixedBufferAllocator.init(&scratch);
+            var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+            M.timer(s, &conn.user, &io) catch {
+                progress.close = true;
+                return progress;
+            };
+            return after(conn, &io, progress);
+        }
+
         pub fn onClose(conn: *Connection) void {
             if (@hasDecl(M, "close")) M.close(&state, &conn.user);
         }
@@ -228,6 +296,26 @@ pub fn Module(
         fn after(conn: *Connection, io: *const Io, progress: api.Progress) api.Progress {
             var p = progress;
             if (io.close_requested) p.close = true;
+            switch (io.timer) {
+                .keep => {},
+                .cancel => {
+                    conn.timer_ms = null;
+                    p.timer = .cancel;
+                },
+                .after_ms => |ms| {
+                    // A module without the callback is refused at build time when it names
+                    // setTimer itself (see `armsTimer`); one that arms it otherwise is closed.
+                    if (!has_timer) p.close = true;
+                    conn.timer_ms = ms;
+                    p.timer = io.timer;
+                },
+            }
+            switch (io.reading) {
+                .keep => {},
+                .pause => conn.reading_paused = true,
+                .unpause => conn.reading_paused = false,
+            }
+            if (io.reading != .keep) p.reading = io.reading;
             if (io.writable_requested) {
                 conn.writable_pending = true;
                 p.want_writable = true;
@@ -259,6 +347,7 @@ pub fn Module(
                 if (progress.want_writable and out.len == 0) progress.want_writable = false;
                 if (conn.writable_pending or progress.close) return progress;
             }
+            if (conn.reading_paused) return progress;
             // Each round consumes at least one byte or stops.
             var rounds: usize = 0;
             while (rounds <= input.len) : (rounds += 1) {
@@ -287,6 +376,7 @@ pub fn Module(
                         break;
                     }
                     if (io.close_requested or io.writable_requested) break;
+                    if (conn.reading_paused) break;
                     continue;
                 }
                 const frame = switch (cut(framing, rest)) {
@@ -304,26 +394,54 @@ pub fn Module(
                 progress.consumed += frame.len;
                 progress.requests += 1;
                 progress = after(conn, &io, progress);
-                if (io.close_requested or io.writable_requested) break;
+                if (io.close_requested or io.writable_requested or conn.reading_paused) break;
             }
             return progress;
         }
 
         /// Runs `bytes` through the module on a fresh connection without a socket and returns
         /// what it wrote (in a buffer reused by the next call). For tests.
+        /// A module that pauses reading gets the frames before the pause; the rest is dropped
+        /// (send it again after `testTimer`, say).
         pub fn testBytes(s: *State, conn: *Connection, bytes: []const u8) ![]const u8 {
-            const Buffers = struct {
-                var input: [config.read_buffer_bytes]u8 = undefined;
-                var output: [config.write_buffer_bytes]u8 = undefined;
-            };
             if (bytes.len > Buffers.input.len) return error.InputTooLarge;
             @memcpy(Buffers.input[0..bytes.len], bytes);
             var out: api.Output = .{ .buf = &Buffers.output };
             const ctx = testContext();
             const progress = serve(s, &ctx, conn, Buffers.input[0..bytes.len], &out);
-            if (progress.consumed != bytes.len and !progress.close) return error.IncompleteFrame;
+            const waits = progress.close or conn.reading_paused;
+            if (progress.consumed != bytes.len and !waits) return error.IncompleteFrame;
             return out.buf[0..out.len];
         }
+
+        /// Fires the connection's timer as the worker would once its delay has passed, and
+        /// returns what the module wrote (in a buffer reused by the next call). For tests.
+        pub fn testTimer(s: *State, conn: *Connection) ![]const u8 {
+            if (conn.timer_ms == null) return error.NoTimerArmed;
+            var out: api.Output = .{ .buf = &Buffers.output };
+            const ctx = testContext();
+            _ = fire(s, &ctx, conn, &out);
+            return out.buf[0..out.len];
+        }
+
+        const Buffers = struct {
+            var input: [config.read_buffer_bytes]u8 = undefined;
+            var output: [config.write_buffer_bytes]u8 = undefined;
+        };
+    };
+}
+
+/// Whether a module's source calls `setTimer` outside comments: such a module needs the
+/// `timer` callback, and the build says so rather than the first firing.
+fn armsTimer(comptime source: []const u8) bool {
+    return comptime found: {
+        @setEvalBranchQuota(20 * source.len + 1000);
+        var lines = std.mem.splitScalar(u8, source, '\n');
+        while (lines.next()) |text| {
+            const code = if (compat.find(u8, text, "//")) |at| text[0..at] else text;
+            if (compat.find(u8, code, "setTimer(") != null) break :found true;
+        }
+        break :found false;
     };
 }
 
@@ -339,6 +457,12 @@ fn testContext() api.Context {
     };
 }
 
+test "a source that calls setTimer is told apart from one that only mentions it" {
+    try std.testing.expect(comptime armsTimer("fn f(io: *Io) void {\n    io.setTimer(5);\n}"));
+    try std.testing.expect(!comptime armsTimer("// io.setTimer(ms) needs timer\nconst a = 1;"));
+    try std.testing.expect(!comptime armsTimer("fn f() void {}"));
+}
+
 test "lines and length prefixes cut into frames" {
     const line: Framing = .{ .line = .{ .max_bytes = 4 } };
     try std.testing.expectEqualStrings("ab", cut(line, "ab\r\ncd").frame.payload);
@@ -349,4 +473,61 @@ test "lines and length prefixes cut into frames" {
     try std.testing.expectEqualStrings("hey", cut(length, "\x00\x03heyz").frame.payload);
     try std.testing.expect(cut(length, "\x00\x03he") == .need_more);
     try std.testing.expect(cut(length, "\x00\x09") == .too_large);
+}
+
+test "a module pauses reading and arms its timer; the timer resumes and frames go on" {
+    const M = struct {
+        pub const State = struct {};
+        pub const Connection = struct { waits: u32 = 0 };
+        pub fn frame(state: *State, conn: *Connection, line: []const u8, io: *Io) !void {
+            _ = state;
+            if (std.mem.eql(u8, line, "wait")) {
+                conn.waits += 1;
+                io.pauseReading();
+                io.setTimer(25);
+                return;
+            }
+            if (std.mem.eql(u8, line, "later")) return io.setTimer(1000);
+            if (std.mem.eql(u8, line, "never")) return io.cancelTimer();
+            try io.print("{s}\n", .{line});
+        }
+        pub fn timer(state: *State, conn: *Connection, io: *Io) !void {
+            _ = state;
+            try io.print("waited {d}\n", .{conn.waits});
+            io.resumeReading();
+        }
+    };
+    const S = Module(M, "test.zig", "", .{ .line = .{ .max_bytes = 16 } }, 256);
+    var state: M.State = .{};
+    var conn: S.Connection = .{};
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    const ctx = testContext();
+    var input = "a\nwait\nb\n".*;
+    const paused = S.serve(&state, &ctx, &conn, &input, &out);
+    try std.testing.expectEqualStrings("a\n", out.buf[0..out.len]);
+    try std.testing.expectEqual(@as(usize, 7), paused.consumed);
+    try std.testing.expect(paused.reading == .pause);
+    try std.testing.expectEqual(api.TimerChange{ .after_ms = 25 }, paused.timer);
+    // While paused nothing is delivered.
+    out.len = 0;
+    const waiting = S.serve(&state, &ctx, &conn, input[7..], &out);
+    try std.testing.expectEqual(@as(usize, 0), waiting.consumed);
+    try std.testing.expectEqual(@as(usize, 0), out.len);
+    const fired = S.fire(&state, &ctx, &conn, &out);
+    try std.testing.expectEqualStrings("waited 1\n", out.buf[0..out.len]);
+    try std.testing.expect(fired.reading == .unpause);
+    try std.testing.expect(conn.timer_ms == null);
+    out.len = 0;
+    const resumed = S.serve(&state, &ctx, &conn, input[7..], &out);
+    try std.testing.expectEqual(@as(usize, 2), resumed.consumed);
+    try std.testing.expectEqualStrings("b\n", out.buf[0..out.len]);
+    // Armed, then cancelled: the worker is told, and nothing is left to fire.
+    out.len = 0;
+    var more = "later\nnever\n".*;
+    const cancelled = S.serve(&state, &ctx, &conn, &more, &out);
+    try std.testing.expect(cancelled.timer == .cancel);
+    try std.testing.expect(conn.timer_ms == null);
 }

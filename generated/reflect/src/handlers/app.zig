@@ -90,6 +90,14 @@ pub fn onTimeout(ctx: *const api.Context, out: *api.Output) void {
     if (hasRequests(ctx.listener_index)) http.onTimeout(out);
 }
 
+/// A connection's timer fired (stream modules arm them).
+pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+    _ = ctx;
+    _ = conn;
+    _ = out;
+    return .{ .consumed = 0 };
+}
+
 pub fn onClose(ctx: *const api.Context, conn: *Connection) void {
     _ = ctx;
     _ = conn;

@@ -7,8 +7,15 @@
 //! Memory, all reserved before the first request, none allocated per request:
 //! - A request body reaches its route whole, in the connection's read buffer (per
 //!   connection, `readBufferBytes`): the head and the body must fit there together, so the
-//!   largest body is the smaller of `maxBodyBytes` and the read buffer minus the head (413
-//!   above it). Chunked bodies are decoded in place.
+//!   largest body is the smaller of `maxBodyBytes` and the read buffer minus the head. A larger
+//!   one is answered 413 (then a lingering close), whether its length was declared or it came
+//!   in chunks. Chunked bodies are decoded in place; the chunk framing already decoded is
+//!   squeezed out when the buffer fills, so it costs no room, but a chunk-size line or trailer
+//!   section that does not fit beside the body makes it a 413 too.
+//! - With `bodyBuffers` in the spec, a module also has that many body buffers per worker, of
+//!   `maxBodyBytes` each (reserved at start, backed only once used): a body that outgrows the
+//!   read buffer moves into one, so bodies reach `maxBodyBytes` whatever the read buffer.
+//!   When every buffer is taken, such a request gets 503 (the connection then closes).
 //! - The response body and headers are written into per-worker buffers (one worker serves
 //!   one request at a time) and then copied behind the status line into the connection's
 //!   write buffer: a response must fit in `writeBufferBytes` (a 500 otherwise).
@@ -407,6 +414,33 @@ fn appendStatus(out: *api.Output, status: u16, allow: []const u8, framing: Frami
 
 const continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
 
+/// Answers with an error status and closes (after a lingering close, see connections.zig).
+fn refuse(out: *api.Output, progress: *api.Progress, status: u16) void {
+    appendStatus(out, status, "", .{ .keep_alive = false, .http_1_0 = false, .head_only = false });
+    progress.rejected = status;
+    progress.close = true;
+}
+
+/// Drops the chunk framing that lies between a request's decoded body and its unparsed bytes
+/// (the request starts `input`): head and body move right over it, and the returned count
+/// of bytes at the front is to be consumed. The head's slices need no rebase: they move
+/// right by that count, and the connection then moves everything left by as much.
+fn squeeze(conn: *Connection, input: []u8) usize {
+    // A body in a body buffer leaves only the head to keep.
+    const kept = conn.body_start + if (conn.body_buffer == null) conn.body_len else 0;
+    assert(conn.parsed >= kept);
+    const gap = conn.parsed - kept;
+    if (gap == 0) return 0;
+    // Backwards: the destination overlaps the source from the right.
+    var i = kept;
+    while (i > 0) {
+        i -= 1;
+        input[gap + i] = input[i];
+    }
+    conn.parsed -= gap;
+    return gap;
+}
+
 /// A connection's progress through its current request. The request's bytes stay in the
 /// connection's read buffer until it is answered: the head is parsed in place and the body
 /// is gathered behind it, so that the route sees both whole.
@@ -420,6 +454,11 @@ pub const Connection = struct {
     body_len: usize = 0,
     /// A response body being streamed: no further request is read until it ends.
     streaming: ?Streaming = null,
+    /// The largest body of any request (`maxBodyBytes`, at most the read buffer or a body
+    /// buffer); without body buffers a chunked one is held to what fits beside its head.
+    max_body_bytes: u64,
+    /// The module's body buffer this request's body is gathered in; null: the read buffer.
+    body_buffer: ?u16 = null,
 
     const Streaming = struct {
         continuation: Continuation,
@@ -428,10 +467,15 @@ pub const Connection = struct {
         keep_alive: bool,
     };
 
-    pub fn init(max_body_bytes: u64) Connection {
-        // A route sees its body whole, so it must fit the read buffer too.
-        const body_bytes = @min(max_body_bytes, config.read_buffer_bytes);
-        return .{ .parser = parser.Parser.init(builtin_http.parserLimits(body_bytes)) };
+    /// `body_buffers`: whether the module has body buffers (of `config.max_body_bytes`).
+    pub fn init(max_body_bytes: u64, body_buffers: bool) Connection {
+        // A route sees its body whole, so it must fit where it is gathered.
+        const room: u64 = if (body_buffers) config.max_body_bytes else config.read_buffer_bytes;
+        const body_bytes = @min(max_body_bytes, room);
+        return .{
+            .parser = parser.Parser.init(builtin_http.parserLimits(body_bytes)),
+            .max_body_bytes = body_bytes,
+        };
     }
 
     /// The bytes of the request moved `delta` bytes to the left (the connection dropped
@@ -458,6 +502,7 @@ pub fn Module(
     comptime file: []const u8,
     comptime routes: []const Route,
     comptime scratch_bytes: usize,
+    comptime body_buffers: u16,
 ) type {
     comptime {
         if (!@hasDecl(M, "State")) {
@@ -483,12 +528,23 @@ pub fn Module(
         var header_buf: [header_bytes]u8 = undefined;
         /// Requests whose route ran out of scratch memory (answered 503).
         pub var scratch_exhausted: u64 = 0;
+        /// Requests refused because every body buffer was taken (answered 503).
+        pub var body_buffers_exhausted: u64 = 0;
+
+        /// `body_buffers` buffers of `config.max_body_bytes`, one after the other.
+        var pool: []u8 = &.{};
+        /// The free ones, taken from the end (the last freed is reused first: its pages are
+        /// the ones most likely backed already).
+        var pool_free: [body_buffers]u16 = undefined;
+        var pool_free_len: u16 = 0;
 
         /// Makes this process's state; called once per worker before it serves.
         const ticker = app_timer.Ticker(M, State);
 
         pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
             if (initialized) return;
+            try reservePool();
+            errdefer releasePool();
             state = try State.init(allocator);
             initialized = true;
             ticker.start(now_ms);
@@ -498,7 +554,67 @@ pub fn Module(
             if (!initialized) return;
             ticker.stop();
             state.deinit(allocator);
+            releasePool();
             initialized = false;
+        }
+
+        fn reservePool() !void {
+            if (body_buffers == 0 or pool.len > 0) return;
+            pool = try compat.mapMemory(@as(usize, body_buffers) * config.max_body_bytes);
+            for (&pool_free, 0..) |*f, i| f.* = @intCast(body_buffers - 1 - i);
+            pool_free_len = body_buffers;
+        }
+
+        fn releasePool() void {
+            if (pool.len > 0) _ = std.os.linux.munmap(pool.ptr, pool.len);
+            pool = &.{};
+            pool_free_len = 0;
+        }
+
+        /// A connection's state for this module, its body limit from `--max-body`.
+        pub fn initConnection(max_body_bytes: u64) Connection {
+            return Connection.init(max_body_bytes, body_buffers > 0);
+        }
+
+        pub fn onClose(conn: *Connection) void {
+            releaseBody(conn);
+        }
+
+        fn bodyBuffer(index: u16) []u8 {
+            return pool[@as(usize, index) * config.max_body_bytes ..][0..config.max_body_bytes];
+        }
+
+        /// Moves the body gathered so far (the request starts `input`) into a free body buffer;
+        /// false when every one is taken.
+        fn takeBody(conn: *Connection, input: []const u8) bool {
+            assert(conn.body_buffer == null);
+            // Without body buffers (known at compile time) there is nothing to take.
+            if (body_buffers > 0) {
+                if (pool_free_len == 0) return false;
+                pool_free_len -= 1;
+                const index = pool_free[pool_free_len];
+                const gathered = input[conn.body_start..][0..conn.body_len];
+                @memcpy(bodyBuffer(index)[0..gathered.len], gathered);
+                conn.body_buffer = index;
+                return true;
+            }
+            return false;
+        }
+
+        fn releaseBody(conn: *Connection) void {
+            if (body_buffers > 0) {
+                const index = conn.body_buffer orelse return;
+                assert(pool_free_len < body_buffers);
+                pool_free[pool_free_len] = index;
+                pool_free_len += 1;
+                conn.body_buffer = null;
+            }
+        }
+
+        /// The current request's body (its bytes start `request`).
+        fn bodyOf(conn: *const Connection, request: []const u8) []const u8 {
+            if (conn.body_buffer) |index| return bodyBuffer(index)[0..conn.body_len];
+            return request[conn.body_start..][0..conn.body_len];
         }
 
         /// When the worker's loop must wake for this module's `tick`; null: never.
@@ -569,34 +685,42 @@ pub fn Module(
                             .length => |n| n,
                             else => 0,
                         };
-                        if (conn.body_start + length > config.read_buffer_bytes) {
-                            appendStatus(out, 413, "", .{
-                                .keep_alive = false,
-                                .http_1_0 = false,
-                                .head_only = false,
-                            });
-                            progress.rejected = 413;
-                            progress.close = true;
+                        // With body buffers, a body that outgrows the read buffer moves.
+                        const fits = conn.body_start + length <= config.read_buffer_bytes;
+                        if (!fits and body_buffers == 0) {
+                            refuse(out, &progress, 413);
                             break;
+                        }
+                        if (head.body == .chunked and body_buffers == 0) {
+                            // Chunk sizes that add up past the room beside the head: 413.
+                            const room = config.read_buffer_bytes - conn.body_start;
+                            conn.parser.limits.body_bytes = @min(conn.max_body_bytes, room);
                         }
                         if (head.expect_continue and head.body != .none) {
                             _ = out.append(continue_response);
                         }
                     },
                     .body => |piece| {
-                        const at = start + conn.body_start + conn.body_len;
-                        assert(@intFromPtr(piece.ptr) >= @intFromPtr(input.ptr + at));
-                        compat.copyLeft(input[at..][0..piece.len], piece);
+                        if (conn.body_buffer) |index| {
+                            assert(conn.body_len + piece.len <= config.max_body_bytes);
+                            @memcpy(bodyBuffer(index)[conn.body_len..][0..piece.len], piece);
+                        } else {
+                            const at = start + conn.body_start + conn.body_len;
+                            assert(@intFromPtr(piece.ptr) >= @intFromPtr(input.ptr + at));
+                            compat.copyLeft(input[at..][0..piece.len], piece);
+                        }
                         conn.body_len += piece.len;
                         conn.parsed += step.consumed;
                     },
                     .end => {
                         conn.parsed += step.consumed;
                         const keep = respond(s, ctx, conn, input[start..], out);
+                        releaseBody(conn);
                         progress.requests += 1;
                         start += conn.parsed;
                         conn.parsed = 0;
                         conn.head = null;
+                        conn.parser.limits.body_bytes = conn.max_body_bytes;
                         if (conn.streaming != null) {
                             // The body goes on once this output is sent; requests wait.
                             progress.want_writable = true;
@@ -617,6 +741,30 @@ pub fn Module(
             }
             progress.consumed = start;
             conn.rebase(start);
+            if (start == 0 and conn.head != null and !progress.close and
+                input.len == config.read_buffer_bytes)
+            {
+                // A body that fills the buffer and still is not whole: make room by moving
+                // it to a body buffer, or by dropping the chunk framing already decoded; 413
+                // when neither makes any (503 when only a body buffer would).
+                if (body_buffers > 0 and conn.body_buffer == null and !takeBody(conn, input)) {
+                    // Not the client's fault: counted here, not among the refused requests.
+                    body_buffers_exhausted += 1;
+                    appendStatus(out, 503, "", .{
+                        .keep_alive = false,
+                        .http_1_0 = false,
+                        .head_only = false,
+                    });
+                    progress.close = true;
+                    return progress;
+                }
+                const framing_bytes = squeeze(conn, input);
+                if (framing_bytes == 0) {
+                    refuse(out, &progress, 413);
+                    return progress;
+                }
+                progress.consumed = framing_bytes;
+            }
             progress.phase = if (conn.head != null)
                 .body
             else if (input.len > start)
@@ -650,7 +798,7 @@ pub fn Module(
                 .target = head.target,
                 .path = target.path,
                 .query = target.query,
-                .body = request[conn.body_start..][0..conn.body_len],
+                .body = bodyOf(conn, request),
                 .params = &.{},
                 .fields = head.fields,
                 .arena = fba.allocator(),
@@ -802,13 +950,30 @@ pub fn Module(
                 /// The whole response, streamed parts included.
                 var response: [test_response_bytes]u8 = undefined;
             };
-            if (bytes.len > Buffers.input.len) return error.RequestTooLarge;
-            @memcpy(Buffers.input[0..bytes.len], bytes);
-            var conn = Connection.init(config.max_body_bytes);
+            try reservePool();
+            var conn = initConnection(config.max_body_bytes);
+            defer releaseBody(&conn);
             var out: api.Output = .{ .buf = &Buffers.output };
             const ctx = testContext();
-            var progress = serve(s, &ctx, &conn, Buffers.input[0..bytes.len], &out);
-            if (progress.requests == 0 and progress.rejected == 0) return error.IncompleteRequest;
+            // As the worker reads: the read buffer takes what fits, the module uses what it
+            // can, the rest moves to the front (so bodies larger than the buffer work too).
+            var in_len: usize = 0;
+            var fed: usize = 0;
+            var progress: api.Progress = .{ .consumed = 0 };
+            var rounds: usize = 0;
+            while (rounds <= bytes.len) : (rounds += 1) {
+                const take = @min(Buffers.input.len - in_len, bytes.len - fed);
+                @memcpy(Buffers.input[in_len..][0..take], bytes[fed..][0..take]);
+                in_len += take;
+                fed += take;
+                progress = serve(s, &ctx, &conn, Buffers.input[0..in_len], &out);
+                if (progress.requests > 0 or progress.close) break;
+                const rest = Buffers.input[progress.consumed..in_len];
+                compat.copyLeft(Buffers.input[0..rest.len], rest);
+                in_len = rest.len;
+                if (fed == bytes.len and progress.consumed == 0) break;
+            }
+            if (progress.requests == 0 and !progress.close) return error.IncompleteRequest;
             var len: usize = 0;
             // A streamed body comes in one call per output buffer, as the worker would make.
             var calls: usize = 0;
@@ -951,4 +1116,32 @@ test "a response refuses header injection and reports a full body" {
     try res.write("abc");
     try std.testing.expectError(error.NoSpaceLeft, res.write("de"));
     try std.testing.expectEqualStrings("abc", res.body());
+}
+
+test "squeezing drops decoded chunk framing and keeps head and body in place" {
+    var conn = Connection.init(1024, false);
+    // A 4-byte head, a 3-byte decoded body, 5 bytes of framing already parsed, 2 unparsed.
+    var input = "HEADabcFFFFFxy".*;
+    conn.body_start = 4;
+    conn.body_len = 3;
+    conn.parsed = 12;
+    const dropped = squeeze(&conn, &input);
+    try std.testing.expectEqual(@as(usize, 5), dropped);
+    try std.testing.expectEqualStrings("HEADabcxy", input[dropped..]);
+    try std.testing.expectEqual(@as(usize, 7), conn.parsed);
+    // Nothing left to drop: the caller answers 413.
+    try std.testing.expectEqual(@as(usize, 0), squeeze(&conn, input[dropped..]));
+}
+
+test "a body in a body buffer leaves only the head to keep in the read buffer" {
+    var conn = Connection.init(1024, true);
+    var input = "HEADabcFFFFFxy".*;
+    conn.body_start = 4;
+    conn.body_len = 3;
+    conn.parsed = 12;
+    conn.body_buffer = 0;
+    const dropped = squeeze(&conn, &input);
+    try std.testing.expectEqual(@as(usize, 8), dropped);
+    try std.testing.expectEqualStrings("HEADxy", input[dropped..]);
+    try std.testing.expectEqual(@as(usize, 4), conn.parsed);
 }

@@ -12,6 +12,14 @@
 //! is read meanwhile), learn the client (`io.peer`) and scratch memory (`io.arena`, reset
 //! after each call). An error closes the connection. Never block.
 //!
+//! A timer per connection: `io.setTimer(ms)` (one per connection, re-armed by each call,
+//! `io.cancelTimer()` forgets it) calls
+//! `pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void` once `ms` have
+//! passed; declare it before you arm one (the build says so otherwise). Back-pressure of your
+//! own: `io.pauseReading()` delivers no further frame and reads nothing (the client's sends
+//! wait in the kernel, which slows it) until `io.resumeReading()` from `writable` or `timer`;
+//! a paused connection must resume, write or close within writeTimeoutMs.
+//!
 //! A per-worker timer: declare `pub const tick_ms: u32 = 1000;` and
 //! `pub fn tick(state: *State, now_ms: u64) void`.
 const std = @import("std");

@@ -15,6 +15,7 @@ pub const datagram = @import("app_datagram.zig");
 pub const resp = stream.Module(
     @import("../app/resp.zig"),
     "src/app/resp.zig",
+    @embedFile("../app/resp.zig"),
     .raw,
     65536,
 );
@@ -89,6 +90,14 @@ pub fn onData(
 /// A request head or body did not arrive in time (HTTP answers 408).
 pub fn onTimeout(ctx: *const api.Context, out: *api.Output) void {
     if (hasRequests(ctx.listener_index)) http.onTimeout(out);
+}
+
+/// A connection's timer fired (stream modules arm them).
+pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+    return switch (ctx.listener_index) {
+        0 => resp.onTimer(ctx, &conn.resp, out),
+        else => .{ .consumed = 0 },
+    };
 }
 
 pub fn onClose(ctx: *const api.Context, conn: *Connection) void {
