@@ -1094,6 +1094,9 @@ pub const Supervisor = struct {
     }
 
     fn finish(self: *Supervisor) void {
+        // A new supervisor that failed and still runs (it may ignore SIGTERM, or have it
+        // blocked, as the mask this one passed on does) does not outlive this one.
+        if (self.failed_successor) |pid| _ = linux.kill(pid, linux.SIG.KILL);
         var reports: [1024]events.WorkerReport = undefined;
         for (self.slots, 0..) |slot, i| {
             reports[i] = .{
