@@ -31,6 +31,9 @@
 //! reuseport group (or share it when it has no SO_REUSEPORT). With the fd store on, every
 //! slot's socket is also sent to systemd, which keeps it while this process is gone.
 //!
+//! A SIGHUP that finds a binary on disk with another spec or supervisor fingerprint upgrades
+//! the whole program instead: a new supervisor takes the sockets over (`upgrade.zig`).
+//!
 //! How a worker process is started and talks back: `worker_process.zig`.
 const std = @import("std");
 const config = @import("config.zig");
@@ -46,6 +49,8 @@ const worker_link = @import("worker_link.zig");
 const events = @import("events.zig");
 const pid_file = @import("pid_file.zig");
 const notify = @import("notify.zig");
+const upgrade = @import("upgrade.zig");
+const steering = @import("steering.zig");
 const log = @import("log.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
@@ -61,10 +66,19 @@ const max_backoff_ms = 10_000;
 const max_events = 64;
 /// How often slots are checked for silence while the watchdog is on or a slot is adopted.
 const scan_interval_ms = 50;
+/// How long a new supervisor may take to say ready: its own workers' limit, and its start.
+const upgrade_timeout_ms = ready_timeout_ms + 5_000;
+/// After an upgrade, how long the old generation may keep serving the sockets the new
+/// supervisor did not keep, waiting for their queues to empty.
+const leave_wait_ms = 5_000;
+/// How long those queues must stay empty: handshakes in flight when the new supervisor
+/// steered connections away complete into them meanwhile.
+const leave_grace_ms = 200;
 
 const Kind = struct {
     const signal: u32 = 0;
     const report: u32 = 1;
+    const successor: u32 = 2;
 };
 
 fn token(kind: u32, index: u32) u64 {
@@ -148,6 +162,27 @@ pub const Supervisor = struct {
     last_scan_ms: u64 = 0,
     pid_file_written: bool = false,
     exit_code: u8 = 0,
+    /// Slot k of every listener is index k of its reuseport group (see `steering.zig`).
+    steerable: bool = false,
+    /// How many sockets of each listener the old supervisor handed over, in an upgrade.
+    handed: [listener_count]usize = @splat(0),
+    /// This supervisor takes over from an old one: it says so once its first generation is
+    /// ready, with which of the handed sockets (`kept`) it serves.
+    handover: ?upgrade.Handover = null,
+    kept: []const bool = &.{},
+    /// A new supervisor started from another binary, not ready yet.
+    successor: ?upgrade.Successor = null,
+    successor_deadline_ms: u64 = 0,
+    /// One that failed: stopped with SIGTERM, then SIGKILL at this time if still running.
+    failed_successor: ?linux.pid_t = null,
+    failed_successor_kill_ms: u64 = 0,
+    /// The new supervisor that took over; this one drains and exits.
+    handed_over_to: ?linux.pid_t = null,
+    /// Which sockets the new supervisor did not keep, of listeners it still serves: their
+    /// queues are served before this generation retires.
+    leaving: []bool = &.{},
+    leave_deadline_ms: u64 = 0,
+    leave_empty_since_ms: ?u64 = null,
 
     fn now() u64 {
         return sys.monotonicMs();
@@ -168,6 +203,7 @@ pub const Supervisor = struct {
                 switch (@as(u32, @intCast(data >> 32))) {
                     Kind.signal => self.onSignal(),
                     Kind.report => self.onReport(@truncate(data)),
+                    Kind.successor => self.onSuccessorReadable(),
                     else => unreachable,
                 }
             }
@@ -197,6 +233,11 @@ pub const Supervisor = struct {
     fn waitTimeoutMs(self: *const Supervisor) i32 {
         var next: ?u64 = null;
         if (self.starting != null) next = self.start_deadline_ms;
+        if (self.successor != null) next = minOf(next, self.successor_deadline_ms);
+        if (self.failed_successor != null) next = minOf(next, self.failed_successor_kill_ms);
+        if (self.handed_over_to != null and self.stopping == null) {
+            next = minOf(next, now() + scan_interval_ms);
+        }
         for (self.records) |maybe| {
             const r = maybe orelse continue;
             if (r.kill_at_ms) |at| next = if (next) |n| @min(n, at) else at;
@@ -220,6 +261,10 @@ pub const Supervisor = struct {
         return @intCast(@min(deadline - t, std.math.maxInt(i32)));
     }
 
+    fn minOf(a: ?u64, b: u64) u64 {
+        return if (a) |x| @min(x, b) else b;
+    }
+
     // Generations.
 
     fn startGeneration(self: *Supervisor) void {
@@ -234,12 +279,15 @@ pub const Supervisor = struct {
         self.last_generation += 1;
         const generation = self.last_generation;
         self.starting = generation;
-        if (generation > 1) {
+        // A first generation after an upgrade continues the old supervisor's numbers: it is
+        // not a restart of this one.
+        const restarting = self.generation != 0;
+        if (restarting) {
             log.info("starting generation {d}", .{generation});
             self.notifier.reloading();
         }
         self.start_deadline_ms = now() + ready_timeout_ms;
-        if (generation > 1) {
+        if (restarting) {
             var line = events.Line.begin("restarting");
             line.int("generation", generation);
             line.emit();
@@ -280,11 +328,22 @@ pub const Supervisor = struct {
         }
         var endpoints = self.options.endpoints;
         for (&endpoints, self.ports) |*e, port| e.port = port;
-        events.emitReady(.supervisor, generation, pids[0..self.workers], endpoints, self.ports);
-        self.notifier.sendf("READY=1\nMAINPID={d}\nSTATUS=serving generation {d}", .{
-            self.pid,
-            generation,
-        });
+        var line: events.Line = undefined;
+        const workers = pids[0..self.workers];
+        events.readyLine(&line, .supervisor, generation, workers, endpoints, self.ports);
+        if (self.handover) |handover| {
+            line.int("upgraded_from", handover.from_pid);
+            line.emit();
+            // READY=1 with MAINPID comes from the old supervisor, the process systemd
+            // watches until then (NotifyAccess=main accepts it from no other).
+            self.takeOver(handover);
+        } else {
+            line.emit();
+            self.notifier.sendf("READY=1\nMAINPID={d}\nSTATUS=serving generation {d}", .{
+                self.pid,
+                generation,
+            });
+        }
         if (previous != 0) self.retireGeneration(previous);
         self.startQueuedRestart();
     }
@@ -292,8 +351,22 @@ pub const Supervisor = struct {
     /// Starts the restart a SIGHUP queued, once nothing else is starting.
     fn startQueuedRestart(self: *Supervisor) void {
         if (!self.restart_queued or self.starting != null or self.stopping != null) return;
+        if (self.successor != null or self.handed_over_to != null) return;
         self.restart_queued = false;
-        self.startGeneration();
+        self.restart();
+    }
+
+    /// A restart from the binary on disk: a new generation of workers when it is this
+    /// program, a new supervisor when its spec or its supervisor differs.
+    fn restart(self: *Supervisor) void {
+        var failure: upgrade.ProbeFailure = .{};
+        const identity = upgrade.probe(self.exe_path, self.process.envp, &failure) catch {
+            self.last_generation += 1;
+            const what = "the binary on disk cannot tell its identity";
+            return self.reportFailedRestart(self.last_generation, what, failure.text);
+        };
+        if (identity.isThisProgram()) return self.startGeneration();
+        self.beginUpgrade(identity);
     }
 
     fn retireGeneration(self: *Supervisor, generation: u32) void {
@@ -318,6 +391,17 @@ pub const Supervisor = struct {
                 }
             }
         }
+        self.reportFailedRestart(generation, what, detail);
+    }
+
+    /// The `error` event of a restart or upgrade that failed; the serving generation, when
+    /// there is one, goes on.
+    fn reportFailedRestart(
+        self: *Supervisor,
+        generation: u32,
+        what: []const u8,
+        detail: []const u8,
+    ) void {
         var message: [256]u8 = undefined;
         const text = compat.bufPrint(&message, "generation {d} did not start ({s}: {s})", .{
             generation, what, detail,
@@ -338,6 +422,168 @@ pub const Supervisor = struct {
                 self.generation,
             });
         }
+    }
+
+    // Upgrades (upgrade.zig).
+
+    /// Starts the binary on disk as a new supervisor and hands it every socket; this one
+    /// serves on until it says ready.
+    fn beginUpgrade(self: *Supervisor, identity: upgrade.Identity) void {
+        const generation = self.last_generation + 1;
+        log.info("the binary on disk is another program (spec {s}, supervisor {s}): " ++
+            "upgrading to it", .{ &identity.spec, &identity.supervisor });
+        self.notifier.reloading();
+        var arena = std.heap.ArenaAllocator.init(std.heap.page_allocator);
+        defer arena.deinit();
+        const successor = upgrade.start(arena.allocator(), .{
+            .exe_path = self.exe_path,
+            .args = self.process.args,
+            .envp = self.process.envp,
+            .sockets = self.sockets,
+            .generation = self.last_generation,
+            .steerable = self.steerable,
+        }) catch |err| {
+            self.last_generation = generation;
+            const what = "cannot start the new program";
+            return self.reportFailedRestart(generation, what, @errorName(err));
+        };
+        const data = token(Kind.successor, 0);
+        const add = linux.EPOLL.CTL_ADD;
+        sys.epollCtl(self.epfd, add, successor.ready_fd, linux.EPOLL.IN, data) catch {};
+        self.successor = successor;
+        self.successor_deadline_ms = now() + upgrade_timeout_ms;
+        var line = events.Line.begin("upgrading");
+        line.int("generation", generation);
+        line.int("successor", successor.pid);
+        line.string("spec_fingerprint", &identity.spec);
+        line.string("supervisor_fingerprint", &identity.supervisor);
+        line.emit();
+    }
+
+    fn onSuccessorReadable(self: *Supervisor) void {
+        const successor = if (self.successor) |*s| s else return;
+        const kept = successor.readReady() catch |err| switch (err) {
+            error.WouldBlock => return,
+            // It closed the pipe, most likely by exiting: the exit, reaped next, says how.
+            error.EndOfStream => {
+                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+                return;
+            },
+        };
+        self.commitUpgrade(kept);
+    }
+
+    /// The new supervisor serves: this one steps back. Its workers go on serving what is
+    /// queued on the sockets the new one did not keep, then retire (`checkLeaving`).
+    fn commitUpgrade(self: *Supervisor, kept: []const u8) void {
+        const successor = self.successor.?;
+        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+        sys.close(successor.ready_fd);
+        self.successor = null;
+        self.handed_over_to = successor.pid;
+        var continues: [listener_count]bool = @splat(false);
+        for (self.sockets, 0..) |_, p| {
+            if (p < kept.len and kept[p] == '1') continues[p % listener_count] = true;
+        }
+        for (self.leaving, 0..) |*leaving, p| {
+            const is_kept = p < kept.len and kept[p] == '1';
+            leaving.* = !is_kept and continues[p % listener_count];
+        }
+        self.leave_deadline_ms = now() + leave_wait_ms;
+        // The new supervisor wrote the pid file before it said ready: it is its now.
+        self.pid_file_written = false;
+        self.restart_queued = false;
+        var line = events.Line.begin("upgraded");
+        line.int("generation", self.last_generation + 1);
+        line.int("successor", successor.pid);
+        line.int("serving_generation", self.generation);
+        line.emit();
+        log.info("pid {d} took over; generation {d} drains", .{ successor.pid, self.generation });
+        self.notifier.sendf("MAINPID={d}\nREADY=1\nSTATUS=upgraded: pid {d} serves", .{
+            successor.pid, successor.pid,
+        });
+    }
+
+    /// The new supervisor exited, or was not ready in time: this one serves on.
+    fn abandonUpgrade(self: *Supervisor, detail: []const u8, exited: bool) void {
+        const successor = self.successor orelse return;
+        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+        sys.close(successor.ready_fd);
+        self.successor = null;
+        self.restart_queued = false;
+        if (!exited) {
+            // Gracefully: its workers may have accepted connections on the shared sockets.
+            _ = linux.kill(successor.pid, linux.SIG.TERM);
+            self.failed_successor = successor.pid;
+            self.failed_successor_kill_ms = now() + self.options.limits.drain_timeout_ms +
+                kill_grace_ms;
+        }
+        self.last_generation += 1;
+        self.reportFailedRestart(self.last_generation, "the new program did not take over", detail);
+    }
+
+    /// A child that is not a worker exited: a new supervisor, before or after it took over.
+    fn onOtherChildExit(self: *Supervisor, pid: linux.pid_t, exit: events.Exit) void {
+        var how: [48]u8 = undefined;
+        if (self.failed_successor == pid) self.failed_successor = null;
+        if (self.successor) |successor| if (successor.pid == pid) {
+            var detail: [96]u8 = undefined;
+            const text = compat.bufPrint(&detail, "pid {d} {s} before it was ready", .{
+                pid, exit.describe(&how),
+            }) catch "it exited before it was ready";
+            return self.abandonUpgrade(text, true);
+        };
+        if (self.handed_over_to == pid) {
+            log.warn("pid {d}, which took over, {s}", .{ pid, exit.describe(&how) });
+        }
+    }
+
+    /// The new side of an upgrade, once its first generation is ready: the pid file is
+    /// written; what the old supervisor's sockets that are not kept would still receive is
+    /// steered to the kept ones; and the old supervisor learns which those are.
+    fn takeOver(self: *Supervisor, handover: upgrade.Handover) void {
+        self.handover = null;
+        if (self.steerable) {
+            for (&config.listeners, 0..) |*l, i| {
+                const handed = self.handed[i];
+                if (handed == 0) continue;
+                // Fewer slots than sockets handed over: the surplus ones are the highest
+                // indices of the group. Otherwise a program an earlier upgrade attached goes.
+                const members: ?u16 = if (handed > self.workers) self.workers else null;
+                listener.steerGroup(self.sockets[i], members) catch |err| {
+                    log.warn("listener {s}: cannot steer connections away from the sockets " ++
+                        "left behind: {s}", .{ l.name, @errorName(err) });
+                };
+            }
+        }
+        handover.announceReady(self.kept);
+        log.info("took over from pid {d}", .{handover.from_pid});
+    }
+
+    /// After an upgrade: once the queues of the sockets the new supervisor did not keep
+    /// stayed empty for the grace time (or the wait is over), this generation retires.
+    fn checkLeaving(self: *Supervisor, t: u64) void {
+        if (self.handed_over_to == null or self.stopping != null) return;
+        if (self.leavingQueuesEmpty()) {
+            if (self.leave_empty_since_ms == null) self.leave_empty_since_ms = t;
+        } else {
+            self.leave_empty_since_ms = null;
+        }
+        const since = self.leave_empty_since_ms orelse t;
+        const settled = self.leave_empty_since_ms != null and t - since >= leave_grace_ms;
+        if (settled or t >= self.leave_deadline_ms) self.beginStop(.graceful);
+    }
+
+    fn leavingQueuesEmpty(self: *const Supervisor) bool {
+        for (self.sockets, self.leaving, 0..) |fd, leaving, p| {
+            if (!leaving) continue;
+            const queued = switch (config.listeners[p % listener_count].protocol) {
+                .tcp => steering.queuedConnections(fd) orelse 0,
+                .udp => @as(u32, @intCast(@min(sys.pendingInput(fd), std.math.maxInt(u32)))),
+            };
+            if (queued > 0) return false;
+        }
+        return true;
     }
 
     // Workers.
@@ -506,6 +752,16 @@ pub const Supervisor = struct {
     /// piling up generations.
     fn onRestartSignal(self: *Supervisor) void {
         if (self.stopping != null) return;
+        if (self.handed_over_to) |pid| {
+            log.info("SIGHUP ignored: pid {d} took over this service; signal it instead", .{pid});
+            return;
+        }
+        if (self.successor) |successor| {
+            log.info("SIGHUP during an upgrade: ignored until pid {d} is ready or fails", .{
+                successor.pid,
+            });
+            return;
+        }
         if (self.starting != null) {
             self.restart_queued = true;
             log.info("SIGHUP during a restart: queued until generation {d} is ready", .{
@@ -517,7 +773,7 @@ pub const Supervisor = struct {
             log.info("SIGHUP: a restart is already queued", .{});
             return;
         }
-        self.startGeneration();
+        self.restart();
     }
 
     fn beginStop(self: *Supervisor, kind: StopKind) void {
@@ -525,13 +781,22 @@ pub const Supervisor = struct {
         const was_stopping = self.stopping != null;
         self.stopping = kind;
         if (!was_stopping) {
-            self.notifier.send("STOPPING=1");
+            if (self.successor) |successor| {
+                log.info("stopping: the upgrade to pid {d} is called off", .{successor.pid});
+                _ = linux.kill(successor.pid, linux.SIG.TERM);
+                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+                sys.close(successor.ready_fd);
+                self.successor = null;
+            }
+            // After an upgrade the service goes on: systemd must not hear it stop.
+            if (self.handed_over_to == null) self.notifier.send("STOPPING=1");
             // Workers hold their own descriptors and drain what is queued; the
             // supervisor's copies must go first, or queues would outlive every acceptor.
             for (self.sockets) |fd| sys.close(fd);
             var line = events.Line.begin("stopping");
             line.string("mode", @tagName(kind));
             line.int("drain_timeout_ms", self.options.limits.drain_timeout_ms);
+            if (self.handed_over_to) |pid| line.int("successor", pid);
             line.emit();
         }
         self.starting = null;
@@ -556,6 +821,19 @@ pub const Supervisor = struct {
         if (self.starting != null and t >= self.start_deadline_ms) {
             self.abandonGeneration("workers not ready in time", "timeout");
         }
+        if (self.successor != null and t >= self.successor_deadline_ms) {
+            var detail: [64]u8 = undefined;
+            const text = compat.bufPrint(&detail, "pid {d} not ready in {d} ms", .{
+                self.successor.?.pid, upgrade_timeout_ms,
+            }) catch "not ready in time";
+            self.abandonUpgrade(text, false);
+        }
+        if (self.failed_successor) |pid| if (t >= self.failed_successor_kill_ms) {
+            log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{pid});
+            _ = linux.kill(pid, linux.SIG.KILL);
+            self.failed_successor = null;
+        };
+        self.checkLeaving(t);
         for (self.records) |*maybe| {
             if (maybe.*) |*r| {
                 if (r.kill_at_ms) |at| if (t >= at) {
@@ -592,7 +870,7 @@ pub const Supervisor = struct {
                     self.onWorkerExit(i);
                     break;
                 };
-            }
+            } else self.onOtherChildExit(result.pid, events.Exit.fromWaitStatus(result.status));
         }
     }
 
@@ -817,6 +1095,9 @@ pub const Supervisor = struct {
     }
 
     fn finish(self: *Supervisor) void {
+        // A new supervisor that failed and still runs (it may ignore SIGTERM, or have it
+        // blocked, as the mask this one passed on does) does not outlive this one.
+        if (self.failed_successor) |pid| _ = linux.kill(pid, linux.SIG.KILL);
         var reports: [1024]events.WorkerReport = undefined;
         for (self.slots, 0..) |slot, i| {
             reports[i] = .{
@@ -830,9 +1111,10 @@ pub const Supervisor = struct {
             .graceful => .graceful,
             .immediate => .immediate,
         };
-        events.emitStopped(self.generation, reason, reports[0..self.workers]);
+        const workers = reports[0..self.workers];
+        events.emitStoppedFor(self.generation, reason, workers, self.handed_over_to);
         if (self.pid_file_written) {
-            if (self.options.pid_file) |path| pid_file.remove(path);
+            if (self.options.pid_file) |path| pid_file.removeIfOwn(path, self.pid);
         }
     }
 };
@@ -858,7 +1140,14 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     var diag: activation.Diagnostic = .{};
     const pid = linux.getpid();
     const asked = &options.endpoints;
-    const passed = activation.take(allocator, process.envp, pid, asked, &diag) catch |err| {
+    const handover = upgrade.Handover.fromEnv(process.envp, pid);
+    if (handover) |h| {
+        _ = linux.fcntl(h.ready_fd, linux.F.SETFD, linux.FD_CLOEXEC);
+        log.info("taking over from pid {d}", .{h.from_pid});
+    }
+    const source: activation.Source = if (handover != null) .upgrade else .systemd;
+    const envp = process.envp;
+    const passed = activation.takeFrom(allocator, envp, pid, asked, source, &diag) catch |err| {
         activation.report(&diag, err);
         return 1;
     };
@@ -878,7 +1167,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
                 });
                 return 1;
             };
-            describeActivated(l, from_systemd, workers, passed.nthFor(i, 0).?);
+            describeActivated(l, from_systemd, workers, passed.nthFor(i, 0).?, source);
         }
     }
     // Which sockets are duplicates of a passed one (slots sharing its queue).
@@ -894,6 +1183,17 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
             sockets[w * listener_count + i] = got.fd;
             shared[w * listener_count + i] = got.shared;
             opened += 1;
+        }
+    }
+    // Which of the sockets an old supervisor handed over this one serves: the rest stay
+    // with it, to be emptied and closed there.
+    const kept = allocator.alloc(bool, passed.passed) catch return 1;
+    @memset(kept, false);
+    var handed: [listener_count]usize = @splat(0);
+    for (0..listener_count) |i| {
+        handed[i] = passed.countFor(i);
+        for (0..@min(handed[i], workers)) |w| {
+            kept[passed.positionOf(passed.nthFor(i, w).?).?] = true;
         }
     }
     const notifier = notify.Notifier.init(process.envp);
@@ -922,6 +1222,8 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     @memset(records, null);
     const slots = allocator.alloc(Slot, workers) catch return 1;
     @memset(slots, .{});
+    const leaving = allocator.alloc(bool, sockets.len) catch return 1;
+    @memset(leaving, false);
 
     events.logMigrationPolicy(.supervisor);
     var supervisor: Supervisor = .{
@@ -937,7 +1239,15 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .epfd = epfd,
         .sigfd = sigfd,
         .notifier = notifier,
+        // Sockets from systemd may sit anywhere in their groups: never steered. Sockets an
+        // old supervisor handed over are steerable when its own were.
+        .steerable = if (handover) |h| h.steerable else passed.count() == 0,
+        .handed = if (handover != null) handed else @splat(0),
+        .handover = handover,
+        .kept = kept,
+        .leaving = leaving,
     };
+    if (handover) |h| supervisor.last_generation = h.generation;
     supervisor.options.endpoints = endpoints;
     if (notify.watchdogIntervalMs(process.envp, supervisor.pid)) |interval| {
         supervisor.systemd_watchdog_ms = interval;
@@ -1037,16 +1347,26 @@ fn dropSurplusFromStore(
 }
 
 /// Says once per activated listener how its slots get their sockets.
-fn describeActivated(l: *const config.Listener, passed: usize, workers: u16, fd: sys.Fd) void {
+fn describeActivated(
+    l: *const config.Listener,
+    passed: usize,
+    workers: u16,
+    fd: sys.Fd,
+    source: activation.Source,
+) void {
+    const from = switch (source) {
+        .systemd => "from systemd",
+        .upgrade => "handed over",
+    };
     if (passed >= workers) {
-        log.info("listener {s}: {d} socket(s) from systemd, one per slot", .{ l.name, passed });
+        log.info("listener {s}: {d} socket(s) {s}, one per slot", .{ l.name, passed, from });
     } else if (activation.reusesPort(fd)) {
-        log.info("listener {s}: {d} socket(s) from systemd; the other slots join their " ++
-            "reuseport group", .{ l.name, passed });
+        log.info("listener {s}: {d} socket(s) {s}; the other slots join their " ++
+            "reuseport group", .{ l.name, passed, from });
     } else {
-        log.info("listener {s}: {d} socket(s) from systemd without SO_REUSEPORT " ++
+        log.info("listener {s}: {d} socket(s) {s} without SO_REUSEPORT " ++
             "(ReusePort=no): the {d} workers share their accept queues", .{
-            l.name, passed, workers,
+            l.name, passed, from, workers,
         });
     }
 }
