@@ -169,6 +169,10 @@ pub const Supervisor = struct {
     /// ready, with which of the handed sockets (`kept`) it serves.
     handover: ?upgrade.Handover = null,
     kept: []const bool = &.{},
+    /// The old supervisor this one took over from, while it still drains (it is this one's
+    /// parent until it exits). The next upgrade waits for it: until then its left-behind
+    /// sockets are still members of the groups, and a group must not change meanwhile.
+    predecessor: ?linux.pid_t = null,
     /// A new supervisor started from another binary, not ready yet.
     successor: ?upgrade.Successor = null,
     successor_deadline_ms: u64 = 0,
@@ -234,7 +238,8 @@ pub const Supervisor = struct {
         if (self.starting != null) next = self.start_deadline_ms;
         if (self.successor != null) next = minOf(next, self.successor_deadline_ms);
         if (self.failed_successor != null) next = minOf(next, self.failed_successor_kill_ms);
-        if (self.handed_over_to != null and self.stopping == null) {
+        const waiting = self.predecessor != null and self.restart_queued;
+        if ((self.handed_over_to != null or waiting) and self.stopping == null) {
             next = minOf(next, now() + scan_interval_ms);
         }
         for (self.records) |maybe| {
@@ -365,7 +370,21 @@ pub const Supervisor = struct {
             return self.reportFailedRestart(self.last_generation, what, failure.text);
         };
         if (identity.isThisProgram()) return self.startGeneration();
+        if (self.predecessorRunning()) {
+            log.info("upgrade queued: pid {d}, which this one took over from, still drains", .{
+                self.predecessor.?,
+            });
+            self.restart_queued = true;
+            return;
+        }
         self.beginUpgrade(identity);
+    }
+
+    fn predecessorRunning(self: *Supervisor) bool {
+        const pid = self.predecessor orelse return false;
+        if (linux.getppid() == pid) return true;
+        self.predecessor = null;
+        return false;
     }
 
     fn retireGeneration(self: *Supervisor, generation: u32) void {
@@ -833,6 +852,9 @@ pub const Supervisor = struct {
             self.failed_successor = null;
         };
         self.checkLeaving(t);
+        if (self.restart_queued and self.predecessor != null and !self.predecessorRunning()) {
+            self.startQueuedRestart();
+        }
         for (self.records) |*maybe| {
             if (maybe.*) |*r| {
                 if (r.kill_at_ms) |at| if (t >= at) {
@@ -1246,7 +1268,10 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .kept = kept,
         .leaving = leaving,
     };
-    if (handover) |h| supervisor.last_generation = h.generation;
+    if (handover) |h| {
+        supervisor.last_generation = h.generation;
+        supervisor.predecessor = h.from_pid;
+    }
     supervisor.options.endpoints = endpoints;
     if (notify.watchdogIntervalMs(process.envp, supervisor.pid)) |interval| {
         supervisor.systemd_watchdog_ms = interval;
