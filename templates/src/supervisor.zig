@@ -494,11 +494,7 @@ pub const Supervisor = struct {
     /// The new supervisor serves: this one steps back. Its workers go on serving what is
     /// queued on the sockets the new one did not keep, then retire (`checkLeaving`).
     fn commitUpgrade(self: *Supervisor, kept: []const u8) void {
-        const successor = self.successor.?;
-        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
-        sys.close(successor.ready_fd);
-        self.successor = null;
-        self.handed_over_to = successor.pid;
+        // `kept` lies in the successor's buffer: read it before the successor is let go.
         var continues: [listener_count]bool = @splat(false);
         for (self.sockets, 0..) |_, p| {
             if (p < kept.len and kept[p] == '1') continues[p % listener_count] = true;
@@ -507,6 +503,11 @@ pub const Supervisor = struct {
             const is_kept = p < kept.len and kept[p] == '1';
             leaving.* = !is_kept and continues[p % listener_count];
         }
+        const successor = self.successor.?;
+        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+        sys.close(successor.ready_fd);
+        self.successor = null;
+        self.handed_over_to = successor.pid;
         self.leave_deadline_ms = now() + leave_wait_ms;
         // The new supervisor wrote the pid file before it said ready: it is its now.
         self.pid_file_written = false;
@@ -1161,7 +1162,11 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     var diag: activation.Diagnostic = .{};
     const pid = linux.getpid();
     const asked = &options.endpoints;
-    const handover = upgrade.Handover.fromEnv(process.envp, pid);
+    // A hand-over comes from the parent only: the old supervisor forked this process.
+    var handover = upgrade.Handover.fromEnv(process.envp, pid);
+    if (handover) |h| if (h.from_pid != linux.getppid()) {
+        handover = null;
+    };
     if (handover) |h| {
         _ = linux.fcntl(h.ready_fd, linux.F.SETFD, linux.FD_CLOEXEC);
         log.info("taking over from pid {d}", .{h.from_pid});

@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ClientLoad } from "./support/client-load.js";
+import { NotifySocket } from "./support/notify-socket.js";
 import { parseWhoami, tcpExchange } from "./support/net.js";
 import {
   isAlive,
@@ -102,7 +103,11 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
     }
   }, SETUP_TIMEOUT_MS);
 
+  let receiver: NotifySocket | undefined;
+
   afterEach(async () => {
+    receiver?.close();
+    receiver = undefined;
     await stopAllPrograms();
   });
 
@@ -111,15 +116,16 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
   });
 
   /** Starts a copy of `variant` at a path of its own (the path a restart executes). */
-  async function start(variant: UpgradeVariant) {
+  async function start(variant: UpgradeVariant, env: NodeJS.ProcessEnv = {}) {
     const dir = await mkdtemp(path.join(scratch, `${variant}-`));
     const exe = path.join(dir, UPGRADE_SERVICE);
     const pidFile = path.join(dir, "pid");
     await copyFile(binaries.get(variant)!, exe);
     await chmod(exe, 0o755);
-    const program = Program.start(exe, [...UPGRADE_ANY_LOOPBACK_PORT, "--pid-file", pidFile]);
+    const args = [...UPGRADE_ANY_LOOPBACK_PORT, "--pid-file", pidFile];
+    const program = Program.start(exe, args, env);
     const ready = await program.waitForEvent<UpgradeReady>("ready", READY_TIMEOUT_MS);
-    return { program, ready, exe, pidFile };
+    return { program, ready, exe, pidFile, dir };
   }
 
   /** Puts `file` at `exe` the way a deploy does: a new file renamed over the path. */
@@ -167,10 +173,13 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
 
   it(
     "hands over to a binary with another supervisor: a new pid serves, the old exits 0, no " +
-      "client fails",
+      "client fails, and systemd hears the new main pid",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const { program, ready, exe, pidFile } = await start("base");
+      const socketPath = path.join(scratch, `notify-${process.pid}-${Date.now()}.sock`);
+      receiver = await NotifySocket.bind(socketPath);
+      const { program, ready, exe, pidFile } = await start("base", { NOTIFY_SOCKET: socketPath });
+      await receiver.waitFor(new RegExp(`^READY=1\nMAINPID=${program.pid}\n`));
       const load = new ClientLoad({
         who: portOf(ready, "who"),
         web: portOf(ready, "web"),
@@ -202,7 +211,17 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       }
       expect((await readFile(pidFile, "utf8")).trim()).toBe(String(next.pid));
       for (const w of ready.workers) expect(isAlive(w.pid), `old worker ${w.pid}`).toBe(false);
+
+      // RELOADING=1 at the SIGHUP, then the new main pid with READY=1, from the old supervisor;
+      // no STOPPING=1 when the old one leaves, only when the service stops.
+      const messages = receiver.messages;
+      const reloading = messages.findIndex((m) => m.startsWith("RELOADING=1\nMONOTONIC_USEC="));
+      const handed = messages.findIndex((m) => m.startsWith(`MAINPID=${next.pid}\nREADY=1`));
+      expect(reloading, JSON.stringify(messages)).toBeGreaterThan(0);
+      expect(handed, JSON.stringify(messages)).toBeGreaterThan(reloading);
+      expect(messages.filter((m) => m.startsWith("STOPPING=1"))).toEqual([]);
       await stopSuccessor(program, next);
+      await receiver.waitFor(/^STOPPING=1$/);
     },
   );
 

@@ -170,6 +170,10 @@ pub const Supervisor = struct {
     /// ready, with which of the handed sockets (`kept`) it serves.
     handover: ?upgrade.Handover = null,
     kept: []const bool = &.{},
+    /// The old supervisor this one took over from, while it still drains (it is this one's
+    /// parent until it exits). The next upgrade waits for it: until then its left-behind
+    /// sockets are still members of the groups, and a group must not change meanwhile.
+    predecessor: ?linux.pid_t = null,
     /// A new supervisor started from another binary, not ready yet.
     successor: ?upgrade.Successor = null,
     successor_deadline_ms: u64 = 0,
@@ -235,7 +239,8 @@ pub const Supervisor = struct {
         if (self.starting != null) next = self.start_deadline_ms;
         if (self.successor != null) next = minOf(next, self.successor_deadline_ms);
         if (self.failed_successor != null) next = minOf(next, self.failed_successor_kill_ms);
-        if (self.handed_over_to != null and self.stopping == null) {
+        const waiting = self.predecessor != null and self.restart_queued;
+        if ((self.handed_over_to != null or waiting) and self.stopping == null) {
             next = minOf(next, now() + scan_interval_ms);
         }
         for (self.records) |maybe| {
@@ -366,7 +371,21 @@ pub const Supervisor = struct {
             return self.reportFailedRestart(self.last_generation, what, failure.text);
         };
         if (identity.isThisProgram()) return self.startGeneration();
+        if (self.predecessorRunning()) {
+            log.info("upgrade queued: pid {d}, which this one took over from, still drains", .{
+                self.predecessor.?,
+            });
+            self.restart_queued = true;
+            return;
+        }
         self.beginUpgrade(identity);
+    }
+
+    fn predecessorRunning(self: *Supervisor) bool {
+        const pid = self.predecessor orelse return false;
+        if (linux.getppid() == pid) return true;
+        self.predecessor = null;
+        return false;
     }
 
     fn retireGeneration(self: *Supervisor, generation: u32) void {
@@ -476,11 +495,7 @@ pub const Supervisor = struct {
     /// The new supervisor serves: this one steps back. Its workers go on serving what is
     /// queued on the sockets the new one did not keep, then retire (`checkLeaving`).
     fn commitUpgrade(self: *Supervisor, kept: []const u8) void {
-        const successor = self.successor.?;
-        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
-        sys.close(successor.ready_fd);
-        self.successor = null;
-        self.handed_over_to = successor.pid;
+        // `kept` lies in the successor's buffer: read it before the successor is let go.
         var continues: [listener_count]bool = @splat(false);
         for (self.sockets, 0..) |_, p| {
             if (p < kept.len and kept[p] == '1') continues[p % listener_count] = true;
@@ -489,6 +504,11 @@ pub const Supervisor = struct {
             const is_kept = p < kept.len and kept[p] == '1';
             leaving.* = !is_kept and continues[p % listener_count];
         }
+        const successor = self.successor.?;
+        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+        sys.close(successor.ready_fd);
+        self.successor = null;
+        self.handed_over_to = successor.pid;
         self.leave_deadline_ms = now() + leave_wait_ms;
         // The new supervisor wrote the pid file before it said ready: it is its now.
         self.pid_file_written = false;
@@ -834,6 +854,9 @@ pub const Supervisor = struct {
             self.failed_successor = null;
         };
         self.checkLeaving(t);
+        if (self.restart_queued and self.predecessor != null and !self.predecessorRunning()) {
+            self.startQueuedRestart();
+        }
         for (self.records) |*maybe| {
             if (maybe.*) |*r| {
                 if (r.kill_at_ms) |at| if (t >= at) {
@@ -1140,7 +1163,11 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     var diag: activation.Diagnostic = .{};
     const pid = linux.getpid();
     const asked = &options.endpoints;
-    const handover = upgrade.Handover.fromEnv(process.envp, pid);
+    // A hand-over comes from the parent only: the old supervisor forked this process.
+    var handover = upgrade.Handover.fromEnv(process.envp, pid);
+    if (handover) |h| if (h.from_pid != linux.getppid()) {
+        handover = null;
+    };
     if (handover) |h| {
         _ = linux.fcntl(h.ready_fd, linux.F.SETFD, linux.FD_CLOEXEC);
         log.info("taking over from pid {d}", .{h.from_pid});
@@ -1247,7 +1274,10 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .kept = kept,
         .leaving = leaving,
     };
-    if (handover) |h| supervisor.last_generation = h.generation;
+    if (handover) |h| {
+        supervisor.last_generation = h.generation;
+        supervisor.predecessor = h.from_pid;
+    }
     supervisor.options.endpoints = endpoints;
     if (notify.watchdogIntervalMs(process.envp, supervisor.pid)) |interval| {
         supervisor.systemd_watchdog_ms = interval;
