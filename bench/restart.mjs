@@ -363,6 +363,7 @@ async function runUpgrades() {
   );
   await sleep(300);
   const latencies = [];
+  const rounds = [];
   for (let k = 1; k <= restarts; k += 1) {
     await sleep(interval / 2 + Math.random() * interval);
     deploy(variants[k % variants.length]);
@@ -378,6 +379,7 @@ async function runUpgrades() {
     latencies.push(performance.now() - t0);
     pids.add(ready.pid);
     workerCounts.push(ready.workers.length);
+    rounds.push({ round: k, signalled_at: Date.now() - Math.round(performance.now() - t0), from, to: ready.pid, workers: ready.workers.length });
   }
   await sleep(500);
   const stats = await load.stop();
@@ -394,6 +396,9 @@ async function runUpgrades() {
   const left = [...pids].filter(running);
   const errors = service.events.filter((e) => e.event === "error");
   const exited = service.events.filter((e) => e.event === "stopped" && e.successor !== undefined);
+  const badExits = service.events.filter(
+    (e) => e.event === "worker_exit" && (!e.expected || e.signal !== undefined || e.exit_code !== 0),
+  );
   latencies.sort((a, b) => a - b);
   const perWorker = [...stats.byWorker.values()];
   const kernel = Object.fromEntries(
@@ -424,6 +429,9 @@ async function runUpgrades() {
     // The last supervisor is not this script's child: its exit code is not ours to read.
     exit_code: left.length === 0 ? 0 : null,
     supervisors_exited_after_handover: exited.length,
+    workers_exited_badly: badExits,
+    stderr: service.stderr.split("\n").filter((l) => /warning|error/.test(l)).slice(0, 20),
+    rounds,
     processes_left: left,
     stopped: stopped ?? null,
     error_events: errors,

@@ -503,6 +503,14 @@ pub const Supervisor = struct {
         for (self.leaving, 0..) |*leaving, p| {
             const is_kept = p < kept.len and kept[p] == '1';
             leaving.* = !is_kept and continues[p % listener_count];
+            // A UDP socket's last close leaves a moment in which the kernel's lookup can
+            // still find it in the port's hash chain, outside its group, and hand it a
+            // datagram that is then freed with it. Connected to itself, it is no longer a
+            // match for any other peer: only what is queued reaches it, and its worker reads
+            // that before it closes.
+            if (leaving.* and config.listeners[p % listener_count].protocol == .udp) {
+                listener.leaveUdpGroup(self.sockets[p]);
+            }
         }
         const successor = self.successor.?;
         _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
@@ -1227,7 +1235,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const fd_store = notifier.enabled() and
         (options.fd_store or notify.fdStoreOffered(process.envp));
     if (fd_store) dropSurplusFromStore(&notifier, passed, workers);
-    closeSurplus(passed, workers);
+    closeSurplus(passed, workers, source);
     if (fd_store) storeSockets(&notifier, sockets, shared, workers);
 
     // SIGCHLD ignored by whoever started us survives execve and would have the kernel
@@ -1384,10 +1392,7 @@ fn describeActivated(
     fd: sys.Fd,
     source: activation.Source,
 ) void {
-    const from = switch (source) {
-        .systemd => "from systemd",
-        .upgrade => "handed over",
-    };
+    const from = sourceName(source);
     if (passed >= workers) {
         log.info("listener {s}: {d} socket(s) {s}, one per slot", .{ l.name, passed, from });
     } else if (activation.reusesPort(fd)) {
@@ -1401,15 +1406,25 @@ fn describeActivated(
     }
 }
 
+/// How a log line says where passed sockets came from.
+fn sourceName(source: activation.Source) []const u8 {
+    return switch (source) {
+        .systemd => "from systemd",
+        .upgrade => "handed over",
+    };
+}
+
 /// Sockets passed beyond one per slot (a store kept by a supervisor with more workers)
 /// have no worker to serve them: they leave the group, and what was queued on them is reset
-/// unless net.ipv4.tcp_migrate_req=1 moves it to a remaining member.
-fn closeSurplus(passed: activation.Passed, workers: u16) void {
+/// unless net.ipv4.tcp_migrate_req=1 moves it to a remaining member. Handed over by an
+/// upgrading supervisor, they are only this process's copies: that one empties them.
+fn closeSurplus(passed: activation.Passed, workers: u16, source: activation.Source) void {
+    const from = sourceName(source);
     for (&config.listeners, 0..) |l, i| {
         var nth: usize = workers;
         while (passed.nthFor(i, nth)) |fd| : (nth += 1) {
-            log.warn("listener {s}: socket {d} from systemd is beyond the {d} slots; closing it", .{
-                l.name, fd, workers,
+            log.warn("listener {s}: socket {d} {s} is beyond the {d} slots; closing it", .{
+                l.name, fd, from, workers,
             });
             sys.close(fd);
         }
