@@ -379,7 +379,13 @@ async function runUpgrades() {
     latencies.push(performance.now() - t0);
     pids.add(ready.pid);
     workerCounts.push(ready.workers.length);
-    rounds.push({ round: k, signalled_at: Date.now() - Math.round(performance.now() - t0), from, to: ready.pid, workers: ready.workers.length });
+    rounds.push({
+      round: k,
+      signalled_at: Date.now() - Math.round(performance.now() - t0),
+      from,
+      to: ready.pid,
+      workers: ready.workers.length,
+    });
   }
   await sleep(500);
   const stats = await load.stop();
@@ -397,7 +403,8 @@ async function runUpgrades() {
   const errors = service.events.filter((e) => e.event === "error");
   const exited = service.events.filter((e) => e.event === "stopped" && e.successor !== undefined);
   const badExits = service.events.filter(
-    (e) => e.event === "worker_exit" && (!e.expected || e.signal !== undefined || e.exit_code !== 0),
+    (e) =>
+      e.event === "worker_exit" && (!e.expected || e.signal !== undefined || e.exit_code !== 0),
   );
   latencies.sort((a, b) => a - b);
   const perWorker = [...stats.byWorker.values()];

@@ -296,9 +296,8 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
   /** A script that says it is another program when asked, and then does `rest`. */
   function impostor(rest: string): { script: string } {
     const identity = `spec=0000000000000000 supervisor=${OTHER_SUPERVISOR_FINGERPRINT}`;
-    return {
-      script: `#!/bin/sh\nif [ "$1" = --fingerprint ]; then echo '${identity}'; exit 0; fi\n${rest}\n`,
-    };
+    const answer = `if [ "$1" = --fingerprint ]; then echo '${identity}'; exit 0; fi`;
+    return { script: `#!/bin/sh\n${answer}\n${rest}\n` };
   }
 
   /** After a failed upgrade: an error event, generation 1 serving, and a clean stop. */
@@ -352,7 +351,8 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       const upgrading = await program.waitForEvent("upgrading", 5_000);
       const successor = upgrading.successor as number;
       expect(isAlive(successor)).toBe(true);
-      await expectOldServing(program, ready, /did not take over: pid \d+ not ready/, NEVER_READY_MS);
+      const message = /did not take over: pid \d+ not ready/;
+      await expectOldServing(program, ready, message, NEVER_READY_MS);
       expect(await waitUntilGone([successor], STOP_TIMEOUT_MS)).toEqual([]);
     },
   );

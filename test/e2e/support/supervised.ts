@@ -1,6 +1,6 @@
 /**
  * Projects the supervisor and restart tests build: a spec of their own (whoami, HTTP and echo
- * over TCP, echo over UDP) and the restart bench's spec, each generated and built once per
+ * over TCP, echo over UDP) and the restart bench's specs, each generated and built once per
  * (project, Zig version) in the run's temporary folder. Plus what those tests read from
  * /proc about the processes a supervisor made.
  */
@@ -70,6 +70,12 @@ const PROJECTS = {
     optimize: "ReleaseFast",
   },
   "restart-bench": { spec: undefined, file: "bench/specs/restart.json", name: "restart-bench" },
+  // The restart bench's upgrade variants (4 → 2 → 6 → 4 workers, a port moved, a listener
+  // added and removed), one binary name for all.
+  "upgrade-bench-a": { spec: undefined, file: "bench/specs/upgrade-a.json", name: "upgrade-bench" },
+  "upgrade-bench-b": { spec: undefined, file: "bench/specs/upgrade-b.json", name: "upgrade-bench" },
+  "upgrade-bench-c": { spec: undefined, file: "bench/specs/upgrade-c.json", name: "upgrade-bench" },
+  "upgrade-bench-d": { spec: undefined, file: "bench/specs/upgrade-d.json", name: "upgrade-bench" },
 } as const;
 
 export type ProjectKey = keyof typeof PROJECTS;
@@ -171,7 +177,9 @@ export async function upgradeBinaryOf(variant: UpgradeVariant, version: string):
       : {}),
   };
   const built = await oncePerRun(dir, () => buildSource(source, version, dir));
-  if (!built.ok) throw new Error(`upgrade ${variant} (zig ${version}) did not build:\n${built.output}`);
+  if (!built.ok) {
+    throw new Error(`upgrade ${variant} (zig ${version}) did not build:\n${built.output}`);
+  }
   return built.binary;
 }
 
@@ -225,7 +233,8 @@ async function buildSource(
       const text = readFileSync(config, "utf8");
       const pattern = /supervisor_fingerprint = "[0-9a-f]{16}"/;
       if (!pattern.test(text)) throw new Error("no supervisor_fingerprint in config.zig");
-      writeFileSync(config, text.replace(pattern, `supervisor_fingerprint = "${supervisorFingerprint}"`));
+      const replacement = `supervisor_fingerprint = "${supervisorFingerprint}"`;
+      writeFileSync(config, text.replace(pattern, replacement));
     }
   } catch (error) {
     return { ok: false, binary, output: `generate ${file}: ${String(error)}` };
