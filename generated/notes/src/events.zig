@@ -161,10 +161,18 @@ pub fn reportOpenFailure(
 pub fn logMigrationPolicy(mode: Mode) void {
     const value = listener.tcpMigrateReq();
     switch (mode) {
-        .supervisor => log.info("net.ipv4.tcp_migrate_req={d}: not needed; restarts hand the " ++
-            "same listening sockets to the new workers, so no queued connection is reset", .{
-            value orelse 0,
-        }),
+        .supervisor => if (value == @as(?u8, 1)) {
+            log.info("net.ipv4.tcp_migrate_req=1: restarts hand the same listening sockets to " ++
+                "the new workers; an upgrade to fewer workers steers connections away from the " ++
+                "sockets it leaves behind, and the kernel moves what is still queued on them " ++
+                "when they close", .{});
+        } else {
+            log.info("net.ipv4.tcp_migrate_req={d}: restarts hand the same listening sockets " ++
+                "to the new workers, so no queued connection is reset; an upgrade to fewer " ++
+                "workers steers connections away from the sockets it leaves behind and empties " ++
+                "them before they close (a handshake still completing then would be reset: " ++
+                "set it to 1 to have the kernel move it)", .{value orelse 0});
+        },
         .standalone => if (value == @as(?u8, 1)) {
             log.info("net.ipv4.tcp_migrate_req=1: connections queued on this process's " ++
                 "listeners move to another process of the group when it stops", .{});
