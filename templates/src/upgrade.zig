@@ -7,7 +7,7 @@
 //!   fork; in the child: every slot's socket
 //!   moved to 3, 4, …, LISTEN_PID/FDS/FDNAMES
 //!   (listener names, slot after slot), and
-//!   REUSEPORT_UPGRADE=<old pid>:<generation>:<ready fd>:<steerable>; exec the binary
+//!   REUSEPORT_UPGRADE=<old pid>:<generation>:<ready fd>:<activated>; exec the binary
 //!                                           takes the passed sockets by name (activation.zig);
 //!                                           leaves out those of listeners it does not have or
 //!                                           whose address moved, opens what it lacks, starts
@@ -22,6 +22,9 @@
 //!   old supervisor exits 0 (`stopped`)
 //!
 //! `<kept>` has one character per passed socket, '1' for the ones the new supervisor serves.
+//! `<activated>` names the listeners (comma-separated, maybe none) whose sockets came from
+//! systemd: their socket units decide where they listen, also after the upgrade, and their
+//! groups are never steered (their sockets may sit anywhere in the group's array).
 //! A new binary that cannot be run, exits, or is not ready in time leaves the old supervisor
 //! serving as before, with an `error` event; nothing changed on the sockets until it said ready.
 const std = @import("std");
@@ -150,8 +153,8 @@ pub const StartOptions = struct {
     sockets: []const sys.Fd,
     /// The newest generation number this supervisor handed out: the new one continues.
     generation: u32,
-    /// Whether slot k of every listener is index k of its reuseport group (see steering.zig).
-    steerable: bool,
+    /// The listeners whose sockets came from systemd.
+    activated: []const bool,
 };
 
 /// A started new supervisor that has not said ready yet.
@@ -197,7 +200,8 @@ pub fn start(allocator: std.mem.Allocator, options: StartOptions) !Successor {
     std.debug.assert(n > 0 and n <= max_passed);
     std.debug.assert(n % config.listeners.len == 0);
     const names = try fdNames(allocator, n);
-    const env = try successorEnv(allocator, options.envp, names);
+    const handover = try handoverVariable(allocator, options, first_fd + n);
+    const env = try successorEnv(allocator, options.envp, names, handover);
     const argv = try allocator.allocSentinel(?[*:0]const u8, options.args.len, null);
     for (options.args, 0..) |arg, i| argv[i] = arg;
 
@@ -214,6 +218,36 @@ pub fn start(allocator: std.mem.Allocator, options: StartOptions) !Successor {
     if (rc == 0) becomeSuccessor(options, ready[1], env, argv);
     sys.close(ready[1]);
     return .{ .pid = @intCast(rc), .ready_fd = ready[0] };
+}
+
+const first_fd: sys.Fd = 3;
+
+/// REUSEPORT_UPGRADE=<this pid>:<generation>:<ready fd>:<activated listeners>.
+fn handoverVariable(
+    allocator: std.mem.Allocator,
+    options: StartOptions,
+    ready_fd: usize,
+) ![:0]u8 {
+    std.debug.assert(options.activated.len == config.listeners.len);
+    var len: usize = variable.len + 64;
+    for (config.listeners) |l| len += l.name.len + 1;
+    const text = try allocator.allocSentinel(u8, len, 0);
+    var at = (try compat.bufPrint(text, variable ++ "={d}:{d}:{d}:", .{
+        linux.getpid(), options.generation, ready_fd,
+    })).len;
+    var first = true;
+    for (config.listeners, options.activated) |l, activated| {
+        if (!activated) continue;
+        if (!first) {
+            text[at] = ',';
+            at += 1;
+        }
+        first = false;
+        @memcpy(text[at..][0..l.name.len], l.name);
+        at += l.name.len;
+    }
+    text[at] = 0;
+    return text[0..at :0];
 }
 
 /// "name:name:…", one listener name per socket in slot order.
@@ -240,18 +274,19 @@ fn fdNames(allocator: std.mem.Allocator, n: usize) ![:0]u8 {
 }
 
 /// Slots of the new environment filled in by the child, which alone knows its pid.
-const child_slots = 4;
+const child_slots = 3;
 
-/// The environment without WATCHDOG_PID (the child sets its own), with room at the end for
-/// LISTEN_PID, LISTEN_FDS, REUSEPORT_UPGRADE and WATCHDOG_PID, and LISTEN_FDNAMES.
+/// The environment without WATCHDOG_PID (the child sets its own), with LISTEN_FDNAMES and
+/// REUSEPORT_UPGRADE, and room at the end for LISTEN_PID, LISTEN_FDS and WATCHDOG_PID.
 fn successorEnv(
     allocator: std.mem.Allocator,
     envp: [*:null]const ?[*:0]const u8,
     names: [:0]const u8,
+    handover: [:0]const u8,
 ) ![:null]?[*:0]const u8 {
     var len: usize = 0;
     while (envp[len] != null) len += 1;
-    const env = try allocator.allocSentinel(?[*:0]const u8, len + 1 + child_slots, null);
+    const env = try allocator.allocSentinel(?[*:0]const u8, len + 2 + child_slots, null);
     @memset(env, null);
     var n: usize = 0;
     for (0..len) |i| {
@@ -261,6 +296,7 @@ fn successorEnv(
         n += 1;
     }
     env[n] = names.ptr;
+    env[n + 1] = handover.ptr;
     return env;
 }
 
@@ -273,7 +309,7 @@ fn becomeSuccessor(
     argv: [:null]?[*:0]const u8,
 ) noreturn {
     const n = options.sockets.len;
-    const first: sys.Fd = 3;
+    const first = first_fd;
     const ready_target: sys.Fd = first + @as(sys.Fd, @intCast(n));
     // First every descriptor is copied above all sources and targets, so that moving one
     // into place never overwrites another still to be moved.
@@ -306,13 +342,9 @@ fn becomeSuccessor(
     env[at] = formatZ(&listen_pid, "LISTEN_PID={d}", .{pid});
     var listen_fds: [32:0]u8 = undefined;
     env[at + 1] = formatZ(&listen_fds, "LISTEN_FDS={d}", .{n});
-    var upgrade: [96:0]u8 = undefined;
-    env[at + 2] = formatZ(&upgrade, variable ++ "={d}:{d}:{d}:{d}", .{
-        linux.getppid(), options.generation, ready_target, @intFromBool(options.steerable),
-    });
     var watchdog_pid: [32:0]u8 = undefined;
     if (lookup(options.envp, "WATCHDOG_USEC") != null) {
-        env[at + 3] = formatZ(&watchdog_pid, "WATCHDOG_PID={d}", .{pid});
+        env[at + 2] = formatZ(&watchdog_pid, "WATCHDOG_PID={d}", .{pid});
     }
     // The signal mask stays blocked across exec, as for workers: a signal that arrives
     // before the new supervisor reads its signalfd waits for it.
@@ -345,8 +377,18 @@ pub const Handover = struct {
     /// The old supervisor's newest generation number.
     generation: u32,
     ready_fd: sys.Fd,
-    /// The passed sockets are in slot order in their groups (see steering.zig).
-    steerable: bool,
+    /// The listeners whose sockets came from systemd, comma-separated.
+    activated: []const u8,
+
+    /// Whether listener `name`'s sockets came from systemd.
+    pub fn isActivated(self: *const Handover, name: []const u8) bool {
+        if (self.activated.len == 0) return false;
+        var names = std.mem.splitScalar(u8, self.activated, ',');
+        while (names.next()) |n| {
+            if (std.mem.eql(u8, n, name)) return true;
+        }
+        return false;
+    }
 
     /// The hand-over meant for this process: the variable comes with LISTEN_PID naming it.
     pub fn fromEnv(envp: [*:null]const ?[*:0]const u8, pid: linux.pid_t) ?Handover {
@@ -362,7 +404,7 @@ pub const Handover = struct {
             .from_pid = parseField(linux.pid_t, fields.next()) orelse return null,
             .generation = parseField(u32, fields.next()) orelse return null,
             .ready_fd = parseField(sys.Fd, fields.next()) orelse return null,
-            .steerable = (parseField(u1, fields.next()) orelse return null) == 1,
+            .activated = fields.next() orelse return null,
         };
         if (fields.next() != null) return null;
         return handover;
@@ -404,14 +446,16 @@ test "this program's own identity is recognised" {
 }
 
 test "parses the hand-over variable, for the process LISTEN_PID names only" {
-    const h = Handover.parse("41:7:12:1").?;
+    const h = Handover.parse("41:7:12:who,web").?;
     try std.testing.expectEqual(@as(linux.pid_t, 41), h.from_pid);
     try std.testing.expectEqual(@as(u32, 7), h.generation);
     try std.testing.expectEqual(@as(sys.Fd, 12), h.ready_fd);
-    try std.testing.expect(h.steerable);
+    try std.testing.expect(h.isActivated("web"));
+    try std.testing.expect(!h.isActivated("we"));
+    try std.testing.expect(!Handover.parse("41:7:12:").?.isActivated(""));
     try std.testing.expect(Handover.parse("41:7:12") == null);
-    try std.testing.expect(Handover.parse("41:7:12:1:9") == null);
-    const envp = [_:null]?[*:0]const u8{ "LISTEN_PID=5", variable ++ "=41:7:12:0" };
+    try std.testing.expect(Handover.parse("41:7:12::9") == null);
+    const envp = [_:null]?[*:0]const u8{ "LISTEN_PID=5", variable ++ "=41:7:12:" };
     try std.testing.expect(Handover.fromEnv(&envp, 5) != null);
     try std.testing.expect(Handover.fromEnv(&envp, 6) == null);
 }
@@ -426,6 +470,29 @@ test "names every passed socket after its listener, slot after slot" {
     try std.testing.expectEqual(config.listeners.len * 2 - 1, colons);
 }
 
+test "the hand-over variable names the listeners whose sockets came from systemd" {
+    var arena = std.heap.ArenaAllocator.init(std.testing.allocator);
+    defer arena.deinit();
+    var activated: [config.listeners.len]bool = @splat(false);
+    activated[activated.len - 1] = true;
+    const no_variables = [_:null]?[*:0]const u8{};
+    const options: StartOptions = .{
+        .exe_path = "x",
+        .args = &.{},
+        .envp = &no_variables,
+        .sockets = &.{},
+        .generation = 3,
+        .activated = &activated,
+    };
+    const text = try handoverVariable(arena.allocator(), options, 9);
+    const value = text[variable.len + 1 ..];
+    const h = Handover.parse(value).?;
+    try std.testing.expectEqual(linux.getpid(), h.from_pid);
+    try std.testing.expectEqual(@as(u32, 3), h.generation);
+    try std.testing.expectEqual(@as(sys.Fd, 9), h.ready_fd);
+    try std.testing.expectEqualStrings(config.listeners[activated.len - 1].name, h.activated);
+}
+
 test "the ready line carries one flag per passed socket" {
     var pair: [2]sys.Fd = undefined;
     const rc = linux.pipe2(&pair, .{ .CLOEXEC = true, .NONBLOCK = true });
@@ -434,7 +501,7 @@ test "the ready line carries one flag per passed socket" {
         .from_pid = 1,
         .generation = 1,
         .ready_fd = pair[1],
-        .steerable = true,
+        .activated = "",
     };
     handover.announceReady(&.{ true, false, true });
     var successor: Successor = .{ .pid = 0, .ready_fd = pair[0] };

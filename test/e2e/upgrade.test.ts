@@ -15,9 +15,10 @@ import { chmod, copyFile, mkdtemp, readFile, rename, rm, writeFile } from "node:
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startActivated } from "./support/activator.js";
 import { ClientLoad } from "./support/client-load.js";
 import { NotifySocket } from "./support/notify-socket.js";
-import { parseWhoami, tcpExchange } from "./support/net.js";
+import { freePort, parseWhoami, tcpExchange } from "./support/net.js";
 import {
   isAlive,
   portOf,
@@ -289,6 +290,44 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
         const who = await whoami(portOf(next, "who"));
         expect(who).toMatchObject({ worker: 0, pid: next.workers[0]!.pid, gen: 2 });
       }
+      await stopSuccessor(program, next);
+    },
+  );
+
+  it(
+    "hands sockets that came from systemd on to the new supervisor, unsteered, losing no client",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const dir = await mkdtemp(path.join(scratch, "activated-"));
+      const exe = path.join(dir, UPGRADE_SERVICE);
+      await copyFile(binaries.get("base")!, exe);
+      await chmod(exe, 0o755);
+      // `who` as a socket unit with ReusePort=no (both slots share its queue), `uecho` with
+      // ReusePort=yes (the second slot joins its group with a socket of the program's own).
+      const who = await freePort("tcp", HOST);
+      const uecho = await freePort("udp", HOST);
+      const program = startActivated(
+        exe,
+        [
+          { name: "who", protocol: "tcp", host: HOST, port: who, reusePort: false },
+          { name: "uecho", protocol: "udp", host: HOST, port: uecho, reusePort: true },
+        ],
+        ["--listen", "web=127.0.0.1:0"],
+      );
+      const ready = await program.waitForEvent<UpgradeReady>("ready", READY_TIMEOUT_MS);
+      expect(portOf(ready, "who")).toBe(who);
+      const load = new ClientLoad({ who, uecho });
+      await sleep(300);
+      await deploy(exe, binaries.get("other-supervisor")!);
+      const next = await upgrade(program, 2);
+      await sleep(300);
+      const seen = await load.stop();
+      expect(seen.failures).toEqual([]);
+      expect(seen.datagrams).toBeGreaterThan(0);
+      expect(portOf(next, "who")).toBe(who);
+      expect(portOf(next, "uecho")).toBe(uecho);
+      for (let i = 0; i < 10; i++) expect((await whoami(who)).gen).toBe(2);
+      expect(next.listeners.map((l) => l.name)).toContain("gone");
       await stopSuccessor(program, next);
     },
   );

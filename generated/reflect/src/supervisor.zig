@@ -162,8 +162,10 @@ pub const Supervisor = struct {
     last_scan_ms: u64 = 0,
     pid_file_written: bool = false,
     exit_code: u8 = 0,
-    /// Slot k of every listener is index k of its reuseport group (see `steering.zig`).
-    steerable: bool = false,
+    /// The listeners whose sockets came from systemd (directly, or through the supervisors
+    /// this one took over from): their groups are never steered, since their sockets may
+    /// sit anywhere in them; in the others slot k is index k (see `steering.zig`).
+    activated: [listener_count]bool = @splat(false),
     /// How many sockets of each listener the old supervisor handed over, in an upgrade.
     handed: [listener_count]usize = @splat(0),
     /// This supervisor takes over from an old one: it says so once its first generation is
@@ -460,7 +462,7 @@ pub const Supervisor = struct {
             .envp = self.process.envp,
             .sockets = self.sockets,
             .generation = self.last_generation,
-            .steerable = self.steerable,
+            .activated = &self.activated,
         }) catch |err| {
             self.last_generation = generation;
             const what = "cannot start the new program";
@@ -501,8 +503,11 @@ pub const Supervisor = struct {
             if (p < kept.len and kept[p] == '1') continues[p % listener_count] = true;
         }
         for (self.leaving, 0..) |*leaving, p| {
+            // Sockets from systemd are not steered (see `steering.zig`): waiting for their
+            // queues to empty would not help, and one may be a duplicate of a kept socket.
             const is_kept = p < kept.len and kept[p] == '1';
-            leaving.* = !is_kept and continues[p % listener_count];
+            const steerable = !self.activated[p % listener_count];
+            leaving.* = steerable and !is_kept and continues[p % listener_count];
             // A UDP socket's last close leaves a moment in which the kernel's lookup can
             // still find it in the port's hash chain, outside its group, and hand it a
             // datagram that is then freed with it. Connected to itself, it is no longer a
@@ -571,18 +576,16 @@ pub const Supervisor = struct {
     /// steered to the kept ones; and the old supervisor learns which those are.
     fn takeOver(self: *Supervisor, handover: upgrade.Handover) void {
         self.handover = null;
-        if (self.steerable) {
-            for (&config.listeners, 0..) |*l, i| {
-                const handed = self.handed[i];
-                if (handed == 0) continue;
-                // Fewer slots than sockets handed over: the surplus ones are the highest
-                // indices of the group. Otherwise a program an earlier upgrade attached goes.
-                const members: ?u16 = if (handed > self.workers) self.workers else null;
-                listener.steerGroup(self.sockets[i], members) catch |err| {
-                    log.warn("listener {s}: cannot steer connections away from the sockets " ++
-                        "left behind: {s}", .{ l.name, @errorName(err) });
-                };
-            }
+        for (&config.listeners, 0..) |*l, i| {
+            const handed = self.handed[i];
+            if (handed == 0 or self.activated[i]) continue;
+            // Fewer slots than sockets handed over: the surplus ones are the highest
+            // indices of the group. Otherwise a program an earlier upgrade attached goes.
+            const members: ?u16 = if (handed > self.workers) self.workers else null;
+            listener.steerGroup(self.sockets[i], members) catch |err| {
+                log.warn("listener {s}: cannot steer connections away from the sockets " ++
+                    "left behind: {s}", .{ l.name, @errorName(err) });
+            };
         }
         handover.announceReady(self.kept);
         log.info("took over from pid {d}", .{handover.from_pid});
@@ -1180,7 +1183,15 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         _ = linux.fcntl(h.ready_fd, linux.F.SETFD, linux.FD_CLOEXEC);
         log.info("taking over from pid {d}", .{h.from_pid});
     }
-    const source: activation.Source = if (handover != null) .upgrade else .systemd;
+    // Which listeners' sockets came from systemd: those passed now by systemd, or, in an
+    // upgrade, those the old supervisor says came from systemd to it.
+    var activated: [listener_count]bool = @splat(false);
+    if (handover) |h| {
+        for (&config.listeners, &activated) |l, *a| a.* = h.isActivated(l.name);
+    }
+    const source: activation.Source = if (handover == null) .systemd else .{
+        .upgrade = &activated,
+    };
     const envp = process.envp;
     const passed = activation.takeFrom(allocator, envp, pid, asked, source, &diag) catch |err| {
         activation.report(&diag, err);
@@ -1274,14 +1285,16 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .epfd = epfd,
         .sigfd = sigfd,
         .notifier = notifier,
-        // Sockets from systemd may sit anywhere in their groups: never steered. Sockets an
-        // old supervisor handed over are steerable when its own were.
-        .steerable = if (handover) |h| h.steerable else passed.count() == 0,
+        .activated = activated,
         .handed = if (handover != null) handed else @splat(0),
         .handover = handover,
         .kept = kept,
         .leaving = leaving,
     };
+    for (&supervisor.activated, 0..) |*a, i| {
+        // A listener an upgrade moved away from its systemd socket is this program's own now.
+        a.* = passed.countFor(i) > 0 and (handover == null or a.*);
+    }
     if (handover) |h| {
         supervisor.last_generation = h.generation;
         supervisor.predecessor = h.from_pid;

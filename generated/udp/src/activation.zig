@@ -77,8 +77,10 @@ pub const Passed = struct {
 /// Who passed the sockets. systemd's are checked strictly: one that does not fit the spec
 /// stops the program. A supervisor upgrading to this program passes every socket it has;
 /// those of listeners this spec no longer has, or that moved to another address, are left
-/// out (closed here, the old supervisor drains them).
-pub const Source = enum { systemd, upgrade };
+/// out (closed here, the old supervisor drains them). `upgrade[i]` says that listener i's
+/// sockets came from systemd in the first place: then, as under systemd, where they are
+/// bound decides where the listener is, whatever the spec says.
+pub const Source = union(enum) { systemd, upgrade: []const bool };
 
 /// Why the passed sockets cannot be used, as a sentence.
 pub const Diagnostic = struct {
@@ -147,7 +149,7 @@ pub fn takeFrom(
                 sys.close(fd);
                 continue;
             };
-            if (!boundWhereAsked(fd, endpoints[l])) {
+            if (!source.upgrade[l] and !boundWhereAsked(fd, endpoints[l])) {
                 log.info("upgrade: listener {s} moved; its old socket {d} is left to the " ++
                     "old supervisor", .{ config.listeners[l].name, fd });
                 sys.close(fd);
