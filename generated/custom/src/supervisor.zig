@@ -608,11 +608,7 @@ pub const Supervisor = struct {
     fn leavingQueuesEmpty(self: *const Supervisor) bool {
         for (self.sockets, self.leaving, 0..) |fd, leaving, p| {
             if (!leaving) continue;
-            const queued = switch (config.listeners[p % listener_count].protocol) {
-                .tcp => steering.queuedConnections(fd) orelse 0,
-                .udp => @as(u32, @intCast(@min(sys.pendingInput(fd), std.math.maxInt(u32)))),
-            };
-            if (queued > 0) return false;
+            if (!steering.isEmpty(fd, config.listeners[p % listener_count].protocol)) return false;
         }
         return true;
     }

@@ -18,6 +18,7 @@
 //! nothing is lost, but per-worker state of a datagram module sees the flow move).
 const std = @import("std");
 const compat = @import("compat.zig");
+const config = @import("config.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
 
@@ -60,6 +61,15 @@ pub fn stopSteering(fd: sys.Fd) void {
     var unused: c_int = 0;
     const bytes = std.mem.asBytes(&unused);
     _ = linux.setsockopt(fd, linux.SOL.SOCKET, linux.SO.DETACH_REUSEPORT_BPF, bytes, bytes.len);
+}
+
+/// Whether anything still waits on a socket left behind: a connection not yet accepted (TCP)
+/// or a datagram not yet read (UDP). Unknown counts as nothing.
+pub fn isEmpty(fd: sys.Fd, protocol: config.Protocol) bool {
+    return switch (protocol) {
+        .tcp => (queuedConnections(fd) orelse 0) == 0,
+        .udp => sys.pendingInput(fd) == 0,
+    };
 }
 
 /// Connections queued on a listening TCP socket and not yet accepted: for a socket in the
