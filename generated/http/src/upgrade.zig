@@ -192,13 +192,17 @@ pub const Successor = struct {
     }
 };
 
+/// As many sockets as a new supervisor takes (`activation.max_passed`).
 const max_passed = 4096;
 const max_ready_line = "ready ".len + max_passed + 1;
 
 /// Starts the binary on disk as the new supervisor, handing it every socket.
 pub fn start(allocator: std.mem.Allocator, options: StartOptions) !Successor {
     const n = options.sockets.len;
-    std.debug.assert(n > 0 and n <= max_passed);
+    std.debug.assert(n > 0);
+    // More workers × listeners than that (up to 1024 × the listener count) cannot be handed
+    // over in one piece: the upgrade fails, and this supervisor serves on.
+    if (n > max_passed) return error.TooManySocketsToHandOver;
     std.debug.assert(n % config.listeners.len == 0);
     const names = try fdNames(allocator, n);
     const handover = try handoverVariable(allocator, options, first_fd + n);

@@ -28,7 +28,8 @@ const linux = std.os.linux;
 
 /// SD_LISTEN_FDS_START: the first descriptor systemd passes.
 pub const first_fd: sys.Fd = 3;
-/// A bound on LISTEN_FDS, far above what a unit passes (one socket per listener per slot).
+/// A bound on LISTEN_FDS, far above what a unit passes (one socket per listener per slot);
+/// `upgrade.zig` hands over no more.
 pub const max_passed = 4096;
 
 /// The variables of a hand-over, which no child of this process is given (an upgrading
