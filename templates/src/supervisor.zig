@@ -49,7 +49,6 @@ const events = @import("events.zig");
 const pid_file = @import("pid_file.zig");
 const notify = @import("notify.zig");
 const upgrade = @import("upgrade.zig");
-const steering = @import("steering.zig");
 const log = @import("log.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
@@ -67,12 +66,6 @@ const max_events = 64;
 const scan_interval_ms = 50;
 /// How long a new supervisor may take to say ready: its own workers' limit, and its start.
 const upgrade_timeout_ms = ready_timeout_ms + 5_000;
-/// After an upgrade, how long the old generation may keep serving the sockets the new
-/// supervisor did not keep, waiting for their queues to empty.
-const leave_wait_ms = 5_000;
-/// How long those queues must stay empty: handshakes in flight when the new supervisor
-/// steered connections away complete into them meanwhile.
-const leave_grace_ms = 200;
 
 const Kind = struct {
     const signal: u32 = 0;
@@ -183,11 +176,10 @@ pub const Supervisor = struct {
     failed_successor_kill_ms: u64 = 0,
     /// The new supervisor that took over; this one drains and exits.
     handed_over_to: ?linux.pid_t = null,
-    /// Which sockets the new supervisor did not keep, of listeners it still serves: their
-    /// queues are served before this generation retires.
-    leaving: []bool = &.{},
-    leave_deadline_ms: u64 = 0,
-    leave_empty_since_ms: ?u64 = null,
+    /// The sockets the new supervisor did not keep: their queues are served before this
+    /// generation retires. `leaving_buf` has one flag per socket.
+    left_behind: ?upgrade.LeftBehind = null,
+    leaving_buf: []bool = &.{},
 
     fn now() u64 {
         return sys.monotonicMs();
@@ -494,34 +486,17 @@ pub const Supervisor = struct {
     }
 
     /// The new supervisor serves: this one steps back. Its workers go on serving what is
-    /// queued on the sockets the new one did not keep, then retire (`checkLeaving`).
+    /// queued on the sockets the new one did not keep, then retire (`upgrade.LeftBehind`).
     fn commitUpgrade(self: *Supervisor, kept: []const u8) void {
         // `kept` lies in the successor's buffer: read it before the successor is let go.
-        var continues: [listener_count]bool = @splat(false);
-        for (self.sockets, 0..) |_, p| {
-            if (p < kept.len and kept[p] == '1') continues[p % listener_count] = true;
-        }
-        for (self.leaving, 0..) |*leaving, p| {
-            // Sockets from systemd are not steered (see `steering.zig`): waiting for their
-            // queues to empty would not help, and one may be a duplicate of a kept socket.
-            const is_kept = p < kept.len and kept[p] == '1';
-            const steerable = !self.activated[p % listener_count];
-            leaving.* = steerable and !is_kept and continues[p % listener_count];
-            // A UDP socket's last close leaves a moment in which the kernel's lookup can
-            // still find it in the port's hash chain, outside its group, and hand it a
-            // datagram that is then freed with it. Connected to itself, it is no longer a
-            // match for any other peer: only what is queued reaches it, and its worker reads
-            // that before it closes.
-            if (leaving.* and config.listeners[p % listener_count].protocol == .udp) {
-                listener.leaveUdpGroup(self.sockets[p]);
-            }
-        }
+        const buf = self.leaving_buf;
+        const t = now();
+        self.left_behind = upgrade.LeftBehind.init(buf, self.sockets, kept, &self.activated, t);
         const successor = self.successor.?;
         _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
         sys.close(successor.ready_fd);
         self.successor = null;
         self.handed_over_to = successor.pid;
-        self.leave_deadline_ms = now() + leave_wait_ms;
         // The new supervisor wrote the pid file before it said ready: it is its now.
         self.pid_file_written = false;
         self.restart_queued = false;
@@ -575,41 +550,16 @@ pub const Supervisor = struct {
     /// steered to the kept ones; and the old supervisor learns which those are.
     fn takeOver(self: *Supervisor, handover: upgrade.Handover) void {
         self.handover = null;
-        for (&config.listeners, 0..) |*l, i| {
-            const handed = self.handed[i];
-            if (handed == 0 or self.activated[i]) continue;
-            // Fewer slots than sockets handed over: the surplus ones are the highest
-            // indices of the group. Otherwise a program an earlier upgrade attached goes.
-            const members: ?u16 = if (handed > self.workers) self.workers else null;
-            listener.steerGroup(self.sockets[i], members) catch |err| {
-                log.warn("listener {s}: cannot steer connections away from the sockets " ++
-                    "left behind: {s}", .{ l.name, @errorName(err) });
-            };
-        }
+        upgrade.steerHandedGroups(self.sockets, &self.handed, &self.activated, self.workers);
         handover.announceReady(self.kept);
         log.info("took over from pid {d}", .{handover.from_pid});
     }
 
-    /// After an upgrade: once the queues of the sockets the new supervisor did not keep
-    /// stayed empty for the grace time (or the wait is over), this generation retires.
-    fn checkLeaving(self: *Supervisor, t: u64) void {
-        if (self.handed_over_to == null or self.stopping != null) return;
-        if (self.leavingQueuesEmpty()) {
-            if (self.leave_empty_since_ms == null) self.leave_empty_since_ms = t;
-        } else {
-            self.leave_empty_since_ms = null;
-        }
-        const since = self.leave_empty_since_ms orelse t;
-        const settled = self.leave_empty_since_ms != null and t - since >= leave_grace_ms;
-        if (settled or t >= self.leave_deadline_ms) self.beginStop(.graceful);
-    }
-
-    fn leavingQueuesEmpty(self: *const Supervisor) bool {
-        for (self.sockets, self.leaving, 0..) |fd, leaving, p| {
-            if (!leaving) continue;
-            if (!steering.isEmpty(fd, config.listeners[p % listener_count].protocol)) return false;
-        }
-        return true;
+    /// After an upgrade: once the sockets left behind are empty, this generation retires.
+    fn checkLeftBehind(self: *Supervisor, t: u64) void {
+        if (self.stopping != null) return;
+        const left = if (self.left_behind) |*l| l else return;
+        if (left.settled(self.sockets, t)) self.beginStop(.graceful);
     }
 
     // Workers.
@@ -859,7 +809,7 @@ pub const Supervisor = struct {
             _ = linux.kill(pid, linux.SIG.KILL);
             self.failed_successor = null;
         };
-        self.checkLeaving(t);
+        self.checkLeftBehind(t);
         if (self.restart_queued and self.predecessor != null and !self.predecessorRunning()) {
             self.startQueuedRestart();
         }
@@ -1263,8 +1213,8 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     @memset(records, null);
     const slots = allocator.alloc(Slot, workers) catch return 1;
     @memset(slots, .{});
-    const leaving = allocator.alloc(bool, sockets.len) catch return 1;
-    @memset(leaving, false);
+    const leaving_buf = allocator.alloc(bool, sockets.len) catch return 1;
+    @memset(leaving_buf, false);
 
     events.logMigrationPolicy(.supervisor);
     var supervisor: Supervisor = .{
@@ -1284,7 +1234,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .handed = if (handover != null) handed else @splat(0),
         .handover = handover,
         .kept = kept,
-        .leaving = leaving,
+        .leaving_buf = leaving_buf,
     };
     for (&supervisor.activated, 0..) |*a, i| {
         // A listener an upgrade moved away from its systemd socket is this program's own now.

@@ -32,6 +32,9 @@ const std = @import("std");
 const compat = @import("compat.zig");
 const config = @import("config.zig");
 const sys = @import("sys.zig");
+const listener = @import("listener.zig");
+const steering = @import("steering.zig");
+const log = @import("log.zig");
 const linux = std.os.linux;
 
 /// The environment variable that tells a supervisor it is taking over from another one.
@@ -374,7 +377,97 @@ fn lookup(envp: [*:null]const ?[*:0]const u8, name: []const u8) ?[]const u8 {
     return null;
 }
 
+/// After the new supervisor said ready: the sockets it did not keep, of listeners it still
+/// serves (the surplus slots of an upgrade to fewer workers). Their old workers go on serving
+/// them until their queues have stayed empty for `grace_ms` (connections still completing
+/// their handshake land there meanwhile), or for at most `wait_ms`; then the old generation
+/// retires and they close.
+pub const LeftBehind = struct {
+    /// One flag per socket of the old supervisor, in slot order.
+    leaving: []bool,
+    deadline_ms: u64,
+    empty_since_ms: ?u64 = null,
+
+    pub const wait_ms = 5_000;
+    pub const grace_ms = 200;
+
+    /// Marks the sockets left behind, from the new supervisor's `kept` flags, and takes each
+    /// UDP one out of consideration for new datagrams. `leaving` has one entry per socket.
+    pub fn init(
+        leaving: []bool,
+        sockets: []const sys.Fd,
+        kept: []const u8,
+        activated: []const bool,
+        now_ms: u64,
+    ) LeftBehind {
+        std.debug.assert(leaving.len == sockets.len);
+        const count = config.listeners.len;
+        var continues: [config.listeners.len]bool = @splat(false);
+        for (0..sockets.len) |p| {
+            if (p < kept.len and kept[p] == '1') continues[p % count] = true;
+        }
+        for (leaving, sockets, 0..) |*left, fd, p| {
+            // Listeners with sockets from systemd are not steered (see `steering.zig`):
+            // waiting for their queues would not help, and one may be a duplicate of a kept
+            // socket.
+            const is_kept = p < kept.len and kept[p] == '1';
+            left.* = !activated[p % count] and !is_kept and continues[p % count];
+            // A UDP socket's last close leaves a moment in which the kernel's lookup can
+            // still find it in the port's hash chain, outside its group, and hand it a
+            // datagram that is then freed with it. Connected to itself, it no longer matches
+            // any other peer: only what is queued reaches it, and its worker reads that
+            // before it closes.
+            if (left.* and config.listeners[p % count].protocol == .udp) {
+                listener.leaveUdpGroup(fd);
+            }
+        }
+        return .{ .leaving = leaving, .deadline_ms = now_ms + wait_ms };
+    }
+
+    /// Whether the old generation may retire now.
+    pub fn settled(self: *LeftBehind, sockets: []const sys.Fd, now_ms: u64) bool {
+        if (self.empty(sockets)) {
+            if (self.empty_since_ms == null) self.empty_since_ms = now_ms;
+        } else {
+            self.empty_since_ms = null;
+        }
+        if (now_ms >= self.deadline_ms) return true;
+        const since = self.empty_since_ms orelse return false;
+        return now_ms - since >= grace_ms;
+    }
+
+    fn empty(self: *const LeftBehind, sockets: []const sys.Fd) bool {
+        for (sockets, self.leaving, 0..) |fd, left, p| {
+            if (!left) continue;
+            const protocol = config.listeners[p % config.listeners.len].protocol;
+            if (!steering.isEmpty(fd, protocol)) return false;
+        }
+        return true;
+    }
+};
+
 // The new supervisor's side.
+
+/// Once the new supervisor's first generation is ready: in every group it took over from
+/// the old supervisor (`handed[i]` sockets of listener i), new connections go to its own
+/// `workers` slots only when it has fewer, to every member otherwise (a program an earlier
+/// upgrade attached goes). Listeners with sockets from systemd are left alone.
+pub fn steerHandedGroups(
+    sockets: []const sys.Fd,
+    handed: []const usize,
+    activated: []const bool,
+    workers: u16,
+) void {
+    for (config.listeners, handed, activated, 0..) |l, n, from_systemd, i| {
+        if (n == 0 or from_systemd) continue;
+        // The surplus sockets are the highest slots, so the highest indices of the group.
+        const members: ?u16 = if (n > workers) workers else null;
+        listener.steerGroup(sockets[i], members) catch |err| {
+            log.warn("listener {s}: cannot steer connections away from the sockets left " ++
+                "behind: {s}", .{ l.name, @errorName(err) });
+        };
+    }
+}
 
 /// What REUSEPORT_UPGRADE told a new supervisor.
 pub const Handover = struct {
@@ -496,6 +589,27 @@ test "the hand-over variable names the listeners whose sockets came from systemd
     try std.testing.expectEqual(@as(u32, 3), h.generation);
     try std.testing.expectEqual(@as(sys.Fd, 9), h.ready_fd);
     try std.testing.expectEqualStrings(config.listeners[activated.len - 1].name, h.activated);
+}
+
+test "what is left behind: sockets not kept, of listeners that stay; settled after the grace" {
+    const n = config.listeners.len;
+    // No real descriptors: every queue reads as empty.
+    var sockets: [2 * n]sys.Fd = @splat(-1);
+    var leaving: [2 * n]bool = undefined;
+    var kept: [2 * n]u8 = undefined;
+    for (0..n) |i| {
+        kept[i] = '1';
+        kept[n + i] = '0';
+    }
+    // Listener 0 kept nothing: removed or moved, it has no group left to wait for.
+    kept[0] = '0';
+    const activated: [n]bool = @splat(false);
+    var left = LeftBehind.init(&leaving, &sockets, &kept, &activated, 1000);
+    try std.testing.expect(!leaving[0] and !leaving[n]);
+    for (1..n) |i| try std.testing.expect(!leaving[i] and leaving[n + i]);
+    try std.testing.expect(!left.settled(&sockets, 1000));
+    try std.testing.expect(!left.settled(&sockets, 1000 + LeftBehind.grace_ms - 1));
+    try std.testing.expect(left.settled(&sockets, 1000 + LeftBehind.grace_ms));
 }
 
 test "the ready line carries one flag per passed socket" {

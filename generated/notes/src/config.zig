@@ -71,7 +71,7 @@ pub const spec_fingerprint = "dcf45a5278bd7546";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "906c7d56228db50d";
+pub const supervisor_fingerprint = "c89f22fddfa08f6b";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
