@@ -191,9 +191,11 @@ function udpLoop(ctx, window) {
     const sendNext = () => {
       if (ctx.stopped) return;
       const n = seq++;
+      const sentAt = Date.now();
       const timer = setTimeout(() => {
         inFlight.delete(n);
         stats.udp.lost += 1;
+        noteError(stats, "udp", new Error(`seq=${n} sent at ${sentAt} not answered`));
         sendNext();
       }, TIMEOUT_MS);
       inFlight.set(n, timer);

@@ -9,10 +9,14 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
 
 /**
- * Returns the path of the built binary (named after the spec's "name") under `out`, built with
- * `optimize` (default ReleaseFast).
+ * Returns the path of the built binary (named after the spec's "name", `<spec>-bench` unless
+ * `name` says otherwise) under `out`, built with `optimize` (default ReleaseFast).
  */
-export async function buildBenchService(spec, out, { optimize = "ReleaseFast" } = {}) {
+export async function buildBenchService(
+  spec,
+  out,
+  { optimize = "ReleaseFast", name = `${spec}-bench` } = {},
+) {
   const { buildProject, checkoutToolchainDir, ensureZig, SUPPORTED_ZIG, zigGlobalCacheDir } =
     await import(path.join(root, "dist/index.js"));
   const version = SUPPORTED_ZIG.at(-1);
@@ -44,5 +48,5 @@ export async function buildBenchService(spec, out, { optimize = "ReleaseFast" } 
     throw new Error(`zig build failed in ${out} (${how})`);
   }
   process.stderr.write(`built in ${(step.ms / 1000).toFixed(1)} s\n`);
-  return path.join(out, "zig-out/bin", `${spec}-bench`);
+  return path.join(out, "zig-out/bin", name);
 }

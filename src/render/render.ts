@@ -49,7 +49,9 @@ export const SUPERVISOR_TEMPLATES: readonly string[] = [
   "src/pid_file.zig",
   "src/scm.zig",
   "src/stats.zig",
+  "src/steering.zig",
   "src/supervisor.zig",
+  "src/upgrade.zig",
   "src/worker_link.zig",
   "src/worker_process.zig",
 ];

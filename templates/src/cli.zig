@@ -32,10 +32,12 @@ pub const usage =
     \\  --help                   print this help and exit
     \\  --version                print the version and exit
     \\  --fingerprint            print the program's identity, "spec=HEX supervisor=HEX",
-    \\                           and exit: a SIGHUP restart needs both to match
+    \\                           and exit: SIGHUP restarts the workers when the binary on
+    \\                           disk has this one's, and upgrades the whole program when not
     \\
     \\Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT stops at once, SIGHUP restarts
-    \\the workers from the binary on disk without dropping connections.
+    \\the workers (or, for another program, upgrades the supervisor too) from the binary
+    \\on disk without dropping connections.
     \\Events: one JSON object per line on standard output.
     \\
 ;

@@ -1,5 +1,6 @@
 //! The pid file: written atomically (temporary file, then rename) once the service is
-//! ready, so a reader never sees a partial number; removed when the service exits.
+//! ready, so a reader never sees a partial number; removed when the service exits, unless it
+//! names another process by then (a new supervisor that took over in an upgrade).
 const std = @import("std");
 const compat = @import("compat.zig");
 const sys = @import("sys.zig");
@@ -24,4 +25,13 @@ pub fn write(path: [*:0]const u8, pid: i32) sys.Error!void {
 
 pub fn remove(path: [*:0]const u8) void {
     _ = linux.unlink(path);
+}
+
+/// Removes the file when it still names `pid`: after an upgrade it names the new
+/// supervisor, which owns it from then on.
+pub fn removeIfOwn(path: [*:0]const u8, pid: i32) void {
+    var buf: [32]u8 = undefined;
+    const text = sys.readSmallFile(path, &buf) catch return;
+    const named = std.fmt.parseInt(i32, std.mem.trim(u8, text, " \n"), 10) catch return;
+    if (named == pid) _ = linux.unlink(path);
 }

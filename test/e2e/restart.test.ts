@@ -5,6 +5,9 @@
  * `--standalone` processes ("start the new one, then SIGTERM the old one") must lose nothing
  * with tcp_migrate_req=1, and with 0 the figures are recorded (the kernel resets what is queued
  * on the closing listener there, which is the documented reason to prefer the supervisor).
+ * Whole-program upgrades (`--mode upgrade`: each SIGHUP finds a binary built from another spec,
+ * 4 → 2 → 6 → 4 workers, a port moved, a listener added and removed) must lose nothing on the
+ * listeners every variant has, with either setting.
  */
 import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -28,7 +31,7 @@ interface FailureKinds {
 
 /** One result object of `bench/restart.mjs --json`. */
 interface BenchResult {
-  readonly mode: "supervisor" | "standalone";
+  readonly mode: "supervisor" | "standalone" | "upgrade";
   readonly tcp_migrate_req: number;
   readonly restarts: number;
   readonly tcp: FailureKinds;
@@ -47,6 +50,10 @@ interface BenchResult {
   } | null;
   readonly error_events: unknown[];
   readonly first_errors: string[];
+  /** --mode upgrade only. */
+  readonly supervisors_exited_after_handover?: number;
+  readonly processes_left?: number[];
+  readonly workers_exited_badly?: unknown[];
 }
 
 const FAILURE_KINDS = ["refused", "reset", "timeout", "eof", "other"] as const;
@@ -56,11 +63,13 @@ const FAILURE_KINDS = ["refused", "reset", "timeout", "eof", "other"] as const;
  * group of its own, killed whole afterwards, so that nothing it started outlives a timeout.
  */
 async function runBench(
-  binary: string,
+  binary: string | readonly string[],
   mode: BenchResult["mode"],
   migrate: number,
 ): Promise<BenchResult> {
-  const argv = ["bench/restart.mjs", "--binary", binary, "--restarts", String(RESTARTS)];
+  const which =
+    typeof binary === "string" ? ["--binary", binary] : ["--binaries", binary.join(",")];
+  const argv = ["bench/restart.mjs", ...which, "--restarts", String(RESTARTS)];
   argv.push("--migrate", String(migrate), "--mode", mode, "--json");
   const child = execa(process.execPath, argv, {
     cwd: PACKAGE_ROOT,
@@ -117,11 +126,21 @@ function expectLoadRan(run: BenchResult) {
   expect(run.udp.sent - run.udp.received, "udp sent - received").toBe(run.udp.lost);
 }
 
+const UPGRADE_VARIANTS = [
+  "upgrade-bench-a",
+  "upgrade-bench-b",
+  "upgrade-bench-c",
+  "upgrade-bench-d",
+] as const;
+
 describe.each(ZIG_VERSIONS)("zig %s", (version) => {
   let binary: string;
+  let variants: string[];
 
   beforeAll(async () => {
     binary = await binaryOf("restart-bench", version);
+    variants = [];
+    for (const variant of UPGRADE_VARIANTS) variants.push(await binaryOf(variant, version));
   }, SETUP_TIMEOUT_MS);
 
   describe.each(MIGRATE_VALUES)("net.ipv4.tcp_migrate_req=%i", (migrate) => {
@@ -144,6 +163,30 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
         expect(run.generations_seen).toBe(RESTARTS + 1);
         expect(run.stopped).toMatchObject({ generation: RESTARTS + 1, reason: "graceful" });
         expect(run.exit_code).toBe(0);
+      },
+    );
+
+    it(
+      `loses nothing over ${RESTARTS} whole-program upgrades under load ` +
+        "(workers 4 → 2 → 6 → 4, a port moved, a listener added and removed)",
+      { timeout: RUN_TIMEOUT_MS + 10_000 },
+      async () => {
+        const run = await runBench(variants, "upgrade", migrate);
+        expect(run).toMatchObject({
+          mode: "upgrade",
+          tcp_migrate_req: migrate,
+          restarts: RESTARTS,
+        });
+        expectNoFailures(run, ["tcp", "http", "udp"]);
+        expect(run.failures).toBe(0);
+        expect(run.error_events).toEqual([]);
+        expect(run.workers_exited_badly).toEqual([]);
+        expectLoadRan(run);
+        expect(run.generations_seen).toBe(RESTARTS + 1);
+        // Every old supervisor handed over and exited; the last one stopped the service.
+        expect(run.supervisors_exited_after_handover).toBe(RESTARTS);
+        expect(run.stopped).toMatchObject({ generation: RESTARTS + 1, reason: "graceful" });
+        expect(run.processes_left).toEqual([]);
       },
     );
 

@@ -59,7 +59,21 @@ pub fn emitReady(
     endpoints: [config.listeners.len]address.Endpoint,
     ports: [config.listeners.len]u16,
 ) void {
-    var line = Line.begin("ready");
+    var line: Line = undefined;
+    readyLine(&line, mode, generation, pids, endpoints, ports);
+    line.emit();
+}
+
+/// The `ready` event, for a caller that adds fields of its own before emitting it.
+pub fn readyLine(
+    line: *Line,
+    mode: Mode,
+    generation: u32,
+    pids: []const i32,
+    endpoints: [config.listeners.len]address.Endpoint,
+    ports: [config.listeners.len]u16,
+) void {
+    line.* = Line.begin("ready");
     line.string("service", config.name);
     line.string("version", config.version);
     line.string("mode", @tagName(mode));
@@ -88,13 +102,24 @@ pub fn emitReady(
     }
     line.endArray();
     if (listener.tcpMigrateReq()) |value| line.int("tcp_migrate_req", value);
-    line.emit();
 }
 
 pub fn emitStopped(generation: u32, reason: worker.StopReason, reports: []const WorkerReport) void {
+    emitStoppedFor(generation, reason, reports, null);
+}
+
+/// `stopped`, with the pid of the supervisor that took over (`successor`) after an upgrade:
+/// the service goes on, only this process ended.
+pub fn emitStoppedFor(
+    generation: u32,
+    reason: worker.StopReason,
+    reports: []const WorkerReport,
+    successor: ?i32,
+) void {
     var line = Line.begin("stopped");
     line.int("generation", generation);
     line.string("reason", @tagName(reason));
+    if (successor) |pid| line.int("successor", pid);
     line.beginArray("workers");
     for (reports) |report| {
         line.beginObject();
@@ -136,10 +161,18 @@ pub fn reportOpenFailure(
 pub fn logMigrationPolicy(mode: Mode) void {
     const value = listener.tcpMigrateReq();
     switch (mode) {
-        .supervisor => log.info("net.ipv4.tcp_migrate_req={d}: not needed; restarts hand the " ++
-            "same listening sockets to the new workers, so no queued connection is reset", .{
-            value orelse 0,
-        }),
+        .supervisor => if (value == @as(?u8, 1)) {
+            log.info("net.ipv4.tcp_migrate_req=1: restarts hand the same listening sockets to " ++
+                "the new workers; an upgrade to fewer workers steers connections away from the " ++
+                "sockets it leaves behind, and the kernel moves what is still queued on them " ++
+                "when they close", .{});
+        } else {
+            log.info("net.ipv4.tcp_migrate_req={d}: restarts hand the same listening sockets " ++
+                "to the new workers, so no queued connection is reset; an upgrade to fewer " ++
+                "workers steers connections away from the sockets it leaves behind and empties " ++
+                "them before they close (a handshake still completing then would be reset: " ++
+                "set it to 1 to have the kernel move it)", .{value orelse 0});
+        },
         .standalone => if (value == @as(?u8, 1)) {
             log.info("net.ipv4.tcp_migrate_req=1: connections queued on this process's " ++
                 "listeners move to another process of the group when it stops", .{});

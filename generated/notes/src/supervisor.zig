@@ -31,6 +31,9 @@
 //! reuseport group (or share it when it has no SO_REUSEPORT). With the fd store on, every
 //! slot's socket is also sent to systemd, which keeps it while this process is gone.
 //!
+//! A SIGHUP that finds a binary on disk with another spec or supervisor fingerprint upgrades
+//! the whole program instead: a new supervisor takes the sockets over (`upgrade.zig`).
+//!
 //! How a worker process is started and talks back: `worker_process.zig`.
 const std = @import("std");
 const config = @import("config.zig");
@@ -46,6 +49,7 @@ const worker_link = @import("worker_link.zig");
 const events = @import("events.zig");
 const pid_file = @import("pid_file.zig");
 const notify = @import("notify.zig");
+const upgrade = @import("upgrade.zig");
 const log = @import("log.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
@@ -61,10 +65,13 @@ const max_backoff_ms = 10_000;
 const max_events = 64;
 /// How often slots are checked for silence while the watchdog is on or a slot is adopted.
 const scan_interval_ms = 50;
+/// How long a new supervisor may take to say ready: its own workers' limit, and its start.
+const upgrade_timeout_ms = ready_timeout_ms + 5_000;
 
 const Kind = struct {
     const signal: u32 = 0;
     const report: u32 = 1;
+    const successor: u32 = 2;
 };
 
 fn token(kind: u32, index: u32) u64 {
@@ -148,6 +155,32 @@ pub const Supervisor = struct {
     last_scan_ms: u64 = 0,
     pid_file_written: bool = false,
     exit_code: u8 = 0,
+    /// The listeners whose sockets came from systemd (directly, or through the supervisors
+    /// this one took over from): their groups are never steered, since their sockets may
+    /// sit anywhere in them; in the others slot k is index k (see `steering.zig`).
+    activated: [listener_count]bool = @splat(false),
+    /// How many sockets of each listener the old supervisor handed over, in an upgrade.
+    handed: [listener_count]usize = @splat(0),
+    /// This supervisor takes over from an old one: it says so once its first generation is
+    /// ready, with which of the handed sockets (`kept`) it serves.
+    handover: ?upgrade.Handover = null,
+    kept: []const bool = &.{},
+    /// The old supervisor this one took over from, while it still drains (it is this one's
+    /// parent until it exits). The next upgrade waits for it: until then its left-behind
+    /// sockets are still members of the groups, and a group must not change meanwhile.
+    predecessor: ?linux.pid_t = null,
+    /// A new supervisor started from another binary, not ready yet.
+    successor: ?upgrade.Successor = null,
+    successor_deadline_ms: u64 = 0,
+    /// One that failed: stopped with SIGTERM, then SIGKILL at this time if still running.
+    failed_successor: ?linux.pid_t = null,
+    failed_successor_kill_ms: u64 = 0,
+    /// The new supervisor that took over; this one drains and exits.
+    handed_over_to: ?linux.pid_t = null,
+    /// The sockets the new supervisor did not keep: their queues are served before this
+    /// generation retires. `leaving_buf` has one flag per socket.
+    left_behind: ?upgrade.LeftBehind = null,
+    leaving_buf: []bool = &.{},
 
     fn now() u64 {
         return sys.monotonicMs();
@@ -168,6 +201,7 @@ pub const Supervisor = struct {
                 switch (@as(u32, @intCast(data >> 32))) {
                     Kind.signal => self.onSignal(),
                     Kind.report => self.onReport(@truncate(data)),
+                    Kind.successor => self.onSuccessorReadable(),
                     else => unreachable,
                 }
             }
@@ -197,6 +231,12 @@ pub const Supervisor = struct {
     fn waitTimeoutMs(self: *const Supervisor) i32 {
         var next: ?u64 = null;
         if (self.starting != null) next = self.start_deadline_ms;
+        if (self.successor != null) next = minOf(next, self.successor_deadline_ms);
+        if (self.failed_successor != null) next = minOf(next, self.failed_successor_kill_ms);
+        const waiting = self.predecessor != null and self.restart_queued;
+        if ((self.handed_over_to != null or waiting) and self.stopping == null) {
+            next = minOf(next, now() + scan_interval_ms);
+        }
         for (self.records) |maybe| {
             const r = maybe orelse continue;
             if (r.kill_at_ms) |at| next = if (next) |n| @min(n, at) else at;
@@ -220,6 +260,10 @@ pub const Supervisor = struct {
         return @intCast(@min(deadline - t, std.math.maxInt(i32)));
     }
 
+    fn minOf(a: ?u64, b: u64) u64 {
+        return if (a) |x| @min(x, b) else b;
+    }
+
     // Generations.
 
     fn startGeneration(self: *Supervisor) void {
@@ -234,12 +278,15 @@ pub const Supervisor = struct {
         self.last_generation += 1;
         const generation = self.last_generation;
         self.starting = generation;
-        if (generation > 1) {
+        // A first generation after an upgrade continues the old supervisor's numbers: it is
+        // not a restart of this one.
+        const restarting = self.generation != 0;
+        if (restarting) {
             log.info("starting generation {d}", .{generation});
             self.notifier.reloading();
         }
         self.start_deadline_ms = now() + ready_timeout_ms;
-        if (generation > 1) {
+        if (restarting) {
             var line = events.Line.begin("restarting");
             line.int("generation", generation);
             line.emit();
@@ -280,11 +327,22 @@ pub const Supervisor = struct {
         }
         var endpoints = self.options.endpoints;
         for (&endpoints, self.ports) |*e, port| e.port = port;
-        events.emitReady(.supervisor, generation, pids[0..self.workers], endpoints, self.ports);
-        self.notifier.sendf("READY=1\nMAINPID={d}\nSTATUS=serving generation {d}", .{
-            self.pid,
-            generation,
-        });
+        var line: events.Line = undefined;
+        const workers = pids[0..self.workers];
+        events.readyLine(&line, .supervisor, generation, workers, endpoints, self.ports);
+        if (self.handover) |handover| {
+            line.int("upgraded_from", handover.from_pid);
+            line.emit();
+            // READY=1 with MAINPID comes from the old supervisor, the process systemd
+            // watches until then (NotifyAccess=main accepts it from no other).
+            self.takeOver(handover);
+        } else {
+            line.emit();
+            self.notifier.sendf("READY=1\nMAINPID={d}\nSTATUS=serving generation {d}", .{
+                self.pid,
+                generation,
+            });
+        }
         if (previous != 0) self.retireGeneration(previous);
         self.startQueuedRestart();
     }
@@ -292,8 +350,36 @@ pub const Supervisor = struct {
     /// Starts the restart a SIGHUP queued, once nothing else is starting.
     fn startQueuedRestart(self: *Supervisor) void {
         if (!self.restart_queued or self.starting != null or self.stopping != null) return;
+        if (self.successor != null or self.handed_over_to != null) return;
         self.restart_queued = false;
-        self.startGeneration();
+        self.restart();
+    }
+
+    /// A restart from the binary on disk: a new generation of workers when it is this
+    /// program, a new supervisor when its spec or its supervisor differs.
+    fn restart(self: *Supervisor) void {
+        var failure: upgrade.ProbeFailure = .{};
+        const identity = upgrade.probe(self.exe_path, self.process.envp, &failure) catch {
+            self.last_generation += 1;
+            const what = "the binary on disk cannot tell its identity";
+            return self.reportFailedRestart(self.last_generation, what, failure.text);
+        };
+        if (identity.isThisProgram()) return self.startGeneration();
+        if (self.predecessorRunning()) {
+            log.info("upgrade queued: pid {d}, which this one took over from, still drains", .{
+                self.predecessor.?,
+            });
+            self.restart_queued = true;
+            return;
+        }
+        self.beginUpgrade(identity);
+    }
+
+    fn predecessorRunning(self: *Supervisor) bool {
+        const pid = self.predecessor orelse return false;
+        if (linux.getppid() == pid) return true;
+        self.predecessor = null;
+        return false;
     }
 
     fn retireGeneration(self: *Supervisor, generation: u32) void {
@@ -318,6 +404,17 @@ pub const Supervisor = struct {
                 }
             }
         }
+        self.reportFailedRestart(generation, what, detail);
+    }
+
+    /// The `error` event of a restart or upgrade that failed; the serving generation, when
+    /// there is one, goes on.
+    fn reportFailedRestart(
+        self: *Supervisor,
+        generation: u32,
+        what: []const u8,
+        detail: []const u8,
+    ) void {
         var message: [256]u8 = undefined;
         const text = compat.bufPrint(&message, "generation {d} did not start ({s}: {s})", .{
             generation, what, detail,
@@ -338,6 +435,132 @@ pub const Supervisor = struct {
                 self.generation,
             });
         }
+    }
+
+    // Upgrades (upgrade.zig).
+
+    /// Starts the binary on disk as a new supervisor and hands it every socket; this one
+    /// serves on until it says ready.
+    fn beginUpgrade(self: *Supervisor, identity: upgrade.Identity) void {
+        const generation = self.last_generation + 1;
+        log.info("the binary on disk is another program (spec {s}, supervisor {s}): " ++
+            "upgrading to it", .{ &identity.spec, &identity.supervisor });
+        self.notifier.reloading();
+        var arena = std.heap.ArenaAllocator.init(std.heap.page_allocator);
+        defer arena.deinit();
+        const successor = upgrade.start(arena.allocator(), .{
+            .exe_path = self.exe_path,
+            .args = self.process.args,
+            .envp = self.process.envp,
+            .sockets = self.sockets,
+            .generation = self.last_generation,
+            .activated = &self.activated,
+        }) catch |err| {
+            self.last_generation = generation;
+            const what = "cannot start the new program";
+            return self.reportFailedRestart(generation, what, @errorName(err));
+        };
+        const data = token(Kind.successor, 0);
+        const add = linux.EPOLL.CTL_ADD;
+        sys.epollCtl(self.epfd, add, successor.ready_fd, linux.EPOLL.IN, data) catch {};
+        self.successor = successor;
+        self.successor_deadline_ms = now() + upgrade_timeout_ms;
+        var line = events.Line.begin("upgrading");
+        line.int("generation", generation);
+        line.int("successor", successor.pid);
+        line.string("spec_fingerprint", &identity.spec);
+        line.string("supervisor_fingerprint", &identity.supervisor);
+        line.emit();
+    }
+
+    fn onSuccessorReadable(self: *Supervisor) void {
+        const successor = if (self.successor) |*s| s else return;
+        const kept = successor.readReady() catch |err| switch (err) {
+            error.WouldBlock => return,
+            // It closed the pipe, most likely by exiting: the exit, reaped next, says how.
+            error.EndOfStream => {
+                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+                return;
+            },
+        };
+        self.commitUpgrade(kept);
+    }
+
+    /// The new supervisor serves: this one steps back. Its workers go on serving what is
+    /// queued on the sockets the new one did not keep, then retire (`upgrade.LeftBehind`).
+    fn commitUpgrade(self: *Supervisor, kept: []const u8) void {
+        // `kept` lies in the successor's buffer: read it before the successor is let go.
+        const buf = self.leaving_buf;
+        const t = now();
+        self.left_behind = upgrade.LeftBehind.init(buf, self.sockets, kept, &self.activated, t);
+        const successor = self.successor.?;
+        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+        sys.close(successor.ready_fd);
+        self.successor = null;
+        self.handed_over_to = successor.pid;
+        // The new supervisor wrote the pid file before it said ready: it is its now.
+        self.pid_file_written = false;
+        self.restart_queued = false;
+        var line = events.Line.begin("upgraded");
+        line.int("generation", self.last_generation + 1);
+        line.int("successor", successor.pid);
+        line.int("serving_generation", self.generation);
+        line.emit();
+        log.info("pid {d} took over; generation {d} drains", .{ successor.pid, self.generation });
+        self.notifier.sendf("MAINPID={d}\nREADY=1\nSTATUS=upgraded: pid {d} serves", .{
+            successor.pid, successor.pid,
+        });
+    }
+
+    /// The new supervisor exited, or was not ready in time: this one serves on.
+    fn abandonUpgrade(self: *Supervisor, detail: []const u8, exited: bool) void {
+        const successor = self.successor orelse return;
+        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+        sys.close(successor.ready_fd);
+        self.successor = null;
+        self.restart_queued = false;
+        if (!exited) {
+            // Gracefully: its workers may have accepted connections on the shared sockets.
+            _ = linux.kill(successor.pid, linux.SIG.TERM);
+            self.failed_successor = successor.pid;
+            self.failed_successor_kill_ms = now() + self.options.limits.drain_timeout_ms +
+                kill_grace_ms;
+        }
+        self.last_generation += 1;
+        self.reportFailedRestart(self.last_generation, "the new program did not take over", detail);
+    }
+
+    /// A child that is not a worker exited: a new supervisor, before or after it took over.
+    fn onOtherChildExit(self: *Supervisor, pid: linux.pid_t, exit: events.Exit) void {
+        var how: [48]u8 = undefined;
+        if (self.failed_successor == pid) self.failed_successor = null;
+        if (self.successor) |successor| if (successor.pid == pid) {
+            var detail: [96]u8 = undefined;
+            const text = compat.bufPrint(&detail, "pid {d} {s} before it was ready", .{
+                pid, exit.describe(&how),
+            }) catch "it exited before it was ready";
+            return self.abandonUpgrade(text, true);
+        };
+        if (self.handed_over_to == pid) {
+            log.warn("pid {d}, which took over, {s}", .{ pid, exit.describe(&how) });
+        }
+    }
+
+    /// The new side of an upgrade, once its first generation is ready: the pid file is
+    /// written; what the old supervisor's sockets that are not kept would still receive is
+    /// steered to the kept ones; and the old supervisor learns which those are.
+    fn takeOver(self: *Supervisor, handover: upgrade.Handover) void {
+        self.handover = null;
+        upgrade.steerHandedGroups(self.sockets, &self.handed, &self.activated, self.workers);
+        handover.announceReady(self.kept);
+        log.info("took over from pid {d}", .{handover.from_pid});
+    }
+
+    /// After an upgrade: once the sockets left behind are empty, this generation retires.
+    fn checkLeftBehind(self: *Supervisor, t: u64) void {
+        if (self.stopping != null) return;
+        const left = if (self.left_behind) |*l| l else return;
+        if (left.settled(self.sockets, t)) self.beginStop(.graceful);
     }
 
     // Workers.
@@ -506,6 +729,16 @@ pub const Supervisor = struct {
     /// piling up generations.
     fn onRestartSignal(self: *Supervisor) void {
         if (self.stopping != null) return;
+        if (self.handed_over_to) |pid| {
+            log.info("SIGHUP ignored: pid {d} took over this service; signal it instead", .{pid});
+            return;
+        }
+        if (self.successor) |successor| {
+            log.info("SIGHUP during an upgrade: ignored until pid {d} is ready or fails", .{
+                successor.pid,
+            });
+            return;
+        }
         if (self.starting != null) {
             self.restart_queued = true;
             log.info("SIGHUP during a restart: queued until generation {d} is ready", .{
@@ -517,7 +750,7 @@ pub const Supervisor = struct {
             log.info("SIGHUP: a restart is already queued", .{});
             return;
         }
-        self.startGeneration();
+        self.restart();
     }
 
     fn beginStop(self: *Supervisor, kind: StopKind) void {
@@ -525,13 +758,22 @@ pub const Supervisor = struct {
         const was_stopping = self.stopping != null;
         self.stopping = kind;
         if (!was_stopping) {
-            self.notifier.send("STOPPING=1");
+            if (self.successor) |successor| {
+                log.info("stopping: the upgrade to pid {d} is called off", .{successor.pid});
+                _ = linux.kill(successor.pid, linux.SIG.TERM);
+                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
+                sys.close(successor.ready_fd);
+                self.successor = null;
+            }
+            // After an upgrade the service goes on: systemd must not hear it stop.
+            if (self.handed_over_to == null) self.notifier.send("STOPPING=1");
             // Workers hold their own descriptors and drain what is queued; the
             // supervisor's copies must go first, or queues would outlive every acceptor.
             for (self.sockets) |fd| sys.close(fd);
             var line = events.Line.begin("stopping");
             line.string("mode", @tagName(kind));
             line.int("drain_timeout_ms", self.options.limits.drain_timeout_ms);
+            if (self.handed_over_to) |pid| line.int("successor", pid);
             line.emit();
         }
         self.starting = null;
@@ -555,6 +797,22 @@ pub const Supervisor = struct {
         };
         if (self.starting != null and t >= self.start_deadline_ms) {
             self.abandonGeneration("workers not ready in time", "timeout");
+        }
+        if (self.successor != null and t >= self.successor_deadline_ms) {
+            var detail: [64]u8 = undefined;
+            const text = compat.bufPrint(&detail, "pid {d} not ready in {d} ms", .{
+                self.successor.?.pid, upgrade_timeout_ms,
+            }) catch "not ready in time";
+            self.abandonUpgrade(text, false);
+        }
+        if (self.failed_successor) |pid| if (t >= self.failed_successor_kill_ms) {
+            log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{pid});
+            _ = linux.kill(pid, linux.SIG.KILL);
+            self.failed_successor = null;
+        };
+        self.checkLeftBehind(t);
+        if (self.restart_queued and self.predecessor != null and !self.predecessorRunning()) {
+            self.startQueuedRestart();
         }
         for (self.records) |*maybe| {
             if (maybe.*) |*r| {
@@ -592,7 +850,7 @@ pub const Supervisor = struct {
                     self.onWorkerExit(i);
                     break;
                 };
-            }
+            } else self.onOtherChildExit(result.pid, events.Exit.fromWaitStatus(result.status));
         }
     }
 
@@ -817,6 +1075,9 @@ pub const Supervisor = struct {
     }
 
     fn finish(self: *Supervisor) void {
+        // A new supervisor that failed and still runs (it may ignore SIGTERM, or have it
+        // blocked, as the mask this one passed on does) does not outlive this one.
+        if (self.failed_successor) |pid| _ = linux.kill(pid, linux.SIG.KILL);
         var reports: [1024]events.WorkerReport = undefined;
         for (self.slots, 0..) |slot, i| {
             reports[i] = .{
@@ -830,9 +1091,10 @@ pub const Supervisor = struct {
             .graceful => .graceful,
             .immediate => .immediate,
         };
-        events.emitStopped(self.generation, reason, reports[0..self.workers]);
+        const workers = reports[0..self.workers];
+        events.emitStoppedFor(self.generation, reason, workers, self.handed_over_to);
         if (self.pid_file_written) {
-            if (self.options.pid_file) |path| pid_file.remove(path);
+            if (self.options.pid_file) |path| pid_file.removeIfOwn(path, self.pid);
         }
     }
 };
@@ -858,7 +1120,26 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     var diag: activation.Diagnostic = .{};
     const pid = linux.getpid();
     const asked = &options.endpoints;
-    const passed = activation.take(allocator, process.envp, pid, asked, &diag) catch |err| {
+    // A hand-over comes from the parent only: the old supervisor forked this process.
+    var handover = upgrade.Handover.fromEnv(process.envp, pid);
+    if (handover) |h| if (h.from_pid != linux.getppid()) {
+        handover = null;
+    };
+    if (handover) |h| {
+        _ = linux.fcntl(h.ready_fd, linux.F.SETFD, linux.FD_CLOEXEC);
+        log.info("taking over from pid {d}", .{h.from_pid});
+    }
+    // Which listeners' sockets came from systemd: those passed now by systemd, or, in an
+    // upgrade, those the old supervisor says came from systemd to it.
+    var activated: [listener_count]bool = @splat(false);
+    if (handover) |h| {
+        for (&config.listeners, &activated) |l, *a| a.* = h.isActivated(l.name);
+    }
+    const source: activation.Source = if (handover == null) .systemd else .{
+        .upgrade = &activated,
+    };
+    const envp = process.envp;
+    const passed = activation.takeFrom(allocator, envp, pid, asked, source, &diag) catch |err| {
         activation.report(&diag, err);
         return 1;
     };
@@ -878,7 +1159,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
                 });
                 return 1;
             };
-            describeActivated(l, from_systemd, workers, passed.nthFor(i, 0).?);
+            describeActivated(l, from_systemd, workers, passed.nthFor(i, 0).?, source);
         }
     }
     // Which sockets are duplicates of a passed one (slots sharing its queue).
@@ -896,11 +1177,22 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
             opened += 1;
         }
     }
+    // Which of the sockets an old supervisor handed over this one serves: the rest stay
+    // with it, to be emptied and closed there.
+    const kept = allocator.alloc(bool, passed.passed) catch return 1;
+    @memset(kept, false);
+    var handed: [listener_count]usize = @splat(0);
+    for (0..listener_count) |i| {
+        handed[i] = passed.countFor(i);
+        for (0..@min(handed[i], workers)) |w| {
+            kept[passed.positionOf(passed.nthFor(i, w).?).?] = true;
+        }
+    }
     const notifier = notify.Notifier.init(process.envp);
     const fd_store = notifier.enabled() and
         (options.fd_store or notify.fdStoreOffered(process.envp));
     if (fd_store) dropSurplusFromStore(&notifier, passed, workers);
-    closeSurplus(passed, workers);
+    closeSurplus(passed, workers, source);
     if (fd_store) storeSockets(&notifier, sockets, shared, workers);
 
     // SIGCHLD ignored by whoever started us survives execve and would have the kernel
@@ -922,6 +1214,8 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     @memset(records, null);
     const slots = allocator.alloc(Slot, workers) catch return 1;
     @memset(slots, .{});
+    const leaving_buf = allocator.alloc(bool, sockets.len) catch return 1;
+    @memset(leaving_buf, false);
 
     events.logMigrationPolicy(.supervisor);
     var supervisor: Supervisor = .{
@@ -937,7 +1231,20 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .epfd = epfd,
         .sigfd = sigfd,
         .notifier = notifier,
+        .activated = activated,
+        .handed = if (handover != null) handed else @splat(0),
+        .handover = handover,
+        .kept = kept,
+        .leaving_buf = leaving_buf,
     };
+    for (&supervisor.activated, 0..) |*a, i| {
+        // A listener an upgrade moved away from its systemd socket is this program's own now.
+        a.* = passed.countFor(i) > 0 and (handover == null or a.*);
+    }
+    if (handover) |h| {
+        supervisor.last_generation = h.generation;
+        supervisor.predecessor = h.from_pid;
+    }
     supervisor.options.endpoints = endpoints;
     if (notify.watchdogIntervalMs(process.envp, supervisor.pid)) |interval| {
         supervisor.systemd_watchdog_ms = interval;
@@ -1037,29 +1344,46 @@ fn dropSurplusFromStore(
 }
 
 /// Says once per activated listener how its slots get their sockets.
-fn describeActivated(l: *const config.Listener, passed: usize, workers: u16, fd: sys.Fd) void {
+fn describeActivated(
+    l: *const config.Listener,
+    passed: usize,
+    workers: u16,
+    fd: sys.Fd,
+    source: activation.Source,
+) void {
+    const from = sourceName(source);
     if (passed >= workers) {
-        log.info("listener {s}: {d} socket(s) from systemd, one per slot", .{ l.name, passed });
+        log.info("listener {s}: {d} socket(s) {s}, one per slot", .{ l.name, passed, from });
     } else if (activation.reusesPort(fd)) {
-        log.info("listener {s}: {d} socket(s) from systemd; the other slots join their " ++
-            "reuseport group", .{ l.name, passed });
+        log.info("listener {s}: {d} socket(s) {s}; the other slots join their " ++
+            "reuseport group", .{ l.name, passed, from });
     } else {
-        log.info("listener {s}: {d} socket(s) from systemd without SO_REUSEPORT " ++
+        log.info("listener {s}: {d} socket(s) {s} without SO_REUSEPORT " ++
             "(ReusePort=no): the {d} workers share their accept queues", .{
-            l.name, passed, workers,
+            l.name, passed, from, workers,
         });
     }
 }
 
+/// How a log line says where passed sockets came from.
+fn sourceName(source: activation.Source) []const u8 {
+    return switch (source) {
+        .systemd => "from systemd",
+        .upgrade => "handed over",
+    };
+}
+
 /// Sockets passed beyond one per slot (a store kept by a supervisor with more workers)
 /// have no worker to serve them: they leave the group, and what was queued on them is reset
-/// unless net.ipv4.tcp_migrate_req=1 moves it to a remaining member.
-fn closeSurplus(passed: activation.Passed, workers: u16) void {
+/// unless net.ipv4.tcp_migrate_req=1 moves it to a remaining member. Handed over by an
+/// upgrading supervisor, they are only this process's copies: that one empties them.
+fn closeSurplus(passed: activation.Passed, workers: u16, source: activation.Source) void {
+    const from = sourceName(source);
     for (&config.listeners, 0..) |l, i| {
         var nth: usize = workers;
         while (passed.nthFor(i, nth)) |fd| : (nth += 1) {
-            log.warn("listener {s}: socket {d} from systemd is beyond the {d} slots; closing it", .{
-                l.name, fd, workers,
+            log.warn("listener {s}: socket {d} {s} is beyond the {d} slots; closing it", .{
+                l.name, fd, from, workers,
             });
             sys.close(fd);
         }

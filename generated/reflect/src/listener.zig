@@ -3,6 +3,7 @@
 //! the kernel requires is visible in one place:
 //!
 //!   create → before bind → bind → before listen → listen → after listen
+//!   (per socket, and `steerGroup` once a whole reuseport group listens)
 //!   and, for each accepted TCP connection, `beforeOngoingWrite` (TCP_NODELAY, set lazily).
 //!
 //! SO_REUSEPORT is set on every socket, the first one included, before bind: the kernel
@@ -13,6 +14,7 @@ const compat = @import("compat.zig");
 const config = @import("config.zig");
 const address = @import("address.zig");
 const sys = @import("sys.zig");
+const steering = @import("steering.zig");
 const linux = std.os.linux;
 
 pub const Phase = enum { create, before_bind, bind, before_listen, listen, after_listen };
@@ -127,6 +129,15 @@ fn beforeListen(fd: sys.Fd, listener: *const config.Listener) sys.Error!void {
     try sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.KEEPIDLE, keepalive.idle_s);
     try sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.KEEPINTVL, keepalive.interval_s);
     try sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.KEEPCNT, keepalive.probes);
+}
+
+/// The after-listen phase of a whole reuseport group, once all its members listen: new
+/// connections (or datagrams) go only to its first `members` sockets, so that the others
+/// can be emptied and closed without a reset (`steering.zig`); null sends them to every
+/// member again. `fd` is any member: the choice applies to the group.
+pub fn steerGroup(fd: sys.Fd, members: ?u16) sys.Error!void {
+    const count = members orelse return steering.stopSteering(fd);
+    try steering.steerToFirst(fd, count);
 }
 
 fn afterListen(fd: sys.Fd) sys.Error!u16 {

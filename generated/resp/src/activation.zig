@@ -22,21 +22,29 @@ const config = @import("config.zig");
 const address = @import("address.zig");
 const sys = @import("sys.zig");
 const events = @import("events.zig");
+const upgrade = @import("upgrade.zig");
 const log = @import("log.zig");
 const linux = std.os.linux;
 
 /// SD_LISTEN_FDS_START: the first descriptor systemd passes.
 pub const first_fd: sys.Fd = 3;
-/// A bound on LISTEN_FDS, far above what a unit passes (one socket per listener per slot).
+/// A bound on LISTEN_FDS, far above what a unit passes (one socket per listener per slot);
+/// `upgrade.zig` hands over no more.
 pub const max_passed = 4096;
 
-const variables = [_][]const u8{ "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES" };
+/// The variables of a hand-over, which no child of this process is given (an upgrading
+/// supervisor sets its own for the program it starts, see `upgrade.zig`).
+const variables = [_][]const u8{ "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", upgrade.variable };
 
 /// The sockets passed to this process, in the order they were passed.
 pub const Passed = struct {
     fds: []sys.Fd = &.{},
     /// The listener (index into `config.listeners`) each socket belongs to.
     listeners: []u16 = &.{},
+    /// Where each socket stood among the LISTEN_FDS passed (its descriptor minus 3).
+    positions: []u16 = &.{},
+    /// How many sockets were passed in all, those left out included.
+    passed: usize = 0,
 
     pub fn count(self: Passed) usize {
         return self.fds.len;
@@ -59,7 +67,21 @@ pub const Passed = struct {
         }
         return null;
     }
+
+    /// Where socket `fd` stood among those passed.
+    pub fn positionOf(self: Passed, fd: sys.Fd) ?u16 {
+        const at = compat.findScalar(sys.Fd, self.fds, fd) orelse return null;
+        return self.positions[at];
+    }
 };
+
+/// Who passed the sockets. systemd's are checked strictly: one that does not fit the spec
+/// stops the program. A supervisor upgrading to this program passes every socket it has;
+/// those of listeners this spec no longer has, or that moved to another address, are left
+/// out (closed here, the old supervisor drains them). `upgrade[i]` says that listener i's
+/// sockets came from systemd in the first place: then, as under systemd, where they are
+/// bound decides where the listener is, whatever the spec says.
+pub const Source = union(enum) { systemd, upgrade: []const bool };
 
 /// Why the passed sockets cannot be used, as a sentence.
 pub const Diagnostic = struct {
@@ -83,6 +105,18 @@ pub fn take(
     endpoints: []const address.Endpoint,
     diag: *Diagnostic,
 ) error{ Invalid, OutOfMemory }!Passed {
+    return takeFrom(allocator, envp, pid, endpoints, .systemd, diag);
+}
+
+/// `take`, for sockets passed by `source`.
+pub fn takeFrom(
+    allocator: std.mem.Allocator,
+    envp: [*:null]const ?[*:0]const u8,
+    pid: linux.pid_t,
+    endpoints: []const address.Endpoint,
+    source: Source,
+    diag: *Diagnostic,
+) error{ Invalid, OutOfMemory }!Passed {
     const pid_text = lookup(envp, "LISTEN_PID") orelse return .{};
     const owner = std.fmt.parseInt(linux.pid_t, pid_text, 10) catch return .{};
     if (owner != pid) return .{};
@@ -99,6 +133,7 @@ pub fn take(
 
     const fds = try allocator.alloc(sys.Fd, n);
     const listeners = try allocator.alloc(u16, n);
+    const positions = try allocator.alloc(u16, n);
     const cookies = try allocator.alloc(u64, n);
     var kept: usize = 0;
     var names = std.mem.splitScalar(u8, names_text, ':');
@@ -106,9 +141,29 @@ pub fn take(
         const fd = first_fd + @as(sys.Fd, @intCast(i));
         const name = names.next() orelse
             return diag.set("LISTEN_FDNAMES names {d} sockets, LISTEN_FDS says {d}", .{ i, n });
-        const l = listenerNamed(name) orelse return diag.set("socket {d} is named \"{s}\", " ++
-            "but no listener of this service has that name", .{ fd, name });
-        try check(fd, l, endpoints[l], diag);
+        const matched = match(fd, name, endpoints, diag);
+        if (source == .upgrade) {
+            const l = matched catch {
+                log.info("upgrade: passed socket {d} left to the old supervisor: {s}", .{
+                    fd, diag.message,
+                });
+                sys.close(fd);
+                continue;
+            };
+            if (!source.upgrade[l] and !boundWhereAsked(fd, endpoints[l])) {
+                log.info("upgrade: listener {s} moved; its old socket {d} is left to the " ++
+                    "old supervisor", .{ config.listeners[l].name, fd });
+                sys.close(fd);
+                continue;
+            }
+            _ = linux.fcntl(fd, linux.F.SETFD, linux.FD_CLOEXEC);
+            fds[kept] = fd;
+            listeners[kept] = l;
+            positions[kept] = @intCast(i);
+            kept += 1;
+            continue;
+        }
+        const l = try matched;
         // systemd passes them inheritable and, unless NonBlocking=yes, blocking: make them
         // what every other listening socket of the program is.
         _ = linux.fcntl(fd, linux.F.SETFD, linux.FD_CLOEXEC);
@@ -123,13 +178,44 @@ pub fn take(
         }
         fds[kept] = fd;
         listeners[kept] = l;
+        positions[kept] = @intCast(i);
         cookies[kept] = id;
         kept += 1;
     }
     if (names.next() != null) {
         return diag.set("LISTEN_FDNAMES names more sockets than LISTEN_FDS={d}", .{n});
     }
-    return .{ .fds = fds[0..kept], .listeners = listeners[0..kept] };
+    return .{
+        .fds = fds[0..kept],
+        .listeners = listeners[0..kept],
+        .positions = positions[0..kept],
+        .passed = n,
+    };
+}
+
+/// The listener socket `fd`, passed under `name`, serves; checked against its protocol
+/// and, for a hand-over from an upgrading supervisor, its address.
+fn match(
+    fd: sys.Fd,
+    name: []const u8,
+    endpoints: []const address.Endpoint,
+    diag: *Diagnostic,
+) error{Invalid}!u16 {
+    const l = listenerNamed(name) orelse return diag.set("socket {d} is named \"{s}\", " ++
+        "but no listener of this service has that name", .{ fd, name });
+    try check(fd, l, endpoints[l], diag);
+    return l;
+}
+
+/// Whether a socket handed over by an upgrading supervisor is bound where listener `index`
+/// is asked to listen now (any port when the port asked for is 0).
+pub fn boundWhereAsked(fd: sys.Fd, asked: address.Endpoint) bool {
+    const bound = boundEndpoint(fd) catch return false;
+    if (asked.port != 0 and asked.port != bound.port) return false;
+    return switch (asked.address) {
+        .ip4 => |ip| bound.address == .ip4 and std.mem.eql(u8, &ip, &bound.address.ip4),
+        .ip6 => |ip| bound.address == .ip6 and std.mem.eql(u8, &ip, &bound.address.ip6),
+    };
 }
 
 /// Says why the passed sockets were refused, as a log line and an `error` event.

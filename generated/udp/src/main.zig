@@ -70,10 +70,12 @@ test {
     _ = @import("deadlines.zig");
     _ = @import("drain.zig");
     _ = @import("stats.zig");
+    _ = @import("steering.zig");
     _ = @import("events.zig");
     _ = @import("handlers.zig");
     _ = @import("listener.zig");
     _ = @import("notify.zig");
+    _ = @import("upgrade.zig");
     _ = @import("worker_link.zig");
     _ = @import("worker_process.zig");
 }

@@ -1,13 +1,14 @@
 /**
  * Projects the supervisor and restart tests build: a spec of their own (whoami, HTTP and echo
- * over TCP, echo over UDP) and the restart bench's spec, each generated and built once per
+ * over TCP, echo over UDP) and the restart bench's specs, each generated and built once per
  * (project, Zig version) in the run's temporary folder. Plus what those tests read from
  * /proc about the processes a supervisor made.
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { inject } from "vitest";
 import { generate, PACKAGE_ROOT } from "../../../src/index.js";
+import { freePort } from "./net.js";
 import { oncePerRun } from "./once.js";
 import { provisionZig, runZigIn } from "./zig.js";
 
@@ -69,9 +70,118 @@ const PROJECTS = {
     optimize: "ReleaseFast",
   },
   "restart-bench": { spec: undefined, file: "bench/specs/restart.json", name: "restart-bench" },
+  // The restart bench's upgrade variants (4 → 2 → 6 → 4 workers, a port moved, a listener
+  // added and removed), one binary name for all.
+  "upgrade-bench-a": { spec: undefined, file: "bench/specs/upgrade-a.json", name: "upgrade-bench" },
+  "upgrade-bench-b": { spec: undefined, file: "bench/specs/upgrade-b.json", name: "upgrade-bench" },
+  "upgrade-bench-c": { spec: undefined, file: "bench/specs/upgrade-c.json", name: "upgrade-bench" },
+  "upgrade-bench-d": { spec: undefined, file: "bench/specs/upgrade-d.json", name: "upgrade-bench" },
 } as const;
 
 export type ProjectKey = keyof typeof PROJECTS;
+
+/**
+ * The upgrade tests' family: one service (same name) built from several specs, each a
+ * whole-program upgrade away from the base one. `who`, `web` and `uecho` are in every
+ * variant and bound with `--listen …:0` (the new program is started with the old one's
+ * command line, and takes their sockets over whatever the port); `gone`, `moved` and
+ * `added` exist only in some, so no `--listen` can name them: their ports are picked once
+ * per run and Zig version (see `upgradePorts`), distinct for each version, since sockets of
+ * two runs on one port would join one reuseport group.
+ */
+export type UpgradeVariant = "base" | "changed" | "fewer" | "other-supervisor";
+
+export interface UpgradePorts {
+  readonly gone: number;
+  readonly moved: number;
+  readonly movedTo: number;
+  readonly added: number;
+}
+
+export const UPGRADE_SERVICE = "upgraded";
+
+/** `who`, `web` and `uecho` on 127.0.0.1 with a port the kernel picks. */
+export const UPGRADE_ANY_LOOPBACK_PORT: readonly string[] = ["who", "web", "uecho"].flatMap(
+  (name) => ["--listen", `${name}=127.0.0.1:0`],
+);
+
+/** The spec of `variant`: base has 2 workers; changed adds, removes and moves a listener and
+ * has 3; fewer is changed with 1; other-supervisor is base with another supervisor. */
+export function upgradeSpec(variant: UpgradeVariant, ports: UpgradePorts): object {
+  const listener = (name: string, protocol: string, port: number, handler: string) => ({
+    name,
+    protocol,
+    address: "127.0.0.1",
+    port,
+    handler,
+  });
+  const stay = [
+    listener("who", "tcp", 9301, "whoami"),
+    listener("web", "tcp", 9302, "http"),
+    listener("uecho", "udp", 9303, "echo"),
+  ];
+  const base = {
+    name: UPGRADE_SERVICE,
+    drainTimeoutMs: 3000,
+    workers: 2,
+    listeners: [
+      ...stay,
+      listener("gone", "tcp", ports.gone, "whoami"),
+      listener("moved", "tcp", ports.moved, "whoami"),
+    ],
+  };
+  const changed = {
+    ...base,
+    workers: 3,
+    listeners: [
+      ...stay,
+      listener("moved", "tcp", ports.movedTo, "whoami"),
+      listener("added", "tcp", ports.added, "whoami"),
+    ],
+  };
+  switch (variant) {
+    case "base":
+    case "other-supervisor":
+      return base;
+    case "changed":
+      return changed;
+    case "fewer":
+      return { ...changed, workers: 1 };
+  }
+}
+
+/** The ports of the listeners no `--listen` names, picked once per run and Zig version. */
+export async function upgradePorts(version: string): Promise<UpgradePorts> {
+  const key = path.join(inject("e2eRunDir"), `zig-${version}`, "upgrade-ports");
+  return oncePerRun(key, async () => {
+    const picked = new Set<number>();
+    while (picked.size < 4) picked.add(await freePort("tcp", "127.0.0.1"));
+    const [gone, moved, movedTo, added] = [...picked] as [number, number, number, number];
+    return { gone, moved, movedTo, added };
+  });
+}
+
+/** A supervisor fingerprint no generator produces: what another supervisor's build carries. */
+export const OTHER_SUPERVISOR_FINGERPRINT = "0123456789abcdef";
+
+/** The built binary of an upgrade variant for Zig `version`, built once per run. */
+export async function upgradeBinaryOf(variant: UpgradeVariant, version: string): Promise<string> {
+  const ports = await upgradePorts(version);
+  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, `own-upgrade-${variant}`);
+  const source = {
+    spec: upgradeSpec(variant, ports),
+    file: `upgrade-${variant}.json`,
+    name: UPGRADE_SERVICE,
+    ...(variant === "other-supervisor"
+      ? { supervisorFingerprint: OTHER_SUPERVISOR_FINGERPRINT }
+      : {}),
+  };
+  const built = await oncePerRun(dir, () => buildSource(source, version, dir));
+  if (!built.ok) {
+    throw new Error(`upgrade ${variant} (zig ${version}) did not build:\n${built.output}`);
+  }
+  return built.binary;
+}
 
 interface BuildRecord {
   readonly ok: boolean;
@@ -92,9 +202,24 @@ export async function binaryOf(project: ProjectKey, version: string): Promise<st
 }
 
 async function buildOnce(project: ProjectKey, version: string, dir: string): Promise<BuildRecord> {
-  const source: { spec?: unknown; file: string; name: string; optimize?: string } =
-    PROJECTS[project];
-  const { spec, file, name, optimize } = source;
+  return buildSource(PROJECTS[project], version, dir);
+}
+
+interface ProjectSource {
+  readonly spec?: unknown;
+  readonly file: string;
+  readonly name: string;
+  readonly optimize?: string;
+  /** Replaces the generated supervisor fingerprint before the build (another supervisor). */
+  readonly supervisorFingerprint?: string;
+}
+
+async function buildSource(
+  source: ProjectSource,
+  version: string,
+  dir: string,
+): Promise<BuildRecord> {
+  const { spec, file, name, optimize, supervisorFingerprint } = source;
   const binary = path.join(dir, "zig-out", "bin", name);
   try {
     await generate({
@@ -103,6 +228,14 @@ async function buildOnce(project: ProjectKey, version: string, dir: string): Pro
       outDir: dir,
       cwd: PACKAGE_ROOT,
     });
+    if (supervisorFingerprint !== undefined) {
+      const config = path.join(dir, "src", "config.zig");
+      const text = readFileSync(config, "utf8");
+      const pattern = /supervisor_fingerprint = "[0-9a-f]{16}"/;
+      if (!pattern.test(text)) throw new Error("no supervisor_fingerprint in config.zig");
+      const replacement = `supervisor_fingerprint = "${supervisorFingerprint}"`;
+      writeFileSync(config, text.replace(pattern, replacement));
+    }
   } catch (error) {
     return { ok: false, binary, output: `generate ${file}: ${String(error)}` };
   }
