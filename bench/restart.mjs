@@ -2,8 +2,10 @@
 // bench:restart: restarts a generated service again and again under continuous load and
 // counts every failure a client sees, by kind.
 //
-//   npm run bench:restart -- [--restarts N] [--migrate 0|1|both] [--mode supervisor|standalone]
-//                            [--handover yes|no] [--workers N] [--interval-ms MS] [--binary PATH] [--json]
+//   npm run bench:restart -- [--restarts N] [--migrate 0|1|both]
+//                            [--mode supervisor|standalone|upgrade] [--handover yes|no]
+//                            [--workers N] [--interval-ms MS] [--binary PATH] [--binaries P,P,…]
+//                            [--json]
 //                            [--tcp-concurrency N] [--http-connections N] [--udp-window N]
 //
 // Each run happens in a network namespace of its own (`unshare -n`, root), so that
@@ -18,9 +20,23 @@
 //               `--handover yes` (the default) both run with `--handover PATH`, so the new
 //               one serves the old one's sockets; `--handover no` measures the bare pattern,
 //               whose old sockets leave the group when it stops.
+//   upgrade     whole-program upgrades: each round renames a binary built from another spec
+//               over the path the service was started by, and sends SIGHUP to the serving
+//               supervisor; a new supervisor takes the sockets over. The specs cycle through
+//               bench/specs/upgrade-{a,b,c,d}.json: 4 → 2 → 6 → 4 workers, a listener moved to
+//               another port, one added, both removed. The load runs on the listeners every
+//               variant has (who, web, echo), so every failure counted is one on a listener that
+//               exists before and after. --workers does not apply (the specs set the count).
 import { spawn, execFileSync } from "node:child_process";
 import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
@@ -43,6 +59,7 @@ const { values: args } = parseArgs({
     "http-connections": { type: "string", default: "8" },
     "udp-window": { type: "string", default: "16" },
     binary: { type: "string" },
+    binaries: { type: "string" },
     json: { type: "boolean", default: false },
     inside: { type: "boolean", default: false },
   },
@@ -53,15 +70,16 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function main() {
   if (process.getuid?.() !== 0)
     fail("bench:restart needs root for `unshare -n` (a network namespace of its own)");
-  const binary = args.binary ?? (await buildService());
+  const upgrade = args.mode === "upgrade";
+  const binary = upgrade ? undefined : (args.binary ?? (await buildService()));
+  const binaries = upgrade ? (args.binaries ?? (await buildUpgradeVariants())) : undefined;
   const migrates = args.migrate === "both" ? ["0", "1"] : [args.migrate];
   const results = [];
   for (const migrate of migrates) {
     const inner = [
       path.join(here, "restart.mjs"),
       "--inside",
-      "--binary",
-      binary,
+      ...(upgrade ? ["--binaries", binaries] : ["--binary", binary]),
       "--migrate",
       migrate,
       "--restarts",
@@ -106,6 +124,20 @@ async function buildService() {
   process.on("exit", () => rmSync(out, { recursive: true, force: true }));
   return buildBenchService("restart", out);
 }
+
+/** The variants an upgrade run cycles through, built once; their paths, comma-separated. */
+async function buildUpgradeVariants() {
+  const out = mkdtempSync(path.join(os.tmpdir(), "bench-upgrade-"));
+  process.on("exit", () => rmSync(out, { recursive: true, force: true }));
+  const paths = [];
+  for (const spec of UPGRADE_SPECS) {
+    const dir = path.join(out, spec);
+    paths.push(await buildBenchService(spec, dir, { name: "upgrade-bench" }));
+  }
+  return paths.join(",");
+}
+
+const UPGRADE_SPECS = ["upgrade-a", "upgrade-b", "upgrade-c", "upgrade-d"];
 
 // Inside the namespace.
 
@@ -186,6 +218,7 @@ function percentile(sorted, p) {
 async function runInside() {
   execFileSync("ip", ["link", "set", "lo", "up"]);
   execFileSync("sysctl", ["-q", "-w", `net.ipv4.tcp_migrate_req=${args.migrate}`]);
+  if (args.mode === "upgrade") return runUpgrades();
   const restarts = Number(args.restarts);
   const interval = Number(args["interval-ms"]);
   const standalone = args.mode === "standalone";
@@ -285,6 +318,148 @@ async function runInside() {
   };
 }
 
+/** Whether process `pid` is still running (a zombie counts as gone). */
+function running(pid) {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * --mode upgrade, inside the namespace. Only the first supervisor is this script's child:
+ * each later one is started by its predecessor and shares its standard output, so every
+ * event arrives on the first child's stdout; the serving supervisor's pid comes from the
+ * `ready` event that says whom it took over from.
+ */
+async function runUpgrades() {
+  const variants = args.binaries.split(",");
+  const restarts = Number(args.restarts);
+  const interval = Number(args["interval-ms"]);
+  const workDir = mkdtempSync(path.join(os.tmpdir(), "bench-upgrade-run-"));
+  const exe = path.join(workDir, "upgrade-bench");
+  const deploy = (file) => {
+    copyFileSync(file, `${exe}.new`);
+    chmodSync(`${exe}.new`, 0o755);
+    renameSync(`${exe}.new`, exe);
+  };
+  const pids = new Set();
+  process.on("exit", () => {
+    for (const pid of pids) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Gone already.
+      }
+    }
+    rmSync(workDir, { recursive: true, force: true });
+  });
+  deploy(variants[0]);
+  const service = startService(exe, []);
+  let ready = await waitFor(service, (e) => e.event === "ready", 15000, "the first ready event");
+  pids.add(ready.pid);
+  const workerCounts = [ready.workers.length];
+  const before = nstat();
+  const load = startLoad(
+    { host: "127.0.0.1", whoamiPort: PORTS.who, httpPort: PORTS.web, udpPort: PORTS.echo },
+    {
+      tcpConcurrency: Number(args["tcp-concurrency"]),
+      httpConnections: Number(args["http-connections"]),
+      udpWindow: Number(args["udp-window"]),
+    },
+  );
+  await sleep(300);
+  const latencies = [];
+  const rounds = [];
+  for (let k = 1; k <= restarts; k += 1) {
+    await sleep(interval / 2 + Math.random() * interval);
+    deploy(variants[k % variants.length]);
+    const from = ready.pid;
+    const t0 = performance.now();
+    process.kill(from, "SIGHUP");
+    ready = await waitFor(
+      service,
+      (e) => e.event === "ready" && e.upgraded_from === from,
+      30000,
+      `the supervisor taking over from pid ${from} (round ${k})`,
+    );
+    latencies.push(performance.now() - t0);
+    pids.add(ready.pid);
+    workerCounts.push(ready.workers.length);
+    rounds.push({
+      round: k,
+      signalled_at: Date.now() - Math.round(performance.now() - t0),
+      from,
+      to: ready.pid,
+      workers: ready.workers.length,
+    });
+  }
+  await sleep(500);
+  const stats = await load.stop();
+  const after = nstat();
+  const last = ready;
+  process.kill(last.pid, "SIGTERM");
+  const stopped = await waitFor(
+    service,
+    (e) => e.event === "stopped" && e.generation === last.generation && e.successor === undefined,
+    15000,
+    "the last supervisor to stop",
+  );
+  for (let i = 0; i < 100 && [...pids].some(running); i += 1) await sleep(50);
+  const left = [...pids].filter(running);
+  const errors = service.events.filter((e) => e.event === "error");
+  const exited = service.events.filter((e) => e.event === "stopped" && e.successor !== undefined);
+  const badExits = service.events.filter(
+    (e) =>
+      e.event === "worker_exit" && (!e.expected || e.signal !== undefined || e.exit_code !== 0),
+  );
+  latencies.sort((a, b) => a - b);
+  const perWorker = [...stats.byWorker.values()];
+  const kernel = Object.fromEntries(
+    Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]),
+  );
+  return {
+    mode: "upgrade",
+    tcp_migrate_req: Number(args.migrate),
+    restarts,
+    workers: [...new Set(workerCounts)].join("/"),
+    tcp: stats.tcp,
+    http: stats.http,
+    udp: stats.udp,
+    failures: failureCount(stats),
+    restart_latency_ms: {
+      p50: round(percentile(latencies, 50)),
+      p99: round(percentile(latencies, 99)),
+      max: round(latencies.at(-1) ?? 0),
+    },
+    spread: {
+      by_worker: Object.fromEntries([...stats.byWorker.entries()].sort((a, b) => a[0] - b[0])),
+      max_over_min: perWorker.length
+        ? Math.round((Math.max(...perWorker) / Math.max(1, Math.min(...perWorker))) * 1000) / 1000
+        : 0,
+    },
+    generations_seen: stats.byGeneration.size,
+    kernel,
+    // The last supervisor is not this script's child: its exit code is not ours to read.
+    exit_code: left.length === 0 ? 0 : null,
+    supervisors_exited_after_handover: exited.length,
+    workers_exited_badly: badExits,
+    stderr: service.stderr.split("\n").filter((l) => /warning|error/.test(l)).slice(0, 20),
+    rounds,
+    processes_left: left,
+    stopped: stopped ?? null,
+    error_events: errors,
+    first_errors: stats.errors,
+  };
+}
+
 function round(x) {
   return Math.round(x * 10) / 10;
 }
@@ -316,6 +491,10 @@ function report(results) {
       `  spread (tcp conns per worker index) ${JSON.stringify(r.spread.by_worker)} max/min=${r.spread.max_over_min}`,
     );
     console.log(`  kernel counters   ${JSON.stringify(r.kernel)}`);
+    if (r.mode === "upgrade")
+      console.log(
+        `  supervisors       ${r.supervisors_exited_after_handover} exited 0 after handing over; left running: ${r.processes_left.length}`,
+      );
     if (r.error_events.length) console.log(`  error events      ${JSON.stringify(r.error_events)}`);
     if (r.first_errors.length)
       console.log(`  first errors      ${r.first_errors.slice(0, 5).join(" | ")}`);
