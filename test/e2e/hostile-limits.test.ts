@@ -300,7 +300,12 @@ describe.each(ZIG_VERSIONS)("zig %s: hostile clients, limits", (version) => {
         console.log(`zig ${version}: after 150 resets, fresh clients answered in ${times.join("/")} ms`);
         const { total } = await stopAndCheck(program, ready);
         console.log(`zig ${version}: reset counters: ${describeCounters(total)}`);
-        expect(total.connections).toBeGreaterThanOrEqual(150 + 3 * FRESH_ROUNDS);
+        // The HTTP listener defers accepting: a client that resets before sending anything
+        // never reaches a worker (the kernel drops its pending handshake).
+        const silentHttp = Array.from({ length: 150 }, (_, i) => i).filter(
+          (i) => listeners[i % 3] === "web" && Math.floor(i / 3) % 3 === 0,
+        ).length;
+        expect(total.connections).toBeGreaterThanOrEqual(150 - silentHttp + 3 * FRESH_ROUNDS);
       },
     );
   });
