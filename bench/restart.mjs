@@ -283,34 +283,13 @@ async function runInside() {
   const [code] = await current.exited;
   const stopped = current.events.find((e) => e.event === "stopped");
   const errors = current.events.filter((e) => e.event === "error");
-  latencies.sort((a, b) => a - b);
-  const perWorker = [...stats.byWorker.values()];
-  const kernel = Object.fromEntries(
-    Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]),
-  );
   return {
     mode: args.mode,
     handover: standalone ? args.handover : null,
     tcp_migrate_req: Number(args.migrate),
     restarts,
     workers: standalone ? 1 : Number(args.workers),
-    tcp: stats.tcp,
-    http: stats.http,
-    udp: stats.udp,
-    failures: failureCount(stats),
-    restart_latency_ms: {
-      p50: round(percentile(latencies, 50)),
-      p99: round(percentile(latencies, 99)),
-      max: round(latencies.at(-1) ?? 0),
-    },
-    spread: {
-      by_worker: Object.fromEntries([...stats.byWorker.entries()].sort((a, b) => a[0] - b[0])),
-      max_over_min: perWorker.length
-        ? Math.round((Math.max(...perWorker) / Math.max(1, Math.min(...perWorker))) * 1000) / 1000
-        : 0,
-    },
-    generations_seen: stats.byGeneration.size,
-    kernel,
+    ...summarize(stats, latencies, before, after),
     exit_code: code,
     stopped: stopped ?? null,
     error_events: errors,
@@ -420,16 +399,36 @@ async function runUpgrades() {
     (e) =>
       e.event === "worker_exit" && (!e.expected || e.signal !== undefined || e.exit_code !== 0),
   );
+  return {
+    mode: "upgrade",
+    tcp_migrate_req: Number(args.migrate),
+    restarts,
+    workers: [...new Set(workerCounts)].join("/"),
+    ...summarize(stats, latencies, before, after),
+    // The last supervisor is not this script's child: its exit code is not ours to read.
+    exit_code: left.length === 0 ? 0 : null,
+    supervisors_exited_after_handover: exited.length,
+    workers_exited_badly: badExits,
+    stderr: service.stderr.split("\n").filter((l) => /warning|error/.test(l)).slice(0, 20),
+    rounds,
+    processes_left: left,
+    stopped: stopped ?? null,
+    error_events: errors,
+    first_errors: stats.errors,
+  };
+}
+
+/**
+ * What both kinds of run report: what the clients saw, restart times, spread, and the change
+ * of the kernel's counters from `before` to `after` (nstat).
+ */
+function summarize(stats, latencies, before, after) {
   latencies.sort((a, b) => a - b);
   const perWorker = [...stats.byWorker.values()];
   const kernel = Object.fromEntries(
     Object.keys(after).map((k) => [k, after[k] - (before[k] ?? 0)]),
   );
   return {
-    mode: "upgrade",
-    tcp_migrate_req: Number(args.migrate),
-    restarts,
-    workers: [...new Set(workerCounts)].join("/"),
     tcp: stats.tcp,
     http: stats.http,
     udp: stats.udp,
@@ -447,16 +446,6 @@ async function runUpgrades() {
     },
     generations_seen: stats.byGeneration.size,
     kernel,
-    // The last supervisor is not this script's child: its exit code is not ours to read.
-    exit_code: left.length === 0 ? 0 : null,
-    supervisors_exited_after_handover: exited.length,
-    workers_exited_badly: badExits,
-    stderr: service.stderr.split("\n").filter((l) => /warning|error/.test(l)).slice(0, 20),
-    rounds,
-    processes_left: left,
-    stopped: stopped ?? null,
-    error_events: errors,
-    first_errors: stats.errors,
   };
 }
 

@@ -7,13 +7,11 @@
  * refuses to serve, saying which part differs, while the serving generation goes on.
  */
 import { spawnSync } from "node:child_process";
-import { chmod, copyFile, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
-import { generate, PACKAGE_ROOT } from "../../src/index.js";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseWhoami, tcpExchange } from "./support/net.js";
-import { oncePerRun } from "./support/once.js";
 import {
   portOf,
   READY_TIMEOUT_MS,
@@ -23,8 +21,12 @@ import {
   type ReadyEvent,
   type ServiceEvent,
 } from "./support/program.js";
-import { ANY_LOOPBACK_PORT, binaryOf, SUPERVISED_SPEC } from "./support/supervised.js";
-import { provisionZig, runZigIn, ZIG_VERSIONS } from "./support/zig.js";
+import {
+  ANY_LOOPBACK_PORT,
+  binaryOf,
+  OTHER_SUPERVISOR_FINGERPRINT,
+} from "./support/supervised.js";
+import { ZIG_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -47,31 +49,6 @@ function fingerprintOf(binary: string): { spec: string; supervisor: string } {
   const match = /^spec=([0-9a-f]{16}) supervisor=([0-9a-f]{16})\n$/.exec(run.stdout);
   if (match === null) throw new Error(`not an identity line: ${JSON.stringify(run.stdout)}`);
   return { spec: match[1]!, supervisor: match[2]! };
-}
-
-/**
- * The supervised spec built by a supervisor other than this generator's: the generated
- * `supervisor_fingerprint` is changed before the build, which is what a binary from another
- * generator version or with changed supervisor sources carries.
- */
-async function otherSupervisorBinary(version: string): Promise<string> {
-  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, "own-other-supervisor");
-  const built = await oncePerRun(dir, async () => {
-    const spec = SUPERVISED_SPEC;
-    await generate({ specFile: "supervised.json", spec, outDir: dir, cwd: PACKAGE_ROOT });
-    const config = path.join(dir, "src", "config.zig");
-    const text = await readFile(config, "utf8");
-    const changed = text.replace(
-      /supervisor_fingerprint = "[0-9a-f]{16}"/,
-      'supervisor_fingerprint = "0123456789abcdef"',
-    );
-    await writeFile(config, changed);
-    const zig = await provisionZig(version);
-    const result = await runZigIn(zig, ["build"], dir, version);
-    return { ok: result.ok && changed !== text, output: result.output };
-  });
-  if (!built.ok) throw new Error(`other-supervisor build failed:\n${built.output}`);
-  return path.join(dir, "zig-out", "bin", SUPERVISED_SPEC.name);
 }
 
 describe.each(ZIG_VERSIONS)("zig %s", (version) => {
@@ -113,7 +90,8 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
     "a worker from a binary with another supervisor refuses to serve, and generation 1 goes on",
     { timeout: SETUP_TIMEOUT_MS },
     async () => {
-      const foreign = await otherSupervisorBinary(version);
+      // The supervised spec built with a supervisor fingerprint no generator produces.
+      const foreign = await binaryOf("supervised-other-supervisor", version);
       expect(fingerprintOf(foreign).spec).toBe(fingerprintOf(binary).spec);
       const dir = await mkdtemp(path.join(scratch, "other-supervisor-"));
       const copy = path.join(dir, "supervised");
@@ -131,7 +109,7 @@ describe.each(ZIG_VERSIONS)("zig %s", (version) => {
       const error = await program.waitForEvent<ErrorEvent>("error", READY_TIMEOUT_MS);
       expect(error).toMatchObject({ generation: 2, serving_generation: 1 });
       expect(error.message).toMatch(/the binary on disk has another supervisor/);
-      expect(error.message).toMatch(/-0123456789abcdef/);
+      expect(error.message).toContain(`-${OTHER_SUPERVISOR_FINGERPRINT}`);
       for (let i = 0; i < 10; i++) {
         const text = await tcpExchange(HOST, portOf(ready, "who"), { timeoutMs: 5_000 });
         expect(parseWhoami(text.toString()).gen).toBe(1);

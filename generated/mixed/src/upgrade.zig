@@ -34,6 +34,7 @@ const config = @import("config.zig");
 const sys = @import("sys.zig");
 const listener = @import("listener.zig");
 const steering = @import("steering.zig");
+const activation = @import("activation.zig");
 const log = @import("log.zig");
 const linux = std.os.linux;
 
@@ -351,7 +352,7 @@ fn becomeSuccessor(
     var listen_fds: [32:0]u8 = undefined;
     env[at + 1] = formatZ(&listen_fds, "LISTEN_FDS={d}", .{n});
     var watchdog_pid: [32:0]u8 = undefined;
-    if (lookup(options.envp, "WATCHDOG_USEC") != null) {
+    if (activation.lookup(options.envp, "WATCHDOG_USEC") != null) {
         env[at + 2] = formatZ(&watchdog_pid, "WATCHDOG_PID={d}", .{pid});
     }
     // The signal mask stays blocked across exec, as for workers: a signal that arrives
@@ -364,17 +365,6 @@ fn formatZ(buf: [:0]u8, comptime format: []const u8, args: anytype) [*:0]const u
     const text = compat.bufPrint(buf, format, args) catch unreachable;
     buf[text.len] = 0;
     return buf[0..text.len :0].ptr;
-}
-
-fn lookup(envp: [*:null]const ?[*:0]const u8, name: []const u8) ?[]const u8 {
-    var i: usize = 0;
-    while (envp[i]) |entry| : (i += 1) {
-        const text = std.mem.span(entry);
-        if (text.len > name.len and text[name.len] == '=' and std.mem.startsWith(u8, text, name)) {
-            return text[name.len + 1 ..];
-        }
-    }
-    return null;
 }
 
 /// After the new supervisor said ready: the sockets it did not keep, of listeners it still
@@ -490,10 +480,10 @@ pub const Handover = struct {
 
     /// The hand-over meant for this process: the variable comes with LISTEN_PID naming it.
     pub fn fromEnv(envp: [*:null]const ?[*:0]const u8, pid: linux.pid_t) ?Handover {
-        const owner_text = lookup(envp, "LISTEN_PID") orelse return null;
+        const owner_text = activation.lookup(envp, "LISTEN_PID") orelse return null;
         const owner = std.fmt.parseInt(linux.pid_t, owner_text, 10) catch return null;
         if (owner != pid) return null;
-        return parse(lookup(envp, variable) orelse return null);
+        return parse(activation.lookup(envp, variable) orelse return null);
     }
 
     fn parse(text: []const u8) ?Handover {

@@ -122,10 +122,18 @@ pub fn receive(fd: sys.Fd, text_buf: []u8, fds_buf: *[max_fds]sys.Fd) ReceiveErr
     return .{ .text = text_buf[0..rc], .fds = fds_buf[0..count] };
 }
 
-test "descriptors sent arrive with their text, close-on-exec" {
+/// Two connected Unix datagram sockets, for the tests.
+fn datagramPair() ![2]sys.Fd {
     var pair: [2]i32 = undefined;
     const kind = linux.SOCK.DGRAM | linux.SOCK.CLOEXEC;
-    try std.testing.expect(compat.errno(linux.socketpair(linux.AF.UNIX, kind, 0, &pair)) == .SUCCESS);
+    if (compat.errno(linux.socketpair(linux.AF.UNIX, kind, 0, &pair)) != .SUCCESS) {
+        return error.SocketPairFailed;
+    }
+    return pair;
+}
+
+test "descriptors sent arrive with their text, close-on-exec" {
+    const pair = try datagramPair();
     defer sys.close(pair[0]);
     defer sys.close(pair[1]);
     const sent = [_]sys.Fd{ pair[0], pair[1] };
@@ -143,9 +151,7 @@ test "descriptors sent arrive with their text, close-on-exec" {
 }
 
 test "a message whose text does not fit is refused, its descriptors closed" {
-    var pair: [2]i32 = undefined;
-    const kind = linux.SOCK.DGRAM | linux.SOCK.CLOEXEC;
-    try std.testing.expect(compat.errno(linux.socketpair(linux.AF.UNIX, kind, 0, &pair)) == .SUCCESS);
+    const pair = try datagramPair();
     defer sys.close(pair[0]);
     defer sys.close(pair[1]);
     const sent = [_]sys.Fd{pair[1]};
