@@ -6,6 +6,11 @@
 //!   DELETE /notes/:id   204, or 404
 //!   GET    /export      every note's bytes, one after the other, streamed (chunked): the
 //!                       export may be far larger than the write buffer
+//!   GET    /notes/:id/changes?after=V&wait=MS
+//!                       a long poll: {"id":1,"version":3,"bytes":12} as soon as the note's
+//!                       version is not V (version 0: no such note), 204 once MS milliseconds
+//!                       (default 30000, at most 120000) have passed, at once when the
+//!                       worker stops. Other requests are served meanwhile.
 //!
 //! Notes live in the worker's `State`: per process. Each worker keeps its own notes, so a
 //! client that wants to read what it wrote talks to one worker (one keep-alive connection),
@@ -18,9 +23,16 @@ const service = @import("../handlers/app.zig").notes;
 
 const max_notes = 1024;
 const max_content_type_bytes = 128;
+/// Long polls remembered per worker; past that the oldest is forgotten, and answers when its
+/// own wait ends rather than at the change.
+const max_watchers = 4096;
+const default_wait_ms = 30_000;
+const max_wait_ms = 120_000;
 
 const Note = struct {
     id: u64,
+    /// The worker's change count when the note was last stored.
+    version: u64,
     text: []u8,
     content_type_buf: [max_content_type_bytes]u8,
     content_type_len: u8,
@@ -35,11 +47,21 @@ pub const State = struct {
     allocator: std.mem.Allocator,
     notes: []?Note,
     count: usize = 0,
+    /// Stores and deletes so far: every change gets the next version.
+    changes: u64 = 0,
+    /// Held long polls (a ring: the oldest is overwritten when it is full).
+    watchers: []?Watcher,
+    next_watcher: usize = 0,
+
+    const Watcher = struct { id: u64, waiter: http.Waiter };
 
     pub fn init(allocator: std.mem.Allocator) !State {
         const notes = try allocator.alloc(?Note, max_notes);
+        errdefer allocator.free(notes);
         @memset(notes, null);
-        return .{ .allocator = allocator, .notes = notes };
+        const watchers = try allocator.alloc(?Watcher, max_watchers);
+        @memset(watchers, null);
+        return .{ .allocator = allocator, .notes = notes, .watchers = watchers };
     }
 
     pub fn deinit(self: *State, allocator: std.mem.Allocator) void {
@@ -47,6 +69,24 @@ pub const State = struct {
             if (slot.*) |note| allocator.free(note.text);
         }
         allocator.free(self.notes);
+        allocator.free(self.watchers);
+    }
+
+    fn watch(self: *State, id: u64, waiter: http.Waiter) void {
+        self.watchers[self.next_watcher] = .{ .id = id, .waiter = waiter };
+        self.next_watcher = (self.next_watcher + 1) % self.watchers.len;
+    }
+
+    /// Note `id` changed: its long polls run again (and answer) on the loop's next turn.
+    /// Watchers whose requests were answered meanwhile are stale; waking them does nothing.
+    fn changed(self: *State, id: u64) void {
+        self.changes += 1;
+        for (self.watchers) |*slot| {
+            const w = slot.* orelse continue;
+            if (w.id != id) continue;
+            http.wake(w.waiter);
+            slot.* = null;
+        }
     }
 
     fn find(self: *State, id: u64) ?*Note {
@@ -64,12 +104,12 @@ pub const State = struct {
     }
 };
 
-pub const Error = error{ InvalidId, NotFound, TooManyNotes, InvalidContentType };
+pub const Error = error{ InvalidId, InvalidQuery, NotFound, TooManyNotes, InvalidContentType };
 
 /// Statuses for this module's errors; anything else stays a 500.
 pub fn errorStatus(err: anyerror) u16 {
     return switch (err) {
-        error.InvalidId, error.InvalidContentType => 400,
+        error.InvalidId, error.InvalidQuery, error.InvalidContentType => 400,
         error.NotFound => 404,
         error.TooManyNotes => 507,
         else => 500,
@@ -79,6 +119,11 @@ pub fn errorStatus(err: anyerror) u16 {
 fn idOf(req: *const http.Request) Error!u64 {
     const text = req.param("id") orelse return error.InvalidId;
     return std.fmt.parseInt(u64, text, 10) catch error.InvalidId;
+}
+
+fn queryNumber(req: *const http.Request, name: []const u8, default: u64) Error!u64 {
+    const text = req.queryParam(name) orelse return default;
+    return std.fmt.parseInt(u64, text, 10) catch error.InvalidQuery;
 }
 
 pub fn listNotes(state: *State, req: *http.Request, res: *http.Response) !void {
@@ -109,6 +154,7 @@ pub fn putNote(state: *State, req: *http.Request, res: *http.Response) !void {
     errdefer state.allocator.free(text);
     var note: Note = .{
         .id = id,
+        .version = state.changes + 1,
         .text = text,
         .content_type_buf = undefined,
         .content_type_len = @intCast(content_type.len),
@@ -124,6 +170,7 @@ pub fn putNote(state: *State, req: *http.Request, res: *http.Response) !void {
         state.count += 1;
         res.status = 201;
     }
+    state.changed(id);
     try res.header("Content-Type", "application/json");
     try res.print("{{\"id\":{d},\"bytes\":{d}}}\n", .{ id, req.body.len });
 }
@@ -136,10 +183,32 @@ pub fn deleteNote(state: *State, req: *http.Request, res: *http.Response) !void 
         state.allocator.free(note.text);
         slot.* = null;
         state.count -= 1;
+        state.changed(id);
         res.status = 204;
         return;
     }
     return error.NotFound;
+}
+
+pub fn watchNote(state: *State, req: *http.Request, res: *http.Response) !void {
+    const id = try idOf(req);
+    const after = try queryNumber(req, "after", 0);
+    const wait_ms = @min(try queryNumber(req, "wait", default_wait_ms), max_wait_ms);
+    const note = state.find(id);
+    const version = if (note) |n| n.version else 0;
+    if (version != after) {
+        try res.header("Content-Type", "application/json");
+        const bytes = if (note) |n| n.text.len else 0;
+        const format = "{{\"id\":{d},\"version\":{d},\"bytes\":{d}}}\n";
+        try res.print(format, .{ id, version, bytes });
+        return;
+    }
+    if (req.waited_ms >= wait_ms or req.draining) {
+        res.status = 204;
+        return;
+    }
+    // Held until the note changes (`changed` wakes it) or the rest of the wait has passed.
+    state.watch(id, res.later(@intCast(wait_ms - req.waited_ms)));
 }
 
 pub fn exportNotes(state: *State, req: *http.Request, res: *http.Response) !void {
@@ -210,6 +279,36 @@ test "an export larger than the write buffer is streamed in chunks" {
     try std.testing.expectEqual(@as(u16, 200), got.status);
     try std.testing.expectEqualStrings("chunked", got.header("Transfer-Encoding").?);
     try std.testing.expectEqual(@as(usize, 3 * note.len), got.body.len);
+}
+
+test "a long poll answers at the change, or with 204 once its wait has passed" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    // No note 3 yet (version 0): the poll is held until note 3 changes.
+    var held = try service.testHold(&state, "GET /notes/3/changes?wait=5000 HTTP/1.1\r\n" ++
+        "Host: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u32, 5000), held.delay_ms);
+    try std.testing.expect(!held.woken());
+    const put = try service.testRequest(&state, "PUT /notes/3 HTTP/1.1\r\nHost: t\r\n" ++
+        "Content-Length: 2\r\n\r\nhi");
+    try std.testing.expectEqual(@as(u16, 201), put.status);
+    try std.testing.expect(held.woken());
+    const changed = try held.run(&state);
+    try std.testing.expectEqual(@as(u16, 200), changed.status);
+    try std.testing.expectEqualStrings("{\"id\":3,\"version\":1,\"bytes\":2}\n", changed.body);
+    // Nothing changes after version 1: the route holds the poll for the rest of its wait.
+    var quiet = try service.testHold(&state, "GET /notes/3/changes?after=1&wait=100 " ++
+        "HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u32, 100), quiet.delay_ms);
+    const timed_out = try quiet.expire(&state);
+    try std.testing.expectEqual(@as(u16, 204), timed_out.status);
+    // testRequest lets the test clock run through every hold.
+    const polled = try service.testRequest(&state, "GET /notes/3/changes?after=1&wait=250 " ++
+        "HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 204), polled.status);
+    const bad = try service.testRequest(&state, "GET /notes/3/changes?wait=x HTTP/1.1\r\n" ++
+        "Host: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 400), bad.status);
 }
 
 test "the router answers 404, 405 with Allow, and HEAD from GET" {

@@ -207,6 +207,7 @@ pub const Worker = struct {
             }
             self.conns.expire(now);
             handlers.tickApps(now);
+            self.conns.applyWakes(now);
             self.resumeListenersIfRoom(now);
             const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});
@@ -298,7 +299,7 @@ pub const Worker = struct {
         if (self.stop != null) return;
         self.stop = reason;
         self.drain = drain_mod.Drain.begin(now_ms, self.options.limits.drain_timeout_ms);
-        self.conns.draining = true;
+        self.conns.beginDrain(now_ms);
         self.closeListeners(now_ms);
         handlers.drainApps();
     }

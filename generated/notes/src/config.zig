@@ -69,11 +69,11 @@ pub const watchdog_ms: u32 = 2000;
 pub const max_body_bytes: u64 = 65536;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "e93f5d2cd8b189b5";
+pub const spec_fingerprint = "4ab65a1fe3ecb310";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "e7a114948a0f7efe";
+pub const supervisor_fingerprint = "99d74cef805e111a";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -86,6 +86,8 @@ const Connection = struct {
     read_paused: bool = false,
     /// Its application timer fired while output was pending: it runs once that is sent.
     timer_due: bool = false,
+    /// The client shut its side of the connection while more of its input waited unread.
+    half_closed: bool = false,
     /// What the connection is registered in epoll for.
     events: u32 = 0,
     phase: api.Phase = .idle,
@@ -231,6 +233,8 @@ pub const Connections = struct {
             .generation = self.identity.generation,
             .draining = self.draining,
             .fd = self.slots[slot].fd,
+            .slot = slot,
+            .connection_generation = self.slots[slot].generation,
         };
     }
 
@@ -257,12 +261,28 @@ pub const Connections = struct {
             return;
         }
         if (c.read_paused) {
-            // Watched for nothing: only a broken connection reports, and it will not heal.
-            if (events & (linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) self.close(token.index);
+            // Not read: only a broken connection reports, and it will not heal.
+            if (events & (linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) return self.close(token.index);
+            if (events & linux.EPOLL.RDHUP != 0) self.onPeerShutdown(token.index);
             return;
         }
         const readable = linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR | linux.EPOLL.RDHUP;
         if (events & readable != 0) self.readAndHandle(token.index, now_ms);
+    }
+
+    /// The client of a request its handler holds shut its side: it has gone (a long poll
+    /// given up), and its slot is freed now rather than when the handler's timer fires. A
+    /// client that half-closes after pipelining more requests loses their answers, as with
+    /// nginx, which checks such clients the same way; only while bytes are still unread in
+    /// the kernel, before the end of its stream, is it kept (and no longer watched).
+    fn onPeerShutdown(self: *Connections, slot: u32) void {
+        const c = &self.slots[slot];
+        if (sys.pendingInput(c.fd) == 0) {
+            self.stats.abandoned += 1;
+            return self.close(slot);
+        }
+        c.half_closed = true;
+        self.watch(slot, false);
     }
 
     fn readAndHandle(self: *Connections, slot: u32, now_ms: u64) void {
@@ -300,28 +320,34 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         const ctx = self.context(slot);
         var out: api.Output = .{ .buf = self.outBuf(slot) };
-        const input = self.inBuf(slot)[0..c.in_len];
-        const progress = handlers.onData(&ctx, &c.state, input, &out);
-        if (progress.consumed > 0) {
-            const rest = input[progress.consumed..];
-            compat.copyLeft(self.inBuf(slot)[0..rest.len], rest);
-            c.in_len = @intCast(rest.len);
-        }
+        const progress = handlers.onData(&ctx, &c.state, self.inBuf(slot)[0..c.in_len], &out);
+        self.consume(slot, progress.consumed);
         c.more_input = (progress.consumed > 0 and c.in_len > 0) or progress.want_writable;
         self.afterHandler(slot, progress, out.len, now_ms);
     }
 
-    /// Runs the handler's timer callback; its output waits in the out buffer.
+    /// Runs the handler's timer callback; its output waits in the out buffer. The buffered
+    /// input is offered too: a request that waited for its timer is still there, unanswered.
     fn handleTimer(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
         assert(c.out_start == c.out_end);
         const ctx = self.context(slot);
         var out: api.Output = .{ .buf = self.outBuf(slot) };
-        const progress = handlers.onTimer(&ctx, &c.state, &out);
-        assert(progress.consumed == 0);
+        const progress = handlers.onTimer(&ctx, &c.state, self.inBuf(slot)[0..c.in_len], &out);
+        self.consume(slot, progress.consumed);
         const more_input = c.more_input;
         self.afterHandler(slot, progress, out.len, now_ms);
         c.more_input = c.more_input or more_input or progress.want_writable;
+    }
+
+    /// Drops the input a handler used up; the rest moves to the front of the buffer.
+    fn consume(self: *Connections, slot: u32, consumed: usize) void {
+        const c = &self.slots[slot];
+        assert(consumed <= c.in_len);
+        if (consumed == 0) return;
+        const rest = self.inBuf(slot)[consumed..c.in_len];
+        compat.copyLeft(self.inBuf(slot)[0..rest.len], rest);
+        c.in_len = @intCast(rest.len);
     }
 
     fn afterHandler(
@@ -400,6 +426,11 @@ pub const Connections = struct {
     /// The deadline of what the connection waits for now.
     fn armPhase(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
+        if (c.phase == .waiting) {
+            // The handler's timer is the deadline of a request it holds (it is armed: see
+            // `assertInvariants`); neither idle nor the client's fault.
+            return self.deadlines.disarm(slot);
+        }
         if (c.read_paused) {
             // Not idle: the client waits for us (and may not be evicted). The module must
             // resume or write within the write timeout, counted from the pause.
@@ -413,6 +444,7 @@ pub const Connections = struct {
                 self.deadlines.arm(slot, .header, now_ms);
             },
             .body => self.deadlines.arm(slot, .body, now_ms),
+            .waiting => unreachable,
         }
     }
 
@@ -460,11 +492,12 @@ pub const Connections = struct {
     fn watch(self: *Connections, slot: u32, out: bool) void {
         const c = &self.slots[slot];
         if (c.fd == closed) return;
-        // A paused connection waiting for input is watched for nothing (errors still report).
+        // A paused connection waiting for input is watched for nothing (errors still report),
+        // except the shutdown of a client whose request its handler holds.
         const events: u32 = if (out)
             linux.EPOLL.OUT
         else if (c.read_paused)
-            0
+            if (c.phase == .waiting and !c.half_closed) linux.EPOLL.RDHUP else 0
         else
             linux.EPOLL.IN | linux.EPOLL.RDHUP;
         if (c.registered and c.events == events) return;
@@ -593,6 +626,32 @@ pub const Connections = struct {
         self.serve(slot, now_ms);
     }
 
+    /// The worker stops: handlers learn it (`Context.draining`), and requests that wait for
+    /// their handler's timer are run at once, so that they can be answered now rather than
+    /// hold the drain up (a long poll ends early; its client asks the next process).
+    pub fn beginDrain(self: *Connections, now_ms: u64) void {
+        self.draining = true;
+        for (self.slots, 0..) |c, i| {
+            if (c.fd == closed or c.phase != .waiting) continue;
+            self.timers.arm(@intCast(i), c.generation, now_ms);
+        }
+    }
+
+    /// Runs, on the loop's next turn, the waiting requests their handlers woke (an HTTP
+    /// module's `http.wake`) since the last call. A waiter whose connection closed, or no
+    /// longer waits, is ignored.
+    pub fn applyWakes(self: *Connections, now_ms: u64) void {
+        // Bounded: each woken waiter is taken off the handlers' queue once.
+        var budget: usize = self.slots.len + 1;
+        while (budget > 0) : (budget -= 1) {
+            const w = handlers.takeWake() orelse return;
+            if (w.slot >= self.slots.len) continue;
+            const c = &self.slots[w.slot];
+            if (c.fd == closed or c.generation != w.generation or c.phase != .waiting) continue;
+            self.timers.arm(w.slot, c.generation, now_ms);
+        }
+    }
+
     /// Closes the connections of listeners with a request notion that have nothing in
     /// flight and no unread input in the kernel: a drain's idle sweep. A connection whose
     /// next request already arrived is left to be served (with `Connection: close`).
@@ -622,7 +681,10 @@ pub const Connections = struct {
             assert(c.out_start <= c.out_end and c.out_end <= config.write_buffer_bytes);
             assert(!c.lingering or self.deadlines.kindOf(@intCast(i)) == .linger);
             assert(!c.watching_out or self.deadlines.kindOf(@intCast(i)) == .write);
-            assert(self.deadlines.kindOf(@intCast(i)) != null);
+            // A request its handler holds has the handler's timer for a deadline.
+            const held = c.phase == .waiting and !c.watching_out and !c.lingering;
+            assert(!held or (self.timers.isArmed(@intCast(i)) and c.read_paused));
+            assert(held or self.deadlines.kindOf(@intCast(i)) != null);
         }
         assert(open_slots + self.free_len == self.slots.len);
         assert(self.timers.isConsistent());

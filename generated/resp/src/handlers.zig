@@ -101,10 +101,21 @@ pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void 
     }
 }
 
-/// A connection's application timer fired (only application modules arm one).
-pub fn onTimer(ctx: *const api.Context, state: *State, out: *api.Output) api.Progress {
-    if (ctx.listener.handler == .app) return app.onTimer(ctx, &state.app, out);
+/// A connection's application timer fired (only application modules arm one). `input` is
+/// the connection's unconsumed input: an HTTP request that waited for the timer is there.
+pub fn onTimer(
+    ctx: *const api.Context,
+    state: *State,
+    input: []u8,
+    out: *api.Output,
+) api.Progress {
+    if (ctx.listener.handler == .app) return app.onTimer(ctx, &state.app, input, out);
     return .{ .consumed = 0 };
+}
+
+/// The next waiting request an application module woke (see `Connections.applyWakes`).
+pub fn takeWake() ?api.Waiter {
+    return null;
 }
 
 /// The connection is closing: an application module may forget it.

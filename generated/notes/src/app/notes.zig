@@ -69,6 +69,13 @@ pub fn deleteNote(state: *State, req: *http.Request, res: *http.Response) !void 
     try res.print("deleteNote: {s}\n", .{req.path});
 }
 
+/// GET /notes/:id/changes
+pub fn watchNote(state: *State, req: *http.Request, res: *http.Response) !void {
+    state.requests += 1;
+    try res.header("Content-Type", "text/plain; charset=utf-8");
+    try res.print("watchNote: {s}\n", .{req.path});
+}
+
 /// GET /export
 pub fn exportNotes(state: *State, req: *http.Request, res: *http.Response) !void {
     state.requests += 1;
@@ -104,6 +111,14 @@ test "deleteNote answers DELETE /notes/:id" {
     var state = try State.init(std.testing.allocator);
     defer state.deinit(std.testing.allocator);
     const res = try service.testRequest(&state, "DELETE /notes/1 HTTP/1.1\r\n" ++
+        "Host: test\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), res.status);
+}
+
+test "watchNote answers GET /notes/:id/changes" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const res = try service.testRequest(&state, "GET /notes/1/changes HTTP/1.1\r\n" ++
         "Host: test\r\n\r\n");
     try std.testing.expectEqual(@as(u16, 200), res.status);
 }

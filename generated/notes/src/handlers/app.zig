@@ -17,6 +17,7 @@ pub const notes = http.Module(@import("../app/notes.zig"), "src/app/notes.zig", 
     .{ .name = "getNote", .method = .GET, .path = "/notes/:id" },
     .{ .name = "putNote", .method = .PUT, .path = "/notes/:id" },
     .{ .name = "deleteNote", .method = .DELETE, .path = "/notes/:id" },
+    .{ .name = "watchNote", .method = .GET, .path = "/notes/:id/changes" },
     .{ .name = "exportNotes", .method = .GET, .path = "/export" },
 }, 65536, 0);
 
@@ -92,12 +93,18 @@ pub fn onTimeout(ctx: *const api.Context, out: *api.Output) void {
     if (hasRequests(ctx.listener_index)) http.onTimeout(out);
 }
 
-/// A connection's timer fired (stream modules arm them).
-pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
-    _ = ctx;
-    _ = conn;
-    _ = out;
-    return .{ .consumed = 0 };
+/// A connection's timer fired: a stream module's `io.setTimer`, or an HTTP route's
+/// `res.later` (its request is still in `input`).
+pub fn onTimer(
+    ctx: *const api.Context,
+    conn: *Connection,
+    input: []u8,
+    out: *api.Output,
+) api.Progress {
+    return switch (ctx.listener_index) {
+        0 => notes.onTimer(ctx, &conn.notes, input, out),
+        else => .{ .consumed = 0 },
+    };
 }
 
 pub fn onClose(ctx: *const api.Context, conn: *Connection) void {

@@ -23,6 +23,13 @@
 //!   request. When it runs out the route gets `error.OutOfMemory` and the client a 503.
 //!
 //! Per worker means per process: each worker process has its own module `State`.
+//!
+//! A route may also answer later (a long poll, a request that waits for something of this
+//! worker): `res.later(ms)` holds the request, and the worker runs the route again once `ms`
+//! have passed or another callback called `http.wake` with the route's waiter, whichever
+//! comes first. The held request stays in its connection's read buffer (nothing is copied or
+//! allocated), the connection is not read meanwhile, and the route's delay is its only
+//! deadline.
 const std = @import("std");
 const config = @import("../config.zig");
 const sys = @import("../sys.zig");
@@ -53,6 +60,9 @@ pub const header_bytes = 4096;
 
 pub const Param = struct { name: []const u8, value: []const u8 };
 
+/// A request held by `res.later`, for `wake`.
+pub const Waiter = api.Waiter;
+
 /// The client's address and port.
 pub const Peer = app_peer.Peer;
 
@@ -70,9 +80,16 @@ pub const Request = struct {
     /// The path's `:param` and `*rest` captures, in path order.
     params: []const Param,
     fields: []const parser.Field,
-    /// Scratch memory for this request only: reset once its response is written.
+    /// Scratch memory for this call only: reset once it returns.
     arena: std.mem.Allocator,
     fd: sys.Fd,
+    /// How often the route held this request before this call (`res.later`): 0 on its first.
+    waits: u32 = 0,
+    /// Milliseconds since the route first held it (0 on its first call).
+    waited_ms: u64 = 0,
+    /// The worker is stopping: answer now rather than hold the request (a held request is
+    /// run at once when the drain begins; this connection closes after its answer).
+    draining: bool = false,
 
     /// The capture called `name` (`getNote` on `/notes/:id` has `req.param("id")`).
     pub fn param(self: *const Request, name: []const u8) ?[]const u8 {
@@ -120,6 +137,22 @@ pub const Response = struct {
     header_len: usize = 0,
     /// Set by `stream`: the rest of the body comes from a continuation.
     continuation: ?Continuation = null,
+    /// Set by `later`: no answer now, run the route again after this many milliseconds.
+    later_ms: ?u32 = null,
+    /// This request's name for `wake`.
+    waiter: Waiter = .{ .slot = 0, .generation = 0 },
+
+    /// Answers later: the route is run again with the same request (`req.waits` counts the
+    /// calls) after `ms` milliseconds, or sooner when a callback passes the returned waiter
+    /// to `http.wake`. Whatever the route wrote to this response is dropped; an error it
+    /// returns still answers at once. The route decides every time, so it also decides how
+    /// long a request may wait in all (`req.waited_ms`). Keep the waiter (in `State`) to
+    /// wake it: a waiter whose connection has closed, or whose request was answered, is
+    /// ignored by `wake`, so a stale one is harmless.
+    pub fn later(self: *Response, ms: u32) Waiter {
+        self.later_ms = ms;
+        return self.waiter;
+    }
 
     /// Sends a body larger than the write buffer. What `write` put in the body goes first;
     /// then `next` is called each time the connection's output has room, with `cursor` (yours:
@@ -198,6 +231,63 @@ pub const BodyWriter = struct {
         return self.buf.len - self.len;
     }
 };
+
+/// The requests woken by `wake`, until the worker's loop takes them (`takeWake`): at most one
+/// entry per connection slot, so it never overflows. Reserved at the first module's `init`,
+/// as zeroed virtual memory (backed only where touched).
+const WakeQueue = struct {
+    entries: []Waiter = &.{},
+    /// Per slot: the generation of its queued wake; 0 for none (generations start at 1).
+    queued: []u32 = &.{},
+    head: usize = 0,
+    len: usize = 0,
+};
+
+var wakes: WakeQueue = .{};
+
+fn reserveWakes() !void {
+    if (wakes.entries.len > 0) return;
+    const n: usize = config.max_connections;
+    const entries = try compat.mapMemory(n * @sizeOf(Waiter));
+    errdefer _ = std.os.linux.munmap(entries.ptr, entries.len);
+    const queued = try compat.mapMemory(n * @sizeOf(u32));
+    wakes = .{
+        .entries = @as([*]Waiter, @ptrCast(@alignCast(entries.ptr)))[0..n],
+        .queued = @as([*]u32, @ptrCast(@alignCast(queued.ptr)))[0..n],
+    };
+}
+
+/// Runs the request `waiter` names again on the worker loop's next turn (before the delay
+/// its route gave `res.later`). Callable from any callback of any module of this worker: a
+/// route, `tick`, a stream frame. A waiter that no longer waits is ignored; waking one
+/// twice before it runs runs it once.
+pub fn wake(waiter: Waiter) void {
+    if (waiter.slot >= wakes.queued.len) return;
+    if (waiter.generation == 0 or wakes.queued[waiter.slot] == waiter.generation) return;
+    // Full only when stale waiters of a reused slot wait beside its current one: the
+    // current one is then answered by its own delay.
+    if (wakes.len == wakes.entries.len) return;
+    wakes.queued[waiter.slot] = waiter.generation;
+    wakes.entries[(wakes.head + wakes.len) % wakes.entries.len] = waiter;
+    wakes.len += 1;
+}
+
+/// The next woken waiter, for the worker's loop.
+pub fn takeWake() ?Waiter {
+    if (wakes.len == 0) return null;
+    const w = wakes.entries[wakes.head];
+    wakes.head = (wakes.head + 1) % wakes.entries.len;
+    wakes.len -= 1;
+    wakes.queued[w.slot] = 0;
+    return w;
+}
+
+/// The clock of held requests; tests move their own (see `testRequest`).
+var test_clock_us: ?u64 = null;
+
+fn nowUs() u64 {
+    return test_clock_us orelse sys.monotonicUs();
+}
 
 /// What the optional `access` hook of a module learns after each routed request.
 pub const Access = struct {
@@ -459,6 +549,14 @@ pub const Connection = struct {
     max_body_bytes: u64,
     /// The module's body buffer this request's body is gathered in; null: the read buffer.
     body_buffer: ?u16 = null,
+    /// The current request is held by its route (`res.later`).
+    held: ?Held = null,
+
+    const Held = struct {
+        /// When the route first held it (µs, monotonic).
+        since_us: u64,
+        waits: u32,
+    };
 
     const Streaming = struct {
         continuation: Continuation,
@@ -543,6 +641,7 @@ pub fn Module(
 
         pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
             if (initialized) return;
+            try reserveWakes();
             try reservePool();
             errdefer releasePool();
             state = try State.init(allocator);
@@ -651,6 +750,8 @@ pub fn Module(
             input: []u8,
             out: *api.Output,
         ) api.Progress {
+            // A held request waits for its timer or its wake (reading is paused meanwhile).
+            if (conn.held != null) return .{ .consumed = 0, .phase = .waiting };
             var progress: api.Progress = .{ .consumed = 0 };
             if (conn.streaming != null) {
                 switch (continueStream(s, conn, out)) {
@@ -714,13 +815,17 @@ pub fn Module(
                     },
                     .end => {
                         conn.parsed += step.consumed;
-                        const keep = respond(s, ctx, conn, input[start..], out);
-                        releaseBody(conn);
+                        const keep = switch (respond(s, ctx, conn, input[start..], out)) {
+                            .later => |ms| {
+                                // Its bytes stay (not consumed) until the route answers.
+                                holdRequest(&progress, ms);
+                                break;
+                            },
+                            .sent => |keep| keep,
+                        };
                         progress.requests += 1;
                         start += conn.parsed;
-                        conn.parsed = 0;
-                        conn.head = null;
-                        conn.parser.limits.body_bytes = conn.max_body_bytes;
+                        endRequest(conn);
                         if (conn.streaming != null) {
                             // The body goes on once this output is sent; requests wait.
                             progress.want_writable = true;
@@ -741,7 +846,7 @@ pub fn Module(
             }
             progress.consumed = start;
             conn.rebase(start);
-            if (start == 0 and conn.head != null and !progress.close and
+            if (start == 0 and conn.head != null and conn.held == null and !progress.close and
                 input.len == config.read_buffer_bytes)
             {
                 // A body that fills the buffer and still is not whole: make room by moving
@@ -765,7 +870,9 @@ pub fn Module(
                 }
                 progress.consumed = framing_bytes;
             }
-            progress.phase = if (conn.head != null)
+            progress.phase = if (conn.held != null)
+                .waiting
+            else if (conn.head != null)
                 .body
             else if (input.len > start)
                 .head
@@ -774,17 +881,87 @@ pub fn Module(
             return progress;
         }
 
-        /// Routes one complete request (its bytes start `request`) and writes the answer;
-        /// whether the connection may carry another request.
+        /// The current request is held: no more input until its route answers, and the
+        /// route's delay is its deadline.
+        fn holdRequest(progress: *api.Progress, ms: u32) void {
+            progress.timer = .{ .after_ms = ms };
+            progress.reading = .pause;
+            progress.phase = .waiting;
+        }
+
+        /// Forgets the request just answered; the parser starts on the next one.
+        fn endRequest(conn: *Connection) void {
+            releaseBody(conn);
+            conn.parsed = 0;
+            conn.head = null;
+            conn.held = null;
+            conn.parser.limits.body_bytes = conn.max_body_bytes;
+        }
+
+        /// A connection's timer fired: its held request (the first bytes of `input`) goes
+        /// to its route again.
+        pub fn onTimer(
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            return runHeld(&state, ctx, conn, input, out);
+        }
+
+        /// Runs a held request's route again, with an explicit state (the worker's or a
+        /// test's): it answers, or holds the request once more.
+        pub fn runHeld(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            var progress: api.Progress = .{ .consumed = 0, .phase = .waiting };
+            // Only a held request arms this module's timer; closing cancels it.
+            assert(conn.held != null and conn.head != null);
+            const keep = switch (respond(s, ctx, conn, input, out)) {
+                .later => |ms| {
+                    holdRequest(&progress, ms);
+                    return progress;
+                },
+                .sent => |keep| keep,
+            };
+            progress.requests = 1;
+            progress.consumed = conn.parsed;
+            endRequest(conn);
+            // Requests that arrived behind it are parsed once the connection reads again.
+            progress.reading = .unpause;
+            progress.phase = .idle;
+            if (conn.streaming != null) {
+                progress.want_writable = true;
+            } else if (!keep) {
+                progress.close = true;
+            }
+            return progress;
+        }
+
+        const Answer = union(enum) {
+            /// Written; whether the connection may carry another request.
+            sent: bool,
+            /// Held by the route for this many milliseconds (nothing written).
+            later: u32,
+        };
+
+        /// Routes one complete request (its bytes start `request`) and writes the answer,
+        /// unless the route holds the request.
         fn respond(
             s: *State,
             ctx: *const api.Context,
             conn: *Connection,
             request: []u8,
             out: *api.Output,
-        ) bool {
+        ) Answer {
             const head = conn.head.?;
-            const started_us = if (@hasDecl(M, "access")) sys.monotonicUs() else 0;
+            const timed = @hasDecl(M, "access") or conn.held != null;
+            const now_us = if (timed) nowUs() else 0;
+            const started_us = if (conn.held) |h| h.since_us else now_us;
             var framing: Framing = .{
                 .keep_alive = head.persistent() and !ctx.draining,
                 .http_1_0 = head.version == .http_1_0,
@@ -803,8 +980,15 @@ pub fn Module(
                 .fields = head.fields,
                 .arena = fba.allocator(),
                 .fd = ctx.fd,
+                .waits = if (conn.held) |h| h.waits else 0,
+                .waited_ms = (now_us - started_us) / std.time.us_per_ms,
+                .draining = ctx.draining,
             };
-            var res: Response = .{ .body_buf = &body_buf, .header_buf = &header_buf };
+            var res: Response = .{
+                .body_buf = &body_buf,
+                .header_buf = &header_buf,
+                .waiter = .{ .slot = ctx.slot, .generation = ctx.connection_generation },
+            };
             const method = methodOf(head.method);
             var allowed: [all_methods.len]bool = @splat(false);
             var route_name: []const u8 = "";
@@ -826,6 +1010,14 @@ pub fn Module(
                                 .header_buf = &header_buf,
                             };
                         };
+                        if (res.later_ms) |ms| {
+                            const held = conn.held orelse Connection.Held{
+                                .since_us = if (timed) now_us else nowUs(),
+                                .waits = 0,
+                            };
+                            conn.held = .{ .since_us = held.since_us, .waits = held.waits + 1 };
+                            return .{ .later = ms };
+                        }
                     }
                     params.len = 0;
                 }
@@ -867,11 +1059,11 @@ pub fn Module(
                     .path = target.path,
                     .status = res.status,
                     .body_bytes = if (framing.head_only) 0 else res.body_len,
-                    .duration_us = sys.monotonicUs() - started_us,
+                    .duration_us = nowUs() - started_us,
                     .route = route_name,
                 });
             }
-            return framing.keep_alive;
+            return .{ .sent = framing.keep_alive };
         }
 
         var allow_buf: [64]u8 = undefined;
@@ -942,53 +1134,180 @@ pub fn Module(
         }
 
         /// Runs one request through the module without a socket: `bytes` is what a client
-        /// sends, the answer is parsed back. For tests (`zig build test`).
+        /// sends, the answer is parsed back. For tests (`zig build test`). A request its
+        /// route holds (`res.later`) runs again as its timer would, on a test clock that
+        /// jumps by each delay, until answered; `testHold` tests wakes.
         pub fn testRequest(s: *State, bytes: []const u8) !TestResponse {
             const Buffers = struct {
                 var input: [config.read_buffer_bytes]u8 = undefined;
                 var output: [config.write_buffer_bytes]u8 = undefined;
-                /// The whole response, streamed parts included.
-                var response: [test_response_bytes]u8 = undefined;
             };
             try reservePool();
             var conn = initConnection(config.max_body_bytes);
             defer releaseBody(&conn);
             var out: api.Output = .{ .buf = &Buffers.output };
-            const ctx = testContext();
-            // As the worker reads: the read buffer takes what fits, the module uses what it
-            // can, the rest moves to the front (so bodies larger than the buffer work too).
+            const ctx = testContext(0);
+            const fed = try feed(s, &ctx, &conn, bytes, &Buffers.input, &out);
+            var progress = fed.progress;
+            var holds: usize = 0;
+            while (conn.held != null) : (holds += 1) {
+                if (holds == max_test_holds) return error.NeverAnswered;
+                test_clock_us.? += @as(u64, delayOf(progress)) * std.time.us_per_ms;
+                progress = runHeld(s, &ctx, &conn, Buffers.input[0..fed.in_len], &out);
+            }
+            return collect(s, &ctx, &conn, progress, &out);
+        }
+
+        /// Sends `bytes` as the worker reads: the read buffer takes what fits, the module
+        /// uses what it can, the rest moves to the front (so bodies larger than the buffer
+        /// work too). Ends with the first answer, a close or a held request.
+        fn feed(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            bytes: []const u8,
+            input: []u8,
+            out: *api.Output,
+        ) !struct { progress: api.Progress, in_len: usize } {
+            if (test_clock_us == null) test_clock_us = sys.monotonicUs();
             var in_len: usize = 0;
             var fed: usize = 0;
             var progress: api.Progress = .{ .consumed = 0 };
             var rounds: usize = 0;
             while (rounds <= bytes.len) : (rounds += 1) {
-                const take = @min(Buffers.input.len - in_len, bytes.len - fed);
-                @memcpy(Buffers.input[in_len..][0..take], bytes[fed..][0..take]);
+                const take = @min(input.len - in_len, bytes.len - fed);
+                @memcpy(input[in_len..][0..take], bytes[fed..][0..take]);
                 in_len += take;
                 fed += take;
-                progress = serve(s, &ctx, &conn, Buffers.input[0..in_len], &out);
-                if (progress.requests > 0 or progress.close) break;
-                const rest = Buffers.input[progress.consumed..in_len];
-                compat.copyLeft(Buffers.input[0..rest.len], rest);
+                progress = serve(s, ctx, conn, input[0..in_len], out);
+                if (progress.requests > 0 or progress.close or conn.held != null) break;
+                const rest = input[progress.consumed..in_len];
+                compat.copyLeft(input[0..rest.len], rest);
                 in_len = rest.len;
                 if (fed == bytes.len and progress.consumed == 0) break;
             }
-            if (progress.requests == 0 and !progress.close) return error.IncompleteRequest;
+            if (progress.requests == 0 and !progress.close and conn.held == null) {
+                return error.IncompleteRequest;
+            }
+            return .{ .progress = progress, .in_len = in_len };
+        }
+
+        /// The whole answer in `out`, streamed parts included, as a client would read it.
+        fn collect(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            first: api.Progress,
+            out: *api.Output,
+        ) !TestResponse {
+            const Collected = struct {
+                var response: [test_response_bytes]u8 = undefined;
+            };
+            var progress = first;
             var len: usize = 0;
             // A streamed body comes in one call per output buffer, as the worker would make.
             var calls: usize = 0;
             while (calls < test_response_bytes) : (calls += 1) {
-                if (out.len > Buffers.response.len - len) return error.ResponseTooLarge;
-                @memcpy(Buffers.response[len..][0..out.len], out.buf[0..out.len]);
+                if (out.len > Collected.response.len - len) return error.ResponseTooLarge;
+                @memcpy(Collected.response[len..][0..out.len], out.buf[0..out.len]);
                 len += out.len;
                 if (conn.streaming == null or progress.close) break;
                 out.len = 0;
-                progress = serve(s, &ctx, &conn, Buffers.input[0..0], &out);
+                progress = serve(s, ctx, conn, out.buf[0..0], out);
             }
-            return TestResponse.parse(Buffers.response[0..len]);
+            return TestResponse.parse(Collected.response[0..len]);
         }
+
+        fn delayOf(progress: api.Progress) u32 {
+            return switch (progress.timer) {
+                .after_ms => |ms| ms,
+                .keep, .cancel => unreachable,
+            };
+        }
+
+        /// Starts a request that its route holds (`res.later`), for a test to wake or to
+        /// let time out; `error.NotHeld` when the route answered at once. One at a time:
+        /// the held request keeps its bytes in buffers of this helper until it is answered.
+        pub fn testHold(s: *State, bytes: []const u8) !TestHeld {
+            const Buffers = struct {
+                var input: [config.read_buffer_bytes]u8 = undefined;
+                var output: [config.write_buffer_bytes]u8 = undefined;
+            };
+            try reservePool();
+            try reserveWakes();
+            test_generation +%= 1;
+            if (test_generation == 0) test_generation = 1;
+            var held: TestHeld = .{
+                .conn = initConnection(config.max_body_bytes),
+                .ctx = testContext(test_generation),
+                .input = &Buffers.input,
+                .out = .{ .buf = &Buffers.output },
+            };
+            const fed = try feed(s, &held.ctx, &held.conn, bytes, held.input, &held.out);
+            if (held.conn.held == null) {
+                releaseBody(&held.conn);
+                return error.NotHeld;
+            }
+            held.in_len = fed.in_len;
+            held.delay_ms = delayOf(fed.progress);
+            return held;
+        }
+
+        /// A request held by its route, in a test (see `testHold`).
+        pub const TestHeld = struct {
+            conn: Connection,
+            ctx: api.Context,
+            input: []u8,
+            in_len: usize = 0,
+            out: api.Output,
+            /// The delay the route gave `res.later` last.
+            delay_ms: u32 = 0,
+
+            /// Whether `http.wake` was called for this request since it was held (or last
+            /// run). Takes every queued wake, as the worker's loop would.
+            pub fn woken(self: *const TestHeld) bool {
+                var found = false;
+                var budget: usize = wakes.entries.len;
+                while (budget > 0) : (budget -= 1) {
+                    const w = takeWake() orelse break;
+                    if (w.slot == self.ctx.slot and w.generation == self.ctx.connection_generation) {
+                        found = true;
+                    }
+                }
+                return found;
+            }
+
+            /// Runs the route again as the worker does after a wake: no time passes.
+            /// `error.StillHeld` when the route holds the request once more.
+            pub fn run(self: *TestHeld, s: *State) !TestResponse {
+                return self.again(s, 0);
+            }
+
+            /// Runs the route again as the worker does once the delay has passed.
+            pub fn expire(self: *TestHeld, s: *State) !TestResponse {
+                return self.again(s, self.delay_ms);
+            }
+
+            fn again(self: *TestHeld, s: *State, elapsed_ms: u32) !TestResponse {
+                if (self.conn.held == null) return error.NotHeld;
+                test_clock_us.? += @as(u64, elapsed_ms) * std.time.us_per_ms;
+                const input = self.input[0..self.in_len];
+                const progress = runHeld(s, &self.ctx, &self.conn, input, &self.out);
+                if (self.conn.held != null) {
+                    self.delay_ms = delayOf(progress);
+                    return error.StillHeld;
+                }
+                defer releaseBody(&self.conn);
+                return collect(s, &self.ctx, &self.conn, progress, &self.out);
+            }
+        };
     };
 }
+
+/// How often `testRequest` lets a route hold its request before giving up.
+pub const max_test_holds = 100_000;
+
+var test_generation: u32 = 0;
 
 /// The largest response `testRequest` collects.
 pub const test_response_bytes = 4 << 20;
@@ -1019,7 +1338,9 @@ pub fn onTimeout(out: *api.Output) void {
     appendStatus(out, 408, "", .{ .keep_alive = false, .http_1_0 = false, .head_only = false });
 }
 
-fn testContext() api.Context {
+/// A connection of no worker; `connection_generation` 0 makes its waiter one that no wake
+/// reaches.
+fn testContext(connection_generation: u32) api.Context {
     return .{
         .listener = &config.listeners[0],
         .listener_index = 0,
@@ -1028,6 +1349,8 @@ fn testContext() api.Context {
         .generation = 1,
         .draining = false,
         .fd = -1,
+        .slot = 0,
+        .connection_generation = connection_generation,
     };
 }
 

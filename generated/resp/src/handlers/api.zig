@@ -18,6 +18,17 @@ pub const Context = struct {
     /// The connection's socket, for the one question a handler may ask the kernel about it
     /// (the peer's address, asked only when an application module wants it); -1 for none.
     fd: i32 = -1,
+    /// The connection's slot in its worker's table and the slot's generation when it was
+    /// opened: together they name this connection, and no later one (see `Waiter`).
+    slot: u32 = 0,
+    connection_generation: u32 = 0,
+};
+
+/// Names one connection of this worker for a later call (an HTTP route's `res.later`):
+/// a connection closed since, and its slot's next connection, do not answer to it.
+pub const Waiter = struct {
+    slot: u32,
+    generation: u32,
 };
 
 /// The bytes a handler wants sent. It is empty whenever a handler is called, and holds
@@ -48,6 +59,9 @@ pub const Phase = enum {
     head,
     /// A request body is being read: each byte must follow the last within the body timeout.
     body,
+    /// A request waits for its handler (an HTTP route's `res.later`): the handler's timer is
+    /// its only deadline, its input is not read, and it is never evicted as idle.
+    waiting,
 };
 
 /// What a handler asks of its connection's application timer (stream modules arm one).

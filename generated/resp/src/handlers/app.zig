@@ -92,8 +92,15 @@ pub fn onTimeout(ctx: *const api.Context, out: *api.Output) void {
     if (hasRequests(ctx.listener_index)) http.onTimeout(out);
 }
 
-/// A connection's timer fired (stream modules arm them).
-pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+/// A connection's timer fired: a stream module's `io.setTimer`, or an HTTP route's
+/// `res.later` (its request is still in `input`).
+pub fn onTimer(
+    ctx: *const api.Context,
+    conn: *Connection,
+    input: []u8,
+    out: *api.Output,
+) api.Progress {
+    _ = input;
     return switch (ctx.listener_index) {
         0 => resp.onTimer(ctx, &conn.resp, out),
         else => .{ .consumed = 0 },
