@@ -99,6 +99,9 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
   let program: Program;
   /** The 413 answers this suite saw, to compare with the worker's counters at the end. */
   let refused413 = 0;
+  /** Long polls whose clients leave before the answer (counted `abandoned`). */
+  const abandonedPolls = 3;
+  let port: number;
   const expect413 = (status: number) => {
     expect(status).toBe(413);
     refused413 += 1;
@@ -111,7 +114,8 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     const started = await startReady(binary, args);
     program = started.program;
     const ready = started.ready;
-    base = `http://127.0.0.1:${portOf(ready, "api")}`;
+    port = portOf(ready, "api");
+    base = `http://127.0.0.1:${port}`;
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-notes-"));
   }, SETUP_TIMEOUT_MS);
 
@@ -181,7 +185,6 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
   });
 
   it("takes 64 KiB in small chunks whose framing overflows the buffer", { timeout }, async () => {
-    const port = Number(new URL(base).port);
     const body = randomBytes(65536);
     // 16-byte chunks: 90 KB on the wire for an 80 KiB read buffer.
     const request = chunkedPut("/notes/5", body, 16);
@@ -198,7 +201,6 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
   });
 
   it("limits the body to what fits beside its head: 413 past it", { timeout }, async () => {
-    const port = Number(new URL(base).port);
     // A 20 KB header leaves 60 KiB of the 80 KiB read buffer: a 64 KiB body no longer fits.
     const pad = `X-Pad: ${"p".repeat(20_000)}\r\n`;
     const body = randomBytes(65536);
@@ -254,14 +256,96 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     expect(lines).toEqual(["200 1", "200 0", "200 0", "200 0", "200 0"]);
   });
 
-  it("counts every 413 it answered in the rejected counters of stopped", { timeout }, async () => {
+  it("answers a long poll at the change, serving other requests meanwhile", { timeout }, async () => {
+    let polled = false;
+    const poll = curl([`${base}/notes/40/changes?wait=4000`]).finally(() => {
+      polled = true;
+    });
+    await sleepMs(300);
+    // The poll is held by its worker, which serves everyone else in the meantime.
+    const list = await curl([`${base}/notes`]);
+    expect(list.status).toBe(200);
+    expect(polled).toBe(false);
+    const put = await curl(["-X", "PUT", "--data-binary", "hi", `${base}/notes/40`]);
+    expect(put.status).toBe(201);
+    // 200 with the new version: the change woke it (its wait would end in a 204).
+    const answer = await poll;
+    expect(answer.status).toBe(200);
+    const body = JSON.parse(answer.body.toString()) as { id: number; version: number };
+    expect(body).toMatchObject({ id: 40, bytes: 2 });
+    expect(body.version).toBeGreaterThan(0);
+    // Asked again with that version, it waits out its time: 204.
+    const started = Date.now();
+    const quiet = await curl([`${base}/notes/40/changes?after=${body.version}&wait=400`]);
+    expect(quiet.status).toBe(204);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(400);
+    expect((await curl([`${base}/notes/40/changes?wait=x`])).status).toBe(400);
+  });
+
+  it("wakes every long poll of a note with one change", { timeout }, async () => {
+    const polls = Array.from({ length: 64 }, () =>
+      tcpExchange("127.0.0.1", port, {
+        send: "GET /notes/41/changes?wait=8000 HTTP/1.1\r\nHost: notes\r\nConnection: close\r\n\r\n",
+        timeoutMs: 10_000,
+      }),
+    );
+    await sleepMs(500);
+    expect((await curl(["-X", "PUT", "--data-binary", "x", `${base}/notes/41`])).status).toBe(201);
+    const replies = await Promise.all(polls);
+    for (const reply of replies) {
+      expect(statusOf(reply)).toBe(200);
+      expect(reply.toString()).toMatch(/\{"id":41,"version":\d+,"bytes":1\}\n$/);
+    }
+  });
+
+  it("answers a request pipelined behind a held one after it, in order", { timeout }, async () => {
+    const reply = await tcpExchange("127.0.0.1", port, {
+      send:
+        "GET /notes/42/changes?wait=300 HTTP/1.1\r\nHost: notes\r\n\r\n" +
+        "GET /notes HTTP/1.1\r\nHost: notes\r\nConnection: close\r\n\r\n",
+      timeoutMs: 5_000,
+    });
+    const statuses = [...reply.toString("latin1").matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => m[1]);
+    expect(statuses).toEqual(["204", "200"]);
+  });
+
+  it("frees the connection of a client that leaves its long poll", { timeout }, async () => {
+    for (let i = 0; i < abandonedPolls; i += 1) {
+      const socket = net.connect(port, "127.0.0.1");
+      await new Promise<void>((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+      });
+      socket.write("GET /notes/43/changes?wait=60000 HTTP/1.1\r\nHost: notes\r\n\r\n");
+      await sleepMs(100);
+      socket.end();
+      await new Promise((resolve) => socket.once("close", resolve));
+    }
+    // Counted as abandoned in `stopped` (checked when the service stops, below).
+  });
+
+  it("answers a held poll at once when stopping; counts 413s and abandoned polls", { timeout }, async () => {
     expect(refused413).toBe(5);
+    const started = Date.now();
+    const poll = tcpExchange("127.0.0.1", port, {
+      send: "GET /notes/44/changes?wait=20000 HTTP/1.1\r\nHost: notes\r\n\r\n",
+      timeoutMs: 15_000,
+    });
+    await sleepMs(300);
     program.signal("SIGTERM");
+    const reply = await poll;
+    expect(statusOf(reply)).toBe(204);
+    expect(reply.toString("latin1")).toMatch(/\r\nConnection: close\r\n/);
+    expect(Date.now() - started).toBeLessThan(10_000);
     expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
     const stopped = await program.waitForEvent<StoppedEvent>("stopped", 1_000);
-    const workers = stopped.workers as unknown as { rejected: Record<string, number> }[];
+    const workers = stopped.workers as unknown as {
+      rejected: Record<string, number>;
+      abandoned: number;
+    }[];
     const counted = workers.reduce((n, w) => n + (w.rejected["413"] ?? 0), 0);
     expect(counted).toBe(refused413);
+    expect(workers.reduce((n, w) => n + w.abandoned, 0)).toBe(abandonedPolls);
   });
 });
 

@@ -18,6 +18,12 @@
 //! was created the spec said maxBodyBytes 65536, readBufferBytes
 //! 81920, bodyBuffers 0.
 //!
+//! A body larger than the write buffer: `res.stream(State, next, cursor, length)`. An answer
+//! that must wait (a long poll): `const waiter = res.later(ms);` holds the request, and the
+//! route runs again with it after `ms`, or sooner once any callback calls `http.wake(waiter)`
+//! (`req.waits`, `req.waited_ms` and `req.draining` help it decide); `service.testHold` tests
+//! that.
+//!
 //! A per-worker timer: declare `pub const tick_ms: u32 = 1000;` and
 //! `pub fn tick(state: *State, now_ms: u64) void`.
 const std = @import("std");

@@ -147,8 +147,9 @@ pub const Response = struct {
     /// to `http.wake`. Whatever the route wrote to this response is dropped; an error it
     /// returns still answers at once. The route decides every time, so it also decides how
     /// long a request may wait in all (`req.waited_ms`). Keep the waiter (in `State`) to
-    /// wake it: a waiter whose connection has closed, or whose request was answered, is
-    /// ignored by `wake`, so a stale one is harmless.
+    /// wake it. A waiter names the connection: once it has closed, or holds no request,
+    /// `wake` ignores it; should it hold a newer request, that one's route runs early and
+    /// decides again. A stale waiter is harmless.
     pub fn later(self: *Response, ms: u32) Waiter {
         self.later_ms = ms;
         return self.waiter;
@@ -870,15 +871,15 @@ pub fn Module(
                 }
                 progress.consumed = framing_bytes;
             }
-            progress.phase = if (conn.held != null)
-                .waiting
-            else if (conn.head != null)
-                .body
-            else if (input.len > start)
-                .head
-            else
-                .idle;
+            progress.phase = phaseOf(conn, input.len > start);
             return progress;
+        }
+
+        /// What the connection waits for; `unparsed`: bytes of a next request are buffered.
+        fn phaseOf(conn: *const Connection, unparsed: bool) api.Phase {
+            if (conn.held != null) return .waiting;
+            if (conn.head != null) return .body;
+            return if (unparsed) .head else .idle;
         }
 
         /// The current request is held: no more input until its route answers, and the
@@ -918,9 +919,12 @@ pub fn Module(
             input: []u8,
             out: *api.Output,
         ) api.Progress {
+            // Only a held request arms this module's timer, and closing cancels it; were it
+            // ever to fire otherwise, the connection goes on as it was.
+            if (conn.held == null) {
+                return .{ .consumed = 0, .phase = phaseOf(conn, input.len > 0) };
+            }
             var progress: api.Progress = .{ .consumed = 0, .phase = .waiting };
-            // Only a held request arms this module's timer; closing cancels it.
-            assert(conn.held != null and conn.head != null);
             const keep = switch (respond(s, ctx, conn, input, out)) {
                 .later => |ms| {
                     holdRequest(&progress, ms);
@@ -1467,4 +1471,20 @@ test "a body in a body buffer leaves only the head to keep in the read buffer" {
     try std.testing.expectEqual(@as(usize, 8), dropped);
     try std.testing.expectEqualStrings("HEADxy", input[dropped..]);
     try std.testing.expectEqual(@as(usize, 4), conn.parsed);
+}
+
+test "a waiter is queued once until the worker takes it; no wake reaches generation 0" {
+    try reserveWakes();
+    while (takeWake()) |_| {}
+    wake(.{ .slot = 3, .generation = 7 });
+    wake(.{ .slot = 3, .generation = 7 });
+    wake(.{ .slot = 4, .generation = 0 });
+    wake(.{ .slot = config.max_connections, .generation = 1 });
+    const first = takeWake().?;
+    try std.testing.expectEqual(@as(u32, 3), first.slot);
+    try std.testing.expectEqual(@as(u32, 7), first.generation);
+    try std.testing.expectEqual(@as(?Waiter, null), takeWake());
+    // Taken, it may be woken again (a request held once more).
+    wake(.{ .slot = 3, .generation = 7 });
+    try std.testing.expectEqual(@as(u32, 7), takeWake().?.generation);
 }
