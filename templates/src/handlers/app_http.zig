@@ -1,7 +1,9 @@
 //! HTTP application modules: the request and response a route function is given, and
 //! `Module`, which turns a user's module and the spec's route table into a handler: it
 //! parses with `http/parser.zig` (the same strict rules, 408/413/431/… and `Date` as the
-//! built-in `http` handler), routes at compile time, and writes the answer.
+//! built-in `http` handler), routes at compile time (`http/router.zig`), and writes the
+//! answer. Held requests are woken through `app_wake.zig`; the test helpers that run a
+//! module from bytes are in `app_http_testing.zig`.
 //!
 //! Memory, all reserved before the first request, none allocated per request:
 //! - A request body reaches its route whole, in the connection's read buffer (per
@@ -37,30 +39,27 @@ const app_peer = @import("app_peer.zig");
 const api = @import("api.zig");
 const app_timer = @import("app_timer.zig");
 const parser = @import("../http/parser.zig");
+const router = @import("../http/router.zig");
 const builtin_http = @import("http.zig");
+const app_wake = @import("app_wake.zig");
+const app_http_testing = @import("app_http_testing.zig");
 const assert = std.debug.assert;
 
-pub const Method = enum { GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS };
-/// Every method, in `Method` order (spelled out: `@typeInfo`'s shape differs across releases).
-const all_methods = [_]Method{ .GET, .HEAD, .POST, .PUT, .DELETE, .PATCH, .OPTIONS };
-
-/// One line of the spec's route table: the module function `name` answers `method` on
-/// requests whose path matches `path` (literal segments, `:param`, a last `*rest`).
-pub const Route = struct {
-    name: []const u8,
-    method: Method,
-    path: []const u8,
-};
-
-/// The most parameters a route path can capture (each `:param` and `*rest`).
-pub const max_params = 16;
 /// Room for the headers a route adds (`res.header`), per worker.
 pub const header_bytes = 4096;
 
-pub const Param = struct { name: []const u8, value: []const u8 };
+pub const Method = router.Method;
+pub const Route = router.Route;
+pub const Param = router.Param;
+/// The most parameters a route path can capture (each `:param` and `*rest`).
+pub const max_params = router.max_params;
 
 /// A request held by `res.later`, for `wake`.
-pub const Waiter = api.Waiter;
+pub const Waiter = app_wake.Waiter;
+/// Runs a held request's route again on the worker loop's next turn (see `app_wake.zig`).
+pub const wake = app_wake.wake;
+pub const takeWake = app_wake.take;
+pub const TestResponse = app_http_testing.TestResponse;
 
 /// The client's address and port.
 pub const Peer = app_peer.Peer;
@@ -232,61 +231,9 @@ pub const BodyWriter = struct {
     }
 };
 
-/// The requests woken by `wake`, until the worker's loop takes them (`takeWake`): at most one
-/// entry per connection slot, so it never overflows. Reserved at the first module's `init`,
-/// as zeroed virtual memory (backed only where touched).
-const WakeQueue = struct {
-    entries: []Waiter = &.{},
-    /// Per slot: the generation of its queued wake; 0 for none (generations start at 1).
-    queued: []u32 = &.{},
-    head: usize = 0,
-    len: usize = 0,
-};
-
-var wakes: WakeQueue = .{};
-
-fn reserveWakes() !void {
-    if (wakes.entries.len > 0) return;
-    const n: usize = config.max_connections;
-    const entries = try compat.mapMemory(n * @sizeOf(Waiter));
-    errdefer _ = std.os.linux.munmap(entries.ptr, entries.len);
-    const queued = try compat.mapMemory(n * @sizeOf(u32));
-    wakes = .{
-        .entries = @as([*]Waiter, @ptrCast(@alignCast(entries.ptr)))[0..n],
-        .queued = @as([*]u32, @ptrCast(@alignCast(queued.ptr)))[0..n],
-    };
-}
-
-/// Runs the request `waiter` names again on the worker loop's next turn (before the delay
-/// its route gave `res.later`). Callable from any callback of any module of this worker: a
-/// route, `tick`, a stream frame. A waiter that no longer waits is ignored; waking one
-/// twice before it runs runs it once.
-pub fn wake(waiter: Waiter) void {
-    if (waiter.slot >= wakes.queued.len) return;
-    if (waiter.generation == 0 or wakes.queued[waiter.slot] == waiter.generation) return;
-    // Full only when stale waiters of a reused slot wait beside its current one: the
-    // current one is then answered by its own delay.
-    if (wakes.len == wakes.entries.len) return;
-    wakes.queued[waiter.slot] = waiter.generation;
-    wakes.entries[(wakes.head + wakes.len) % wakes.entries.len] = waiter;
-    wakes.len += 1;
-}
-
-/// The next woken waiter, for the worker's loop.
-pub fn takeWake() ?Waiter {
-    if (wakes.len == 0) return null;
-    const w = wakes.entries[wakes.head];
-    wakes.head = (wakes.head + 1) % wakes.entries.len;
-    wakes.len -= 1;
-    wakes.queued[w.slot] = 0;
-    return w;
-}
-
-/// The clock of held requests; tests move their own (see `testRequest`).
-var test_clock_us: ?u64 = null;
-
+/// The clock of held requests and of `access` durations (the test helpers keep their own).
 fn nowUs() u64 {
-    return test_clock_us orelse sys.monotonicUs();
+    return app_http_testing.clock_us orelse sys.monotonicUs();
 }
 
 /// What the optional `access` hook of a module learns after each routed request.
@@ -307,77 +254,6 @@ fn isTokenChar(c: u8) bool {
         '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~' => true,
         else => false,
     };
-}
-
-/// Matches `path` against a route pattern; captures go to `params`.
-fn matchPath(comptime pattern: []const u8, path: []const u8, params: *Params) bool {
-    comptime assert(pattern.len > 0 and pattern[0] == '/');
-    if (comptime std.mem.eql(u8, pattern, "/")) return std.mem.eql(u8, path, "/");
-    const mark = params.len;
-    var rest = path;
-    comptime var segments = std.mem.splitScalar(u8, pattern[1..], '/');
-    inline while (comptime segments.next()) |segment| {
-        if (rest.len == 0 or rest[0] != '/') return params.undo(mark);
-        rest = rest[1..];
-        if (comptime segment[0] == '*') {
-            params.add(segment[1..], rest);
-            return true;
-        }
-        const end = compat.findScalar(u8, rest, '/') orelse rest.len;
-        if (comptime segment[0] == ':') {
-            if (end == 0) return params.undo(mark);
-            params.add(segment[1..], rest[0..end]);
-        } else if (!std.mem.eql(u8, rest[0..end], segment)) {
-            return params.undo(mark);
-        }
-        rest = rest[end..];
-    }
-    if (rest.len != 0) return params.undo(mark);
-    return true;
-}
-
-const Params = struct {
-    items: [max_params]Param = undefined,
-    len: usize = 0,
-
-    fn add(self: *Params, name: []const u8, value: []const u8) void {
-        assert(self.len < max_params);
-        self.items[self.len] = .{ .name = name, .value = value };
-        self.len += 1;
-    }
-
-    fn undo(self: *Params, mark: usize) bool {
-        self.len = mark;
-        return false;
-    }
-};
-
-fn methodIndex(method: Method) usize {
-    for (all_methods, 0..) |m, i| {
-        if (m == method) return i;
-    }
-    unreachable;
-}
-
-fn methodOf(text: []const u8) ?Method {
-    inline for (all_methods) |m| {
-        if (std.mem.eql(u8, text, @tagName(m))) return m;
-    }
-    return null;
-}
-
-/// The path of a request target: origin form `/a?b`, or absolute form `http://h/a?b`.
-fn splitTarget(target: []const u8) struct { path: []const u8, query: []const u8 } {
-    var t = target;
-    if (t.len > 0 and t[0] != '/') {
-        // Absolute form: skip the scheme and authority (RFC 9112 §3.2.2).
-        const scheme_end = compat.find(u8, t, "://") orelse return .{ .path = "", .query = "" };
-        const after = t[scheme_end + 3 ..];
-        const slash = compat.findScalar(u8, after, '/') orelse after.len;
-        t = if (slash == after.len) "/" else after[slash..];
-    }
-    const q = compat.findScalar(u8, t, '?') orelse return .{ .path = t, .query = "" };
-    return .{ .path = t[0..q], .query = t[q + 1 ..] };
 }
 
 fn reason(status: u16) []const u8 {
@@ -502,7 +378,7 @@ fn appendStatus(out: *api.Output, status: u16, allow: []const u8, framing: Frami
     }
 }
 
-const continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+pub const continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Answers with an error status and closes (after a lingering close, see connections.zig).
 fn refuse(out: *api.Output, progress: *api.Progress, status: u16) void {
@@ -641,7 +517,7 @@ pub fn Module(
 
         pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
             if (initialized) return;
-            try reserveWakes();
+            try app_wake.reserve();
             try reservePool();
             errdefer releasePool();
             state = try State.init(allocator);
@@ -657,7 +533,8 @@ pub fn Module(
             initialized = false;
         }
 
-        fn reservePool() !void {
+        /// Reserves the body buffers (at `init`; the test helpers too).
+        pub fn reservePool() !void {
             if (body_buffers == 0 or pool.len > 0) return;
             pool = try compat.mapMemory(@as(usize, body_buffers) * config.max_body_bytes);
             for (&pool_free, 0..) |*f, i| f.* = @intCast(body_buffers - 1 - i);
@@ -700,7 +577,7 @@ pub fn Module(
             return false;
         }
 
-        fn releaseBody(conn: *Connection) void {
+        pub fn releaseBody(conn: *Connection) void {
             if (body_buffers > 0) {
                 const index = conn.body_buffer orelse return;
                 assert(pool_free_len < body_buffers);
@@ -970,8 +847,8 @@ pub fn Module(
                 .http_1_0 = head.version == .http_1_0,
                 .head_only = std.mem.eql(u8, head.method, "HEAD"),
             };
-            const target = splitTarget(head.target);
-            var params: Params = .{};
+            const target = router.splitTarget(head.target);
+            var params: router.Params = .{};
             var fba = std.heap.FixedBufferAllocator.init(&scratch);
             var req: Request = .{
                 .method = head.method,
@@ -992,14 +869,14 @@ pub fn Module(
                 .header_buf = &header_buf,
                 .waiter = .{ .slot = ctx.slot, .generation = ctx.connection_generation },
             };
-            const method = methodOf(head.method);
-            var allowed: [all_methods.len]bool = @splat(false);
+            const method = router.methodOf(head.method);
+            var allowed: [router.all_methods.len]bool = @splat(false);
             var route_name: []const u8 = "";
             var routed = false;
             inline for (routes) |r| {
-                if (!routed and matchPath(r.path, target.path, &params)) {
-                    allowed[comptime methodIndex(r.method)] = true;
-                    if (r.method == .GET) allowed[comptime methodIndex(.HEAD)] = true;
+                if (!routed and router.matchPath(r.path, target.path, &params)) {
+                    allowed[comptime router.methodIndex(r.method)] = true;
+                    if (r.method == .GET) allowed[comptime router.methodIndex(.HEAD)] = true;
                     const wanted = method != null and (method.? == r.method or
                         (method.? == .HEAD and r.method == .GET and !hasRoute(.HEAD, r.path)));
                     if (wanted) {
@@ -1031,7 +908,7 @@ pub fn Module(
                 const status: u16 = if (any_allowed) 405 else 404;
                 res = .{ .status = status, .body_buf = &.{}, .header_buf = &header_buf };
                 if (any_allowed) {
-                    res.header("Allow", allowText(allowed, &allow_buf)) catch unreachable;
+                    res.header("Allow", router.allowText(allowed, &allow_buf)) catch unreachable;
                 }
             }
             framing.keep_alive = framing.keep_alive and !res.close;
@@ -1136,198 +1013,11 @@ pub fn Module(
             return 500;
         }
 
-        /// Runs one request through the module without a socket: `bytes` is what a client
-        /// sends, the answer is parsed back. For tests (`zig build test`). A request its
-        /// route holds (`res.later`) runs again as its timer would, on a test clock that
-        /// jumps by each delay, until answered; `testHold` tests wakes.
-        pub fn testRequest(s: *State, bytes: []const u8) !TestResponse {
-            const Buffers = struct {
-                var input: [config.read_buffer_bytes]u8 = undefined;
-                var output: [config.write_buffer_bytes]u8 = undefined;
-            };
-            try reservePool();
-            var conn = initConnection(config.max_body_bytes);
-            defer releaseBody(&conn);
-            var out: api.Output = .{ .buf = &Buffers.output };
-            const ctx = testContext(0);
-            const fed = try feed(s, &ctx, &conn, bytes, &Buffers.input, &out);
-            var progress = fed.progress;
-            var holds: usize = 0;
-            while (conn.held != null) : (holds += 1) {
-                if (holds == max_test_holds) return error.NeverAnswered;
-                test_clock_us.? += @as(u64, delayOf(progress)) * std.time.us_per_ms;
-                progress = runHeld(s, &ctx, &conn, Buffers.input[0..fed.in_len], &out);
-            }
-            return collect(s, &ctx, &conn, progress, &out);
-        }
-
-        /// Sends `bytes` as the worker reads: the read buffer takes what fits, the module
-        /// uses what it can, the rest moves to the front (so bodies larger than the buffer
-        /// work too). Ends with the first answer, a close or a held request.
-        fn feed(
-            s: *State,
-            ctx: *const api.Context,
-            conn: *Connection,
-            bytes: []const u8,
-            input: []u8,
-            out: *api.Output,
-        ) !struct { progress: api.Progress, in_len: usize } {
-            if (test_clock_us == null) test_clock_us = sys.monotonicUs();
-            var in_len: usize = 0;
-            var fed: usize = 0;
-            var progress: api.Progress = .{ .consumed = 0 };
-            var rounds: usize = 0;
-            while (rounds <= bytes.len) : (rounds += 1) {
-                const take = @min(input.len - in_len, bytes.len - fed);
-                @memcpy(input[in_len..][0..take], bytes[fed..][0..take]);
-                in_len += take;
-                fed += take;
-                progress = serve(s, ctx, conn, input[0..in_len], out);
-                if (progress.requests > 0 or progress.close or conn.held != null) break;
-                const rest = input[progress.consumed..in_len];
-                compat.copyLeft(input[0..rest.len], rest);
-                in_len = rest.len;
-                if (fed == bytes.len and progress.consumed == 0) break;
-            }
-            if (progress.requests == 0 and !progress.close and conn.held == null) {
-                return error.IncompleteRequest;
-            }
-            return .{ .progress = progress, .in_len = in_len };
-        }
-
-        /// The whole answer in `out`, streamed parts included, as a client would read it.
-        fn collect(
-            s: *State,
-            ctx: *const api.Context,
-            conn: *Connection,
-            first: api.Progress,
-            out: *api.Output,
-        ) !TestResponse {
-            const Collected = struct {
-                var response: [test_response_bytes]u8 = undefined;
-            };
-            var progress = first;
-            var len: usize = 0;
-            // A streamed body comes in one call per output buffer, as the worker would make.
-            var calls: usize = 0;
-            while (calls < test_response_bytes) : (calls += 1) {
-                if (out.len > Collected.response.len - len) return error.ResponseTooLarge;
-                @memcpy(Collected.response[len..][0..out.len], out.buf[0..out.len]);
-                len += out.len;
-                if (conn.streaming == null or progress.close) break;
-                out.len = 0;
-                progress = serve(s, ctx, conn, out.buf[0..0], out);
-            }
-            return TestResponse.parse(Collected.response[0..len]);
-        }
-
-        fn delayOf(progress: api.Progress) u32 {
-            return switch (progress.timer) {
-                .after_ms => |ms| ms,
-                .keep, .cancel => unreachable,
-            };
-        }
-
-        /// Starts a request that its route holds (`res.later`), for a test to wake or to
-        /// let time out; `error.NotHeld` when the route answered at once. One at a time:
-        /// the held request keeps its bytes in buffers of this helper until it is answered.
-        pub fn testHold(s: *State, bytes: []const u8) !TestHeld {
-            const Buffers = struct {
-                var input: [config.read_buffer_bytes]u8 = undefined;
-                var output: [config.write_buffer_bytes]u8 = undefined;
-            };
-            try reservePool();
-            try reserveWakes();
-            test_generation +%= 1;
-            if (test_generation == 0) test_generation = 1;
-            var held: TestHeld = .{
-                .conn = initConnection(config.max_body_bytes),
-                .ctx = testContext(test_generation),
-                .input = &Buffers.input,
-                .out = .{ .buf = &Buffers.output },
-            };
-            const fed = try feed(s, &held.ctx, &held.conn, bytes, held.input, &held.out);
-            if (held.conn.held == null) {
-                releaseBody(&held.conn);
-                return error.NotHeld;
-            }
-            held.in_len = fed.in_len;
-            held.delay_ms = delayOf(fed.progress);
-            return held;
-        }
-
-        /// A request held by its route, in a test (see `testHold`).
-        pub const TestHeld = struct {
-            conn: Connection,
-            ctx: api.Context,
-            input: []u8,
-            in_len: usize = 0,
-            out: api.Output,
-            /// The delay the route gave `res.later` last.
-            delay_ms: u32 = 0,
-
-            /// Whether `http.wake` was called for this request since it was held (or last
-            /// run). Takes every queued wake, as the worker's loop would.
-            pub fn woken(self: *const TestHeld) bool {
-                var found = false;
-                var budget: usize = wakes.entries.len;
-                while (budget > 0) : (budget -= 1) {
-                    const w = takeWake() orelse break;
-                    if (w.slot == self.ctx.slot and w.generation == self.ctx.connection_generation) {
-                        found = true;
-                    }
-                }
-                return found;
-            }
-
-            /// Runs the route again as the worker does after a wake: no time passes.
-            /// `error.StillHeld` when the route holds the request once more.
-            pub fn run(self: *TestHeld, s: *State) !TestResponse {
-                return self.again(s, 0);
-            }
-
-            /// Runs the route again as the worker does once the delay has passed.
-            pub fn expire(self: *TestHeld, s: *State) !TestResponse {
-                return self.again(s, self.delay_ms);
-            }
-
-            fn again(self: *TestHeld, s: *State, elapsed_ms: u32) !TestResponse {
-                if (self.conn.held == null) return error.NotHeld;
-                test_clock_us.? += @as(u64, elapsed_ms) * std.time.us_per_ms;
-                const input = self.input[0..self.in_len];
-                const progress = runHeld(s, &self.ctx, &self.conn, input, &self.out);
-                if (self.conn.held != null) {
-                    self.delay_ms = delayOf(progress);
-                    return error.StillHeld;
-                }
-                defer releaseBody(&self.conn);
-                return collect(s, &self.ctx, &self.conn, progress, &self.out);
-            }
-        };
+        const testing = app_http_testing.Helpers(@This());
+        pub const testRequest = testing.testRequest;
+        pub const testHold = testing.testHold;
+        pub const TestHeld = testing.TestHeld;
     };
-}
-
-/// How often `testRequest` lets a route hold its request before giving up.
-pub const max_test_holds = 100_000;
-
-var test_generation: u32 = 0;
-
-/// The largest response `testRequest` collects.
-pub const test_response_bytes = 4 << 20;
-
-fn allowText(allowed: anytype, buf: []u8) []const u8 {
-    var len: usize = 0;
-    for (allowed, all_methods) |a, m| {
-        if (!a) continue;
-        const name = @tagName(m);
-        if (len > 0) {
-            @memcpy(buf[len..][0..2], ", ");
-            len += 2;
-        }
-        @memcpy(buf[len..][0..name.len], name);
-        len += name.len;
-    }
-    return buf[0..len];
 }
 
 fn appendParserError(out: *api.Output, e: parser.Error) void {
@@ -1341,96 +1031,10 @@ pub fn onTimeout(out: *api.Output) void {
     appendStatus(out, 408, "", .{ .keep_alive = false, .http_1_0 = false, .head_only = false });
 }
 
-/// A connection of no worker; `connection_generation` 0 makes its waiter one that no wake
-/// reaches.
-fn testContext(connection_generation: u32) api.Context {
-    return .{
-        .listener = &config.listeners[0],
-        .listener_index = 0,
-        .worker_index = 0,
-        .pid = 1,
-        .generation = 1,
-        .draining = false,
-        .fd = -1,
-        .slot = 0,
-        .connection_generation = connection_generation,
-    };
-}
-
-/// A response as a test sees it: status, one header at a time, body.
-pub const TestResponse = struct {
-    status: u16,
-    head: []const u8,
-    body: []const u8,
-
-    fn parse(bytes: []const u8) !TestResponse {
-        var text = bytes;
-        if (std.mem.startsWith(u8, text, continue_response)) text = text[continue_response.len..];
-        const end = compat.find(u8, text, "\r\n\r\n") orelse return error.NoResponse;
-        if (text.len < 12 or !std.mem.startsWith(u8, text, "HTTP/1.1 ")) return error.NoResponse;
-        const status = std.fmt.parseInt(u16, text[9..12], 10) catch return error.NoResponse;
-        var response: TestResponse = .{
-            .status = status,
-            .head = text[0 .. end + 2],
-            .body = text[end + 4 ..],
-        };
-        const te = response.header("Transfer-Encoding") orelse return response;
-        if (!std.ascii.eqlIgnoreCase(te, "chunked")) return response;
-        // Decoded in place: each chunk moves left over the framing before it.
-        const raw: []u8 = @constCast(response.body);
-        var read: usize = 0;
-        var written: usize = 0;
-        while (read < raw.len) {
-            const line_end = compat.find(u8, raw[read..], "\r\n") orelse return error.BadChunk;
-            const size = std.fmt.parseInt(usize, raw[read..][0..line_end], 16) catch
-                return error.BadChunk;
-            read += line_end + 2;
-            if (size == 0) break;
-            if (read + size + 2 > raw.len) return error.BadChunk;
-            compat.copyLeft(raw[written..][0..size], raw[read..][0..size]);
-            written += size;
-            read += size + 2;
-        }
-        response.body = raw[0..written];
-        return response;
-    }
-
-    /// The value of the header `name` (case-insensitive), if the response has it.
-    pub fn header(self: *const TestResponse, name: []const u8) ?[]const u8 {
-        var lines = std.mem.splitSequence(u8, self.head, "\r\n");
-        _ = lines.next();
-        while (lines.next()) |line| {
-            const colon = compat.findScalar(u8, line, ':') orelse continue;
-            if (std.ascii.eqlIgnoreCase(line[0..colon], name)) {
-                return std.mem.trim(u8, line[colon + 1 ..], " ");
-            }
-        }
-        return null;
-    }
-};
-
-test "a route pattern captures params and the rest" {
-    var params: Params = .{};
-    try std.testing.expect(matchPath("/notes/:id", "/notes/42", &params));
-    try std.testing.expectEqualStrings("42", params.items[0].value);
-    params.len = 0;
-    try std.testing.expect(!matchPath("/notes/:id", "/notes/", &params));
-    try std.testing.expect(!matchPath("/notes/:id", "/notes/1/x", &params));
-    try std.testing.expectEqual(@as(usize, 0), params.len);
-    try std.testing.expect(matchPath("/files/*path", "/files/a/b.txt", &params));
-    try std.testing.expectEqualStrings("a/b.txt", params.items[0].value);
-    params.len = 0;
-    try std.testing.expect(matchPath("/", "/", &params));
-    try std.testing.expect(!matchPath("/a", "/b", &params));
-}
-
-test "a target splits into path and query, in origin and absolute form" {
-    const a = splitTarget("/notes?x=1&y");
-    try std.testing.expectEqualStrings("/notes", a.path);
-    try std.testing.expectEqualStrings("x=1&y", a.query);
-    const b = splitTarget("http://example.com/n?q");
-    try std.testing.expectEqualStrings("/n", b.path);
-    try std.testing.expectEqualStrings("q", b.query);
+test {
+    _ = router;
+    _ = app_wake;
+    _ = app_http_testing;
 }
 
 test "a response refuses header injection and reports a full body" {
@@ -1472,18 +1076,3 @@ test "a body in a body buffer leaves only the head to keep in the read buffer" {
     try std.testing.expectEqual(@as(usize, 4), conn.parsed);
 }
 
-test "a waiter is queued once until the worker takes it; no wake reaches generation 0" {
-    try reserveWakes();
-    while (takeWake()) |_| {}
-    wake(.{ .slot = 3, .generation = 7 });
-    wake(.{ .slot = 3, .generation = 7 });
-    wake(.{ .slot = 4, .generation = 0 });
-    wake(.{ .slot = config.max_connections, .generation = 1 });
-    const first = takeWake().?;
-    try std.testing.expectEqual(@as(u32, 3), first.slot);
-    try std.testing.expectEqual(@as(u32, 7), first.generation);
-    try std.testing.expectEqual(@as(?Waiter, null), takeWake());
-    // Taken, it may be woken again (a request held once more).
-    wake(.{ .slot = 3, .generation = 7 });
-    try std.testing.expectEqual(@as(u32, 7), takeWake().?.generation);
-}
