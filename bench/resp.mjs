@@ -11,11 +11,12 @@
 // Needs redis-server and redis-benchmark; when they are missing and we are root, installs
 // them with apt-get (Debian's redis-server and redis-tools).
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { buildBenchService } from "./service.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -47,7 +48,13 @@ process.on("exit", () => {
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
 
 ensureTools();
-const binary = await buildResp(path.join(tmp, "resp"));
+// examples/resp.json with the example's module over the generated stub.
+const binary = await buildBenchService("resp", path.join(tmp, "resp"), {
+  optimize: args.optimize,
+  name: "resp",
+  specFile: path.join(root, "examples/resp.json"),
+  modules: { resp: "examples/app/resp.zig" },
+});
 await start("ours", binary, ["--standalone", "--listen", `cache=127.0.0.1:${OURS_PORT}`]);
 await start("redis-server", "redis-server", [
   "--port", String(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -94,34 +101,6 @@ function ensureTools() {
     process.stderr.write("bench:resp: apt-get install redis-server redis-tools failed\n");
     process.exit(1);
   }
-}
-
-/** Generates examples/resp.json, puts the example's module over the stub, builds it. */
-async function buildResp(out) {
-  const { buildProject, checkoutToolchainDir, ensureZig, SUPPORTED_ZIG, zigGlobalCacheDir } =
-    await import(path.join(root, "dist/index.js"));
-  const version = SUPPORTED_ZIG.at(-1);
-  const dir = checkoutToolchainDir(process.env);
-  const zig = await ensureZig(version, { dir });
-  const cli = path.join(root, "bin/gen-reuseport.js");
-  process.stderr.write(`$ gen-reuseport examples/resp.json --out ${out}\n`);
-  execFileSync(process.execPath, [cli, "examples/resp.json", "--out", out], {
-    cwd: root,
-    stdio: ["ignore", "ignore", "inherit"],
-    timeout: 60_000,
-  });
-  copyFileSync(path.join(root, "examples/app/resp.zig"), path.join(out, "src/app/resp.zig"));
-  const steps = [["build", `-Doptimize=${args.optimize}`]];
-  process.stderr.write(`$ (cd ${out} && zig ${steps[0].join(" ")})  # zig ${version}\n`);
-  const built = await buildProject({
-    zig,
-    dir: out,
-    steps,
-    env: { ZIG_GLOBAL_CACHE_DIR: zigGlobalCacheDir(dir, version) },
-    output: () => {},
-  });
-  if (!built.ok) throw new Error(`zig build failed in ${out}`);
-  return path.join(out, "zig-out/bin/resp");
 }
 
 async function start(name, command, argv) {

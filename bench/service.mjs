@@ -1,7 +1,9 @@
-// Builds the service a benchmark runs: generates bench/specs/<spec>.json with this checkout's
-// generator and builds it with the newest supported Zig (provisioned if needed), ReleaseFast,
-// through the generator's own buildProject (the step the CLI, the tests and the demo share).
+// Builds the service a benchmark runs: generates bench/specs/<spec>.json (or an example spec)
+// with this checkout's generator and builds it with the newest supported Zig (provisioned if
+// needed), ReleaseFast, through the generator's own buildProject (the step the CLI, the tests
+// and the demo share).
 import { execFileSync } from "node:child_process";
+import { copyFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -10,12 +12,19 @@ const root = path.resolve(here, "..");
 
 /**
  * Returns the path of the built binary (named after the spec's "name", `<spec>-bench` unless
- * `name` says otherwise) under `out`, built with `optimize` (default ReleaseFast).
+ * `name` says otherwise) under `out`, built with `optimize` (default ReleaseFast). `specFile`
+ * replaces bench/specs/<spec>.json; `modules` maps application modules to the files put over
+ * their generated stubs (`{ resp: "examples/app/resp.zig" }`, relative to the checkout).
  */
 export async function buildBenchService(
   spec,
   out,
-  { optimize = "ReleaseFast", name = `${spec}-bench` } = {},
+  {
+    optimize = "ReleaseFast",
+    name = `${spec}-bench`,
+    specFile = path.join(here, "specs", `${spec}.json`),
+    modules = {},
+  } = {},
 ) {
   const { buildProject, checkoutToolchainDir, ensureZig, SUPPORTED_ZIG, zigGlobalCacheDir } =
     await import(path.join(root, "dist/index.js"));
@@ -25,7 +34,6 @@ export async function buildBenchService(
     dir,
     onInstall: (event) => process.stderr.write(`installing zig ${version} into ${event.path}\n`),
   });
-  const specFile = path.join(here, "specs", `${spec}.json`);
   const cli = path.join(root, "bin/gen-reuseport.js");
   process.stderr.write(`$ ${[process.execPath, cli, specFile, "--out", out].join(" ")}\n`);
   execFileSync(process.execPath, [cli, specFile, "--out", out], {
@@ -33,6 +41,9 @@ export async function buildBenchService(
     stdio: ["ignore", "inherit", "inherit"],
     timeout: 60_000,
   });
+  for (const [module, file] of Object.entries(modules)) {
+    copyFileSync(path.join(root, file), path.join(out, "src", "app", `${module}.zig`));
+  }
   const args = ["build", `-Doptimize=${optimize}`];
   process.stderr.write(`$ (cd ${out} && ${zig} ${args.join(" ")})\n`);
   const built = await buildProject({

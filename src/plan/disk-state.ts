@@ -2,9 +2,8 @@
  * Reading what the plan compares against: the edge of the plan stage. Hashes the files at the
  * given paths under the output directory, following no link and opening no special file.
  */
-import { constants } from "node:fs";
-import { open } from "node:fs/promises";
 import { OutputError } from "../errors.js";
+import { readRegularFile, type RegularFile } from "../read-file.js";
 import { sha256 } from "../render/manifest.js";
 import { kindOf, pathInside, type OutputDirectory } from "./out-dir.js";
 import type { DiskEntry, DiskState } from "./plan.js";
@@ -27,16 +26,12 @@ async function inspect(dir: OutputDirectory, file: string): Promise<DiskEntry | 
   if (blocked) return { kind: "other" };
   if (!exists) return undefined;
   if ((await kindOf(target)) !== "file") return { kind: "other" };
+  let read: RegularFile;
   try {
-    const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-    const handle = await open(target, flags);
-    try {
-      if (!(await handle.stat()).isFile()) return { kind: "other" };
-      return { kind: "file", sha256: sha256(await handle.readFile()) };
-    } finally {
-      await handle.close();
-    }
+    read = await readRegularFile(target, { followLinks: false });
   } catch (error) {
     throw new OutputError(`cannot read ${target}: ${(error as Error).message}`);
   }
+  if (read.kind !== "file") return { kind: "other" };
+  return { kind: "file", sha256: sha256(read.data) };
 }

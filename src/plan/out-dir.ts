@@ -9,10 +9,10 @@
  * - The manifest is an input like the spec: a regular file, bounded, validated
  *   (`checkManifest`); a bad one is a clear error, not "no previous run".
  */
-import { constants } from "node:fs";
-import { lstat, open, readdir, realpath } from "node:fs/promises";
+import { lstat, readdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import { OutputError } from "../errors.js";
+import { readRegularFile, type RegularFile } from "../read-file.js";
 import { checkManifest, MANIFEST_FILE, type Manifest } from "../render/manifest.js";
 
 /** Far above any manifest (a few dozen files), far below trouble. */
@@ -167,24 +167,17 @@ async function readManifest(root: string, display: string): Promise<Manifest | u
   if (kind !== "file") {
     throw refuse(shown, `is ${describeKind(kind)}, not a file`, "remove it");
   }
-  let text: string;
+  let read: RegularFile;
   try {
-    const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-    const handle = await open(file, flags);
-    try {
-      const stat = await handle.stat();
-      if (!stat.isFile()) throw refuse(shown, "is not a regular file", "remove it");
-      if (stat.size > MAX_MANIFEST_BYTES) {
-        throw refuse(shown, `is ${stat.size} bytes, more than a manifest can be`, "remove it");
-      }
-      text = await handle.readFile("utf8");
-    } finally {
-      await handle.close();
-    }
+    read = await readRegularFile(file, { followLinks: false, maxBytes: MAX_MANIFEST_BYTES });
   } catch (error) {
-    if (error instanceof OutputError) throw error;
     throw new OutputError(`cannot read ${shown}: ${(error as Error).message}`);
   }
+  if (read.kind === "too-large") {
+    throw refuse(shown, `is ${read.bytes} bytes, more than a manifest can be`, "remove it");
+  }
+  if (read.kind !== "file") throw refuse(shown, "is not a regular file", "remove it");
+  const text = read.data.toString("utf8");
   const check = checkManifest(text);
   if (!check.ok) {
     throw refuse(

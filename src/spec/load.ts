@@ -3,10 +3,9 @@
  * oversized or special file, malformed JSON, JSON nested too deep and duplicate keys are a
  * `SpecError` that names the file as the user passed it.
  */
-import { constants } from "node:fs";
-import { open } from "node:fs/promises";
 import path from "node:path";
 import { SpecError, type Diagnostic } from "../errors.js";
+import { readRegularFile, type RegularFile } from "../read-file.js";
 import { parseJson } from "./json-syntax.js";
 
 /** Far above any real spec (64 listeners with 64 KiB bodies fit), far below trouble. */
@@ -41,23 +40,27 @@ export function parseSpecText(file: string, text: string): unknown {
  * regular file before any read, so a FIFO or a device never hangs the generator.
  */
 export async function loadSpecFile(file: string, cwd: string): Promise<unknown> {
-  let text: string;
+  let read: RegularFile;
   try {
-    const handle = await open(path.resolve(cwd, file), constants.O_RDONLY | constants.O_NONBLOCK);
-    try {
-      const stat = await handle.stat();
-      if (stat.isDirectory()) throw Object.assign(new Error("directory"), { code: "EISDIR" });
-      if (!stat.isFile()) throw Object.assign(new Error("special"), { code: "ESPECIAL" });
-      if (stat.size > MAX_SPEC_BYTES) throw tooLarge(file, stat.size);
-      text = await handle.readFile("utf8");
-    } finally {
-      await handle.close();
-    }
+    const options = { followLinks: true, maxBytes: MAX_SPEC_BYTES };
+    read = await readRegularFile(path.resolve(cwd, file), options);
   } catch (error) {
-    if (error instanceof SpecError) throw error;
-    throw new SpecError(file, [], `${file}: cannot read the spec: ${describeReadError(error)}`);
+    throw cannotRead(file, describeReadError(error));
   }
-  return parseSpecText(file, text);
+  switch (read.kind) {
+    case "directory":
+      throw cannotRead(file, "it is a directory, not a file");
+    case "special":
+      throw cannotRead(file, "it is not a regular file (a FIFO, socket or device)");
+    case "too-large":
+      throw tooLarge(file, read.bytes);
+    case "file":
+      return parseSpecText(file, read.data.toString("utf8"));
+  }
+}
+
+function cannotRead(file: string, why: string): SpecError {
+  return new SpecError(file, [], `${file}: cannot read the spec: ${why}`);
 }
 
 function tooLarge(file: string, bytes: number): SpecError {
@@ -71,8 +74,6 @@ function tooLarge(file: string, bytes: number): SpecError {
 function describeReadError(error: unknown): string {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === "ENOENT") return "no such file";
-  if (code === "EISDIR") return "it is a directory, not a file";
-  if (code === "ESPECIAL") return "it is not a regular file (a FIFO, socket or device)";
   if (code === "EACCES" || code === "EPERM") return "permission denied";
   return error instanceof Error ? error.message : String(error);
 }

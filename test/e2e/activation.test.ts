@@ -5,7 +5,6 @@
  * listener. `systemd-socket-activate` passes real sockets; a Python stand-in passes sockets
  * with SO_REUSEPORT, as a socket unit with `ReusePort=yes` does.
  */
-import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +20,7 @@ import {
   type ReadyEvent,
 } from "./support/program.js";
 import { binaryOf } from "./support/supervised.js";
+import { ensureCommand } from "./support/tools.js";
 import { ZIG_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
@@ -30,18 +30,7 @@ const HOST = "127.0.0.1";
 
 /** systemd-socket-activate, installed with apt-get when missing (and required under CI). */
 function ensureSocketActivate(): string {
-  const found = spawnSync("sh", ["-c", "command -v systemd-socket-activate"], {
-    encoding: "utf8",
-  });
-  if (found.status === 0) return found.stdout.trim();
-  spawnSync("apt-get", ["install", "-y", "systemd"], { stdio: "ignore", timeout: 300_000 });
-  const again = spawnSync("sh", ["-c", "command -v systemd-socket-activate"], {
-    encoding: "utf8",
-  });
-  if (again.status !== 0) {
-    throw new Error("systemd-socket-activate is not installed and apt-get could not install it");
-  }
-  return again.stdout.trim();
+  return ensureCommand("systemd-socket-activate", "systemd");
 }
 
 function environOf(pid: number): string[] {

@@ -20,6 +20,7 @@ import {
   type ReadyEvent,
 } from "./support/program.js";
 import { binaryOf, SUPERVISED_SPEC } from "./support/supervised.js";
+import { ensureCommand } from "./support/tools.js";
 import { ZIG_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
@@ -39,13 +40,8 @@ const NEWER_THAN: readonly { pattern: RegExp; since: number }[] = [
 ];
 
 function systemdVersion(): number {
-  const out = spawnSync("systemd-analyze", ["--version"], { encoding: "utf8" });
-  if (out.status !== 0) {
-    spawnSync("apt-get", ["install", "-y", "systemd"], { stdio: "ignore", timeout: 300_000 });
-    const again = spawnSync("systemd-analyze", ["--version"], { encoding: "utf8" });
-    if (again.status !== 0) throw new Error("systemd-analyze is missing and cannot be installed");
-    return Number(/systemd (\d+)/.exec(again.stdout)?.[1]);
-  }
+  const analyze = ensureCommand("systemd-analyze", "systemd");
+  const out = spawnSync(analyze, ["--version"], { encoding: "utf8" });
   return Number(/systemd (\d+)/.exec(out.stdout)?.[1]);
 }
 
