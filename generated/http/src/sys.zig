@@ -228,3 +228,22 @@ pub fn readSmallFile(path: [*:0]const u8, buf: []u8) Error![]const u8 {
     const n = try check(linux.read(fd, buf.ptr, buf.len));
     return buf[0..n];
 }
+
+/// The value of `name` in an environment block (`main`'s `envp`); null when it is not set.
+pub fn getEnv(envp: [*:null]const ?[*:0]const u8, name: []const u8) ?[]const u8 {
+    var i: usize = 0;
+    while (envp[i]) |entry| : (i += 1) {
+        const text = std.mem.span(entry);
+        if (text.len > name.len and text[name.len] == '=' and std.mem.startsWith(u8, text, name)) {
+            return text[name.len + 1 ..];
+        }
+    }
+    return null;
+}
+
+test "reads a variable from an environment block" {
+    const envp = [_:null]?[*:0]const u8{ "A=1", "NOTIFY_SOCKET=@sd", "NOTIFY=x", "E=" };
+    try std.testing.expectEqualStrings("@sd", getEnv(&envp, "NOTIFY_SOCKET").?);
+    try std.testing.expect(getEnv(&envp, "NOTIFY_SOCKE") == null);
+    try std.testing.expectEqualStrings("", getEnv(&envp, "E").?);
+}

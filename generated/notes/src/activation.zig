@@ -117,17 +117,17 @@ pub fn takeFrom(
     source: Source,
     diag: *Diagnostic,
 ) error{ Invalid, OutOfMemory }!Passed {
-    const pid_text = lookup(envp, "LISTEN_PID") orelse return .{};
+    const pid_text = sys.getEnv(envp, "LISTEN_PID") orelse return .{};
     const owner = std.fmt.parseInt(linux.pid_t, pid_text, 10) catch return .{};
     if (owner != pid) return .{};
-    const count_text = lookup(envp, "LISTEN_FDS") orelse return .{};
+    const count_text = sys.getEnv(envp, "LISTEN_FDS") orelse return .{};
     const n = std.fmt.parseInt(usize, count_text, 10) catch
         return diag.set("LISTEN_FDS is not a number (\"{s}\")", .{count_text});
     if (n == 0) return .{};
     if (n > max_passed) return diag.set("LISTEN_FDS={d}: more than {d} sockets", .{
         n, max_passed,
     });
-    const names_text = lookup(envp, "LISTEN_FDNAMES") orelse
+    const names_text = sys.getEnv(envp, "LISTEN_FDNAMES") orelse
         return diag.set("{d} sockets passed without LISTEN_FDNAMES: name each after its " ++
             "listener (FileDescriptorName= in the socket unit)", .{n});
 
@@ -341,17 +341,6 @@ fn isActivationVariable(entry: []const u8) bool {
             std.mem.startsWith(u8, entry, name)) return true;
     }
     return false;
-}
-
-pub fn lookup(envp: [*:null]const ?[*:0]const u8, name: []const u8) ?[]const u8 {
-    var i: usize = 0;
-    while (envp[i]) |entry| : (i += 1) {
-        const text = std.mem.span(entry);
-        if (text.len > name.len and text[name.len] == '=' and std.mem.startsWith(u8, text, name)) {
-            return text[name.len + 1 ..];
-        }
-    }
-    return null;
 }
 
 test "sockets meant for another process are not taken" {

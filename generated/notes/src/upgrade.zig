@@ -352,7 +352,7 @@ fn becomeSuccessor(
     var listen_fds: [32:0]u8 = undefined;
     env[at + 1] = formatZ(&listen_fds, "LISTEN_FDS={d}", .{n});
     var watchdog_pid: [32:0]u8 = undefined;
-    if (activation.lookup(options.envp, "WATCHDOG_USEC") != null) {
+    if (sys.getEnv(options.envp, "WATCHDOG_USEC") != null) {
         env[at + 2] = formatZ(&watchdog_pid, "WATCHDOG_PID={d}", .{pid});
     }
     // The signal mask stays blocked across exec, as for workers: a signal that arrives
@@ -480,10 +480,10 @@ pub const Handover = struct {
 
     /// The hand-over meant for this process: the variable comes with LISTEN_PID naming it.
     pub fn fromEnv(envp: [*:null]const ?[*:0]const u8, pid: linux.pid_t) ?Handover {
-        const owner_text = activation.lookup(envp, "LISTEN_PID") orelse return null;
+        const owner_text = sys.getEnv(envp, "LISTEN_PID") orelse return null;
         const owner = std.fmt.parseInt(linux.pid_t, owner_text, 10) catch return null;
         if (owner != pid) return null;
-        return parse(activation.lookup(envp, variable) orelse return null);
+        return parse(sys.getEnv(envp, variable) orelse return null);
     }
 
     fn parse(text: []const u8) ?Handover {

@@ -32,7 +32,7 @@ pub const Notifier = struct {
 
     /// Reads $NOTIFY_SOCKET from the environment; an unusable value disables notification.
     pub fn init(envp: [*:null]const ?[*:0]const u8) Notifier {
-        const path = lookup(envp, "NOTIFY_SOCKET") orelse return .{};
+        const path = sys.getEnv(envp, "NOTIFY_SOCKET") orelse return .{};
         var notifier: Notifier = .{};
         notifier.addr = .{ .path = std.mem.zeroes([108]u8) };
         if (path.len == 0 or path.len >= notifier.addr.path.len) return .{};
@@ -104,7 +104,7 @@ pub const max_fds_per_message = scm.max_fds;
 /// Whether systemd keeps a file-descriptor store for this service: $FDSTORE (systemd 254+)
 /// is FileDescriptorStoreMax=, set when it is above 0.
 pub fn fdStoreOffered(envp: [*:null]const ?[*:0]const u8) bool {
-    const text = lookup(envp, "FDSTORE") orelse return false;
+    const text = sys.getEnv(envp, "FDSTORE") orelse return false;
     const max = std.fmt.parseInt(u32, text, 10) catch return false;
     return max > 0;
 }
@@ -112,31 +112,14 @@ pub fn fdStoreOffered(envp: [*:null]const ?[*:0]const u8) bool {
 /// Half of WATCHDOG_USEC in milliseconds (at least 1), when systemd's watchdog is on for
 /// process `pid`: WATCHDOG_PID names it or is absent. Null otherwise.
 pub fn watchdogIntervalMs(envp: [*:null]const ?[*:0]const u8, pid: linux.pid_t) ?u64 {
-    const usec_text = lookup(envp, "WATCHDOG_USEC") orelse return null;
+    const usec_text = sys.getEnv(envp, "WATCHDOG_USEC") orelse return null;
     const usec = std.fmt.parseInt(u64, usec_text, 10) catch return null;
     if (usec == 0) return null;
-    if (lookup(envp, "WATCHDOG_PID")) |pid_text| {
+    if (sys.getEnv(envp, "WATCHDOG_PID")) |pid_text| {
         const owner = std.fmt.parseInt(linux.pid_t, pid_text, 10) catch return null;
         if (owner != pid) return null;
     }
     return @max(1, usec / 2 / std.time.us_per_ms);
-}
-
-fn lookup(envp: [*:null]const ?[*:0]const u8, name: []const u8) ?[]const u8 {
-    var i: usize = 0;
-    while (envp[i]) |entry| : (i += 1) {
-        const text = std.mem.span(entry);
-        if (text.len > name.len and text[name.len] == '=' and std.mem.startsWith(u8, text, name)) {
-            return text[name.len + 1 ..];
-        }
-    }
-    return null;
-}
-
-test "reads a variable from an environment block" {
-    const envp = [_:null]?[*:0]const u8{ "A=1", "NOTIFY_SOCKET=@sd", "NOTIFY=x" };
-    try std.testing.expectEqualStrings("@sd", lookup(&envp, "NOTIFY_SOCKET").?);
-    try std.testing.expect(lookup(&envp, "NOTIFY_SOCKE") == null);
 }
 
 test "without NOTIFY_SOCKET nothing is sent" {

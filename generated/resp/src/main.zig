@@ -71,6 +71,7 @@ test {
     _ = @import("drain.zig");
     _ = @import("stats.zig");
     _ = @import("steering.zig");
+    _ = @import("sys.zig");
     _ = @import("events.zig");
     _ = @import("handlers.zig");
     _ = @import("listener.zig");
