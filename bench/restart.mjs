@@ -195,6 +195,9 @@ function startService(binary, extra) {
     }
   });
   service.exited = once(child, "exit");
+  // "exit" may come before the last lines of its standard output are read (its `stopped`
+  // event); "close" comes once they have been.
+  service.closed = once(child, "close");
   return service;
 }
 
@@ -281,6 +284,7 @@ async function runInside() {
   const after = nstat();
   current.child.kill("SIGTERM");
   const [code] = await current.exited;
+  await Promise.race([current.closed, sleep(5000)]);
   const stopped = current.events.find((e) => e.event === "stopped");
   const errors = current.events.filter((e) => e.event === "error");
   return {
