@@ -78,6 +78,11 @@ function redisCli(port: number, args: readonly string[], input?: string): Promis
         else resolve(stdout);
       },
     );
+    // redis-cli may exit before it reads its standard input (a command given as arguments):
+    // the pipe then breaks (EPIPE), which is no failure; its output and exit status are judged.
+    child.stdin?.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code !== "EPIPE") reject(error);
+    });
     child.stdin?.end(input ?? "");
   });
 }
