@@ -53,6 +53,7 @@ const upgrade = @import("upgrade.zig");
 const log = @import("log.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
+const assert = std.debug.assert;
 
 const listener_count = config.listeners.len;
 /// How long a new worker may take to report ready before its generation is abandoned.
@@ -67,11 +68,15 @@ const max_events = 64;
 const scan_interval_ms = 50;
 /// How long a new supervisor may take to say ready: its own workers' limit, and its start.
 const upgrade_timeout_ms = ready_timeout_ms + 5_000;
+/// How long an upgrade waits for the supervisor this one took over from to exit, past what
+/// that one's own limits allow it (its left-behind sockets, then its drain and kill grace).
+const predecessor_slack_ms = 5_000;
 
 const Kind = struct {
     const signal: u32 = 0;
     const report: u32 = 1;
     const successor: u32 = 2;
+    const probe: u32 = 3;
 };
 
 fn token(kind: u32, index: u32) u64 {
@@ -122,6 +127,44 @@ const Slot = struct {
 
 const StopKind = enum { graceful, immediate };
 
+/// What a SIGHUP set going, one thing at a time; `serving` when nothing is under way. Every
+/// phase but the last has a deadline, and each ends in `serving` (with a `ready` or an
+/// `error` event) or, for an upgrade, in `handed_over`: no restart or upgrade can hang.
+const Phase = union(enum) {
+    /// Nothing under way.
+    serving,
+    /// Asking the binary on disk who it is (`upgrade.Probe`, its own deadline).
+    probing: upgrade.Probe,
+    /// A new generation of workers starts: all ready by `deadline_ms`, or abandoned.
+    starting: Starting,
+    /// An upgrade waits for the supervisor this one took over from to exit: until then its
+    /// left-behind sockets are members of the groups, which must not change meanwhile.
+    awaiting_predecessor: Awaiting,
+    /// A new supervisor runs from the binary on disk and has not said ready.
+    upgrading: Upgrading,
+    /// A new supervisor took over: this one serves what is left behind, then drains.
+    handed_over: HandedOver,
+
+    const Starting = struct { generation: u32, deadline_ms: u64 };
+    const Awaiting = struct { pid: linux.pid_t, deadline_ms: u64 };
+    const Upgrading = struct { successor: upgrade.Successor, deadline_ms: u64 };
+    const HandedOver = struct { pid: linux.pid_t, left_behind: upgrade.LeftBehind };
+
+    /// The deadline of the phase, if it has one.
+    fn deadlineMs(self: *const Phase) ?u64 {
+        return switch (self.*) {
+            .serving, .handed_over => null,
+            .probing => |*p| p.deadline_ms,
+            .starting => |*s| s.deadline_ms,
+            .awaiting_predecessor => |*a| a.deadline_ms,
+            .upgrading => |*u| u.deadline_ms,
+        };
+    }
+};
+
+/// A new supervisor that failed: stopped with SIGTERM, then SIGKILL at `kill_at_ms`.
+const FailedSuccessor = struct { pid: linux.pid_t, kill_at_ms: u64 };
+
 pub const Supervisor = struct {
     workers: u16,
     options: cli.Options,
@@ -139,9 +182,8 @@ pub const Supervisor = struct {
     generation: u32 = 0,
     /// The newest generation number handed out; a failed generation's number is not reused.
     last_generation: u32 = 0,
-    /// A generation being started, not yet ready.
-    starting: ?u32 = null,
-    start_deadline_ms: u64 = 0,
+    /// What a SIGHUP set going (a restart, an upgrade), or `serving`.
+    phase: Phase = .serving,
     /// A SIGHUP that arrived while a restart was under way: one more restart follows it.
     restart_queued: bool = false,
     stopping: ?StopKind = null,
@@ -151,6 +193,8 @@ pub const Supervisor = struct {
     next_systemd_watchdog_ms: u64 = 0,
     /// Something changed that may darken or light a slot: scan at once.
     scan_due: bool = false,
+    /// More children may have exited than the last `reap` took: reap again at once.
+    reap_due: bool = false,
     next_scan_ms: u64 = 0,
     last_scan_ms: u64 = 0,
     pid_file_written: bool = false,
@@ -169,17 +213,9 @@ pub const Supervisor = struct {
     /// parent until it exits). The next upgrade waits for it: until then its left-behind
     /// sockets are still members of the groups, and a group must not change meanwhile.
     predecessor: ?linux.pid_t = null,
-    /// A new supervisor started from another binary, not ready yet.
-    successor: ?upgrade.Successor = null,
-    successor_deadline_ms: u64 = 0,
-    /// One that failed: stopped with SIGTERM, then SIGKILL at this time if still running.
-    failed_successor: ?linux.pid_t = null,
-    failed_successor_kill_ms: u64 = 0,
-    /// The new supervisor that took over; this one drains and exits.
-    handed_over_to: ?linux.pid_t = null,
-    /// The sockets the new supervisor did not keep: their queues are served before this
-    /// generation retires. `leaving_buf` has one flag per socket.
-    left_behind: ?upgrade.LeftBehind = null,
+    /// A new supervisor whose upgrade failed, until it is gone.
+    failed_successor: ?FailedSuccessor = null,
+    /// One flag per socket, for `Phase.handed_over`'s left-behind sockets.
     leaving_buf: []bool = &.{},
 
     fn now() u64 {
@@ -191,6 +227,7 @@ pub const Supervisor = struct {
         self.startGeneration();
         var list: [max_events]linux.epoll_event = undefined;
         while (!self.finished()) {
+            self.assertInvariants();
             const n = sys.epollWait(self.epfd, &list, self.waitTimeoutMs()) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});
                 self.beginStop(.immediate);
@@ -202,14 +239,73 @@ pub const Supervisor = struct {
                     Kind.signal => self.onSignal(),
                     Kind.report => self.onReport(@truncate(data)),
                     Kind.successor => self.onSuccessorReadable(),
+                    Kind.probe => self.onProbeReadable(),
                     else => unreachable,
                 }
             }
+            if (self.reap_due) self.reap();
             self.onTimers();
             self.scanSlots();
         }
+        self.assertInvariants();
         self.finish();
         return self.exit_code;
+    }
+
+    /// What must hold between any two turns of the loop (checked in Debug and ReleaseSafe).
+    fn assertInvariants(self: *const Supervisor) void {
+        if (!std.debug.runtime_safety) return;
+        assert(self.generation <= self.last_generation);
+        assert(self.liveCount() <= self.records.len);
+        switch (self.phase) {
+            .serving => {},
+            .probing => |*p| {
+                assert(p.pid > 0);
+                assert(self.stopping == null);
+            },
+            .starting => |*s| {
+                assert(s.generation > self.generation);
+                assert(s.generation <= self.last_generation);
+                assert(self.stopping == null);
+            },
+            .awaiting_predecessor => |*a| {
+                assert(self.predecessor == a.pid);
+                assert(self.stopping == null);
+            },
+            .upgrading => |*u| {
+                assert(u.successor.pid > 0);
+                assert(u.successor.ready_fd >= 0);
+                assert(self.stopping == null);
+            },
+            .handed_over => |*h| {
+                assert(h.pid > 0);
+                assert(!self.restart_queued);
+                assert(!self.pid_file_written);
+            },
+        }
+        if (self.stopping != null) {
+            assert(self.phase == .serving or self.phase == .handed_over);
+            for (self.slots) |slot| assert(slot.respawn_at_ms == null);
+        }
+        for (self.slots) |slot| {
+            if (slot.respawn_at_ms != null) assert(slot.respawn_generation == self.generation);
+        }
+        self.assertOneWorkerPerSlot();
+    }
+
+    /// At most one worker per slot and generation that has not been asked to stop.
+    fn assertOneWorkerPerSlot(self: *const Supervisor) void {
+        for (self.records, 0..) |maybe, i| {
+            const r = maybe orelse continue;
+            assert(r.index < self.workers);
+            assert(r.generation <= self.last_generation);
+            if (r.control_fd == null) continue;
+            for (self.records[i + 1 ..]) |other_maybe| {
+                const other = other_maybe orelse continue;
+                if (other.control_fd == null) continue;
+                assert(!(other.index == r.index and other.generation == r.generation));
+            }
+        }
     }
 
     fn finished(self: *const Supervisor) bool {
@@ -228,32 +324,43 @@ pub const Supervisor = struct {
         return count;
     }
 
+    /// The generation being started, if one is.
+    fn startingGeneration(self: *const Supervisor) ?u32 {
+        return switch (self.phase) {
+            .starting => |s| s.generation,
+            else => null,
+        };
+    }
+
+    /// The new supervisor that took over, once one has.
+    fn handedOverTo(self: *const Supervisor) ?linux.pid_t {
+        return switch (self.phase) {
+            .handed_over => |h| h.pid,
+            else => null,
+        };
+    }
+
     fn waitTimeoutMs(self: *const Supervisor) i32 {
-        var next: ?u64 = null;
-        if (self.starting != null) next = self.start_deadline_ms;
-        if (self.successor != null) next = minOf(next, self.successor_deadline_ms);
-        if (self.failed_successor != null) next = minOf(next, self.failed_successor_kill_ms);
-        const waiting = self.predecessor != null and self.restart_queued;
-        if ((self.handed_over_to != null or waiting) and self.stopping == null) {
-            next = minOf(next, now() + scan_interval_ms);
-        }
+        if (self.scan_due or self.reap_due) return 0;
+        var next: ?u64 = self.phase.deadlineMs();
+        if (self.failed_successor) |f| next = minOf(next, f.kill_at_ms);
+        // Polled: a left-behind queue emptying, and the predecessor's exit (getppid).
+        const polled = self.phase == .handed_over or self.phase == .awaiting_predecessor or
+            (self.predecessor != null and self.restart_queued);
+        if (polled and self.stopping == null) next = minOf(next, now() + scan_interval_ms);
+        var adopted = false;
         for (self.records) |maybe| {
             const r = maybe orelse continue;
-            if (r.kill_at_ms) |at| next = if (next) |n| @min(n, at) else at;
+            if (r.kill_at_ms) |at| next = minOf(next, at);
         }
-        var adopted = false;
         for (self.slots) |slot| {
-            if (slot.respawn_at_ms) |at| next = if (next) |n| @min(n, at) else at;
+            if (slot.respawn_at_ms) |at| next = minOf(next, at);
             if (slot.adopter != null) adopted = true;
         }
-        if (self.scan_due) return 0;
         if (self.stopping == null and (self.options.limits.watchdog_ms > 0 or adopted)) {
-            next = if (next) |n| @min(n, self.next_scan_ms) else self.next_scan_ms;
+            next = minOf(next, self.next_scan_ms);
         }
-        if (self.systemd_watchdog_ms != null) {
-            const at = self.next_systemd_watchdog_ms;
-            next = if (next) |n| @min(n, at) else at;
-        }
+        if (self.systemd_watchdog_ms != null) next = minOf(next, self.next_systemd_watchdog_ms);
         const deadline = next orelse return -1;
         const t = now();
         if (deadline <= t) return 0;
@@ -267,7 +374,8 @@ pub const Supervisor = struct {
     // Generations.
 
     fn startGeneration(self: *Supervisor) void {
-        std.debug.assert(self.starting == null);
+        assert(self.phase == .serving);
+        assert(self.stopping == null);
         if (self.freeRecords() < self.workers) {
             // Older generations are still draining and hold every process slot: the restart
             // waits for them instead of piling up processes (bounded by the drain timeout).
@@ -277,16 +385,15 @@ pub const Supervisor = struct {
         }
         self.last_generation += 1;
         const generation = self.last_generation;
-        self.starting = generation;
+        self.phase = .{ .starting = .{
+            .generation = generation,
+            .deadline_ms = now() + ready_timeout_ms,
+        } };
         // A first generation after an upgrade continues the old supervisor's numbers: it is
         // not a restart of this one.
-        const restarting = self.generation != 0;
-        if (restarting) {
+        if (self.generation != 0) {
             log.info("starting generation {d}", .{generation});
             self.notifier.reloading();
-        }
-        self.start_deadline_ms = now() + ready_timeout_ms;
-        if (restarting) {
             var line = events.Line.begin("restarting");
             line.int("generation", generation);
             line.emit();
@@ -303,27 +410,38 @@ pub const Supervisor = struct {
     /// Every worker of the starting generation reported ready: it takes over, and the
     /// previous generation drains.
     fn generationReady(self: *Supervisor, generation: u32) void {
+        assert(self.startingGeneration() == generation);
+        assert(self.generationIsReady(generation));
         const previous = self.generation;
         self.generation = generation;
-        self.starting = null;
+        self.phase = .serving;
         // The new generation has a worker in every slot: a respawn pending for the old one
         // would be a second worker in a slot.
         for (self.slots) |*slot| slot.respawn_at_ms = null;
         self.scan_due = true;
-        var pids: [1024]i32 = undefined;
+        self.writePidFileOnce();
+        self.announceReady(generation);
+        if (previous != 0) self.retireGeneration(previous);
+        self.startQueuedRestart();
+    }
+
+    /// The pid file exists before `ready` is announced, so a reader acting on the event
+    /// finds it.
+    fn writePidFileOnce(self: *Supervisor) void {
+        if (self.pid_file_written) return;
+        self.pid_file_written = true;
+        const path = self.options.pid_file orelse return;
+        pid_file.write(path, self.pid) catch |err| {
+            log.err("cannot write pid file {s}: {s}", .{ path, @errorName(err) });
+        };
+    }
+
+    /// The `ready` event, and what the service manager (or the old supervisor) is told.
+    fn announceReady(self: *Supervisor, generation: u32) void {
+        var pids: [cli.max_workers]i32 = undefined;
         for (self.records) |maybe| {
             const r = maybe orelse continue;
             if (r.generation == generation) pids[r.index] = r.pid;
-        }
-        // The pid file exists before `ready` is announced, so a reader acting on the event
-        // finds it.
-        if (!self.pid_file_written) {
-            self.pid_file_written = true;
-            if (self.options.pid_file) |path| {
-                pid_file.write(path, self.pid) catch |err| {
-                    log.err("cannot write pid file {s}: {s}", .{ path, @errorName(err) });
-                };
-            }
         }
         var endpoints = self.options.endpoints;
         for (&endpoints, self.ports) |*e, port| e.port = port;
@@ -343,36 +461,112 @@ pub const Supervisor = struct {
                 generation,
             });
         }
-        if (previous != 0) self.retireGeneration(previous);
-        self.startQueuedRestart();
     }
 
-    /// Starts the restart a SIGHUP queued, once nothing else is starting.
+    /// Starts the restart a SIGHUP queued, once nothing else is under way.
     fn startQueuedRestart(self: *Supervisor) void {
-        if (!self.restart_queued or self.starting != null or self.stopping != null) return;
-        if (self.successor != null or self.handed_over_to != null) return;
+        if (!self.restart_queued or self.stopping != null) return;
+        if (self.phase != .serving) return;
         self.restart_queued = false;
         self.restart();
     }
 
-    /// A restart from the binary on disk: a new generation of workers when it is this
-    /// program, a new supervisor when its spec or its supervisor differs.
+    /// A restart from the binary on disk: first its identity (`upgrade.Probe`), then a new
+    /// generation of workers when it is this program, a new supervisor when its spec or its
+    /// supervisor differs (`finishProbe`).
     fn restart(self: *Supervisor) void {
+        assert(self.phase == .serving);
+        assert(self.stopping == null);
+        const probe = upgrade.Probe.start(self.exe_path, self.process.envp, now()) catch |err| {
+            self.last_generation += 1;
+            const what = "the binary on disk cannot tell its identity";
+            return self.reportFailedRestart(self.last_generation, what, @errorName(err));
+        };
+        self.phase = .{ .probing = probe };
+        const data = token(Kind.probe, 0);
+        const add = linux.EPOLL.CTL_ADD;
+        sys.epollCtl(self.epfd, add, probe.fd.?, linux.EPOLL.IN, data) catch |err| {
+            // Unwatched, the probe still ends at its deadline.
+            log.warn("cannot watch the identity probe: {s}", .{@errorName(err)});
+        };
+    }
+
+    fn onProbeReadable(self: *Supervisor) void {
+        const probe = switch (self.phase) {
+            .probing => |*p| p,
+            else => return,
+        };
+        if (!probe.onReadable()) return;
+        if (probe.fd) |fd| _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
+        probe.closeOutput();
+        self.finishProbeIfDone();
+    }
+
+    /// The probe answered (output read and exit reaped): restart or upgrade accordingly.
+    fn finishProbeIfDone(self: *Supervisor) void {
+        const probe = switch (self.phase) {
+            .probing => |*p| p,
+            else => return,
+        };
+        if (!probe.done()) return;
         var failure: upgrade.ProbeFailure = .{};
-        const identity = upgrade.probe(self.exe_path, self.process.envp, &failure) catch {
+        const answer = probe.result(&failure);
+        self.phase = .serving;
+        const identity = answer catch {
             self.last_generation += 1;
             const what = "the binary on disk cannot tell its identity";
             return self.reportFailedRestart(self.last_generation, what, failure.text);
         };
         if (identity.isThisProgram()) return self.startGeneration();
-        if (self.predecessorRunning()) {
-            log.info("upgrade queued: pid {d}, which this one took over from, still drains", .{
-                self.predecessor.?,
-            });
-            self.restart_queued = true;
-            return;
-        }
+        if (self.predecessorRunning()) return self.awaitPredecessor();
         self.beginUpgrade(identity);
+    }
+
+    /// The probe did not answer in time.
+    fn expireProbe(self: *Supervisor) void {
+        const probe = switch (self.phase) {
+            .probing => |*p| p,
+            else => unreachable,
+        };
+        if (probe.fd) |fd| _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
+        var failure: upgrade.ProbeFailure = .{};
+        probe.expire(&failure);
+        self.phase = .serving;
+        self.last_generation += 1;
+        const what = "the binary on disk cannot tell its identity";
+        self.reportFailedRestart(self.last_generation, what, failure.text);
+    }
+
+    /// An upgrade waits until the old supervisor this one took over from has exited, for as
+    /// long as that one's own limits allow it to take.
+    fn awaitPredecessor(self: *Supervisor) void {
+        const pid = self.predecessor.?;
+        const limits = self.options.limits;
+        const bound = upgrade.LeftBehind.wait_ms + limits.drain_timeout_ms + kill_grace_ms +
+            predecessor_slack_ms;
+        self.phase = .{ .awaiting_predecessor = .{ .pid = pid, .deadline_ms = now() + bound } };
+        log.info("upgrade waits: pid {d}, which this one took over from, still drains", .{pid});
+    }
+
+    /// Polled while an upgrade waits for the predecessor: gone, the restart starts over
+    /// (the binary on disk may have changed meanwhile); still there at the deadline, the
+    /// upgrade fails.
+    fn checkPredecessor(self: *Supervisor, t: u64) void {
+        const awaiting = switch (self.phase) {
+            .awaiting_predecessor => |a| a,
+            else => return,
+        };
+        if (!self.predecessorRunning()) {
+            self.phase = .serving;
+            return self.restart();
+        }
+        if (t < awaiting.deadline_ms) return;
+        self.phase = .serving;
+        self.last_generation += 1;
+        var detail: [96]u8 = undefined;
+        const text = compat.bufPrint(&detail, "pid {d}, which this one took over from, " ++
+            "still runs", .{awaiting.pid}) catch "the previous supervisor still runs";
+        self.reportFailedRestart(self.last_generation, "the upgrade cannot start", text);
     }
 
     fn predecessorRunning(self: *Supervisor) bool {
@@ -392,8 +586,8 @@ pub const Supervisor = struct {
 
     /// A restart that cannot complete leaves the serving generation alone.
     fn abandonGeneration(self: *Supervisor, what: []const u8, detail: []const u8) void {
-        const generation = self.starting orelse return;
-        self.starting = null;
+        const generation = self.startingGeneration() orelse return;
+        self.phase = .serving;
         self.restart_queued = false;
         for (self.records) |*maybe| {
             if (maybe.*) |*r| {
@@ -415,6 +609,7 @@ pub const Supervisor = struct {
         what: []const u8,
         detail: []const u8,
     ) void {
+        assert(self.phase == .serving);
         var message: [256]u8 = undefined;
         const text = compat.bufPrint(&message, "generation {d} did not start ({s}: {s})", .{
             generation, what, detail,
@@ -442,6 +637,8 @@ pub const Supervisor = struct {
     /// Starts the binary on disk as a new supervisor and hands it every socket; this one
     /// serves on until it says ready.
     fn beginUpgrade(self: *Supervisor, identity: upgrade.Identity) void {
+        assert(self.phase == .serving);
+        assert(self.predecessor == null);
         const generation = self.last_generation + 1;
         log.info("the binary on disk is another program (spec {s}, supervisor {s}): " ++
             "upgrading to it", .{ &identity.spec, &identity.supervisor });
@@ -462,9 +659,14 @@ pub const Supervisor = struct {
         };
         const data = token(Kind.successor, 0);
         const add = linux.EPOLL.CTL_ADD;
-        sys.epollCtl(self.epfd, add, successor.ready_fd, linux.EPOLL.IN, data) catch {};
-        self.successor = successor;
-        self.successor_deadline_ms = now() + upgrade_timeout_ms;
+        sys.epollCtl(self.epfd, add, successor.ready_fd, linux.EPOLL.IN, data) catch |err| {
+            // Unwatched, the upgrade still ends: the new supervisor's exit, or the deadline.
+            log.warn("cannot watch the new supervisor's ready pipe: {s}", .{@errorName(err)});
+        };
+        self.phase = .{ .upgrading = .{
+            .successor = successor,
+            .deadline_ms = now() + upgrade_timeout_ms,
+        } };
         var line = events.Line.begin("upgrading");
         line.int("generation", generation);
         line.int("successor", successor.pid);
@@ -474,10 +676,15 @@ pub const Supervisor = struct {
     }
 
     fn onSuccessorReadable(self: *Supervisor) void {
-        const successor = if (self.successor) |*s| s else return;
+        const upgrading = switch (self.phase) {
+            .upgrading => |*u| u,
+            else => return,
+        };
+        const successor = &upgrading.successor;
         const kept = successor.readReady() catch |err| switch (err) {
             error.WouldBlock => return,
-            // It closed the pipe, most likely by exiting: the exit, reaped next, says how.
+            // It closed the pipe, most likely by exiting: the exit, reaped next, says how;
+            // the deadline stands if it did not exit.
             error.EndOfStream => {
                 _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
                 return;
@@ -489,15 +696,12 @@ pub const Supervisor = struct {
     /// The new supervisor serves: this one steps back. Its workers go on serving what is
     /// queued on the sockets the new one did not keep, then retire (`upgrade.LeftBehind`).
     fn commitUpgrade(self: *Supervisor, kept: []const u8) void {
-        // `kept` lies in the successor's buffer: read it before the successor is let go.
+        const successor = self.phase.upgrading.successor;
+        // `kept` lies in the successor's buffer: read it before the phase changes.
         const buf = self.leaving_buf;
-        const t = now();
-        self.left_behind = upgrade.LeftBehind.init(buf, self.sockets, kept, &self.activated, t);
-        const successor = self.successor.?;
-        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
-        sys.close(successor.ready_fd);
-        self.successor = null;
-        self.handed_over_to = successor.pid;
+        const left = upgrade.LeftBehind.init(buf, self.sockets, kept, &self.activated, now());
+        self.closeSuccessorPipe(successor);
+        self.phase = .{ .handed_over = .{ .pid = successor.pid, .left_behind = left } };
         // The new supervisor wrote the pid file before it said ready: it is its now.
         self.pid_file_written = false;
         self.restart_queued = false;
@@ -512,37 +716,58 @@ pub const Supervisor = struct {
         });
     }
 
-    /// The new supervisor exited, or was not ready in time: this one serves on.
-    fn abandonUpgrade(self: *Supervisor, detail: []const u8, exited: bool) void {
-        const successor = self.successor orelse return;
+    fn closeSuccessorPipe(self: *Supervisor, successor: upgrade.Successor) void {
         _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
         sys.close(successor.ready_fd);
-        self.successor = null;
+    }
+
+    /// The new supervisor exited, or was not ready in time: this one serves on.
+    fn abandonUpgrade(self: *Supervisor, detail: []const u8, exited: bool) void {
+        const successor = self.phase.upgrading.successor;
+        self.closeSuccessorPipe(successor);
+        self.phase = .serving;
         self.restart_queued = false;
-        if (!exited) {
-            // Gracefully: its workers may have accepted connections on the shared sockets.
-            _ = linux.kill(successor.pid, linux.SIG.TERM);
-            self.failed_successor = successor.pid;
-            self.failed_successor_kill_ms = now() + self.options.limits.drain_timeout_ms +
-                kill_grace_ms;
-        }
+        if (!exited) self.stopFailedSuccessor(successor.pid);
         self.last_generation += 1;
         self.reportFailedRestart(self.last_generation, "the new program did not take over", detail);
     }
 
-    /// A child that is not a worker exited: a new supervisor, before or after it took over.
-    fn onOtherChildExit(self: *Supervisor, pid: linux.pid_t, exit: events.Exit) void {
-        var how: [48]u8 = undefined;
-        if (self.failed_successor == pid) self.failed_successor = null;
-        if (self.successor) |successor| if (successor.pid == pid) {
-            var detail: [96]u8 = undefined;
-            const text = compat.bufPrint(&detail, "pid {d} {s} before it was ready", .{
-                pid, exit.describe(&how),
-            }) catch "it exited before it was ready";
-            return self.abandonUpgrade(text, true);
+    /// Gracefully: its workers may have accepted connections on the shared sockets.
+    fn stopFailedSuccessor(self: *Supervisor, pid: linux.pid_t) void {
+        _ = linux.kill(pid, linux.SIG.TERM);
+        // One at a time: an earlier one still running is killed now.
+        if (self.failed_successor) |f| _ = linux.kill(f.pid, linux.SIG.KILL);
+        const limits = self.options.limits;
+        self.failed_successor = .{
+            .pid = pid,
+            .kill_at_ms = now() + limits.drain_timeout_ms + kill_grace_ms,
         };
-        if (self.handed_over_to == pid) {
-            log.warn("pid {d}, which took over, {s}", .{ pid, exit.describe(&how) });
+    }
+
+    /// A child that is not a worker exited: the identity probe, or a new supervisor, before
+    /// or after it took over.
+    fn onOtherChildExit(self: *Supervisor, pid: linux.pid_t, status: u32) void {
+        const exit = events.Exit.fromWaitStatus(status);
+        var how: [48]u8 = undefined;
+        if (self.failed_successor) |f| if (f.pid == pid) {
+            self.failed_successor = null;
+        };
+        switch (self.phase) {
+            .probing => |*probe| if (probe.pid == pid) {
+                probe.onExit(status);
+                return self.finishProbeIfDone();
+            },
+            .upgrading => |*u| if (u.successor.pid == pid) {
+                var detail: [96]u8 = undefined;
+                const text = compat.bufPrint(&detail, "pid {d} {s} before it was ready", .{
+                    pid, exit.describe(&how),
+                }) catch "it exited before it was ready";
+                return self.abandonUpgrade(text, true);
+            },
+            .handed_over => |h| if (h.pid == pid) {
+                log.warn("pid {d}, which took over, {s}", .{ pid, exit.describe(&how) });
+            },
+            else => {},
         }
     }
 
@@ -559,8 +784,11 @@ pub const Supervisor = struct {
     /// After an upgrade: once the sockets left behind are empty, this generation retires.
     fn checkLeftBehind(self: *Supervisor, t: u64) void {
         if (self.stopping != null) return;
-        const left = if (self.left_behind) |*l| l else return;
-        if (left.settled(self.sockets, t)) self.beginStop(.graceful);
+        const handed = switch (self.phase) {
+            .handed_over => |*h| h,
+            else => return,
+        };
+        if (handed.left_behind.settled(self.sockets, t)) self.beginStop(.graceful);
     }
 
     // Workers.
@@ -598,7 +826,7 @@ pub const Supervisor = struct {
     fn assertNoWorkerIn(self: *const Supervisor, index: u16, generation: u32) void {
         for (self.records) |maybe| {
             const r = maybe orelse continue;
-            std.debug.assert(!(r.index == index and r.generation == generation and
+            assert(!(r.index == index and r.generation == generation and
                 r.control_fd != null));
         }
     }
@@ -654,7 +882,7 @@ pub const Supervisor = struct {
         r.ready = true;
         self.scan_due = true;
         if (self.stopping != null) return self.retire(r);
-        if (self.starting) |generation| {
+        if (self.startingGeneration()) |generation| {
             if (r.generation == generation and self.generationIsReady(generation)) {
                 return self.generationReady(generation);
             }
@@ -682,7 +910,7 @@ pub const Supervisor = struct {
         const text = compat.bufPrint(&detail, "its identity {s}, this supervisor's {s}", .{
             identity[0..@min(identity.len, 48)], config.identity,
         }) catch "another identity";
-        if (self.starting == r.generation) return self.abandonGeneration(what, text);
+        if (self.startingGeneration() == r.generation) return self.abandonGeneration(what, text);
         var message: [256]u8 = undefined;
         var line = events.Line.begin("error");
         line.string("message", compat.bufPrint(&message, "worker {d} not replaced: {s} ({s})", .{
@@ -729,22 +957,29 @@ pub const Supervisor = struct {
     /// piling up generations.
     fn onRestartSignal(self: *Supervisor) void {
         if (self.stopping != null) return;
-        if (self.handed_over_to) |pid| {
-            log.info("SIGHUP ignored: pid {d} took over this service; signal it instead", .{pid});
-            return;
-        }
-        if (self.successor) |successor| {
-            log.info("SIGHUP during an upgrade: ignored until pid {d} is ready or fails", .{
-                successor.pid,
-            });
-            return;
-        }
-        if (self.starting != null) {
-            self.restart_queued = true;
-            log.info("SIGHUP during a restart: queued until generation {d} is ready", .{
-                self.starting.?,
-            });
-            return;
+        switch (self.phase) {
+            .serving => {},
+            .handed_over => |h| {
+                log.info("SIGHUP ignored: pid {d} took over this service; signal it instead", .{
+                    h.pid,
+                });
+                return;
+            },
+            .upgrading => |*u| {
+                log.info("SIGHUP during an upgrade: ignored until pid {d} is ready or fails", .{
+                    u.successor.pid,
+                });
+                return;
+            },
+            .awaiting_predecessor => {
+                log.info("SIGHUP: the upgrade already waiting reads the binary on disk then", .{});
+                return;
+            },
+            .probing, .starting => {
+                if (!self.restart_queued) log.info("SIGHUP during a restart: queued", .{});
+                self.restart_queued = true;
+                return;
+            },
         }
         if (self.restart_queued) {
             log.info("SIGHUP: a restart is already queued", .{});
@@ -758,25 +993,19 @@ pub const Supervisor = struct {
         const was_stopping = self.stopping != null;
         self.stopping = kind;
         if (!was_stopping) {
-            if (self.successor) |successor| {
-                log.info("stopping: the upgrade to pid {d} is called off", .{successor.pid});
-                _ = linux.kill(successor.pid, linux.SIG.TERM);
-                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
-                sys.close(successor.ready_fd);
-                self.successor = null;
-            }
+            self.callOffChange();
             // After an upgrade the service goes on: systemd must not hear it stop.
-            if (self.handed_over_to == null) self.notifier.send("STOPPING=1");
+            if (self.handedOverTo() == null) self.notifier.send("STOPPING=1");
             // Workers hold their own descriptors and drain what is queued; the
             // supervisor's copies must go first, or queues would outlive every acceptor.
             for (self.sockets) |fd| sys.close(fd);
             var line = events.Line.begin("stopping");
             line.string("mode", @tagName(kind));
             line.int("drain_timeout_ms", self.options.limits.drain_timeout_ms);
-            if (self.handed_over_to) |pid| line.int("successor", pid);
+            if (self.handedOverTo()) |pid| line.int("successor", pid);
             line.emit();
         }
-        self.starting = null;
+        assert(self.phase == .serving or self.phase == .handed_over);
         for (self.slots) |*slot| slot.respawn_at_ms = null;
         for (self.records) |*maybe| {
             if (maybe.*) |*r| switch (kind) {
@@ -789,31 +1018,42 @@ pub const Supervisor = struct {
         }
     }
 
+    /// A stop calls off the restart or upgrade under way: a starting generation's workers
+    /// retire with the others; a new supervisor is asked to stop and goes its own way.
+    fn callOffChange(self: *Supervisor) void {
+        switch (self.phase) {
+            .serving, .handed_over => return,
+            .starting, .awaiting_predecessor => {},
+            .probing => |*probe| {
+                if (probe.fd) |fd| _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
+                var failure: upgrade.ProbeFailure = .{};
+                probe.expire(&failure); // The stop is the answer now.
+            },
+            .upgrading => |*u| {
+                const pid = u.successor.pid;
+                log.info("stopping: the upgrade to pid {d} is called off", .{pid});
+                _ = linux.kill(pid, linux.SIG.TERM);
+                self.closeSuccessorPipe(u.successor);
+            },
+        }
+        self.phase = .serving;
+        self.restart_queued = false;
+    }
+
     fn onTimers(self: *Supervisor) void {
         const t = now();
         if (self.systemd_watchdog_ms) |interval| if (t >= self.next_systemd_watchdog_ms) {
             self.notifier.send("WATCHDOG=1");
             self.next_systemd_watchdog_ms = t + interval;
         };
-        if (self.starting != null and t >= self.start_deadline_ms) {
-            self.abandonGeneration("workers not ready in time", "timeout");
-        }
-        if (self.successor != null and t >= self.successor_deadline_ms) {
-            var detail: [64]u8 = undefined;
-            const text = compat.bufPrint(&detail, "pid {d} not ready in {d} ms", .{
-                self.successor.?.pid, upgrade_timeout_ms,
-            }) catch "not ready in time";
-            self.abandonUpgrade(text, false);
-        }
-        if (self.failed_successor) |pid| if (t >= self.failed_successor_kill_ms) {
-            log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{pid});
-            _ = linux.kill(pid, linux.SIG.KILL);
+        self.checkPhaseDeadline(t);
+        if (self.failed_successor) |f| if (t >= f.kill_at_ms) {
+            log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{f.pid});
+            _ = linux.kill(f.pid, linux.SIG.KILL);
             self.failed_successor = null;
         };
         self.checkLeftBehind(t);
-        if (self.restart_queued and self.predecessor != null and !self.predecessorRunning()) {
-            self.startQueuedRestart();
-        }
+        self.checkPredecessor(t);
         for (self.records) |*maybe| {
             if (maybe.*) |*r| {
                 if (r.kill_at_ms) |at| if (t >= at) {
@@ -825,6 +1065,30 @@ pub const Supervisor = struct {
                 };
             }
         }
+        self.respawnDue(t);
+    }
+
+    /// The phase under way ran out of time: it ends with an `error` event.
+    fn checkPhaseDeadline(self: *Supervisor, t: u64) void {
+        const deadline = self.phase.deadlineMs() orelse return;
+        if (t < deadline) return;
+        switch (self.phase) {
+            .serving, .handed_over => unreachable,
+            .probing => self.expireProbe(),
+            .starting => self.abandonGeneration("workers not ready in time", "timeout"),
+            // checkPredecessor decides: the predecessor may have exited just now.
+            .awaiting_predecessor => {},
+            .upgrading => |*u| {
+                var detail: [64]u8 = undefined;
+                const text = compat.bufPrint(&detail, "pid {d} not ready in {d} ms", .{
+                    u.successor.pid, upgrade_timeout_ms,
+                }) catch "not ready in time";
+                self.abandonUpgrade(text, false);
+            },
+        }
+    }
+
+    fn respawnDue(self: *Supervisor, t: u64) void {
         for (self.slots, 0..) |*slot, i| {
             const at = slot.respawn_at_ms orelse continue;
             if (t < at) continue;
@@ -837,10 +1101,13 @@ pub const Supervisor = struct {
         }
     }
 
+    /// Reaps every child that exited. One SIGCHLD may stand for many exits, so a turn that
+    /// reaches its bound (workers, plus the probe and new supervisors) reaps again on the next
+    /// turn rather than leave an exit unnoticed until some other child exits.
     fn reap(self: *Supervisor) void {
-        // Bounded by the number of children: each call reaps one or reports none left.
+        self.reap_due = false;
         var reaped: usize = 0;
-        while (reaped <= self.records.len) : (reaped += 1) {
+        while (reaped < self.records.len + 4) : (reaped += 1) {
             const result = (compat.waitpid(-1, linux.W.NOHANG) catch return) orelse return;
             for (self.records, 0..) |*maybe, i| {
                 if (maybe.*) |*r| if (r.pid == result.pid) {
@@ -850,8 +1117,9 @@ pub const Supervisor = struct {
                     self.onWorkerExit(i);
                     break;
                 };
-            } else self.onOtherChildExit(result.pid, events.Exit.fromWaitStatus(result.status));
+            } else self.onOtherChildExit(result.pid, result.status);
         }
+        self.reap_due = true;
     }
 
     fn onWorkerExit(self: *Supervisor, record_slot: usize) void {
@@ -883,7 +1151,8 @@ pub const Supervisor = struct {
             return;
         }
 
-        if (self.starting == r.generation and !r.ready) {
+        if (self.startingGeneration() == r.generation) {
+            // Ready or not, a worker of the starting generation that exits leaves it short.
             var detail: [64]u8 = undefined;
             var how: [48]u8 = undefined;
             const text = compat.bufPrint(&detail, "worker {d} {s}", .{
@@ -941,7 +1210,7 @@ pub const Supervisor = struct {
         for (self.records, 0..) |maybe, i| {
             const r = maybe orelse continue;
             if (r.generation != self.generation or r.control_fd == null) continue;
-            std.debug.assert(self.slots[r.index].owner == null); // one per slot per generation
+            assert(self.slots[r.index].owner == null); // one per slot per generation
             self.slots[r.index].owner = @intCast(i);
         }
         for (self.slots, 0..) |*slot, i| {
@@ -1009,7 +1278,7 @@ pub const Supervisor = struct {
     /// far, so that neighbouring dark slots spread over their neighbours, the nearest first.
     fn adopt(self: *Supervisor, index: u16, t: u64) void {
         const slot = &self.slots[index];
-        std.debug.assert(slot.adopter == null);
+        assert(slot.adopter == null);
         var best: ?u32 = null;
         var best_load: usize = std.math.maxInt(usize);
         var distance: u16 = 1;
@@ -1077,7 +1346,7 @@ pub const Supervisor = struct {
     fn finish(self: *Supervisor) void {
         // A new supervisor that failed and still runs (it may ignore SIGTERM, or have it
         // blocked, as the mask this one passed on does) does not outlive this one.
-        if (self.failed_successor) |pid| _ = linux.kill(pid, linux.SIG.KILL);
+        if (self.failed_successor) |f| _ = linux.kill(f.pid, linux.SIG.KILL);
         var reports: [1024]events.WorkerReport = undefined;
         for (self.slots, 0..) |slot, i| {
             reports[i] = .{
@@ -1092,7 +1361,7 @@ pub const Supervisor = struct {
             .immediate => .immediate,
         };
         const workers = reports[0..self.workers];
-        events.emitStoppedFor(self.generation, reason, workers, self.handed_over_to);
+        events.emitStoppedFor(self.generation, reason, workers, self.handedOverTo());
         if (self.pid_file_written) {
             if (self.options.pid_file) |path| pid_file.removeIfOwn(path, self.pid);
         }
@@ -1402,4 +1671,95 @@ fn exePath(argv0: [*:0]const u8, buf: *[4096:0]u8) ?[*:0]const u8 {
     if (compat.errno(rc) != .SUCCESS or rc == 0 or rc >= buf.len) return null;
     buf[rc] = 0;
     return buf[0..rc :0].ptr;
+}
+
+/// A supervisor with no processes and no descriptors, for tests of decisions that need no
+/// fork; `records` and `slots` are the caller's.
+fn testSupervisor(records: []?Record, slots: []Slot) Supervisor {
+    const no_variables = [_:null]?[*:0]const u8{};
+    return .{
+        .workers = @intCast(slots.len),
+        .options = .{},
+        .process = .{ .args = &.{}, .envp = &no_variables },
+        .exe_path = "/nonexistent",
+        .pid = 1,
+        .sockets = &.{},
+        .ports = @splat(0),
+        .records = records,
+        .slots = slots,
+        .epfd = -1,
+        .sigfd = -1,
+    };
+}
+
+test "a SIGHUP is queued or left to the change under way, never lost or doubled" {
+    var records: [8]?Record = @splat(null);
+    var slots: [2]Slot = @splat(.{});
+    var s = testSupervisor(&records, &slots);
+    s.generation = 1;
+    s.last_generation = 2;
+    s.phase = .{ .starting = .{ .generation = 2, .deadline_ms = 10 } };
+    s.assertInvariants();
+    s.onRestartSignal();
+    try std.testing.expect(s.restart_queued);
+    s.onRestartSignal();
+    try std.testing.expect(s.restart_queued);
+    s.assertInvariants();
+
+    // An upgrade waiting for its predecessor reads the binary on disk when it starts.
+    s.restart_queued = false;
+    s.predecessor = 41;
+    s.phase = .{ .awaiting_predecessor = .{ .pid = 41, .deadline_ms = 10 } };
+    s.onRestartSignal();
+    try std.testing.expect(!s.restart_queued);
+    s.assertInvariants();
+
+    // After a hand-over the new supervisor is the one to signal.
+    s.predecessor = null;
+    s.phase = .{ .handed_over = .{ .pid = 42, .left_behind = .{ .leaving = &.{}, .deadline_ms = 0 } } };
+    s.onRestartSignal();
+    try std.testing.expect(!s.restart_queued);
+    try std.testing.expectEqual(@as(?linux.pid_t, 42), s.handedOverTo());
+    s.assertInvariants();
+}
+
+test "every phase but serving and handed_over has a deadline, and the loop wakes for it" {
+    var records: [4]?Record = @splat(null);
+    var slots: [1]Slot = @splat(.{});
+    var s = testSupervisor(&records, &slots);
+    s.options.limits.watchdog_ms = 0;
+    try std.testing.expectEqual(@as(i32, -1), s.waitTimeoutMs());
+    s.last_generation = 1;
+    s.phase = .{ .starting = .{ .generation = 1, .deadline_ms = sys.monotonicMs() + 60_000 } };
+    const wait = s.waitTimeoutMs();
+    try std.testing.expect(wait > 0 and wait <= 60_000);
+    s.phase = .{ .starting = .{ .generation = 1, .deadline_ms = 0 } };
+    try std.testing.expectEqual(@as(i32, 0), s.waitTimeoutMs());
+    s.predecessor = 7;
+    s.phase = .{ .awaiting_predecessor = .{ .pid = 7, .deadline_ms = sys.monotonicMs() + 60_000 } };
+    // Polled: the predecessor's exit is seen through getppid.
+    try std.testing.expect(s.waitTimeoutMs() <= scan_interval_ms);
+    try std.testing.expect(s.phase.deadlineMs() != null);
+    s.phase = .serving;
+    try std.testing.expect(s.phase.deadlineMs() == null);
+}
+
+test "an upgrade that waits for a predecessor still running gives up at its deadline" {
+    var records: [4]?Record = @splat(null);
+    var slots: [1]Slot = @splat(.{});
+    var s = testSupervisor(&records, &slots);
+    s.generation = 3;
+    s.last_generation = 3;
+    // This process's parent plays the predecessor that never exits.
+    s.predecessor = linux.getppid();
+    s.awaitPredecessor();
+    try std.testing.expect(s.phase == .awaiting_predecessor);
+    s.checkPredecessor(sys.monotonicMs());
+    try std.testing.expect(s.phase == .awaiting_predecessor);
+    s.checkPredecessor(s.phase.deadlineMs().?);
+    try std.testing.expect(s.phase == .serving);
+    // The failed upgrade used up a generation number; the serving one goes on.
+    try std.testing.expectEqual(@as(u32, 4), s.last_generation);
+    try std.testing.expectEqual(@as(u32, 3), s.generation);
+    s.assertInvariants();
 }

@@ -37,12 +37,10 @@ const steering = @import("steering.zig");
 const activation = @import("activation.zig");
 const log = @import("log.zig");
 const linux = std.os.linux;
+const assert = std.debug.assert;
 
 /// The environment variable that tells a supervisor it is taking over from another one.
 pub const variable = "REUSEPORT_UPGRADE";
-
-/// How long `<exe> --fingerprint` may take.
-const probe_timeout_ms = 3_000;
 
 /// What a binary says it is (`--fingerprint`).
 pub const Identity = struct {
@@ -61,76 +59,122 @@ pub const ProbeFailure = struct {
     text: []const u8 = "",
 
     fn set(self: *ProbeFailure, comptime format: []const u8, args: anytype) error{ProbeFailed} {
-        self.text = compat.bufPrint(&self.buf, format, args) catch "cannot run it";
+        self.describe(format, args);
         return error.ProbeFailed;
+    }
+
+    fn describe(self: *ProbeFailure, comptime format: []const u8, args: anytype) void {
+        self.text = compat.bufPrint(&self.buf, format, args) catch "cannot run it";
     }
 };
 
-/// Runs `<exe> --fingerprint` and reads its identity line. Blocks for at most
-/// `probe_timeout_ms`: it is a short program that prints one line.
-pub fn probe(
-    exe_path: [*:0]const u8,
-    envp: [*:null]const ?[*:0]const u8,
-    failure: *ProbeFailure,
-) error{ProbeFailed}!Identity {
-    var out: [2]sys.Fd = undefined;
-    if (compat.errno(linux.pipe2(&out, .{ .CLOEXEC = true })) != .SUCCESS) {
-        return failure.set("cannot make a pipe", .{});
-    }
-    const argv = [_:null]?[*:0]const u8{ exe_path, "--fingerprint" };
-    const rc = linux.fork();
-    if (compat.errno(rc) != .SUCCESS) {
-        sys.close(out[0]);
-        sys.close(out[1]);
-        return failure.set("cannot fork", .{});
-    }
-    if (rc == 0) {
-        _ = linux.dup3(out[1], 1, 0);
-        _ = linux.execve(exe_path, &argv, envp);
-        linux.exit_group(127);
-    }
-    const pid: linux.pid_t = @intCast(rc);
-    sys.close(out[1]);
-    var buf: [128]u8 = undefined;
-    const len = readBounded(out[0], &buf, probe_timeout_ms);
-    sys.close(out[0]);
-    if (len == null) _ = linux.kill(pid, linux.SIG.KILL);
-    const status = (compat.waitpid(pid, 0) catch null) orelse
-        return failure.set("cannot wait for it", .{});
-    const n = len orelse return failure.set("--fingerprint did not answer in {d} ms", .{
-        probe_timeout_ms,
-    });
-    const exit = status.status;
-    if (exit & 0x7f != 0) return failure.set("--fingerprint was killed by signal {d}", .{
-        exit & 0x7f,
-    });
-    const code = (exit >> 8) & 0xff;
-    if (code == 127 and n == 0) return failure.set("cannot execute it (exited with code 127)", .{});
-    if (code != 0) return failure.set("--fingerprint exited with code {d}", .{code});
-    return parseIdentity(buf[0..n]) orelse failure.set("--fingerprint printed no identity", .{});
-}
+/// `<exe> --fingerprint`, run without blocking the supervisor's loop: the loop watches its
+/// output pipe (`fd`), reaps it with the other children (`onExit`) and gives up on it at
+/// `deadline_ms` (`expire`). Its answer is complete once the output reached end of file and
+/// its exit status is known.
+pub const Probe = struct {
+    pid: linux.pid_t,
+    /// The read end of its standard output, non-blocking; null once read to the end.
+    fd: ?sys.Fd,
+    deadline_ms: u64,
+    buf: [128]u8 = undefined,
+    len: usize = 0,
+    /// Its wait status, once reaped.
+    status: ?u32 = null,
 
-/// Reads until end of file, a full buffer or the deadline; null at the deadline.
-fn readBounded(fd: sys.Fd, buf: []u8, timeout_ms: u64) ?usize {
-    const deadline = sys.monotonicMs() + timeout_ms;
-    var len: usize = 0;
-    while (len < buf.len) {
-        const t = sys.monotonicMs();
-        if (t >= deadline) return null;
-        var fds = [_]linux.pollfd{.{ .fd = fd, .events = linux.POLL.IN, .revents = 0 }};
-        const wait: i32 = @intCast(deadline - t);
-        const rc = linux.poll(&fds, 1, wait);
-        if (compat.errno(rc) == .INTR) continue;
-        if (compat.errno(rc) != .SUCCESS) return null;
-        if (rc == 0) continue;
-        const n = sys.read(fd, buf[len..]) catch |err| switch (err) {
-            error.Interrupted, error.WouldBlock => continue,
-            else => return len,
-        };
-        if (n == 0) return len;
-        len += n;
+    /// How long `<exe> --fingerprint` may take: it is a short program that prints one line.
+    pub const timeout_ms = 3_000;
+
+    /// Forks and executes `<exe> --fingerprint` with its standard output on a pipe.
+    pub fn start(
+        exe_path: [*:0]const u8,
+        envp: [*:null]const ?[*:0]const u8,
+        now_ms: u64,
+    ) error{ PipeFailed, ForkFailed }!Probe {
+        var out: [2]sys.Fd = undefined;
+        const flags: linux.O = .{ .CLOEXEC = true, .NONBLOCK = true };
+        if (compat.errno(linux.pipe2(&out, flags)) != .SUCCESS) return error.PipeFailed;
+        const argv = [_:null]?[*:0]const u8{ exe_path, "--fingerprint" };
+        const rc = linux.fork();
+        if (compat.errno(rc) != .SUCCESS) {
+            sys.close(out[0]);
+            sys.close(out[1]);
+            return error.ForkFailed;
+        }
+        if (rc == 0) {
+            // The pipe's write end as standard output, blocking as a program expects it.
+            _ = linux.dup3(out[1], 1, 0);
+            _ = linux.fcntl(1, linux.F.SETFL, 0);
+            _ = linux.execve(exe_path, &argv, envp);
+            linux.exit_group(127);
+        }
+        sys.close(out[1]);
+        const pid: linux.pid_t = @intCast(rc);
+        assert(pid > 0);
+        return .{ .pid = pid, .fd = out[0], .deadline_ms = now_ms + timeout_ms };
     }
-    return len;
+
+    /// Reads what the probe wrote. Returns true when the output is complete (end of file,
+    /// or a full buffer: no identity line is that long); the caller then takes `fd` out of
+    /// its loop and calls `closeOutput`.
+    pub fn onReadable(self: *Probe) bool {
+        const fd = self.fd orelse return true;
+        while (self.len < self.buf.len) {
+            const n = sys.read(fd, self.buf[self.len..]) catch |err| switch (err) {
+                error.WouldBlock => return false,
+                error.Interrupted => continue,
+                else => return true,
+            };
+            if (n == 0) return true;
+            self.len += n;
+        }
+        assert(self.len == self.buf.len);
+        return true;
+    }
+
+    pub fn closeOutput(self: *Probe) void {
+        const fd = self.fd orelse return;
+        sys.close(fd);
+        self.fd = null;
+    }
+
+    pub fn onExit(self: *Probe, status: u32) void {
+        assert(self.status == null);
+        self.status = status;
+    }
+
+    /// Whether the answer is complete: output read to the end and the exit reaped.
+    pub fn done(self: *const Probe) bool {
+        return self.fd == null and self.status != null;
+    }
+
+    /// At the deadline: the probe is killed (its exit is reaped later, as another child's)
+    /// and its output closed; the answer is a failure.
+    pub fn expire(self: *Probe, failure: *ProbeFailure) void {
+        if (self.status == null) _ = linux.kill(self.pid, linux.SIG.KILL);
+        self.closeOutput();
+        failure.describe("--fingerprint did not answer in {d} ms", .{timeout_ms});
+    }
+
+    /// The identity the probe printed, or why there is none. Only once `done`.
+    pub fn result(self: *const Probe, failure: *ProbeFailure) error{ProbeFailed}!Identity {
+        assert(self.done());
+        return interpret(self.status.?, self.buf[0..self.len], failure);
+    }
+};
+
+/// What a `--fingerprint` run that exited with wait status `status` after printing `output`
+/// says.
+fn interpret(status: u32, output: []const u8, failure: *ProbeFailure) error{ProbeFailed}!Identity {
+    if (status & 0x7f != 0) return failure.set("--fingerprint was killed by signal {d}", .{
+        status & 0x7f,
+    });
+    const code = (status >> 8) & 0xff;
+    if (code == 127 and output.len == 0) {
+        return failure.set("cannot execute it (exited with code 127)", .{});
+    }
+    if (code != 0) return failure.set("--fingerprint exited with code {d}", .{code});
+    return parseIdentity(output) orelse failure.set("--fingerprint printed no identity", .{});
 }
 
 /// "spec=HEX supervisor=HEX\n".
@@ -616,4 +660,53 @@ test "the ready line carries one flag per passed socket" {
     var successor: Successor = .{ .pid = 0, .ready_fd = pair[0] };
     defer sys.close(pair[0]);
     try std.testing.expectEqualStrings("101", try successor.readReady());
+}
+
+test "a probe's answer: exit statuses and output read as an identity or a reason" {
+    var failure: ProbeFailure = .{};
+    const line = "spec=0123456789abcdef supervisor=fedcba9876543210\n";
+    const identity = try interpret(0, line, &failure);
+    try std.testing.expectEqualStrings("0123456789abcdef", &identity.spec);
+    try std.testing.expectError(error.ProbeFailed, interpret(9, line, &failure));
+    try std.testing.expectEqualStrings("--fingerprint was killed by signal 9", failure.text);
+    try std.testing.expectError(error.ProbeFailed, interpret(127 << 8, "", &failure));
+    try std.testing.expectEqualStrings("cannot execute it (exited with code 127)", failure.text);
+    try std.testing.expectError(error.ProbeFailed, interpret(3 << 8, line, &failure));
+    try std.testing.expectEqualStrings("--fingerprint exited with code 3", failure.text);
+    try std.testing.expectError(error.ProbeFailed, interpret(0, "hello\n", &failure));
+    try std.testing.expectEqualStrings("--fingerprint printed no identity", failure.text);
+}
+
+test "a probe runs without blocking: its output and exit arrive in either order" {
+    // /bin/echo prints its argument: an answer, but no identity.
+    var probe = try Probe.start("/bin/echo", &[_:null]?[*:0]const u8{}, 0);
+    try std.testing.expect(!probe.done());
+    var complete = false;
+    var turns: usize = 0;
+    while (!complete and turns < 500) : (turns += 1) {
+        var fds = [_]linux.pollfd{.{ .fd = probe.fd.?, .events = linux.POLL.IN, .revents = 0 }};
+        _ = linux.poll(&fds, 1, 20);
+        complete = probe.onReadable();
+    }
+    try std.testing.expect(complete);
+    probe.closeOutput();
+    try std.testing.expect(!probe.done());
+    const status = (try compat.waitpid(probe.pid, 0)).?;
+    probe.onExit(status.status);
+    try std.testing.expect(probe.done());
+    var failure: ProbeFailure = .{};
+    try std.testing.expectError(error.ProbeFailed, probe.result(&failure));
+    try std.testing.expectEqualStrings("--fingerprint printed no identity", failure.text);
+    try std.testing.expectEqualStrings("--fingerprint\n", probe.buf[0..probe.len]);
+}
+
+test "a probe that does not answer in time is killed" {
+    // sleep(1) refuses --fingerprint quickly, but the test gives up on it at once.
+    var probe = try Probe.start("/bin/sleep", &[_:null]?[*:0]const u8{}, 0);
+    try std.testing.expectEqual(@as(u64, Probe.timeout_ms), probe.deadline_ms);
+    var failure: ProbeFailure = .{};
+    probe.expire(&failure);
+    try std.testing.expectEqualStrings("--fingerprint did not answer in 3000 ms", failure.text);
+    try std.testing.expect(probe.fd == null);
+    _ = try compat.waitpid(probe.pid, 0);
 }
