@@ -8,7 +8,7 @@ const listener = @import("listener.zig");
 const worker = @import("worker.zig");
 const stats_mod = @import("stats.zig");
 const log = @import("log.zig");
-const sys = @import("sys.zig");
+const output = @import("output.zig");
 
 pub const Mode = enum { standalone, supervisor };
 
@@ -304,12 +304,14 @@ pub const Line = struct {
         self.endObject();
     }
 
-    /// Writes the line to standard output. A reader that went away is not our problem.
-    /// Not in tests: standard output is the test runner's channel to the build runner.
+    /// Writes the line to standard output: waiting up to a second for a reader that does
+    /// not keep up, never longer (see `output.zig`); a reader that went away is not our
+    /// problem. Not in tests: standard output is the test runner's channel to the build
+    /// runner.
     pub fn emit(self: *Line) void {
         self.raw("}\n");
         if (@import("builtin").is_test) return;
-        sys.writeAll(1, self.buf[0..self.len]) catch {};
+        output.writeLine(.stdout, self.buf[0..self.len], 1_000);
     }
 };
 

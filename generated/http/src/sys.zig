@@ -99,6 +99,16 @@ pub fn read(fd: Fd, buf: []u8) Error!usize {
     return check(linux.read(fd, buf.ptr, buf.len));
 }
 
+pub fn write(fd: Fd, bytes: []const u8) Error!usize {
+    return check(linux.write(fd, bytes.ptr, bytes.len));
+}
+
+/// `send` that never waits: WouldBlock when the socket's buffer is full.
+pub fn sendNow(fd: Fd, bytes: []const u8) Error!usize {
+    const flags = linux.MSG.NOSIGNAL | linux.MSG.DONTWAIT;
+    return check(linux.sendto(fd, bytes.ptr, bytes.len, flags, null, 0));
+}
+
 /// Writes to a socket without raising SIGPIPE when the peer has gone.
 pub fn send(fd: Fd, bytes: []const u8) Error!usize {
     return check(linux.sendto(fd, bytes.ptr, bytes.len, linux.MSG.NOSIGNAL, null, 0));

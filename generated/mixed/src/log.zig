@@ -4,8 +4,11 @@ const std = @import("std");
 const builtin = @import("builtin");
 const compat = @import("compat.zig");
 const config = @import("config.zig");
-const sys = @import("sys.zig");
+const output = @import("output.zig");
 const linux = std.os.linux;
+
+/// How long a log line may wait for a reader that does not keep up (see `output.zig`).
+const budget_ms = 100;
 
 pub fn info(comptime format: []const u8, args: anytype) void {
     write("", format, args);
@@ -30,5 +33,5 @@ fn write(prefix: []const u8, comptime format: []const u8, args: anytype) void {
     const body = compat.bufPrint(buf[head.len .. buf.len - 1], format, args) catch
         buf[head.len .. buf.len - 1];
     buf[head.len + body.len] = '\n';
-    sys.writeAll(2, buf[0 .. head.len + body.len + 1]) catch {};
+    output.writeLine(.stderr, buf[0 .. head.len + body.len + 1], budget_ms);
 }

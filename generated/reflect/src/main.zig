@@ -76,6 +76,7 @@ test {
     _ = @import("handlers.zig");
     _ = @import("listener.zig");
     _ = @import("notify.zig");
+    _ = @import("output.zig");
     _ = @import("upgrade.zig");
     _ = @import("worker_link.zig");
     _ = @import("worker_process.zig");
