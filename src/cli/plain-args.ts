@@ -5,7 +5,7 @@
  * negation, no short flags, no combination yargs would refuse. Anything else returns
  * `undefined` and yargs parses it (and words every error); a test checks that the two agree.
  */
-import type { GenerateCommand } from "./args.js";
+import type { GenerateCommand } from "./types.js";
 
 const BOOLEAN_FLAGS = new Set(["--dry-run", "--check", "--force", "--build", "--test", "--json"]);
 const VALUE_FLAGS = new Set(["--out", "--zig"]);

@@ -262,7 +262,7 @@ describe("usage", () => {
     [["http.json", "--check", "--test"], "gen-reuseport: --check and --test cannot be combined"],
     [["http.json", "--dry-run", "--build"], "gen-reuseport: --dry-run and --build cannot be combined"],
     [["http.json", "--out", "a", "--out", "b"], "gen-reuseport: --out given more than once"],
-    [["zig"], "gen-reuseport: missing a zig command (install or list)"],
+    [["zig"], "gen-reuseport: missing a zig command (install, list, path, exec)"],
     [["zig", "frob"], 'gen-reuseport: unexpected argument "frob"'],
     [["zig", "list", "--out", "x"], "gen-reuseport: unknown option --out"],
     [["http.json", "--zig", "/x/zig"], "gen-reuseport: --zig is only used with --build or --test"],
@@ -304,7 +304,7 @@ describe("completion", () => {
     const top = await cli("--get-yargs-completions", "gen-reuseport", "");
     expect(top.stdout.trim().split("\n")).toEqual(["init", "schema", "zig", "completion"]);
     const zig = await cli("--get-yargs-completions", "gen-reuseport", "zig", "");
-    expect(zig.stdout.trim().split("\n")).toEqual(["install", "list"]);
+    expect(zig.stdout.trim().split("\n")).toEqual(["install", "list", "path", "exec"]);
   });
 
   it("completes the generate options after a spec, and a subcommand's own options", async () => {

@@ -3,7 +3,8 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatDiagnostic, formatPath } from "../../../src/errors.js";
 import { httpResponseHeaderBytes } from "../../../src/spec/rules.js";
-import { closest, validateSpec } from "../../../src/spec/validate.js";
+import { closest } from "../../../src/did-you-mean.js";
+import { validateSpec } from "../../../src/spec/validate.js";
 
 const root = path.join(import.meta.dirname, "../../..");
 const validDirs = [path.join(root, "test/fixtures/valid"), path.join(root, "examples")];

@@ -2,15 +2,14 @@
  * `gen-reuseport <spec>`: plan, then write, dry-run or check; with --build / --test, find Zig
  * before writing and build after (./build.ts, loaded only then).
  */
-import { EXIT } from "../errors.js";
+import { EXIT } from "../../errors.js";
 import {
   applyGeneration,
   conflictLines,
   hasDrift,
   prepareGeneration,
   type PreparedGeneration,
-} from "../generate.js";
-import type { GenerateCommand } from "./args.js";
+} from "../../generate.js";
 import {
   checkSummary,
   dryRunSummary,
@@ -19,8 +18,8 @@ import {
   planLines,
   printJson,
   writeSummary,
-} from "./report.js";
-import type { CliContext } from "./run.js";
+} from "../report.js";
+import type { CliContext, GenerateCommand } from "../types.js";
 
 export async function runGenerate(command: GenerateCommand, ctx: CliContext): Promise<number> {
   const prepared = await prepareGeneration({
