@@ -17,15 +17,24 @@ export function closest(word: string, candidates: readonly string[]): string | u
   return best !== undefined && best.distance <= limit ? best.candidate : undefined;
 }
 
-/** Levenshtein distance with one rolling row. */
+/**
+ * Edit distance counting a swap of two neighbours as one edit, the commonest typo (`bulid`,
+ * `jsno`): optimal string alignment, with the two previous rows kept.
+ */
 function editDistance(a: string, b: string): number {
+  let before: number[] = [];
   let row = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i += 1) {
     const next = [i];
     for (let j = 1; j <= b.length; j += 1) {
       const substitution = (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      next.push(Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, substitution));
+      let best = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, substitution);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        best = Math.min(best, (before[j - 2] ?? 0) + 1);
+      }
+      next.push(best);
     }
+    before = row;
     row = next;
   }
   return row[b.length] ?? 0;

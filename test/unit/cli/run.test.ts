@@ -268,6 +268,14 @@ describe("usage", () => {
     [["http.json", "--zig", "/x/zig"], "gen-reuseport: --zig is only used with --build or --test"],
     [["http.json", "--out"], "gen-reuseport: --out needs a value"],
     [["init", "a.json", "--out", "x"], "gen-reuseport: unknown option --out"],
+    [["http.json", "--bulid"], "gen-reuseport: unknown option --bulid; did you mean --build?"],
+    [["http.json", "--dryrun"], "gen-reuseport: unknown option --dryrun; did you mean --dry-run?"],
+    [["init", "--exampel", "notes"], "gen-reuseport: unknown option --exampel; did you mean --example?"],
+    [["zig", "list", "--jsno"], "gen-reuseport: unknown option --jsno; did you mean --json?"],
+    [["zig", "install", "--al"], "gen-reuseport: unknown option --al; did you mean --all?"],
+    [["zig", "instal"], 'gen-reuseport: unknown command "instal"; did you mean "install"?'],
+    [["zig", "pth"], 'gen-reuseport: unknown command "pth"; did you mean "path"?'],
+    [["zig", "exec"], "gen-reuseport: missing the arguments for Zig (e.g. zig exec -- build)"],
   ])("rejects %j with one line and exit 2", async (args, message) => {
     const run = await cli(...args);
     expect(run.code).toBe(2);

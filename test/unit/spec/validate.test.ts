@@ -198,3 +198,13 @@ describe("closest", () => {
     expect(closest("colour", ["name", "port"])).toBeUndefined();
   });
 });
+
+describe("closest, with swapped neighbours", () => {
+  it("counts a swap of two neighbouring letters as one edit", () => {
+    expect(closest("bulid", ["build", "check"])).toBe("build");
+    expect(closest("jsno", ["json"])).toBe("json");
+    expect(closest("naem", ["name", "port"])).toBe("name");
+    expect(closest("ab", ["ba"])).toBe("ba");
+    expect(closest("abc", ["cab"])).toBeUndefined();
+  });
+});
