@@ -136,7 +136,12 @@ function zigCommand(y: Argv) {
       "run an installed Zig (default: the newest) with these arguments",
     )
     .recommendCommands()
-    .demandCommand(1, 1, `missing a zig command (${ZIG_COMMANDS.join(", ")})`, "too many zig commands");
+    .demandCommand(
+      1,
+      1,
+      `missing a zig command (${ZIG_COMMANDS.join(", ")})`,
+      "too many zig commands",
+    );
 }
 
 function parser(version: string) {
@@ -368,7 +373,8 @@ function usageText(message: string, rawArgs: readonly string[], suggestion?: str
     names.length === 1 && only !== undefined && only.length > 1
       ? closest(only, [...(OPTIONS_OF[commandOf(rawArgs)] ?? []), "help", "version"])
       : undefined;
-  return `unknown option ${flags.join(", ")}${meant === undefined ? "" : `; did you mean --${meant}?`}`;
+  const hint = meant === undefined ? "" : `; did you mean --${meant}?`;
+  return `unknown option ${flags.join(", ")}${hint}`;
 }
 
 /** Which command a line runs (`generate`, `init`, `zig install`, …), from its words. */

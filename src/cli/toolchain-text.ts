@@ -37,7 +37,8 @@ export function toolchainText(problem: ToolchainProblem, invocation: string): st
         problem.version === undefined
           ? "no supported Zig is installed"
           : `zig ${problem.version} is not installed`;
-      const install = `${invocation} zig install${problem.version === undefined ? "" : ` ${problem.version}`}`;
+      const release = problem.version === undefined ? "" : ` ${problem.version}`;
+      const install = `${invocation} zig install${release}`;
       return `${what} (looked in ${problem.searched.join(", ")}); run "${install}"`;
     }
     case "install-failed":

@@ -94,7 +94,8 @@ export async function installedZig(
 ): Promise<InstalledZig> {
   if (version !== undefined && !isSupportedZig(version)) {
     throw new UsageError(
-      `zig ${JSON.stringify(version)} is not a supported release (supported: ${SUPPORTED_ZIG_MESSAGE})`,
+      `zig ${JSON.stringify(version)} is not a supported release ` +
+        `(supported: ${SUPPORTED_ZIG_MESSAGE})`,
     );
   }
   const dirs = dirsOf(ctx);
