@@ -13,6 +13,7 @@ import yargs, { type Argv } from "yargs";
 import { closest } from "../did-you-mean.js";
 import { UsageError } from "../errors.js";
 import {
+  COMMAND_NAMES,
   DEFAULT_INIT_FILE,
   type Command,
   type GenerateCommand,
@@ -281,7 +282,6 @@ function parseWithYargs(y: Argv, rawArgs: readonly string[]): Parsed {
   return last;
 }
 
-const COMMAND_NAMES = new Set(["init", "schema", "zig", "completion"]);
 
 /** The options each command takes, for "did you mean" (`help` and `version` are everyone's). */
 const OPTIONS_OF: Readonly<Record<string, readonly string[]>> = {

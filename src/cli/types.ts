@@ -31,6 +31,9 @@ export interface CliContext {
   readonly inheritStdio?: boolean;
 }
 
+/** The commands besides the default one (generate): a spec file by one of these names is not. */
+export const COMMAND_NAMES: ReadonlySet<string> = new Set(["init", "schema", "zig", "completion"]);
+
 /** The spec `init` writes when it is given no file and no example. */
 export const DEFAULT_INIT_FILE = "gen-reuseport.json";
 

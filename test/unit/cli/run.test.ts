@@ -274,6 +274,14 @@ describe("usage", () => {
     [["zig", "list", "--jsno"], "gen-reuseport: unknown option --jsno; did you mean --json?"],
     [["zig", "install", "--al"], "gen-reuseport: unknown option --al; did you mean --all?"],
     [["zig", "instal"], 'gen-reuseport: unknown command "instal"; did you mean "install"?'],
+    [
+      ["initt"],
+      'gen-reuseport: unknown command "initt"; did you mean "init"? (no spec file by that name)',
+    ],
+    [
+      ["shcema"],
+      'gen-reuseport: unknown command "shcema"; did you mean "schema"? (no spec file by that name)',
+    ],
     [["zig", "pth"], 'gen-reuseport: unknown command "pth"; did you mean "path"?'],
     [["zig", "exec"], "gen-reuseport: missing the arguments for Zig (e.g. zig exec -- build)"],
   ])("rejects %j with one line and exit 2", async (args, message) => {
@@ -281,6 +289,13 @@ describe("usage", () => {
     expect(run.code).toBe(2);
     expect(run.stderr).toBe(`${message}; run "gen-reuseport --help" for usage\n`);
     expect(run.stdout).toBe("");
+  });
+
+  it("reads a spec file named like a mistyped command when there is one", async () => {
+    write("initt", read("http.json"));
+    const run = await cli("initt", "--out", "out");
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain("to out/");
   });
 
   it("--help lists the commands and documents the exit codes and default output directory", async () => {
