@@ -178,7 +178,12 @@ export async function parseArgs(rawArgs: readonly string[], version: string): Pr
   // yargs would hand the word to the default command as its spec (its completion command and a
   // default command with a positional do not mix), so the script is asked for here.
   if (rawArgs.length === 1 && rawArgs[0] === "completion") return { kind: "completion" };
-  if (rawArgs[0] === "zig" && rawArgs[1] === "exec") return parseZigExec(rawArgs.slice(2));
+  if (rawArgs[0] === "zig" && rawArgs[1] === "exec") {
+    const exec = parseZigExec(rawArgs.slice(2));
+    if (exec !== "help") return exec;
+    const { output } = parseWithYargs(parser(version), ["zig", "exec", "--help"]);
+    return { kind: "output", text: output };
+  }
   const { argv, output } = parseWithYargs(parser(version), rawArgs);
   if (output !== "") return { kind: "output", text: output };
   const json = argv.json === true;
@@ -213,8 +218,9 @@ function toInit(argv: Record<string, unknown>): InitCommand {
 /**
  * `zig exec [--version V] [--] ARGS`: its own options come first; from `--`, or from the first
  * word that is not one of them, everything is Zig's (`zig exec build --help` asks Zig).
+ * `"help"`: its own `--help` (`zig exec --help`).
  */
-export function parseZigExec(rest: readonly string[]): ZigExecCommand {
+export function parseZigExec(rest: readonly string[]): ZigExecCommand | "help" {
   let wanted: string | undefined;
   let i = 0;
   for (; i < rest.length; i++) {
@@ -225,6 +231,7 @@ export function parseZigExec(rest: readonly string[]): ZigExecCommand {
     }
     if (!arg.startsWith("-")) break;
     const [flag, inline] = arg.startsWith("--") ? splitInline(arg) : [arg, undefined];
+    if (flag === "--help" || flag === "-h") return "help";
     if (flag !== "--version") {
       const hint = closest(flag.replace(/^-+/, ""), ["version"]);
       const suggestion = hint === undefined ? "" : `; did you mean --${hint}?`;

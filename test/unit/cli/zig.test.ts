@@ -174,6 +174,12 @@ describe("gen-reuseport zig exec", () => {
     expect(inline.stdout.split("\n")[0]).toBe("zig 0.15.2 args:fmt .");
   });
 
+  it("shows its own help for --help before the arguments for Zig", async () => {
+    const run = await cliWith({}, "zig", "exec", "--help");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("gen-reuseport zig exec [--version V] -- <args..>");
+  });
+
   it("exits with Zig's exit code", async () => {
     echoZig("0.16.0", 7);
     const run = await cliWith({}, "zig", "exec", "--", "build");
