@@ -105,10 +105,11 @@ describe("an installed gen-reuseport (npm pack, npm install -g)", () => {
     if (root !== undefined) await rm(root, { recursive: true, force: true });
   });
 
-  it("has no Zig until zig install, then zig path names it", { timeout: ZIG_INSTALL_TIMEOUT_MS }, async () => {
+  const zigInstall = { timeout: ZIG_INSTALL_TIMEOUT_MS };
+  it("has no Zig until zig install, then zig path names it", zigInstall, async () => {
     const before = await run(["zig", "path"], COMMAND_TIMEOUT_MS);
     expect(before.exitCode).toBe(3);
-    expect(before.stderr).toContain('no supported Zig is installed');
+    expect(before.stderr).toContain("no supported Zig is installed");
     expect(before.stderr).toContain('run "gen-reuseport zig install"');
     ok(await run(["zig", "install"], ZIG_INSTALL_TIMEOUT_MS));
     const where = await run(["zig", "path", "--json"], COMMAND_TIMEOUT_MS);
@@ -122,12 +123,14 @@ describe("an installed gen-reuseport (npm pack, npm install -g)", () => {
   it("writes the notes example with its module, outside any checkout", async () => {
     const init = await run(["init", "--example", "notes"], COMMAND_TIMEOUT_MS);
     ok(init);
-    expect((await readdir(work)).sort()).toEqual(["gen-reuseport.schema.json", "notes", "notes.json"]);
+    const written = (await readdir(work)).sort();
+    expect(written).toEqual(["gen-reuseport.schema.json", "notes", "notes.json"]);
     const module = await readFile(path.join(work, "notes/src/app/notes.zig"), "utf8");
     expect(module).toContain("pub fn putNote(");
   });
 
-  it("generates, builds and tests it with the Zig it installed", { timeout: BUILD_TIMEOUT_MS }, async () => {
+  const build = { timeout: BUILD_TIMEOUT_MS };
+  it("generates, builds and tests it with the Zig it installed", build, async () => {
     const generated = await run(["notes.json", "--build", "--test"], BUILD_TIMEOUT_MS);
     ok(generated);
     expect(generated.stdout).toMatch(/^wrote \d+ files to notes\/ \(\d+ created, 1 kept\)$/m);
@@ -138,7 +141,7 @@ describe("an installed gen-reuseport (npm pack, npm install -g)", () => {
     expect(readme).not.toContain(root);
   });
 
-  it("runs that Zig with zig exec, passing its output and exit code through", { timeout: BUILD_TIMEOUT_MS }, async () => {
+  it("runs that Zig with zig exec, passing its output and exit code through", build, async () => {
     const version = await run(["zig", "exec", "--", "version"], COMMAND_TIMEOUT_MS);
     expect(version).toEqual({ exitCode: 0, stdout: VERSION, stderr: "" });
     const dir = path.join(work, "notes");
@@ -165,9 +168,11 @@ describe("an installed gen-reuseport (npm pack, npm install -g)", () => {
         timeout: (CURL_TIMEOUT_S + 2) * 1000,
         stdin: "ignore",
       });
-    const put = await curl(["-w", "\n%{http_code}", "-X", "PUT", "--data-binary", '{"t":"hi"}', `${base}/notes/1`]);
+    const status = ["-w", "\n%{http_code}"];
+    const note = ["--data-binary", '{"t":"hi"}'];
+    const put = await curl([...status, "-X", "PUT", ...note, `${base}/notes/1`]);
     expect(put.stdout).toBe('{"id":1,"bytes":10}\n\n201');
-    const got = await curl(["-w", "\n%{http_code}", `${base}/notes/1`]);
+    const got = await curl([...status, `${base}/notes/1`]);
     expect(got.stdout).toBe('{"t":"hi"}\n200');
     program.signal("SIGTERM");
     const exit = await program.waitForExit(STOP_TIMEOUT_MS);

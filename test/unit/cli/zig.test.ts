@@ -132,7 +132,8 @@ describe("gen-reuseport zig path", () => {
     expect(run.code).toBe(3);
     expect(run.stdout).toBe("");
     expect(run.stderr).toBe(
-      `zig 0.17.1 is not installed (looked in ${cache}); run "npx gen-reuseport zig install 0.17.1"\n`,
+      `zig 0.17.1 is not installed (looked in ${cache}); ` +
+        'run "npx gen-reuseport zig install 0.17.1"\n',
     );
     rmSync(other);
     const none = await cliWith({}, "zig", "path", "--json");
@@ -143,7 +144,7 @@ describe("gen-reuseport zig path", () => {
       command: "zig path",
       error: { code: "toolchain", problem: { kind: "zig-not-installed", searched: [cache] } },
     });
-    expect(none.stderr).toContain('no supported Zig is installed (looked in');
+    expect(none.stderr).toContain("no supported Zig is installed (looked in");
   });
 
   it("refuses a release it does not support with exit 2", async () => {
@@ -154,7 +155,7 @@ describe("gen-reuseport zig path", () => {
 });
 
 describe("gen-reuseport zig exec", () => {
-  it("runs the newest installed Zig with the arguments after --, in the working directory", async () => {
+  it("runs the newest installed Zig with the arguments after --, in this directory", async () => {
     echoZig("0.15.2");
     echoZig("0.16.0");
     const run = await cliWith({}, "zig", "exec", "--", "build", "--help", "-Doptimize=ReleaseSafe");
@@ -190,7 +191,9 @@ describe("gen-reuseport zig exec", () => {
   it("exits 3 when no Zig is installed, 2 when it is given no arguments for Zig", async () => {
     const missing = await cliWith({}, "zig", "exec", "--", "build");
     expect(missing.code).toBe(3);
-    expect(missing.stderr).toMatch(/^no supported Zig is installed .*; run "npx gen-reuseport zig install"\n$/);
+    expect(missing.stderr).toMatch(
+      /^no supported Zig is installed .*; run "npx gen-reuseport zig install"\n$/,
+    );
     echoZig("0.16.0");
     const empty = await cliWith({}, "zig", "exec");
     expect(empty.code).toBe(2);
