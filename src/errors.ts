@@ -104,6 +104,12 @@ export type ToolchainProblem =
       readonly minimum: string;
     }
   | { readonly kind: "release-unsupported"; readonly version: string }
+  /** `zig path` / `zig exec`: that release (undefined: any supported one) is not installed. */
+  | {
+      readonly kind: "zig-not-installed";
+      readonly version?: string;
+      readonly searched: readonly string[];
+    }
   | {
       readonly kind: "install-failed";
       readonly version: string;

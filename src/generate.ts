@@ -21,7 +21,7 @@ import {
   type PlanCounts,
 } from "./plan/plan.js";
 import { loadTemplates } from "./render/load-templates.js";
-import { render, type Rendered } from "./render/render.js";
+import { isUserOwned, render, type Rendered } from "./render/render.js";
 import { loadSpecFile } from "./spec/load.js";
 import type { Spec } from "./spec/schema.js";
 import { validateSpec } from "./spec/validate.js";
@@ -85,8 +85,10 @@ export async function prepareGeneration(options: GenerateOptions): Promise<Prepa
   const rendered = render(model, templates);
   const displayDir = options.outDir ?? result.spec.name;
   const force = options.force ?? false;
+  const userFiles = new Set([...rendered.keys()].filter(isUserOwned));
   const directory = await inspectOutputDirectory(path.resolve(cwd, displayDir), displayDir, {
     home: options.homeDir ?? homedir(),
+    userFiles,
   });
   const { manifest } = directory;
   const disk = await readDiskState(directory, pathsToInspect(rendered, manifest));

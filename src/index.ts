@@ -10,7 +10,8 @@ export {
   type GenerateOptions,
   type PreparedGeneration,
 } from "./generate.js";
-export { runCli, type CliContext } from "./cli/run.js";
+export { runCli } from "./cli/run.js";
+export type { CliContext } from "./cli/types.js";
 export {
   asExitError,
   ConflictError,
@@ -71,4 +72,4 @@ export {
   DEFAULT_PROVISIONED_ZIG,
   isSupportedZig,
   SUPPORTED_ZIG,
-} from "./toolchain/versions.js";
+} from "./zig-facts.js";

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
-/** The directory holding package.json, templates/ and .toolchain/. */
+/** The directory holding package.json, templates/, examples/ and (in a checkout) .toolchain/. */
 export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 /** The generator's version, written into every generated file's header. */
@@ -15,3 +15,6 @@ export const GENERATOR_VERSION: string = (
 ).version;
 
 export const TEMPLATES_DIR = path.join(PACKAGE_ROOT, "templates");
+
+/** The example specs (`<name>.json`) and their application modules (`app/<module>.zig`). */
+export const EXAMPLES_DIR = path.join(PACKAGE_ROOT, "examples");

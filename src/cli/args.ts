@@ -5,37 +5,21 @@
  * yargs does the work: strict mode, `.conflicts()`, `requiresArg` and the completion command.
  * Its locale is pinned to English and its messages are replaced by the CLI's own wording
  * (`MESSAGES`), so that output never depends on `LANG` and no message is rewritten afterwards.
+ * A mistyped option or command gets a "did you mean" (`--bulid` → `--build`, `zig instal` →
+ * `zig install`). `zig exec` is read here, not by yargs: what follows its own option goes to Zig
+ * untouched (yargs would take `--help` or `--version` for its own).
  */
 import yargs, { type Argv } from "yargs";
+import { closest } from "../did-you-mean.js";
 import { UsageError } from "../errors.js";
-
-export interface GenerateCommand {
-  readonly kind: "generate";
-  readonly spec: string;
-  readonly out: string | undefined;
-  readonly dryRun: boolean;
-  readonly check: boolean;
-  readonly force: boolean;
-  readonly build: boolean;
-  readonly test: boolean;
-  readonly zig: string | undefined;
-  readonly json: boolean;
-}
-
-export type Command =
-  | GenerateCommand
-  | { readonly kind: "init"; readonly file: string; readonly json: boolean }
-  | { readonly kind: "schema" }
-  | {
-      readonly kind: "zig-install";
-      readonly versions: readonly string[];
-      readonly all: boolean;
-      readonly json: boolean;
-    }
-  | { readonly kind: "zig-list"; readonly json: boolean }
-  | { readonly kind: "output"; readonly text: string };
-
-export const DEFAULT_INIT_FILE = "gen-reuseport.json";
+import {
+  COMMAND_NAMES,
+  DEFAULT_INIT_FILE,
+  type Command,
+  type GenerateCommand,
+  type InitCommand,
+  type ZigExecCommand,
+} from "./types.js";
 
 const EPILOGUE = `The output directory defaults to ./<name> (the spec's "name").
 Zig is looked up in this order: --zig, $ZIG, the newest Zig installed by
@@ -69,7 +53,7 @@ const MESSAGES = {
   "Unknown command: %s": { one: "unknown command %s", other: "unknown commands %s" },
   "Not enough arguments following: %s": "--%s needs a value",
   "Arguments %s and %s are mutually exclusive": "--%s and --%s cannot be combined",
-  "Did you mean %s?": "did you mean %s?",
+  "Did you mean %s?": suggestMark("%s"),
   "Show help": "show help",
   "Show version number": "show the version",
 } as const;
@@ -81,6 +65,20 @@ const MESSAGES = {
 function unknownMark(names: string): string {
   return `\u0000unknown\u0000${names}`;
 }
+
+/** yargs' command suggestion (`recommendCommands`), joined to its "unknown" message. */
+function suggestMark(name: string): string {
+  return `\u0000suggest\u0000${name}`;
+}
+
+const INIT_OPTIONS = {
+  example: {
+    type: "string",
+    requiresArg: true,
+    describe: "write one of the package's examples (notes, resp, reflect, http, mixed, …)",
+  },
+  json: jsonOption(),
+} as const;
 
 const GENERATE_OPTIONS = {
   out: { type: "string", requiresArg: true, describe: "output directory (default: ./<name>)" },
@@ -111,6 +109,8 @@ function generateCommand(y: Argv) {
     .conflicts("dry-run", ["build", "test"]);
 }
 
+const ZIG_COMMANDS = ["install", "list", "path", "exec"] as const;
+
 function zigCommand(y: Argv) {
   return y
     .command(
@@ -125,7 +125,24 @@ function zigCommand(y: Argv) {
     .command("list", "list supported Zig releases and which are installed", (z) =>
       z.option("json", jsonOption()),
     )
-    .demandCommand(1, 1, "missing a zig command (install or list)", "too many zig commands");
+    // "release", not "version": yargs keeps --version for itself, argv.version included.
+    .command("path [release]", "print the path of an installed Zig (default: the newest)", (z) =>
+      z
+        .positional("release", { type: "string", describe: "e.g. 0.17.1" })
+        .option("json", jsonOption()),
+    )
+    // Listed for --help and completion; its command line is read by parseZigExec.
+    .command(
+      "exec [--version V] -- <args..>",
+      "run an installed Zig (default: the newest) with these arguments",
+    )
+    .recommendCommands()
+    .demandCommand(
+      1,
+      1,
+      `missing a zig command (${ZIG_COMMANDS.join(", ")})`,
+      "too many zig commands",
+    );
 }
 
 function parser(version: string) {
@@ -140,13 +157,13 @@ function parser(version: string) {
       y
         .positional("file", {
           type: "string",
-          default: DEFAULT_INIT_FILE,
-          describe: "spec to create",
+          describe: `spec to create (default: ${DEFAULT_INIT_FILE}, or <example>.json)`,
         })
-        .option("json", jsonOption()),
+        .options(INIT_OPTIONS),
     )
     .command("schema", "print the JSON Schema of the spec")
-    .command("zig", "install and list Zig toolchains", zigCommand)
+    .command("zig", "install, list, locate and run Zig toolchains", zigCommand)
+    .recommendCommands()
     .completion("completion", "print a bash/zsh completion script", completeWords)
     .epilogue(EPILOGUE)
     .strict()
@@ -160,14 +177,18 @@ function parser(version: string) {
 export async function parseArgs(rawArgs: readonly string[], version: string): Promise<Command> {
   // yargs would hand the word to the default command as its spec (its completion command and a
   // default command with a positional do not mix), so the script is asked for here.
-  if (rawArgs.length === 1 && rawArgs[0] === "completion") {
-    return { kind: "output", text: completionScript() };
+  if (rawArgs.length === 1 && rawArgs[0] === "completion") return { kind: "completion" };
+  if (rawArgs[0] === "zig" && rawArgs[1] === "exec") {
+    const exec = parseZigExec(rawArgs.slice(2));
+    if (exec !== "help") return exec;
+    const { output } = parseWithYargs(parser(version), ["zig", "exec", "--help"]);
+    return { kind: "output", text: output };
   }
   const { argv, output } = parseWithYargs(parser(version), rawArgs);
   if (output !== "") return { kind: "output", text: output };
   const json = argv.json === true;
   const [sub, zigSub] = argv._ as unknown[];
-  if (sub === "init") return { kind: "init", file: String(argv.file), json };
+  if (sub === "init") return toInit(argv);
   if (sub === "schema") return { kind: "schema" };
   if (sub === "zig" && zigSub === "install") {
     const versions = ((argv.versions as unknown[] | undefined) ?? []).map(String);
@@ -176,8 +197,65 @@ export async function parseArgs(rawArgs: readonly string[], version: string): Pr
     }
     return { kind: "zig-install", versions, all: argv.all === true, json };
   }
+  if (sub === "zig" && zigSub === "path") {
+    const wanted = argv.release === undefined ? undefined : String(argv.release);
+    return { kind: "zig-path", version: wanted, json };
+  }
   if (sub === "zig") return { kind: "zig-list", json };
   return toGenerate(argv);
+}
+
+function toInit(argv: Record<string, unknown>): InitCommand {
+  if (Array.isArray(argv.example)) throw new UsageError("--example given more than once");
+  return {
+    kind: "init",
+    file: argv.file === undefined ? undefined : String(argv.file),
+    example: argv.example === undefined ? undefined : String(argv.example),
+    json: argv.json === true,
+  };
+}
+
+/**
+ * `zig exec [--version V] [--] ARGS`: its own options come first; from `--`, or from the first
+ * word that is not one of them, everything is Zig's (`zig exec build --help` asks Zig).
+ * `"help"`: its own `--help` (`zig exec --help`).
+ */
+export function parseZigExec(rest: readonly string[]): ZigExecCommand | "help" {
+  let wanted: string | undefined;
+  let i = 0;
+  for (; i < rest.length; i++) {
+    const arg = rest[i] ?? "";
+    if (arg === "--") {
+      i += 1;
+      break;
+    }
+    if (!arg.startsWith("-")) break;
+    const [flag, inline] = arg.startsWith("--") ? splitInline(arg) : [arg, undefined];
+    if (flag === "--help" || flag === "-h") return "help";
+    if (flag !== "--version") {
+      const hint = closest(flag.replace(/^-+/, ""), ["version"]);
+      const suggestion = hint === undefined ? "" : `; did you mean --${hint}?`;
+      throw new UsageError(
+        `unknown option ${flag} for zig exec (its arguments for Zig go after --)${suggestion}`,
+      );
+    }
+    if (wanted !== undefined) throw new UsageError("--version given more than once");
+    const value = inline ?? rest[++i];
+    if (value === undefined || value === "" || value.startsWith("-")) {
+      throw new UsageError("--version needs a value");
+    }
+    wanted = value;
+  }
+  const args = rest.slice(i);
+  if (args.length === 0) {
+    throw new UsageError("missing the arguments for Zig (e.g. zig exec -- build)");
+  }
+  return { kind: "zig-exec", version: wanted, args };
+}
+
+function splitInline(arg: string): [string, string | undefined] {
+  const eq = arg.indexOf("=");
+  return eq === -1 ? [arg, undefined] : [arg.slice(0, eq), arg.slice(eq + 1)];
 }
 
 interface Parsed {
@@ -192,9 +270,12 @@ interface Parsed {
 function parseWithYargs(y: Argv, rawArgs: readonly string[]): Parsed {
   let last: Parsed | undefined;
   let failure: Error | undefined;
+  let suggestion: string | undefined;
   y.fail((message, error) => {
     const text = message ?? error?.message ?? "invalid arguments";
-    failure ??= new UsageError(usageText(text, rawArgs));
+    const suggested = text.split("\u0000");
+    if (suggested.length === 3 && suggested[1] === "suggest") suggestion ??= suggested[2];
+    else failure ??= new UsageError(usageText(text, rawArgs, suggestion));
   });
   void y.parse([...rawArgs], {}, (error, argv, output) => {
     if (error !== null && error !== undefined) failure ??= error;
@@ -208,7 +289,15 @@ function parseWithYargs(y: Argv, rawArgs: readonly string[]): Parsed {
   return last;
 }
 
-const COMMAND_NAMES = new Set(["init", "schema", "zig", "completion"]);
+
+/** The options each command takes, for "did you mean" (`help` and `version` are everyone's). */
+const OPTIONS_OF: Readonly<Record<string, readonly string[]>> = {
+  generate: Object.keys(GENERATE_OPTIONS),
+  init: Object.keys(INIT_OPTIONS),
+  "zig install": ["all", "json"],
+  "zig list": ["json"],
+  "zig path": ["json"],
+};
 
 /**
  * Tab completion: yargs' own (commands, subcommands, their options), plus the options of the
@@ -239,7 +328,7 @@ function completeWords(
  * The shell script `gen-reuseport completion` prints (yargs' own). A parser of its own: the
  * main one's default command would take "completion" for a spec file.
  */
-function completionScript(): string {
+export function completionScript(): string {
   const y = yargs().scriptName("gen-reuseport").completion("completion", false).exitProcess(false);
   return parseWithYargs(y, ["completion"]).output;
 }
@@ -272,14 +361,33 @@ function toGenerate(argv: Record<string, unknown>): GenerateCommand {
 
 /**
  * The one message that needs the command line: yargs names unknown arguments bare (`frob`,
- * `x`, `extra.json`); they are shown as typed (`--frob`, `-x`, `"extra.json"`).
+ * `x`, `extra.json`); they are shown as typed (`--frob`, `-x`, `"extra.json"`), with the option
+ * or command that was probably meant.
  */
-function usageText(message: string, rawArgs: readonly string[]): string {
+function usageText(message: string, rawArgs: readonly string[], suggestion?: string): string {
   const marked = message.split("\u0000");
   if (marked.length !== 3) return message.split("\n")[0] ?? message;
   const names = (marked[2] ?? "").split(", ");
   const extra = names.filter((n) => rawArgs.includes(n));
-  if (extra.length > 0) return `unexpected argument ${extra.map((n) => `"${n}"`).join(", ")}`;
+  if (extra.length > 0) {
+    const shown = extra.map((n) => `"${n}"`).join(", ");
+    if (suggestion !== undefined) return `unknown command ${shown}; did you mean "${suggestion}"?`;
+    return `unexpected argument ${shown}`;
+  }
   const flags = names.map((n) => (n.length > 1 ? `--${n}` : `-${n}`));
-  return `unknown option ${flags.join(", ")}`;
+  const [only] = names;
+  const meant =
+    names.length === 1 && only !== undefined && only.length > 1
+      ? closest(only, [...(OPTIONS_OF[commandOf(rawArgs)] ?? []), "help", "version"])
+      : undefined;
+  const hint = meant === undefined ? "" : `; did you mean --${meant}?`;
+  return `unknown option ${flags.join(", ")}${hint}`;
+}
+
+/** Which command a line runs (`generate`, `init`, `zig install`, …), from its words. */
+function commandOf(rawArgs: readonly string[]): string {
+  const words = rawArgs.filter((a) => !a.startsWith("-"));
+  const [first, second] = words;
+  if (first === undefined || !COMMAND_NAMES.has(first)) return "generate";
+  return first === "zig" && second !== undefined ? `zig ${second}` : first;
 }

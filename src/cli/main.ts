@@ -10,6 +10,7 @@ const code = await runCli(process.argv.slice(2), {
   cwd: process.cwd(),
   env: process.env,
   invocation: invocationOf({ script: process.argv[1], env: process.env, cwd: process.cwd() }),
+  inheritStdio: true,
 });
 // Let pending writes to a pipe drain before exiting.
 process.stdout.write("", () => process.exit(code));

@@ -5,12 +5,10 @@
  * negation, no short flags, no combination yargs would refuse. Anything else returns
  * `undefined` and yargs parses it (and words every error); a test checks that the two agree.
  */
-import type { GenerateCommand } from "./args.js";
+import { COMMAND_NAMES, type GenerateCommand } from "./types.js";
 
 const BOOLEAN_FLAGS = new Set(["--dry-run", "--check", "--force", "--build", "--test", "--json"]);
 const VALUE_FLAGS = new Set(["--out", "--zig"]);
-/** Command names the default command's spec must not be (yargs would run the command). */
-const COMMANDS = new Set(["init", "schema", "zig", "completion"]);
 
 export function parsePlainGenerate(rawArgs: readonly string[]): GenerateCommand | undefined {
   const flags = new Set<string>();
@@ -26,7 +24,7 @@ export function parsePlainGenerate(rawArgs: readonly string[]): GenerateCommand 
         if (!isPlainWord(value)) return undefined;
         values.set(arg, value);
       }
-    } else if (isPlainWord(arg) && spec === undefined && !COMMANDS.has(arg)) {
+    } else if (isPlainWord(arg) && spec === undefined && !COMMAND_NAMES.has(arg)) {
       spec = arg;
     } else {
       return undefined;

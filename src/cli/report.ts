@@ -11,7 +11,7 @@ import {
 } from "../errors.js";
 import { displayPath, type PreparedGeneration } from "../generate.js";
 import type { Action, PlanCounts } from "../plan/plan.js";
-import type { CliContext } from "./run.js";
+import type { CliContext } from "./types.js";
 import { toolchainText } from "./toolchain-text.js";
 
 export type Mode = "write" | "dry-run" | "check";

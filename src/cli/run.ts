@@ -1,6 +1,8 @@
 /**
  * The CLI runner: argv in, exit code out. Streams, working directory and environment are
- * injected so tests drive it without touching `process`. Only `main.ts` exits the process.
+ * injected (`CliContext`, types.ts) so tests drive it without touching `process`. Only
+ * `main.ts` exits the process. The commands live in `commands/`; none of them imports this
+ * dispatcher (the import test, test/unit/layers.test.ts, keeps it so).
  *
  * Each command's modules are imported when that command runs: `--dry-run` never loads the
  * toolchain, `init` never loads the renderer, and a plain generate command line never loads
@@ -10,26 +12,8 @@ import { asExitError, EXIT, type ExitError, InternalError } from "../errors.js";
 import { GENERATOR_VERSION } from "../package.js";
 import { parsePlainGenerate } from "./plain-args.js";
 import { errorJson, errorLines, printJson } from "./report.js";
+import type { CliContext } from "./types.js";
 
-/** Everything the CLI touches outside its arguments, injected so tests need no `process`. */
-export interface CliContext {
-  readonly stdout: { write(chunk: string): unknown };
-  /** `isTTY`: Zig draws its own progress there, and the CLI's lines may be styled. */
-  readonly stderr: { write(chunk: string | Uint8Array): unknown; readonly isTTY?: boolean };
-  readonly cwd: string;
-  readonly env: NodeJS.ProcessEnv;
-  /** Templates to render (default: the package's `templates/`). */
-  readonly templatesDir?: string;
-  /**
-   * Where installed Zig releases are looked for; `zig install` installs into the first
-   * (default: the per-user cache, then a checkout's `.toolchain/`, see toolchain/cache.ts).
-   */
-  readonly toolchainDirs?: readonly string[];
-  /** How hints name gen-reuseport, e.g. `npx gen-reuseport` (see invocation.ts). */
-  readonly invocation?: string;
-  /** Python with pip for `zig install` (default "python3"). */
-  readonly python?: string;
-}
 
 /** Runs one command line; never throws, returns the exit code. */
 export async function runCli(rawArgs: readonly string[], ctx: CliContext): Promise<number> {
@@ -43,23 +27,28 @@ export async function runCli(rawArgs: readonly string[], ctx: CliContext): Promi
       case "output":
         ctx.stdout.write(command.text.endsWith("\n") ? command.text : `${command.text}\n`);
         return EXIT.ok;
-      case "schema": {
-        const { specJsonSchemaText } = await import("../spec/json-schema.js");
-        ctx.stdout.write(specJsonSchemaText());
-        return EXIT.ok;
-      }
+      case "schema":
+        return (await import("./commands/schema.js")).runSchema(ctx);
+      case "completion":
+        return (await import("./commands/completion.js")).runCompletion(ctx);
       case "init":
         name = "init";
-        return await (await import("./init.js")).runInit(command, ctx);
+        return await (await import("./commands/init.js")).runInit(command, ctx);
       case "zig-install":
         name = "zig install";
-        return await (await import("./zig.js")).runZigInstall(command, ctx);
+        return await (await import("./commands/zig.js")).runZigInstall(command, ctx);
       case "zig-list":
         name = "zig list";
-        return await (await import("./zig.js")).runZigList(command, ctx);
+        return await (await import("./commands/zig.js")).runZigList(command, ctx);
+      case "zig-path":
+        name = "zig path";
+        return await (await import("./commands/zig.js")).runZigPath(command, ctx);
+      case "zig-exec":
+        name = "zig exec";
+        return await (await import("./commands/zig-exec.js")).runZigExec(command, ctx);
       case "generate":
         name = "generate";
-        return await (await import("./generate.js")).runGenerate(command, ctx);
+        return await (await import("./commands/generate.js")).runGenerate(command, ctx);
     }
   } catch (error) {
     return reportError(asExitError(error), ctx, json, name);

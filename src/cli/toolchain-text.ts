@@ -3,7 +3,7 @@
  * names the install command as the user can run it (`invocation`, see invocation.ts).
  */
 import type { ToolchainProblem } from "../errors.js";
-import { DEFAULT_PROVISIONED_ZIG, SUPPORTED_ZIG_MESSAGE } from "../toolchain/versions.js";
+import { DEFAULT_PROVISIONED_ZIG, SUPPORTED_ZIG_MESSAGE } from "../zig-facts.js";
 import { seconds } from "./style.js";
 
 export function installHint(invocation: string): string {
@@ -32,6 +32,15 @@ export function toolchainText(problem: ToolchainProblem, invocation: string): st
         `cannot install zig ${JSON.stringify(problem.version)}: not a supported release ` +
         `(supported: ${SUPPORTED_ZIG_MESSAGE})`
       );
+    case "zig-not-installed": {
+      const what =
+        problem.version === undefined
+          ? "no supported Zig is installed"
+          : `zig ${problem.version} is not installed`;
+      const release = problem.version === undefined ? "" : ` ${problem.version}`;
+      const install = `${invocation} zig install${release}`;
+      return `${what} (looked in ${problem.searched.join(", ")}); run "${install}"`;
+    }
     case "install-failed":
       return (
         `installing zig ${problem.version} with pip failed (${problem.reason})` +

@@ -6,7 +6,7 @@ import { createHash } from "node:crypto";
 import { InternalError } from "../errors.js";
 import { formatIp, parseIp } from "../spec/address.js";
 import { DEFAULTS, type ListenerSpec, type Spec } from "../spec/schema.js";
-import { DEFAULT_MINIMUM_ZIG } from "../toolchain/versions.js";
+import { DEFAULT_MINIMUM_ZIG } from "../zig-facts.js";
 import { zigFingerprint } from "./fingerprint.js";
 import { zigPackageName } from "./zig-name.js";
 

@@ -11,24 +11,12 @@
  *    sha256 of the service name (`..._1a2b3c4d`), so that long names that share a prefix differ.
  */
 import { createHash } from "node:crypto";
+import { ZIG_KEYWORDS } from "../zig-facts.js";
 
 /** `max_name_len` of Zig's package manifest (the same in every supported release). */
 export const ZIG_PACKAGE_NAME_MAX_BYTES = 32;
 
 const HASH_HEX_DIGITS = 8;
-
-/**
- * Keywords of every supported release (`std.zig.Token.keywords`): 0.15 to 0.17 dropped
- * `async`, `await` and `usingnamespace`, which 0.14 still reserves.
- */
-export const ZIG_KEYWORDS: ReadonlySet<string> = new Set([
-  "addrspace", "align", "allowzero", "and", "anyframe", "anytype", "asm", "async", "await",
-  "break", "callconv", "catch", "comptime", "const", "continue", "defer", "else", "enum",
-  "errdefer", "error", "export", "extern", "fn", "for", "if", "inline", "linksection",
-  "noalias", "noinline", "nosuspend", "opaque", "or", "orelse", "packed", "pub", "resume",
-  "return", "struct", "suspend", "switch", "test", "threadlocal", "try", "union",
-  "unreachable", "usingnamespace", "var", "volatile", "while",
-]);
 
 /** A bare identifier that `build.zig.zon` accepts as a package name in every release. */
 export function isZigPackageName(name: string): boolean {

@@ -9,6 +9,7 @@
  * - The manifest is an input like the spec: a regular file, bounded, validated
  *   (`checkManifest`); a bad one is a clear error, not "no previous run".
  */
+import type { Dirent } from "node:fs";
 import { lstat, readdir, realpath } from "node:fs/promises";
 import path from "node:path";
 import { OutputError } from "../errors.js";
@@ -37,6 +38,12 @@ export type Place = Pick<OutputDirectory, "root" | "display">;
 export interface OutputDirectoryOptions {
   /** The user's home directory (refused as an output directory). */
   readonly home: string;
+  /**
+   * Files of the user's (an application module, the custom handler) that this run would create
+   * if they were missing: a directory holding only these (and `.git`) is not foreign, so that a
+   * module kept under version control, or written by `init --example`, is generated around.
+   */
+  readonly userFiles?: ReadonlySet<string>;
 }
 
 export async function inspectOutputDirectory(
@@ -57,7 +64,8 @@ export async function inspectOutputDirectory(
     throw refuse(display, `is ${describeKind(kind)}, not a directory`, "choose another --out");
   }
   const manifest = await readManifest(root, display);
-  const foreign = manifest === undefined && (await holdsSomething(root));
+  const foreign =
+    manifest === undefined && (await holdsOthers(root, options.userFiles ?? new Set()));
   return { root, display, manifest, foreign };
 }
 
@@ -147,12 +155,34 @@ async function realpathOr(file: string): Promise<string> {
   }
 }
 
-async function holdsSomething(root: string): Promise<boolean> {
-  try {
-    return (await readdir(root)).some((entry) => !IGNORED_ENTRIES.has(entry));
-  } catch (error) {
-    throw new OutputError(`cannot read ${root}: ${(error as Error).message}`);
+/**
+ * Whether the directory holds anything besides `.git` and the given user files. Only the
+ * folders on the way to those files are read, so the walk is bounded by them; a link or special
+ * file counts as something else.
+ */
+async function holdsOthers(root: string, userFiles: ReadonlySet<string>): Promise<boolean> {
+  const folders = new Set<string>();
+  for (const file of userFiles) {
+    const parts = file.split("/");
+    for (let i = 1; i < parts.length; i++) folders.add(parts.slice(0, i).join("/"));
   }
+  const visit = async (folder: string): Promise<boolean> => {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(path.join(root, folder), { withFileTypes: true });
+    } catch (error) {
+      throw new OutputError(`cannot read ${root}: ${(error as Error).message}`);
+    }
+    for (const entry of entries) {
+      if (folder === "" && IGNORED_ENTRIES.has(entry.name)) continue;
+      const file = folder === "" ? entry.name : `${folder}/${entry.name}`;
+      if (entry.isFile() && userFiles.has(file)) continue;
+      if (entry.isDirectory() && folders.has(file) && !(await visit(file))) continue;
+      return true;
+    }
+    return false;
+  };
+  return visit("");
 }
 
 /**

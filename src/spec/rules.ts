@@ -6,7 +6,7 @@
  */
 import type { Diagnostic } from "../errors.js";
 import { formatIp, isIpv6Wildcard, parseIp, type IpAddress } from "./address.js";
-import { ZIG_KEYWORDS } from "../model/zig-name.js";
+import { ZIG_KEYWORDS } from "../zig-facts.js";
 import { DEFAULTS, TCP_ONLY_KEYS } from "./schema.js";
 
 type Json = Record<string, unknown>;

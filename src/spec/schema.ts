@@ -3,7 +3,7 @@
  * allowed for each field. Rules that relate fields to each other live in `rules.ts`.
  */
 import { z } from "zod";
-import { DEFAULT_MINIMUM_ZIG, SUPPORTED_ZIG } from "../toolchain/versions.js";
+import { DEFAULT_MINIMUM_ZIG, SUPPORTED_ZIG } from "../zig-facts.js";
 import { parseIp } from "./address.js";
 
 /** An integer in `[min, max]`; every failure says the same thing: what is allowed. */

@@ -4,6 +4,7 @@
  */
 import type { z } from "zod";
 import { MAX_LISTED_PROBLEMS, type Diagnostic } from "../errors.js";
+import { closest } from "../did-you-mean.js";
 import { checkRules } from "./rules.js";
 import { ALLOWED_KEYS, SpecSchema, type Spec } from "./schema.js";
 
@@ -114,32 +115,4 @@ function valueAt(raw: unknown, path: Path): unknown {
     value = (value as Record<string | number, unknown>)[segment];
   }
   return value;
-}
-
-/** The allowed key nearest to a typo, if it is close enough to be what was meant. */
-export function closest(word: string, candidates: readonly string[]): string | undefined {
-  const limit = Math.max(1, Math.floor(word.length / 3));
-  let best: { candidate: string; distance: number } | undefined;
-  for (const candidate of candidates) {
-    // The distance is at least the difference in length: skip what cannot be near enough,
-    // so that a megabyte-long key costs nothing.
-    if (Math.abs(candidate.length - word.length) > limit) continue;
-    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
-    if (best === undefined || distance < best.distance) best = { candidate, distance };
-  }
-  return best !== undefined && best.distance <= limit ? best.candidate : undefined;
-}
-
-/** Levenshtein distance with one rolling row. */
-function editDistance(a: string, b: string): number {
-  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i += 1) {
-    const next = [i];
-    for (let j = 1; j <= b.length; j += 1) {
-      const substitution = (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1);
-      next.push(Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, substitution));
-    }
-    row = next;
-  }
-  return row[b.length] ?? 0;
 }

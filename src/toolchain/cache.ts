@@ -9,7 +9,7 @@ import { access, constants, readdir } from "node:fs/promises";
 import { homedir } from "node:os";
 import path from "node:path";
 import { PACKAGE_ROOT } from "../package.js";
-import { compareZigVersions, isSupportedZig, parseZigVersion } from "./versions.js";
+import { compareZigVersions, isSupportedZig, parseZigVersion } from "../zig-facts.js";
 
 /** Set it to put toolchains elsewhere (the test suite points it at the checkout's `.toolchain`). */
 export const CACHE_ENV = "GEN_REUSEPORT_CACHE";

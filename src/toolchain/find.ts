@@ -7,7 +7,7 @@
 import path from "node:path";
 import { ToolchainError } from "../errors.js";
 import { installedZigs, isExecutable, toolchainDirs } from "./cache.js";
-import { isSupportedZig } from "./versions.js";
+import { isSupportedZig } from "../zig-facts.js";
 
 export type ZigSource = "flag" | "env" | "toolchain" | "path";
 

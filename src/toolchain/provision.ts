@@ -11,7 +11,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ToolchainError } from "../errors.js";
 import { installedZigPath, isExecutable, toolchainCacheDir } from "./cache.js";
 import { zigVersion } from "./find.js";
-import { DEFAULT_PROVISIONED_ZIG, isSupportedZig } from "./versions.js";
+import { DEFAULT_PROVISIONED_ZIG, isSupportedZig } from "../zig-facts.js";
 
 export interface EnsureZigOptions {
   /** The toolchain directory (default: the per-user cache, `toolchainCacheDir(process.env)`). */

@@ -7,8 +7,8 @@
 import fc from "fast-check";
 import { httpResponseHeaderBytes } from "../../src/spec/rules.js";
 import { DEFAULTS } from "../../src/spec/schema.js";
-import { SUPPORTED_ZIG } from "../../src/toolchain/versions.js";
-import { ZIG_KEYWORDS } from "../../src/model/zig-name.js";
+import { SUPPORTED_ZIG } from "../../src/zig-facts.js";
+import { ZIG_KEYWORDS } from "../../src/zig-facts.js";
 
 type Json = Record<string, unknown>;
 

@@ -9,7 +9,7 @@ import {
   ensureZig,
   zigGlobalCacheDir,
 } from "../../../src/index.js";
-import { PROVISIONED_BY_DEFAULT } from "../../../src/toolchain/versions.js";
+import { PROVISIONED_BY_DEFAULT } from "../../../src/zig-facts.js";
 
 /** The environment variable that narrows the run, e.g. `GEN_REUSEPORT_ZIG=0.15.2,0.17.1`. */
 export const ZIG_VERSIONS_ENV = "GEN_REUSEPORT_ZIG";

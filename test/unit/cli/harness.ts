@@ -1,7 +1,8 @@
 import { cpSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { runCli, type CliContext } from "../../../src/cli/run.js";
+import { runCli } from "../../../src/cli/run.js";
+import type { CliContext } from "../../../src/cli/types.js";
 
 export const FIXTURE_TEMPLATES = path.join(import.meta.dirname, "../../fixtures/templates");
 const EXAMPLES = path.join(import.meta.dirname, "../../../examples");

@@ -5,7 +5,7 @@
 import { chmodSync, existsSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { zigOutputMode } from "../../../src/cli/build.js";
+import { zigOutputMode } from "../../../src/cli/commands/build.js";
 import { scratch, type Overrides, type Run } from "./harness.js";
 
 let dir: string;

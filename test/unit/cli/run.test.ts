@@ -262,17 +262,40 @@ describe("usage", () => {
     [["http.json", "--check", "--test"], "gen-reuseport: --check and --test cannot be combined"],
     [["http.json", "--dry-run", "--build"], "gen-reuseport: --dry-run and --build cannot be combined"],
     [["http.json", "--out", "a", "--out", "b"], "gen-reuseport: --out given more than once"],
-    [["zig"], "gen-reuseport: missing a zig command (install or list)"],
+    [["zig"], "gen-reuseport: missing a zig command (install, list, path, exec)"],
     [["zig", "frob"], 'gen-reuseport: unexpected argument "frob"'],
     [["zig", "list", "--out", "x"], "gen-reuseport: unknown option --out"],
     [["http.json", "--zig", "/x/zig"], "gen-reuseport: --zig is only used with --build or --test"],
     [["http.json", "--out"], "gen-reuseport: --out needs a value"],
     [["init", "a.json", "--out", "x"], "gen-reuseport: unknown option --out"],
+    [["http.json", "--bulid"], "gen-reuseport: unknown option --bulid; did you mean --build?"],
+    [["http.json", "--dryrun"], "gen-reuseport: unknown option --dryrun; did you mean --dry-run?"],
+    [["init", "--exampel", "notes"], "gen-reuseport: unknown option --exampel; did you mean --example?"],
+    [["zig", "list", "--jsno"], "gen-reuseport: unknown option --jsno; did you mean --json?"],
+    [["zig", "install", "--al"], "gen-reuseport: unknown option --al; did you mean --all?"],
+    [["zig", "instal"], 'gen-reuseport: unknown command "instal"; did you mean "install"?'],
+    [
+      ["initt"],
+      'gen-reuseport: unknown command "initt"; did you mean "init"? (no spec file by that name)',
+    ],
+    [
+      ["shcema"],
+      'gen-reuseport: unknown command "shcema"; did you mean "schema"? (no spec file by that name)',
+    ],
+    [["zig", "pth"], 'gen-reuseport: unknown command "pth"; did you mean "path"?'],
+    [["zig", "exec"], "gen-reuseport: missing the arguments for Zig (e.g. zig exec -- build)"],
   ])("rejects %j with one line and exit 2", async (args, message) => {
     const run = await cli(...args);
     expect(run.code).toBe(2);
     expect(run.stderr).toBe(`${message}; run "gen-reuseport --help" for usage\n`);
     expect(run.stdout).toBe("");
+  });
+
+  it("reads a spec file named like a mistyped command when there is one", async () => {
+    write("initt", read("http.json"));
+    const run = await cli("initt", "--out", "out");
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain("to out/");
   });
 
   it("--help lists the commands and documents the exit codes and default output directory", async () => {
@@ -304,7 +327,7 @@ describe("completion", () => {
     const top = await cli("--get-yargs-completions", "gen-reuseport", "");
     expect(top.stdout.trim().split("\n")).toEqual(["init", "schema", "zig", "completion"]);
     const zig = await cli("--get-yargs-completions", "gen-reuseport", "zig", "");
-    expect(zig.stdout.trim().split("\n")).toEqual(["install", "list"]);
+    expect(zig.stdout.trim().split("\n")).toEqual(["install", "list", "path", "exec"]);
   });
 
   it("completes the generate options after a spec, and a subcommand's own options", async () => {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
 import {
   isZigPackageName,
-  ZIG_KEYWORDS,
   ZIG_PACKAGE_NAME_MAX_BYTES,
   zigPackageName,
 } from "../../../src/model/zig-name.js";
+import { ZIG_KEYWORDS } from "../../../src/zig-facts.js";
 
 describe("zigPackageName", () => {
   it("turns hyphens into underscores and keeps short names otherwise", () => {

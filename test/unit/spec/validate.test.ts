@@ -3,7 +3,8 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { formatDiagnostic, formatPath } from "../../../src/errors.js";
 import { httpResponseHeaderBytes } from "../../../src/spec/rules.js";
-import { closest, validateSpec } from "../../../src/spec/validate.js";
+import { closest } from "../../../src/did-you-mean.js";
+import { validateSpec } from "../../../src/spec/validate.js";
 
 const root = path.join(import.meta.dirname, "../../..");
 const validDirs = [path.join(root, "test/fixtures/valid"), path.join(root, "examples")];
@@ -195,5 +196,15 @@ describe("closest", () => {
     expect(closest("listners", ["name", "listeners"])).toBe("listeners");
     expect(closest("Port", ["port", "name"])).toBe("port");
     expect(closest("colour", ["name", "port"])).toBeUndefined();
+  });
+});
+
+describe("closest, with swapped neighbours", () => {
+  it("counts a swap of two neighbouring letters as one edit", () => {
+    expect(closest("bulid", ["build", "check"])).toBe("build");
+    expect(closest("jsno", ["json"])).toBe("json");
+    expect(closest("naem", ["name", "port"])).toBe("name");
+    expect(closest("ab", ["ba"])).toBe("ba");
+    expect(closest("abc", ["cab"])).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@ import {
   DEFAULT_MINIMUM_ZIG,
   isSupportedZig,
   SUPPORTED_ZIG,
-} from "../../../src/toolchain/versions.js";
+} from "../../../src/zig-facts.js";
 
 describe("isSupportedZig", () => {
   it.each(["0.14.1", "0.15.1", "0.15.2", "0.16.0", "0.16.3", "0.17.0", "0.17.1", " 0.17.1\n"])(

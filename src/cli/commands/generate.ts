@@ -2,15 +2,17 @@
  * `gen-reuseport <spec>`: plan, then write, dry-run or check; with --build / --test, find Zig
  * before writing and build after (./build.ts, loaded only then).
  */
-import { EXIT } from "../errors.js";
+import { existsSync } from "node:fs";
+import path from "node:path";
+import { closest } from "../../did-you-mean.js";
+import { EXIT, UsageError } from "../../errors.js";
 import {
   applyGeneration,
   conflictLines,
   hasDrift,
   prepareGeneration,
   type PreparedGeneration,
-} from "../generate.js";
-import type { GenerateCommand } from "./args.js";
+} from "../../generate.js";
 import {
   checkSummary,
   dryRunSummary,
@@ -19,10 +21,11 @@ import {
   planLines,
   printJson,
   writeSummary,
-} from "./report.js";
-import type { CliContext } from "./run.js";
+} from "../report.js";
+import { COMMAND_NAMES, type CliContext, type GenerateCommand } from "../types.js";
 
 export async function runGenerate(command: GenerateCommand, ctx: CliContext): Promise<number> {
+  refuseMistypedCommand(command.spec, ctx);
   const prepared = await prepareGeneration({
     specFile: command.spec,
     outDir: command.out,
@@ -101,4 +104,17 @@ function reportDryRun(
   }
   for (const c of refused) ctx.stderr.write(`${c.path}: ${c.reason}\n`);
   return exitCode;
+}
+
+/**
+ * `gen-reuseport initt` names a spec file to yargs; when no such file exists and the word is a
+ * near miss of a command (and no path: no `.` or `/`), it was a command: say which.
+ */
+function refuseMistypedCommand(spec: string, ctx: CliContext): void {
+  if (spec.includes(".") || spec.includes("/")) return;
+  const meant = closest(spec, [...COMMAND_NAMES]);
+  if (meant === undefined || existsSync(path.resolve(ctx.cwd, spec))) return;
+  throw new UsageError(
+    `unknown command ${JSON.stringify(spec)}; did you mean "${meant}"? (no spec file by that name)`,
+  );
 }

@@ -4,14 +4,13 @@
  * on a terminal (its stderr is ours) or its output line by line otherwise, and the time each
  * step took.
  */
-import { ToolchainError } from "../errors.js";
-import type { PreparedGeneration } from "../generate.js";
-import { buildProject, ZIG_STEPS, type StepResult } from "../toolchain/build.js";
-import { findZig, type FoundZig } from "../toolchain/find.js";
-import { compareZigVersions, parseZigVersion } from "../toolchain/versions.js";
-import type { GenerateCommand } from "./args.js";
-import type { CliContext } from "./run.js";
-import { seconds, styleFor } from "./style.js";
+import { ToolchainError } from "../../errors.js";
+import type { PreparedGeneration } from "../../generate.js";
+import { buildProject, ZIG_STEPS, type StepResult } from "../../toolchain/build.js";
+import { findZig, type FoundZig } from "../../toolchain/find.js";
+import { compareZigVersions, parseZigVersion } from "../../zig-facts.js";
+import type { CliContext, GenerateCommand } from "../types.js";
+import { seconds, styleFor } from "../style.js";
 
 /** Finds a supported Zig, new enough for the spec's minimum. */
 export async function requireZig(

@@ -1,6 +1,8 @@
 /**
- * The Zig releases gen-reuseport supports: the one list the spec schema, the toolchain finder and
- * the provisioner share.
+ * Facts about Zig that every stage shares and that depend on nothing of gen-reuseport: the
+ * releases it supports (the spec schema, the model, the toolchain finder and the provisioner
+ * read the one list) and the language's keywords (the spec validator refuses them as names, the
+ * model maps package names around them). A leaf module: it imports nothing of the project.
  */
 
 /** Releases a spec may name as its minimum (`"zig"`), oldest first. */
@@ -52,3 +54,16 @@ export function isSupportedZig(text: string): boolean {
 export function compareZigVersions(a: ZigVersion, b: ZigVersion): number {
   return a.major - b.major || a.minor - b.minor || a.patch - b.patch;
 }
+
+/**
+ * Keywords of every supported release (`std.zig.Token.keywords`): 0.15 to 0.17 dropped
+ * `async`, `await` and `usingnamespace`, which 0.14 still reserves.
+ */
+export const ZIG_KEYWORDS: ReadonlySet<string> = new Set([
+  "addrspace", "align", "allowzero", "and", "anyframe", "anytype", "asm", "async", "await",
+  "break", "callconv", "catch", "comptime", "const", "continue", "defer", "else", "enum",
+  "errdefer", "error", "export", "extern", "fn", "for", "if", "inline", "linksection",
+  "noalias", "noinline", "nosuspend", "opaque", "or", "orelse", "packed", "pub", "resume",
+  "return", "struct", "suspend", "switch", "test", "threadlocal", "try", "union",
+  "unreachable", "usingnamespace", "var", "volatile", "while",
+]);
