@@ -41,19 +41,19 @@ export function isUserOwned(file: string): boolean {
  * and passed. Their digest (with the generator version) is `supervisorFingerprint`.
  */
 export const SUPERVISOR_TEMPLATES: readonly string[] = [
-  "src/activation.zig",
+  "src/systemd/activation.zig",
   "src/cli.zig",
   "src/events.zig",
-  "src/listener.zig",
-  "src/notify.zig",
-  "src/pid_file.zig",
-  "src/scm.zig",
-  "src/stats.zig",
-  "src/steering.zig",
-  "src/supervisor.zig",
-  "src/upgrade.zig",
-  "src/worker_link.zig",
-  "src/worker_process.zig",
+  "src/net/listener.zig",
+  "src/systemd/notify.zig",
+  "src/supervisor/pid_file.zig",
+  "src/net/scm.zig",
+  "src/worker/stats.zig",
+  "src/upgrade/steering.zig",
+  "src/supervisor/supervisor.zig",
+  "src/upgrade/upgrade.zig",
+  "src/supervisor/worker_link.zig",
+  "src/supervisor/worker_process.zig",
 ];
 
 /** 16 hex digits: the generator version and the supervisor templates' paths and text. */

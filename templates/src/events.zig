@@ -3,12 +3,12 @@
 const std = @import("std");
 const compat = @import("compat.zig");
 const config = @import("config.zig");
-const address = @import("address.zig");
-const listener = @import("listener.zig");
-const worker = @import("worker.zig");
-const stats_mod = @import("stats.zig");
+const address = @import("net/address.zig");
+const listener = @import("net/listener.zig");
+const worker = @import("worker/worker.zig");
+const stats_mod = @import("worker/stats.zig");
 const log = @import("log.zig");
-const sys = @import("sys.zig");
+const sys = @import("net/sys.zig");
 
 pub const Mode = enum { standalone, supervisor };
 

@@ -3,7 +3,7 @@ const std = @import("std");
 const builtin = @import("builtin");
 const compat = @import("compat.zig");
 const config = @import("config.zig");
-const sys = @import("sys.zig");
+const sys = @import("net/sys.zig");
 const linux = std.os.linux;
 
 pub fn info(comptime format: []const u8, args: anytype) void {

@@ -3,10 +3,10 @@ const std = @import("std");
 const config = @import("config.zig");
 const compat = @import("compat.zig");
 const cli = @import("cli.zig");
-const standalone = @import("standalone.zig");
-const supervisor = @import("supervisor.zig");
-const worker_process = @import("worker_process.zig");
-const sys = @import("sys.zig");
+const standalone = @import("worker/standalone.zig");
+const supervisor = @import("supervisor/supervisor.zig");
+const worker_process = @import("supervisor/worker_process.zig");
+const sys = @import("net/sys.zig");
 const log = @import("log.zig");
 
 pub const main = compat.Entry(run).main;
@@ -62,20 +62,20 @@ fn raiseFdLimit(options: cli.Options) void {
 
 test {
     std.testing.refAllDecls(@This());
-    _ = @import("activation.zig");
-    _ = @import("address.zig");
+    _ = @import("systemd/activation.zig");
+    _ = @import("net/address.zig");
     _ = @import("cli.zig");
-    _ = @import("connections.zig");
-    _ = @import("deadlines.zig");
-    _ = @import("drain.zig");
-    _ = @import("stats.zig");
-    _ = @import("steering.zig");
-    _ = @import("sys.zig");
+    _ = @import("worker/connections.zig");
+    _ = @import("worker/deadlines.zig");
+    _ = @import("worker/drain.zig");
+    _ = @import("worker/stats.zig");
+    _ = @import("upgrade/steering.zig");
+    _ = @import("net/sys.zig");
     _ = @import("events.zig");
     _ = @import("handlers.zig");
-    _ = @import("listener.zig");
-    _ = @import("notify.zig");
-    _ = @import("upgrade.zig");
-    _ = @import("worker_link.zig");
-    _ = @import("worker_process.zig");
+    _ = @import("net/listener.zig");
+    _ = @import("systemd/notify.zig");
+    _ = @import("upgrade/upgrade.zig");
+    _ = @import("supervisor/worker_link.zig");
+    _ = @import("supervisor/worker_process.zig");
 }

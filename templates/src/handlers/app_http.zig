@@ -33,7 +33,7 @@
 //! deadline.
 const std = @import("std");
 const config = @import("../config.zig");
-const sys = @import("../sys.zig");
+const sys = @import("../net/sys.zig");
 const compat = @import("../compat.zig");
 const app_peer = @import("app_peer.zig");
 const api = @import("api.zig");

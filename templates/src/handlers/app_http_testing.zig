@@ -4,7 +4,7 @@
 //! held requests, so that a 30-second long poll takes no time in a test.
 const std = @import("std");
 const config = @import("../config.zig");
-const sys = @import("../sys.zig");
+const sys = @import("../net/sys.zig");
 const compat = @import("../compat.zig");
 const api = @import("api.zig");
 const app_http = @import("app_http.zig");

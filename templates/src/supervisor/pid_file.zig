@@ -2,8 +2,8 @@
 //! ready, so a reader never sees a partial number; removed when the service exits, unless it
 //! names another process by then (a new supervisor that took over in an upgrade).
 const std = @import("std");
-const compat = @import("compat.zig");
-const sys = @import("sys.zig");
+const compat = @import("../compat.zig");
+const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 
 pub fn write(path: [*:0]const u8, pid: i32) sys.Error!void {

@@ -7,7 +7,7 @@
 //! deadline is the earliest of the list heads, and the head of the `idle` list is the
 //! connection that has been idle longest, which is the one to evict when the table is full.
 const std = @import("std");
-const compat = @import("compat.zig");
+const compat = @import("../compat.zig");
 const assert = std.debug.assert;
 
 pub const Kind = enum {

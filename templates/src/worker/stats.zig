@@ -3,7 +3,7 @@
 //! supervisor and a worker of different versions still understand each other) and reach
 //! operators in the `worker_exit` and `stopped` events.
 const std = @import("std");
-const compat = @import("compat.zig");
+const compat = @import("../compat.zig");
 
 pub const Timeouts = struct {
     header: u64 = 0,

@@ -28,13 +28,13 @@
 //! A new binary that cannot be run, exits, or is not ready in time leaves the old supervisor
 //! serving as before, with an `error` event; nothing changed on the sockets until it said ready.
 const std = @import("std");
-const compat = @import("compat.zig");
-const config = @import("config.zig");
-const sys = @import("sys.zig");
-const listener = @import("listener.zig");
+const compat = @import("../compat.zig");
+const config = @import("../config.zig");
+const sys = @import("../net/sys.zig");
+const listener = @import("../net/listener.zig");
 const steering = @import("steering.zig");
-const activation = @import("activation.zig");
-const log = @import("log.zig");
+const activation = @import("../systemd/activation.zig");
+const log = @import("../log.zig");
 const linux = std.os.linux;
 
 /// The environment variable that tells a supervisor it is taking over from another one.

@@ -22,11 +22,11 @@
 //! the dark socket unserved, and needs a new program at every change of which slots are
 //! dark, indexed by the group's join order, which closing and reopening sockets reshuffles.
 const std = @import("std");
-const cli = @import("cli.zig");
-const config = @import("config.zig");
-const compat = @import("compat.zig");
-const log = @import("log.zig");
-const sys = @import("sys.zig");
+const cli = @import("../cli.zig");
+const config = @import("../config.zig");
+const compat = @import("../compat.zig");
+const log = @import("../log.zig");
+const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 
 const listener_count = config.listeners.len;

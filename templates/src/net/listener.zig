@@ -9,11 +9,11 @@
 //! only lets a socket join a port's reuseport group when every member set the option
 //! before binding and all members belong to the same effective user.
 const std = @import("std");
-const compat = @import("compat.zig");
-const config = @import("config.zig");
+const compat = @import("../compat.zig");
+const config = @import("../config.zig");
 const address = @import("address.zig");
 const sys = @import("sys.zig");
-const steering = @import("steering.zig");
+const steering = @import("../upgrade/steering.zig");
 const linux = std.os.linux;
 
 pub const Phase = enum { create, before_bind, bind, before_listen, listen, after_listen };

@@ -12,18 +12,18 @@
 //! and `--handover PATH` (`handover.zig`), with which the new process takes the old one's
 //! sockets instead of adding its own to the group.
 const std = @import("std");
-const config = @import("config.zig");
-const cli = @import("cli.zig");
-const listener = @import("listener.zig");
-const activation = @import("activation.zig");
-const handover = @import("handover.zig");
+const config = @import("../config.zig");
+const cli = @import("../cli.zig");
+const listener = @import("../net/listener.zig");
+const activation = @import("../systemd/activation.zig");
+const handover = @import("../upgrade/handover.zig");
 const worker_mod = @import("worker.zig");
-const events = @import("events.zig");
-const log = @import("log.zig");
-const pid_file = @import("pid_file.zig");
-const notify = @import("notify.zig");
-const compat = @import("compat.zig");
-const sys = @import("sys.zig");
+const events = @import("../events.zig");
+const log = @import("../log.zig");
+const pid_file = @import("../supervisor/pid_file.zig");
+const notify = @import("../systemd/notify.zig");
+const compat = @import("../compat.zig");
+const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 
 pub fn run(options: cli.Options, process: compat.Process) u8 {

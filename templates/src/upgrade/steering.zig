@@ -16,9 +16,9 @@
 //! datagram to the next while the program is attached (every kept socket is served, so
 //! nothing is lost, but per-worker state of a datagram module sees the flow move).
 const std = @import("std");
-const compat = @import("compat.zig");
-const config = @import("config.zig");
-const sys = @import("sys.zig");
+const compat = @import("../compat.zig");
+const config = @import("../config.zig");
+const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 
 /// struct sock_filter: one classic BPF instruction.
@@ -87,7 +87,7 @@ pub fn queuedConnections(fd: sys.Fd) ?u32 {
 
 // The kernel's rules, so the tests run against the real kernel on loopback.
 
-const address = @import("address.zig");
+const address = @import("../net/address.zig");
 const loopback: address.Address = .{ .ip4 = .{ 127, 0, 0, 1 } };
 
 fn reusePortSocket(kind: u32, port: u16) !sys.Fd {

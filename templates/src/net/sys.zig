@@ -3,7 +3,7 @@
 //! Each wrapper turns a raw return value into a result or a Zig error, retries EINTR where
 //! retrying is always right, and remembers the last error number for messages.
 const std = @import("std");
-const compat = @import("compat.zig");
+const compat = @import("../compat.zig");
 const linux = std.os.linux;
 
 pub const Fd = linux.fd_t;

@@ -16,13 +16,13 @@
 //! The variables are removed from the environment children are given: a worker is not the
 //! process they were meant for, and would otherwise see a LISTEN_PID that is not its own.
 const std = @import("std");
-const compat = @import("compat.zig");
-const config = @import("config.zig");
-const address = @import("address.zig");
-const sys = @import("sys.zig");
-const events = @import("events.zig");
-const upgrade = @import("upgrade.zig");
-const log = @import("log.zig");
+const compat = @import("../compat.zig");
+const config = @import("../config.zig");
+const address = @import("../net/address.zig");
+const sys = @import("../net/sys.zig");
+const events = @import("../events.zig");
+const upgrade = @import("../upgrade/upgrade.zig");
+const log = @import("../log.zig");
 const linux = std.os.linux;
 
 /// SD_LISTEN_FDS_START: the first descriptor systemd passes.

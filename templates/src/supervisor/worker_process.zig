@@ -16,14 +16,14 @@
 //!     "stats connections=C requests=R …" (see `stats.zig`) as it exits; key=value, and keys a
 //!       supervisor does not know are skipped, so counters can be added freely.
 const std = @import("std");
-const config = @import("config.zig");
-const compat = @import("compat.zig");
-const cli = @import("cli.zig");
-const worker_mod = @import("worker.zig");
-const stats_mod = @import("stats.zig");
+const config = @import("../config.zig");
+const compat = @import("../compat.zig");
+const cli = @import("../cli.zig");
+const worker_mod = @import("../worker/worker.zig");
+const stats_mod = @import("../worker/stats.zig");
 const worker_link = @import("worker_link.zig");
-const log = @import("log.zig");
-const sys = @import("sys.zig");
+const log = @import("../log.zig");
+const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 
 const listener_count = config.listeners.len;

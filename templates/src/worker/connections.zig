@@ -8,14 +8,14 @@
 //! connection that was closed, even one whose descriptor number and slot were reused within
 //! the same `epoll_wait` batch, is recognised and dropped.
 const std = @import("std");
-const config = @import("config.zig");
-const sys = @import("sys.zig");
-const compat = @import("compat.zig");
-const cli = @import("cli.zig");
-const handlers = @import("handlers.zig");
+const config = @import("../config.zig");
+const sys = @import("../net/sys.zig");
+const compat = @import("../compat.zig");
+const cli = @import("../cli.zig");
+const handlers = @import("../handlers.zig");
 const deadlines_mod = @import("deadlines.zig");
 const timers_mod = @import("timers.zig");
-const listener_mod = @import("listener.zig");
+const listener_mod = @import("../net/listener.zig");
 const stats_mod = @import("stats.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;

@@ -35,22 +35,22 @@
 //!
 //! How a worker process is started and talks back: `worker_process.zig`.
 const std = @import("std");
-const config = @import("config.zig");
-const compat = @import("compat.zig");
-const cli = @import("cli.zig");
-const listener = @import("listener.zig");
-const activation = @import("activation.zig");
-const address = @import("address.zig");
-const worker_mod = @import("worker.zig");
-const stats_mod = @import("stats.zig");
+const config = @import("../config.zig");
+const compat = @import("../compat.zig");
+const cli = @import("../cli.zig");
+const listener = @import("../net/listener.zig");
+const activation = @import("../systemd/activation.zig");
+const address = @import("../net/address.zig");
+const worker_mod = @import("../worker/worker.zig");
+const stats_mod = @import("../worker/stats.zig");
 const worker_process = @import("worker_process.zig");
 const worker_link = @import("worker_link.zig");
-const events = @import("events.zig");
+const events = @import("../events.zig");
 const pid_file = @import("pid_file.zig");
-const notify = @import("notify.zig");
-const upgrade = @import("upgrade.zig");
-const log = @import("log.zig");
-const sys = @import("sys.zig");
+const notify = @import("../systemd/notify.zig");
+const upgrade = @import("../upgrade/upgrade.zig");
+const log = @import("../log.zig");
+const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 
 const listener_count = config.listeners.len;

@@ -9,18 +9,18 @@
 //! per wakeup (one read, one write per request in steady state) without having to drain
 //! the socket, so no readiness is ever lost.
 const std = @import("std");
-const config = @import("config.zig");
-const sys = @import("sys.zig");
-const compat = @import("compat.zig");
-const cli = @import("cli.zig");
-const listener_mod = @import("listener.zig");
-const handlers = @import("handlers.zig");
+const config = @import("../config.zig");
+const sys = @import("../net/sys.zig");
+const compat = @import("../compat.zig");
+const cli = @import("../cli.zig");
+const listener_mod = @import("../net/listener.zig");
+const handlers = @import("../handlers.zig");
 const connections_mod = @import("connections.zig");
 const drain_mod = @import("drain.zig");
 const stats_mod = @import("stats.zig");
-const log = @import("log.zig");
-const worker_link = @import("worker_link.zig");
-const handover = @import("handover.zig");
+const log = @import("../log.zig");
+const worker_link = @import("../supervisor/worker_link.zig");
+const handover = @import("../upgrade/handover.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 

@@ -19,9 +19,9 @@
 //! name written with a leading "@"). Without that variable every call does nothing, so the
 //! program behaves the same under systemd and anywhere else.
 const std = @import("std");
-const compat = @import("compat.zig");
-const sys = @import("sys.zig");
-const scm = @import("scm.zig");
+const compat = @import("../compat.zig");
+const sys = @import("../net/sys.zig");
+const scm = @import("../net/scm.zig");
 const linux = std.os.linux;
 
 pub const Notifier = struct {

@@ -22,14 +22,14 @@
 //! A received socket is used only for the listener of that name, when it is a socket of that
 //! listener's protocol bound to the address this process would bind; any other is closed.
 const std = @import("std");
-const compat = @import("compat.zig");
-const config = @import("config.zig");
-const address = @import("address.zig");
-const activation = @import("activation.zig");
-const events = @import("events.zig");
-const log = @import("log.zig");
-const scm = @import("scm.zig");
-const sys = @import("sys.zig");
+const compat = @import("../compat.zig");
+const config = @import("../config.zig");
+const address = @import("../net/address.zig");
+const activation = @import("../systemd/activation.zig");
+const events = @import("../events.zig");
+const log = @import("../log.zig");
+const scm = @import("../net/scm.zig");
+const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 
 /// sun_path holds 108 bytes, the terminating zero included.

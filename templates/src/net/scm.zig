@@ -5,7 +5,7 @@
 //! and field names moved between Zig releases; `extern` gives them the C layout on every
 //! target.
 const std = @import("std");
-const compat = @import("compat.zig");
+const compat = @import("../compat.zig");
 const sys = @import("sys.zig");
 const linux = std.os.linux;
 
