@@ -5,7 +5,7 @@ const compat = @import("compat.zig");
 const config = @import("config.zig");
 const address = @import("net/address.zig");
 const listener = @import("net/listener.zig");
-const worker = @import("worker/worker.zig");
+const stop = @import("worker/stop.zig");
 const stats_mod = @import("worker/stats.zig");
 const log = @import("log.zig");
 const sys = @import("net/sys.zig");
@@ -103,7 +103,7 @@ pub fn readyLine(
     if (listener.tcpMigrateReq()) |value| line.int("tcp_migrate_req", value);
 }
 
-pub fn emitStopped(generation: u32, reason: worker.StopReason, reports: []const WorkerReport) void {
+pub fn emitStopped(generation: u32, reason: stop.StopReason, reports: []const WorkerReport) void {
     emitStoppedFor(generation, reason, reports, null);
 }
 
@@ -111,7 +111,7 @@ pub fn emitStopped(generation: u32, reason: worker.StopReason, reports: []const 
 /// the service goes on, only this process ended.
 pub fn emitStoppedFor(
     generation: u32,
-    reason: worker.StopReason,
+    reason: stop.StopReason,
     reports: []const WorkerReport,
     successor: ?i32,
 ) void {

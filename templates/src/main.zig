@@ -5,7 +5,7 @@ const compat = @import("compat.zig");
 const cli = @import("cli.zig");
 const standalone = @import("worker/standalone.zig");
 const supervisor = @import("supervisor/supervisor.zig");
-const worker_process = @import("supervisor/worker_process.zig");
+const worker_entry = @import("worker/entry.zig");
 const sys = @import("net/sys.zig");
 const log = @import("log.zig");
 
@@ -36,7 +36,7 @@ fn run(process: compat.Process) u8 {
         },
         .serve => |options| {
             raiseFdLimit(options);
-            if (options.worker) |role| return worker_process.runWorker(role, options);
+            if (options.worker) |role| return worker_entry.run(role, options);
             if (options.standalone) return standalone.run(options, process);
             return supervisor.run(options, process);
         },

@@ -53,7 +53,7 @@ pub const Options = struct {
 
 pub const Stats = stats_mod.Stats;
 
-pub const StopReason = enum { graceful, immediate, control };
+pub const StopReason = @import("stop.zig").StopReason;
 
 /// What an epoll event is about (the `kind` of its token).
 const Kind = struct {
