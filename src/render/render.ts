@@ -68,7 +68,7 @@ export function supervisorFingerprint(model: ServiceModel, templates: Templates)
 
 /** The runtime of application modules: only in projects that have some. */
 function isAppRuntime(file: string): boolean {
-  return /^src\/handlers\/app(_[a-z]+)?\.zig$/.test(file);
+  return /^src\/handlers\/app(_[a-z]+)?\.zig$/.test(file) || file.startsWith("src/handlers/app/");
 }
 
 /**

@@ -2,7 +2,7 @@
 const std = @import("std");
 const compat = @import("compat.zig");
 const config = @import("config.zig");
-const address = @import("net/address.zig");
+const address = @import("address.zig");
 
 pub const usage =
     \\Usage: 

@@ -63,7 +63,7 @@ fn raiseFdLimit(options: cli.Options) void {
 test {
     std.testing.refAllDecls(@This());
     _ = @import("systemd/activation.zig");
-    _ = @import("net/address.zig");
+    _ = @import("address.zig");
     _ = @import("cli.zig");
     _ = @import("worker/connections.zig");
     _ = @import("worker/deadlines.zig");

@@ -87,7 +87,7 @@ pub fn queuedConnections(fd: sys.Fd) ?u32 {
 
 // The kernel's rules, so the tests run against the real kernel on loopback.
 
-const address = @import("../net/address.zig");
+const address = @import("../address.zig");
 const loopback: address.Address = .{ .ip4 = .{ 127, 0, 0, 1 } };
 
 fn reusePortSocket(kind: u32, port: u16) !sys.Fd {

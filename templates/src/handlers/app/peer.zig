@@ -1,8 +1,8 @@
 //! The address of the other end, as every application module sees it: the client of a TCP
 //! connection, the sender of a datagram.
 const std = @import("std");
-const address = @import("../net/address.zig");
-const compat = @import("../compat.zig");
+const address = @import("../../address.zig");
+const compat = @import("../../compat.zig");
 const linux = std.os.linux;
 
 pub const Peer = struct {

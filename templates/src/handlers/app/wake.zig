@@ -2,9 +2,9 @@
 //! worker's loop empties on each turn (see `Connections.applyWakes`). Any callback of any
 //! module of the worker may wake; one thread serves the worker, so no lock is needed.
 const std = @import("std");
-const config = @import("../config.zig");
-const compat = @import("../compat.zig");
-const api = @import("api.zig");
+const config = @import("../../config.zig");
+const compat = @import("../../compat.zig");
+const api = @import("../api.zig");
 
 pub const Waiter = api.Waiter;
 

@@ -3,12 +3,12 @@
 //! drive the module as the worker does (`serve`, `runHeld`), and keep a clock of their own for
 //! held requests, so that a 30-second long poll takes no time in a test.
 const std = @import("std");
-const config = @import("../config.zig");
-const sys = @import("../net/sys.zig");
-const compat = @import("../compat.zig");
-const api = @import("api.zig");
-const app_http = @import("app_http.zig");
-const app_wake = @import("app_wake.zig");
+const config = @import("../../config.zig");
+const sys = @import("../../net/sys.zig");
+const compat = @import("../../compat.zig");
+const api = @import("../api.zig");
+const app_http = @import("http.zig");
+const app_wake = @import("wake.zig");
 
 /// The clock of held requests while tests run (µs); null outside tests, where they use the
 /// monotonic clock.

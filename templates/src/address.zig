@@ -2,7 +2,7 @@
 //! kernel wants. The standard library's address types moved between releases (std.net
 //! was removed in 0.16), so the program keeps its own small, tested implementation.
 const std = @import("std");
-const compat = @import("../compat.zig");
+const compat = @import("compat.zig");
 const linux = std.os.linux;
 
 pub const Address = union(enum) {
