@@ -29,5 +29,6 @@ fn write(prefix: []const u8, comptime format: []const u8, args: anytype) void {
     const body = compat.bufPrint(buf[head.len .. buf.len - 1], format, args) catch
         buf[head.len .. buf.len - 1];
     buf[head.len + body.len] = '\n';
+    // A log line that cannot be written has nowhere else to go.
     sys.writeAll(2, buf[0 .. head.len + body.len + 1]) catch {};
 }

@@ -17,19 +17,23 @@ fn run(process: compat.Process) u8 {
         var buf: [600]u8 = undefined;
         const line = compat.bufPrint(&buf, config.name ++ ": {s}\nRun \"" ++ config.name ++
             " --help\" for usage.\n", .{diag.message}) catch diag.message;
+        // The exit code says it when standard error cannot.
         sys.writeAll(2, line) catch {};
         return 2;
     };
     switch (command) {
         .help => {
+            // Nobody reads standard output: there is no one left to tell.
             sys.writeAll(1, cli.usage) catch {};
             return 0;
         },
         .version => {
+            // As for --help.
             sys.writeAll(1, config.name ++ " " ++ config.version ++ "\n") catch {};
             return 0;
         },
         .fingerprint => {
+            // A supervisor probing this binary reads no identity and keeps serving as it was.
             sys.writeAll(1, "spec=" ++ config.spec_fingerprint ++ " supervisor=" ++
                 config.supervisor_fingerprint ++ "\n") catch {};
             return 0;

@@ -4,7 +4,7 @@ const std = @import("std");
 const builtin = @import("builtin");
 const compat = @import("compat.zig");
 const config = @import("config.zig");
-const sys = @import("sys.zig");
+const sys = @import("net/sys.zig");
 const linux = std.os.linux;
 
 pub fn info(comptime format: []const u8, args: anytype) void {
@@ -30,5 +30,6 @@ fn write(prefix: []const u8, comptime format: []const u8, args: anytype) void {
     const body = compat.bufPrint(buf[head.len .. buf.len - 1], format, args) catch
         buf[head.len .. buf.len - 1];
     buf[head.len + body.len] = '\n';
+    // A log line that cannot be written has nowhere else to go.
     sys.writeAll(2, buf[0 .. head.len + body.len + 1]) catch {};
 }

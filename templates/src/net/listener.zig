@@ -165,7 +165,7 @@ pub fn leaveUdpGroup(fd: sys.Fd) void {
 /// to set an option is not worth dropping the connection for, so errors are ignored.
 pub fn beforeOngoingWrite(fd: sys.Fd, listener: *const config.Listener) void {
     if (listener.options.no_delay) {
-        sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {};
+        sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {}; // see above
     }
 }
 

@@ -73,7 +73,10 @@ const UnixAddress = struct {
 
     fn init(path: []const u8) ?UnixAddress {
         if (path.len == 0 or path.len > max_path_bytes) return null;
-        var self: UnixAddress = .{ .addr = .{ .family = linux.AF.UNIX, .path = @splat(0) }, .len = 0 };
+        var self: UnixAddress = .{
+            .addr = .{ .family = linux.AF.UNIX, .path = @splat(0) },
+            .len = 0,
+        };
         @memcpy(self.addr.path[0..path.len], path);
         self.len = @intCast(@offsetOf(linux.sockaddr.un, "path") + path.len + 1);
         return self;
@@ -112,7 +115,8 @@ fn inspect(path: [*:0]const u8) struct { kind: FileKind, inode: u64 } {
 fn trusted(fd: sys.Fd) bool {
     var cred: extern struct { pid: i32, uid: u32, gid: u32 } = undefined;
     var len: linux.socklen_t = @sizeOf(@TypeOf(cred));
-    const rc = linux.getsockopt(fd, linux.SOL.SOCKET, linux.SO.PEERCRED, std.mem.asBytes(&cred), &len);
+    const bytes = std.mem.asBytes(&cred);
+    const rc = linux.getsockopt(fd, linux.SOL.SOCKET, linux.SO.PEERCRED, bytes, &len);
     if (compat.errno(rc) != .SUCCESS) return false;
     return cred.uid == 0 or cred.uid == linux.geteuid();
 }
@@ -147,7 +151,8 @@ pub fn take(
     if (!trusted(fd)) return fail("--handover {s}: served by a process of another user; " ++
         "remove it or choose another path", .{path});
     const timeout: linux.timeval = .{ .sec = answer_timeout_s, .usec = 0 };
-    _ = linux.setsockopt(fd, linux.SOL.SOCKET, linux.SO.RCVTIMEO, std.mem.asBytes(&timeout), @sizeOf(linux.timeval));
+    const bytes = std.mem.asBytes(&timeout);
+    _ = linux.setsockopt(fd, linux.SOL.SOCKET, linux.SO.RCVTIMEO, bytes, @sizeOf(linux.timeval));
 
     var text: [8192]u8 = undefined;
     var fds_buf: [scm.max_fds]sys.Fd = undefined;
@@ -197,7 +202,9 @@ fn usable(fd: sys.Fd, name: []const u8, endpoints: []const address.Endpoint) ?u1
     const index = for (config.listeners, 0..) |l, i| {
         if (std.mem.eql(u8, l.name, name)) break @as(u16, @intCast(i));
     } else {
-        log.info("handover: listener {s} is not in this spec; its socket is left to close", .{name});
+        log.info("handover: listener {s} is not in this spec; its socket is left to close", .{
+            name,
+        });
         return null;
     };
     const l = &config.listeners[index];
@@ -209,7 +216,8 @@ fn usable(fd: sys.Fd, name: []const u8, endpoints: []const address.Endpoint) ?u1
         (wanted.port == 0 or wanted.port == bound.port);
     if (kind != want_kind or !same_place) {
         var was: [64]u8 = undefined;
-        log.info("handover: listener {s} changed (protocol or address, now {s}); opening it anew", .{
+        log.info("handover: listener {s} changed (protocol or address, now {s}); " ++
+            "opening it anew", .{
             name, address.format(wanted.address, &was),
         });
         return null;
@@ -232,7 +240,8 @@ pub const Server = struct {
         const where = UnixAddress.init(path).?;
         // The socket is made under PATH.<pid> and renamed onto PATH.
         var temporary_buf: [max_path_bytes + 1]u8 = undefined;
-        const temporary = compat.bufPrint(&temporary_buf, "{s}.{d}", .{ path, linux.getpid() }) catch "";
+        const pid = linux.getpid();
+        const temporary = compat.bufPrint(&temporary_buf, "{s}.{d}", .{ path, pid }) catch "";
         const staged = UnixAddress.init(temporary) orelse return fail("--handover {s}: the " ++
             "path is too long for a temporary name next to it; choose a shorter path", .{path});
         const kind = linux.SOCK.SEQPACKET | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
@@ -242,7 +251,9 @@ pub const Server = struct {
         // A leftover of a process with our pid that died here is ours to replace.
         if (inspect(staged.pathZ()).kind == .socket) _ = linux.unlink(staged.pathZ());
         sys.bind(fd, @ptrCast(&staged.addr), staged.len) catch |err|
-            return fail("--handover {s}: cannot bind {s}: {s}", .{ path, temporary, @errorName(err) });
+            return fail("--handover {s}: cannot bind {s}: {s}", .{
+                path, temporary, @errorName(err),
+            });
         // Only this user (and root) may connect; the peer's UID is checked on top of that.
         _ = linux.chmod(staged.pathZ(), 0o600);
         sys.listen(fd, 8) catch |err| {
@@ -270,7 +281,9 @@ pub const Server = struct {
             const peer: sys.Fd = @intCast(rc);
             defer sys.close(peer);
             if (!trusted(peer)) {
-                log.warn("handover: refused a process of another user at {s}", .{self.socketPath()});
+                log.warn("handover: refused a process of another user at {s}", .{
+                    self.socketPath(),
+                });
                 continue;
             }
             if (fds.len == 0 or fds.len > scm.max_fds) continue;
@@ -316,7 +329,9 @@ test "a process hands its sockets to the next one at the same path, which takes 
 
     // Any descriptor travels the same way: a socket pair stands in for the listeners.
     var pair: [2]i32 = undefined;
-    try std.testing.expect(compat.errno(linux.socketpair(linux.AF.UNIX, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0, &pair)) == .SUCCESS);
+    const kind = linux.SOCK.STREAM | linux.SOCK.CLOEXEC;
+    const rc = linux.socketpair(linux.AF.UNIX, kind, 0, &pair);
+    try std.testing.expect(compat.errno(rc) == .SUCCESS);
     defer sys.close(pair[0]);
     defer sys.close(pair[1]);
 

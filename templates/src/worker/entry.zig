@@ -21,6 +21,7 @@ pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
         log.err("this binary's identity is {s}, the supervisor's {s}", .{
             config.identity, role.fingerprint,
         });
+        // A supervisor that cannot hear it sees the worker exit 1 before ready all the same.
         sys.writeAll(role.report_fd, "mismatch " ++ config.identity ++ "\n") catch {};
         return 1;
     }
@@ -48,6 +49,7 @@ pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
     _ = w.run();
     var buf: [512]u8 = undefined;
     const line = w.stats().formatLine(&buf) catch unreachable;
+    // The supervisor is gone or stopped listening: the counters die with the worker.
     sys.writeAll(role.report_fd, line) catch {};
     return 0;
 }

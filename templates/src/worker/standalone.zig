@@ -125,4 +125,3 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     events.emitStopped(1, reason, &.{report});
     return 0;
 }
-

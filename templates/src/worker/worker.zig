@@ -142,7 +142,8 @@ pub const Worker = struct {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN, token(Kind.control, 0));
         }
         if (options.handover) |server| {
-            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, server.fd, linux.EPOLL.IN, token(Kind.handover, 0));
+            const data = token(Kind.handover, 0);
+            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, server.fd, linux.EPOLL.IN, data);
         }
         const pid = linux.getpid();
         try handlers.initApps(allocator);
@@ -159,7 +160,12 @@ pub const Worker = struct {
             .sigfd = sigfd,
             .spare_fd = openSpare(),
             .pid = pid,
-            .conns = try connections_mod.Connections.init(allocator, epfd, identity, options.limits),
+            .conns = try connections_mod.Connections.init(
+                allocator,
+                epfd,
+                identity,
+                options.limits,
+            ),
             .listening = listening,
             .datagram = try compat.mapMemory(max_datagram_bytes),
             .reply = try compat.mapMemory(max_datagram_bytes),
@@ -469,6 +475,8 @@ pub const Worker = struct {
             // Another slot's sockets are in the epoll set only while adopted.
             if (self.options.link) |link| if (!link.watches(i)) continue;
             const data = token(Kind.listener, @intCast(i));
+            // Registered at start, so only ENOMEM fails this: the listener keeps its interest
+            // until the next pause or resume changes it.
             sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, socket.fd, events, data) catch {};
         }
     }
@@ -502,6 +510,7 @@ pub const Worker = struct {
             self.conns.stats.datagrams += 1;
             const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], &from, self.reply);
             if (reply_len == 0) continue;
+            // UDP promises nothing: a reply the kernel refuses is a datagram lost.
             _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch {};
         }
         return true;

@@ -1,4 +1,6 @@
-//! HTTP application modules: `Module`, which turns a user's module and the spec's route table into a handler: it
+//! HTTP application modules: `Module`, which turns a user's module and the spec's route
+//! table into a handler (the request and response it gives routes are in `request.zig` and
+//! `response.zig`, what goes on the wire in `framing.zig`): it
 //! parses with `http/parser.zig` (the same strict rules, 408/413/431/… and `Date` as the
 //! built-in `http` handler), routes at compile time (`http/router.zig`), and writes the
 //! answer. Held requests are woken through `app_wake.zig`; the test helpers that run a
@@ -767,4 +769,3 @@ test "a body in a body buffer leaves only the head to keep in the read buffer" {
     try std.testing.expectEqualStrings("HEADxy", input[dropped..]);
     try std.testing.expectEqual(@as(usize, 4), conn.parsed);
 }
-

@@ -180,7 +180,8 @@ pub fn Helpers(comptime Engine: type) type {
                 var budget: usize = config.max_connections;
                 while (budget > 0) : (budget -= 1) {
                     const w = app_wake.take() orelse break;
-                    if (w.slot == self.ctx.slot and w.generation == self.ctx.connection_generation) {
+                    const ours = w.generation == self.ctx.connection_generation;
+                    if (w.slot == self.ctx.slot and ours) {
                         found = true;
                     }
                 }
@@ -222,7 +223,8 @@ pub const TestResponse = struct {
 
     fn parse(bytes: []const u8) !TestResponse {
         var text = bytes;
-        if (std.mem.startsWith(u8, text, app_http.continue_response)) text = text[app_http.continue_response.len..];
+        const interim = app_http.continue_response;
+        if (std.mem.startsWith(u8, text, interim)) text = text[interim.len..];
         const end = compat.find(u8, text, "\r\n\r\n") orelse return error.NoResponse;
         if (text.len < 12 or !std.mem.startsWith(u8, text, "HTTP/1.1 ")) return error.NoResponse;
         const status = std.fmt.parseInt(u16, text[9..12], 10) catch return error.NoResponse;
