@@ -14,6 +14,7 @@
 //! sockets instead of adding its own to the group.
 const std = @import("std");
 const config = @import("../config.zig");
+const address = @import("../address.zig");
 const cli = @import("../cli.zig");
 const listener = @import("../net/listener.zig");
 const activation = @import("../systemd/activation.zig");
@@ -46,43 +47,9 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     // listener it did not pass is opened here.
     const capacity = config.listeners.len + passed.count();
     const sockets = allocator.alloc(worker_mod.Socket, capacity) catch return 1;
-    var count: usize = 0;
-    for (passed.fds, passed.listeners) |fd, l| {
-        // systemd keeps them for the next start: a stop must not take them out of the group.
-        sockets[count] = .{ .fd = fd, .listener_index = l, .held_elsewhere = true };
-        count += 1;
-    }
     var endpoints = options.endpoints;
     var ports: [config.listeners.len]u16 = undefined;
-    for (&config.listeners, 0..) |*l, i| {
-        if (passed.nthFor(i, 0)) |fd| {
-            if (taken.forListener(i)) |unused| sys.close(unused);
-            endpoints[i] = activation.boundEndpoint(fd) catch |err| {
-                log.err("listener {s}: cannot read the passed socket's address: {s}", .{
-                    l.name, @errorName(err),
-                });
-                return 1;
-            };
-            ports[i] = endpoints[i].port;
-            continue;
-        }
-        if (taken.forListener(i)) |fd| {
-            sockets[count] = .{ .fd = fd, .listener_index = @intCast(i) };
-            count += 1;
-            endpoints[i] = activation.boundEndpoint(fd) catch endpoints[i];
-            ports[i] = endpoints[i].port;
-            continue;
-        }
-        var failure: listener.Failure = .{};
-        const bound = listener.open(l, endpoints[i], &failure) catch {
-            events.reportOpenFailure(l, endpoints[i], failure);
-            for (sockets[0..count]) |s| sys.close(s.fd);
-            return 1;
-        };
-        sockets[count] = .{ .fd = bound.fd, .listener_index = @intCast(i) };
-        count += 1;
-        ports[i] = bound.port;
-    }
+    const count = gather(passed, taken, sockets, &endpoints, &ports) orelse return 1;
 
     if (taken.fds.len > 0) {
         log.info("handover: serving {d} listening sockets taken from pid {d}", .{
@@ -125,4 +92,52 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats() };
     events.emitStopped(1, reason, &.{report});
     return 0;
+}
+
+/// Fills `sockets` with what this process serves: every socket systemd passed, then per
+/// listener the one taken over with --handover or one opened here; `endpoints` and `ports`
+/// say where each listener ended up. Null after a failure it has logged.
+fn gather(
+    passed: activation.Passed,
+    taken: handover.Taken,
+    sockets: []worker_mod.Socket,
+    endpoints: *[config.listeners.len]address.Endpoint,
+    ports: *[config.listeners.len]u16,
+) ?usize {
+    var count: usize = 0;
+    for (passed.fds, passed.listeners) |fd, l| {
+        // systemd keeps them for the next start: a stop must not take them out of the group.
+        sockets[count] = .{ .fd = fd, .listener_index = l, .held_elsewhere = true };
+        count += 1;
+    }
+    for (&config.listeners, 0..) |*l, i| {
+        if (passed.nthFor(i, 0)) |fd| {
+            if (taken.forListener(i)) |unused| sys.close(unused);
+            endpoints[i] = activation.boundEndpoint(fd) catch |err| {
+                log.err("listener {s}: cannot read the passed socket's address: {s}", .{
+                    l.name, @errorName(err),
+                });
+                return null;
+            };
+            ports[i] = endpoints[i].port;
+            continue;
+        }
+        if (taken.forListener(i)) |fd| {
+            sockets[count] = .{ .fd = fd, .listener_index = @intCast(i) };
+            count += 1;
+            endpoints[i] = activation.boundEndpoint(fd) catch endpoints[i];
+            ports[i] = endpoints[i].port;
+            continue;
+        }
+        var failure: listener.Failure = .{};
+        const bound = listener.open(l, endpoints[i], &failure) catch {
+            events.reportOpenFailure(l, endpoints[i], failure);
+            for (sockets[0..count]) |s| sys.close(s.fd);
+            return null;
+        };
+        sockets[count] = .{ .fd = bound.fd, .listener_index = @intCast(i) };
+        count += 1;
+        ports[i] = bound.port;
+    }
+    return count;
 }

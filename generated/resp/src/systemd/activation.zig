@@ -143,20 +143,8 @@ pub fn takeFrom(
             return diag.set("LISTEN_FDNAMES names {d} sockets, LISTEN_FDS says {d}", .{ i, n });
         const matched = match(fd, name, endpoints, diag);
         if (source == .upgrade) {
-            const l = matched catch {
-                log.info("upgrade: passed socket {d} left to the old supervisor: {s}", .{
-                    fd, diag.message,
-                });
-                sys.close(fd);
+            const l = fromPredecessor(fd, matched, source.upgrade, endpoints, diag) orelse
                 continue;
-            };
-            if (!source.upgrade[l] and !boundWhereAsked(fd, endpoints[l])) {
-                log.info("upgrade: listener {s} moved; its old socket {d} is left to the " ++
-                    "old supervisor", .{ config.listeners[l].name, fd });
-                sys.close(fd);
-                continue;
-            }
-            _ = linux.fcntl(fd, linux.F.SETFD, linux.FD_CLOEXEC);
             fds[kept] = fd;
             listeners[kept] = l;
             positions[kept] = @intCast(i);
@@ -164,11 +152,7 @@ pub fn takeFrom(
             continue;
         }
         const l = try matched;
-        // systemd passes them inheritable and, unless NonBlocking=yes, blocking: make them
-        // what every other listening socket of the program is.
-        _ = linux.fcntl(fd, linux.F.SETFD, linux.FD_CLOEXEC);
-        var on: c_int = 1;
-        _ = linux.ioctl(fd, linux.T.FIONBIO, @intFromPtr(&on));
+        fromSystemd(fd);
         // A socket unit's socket that a supervisor also put in the store comes twice: one
         // descriptor per socket is enough (closing the copy leaves the socket open).
         const id = cookie(fd);
@@ -191,6 +175,41 @@ pub fn takeFrom(
         .positions = positions[0..kept],
         .passed = n,
     };
+}
+
+/// A socket passed by the supervisor this one takes over from: its listener, or null when
+/// this program leaves it to the old supervisor (closed here: the old one still holds it).
+/// `activated` tells, per listener, whether systemd decides where its socket listens.
+fn fromPredecessor(
+    fd: sys.Fd,
+    matched: error{Invalid}!u16,
+    activated: []const bool,
+    endpoints: []const address.Endpoint,
+    diag: *Diagnostic,
+) ?u16 {
+    const l = matched catch {
+        log.info("upgrade: passed socket {d} left to the old supervisor: {s}", .{
+            fd, diag.message,
+        });
+        sys.close(fd);
+        return null;
+    };
+    if (!activated[l] and !boundWhereAsked(fd, endpoints[l])) {
+        log.info("upgrade: listener {s} moved; its old socket {d} is left to the " ++
+            "old supervisor", .{ config.listeners[l].name, fd });
+        sys.close(fd);
+        return null;
+    }
+    _ = linux.fcntl(fd, linux.F.SETFD, linux.FD_CLOEXEC);
+    return l;
+}
+
+/// systemd passes sockets inheritable and, unless NonBlocking=yes, blocking: make them what
+/// every other listening socket of the program is.
+fn fromSystemd(fd: sys.Fd) void {
+    _ = linux.fcntl(fd, linux.F.SETFD, linux.FD_CLOEXEC);
+    var on: c_int = 1;
+    _ = linux.ioctl(fd, linux.T.FIONBIO, @intFromPtr(&on));
 }
 
 /// The listener socket `fd`, passed under `name`, serves; checked against its protocol

@@ -322,6 +322,29 @@ pub fn Module(
             return p;
         }
 
+        /// The module asked to hear when the output has room (`io.wantWritable`): it has.
+        fn onWritable(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            out: *api.Output,
+        ) api.Progress {
+            conn.writable_pending = false;
+            var progress: api.Progress = .{ .consumed = 0 };
+            var fba = std.heap.FixedBufferAllocator.init(&scratch);
+            var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+            if (@hasDecl(M, "writable")) {
+                M.writable(s, &conn.user, &io) catch {
+                    progress.close = true;
+                    return progress;
+                };
+            }
+            progress = after(conn, &io, progress);
+            // A writable that wrote nothing and asks again would spin: it waits for input.
+            if (progress.want_writable and out.len == 0) progress.want_writable = false;
+            return progress;
+        }
+
         /// Delivers every complete frame in `input` while the output has room.
         pub fn serve(
             s: *State,
@@ -332,18 +355,7 @@ pub fn Module(
         ) api.Progress {
             var progress: api.Progress = .{ .consumed = 0 };
             if (conn.writable_pending) {
-                conn.writable_pending = false;
-                var fba = std.heap.FixedBufferAllocator.init(&scratch);
-                var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
-                if (@hasDecl(M, "writable")) {
-                    M.writable(s, &conn.user, &io) catch {
-                        progress.close = true;
-                        return progress;
-                    };
-                }
-                progress = after(conn, &io, progress);
-                // A writable that wrote nothing and asks again would spin: it waits for input.
-                if (progress.want_writable and out.len == 0) progress.want_writable = false;
+                progress = onWritable(s, ctx, conn, out);
                 if (conn.writable_pending or progress.close) return progress;
             }
             if (conn.reading_paused) return progress;
