@@ -37,29 +37,44 @@ export function isUserOwned(file: string): boolean {
 
 /**
  * The templates whose text makes up the supervisor side of a generated program: the process
- * that holds the sockets, the protocol it speaks with its workers, and how sockets are made
- * and passed. Their digest (with the generator version) is `supervisorFingerprint`.
+ * that holds the sockets, the protocol it speaks with its workers, how sockets are made and
+ * passed, and what that code imports. Their digest (with the generator version) is
+ * `supervisorFingerprint`. Derived from the folders, so that a file added to one of them is
+ * covered without editing a list; a unit test follows the supervisor's `@import`s and fails
+ * when one of them leads outside.
  */
-export const SUPERVISOR_TEMPLATES: readonly string[] = [
-  "src/activation.zig",
-  "src/cli.zig",
-  "src/events.zig",
-  "src/listener.zig",
-  "src/notify.zig",
-  "src/pid_file.zig",
-  "src/scm.zig",
-  "src/stats.zig",
-  "src/steering.zig",
-  "src/supervisor.zig",
-  "src/upgrade.zig",
-  "src/worker_link.zig",
-  "src/worker_process.zig",
+export const SUPERVISOR_FOLDERS: readonly string[] = [
+  "src/supervisor/",
+  "src/upgrade/",
+  "src/systemd/",
+  "src/net/",
 ];
+
+/** Files outside those folders that the supervisor's code imports. */
+export const SUPERVISOR_FILES: readonly string[] = [
+  "src/address.zig",
+  "src/cli.zig",
+  "src/compat.zig",
+  "src/config.zig.hbs",
+  "src/events.zig",
+  "src/log.zig",
+  "src/output.zig",
+  "src/worker/stats.zig",
+  "src/worker/stop.zig",
+];
+
+/** The supervisor's templates present in `templates`, sorted. */
+export function supervisorTemplates(templates: Templates): string[] {
+  const inFolder = (file: string) => SUPERVISOR_FOLDERS.some((dir) => file.startsWith(dir));
+  return [...templates.keys()]
+    .filter((file) => SUPERVISOR_FILES.includes(file) || inFolder(file))
+    .sort();
+}
 
 /** 16 hex digits: the generator version and the supervisor templates' paths and text. */
 export function supervisorFingerprint(model: ServiceModel, templates: Templates): string {
   const hash = createHash("sha256").update(`gen-reuseport ${model.generatorVersion}\n`);
-  for (const file of SUPERVISOR_TEMPLATES) {
+  for (const file of supervisorTemplates(templates)) {
     const text = templates.get(file) ?? "";
     hash.update(`${file}\n${text.length}\n${text}`);
   }
@@ -68,7 +83,7 @@ export function supervisorFingerprint(model: ServiceModel, templates: Templates)
 
 /** The runtime of application modules: only in projects that have some. */
 function isAppRuntime(file: string): boolean {
-  return /^src\/handlers\/app(_[a-z]+)?\.zig$/.test(file);
+  return /^src\/handlers\/app(_[a-z]+)?\.zig$/.test(file) || file.startsWith("src/handlers/app/");
 }
 
 /**
@@ -110,8 +125,38 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
     const context = { ...model, app };
     files.set(app.file, normalize(renderTemplate(templatePath, source, context)));
   }
+  const tests = testRoot(files, model);
+  if (tests !== undefined) files.set(TEST_ROOT, tests);
   files.set(MANIFEST_FILE, renderManifest(model, files));
   return files;
+}
+
+/** Imported by the test block of `src/main.zig`: what `zig build test` runs. */
+export const TEST_ROOT = "src/tests.zig";
+
+/** A Zig test declaration at the start of a line: `test {` or `test "name" {`. */
+const TEST_DECL = /^test\b/m;
+
+/**
+ * The test root, derived from the files rendered: every generated Zig file under `src/` that
+ * has tests (the user's files are reached through the code that calls them). Nobody keeps a
+ * list, so no file's tests are left out. Undefined when no file has tests.
+ */
+function testRoot(files: ReadonlyMap<string, string>, model: ServiceModel): string | undefined {
+  const withTests = [...files]
+    .filter(([file]) => file.startsWith("src/") && file.endsWith(".zig") && !isUserOwned(file))
+    .filter(([, text]) => TEST_DECL.test(text))
+    .map(([file]) => file.slice("src/".length))
+    .filter((file) => file !== "main.zig")
+    .sort();
+  if (withTests.length === 0) return undefined;
+  const imports = withTests.map((file) => `    _ = @import("${file}");`).join("\n");
+  const body =
+    "//! Every generated file with tests, for `zig build test` (the test block of main.zig\n" +
+    "//! imports this file). The generator writes it from the files it renders, so a new\n" +
+    "//! file's tests run without anyone adding it to a list.\n" +
+    `test {\n${imports}\n}\n`;
+  return normalize(`${header(TEST_ROOT, model)}\n${body}`);
 }
 
 /** A file name placeholder for the service name: `systemd/[name].service.hbs`. */

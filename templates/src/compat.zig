@@ -172,3 +172,19 @@ pub fn waitpid(pid: linux.pid_t, flags: u32) error{NoChild}!?WaitResult {
         }
     }
 }
+
+/// The names of the public declarations of the struct `T`: 0.17 lists them as `decl_names`,
+/// earlier releases as `decls`, each with a `name`.
+pub fn declNames(comptime T: type) []const []const u8 {
+    comptime {
+        const info = @typeInfo(T).@"struct";
+        const names_only = @hasField(@TypeOf(info), "decl_names");
+        const len = if (names_only) info.decl_names.len else info.decls.len;
+        var names: [len][]const u8 = undefined;
+        for (&names, 0..) |*name, i| {
+            name.* = if (names_only) info.decl_names[i] else info.decls[i].name;
+        }
+        const final = names;
+        return &final;
+    }
+}

@@ -4,10 +4,10 @@ const std = @import("std");
 const config = @import("config.zig");
 const compat = @import("compat.zig");
 const cli = @import("cli.zig");
-const standalone = @import("standalone.zig");
-const supervisor = @import("supervisor.zig");
-const worker_process = @import("worker_process.zig");
-const sys = @import("sys.zig");
+const standalone = @import("worker/standalone.zig");
+const supervisor = @import("supervisor/supervisor.zig");
+const worker_entry = @import("worker/entry.zig");
+const sys = @import("net/sys.zig");
 const log = @import("log.zig");
 
 pub const main = compat.Entry(run).main;
@@ -18,26 +18,30 @@ fn run(process: compat.Process) u8 {
         var buf: [600]u8 = undefined;
         const line = compat.bufPrint(&buf, config.name ++ ": {s}\nRun \"" ++ config.name ++
             " --help\" for usage.\n", .{diag.message}) catch diag.message;
+        // The exit code says it when standard error cannot.
         sys.writeAll(2, line) catch {};
         return 2;
     };
     switch (command) {
         .help => {
+            // Nobody reads standard output: there is no one left to tell.
             sys.writeAll(1, cli.usage) catch {};
             return 0;
         },
         .version => {
+            // As for --help.
             sys.writeAll(1, config.name ++ " " ++ config.version ++ "\n") catch {};
             return 0;
         },
         .fingerprint => {
+            // A supervisor probing this binary reads no identity and keeps serving as it was.
             sys.writeAll(1, "spec=" ++ config.spec_fingerprint ++ " supervisor=" ++
                 config.supervisor_fingerprint ++ "\n") catch {};
             return 0;
         },
         .serve => |options| {
             raiseFdLimit(options);
-            if (options.worker) |role| return worker_process.runWorker(role, options);
+            if (options.worker) |role| return worker_entry.run(role, options);
             if (options.standalone) return standalone.run(options, process);
             return supervisor.run(options, process);
         },
@@ -63,21 +67,6 @@ fn raiseFdLimit(options: cli.Options) void {
 
 test {
     std.testing.refAllDecls(@This());
-    _ = @import("activation.zig");
-    _ = @import("address.zig");
-    _ = @import("cli.zig");
-    _ = @import("connections.zig");
-    _ = @import("deadlines.zig");
-    _ = @import("drain.zig");
-    _ = @import("stats.zig");
-    _ = @import("steering.zig");
-    _ = @import("sys.zig");
-    _ = @import("events.zig");
-    _ = @import("handlers.zig");
-    _ = @import("listener.zig");
-    _ = @import("notify.zig");
-    _ = @import("output.zig");
-    _ = @import("upgrade.zig");
-    _ = @import("worker_link.zig");
-    _ = @import("worker_process.zig");
+    // Every file with tests, listed by the generator (see tests.zig).
+    _ = @import("tests.zig");
 }

@@ -5,9 +5,9 @@ const std = @import("std");
 const compat = @import("compat.zig");
 const config = @import("config.zig");
 const address = @import("address.zig");
-const listener = @import("listener.zig");
-const worker = @import("worker.zig");
-const stats_mod = @import("stats.zig");
+const listener = @import("net/listener.zig");
+const stop = @import("worker/stop.zig");
+const stats_mod = @import("worker/stats.zig");
 const log = @import("log.zig");
 const output = @import("output.zig");
 
@@ -104,7 +104,7 @@ pub fn readyLine(
     if (listener.tcpMigrateReq()) |value| line.int("tcp_migrate_req", value);
 }
 
-pub fn emitStopped(generation: u32, reason: worker.StopReason, reports: []const WorkerReport) void {
+pub fn emitStopped(generation: u32, reason: stop.StopReason, reports: []const WorkerReport) void {
     emitStoppedFor(generation, reason, reports, null);
 }
 
@@ -112,7 +112,7 @@ pub fn emitStopped(generation: u32, reason: worker.StopReason, reports: []const 
 /// the service goes on, only this process ended.
 pub fn emitStoppedFor(
     generation: u32,
-    reason: worker.StopReason,
+    reason: stop.StopReason,
     reports: []const WorkerReport,
     successor: ?i32,
 ) void {

@@ -301,7 +301,8 @@ test "parses flags and rejects unknown ones with a message" {
     try std.testing.expect(compat.find(u8, diag.message, "--bogus") != null);
 
     const handover = [_][*:0]const u8{ "svc", "--standalone", "--handover", "/run/svc.sock" };
-    try std.testing.expectEqualStrings("/run/svc.sock", (try parse(&handover, &diag)).serve.handover.?);
+    const parsed = try parse(&handover, &diag);
+    try std.testing.expectEqualStrings("/run/svc.sock", parsed.serve.handover.?);
     const supervised = [_][*:0]const u8{ "svc", "--handover", "/run/svc.sock" };
     try std.testing.expectError(error.Usage, parse(&supervised, &diag));
     try std.testing.expect(compat.find(u8, diag.message, "--standalone") != null);

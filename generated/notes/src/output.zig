@@ -17,7 +17,7 @@
 //! MSG_DONTWAIT. Files never block for long; a terminal paused with ^S is the user's choice.
 const std = @import("std");
 const compat = @import("compat.zig");
-const sys = @import("sys.zig");
+const sys = @import("net/sys.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 

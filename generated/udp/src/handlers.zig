@@ -4,7 +4,7 @@
 const std = @import("std");
 const config = @import("config.zig");
 const cli = @import("cli.zig");
-const sys = @import("sys.zig");
+const sys = @import("net/sys.zig");
 pub const api = @import("handlers/api.zig");
 const echo = @import("handlers/echo.zig");
 const http = @import("handlers/http.zig");

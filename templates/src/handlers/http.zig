@@ -9,11 +9,12 @@
 const std = @import("std");
 const config = @import("../config.zig");
 const cli = @import("../cli.zig");
-const sys = @import("../sys.zig");
+const sys = @import("../net/sys.zig");
 const compat = @import("../compat.zig");
 const api = @import("api.zig");
 const parser = @import("../http/parser.zig");
 const date = @import("../http/date.zig");
+const statuses = @import("../http/status.zig");
 
 const date_len = 29;
 
@@ -40,7 +41,7 @@ fn status(comptime line: []const u8) []const u8 {
 }
 
 fn buildResponses(comptime http: config.Http) Responses {
-    const before = status("200 OK");
+    const before = status(statuses.line(200));
     const fields = "\r\nContent-Type: " ++ http.content_type ++ "\r\nContent-Length: " ++
         std.fmt.comptimePrint("{d}", .{http.body.len}) ++ "\r\n";
     return .{
@@ -71,11 +72,11 @@ fn closing(comptime line: []const u8) Response {
     };
 }
 
-const timeout_response = closing("408 Request Timeout");
-const not_implemented = closing("501 Not Implemented");
+const timeout_response = closing(statuses.line(408));
+const not_implemented = closing(statuses.line(501));
 
 fn errorResponse(comptime e: parser.Error) Response {
-    return closing(std.fmt.comptimePrint("{d} {s}", .{ e.status(), e.reason() }));
+    return closing(statuses.line(e.status()));
 }
 
 const continue_response = "HTTP/1.1 100 Continue\r\n\r\n";

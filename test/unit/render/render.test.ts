@@ -194,7 +194,7 @@ describe("zigString", () => {
 
   it("fingerprints the supervisor templates and the generator version, nothing else", () => {
     const base = new Map([
-      ["src/supervisor.zig", "const a = 1;\n"],
+      ["src/supervisor/supervisor.zig", "const a = 1;\n"],
       ["src/handlers.zig.hbs", "const b = 2;\n"],
     ]);
     const a = supervisorFingerprint(model(), base);
@@ -203,7 +203,7 @@ describe("zigString", () => {
     expect(supervisorFingerprint(model("http"), base)).toBe(a);
     const handler = new Map([...base, ["src/handlers.zig.hbs", "const b = 3;\n"]]);
     expect(supervisorFingerprint(model(), handler)).toBe(a);
-    const supervisor = new Map([...base, ["src/supervisor.zig", "const a = 2;\n"]]);
+    const supervisor = new Map([...base, ["src/supervisor/supervisor.zig", "const a = 2;\n"]]);
     expect(supervisorFingerprint(model(), supervisor)).not.toBe(a);
     const newer = { ...model(), generatorVersion: "1.2.4" };
     expect(supervisorFingerprint(newer, base)).not.toBe(a);

@@ -117,18 +117,6 @@ pub const Error = enum {
             .expectation_failed => 417,
         };
     }
-
-    pub fn reason(e: Error) []const u8 {
-        return switch (e) {
-            .bad_request => "Bad Request",
-            .uri_too_long => "URI Too Long",
-            .content_too_large => "Content Too Large",
-            .header_fields_too_large => "Request Header Fields Too Large",
-            .not_implemented => "Not Implemented",
-            .version_not_supported => "HTTP Version Not Supported",
-            .expectation_failed => "Expectation Failed",
-        };
-    }
 };
 
 pub const Event = union(enum) {
@@ -1723,7 +1711,7 @@ test "Head.field compares names case-insensitively and returns the first match" 
     try testing.expect(head.field("missing") == null);
 }
 
-test "Error: status codes and reason phrases" {
+test "Error: status codes (their phrases are in status.zig)" {
     try testing.expectEqual(@as(u16, 400), Error.bad_request.status());
     try testing.expectEqual(@as(u16, 414), Error.uri_too_long.status());
     try testing.expectEqual(@as(u16, 413), Error.content_too_large.status());
@@ -1731,10 +1719,6 @@ test "Error: status codes and reason phrases" {
     try testing.expectEqual(@as(u16, 501), Error.not_implemented.status());
     try testing.expectEqual(@as(u16, 505), Error.version_not_supported.status());
     try testing.expectEqual(@as(u16, 417), Error.expectation_failed.status());
-    const reason = Error.header_fields_too_large.reason();
-    try testing.expectEqualStrings("Request Header Fields Too Large", reason);
-    const version = Error.version_not_supported.reason();
-    try testing.expectEqualStrings("HTTP Version Not Supported", version);
 }
 
 test "a caller that shrinks the input below what was scanned gets an error, not a bad read" {

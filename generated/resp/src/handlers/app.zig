@@ -5,11 +5,11 @@
 //! module lacks (a route's function, say) fails the build with the signature to add.
 const std = @import("std");
 const cli = @import("../cli.zig");
-const sys = @import("../sys.zig");
+const sys = @import("../net/sys.zig");
 const api = @import("api.zig");
-pub const http = @import("app_http.zig");
-pub const stream = @import("app_stream.zig");
-pub const datagram = @import("app_datagram.zig");
+pub const http = @import("app/http.zig");
+pub const stream = @import("app/stream.zig");
+pub const datagram = @import("app/datagram.zig");
 
 /// src/app/resp.zig: stream, scratch 65536 bytes per worker.
 pub const resp = stream.Module(
@@ -129,7 +129,7 @@ pub fn onDatagram(
 }
 
 test {
-    _ = @import("app_timer.zig");
+    _ = @import("app/timer.zig");
     _ = http;
     _ = stream;
     _ = datagram;

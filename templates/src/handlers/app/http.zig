@@ -1,0 +1,771 @@
+//! HTTP application modules: `Module`, which turns a user's module and the spec's route
+//! table into a handler (the request and response it gives routes are in `request.zig` and
+//! `response.zig`, what goes on the wire in `framing.zig`): it
+//! parses with `http/parser.zig` (the same strict rules, 408/413/431/… and `Date` as the
+//! built-in `http` handler), routes at compile time (`http/router.zig`), and writes the
+//! answer. Held requests are woken through `app_wake.zig`; the test helpers that run a
+//! module from bytes are in `app_http_testing.zig`.
+//!
+//! Memory, all reserved before the first request, none allocated per request:
+//! - A request body reaches its route whole, in the connection's read buffer (per
+//!   connection, `readBufferBytes`): the head and the body must fit there together, so the
+//!   largest body is the smaller of `maxBodyBytes` and the read buffer minus the head. A larger
+//!   one is answered 413 (then a lingering close), whether its length was declared or it came
+//!   in chunks. Chunked bodies are decoded in place; the chunk framing already decoded is
+//!   squeezed out when the buffer fills, so it costs no room, but a chunk-size line or trailer
+//!   section that does not fit beside the body makes it a 413 too.
+//! - With `bodyBuffers` in the spec, a module also has that many body buffers per worker, of
+//!   `maxBodyBytes` each (reserved at start, backed only once used): a body that outgrows the
+//!   read buffer moves into one, so bodies reach `maxBodyBytes` whatever the read buffer.
+//!   When every buffer is taken, such a request gets 503 (the connection then closes).
+//! - The response body and headers are written into per-worker buffers (one worker serves
+//!   one request at a time) and then copied behind the status line into the connection's
+//!   write buffer: a response must fit in `writeBufferBytes` (a 500 otherwise).
+//! - `req.arena` hands out per-worker scratch memory (`scratchBytes`), reset after each
+//!   request. When it runs out the route gets `error.OutOfMemory` and the client a 503.
+//!
+//! Per worker means per process: each worker process has its own module `State`.
+//!
+//! A route may also answer later (a long poll, a request that waits for something of this
+//! worker): `res.later(ms)` holds the request, and the worker runs the route again once `ms`
+//! have passed or another callback called `http.wake` with the route's waiter, whichever
+//! comes first. The held request stays in its connection's read buffer (nothing is copied or
+//! allocated), the connection is not read meanwhile, and the route's delay is its only
+//! deadline.
+const std = @import("std");
+const config = @import("../../config.zig");
+const sys = @import("../../net/sys.zig");
+const compat = @import("../../compat.zig");
+const app_peer = @import("peer.zig");
+const api = @import("../api.zig");
+const app_timer = @import("timer.zig");
+const parser = @import("../../http/parser.zig");
+const router = @import("../../http/router.zig");
+const builtin_http = @import("../http.zig");
+const request_mod = @import("request.zig");
+const response_mod = @import("response.zig");
+const framing_mod = @import("framing.zig");
+const app_wake = @import("wake.zig");
+const app_http_testing = @import("testing.zig");
+const assert = std.debug.assert;
+
+/// Room for the headers a route adds (`res.header`), per worker.
+pub const header_bytes = 4096;
+
+pub const Method = router.Method;
+pub const Route = router.Route;
+pub const Param = router.Param;
+/// The most parameters a route path can capture (each `:param` and `*rest`).
+pub const max_params = router.max_params;
+
+/// A request held by `res.later`, for `wake`.
+pub const Waiter = app_wake.Waiter;
+/// Runs a held request's route again on the worker loop's next turn (see `app_wake.zig`).
+pub const wake = app_wake.wake;
+pub const takeWake = app_wake.take;
+pub const TestResponse = app_http_testing.TestResponse;
+
+/// The client's address and port.
+pub const Peer = app_peer.Peer;
+
+pub const Request = request_mod.Request;
+pub const Response = response_mod.Response;
+pub const WriteError = response_mod.WriteError;
+pub const HeaderError = response_mod.HeaderError;
+pub const Continuation = response_mod.Continuation;
+pub const BodyWriter = response_mod.BodyWriter;
+pub const continue_response = framing_mod.continue_response;
+/// The request head or body did not arrive in time.
+pub const onTimeout = framing_mod.onTimeout;
+
+const Framing = framing_mod.Framing;
+const appendResponse = framing_mod.appendResponse;
+const appendStatus = framing_mod.appendStatus;
+const appendParserError = framing_mod.appendParserError;
+const chunkHead = framing_mod.chunkHead;
+const hasNoBody = framing_mod.hasNoBody;
+const refuse = framing_mod.refuse;
+
+/// The clock of held requests and of `access` durations (the test helpers keep their own).
+fn nowUs() u64 {
+    return app_http_testing.clock_us orelse sys.monotonicUs();
+}
+
+/// What the optional `access` hook of a module learns after each routed request.
+pub const Access = struct {
+    method: []const u8,
+    path: []const u8,
+    status: u16,
+    /// Response body bytes (0 for HEAD).
+    body_bytes: usize,
+    duration_us: u64,
+    /// The route's name; "" when no route answered (404, 405).
+    route: []const u8,
+};
+
+/// Drops the chunk framing that lies between a request's decoded body and its unparsed bytes
+/// (the request starts `input`): head and body move right over it, and the returned count
+/// of bytes at the front is to be consumed. The head's slices need no rebase: they move
+/// right by that count, and the connection then moves everything left by as much.
+fn squeeze(conn: *Connection, input: []u8) usize {
+    // A body in a body buffer leaves only the head to keep.
+    const kept = conn.body_start + if (conn.body_buffer == null) conn.body_len else 0;
+    assert(conn.parsed >= kept);
+    const gap = conn.parsed - kept;
+    if (gap == 0) return 0;
+    // Backwards: the destination overlaps the source from the right.
+    var i = kept;
+    while (i > 0) {
+        i -= 1;
+        input[gap + i] = input[i];
+    }
+    conn.parsed -= gap;
+    return gap;
+}
+
+/// A connection's progress through its current request. The request's bytes stay in the
+/// connection's read buffer until it is answered: the head is parsed in place and the body
+/// is gathered behind it, so that the route sees both whole.
+pub const Connection = struct {
+    parser: parser.Parser,
+    /// Bytes of the current request the parser has used, from the request's first byte.
+    parsed: usize = 0,
+    head: ?parser.Head = null,
+    /// The gathered body starts `body_start` bytes after the request's first byte.
+    body_start: usize = 0,
+    body_len: usize = 0,
+    /// A response body being streamed: no further request is read until it ends.
+    streaming: ?Streaming = null,
+    /// The largest body of any request (`maxBodyBytes`, at most the read buffer or a body
+    /// buffer); without body buffers a chunked one is held to what fits beside its head.
+    max_body_bytes: u64,
+    /// The module's body buffer this request's body is gathered in; null: the read buffer.
+    body_buffer: ?u16 = null,
+    /// The current request is held by its route (`res.later`).
+    held: ?Held = null,
+
+    const Held = struct {
+        /// When the route first held it (µs, monotonic).
+        since_us: u64,
+        waits: u32,
+    };
+
+    const Streaming = struct {
+        continuation: Continuation,
+        sent: u64,
+        chunked: bool,
+        keep_alive: bool,
+    };
+
+    /// `body_buffers`: whether the module has body buffers (of `config.max_body_bytes`).
+    pub fn init(max_body_bytes: u64, body_buffers: bool) Connection {
+        // A route sees its body whole, so it must fit where it is gathered.
+        const room: u64 = if (body_buffers) config.max_body_bytes else config.read_buffer_bytes;
+        const body_bytes = @min(max_body_bytes, room);
+        return .{
+            .parser = parser.Parser.init(builtin_http.parserLimits(body_bytes)),
+            .max_body_bytes = body_bytes,
+        };
+    }
+
+    /// The bytes of the request moved `delta` bytes to the left (the connection dropped
+    /// the answered requests before it): the parsed head's slices follow them.
+    fn rebase(self: *Connection, delta: usize) void {
+        const head = if (self.head) |*h| h else return;
+        head.method = shift(head.method, delta);
+        head.target = shift(head.target, delta);
+        for (self.parser.fields[0..head.fields.len]) |*f| {
+            f.name = shift(f.name, delta);
+            f.value = shift(f.value, delta);
+        }
+    }
+
+    fn shift(slice: []const u8, delta: usize) []const u8 {
+        return (slice.ptr - delta)[0..slice.len];
+    }
+};
+
+/// The handler of an HTTP module: `M` is the user's file, `routes` the spec's table,
+/// `file` the module's path for build errors.
+pub fn Module(
+    comptime M: type,
+    comptime file: []const u8,
+    comptime routes: []const Route,
+    comptime scratch_bytes: usize,
+    comptime body_buffers: u16,
+) type {
+    comptime {
+        if (!@hasDecl(M, "State")) {
+            @compileError(file ++ ": declare `pub const State = struct { ... }` with " ++
+                "`pub fn init(allocator: std.mem.Allocator) !State` and " ++
+                "`pub fn deinit(self: *State, allocator: std.mem.Allocator) void`");
+        }
+        for (routes) |r| {
+            if (!@hasDecl(M, r.name)) {
+                @compileError(file ++ ": route " ++ r.name ++ " (" ++ @tagName(r.method) ++
+                    " " ++ r.path ++ ") has no function; add:\n    pub fn " ++ r.name ++
+                    "(state: *State, req: *http.Request, res: *http.Response) !void");
+            }
+        }
+    }
+    return struct {
+        pub const State = M.State;
+
+        var state: State = undefined;
+        var initialized = false;
+        var scratch: [scratch_bytes]u8 = undefined;
+        var body_buf: [config.write_buffer_bytes]u8 = undefined;
+        var header_buf: [header_bytes]u8 = undefined;
+        /// Requests whose route ran out of scratch memory (answered 503).
+        pub var scratch_exhausted: u64 = 0;
+        /// Requests refused because every body buffer was taken (answered 503).
+        pub var body_buffers_exhausted: u64 = 0;
+
+        /// `body_buffers` buffers of `config.max_body_bytes`, one after the other.
+        var pool: []u8 = &.{};
+        /// The free ones, taken from the end (the last freed is reused first: its pages are
+        /// the ones most likely backed already).
+        var pool_free: [body_buffers]u16 = undefined;
+        var pool_free_len: u16 = 0;
+
+        /// Makes this process's state; called once per worker before it serves.
+        const ticker = app_timer.Ticker(M, State);
+
+        pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
+            if (initialized) return;
+            try app_wake.reserve();
+            try reservePool();
+            errdefer releasePool();
+            state = try State.init(allocator);
+            initialized = true;
+            ticker.start(now_ms);
+        }
+
+        pub fn deinit(allocator: std.mem.Allocator) void {
+            if (!initialized) return;
+            ticker.stop();
+            state.deinit(allocator);
+            releasePool();
+            initialized = false;
+        }
+
+        /// Reserves the body buffers (at `init`; the test helpers too).
+        pub fn reservePool() !void {
+            if (body_buffers == 0 or pool.len > 0) return;
+            pool = try compat.mapMemory(@as(usize, body_buffers) * config.max_body_bytes);
+            for (&pool_free, 0..) |*f, i| f.* = @intCast(body_buffers - 1 - i);
+            pool_free_len = body_buffers;
+        }
+
+        fn releasePool() void {
+            if (pool.len > 0) _ = std.os.linux.munmap(pool.ptr, pool.len);
+            pool = &.{};
+            pool_free_len = 0;
+        }
+
+        /// A connection's state for this module, its body limit from `--max-body`.
+        pub fn initConnection(max_body_bytes: u64) Connection {
+            return Connection.init(max_body_bytes, body_buffers > 0);
+        }
+
+        pub fn onClose(conn: *Connection) void {
+            releaseBody(conn);
+        }
+
+        fn bodyBuffer(index: u16) []u8 {
+            return pool[@as(usize, index) * config.max_body_bytes ..][0..config.max_body_bytes];
+        }
+
+        /// Moves the body gathered so far (the request starts `input`) into a free body buffer;
+        /// false when every one is taken.
+        fn takeBody(conn: *Connection, input: []const u8) bool {
+            assert(conn.body_buffer == null);
+            // Without body buffers (known at compile time) there is nothing to take.
+            if (body_buffers > 0) {
+                if (pool_free_len == 0) return false;
+                pool_free_len -= 1;
+                const index = pool_free[pool_free_len];
+                const gathered = input[conn.body_start..][0..conn.body_len];
+                @memcpy(bodyBuffer(index)[0..gathered.len], gathered);
+                conn.body_buffer = index;
+                return true;
+            }
+            return false;
+        }
+
+        pub fn releaseBody(conn: *Connection) void {
+            if (body_buffers > 0) {
+                const index = conn.body_buffer orelse return;
+                assert(pool_free_len < body_buffers);
+                pool_free[pool_free_len] = index;
+                pool_free_len += 1;
+                conn.body_buffer = null;
+            }
+        }
+
+        /// The current request's body (its bytes start `request`).
+        fn bodyOf(conn: *const Connection, request: []const u8) []const u8 {
+            if (conn.body_buffer) |index| return bodyBuffer(index)[0..conn.body_len];
+            return request[conn.body_start..][0..conn.body_len];
+        }
+
+        /// When the worker's loop must wake for this module's `tick`; null: never.
+        pub fn nextTickMs() ?u64 {
+            return ticker.nextMs();
+        }
+
+        pub fn tick(now_ms: u64) void {
+            if (initialized) ticker.run(&state, now_ms);
+        }
+
+        /// The worker stops taking connections: the module may stop background work.
+        pub fn drain() void {
+            if (!initialized) return;
+            if (@hasDecl(State, "drain")) state.drain();
+        }
+
+        /// Runs every complete request in `input` through the router, one response per
+        /// call of the worker (each waits for the previous one's bytes to be sent).
+        pub fn onData(
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            return serve(&state, ctx, conn, input, out);
+        }
+
+        /// Serves with an explicit state: the worker's, or a test's.
+        pub fn serve(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            // A held request waits for its timer or its wake (reading is paused meanwhile).
+            if (conn.held != null) return .{ .consumed = 0, .phase = .waiting };
+            var progress: api.Progress = .{ .consumed = 0 };
+            if (conn.streaming != null) {
+                switch (continueStream(s, conn, out)) {
+                    .more => {
+                        progress.want_writable = true;
+                        return progress;
+                    },
+                    .failed, .done_close => {
+                        progress.close = true;
+                        return progress;
+                    },
+                    .done => {},
+                }
+            }
+            var start: usize = 0;
+            // Each step consumes input or moves the parser to its next event.
+            var steps: usize = 0;
+            while (steps <= 2 * input.len + 2) : (steps += 1) {
+                if (conn.head == null and conn.parsed == 0 and out.len > 0) break;
+                const step = conn.parser.next(input[start + conn.parsed ..]);
+                switch (step.event) {
+                    .need_more => {
+                        conn.parsed += step.consumed;
+                        break;
+                    },
+                    .head => |head| {
+                        conn.parsed += step.consumed;
+                        conn.head = head;
+                        conn.body_start = conn.parsed;
+                        conn.body_len = 0;
+                        const length = switch (head.body) {
+                            .length => |n| n,
+                            else => 0,
+                        };
+                        // With body buffers, a body that outgrows the read buffer moves.
+                        const fits = conn.body_start + length <= config.read_buffer_bytes;
+                        if (!fits and body_buffers == 0) {
+                            refuse(out, &progress, 413);
+                            break;
+                        }
+                        if (head.body == .chunked and body_buffers == 0) {
+                            // Chunk sizes that add up past the room beside the head: 413.
+                            const room = config.read_buffer_bytes - conn.body_start;
+                            conn.parser.limits.body_bytes = @min(conn.max_body_bytes, room);
+                        }
+                        if (head.expect_continue and head.body != .none) {
+                            _ = out.append(continue_response);
+                        }
+                    },
+                    .body => |piece| {
+                        if (conn.body_buffer) |index| {
+                            assert(conn.body_len + piece.len <= config.max_body_bytes);
+                            @memcpy(bodyBuffer(index)[conn.body_len..][0..piece.len], piece);
+                        } else {
+                            const at = start + conn.body_start + conn.body_len;
+                            assert(@intFromPtr(piece.ptr) >= @intFromPtr(input.ptr + at));
+                            compat.copyLeft(input[at..][0..piece.len], piece);
+                        }
+                        conn.body_len += piece.len;
+                        conn.parsed += step.consumed;
+                    },
+                    .end => {
+                        conn.parsed += step.consumed;
+                        const keep = switch (respond(s, ctx, conn, input[start..], out)) {
+                            .later => |ms| {
+                                // Its bytes stay (not consumed) until the route answers.
+                                holdRequest(&progress, ms);
+                                break;
+                            },
+                            .sent => |keep| keep,
+                        };
+                        progress.requests += 1;
+                        start += conn.parsed;
+                        endRequest(conn);
+                        if (conn.streaming != null) {
+                            // The body goes on once this output is sent; requests wait.
+                            progress.want_writable = true;
+                            break;
+                        }
+                        if (!keep) {
+                            progress.close = true;
+                            break;
+                        }
+                    },
+                    .err => |e| {
+                        appendParserError(out, e);
+                        progress.rejected = e.status();
+                        progress.close = true;
+                        break;
+                    },
+                }
+            }
+            progress.consumed = start;
+            conn.rebase(start);
+            if (start == 0 and conn.head != null and conn.held == null and !progress.close and
+                input.len == config.read_buffer_bytes)
+            {
+                // A body that fills the buffer and still is not whole: make room by moving
+                // it to a body buffer, or by dropping the chunk framing already decoded; 413
+                // when neither makes any (503 when only a body buffer would).
+                if (body_buffers > 0 and conn.body_buffer == null and !takeBody(conn, input)) {
+                    // Not the client's fault: counted here, not among the refused requests.
+                    body_buffers_exhausted += 1;
+                    appendStatus(out, 503, "", .{
+                        .keep_alive = false,
+                        .http_1_0 = false,
+                        .head_only = false,
+                    });
+                    progress.close = true;
+                    return progress;
+                }
+                const framing_bytes = squeeze(conn, input);
+                if (framing_bytes == 0) {
+                    refuse(out, &progress, 413);
+                    return progress;
+                }
+                progress.consumed = framing_bytes;
+            }
+            progress.phase = phaseOf(conn, input.len > start);
+            return progress;
+        }
+
+        /// What the connection waits for; `unparsed`: bytes of a next request are buffered.
+        fn phaseOf(conn: *const Connection, unparsed: bool) api.Phase {
+            if (conn.held != null) return .waiting;
+            if (conn.head != null) return .body;
+            return if (unparsed) .head else .idle;
+        }
+
+        /// The current request is held: no more input until its route answers, and the
+        /// route's delay is its deadline.
+        fn holdRequest(progress: *api.Progress, ms: u32) void {
+            progress.timer = .{ .after_ms = ms };
+            progress.reading = .pause;
+            progress.phase = .waiting;
+        }
+
+        /// Forgets the request just answered; the parser starts on the next one.
+        fn endRequest(conn: *Connection) void {
+            releaseBody(conn);
+            conn.parsed = 0;
+            conn.head = null;
+            conn.held = null;
+            conn.parser.limits.body_bytes = conn.max_body_bytes;
+        }
+
+        /// A connection's timer fired: its held request (the first bytes of `input`) goes
+        /// to its route again.
+        pub fn onTimer(
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            return runHeld(&state, ctx, conn, input, out);
+        }
+
+        /// Runs a held request's route again, with an explicit state (the worker's or a
+        /// test's): it answers, or holds the request once more.
+        pub fn runHeld(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            // Only a held request arms this module's timer, and closing cancels it; were it
+            // ever to fire otherwise, the connection goes on as it was.
+            if (conn.held == null) {
+                return .{ .consumed = 0, .phase = phaseOf(conn, input.len > 0) };
+            }
+            var progress: api.Progress = .{ .consumed = 0, .phase = .waiting };
+            const keep = switch (respond(s, ctx, conn, input, out)) {
+                .later => |ms| {
+                    holdRequest(&progress, ms);
+                    return progress;
+                },
+                .sent => |keep| keep,
+            };
+            progress.requests = 1;
+            progress.consumed = conn.parsed;
+            endRequest(conn);
+            // Requests that arrived behind it are parsed once the connection reads again.
+            progress.reading = .unpause;
+            progress.phase = .idle;
+            if (conn.streaming != null) {
+                progress.want_writable = true;
+            } else if (!keep) {
+                progress.close = true;
+            }
+            return progress;
+        }
+
+        const Answer = union(enum) {
+            /// Written; whether the connection may carry another request.
+            sent: bool,
+            /// Held by the route for this many milliseconds (nothing written).
+            later: u32,
+        };
+
+        /// Routes one complete request (its bytes start `request`) and writes the answer,
+        /// unless the route holds the request.
+        fn respond(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            request: []u8,
+            out: *api.Output,
+        ) Answer {
+            const head = conn.head.?;
+            const timed = @hasDecl(M, "access") or conn.held != null;
+            const now_us = if (timed) nowUs() else 0;
+            const started_us = if (conn.held) |h| h.since_us else now_us;
+            var framing: Framing = .{
+                .keep_alive = head.persistent() and !ctx.draining,
+                .http_1_0 = head.version == .http_1_0,
+                .head_only = std.mem.eql(u8, head.method, "HEAD"),
+            };
+            const target = router.splitTarget(head.target);
+            var params: router.Params = .{};
+            var fba = std.heap.FixedBufferAllocator.init(&scratch);
+            var req: Request = .{
+                .method = head.method,
+                .target = head.target,
+                .path = target.path,
+                .query = target.query,
+                .body = bodyOf(conn, request),
+                .params = &.{},
+                .fields = head.fields,
+                .arena = fba.allocator(),
+                .fd = ctx.fd,
+                .waits = if (conn.held) |h| h.waits else 0,
+                .waited_ms = (now_us - started_us) / std.time.us_per_ms,
+                .draining = ctx.draining,
+            };
+            var res: Response = .{
+                .body_buf = &body_buf,
+                .header_buf = &header_buf,
+                .waiter = .{ .slot = ctx.slot, .generation = ctx.connection_generation },
+            };
+            const method = router.methodOf(head.method);
+            var allowed: [router.all_methods.len]bool = @splat(false);
+            var route_name: []const u8 = "";
+            var routed = false;
+            inline for (routes) |r| {
+                if (!routed and router.matchPath(r.path, target.path, &params)) {
+                    allowed[comptime router.methodIndex(r.method)] = true;
+                    if (r.method == .GET) allowed[comptime router.methodIndex(.HEAD)] = true;
+                    const wanted = method != null and (method.? == r.method or
+                        (method.? == .HEAD and r.method == .GET and !hasRoute(.HEAD, r.path)));
+                    if (wanted) {
+                        routed = true;
+                        route_name = r.name;
+                        req.params = params.items[0..params.len];
+                        @field(M, r.name)(s, &req, &res) catch |err| {
+                            res = .{
+                                .status = statusOf(err),
+                                .body_buf = &.{},
+                                .header_buf = &header_buf,
+                            };
+                        };
+                        if (res.later_ms) |ms| {
+                            const held = conn.held orelse Connection.Held{
+                                .since_us = if (timed) now_us else nowUs(),
+                                .waits = 0,
+                            };
+                            conn.held = .{ .since_us = held.since_us, .waits = held.waits + 1 };
+                            return .{ .later = ms };
+                        }
+                    }
+                    params.len = 0;
+                }
+            }
+            var any_allowed = false;
+            for (allowed) |a| any_allowed = any_allowed or a;
+            if (!routed) {
+                const status: u16 = if (any_allowed) 405 else 404;
+                res = .{ .status = status, .body_buf = &.{}, .header_buf = &header_buf };
+                if (any_allowed) {
+                    res.header("Allow", router.allowText(allowed, &allow_buf)) catch unreachable;
+                }
+            }
+            framing.keep_alive = framing.keep_alive and !res.close;
+            const streamed = if (hasNoBody(res.status)) null else res.continuation;
+            if (streamed) |c| {
+                framing.chunked = c.length == null and !framing.http_1_0;
+                // An HTTP/1.0 client knows where an unsized body ends only by the close.
+                if (c.length == null and framing.http_1_0) framing.keep_alive = false;
+            }
+            if (!appendResponse(out, &res, framing)) {
+                // Headers and body beyond the write buffer: the route's answer cannot go out.
+                framing.keep_alive = false;
+                framing.chunked = false;
+                res.continuation = null;
+                appendStatus(out, 500, "", framing);
+                res.status = 500;
+            } else if (streamed) |c| if (!framing.head_only) {
+                conn.streaming = .{
+                    .continuation = c,
+                    .sent = res.body_len,
+                    .chunked = framing.chunked,
+                    .keep_alive = framing.keep_alive,
+                };
+            };
+            if (@hasDecl(M, "access")) {
+                s.access(.{
+                    .method = head.method,
+                    .path = target.path,
+                    .status = res.status,
+                    .body_bytes = if (framing.head_only) 0 else res.body_len,
+                    .duration_us = nowUs() - started_us,
+                    .route = route_name,
+                });
+            }
+            return .{ .sent = framing.keep_alive };
+        }
+
+        var allow_buf: [64]u8 = undefined;
+
+        const Next = *const fn (*State, *u64, *BodyWriter) anyerror!bool;
+
+        const StreamStep = enum { more, done, done_close, failed };
+
+        /// Lets the route's continuation write the next part of a streamed body into the
+        /// output (as one chunk when chunked).
+        fn continueStream(s: *State, conn: *Connection, out: *api.Output) StreamStep {
+            const st = &conn.streaming.?;
+            const next: Next = @ptrCast(@alignCast(st.continuation.next));
+            const head_room: usize = if (st.chunked) 10 else 0;
+            const tail_room: usize = if (st.chunked) 2 else 0;
+            if (out.free() < head_room + tail_room + 1) return .more;
+            var end = out.buf.len - tail_room;
+            if (st.continuation.length) |n| {
+                end = @min(end, out.len + head_room + @as(usize, @intCast(n - st.sent)));
+            }
+            var writer: BodyWriter = .{ .buf = out.buf[out.len + head_room .. end] };
+            const done = next(s, &st.continuation.cursor, &writer) catch return .failed;
+            if (writer.len > 0) {
+                if (st.chunked) {
+                    var head_buf: [10]u8 = undefined;
+                    @memcpy(out.buf[out.len..][0..10], chunkHead(&head_buf, writer.len));
+                }
+                out.len += head_room + writer.len;
+                if (st.chunked) _ = out.append("\r\n");
+                st.sent += writer.len;
+            }
+            if (!done) {
+                // A continuation that writes nothing into an empty output would spin.
+                return if (writer.len == 0 and out.len == 0) .failed else .more;
+            }
+            if (st.chunked and !out.append("0\r\n\r\n")) {
+                // The last chunk goes out with the next call.
+                st.continuation.next = @ptrCast(&finished);
+                return .more;
+            }
+            const complete = if (st.continuation.length) |n| st.sent == n else true;
+            const keep = st.keep_alive and complete;
+            conn.streaming = null;
+            return if (!complete) .failed else if (keep) .done else .done_close;
+        }
+
+        fn finished(_: *State, _: *u64, _: *BodyWriter) anyerror!bool {
+            return true;
+        }
+
+        fn hasRoute(comptime method: Method, comptime path: []const u8) bool {
+            inline for (routes) |r| {
+                if (r.method == method and comptime std.mem.eql(u8, r.path, path)) return true;
+            }
+            return false;
+        }
+
+        fn statusOf(err: anyerror) u16 {
+            if (err == error.OutOfMemory) {
+                scratch_exhausted += 1;
+                return 503;
+            }
+            if (@hasDecl(M, "errorStatus")) {
+                const status: u16 = M.errorStatus(err);
+                if (status >= 100 and status <= 999) return status;
+            }
+            return 500;
+        }
+
+        const testing = app_http_testing.Helpers(@This());
+        pub const testRequest = testing.testRequest;
+        pub const testHold = testing.testHold;
+        pub const TestHeld = testing.TestHeld;
+    };
+}
+
+test {
+    _ = router;
+    _ = app_wake;
+    _ = app_http_testing;
+}
+
+test "squeezing drops decoded chunk framing and keeps head and body in place" {
+    var conn = Connection.init(1024, false);
+    // A 4-byte head, a 3-byte decoded body, 5 bytes of framing already parsed, 2 unparsed.
+    var input = "HEADabcFFFFFxy".*;
+    conn.body_start = 4;
+    conn.body_len = 3;
+    conn.parsed = 12;
+    const dropped = squeeze(&conn, &input);
+    try std.testing.expectEqual(@as(usize, 5), dropped);
+    try std.testing.expectEqualStrings("HEADabcxy", input[dropped..]);
+    try std.testing.expectEqual(@as(usize, 7), conn.parsed);
+    // Nothing left to drop: the caller answers 413.
+    try std.testing.expectEqual(@as(usize, 0), squeeze(&conn, input[dropped..]));
+}
+
+test "a body in a body buffer leaves only the head to keep in the read buffer" {
+    var conn = Connection.init(1024, true);
+    var input = "HEADabcFFFFFxy".*;
+    conn.body_start = 4;
+    conn.body_len = 3;
+    conn.parsed = 12;
+    conn.body_buffer = 0;
+    const dropped = squeeze(&conn, &input);
+    try std.testing.expectEqual(@as(usize, 8), dropped);
+    try std.testing.expectEqualStrings("HEADxy", input[dropped..]);
+    try std.testing.expectEqual(@as(usize, 4), conn.parsed);
+}

@@ -1,0 +1,544 @@
+//! Stream application modules (TCP): `Module` cuts a connection's bytes into frames as the
+//! spec says (raw, lines, or length-prefixed) and calls the user's module for each, with the
+//! module's own per-connection `Connection` and per-worker `State`.
+//!
+//! Memory: a frame is a slice of the connection's read buffer (`readBufferBytes`, checked
+//! against the framing's `maxBytes` by the generator); replies go straight into the
+//! connection's write buffer (`writeBufferBytes`). A reply larger than the free space is
+//! written in parts: the module asks for `io.wantWritable()`, and its `writable` callback
+//! runs once the output is sent. Until then no further frame is delivered and nothing more
+//! is read from the socket (back-pressure: the client's sends fill the kernel's buffers).
+//! `io.arena` is per-worker scratch memory reset after each frame. Per worker means per
+//! process.
+//!
+//! A module may also stop reading its connection on its own (`io.pauseReading`: nothing more
+//! is read or delivered, so a client that sends faster than the module answers fills the
+//! kernel's buffers and is slowed by TCP) and start again (`io.resumeReading`) from a later
+//! callback: `writable`, or `timer`. A connection's timer (`io.setTimer(ms)`, one per
+//! connection, re-armed by each call, cancelled by `io.cancelTimer` and by the close) calls
+//! the module's `timer` callback once that many milliseconds have passed.
+const std = @import("std");
+const config = @import("../../config.zig");
+const compat = @import("../../compat.zig");
+const api = @import("../api.zig");
+const app_timer = @import("timer.zig");
+const app_peer = @import("peer.zig");
+const assert = std.debug.assert;
+
+pub const Peer = app_peer.Peer;
+
+pub const Framing = union(enum) {
+    /// The module sees the bytes as they come and says how many it used.
+    raw,
+    /// Frames are lines ending in LF; the LF and a CR before it are not part of the frame.
+    line: struct { max_bytes: u32 },
+    /// Frames are a `bytes`-byte length prefix and that many payload bytes.
+    length: struct { bytes: u8, endian: std.builtin.Endian, max_bytes: u32 },
+};
+
+/// Room a frame is delivered with: a reply of up to this many bytes always fits.
+pub const reply_reserve_bytes = @min(4096, config.write_buffer_bytes / 2);
+
+pub const WriteError = error{NoSpaceLeft};
+
+/// What a callback may do with its connection.
+pub const Io = struct {
+    out: *api.Output,
+    /// Scratch memory for this frame only (reset after it).
+    arena: std.mem.Allocator,
+    fd: i32,
+    close_requested: bool = false,
+    writable_requested: bool = false,
+    timer: api.TimerChange = .keep,
+    reading: api.ReadingChange = .keep,
+
+    /// Appends all of `bytes` to the output, or nothing (`error.NoSpaceLeft`).
+    pub fn write(self: *Io, bytes: []const u8) WriteError!void {
+        if (!self.out.append(bytes)) return error.NoSpaceLeft;
+    }
+
+    /// Appends formatted text (`std.fmt` syntax), all or nothing.
+    pub fn print(self: *Io, comptime format: []const u8, args: anytype) WriteError!void {
+        const written = compat.bufPrint(self.out.buf[self.out.len..], format, args) catch
+            return error.NoSpaceLeft;
+        self.out.len += written.len;
+    }
+
+    /// Bytes the output can take now.
+    pub fn free(self: *const Io) usize {
+        return self.out.free();
+    }
+
+    /// Closes the connection once the output is sent.
+    pub fn close(self: *Io) void {
+        self.close_requested = true;
+    }
+
+    /// Calls the module's `writable` once the output is sent; no frame is delivered and
+    /// nothing is read meanwhile. For replies larger than the write buffer.
+    pub fn wantWritable(self: *Io) void {
+        self.writable_requested = true;
+    }
+
+    /// Calls the module's `timer` callback `delay_ms` milliseconds from now (never earlier;
+    /// later by at most the loop's turn), replacing the timer the connection had. One timer
+    /// per connection; the module keeps in its `Connection` what the timer is for.
+    pub fn setTimer(self: *Io, delay_ms: u32) void {
+        self.timer = .{ .after_ms = delay_ms };
+    }
+
+    /// Forgets the connection's timer, if it has one.
+    pub fn cancelTimer(self: *Io) void {
+        self.timer = .cancel;
+    }
+
+    /// Stops reading the connection after this call: no frame is delivered (those already
+    /// buffered wait) and the socket is not read, until `resumeReading` from a later callback
+    /// (`writable` or `timer`). The connection is then under the write timeout: the module
+    /// must resume, write or close within `writeTimeoutMs`.
+    pub fn pauseReading(self: *Io) void {
+        self.reading = .pause;
+    }
+
+    /// Reads again: buffered frames are delivered, then the socket is read.
+    pub fn resumeReading(self: *Io) void {
+        self.reading = .unpause;
+    }
+
+    /// The client's address (one `getpeername`, only when asked).
+    pub fn peer(self: *const Io) ?Peer {
+        return app_peer.ofSocket(self.fd);
+    }
+};
+
+/// Where the next frame ends in `input`, or why there is none yet.
+const Cut = union(enum) {
+    frame: struct { payload: []const u8, len: usize },
+    need_more,
+    /// Longer than the framing allows: the connection closes.
+    too_large,
+};
+
+fn cut(comptime framing: Framing, input: []const u8) Cut {
+    switch (framing) {
+        .raw => unreachable,
+        .line => |line| {
+            const window = input[0..@min(input.len, line.max_bytes + 2)];
+            const end = compat.findScalar(u8, window, '\n') orelse {
+                return if (window.len >= line.max_bytes + 2) .too_large else .need_more;
+            };
+            var payload = input[0..end];
+            if (payload.len > 0 and payload[payload.len - 1] == '\r') {
+                payload = payload[0 .. payload.len - 1];
+            }
+            if (payload.len > line.max_bytes) return .too_large;
+            return .{ .frame = .{ .payload = payload, .len = end + 1 } };
+        },
+        .length => |length| {
+            const n = length.bytes;
+            if (input.len < n) return .need_more;
+            const Int = switch (n) {
+                1 => u8,
+                2 => u16,
+                4 => u32,
+                8 => u64,
+                else => @compileError("a length prefix is 1, 2, 4 or 8 bytes"),
+            };
+            const size = std.mem.readInt(Int, input[0..n], length.endian);
+            if (size > length.max_bytes) return .too_large;
+            const total = n + @as(usize, @intCast(size));
+            if (input.len < total) return .need_more;
+            return .{ .frame = .{ .payload = input[n..total], .len = total } };
+        },
+    }
+}
+
+/// The handler of a stream module: `M` is the user's file, `file` its path for build
+/// errors.
+pub fn Module(
+    comptime M: type,
+    comptime file: []const u8,
+    comptime source: []const u8,
+    comptime framing: Framing,
+    comptime scratch_bytes: usize,
+) type {
+    const callback = if (framing == .raw) "bytes" else "frame";
+    const has_timer = @hasDecl(M, "timer");
+    const signature = if (framing == .raw)
+        "pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io) " ++
+            "!usize"
+    else
+        "pub fn frame(state: *State, conn: *Connection, frame: []const u8, io: *stream.Io) " ++
+            "!void";
+    comptime {
+        if (!@hasDecl(M, "State")) @compileError(file ++ ": declare `pub const State`");
+        if (!@hasDecl(M, "Connection")) {
+            @compileError(file ++ ": declare `pub const Connection = struct { ... }` " ++
+                "(per-connection state; every field needs a default)");
+        }
+        if (!@hasDecl(M, callback)) {
+            @compileError(file ++ ": the stream module has no " ++ callback ++
+                " function; add:\n    " ++ signature);
+        }
+        if (!has_timer and armsTimer(source)) {
+            @compileError(file ++ ": calls io.setTimer but has no timer callback; add:\n" ++
+                "    pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void");
+        }
+    }
+    return struct {
+        pub const State = M.State;
+
+        /// The module's per-connection state and the engine's own.
+        pub const Connection = struct {
+            user: M.Connection = .{},
+            /// The module asked for `writable`: frames wait.
+            writable_pending: bool = false,
+            /// The module paused reading: frames wait.
+            reading_paused: bool = false,
+            /// The delay of the timer the module armed last, while it has not fired or been
+            /// cancelled (the worker keeps the timer itself; tests look here).
+            timer_ms: ?u32 = null,
+        };
+
+        var state: State = undefined;
+        var initialized = false;
+        var scratch: [scratch_bytes]u8 = undefined;
+
+        const ticker = app_timer.Ticker(M, State);
+
+        pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
+            if (initialized) return;
+            state = try State.init(allocator);
+            initialized = true;
+            ticker.start(now_ms);
+        }
+
+        pub fn deinit(allocator: std.mem.Allocator) void {
+            if (!initialized) return;
+            ticker.stop();
+            state.deinit(allocator);
+            initialized = false;
+        }
+
+        /// When the worker's loop must wake for this module's `tick`; null: never.
+        pub fn nextTickMs() ?u64 {
+            return ticker.nextMs();
+        }
+
+        pub fn tick(now_ms: u64) void {
+            if (initialized) ticker.run(&state, now_ms);
+        }
+
+        pub fn drain() void {
+            if (!initialized) return;
+            if (@hasDecl(State, "drain")) state.drain();
+        }
+
+        pub fn onOpen(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+            return open(&state, ctx, conn, out);
+        }
+
+        pub fn onData(
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            return serve(&state, ctx, conn, input, out);
+        }
+
+        pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+            return fire(&state, ctx, conn, out);
+        }
+
+        /// Runs the module's `timer` callback for a connection whose timer fired.
+        pub fn fire(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            out: *api.Output,
+        ) api.Progress {
+            var progress: api.Progress = .{ .consumed = 0 };
+            conn.timer_ms = null;
+            if (!has_timer) return progress;
+            var fba = std.heap.FixedBufferAllocator.init(&scratch);
+            var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+            M.timer(s, &conn.user, &io) catch {
+                progress.close = true;
+                return progress;
+            };
+            return after(conn, &io, progress);
+        }
+
+        pub fn onClose(conn: *Connection) void {
+            if (@hasDecl(M, "close")) M.close(&state, &conn.user);
+        }
+
+        pub fn open(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            out: *api.Output,
+        ) api.Progress {
+            conn.* = .{};
+            var progress: api.Progress = .{ .consumed = 0 };
+            if (!@hasDecl(M, "open")) return progress;
+            var fba = std.heap.FixedBufferAllocator.init(&scratch);
+            var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+            M.open(s, &conn.user, &io) catch {
+                progress.close = true;
+                return progress;
+            };
+            return after(conn, &io, progress);
+        }
+
+        fn after(conn: *Connection, io: *const Io, progress: api.Progress) api.Progress {
+            var p = progress;
+            if (io.close_requested) p.close = true;
+            switch (io.timer) {
+                .keep => {},
+                .cancel => {
+                    conn.timer_ms = null;
+                    p.timer = .cancel;
+                },
+                .after_ms => |ms| {
+                    // A module without the callback is refused at build time when it names
+                    // setTimer itself (see `armsTimer`); one that arms it otherwise is closed.
+                    if (!has_timer) p.close = true;
+                    conn.timer_ms = ms;
+                    p.timer = io.timer;
+                },
+            }
+            switch (io.reading) {
+                .keep => {},
+                .pause => conn.reading_paused = true,
+                .unpause => conn.reading_paused = false,
+            }
+            if (io.reading != .keep) p.reading = io.reading;
+            if (io.writable_requested) {
+                conn.writable_pending = true;
+                p.want_writable = true;
+            }
+            return p;
+        }
+
+        /// The module asked to hear when the output has room (`io.wantWritable`): it has.
+        fn onWritable(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            out: *api.Output,
+        ) api.Progress {
+            conn.writable_pending = false;
+            var progress: api.Progress = .{ .consumed = 0 };
+            var fba = std.heap.FixedBufferAllocator.init(&scratch);
+            var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+            if (@hasDecl(M, "writable")) {
+                M.writable(s, &conn.user, &io) catch {
+                    progress.close = true;
+                    return progress;
+                };
+            }
+            progress = after(conn, &io, progress);
+            // A writable that wrote nothing and asks again would spin: it waits for input.
+            if (progress.want_writable and out.len == 0) progress.want_writable = false;
+            return progress;
+        }
+
+        /// Delivers every complete frame in `input` while the output has room.
+        pub fn serve(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            var progress: api.Progress = .{ .consumed = 0 };
+            if (conn.writable_pending) {
+                progress = onWritable(s, ctx, conn, out);
+                if (conn.writable_pending or progress.close) return progress;
+            }
+            if (conn.reading_paused) return progress;
+            // Each round consumes at least one byte or stops.
+            var rounds: usize = 0;
+            while (rounds <= input.len) : (rounds += 1) {
+                if (progress.consumed == input.len) break;
+                if (out.free() < reply_reserve_bytes) {
+                    // Send what is written, then come back for the rest.
+                    progress.want_writable = true;
+                    break;
+                }
+                var fba = std.heap.FixedBufferAllocator.init(&scratch);
+                var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+                const rest = input[progress.consumed..];
+                if (framing == .raw) {
+                    const used = M.bytes(s, &conn.user, rest, &io) catch {
+                        progress.close = true;
+                        break;
+                    };
+                    assert(used <= rest.len);
+                    progress.consumed += used;
+                    if (used > 0) progress.requests += 1;
+                    progress = after(conn, &io, progress);
+                    if (used == 0) {
+                        // Waiting for room (the module's reply did not fit): come back once
+                        // the output is sent; with nothing to send it waits for more input.
+                        if (out.len > 0) progress.want_writable = true;
+                        break;
+                    }
+                    if (io.close_requested or io.writable_requested) break;
+                    if (conn.reading_paused) break;
+                    continue;
+                }
+                const frame = switch (cut(framing, rest)) {
+                    .need_more => break,
+                    .too_large => {
+                        progress.close = true;
+                        break;
+                    },
+                    .frame => |f| f,
+                };
+                M.frame(s, &conn.user, frame.payload, &io) catch {
+                    progress.close = true;
+                    break;
+                };
+                progress.consumed += frame.len;
+                progress.requests += 1;
+                progress = after(conn, &io, progress);
+                if (io.close_requested or io.writable_requested or conn.reading_paused) break;
+            }
+            return progress;
+        }
+
+        /// Runs `bytes` through the module on a fresh connection without a socket and returns
+        /// what it wrote (in a buffer reused by the next call). For tests.
+        /// A module that pauses reading gets the frames before the pause; the rest is dropped
+        /// (send it again after `testTimer`, say).
+        pub fn testBytes(s: *State, conn: *Connection, bytes: []const u8) ![]const u8 {
+            if (bytes.len > Buffers.input.len) return error.InputTooLarge;
+            @memcpy(Buffers.input[0..bytes.len], bytes);
+            var out: api.Output = .{ .buf = &Buffers.output };
+            const ctx = testContext();
+            const progress = serve(s, &ctx, conn, Buffers.input[0..bytes.len], &out);
+            const waits = progress.close or conn.reading_paused;
+            if (progress.consumed != bytes.len and !waits) return error.IncompleteFrame;
+            return out.buf[0..out.len];
+        }
+
+        /// Fires the connection's timer as the worker would once its delay has passed, and
+        /// returns what the module wrote (in a buffer reused by the next call). For tests.
+        pub fn testTimer(s: *State, conn: *Connection) ![]const u8 {
+            if (conn.timer_ms == null) return error.NoTimerArmed;
+            var out: api.Output = .{ .buf = &Buffers.output };
+            const ctx = testContext();
+            _ = fire(s, &ctx, conn, &out);
+            return out.buf[0..out.len];
+        }
+
+        const Buffers = struct {
+            var input: [config.read_buffer_bytes]u8 = undefined;
+            var output: [config.write_buffer_bytes]u8 = undefined;
+        };
+    };
+}
+
+/// Whether a module's source calls `setTimer` outside comments: such a module needs the
+/// `timer` callback, and the build says so rather than the first firing.
+fn armsTimer(comptime source: []const u8) bool {
+    return comptime found: {
+        @setEvalBranchQuota(20 * source.len + 1000);
+        var lines = std.mem.splitScalar(u8, source, '\n');
+        while (lines.next()) |text| {
+            const code = if (compat.find(u8, text, "//")) |at| text[0..at] else text;
+            if (compat.find(u8, code, "setTimer(") != null) break :found true;
+        }
+        break :found false;
+    };
+}
+
+fn testContext() api.Context {
+    return .{
+        .listener = &config.listeners[0],
+        .listener_index = 0,
+        .worker_index = 0,
+        .pid = 1,
+        .generation = 1,
+        .draining = false,
+        .fd = -1,
+    };
+}
+
+test "a source that calls setTimer is told apart from one that only mentions it" {
+    try std.testing.expect(comptime armsTimer("fn f(io: *Io) void {\n    io.setTimer(5);\n}"));
+    try std.testing.expect(!comptime armsTimer("// io.setTimer(ms) needs timer\nconst a = 1;"));
+    try std.testing.expect(!comptime armsTimer("fn f() void {}"));
+}
+
+test "lines and length prefixes cut into frames" {
+    const line: Framing = .{ .line = .{ .max_bytes = 4 } };
+    try std.testing.expectEqualStrings("ab", cut(line, "ab\r\ncd").frame.payload);
+    try std.testing.expectEqual(@as(usize, 4), cut(line, "ab\r\ncd").frame.len);
+    try std.testing.expect(cut(line, "abc") == .need_more);
+    try std.testing.expect(cut(line, "abcdef") == .too_large);
+    const length: Framing = .{ .length = .{ .bytes = 2, .endian = .big, .max_bytes = 8 } };
+    try std.testing.expectEqualStrings("hey", cut(length, "\x00\x03heyz").frame.payload);
+    try std.testing.expect(cut(length, "\x00\x03he") == .need_more);
+    try std.testing.expect(cut(length, "\x00\x09") == .too_large);
+}
+
+test "a module pauses reading and arms its timer; the timer resumes and frames go on" {
+    const M = struct {
+        pub const State = struct {};
+        pub const Connection = struct { waits: u32 = 0 };
+        pub fn frame(state: *State, conn: *Connection, line: []const u8, io: *Io) !void {
+            _ = state;
+            if (std.mem.eql(u8, line, "wait")) {
+                conn.waits += 1;
+                io.pauseReading();
+                io.setTimer(25);
+                return;
+            }
+            if (std.mem.eql(u8, line, "later")) return io.setTimer(1000);
+            if (std.mem.eql(u8, line, "never")) return io.cancelTimer();
+            try io.print("{s}\n", .{line});
+        }
+        pub fn timer(state: *State, conn: *Connection, io: *Io) !void {
+            _ = state;
+            try io.print("waited {d}\n", .{conn.waits});
+            io.resumeReading();
+        }
+    };
+    const S = Module(M, "test.zig", "", .{ .line = .{ .max_bytes = 16 } }, 256);
+    var state: M.State = .{};
+    var conn: S.Connection = .{};
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    const ctx = testContext();
+    var input = "a\nwait\nb\n".*;
+    const paused = S.serve(&state, &ctx, &conn, &input, &out);
+    try std.testing.expectEqualStrings("a\n", out.buf[0..out.len]);
+    try std.testing.expectEqual(@as(usize, 7), paused.consumed);
+    try std.testing.expect(paused.reading == .pause);
+    try std.testing.expectEqual(api.TimerChange{ .after_ms = 25 }, paused.timer);
+    // While paused nothing is delivered.
+    out.len = 0;
+    const waiting = S.serve(&state, &ctx, &conn, input[7..], &out);
+    try std.testing.expectEqual(@as(usize, 0), waiting.consumed);
+    try std.testing.expectEqual(@as(usize, 0), out.len);
+    const fired = S.fire(&state, &ctx, &conn, &out);
+    try std.testing.expectEqualStrings("waited 1\n", out.buf[0..out.len]);
+    try std.testing.expect(fired.reading == .unpause);
+    try std.testing.expect(conn.timer_ms == null);
+    out.len = 0;
+    const resumed = S.serve(&state, &ctx, &conn, input[7..], &out);
+    try std.testing.expectEqual(@as(usize, 2), resumed.consumed);
+    try std.testing.expectEqualStrings("b\n", out.buf[0..out.len]);
+    // Armed, then cancelled: the worker is told, and nothing is left to fire.
+    out.len = 0;
+    var more = "later\nnever\n".*;
+    const cancelled = S.serve(&state, &ctx, &conn, &more, &out);
+    try std.testing.expect(cancelled.timer == .cancel);
+    try std.testing.expect(conn.timer_ms == null);
+}

@@ -1,0 +1,726 @@
+//! A worker's TCP connections: a fixed table of slots, and the life of each connection in it,
+//! from accept to close: read, hand the bytes to the listener's handler, send its output,
+//! keep the connection's deadline, and close it without destroying what it was sent.
+//!
+//! Every buffer is reserved at start (pages are only backed once touched): nothing is
+//! allocated per connection or per request. Each slot carries a generation, counted up every
+//! time the slot is reused and carried in the slot's epoll token, so that an event for a
+//! connection that was closed, even one whose descriptor number and slot were reused within
+//! the same `epoll_wait` batch, is recognised and dropped.
+const std = @import("std");
+const config = @import("../config.zig");
+const sys = @import("../net/sys.zig");
+const compat = @import("../compat.zig");
+const cli = @import("../cli.zig");
+const handlers = @import("../handlers.zig");
+const deadlines_mod = @import("deadlines.zig");
+const timers_mod = @import("timers.zig");
+const listener_mod = @import("../net/listener.zig");
+const stats_mod = @import("stats.zig");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+const api = handlers.api;
+const Deadlines = deadlines_mod.Deadlines;
+
+/// An epoll token: what the event is about (`kind`), for connections the slot `index` and
+/// the low bits of the slot's generation when the connection was registered.
+pub const Token = struct {
+    kind: u8,
+    generation: u24 = 0,
+    index: u32,
+
+    pub fn encode(self: Token) u64 {
+        return (@as(u64, self.kind) << 56) | (@as(u64, self.generation) << 32) | self.index;
+    }
+
+    pub fn decode(data: u64) Token {
+        return .{
+            .kind = @truncate(data >> 56),
+            .generation = @truncate(data >> 32),
+            .index = @truncate(data),
+        };
+    }
+};
+
+/// The token kind of every connection event (the worker owns the other kinds).
+pub const connection_kind: u8 = 2;
+
+/// How long a closing connection may take to read what its client still sends before it
+/// is closed for good (nginx's lingering close uses a few seconds too).
+pub const linger_ms = 2_000;
+
+const closed: sys.Fd = -1;
+
+/// Who serves, handed to every handler call.
+pub const Identity = struct {
+    worker_index: u16,
+    pid: i32,
+    generation: u32,
+};
+
+const Connection = struct {
+    fd: sys.Fd = closed,
+    generation: u32 = 0,
+    listener_index: u16 = 0,
+    in_len: u32 = 0,
+    out_start: u32 = 0,
+    out_end: u32 = 0,
+    close_after_flush: bool = false,
+    /// The handler used input and left some: it may use more once output is sent.
+    more_input: bool = false,
+    /// Waiting for EPOLLOUT (and not reading) rather than for EPOLLIN.
+    watching_out: bool = false,
+    /// Our side is shut down; the client's remaining bytes are read and discarded.
+    lingering: bool = false,
+    /// In the epoll set (a connection served at once after accept may never need to be).
+    registered: bool = false,
+    /// The per-connection socket options for ongoing writes are set (see `flush`).
+    ongoing: bool = false,
+    /// The last read left room in the buffer: the kernel held nothing more at that moment.
+    drained: bool = false,
+    /// The last answer refused a request or gave up waiting (an error status).
+    refused: bool = false,
+    /// Its handler paused reading: the socket is not watched for input.
+    read_paused: bool = false,
+    /// Its application timer fired while output was pending: it runs once that is sent.
+    timer_due: bool = false,
+    /// The client shut its side of the connection while more of its input waited unread.
+    half_closed: bool = false,
+    /// What the connection is registered in epoll for.
+    events: u32 = 0,
+    phase: api.Phase = .idle,
+    state: handlers.State = .none,
+};
+
+pub const Connections = struct {
+    slots: []Connection,
+    in_bufs: []u8,
+    out_bufs: []u8,
+    free: []u32,
+    free_len: u32,
+    deadlines: Deadlines,
+    /// Application timers (stream modules), at most one per slot.
+    timers: timers_mod.Timers,
+    epfd: sys.Fd,
+    identity: Identity,
+    limits: cli.Limits,
+    draining: bool = false,
+    stats: stats_mod.Stats = .{},
+
+    pub fn init(
+        allocator: std.mem.Allocator,
+        epfd: sys.Fd,
+        identity: Identity,
+        limits: cli.Limits,
+    ) !Connections {
+        const max = config.max_connections;
+        const slots = try allocator.alloc(Connection, max);
+        errdefer allocator.free(slots);
+        const free = try allocator.alloc(u32, max);
+        errdefer allocator.free(free);
+        for (slots, 0..) |*c, i| {
+            c.* = .{};
+            free[max - 1 - i] = @intCast(i);
+        }
+        var deadlines = try Deadlines.init(allocator, max, .{
+            limits.header_timeout_ms,
+            limits.body_timeout_ms,
+            limits.idle_timeout_ms,
+            limits.write_timeout_ms,
+            linger_ms,
+        });
+        errdefer deadlines.deinit(allocator);
+        var timers = try timers_mod.Timers.init(allocator, max);
+        errdefer timers.deinit(allocator);
+        return .{
+            .slots = slots,
+            // usize: the spec's limits multiply past u32 (1048576 connections of 1 MiB each).
+            .in_bufs = try compat.mapMemory(@as(usize, max) * config.read_buffer_bytes),
+            .out_bufs = try compat.mapMemory(@as(usize, max) * config.write_buffer_bytes),
+            .free = free,
+            .free_len = max,
+            .deadlines = deadlines,
+            .timers = timers,
+            .epfd = epfd,
+            .identity = identity,
+            .limits = limits,
+        };
+    }
+
+    pub fn openCount(self: *const Connections) u32 {
+        return @intCast(self.slots.len - self.free_len);
+    }
+
+    /// When the loop must wake next for a connection: its nearest deadline or timer.
+    pub fn nextMs(self: *const Connections) ?u64 {
+        const deadline = self.deadlines.nextMs();
+        const timer = self.timers.nextMs() orelse return deadline;
+        return @min(deadline orelse timer, timer);
+    }
+
+    pub fn isFull(self: *const Connections) bool {
+        return self.free_len == 0;
+    }
+
+    /// Whether `evictOne` would find a connection to close.
+    pub fn canEvict(self: *const Connections) bool {
+        return self.deadlines.oldest(.linger) != null or self.deadlines.oldest(.idle) != null;
+    }
+
+    /// Closes one connection that nothing depends on, to make room for a new client: first
+    /// one that is already closing, then the one idle longest (nginx's "reusable
+    /// connections"). False when every connection has a request in flight.
+    pub fn evictOne(self: *Connections) bool {
+        if (self.deadlines.oldest(.linger)) |slot| {
+            self.close(slot);
+            return true;
+        }
+        const slot = self.deadlines.oldest(.idle) orelse return false;
+        assert(self.slots[slot].phase == .idle);
+        self.stats.evicted += 1;
+        self.close(slot);
+        return true;
+    }
+
+    /// Takes a new connection into a free slot and lets its handler greet it.
+    pub fn open(self: *Connections, fd: sys.Fd, listener_index: u16, now_ms: u64) void {
+        assert(self.free_len > 0);
+        self.free_len -= 1;
+        const slot = self.free[self.free_len];
+        const c = &self.slots[slot];
+        assert(c.fd == closed);
+        c.* = .{
+            .fd = fd,
+            .generation = c.generation +% 1,
+            .listener_index = listener_index,
+            .state = handlers.initState(listener_index, self.limits),
+        };
+        self.stats.connections += 1;
+        const ctx = self.context(slot);
+        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        const progress = handlers.onOpen(&ctx, &c.state, &out);
+        self.afterHandler(slot, progress, out.len, now_ms);
+        c.more_input = progress.want_writable;
+        // A greeting (or a close, or a module that wants to write more) is served now; `serve`
+        // then registers the connection and arms the deadline of what it waits for, lingering
+        // included.
+        if (out.len > 0 or progress.close or c.more_input) return self.serve(slot, now_ms);
+        // A listener that defers accepting hands over connections with their first bytes
+        // (TCP_DEFER_ACCEPT): read at once, and a one-request client is answered and closed
+        // without ever being registered with epoll. Elsewhere the connection is registered
+        // and read once epoll says so: a read right after accept may find nothing yet.
+        if (config.listeners[listener_index].options.defer_accept) {
+            return self.readAndHandle(slot, now_ms);
+        }
+        self.watch(slot, false);
+        if (c.fd != closed) self.armPhase(slot, now_ms);
+    }
+
+    fn tokenOf(self: *const Connections, slot: u32) u64 {
+        const generation: u24 = @truncate(self.slots[slot].generation);
+        return (Token{ .kind = connection_kind, .generation = generation, .index = slot }).encode();
+    }
+
+    fn context(self: *const Connections, slot: u32) api.Context {
+        const listener_index = self.slots[slot].listener_index;
+        return .{
+            .listener = &config.listeners[listener_index],
+            .listener_index = listener_index,
+            .worker_index = self.identity.worker_index,
+            .pid = self.identity.pid,
+            .generation = self.identity.generation,
+            .draining = self.draining,
+            .fd = self.slots[slot].fd,
+            .slot = slot,
+            .connection_generation = self.slots[slot].generation,
+        };
+    }
+
+    fn inBuf(self: *const Connections, slot: u32) []u8 {
+        const start = @as(usize, slot) * config.read_buffer_bytes;
+        return self.in_bufs[start..][0..config.read_buffer_bytes];
+    }
+
+    fn outBuf(self: *const Connections, slot: u32) []u8 {
+        const start = @as(usize, slot) * config.write_buffer_bytes;
+        return self.out_bufs[start..][0..config.write_buffer_bytes];
+    }
+
+    /// An epoll event for a connection; stale ones (closed, or the slot reused) are dropped.
+    pub fn onEvent(self: *Connections, token: Token, events: u32, now_ms: u64) void {
+        if (token.index >= self.slots.len) return;
+        const c = &self.slots[token.index];
+        if (c.fd == closed) return;
+        if (@as(u24, @truncate(c.generation)) != token.generation) return;
+        if (c.lingering) return self.discardInput(token.index);
+        if (c.watching_out) {
+            const writable = linux.EPOLL.OUT | linux.EPOLL.HUP | linux.EPOLL.ERR;
+            if (events & writable != 0) self.serve(token.index, now_ms);
+            return;
+        }
+        if (c.read_paused) {
+            // Not read: only a broken connection reports, and it will not heal.
+            if (events & (linux.EPOLL.HUP | linux.EPOLL.ERR) != 0) return self.close(token.index);
+            if (events & linux.EPOLL.RDHUP != 0) self.onPeerShutdown(token.index);
+            return;
+        }
+        const readable = linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR | linux.EPOLL.RDHUP;
+        if (events & readable != 0) self.readAndHandle(token.index, now_ms);
+    }
+
+    /// The client of a request its handler holds shut its side: it has gone (a long poll
+    /// given up), and its slot is freed now rather than when the handler's timer fires. A
+    /// client that half-closes after pipelining more requests loses their answers, as with
+    /// nginx, which checks such clients the same way; only while bytes are still unread in
+    /// the kernel, before the end of its stream, is it kept (and no longer watched).
+    fn onPeerShutdown(self: *Connections, slot: u32) void {
+        const c = &self.slots[slot];
+        if (sys.pendingInput(c.fd) == 0) {
+            self.stats.abandoned += 1;
+            return self.close(slot);
+        }
+        c.half_closed = true;
+        self.watch(slot, false);
+    }
+
+    fn readAndHandle(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        const buf = self.inBuf(slot);
+        if (c.in_len == buf.len) {
+            // The handler could not use a full buffer (a custom handler's frame larger than
+            // readBufferBytes): the connection cannot make progress.
+            return self.close(slot);
+        }
+        const n = sys.read(c.fd, buf[c.in_len..]) catch |err| switch (err) {
+            error.WouldBlock, error.Interrupted => {
+                // Nothing after all (a spurious wakeup): wait for input, under the deadline
+                // of what is awaited.
+                self.watch(slot, false);
+                if (c.fd != closed and self.deadlines.kindOf(slot) == null) {
+                    self.armPhase(slot, now_ms);
+                }
+                return;
+            },
+            else => return self.close(slot),
+        };
+        if (n == 0) {
+            // The peer closed its side: nothing more will arrive.
+            return self.close(slot);
+        }
+        c.in_len += @intCast(n);
+        c.drained = c.in_len < buf.len;
+        self.handleInput(slot, now_ms);
+        self.serve(slot, now_ms);
+    }
+
+    /// Runs the handler once over the buffered input; its output waits in the out buffer.
+    fn handleInput(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        const ctx = self.context(slot);
+        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        const progress = handlers.onData(&ctx, &c.state, self.inBuf(slot)[0..c.in_len], &out);
+        self.consume(slot, progress.consumed);
+        c.more_input = (progress.consumed > 0 and c.in_len > 0) or progress.want_writable;
+        self.afterHandler(slot, progress, out.len, now_ms);
+    }
+
+    /// Runs the handler's timer callback; its output waits in the out buffer. The buffered
+    /// input is offered too: a request that waited for its timer is still there, unanswered.
+    fn handleTimer(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        assert(c.out_start == c.out_end);
+        const ctx = self.context(slot);
+        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        const progress = handlers.onTimer(&ctx, &c.state, self.inBuf(slot)[0..c.in_len], &out);
+        self.consume(slot, progress.consumed);
+        const more_input = c.more_input;
+        self.afterHandler(slot, progress, out.len, now_ms);
+        c.more_input = c.more_input or more_input or progress.want_writable;
+    }
+
+    /// Drops the input a handler used up; the rest moves to the front of the buffer.
+    fn consume(self: *Connections, slot: u32, consumed: usize) void {
+        const c = &self.slots[slot];
+        assert(consumed <= c.in_len);
+        if (consumed == 0) return;
+        const rest = self.inBuf(slot)[consumed..c.in_len];
+        compat.copyLeft(self.inBuf(slot)[0..rest.len], rest);
+        c.in_len = @intCast(rest.len);
+    }
+
+    fn afterHandler(
+        self: *Connections,
+        slot: u32,
+        progress: api.Progress,
+        out_len: usize,
+        now_ms: u64,
+    ) void {
+        const c = &self.slots[slot];
+        assert(out_len <= config.write_buffer_bytes);
+        self.stats.requests += progress.requests;
+        if (progress.rejected != 0) self.stats.countRejected(progress.rejected);
+        c.out_start = 0;
+        c.out_end = @intCast(out_len);
+        c.close_after_flush = progress.close;
+        c.refused = progress.rejected != 0;
+        c.phase = progress.phase;
+        switch (progress.timer) {
+            .keep => {},
+            .cancel => self.timers.cancel(slot),
+            .after_ms => |ms| self.timers.arm(slot, c.generation, now_ms + ms),
+        }
+        switch (progress.reading) {
+            .keep => {},
+            .pause => c.read_paused = true,
+            .unpause => {
+                c.read_paused = false;
+                // Input that waited while paused is offered again.
+                if (c.in_len > 0) c.more_input = true;
+            },
+        }
+    }
+
+    /// Sends the output, then lets the handler use input that waited for it (pipelined
+    /// requests beyond one output buffer). When the socket is full it waits for EPOLLOUT
+    /// and stops reading meanwhile (back-pressure), under the write deadline.
+    fn serve(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        // Each round consumes input, so the rounds are bounded by the input buffer.
+        var rounds: usize = 0;
+        var wrote = false;
+        while (rounds <= config.read_buffer_bytes) : (rounds += 1) {
+            wrote = wrote or c.out_start < c.out_end;
+            switch (self.flush(slot)) {
+                .blocked => |progressed| {
+                    if (progressed or self.deadlines.kindOf(slot) != .write) {
+                        self.deadlines.arm(slot, .write, now_ms);
+                    }
+                    return self.watch(slot, true);
+                },
+                .failed => return self.close(slot),
+                .sent => {},
+            }
+            if (c.close_after_flush) return self.finish(slot, now_ms);
+            if (c.timer_due) {
+                c.timer_due = false;
+                self.handleTimer(slot, now_ms);
+                continue;
+            }
+            if (!c.more_input) break;
+            self.handleInput(slot, now_ms);
+        } else if (c.more_input) {
+            // Out of rounds with work left (a long reply in parts): let other connections
+            // have a turn, and come back when the socket takes more.
+            self.deadlines.arm(slot, .write, now_ms);
+            return self.watch(slot, true);
+        }
+        self.watch(slot, false);
+        if (c.fd == closed) return;
+        // A paused connection's write timeout runs from its pause or its last write.
+        if (c.read_paused and wrote) self.deadlines.arm(slot, .write, now_ms);
+        self.armPhase(slot, now_ms);
+    }
+
+    /// The deadline of what the connection waits for now.
+    fn armPhase(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        if (c.phase == .waiting) {
+            // The handler's timer is the deadline of a request it holds (it is armed: see
+            // `assertInvariants`); neither idle nor the client's fault.
+            return self.deadlines.disarm(slot);
+        }
+        if (c.read_paused) {
+            // Not idle: the client waits for us (and may not be evicted). The module must
+            // resume or write within the write timeout, counted from the pause.
+            if (self.deadlines.kindOf(slot) != .write) self.deadlines.arm(slot, .write, now_ms);
+            return;
+        }
+        switch (c.phase) {
+            .idle => self.deadlines.arm(slot, .idle, now_ms),
+            // One deadline for the whole head: bytes that trickle in do not move it.
+            .head => if (self.deadlines.kindOf(slot) != .header) {
+                self.deadlines.arm(slot, .header, now_ms);
+            },
+            .body => self.deadlines.arm(slot, .body, now_ms),
+            .waiting => unreachable,
+        }
+    }
+
+    const FlushResult = union(enum) {
+        sent,
+        /// The socket is full; whether some bytes went out before it filled.
+        blocked: bool,
+        failed,
+    };
+
+    fn flush(self: *Connections, slot: u32) FlushResult {
+        const c = &self.slots[slot];
+        const out = self.outBuf(slot);
+        if (c.out_start < c.out_end and !c.close_after_flush) markOngoing(c);
+        var progressed = false;
+        while (c.out_start < c.out_end) {
+            const n = sys.send(c.fd, out[c.out_start..c.out_end]) catch |err| switch (err) {
+                error.WouldBlock => {
+                    // A last answer too large for the socket: from here on it goes out in
+                    // pieces, and no piece should wait for an acknowledgement.
+                    markOngoing(c);
+                    return .{ .blocked = progressed };
+                },
+                error.Interrupted => continue,
+                else => return .failed,
+            };
+            c.out_start += @intCast(n);
+            progressed = true;
+        }
+        c.out_start = 0;
+        c.out_end = 0;
+        return .sent;
+    }
+
+    /// The connection sends something that is not its last answer: its socket options for
+    /// that are set, once.
+    fn markOngoing(c: *Connection) void {
+        if (c.ongoing) return;
+        c.ongoing = true;
+        listener_mod.beforeOngoingWrite(c.fd, &config.listeners[c.listener_index]);
+    }
+
+    /// Switches a connection between reading and waiting to write, only when it changes;
+    /// registers it with epoll the first time.
+    fn watch(self: *Connections, slot: u32, out: bool) void {
+        const c = &self.slots[slot];
+        if (c.fd == closed) return;
+        // A paused connection waiting for input is watched for nothing (errors still report),
+        // except the shutdown of a client whose request its handler holds.
+        const events: u32 = if (out)
+            linux.EPOLL.OUT
+        else if (c.read_paused)
+            if (c.phase == .waiting and !c.half_closed) linux.EPOLL.RDHUP else 0
+        else
+            linux.EPOLL.IN | linux.EPOLL.RDHUP;
+        if (c.registered and c.events == events) return;
+        const op: u32 = if (c.registered) linux.EPOLL.CTL_MOD else linux.EPOLL.CTL_ADD;
+        sys.epollCtl(self.epfd, op, c.fd, events, self.tokenOf(slot)) catch {
+            return self.close(slot);
+        };
+        c.registered = true;
+        c.watching_out = out;
+        c.events = events;
+    }
+
+    /// Closes after the last answer without destroying it: `close()` with unread input makes
+    /// the kernel reset the connection, and a reset discards what the client has not read
+    /// yet (the 400 it was just sent, say). So when input is left, or more waits in the
+    /// kernel, our side is shut down and the client's bytes are read and dropped until it
+    /// closes or the linger deadline passes (nginx's lingering close).
+    ///
+    /// Whether more waits in the kernel is asked (FIONREAD) unless the answer was a success
+    /// to a request read whole by a read that emptied the socket: a client that asked for
+    /// `Connection: close` has no reason to send more, and that system call is a tenth of a
+    /// one-request connection's cost. nginx takes the same shortcut (it lingers only when it
+    /// knows input is left); the window is a pipelined request that arrives after our last
+    /// read, which a reset may then cut off.
+    fn finish(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        if (c.in_len == 0) {
+            if (c.drained and !c.refused) return self.close(slot);
+            if (sys.pendingInput(c.fd) == 0) return self.close(slot);
+        }
+        sys.shutdownWrite(c.fd);
+        c.lingering = true;
+        c.in_len = 0;
+        c.close_after_flush = false;
+        c.more_input = false;
+        c.read_paused = false;
+        self.timers.cancel(slot);
+        self.deadlines.arm(slot, .linger, now_ms);
+        self.watch(slot, false);
+    }
+
+    /// Reads and drops what a closing connection's client still sends.
+    fn discardInput(self: *Connections, slot: u32) void {
+        const c = &self.slots[slot];
+        const buf = self.inBuf(slot);
+        // Bounded: a client that sends faster than we read is cut off at the deadline.
+        var reads: usize = 0;
+        while (reads < 4) : (reads += 1) {
+            const n = sys.read(c.fd, buf) catch |err| switch (err) {
+                error.WouldBlock => return,
+                error.Interrupted => continue,
+                else => return self.close(slot),
+            };
+            if (n == 0) return self.close(slot);
+        }
+    }
+
+    /// Acts on every deadline that has passed.
+    pub fn expire(self: *Connections, now_ms: u64) void {
+        // Bounded by the table: each expiry disarms one slot's deadline.
+        var budget: usize = self.slots.len + 1;
+        while (budget > 0) : (budget -= 1) {
+            const due = self.deadlines.popExpired(now_ms) orelse break;
+            const c = &self.slots[due.slot];
+            assert(c.fd != closed);
+            switch (due.kind) {
+                .header => {
+                    self.stats.timeouts.header += 1;
+                    self.answerTimeout(due.slot, now_ms);
+                },
+                .body => {
+                    self.stats.timeouts.body += 1;
+                    self.answerTimeout(due.slot, now_ms);
+                },
+                .idle => {
+                    self.stats.timeouts.idle += 1;
+                    self.close(due.slot);
+                },
+                .write => {
+                    self.stats.timeouts.write += 1;
+                    self.close(due.slot);
+                },
+                .linger => self.close(due.slot),
+            }
+        }
+        budget = self.slots.len + 1;
+        while (budget > 0) : (budget -= 1) {
+            const due = self.timers.popExpired(now_ms) orelse return;
+            const c = &self.slots[due.slot];
+            // Closing cancels a slot's timer; the generation guards the slot's next life.
+            if (c.fd == closed or c.generation != due.generation) continue;
+            self.fireTimer(due.slot, now_ms);
+        }
+    }
+
+    /// A connection's application timer fired. With output pending the callback waits for
+    /// it to be sent; a callback that writes nothing and changes nothing leaves the deadline
+    /// alone (a timer is not traffic).
+    fn fireTimer(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        if (c.lingering) return;
+        if (c.watching_out) {
+            c.timer_due = true;
+            return;
+        }
+        const paused = c.read_paused;
+        self.handleTimer(slot, now_ms);
+        const quiet = c.out_end == 0 and !c.close_after_flush and !c.more_input and
+            c.read_paused == paused;
+        if (!quiet) self.serve(slot, now_ms);
+    }
+
+    /// A request that did not arrive in time: its handler may answer (HTTP's 408), then
+    /// the connection closes.
+    fn answerTimeout(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        assert(!c.watching_out and c.out_end == 0);
+        const ctx = self.context(slot);
+        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        handlers.onTimeout(&ctx, &c.state, &out);
+        c.out_start = 0;
+        c.out_end = @intCast(out.len);
+        c.close_after_flush = true;
+        c.more_input = false;
+        c.refused = true;
+        self.serve(slot, now_ms);
+    }
+
+    /// The worker stops: handlers learn it (`Context.draining`), and requests that wait for
+    /// their handler's timer are run at once, so that they can be answered now rather than
+    /// hold the drain up (a long poll ends early; its client asks the next process).
+    pub fn beginDrain(self: *Connections, now_ms: u64) void {
+        self.draining = true;
+        for (self.slots, 0..) |c, i| {
+            if (c.fd == closed or c.phase != .waiting) continue;
+            self.timers.arm(@intCast(i), c.generation, now_ms);
+        }
+    }
+
+    /// Runs, on the loop's next turn, the waiting requests their handlers woke (an HTTP
+    /// module's `http.wake`) since the last call. A waiter whose connection closed, or no
+    /// longer waits, is ignored.
+    pub fn applyWakes(self: *Connections, now_ms: u64) void {
+        // Bounded: each woken waiter is taken off the handlers' queue once.
+        var budget: usize = self.slots.len + 1;
+        while (budget > 0) : (budget -= 1) {
+            const w = handlers.takeWake() orelse return;
+            if (w.slot >= self.slots.len) continue;
+            const c = &self.slots[w.slot];
+            if (c.fd == closed or c.generation != w.generation or c.phase != .waiting) continue;
+            self.timers.arm(w.slot, c.generation, now_ms);
+        }
+    }
+
+    /// Closes the connections of listeners with a request notion that have nothing in
+    /// flight and no unread input in the kernel: a drain's idle sweep. A connection whose
+    /// next request already arrived is left to be served (with `Connection: close`).
+    pub fn closeIdle(self: *Connections) void {
+        for (self.slots, 0..) |*c, i| {
+            if (c.fd == closed or c.lingering) continue;
+            if (!handlers.hasRequests(c.listener_index)) continue;
+            if (c.phase != .idle or c.in_len != 0 or c.out_end != 0) continue;
+            if (sys.pendingInput(c.fd) != 0) continue;
+            self.close(@intCast(i));
+        }
+    }
+
+    /// The table's invariants, checked after every turn of the loop in Debug builds: every
+    /// slot is either free (closed, no deadline) or open, never both; an open connection has
+    /// exactly one deadline unless it is between a read and its answer.
+    pub fn assertInvariants(self: *const Connections) void {
+        var open_slots: u32 = 0;
+        for (self.slots, 0..) |c, i| {
+            if (c.fd == closed) {
+                assert(self.deadlines.kindOf(@intCast(i)) == null);
+                assert(!self.timers.isArmed(@intCast(i)));
+                continue;
+            }
+            open_slots += 1;
+            assert(c.in_len <= config.read_buffer_bytes);
+            assert(c.out_start <= c.out_end and c.out_end <= config.write_buffer_bytes);
+            assert(!c.lingering or self.deadlines.kindOf(@intCast(i)) == .linger);
+            assert(!c.watching_out or self.deadlines.kindOf(@intCast(i)) == .write);
+            // A request its handler holds has the handler's timer for a deadline.
+            const held = c.phase == .waiting and !c.watching_out and !c.lingering;
+            assert(!held or (self.timers.isArmed(@intCast(i)) and c.read_paused));
+            assert(held or self.deadlines.kindOf(@intCast(i)) != null);
+        }
+        assert(open_slots + self.free_len == self.slots.len);
+        assert(self.timers.isConsistent());
+        for (self.free[0..self.free_len]) |slot| assert(self.slots[slot].fd == closed);
+    }
+
+    pub fn closeAll(self: *Connections) void {
+        for (self.slots, 0..) |c, i| {
+            if (c.fd != closed) self.close(@intCast(i));
+        }
+    }
+
+    pub fn close(self: *Connections, slot: u32) void {
+        const c = &self.slots[slot];
+        assert(c.fd != closed);
+        assert(self.free_len < self.slots.len);
+        const ctx = self.context(slot);
+        handlers.onClose(&ctx, &c.state);
+        // Closing the descriptor also takes it out of the epoll set.
+        sys.close(c.fd);
+        c.fd = closed;
+        c.state = .none;
+        self.deadlines.disarm(slot);
+        self.timers.cancel(slot);
+        self.free[self.free_len] = slot;
+        self.free_len += 1;
+    }
+};
+
+test {
+    _ = timers_mod;
+}
+
+test "tokens carry kind, generation and slot through epoll's 64 bits" {
+    const t: Token = .{ .kind = connection_kind, .generation = 0xabcdef, .index = 77 };
+    const back = Token.decode(t.encode());
+    try std.testing.expectEqual(t.kind, back.kind);
+    try std.testing.expectEqual(t.generation, back.generation);
+    try std.testing.expectEqual(t.index, back.index);
+}

@@ -1,0 +1,55 @@
+//! Worker mode, the entry point of a worker process (`--worker`, see
+//! `supervisor/worker_process.zig` for how the supervisor starts one): checks that this binary
+//! is the one the supervisor expects, gathers the inherited sockets, serves them with the
+//! event loop (`worker.zig`) until asked to stop, and reports its counters as it exits.
+const std = @import("std");
+const config = @import("../config.zig");
+const cli = @import("../cli.zig");
+const worker_mod = @import("worker.zig");
+const worker_link = @import("../supervisor/worker_link.zig");
+const log = @import("../log.zig");
+const sys = @import("../net/sys.zig");
+
+const listener_count = config.listeners.len;
+
+/// Worker mode: serve the inherited sockets until the supervisor asks for a stop.
+pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
+    if (!role.matchesIdentity()) {
+        // Another spec's binary may disagree about every listener, another supervisor's about
+        // the role itself: refuse before touching any inherited descriptor, and say why, so
+        // that the supervisor can.
+        log.err("this binary's identity is {s}, the supervisor's {s}", .{
+            config.identity, role.fingerprint,
+        });
+        // A supervisor that cannot hear it sees the worker exit 1 before ready all the same.
+        sys.writeAll(role.report_fd, "mismatch " ++ config.identity ++ "\n") catch {};
+        return 1;
+    }
+    const own = 1 + @as(usize, role.ring_len);
+    var sockets: [(cli.max_ring + 1) * listener_count]worker_mod.Socket = undefined;
+    for (0..own) |slot| {
+        const fds = if (slot == 0) role.fds else role.ring[slot - 1].fds;
+        for (fds, 0..) |fd, i| {
+            sockets[slot * listener_count + i] = .{ .fd = fd, .listener_index = @intCast(i) };
+        }
+    }
+    var link = worker_link.Link.init(&role, options.limits.watchdog_ms);
+    var w = worker_mod.Worker.init(std.heap.page_allocator, .{
+        .sockets = sockets[0 .. own * listener_count],
+        .index = role.index,
+        .generation = role.generation,
+        .limits = options.limits,
+        .control_fd = role.control_fd,
+        .link = &link,
+    }) catch |err| {
+        log.err("worker {d} cannot start: {s}", .{ role.index, @errorName(err) });
+        return 1;
+    };
+    sys.writeAll(role.report_fd, "ready\n") catch return 1;
+    _ = w.run();
+    var buf: [512]u8 = undefined;
+    const line = w.stats().formatLine(&buf) catch unreachable;
+    // The supervisor is gone or stopped listening: the counters die with the worker.
+    sys.writeAll(role.report_fd, line) catch {};
+    return 0;
+}

@@ -1,0 +1,142 @@
+//! Standalone mode: this one process opens every listener and serves it, with no
+//! supervisor. Several such processes, started independently, share the ports through
+//! SO_REUSEPORT; the kernel spreads new connections across them.
+//!
+//! What a stop costs here: when this process closes its listening sockets, connections
+//! still queued on them (accepted by the kernel, not yet by us) are reset, unless
+//! net.ipv4.tcp_migrate_req=1 lets the kernel move them to another process of the group.
+//! The worker accepts what is queued right before closing, which leaves only the race
+//! between that last accept and close. Three ways avoid it entirely: the supervisor mode;
+//! systemd socket activation (sockets passed in LISTEN_FDS, `activation.zig`, are served here
+//! too, every one of them, and belong to systemd, which keeps them open across restarts);
+//! and `--handover PATH` (`handover.zig`), with which the new process takes the old one's
+//! sockets instead of adding its own to the group.
+const std = @import("std");
+const config = @import("../config.zig");
+const address = @import("../address.zig");
+const cli = @import("../cli.zig");
+const listener = @import("../net/listener.zig");
+const activation = @import("../systemd/activation.zig");
+const handover = @import("../upgrade/handover.zig");
+const worker_mod = @import("worker.zig");
+const events = @import("../events.zig");
+const log = @import("../log.zig");
+const pid_file = @import("../supervisor/pid_file.zig");
+const notify = @import("../systemd/notify.zig");
+const compat = @import("../compat.zig");
+const sys = @import("../net/sys.zig");
+const linux = std.os.linux;
+
+pub fn run(options: cli.Options, process: compat.Process) u8 {
+    const allocator = std.heap.page_allocator;
+    var diag: activation.Diagnostic = .{};
+    const pid = linux.getpid();
+    const asked = &options.endpoints;
+    const passed = activation.take(allocator, process.envp, pid, asked, &diag) catch |err| {
+        activation.report(&diag, err);
+        return 1;
+    };
+    // With --handover, the listeners systemd did not pass come from the process serving the
+    // handover path, if one does, as the very sockets it serves.
+    const taken: handover.Taken = if (options.handover) |path|
+        handover.take(allocator, path, asked) catch return 1
+    else
+        .{};
+    // Every socket systemd passed is served (several may carry one listener's name); a
+    // listener it did not pass is opened here.
+    const capacity = config.listeners.len + passed.count();
+    const sockets = allocator.alloc(worker_mod.Socket, capacity) catch return 1;
+    var endpoints = options.endpoints;
+    var ports: [config.listeners.len]u16 = undefined;
+    const count = gather(passed, taken, sockets, &endpoints, &ports) orelse return 1;
+
+    if (taken.fds.len > 0) {
+        log.info("handover: serving {d} listening sockets taken from pid {d}", .{
+            taken.fds.len, taken.from_pid,
+        });
+    }
+    // From here on, PATH answers with this process's sockets.
+    const server: ?handover.Server = if (options.handover) |path|
+        handover.Server.open(path) catch {
+            for (sockets[0..count]) |s| sys.close(s.fd);
+            return 1;
+        }
+    else
+        null;
+    var w = worker_mod.Worker.init(allocator, .{
+        .sockets = sockets[0..count],
+        .index = 0,
+        .generation = 1,
+        .limits = options.limits,
+        .handover = if (server) |*s| s else null,
+    }) catch |err| {
+        log.err("cannot start: {s}", .{@errorName(err)});
+        return 1;
+    };
+    events.logMigrationPolicy(.standalone);
+    if (options.pid_file) |path| {
+        pid_file.write(path, pid) catch |err| {
+            log.err("cannot write pid file {s}: {s}", .{ path, @errorName(err) });
+            return 1;
+        };
+    }
+    defer if (options.pid_file) |path| pid_file.remove(path);
+
+    const pids = [_]i32{pid};
+    events.emitReady(.standalone, 1, &pids, endpoints, ports);
+    const notifier = notify.Notifier.init(process.envp);
+    notifier.sendf("READY=1\nMAINPID={d}", .{pid});
+    const reason = w.run();
+    notifier.send("STOPPING=1");
+    const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats() };
+    events.emitStopped(1, reason, &.{report});
+    return 0;
+}
+
+/// Fills `sockets` with what this process serves: every socket systemd passed, then per
+/// listener the one taken over with --handover or one opened here; `endpoints` and `ports`
+/// say where each listener ended up. Null after a failure it has logged.
+fn gather(
+    passed: activation.Passed,
+    taken: handover.Taken,
+    sockets: []worker_mod.Socket,
+    endpoints: *[config.listeners.len]address.Endpoint,
+    ports: *[config.listeners.len]u16,
+) ?usize {
+    var count: usize = 0;
+    for (passed.fds, passed.listeners) |fd, l| {
+        // systemd keeps them for the next start: a stop must not take them out of the group.
+        sockets[count] = .{ .fd = fd, .listener_index = l, .held_elsewhere = true };
+        count += 1;
+    }
+    for (&config.listeners, 0..) |*l, i| {
+        if (passed.nthFor(i, 0)) |fd| {
+            if (taken.forListener(i)) |unused| sys.close(unused);
+            endpoints[i] = activation.boundEndpoint(fd) catch |err| {
+                log.err("listener {s}: cannot read the passed socket's address: {s}", .{
+                    l.name, @errorName(err),
+                });
+                return null;
+            };
+            ports[i] = endpoints[i].port;
+            continue;
+        }
+        if (taken.forListener(i)) |fd| {
+            sockets[count] = .{ .fd = fd, .listener_index = @intCast(i) };
+            count += 1;
+            endpoints[i] = activation.boundEndpoint(fd) catch endpoints[i];
+            ports[i] = endpoints[i].port;
+            continue;
+        }
+        var failure: listener.Failure = .{};
+        const bound = listener.open(l, endpoints[i], &failure) catch {
+            events.reportOpenFailure(l, endpoints[i], failure);
+            for (sockets[0..count]) |s| sys.close(s.fd);
+            return null;
+        };
+        sockets[count] = .{ .fd = bound.fd, .listener_index = @intCast(i) };
+        count += 1;
+        ports[i] = bound.port;
+    }
+    return count;
+}

@@ -1,0 +1,518 @@
+//! A worker: one single-threaded epoll loop that serves its share of every listener.
+//!
+//! The loop owns the listening sockets, the signals and the supervisor's control pipe; the
+//! connections and their deadlines live in `connections.zig`, the drain policy in
+//! `drain.zig`, and what is said on a connection in the handlers.
+//!
+//! Level-triggered epoll throughout, chosen deliberately: listening sockets may be shared
+//! with a worker of another generation during a restart, and a connection is read once
+//! per wakeup (one read, one write per request in steady state) without having to drain
+//! the socket, so no readiness is ever lost.
+const std = @import("std");
+const config = @import("../config.zig");
+const sys = @import("../net/sys.zig");
+const compat = @import("../compat.zig");
+const cli = @import("../cli.zig");
+const listener_mod = @import("../net/listener.zig");
+const handlers = @import("../handlers.zig");
+const connections_mod = @import("connections.zig");
+const drain_mod = @import("drain.zig");
+const stats_mod = @import("stats.zig");
+const log = @import("../log.zig");
+const worker_link = @import("../supervisor/worker_link.zig");
+const handover = @import("../upgrade/handover.zig");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+const Token = connections_mod.Token;
+
+/// A listening socket this worker serves, and the listener it belongs to.
+pub const Socket = struct {
+    fd: sys.Fd,
+    listener_index: u16,
+    /// Someone else keeps the socket open after this process (systemd, for a socket it
+    /// passed): it must stay a full member of its group.
+    held_elsewhere: bool = false,
+};
+
+pub const Options = struct {
+    sockets: []const Socket,
+    index: u16,
+    generation: u32,
+    limits: cli.Limits,
+    /// A descriptor whose hang-up means "stop gracefully" (the supervisor's end of a pipe);
+    /// null when signals alone control the worker.
+    control_fd: ?sys.Fd = null,
+    /// The supervisor link (heartbeats, adopt/release commands); null in standalone mode.
+    /// With a link, `sockets` holds this slot's sockets first, then those of the slots it
+    /// may adopt, which are watched only while adopted.
+    link: ?*worker_link.Link = null,
+    /// Standalone with `--handover`: where the next process asks for this one's sockets.
+    handover: ?*const handover.Server = null,
+};
+
+pub const Stats = stats_mod.Stats;
+
+pub const StopReason = @import("stop.zig").StopReason;
+
+/// What an epoll event is about (the `kind` of its token).
+const Kind = struct {
+    const signal: u8 = 0;
+    const listener: u8 = 1;
+    const connection: u8 = connections_mod.connection_kind;
+    const control: u8 = 3;
+    const handover: u8 = 4;
+};
+
+/// Accepts per listener wakeup before giving connections a turn: fair, and bounded.
+const accept_batch = 64;
+/// Datagrams per UDP wakeup, for the same reason.
+const datagram_batch = 64;
+const max_events = 256;
+const max_datagram_bytes = 65536;
+/// After an accept error that another try would repeat at once (no memory, no descriptor
+/// to spare), listeners rest this long instead of spinning on a readable socket.
+const accept_backoff_ms = 100;
+const max_sockets = (cli.max_ring + 1) * config.listeners.len;
+
+/// Lets one warning of a kind through per second, and says how many were held back.
+const Throttle = struct {
+    next_ms: u64 = 0,
+    suppressed: u64 = 0,
+
+    fn allow(self: *Throttle, now_ms: u64) ?u64 {
+        if (now_ms < self.next_ms) {
+            self.suppressed += 1;
+            return null;
+        }
+        self.next_ms = now_ms + 1000;
+        const held = self.suppressed;
+        self.suppressed = 0;
+        return held;
+    }
+};
+
+pub const Worker = struct {
+    /// Gave the buffers, and gives the application modules their per-worker state.
+    allocator: std.mem.Allocator,
+    options: Options,
+    epfd: sys.Fd,
+    sigfd: sys.Fd,
+    /// Held open so that a worker out of descriptors can still accept and close, instead
+    /// of spinning on a listener that stays readable (the EMFILE trick).
+    spare_fd: ?sys.Fd,
+    pid: i32,
+    conns: connections_mod.Connections,
+    /// Whether each of `options.sockets` is still open (events of a closed one are dropped).
+    listening: [max_sockets]bool = @splat(false),
+    accepting: bool = true,
+    listeners_paused: bool = false,
+    /// Listeners rest until then after an accept error that would repeat at once.
+    accept_resume_ms: ?u64 = null,
+    drain: ?drain_mod.Drain = null,
+    stop: ?StopReason = null,
+    datagram: []u8,
+    reply: []u8,
+    accept_warnings: Throttle = .{},
+    /// The listening sockets went to a successor (`--handover`), which serves them now:
+    /// stopping only closes this process's descriptors.
+    handed_over: bool = false,
+
+    /// Allocates every buffer the worker will ever use and registers the sockets.
+    pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
+        assert(options.sockets.len <= max_sockets);
+        var set = compat.emptySigset();
+        linux.sigaddset(&set, linux.SIG.TERM);
+        linux.sigaddset(&set, linux.SIG.INT);
+        linux.sigaddset(&set, linux.SIG.QUIT);
+        linux.sigaddset(&set, linux.SIG.HUP);
+        linux.sigaddset(&set, linux.SIG.PIPE);
+        const sigfd = try sys.signalfd(&set);
+        const epfd = try sys.epollCreate();
+        try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0));
+        var listening: [max_sockets]bool = @splat(false);
+        for (options.sockets, 0..) |socket, i| {
+            listening[i] = true;
+            // Another slot's sockets are watched only once adopted (see worker_link.zig).
+            if (options.link != null and !worker_link.Link.watchedAtStart(i)) continue;
+            const data = token(Kind.listener, @intCast(i));
+            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, socket.fd, linux.EPOLL.IN, data);
+        }
+        if (options.control_fd) |fd| {
+            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN, token(Kind.control, 0));
+        }
+        if (options.handover) |server| {
+            const data = token(Kind.handover, 0);
+            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, server.fd, linux.EPOLL.IN, data);
+        }
+        const pid = linux.getpid();
+        try handlers.initApps(allocator);
+        errdefer handlers.deinitApps(allocator);
+        const identity: connections_mod.Identity = .{
+            .worker_index = options.index,
+            .pid = pid,
+            .generation = options.generation,
+        };
+        return .{
+            .allocator = allocator,
+            .options = options,
+            .epfd = epfd,
+            .sigfd = sigfd,
+            .spare_fd = openSpare(),
+            .pid = pid,
+            .conns = try connections_mod.Connections.init(
+                allocator,
+                epfd,
+                identity,
+                options.limits,
+            ),
+            .listening = listening,
+            .datagram = try compat.mapMemory(max_datagram_bytes),
+            .reply = try compat.mapMemory(max_datagram_bytes),
+        };
+    }
+
+    fn token(kind: u8, index: u32) u64 {
+        return (Token{ .kind = kind, .index = index }).encode();
+    }
+
+    fn listenerToken(index: u32) u64 {
+        return token(Kind.listener, index);
+    }
+
+    fn openSpare() ?sys.Fd {
+        const rc = linux.open("/dev/null", .{ .CLOEXEC = true }, 0);
+        if (compat.errno(rc) != .SUCCESS) return null;
+        return @intCast(rc);
+    }
+
+    pub fn stats(self: *const Worker) Stats {
+        return self.conns.stats;
+    }
+
+    /// Serves until stopped; returns why it stopped.
+    pub fn run(self: *Worker) StopReason {
+        var events: [max_events]linux.epoll_event = undefined;
+        while (true) {
+            // The heartbeat comes from the loop itself: a loop that stops turning stops
+            // beating, and the supervisor's watchdog notices.
+            if (self.options.link) |link| link.onTick();
+            const now = sys.monotonicMs();
+            if (self.stop) |reason| {
+                if (reason == .immediate) return self.closeAll(reason);
+                if (self.conns.openCount() == 0) return self.closeAll(reason);
+                const drain = &self.drain.?;
+                if (drain.takeSweep(now)) self.conns.closeIdle();
+                if (drain.expired(now)) {
+                    log.warn("drain timeout: closing {d} open connections", .{
+                        self.conns.openCount(),
+                    });
+                    return self.closeAll(reason);
+                }
+            }
+            self.conns.expire(now);
+            handlers.tickApps(now);
+            self.conns.applyWakes(now);
+            self.resumeListenersIfRoom(now);
+            const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
+                log.err("epoll_wait failed: {s}", .{@errorName(err)});
+                return self.closeAll(.immediate);
+            };
+            const woke = sys.monotonicMs();
+            for (events[0..n]) |event| self.dispatch(event, woke);
+            if (compat.is_debug) self.conns.assertInvariants();
+        }
+    }
+
+    /// Until the nearest deadline, drain step, listener rest or heartbeat.
+    fn waitTimeoutMs(self: *const Worker, now_ms: u64) i32 {
+        const timeout = self.deadlineTimeoutMs(now_ms);
+        if (self.options.link) |link| return link.limitWait(timeout);
+        return timeout;
+    }
+
+    /// Until the nearest deadline, drain step or listener rest; -1 (forever) for none.
+    fn deadlineTimeoutMs(self: *const Worker, now_ms: u64) i32 {
+        var next: ?u64 = self.conns.nextMs();
+        if (handlers.nextAppTickMs()) |at| next = @min(next orelse at, at);
+        if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
+        if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
+        const at = next orelse return -1;
+        if (at <= now_ms) return 0;
+        return @intCast(@min(at - now_ms, std.math.maxInt(i32)));
+    }
+
+    fn dispatch(self: *Worker, event: linux.epoll_event, now_ms: u64) void {
+        const t = Token.decode(event.data.u64);
+        switch (t.kind) {
+            Kind.signal => self.onSignal(now_ms),
+            Kind.control => {
+                // Adopt or release another slot's sockets, or (end of file) the supervisor
+                // closed its end or died: stop. The link stops watching the pipe then, whose
+                // hang-up would otherwise wake every wait.
+                const link = self.options.link.?;
+                const outcome = link.onControlReadable(
+                    self.epfd,
+                    self.options.sockets,
+                    listenerToken,
+                    self.accepting,
+                    self.listeners_paused,
+                );
+                if (outcome == .stop) self.beginStop(.control, now_ms);
+            },
+            Kind.listener => {
+                // An event of the same batch may be about a listener closed meanwhile.
+                if (t.index >= self.options.sockets.len or !self.listening[t.index]) return;
+                const index: u16 = @intCast(t.index);
+                switch (self.listenerOf(index).protocol) {
+                    .tcp => _ = self.acceptBatch(index, now_ms),
+                    .udp => _ = self.serveDatagrams(index),
+                }
+            },
+            Kind.connection => self.conns.onEvent(t, event.events, now_ms),
+            Kind.handover => self.handOver(),
+            else => unreachable,
+        }
+    }
+
+    fn onSignal(self: *Worker, now_ms: u64) void {
+        var info: linux.signalfd_siginfo = undefined;
+        // Bounded: the signalfd holds at most one pending instance of each signal.
+        var reads: usize = 0;
+        while (reads < 64) : (reads += 1) {
+            const n = sys.read(self.sigfd, std.mem.asBytes(&info)) catch return;
+            if (n != @sizeOf(linux.signalfd_siginfo)) return;
+            const signo = info.signo;
+            if (signo == compat.signalNumber(linux.SIG.TERM) or
+                signo == compat.signalNumber(linux.SIG.INT))
+            {
+                self.beginStop(.graceful, now_ms);
+            } else if (signo == compat.signalNumber(linux.SIG.QUIT)) {
+                self.stop = .immediate;
+            } else if (signo == compat.signalNumber(linux.SIG.HUP)) {
+                if (self.options.control_fd == null) {
+                    log.warn("SIGHUP ignored: a restart needs the supervisor " ++
+                        "(run without --standalone)", .{});
+                }
+            }
+        }
+    }
+
+    /// Stops accepting, serves what the kernel already queued, and lets open connections
+    /// finish until the drain deadline (see `drain.zig`).
+    pub fn beginStop(self: *Worker, reason: StopReason, now_ms: u64) void {
+        if (self.stop != null) return;
+        self.stop = reason;
+        self.drain = drain_mod.Drain.begin(now_ms, self.options.limits.drain_timeout_ms);
+        self.conns.beginDrain(now_ms);
+        self.closeListeners(now_ms);
+        handlers.drainApps();
+    }
+
+    /// Takes what is already queued on each listener, then closes this worker's
+    /// descriptor. When the socket is shared (a supervisor keeps it open for the next
+    /// generation) the queue stays with the socket; when this process is its last holder,
+    /// whatever arrives between the last accept and close is reset by the kernel unless
+    /// net.ipv4.tcp_migrate_req=1 moves it to another member of the group.
+    fn closeListeners(self: *Worker, now_ms: u64) void {
+        if (!self.accepting) return;
+        // A successor arriving from now on opens its own sockets.
+        if (self.options.handover) |server| server.close();
+        for (self.options.sockets, 0..) |socket, i| {
+            if (self.handed_over) {
+                // The successor holds the same sockets and takes what is queued on them.
+                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, socket.fd, null);
+                sys.close(socket.fd);
+                self.listening[i] = false;
+                continue;
+            }
+            // Another slot's socket that is not adopted is only closed (the supervisor keeps
+            // it open): taking its queue would serve another worker's share.
+            if (self.options.link) |link| if (!link.watches(i)) {
+                sys.close(socket.fd);
+                self.listening[i] = false;
+                continue;
+            };
+            // A socket of our own (standalone mode) can leave its UDP group before the last
+            // reads; a supervisor's socket is shared with the next generation and must not.
+            const owned = self.options.control_fd == null and !socket.held_elsewhere;
+            if (owned and self.listenerOf(@intCast(i)).protocol == .udp) {
+                listener_mod.leaveUdpGroup(socket.fd);
+            }
+            self.drainQueue(@intCast(i), now_ms);
+            _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, socket.fd, null);
+            sys.close(socket.fd);
+            self.listening[i] = false;
+        }
+        self.accepting = false;
+    }
+
+    /// Serves what is queued on one listener, in batches, until the queue is empty or the
+    /// connection slots are full.
+    fn drainQueue(self: *Worker, socket_index: u16, now_ms: u64) void {
+        const protocol = self.listenerOf(socket_index).protocol;
+        const max_passes = config.max_connections / accept_batch + 1;
+        var passes: usize = 0;
+        while (passes < max_passes) : (passes += 1) {
+            const more = switch (protocol) {
+                .tcp => self.acceptBatch(socket_index, now_ms),
+                .udp => self.serveDatagrams(socket_index),
+            };
+            if (!more) return;
+        }
+    }
+
+    /// Gives every listening socket to the processes waiting at the handover path.
+    fn handOver(self: *Worker) void {
+        const server = self.options.handover orelse return;
+        if (!self.accepting) return;
+        var fds: [max_sockets]sys.Fd = undefined;
+        var listeners: [max_sockets]u16 = undefined;
+        for (self.options.sockets, 0..) |socket, i| {
+            fds[i] = socket.fd;
+            listeners[i] = socket.listener_index;
+        }
+        const n = self.options.sockets.len;
+        const answered = server.serve(fds[0..n], listeners[0..n]);
+        if (answered == 0) return;
+        self.handed_over = true;
+        log.info("handover: {d} listening sockets handed to the next process at {s}", .{
+            n, server.socketPath(),
+        });
+    }
+
+    fn closeAll(self: *Worker, reason: StopReason) StopReason {
+        self.closeListeners(sys.monotonicMs());
+        self.conns.closeAll();
+        handlers.deinitApps(self.allocator);
+        return reason;
+    }
+
+    /// Accepts up to `accept_batch` connections; returns whether the queue may hold more.
+    ///
+    /// At the connection limit a new client takes the place of the connection idle the
+    /// longest (nginx's reusable connections): thousands of idle clients cannot keep a fresh
+    /// one waiting. Only when every connection has a request in flight does the worker stop
+    /// accepting, and the kernel queues (or another worker takes) the newcomers.
+    fn acceptBatch(self: *Worker, socket_index: u16, now_ms: u64) bool {
+        const socket = self.options.sockets[socket_index];
+        var accepted: usize = 0;
+        while (accepted < accept_batch) : (accepted += 1) {
+            if (self.conns.isFull() and !self.conns.canEvict()) {
+                self.pauseListeners(null);
+                return false;
+            }
+            const fd = sys.accept(socket.fd) catch |err| switch (err) {
+                error.WouldBlock => return false,
+                // Failures of one connection, gone before we took it (accept(2)).
+                error.ConnectionAborted, error.ConnectionReset, error.Interrupted => continue,
+                error.ProcessFdQuotaExceeded, error.SystemFdQuotaExceeded => {
+                    if (self.conns.evictOne()) continue;
+                    self.warnAccept(now_ms, err);
+                    self.shedOne(socket.fd);
+                    self.pauseListeners(now_ms + accept_backoff_ms);
+                    return false;
+                },
+                else => {
+                    self.warnAccept(now_ms, err);
+                    self.pauseListeners(now_ms + accept_backoff_ms);
+                    return false;
+                },
+            };
+            // Only a newcomer that is really there takes an idle connection's place.
+            if (self.conns.isFull()) {
+                const evicted = self.conns.evictOne();
+                assert(evicted);
+            }
+            self.conns.open(fd, socket.listener_index, now_ms);
+        }
+        return true;
+    }
+
+    fn warnAccept(self: *Worker, now_ms: u64, err: anyerror) void {
+        const held = self.accept_warnings.allow(now_ms) orelse return;
+        if (err == error.ProcessFdQuotaExceeded or err == error.SystemFdQuotaExceeded) {
+            log.warn("out of file descriptors: refusing a connection (raise ulimit -n; " ++
+                "{d} similar warnings held back)", .{held});
+        } else {
+            log.warn("accept failed: {s}; pausing {d} ms ({d} similar warnings held back)", .{
+                @errorName(err), accept_backoff_ms, held,
+            });
+        }
+    }
+
+    /// Out of descriptors: release the spare, accept one connection and close it at once
+    /// so the client learns immediately instead of waiting in a queue nobody drains.
+    fn shedOne(self: *Worker, listen_fd: sys.Fd) void {
+        const spare = self.spare_fd orelse return;
+        sys.close(spare);
+        if (sys.accept(listen_fd)) |fd| sys.close(fd) else |_| {}
+        self.spare_fd = openSpare();
+    }
+
+    /// Stops watching the TCP listeners: until a connection slot frees up (`resume_ms`
+    /// null), or until `resume_ms`.
+    fn pauseListeners(self: *Worker, resume_ms: ?u64) void {
+        if (resume_ms) |at| self.accept_resume_ms = at;
+        if (self.listeners_paused or !self.accepting) return;
+        self.listeners_paused = true;
+        self.watchTcpListeners(0);
+    }
+
+    fn resumeListenersIfRoom(self: *Worker, now_ms: u64) void {
+        if (self.accept_resume_ms) |at| {
+            if (now_ms < at) return;
+            self.accept_resume_ms = null;
+        }
+        if (!self.listeners_paused or !self.accepting or self.conns.isFull()) return;
+        self.listeners_paused = false;
+        self.watchTcpListeners(linux.EPOLL.IN);
+    }
+
+    fn watchTcpListeners(self: *Worker, events: u32) void {
+        for (self.options.sockets, 0..) |socket, i| {
+            if (config.listeners[socket.listener_index].protocol != .tcp) continue;
+            // Another slot's sockets are in the epoll set only while adopted.
+            if (self.options.link) |link| if (!link.watches(i)) continue;
+            const data = token(Kind.listener, @intCast(i));
+            // Registered at start, so only ENOMEM fails this: the listener keeps its interest
+            // until the next pause or resume changes it.
+            sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, socket.fd, events, data) catch {};
+        }
+    }
+
+    fn listenerOf(self: *const Worker, socket_index: u16) *const config.Listener {
+        return &config.listeners[self.options.sockets[socket_index].listener_index];
+    }
+
+    fn serveDatagrams(self: *Worker, socket_index: u16) bool {
+        const socket = self.options.sockets[socket_index];
+        const ctx: handlers.api.Context = .{
+            .listener = &config.listeners[socket.listener_index],
+            .listener_index = socket.listener_index,
+            .worker_index = self.options.index,
+            .pid = self.pid,
+            .generation = self.options.generation,
+            .draining = self.stop != null,
+            .fd = socket.fd,
+        };
+        var served: usize = 0;
+        while (served < datagram_batch) : (served += 1) {
+            var from: sys.Peer = .{};
+            const n = sys.recvfrom(socket.fd, self.datagram, &from) catch |err| switch (err) {
+                error.WouldBlock => return false,
+                error.Interrupted => continue,
+                else => {
+                    log.warn("recvfrom failed: {s}", .{@errorName(err)});
+                    return false;
+                },
+            };
+            self.conns.stats.datagrams += 1;
+            const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], &from, self.reply);
+            if (reply_len == 0) continue;
+            // UDP promises nothing: a reply the kernel refuses is a datagram lost.
+            _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch {};
+        }
+        return true;
+    }
+};
