@@ -216,6 +216,16 @@ const CASES: readonly FramingCase[] = [
       CHUNKED_WITH_EXTENSIONS_AND_TRAILERS,
   },
   {
+    name: "a Host that is not an authority (a space in it)",
+    status: 400,
+    send: head("GET / HTTP/1.1", "Host: a b"),
+  },
+  {
+    name: "a Host with a path in it",
+    status: 400,
+    send: head("GET / HTTP/1.1", "Host: example.com/admin"),
+  },
+  {
     name: "CONNECT",
     status: 501,
     send: head("CONNECT example.com:443 HTTP/1.1", "Host: example.com:443"),

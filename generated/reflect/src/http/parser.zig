@@ -444,8 +444,10 @@ pub const Parser = struct {
         switch (name.len) {
             4 => if (std.ascii.eqlIgnoreCase(name, "host")) {
                 self.framing.host_fields += 1;
-                // RFC 9112 §3.2: more than one Host field is a 400.
+                // RFC 9112 §3.2: more than one Host field, or one that is not a valid
+                // authority, is a 400.
                 if (self.framing.host_fields > 1) return .bad_request;
+                if (!isHost(value)) return .bad_request;
             },
             6 => if (std.ascii.eqlIgnoreCase(name, "expect")) return self.noteExpect(value),
             10 => if (std.ascii.eqlIgnoreCase(name, "connection")) {
@@ -832,6 +834,52 @@ const Chunk = @Vector(vector_len, u8);
 const Flags = @Vector(vector_len, bool);
 
 /// request-target bytes: visible ASCII 0x21-0x7E only, checked 16 bytes at a time.
+/// Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): an IP literal in
+/// brackets, or a reg-name of unreserved, percent-encoded and sub-delim characters (an IPv4
+/// address is one too), then an optional port of digits. Empty is valid: the target had no
+/// authority.
+fn isHost(value: []const u8) bool {
+    var host = value;
+    var rest: []const u8 = "";
+    if (value.len > 0 and value[0] == '[') {
+        const close = compat.findScalar(u8, value, ']') orelse return false;
+        for (value[1..close]) |c| {
+            if (!(isUnreserved(c) or isSubDelim(c) or c == ':')) return false;
+        }
+        if (close == 1) return false;
+        rest = value[close + 1 ..];
+        host = "";
+    } else if (compat.findScalar(u8, value, ':')) |colon| {
+        host = value[0..colon];
+        rest = value[colon..];
+    }
+    var i: usize = 0;
+    while (i < host.len) : (i += 1) {
+        const c = host[i];
+        if (isUnreserved(c) or isSubDelim(c)) continue;
+        if (c != '%' or i + 2 >= host.len) return false;
+        if (hexValue(host[i + 1]) == null or hexValue(host[i + 2]) == null) return false;
+        i += 2;
+    }
+    if (rest.len == 0) return true;
+    if (rest[0] != ':') return false;
+    for (rest[1..]) |c| {
+        if (!isDigit(c)) return false;
+    }
+    return true;
+}
+
+fn isUnreserved(c: u8) bool {
+    return std.ascii.isAlphanumeric(c) or c == '-' or c == '.' or c == '_' or c == '~';
+}
+
+fn isSubDelim(c: u8) bool {
+    return switch (c) {
+        '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=' => true,
+        else => false,
+    };
+}
+
 fn isTarget(bytes: []const u8) bool {
     var i: usize = 0;
     while (i + vector_len <= bytes.len) : (i += vector_len) {
@@ -1240,6 +1288,21 @@ test "a forbidden byte is a 400 as soon as it arrives, unless a limit was passed
     try expectErr(limits, "GET /abcde\x00", .bad_request);
     try expectErr(limits, "GET / HTTP/1.1\r\nX: 0123456789abcdef\x01", .header_fields_too_large);
     try expectErr(limits, "GET / HTTP/1.1\r\nX: 0123456789\x01", .bad_request);
+}
+
+test "Host: an authority, else 400 (RFC 9112 §3.2)" {
+    const valid = [_][]const u8{
+        "a",         "example.com:8080", "127.0.0.1",        "[::1]:80", "[v1.x]", "",
+        "xn--d-%41", "a:",               "a_b~c!$&'()*+,;=",
+    };
+    for (valid) |host| try testing.expect(isHost(host));
+    const invalid = [_][]const u8{
+        "a b", "a/b", "a?b",  "a#b",  "user@a", "a:8x",  "a:1:2", "[::1",
+        "[]",  "%4",  "%zz1", "a\\b", "[::1]x", "\"a\"",
+    };
+    for (invalid) |host| try testing.expect(!isHost(host));
+    try expect400("GET / HTTP/1.1\r\nHost: a b\r\n\r\n");
+    try expect400("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n");
 }
 
 test "request line: the method is a token" {
