@@ -177,6 +177,12 @@ function groupAlive(pgid: number): boolean {
   }
 }
 
+/** SIGKILLs a process group and waits (bounded) until none of it is left. */
+async function killGroup(pgid: number): Promise<boolean> {
+  if (groupAlive(pgid)) process.kill(-pgid, "SIGKILL");
+  return until(() => !groupAlive(pgid), 5000);
+}
+
 async function until(check: () => boolean, timeoutMs: number): Promise<boolean> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {
@@ -228,8 +234,9 @@ describe(`the docs' shell blocks, with zig ${VERSION}`, () => {
   }, BUILD_GENERATOR_TIMEOUT_MS + 2 * SLOW_BLOCK_TIMEOUT_MS);
 
   afterAll(async () => {
+    // Each test stops what it started; whatever is still there is killed and reported.
     const left = served.filter((s) => s.child.pid !== undefined && groupAlive(s.child.pid));
-    for (const s of left) process.kill(-s.child.pid!, "SIGKILL");
+    for (const s of left) await killGroup(s.child.pid!);
     if (root !== undefined) await rm(root, { recursive: true, force: true });
     expect(left.map((s) => where(s.block)), "services left running").toEqual([]);
   });
@@ -254,8 +261,9 @@ describe(`the docs' shell blocks, with zig ${VERSION}`, () => {
     const ok = await until(() => ready() || s.done, READY_TIMEOUT_MS);
     if (!ok || !ready()) {
       throw new Error(
-        `${where(block)}: no ready event within ${READY_TIMEOUT_MS} ms` +
-          `${s.done ? " (it exited)" : ""}:\n${block.code}\n${s.stdout}\n${s.stderr}`,
+        `${where(block)}: ` +
+          (s.done ? "exited before its ready event" : `no ready event in ${READY_TIMEOUT_MS} ms`) +
+          `:\n${block.code}\n${s.stdout}\n${s.stderr}`,
       );
     }
     return s;
@@ -266,7 +274,7 @@ describe(`the docs' shell blocks, with zig ${VERSION}`, () => {
     const pgid = s.child.pid!;
     if (!s.done) process.kill(-pgid, "SIGINT");
     const stopped = await until(() => s.done, STOP_TIMEOUT_MS);
-    if (!stopped) process.kill(-pgid, "SIGKILL");
+    if (!stopped) await killGroup(pgid);
     const exit = await s.exited;
     expect(exit, `${where(s.block)} exit\n${s.stderr}`).toEqual({ code: 0, signal: null });
     // Its workers go with it.
@@ -307,9 +315,8 @@ describe(`the docs' shell blocks, with zig ${VERSION}`, () => {
         }
         for (const s of mine) await finish(s);
       } finally {
-        for (const s of mine) {
-          if (s.child.pid !== undefined && groupAlive(s.child.pid)) process.kill(-s.child.pid, "SIGKILL");
-        }
+        // On failure (or a stop that did not finish): nothing it started stays.
+        for (const s of mine) if (s.child.pid !== undefined) await killGroup(s.child.pid);
       }
     });
   }
