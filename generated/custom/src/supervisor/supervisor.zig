@@ -222,6 +222,14 @@ pub const Supervisor = struct {
         return sys.monotonicMs();
     }
 
+    /// systemd's watchdog (WATCHDOG_USEC for this process): WATCHDOG=1 from this loop.
+    fn armSystemdWatchdog(self: *Supervisor, envp: [*:null]const ?[*:0]const u8) void {
+        const interval = notify.watchdogIntervalMs(envp, self.pid) orelse return;
+        self.systemd_watchdog_ms = interval;
+        self.next_systemd_watchdog_ms = now();
+        log.info("systemd watchdog: WATCHDOG=1 every {d} ms", .{interval});
+    }
+
     /// Serves until stopped; returns the process exit code.
     pub fn run(self: *Supervisor) u8 {
         self.startGeneration();
@@ -1385,19 +1393,8 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         log.err("cannot find this program's own path in /proc/self/exe", .{});
         return 1;
     };
-
-    var diag: activation.Diagnostic = .{};
     const pid = linux.getpid();
-    const asked = &options.endpoints;
-    // A hand-over comes from the parent only: the old supervisor forked this process.
-    var handover = upgrade.Handover.fromEnv(process.envp, pid);
-    if (handover) |h| if (h.from_pid != linux.getppid()) {
-        handover = null;
-    };
-    if (handover) |h| {
-        _ = linux.fcntl(h.ready_fd, linux.F.SETFD, linux.FD_CLOEXEC);
-        log.info("taking over from pid {d}", .{h.from_pid});
-    }
+    const handover = handoverFromParent(process.envp, pid);
     // Which listeners' sockets came from systemd: those passed now by systemd, or, in an
     // upgrade, those the old supervisor says came from systemd to it.
     var activated: [listener_count]bool = @splat(false);
@@ -1407,121 +1404,183 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const source: activation.Source = if (handover == null) .systemd else .{
         .upgrade = &activated,
     };
+    var diag: activation.Diagnostic = .{};
     const envp = process.envp;
+    const asked = &options.endpoints;
     const passed = activation.takeFrom(allocator, envp, pid, asked, source, &diag) catch |err| {
         activation.report(&diag, err);
         return 1;
     };
-    var process_for_workers = process;
-    process_for_workers.envp = activation.withoutVariables(allocator, process.envp) catch return 1;
-
-    const sockets = allocator.alloc(sys.Fd, @as(usize, workers) * listener_count) catch return 1;
-    var ports: [listener_count]u16 = undefined;
-    var endpoints = options.endpoints;
-    for (&config.listeners, 0..) |*l, i| {
-        const from_systemd = passed.countFor(i);
-        if (from_systemd > 0) {
-            // The socket unit decides where the listener is: --listen and the spec yield.
-            endpoints[i] = activation.boundEndpoint(passed.nthFor(i, 0).?) catch |err| {
-                log.err("listener {s}: cannot read the passed socket's address: {s}", .{
-                    l.name, @errorName(err),
-                });
-                return 1;
-            };
-            describeActivated(l, from_systemd, workers, passed.nthFor(i, 0).?, source);
-        }
-    }
-    // Which sockets are duplicates of a passed one (slots sharing its queue).
-    const shared = allocator.alloc(bool, sockets.len) catch return 1;
-    var opened: usize = 0;
-    for (0..workers) |w| {
-        for (&config.listeners, 0..) |*l, i| {
-            const got = slotSocket(l, i, w, passed, &endpoints[i]) orelse {
-                for (sockets[0..opened]) |s| sys.close(s);
-                return 1;
-            };
-            ports[i] = endpoints[i].port;
-            sockets[w * listener_count + i] = got.fd;
-            shared[w * listener_count + i] = got.shared;
-            opened += 1;
-        }
-    }
-    // Which of the sockets an old supervisor handed over this one serves: the rest stay
-    // with it, to be emptied and closed there.
-    const kept = allocator.alloc(bool, passed.passed) catch return 1;
-    @memset(kept, false);
-    var handed: [listener_count]usize = @splat(0);
-    for (0..listener_count) |i| {
-        handed[i] = passed.countFor(i);
-        for (0..@min(handed[i], workers)) |w| {
-            kept[passed.positionOf(passed.nthFor(i, w).?).?] = true;
-        }
-    }
+    const workers_envp = activation.withoutVariables(allocator, process.envp) catch return 1;
+    const opened = openSockets(allocator, options, workers, passed, source) orelse return 1;
+    const handed = handedFlags(allocator, passed, workers) catch return 1;
     const notifier = notify.Notifier.init(process.envp);
     const fd_store = notifier.enabled() and
         (options.fd_store or notify.fdStoreOffered(process.envp));
     if (fd_store) dropSurplusFromStore(&notifier, passed, workers);
     closeSurplus(passed, workers, source);
-    if (fd_store) storeSockets(&notifier, sockets, shared, workers);
+    if (fd_store) storeSockets(&notifier, opened.sockets, opened.shared, workers);
+    const loop = Loop.open() catch return 1;
 
-    // SIGCHLD ignored by whoever started us survives execve and would have the kernel
-    // reap workers behind our back: waitpid would never see them exit.
-    sys.resetSignalToDefault(compat.signalNumber(linux.SIG.CHLD));
-    var set = compat.emptySigset();
-    linux.sigaddset(&set, linux.SIG.TERM);
-    linux.sigaddset(&set, linux.SIG.INT);
-    linux.sigaddset(&set, linux.SIG.QUIT);
-    linux.sigaddset(&set, linux.SIG.HUP);
-    linux.sigaddset(&set, linux.SIG.CHLD);
-    linux.sigaddset(&set, linux.SIG.PIPE);
-    const sigfd = sys.signalfd(&set) catch return 1;
-    const epfd = sys.epollCreate() catch return 1;
-    const data = token(Kind.signal, 0);
-    sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, data) catch return 1;
-
-    const records = allocator.alloc(?Record, @as(usize, workers) * 4) catch return 1;
-    @memset(records, null);
-    const slots = allocator.alloc(Slot, workers) catch return 1;
-    @memset(slots, .{});
-    const leaving_buf = allocator.alloc(bool, sockets.len) catch return 1;
-    @memset(leaving_buf, false);
+    const tables = Tables.alloc(allocator, workers, opened.sockets.len) catch return 1;
 
     events.logMigrationPolicy(.supervisor);
     var supervisor: Supervisor = .{
         .workers = workers,
         .options = options,
-        .process = process_for_workers,
+        .process = .{ .args = process.args, .envp = workers_envp },
         .exe_path = exe_path,
-        .pid = linux.getpid(),
-        .sockets = sockets,
-        .ports = ports,
-        .records = records,
-        .slots = slots,
-        .epfd = epfd,
-        .sigfd = sigfd,
+        .pid = pid,
+        .sockets = opened.sockets,
+        .ports = opened.ports,
+        .records = tables.records,
+        .slots = tables.slots,
+        .epfd = loop.epfd,
+        .sigfd = loop.sigfd,
         .notifier = notifier,
-        .activated = activated,
-        .handed = if (handover != null) handed else @splat(0),
+        .handed = if (handover != null) handed.counts else @splat(0),
         .handover = handover,
-        .kept = kept,
-        .leaving_buf = leaving_buf,
+        .kept = handed.kept,
+        .leaving_buf = tables.leaving,
     };
-    for (&supervisor.activated, 0..) |*a, i| {
+    for (&supervisor.activated, activated, 0..) |*a, from_systemd, i| {
         // A listener an upgrade moved away from its systemd socket is this program's own now.
-        a.* = passed.countFor(i) > 0 and (handover == null or a.*);
+        a.* = passed.countFor(i) > 0 and (handover == null or from_systemd);
     }
     if (handover) |h| {
         supervisor.last_generation = h.generation;
         supervisor.predecessor = h.from_pid;
     }
-    supervisor.options.endpoints = endpoints;
-    if (notify.watchdogIntervalMs(process.envp, supervisor.pid)) |interval| {
-        supervisor.systemd_watchdog_ms = interval;
-        supervisor.next_systemd_watchdog_ms = sys.monotonicMs();
-        log.info("systemd watchdog: WATCHDOG=1 every {d} ms", .{interval});
-    }
+    supervisor.options.endpoints = opened.endpoints;
+    supervisor.armSystemdWatchdog(process.envp);
     return supervisor.run();
 }
+
+/// What the supervisor keeps per process (four per slot: one serving, the others draining
+/// or starting), per slot, and per socket (left behind after an upgrade).
+const Tables = struct {
+    records: []?Record,
+    slots: []Slot,
+    leaving: []bool,
+
+    fn alloc(allocator: std.mem.Allocator, workers: u16, sockets: usize) !Tables {
+        const tables: Tables = .{
+            .records = try allocator.alloc(?Record, @as(usize, workers) * 4),
+            .slots = try allocator.alloc(Slot, workers),
+            .leaving = try allocator.alloc(bool, sockets),
+        };
+        @memset(tables.records, null);
+        @memset(tables.slots, .{});
+        @memset(tables.leaving, false);
+        return tables;
+    }
+};
+
+/// The hand-over of an upgrading supervisor, when this process is the one it started: it
+/// comes from the parent only, since the old supervisor forked this process.
+fn handoverFromParent(envp: [*:null]const ?[*:0]const u8, pid: linux.pid_t) ?upgrade.Handover {
+    const handover = upgrade.Handover.fromEnv(envp, pid) orelse return null;
+    if (handover.from_pid != linux.getppid()) return null;
+    _ = linux.fcntl(handover.ready_fd, linux.F.SETFD, linux.FD_CLOEXEC);
+    log.info("taking over from pid {d}", .{handover.from_pid});
+    return handover;
+}
+
+/// Every slot's sockets, where each listener ended up, and which sockets are duplicates of
+/// a passed one (slots sharing its queue).
+const Opened = struct {
+    sockets: []sys.Fd,
+    shared: []bool,
+    endpoints: [listener_count]address.Endpoint,
+    ports: [listener_count]u16,
+};
+
+/// Opens (or takes from `passed`) one socket per listener per slot. Null after a failure it
+/// has logged; nothing it opened is left open then.
+fn openSockets(
+    allocator: std.mem.Allocator,
+    options: cli.Options,
+    workers: u16,
+    passed: activation.Passed,
+    source: activation.Source,
+) ?Opened {
+    const n = @as(usize, workers) * listener_count;
+    var opened: Opened = .{
+        .sockets = allocator.alloc(sys.Fd, n) catch return null,
+        .shared = allocator.alloc(bool, n) catch return null,
+        .endpoints = options.endpoints,
+        .ports = undefined,
+    };
+    for (&config.listeners, 0..) |*l, i| {
+        const first = passed.nthFor(i, 0) orelse continue;
+        // The socket unit decides where the listener is: --listen and the spec yield.
+        opened.endpoints[i] = activation.boundEndpoint(first) catch |err| {
+            log.err("listener {s}: cannot read the passed socket's address: {s}", .{
+                l.name, @errorName(err),
+            });
+            return null;
+        };
+        describeActivated(l, passed.countFor(i), workers, first, source);
+    }
+    var count: usize = 0;
+    for (0..workers) |w| {
+        for (&config.listeners, 0..) |*l, i| {
+            const got = slotSocket(l, i, w, passed, &opened.endpoints[i]) orelse {
+                for (opened.sockets[0..count]) |s| sys.close(s);
+                return null;
+            };
+            opened.ports[i] = opened.endpoints[i].port;
+            opened.sockets[w * listener_count + i] = got.fd;
+            opened.shared[w * listener_count + i] = got.shared;
+            count += 1;
+        }
+    }
+    assert(count == n);
+    return opened;
+}
+
+/// How many sockets of each listener an old supervisor handed over, and which of them this
+/// one serves (`kept`, one flag per passed socket): the rest stay with the old one, to be
+/// emptied and closed there.
+fn handedFlags(
+    allocator: std.mem.Allocator,
+    passed: activation.Passed,
+    workers: u16,
+) !struct { counts: [listener_count]usize, kept: []bool } {
+    const kept = try allocator.alloc(bool, passed.passed);
+    @memset(kept, false);
+    var counts: [listener_count]usize = @splat(0);
+    for (0..listener_count) |i| {
+        counts[i] = passed.countFor(i);
+        for (0..@min(counts[i], workers)) |w| {
+            kept[passed.positionOf(passed.nthFor(i, w).?).?] = true;
+        }
+    }
+    return .{ .counts = counts, .kept = kept };
+}
+
+/// The supervisor's epoll instance, with its signals on a signalfd in it.
+const Loop = struct {
+    epfd: sys.Fd,
+    sigfd: sys.Fd,
+
+    fn open() sys.Error!Loop {
+        // SIGCHLD ignored by whoever started us survives execve and would have the kernel
+        // reap workers behind our back: waitpid would never see them exit.
+        sys.resetSignalToDefault(compat.signalNumber(linux.SIG.CHLD));
+        var set = compat.emptySigset();
+        linux.sigaddset(&set, linux.SIG.TERM);
+        linux.sigaddset(&set, linux.SIG.INT);
+        linux.sigaddset(&set, linux.SIG.QUIT);
+        linux.sigaddset(&set, linux.SIG.HUP);
+        linux.sigaddset(&set, linux.SIG.CHLD);
+        linux.sigaddset(&set, linux.SIG.PIPE);
+        const sigfd = try sys.signalfd(&set);
+        const epfd = try sys.epollCreate();
+        try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0));
+        return .{ .epfd = epfd, .sigfd = sigfd };
+    }
+};
 
 /// Slot `w`'s socket for listener `i`: the `w`-th one systemd passed for it; else, when
 /// systemd passed some, one of ours joined to their reuseport group (or, when the group
@@ -1716,7 +1775,8 @@ test "a SIGHUP is queued or left to the change under way, never lost or doubled"
 
     // After a hand-over the new supervisor is the one to signal.
     s.predecessor = null;
-    s.phase = .{ .handed_over = .{ .pid = 42, .left_behind = .{ .leaving = &.{}, .deadline_ms = 0 } } };
+    const left_behind: upgrade.LeftBehind = .{ .leaving = &.{}, .deadline_ms = 0 };
+    s.phase = .{ .handed_over = .{ .pid = 42, .left_behind = left_behind } };
     s.onRestartSignal();
     try std.testing.expect(!s.restart_queued);
     try std.testing.expectEqual(@as(?linux.pid_t, 42), s.handedOverTo());

@@ -247,11 +247,11 @@ const max_ready_line = "ready ".len + max_passed + 1;
 /// Starts the binary on disk as the new supervisor, handing it every socket.
 pub fn start(allocator: std.mem.Allocator, options: StartOptions) !Successor {
     const n = options.sockets.len;
-    std.debug.assert(n > 0);
+    assert(n > 0);
     // More workers × listeners than that (up to 1024 × the listener count) cannot be handed
     // over in one piece: the upgrade fails, and this supervisor serves on.
     if (n > max_passed) return error.TooManySocketsToHandOver;
-    std.debug.assert(n % config.listeners.len == 0);
+    assert(n % config.listeners.len == 0);
     const names = try fdNames(allocator, n);
     const handover = try handoverVariable(allocator, options, first_fd + n);
     const env = try successorEnv(allocator, options.envp, names, handover);
@@ -281,7 +281,7 @@ fn handoverVariable(
     options: StartOptions,
     ready_fd: usize,
 ) ![:0]u8 {
-    std.debug.assert(options.activated.len == config.listeners.len);
+    assert(options.activated.len == config.listeners.len);
     var len: usize = variable.len + 64;
     for (config.listeners) |l| len += l.name.len + 1;
     const text = try allocator.allocSentinel(u8, len, 0);
@@ -322,7 +322,7 @@ fn fdNames(allocator: std.mem.Allocator, n: usize) ![:0]u8 {
         @memcpy(text[at..][0..name.len], name);
         at += name.len;
     }
-    std.debug.assert(at == len);
+    assert(at == len);
     return text;
 }
 
@@ -434,7 +434,7 @@ pub const LeftBehind = struct {
         activated: []const bool,
         now_ms: u64,
     ) LeftBehind {
-        std.debug.assert(leaving.len == sockets.len);
+        assert(leaving.len == sockets.len);
         const count = config.listeners.len;
         var continues: [config.listeners.len]bool = @splat(false);
         for (0..sockets.len) |p| {
@@ -550,6 +550,8 @@ pub const Handover = struct {
         const n = @min(kept.len, max_passed);
         for (kept[0..n], 0..) |k, i| line[head.len + i] = if (k) '1' else '0';
         line[head.len + n] = '\n';
+        // A line that cannot be written (the old supervisor is gone) ends the upgrade from
+        // the other side: its exit, or its deadline for this one to say ready.
         sys.writeAll(self.ready_fd, line[0 .. head.len + n + 1]) catch {};
         sys.close(self.ready_fd);
     }
