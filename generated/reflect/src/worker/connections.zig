@@ -150,6 +150,7 @@ pub const Connections = struct {
     }
 
     pub fn openCount(self: *const Connections) u32 {
+        assert(self.free_len <= self.slots.len);
         return @intCast(self.slots.len - self.free_len);
     }
 
@@ -186,6 +187,8 @@ pub const Connections = struct {
 
     /// Takes a new connection into a free slot and lets its handler greet it.
     pub fn open(self: *Connections, fd: sys.Fd, listener_index: u16, now_ms: u64) void {
+        assert(fd != closed);
+        assert(listener_index < config.listeners.len);
         assert(self.free_len > 0);
         self.free_len -= 1;
         const slot = self.free[self.free_len];
@@ -219,12 +222,14 @@ pub const Connections = struct {
     }
 
     fn tokenOf(self: *const Connections, slot: u32) u64 {
+        assert(self.slots[slot].fd != closed);
         const generation: u24 = @truncate(self.slots[slot].generation);
         return (Token{ .kind = connection_kind, .generation = generation, .index = slot }).encode();
     }
 
     fn context(self: *const Connections, slot: u32) api.Context {
         const listener_index = self.slots[slot].listener_index;
+        assert(listener_index < config.listeners.len);
         return .{
             .listener = &config.listeners[listener_index],
             .listener_index = listener_index,
@@ -239,11 +244,13 @@ pub const Connections = struct {
     }
 
     fn inBuf(self: *const Connections, slot: u32) []u8 {
+        assert(slot < self.slots.len);
         const start = @as(usize, slot) * config.read_buffer_bytes;
         return self.in_bufs[start..][0..config.read_buffer_bytes];
     }
 
     fn outBuf(self: *const Connections, slot: u32) []u8 {
+        assert(slot < self.slots.len);
         const start = @as(usize, slot) * config.write_buffer_bytes;
         return self.out_bufs[start..][0..config.write_buffer_bytes];
     }
@@ -277,6 +284,8 @@ pub const Connections = struct {
     /// the kernel, before the end of its stream, is it kept (and no longer watched).
     fn onPeerShutdown(self: *Connections, slot: u32) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
+        assert(c.read_paused);
         if (sys.pendingInput(c.fd) == 0) {
             self.stats.abandoned += 1;
             return self.close(slot);
@@ -287,7 +296,10 @@ pub const Connections = struct {
 
     fn readAndHandle(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
+        assert(!c.lingering);
         const buf = self.inBuf(slot);
+        assert(c.in_len <= buf.len);
         if (c.in_len == buf.len) {
             // The handler could not use a full buffer (a custom handler's frame larger than
             // readBufferBytes): the connection cannot make progress.
@@ -309,6 +321,7 @@ pub const Connections = struct {
             // The peer closed its side: nothing more will arrive.
             return self.close(slot);
         }
+        assert(n <= buf.len - c.in_len);
         c.in_len += @intCast(n);
         c.drained = c.in_len < buf.len;
         self.handleInput(slot, now_ms);
@@ -318,6 +331,9 @@ pub const Connections = struct {
     /// Runs the handler once over the buffered input; its output waits in the out buffer.
     fn handleInput(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
+        // The handler's output replaces the out buffer's: the last output was sent.
+        assert(c.out_start == c.out_end);
         const ctx = self.context(slot);
         var out: api.Output = .{ .buf = self.outBuf(slot) };
         const progress = handlers.onData(&ctx, &c.state, self.inBuf(slot)[0..c.in_len], &out);
@@ -358,6 +374,7 @@ pub const Connections = struct {
         now_ms: u64,
     ) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
         assert(out_len <= config.write_buffer_bytes);
         self.stats.requests += progress.requests;
         if (progress.rejected != 0) self.stats.countRejected(progress.rejected);
@@ -387,6 +404,8 @@ pub const Connections = struct {
     /// and stops reading meanwhile (back-pressure), under the write deadline.
     fn serve(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
+        assert(!c.lingering);
         // Each round consumes input, so the rounds are bounded by the input buffer.
         var rounds: usize = 0;
         var wrote = false;
@@ -426,6 +445,8 @@ pub const Connections = struct {
     /// The deadline of what the connection waits for now.
     fn armPhase(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
+        assert(!c.lingering);
         if (c.phase == .waiting) {
             // The handler's timer is the deadline of a request it holds (it is armed: see
             // `assertInvariants`); neither idle nor the client's fault.
@@ -458,6 +479,8 @@ pub const Connections = struct {
     fn flush(self: *Connections, slot: u32) FlushResult {
         const c = &self.slots[slot];
         const out = self.outBuf(slot);
+        assert(c.out_start <= c.out_end);
+        assert(c.out_end <= out.len);
         if (c.out_start < c.out_end and !c.close_after_flush) markOngoing(c);
         var progressed = false;
         while (c.out_start < c.out_end) {
@@ -471,6 +494,7 @@ pub const Connections = struct {
                 error.Interrupted => continue,
                 else => return .failed,
             };
+            assert(n <= c.out_end - c.out_start);
             c.out_start += @intCast(n);
             progressed = true;
         }
@@ -524,6 +548,11 @@ pub const Connections = struct {
     /// read, which a reset may then cut off.
     fn finish(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
+        assert(c.close_after_flush);
+        // The last answer went out whole before the connection lingers.
+        assert(c.out_start == c.out_end);
+        assert(!c.lingering);
         if (c.in_len == 0) {
             if (c.drained and !c.refused) return self.close(slot);
             if (sys.pendingInput(c.fd) == 0) return self.close(slot);
@@ -536,12 +565,15 @@ pub const Connections = struct {
         c.read_paused = false;
         self.timers.cancel(slot);
         self.deadlines.arm(slot, .linger, now_ms);
+        assert(!self.timers.isArmed(slot));
         self.watch(slot, false);
     }
 
     /// Reads and drops what a closing connection's client still sends.
     fn discardInput(self: *Connections, slot: u32) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
+        assert(c.lingering);
         const buf = self.inBuf(slot);
         // Bounded: a client that sends faster than we read is cut off at the deadline.
         var reads: usize = 0;
@@ -598,6 +630,7 @@ pub const Connections = struct {
     /// alone (a timer is not traffic).
     fn fireTimer(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
         if (c.lingering) return;
         if (c.watching_out) {
             c.timer_due = true;
@@ -614,6 +647,8 @@ pub const Connections = struct {
     /// the connection closes.
     fn answerTimeout(self: *Connections, slot: u32, now_ms: u64) void {
         const c = &self.slots[slot];
+        assert(c.fd != closed);
+        assert(!c.lingering);
         assert(!c.watching_out and c.out_end == 0);
         const ctx = self.context(slot);
         var out: api.Output = .{ .buf = self.outBuf(slot) };
@@ -711,6 +746,8 @@ pub const Connections = struct {
         self.timers.cancel(slot);
         self.free[self.free_len] = slot;
         self.free_len += 1;
+        assert(self.deadlines.kindOf(slot) == null);
+        assert(!self.timers.isArmed(slot));
     }
 };
 

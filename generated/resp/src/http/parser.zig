@@ -1066,98 +1066,143 @@ const Feed = union(enum) {
 /// new bytes are appended. Checks the contract at every step and writes a transcript. The
 /// stream ends when all of `data` was given and the parser needs more without consuming.
 fn drive(limits: Limits, data: []const u8, feed: Feed, out: *Transcript) !void {
-    var buffer: [1 << 16]u8 = undefined;
-    var len: usize = 0;
-    var given: usize = 0;
-    var parser = Parser.init(limits);
-    var in_message = false;
-    var body_length: ?u64 = null;
-    var body_seen: u64 = 0;
+    var driver: Driver = .{
+        .limits = limits,
+        .data = data,
+        .feed = feed,
+        .out = out,
+        .parser = Parser.init(limits),
+    };
     // Every step consumes a byte or is a head or end (one each per message), or asks for more
     // once per piece given: a bound on steps catches a parser that stops making progress.
     const max_steps = 4 * data.len + 64;
     for (0..max_steps) |_| {
-        switch (feed) {
-            .random => |random| if (given < data.len and random.uintLessThan(u8, 4) == 0) {
-                given += try append(&buffer, &len, data[given..], random);
-            },
-            else => {},
-        }
-        const input = buffer[0..len];
-        const step = parser.next(input);
-        try testing.expect(step.consumed <= input.len);
-        switch (step.event) {
-            .need_more => {},
-            .head => |head| {
-                try testing.expect(!in_message);
-                try testing.expect(step.consumed > 0);
-                in_message = true;
-                body_seen = 0;
-                body_length = switch (head.body) {
-                    .length => |length| length,
-                    else => null,
-                };
-                try testing.expect(head.body != .length or head.body.length <= limits.body_bytes);
-                try out.addHead(head);
-            },
-            .body => |piece| {
-                try testing.expect(in_message);
-                try testing.expect(piece.len > 0);
-                // The piece lies within the consumed bytes of the input.
-                const start = @intFromPtr(piece.ptr) - @intFromPtr(input.ptr);
-                try testing.expect(@intFromPtr(piece.ptr) >= @intFromPtr(input.ptr));
-                try testing.expect(start + piece.len <= step.consumed);
-                if (body_seen == 0) try out.print("B ", .{});
-                body_seen += piece.len;
-                try testing.expect(body_seen <= limits.body_bytes);
-                if (body_length) |length| try testing.expect(body_seen <= length);
-                try out.print("{s}", .{piece});
-            },
-            .end => {
-                try testing.expect(in_message);
-                if (body_length) |length| try testing.expectEqual(length, body_seen);
-                in_message = false;
-                try out.print("\nE\n", .{});
-            },
-            .err => |e| {
-                try out.print("\nX {d}\n", .{e.status()});
-                // The error state is sticky.
-                const again = parser.next(input);
-                try testing.expectEqual(@as(usize, 0), again.consumed);
-                try testing.expect(again.event == .err and again.event.err == e);
-                return;
-            },
-        }
-        // The caller removes the consumed bytes.
-        compat.copyLeft(&buffer, buffer[step.consumed..len]);
-        len -= step.consumed;
-        if (step.event == .need_more) {
-            if (given == data.len) {
-                if (step.consumed == 0) {
-                    try out.print("\nN {d}\n", .{len});
-                    return;
-                }
-                continue;
-            }
-            const piece = switch (feed) {
-                .all => data[given..],
-                .split => |at| if (given < at) data[given..at] else data[given..],
-                .pieces => |size| data[given..@min(data.len, given + size)],
-                .random => |random| {
-                    given += try append(&buffer, &len, data[given..], random);
-                    continue;
-                },
-            };
-            // The limits keep what the parser holds far below the buffer's size.
-            try testing.expect(piece.len <= buffer.len - len);
-            @memcpy(buffer[len..][0..piece.len], piece);
-            len += piece.len;
-            given += piece.len;
-        }
+        if (try driver.turn()) return;
     }
     std.debug.print("no progress after {d} steps\n", .{max_steps});
     return error.TestUnexpectedResult;
 }
+
+/// The state of `drive`'s emulated caller: its read buffer, what of `data` it has given,
+/// and what it has seen of the current message.
+const Driver = struct {
+    limits: Limits,
+    data: []const u8,
+    feed: Feed,
+    out: *Transcript,
+    parser: Parser,
+    buffer: [1 << 16]u8 = undefined,
+    len: usize = 0,
+    given: usize = 0,
+    in_message: bool = false,
+    body_length: ?u64 = null,
+    body_seen: u64 = 0,
+
+    /// One call of the parser, its event checked, its consumed bytes removed and more
+    /// bytes given when it asks; true when the stream ended (or the parser failed).
+    fn turn(self: *Driver) !bool {
+        assert(self.len <= self.buffer.len);
+        assert(self.given <= self.data.len);
+        switch (self.feed) {
+            .random => |random| if (self.given < self.data.len and
+                random.uintLessThan(u8, 4) == 0)
+            {
+                self.given += try append(&self.buffer, &self.len, self.data[self.given..], random);
+            },
+            else => {},
+        }
+        const input = self.buffer[0..self.len];
+        const step = self.parser.next(input);
+        try testing.expect(step.consumed <= input.len);
+        switch (step.event) {
+            .need_more => {},
+            .head => |head| try self.onHead(head, step.consumed),
+            .body => |piece| try self.onBody(input, piece, step.consumed),
+            .end => try self.onEnd(),
+            .err => |e| {
+                try self.onError(input, e);
+                return true;
+            },
+        }
+        // The caller removes the consumed bytes.
+        compat.copyLeft(&self.buffer, self.buffer[step.consumed..self.len]);
+        self.len -= step.consumed;
+        if (step.event != .need_more) return false;
+        return self.give(step.consumed);
+    }
+
+    fn onHead(self: *Driver, head: Head, consumed: usize) !void {
+        try testing.expect(!self.in_message);
+        try testing.expect(consumed > 0);
+        self.in_message = true;
+        self.body_seen = 0;
+        self.body_length = switch (head.body) {
+            .length => |length| length,
+            else => null,
+        };
+        try testing.expect(head.body != .length or head.body.length <= self.limits.body_bytes);
+        try self.out.addHead(head);
+    }
+
+    fn onBody(self: *Driver, input: []const u8, piece: []const u8, consumed: usize) !void {
+        try testing.expect(self.in_message);
+        try testing.expect(piece.len > 0);
+        // The piece lies within the consumed bytes of the input.
+        const start = @intFromPtr(piece.ptr) - @intFromPtr(input.ptr);
+        try testing.expect(@intFromPtr(piece.ptr) >= @intFromPtr(input.ptr));
+        try testing.expect(start + piece.len <= consumed);
+        if (self.body_seen == 0) try self.out.print("B ", .{});
+        self.body_seen += piece.len;
+        try testing.expect(self.body_seen <= self.limits.body_bytes);
+        if (self.body_length) |length| try testing.expect(self.body_seen <= length);
+        try self.out.print("{s}", .{piece});
+    }
+
+    fn onEnd(self: *Driver) !void {
+        try testing.expect(self.in_message);
+        if (self.body_length) |length| try testing.expectEqual(length, self.body_seen);
+        self.in_message = false;
+        try self.out.print("\nE\n", .{});
+    }
+
+    fn onError(self: *Driver, input: []const u8, e: Error) !void {
+        try self.out.print("\nX {d}\n", .{e.status()});
+        // The error state is sticky.
+        const again = self.parser.next(input);
+        try testing.expectEqual(@as(usize, 0), again.consumed);
+        try testing.expect(again.event == .err and again.event.err == e);
+    }
+
+    /// The parser asked for more after consuming `consumed` bytes: gives it the next piece
+    /// of `data`; true when the stream ended (all given and nothing consumed).
+    fn give(self: *Driver, consumed: usize) !bool {
+        const data = self.data;
+        const given = self.given;
+        if (given == data.len) {
+            if (consumed == 0) {
+                try self.out.print("\nN {d}\n", .{self.len});
+                return true;
+            }
+            return false;
+        }
+        const piece = switch (self.feed) {
+            .all => data[given..],
+            .split => |at| if (given < at) data[given..at] else data[given..],
+            .pieces => |size| data[given..@min(data.len, given + size)],
+            .random => |random| {
+                self.given += try append(&self.buffer, &self.len, data[given..], random);
+                return false;
+            },
+        };
+        // The limits keep what the parser holds far below the buffer's size.
+        try testing.expect(piece.len <= self.buffer.len - self.len);
+        @memcpy(self.buffer[self.len..][0..piece.len], piece);
+        self.len += piece.len;
+        self.given += piece.len;
+        assert(self.given <= data.len);
+        return false;
+    }
+};
 
 fn append(buffer: []u8, len: *usize, rest: []const u8, random: std.Random) !usize {
     const size = @min(rest.len, 1 + random.uintLessThan(usize, 97));

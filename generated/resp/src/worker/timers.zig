@@ -33,6 +33,8 @@ pub const Timers = struct {
     generation: []u32,
 
     pub fn init(allocator: std.mem.Allocator, capacity: u32) !Timers {
+        // `none` marks a slot without a timer, so it cannot be a slot.
+        assert(capacity < none);
         const heap = try allocator.alloc(u32, capacity);
         errdefer allocator.free(heap);
         const index = try allocator.alloc(u32, capacity);
@@ -55,43 +57,55 @@ pub const Timers = struct {
     }
 
     pub fn isArmed(self: *const Timers, slot: u32) bool {
+        assert(slot < self.index.len);
         return self.index[slot] != none;
     }
 
     /// Gives `slot` a timer that fires at `at_ms`, replacing the one it had.
     pub fn arm(self: *Timers, slot: u32, generation: u32, at_ms: u64) void {
+        assert(slot < self.index.len);
         self.generation[slot] = generation;
         if (self.index[slot] != none) {
+            assert(self.heap[self.index[slot]] == slot);
             const sooner = at_ms < self.at_ms[slot];
             self.at_ms[slot] = at_ms;
             if (sooner) self.up(self.index[slot]) else self.down(self.index[slot]);
-            return;
+        } else {
+            assert(self.len < self.heap.len);
+            self.at_ms[slot] = at_ms;
+            self.heap[self.len] = slot;
+            self.index[slot] = self.len;
+            self.len += 1;
+            self.up(self.len - 1);
         }
-        assert(self.len < self.heap.len);
-        self.at_ms[slot] = at_ms;
-        self.heap[self.len] = slot;
-        self.index[slot] = self.len;
-        self.len += 1;
-        self.up(self.len - 1);
+        assert(self.index[slot] < self.len);
+        assert(self.heap[self.index[slot]] == slot);
+        assert(self.at_ms[slot] == at_ms);
     }
 
     pub fn cancel(self: *Timers, slot: u32) void {
+        assert(slot < self.index.len);
         const i = self.index[slot];
         if (i == none) return;
+        assert(i < self.len);
+        assert(self.heap[i] == slot);
         self.index[slot] = none;
         self.len -= 1;
         if (i == self.len) return;
         // The last leaf takes the hole; it may belong above or below it.
         const moved = self.heap[self.len];
+        assert(moved != slot);
         self.heap[i] = moved;
         self.index[moved] = i;
         self.up(i);
         self.down(self.index[moved]);
+        assert(self.heap[self.index[moved]] == moved);
     }
 
     /// The nearest expiry, if any timer is armed.
     pub fn nextMs(self: *const Timers) ?u64 {
         if (self.len == 0) return null;
+        assert(self.index[self.heap[0]] == 0);
         return self.at_ms[self.heap[0]];
     }
 
@@ -101,14 +115,20 @@ pub const Timers = struct {
         const slot = self.heap[0];
         if (self.at_ms[slot] > now_ms) return null;
         self.cancel(slot);
+        assert(!self.isArmed(slot));
         return .{ .slot = slot, .generation = self.generation[slot] };
     }
 
     fn earlier(self: *const Timers, a: u32, b: u32) bool {
+        assert(a < self.len);
+        assert(b < self.len);
         return self.at_ms[self.heap[a]] < self.at_ms[self.heap[b]];
     }
 
     fn swap(self: *Timers, a: u32, b: u32) void {
+        assert(a < self.len);
+        assert(b < self.len);
+        assert(a != b);
         const slot_a = self.heap[a];
         const slot_b = self.heap[b];
         self.heap[a] = slot_b;
@@ -118,6 +138,7 @@ pub const Timers = struct {
     }
 
     fn up(self: *Timers, start: u32) void {
+        assert(start < self.len);
         var i = start;
         // Each step moves one level towards the root.
         while (i > 0) {
@@ -129,6 +150,7 @@ pub const Timers = struct {
     }
 
     fn down(self: *Timers, start: u32) void {
+        assert(start < self.len);
         var i = start;
         // Each step moves one level towards the leaves.
         while (true) {

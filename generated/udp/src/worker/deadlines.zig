@@ -71,6 +71,8 @@ pub const Deadlines = struct {
         capacity: u32,
         durations_ms: [kind_count]u32,
     ) !Deadlines {
+        // `none` ends a list, so it cannot be a slot.
+        assert(capacity < none);
         const nodes = try allocator.alloc(Node, capacity);
         for (nodes) |*node| node.* = .{};
         return .{ .durations_ms = durations_ms, .nodes = nodes };
@@ -83,6 +85,7 @@ pub const Deadlines = struct {
 
     /// Gives `slot` the deadline `kind` from `now_ms`, replacing the one it had.
     pub fn arm(self: *Deadlines, slot: u32, kind: Kind, now_ms: u64) void {
+        assert(slot < self.nodes.len);
         self.disarm(slot);
         const node = &self.nodes[slot];
         node.* = .{ .at_ms = now_ms + self.durations_ms[position(kind)], .kind = kind };
@@ -98,31 +101,46 @@ pub const Deadlines = struct {
         }
         list.tail = slot;
         list.len += 1;
+        assert(list.len <= self.nodes.len);
+        assert(node.next == none);
+        assert(self.nodes[list.head].prev == none);
     }
 
     pub fn disarm(self: *Deadlines, slot: u32) void {
+        assert(slot < self.nodes.len);
         const node = &self.nodes[slot];
         const kind = node.kind orelse return;
         const list = &self.lists[position(kind)];
         assert(list.len > 0);
+        // Linked both ways: its neighbours (or the list's ends) point at it.
+        assert(slot == if (node.prev != none) self.nodes[node.prev].next else list.head);
+        assert(slot == if (node.next != none) self.nodes[node.next].prev else list.tail);
         if (node.prev != none) self.nodes[node.prev].next = node.next else list.head = node.next;
         if (node.next != none) self.nodes[node.next].prev = node.prev else list.tail = node.prev;
         list.len -= 1;
         node.* = .{};
+        assert((list.len == 0) == (list.head == none));
+        assert((list.len == 0) == (list.tail == none));
     }
 
     pub fn kindOf(self: *const Deadlines, slot: u32) ?Kind {
+        assert(slot < self.nodes.len);
         return self.nodes[slot].kind;
     }
 
     pub fn count(self: *const Deadlines, kind: Kind) u32 {
-        return self.lists[position(kind)].len;
+        const len = self.lists[position(kind)].len;
+        assert(len <= self.nodes.len);
+        return len;
     }
 
     /// The slot whose deadline of `kind` comes first: for `idle`, the longest idle.
     pub fn oldest(self: *const Deadlines, kind: Kind) ?u32 {
         const head = self.lists[position(kind)].head;
-        return if (head == none) null else head;
+        if (head == none) return null;
+        assert(self.nodes[head].kind.? == kind);
+        assert(self.nodes[head].prev == none);
+        return head;
     }
 
     /// The nearest deadline of all, if any is armed.
@@ -142,7 +160,9 @@ pub const Deadlines = struct {
             if (list.head == none) continue;
             if (self.nodes[list.head].at_ms > now_ms) continue;
             const slot = list.head;
+            assert(self.nodes[slot].kind.? == kinds[i]);
             self.disarm(slot);
+            assert(self.nodes[slot].kind == null);
             return .{ .slot = slot, .kind = kinds[i] };
         }
         return null;

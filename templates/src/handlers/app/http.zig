@@ -359,6 +359,30 @@ pub fn Module(
                     .done => {},
                 }
             }
+            const start = serveRequests(s, ctx, conn, input, out, &progress);
+            assert(start <= input.len);
+            progress.consumed = start;
+            conn.rebase(start);
+            if (start == 0 and conn.head != null and conn.held == null and !progress.close and
+                input.len == config.read_buffer_bytes)
+            {
+                if (!makeRoom(conn, input, out, &progress)) return progress;
+            }
+            progress.phase = phaseOf(conn, input.len > start);
+            return progress;
+        }
+
+        /// Parses and answers the requests in `input`, one after the other, until one is
+        /// incomplete, held, refused or streamed, or the connection is to close; returns the
+        /// bytes of the requests answered (from the front of `input`).
+        fn serveRequests(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+            progress: *api.Progress,
+        ) usize {
             var start: usize = 0;
             // Each step consumes input or moves the parser to its next event.
             var steps: usize = 0;
@@ -372,38 +396,10 @@ pub fn Module(
                     },
                     .head => |head| {
                         conn.parsed += step.consumed;
-                        conn.head = head;
-                        conn.body_start = conn.parsed;
-                        conn.body_len = 0;
-                        const length = switch (head.body) {
-                            .length => |n| n,
-                            else => 0,
-                        };
-                        // With body buffers, a body that outgrows the read buffer moves.
-                        const fits = conn.body_start + length <= config.read_buffer_bytes;
-                        if (!fits and body_buffers == 0) {
-                            refuse(out, &progress, 413);
-                            break;
-                        }
-                        if (head.body == .chunked and body_buffers == 0) {
-                            // Chunk sizes that add up past the room beside the head: 413.
-                            const room = config.read_buffer_bytes - conn.body_start;
-                            conn.parser.limits.body_bytes = @min(conn.max_body_bytes, room);
-                        }
-                        if (head.expect_continue and head.body != .none) {
-                            _ = out.append(continue_response);
-                        }
+                        if (!startBody(conn, head, out, progress)) break;
                     },
                     .body => |piece| {
-                        if (conn.body_buffer) |index| {
-                            assert(conn.body_len + piece.len <= config.max_body_bytes);
-                            @memcpy(bodyBuffer(index)[conn.body_len..][0..piece.len], piece);
-                        } else {
-                            const at = start + conn.body_start + conn.body_len;
-                            assert(@intFromPtr(piece.ptr) >= @intFromPtr(input.ptr + at));
-                            compat.copyLeft(input[at..][0..piece.len], piece);
-                        }
-                        conn.body_len += piece.len;
+                        gatherBody(conn, input[start..], piece);
                         conn.parsed += step.consumed;
                     },
                     .end => {
@@ -411,23 +407,13 @@ pub fn Module(
                         const keep = switch (respond(s, ctx, conn, input[start..], out)) {
                             .later => |ms| {
                                 // Its bytes stay (not consumed) until the route answers.
-                                holdRequest(&progress, ms);
+                                holdRequest(progress, ms);
                                 break;
                             },
                             .sent => |keep| keep,
                         };
-                        progress.requests += 1;
                         start += conn.parsed;
-                        endRequest(conn);
-                        if (conn.streaming != null) {
-                            // The body goes on once this output is sent; requests wait.
-                            progress.want_writable = true;
-                            break;
-                        }
-                        if (!keep) {
-                            progress.close = true;
-                            break;
-                        }
+                        if (!nextRequest(conn, progress, keep)) break;
                     },
                     .err => |e| {
                         appendParserError(out, e);
@@ -437,34 +423,107 @@ pub fn Module(
                     },
                 }
             }
-            progress.consumed = start;
-            conn.rebase(start);
-            if (start == 0 and conn.head != null and conn.held == null and !progress.close and
-                input.len == config.read_buffer_bytes)
-            {
-                // A body that fills the buffer and still is not whole: make room by moving
-                // it to a body buffer, or by dropping the chunk framing already decoded; 413
-                // when neither makes any (503 when only a body buffer would).
-                if (body_buffers > 0 and conn.body_buffer == null and !takeBody(conn, input)) {
-                    // Not the client's fault: counted here, not among the refused requests.
-                    body_buffers_exhausted += 1;
-                    appendStatus(out, 503, "", .{
-                        .keep_alive = false,
-                        .http_1_0 = false,
-                        .head_only = false,
-                    });
-                    progress.close = true;
-                    return progress;
-                }
-                const framing_bytes = squeeze(conn, input);
-                if (framing_bytes == 0) {
-                    refuse(out, &progress, 413);
-                    return progress;
-                }
-                progress.consumed = framing_bytes;
+            assert(start <= input.len);
+            return start;
+        }
+
+        /// A request's head was parsed: its body is to be gathered right behind it. False
+        /// when the request is refused (413) and nothing more is to be parsed.
+        fn startBody(
+            conn: *Connection,
+            head: parser.Head,
+            out: *api.Output,
+            progress: *api.Progress,
+        ) bool {
+            assert(conn.head == null);
+            assert(conn.body_buffer == null);
+            conn.head = head;
+            conn.body_start = conn.parsed;
+            conn.body_len = 0;
+            const length = switch (head.body) {
+                .length => |n| n,
+                else => 0,
+            };
+            // With body buffers, a body that outgrows the read buffer moves.
+            const fits = conn.body_start + length <= config.read_buffer_bytes;
+            if (!fits and body_buffers == 0) {
+                refuse(out, progress, 413);
+                return false;
             }
-            progress.phase = phaseOf(conn, input.len > start);
-            return progress;
+            if (head.body == .chunked and body_buffers == 0) {
+                // Chunk sizes that add up past the room beside the head: 413.
+                const room = config.read_buffer_bytes - conn.body_start;
+                conn.parser.limits.body_bytes = @min(conn.max_body_bytes, room);
+            }
+            if (head.expect_continue and head.body != .none) {
+                _ = out.append(continue_response);
+            }
+            return true;
+        }
+
+        /// Appends a piece of the current request's body (which starts `request`) to the
+        /// body gathered so far, in its body buffer or behind its head.
+        fn gatherBody(conn: *Connection, request: []u8, piece: []const u8) void {
+            assert(conn.head != null);
+            if (conn.body_buffer) |index| {
+                assert(conn.body_len + piece.len <= config.max_body_bytes);
+                @memcpy(bodyBuffer(index)[conn.body_len..][0..piece.len], piece);
+            } else {
+                const at = conn.body_start + conn.body_len;
+                assert(@intFromPtr(piece.ptr) >= @intFromPtr(request.ptr + at));
+                compat.copyLeft(request[at..][0..piece.len], piece);
+            }
+            conn.body_len += piece.len;
+        }
+
+        /// The current request was answered (`keep`: the connection may carry another):
+        /// whether the next one may be parsed now.
+        fn nextRequest(conn: *Connection, progress: *api.Progress, keep: bool) bool {
+            progress.requests += 1;
+            endRequest(conn);
+            if (conn.streaming != null) {
+                // The body goes on once this output is sent; requests wait.
+                progress.want_writable = true;
+                return false;
+            }
+            if (!keep) {
+                progress.close = true;
+                return false;
+            }
+            return true;
+        }
+
+        /// A body fills the read buffer (which holds nothing else) and still is not whole:
+        /// make room by moving it to a body buffer, or by dropping the chunk framing already
+        /// decoded; 413 when neither makes any (503 when only a body buffer would). False
+        /// when the request was refused and the connection is to close.
+        fn makeRoom(
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+            progress: *api.Progress,
+        ) bool {
+            assert(input.len == config.read_buffer_bytes);
+            assert(conn.head != null);
+            assert(conn.held == null);
+            if (body_buffers > 0 and conn.body_buffer == null and !takeBody(conn, input)) {
+                // Not the client's fault: counted here, not among the refused requests.
+                body_buffers_exhausted += 1;
+                appendStatus(out, 503, "", .{
+                    .keep_alive = false,
+                    .http_1_0 = false,
+                    .head_only = false,
+                });
+                progress.close = true;
+                return false;
+            }
+            const framing_bytes = squeeze(conn, input);
+            if (framing_bytes == 0) {
+                refuse(out, progress, 413);
+                return false;
+            }
+            progress.consumed = framing_bytes;
+            return true;
         }
 
         /// What the connection waits for; `unparsed`: bytes of a next request are buffered.
@@ -558,13 +617,13 @@ pub fn Module(
             const timed = @hasDecl(M, "access") or conn.held != null;
             const now_us = if (timed) nowUs() else 0;
             const started_us = if (conn.held) |h| h.since_us else now_us;
+            assert(started_us <= now_us or !timed);
             var framing: Framing = .{
                 .keep_alive = head.persistent() and !ctx.draining,
                 .http_1_0 = head.version == .http_1_0,
                 .head_only = std.mem.eql(u8, head.method, "HEAD"),
             };
             const target = router.splitTarget(head.target);
-            var params: router.Params = .{};
             var fba = std.heap.FixedBufferAllocator.init(&scratch);
             var req: Request = .{
                 .method = head.method,
@@ -585,70 +644,12 @@ pub fn Module(
                 .header_buf = &header_buf,
                 .waiter = .{ .slot = ctx.slot, .generation = ctx.connection_generation },
             };
-            const method = router.methodOf(head.method);
-            var allowed: [router.all_methods.len]bool = @splat(false);
-            var route_name: []const u8 = "";
-            var routed = false;
-            inline for (routes) |r| {
-                if (!routed and router.matchPath(r.path, target.path, &params)) {
-                    allowed[comptime router.methodIndex(r.method)] = true;
-                    if (r.method == .GET) allowed[comptime router.methodIndex(.HEAD)] = true;
-                    const wanted = method != null and (method.? == r.method or
-                        (method.? == .HEAD and r.method == .GET and !hasRoute(.HEAD, r.path)));
-                    if (wanted) {
-                        routed = true;
-                        route_name = r.name;
-                        req.params = params.items[0..params.len];
-                        @field(M, r.name)(s, &req, &res) catch |err| {
-                            res = .{
-                                .status = statusOf(err),
-                                .body_buf = &.{},
-                                .header_buf = &header_buf,
-                            };
-                        };
-                        if (res.later_ms) |ms| {
-                            const held = conn.held orelse Connection.Held{
-                                .since_us = if (timed) now_us else nowUs(),
-                                .waits = 0,
-                            };
-                            conn.held = .{ .since_us = held.since_us, .waits = held.waits + 1 };
-                            return .{ .later = ms };
-                        }
-                    }
-                    params.len = 0;
-                }
+            const route_name = runRoute(s, &req, &res);
+            if (res.later_ms) |ms| {
+                hold(conn, if (timed) now_us else nowUs());
+                return .{ .later = ms };
             }
-            var any_allowed = false;
-            for (allowed) |a| any_allowed = any_allowed or a;
-            if (!routed) {
-                const status: u16 = if (any_allowed) 405 else 404;
-                res = .{ .status = status, .body_buf = &.{}, .header_buf = &header_buf };
-                if (any_allowed) {
-                    res.header("Allow", router.allowText(allowed, &allow_buf)) catch unreachable;
-                }
-            }
-            framing.keep_alive = framing.keep_alive and !res.close;
-            const streamed = if (hasNoBody(res.status)) null else res.continuation;
-            if (streamed) |c| {
-                framing.chunked = c.length == null and !framing.http_1_0;
-                // An HTTP/1.0 client knows where an unsized body ends only by the close.
-                if (c.length == null and framing.http_1_0) framing.keep_alive = false;
-            }
-            if (!appendResponse(out, &res, framing)) {
-                // Headers and body beyond the write buffer: the route's answer cannot go out.
-                framing.keep_alive = false;
-                framing.chunked = false;
-                res.continuation = null;
-                appendStatus(out, 500, "", framing);
-                res.status = 500;
-            } else if (streamed) |c| if (!framing.head_only) {
-                conn.streaming = .{
-                    .continuation = c,
-                    .sent = res.body_len,
-                    .chunked = framing.chunked,
-                    .keep_alive = framing.keep_alive,
-                };
-            };
+            writeAnswer(conn, &res, &framing, out);
             if (@hasDecl(M, "access")) {
                 s.access(.{
                     .method = head.method,
@@ -660,6 +661,93 @@ pub fn Module(
                 });
             }
             return .{ .sent = framing.keep_alive };
+        }
+
+        /// Runs the route that the request's method and path select; returns its name, or
+        /// "" when there is none (then `res` is a 405 listing the path's methods, or a 404).
+        fn runRoute(s: *State, req: *Request, res: *Response) []const u8 {
+            assert(req.params.len == 0);
+            const method = router.methodOf(req.method);
+            var params: router.Params = .{};
+            var allowed: [router.all_methods.len]bool = @splat(false);
+            inline for (routes) |r| {
+                if (router.matchPath(r.path, req.path, &params)) {
+                    allowed[comptime router.methodIndex(r.method)] = true;
+                    if (r.method == .GET) allowed[comptime router.methodIndex(.HEAD)] = true;
+                    const wanted = method != null and (method.? == r.method or
+                        (method.? == .HEAD and r.method == .GET and !hasRoute(.HEAD, r.path)));
+                    if (wanted) {
+                        req.params = params.items[0..params.len];
+                        @field(M, r.name)(s, req, res) catch |err| {
+                            res.* = .{
+                                .status = statusOf(err),
+                                .body_buf = &.{},
+                                .header_buf = &header_buf,
+                            };
+                        };
+                        return r.name;
+                    }
+                    params.len = 0;
+                }
+            }
+            answerUnrouted(allowed, res);
+            return "";
+        }
+
+        /// No route has the request's method and path: 405 when the path has routes for
+        /// other methods (listed in `Allow`), 404 when it has none.
+        fn answerUnrouted(allowed: [router.all_methods.len]bool, res: *Response) void {
+            assert(res.later_ms == null);
+            var any_allowed = false;
+            for (allowed) |a| any_allowed = any_allowed or a;
+            const status: u16 = if (any_allowed) 405 else 404;
+            res.* = .{ .status = status, .body_buf = &.{}, .header_buf = &header_buf };
+            if (any_allowed) {
+                res.header("Allow", router.allowText(allowed, &allow_buf)) catch unreachable;
+            }
+        }
+
+        /// The route held the current request (`res.later`): counts the wait, and keeps
+        /// when it was first held (`now_us`, unless it was held before).
+        fn hold(conn: *Connection, now_us: u64) void {
+            const held = conn.held orelse Connection.Held{ .since_us = now_us, .waits = 0 };
+            assert(held.since_us <= now_us);
+            conn.held = .{ .since_us = held.since_us, .waits = held.waits + 1 };
+        }
+
+        /// Writes the route's answer (status line, headers, the body or its start), or a
+        /// 500 when it does not fit the output; a body the route streams goes on later.
+        /// Updates `framing` to what was written.
+        fn writeAnswer(
+            conn: *Connection,
+            res: *Response,
+            framing: *Framing,
+            out: *api.Output,
+        ) void {
+            assert(conn.streaming == null);
+            assert(res.later_ms == null);
+            framing.keep_alive = framing.keep_alive and !res.close;
+            const streamed = if (hasNoBody(res.status)) null else res.continuation;
+            if (streamed) |c| {
+                framing.chunked = c.length == null and !framing.http_1_0;
+                // An HTTP/1.0 client knows where an unsized body ends only by the close.
+                if (c.length == null and framing.http_1_0) framing.keep_alive = false;
+            }
+            if (!appendResponse(out, res, framing.*)) {
+                // Headers and body beyond the write buffer: the route's answer cannot go out.
+                framing.keep_alive = false;
+                framing.chunked = false;
+                res.continuation = null;
+                appendStatus(out, 500, "", framing.*);
+                res.status = 500;
+            } else if (streamed) |c| if (!framing.head_only) {
+                conn.streaming = .{
+                    .continuation = c,
+                    .sent = res.body_len,
+                    .chunked = framing.chunked,
+                    .keep_alive = framing.keep_alive,
+                };
+            };
         }
 
         var allow_buf: [64]u8 = undefined;
