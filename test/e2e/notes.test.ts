@@ -298,6 +298,24 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
     }
   });
 
+  it("answers CONNECT 501 and closes, as the built-in handler does, and 400 to a bad Host", { timeout }, async () => {
+    for (const target of ["a:80", "/notes"]) {
+      const reply = await tcpExchange("127.0.0.1", port, {
+        send: `CONNECT ${target} HTTP/1.1\r\nHost: a:80\r\n\r\nGET /notes HTTP/1.1\r\nHost: a\r\n\r\n`,
+        timeoutMs: 5_000,
+      });
+      const text = reply.toString("latin1");
+      // One answer, then the close: the GET behind it is never served.
+      expect([...text.matchAll(/^HTTP\/1\.1 (\d+)/gm)].map((m) => m[1])).toEqual(["501"]);
+      expect(text).toMatch(/^Connection: close\r$/im);
+    }
+    const badHost = await tcpExchange("127.0.0.1", port, {
+      send: "GET /notes HTTP/1.1\r\nHost: a b\r\n\r\n",
+      timeoutMs: 5_000,
+    });
+    expect(badHost.toString("latin1")).toMatch(/^HTTP\/1\.1 400 /);
+  });
+
   it("answers a request pipelined behind a held one after it, in order", { timeout }, async () => {
     const reply = await tcpExchange("127.0.0.1", port, {
       send:

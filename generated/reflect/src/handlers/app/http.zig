@@ -438,6 +438,12 @@ pub fn Module(
         ) bool {
             assert(conn.head == null);
             assert(conn.body_buffer == null);
+            // A tunnel this server does not make: 501 and close, as the built-in handler
+            // answers; routes never see it (RFC 9110 §9.3.6: never a 2xx to CONNECT).
+            if (std.mem.eql(u8, head.method, "CONNECT")) {
+                refuse(out, progress, 501);
+                return false;
+            }
             conn.head = head;
             conn.body_start = conn.parsed;
             conn.body_len = 0;
