@@ -13,7 +13,7 @@ import { execa } from "execa";
 import { beforeAll, describe, expect, it } from "vitest";
 import { PACKAGE_ROOT } from "../../src/index.js";
 import { binaryOf } from "./support/supervised.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const RUN_TIMEOUT_MS = 90_000;
@@ -133,7 +133,7 @@ const UPGRADE_VARIANTS = [
   "upgrade-bench-d",
 ] as const;
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let binary: string;
   let variants: string[];
 

@@ -39,7 +39,7 @@ import {
   type UpgradePorts,
   type UpgradeVariant,
 } from "./support/supervised.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 90_000;
@@ -91,7 +91,7 @@ async function whoami(port: number) {
   return parseWhoami((await tcpExchange(HOST, port, { timeoutMs: 3_000 })).toString());
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let scratch: string;
   let ports: UpgradePorts;
   const binaries = new Map<UpgradeVariant, string>();

@@ -27,7 +27,7 @@ import {
   type StoppedEvent,
 } from "./support/program.js";
 import { ANY_LOOPBACK_PORT, binaryOf, processGroupMembers } from "./support/supervised.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -118,7 +118,7 @@ function ignoresSigchld(pid: number): boolean {
   return (BigInt(`0x${mask}`) & (1n << 16n)) !== 0n;
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let binary: string;
   let scratch: string;
   let receiver: NotifySocket | undefined;
