@@ -138,9 +138,12 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let variants: string[];
 
   beforeAll(async () => {
-    binary = await binaryOf("restart-bench", version);
-    variants = [];
-    for (const variant of UPGRADE_VARIANTS) variants.push(await binaryOf(variant, version));
+    // Built side by side: each Zig build keeps about one core busy.
+    const built = await Promise.all(
+      ["restart-bench" as const, ...UPGRADE_VARIANTS].map((key) => binaryOf(key, version)),
+    );
+    binary = built[0]!;
+    variants = built.slice(1);
   }, SETUP_TIMEOUT_MS);
 
   describe.each(MIGRATE_VALUES)("net.ipv4.tcp_migrate_req=%i", (migrate) => {

@@ -99,9 +99,10 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   beforeAll(async () => {
     scratch = await mkdtemp(path.join(tmpdir(), "gen-reuseport-upgrade-"));
     ports = await upgradePorts(version);
-    for (const variant of ["base", "changed", "fewer", "other-supervisor"] as const) {
-      binaries.set(variant, await upgradeBinaryOf(variant, version));
-    }
+    // Built side by side: each Zig build keeps about one core busy.
+    const variants = ["base", "changed", "fewer", "other-supervisor"] as const;
+    const built = await Promise.all(variants.map((v) => upgradeBinaryOf(v, version)));
+    variants.forEach((variant, i) => binaries.set(variant, built[i]!));
   }, SETUP_TIMEOUT_MS);
 
   let receiver: NotifySocket | undefined;

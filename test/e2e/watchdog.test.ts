@@ -120,11 +120,16 @@ function ignoresSigchld(pid: number): boolean {
 
 describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let binary: string;
+  /** A service built from another spec (for the foreign-worker test), built here, not in it. */
+  let foreign: string;
   let scratch: string;
   let receiver: NotifySocket | undefined;
 
   beforeAll(async () => {
-    binary = await binaryOf("supervised", version);
+    [binary, foreign] = await Promise.all([
+      binaryOf("supervised", version),
+      binaryOf("restart-bench", version),
+    ]);
     scratch = await mkdtemp(path.join(tmpdir(), "gen-reuseport-watchdog-"));
   }, SETUP_TIMEOUT_MS);
 
@@ -302,7 +307,6 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
       "goes on",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const foreign = await binaryOf("restart-bench", version);
       const { copy, replaceWith } = await replaceableCopy("foreign");
       const { program, ready } = await startSupervisor(copy);
       // A binary with another spec on disk is a whole-program upgrade (upgrade.test.ts): this
