@@ -21,7 +21,7 @@ import {
 } from "./support/program.js";
 import { binaryOf } from "./support/supervised.js";
 import { ensureCommand } from "./support/tools.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -54,7 +54,7 @@ async function firstWhoami(port: number) {
   }
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let binary: string;
   let activate: string;
 

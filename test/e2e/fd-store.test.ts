@@ -24,7 +24,7 @@ import {
   type ServiceEvent,
 } from "./support/program.js";
 import { ANY_LOOPBACK_PORT, binaryOf, SUPERVISED_SPEC } from "./support/supervised.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -138,7 +138,7 @@ async function udpSendAndAwait(port: number, payload: string) {
   return answer;
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let binary: string;
   let scratch: string;
 

@@ -22,7 +22,7 @@ import {
   type StoppedEvent,
 } from "./support/program.js";
 import { programOf } from "./support/project.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 90_000;
@@ -138,7 +138,7 @@ async function stopGracefully(program: Program): Promise<StoppedEvent> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe.each(ZIG_VERSIONS)("zig %s: --handover", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s: --handover", (version) => {
   let binary: string;
   let dir: string;
 

@@ -27,7 +27,7 @@ import {
 import { runBounded } from "./support/net.js";
 import { portOf, stopAllPrograms, type Program, type ReadyEvent } from "./support/program.js";
 import { binaryOf, HOSTILE_ANY_LOOPBACK_PORT } from "./support/supervised.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -270,7 +270,7 @@ async function runCase(c: FramingCase, port: number): Promise<RawClient> {
  * Every release, in a Debug build (every safety check on) and a ReleaseFast build (none): the
  * answers must not depend on the mode.
  */
-const BUILDS = ZIG_VERSIONS.flatMap((version) => [
+const BUILDS = FULL_MATRIX_VERSIONS.flatMap((version) => [
   [version, "Debug", "hostile"] as const,
   [version, "ReleaseFast", "hostile-release-fast"] as const,
 ]);

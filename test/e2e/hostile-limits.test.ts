@@ -26,7 +26,7 @@ import {
   HOSTILE_SPEC,
   SUPERVISED_SPEC,
 } from "./support/supervised.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 90_000;
@@ -109,7 +109,7 @@ async function stderrMatching(program: Program, pattern: RegExp): Promise<void> 
   expect(program.stderr).toMatch(pattern);
 }
 
-describe.each(ZIG_VERSIONS)("zig %s: hostile clients, limits", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s: hostile clients, limits", (version) => {
   afterEach(async () => {
     await stopAllPrograms();
   });

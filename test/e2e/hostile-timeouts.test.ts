@@ -24,7 +24,7 @@ import {
 import { parseWhoami, tcpExchange, udpExchange } from "./support/net.js";
 import { portOf, stopAllPrograms } from "./support/program.js";
 import { binaryOf, HOSTILE_ANY_LOOPBACK_PORT } from "./support/supervised.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -83,7 +83,7 @@ async function writeUntilStalled(
   return { written, lastProgressAt };
 }
 
-describe.each(ZIG_VERSIONS)("zig %s: hostile clients, deadlines", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s: hostile clients, deadlines", (version) => {
   let binary: string;
 
   beforeAll(async () => {

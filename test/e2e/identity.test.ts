@@ -26,7 +26,7 @@ import {
   binaryOf,
   OTHER_SUPERVISOR_FINGERPRINT,
 } from "./support/supervised.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -51,7 +51,7 @@ function fingerprintOf(binary: string): { spec: string; supervisor: string } {
   return { spec: match[1]!, supervisor: match[2]! };
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let binary: string;
   let scratch: string;
 

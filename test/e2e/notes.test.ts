@@ -22,7 +22,7 @@ import {
 } from "./support/program.js";
 import { programOf } from "./support/project.js";
 import { ensureCommand } from "./support/tools.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 30_000;
@@ -93,7 +93,7 @@ function statusOf(reply: Buffer): number {
   return Number(reply.subarray(0, 12).toString("latin1").split(" ")[1]);
 }
 
-describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (version) => {
   let base: string;
   let tmp: string;
   let program: Program;
@@ -367,7 +367,7 @@ describe.each(ZIG_VERSIONS)("zig %s: the notes example (HTTP module, curl)", (ve
   });
 });
 
-describe.each(ZIG_VERSIONS)("zig %s: notes with body buffers", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s: notes with body buffers", (version) => {
   let base: string;
   let port: number;
   let tmp: string;

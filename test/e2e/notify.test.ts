@@ -17,9 +17,9 @@ import {
 } from "./support/program.js";
 import { ANY_LOOPBACK_PORT, binaryOf } from "./support/supervised.js";
 import { NotifySocket } from "./support/notify-socket.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let binary: string;
   let scratch: string;
   let receiver: NotifySocket | undefined;

@@ -19,7 +19,7 @@ import {
 } from "./support/program.js";
 import { programOf } from "./support/project.js";
 import { ensureCommand } from "./support/tools.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 30_000;
@@ -87,7 +87,7 @@ function redisCli(port: number, args: readonly string[], input?: string): Promis
   });
 }
 
-describe.each(ZIG_VERSIONS)("zig %s: the resp example (stream module, redis-cli)", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, redis-cli)", (version) => {
   let port: number;
   let pid: number;
   const timeout = TEST_TIMEOUT_MS;

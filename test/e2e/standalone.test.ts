@@ -23,7 +23,7 @@ import {
   type StoppedEvent,
 } from "./support/program.js";
 import { programOf } from "./support/project.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -83,7 +83,7 @@ async function endpointsFor(
   return endpoints;
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   afterAll(async () => {
     await stopAllPrograms();
   });

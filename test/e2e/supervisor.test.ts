@@ -41,7 +41,7 @@ import {
   parentPid,
   processGroupMembers,
 } from "./support/supervised.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -106,7 +106,7 @@ function generationsReady(program: Program): number[] {
   return program.events.filter((e) => e.event === "ready").map((e) => (e as ReadyEvent).generation);
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let binary: string;
   let scratch: string;
 

@@ -21,7 +21,7 @@ import {
 } from "./support/program.js";
 import { binaryOf, SUPERVISED_SPEC } from "./support/supervised.js";
 import { ensureCommand } from "./support/tools.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
@@ -56,7 +56,7 @@ function directives(text: string): [string, string][] {
     });
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let binary: string;
   let unitsDir: string;
   let scratch: string;

@@ -22,7 +22,7 @@ import { ClientLoad } from "./support/client-load.js";
 import { freePort } from "./support/net.js";
 import { isAlive, waitUntilGone, type ReadyEvent, type ServiceEvent } from "./support/program.js";
 import { builtSpecValue } from "./support/project.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 /** How long one SIGHUP may take to end: the old supervisor's own limit is 15 s. */
@@ -80,7 +80,7 @@ async function unreadFifo(file: string): Promise<{ stop: () => void }> {
   return { stop: () => holder.kill("SIGKILL") };
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   let scratch: string;
   const binaries = new Map<string, string>();
 

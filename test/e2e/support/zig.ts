@@ -3,13 +3,19 @@
  * generator's own `ensureZig` (the PyPI `ziglang` wheel) into the checkout's `.toolchain/`, or
  * into `$GEN_REUSEPORT_CACHE` when it is set (the per-user cache of installed users).
  */
+import path from "node:path";
+import { inject } from "vitest";
 import {
   buildProject,
   checkoutToolchainDir,
   ensureZig,
   zigGlobalCacheDir,
 } from "../../../src/index.js";
-import { PROVISIONED_BY_DEFAULT } from "../../../src/zig-facts.js";
+import {
+  compareZigVersions,
+  parseZigVersion,
+  PROVISIONED_BY_DEFAULT,
+} from "../../../src/zig-facts.js";
 
 /** The environment variable that narrows the run, e.g. `GEN_REUSEPORT_ZIG=0.15.2,0.17.1`. */
 export const ZIG_VERSIONS_ENV = "GEN_REUSEPORT_ZIG";
@@ -26,6 +32,48 @@ export function zigVersionsUnderTest(env: NodeJS.ProcessEnv = process.env): stri
 }
 
 export const ZIG_VERSIONS: readonly string[] = zigVersionsUnderTest();
+
+/**
+ * The environment variable that picks the matrix: `full` runs every end-to-end test on every
+ * release under test; unset (or `reduced`) runs the reduced matrix (see `fullMatrixVersions`).
+ */
+export const MATRIX_ENV = "GEN_REUSEPORT_MATRIX";
+
+export type Matrix = "reduced" | "full";
+
+/** The matrix `$GEN_REUSEPORT_MATRIX` asks for; any other value is a mistake and fails the run. */
+export function matrixOf(env: NodeJS.ProcessEnv = process.env): Matrix {
+  const raw = (env[MATRIX_ENV] ?? "").trim();
+  if (raw === "" || raw === "reduced") return "reduced";
+  if (raw === "full") return "full";
+  throw new Error(`${MATRIX_ENV}=${raw}: expected "full" or "reduced" (the default)`);
+}
+
+/**
+ * The one rule of the matrix. Every release under test compiles every project the smoke tests
+ * need, passes each example's `zig build test` (build.test.ts, drawn-specs.test.ts) and serves
+ * one client per handler (smoke.test.ts and the small files that keep `ZIG_VERSIONS`). The whole
+ * suite (`describe.each(FULL_MATRIX_VERSIONS)`) runs on the oldest and the newest release under
+ * test, where the version bridges of `src/compat.zig` part ways; with `full`, on every release.
+ */
+export function fullMatrixVersions(versions: readonly string[], matrix: Matrix): string[] {
+  if (matrix === "full" || versions.length <= 2) return [...versions];
+  const ordered = [...versions].sort(byRelease);
+  const ends = new Set([ordered[0]!, ordered[ordered.length - 1]!]);
+  return versions.filter((v) => ends.has(v));
+}
+
+function byRelease(a: string, b: string): number {
+  const [pa, pb] = [parseZigVersion(a), parseZigVersion(b)];
+  if (pa === undefined || pb === undefined) return a.localeCompare(b);
+  return compareZigVersions(pa, pb);
+}
+
+/** The releases that run every end-to-end test (the others run the smoke subset). */
+export const FULL_MATRIX_VERSIONS: readonly string[] = fullMatrixVersions(
+  ZIG_VERSIONS,
+  matrixOf(),
+);
 
 /** Where the suite's toolchains and Zig caches live (the checkout's `.toolchain/` by default). */
 export const TOOLCHAIN_DIR = checkoutToolchainDir(process.env);
@@ -57,10 +105,18 @@ export async function provisionZig(version: string): Promise<string> {
 
 /**
  * The environment Zig runs with for `version`: a global cache of its own next to the
- * toolchains, so that releases never share a cache and a second run is fast.
+ * toolchains, so that releases never share a cache and a second run is fast; and one local
+ * cache for every project of the release in this run (in the run's folder, removed with it)
+ * instead of a `.zig-cache` per project, so that projects with the same `build.zig` (one
+ * service name: `supervised` and its other-supervisor twin, the upgrade variants, the Debug
+ * and ReleaseFast `hostile`) compile their build runner once. Zig's cache is keyed by content
+ * and safe for concurrent builds.
  */
 export function zigEnv(version: string): NodeJS.ProcessEnv {
-  return { ZIG_GLOBAL_CACHE_DIR: zigGlobalCacheDir(TOOLCHAIN_DIR, version) };
+  return {
+    ZIG_GLOBAL_CACHE_DIR: zigGlobalCacheDir(TOOLCHAIN_DIR, version),
+    ZIG_LOCAL_CACHE_DIR: path.join(inject("e2eRunDir"), `zig-${version}`, "zig-cache"),
+  };
 }
 
 const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
