@@ -138,6 +138,15 @@ async function stopGracefully(program: Program): Promise<StoppedEvent> {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Waits (bounded) until the program's stderr matches: stderr and stdout are two pipes, so a line
+ * logged before `ready` (or before the exit) may still be on its way when that is seen.
+ */
+async function expectLog(program: Program, pattern: RegExp) {
+  for (let i = 0; i < 100 && !pattern.test(program.stderr); i++) await sleep(20);
+  expect(program.stderr).toMatch(pattern);
+}
+
 describe.each(FULL_MATRIX_VERSIONS)("zig %s: --handover", (version) => {
   let binary: string;
   let dir: string;
@@ -192,11 +201,11 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: --handover", (version) => {
         await sleep(300);
         const stoppedA = await stopGracefully(a.program);
         expect(stoppedA.reason).toBe("graceful");
-        expect(a.program.stderr).toMatch(/handed to the next process/);
+        await expectLog(a.program, /handed to the next process/);
         await sleep(300);
 
         const c = await startReady(binary, flags(endpoints));
-        expect(c.program.stderr).toMatch(new RegExp(`taken from pid ${b.program.pid}`));
+        await expectLog(c.program, new RegExp(`taken from pid ${b.program.pid}`));
         await sleep(300);
         await stopGracefully(b.program);
         await sleep(500);
