@@ -16,6 +16,8 @@ const zig_version = builtin.zig_version;
 /// `std.os.argv` and `std.os.environ`.
 /// A Debug build (0.17 spells the optimize modes in lower case).
 pub const is_debug = std.ascii.eqlIgnoreCase(@tagName(builtin.mode), "debug");
+/// A build with safety checks (Debug or ReleaseSafe), where invariant walks are worth their cost.
+pub const has_safety = is_debug or std.ascii.eqlIgnoreCase(@tagName(builtin.mode), "releasesafe");
 
 pub const has_process_init = zig_version.major > 0 or zig_version.minor >= 16;
 

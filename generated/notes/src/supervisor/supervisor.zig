@@ -262,7 +262,7 @@ pub const Supervisor = struct {
 
     /// What must hold between any two turns of the loop (checked in Debug and ReleaseSafe).
     fn assertInvariants(self: *const Supervisor) void {
-        if (!std.debug.runtime_safety) return;
+        if (!compat.has_safety) return;
         assert(self.generation <= self.last_generation);
         assert(self.liveCount() <= self.records.len);
         switch (self.phase) {
