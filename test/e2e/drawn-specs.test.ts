@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { validSpec } from "../support/spec-arbitrary.js";
 import { builtSpecValue, type BuiltProject, type StepResult } from "./support/project.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const BUILD_TIMEOUT_MS = 15 * 60_000;
 const SEED = 20261201;
@@ -28,7 +28,7 @@ function expectStep(step: StepResult) {
   expect(step.ok, `${step.command} failed:\n${step.output}`).toBe(true);
 }
 
-describe.each(ZIG_VERSIONS)("zig %s", (version) => {
+describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   describe.each(DRAWN.map((spec, i) => [i, spec] as const))("drawn spec %i", (i, spec) => {
     let project: BuiltProject;
     const built = async () => (project ??= await builtSpecValue(`drawn-${i}`, spec, version));

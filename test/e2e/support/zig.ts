@@ -51,7 +51,7 @@ export function matrixOf(env: NodeJS.ProcessEnv = process.env): Matrix {
 
 /**
  * The one rule of the matrix. Every release under test compiles every project the smoke tests
- * need, passes each example's `zig build test` (build.test.ts, drawn-specs.test.ts) and serves
+ * need, passes each example's `zig build test` (build.test.ts) and serves
  * one client per handler (smoke.test.ts and the small files that keep `ZIG_VERSIONS`). The whole
  * suite (`describe.each(FULL_MATRIX_VERSIONS)`) runs on the oldest and the newest release under
  * test, where the version bridges of `src/compat.zig` part ways; with `full`, on every release.
