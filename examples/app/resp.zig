@@ -1,8 +1,10 @@
 //! The resp module of examples/resp.json: a subset of the Redis protocol (RESP2) over a raw
 //! stream. Commands: PING [message], ECHO message, GET key, SET key value, DEL key [key …],
-//! INCR key, CLIENT SETNAME name, CLIENT GETNAME, CONFIG GET parameter (empty values, for
-//! clients that ask), SELECT 0, DEBUG SLEEP seconds, QUIT. Requests are arrays of bulk
-//! strings or inline commands (`PING\r\n`); pipelined requests are answered in one write.
+//! INCR key, INCRBY key increment, CLIENT SETNAME name, CLIENT GETNAME, CONFIG GET parameter
+//! (empty values, for clients that ask), SELECT 0, DEBUG SLEEP seconds, QUIT. Requests are
+//! arrays of bulk strings or inline commands (`PING\r\n`); pipelined requests are answered in
+//! one write. Integers and lengths are read as redis-server reads them (no `+`, `_` or leading
+//! zero), and nothing pipelined after QUIT runs.
 //!
 //! DEBUG SLEEP shows a connection's timer and its own back-pressure: Redis stops its whole
 //! server for that long; here only the connection waits. Its reading is paused (what the
@@ -140,6 +142,8 @@ pub const Connection = struct {
     name: [max_name_bytes]u8 = undefined,
     name_len: u8 = 0,
     sleeping: bool = false,
+    /// QUIT was answered: nothing after it runs.
+    quitting: bool = false,
 };
 
 const Command = struct {
@@ -167,6 +171,26 @@ fn trimCr(s: []const u8) []const u8 {
     return if (s.len > 0 and s[s.len - 1] == '\r') s[0 .. s.len - 1] else s;
 }
 
+/// An integer as Redis reads one (its string2ll): an optional '-' for a signed type, then
+/// "0" or digits without a leading zero; no '+', no '_', no spaces, nothing after. Zig's
+/// parseInt would take `+1`, `1_0` and `01`, which redis-server refuses.
+fn strictInt(comptime T: type, text: []const u8) ?T {
+    const negative = text.len > 0 and text[0] == '-';
+    if (negative and @typeInfo(T).int.signedness == .unsigned) return null;
+    const digits = if (negative) text[1..] else text;
+    if (digits.len == 0 or digits.len > 20) return null;
+    if (digits[0] == '0' and (digits.len > 1 or negative)) return null;
+    var value: T = 0;
+    for (digits) |c| {
+        if (c < '0' or c > '9') return null;
+        const d: T = @intCast(c - '0');
+        value = std.math.mul(T, value, 10) catch return null;
+        value = (if (negative) std.math.sub(T, value, d) else std.math.add(T, value, d)) catch
+            return null;
+    }
+    return value;
+}
+
 fn parse(input: []const u8) Parse {
     if (input.len == 0) return .need_more;
     if (input[0] != '*') return parseInline(input);
@@ -175,7 +199,7 @@ fn parse(input: []const u8) Parse {
         if (input.len > max_line_bytes) return .{ .protocol_error = "too long header" };
         return .need_more;
     };
-    const count = std.fmt.parseInt(usize, trimCr(head[1..]), 10) catch
+    const count = strictInt(usize, trimCr(head[1..])) orelse
         return .{ .protocol_error = "invalid multibulk length" };
     if (count > max_args) return .{ .protocol_error = "too many arguments" };
     var at = head.len + 1;
@@ -184,7 +208,7 @@ fn parse(input: []const u8) Parse {
         if (rest.len == 0) return .need_more;
         if (rest[0] != '$') return .{ .protocol_error = "expected '$'" };
         const size_line = line(rest) orelse return .need_more;
-        const size = std.fmt.parseInt(usize, trimCr(size_line[1..]), 10) catch
+        const size = strictInt(usize, trimCr(size_line[1..])) orelse
             return .{ .protocol_error = "invalid bulk length" };
         const start = at + size_line.len + 1;
         if (input.len < start + size + 2) {
@@ -236,6 +260,8 @@ pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io
         };
         if (!try answer(state, conn, cmd.args[0..cmd.argc], io)) break;
         used += cmd.len;
+        // Redis closes after QUIT's +OK: what was pipelined behind it is never run.
+        if (conn.quitting) return input.len;
         // The commands after a DEBUG SLEEP wait for its end (reading is paused).
         if (conn.sleeping) break;
     }
@@ -289,7 +315,14 @@ fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *strea
         try io.print(":{d}\r\n", .{n});
     } else if (is(name, "INCR")) {
         if (args.len != 2) return wrongArity(io, "incr");
-        try incr(state, args[1], io);
+        try incrBy(state, args[1], 1, io);
+    } else if (is(name, "INCRBY")) {
+        if (args.len != 3) return wrongArity(io, "incrby");
+        if (strictInt(i64, args[2])) |by| {
+            try incrBy(state, args[1], by, io);
+        } else {
+            try io.write("-ERR value is not an integer or out of range\r\n");
+        }
     } else if (is(name, "CLIENT")) {
         try client(conn, args, io);
     } else if (is(name, "CONFIG") and args.len == 3 and is(args[1], "GET")) {
@@ -306,6 +339,7 @@ fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *strea
         try debug(conn, args, io);
     } else if (is(name, "QUIT")) {
         try io.write("+OK\r\n");
+        conn.quitting = true;
         io.close();
     } else {
         const shown = name[0..@min(name.len, 32)];
@@ -330,14 +364,14 @@ fn syntaxError(io: *stream.Io) !bool {
     return true;
 }
 
-fn incr(state: *State, k: []const u8, io: *stream.Io) !void {
+fn incrBy(state: *State, k: []const u8, by: i64, io: *stream.Io) !void {
     const current: i64 = if (state.find(k)) |e|
-        std.fmt.parseInt(i64, e.value(), 10) catch {
+        strictInt(i64, e.value()) orelse {
             return io.write("-ERR value is not an integer or out of range\r\n");
         }
     else
         0;
-    const next = std.math.add(i64, current, 1) catch {
+    const next = std.math.add(i64, current, by) catch {
         return io.write("-ERR increment or decrement would overflow\r\n");
     };
     var buf: [24]u8 = undefined;
@@ -423,4 +457,35 @@ test "DEBUG SLEEP answers from the connection's timer; commands after it wait" {
     try std.testing.expectEqualStrings("+PONG\r\n", after);
     const bad = try service.testBytes(&state, &conn, "DEBUG SLEEP x\r\nDEBUG SLEEP 0\r\n");
     try std.testing.expectEqualStrings("-ERR value is not a valid float\r\n+OK\r\n", bad);
+}
+
+test "integers and lengths as redis-server reads them; INCRBY; nothing runs after QUIT" {
+    try std.testing.expectEqual(@as(?i64, -42), strictInt(i64, "-42"));
+    try std.testing.expectEqual(@as(?usize, 0), strictInt(usize, "0"));
+    for ([_][]const u8{ "+1", "1_0", "01", "-0", "", "-", " 1", "1 ", "-1" }) |bad| {
+        try std.testing.expectEqual(@as(?usize, null), strictInt(usize, bad));
+    }
+    try std.testing.expectEqual(@as(?i64, null), strictInt(i64, "9223372036854775808"));
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    var conn: service.Connection = .{};
+    const counted = try service.testBytes(&state, &conn, "INCRBY n 10\r\nINCRBY n -3\r\n" ++
+        "INCRBY n 1_0\r\nSET s 01\r\nINCR s\r\n");
+    try std.testing.expectEqualStrings(":10\r\n:7\r\n" ++
+        "-ERR value is not an integer or out of range\r\n+OK\r\n" ++
+        "-ERR value is not an integer or out of range\r\n", counted);
+    const bad_lengths = [_][]const u8{
+        "*+1\r\n$4\r\nPING\r\n",
+        "*1\r\n$+4\r\nPING\r\n",
+        "*1\r\n$0_4\r\nPING\r\n",
+    };
+    for (bad_lengths) |bad| {
+        var fresh: service.Connection = .{};
+        const reply = try service.testBytes(&state, &fresh, bad);
+        try std.testing.expect(std.mem.startsWith(u8, reply, "-ERR Protocol error"));
+    }
+    var quitter: service.Connection = .{};
+    const quit = try service.testBytes(&state, &quitter, "PING\r\nQUIT\r\nSET q 1\r\nPING\r\n");
+    try std.testing.expectEqualStrings("+PONG\r\n+OK\r\n", quit);
+    try std.testing.expect(state.find("q") == null);
 }

@@ -137,6 +137,24 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     expect(reply.toString()).toBe("+PONG\r\n+OK\r\n:6\r\n$1\r\n6\r\n");
   });
 
+  it("reads integers as redis-server does, has INCRBY, runs nothing after QUIT", { timeout }, async () => {
+    expect(await redisCli(port, ["INCRBY", "by", "10"])).toBe("10\n");
+    expect(await redisCli(port, ["INCRBY", "by", "-3"])).toBe("7\n");
+    expect(await redisCli(port, ["INCRBY", "by", "+1"])).toBe(
+      "ERR value is not an integer or out of range\n\n",
+    );
+    for (const bad of ["*+1\r\n$4\r\nPING\r\n", "*1\r\n$0_4\r\nPING\r\n"]) {
+      const reply = await tcpExchange("127.0.0.1", port, { send: bad, timeoutMs: 5_000 });
+      expect(reply.toString()).toMatch(/^-ERR Protocol error/);
+    }
+    const quit = await tcpExchange("127.0.0.1", port, {
+      send: "PING\r\nQUIT\r\nSET after-quit 1\r\nPING\r\n",
+      timeoutMs: 5_000,
+    });
+    expect(quit.toString()).toBe("+PONG\r\n+OK\r\n");
+    expect(await redisCli(port, ["GET", "after-quit"])).toBe("\n");
+  });
+
   it("holds a 60 KB value through redis-cli", { timeout }, async () => {
     const value = "v".repeat(60_000);
     expect(await redisCli(port, ["-x", "SET", "big"], value)).toBe("OK\n");
