@@ -36,15 +36,11 @@ const Stream = struct {
     own_fd: sys.Fd = -1,
     /// Lines dropped since the last one that went through.
     dropped: u64 = 0,
-    /// The process that prepared it: a forked child prepares its own.
-    pid: linux.pid_t = 0,
 
+    /// Once per process: children are executed right after fork, and write nothing before.
     fn prepare(self: *Stream) void {
-        const pid = linux.getpid();
-        if (self.pid == pid) return;
-        self.pid = pid;
+        if (self.kind != .unknown) return;
         self.kind = .plain;
-        self.own_fd = -1;
         if (compat.errno(linux.fcntl(self.fd, F_GETPIPE_SZ, 0)) == .SUCCESS) {
             var path: [32:0]u8 = undefined;
             const text = compat.bufPrint(&path, "/proc/self/fd/{d}", .{self.fd}) catch return;
@@ -164,7 +160,7 @@ test "a pipe nobody reads drops lines after the budget instead of blocking, then
     try std.testing.expect(stream.writeBounded("ok\n", 20));
 }
 
-test "a plain file is written as it is" {
+test "a descriptor that is neither pipe nor socket is written plainly; a failed write drops" {
     var stream: Stream = .{ .fd = -1 };
     stream.prepare();
     try std.testing.expectEqual(Kind.plain, stream.kind);

@@ -353,8 +353,7 @@ pub const Supervisor = struct {
         var next: ?u64 = self.phase.deadlineMs();
         if (self.failed_successor) |f| next = minOf(next, f.kill_at_ms);
         // Polled: a left-behind queue emptying, and the predecessor's exit (getppid).
-        const polled = self.phase == .handed_over or self.phase == .awaiting_predecessor or
-            (self.predecessor != null and self.restart_queued);
+        const polled = self.phase == .handed_over or self.phase == .awaiting_predecessor;
         if (polled and self.stopping == null) next = minOf(next, now() + scan_interval_ms);
         var adopted = false;
         for (self.records) |maybe| {
@@ -481,14 +480,12 @@ pub const Supervisor = struct {
 
     /// A restart from the binary on disk: first its identity (`upgrade.Probe`), then a new
     /// generation of workers when it is this program, a new supervisor when its spec or its
-    /// supervisor differs (`finishProbe`).
+    /// supervisor differs (`finishProbeIfDone`).
     fn restart(self: *Supervisor) void {
         assert(self.phase == .serving);
         assert(self.stopping == null);
         const probe = upgrade.Probe.start(self.exe_path, self.process.envp, now()) catch |err| {
-            self.last_generation += 1;
-            const what = "the binary on disk cannot tell its identity";
-            return self.reportFailedRestart(self.last_generation, what, @errorName(err));
+            return self.probeFailed(@errorName(err));
         };
         self.phase = .{ .probing = probe };
         const data = token(Kind.probe, 0);
@@ -505,8 +502,7 @@ pub const Supervisor = struct {
             else => return,
         };
         if (!probe.onReadable()) return;
-        if (probe.fd) |fd| _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
-        probe.closeOutput();
+        self.closeProbeOutput(probe);
         self.finishProbeIfDone();
     }
 
@@ -520,11 +516,7 @@ pub const Supervisor = struct {
         var failure: upgrade.ProbeFailure = .{};
         const answer = probe.result(&failure);
         self.phase = .serving;
-        const identity = answer catch {
-            self.last_generation += 1;
-            const what = "the binary on disk cannot tell its identity";
-            return self.reportFailedRestart(self.last_generation, what, failure.text);
-        };
+        const identity = answer catch return self.probeFailed(failure.text);
         if (identity.isThisProgram()) return self.startGeneration();
         if (self.predecessorRunning()) return self.awaitPredecessor();
         self.beginUpgrade(identity);
@@ -536,13 +528,25 @@ pub const Supervisor = struct {
             .probing => |*p| p,
             else => unreachable,
         };
-        if (probe.fd) |fd| _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
+        self.closeProbeOutput(probe);
         var failure: upgrade.ProbeFailure = .{};
         probe.expire(&failure);
         self.phase = .serving;
+        self.probeFailed(failure.text);
+    }
+
+    /// Takes the probe's output out of the loop and closes it (its exit is still reaped).
+    fn closeProbeOutput(self: *Supervisor, probe: *upgrade.Probe) void {
+        if (probe.fd) |fd| _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
+        probe.closeOutput();
+    }
+
+    /// The restart ends before it began: the binary on disk did not say who it is.
+    fn probeFailed(self: *Supervisor, detail: []const u8) void {
+        assert(self.phase == .serving);
         self.last_generation += 1;
         const what = "the binary on disk cannot tell its identity";
-        self.reportFailedRestart(self.last_generation, what, failure.text);
+        self.reportFailedRestart(self.last_generation, what, detail);
     }
 
     /// An upgrade waits until the old supervisor this one took over from has exited, for as
@@ -1033,7 +1037,7 @@ pub const Supervisor = struct {
             .serving, .handed_over => return,
             .starting, .awaiting_predecessor => {},
             .probing => |*probe| {
-                if (probe.fd) |fd| _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
+                self.closeProbeOutput(probe);
                 var failure: upgrade.ProbeFailure = .{};
                 probe.expire(&failure); // The stop is the answer now.
             },
