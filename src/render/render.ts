@@ -53,6 +53,7 @@ export const SUPERVISOR_FOLDERS: readonly string[] = [
 /** Files outside those folders that the supervisor's code imports. */
 export const SUPERVISOR_FILES: readonly string[] = [
   "src/address.zig",
+  "src/calendar.zig",
   "src/cli.zig",
   "src/compat.zig",
   "src/config.zig.hbs",

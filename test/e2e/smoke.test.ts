@@ -46,6 +46,31 @@ async function stopGracefully(program: Program): Promise<StoppedEvent> {
   return stopped;
 }
 
+const RFC3339_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/**
+ * Every event carries `ts` and every log line starts with the same kind of time: RFC 3339 UTC
+ * with milliseconds, within the last few minutes (the clock of this machine).
+ */
+function expectTimestamps(program: Program): void {
+  const now = Date.now();
+  const recent = (text: string) => now - Date.parse(text) < 10 * 60_000 && Date.parse(text) <= now;
+  expect(program.events.length).toBeGreaterThan(3);
+  for (const event of program.events) {
+    expect(Object.keys(event).slice(0, 2), JSON.stringify(event)).toEqual(["event", "ts"]);
+    expect(event.ts, JSON.stringify(event)).toMatch(RFC3339_MS);
+    expect(recent(event.ts as string), JSON.stringify(event)).toBe(true);
+  }
+  const lines = program.stderr.split("\n").filter((line) => line !== "");
+  expect(lines.length).toBeGreaterThan(0);
+  for (const line of lines) {
+    const [time, rest] = [line.slice(0, 24), line.slice(25)];
+    expect(time, line).toMatch(RFC3339_MS);
+    expect(recent(time), line).toBe(true);
+    expect(rest, line).toMatch(/^[a-z0-9-]+\[\d+\]: /);
+  }
+}
+
 async function whoami(port: number) {
   return parseWhoami((await tcpExchange(HOST, port, { timeoutMs: IO_TIMEOUT_MS })).toString());
 }
@@ -142,6 +167,7 @@ describe.each(ZIG_VERSIONS)("zig %s: smoke", (version) => {
 
       const stopped = await stopGracefully(program);
       expect(stopped.generation).toBe(2);
+      expectTimestamps(program);
     },
   );
 

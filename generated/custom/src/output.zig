@@ -18,6 +18,8 @@
 const std = @import("std");
 const compat = @import("compat.zig");
 const sys = @import("net/sys.zig");
+const calendar = @import("calendar.zig");
+const config = @import("config.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -122,9 +124,16 @@ pub fn writeLine(which: Which, line: []const u8, budget_ms: u32) void {
     if (!stream.writeBounded(line, budget_ms)) return;
     if (dropped_before == 0) return;
     stream.dropped = 0;
-    var buf: [160]u8 = undefined;
-    const note = compat.bufPrint(&buf, "warning: {d} line(s) of standard {s} were dropped: " ++
-        "it was not being read\n", .{ dropped_before, @tagName(which)[3..] }) catch return;
+    var buf: [512]u8 = undefined;
+    var ts: [calendar.rfc3339_len]u8 = undefined;
+    calendar.formatRfc3339Ms(&ts, sys.realtimeMs());
+    const note = compat.bufPrint(&buf, "{s} " ++ config.name ++ "[{d}]: warning: {d} line(s) " ++
+        "of standard {s} were dropped: it was not being read\n", .{
+        &ts,
+        linux.getpid(),
+        dropped_before,
+        @tagName(which)[3..],
+    }) catch return;
     _ = stderr_stream.writeBounded(note, budget_ms);
 }
 

@@ -10,6 +10,8 @@ const stop = @import("worker/stop.zig");
 const stats_mod = @import("worker/stats.zig");
 const log = @import("log.zig");
 const output = @import("output.zig");
+const calendar = @import("calendar.zig");
+const sys = @import("net/sys.zig");
 
 pub const Mode = enum { standalone, supervisor };
 
@@ -196,6 +198,9 @@ pub const Line = struct {
         var line: Line = .{};
         line.raw("{");
         line.string("event", event);
+        var ts: [calendar.rfc3339_len]u8 = undefined;
+        calendar.formatRfc3339Ms(&ts, sys.realtimeMs());
+        line.string("ts", &ts);
         return line;
     }
 
@@ -317,7 +322,9 @@ pub const Line = struct {
 };
 
 test "builds a JSON line with nested arrays and objects" {
-    var line = Line.begin("ready");
+    var line: Line = .{};
+    line.raw("{");
+    line.string("event", "ready");
     line.int("generation", 2);
     line.beginArray("workers");
     line.beginObject();
@@ -340,4 +347,15 @@ test "decodes wait statuses into an exit code or a signal" {
     var buf: [48]u8 = undefined;
     const text = Exit.fromWaitStatus(9).describe(&buf);
     try std.testing.expectEqualStrings("was killed by signal 9", text);
+}
+
+test "every event starts with its name and an RFC 3339 UTC time with milliseconds" {
+    var line = Line.begin("stopping");
+    const text = line.buf[0..line.len];
+    const head = "{\"event\":\"stopping\",\"ts\":\"";
+    try std.testing.expectStringStartsWith(text, head);
+    const ts = text[head.len..][0..calendar.rfc3339_len];
+    try std.testing.expectEqual(@as(u8, 'T'), ts[10]);
+    try std.testing.expectEqual(@as(u8, 'Z'), ts[23]);
+    try std.testing.expect(std.mem.startsWith(u8, ts, "20"));
 }

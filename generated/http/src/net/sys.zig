@@ -226,6 +226,15 @@ pub fn realtimeSeconds() i64 {
     return @intCast(ts.sec);
 }
 
+/// Milliseconds since the Unix epoch on the wall clock (for the time of events and log lines).
+pub fn realtimeMs() i64 {
+    var ts: linux.timespec = undefined;
+    _ = linux.clock_gettime(.REALTIME, &ts);
+    const sec: i64 = @intCast(ts.sec);
+    const nsec: i64 = @intCast(ts.nsec);
+    return sec * std.time.ms_per_s + @divTrunc(nsec, std.time.ns_per_ms);
+}
+
 /// Milliseconds on the monotonic clock.
 pub fn monotonicMs() u64 {
     return monotonicUs() / std.time.us_per_ms;
