@@ -297,7 +297,10 @@ export const SpecSchema = z
           },
         )
         .default("auto")
-        .describe('Worker processes: a count, or "auto" for one per CPU.'),
+        .describe(
+          'Worker processes: a count, or "auto" for one per CPU the service may use ' +
+            "(online CPUs, affinity mask and cgroup CPU quota, whichever is smallest).",
+        ),
       zig: oneOf(SUPPORTED_ZIG)
         .optional()
         .describe(

@@ -11,7 +11,7 @@ pub const usage =
     \\ [options]
     \\
     \\Options:
-    \\  --workers N              worker processes (0: one per online CPU)
+    \\  --workers N              worker processes (0: one per CPU it may use)
     \\  --standalone             serve every listener in this one process, without a
     \\                           supervisor; independent processes share the ports
     \\  --listen NAME=HOST:PORT  serve listener NAME at HOST:PORT instead (repeatable;

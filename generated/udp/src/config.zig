@@ -47,7 +47,7 @@ pub const Listener = struct {
 
 pub const name = "udp-echo";
 pub const version = "0.1.0";
-/// Worker processes; 0 starts one per online CPU.
+/// Worker processes; 0 starts one per CPU the process may use (see supervisor/cpus.zig).
 pub const workers: u16 = 2;
 pub const drain_timeout_ms: u32 = 10000;
 /// Connections one worker serves at once; further ones wait in the accept queue.
@@ -73,7 +73,7 @@ pub const spec_fingerprint = "7a4174df378c7764";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "a505403cd9d079c9";
+pub const supervisor_fingerprint = "20c8b1a9c2a9ee11";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -51,6 +51,7 @@ const notify = @import("../systemd/notify.zig");
 const upgrade = @import("../upgrade/upgrade.zig");
 const log = @import("../log.zig");
 const sys = @import("../net/sys.zig");
+const cpus = @import("cpus.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -166,6 +167,8 @@ const FailedSuccessor = struct { pid: linux.pid_t, kill_at_ms: u64 };
 
 pub const Supervisor = struct {
     workers: u16,
+    /// How `"workers": "auto"` counted them; null for a fixed count.
+    auto_workers: ?cpus.Auto = null,
     options: cli.Options,
     process: compat.Process,
     exe_path: [*:0]const u8,
@@ -454,6 +457,14 @@ pub const Supervisor = struct {
         var line: events.Line = undefined;
         const workers = pids[0..self.workers];
         events.readyLine(&line, .supervisor, generation, workers, endpoints, self.ports);
+        if (self.auto_workers) |auto| {
+            line.beginNamedObject("workers_auto");
+            line.string("decided_by", @tagName(auto.decided_by));
+            line.int("online_cpus", auto.online_cpus);
+            line.int("affinity", auto.affinity);
+            if (auto.cpu_quota) |q| line.int("cpu_quota", q);
+            line.endObject();
+        }
         if (self.handover) |handover| {
             line.int("upgraded_from", handover.from_pid);
             line.emit();
@@ -1379,18 +1390,22 @@ pub const Supervisor = struct {
     }
 };
 
-/// Online CPUs this process may run on, for `"workers": "auto"`.
-fn onlineCpus() u16 {
-    var set: linux.cpu_set_t = undefined;
-    const rc = linux.sched_getaffinity(0, @sizeOf(linux.cpu_set_t), &set);
-    if (compat.errno(rc) != .SUCCESS) return 1;
-    return @intCast(@max(1, @min(1024, linux.CPU_COUNT(set))));
+/// Where sockets may come from: systemd, or in an upgrade the old supervisor, which says
+/// (in `activated`) which of its listeners' sockets came from systemd to it.
+fn activationSource(
+    handover: ?upgrade.Handover,
+    activated: *[listener_count]bool,
+) activation.Source {
+    const h = handover orelse return .systemd;
+    for (&config.listeners, activated) |l, *a| a.* = h.isActivated(l.name);
+    return .{ .upgrade = activated };
 }
 
 /// Supervisor mode's entry: opens every socket, then serves until stopped.
 pub fn run(options: cli.Options, process: compat.Process) u8 {
     const allocator = std.heap.page_allocator;
-    const workers = if (options.workers == 0) onlineCpus() else options.workers;
+    const auto_workers: ?cpus.Auto = if (options.workers == 0) cpus.autoWorkers() else null;
+    const workers = if (auto_workers) |auto| auto.workers else options.workers;
     var exe_buf: [4096:0]u8 = undefined;
     const exe_path = exePath(process.args[0], &exe_buf) orelse {
         log.err("cannot find this program's own path in /proc/self/exe", .{});
@@ -1398,15 +1413,8 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     };
     const pid = linux.getpid();
     const handover = handoverFromParent(process.envp, pid);
-    // Which listeners' sockets came from systemd: those passed now by systemd, or, in an
-    // upgrade, those the old supervisor says came from systemd to it.
     var activated: [listener_count]bool = @splat(false);
-    if (handover) |h| {
-        for (&config.listeners, &activated) |l, *a| a.* = h.isActivated(l.name);
-    }
-    const source: activation.Source = if (handover == null) .systemd else .{
-        .upgrade = &activated,
-    };
+    const source = activationSource(handover, &activated);
     var diag: activation.Diagnostic = .{};
     const envp = process.envp;
     const asked = &options.endpoints;
@@ -1430,6 +1438,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     events.logMigrationPolicy(.supervisor);
     var supervisor: Supervisor = .{
         .workers = workers,
+        .auto_workers = auto_workers,
         .options = options,
         .process = .{ .args = process.args, .envp = workers_envp },
         .exe_path = exe_path,

@@ -1,0 +1,149 @@
+/**
+ * `"workers": "auto"` (`--workers 0`) counts the CPUs the service may really use: the smallest of
+ * the CPUs online, the process's affinity mask and its cgroup's CPU quota, and the `ready` event
+ * says which decided. Run with `taskset -c 0` (one CPU in the mask) and inside a cgroup this test
+ * creates with a quota of half a CPU (v1 `cpu.cfs_quota_us` or v2 `cpu.max`, whichever the host
+ * mounts; skipped, saying why, where the test cannot create one, e.g. without root).
+ */
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { parseWhoami, tcpExchange } from "./support/net.js";
+import {
+  portOf,
+  startReady,
+  STOP_TIMEOUT_MS,
+  stopAllPrograms,
+  type ReadyEvent,
+} from "./support/program.js";
+import { ANY_LOOPBACK_PORT, binaryOf } from "./support/supervised.js";
+import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
+
+const BUILD_TIMEOUT_MS = 15 * 60_000;
+const CPUS = availableParallelism();
+
+interface AutoReady extends ReadyEvent {
+  readonly workers_auto?: {
+    decided_by: string;
+    online_cpus: number;
+    affinity: number;
+    cpu_quota?: number;
+  };
+}
+
+/** A cgroup with a quota of half a CPU, made for this test; null (with why) where impossible. */
+function makeQuotaCgroup(): { dir: string; procs: string } | { why: string } {
+  const mounts = readFileSync("/proc/self/mountinfo", "utf8").split("\n");
+  const name = `gen-reuseport-test-${process.pid}`;
+  try {
+    for (const line of mounts) {
+      const [left, right] = line.split(" - ");
+      if (left === undefined || right === undefined) continue;
+      const mountPoint = left.split(" ")[4]!;
+      const [fstype, , superOptions] = right.split(" ");
+      if (fstype === "cgroup" && superOptions?.split(",").includes("cpu")) {
+        const dir = path.join(mountPoint, name);
+        mkdirSync(dir);
+        writeFileSync(path.join(dir, "cpu.cfs_period_us"), "100000");
+        writeFileSync(path.join(dir, "cpu.cfs_quota_us"), "50000");
+        return { dir, procs: path.join(dir, "cgroup.procs") };
+      }
+    }
+    const v2 = mounts.find((line) => line.split(" - ")[1]?.startsWith("cgroup2 "));
+    if (v2 === undefined) return { why: "no cgroup mount with the cpu controller" };
+    const mountPoint = v2.split(" ")[4]!;
+    const controllers = readFileSync(path.join(mountPoint, "cgroup.controllers"), "utf8");
+    if (!controllers.split(/\s+/).includes("cpu")) return { why: "cgroup v2 without cpu" };
+    writeFileSync(path.join(mountPoint, "cgroup.subtree_control"), "+cpu");
+    const dir = path.join(mountPoint, name);
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, "cpu.max"), "50000 100000");
+    return { dir, procs: path.join(dir, "cgroup.procs") };
+  } catch (error) {
+    return { why: `cannot create a cgroup here: ${(error as Error).message}` };
+  }
+}
+
+describe.each(FULL_MATRIX_VERSIONS)("zig %s: workers auto", (version) => {
+  afterEach(async () => {
+    await stopAllPrograms();
+  });
+
+  it(
+    "under taskset -c 0 starts one worker and names the affinity mask as the reason",
+    { timeout: BUILD_TIMEOUT_MS },
+    async () => {
+      const binary = await binaryOf("supervised", version);
+      const { program, ready } = await startReady("taskset", [
+        "-c",
+        "0",
+        binary,
+        "--workers",
+        "0",
+        ...ANY_LOOPBACK_PORT,
+      ]);
+      const auto = (ready as AutoReady).workers_auto;
+      expect(ready.workers).toHaveLength(1);
+      expect(auto).toMatchObject({ affinity: 1, online_cpus: CPUS });
+      // On a one-CPU machine the mask changes nothing, so the CPUs online decide.
+      expect(auto?.decided_by).toBe(CPUS > 1 ? "affinity" : "online_cpus");
+      const who = parseWhoami(
+        (await tcpExchange("127.0.0.1", portOf(ready, "who"), { timeoutMs: 5_000 })).toString(),
+      );
+      expect(who.pid).toBe(ready.workers[0]!.pid);
+      program.signal("SIGTERM");
+      expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it(
+    "without a limit starts one worker per CPU online and says so",
+    { timeout: BUILD_TIMEOUT_MS },
+    async () => {
+      const binary = await binaryOf("supervised", version);
+      const { ready } = await startReady(binary, ["--workers", "0", ...ANY_LOOPBACK_PORT]);
+      expect(ready.workers).toHaveLength(CPUS);
+      expect((ready as AutoReady).workers_auto).toMatchObject({
+        decided_by: "online_cpus",
+        online_cpus: CPUS,
+        affinity: CPUS,
+      });
+    },
+  );
+
+  it(
+    "in a cgroup with a quota of half a CPU starts one worker and names the quota",
+    { timeout: BUILD_TIMEOUT_MS },
+    async (context) => {
+      const binary = await binaryOf("supervised", version);
+      if (CPUS < 2) context.skip("one CPU online: a quota cannot lower the count below it");
+      const cgroup = makeQuotaCgroup();
+      if ("why" in cgroup) return context.skip(cgroup.why);
+      try {
+        // The shell moves itself into the cgroup, then becomes the service (same pid).
+        const script = `echo $$ > '${cgroup.procs}' && exec "$0" "$@"`;
+        const { program, ready } = await startReady("sh", [
+          "-c",
+          script,
+          binary,
+          "--workers",
+          "0",
+          ...ANY_LOOPBACK_PORT,
+        ]);
+        expect(ready.workers).toHaveLength(1);
+        expect((ready as AutoReady).workers_auto).toEqual({
+          decided_by: "cpu_quota",
+          online_cpus: CPUS,
+          affinity: CPUS,
+          cpu_quota: 1,
+        });
+        program.signal("SIGTERM");
+        expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+      } finally {
+        await stopAllPrograms();
+        if (existsSync(cgroup.dir)) rmdirSync(cgroup.dir);
+      }
+    },
+  );
+});
