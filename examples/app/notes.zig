@@ -11,6 +11,8 @@
 //!                       version is not V (version 0: no such note), 204 once MS milliseconds
 //!                       (default 30000, at most 120000) have passed, at once when the
 //!                       worker stops. Other requests are served meanwhile.
+//!   GET    /stats       what this worker answered, counted by the `access` hook:
+//!                       {"requests":7,"by_class":[0,5,0,2,0],"unrouted":1,…}
 //!
 //! Notes live in the worker's `State`: per process. Each worker keeps its own notes, so a
 //! client that wants to read what it wrote talks to one worker (one keep-alive connection),
@@ -42,6 +44,19 @@ const Note = struct {
     }
 };
 
+/// Requests this worker answered, counted by `access` after each one (see `GET /stats`).
+const Served = struct {
+    requests: u64 = 0,
+    /// By status class: 1xx … 5xx.
+    by_class: [5]u64 = @splat(0),
+    /// Requests no route answered (404, 405).
+    unrouted: u64 = 0,
+    body_bytes: u64 = 0,
+    slowest_us: u64 = 0,
+    slowest_route_buf: [64]u8 = undefined,
+    slowest_route_len: usize = 0,
+};
+
 /// Per worker (per process).
 pub const State = struct {
     allocator: std.mem.Allocator,
@@ -52,6 +67,8 @@ pub const State = struct {
     /// Held long polls (a ring: the oldest is overwritten when it is full).
     watchers: []?Watcher,
     next_watcher: usize = 0,
+    /// What this worker answered, as the `access` hook saw it.
+    served: Served = .{},
 
     const Watcher = struct { id: u64, waiter: http.Waiter };
 
@@ -124,6 +141,41 @@ fn idOf(req: *const http.Request) Error!u64 {
 fn queryNumber(req: *const http.Request, name: []const u8, default: u64) Error!u64 {
     const text = req.queryParam(name) orelse return default;
     return std.fmt.parseInt(u64, text, 10) catch error.InvalidQuery;
+}
+
+/// Runs after every request a route or the router answered, once its answer is written.
+pub fn access(state: *State, entry: http.Access) void {
+    const served = &state.served;
+    served.requests += 1;
+    if (entry.status >= 100 and entry.status < 600) served.by_class[entry.status / 100 - 1] += 1;
+    if (entry.route.len == 0) served.unrouted += 1;
+    served.body_bytes += entry.body_bytes;
+    if (entry.duration_us >= served.slowest_us) {
+        served.slowest_us = entry.duration_us;
+        const n = @min(entry.route.len, served.slowest_route_buf.len);
+        @memcpy(served.slowest_route_buf[0..n], entry.route[0..n]);
+        served.slowest_route_len = n;
+    }
+}
+
+/// This worker's counts so far (each worker keeps its own: a keep-alive connection asks one).
+pub fn servedStats(state: *State, req: *http.Request, res: *http.Response) !void {
+    _ = req;
+    const served = &state.served;
+    try res.header("Content-Type", "application/json");
+    try res.print("{{\"requests\":{d},\"by_class\":[{d},{d},{d},{d},{d}],\"unrouted\":{d}," ++
+        "\"body_bytes\":{d},\"slowest_us\":{d},\"slowest_route\":\"{s}\"}}\n", .{
+        served.requests,
+        served.by_class[0],
+        served.by_class[1],
+        served.by_class[2],
+        served.by_class[3],
+        served.by_class[4],
+        served.unrouted,
+        served.body_bytes,
+        served.slowest_us,
+        served.slowest_route_buf[0..served.slowest_route_len],
+    });
 }
 
 pub fn listNotes(state: *State, req: *http.Request, res: *http.Response) !void {

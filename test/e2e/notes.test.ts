@@ -256,6 +256,38 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the notes example (HTTP module, cur
     expect(lines).toEqual(["200 1", "200 0", "200 0", "200 0", "200 0"]);
   });
 
+  it("calls the module's access hook after each answered request (GET /stats)", { timeout }, async () => {
+    interface Served {
+      requests: number;
+      by_class: number[];
+      unrouted: number;
+      body_bytes: number;
+      slowest_us: number;
+      slowest_route: string;
+    }
+    const stats = async (): Promise<Served> => {
+      const reply = await curl([`${base}/stats`]);
+      expect(reply.status).toBe(200);
+      return JSON.parse(reply.body.toString()) as Served;
+    };
+    const before = await stats();
+    expect((await curl([`${base}/notes`])).status).toBe(200);
+    expect((await curl([`${base}/no/such/path`])).status).toBe(404);
+    expect((await curl(["-X", "POST", `${base}/notes`])).status).toBe(405);
+    expect((await curl([`${base}/notes/x`])).status).toBe(400);
+    const after = await stats();
+    // The first GET /stats is counted too: the hook runs once its answer is written.
+    expect(after.requests - before.requests).toBe(5);
+    expect(after.by_class[1]! - before.by_class[1]!).toBe(2);
+    expect(after.by_class[3]! - before.by_class[3]!).toBe(3);
+    expect(after.unrouted - before.unrouted).toBe(2);
+    expect(after.body_bytes).toBeGreaterThan(before.body_bytes);
+    expect(after.slowest_us).toBeGreaterThan(0);
+    // The slowest so far: a route's name, or "" when the router answered (404, 405).
+    const routes = ["listNotes", "getNote", "putNote", "deleteNote", "watchNote", "exportNotes"];
+    expect(["", ...routes, "servedStats"]).toContain(after.slowest_route);
+  });
+
   it("answers a long poll at the change, serving other requests meanwhile", { timeout }, async () => {
     let polled = false;
     const poll = curl([`${base}/notes/40/changes?wait=4000`]).finally(() => {

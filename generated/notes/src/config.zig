@@ -69,7 +69,7 @@ pub const watchdog_ms: u32 = 2000;
 pub const max_body_bytes: u64 = 65536;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "4ab65a1fe3ecb310";
+pub const spec_fingerprint = "406261186438bff3";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.

@@ -7,8 +7,9 @@
 //! `req.queryParam`, `req.body`, `req.peer()`, `req.arena`) and the response (`res.status`,
 //! `res.header`, `res.write`, `res.print`). A returned error becomes a 500 (declare
 //! `pub fn errorStatus(err: anyerror) u16` to choose), `error.OutOfMemory` from `req.arena` a
-//! 503. Optional: `State.drain` (the worker is stopping) and `State.access` (after each
-//! request). Never block: one worker serves all its connections from one thread.
+//! 503. Optional: `State.drain` (the worker is stopping) and, in this file,
+//! `pub fn access(state: *State, entry: http.Access) void` (after each routed request).
+//! Never block: one worker serves all its connections from one thread.
 //!
 //! `req.body` is whole: the head and the body share the connection's read buffer, so the
 //! largest body is min(maxBodyBytes, readBufferBytes - the request's head); a larger one, sent
@@ -89,6 +90,13 @@ pub fn exportNotes(state: *State, req: *http.Request, res: *http.Response) !void
     try res.print("exportNotes: {s}\n", .{req.path});
 }
 
+/// GET /stats
+pub fn servedStats(state: *State, req: *http.Request, res: *http.Response) !void {
+    state.requests += 1;
+    try res.header("Content-Type", "text/plain; charset=utf-8");
+    try res.print("servedStats: {s}\n", .{req.path});
+}
+
 test "listNotes answers GET /notes" {
     var state = try State.init(std.testing.allocator);
     defer state.deinit(std.testing.allocator);
@@ -133,6 +141,14 @@ test "exportNotes answers GET /export" {
     var state = try State.init(std.testing.allocator);
     defer state.deinit(std.testing.allocator);
     const res = try service.testRequest(&state, "GET /export HTTP/1.1\r\n" ++
+        "Host: test\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 200), res.status);
+}
+
+test "servedStats answers GET /stats" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    const res = try service.testRequest(&state, "GET /stats HTTP/1.1\r\n" ++
         "Host: test\r\n\r\n");
     try std.testing.expectEqual(@as(u16, 200), res.status);
 }

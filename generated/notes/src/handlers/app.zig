@@ -19,6 +19,7 @@ pub const notes = http.Module(@import("../app/notes.zig"), "src/app/notes.zig", 
     .{ .name = "deleteNote", .method = .DELETE, .path = "/notes/:id" },
     .{ .name = "watchNote", .method = .GET, .path = "/notes/:id/changes" },
     .{ .name = "exportNotes", .method = .GET, .path = "/export" },
+    .{ .name = "servedStats", .method = .GET, .path = "/stats" },
 }, 65536, 0);
 
 /// A connection's state, for the module of its listener (datagram modules have none).

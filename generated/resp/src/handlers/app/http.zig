@@ -658,7 +658,7 @@ pub fn Module(
             }
             writeAnswer(conn, &res, &framing, out);
             if (@hasDecl(M, "access")) {
-                s.access(.{
+                M.access(s, .{
                     .method = head.method,
                     .path = target.path,
                     .status = res.status,
