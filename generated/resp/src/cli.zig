@@ -28,6 +28,9 @@ pub const usage =
     \\                           process serving the Unix socket PATH, and serve PATH for
     \\                           the next one: start the new process, then stop the old
     \\                           one, and no socket closes
+    \\  --join                   serve ports that another program's SO_REUSEPORT group
+    \\                           already serves, sharing its clients (a supervisor refuses
+    \\                           that without --join; --standalone joins by design)
     \\  --fd-store               send the listening sockets to systemd's file-descriptor
     \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
@@ -87,6 +90,8 @@ pub const Options = struct {
     handover: ?[]const u8 = null,
     /// Keep the listening sockets in systemd's file-descriptor store (see `notify.zig`).
     fd_store: bool = false,
+    /// Serve a port another program's reuseport group serves already (see `openSockets`).
+    join: bool = false,
     limits: Limits = .{},
     worker: ?WorkerRole = null,
 };
@@ -159,6 +164,10 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
         }
         if (eql(arg, "--fd-store")) {
             options.fd_store = true;
+            continue;
+        }
+        if (eql(arg, "--join")) {
+            options.join = true;
             continue;
         }
         if (i + 1 >= args.len) {

@@ -158,6 +158,45 @@ pub fn reportOpenFailure(
     line.emit();
 }
 
+/// A listener opened on a port whose reuseport group already had members (another
+/// program's): clients are shared with them from now on.
+pub fn emitJoined(l: *const config.Listener, endpoint: address.Endpoint) void {
+    var text: [64]u8 = undefined;
+    const host = address.format(endpoint.address, &text);
+    log.info("listener {s}: joined the SO_REUSEPORT group already serving {s} port {d}; " ++
+        "clients are shared with its other members", .{
+        l.name,
+        @tagName(l.protocol),
+        endpoint.port,
+    });
+    var line = Line.begin("joined");
+    line.string("listener", l.name);
+    line.string("protocol", @tagName(l.protocol));
+    line.string("address", host);
+    line.int("port", endpoint.port);
+    line.emit();
+}
+
+/// A supervisor refuses to join another program's group by accident (two supervisors
+/// would split the clients between them without either knowing).
+pub fn reportHeldPort(l: *const config.Listener, endpoint: address.Endpoint) void {
+    var text: [64]u8 = undefined;
+    const host = address.format(endpoint.address, &text);
+    var why: [512]u8 = undefined;
+    const message = compat.bufPrint(&why, "{s} port {d} on {s} is already served by another " ++
+        "program's SO_REUSEPORT group (is this service running already?); stop that program, " ++
+        "or start with --join to share its clients on purpose", .{
+        @tagName(l.protocol), endpoint.port, host,
+    }) catch why[0..0];
+    log.err("listener {s}: {s}", .{ l.name, message });
+    var line = Line.begin("error");
+    line.string("listener", l.name);
+    line.string("phase", "join");
+    line.string("error", "PortServedByAnotherGroup");
+    line.string("message", message);
+    line.emit();
+}
+
 /// Says at start what a stop or restart will do with connections queued on a closing
 /// listener, given the kernel's net.ipv4.tcp_migrate_req.
 pub fn logMigrationPolicy(mode: Mode) void {

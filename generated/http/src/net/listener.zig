@@ -81,6 +81,33 @@ pub fn open(
     return .{ .fd = fd, .port = port };
 }
 
+/// Whether another socket holds `endpoint` already for this listener's protocol: a
+/// listening TCP socket, or any bound UDP socket, whether or not it shares the port. Probed
+/// with a socket that does not ask to share it (no SO_REUSEPORT; SO_REUSEADDR for TCP only,
+/// so that connections in TIME_WAIT do not count), bound and closed at once. False when the
+/// probe cannot tell (the real open then says what is wrong).
+pub fn portHeld(listener: *const config.Listener, endpoint: address.Endpoint) bool {
+    if (endpoint.port == 0) return false;
+    const family: u32 = if (endpoint.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
+    const kind: u32 = switch (listener.protocol) {
+        .tcp => linux.SOCK.STREAM,
+        .udp => linux.SOCK.DGRAM,
+    };
+    const fd = sys.socket(family, kind | linux.SOCK.CLOEXEC, 0) catch return false;
+    defer sys.close(fd);
+    if (listener.protocol == .tcp) {
+        sys.setsockoptInt(fd, linux.SOL.SOCKET, linux.SO.REUSEADDR, 1) catch return false;
+    }
+    if (endpoint.address.isIp6()) {
+        const v6_only: c_int = @intFromBool(listener.options.v6_only);
+        sys.setsockoptInt(fd, linux.IPPROTO.IPV6, linux.IPV6.V6ONLY, v6_only) catch
+            return false;
+    }
+    const sockaddr = address.SockAddr.init(endpoint.address, endpoint.port);
+    sys.bind(fd, sockaddr.ptr(), sockaddr.len) catch |err| return err == error.AddressInUse;
+    return false;
+}
+
 fn fail(failure: *Failure, err: sys.Error) sys.Error {
     failure.err = err;
     return err;

@@ -1535,6 +1535,14 @@ fn openSockets(
         };
         describeActivated(l, passed.countFor(i), workers, first, source);
     }
+    // A port this supervisor opens itself must not join another program's group by
+    // accident: probed before, refused after the open succeeded (a socket that does not
+    // share the port is the open's own error).
+    var held: [listener_count]bool = @splat(false);
+    for (&config.listeners, &held, 0..) |*l, *h, i| {
+        const own = passed.countFor(i) == 0;
+        h.* = !options.join and own and listener.portHeld(l, opened.endpoints[i]);
+    }
     var count: usize = 0;
     for (0..workers) |w| {
         for (&config.listeners, 0..) |*l, i| {
@@ -1549,7 +1557,10 @@ fn openSockets(
         }
     }
     assert(count == n);
-    return opened;
+    const first_held = compat.findScalar(bool, &held, true) orelse return opened;
+    events.reportHeldPort(&config.listeners[first_held], opened.endpoints[first_held]);
+    for (opened.sockets) |s| sys.close(s);
+    return null;
 }
 
 /// How many sockets of each listener an old supervisor handed over, and which of them this

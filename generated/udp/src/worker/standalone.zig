@@ -129,6 +129,8 @@ fn gather(
             ports[i] = endpoints[i].port;
             continue;
         }
+        // Independent processes share a port by design: say when the group had members.
+        const joined = listener.portHeld(l, endpoints[i]);
         var failure: listener.Failure = .{};
         const bound = listener.open(l, endpoints[i], &failure) catch {
             events.reportOpenFailure(l, endpoints[i], failure);
@@ -138,6 +140,7 @@ fn gather(
         sockets[count] = .{ .fd = bound.fd, .listener_index = @intCast(i) };
         count += 1;
         ports[i] = bound.port;
+        if (joined) events.emitJoined(l, endpoints[i]);
     }
     return count;
 }
