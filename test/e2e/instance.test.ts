@@ -2,8 +2,13 @@
  * One instance unless asked: a second supervisor started on the ports of a running one refuses
  * (exit 1, an `error` event with phase `join` naming the port and `--join`) while the first
  * keeps serving every client; with `--join` it shares the ports on purpose; a `--standalone`
- * process joins by design and says so with a `joined` event.
+ * process joins by design and says so with a `joined` event. The pid file is locked: a second
+ * start with the same one exits 1 naming the running pid.
  */
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseWhoami, tcpExchange, udpExchange } from "./support/net.js";
 import {
@@ -105,6 +110,52 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: one instance unless asked", (versio
       expect(await alone.program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
       first.program.signal("SIGTERM");
       expect(await first.program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it(
+    "a second start with the same pid file exits 1 naming the running pid; a missing directory is an error",
+    { timeout: BUILD_TIMEOUT_MS },
+    async () => {
+      const binary = await binaryOf("supervised", version);
+      const dir = await mkdtemp(path.join(tmpdir(), "gen-reuseport-pid-"));
+      try {
+        const pidFile = path.join(dir, "service.pid");
+        const first = await startReady(binary, ["--pid-file", pidFile, ...ANY_LOOPBACK_PORT]);
+        expect((await readFile(pidFile, "utf8")).trim()).toBe(String(first.program.pid));
+        // Other ports: only the pid file stands in the way.
+        for (const args of [
+          ["--pid-file", pidFile, ...ANY_LOOPBACK_PORT],
+          ["--standalone", "--pid-file", pidFile, ...ANY_LOOPBACK_PORT],
+        ]) {
+          const second = Program.start(binary, args);
+          expect(await second.waitForExit(STOP_TIMEOUT_MS), second.stderr).toEqual({
+            code: 1,
+            signal: null,
+          });
+          expect(second.stderr).toContain(`already running as pid ${first.program.pid}`);
+          expect(second.stderr).toContain(pidFile);
+          expect(second.events.some((e) => e.event === "ready")).toBe(false);
+        }
+        expect((await readFile(pidFile, "utf8")).trim()).toBe(String(first.program.pid));
+        expect(await failuresAgainst(first.ready, 10)).toBe(0);
+        first.program.signal("SIGTERM");
+        expect(await first.program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+        expect(existsSync(pidFile)).toBe(false);
+
+        // Once it is gone, the next start takes the pid file.
+        const next = await startReady(binary, ["--pid-file", pidFile, ...ANY_LOOPBACK_PORT]);
+        expect((await readFile(pidFile, "utf8")).trim()).toBe(String(next.program.pid));
+        next.program.signal("SIGTERM");
+        expect(await next.program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+
+        const missing = path.join(dir, "no-such-dir", "service.pid");
+        const failed = Program.start(binary, ["--pid-file", missing, ...ANY_LOOPBACK_PORT]);
+        expect(await failed.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 1, signal: null });
+        expect(failed.stderr).toContain(`cannot open pid file ${missing}: NOENT`);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     },
   );
 });

@@ -23,7 +23,8 @@ pub const usage =
     \\  --write-timeout MS       longest wait for a client to read what it is sent
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
     \\  --max-body BYTES         largest request body an HTTP listener accepts
-    \\  --pid-file PATH          write the process id to PATH when ready; removed at exit
+    \\  --pid-file PATH          write the process id to PATH when ready; removed at exit;
+    \\                           locked: a second start with the same PATH exits 1
     \\  --handover PATH          (with --standalone) take the listening sockets of the
     \\                           process serving the Unix socket PATH, and serve PATH for
     \\                           the next one: start the new process, then stop the old

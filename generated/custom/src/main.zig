@@ -9,6 +9,9 @@ const supervisor = @import("supervisor/supervisor.zig");
 const worker_entry = @import("worker/entry.zig");
 const sys = @import("net/sys.zig");
 const log = @import("log.zig");
+const pid_file = @import("supervisor/pid_file.zig");
+const upgrade = @import("upgrade/upgrade.zig");
+const linux = std.os.linux;
 
 pub const main = compat.Entry(run).main;
 
@@ -42,10 +45,39 @@ fn run(process: compat.Process) u8 {
         .serve => |options| {
             raiseFdLimit(options);
             if (options.worker) |role| return worker_entry.run(role, options);
-            if (options.standalone) return standalone.run(options, process);
-            return supervisor.run(options, process);
+            const path = options.pid_file orelse return serve(options, process);
+            if (!claimPidFile(path, options, process)) return 1;
+            defer pid_file.releaseClaim(path);
+            return serve(options, process);
         },
     }
+}
+
+fn serve(options: cli.Options, process: compat.Process) u8 {
+    if (options.standalone) return standalone.run(options, process);
+    return supervisor.run(options, process);
+}
+
+/// One instance per pid file: a start that finds the file locked by a running instance stops
+/// here, naming it. Not claimed by the process that takes over from another with the path
+/// held (an upgrade's new supervisor, a --handover successor): it takes the lock over when it
+/// writes its pid.
+fn claimPidFile(path: [*:0]const u8, options: cli.Options, process: compat.Process) bool {
+    if (options.standalone and options.handover != null) return true;
+    if (upgrade.Handover.fromEnv(process.envp, linux.getpid()) != null) return true;
+    switch (pid_file.claim(path)) {
+        .claimed => return true,
+        .running => |pid| {
+            if (pid) |p| {
+                log.err("already running as pid {d} (pid file {s}); stop it first, or " ++
+                    "use another --pid-file", .{ p, path });
+            } else {
+                log.err("another instance is starting with pid file {s}", .{path});
+            }
+        },
+        .failed => |e| log.err("cannot open pid file {s}: {s}", .{ path, @tagName(e) }),
+    }
+    return false;
 }
 
 /// Raises the soft limit on open descriptors to what this service may need: every connection

@@ -20,6 +20,7 @@ test {
     _ = @import("net/sys.zig");
     _ = @import("output.zig");
     _ = @import("supervisor/cpus.zig");
+    _ = @import("supervisor/pid_file.zig");
     _ = @import("supervisor/supervisor.zig");
     _ = @import("supervisor/worker_link.zig");
     _ = @import("supervisor/worker_process.zig");

@@ -81,7 +81,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
             return 1;
         };
     }
-    defer if (options.pid_file) |path| pid_file.remove(path);
+    defer if (options.pid_file) |path| pid_file.removeIfOwn(path, pid);
 
     const pids = [_]i32{pid};
     events.emitReady(.standalone, 1, &pids, endpoints, ports);
