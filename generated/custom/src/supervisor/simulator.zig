@@ -160,8 +160,9 @@ pub fn Simulator(comptime planted: core.Planted) type {
             };
         }
 
-        /// Runs one event order; the failure it found, if any.
-        pub fn runOne(seed: u64, print_trace: bool) ?Failure {
+        /// Runs one event order; the failure it found, if any. `print_trace`: a failure's
+        /// trace; `.always`: the trace of a replay, failed or not.
+        pub fn runOne(seed: u64, print_trace: Print) ?Failure {
             var prng = std.Random.DefaultPrng.init(seed);
             var self: Self = undefined;
             self.init(seed);
@@ -198,14 +199,17 @@ pub fn Simulator(comptime planted: core.Planted) type {
                 }
                 if (self.violation == null and !self.core.finished()) self.fail(.never_stopped);
             }
-            const violation = self.violation orelse return null;
+            const violation = self.violation orelse {
+                if (print_trace == .always) self.printPassed();
+                return null;
+            };
             const failure: Failure = .{
                 .seed = seed,
                 .violation = violation,
                 .step = self.steps,
                 .now_ms = self.now_ms,
             };
-            if (print_trace) self.printTrace(failure);
+            if (print_trace != .never) self.printTrace(failure);
             return failure;
         }
 
@@ -501,36 +505,8 @@ pub fn Simulator(comptime planted: core.Planted) type {
                     };
                 },
                 .end_probe => self.probe = null,
-                .start_upgrade => {
-                    if (self.predecessor_alive) self.fail(.upgrade_during_predecessor);
-                    if (r.uintLessThan(u8, 10) == 0) {
-                        self.followup = .{ .upgrade_start_failed = "ExecFailed" };
-                        return;
-                    }
-                    self.next_pid += 1;
-                    const kind: Other.Kind = switch (r.uintLessThan(u8, 10)) {
-                        0...5 => .takes_over,
-                        6...7 => .dies,
-                        8 => .hangs,
-                        else => .stubborn,
-                    };
-                    self.successor = .{ .pid = self.next_pid, .kind = kind };
-                    self.followup = .{ .successor_started = self.next_pid };
-                },
-                .close_successor => {
-                    const s = self.successor orelse return;
-                    self.successor = null;
-                    // Taken over, it is the service's supervisor now, no longer a child
-                    // this one waits for; failed, it is stopped next.
-                    if (self.core.phase == .handed_over) return;
-                    for (&self.failed) |*slot| {
-                        if (slot.* == null) {
-                            slot.* = s;
-                            return;
-                        }
-                    }
-                    unreachable; // at most one failed successor runs at a time, plus one
-                },
+                .start_upgrade => self.startUpgrade(),
+                .close_successor => self.closeSuccessor(),
                 .ready, .failed, .upgraded => self.outcome(action),
                 .stopping => |kind| {
                     self.outcome(action);
@@ -551,6 +527,39 @@ pub fn Simulator(comptime planted: core.Planted) type {
                 .note,
                 => {},
             }
+        }
+
+        fn startUpgrade(self: *Self) void {
+            const r = self.random;
+            if (self.predecessor_alive) self.fail(.upgrade_during_predecessor);
+            if (r.uintLessThan(u8, 10) == 0) {
+                self.followup = .{ .upgrade_start_failed = "ExecFailed" };
+                return;
+            }
+            self.next_pid += 1;
+            const kind: Other.Kind = switch (r.uintLessThan(u8, 10)) {
+                0...5 => .takes_over,
+                6...7 => .dies,
+                8 => .hangs,
+                else => .stubborn,
+            };
+            self.successor = .{ .pid = self.next_pid, .kind = kind };
+            self.followup = .{ .successor_started = self.next_pid };
+        }
+
+        fn closeSuccessor(self: *Self) void {
+            const s = self.successor orelse return;
+            self.successor = null;
+            // Taken over, it is the service's supervisor now, no longer a child this one
+            // waits for; failed, it is stopped next.
+            if (self.core.phase == .handed_over) return;
+            for (&self.failed) |*slot| {
+                if (slot.* == null) {
+                    slot.* = s;
+                    return;
+                }
+            }
+            unreachable; // at most one failed new supervisor runs at a time, plus one
         }
 
         fn spawn(self: *Self, record: u32, index: u16, generation: u32) void {
@@ -674,12 +683,22 @@ pub fn Simulator(comptime planted: core.Planted) type {
             };
         }
 
+        fn printPassed(self: *const Self) void {
+            std.debug.print("simulator: event order {d} kept every invariant through {d} " ++
+                "events and actions, to {d} ms\n", .{ self.seed, self.steps, self.now_ms });
+            self.printSteps();
+        }
+
         fn printTrace(self: *const Self, failure: Failure) void {
             std.debug.print("simulator: event order {d} failed: {s} after event {d} at {d} ms " ++
                 "(planted: {s}); replay it: SIM_SEED={d} zig build test\n", .{
                 failure.seed,   @tagName(failure.violation), failure.step,
                 failure.now_ms, @tagName(planted),           failure.seed,
             });
+            self.printSteps();
+        }
+
+        fn printSteps(self: *const Self) void {
             const first = if (self.steps > trace_len) self.steps - trace_len else 0;
             var i = first;
             while (i < self.steps) : (i += 1) {
@@ -698,6 +717,9 @@ pub fn Simulator(comptime planted: core.Planted) type {
     };
 }
 
+/// When an event order's trace is printed.
+pub const Print = enum { never, on_failure, always };
+
 /// The seed of the `n`-th event order of a run (splitmix64).
 pub fn orderSeed(run_seed: u64, n: u64) u64 {
     var z = run_seed +% (n +% 1) *% 0x9e3779b97f4a7c15;
@@ -707,7 +729,7 @@ pub fn orderSeed(run_seed: u64, n: u64) u64 {
 }
 
 /// Runs `orders` event orders from `run_seed`; the first failure, if any.
-pub fn explore(comptime planted: core.Planted, run_seed: u64, orders: u64, print: bool) ?Failure {
+pub fn explore(comptime planted: core.Planted, run_seed: u64, orders: u64, print: Print) ?Failure {
     var n: u64 = 0;
     while (n < orders) : (n += 1) {
         const seed = orderSeed(run_seed, n);
@@ -734,25 +756,27 @@ test "the simulator finds every invariant kept through many random event orders"
     if (seedFromEnvironment()) |seed| {
         // Replays one event order, as a failure printed it.
         std.debug.print("simulator: replaying event order {d}\n", .{seed});
-        if (Simulator(.none).runOne(seed, true)) |_| return error.SimulationFailed;
+        if (Simulator(.none).runOne(seed, .always)) |_| return error.SimulationFailed;
         return;
     }
     const run_seed = sys.monotonicUs() ^ @as(u64, @bitCast(sys.realtimeSeconds()));
     std.debug.print("simulator: {d} event orders from run seed {d}\n", .{
         orders_per_run, run_seed,
     });
-    if (explore(.none, run_seed, orders_per_run, true)) |_| return error.SimulationFailed;
+    if (explore(.none, run_seed, orders_per_run, .on_failure)) |_| {
+        return error.SimulationFailed;
+    }
 }
 
 fn expectCaught(comptime planted: core.Planted, expected: Violation) !void {
     // Fixed seeds: the test must not depend on luck.
-    const failure = explore(planted, 1, orders_per_run, false) orelse return error.NotCaught;
+    const failure = explore(planted, 1, orders_per_run, .never) orelse return error.NotCaught;
     try std.testing.expectEqual(expected, failure.violation);
     // The seed it reports replays the same failure, at the same event.
-    const again = Simulator(planted).runOne(failure.seed, false) orelse return error.NoReplay;
+    const again = Simulator(planted).runOne(failure.seed, .never) orelse return error.NoReplay;
     try std.testing.expectEqual(failure, again);
     // The same event order on the program's core keeps every invariant.
-    try std.testing.expect(Simulator(.none).runOne(failure.seed, false) == null);
+    try std.testing.expect(Simulator(.none).runOne(failure.seed, .never) == null);
 }
 
 test "the simulator catches an upgrade that does not wait for its predecessor" {

@@ -695,7 +695,10 @@ pub const Supervisor = struct {
             proc.last_beat_ms = now();
             if (worker_process.Report.parse(proc.report_buf[0..end])) |report| switch (report) {
                 // A worker reaped meanwhile no longer serves, whatever it said before.
-                .ready => if (!proc.exited) self.feed(.{ .worker_ready = record }),
+                .ready => if (!proc.exited) {
+                    self.scan_due = true;
+                    self.feed(.{ .worker_ready = record });
+                },
                 .beat => {},
                 .mismatch => |fingerprint| self.onMismatch(record, fingerprint),
                 .stats => |stats| proc.stats = stats,
@@ -1064,10 +1067,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .pid = pid,
         .sockets = opened.sockets,
         .ports = opened.ports,
-        .core = core_mod.Core.init(.{
-            .workers = workers,
-            .drain_timeout_ms = options.limits.drain_timeout_ms,
-        }, tables.records, tables.core_slots),
+        .core = tables.core(workers, options.limits.drain_timeout_ms, handover),
         .procs = tables.procs,
         .slots = tables.slots,
         .actions = .{ .list = tables.actions },
@@ -1082,10 +1082,6 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     for (&supervisor.activated, activated, 0..) |*a, from_systemd, i| {
         // A listener an upgrade moved away from its systemd socket is this program's own now.
         a.* = passed.countFor(i) > 0 and (handover == null or from_systemd);
-    }
-    if (handover) |h| {
-        supervisor.core.last_generation = h.generation;
-        supervisor.core.predecessor = h.from_pid;
     }
     supervisor.options.endpoints = opened.endpoints;
     supervisor.armSystemdWatchdog(process.envp);
@@ -1116,6 +1112,26 @@ const Tables = struct {
         @memset(tables.slots, .{});
         @memset(tables.leaving, false);
         return tables;
+    }
+
+    /// The core, which goes on with the generation numbers of the supervisor this one takes
+    /// over from, if any, and waits for it to exit before an upgrade of its own.
+    fn core(
+        tables: *const Tables,
+        workers: u16,
+        drain_timeout_ms: u64,
+        handover: ?upgrade.Handover,
+    ) core_mod.Core {
+        const options: core_mod.Options = .{
+            .workers = workers,
+            .drain_timeout_ms = drain_timeout_ms,
+        };
+        var decisions = core_mod.Core.init(options, tables.records, tables.core_slots);
+        if (handover) |h| {
+            decisions.last_generation = h.generation;
+            decisions.predecessor = h.from_pid;
+        }
+        return decisions;
     }
 };
 
