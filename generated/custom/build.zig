@@ -25,8 +25,16 @@ pub fn build(b: *std.Build) void {
     run_step.dependOn(&run_cmd.step);
 
     const tests = b.addTest(.{ .root_module = root_module });
+    const run_tests = b.addRunArtifact(tests);
+    // The supervisor's simulator explores new event orders at every run: a cached result
+    // would explore none. `-Dsim-seed=N` replays the one event order a failure printed.
+    run_tests.has_side_effects = true;
+    const replay = "Replay one event order of the supervisor's simulator";
+    if (b.option(u64, "sim-seed", replay)) |seed| {
+        run_tests.setEnvironmentVariable("SIM_SEED", b.fmt("{d}", .{seed}));
+    }
     const test_step = b.step("test", "Run the unit and socket tests");
-    test_step.dependOn(&b.addRunArtifact(tests).step);
+    test_step.dependOn(&run_tests.step);
 }
 
 /// `zig build run -- ARGS`: 0.17 replaced `b.args` with `Run.addPassthruArgs`.

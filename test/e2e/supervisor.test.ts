@@ -544,6 +544,44 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   );
 
   it(
+    "answers a SIGHUP sent during a probe that fails with that error, and restarts at the next",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      // Found by the supervisor's simulator: the SIGHUP queued during the probe stayed queued
+      // after the probe failed, and every later SIGHUP was taken for "already queued".
+      const dir = await mkdtemp(path.join(scratch, "queued-"));
+      const copy = path.join(dir, "supervised");
+      await copyFile(binary, copy);
+      await chmod(copy, 0o755);
+      const { program, ready } = await startSupervisor(copy);
+
+      // A binary whose --fingerprint fails after 1 s: the second SIGHUP finds the probe running.
+      await writeFile(`${copy}.new`, "#!/bin/sh\nsleep 1\nexit 3\n", { mode: 0o755 });
+      await rename(`${copy}.new`, copy);
+      program.signal("SIGHUP");
+      await sleep(300);
+      program.signal("SIGHUP");
+      const error = await program.waitForEvent<ErrorEvent>("error", READY_TIMEOUT_MS);
+      expect(error).toMatchObject({ generation: 2, serving_generation: 1 });
+
+      await copyFile(binary, `${copy}.new`);
+      await chmod(`${copy}.new`, 0o755);
+      await rename(`${copy}.new`, copy);
+      program.signal("SIGHUP");
+      const next = await program.waitForEvent<ReadyEvent>(
+        "ready",
+        READY_TIMEOUT_MS,
+        (e) => e.generation > 1,
+      );
+      expect(next.generation).toBe(3);
+      await program.waitForEvent("drained", STOP_TIMEOUT_MS, (e) => e.generation === 1);
+      for (const answer of await whoamiMany(portOf(ready, "who"), 20)) expect(answer.gen).toBe(3);
+      const stopped = await stopGracefully(program);
+      expect(stopped.generation).toBe(3);
+    },
+  );
+
+  it(
     "writes --pid-file with the supervisor's pid once ready and removes it at exit",
     { timeout: TEST_TIMEOUT_MS },
     async () => {

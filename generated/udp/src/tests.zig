@@ -19,8 +19,10 @@ test {
     _ = @import("net/scm.zig");
     _ = @import("net/sys.zig");
     _ = @import("output.zig");
+    _ = @import("supervisor/core.zig");
     _ = @import("supervisor/cpus.zig");
     _ = @import("supervisor/pid_file.zig");
+    _ = @import("supervisor/simulator.zig");
     _ = @import("supervisor/supervisor.zig");
     _ = @import("supervisor/worker_link.zig");
     _ = @import("supervisor/worker_process.zig");

@@ -34,6 +34,10 @@
 //! A SIGHUP that finds a binary on disk with another spec or supervisor fingerprint upgrades
 //! the whole program instead: a new supervisor takes the sockets over (`upgrade.zig`).
 //!
+//! What the supervisor decides (generations, restarts, upgrades, stops) is decided by a pure
+//! state machine, `core.zig`, which this loop feeds with what the kernel says; the simulator
+//! (`simulator.zig`) runs the same core through random event orders.
+//!
 //! How a worker process is started and talks back: `worker_process.zig`.
 const std = @import("std");
 const config = @import("../config.zig");
@@ -55,23 +59,12 @@ const sys = @import("../net/sys.zig");
 const cpus = @import("cpus.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
+const core_mod = @import("core.zig");
 
 const listener_count = config.listeners.len;
-/// How long a new worker may take to report ready before its generation is abandoned.
-const ready_timeout_ms = 10_000;
-/// Extra time past the drain timeout before a worker that has not exited is killed.
-const kill_grace_ms = 1_000;
-/// A worker that ran this long before crashing is replaced without delay.
-const stable_run_ms = 10_000;
-const max_backoff_ms = 10_000;
 const max_events = 64;
 /// How often slots are checked for silence while the watchdog is on or a slot is adopted.
 const scan_interval_ms = 50;
-/// How long a new supervisor may take to say ready: its own workers' limit, and its start.
-const upgrade_timeout_ms = ready_timeout_ms + 5_000;
-/// How long an upgrade waits for the supervisor this one took over from to exit, past what
-/// that one's own limits allow it (its left-behind sockets, then its drain and kill grace).
-const predecessor_slack_ms = 5_000;
 
 const Kind = struct {
     const signal: u32 = 0;
@@ -84,24 +77,21 @@ fn token(kind: u32, index: u32) u64 {
     return (@as(u64, kind) << 32) | index;
 }
 
-/// One worker process, from fork until it has been reaped.
-const Record = struct {
-    pid: linux.pid_t,
-    index: u16,
-    generation: u32,
-    started_ms: u64,
+/// The process behind one of the core's worker records: its pid and pipes, from the
+/// `spawn` action until it has been reaped.
+const Proc = struct {
+    /// 0 while the record holds no process (free, or its start failed).
+    pid: linux.pid_t = 0,
     /// The supervisor's end of the control pipe; closed to ask for a graceful stop.
-    control_fd: ?sys.Fd,
+    control_fd: ?sys.Fd = null,
     /// The supervisor's end of the report pipe; closed at end of file.
-    report_fd: ?sys.Fd,
-    ready: bool = false,
-    /// Its generation failed to start and was killed: it never served.
-    abandoned: bool = false,
+    report_fd: ?sys.Fd = null,
+    /// Why the `spawn` action failed, until the core has heard it.
+    spawn_error: ?[]const u8 = null,
+    /// Reaped: its last reports are read, a `ready` among them no longer counts.
     exited: bool = false,
     exit: events.Exit = .{ .code = 0 },
     stats: stats_mod.Stats = .{},
-    /// When set, the worker is killed if it is still running at this time.
-    kill_at_ms: ?u64 = null,
     report_buf: [1024]u8 = undefined,
     report_len: usize = 0,
     /// When it last reported anything (heartbeats included).
@@ -110,11 +100,8 @@ const Record = struct {
     hung: bool = false,
 };
 
+/// What the driver keeps per slot: adoption and the counts for `stopped`.
 const Slot = struct {
-    crashes: u32 = 0,
-    respawn_at_ms: ?u64 = null,
-    /// The generation a pending respawn is for: a respawn never outlives its generation.
-    respawn_generation: u32 = 0,
     /// The serving generation's non-draining worker of this slot (a record index), as of
     /// the last scan.
     owner: ?u32 = null,
@@ -126,46 +113,10 @@ const Slot = struct {
     last_exit: ?events.Exit = null,
 };
 
-const StopKind = enum { graceful, immediate };
-
-/// What a SIGHUP set going, one thing at a time; `serving` when nothing is under way. Every
-/// phase but the last has a deadline, and each ends in `serving` (with a `ready` or an
-/// `error` event) or, for an upgrade, in `handed_over`: no restart or upgrade can hang.
-const Phase = union(enum) {
-    /// Nothing under way.
-    serving,
-    /// Asking the binary on disk who it is (`upgrade.Probe`, its own deadline).
-    probing: upgrade.Probe,
-    /// A new generation of workers starts: all ready by `deadline_ms`, or abandoned.
-    starting: Starting,
-    /// An upgrade waits for the supervisor this one took over from to exit: until then its
-    /// left-behind sockets are members of the groups, which must not change meanwhile.
-    awaiting_predecessor: Awaiting,
-    /// A new supervisor runs from the binary on disk and has not said ready.
-    upgrading: Upgrading,
-    /// A new supervisor took over: this one serves what is left behind, then drains.
-    handed_over: HandedOver,
-
-    const Starting = struct { generation: u32, deadline_ms: u64 };
-    const Awaiting = struct { pid: linux.pid_t, deadline_ms: u64 };
-    const Upgrading = struct { successor: upgrade.Successor, deadline_ms: u64 };
-    const HandedOver = struct { pid: linux.pid_t, left_behind: upgrade.LeftBehind };
-
-    /// The deadline of the phase, if it has one.
-    fn deadlineMs(self: *const Phase) ?u64 {
-        return switch (self.*) {
-            .serving, .handed_over => null,
-            .probing => |*p| p.deadline_ms,
-            .starting => |*s| s.deadline_ms,
-            .awaiting_predecessor => |*a| a.deadline_ms,
-            .upgrading => |*u| u.deadline_ms,
-        };
-    }
-};
-
-/// A new supervisor that failed: stopped with SIGTERM, then SIGKILL at `kill_at_ms`.
-const FailedSuccessor = struct { pid: linux.pid_t, kill_at_ms: u64 };
-
+/// The supervisor's loop: it gathers what the kernel says (signals, children's exits,
+/// workers' reports, the identity probe's output, a new supervisor's ready line, the clock),
+/// feeds it to the core (`core.zig`), which decides, and performs the actions the core
+/// returns. What it decides alone is the watchdog and adoption (`scanSlots`).
 pub const Supervisor = struct {
     workers: u16,
     /// How `"workers": "auto"` counted them; null for a fixed count.
@@ -177,19 +128,24 @@ pub const Supervisor = struct {
     /// sockets[slot * listener_count + listener]; closed when the service stops.
     sockets: []sys.Fd,
     ports: [listener_count]u16,
-    records: []?Record,
+    /// The decisions; its records and `procs` share indexes.
+    core: core_mod.Core,
+    procs: []Proc,
     slots: []Slot,
+    /// Where the core puts the actions of one event.
+    actions: core_mod.Actions,
     epfd: sys.Fd,
     sigfd: sys.Fd,
-    /// The generation that serves; 0 before the first is ready.
-    generation: u32 = 0,
-    /// The newest generation number handed out; a failed generation's number is not reused.
-    last_generation: u32 = 0,
-    /// What a SIGHUP set going (a restart, an upgrade), or `serving`.
-    phase: Phase = .serving,
-    /// A SIGHUP that arrived while a restart was under way: one more restart follows it.
-    restart_queued: bool = false,
-    stopping: ?StopKind = null,
+    /// The identity probe under way (the core is `probing`).
+    probe: ?upgrade.Probe = null,
+    /// What the probe said the binary on disk is, for the `upgrading` event.
+    identity: ?upgrade.Identity = null,
+    /// The new supervisor that has not said ready yet.
+    successor: ?upgrade.Successor = null,
+    /// After a hand-over: the sockets the new supervisor did not keep.
+    left_behind: ?upgrade.LeftBehind = null,
+    /// An answer to an action of the event being handled, fed once all are performed.
+    followup: ?core_mod.Event = null,
     notifier: notify.Notifier = .{},
     /// systemd's watchdog (WATCHDOG_USEC): WATCHDOG=1 every this many ms, from this loop.
     systemd_watchdog_ms: ?u64 = null,
@@ -212,13 +168,7 @@ pub const Supervisor = struct {
     /// ready, with which of the handed sockets (`kept`) it serves.
     handover: ?upgrade.Handover = null,
     kept: []const bool = &.{},
-    /// The old supervisor this one took over from, while it still drains (it is this one's
-    /// parent until it exits). The next upgrade waits for it: until then its left-behind
-    /// sockets are still members of the groups, and a group must not change meanwhile.
-    predecessor: ?linux.pid_t = null,
-    /// A new supervisor whose upgrade failed, until it is gone.
-    failed_successor: ?FailedSuccessor = null,
-    /// One flag per socket, for `Phase.handed_over`'s left-behind sockets.
+    /// One flag per socket, for the left-behind sockets after a hand-over.
     leaving_buf: []bool = &.{},
 
     fn now() u64 {
@@ -235,13 +185,13 @@ pub const Supervisor = struct {
 
     /// Serves until stopped; returns the process exit code.
     pub fn run(self: *Supervisor) u8 {
-        self.startGeneration();
+        self.feed(.start);
         var list: [max_events]linux.epoll_event = undefined;
-        while (!self.finished()) {
+        while (!self.core.finished()) {
             self.assertInvariants();
             const n = sys.epollWait(self.epfd, &list, self.waitTimeoutMs()) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});
-                self.beginStop(.immediate);
+                self.feed(.{ .signal = .quit });
                 return 1;
             };
             for (list[0..n]) |event| {
@@ -263,113 +213,165 @@ pub const Supervisor = struct {
         return self.exit_code;
     }
 
-    /// What must hold between any two turns of the loop (checked in Debug and ReleaseSafe).
+    /// What must hold between any two turns of the loop (checked in Debug and ReleaseSafe):
+    /// the core's invariants, and the driver's resources match the core's phase.
     fn assertInvariants(self: *const Supervisor) void {
         if (!compat.has_safety) return;
-        assert(self.generation <= self.last_generation);
-        assert(self.liveCount() <= self.records.len);
-        switch (self.phase) {
-            .serving => {},
-            .probing => |*p| {
-                assert(p.pid > 0);
-                assert(self.stopping == null);
-            },
-            .starting => |*s| {
-                assert(s.generation > self.generation);
-                assert(s.generation <= self.last_generation);
-                assert(self.stopping == null);
-            },
-            .awaiting_predecessor => |*a| {
-                assert(self.predecessor == a.pid);
-                assert(self.stopping == null);
-            },
-            .upgrading => |*u| {
-                assert(u.successor.pid > 0);
-                assert(u.successor.ready_fd >= 0);
-                assert(self.stopping == null);
-            },
-            .handed_over => |*h| {
-                assert(h.pid > 0);
-                assert(!self.restart_queued);
-                assert(!self.pid_file_written);
-            },
-        }
-        if (self.stopping != null) {
-            assert(self.phase == .serving or self.phase == .handed_over);
-            for (self.slots) |slot| assert(slot.respawn_at_ms == null);
-        }
-        for (self.slots) |slot| {
-            if (slot.respawn_at_ms != null) assert(slot.respawn_generation == self.generation);
-        }
-        self.assertOneWorkerPerSlot();
-    }
-
-    /// At most one worker per slot and generation that has not been asked to stop.
-    fn assertOneWorkerPerSlot(self: *const Supervisor) void {
-        for (self.records, 0..) |maybe, i| {
-            const r = maybe orelse continue;
-            assert(r.index < self.workers);
-            assert(r.generation <= self.last_generation);
-            if (r.control_fd == null) continue;
-            for (self.records[i + 1 ..]) |other_maybe| {
-                const other = other_maybe orelse continue;
-                if (other.control_fd == null) continue;
-                assert(!(other.index == r.index and other.generation == r.generation));
-            }
+        self.core.assertInvariants();
+        assert(self.followup == null);
+        assert((self.probe != null) == (self.core.phase == .probing));
+        if (self.successor != null) assert(self.core.phase == .upgrading);
+        if (self.core.phase == .handed_over) assert(!self.pid_file_written);
+        for (self.core.records, self.procs) |maybe, proc| {
+            if (maybe == null) assert(proc.pid == 0 and proc.control_fd == null);
+            const w = maybe orelse continue;
+            assert(proc.spawn_error == null);
+            if (w.retired) assert(proc.control_fd == null);
         }
     }
 
-    fn finished(self: *const Supervisor) bool {
-        return self.stopping != null and self.liveCount() == 0;
-    }
+    // The core: events in, actions out.
 
-    fn freeRecords(self: *const Supervisor) usize {
-        return self.records.len - self.liveCount();
-    }
-
-    fn liveCount(self: *const Supervisor) usize {
-        var count: usize = 0;
-        for (self.records) |r| {
-            if (r != null) count += 1;
+    /// Has the core decide what `event` calls for and performs it, then feeds what the
+    /// actions answered (a fork that failed, a probe or new supervisor that did not start).
+    fn feed(self: *Supervisor, event: core_mod.Event) void {
+        self.actions.len = 0;
+        self.core.handle(now(), event, &self.actions);
+        for (self.actions.slice()) |action| self.perform(action);
+        for (self.procs, 0..) |*proc, i| {
+            const detail = proc.spawn_error orelse continue;
+            proc.spawn_error = null;
+            self.feed(.{ .spawn_failed = .{ .record = @intCast(i), .detail = detail } });
         }
-        return count;
+        if (self.followup) |followup| {
+            self.followup = null;
+            self.feed(followup);
+        }
     }
 
-    /// The generation being started, if one is.
-    fn startingGeneration(self: *const Supervisor) ?u32 {
-        return switch (self.phase) {
-            .starting => |s| s.generation,
-            else => null,
+    fn perform(self: *Supervisor, action: core_mod.Action) void {
+        switch (action) {
+            .spawn => |s| self.spawn(s.record, s.index, s.generation),
+            .retire => |record| self.retire(&self.procs[record]),
+            .kill_worker => |k| {
+                // A record whose fork failed holds no process.
+                const pid = self.procs[k.record].pid;
+                if (pid > 0) killProcess(pid, k.signal);
+            },
+            .kill_process => |k| killProcess(k.pid, k.signal),
+            .start_probe => self.startProbe(),
+            .end_probe => self.endProbe(),
+            .start_upgrade => |generation| self.startUpgrade(generation),
+            .close_successor => self.closeSuccessorPipe(),
+            .restarting => |generation| {
+                log.info("starting generation {d}", .{generation});
+                self.notifier.reloading();
+                var line = events.Line.begin("restarting");
+                line.int("generation", generation);
+                line.emit();
+            },
+            .ready => |generation| {
+                self.scan_due = true;
+                self.writePidFileOnce();
+                self.announceReady(generation);
+            },
+            .failed => |f| self.reportFailedRestart(f.generation, f.what, f.detail),
+            .upgraded => |generation| self.announceUpgraded(generation),
+            .stopping => |kind| self.announceStopping(kind),
+            .worker_exit => |e| self.onWorkerGone(e),
+            .worker_replaced => |record| {
+                const w = self.core.records[record].?;
+                var line = events.Line.begin("worker_replaced");
+                line.int("generation", w.generation);
+                line.int("index", w.index);
+                line.int("pid", self.procs[record].pid);
+                line.emit();
+            },
+            .mismatch => |m| {
+                const w = self.core.records[m.record].?;
+                var message: [256]u8 = undefined;
+                var line = events.Line.begin("error");
+                line.string("message", compat.bufPrint(&message, "worker {d} not replaced: " ++
+                    "{s} ({s})", .{ w.index, m.what, m.detail }) catch m.what);
+                line.int("generation", w.generation);
+                line.int("index", w.index);
+                line.emit();
+            },
+            .drained => |generation| {
+                var line = events.Line.begin("drained");
+                line.int("generation", generation);
+                line.emit();
+            },
+            .exit_failure => self.exit_code = 1,
+            .reload_failed => {
+                // The reload is over, if not as hoped: systemd waits for READY=1 either way.
+                self.notifier.sendf("READY=1\nSTATUS=restart failed; generation {d} keeps " ++
+                    "serving", .{self.core.generation});
+            },
+            .note => |note| self.logNote(note),
+        }
+    }
+
+    fn killProcess(pid: linux.pid_t, signal: core_mod.KillSignal) void {
+        assert(pid > 0);
+        _ = switch (signal) {
+            .term => linux.kill(pid, linux.SIG.TERM),
+            .quit => linux.kill(pid, linux.SIG.QUIT),
+            .kill => linux.kill(pid, linux.SIG.KILL),
         };
     }
 
-    /// The new supervisor that took over, once one has.
-    fn handedOverTo(self: *const Supervisor) ?linux.pid_t {
-        return switch (self.phase) {
-            .handed_over => |h| h.pid,
-            else => null,
-        };
+    fn logNote(self: *const Supervisor, note: core_mod.Note) void {
+        switch (note) {
+            .restart_queued_draining => {
+                log.info("restart queued: waiting for draining workers to exit", .{});
+            },
+            .hup_queued => log.info("SIGHUP during a restart: queued", .{}),
+            .hup_already_queued => log.info("SIGHUP: a restart is already queued", .{}),
+            .hup_after_handover => {
+                log.info("SIGHUP ignored: pid {d} took over this service; signal it instead", .{
+                    self.core.handedOverTo().?,
+                });
+            },
+            .hup_during_upgrade => {
+                const pid = if (self.successor) |s| s.pid else 0;
+                log.info("SIGHUP during an upgrade: ignored until pid {d} is ready or fails", .{
+                    pid,
+                });
+            },
+            .hup_awaiting_predecessor => {
+                log.info("SIGHUP: the upgrade already waiting reads the binary on disk then", .{});
+            },
+            .awaiting_predecessor => {
+                log.info("upgrade waits: pid {d}, which this one took over from, still drains", .{
+                    self.core.predecessor.?,
+                });
+            },
+            .upgrade_called_off => {
+                const pid = if (self.successor) |s| s.pid else 0;
+                log.info("stopping: the upgrade to pid {d} is called off", .{pid});
+            },
+            .failed_successor_killed => {
+                log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{
+                    self.core.failed_successor.?.pid,
+                });
+            },
+        }
     }
 
     fn waitTimeoutMs(self: *const Supervisor) i32 {
         if (self.scan_due or self.reap_due) return 0;
-        var next: ?u64 = self.phase.deadlineMs();
-        if (self.failed_successor) |f| next = minOf(next, f.kill_at_ms);
+        var next: ?u64 = self.core.nextDeadlineMs();
         // Polled: a left-behind queue emptying, and the predecessor's exit (getppid).
-        const polled = self.phase == .handed_over or self.phase == .awaiting_predecessor;
-        if (polled and self.stopping == null) next = minOf(next, now() + scan_interval_ms);
+        const phase = self.core.phase;
+        const polled = phase == .handed_over or phase == .awaiting_predecessor;
+        if (polled and self.core.stopping == null) next = minOf(next, now() + scan_interval_ms);
         var adopted = false;
-        for (self.records) |maybe| {
-            const r = maybe orelse continue;
-            if (r.kill_at_ms) |at| next = minOf(next, at);
-        }
         for (self.slots) |slot| {
-            if (slot.respawn_at_ms) |at| next = minOf(next, at);
             if (slot.adopter != null) adopted = true;
         }
-        if (self.stopping == null and (self.options.limits.watchdog_ms > 0 or adopted)) {
-            next = minOf(next, self.next_scan_ms);
-        }
+        const watched = self.options.limits.watchdog_ms > 0 or adopted;
+        if (self.core.stopping == null and watched) next = minOf(next, self.next_scan_ms);
         if (self.systemd_watchdog_ms != null) next = minOf(next, self.next_systemd_watchdog_ms);
         const deadline = next orelse return -1;
         const t = now();
@@ -382,58 +384,6 @@ pub const Supervisor = struct {
     }
 
     // Generations.
-
-    fn startGeneration(self: *Supervisor) void {
-        assert(self.phase == .serving);
-        assert(self.stopping == null);
-        if (self.freeRecords() < self.workers) {
-            // Older generations are still draining and hold every process slot: the restart
-            // waits for them instead of piling up processes (bounded by the drain timeout).
-            self.restart_queued = true;
-            log.info("restart queued: waiting for draining workers to exit", .{});
-            return;
-        }
-        self.last_generation += 1;
-        const generation = self.last_generation;
-        self.phase = .{ .starting = .{
-            .generation = generation,
-            .deadline_ms = now() + ready_timeout_ms,
-        } };
-        // A first generation after an upgrade continues the old supervisor's numbers: it is
-        // not a restart of this one.
-        if (self.generation != 0) {
-            log.info("starting generation {d}", .{generation});
-            self.notifier.reloading();
-            var line = events.Line.begin("restarting");
-            line.int("generation", generation);
-            line.emit();
-        }
-        var index: u16 = 0;
-        while (index < self.workers) : (index += 1) {
-            self.spawn(index, generation) catch |err| {
-                self.abandonGeneration("cannot start a worker", @errorName(err));
-                return;
-            };
-        }
-    }
-
-    /// Every worker of the starting generation reported ready: it takes over, and the
-    /// previous generation drains.
-    fn generationReady(self: *Supervisor, generation: u32) void {
-        assert(self.startingGeneration() == generation);
-        assert(self.generationIsReady(generation));
-        const previous = self.generation;
-        self.generation = generation;
-        self.phase = .serving;
-        // The new generation has a worker in every slot: a respawn pending for the old one
-        // would be a second worker in a slot.
-        for (self.slots) |*slot| slot.respawn_at_ms = null;
-        self.scan_due = true;
-        self.writePidFileOnce();
-        self.announceReady(generation);
-        if (previous != 0) self.retireGeneration(previous);
-        self.startQueuedRestart();
-    }
 
     /// The pid file exists before `ready` is announced, so a reader acting on the event
     /// finds it.
@@ -449,9 +399,9 @@ pub const Supervisor = struct {
     /// The `ready` event, and what the service manager (or the old supervisor) is told.
     fn announceReady(self: *Supervisor, generation: u32) void {
         var pids: [cli.max_workers]i32 = undefined;
-        for (self.records) |maybe| {
-            const r = maybe orelse continue;
-            if (r.generation == generation) pids[r.index] = r.pid;
+        for (self.core.records, self.procs) |maybe, proc| {
+            const w = maybe orelse continue;
+            if (w.generation == generation) pids[w.index] = proc.pid;
         }
         var endpoints = self.options.endpoints;
         for (&endpoints, self.ports) |*e, port| e.port = port;
@@ -481,24 +431,16 @@ pub const Supervisor = struct {
         }
     }
 
-    /// Starts the restart a SIGHUP queued, once nothing else is under way.
-    fn startQueuedRestart(self: *Supervisor) void {
-        if (!self.restart_queued or self.stopping != null) return;
-        if (self.phase != .serving) return;
-        self.restart_queued = false;
-        self.restart();
-    }
-
-    /// A restart from the binary on disk: first its identity (`upgrade.Probe`), then a new
+    /// A restart from the binary on disk begins with its identity (`upgrade.Probe`): a new
     /// generation of workers when it is this program, a new supervisor when its spec or its
     /// supervisor differs (`finishProbeIfDone`).
-    fn restart(self: *Supervisor) void {
-        assert(self.phase == .serving);
-        assert(self.stopping == null);
+    fn startProbe(self: *Supervisor) void {
+        assert(self.probe == null);
         const probe = upgrade.Probe.start(self.exe_path, self.process.envp, now()) catch |err| {
-            return self.probeFailed(@errorName(err));
+            self.followup = .{ .probe_failed = @errorName(err) };
+            return;
         };
-        self.phase = .{ .probing = probe };
+        self.probe = probe;
         const data = token(Kind.probe, 0);
         const add = linux.EPOLL.CTL_ADD;
         sys.epollCtl(self.epfd, add, probe.fd.?, linux.EPOLL.IN, data) catch |err| {
@@ -508,42 +450,35 @@ pub const Supervisor = struct {
     }
 
     fn onProbeReadable(self: *Supervisor) void {
-        const probe = switch (self.phase) {
-            .probing => |*p| p,
-            else => return,
-        };
+        const probe = if (self.probe) |*p| p else return;
         if (!probe.onReadable()) return;
         self.closeProbeOutput(probe);
         self.finishProbeIfDone();
     }
 
-    /// The probe answered (output read and exit reaped): restart or upgrade accordingly.
+    /// The probe answered (output read and exit reaped): the core decides what follows.
     fn finishProbeIfDone(self: *Supervisor) void {
-        const probe = switch (self.phase) {
-            .probing => |*p| p,
-            else => return,
-        };
+        const probe = if (self.probe) |*p| p else return;
         if (!probe.done()) return;
         var failure: upgrade.ProbeFailure = .{};
         const answer = probe.result(&failure);
-        self.phase = .serving;
-        const identity = answer catch return self.probeFailed(failure.text);
-        if (identity.isThisProgram()) return self.startGeneration();
-        if (self.predecessorRunning()) return self.awaitPredecessor();
-        self.beginUpgrade(identity);
+        self.probe = null;
+        const identity = answer catch return self.feed(.{ .probe_failed = failure.text });
+        self.identity = identity;
+        // Whether the predecessor still runs decides between upgrading and waiting.
+        self.pollPredecessor();
+        const this = identity.isThisProgram();
+        self.feed(.{ .probe_answer = if (this) .this_program else .other_program });
     }
 
-    /// The probe did not answer in time.
-    fn expireProbe(self: *Supervisor) void {
-        const probe = switch (self.phase) {
-            .probing => |*p| p,
-            else => unreachable,
-        };
+    /// The core gave up on the probe (its deadline, or a stop): it is killed if it runs,
+    /// its exit is reaped as another child's.
+    fn endProbe(self: *Supervisor) void {
+        const probe = if (self.probe) |*p| p else return;
         self.closeProbeOutput(probe);
         var failure: upgrade.ProbeFailure = .{};
         probe.expire(&failure);
-        self.phase = .serving;
-        self.probeFailed(failure.text);
+        self.probe = null;
     }
 
     /// Takes the probe's output out of the loop and closes it (its exit is still reaped).
@@ -552,76 +487,12 @@ pub const Supervisor = struct {
         probe.closeOutput();
     }
 
-    /// The restart ends before it began: the binary on disk did not say who it is.
-    fn probeFailed(self: *Supervisor, detail: []const u8) void {
-        assert(self.phase == .serving);
-        self.last_generation += 1;
-        const what = "the binary on disk cannot tell its identity";
-        self.reportFailedRestart(self.last_generation, what, detail);
-    }
-
-    /// An upgrade waits until the old supervisor this one took over from has exited, for as
-    /// long as that one's own limits allow it to take.
-    fn awaitPredecessor(self: *Supervisor) void {
-        const pid = self.predecessor.?;
-        const limits = self.options.limits;
-        const bound = upgrade.LeftBehind.wait_ms + limits.drain_timeout_ms + kill_grace_ms +
-            predecessor_slack_ms;
-        self.phase = .{ .awaiting_predecessor = .{ .pid = pid, .deadline_ms = now() + bound } };
-        log.info("upgrade waits: pid {d}, which this one took over from, still drains", .{pid});
-    }
-
-    /// Polled while an upgrade waits for the predecessor: gone, the restart starts over
-    /// (the binary on disk may have changed meanwhile); still there at the deadline, the
-    /// upgrade fails.
-    fn checkPredecessor(self: *Supervisor, t: u64) void {
-        const awaiting = switch (self.phase) {
-            .awaiting_predecessor => |a| a,
-            else => return,
-        };
-        if (!self.predecessorRunning()) {
-            self.phase = .serving;
-            return self.restart();
-        }
-        if (t < awaiting.deadline_ms) return;
-        self.phase = .serving;
-        self.last_generation += 1;
-        var detail: [96]u8 = undefined;
-        const text = compat.bufPrint(&detail, "pid {d}, which this one took over from, " ++
-            "still runs", .{awaiting.pid}) catch "the previous supervisor still runs";
-        self.reportFailedRestart(self.last_generation, "the upgrade cannot start", text);
-    }
-
-    fn predecessorRunning(self: *Supervisor) bool {
-        const pid = self.predecessor orelse return false;
-        if (linux.getppid() == pid) return true;
-        self.predecessor = null;
-        return false;
-    }
-
-    fn retireGeneration(self: *Supervisor, generation: u32) void {
-        for (self.records) |*maybe| {
-            if (maybe.*) |*r| {
-                if (r.generation <= generation) self.retire(r);
-            }
-        }
-    }
-
-    /// A restart that cannot complete leaves the serving generation alone.
-    fn abandonGeneration(self: *Supervisor, what: []const u8, detail: []const u8) void {
-        const generation = self.startingGeneration() orelse return;
-        self.phase = .serving;
-        self.restart_queued = false;
-        for (self.records) |*maybe| {
-            if (maybe.*) |*r| {
-                if (r.generation == generation) {
-                    _ = linux.kill(r.pid, linux.SIG.KILL);
-                    r.abandoned = true;
-                    self.retire(r);
-                }
-            }
-        }
-        self.reportFailedRestart(generation, what, detail);
+    /// Tells the core when the supervisor this one took over from has exited: it is this
+    /// one's parent until then.
+    fn pollPredecessor(self: *Supervisor) void {
+        const pid = self.core.predecessor orelse return;
+        if (linux.getppid() == pid) return;
+        self.feed(.predecessor_gone);
     }
 
     /// The `error` event of a restart or upgrade that failed; the serving generation, when
@@ -632,7 +503,6 @@ pub const Supervisor = struct {
         what: []const u8,
         detail: []const u8,
     ) void {
-        assert(self.phase == .serving);
         var message: [256]u8 = undefined;
         const text = compat.bufPrint(&message, "generation {d} did not start ({s}: {s})", .{
             generation, what, detail,
@@ -640,18 +510,12 @@ pub const Supervisor = struct {
         var line = events.Line.begin("error");
         line.string("message", text);
         line.int("generation", generation);
-        line.int("serving_generation", self.generation);
+        line.int("serving_generation", self.core.generation);
         line.emit();
-        if (self.generation == 0) {
+        if (self.core.generation == 0) {
             log.err("{s}; stopping", .{text});
-            self.exit_code = 1;
-            self.beginStop(.immediate);
         } else {
-            log.err("{s}; generation {d} keeps serving", .{ text, self.generation });
-            // The reload is over, if not as hoped: systemd waits for READY=1 either way.
-            self.notifier.sendf("READY=1\nSTATUS=restart failed; generation {d} keeps serving", .{
-                self.generation,
-            });
+            log.err("{s}; generation {d} keeps serving", .{ text, self.core.generation });
         }
     }
 
@@ -659,10 +523,9 @@ pub const Supervisor = struct {
 
     /// Starts the binary on disk as a new supervisor and hands it every socket; this one
     /// serves on until it says ready.
-    fn beginUpgrade(self: *Supervisor, identity: upgrade.Identity) void {
-        assert(self.phase == .serving);
-        assert(self.predecessor == null);
-        const generation = self.last_generation + 1;
+    fn startUpgrade(self: *Supervisor, generation: u32) void {
+        assert(self.successor == null);
+        const identity = self.identity.?;
         log.info("the binary on disk is another program (spec {s}, supervisor {s}): " ++
             "upgrading to it", .{ &identity.spec, &identity.supervisor });
         self.notifier.reloading();
@@ -673,12 +536,11 @@ pub const Supervisor = struct {
             .args = self.process.args,
             .envp = self.process.envp,
             .sockets = self.sockets,
-            .generation = self.last_generation,
+            .generation = self.core.last_generation,
             .activated = &self.activated,
         }) catch |err| {
-            self.last_generation = generation;
-            const what = "cannot start the new program";
-            return self.reportFailedRestart(generation, what, @errorName(err));
+            self.followup = .{ .upgrade_start_failed = @errorName(err) };
+            return;
         };
         const data = token(Kind.successor, 0);
         const add = linux.EPOLL.CTL_ADD;
@@ -686,10 +548,8 @@ pub const Supervisor = struct {
             // Unwatched, the upgrade still ends: the new supervisor's exit, or the deadline.
             log.warn("cannot watch the new supervisor's ready pipe: {s}", .{@errorName(err)});
         };
-        self.phase = .{ .upgrading = .{
-            .successor = successor,
-            .deadline_ms = now() + upgrade_timeout_ms,
-        } };
+        self.successor = successor;
+        self.followup = .{ .successor_started = successor.pid };
         var line = events.Line.begin("upgrading");
         line.int("generation", generation);
         line.int("successor", successor.pid);
@@ -699,11 +559,7 @@ pub const Supervisor = struct {
     }
 
     fn onSuccessorReadable(self: *Supervisor) void {
-        const upgrading = switch (self.phase) {
-            .upgrading => |*u| u,
-            else => return,
-        };
-        const successor = &upgrading.successor;
+        const successor = if (self.successor) |*s| s else return;
         const kept = successor.readReady() catch |err| switch (err) {
             error.WouldBlock => return,
             // It closed the pipe, most likely by exiting: the exit, reaped next, says how;
@@ -713,58 +569,35 @@ pub const Supervisor = struct {
                 return;
             },
         };
-        self.commitUpgrade(kept);
+        // `kept` lies in the successor's buffer: read it before the pipe closes. Its
+        // workers go on serving what is queued on the sockets the new one did not keep,
+        // then retire.
+        const buf = self.leaving_buf;
+        self.left_behind = upgrade.LeftBehind.init(buf, self.sockets, kept, &self.activated, now());
+        self.feed(.successor_ready);
     }
 
-    /// The new supervisor serves: this one steps back. Its workers go on serving what is
-    /// queued on the sockets the new one did not keep, then retire (`upgrade.LeftBehind`).
-    fn commitUpgrade(self: *Supervisor, kept: []const u8) void {
-        const successor = self.phase.upgrading.successor;
-        // `kept` lies in the successor's buffer: read it before the phase changes.
-        const buf = self.leaving_buf;
-        const left = upgrade.LeftBehind.init(buf, self.sockets, kept, &self.activated, now());
-        self.closeSuccessorPipe(successor);
-        self.phase = .{ .handed_over = .{ .pid = successor.pid, .left_behind = left } };
+    /// The new supervisor serves: this one steps back.
+    fn announceUpgraded(self: *Supervisor, generation: u32) void {
+        const pid = self.core.handedOverTo().?;
         // The new supervisor wrote the pid file before it said ready: it is its now.
         self.pid_file_written = false;
-        self.restart_queued = false;
         var line = events.Line.begin("upgraded");
-        line.int("generation", self.last_generation + 1);
-        line.int("successor", successor.pid);
-        line.int("serving_generation", self.generation);
+        line.int("generation", generation);
+        line.int("successor", pid);
+        line.int("serving_generation", self.core.generation);
         line.emit();
-        log.info("pid {d} took over; generation {d} drains", .{ successor.pid, self.generation });
+        log.info("pid {d} took over; generation {d} drains", .{ pid, self.core.generation });
         self.notifier.sendf("MAINPID={d}\nREADY=1\nSTATUS=upgraded: pid {d} serves", .{
-            successor.pid, successor.pid,
+            pid, pid,
         });
     }
 
-    fn closeSuccessorPipe(self: *Supervisor, successor: upgrade.Successor) void {
+    fn closeSuccessorPipe(self: *Supervisor) void {
+        const successor = self.successor orelse return;
         _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, successor.ready_fd, null);
         sys.close(successor.ready_fd);
-    }
-
-    /// The new supervisor exited, or was not ready in time: this one serves on.
-    fn abandonUpgrade(self: *Supervisor, detail: []const u8, exited: bool) void {
-        const successor = self.phase.upgrading.successor;
-        self.closeSuccessorPipe(successor);
-        self.phase = .serving;
-        self.restart_queued = false;
-        if (!exited) self.stopFailedSuccessor(successor.pid);
-        self.last_generation += 1;
-        self.reportFailedRestart(self.last_generation, "the new program did not take over", detail);
-    }
-
-    /// Gracefully: its workers may have accepted connections on the shared sockets.
-    fn stopFailedSuccessor(self: *Supervisor, pid: linux.pid_t) void {
-        _ = linux.kill(pid, linux.SIG.TERM);
-        // One at a time: an earlier one still running is killed now.
-        if (self.failed_successor) |f| _ = linux.kill(f.pid, linux.SIG.KILL);
-        const limits = self.options.limits;
-        self.failed_successor = .{
-            .pid = pid,
-            .kill_at_ms = now() + limits.drain_timeout_ms + kill_grace_ms,
-        };
+        self.successor = null;
     }
 
     /// A child that is not a worker exited: the identity probe, or a new supervisor, before
@@ -772,26 +605,18 @@ pub const Supervisor = struct {
     fn onOtherChildExit(self: *Supervisor, pid: linux.pid_t, status: u32) void {
         const exit = events.Exit.fromWaitStatus(status);
         var how: [48]u8 = undefined;
-        if (self.failed_successor) |f| if (f.pid == pid) {
-            self.failed_successor = null;
+        if (self.probe) |*probe| if (probe.pid == pid) {
+            probe.onExit(status);
+            return self.finishProbeIfDone();
         };
-        switch (self.phase) {
-            .probing => |*probe| if (probe.pid == pid) {
-                probe.onExit(status);
-                return self.finishProbeIfDone();
-            },
-            .upgrading => |*u| if (u.successor.pid == pid) {
-                var detail: [96]u8 = undefined;
-                const text = compat.bufPrint(&detail, "pid {d} {s} before it was ready", .{
-                    pid, exit.describe(&how),
-                }) catch "it exited before it was ready";
-                return self.abandonUpgrade(text, true);
-            },
-            .handed_over => |h| if (h.pid == pid) {
-                log.warn("pid {d}, which took over, {s}", .{ pid, exit.describe(&how) });
-            },
-            else => {},
+        if (self.core.handedOverTo() == pid) {
+            log.warn("pid {d}, which took over, {s}", .{ pid, exit.describe(&how) });
         }
+        var detail: [96]u8 = undefined;
+        const text = compat.bufPrint(&detail, "pid {d} {s} before it was ready", .{
+            pid, exit.describe(&how),
+        }) catch "it exited before it was ready";
+        self.feed(.{ .process_exit = .{ .pid = pid, .detail = text } });
     }
 
     /// The new side of an upgrade, once its first generation is ready: the pid file is
@@ -806,22 +631,17 @@ pub const Supervisor = struct {
 
     /// After an upgrade: once the sockets left behind are empty, this generation retires.
     fn checkLeftBehind(self: *Supervisor, t: u64) void {
-        if (self.stopping != null) return;
-        const handed = switch (self.phase) {
-            .handed_over => |*h| h,
-            else => return,
-        };
-        if (handed.left_behind.settled(self.sockets, t)) self.beginStop(.graceful);
+        if (self.core.stopping != null or self.core.phase != .handed_over) return;
+        const left = if (self.left_behind) |*l| l else return;
+        if (left.settled(self.sockets, t)) self.feed(.left_behind_settled);
     }
 
     // Workers.
 
-    fn spawn(self: *Supervisor, index: u16, generation: u32) !void {
-        self.assertNoWorkerIn(index, generation);
-        const slot = for (self.records, 0..) |r, i| {
-            if (r == null) break i;
-        } else return error.TooManyWorkerProcesses;
-        const started = try worker_process.start(.{
+    fn spawn(self: *Supervisor, record: u32, index: u16, generation: u32) void {
+        const proc = &self.procs[record];
+        assert(proc.pid == 0);
+        const started = worker_process.start(.{
             .exe_path = self.exe_path,
             .envp = self.process.envp,
             .sockets = self.sockets,
@@ -829,47 +649,40 @@ pub const Supervisor = struct {
             .index = index,
             .generation = generation,
             .limits = self.options.limits,
-        });
-        self.records[slot] = .{
+        }) catch |err| {
+            log.err("cannot start worker {d}: {s}", .{ index, @errorName(err) });
+            proc.spawn_error = @errorName(err);
+            return;
+        };
+        proc.* = .{
             .pid = started.pid,
-            .index = index,
-            .generation = generation,
-            .started_ms = now(),
             .control_fd = started.control_fd,
             .report_fd = started.report_fd,
         };
         self.slots[index].last_pid = started.pid;
         self.scan_due = true;
-        const data = token(Kind.report, @intCast(slot));
-        try sys.epollCtl(self.epfd, linux.EPOLL.CTL_ADD, started.report_fd, linux.EPOLL.IN, data);
+        const data = token(Kind.report, record);
+        const add = linux.EPOLL.CTL_ADD;
+        sys.epollCtl(self.epfd, add, started.report_fd, linux.EPOLL.IN, data) catch |err| {
+            // Unheard, it never reports ready: its generation's deadline, or the watchdog,
+            // ends it.
+            log.warn("cannot watch worker {d}'s reports: {s}", .{ index, @errorName(err) });
+        };
     }
 
-    /// The invariant a respawn or a generation start must keep: at most one non-draining
-    /// worker per slot per generation.
-    fn assertNoWorkerIn(self: *const Supervisor, index: u16, generation: u32) void {
-        for (self.records) |maybe| {
-            const r = maybe orelse continue;
-            assert(!(r.index == index and r.generation == generation and
-                r.control_fd != null));
-        }
+    /// Asks a worker to finish gracefully: its control pipe closes.
+    fn retire(self: *const Supervisor, proc: *Proc) void {
+        _ = self;
+        const fd = proc.control_fd orelse return;
+        sys.close(fd);
+        proc.control_fd = null;
     }
 
-    /// Asks a worker to finish gracefully, and arms the deadline for killing it.
-    fn retire(self: *Supervisor, r: *Record) void {
-        if (r.control_fd) |fd| {
-            sys.close(fd);
-            r.control_fd = null;
-        }
-        if (r.kill_at_ms == null) {
-            r.kill_at_ms = now() + self.options.limits.drain_timeout_ms + kill_grace_ms;
-        }
-    }
-
-    fn onReport(self: *Supervisor, slot: u32) void {
-        const r = if (self.records[slot]) |*r| r else return;
-        const fd = r.report_fd orelse return;
+    fn onReport(self: *Supervisor, record: u32) void {
+        const proc = &self.procs[record];
+        const fd = proc.report_fd orelse return;
         while (true) {
-            const n = sys.read(fd, r.report_buf[r.report_len..]) catch |err| switch (err) {
+            const n = sys.read(fd, proc.report_buf[proc.report_len..]) catch |err| switch (err) {
                 error.WouldBlock => return,
                 error.Interrupted => continue,
                 else => 0,
@@ -877,51 +690,40 @@ pub const Supervisor = struct {
             if (n == 0) {
                 _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
                 sys.close(fd);
-                r.report_fd = null;
+                proc.report_fd = null;
                 return;
             }
-            r.report_len += n;
-            self.parseReports(r);
-            if (r.report_len == r.report_buf.len) r.report_len = 0; // a line too long: drop it
+            proc.report_len += n;
+            self.parseReports(record);
+            // A line too long: drop it.
+            if (proc.report_len == proc.report_buf.len) proc.report_len = 0;
         }
     }
 
-    fn parseReports(self: *Supervisor, r: *Record) void {
-        while (compat.findScalar(u8, r.report_buf[0..r.report_len], '\n')) |end| {
-            r.last_beat_ms = now();
-            if (worker_process.Report.parse(r.report_buf[0..end])) |report| switch (report) {
-                .ready => self.onWorkerReady(r),
+    fn parseReports(self: *Supervisor, record: u32) void {
+        const proc = &self.procs[record];
+        while (compat.findScalar(u8, proc.report_buf[0..proc.report_len], '\n')) |end| {
+            proc.last_beat_ms = now();
+            if (worker_process.Report.parse(proc.report_buf[0..end])) |report| switch (report) {
+                // A worker reaped meanwhile no longer serves, whatever it said before.
+                .ready => if (!proc.exited) {
+                    self.scan_due = true;
+                    self.feed(.{ .worker_ready = record });
+                },
                 .beat => {},
-                .mismatch => |fingerprint| self.onMismatch(r, fingerprint),
-                .stats => |stats| r.stats = stats,
+                .mismatch => |fingerprint| self.onMismatch(record, fingerprint),
+                .stats => |stats| proc.stats = stats,
             };
-            const rest = r.report_len - end - 1;
-            compat.copyLeft(r.report_buf[0..rest], r.report_buf[end + 1 .. r.report_len]);
-            r.report_len = rest;
-        }
-    }
-
-    fn onWorkerReady(self: *Supervisor, r: *Record) void {
-        r.ready = true;
-        self.scan_due = true;
-        if (self.stopping != null) return self.retire(r);
-        if (self.startingGeneration()) |generation| {
-            if (r.generation == generation and self.generationIsReady(generation)) {
-                return self.generationReady(generation);
-            }
-        }
-        if (r.generation == self.generation) {
-            var line = events.Line.begin("worker_replaced");
-            line.int("generation", r.generation);
-            line.int("index", r.index);
-            line.int("pid", r.pid);
-            line.emit();
+            const rest = proc.report_len - end - 1;
+            const buf = &proc.report_buf;
+            compat.copyLeft(buf[0..rest], buf[end + 1 .. proc.report_len]);
+            proc.report_len = rest;
         }
     }
 
     /// The worker was built from another spec or has another supervisor: it refused to serve,
     /// and so will every worker the binary on disk starts. Only a new supervisor could run it.
-    fn onMismatch(self: *Supervisor, r: *Record, identity: []const u8) void {
+    fn onMismatch(self: *Supervisor, record: u32, identity: []const u8) void {
         const spec_len = config.spec_fingerprint.len;
         const same_spec = identity.len > spec_len and
             std.mem.eql(u8, identity[0..spec_len], config.spec_fingerprint);
@@ -933,24 +735,7 @@ pub const Supervisor = struct {
         const text = compat.bufPrint(&detail, "its identity {s}, this supervisor's {s}", .{
             identity[0..@min(identity.len, 48)], config.identity,
         }) catch "another identity";
-        if (self.startingGeneration() == r.generation) return self.abandonGeneration(what, text);
-        var message: [256]u8 = undefined;
-        var line = events.Line.begin("error");
-        line.string("message", compat.bufPrint(&message, "worker {d} not replaced: {s} ({s})", .{
-            r.index, what, text,
-        }) catch what);
-        line.int("generation", r.generation);
-        line.int("index", r.index);
-        line.emit();
-    }
-
-    fn generationIsReady(self: *const Supervisor, generation: u32) bool {
-        var ready: usize = 0;
-        for (self.records) |maybe| {
-            const r = maybe orelse continue;
-            if (r.generation == generation and r.ready and !r.exited) ready += 1;
-        }
-        return ready == self.workers;
+        self.feed(.{ .worker_mismatch = .{ .record = record, .what = what, .detail = text } });
     }
 
     // Signals and timers.
@@ -966,101 +751,27 @@ pub const Supervisor = struct {
             } else if (signo == compat.signalNumber(linux.SIG.TERM) or
                 signo == compat.signalNumber(linux.SIG.INT))
             {
-                self.beginStop(.graceful);
+                self.feed(.{ .signal = .term });
             } else if (signo == compat.signalNumber(linux.SIG.QUIT)) {
-                self.beginStop(.immediate);
+                self.feed(.{ .signal = .quit });
             } else if (signo == compat.signalNumber(linux.SIG.HUP)) {
-                self.onRestartSignal();
+                self.feed(.{ .signal = .hup });
             }
         }
     }
 
-    /// SIGHUP. During a restart, further SIGHUPs are coalesced into one restart that
-    /// starts when the current one completes: the newest binary is picked up without
-    /// piling up generations.
-    fn onRestartSignal(self: *Supervisor) void {
-        if (self.stopping != null) return;
-        switch (self.phase) {
-            .serving => {},
-            .handed_over => |h| {
-                log.info("SIGHUP ignored: pid {d} took over this service; signal it instead", .{
-                    h.pid,
-                });
-                return;
-            },
-            .upgrading => |*u| {
-                log.info("SIGHUP during an upgrade: ignored until pid {d} is ready or fails", .{
-                    u.successor.pid,
-                });
-                return;
-            },
-            .awaiting_predecessor => {
-                log.info("SIGHUP: the upgrade already waiting reads the binary on disk then", .{});
-                return;
-            },
-            .probing, .starting => {
-                if (!self.restart_queued) log.info("SIGHUP during a restart: queued", .{});
-                self.restart_queued = true;
-                return;
-            },
-        }
-        if (self.restart_queued) {
-            log.info("SIGHUP: a restart is already queued", .{});
-            return;
-        }
-        self.restart();
-    }
-
-    fn beginStop(self: *Supervisor, kind: StopKind) void {
-        if (self.stopping == .immediate) return;
-        const was_stopping = self.stopping != null;
-        self.stopping = kind;
-        if (!was_stopping) {
-            self.callOffChange();
-            // After an upgrade the service goes on: systemd must not hear it stop.
-            if (self.handedOverTo() == null) self.notifier.send("STOPPING=1");
-            // Workers hold their own descriptors and drain what is queued; the
-            // supervisor's copies must go first, or queues would outlive every acceptor.
-            for (self.sockets) |fd| sys.close(fd);
-            var line = events.Line.begin("stopping");
-            line.string("mode", @tagName(kind));
-            line.int("drain_timeout_ms", self.options.limits.drain_timeout_ms);
-            if (self.handedOverTo()) |pid| line.int("successor", pid);
-            line.emit();
-        }
-        assert(self.phase == .serving or self.phase == .handed_over);
-        for (self.slots) |*slot| slot.respawn_at_ms = null;
-        for (self.records) |*maybe| {
-            if (maybe.*) |*r| switch (kind) {
-                .graceful => self.retire(r),
-                .immediate => {
-                    _ = linux.kill(r.pid, linux.SIG.QUIT);
-                    r.kill_at_ms = now() + kill_grace_ms;
-                },
-            };
-        }
-    }
-
-    /// A stop calls off the restart or upgrade under way: a starting generation's workers
-    /// retire with the others; a new supervisor is asked to stop and goes its own way.
-    fn callOffChange(self: *Supervisor) void {
-        switch (self.phase) {
-            .serving, .handed_over => return,
-            .starting, .awaiting_predecessor => {},
-            .probing => |*probe| {
-                self.closeProbeOutput(probe);
-                var failure: upgrade.ProbeFailure = .{};
-                probe.expire(&failure); // The stop is the answer now.
-            },
-            .upgrading => |*u| {
-                const pid = u.successor.pid;
-                log.info("stopping: the upgrade to pid {d} is called off", .{pid});
-                _ = linux.kill(pid, linux.SIG.TERM);
-                self.closeSuccessorPipe(u.successor);
-            },
-        }
-        self.phase = .serving;
-        self.restart_queued = false;
+    /// The first stop: after an upgrade the service goes on, so systemd must not hear it
+    /// stop; the supervisor's copies of the sockets close first, or queues would outlive
+    /// every acceptor (workers hold their own and drain what is queued).
+    fn announceStopping(self: *Supervisor, kind: core_mod.StopKind) void {
+        const successor = self.core.handedOverTo();
+        if (successor == null) self.notifier.send("STOPPING=1");
+        for (self.sockets) |fd| sys.close(fd);
+        var line = events.Line.begin("stopping");
+        line.string("mode", @tagName(kind));
+        line.int("drain_timeout_ms", self.options.limits.drain_timeout_ms);
+        if (successor) |pid| line.int("successor", pid);
+        line.emit();
     }
 
     fn onTimers(self: *Supervisor) void {
@@ -1069,59 +780,10 @@ pub const Supervisor = struct {
             self.notifier.send("WATCHDOG=1");
             self.next_systemd_watchdog_ms = t + interval;
         };
-        self.checkPhaseDeadline(t);
-        if (self.failed_successor) |f| if (t >= f.kill_at_ms) {
-            log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{f.pid});
-            _ = linux.kill(f.pid, linux.SIG.KILL);
-            self.failed_successor = null;
-        };
+        // Before the deadlines: a predecessor that exited just now lets its upgrade go on.
+        self.pollPredecessor();
+        self.feed(.tick);
         self.checkLeftBehind(t);
-        self.checkPredecessor(t);
-        for (self.records) |*maybe| {
-            if (maybe.*) |*r| {
-                if (r.kill_at_ms) |at| if (t >= at) {
-                    log.warn("worker {d} (pid {d}) did not stop in time: killing it", .{
-                        r.index, r.pid,
-                    });
-                    _ = linux.kill(r.pid, linux.SIG.KILL);
-                    r.kill_at_ms = null;
-                };
-            }
-        }
-        self.respawnDue(t);
-    }
-
-    /// The phase under way ran out of time: it ends with an `error` event.
-    fn checkPhaseDeadline(self: *Supervisor, t: u64) void {
-        const deadline = self.phase.deadlineMs() orelse return;
-        if (t < deadline) return;
-        switch (self.phase) {
-            .serving, .handed_over => unreachable,
-            .probing => self.expireProbe(),
-            .starting => self.abandonGeneration("workers not ready in time", "timeout"),
-            // checkPredecessor decides: the predecessor may have exited just now.
-            .awaiting_predecessor => {},
-            .upgrading => |*u| {
-                var detail: [64]u8 = undefined;
-                const text = compat.bufPrint(&detail, "pid {d} not ready in {d} ms", .{
-                    u.successor.pid, upgrade_timeout_ms,
-                }) catch "not ready in time";
-                self.abandonUpgrade(text, false);
-            },
-        }
-    }
-
-    fn respawnDue(self: *Supervisor, t: u64) void {
-        for (self.slots, 0..) |*slot, i| {
-            const at = slot.respawn_at_ms orelse continue;
-            if (t < at) continue;
-            slot.respawn_at_ms = null;
-            if (slot.respawn_generation != self.generation) continue;
-            self.spawn(@intCast(i), self.generation) catch |err| {
-                log.err("cannot replace worker {d}: {s}", .{ i, @errorName(err) });
-                slot.respawn_at_ms = t + max_backoff_ms;
-            };
-        }
     }
 
     /// Reaps every child that exited. One SIGCHLD may stand for many exits, so a turn that
@@ -1130,79 +792,51 @@ pub const Supervisor = struct {
     fn reap(self: *Supervisor) void {
         self.reap_due = false;
         var reaped: usize = 0;
-        while (reaped < self.records.len + 4) : (reaped += 1) {
+        while (reaped < self.procs.len + 4) : (reaped += 1) {
             const result = (compat.waitpid(-1, linux.W.NOHANG) catch return) orelse return;
-            for (self.records, 0..) |*maybe, i| {
-                if (maybe.*) |*r| if (r.pid == result.pid) {
-                    r.exited = true;
-                    r.exit = events.Exit.fromWaitStatus(result.status);
+            for (self.procs, 0..) |*proc, i| {
+                if (proc.pid == result.pid) {
+                    proc.exited = true;
+                    proc.exit = events.Exit.fromWaitStatus(result.status);
                     self.onReport(@intCast(i));
-                    self.onWorkerExit(i);
+                    self.feed(.{ .worker_exit = @intCast(i) });
                     break;
-                };
+                }
             } else self.onOtherChildExit(result.pid, result.status);
         }
         self.reap_due = true;
     }
 
-    fn onWorkerExit(self: *Supervisor, record_slot: usize) void {
-        const r = self.records[record_slot].?;
-        if (r.report_fd) |fd| {
+    /// The core let a reaped worker go: its pipes close, its counts join its slot's.
+    fn onWorkerGone(self: *Supervisor, gone: core_mod.WorkerExit) void {
+        const proc = &self.procs[gone.record];
+        assert(proc.exited);
+        if (proc.report_fd) |fd| {
             _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
             sys.close(fd);
         }
-        if (r.control_fd) |fd| sys.close(fd);
-        self.records[record_slot] = null;
+        if (proc.control_fd) |fd| sys.close(fd);
         self.scan_due = true;
 
-        const slot = &self.slots[r.index];
-        slot.totals.add(r.stats);
-        slot.last_exit = r.exit;
+        const slot = &self.slots[gone.index];
+        slot.totals.add(proc.stats);
+        slot.last_exit = proc.exit;
 
-        const expected = r.kill_at_ms != null or r.control_fd == null or self.stopping != null;
         var line = events.Line.begin("worker_exit");
-        line.int("generation", r.generation);
-        line.int("index", r.index);
-        line.int("pid", r.pid);
-        r.exit.write(&line);
-        line.boolean("expected", expected);
-        line.counters(r.stats);
+        line.int("generation", gone.generation);
+        line.int("index", gone.index);
+        line.int("pid", proc.pid);
+        proc.exit.write(&line);
+        line.boolean("expected", gone.expected);
+        line.counters(proc.stats);
         line.emit();
-        if (expected) {
-            if (self.stopping == null and !r.abandoned) self.emitDrainedIfDone(r.generation);
-            self.startQueuedRestart();
-            return;
-        }
-
-        if (self.startingGeneration() == r.generation) {
-            // Ready or not, a worker of the starting generation that exits leaves it short.
-            var detail: [64]u8 = undefined;
+        if (self.core.slots[gone.index].respawn_at_ms) |at| if (!gone.expected) {
             var how: [48]u8 = undefined;
-            const text = compat.bufPrint(&detail, "worker {d} {s}", .{
-                r.index, r.exit.describe(&how),
-            }) catch "a worker exited";
-            return self.abandonGeneration("a new worker failed", text);
-        }
-        if (r.generation == self.generation) self.scheduleReplacement(r);
-    }
-
-    /// A serving worker died: replace it, at once the first time, then backing off while
-    /// it keeps crashing.
-    fn scheduleReplacement(self: *Supervisor, r: Record) void {
-        const slot = &self.slots[r.index];
-        const t = now();
-        if (t - r.started_ms >= stable_run_ms) slot.crashes = 0;
-        const delay: u64 = if (slot.crashes == 0)
-            0
-        else
-            @min(max_backoff_ms, @as(u64, 100) << @intCast(@min(slot.crashes - 1, 10)));
-        slot.crashes += 1;
-        slot.respawn_at_ms = t + delay;
-        slot.respawn_generation = r.generation;
-        var how: [48]u8 = undefined;
-        log.warn("worker {d} (pid {d}) {s} unexpectedly; replacing it in {d} ms", .{
-            r.index, r.pid, r.exit.describe(&how), delay,
-        });
+            log.warn("worker {d} (pid {d}) {s} unexpectedly; replacing it in {d} ms", .{
+                gone.index, proc.pid, proc.exit.describe(&how), at -| self.core.now_ms,
+            });
+        };
+        proc.* = .{};
     }
 
     // Heartbeats and adoption.
@@ -1220,21 +854,20 @@ pub const Supervisor = struct {
         const away = t - self.last_scan_ms;
         const stalled = self.last_scan_ms != 0 and away > worker_link.adoptAfterMs(watchdog_ms);
         if (watchdog_ms > 0 and stalled) {
-            for (self.records) |*maybe| if (maybe.*) |*r| {
-                r.last_beat_ms = @max(r.last_beat_ms, t);
-            };
+            for (self.procs) |*proc| proc.last_beat_ms = @max(proc.last_beat_ms, t);
         }
         self.last_scan_ms = t;
-        if (self.stopping != null) return;
+        if (self.core.stopping != null) return;
         if (watchdog_ms > 0) self.checkWatchdog(t, watchdog_ms);
-        if (self.generation == 0) return;
+        if (self.core.generation == 0) return;
 
         for (self.slots) |*slot| slot.owner = null;
-        for (self.records, 0..) |maybe, i| {
-            const r = maybe orelse continue;
-            if (r.generation != self.generation or r.control_fd == null) continue;
-            assert(self.slots[r.index].owner == null); // one per slot per generation
-            self.slots[r.index].owner = @intCast(i);
+        for (self.core.records, 0..) |maybe, i| {
+            const w = maybe orelse continue;
+            if (w.generation != self.core.generation or w.retired) continue;
+            if (self.procs[i].pid == 0) continue;
+            assert(self.slots[w.index].owner == null); // one per slot per generation
+            self.slots[w.index].owner = @intCast(i);
         }
         for (self.slots, 0..) |*slot, i| {
             const dark = if (slot.owner) |o| !self.isHealthy(o, t) else true;
@@ -1248,52 +881,55 @@ pub const Supervisor = struct {
     }
 
     /// Kills the workers silent for the whole watchdog time (SIGSTOPped, stuck in a loop
-    /// or a blocking call), and those of the serving generation never ready.
+    /// or a blocking call), and those of the serving generation never ready. Their exits
+    /// reach the core as any other.
     fn checkWatchdog(self: *Supervisor, t: u64, watchdog_ms: u32) void {
-        for (self.records) |*maybe| {
-            const r = if (maybe.*) |*r| r else continue;
-            if (r.control_fd == null or r.hung or r.exited) continue;
-            if (!r.ready) {
-                if (r.generation != self.generation) continue;
-                if (t - r.started_ms < ready_timeout_ms) continue;
+        for (self.core.records, self.procs) |maybe, *proc| {
+            const w = maybe orelse continue;
+            if (w.retired or proc.hung or proc.exited or proc.pid == 0) continue;
+            if (!w.ready) {
+                if (w.generation != self.core.generation) continue;
+                if (t - w.started_ms < core_mod.ready_timeout_ms) continue;
                 log.warn("worker {d} (pid {d}) not ready in {d} ms: killing it", .{
-                    r.index, r.pid, ready_timeout_ms,
+                    w.index, proc.pid, core_mod.ready_timeout_ms,
                 });
-                r.hung = true;
-                _ = linux.kill(r.pid, linux.SIG.KILL);
+                proc.hung = true;
+                _ = linux.kill(proc.pid, linux.SIG.KILL);
                 continue;
             }
-            const silent = t -| r.last_beat_ms;
+            const silent = t -| proc.last_beat_ms;
             if (silent < watchdog_ms) continue;
-            r.hung = true;
+            proc.hung = true;
             log.warn("worker {d} (pid {d}) silent for {d} ms: killing it", .{
-                r.index, r.pid, silent,
+                w.index, proc.pid, silent,
             });
-            _ = linux.kill(r.pid, linux.SIG.KILL);
+            _ = linux.kill(proc.pid, linux.SIG.KILL);
             var line = events.Line.begin("worker_hung");
-            line.int("generation", r.generation);
-            line.int("index", r.index);
-            line.int("pid", r.pid);
+            line.int("generation", w.generation);
+            line.int("index", w.index);
+            line.int("pid", proc.pid);
             line.int("silent_ms", @intCast(silent));
             line.emit();
         }
     }
 
     /// Ready, not draining, of the serving generation, and beating.
-    fn isHealthy(self: *const Supervisor, record_index: u32, t: u64) bool {
-        const r = self.records[record_index] orelse return false;
-        if (r.generation != self.generation or r.control_fd == null) return false;
-        if (!r.ready or r.hung or r.exited) return false;
+    fn isHealthy(self: *const Supervisor, record: u32, t: u64) bool {
+        const w = self.core.records[record] orelse return false;
+        const proc = self.procs[record];
+        if (w.generation != self.core.generation or w.retired) return false;
+        if (!w.ready or proc.hung or proc.exited or proc.pid == 0) return false;
         const watchdog_ms = self.options.limits.watchdog_ms;
         if (watchdog_ms == 0) return true;
-        return t -| r.last_beat_ms < worker_link.adoptAfterMs(watchdog_ms);
+        return t -| proc.last_beat_ms < worker_link.adoptAfterMs(watchdog_ms);
     }
 
-    fn adopterRecord(self: *Supervisor, slot: *const Slot) ?*Record {
+    fn adopterRecord(self: *Supervisor, slot: *const Slot) ?*Proc {
         const a = slot.adopter orelse return null;
-        const r = if (self.records[a]) |*r| r else return null;
+        if (self.core.records[a] == null) return null;
+        const proc = &self.procs[a];
         // A record index is reused once its worker is reaped: the pid tells them apart.
-        return if (r.pid == slot.adopter_pid) r else null;
+        return if (proc.pid == slot.adopter_pid) proc else null;
     }
 
     /// Has a healthy worker among the `ringLength` slots before `index` adopt it (they hold
@@ -1316,27 +952,33 @@ pub const Supervisor = struct {
             }
         }
         const o = best orelse return;
-        const r = &self.records[o].?;
-        if (!self.command(r, .{ .adopt = index })) return;
+        const proc = &self.procs[o];
+        if (!command(proc, .{ .adopt = index })) return;
         slot.adopter = o;
-        slot.adopter_pid = r.pid;
-        log.info("slot {d} is dark: worker {d} (pid {d}) adopts it", .{ index, r.index, r.pid });
+        slot.adopter_pid = proc.pid;
+        const adopter_index = self.core.records[o].?.index;
+        log.info("slot {d} is dark: worker {d} (pid {d}) adopts it", .{
+            index, adopter_index, proc.pid,
+        });
     }
 
-    fn adoptionsBy(self: *const Supervisor, record_index: u32) usize {
+    fn adoptionsBy(self: *const Supervisor, record: u32) usize {
         var count: usize = 0;
         for (self.slots) |slot| {
-            if (slot.adopter == record_index) count += 1;
+            if (slot.adopter == record) count += 1;
         }
         return count;
     }
 
     /// The slot's own worker is back, or its adopter is no longer fit to serve it.
     fn endAdoption(self: *Supervisor, slot: *Slot, index: u16) void {
-        if (self.adopterRecord(slot)) |r| {
+        if (self.adopterRecord(slot)) |proc| {
             // A retired adopter has no control pipe: it drains what it adopted and exits.
-            if (self.command(r, .{ .release = index })) {
-                log.info("slot {d} released by worker {d} (pid {d})", .{ index, r.index, r.pid });
+            if (command(proc, .{ .release = index })) {
+                const adopter_index = self.core.records[slot.adopter.?].?.index;
+                log.info("slot {d} released by worker {d} (pid {d})", .{
+                    index, adopter_index, proc.pid,
+                });
             }
         }
         slot.adopter = null;
@@ -1344,9 +986,8 @@ pub const Supervisor = struct {
     }
 
     /// Writes one command on a worker's control pipe; false when it could not be sent.
-    fn command(self: *const Supervisor, r: *const Record, cmd: worker_link.Command) bool {
-        _ = self;
-        const fd = r.control_fd orelse return false;
+    fn command(proc: *const Proc, cmd: worker_link.Command) bool {
+        const fd = proc.control_fd orelse return false;
         var buf: [32]u8 = undefined;
         const line = cmd.format(&buf);
         // The pipe never holds more than a few commands, far below its capacity: a short
@@ -1355,21 +996,10 @@ pub const Supervisor = struct {
         return compat.errno(rc) == .SUCCESS and rc == line.len;
     }
 
-    fn emitDrainedIfDone(self: *const Supervisor, generation: u32) void {
-        if (generation == self.generation) return;
-        for (self.records) |maybe| {
-            const r = maybe orelse continue;
-            if (r.generation == generation) return;
-        }
-        var line = events.Line.begin("drained");
-        line.int("generation", generation);
-        line.emit();
-    }
-
     fn finish(self: *Supervisor) void {
         // A new supervisor that failed and still runs (it may ignore SIGTERM, or have it
         // blocked, as the mask this one passed on does) does not outlive this one.
-        if (self.failed_successor) |f| _ = linux.kill(f.pid, linux.SIG.KILL);
+        if (self.core.failed_successor) |f| _ = linux.kill(f.pid, linux.SIG.KILL);
         var reports: [1024]events.WorkerReport = undefined;
         for (self.slots, 0..) |slot, i| {
             reports[i] = .{
@@ -1379,12 +1009,12 @@ pub const Supervisor = struct {
                 .exit = slot.last_exit,
             };
         }
-        const reason: worker_mod.StopReason = switch (self.stopping orelse .graceful) {
+        const reason: worker_mod.StopReason = switch (self.core.stopping orelse .graceful) {
             .graceful => .graceful,
             .immediate => .immediate,
         };
         const workers = reports[0..self.workers];
-        events.emitStoppedFor(self.generation, reason, workers, self.handedOverTo());
+        events.emitStoppedFor(self.core.generation, reason, workers, self.core.handedOverTo());
         if (self.pid_file_written) {
             if (self.options.pid_file) |path| pid_file.removeIfOwn(path, self.pid);
         }
@@ -1446,8 +1076,10 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .pid = pid,
         .sockets = opened.sockets,
         .ports = opened.ports,
-        .records = tables.records,
+        .core = tables.core(workers, options.limits.drain_timeout_ms, handover),
+        .procs = tables.procs,
         .slots = tables.slots,
+        .actions = .{ .list = tables.actions },
         .epfd = loop.epfd,
         .sigfd = loop.sigfd,
         .notifier = notifier,
@@ -1460,10 +1092,6 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         // A listener an upgrade moved away from its systemd socket is this program's own now.
         a.* = passed.countFor(i) > 0 and (handover == null or from_systemd);
     }
-    if (handover) |h| {
-        supervisor.last_generation = h.generation;
-        supervisor.predecessor = h.from_pid;
-    }
     supervisor.options.endpoints = opened.endpoints;
     supervisor.armSystemdWatchdog(process.envp);
     return supervisor.run();
@@ -1472,20 +1100,47 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
 /// What the supervisor keeps per process (four per slot: one serving, the others draining
 /// or starting), per slot, and per socket (left behind after an upgrade).
 const Tables = struct {
-    records: []?Record,
+    records: []?core_mod.Worker,
+    procs: []Proc,
+    core_slots: []core_mod.Slot,
     slots: []Slot,
+    actions: []core_mod.Action,
     leaving: []bool,
 
     fn alloc(allocator: std.mem.Allocator, workers: u16, sockets: usize) !Tables {
+        const records = @as(usize, workers) * core_mod.records_per_slot;
         const tables: Tables = .{
-            .records = try allocator.alloc(?Record, @as(usize, workers) * 4),
+            .records = try allocator.alloc(?core_mod.Worker, records),
+            .procs = try allocator.alloc(Proc, records),
+            .core_slots = try allocator.alloc(core_mod.Slot, workers),
             .slots = try allocator.alloc(Slot, workers),
+            .actions = try allocator.alloc(core_mod.Action, core_mod.Actions.capacityFor(workers)),
             .leaving = try allocator.alloc(bool, sockets),
         };
-        @memset(tables.records, null);
+        @memset(tables.procs, .{});
         @memset(tables.slots, .{});
         @memset(tables.leaving, false);
         return tables;
+    }
+
+    /// The core, which goes on with the generation numbers of the supervisor this one takes
+    /// over from, if any, and waits for it to exit before an upgrade of its own.
+    fn core(
+        tables: *const Tables,
+        workers: u16,
+        drain_timeout_ms: u64,
+        handover: ?upgrade.Handover,
+    ) core_mod.Core {
+        const options: core_mod.Options = .{
+            .workers = workers,
+            .drain_timeout_ms = drain_timeout_ms,
+        };
+        var decisions = core_mod.Core.init(options, tables.records, tables.core_slots);
+        if (handover) |h| {
+            decisions.last_generation = h.generation;
+            decisions.predecessor = h.from_pid;
+        }
+        return decisions;
     }
 };
 
@@ -1758,92 +1413,75 @@ fn exePath(argv0: [*:0]const u8, buf: *[4096:0]u8) ?[*:0]const u8 {
 
 /// A supervisor with no processes and no descriptors, for tests of decisions that need no
 /// fork; `records` and `slots` are the caller's.
-fn testSupervisor(records: []?Record, slots: []Slot) Supervisor {
+/// A supervisor with no processes and no descriptors, for tests of what the driver decides
+/// alone; the tables are the caller's.
+fn testSupervisor(
+    records: []?core_mod.Worker,
+    procs: []Proc,
+    core_slots: []core_mod.Slot,
+    slots: []Slot,
+    actions: []core_mod.Action,
+) Supervisor {
     const no_variables = [_:null]?[*:0]const u8{};
+    @memset(procs, .{});
+    @memset(slots, .{});
+    const workers: u16 = @intCast(slots.len);
     return .{
-        .workers = @intCast(slots.len),
+        .workers = workers,
         .options = .{},
         .process = .{ .args = &.{}, .envp = &no_variables },
         .exe_path = "/nonexistent",
         .pid = 1,
         .sockets = &.{},
         .ports = @splat(0),
-        .records = records,
+        .core = core_mod.Core.init(.{
+            .workers = workers,
+            .drain_timeout_ms = 1_000,
+        }, records, core_slots),
+        .procs = procs,
         .slots = slots,
+        .actions = .{ .list = actions },
         .epfd = -1,
         .sigfd = -1,
     };
 }
 
-test "a SIGHUP is queued or left to the change under way, never lost or doubled" {
-    var records: [8]?Record = @splat(null);
-    var slots: [2]Slot = @splat(.{});
-    var s = testSupervisor(&records, &slots);
-    s.generation = 1;
-    s.last_generation = 2;
-    s.phase = .{ .starting = .{ .generation = 2, .deadline_ms = 10 } };
-    s.assertInvariants();
-    s.onRestartSignal();
-    try std.testing.expect(s.restart_queued);
-    s.onRestartSignal();
-    try std.testing.expect(s.restart_queued);
-    s.assertInvariants();
-
-    // An upgrade waiting for its predecessor reads the binary on disk when it starts.
-    s.restart_queued = false;
-    s.predecessor = 41;
-    s.phase = .{ .awaiting_predecessor = .{ .pid = 41, .deadline_ms = 10 } };
-    s.onRestartSignal();
-    try std.testing.expect(!s.restart_queued);
-    s.assertInvariants();
-
-    // After a hand-over the new supervisor is the one to signal.
-    s.predecessor = null;
-    const left_behind: upgrade.LeftBehind = .{ .leaving = &.{}, .deadline_ms = 0 };
-    s.phase = .{ .handed_over = .{ .pid = 42, .left_behind = left_behind } };
-    s.onRestartSignal();
-    try std.testing.expect(!s.restart_queued);
-    try std.testing.expectEqual(@as(?linux.pid_t, 42), s.handedOverTo());
-    s.assertInvariants();
-}
-
-test "every phase but serving and handed_over has a deadline, and the loop wakes for it" {
-    var records: [4]?Record = @splat(null);
-    var slots: [1]Slot = @splat(.{});
-    var s = testSupervisor(&records, &slots);
+test "every phase has a deadline, and the loop wakes for it" {
+    var records: [4]?core_mod.Worker = undefined;
+    var procs: [4]Proc = undefined;
+    var core_slots: [1]core_mod.Slot = undefined;
+    var slots: [1]Slot = undefined;
+    var actions: [64]core_mod.Action = undefined;
+    var s = testSupervisor(&records, &procs, &core_slots, &slots, &actions);
     s.options.limits.watchdog_ms = 0;
     try std.testing.expectEqual(@as(i32, -1), s.waitTimeoutMs());
-    s.last_generation = 1;
-    s.phase = .{ .starting = .{ .generation = 1, .deadline_ms = sys.monotonicMs() + 60_000 } };
+    s.core.last_generation = 1;
+    const later = sys.monotonicMs() + 60_000;
+    s.core.phase = .{ .starting = .{ .generation = 1, .deadline_ms = later } };
     const wait = s.waitTimeoutMs();
     try std.testing.expect(wait > 0 and wait <= 60_000);
-    s.phase = .{ .starting = .{ .generation = 1, .deadline_ms = 0 } };
+    s.core.phase = .{ .starting = .{ .generation = 1, .deadline_ms = 0 } };
     try std.testing.expectEqual(@as(i32, 0), s.waitTimeoutMs());
-    s.predecessor = 7;
-    s.phase = .{ .awaiting_predecessor = .{ .pid = 7, .deadline_ms = sys.monotonicMs() + 60_000 } };
+    s.core.predecessor = 7;
+    s.core.phase = .{ .awaiting_predecessor = .{ .deadline_ms = later } };
     // Polled: the predecessor's exit is seen through getppid.
     try std.testing.expect(s.waitTimeoutMs() <= scan_interval_ms);
-    try std.testing.expect(s.phase.deadlineMs() != null);
-    s.phase = .serving;
-    try std.testing.expect(s.phase.deadlineMs() == null);
+    s.core.phase = .serving;
+    try std.testing.expect(s.core.phase.deadlineMs() == null);
 }
 
-test "an upgrade that waits for a predecessor still running gives up at its deadline" {
-    var records: [4]?Record = @splat(null);
-    var slots: [1]Slot = @splat(.{});
-    var s = testSupervisor(&records, &slots);
-    s.generation = 3;
-    s.last_generation = 3;
-    // This process's parent plays the predecessor that never exits.
-    s.predecessor = linux.getppid();
-    s.awaitPredecessor();
-    try std.testing.expect(s.phase == .awaiting_predecessor);
-    s.checkPredecessor(sys.monotonicMs());
-    try std.testing.expect(s.phase == .awaiting_predecessor);
-    s.checkPredecessor(s.phase.deadlineMs().?);
-    try std.testing.expect(s.phase == .serving);
-    // The failed upgrade used up a generation number; the serving one goes on.
-    try std.testing.expectEqual(@as(u32, 4), s.last_generation);
-    try std.testing.expectEqual(@as(u32, 3), s.generation);
-    s.assertInvariants();
+test "the driver tells the core when the predecessor is gone" {
+    var records: [4]?core_mod.Worker = undefined;
+    var procs: [4]Proc = undefined;
+    var core_slots: [1]core_mod.Slot = undefined;
+    var slots: [1]Slot = undefined;
+    var actions: [64]core_mod.Action = undefined;
+    var s = testSupervisor(&records, &procs, &core_slots, &slots, &actions);
+    // This process's parent plays a predecessor that still runs.
+    s.core.predecessor = linux.getppid();
+    s.pollPredecessor();
+    try std.testing.expect(s.core.predecessor != null);
+    s.core.predecessor = linux.getppid() +% 1;
+    s.pollPredecessor();
+    try std.testing.expect(s.core.predecessor == null);
 }
