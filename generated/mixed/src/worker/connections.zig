@@ -189,6 +189,12 @@ pub const Connections = struct {
         return self.findVictim(now_ms) != null;
     }
 
+    /// Whether a connection that cannot be evicted now may become evictable by waiting: an
+    /// idle one not idle long enough, or a request in progress not slow for long enough.
+    pub fn mayEvictSoon(self: *const Connections) bool {
+        return self.deadlines.oldest(.idle) != null or self.deadlines.oldest(.request) != null;
+    }
+
     const Victim = union(enum) {
         /// Already closing: its answer was sent.
         lingering: u32,

@@ -420,6 +420,12 @@ pub const Worker = struct {
                 error.ConnectionAborted, error.ConnectionReset, error.Interrupted => continue,
                 error.ProcessFdQuotaExceeded, error.SystemFdQuotaExceeded => {
                     if (self.conns.evictOne(now_ms)) continue;
+                    if (self.conns.mayEvictSoon()) {
+                        // Idle only an instant (or a request not slow yet): the newcomer
+                        // waits in the queue a moment rather than be refused.
+                        self.pauseListeners(now_ms + evict_retry_ms);
+                        return false;
+                    }
                     self.warnAccept(now_ms, err);
                     self.shedOne(socket.fd);
                     self.pauseListeners(now_ms + accept_backoff_ms);
