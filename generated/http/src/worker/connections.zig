@@ -493,7 +493,6 @@ pub const Connections = struct {
         c.close_after_flush = progress.close;
         c.refused = progress.rejected != 0;
         c.phase = progress.phase;
-        defer self.trackRequest(slot, progress.requests, now_ms);
         switch (progress.timer) {
             .keep => {},
             .cancel => self.timers.cancel(slot),
@@ -508,6 +507,7 @@ pub const Connections = struct {
                 if (c.in_len > 0) c.more_input = true;
             },
         }
+        self.trackRequest(slot, progress.requests, now_ms);
     }
 
     /// Keeps the deadline of the whole request a client is sending: armed at its first byte
