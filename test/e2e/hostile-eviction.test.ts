@@ -99,8 +99,10 @@ function expect408(client: RawClient) {
 
 describe.each(FULL_MATRIX_VERSIONS)("zig %s: hostile clients, eviction and slow requests", (version) => {
   let binary: string;
+  let notes: string;
   beforeAll(async () => {
     binary = await binaryOf("hostile", version);
+    notes = await programOf("notes", version);
   }, SETUP_TIMEOUT_MS);
 
   afterEach(async () => {
@@ -263,34 +265,30 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: hostile clients, eviction and slow 
     "--request-timeout 1000 on an HTTP application listener (the notes example): a trickled PUT body gets 408 about 1 s after its first byte",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const notes = await programOf("notes", version);
-      const { program } = await startReady(notes, [
+      const { program, ready } = await startReady(notes, [
         "--standalone",
         "--listen",
         "api=127.0.0.1:0",
         "--request-timeout",
         "1000",
-      ]).then(async (started) => {
-        const port = portOf(started.ready, "api");
-        const client = await RawClient.connect(HOST, port, IO_TIMEOUT_MS);
-        try {
-          const firstByteAt = Date.now();
-          await client.write(
-            `PUT /notes/1 HTTP/1.1${CRLF}Host: h${CRLF}Content-Type: text/plain${CRLF}Content-Length: 100${CRLF}${CRLF}`,
-          );
-          const sent = await trickle(client, "x".repeat(100), 200);
-          await client.waitForServerClose(IO_TIMEOUT_MS);
-          const answeredMs = client.firstDataAt! - firstByteAt;
-          console.log(`zig ${version}: notes: 408 after ${answeredMs} ms, ${sent} bytes trickled`);
-          expect(client.error, client.describe()).toBeUndefined();
-          expect408(client);
-          expect(answeredMs).toBeGreaterThanOrEqual(800);
-          expect(answeredMs).toBeLessThanOrEqual(2_500);
-        } finally {
-          client.destroy();
-        }
-        return started;
-      });
+      ]);
+      const client = await RawClient.connect(HOST, portOf(ready, "api"), IO_TIMEOUT_MS);
+      try {
+        const firstByteAt = Date.now();
+        await client.write(
+          `PUT /notes/1 HTTP/1.1${CRLF}Host: h${CRLF}Content-Type: text/plain${CRLF}Content-Length: 100${CRLF}${CRLF}`,
+        );
+        const sent = await trickle(client, "x".repeat(100), 200);
+        await client.waitForServerClose(IO_TIMEOUT_MS);
+        const answeredMs = client.firstDataAt! - firstByteAt;
+        console.log(`zig ${version}: notes: 408 after ${answeredMs} ms, ${sent} bytes trickled`);
+        expect(client.error, client.describe()).toBeUndefined();
+        expect408(client);
+        expect(answeredMs).toBeGreaterThanOrEqual(800);
+        expect(answeredMs).toBeLessThanOrEqual(2_500);
+      } finally {
+        client.destroy();
+      }
       expect(program.exit).toBeUndefined();
     },
   );
