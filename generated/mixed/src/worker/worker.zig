@@ -505,16 +505,20 @@ pub const Worker = struct {
     }
 
     fn resumeListenersIfRoom(self: *Worker, now_ms: u64) void {
+        // A retry time that passed is spent whatever follows, or the loop's wait would
+        // keep ending at once (a drain stops accepting meanwhile, say).
+        var retry = false;
+        if (self.full_retry_ms) |at| {
+            retry = now_ms >= at;
+            if (retry) self.full_retry_ms = null;
+        }
         if (self.accept_resume_ms) |at| {
             if (now_ms < at) return;
             self.accept_resume_ms = null;
         }
         if (!self.listeners_paused or !self.accepting) return;
-        if (self.conns.isFull()) {
-            // Time to look again, full or not: `acceptBatch` pauses again if it must.
-            const at = self.full_retry_ms orelse return;
-            if (now_ms < at) return;
-        }
+        // Full: time to look again all the same; `acceptBatch` pauses again if it must.
+        if (self.conns.isFull() and !retry) return;
         self.full_retry_ms = null;
         self.listeners_paused = false;
         self.watchTcpListeners(linux.EPOLL.IN);
