@@ -34,6 +34,8 @@ export interface ServiceModel {
   readonly writeBufferBytes: number;
   readonly headerTimeoutMs: number;
   readonly bodyTimeoutMs: number;
+  /** 0: no whole-request deadline. */
+  readonly requestTimeoutMs: number;
   readonly idleTimeoutMs: number;
   readonly writeTimeoutMs: number;
   readonly watchdogMs: number;
@@ -203,6 +205,7 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     writeBufferBytes: spec.writeBufferBytes,
     headerTimeoutMs: spec.headerTimeoutMs,
     bodyTimeoutMs: spec.bodyTimeoutMs,
+    requestTimeoutMs: spec.requestTimeoutMs,
     idleTimeoutMs: spec.idleTimeoutMs,
     writeTimeoutMs: spec.writeTimeoutMs,
     watchdogMs: spec.watchdogMs,

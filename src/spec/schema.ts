@@ -29,6 +29,7 @@ export const DEFAULTS = {
   writeBufferBytes: 65536,
   headerTimeoutMs: 10000,
   bodyTimeoutMs: 10000,
+  requestTimeoutMs: 60000,
   idleTimeoutMs: 60000,
   writeTimeoutMs: 30000,
   watchdogMs: 2000,
@@ -327,6 +328,12 @@ export const SpecSchema = z
       bodyTimeoutMs: intRange(1, 3600000)
         .default(DEFAULTS.bodyTimeoutMs)
         .describe("Milliseconds a request body may go without a byte arriving."),
+      requestTimeoutMs: intRange(0, 3600000)
+        .default(DEFAULTS.requestTimeoutMs)
+        .describe(
+          "Milliseconds a whole request (head and body) may take from its first byte, however " +
+            "steadily its bytes trickle in (HTTP answers 408); 0: no whole-request deadline.",
+        ),
       idleTimeoutMs: intRange(1, 86400000)
         .default(DEFAULTS.idleTimeoutMs)
         .describe(

@@ -441,7 +441,7 @@ describe.each(BUILDS)("zig %s (%s): hostile HTTP clients, framing", (version, _m
         );
       }
       expect(total.requests, "requests read to their end").toBe(completedRequests);
-      expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 0, write: 0 });
+      expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 0, write: 0, request: 0 });
       expect(total.evicted).toBe(0);
     },
   );

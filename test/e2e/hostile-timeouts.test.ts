@@ -132,7 +132,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: hostile clients, deadlines", (versi
       }
       const { total } = await stopAndCheck(program, ready);
       console.log(`zig ${version}: slowloris counters: ${describeCounters(total)}`);
-      expect(total.timeouts).toEqual({ header: 1, body: 0, idle: 0, write: 0 });
+      expect(total.timeouts).toEqual({ header: 1, body: 0, idle: 0, write: 0, request: 0 });
     },
   );
 
@@ -155,7 +155,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: hostile clients, deadlines", (versi
         client.destroy();
       }
       const { total } = await stopAndCheck(program, ready);
-      expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 1, write: 0 });
+      expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 1, write: 0, request: 0 });
     },
   );
 
@@ -196,7 +196,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: hostile clients, deadlines", (versi
         late.destroy();
       }
       const { total } = await stopAndCheck(program, ready);
-      expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 1, write: 0 });
+      expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 1, write: 0, request: 0 });
     },
   );
 
@@ -220,7 +220,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: hostile clients, deadlines", (versi
         client.destroy();
       }
       const { total } = await stopAndCheck(program, ready);
-      expect(total.timeouts).toEqual({ header: 0, body: 1, idle: 0, write: 0 });
+      expect(total.timeouts).toEqual({ header: 0, body: 1, idle: 0, write: 0, request: 0 });
     },
   );
 
@@ -283,7 +283,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: hostile clients, deadlines", (versi
         active.destroy();
       }
       const { total } = await stopAndCheck(program, ready);
-      expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 2, write: 0 });
+      expect(total.timeouts).toEqual({ header: 0, body: 0, idle: 2, write: 0, request: 0 });
       expect(total.requests).toBe(11);
     },
   );

@@ -251,6 +251,6 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
     const stopped = await program.waitForEvent<StoppedEvent>("stopped", 1_000);
     const workers = stopped.workers as unknown as { timeouts: Record<string, number> }[];
-    expect(workers.map((w) => w.timeouts)).toEqual([{ header: 0, body: 0, idle: 0, write: 1 }]);
+    expect(workers.map((w) => w.timeouts)).toEqual([{ header: 0, body: 0, idle: 0, write: 1, request: 0 }]);
   });
 });

@@ -19,6 +19,7 @@ pub const usage =
     \\  --drain-timeout MS       how long a graceful stop waits for open connections
     \\  --header-timeout MS      deadline for a complete request head
     \\  --body-timeout MS        longest wait for the next byte of a request body
+    \\  --request-timeout MS     deadline for a whole request, head and body (0: none)
     \\  --idle-timeout MS        how long a connection with nothing in flight stays open
     \\  --write-timeout MS       longest wait for a client to read what it is sent
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
@@ -102,6 +103,7 @@ pub const Limits = struct {
     drain_timeout_ms: u32 = config.drain_timeout_ms,
     header_timeout_ms: u32 = config.header_timeout_ms,
     body_timeout_ms: u32 = config.body_timeout_ms,
+    request_timeout_ms: u32 = config.request_timeout_ms,
     idle_timeout_ms: u32 = config.idle_timeout_ms,
     write_timeout_ms: u32 = config.write_timeout_ms,
     watchdog_ms: u32 = config.watchdog_ms,
@@ -119,6 +121,7 @@ pub const limit_flags = [_]LimitFlag{
     .{ .flag = "--drain-timeout", .field = "drain_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--header-timeout", .field = "header_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--body-timeout", .field = "body_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--request-timeout", .field = "request_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--idle-timeout", .field = "idle_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--write-timeout", .field = "write_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--watchdog", .field = "watchdog_ms", .unit = "milliseconds" },

@@ -59,6 +59,8 @@ pub const write_buffer_bytes: u32 = 65536;
 pub const header_timeout_ms: u32 = 10000;
 /// Longest wait for the next byte of a request body.
 pub const body_timeout_ms: u32 = 10000;
+/// Deadline for a whole request, head and body, from its first byte; 0: none.
+pub const request_timeout_ms: u32 = 60000;
 /// How long a keep-alive or stream connection with nothing in flight stays open.
 pub const idle_timeout_ms: u32 = 60000;
 /// Longest wait for write progress: a client that stopped reading is closed after it.
@@ -69,11 +71,11 @@ pub const watchdog_ms: u32 = 2000;
 pub const max_body_bytes: u64 = 1048576;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "31449bbac16a852d";
+pub const spec_fingerprint = "751a9ae3b162b5c3";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "18491416cff2b3c5";
+pub const supervisor_fingerprint = "db02b64ad9dff8d6";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -338,6 +338,7 @@ pub const Line = struct {
         self.int("body", @intCast(stats.timeouts.body));
         self.int("idle", @intCast(stats.timeouts.idle));
         self.int("write", @intCast(stats.timeouts.write));
+        self.int("request", @intCast(stats.timeouts.request));
         self.endObject();
         self.int("evicted", @intCast(stats.evicted));
         self.int("abandoned", @intCast(stats.abandoned));

@@ -25,7 +25,7 @@ export interface Counters {
   connections: number;
   requests: number;
   datagrams: number;
-  timeouts: { header: number; body: number; idle: number; write: number };
+  timeouts: { header: number; body: number; idle: number; write: number; request: number };
   evicted: number;
   rejected: Record<RejectedStatus, number>;
 }
@@ -119,7 +119,7 @@ export function emptyCounters(): Counters {
     connections: 0,
     requests: 0,
     datagrams: 0,
-    timeouts: { header: 0, body: 0, idle: 0, write: 0 },
+    timeouts: { header: 0, body: 0, idle: 0, write: 0, request: 0 },
     evicted: 0,
     rejected: { "400": 0, "413": 0, "414": 0, "417": 0, "431": 0, "501": 0, "505": 0 },
   };
@@ -131,7 +131,7 @@ export function sumCounters(workers: readonly Counters[]): Counters {
     total.connections += w.connections;
     total.requests += w.requests;
     total.datagrams += w.datagrams;
-    for (const kind of ["header", "body", "idle", "write"] as const) {
+    for (const kind of ["header", "body", "idle", "write", "request"] as const) {
       total.timeouts[kind] += w.timeouts[kind];
     }
     total.evicted += w.evicted;
@@ -146,7 +146,7 @@ export function describeCounters(c: Counters): string {
   const rejected = REJECTED_STATUSES.map((s) => `${s}:${c.rejected[s]}`).join(" ");
   return (
     `connections=${c.connections} requests=${c.requests} datagrams=${c.datagrams} ` +
-    `timeouts(header=${t.header} body=${t.body} idle=${t.idle} write=${t.write}) ` +
+    `timeouts(header=${t.header} body=${t.body} idle=${t.idle} write=${t.write} request=${t.request}) ` +
     `evicted=${c.evicted} rejected(${rejected})`
   );
 }

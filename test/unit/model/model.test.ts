@@ -30,6 +30,7 @@ describe("buildModel", () => {
       writeBufferBytes: 65536,
       headerTimeoutMs: 10000,
       bodyTimeoutMs: 10000,
+      requestTimeoutMs: 60000,
       idleTimeoutMs: 60000,
       writeTimeoutMs: 30000,
       watchdogMs: 2000,

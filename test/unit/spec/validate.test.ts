@@ -49,6 +49,7 @@ describe("validateSpec", () => {
       writeBufferBytes: 65536,
       headerTimeoutMs: 10000,
       bodyTimeoutMs: 10000,
+      requestTimeoutMs: 60000,
       idleTimeoutMs: 60000,
       writeTimeoutMs: 30000,
       watchdogMs: 2000,

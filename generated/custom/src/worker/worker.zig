@@ -74,6 +74,11 @@ const max_datagram_bytes = 65536;
 /// After an accept error that another try would repeat at once (no memory, no descriptor
 /// to spare), listeners rest this long instead of spinning on a readable socket.
 const accept_backoff_ms = 100;
+
+/// How soon a worker whose table is full and holds nothing it may close looks again: an idle
+/// connection then becomes old enough to be evicted (`evict_min_idle_ms`), or a slow request
+/// slow enough.
+const evict_retry_ms = 50;
 const max_sockets = (cli.max_ring + 1) * config.listeners.len;
 
 /// Lets one warning of a kind through per second, and says how many were held back.
@@ -110,6 +115,9 @@ pub const Worker = struct {
     listeners_paused: bool = false,
     /// Listeners rest until then after an accept error that would repeat at once.
     accept_resume_ms: ?u64 = null,
+    /// With the table full and nothing in it evictable yet, listeners rest until a slot frees
+    /// up or until then, when an eviction may have become possible.
+    full_retry_ms: ?u64 = null,
     drain: ?drain_mod.Drain = null,
     stop: ?StopReason = null,
     datagram: []u8,
@@ -238,6 +246,7 @@ pub const Worker = struct {
         if (handlers.nextAppTickMs()) |at| next = @min(next orelse at, at);
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
+        if (self.full_retry_ms) |at| next = @min(next orelse at, at);
         const at = next orelse return -1;
         if (at <= now_ms) return 0;
         return @intCast(@min(at - now_ms, std.math.maxInt(i32)));
@@ -391,16 +400,18 @@ pub const Worker = struct {
 
     /// Accepts up to `accept_batch` connections; returns whether the queue may hold more.
     ///
-    /// At the connection limit a new client takes the place of the connection idle the
-    /// longest (nginx's reusable connections): thousands of idle clients cannot keep a fresh
-    /// one waiting. Only when every connection has a request in flight does the worker stop
-    /// accepting, and the kernel queues (or another worker takes) the newcomers.
+    /// At the connection limit a new client takes the place of a slow client or of the
+    /// connection idle the longest (nginx's reusable connections): thousands of idle clients
+    /// cannot keep a fresh one waiting. A connection whose client's next request has arrived
+    /// is never the one closed. When none can be closed (every connection has a request in
+    /// flight, or has been idle only an instant) the worker stops accepting for a moment,
+    /// and the kernel queues (or another worker takes) the newcomers.
     fn acceptBatch(self: *Worker, socket_index: u16, now_ms: u64) bool {
         const socket = self.options.sockets[socket_index];
         var accepted: usize = 0;
         while (accepted < accept_batch) : (accepted += 1) {
-            if (self.conns.isFull() and !self.conns.canEvict()) {
-                self.pauseListeners(null);
+            if (self.conns.isFull() and !self.conns.canEvict(now_ms)) {
+                self.pauseWhileFull(now_ms);
                 return false;
             }
             const fd = sys.accept(socket.fd) catch |err| switch (err) {
@@ -408,7 +419,13 @@ pub const Worker = struct {
                 // Failures of one connection, gone before we took it (accept(2)).
                 error.ConnectionAborted, error.ConnectionReset, error.Interrupted => continue,
                 error.ProcessFdQuotaExceeded, error.SystemFdQuotaExceeded => {
-                    if (self.conns.evictOne()) continue;
+                    if (self.conns.evictOne(now_ms)) continue;
+                    if (self.conns.mayEvictSoon()) {
+                        // Idle only an instant (or a request not slow yet): the newcomer
+                        // waits in the queue a moment rather than be refused.
+                        self.pauseListeners(now_ms + evict_retry_ms);
+                        return false;
+                    }
                     self.warnAccept(now_ms, err);
                     self.shedOne(socket.fd);
                     self.pauseListeners(now_ms + accept_backoff_ms);
@@ -420,10 +437,13 @@ pub const Worker = struct {
                     return false;
                 },
             };
-            // Only a newcomer that is really there takes an idle connection's place.
-            if (self.conns.isFull()) {
-                const evicted = self.conns.evictOne();
-                assert(evicted);
+            // Only a newcomer that is really there takes another connection's place. The
+            // victim found before `accept` may have received its next request since: when no
+            // other can be closed, the newcomer is refused (cleanly), not that request.
+            if (self.conns.isFull() and !self.conns.evictOne(now_ms)) {
+                refuse(fd);
+                self.pauseWhileFull(now_ms);
+                return false;
             }
             self.conns.open(fd, socket.listener_index, now_ms);
         }
@@ -447,8 +467,32 @@ pub const Worker = struct {
     fn shedOne(self: *Worker, listen_fd: sys.Fd) void {
         const spare = self.spare_fd orelse return;
         sys.close(spare);
-        if (sys.accept(listen_fd)) |fd| sys.close(fd) else |_| {}
+        if (sys.accept(listen_fd)) |fd| refuse(fd) else |_| {}
         self.spare_fd = openSpare();
+    }
+
+    /// Closes a connection that has no slot without resetting it: `close()` with unread input
+    /// makes the kernel send a reset, so what its client sent so far is read away first
+    /// (bounded), after our FIN.
+    fn refuse(fd: sys.Fd) void {
+        sys.shutdownWrite(fd);
+        var scratch: [4096]u8 = undefined;
+        var reads: usize = 0;
+        while (reads < 16) : (reads += 1) {
+            const n = sys.read(fd, &scratch) catch |err| switch (err) {
+                error.Interrupted => continue,
+                else => break,
+            };
+            if (n == 0) break;
+        }
+        sys.close(fd);
+    }
+
+    /// The table is full and nothing in it may be closed yet: listeners rest until a slot
+    /// frees up or `evict_retry_ms` passes.
+    fn pauseWhileFull(self: *Worker, now_ms: u64) void {
+        self.full_retry_ms = now_ms + evict_retry_ms;
+        self.pauseListeners(null);
     }
 
     /// Stops watching the TCP listeners: until a connection slot frees up (`resume_ms`
@@ -461,11 +505,21 @@ pub const Worker = struct {
     }
 
     fn resumeListenersIfRoom(self: *Worker, now_ms: u64) void {
+        // A retry time that passed is spent whatever follows, or the loop's wait would
+        // keep ending at once (a drain stops accepting meanwhile, say).
+        var retry = false;
+        if (self.full_retry_ms) |at| {
+            retry = now_ms >= at;
+            if (retry) self.full_retry_ms = null;
+        }
         if (self.accept_resume_ms) |at| {
             if (now_ms < at) return;
             self.accept_resume_ms = null;
         }
-        if (!self.listeners_paused or !self.accepting or self.conns.isFull()) return;
+        if (!self.listeners_paused or !self.accepting) return;
+        // Full: time to look again all the same; `acceptBatch` pauses again if it must.
+        if (self.conns.isFull() and !retry) return;
+        self.full_retry_ms = null;
         self.listeners_paused = false;
         self.watchTcpListeners(linux.EPOLL.IN);
     }

@@ -11,6 +11,8 @@ pub const Timeouts = struct {
     body: u64 = 0,
     idle: u64 = 0,
     write: u64 = 0,
+    /// Whole requests that outlasted `requestTimeoutMs`.
+    request: u64 = 0,
 };
 
 /// The statuses a request can be refused with, in the order of `Stats.rejected`.
@@ -21,7 +23,8 @@ pub const Stats = struct {
     requests: u64 = 0,
     datagrams: u64 = 0,
     timeouts: Timeouts = .{},
-    /// Idle connections closed to make room for new clients at the connection limit.
+    /// Connections closed to make room for new clients at the connection limit: idle ones,
+    /// and slow clients cut short mid-request.
     evicted: u64 = 0,
     /// Held requests (an HTTP route's `res.later`) whose client left before the answer.
     abandoned: u64 = 0,
@@ -46,8 +49,8 @@ pub const Stats = struct {
     /// Every counter by its key in the report line, in a fixed order.
     const Entry = struct { key: []const u8, value: *u64 };
 
-    fn entries(self: *Stats) [9 + rejected_statuses.len]Entry {
-        var list: [9 + rejected_statuses.len]Entry = undefined;
+    fn entries(self: *Stats) [10 + rejected_statuses.len]Entry {
+        var list: [10 + rejected_statuses.len]Entry = undefined;
         list[0] = .{ .key = "connections", .value = &self.connections };
         list[1] = .{ .key = "requests", .value = &self.requests };
         list[2] = .{ .key = "datagrams", .value = &self.datagrams };
@@ -57,8 +60,9 @@ pub const Stats = struct {
         list[6] = .{ .key = "timeout_write", .value = &self.timeouts.write };
         list[7] = .{ .key = "evicted", .value = &self.evicted };
         list[8] = .{ .key = "abandoned", .value = &self.abandoned };
+        list[9] = .{ .key = "timeout_request", .value = &self.timeouts.request };
         inline for (rejected_statuses, 0..) |status, i| {
-            list[9 + i] = .{
+            list[10 + i] = .{
                 .key = std.fmt.comptimePrint("rejected_{d}", .{status}),
                 .value = &self.rejected[i],
             };

@@ -51,6 +51,21 @@ pub const connection_kind: u8 = 2;
 /// is closed for good (nginx's lingering close uses a few seconds too).
 pub const linger_ms = 2_000;
 
+/// How long a connection must have been idle before it may be evicted. Its client may send
+/// its next request just as we close: the request is then reset and lost, and the closer to
+/// our last answer, the likelier that is (a busy client answers at once). Older idle
+/// connections are closed only after asking the kernel that nothing of theirs has arrived.
+pub const evict_min_idle_ms = 500;
+
+/// A request in progress this long that has averaged fewer than `slow_bytes_per_s` is a slow
+/// client, evicted before any idle connection (a trickled body or head holds a slot that a
+/// fresh client could use; a real client's request arrives within a round trip or two).
+pub const slow_request_ms = 1_000;
+pub const slow_bytes_per_s = 1_024;
+
+/// Candidates an eviction looks at, oldest first, in each list: bounded work per newcomer.
+const evict_scan = 16;
+
 const closed: sys.Fd = -1;
 
 /// Who serves, handed to every handler call.
@@ -90,6 +105,9 @@ const Connection = struct {
     half_closed: bool = false,
     /// What the connection is registered in epoll for.
     events: u32 = 0,
+    /// Bytes read from the connection so far, and their count when its request began.
+    read_bytes: u64 = 0,
+    request_read_bytes: u64 = 0,
     phase: api.Phase = .idle,
     state: handlers.State = .none,
 };
@@ -130,6 +148,7 @@ pub const Connections = struct {
             limits.idle_timeout_ms,
             limits.write_timeout_ms,
             linger_ms,
+            limits.request_timeout_ms,
         });
         errdefer deadlines.deinit(allocator);
         var timers = try timers_mod.Timers.init(allocator, max);
@@ -166,23 +185,113 @@ pub const Connections = struct {
     }
 
     /// Whether `evictOne` would find a connection to close.
-    pub fn canEvict(self: *const Connections) bool {
-        return self.deadlines.oldest(.linger) != null or self.deadlines.oldest(.idle) != null;
+    pub fn canEvict(self: *const Connections, now_ms: u64) bool {
+        return self.findVictim(now_ms) != null;
     }
 
-    /// Closes one connection that nothing depends on, to make room for a new client: first
-    /// one that is already closing, then the one idle longest (nginx's "reusable
-    /// connections"). False when every connection has a request in flight.
-    pub fn evictOne(self: *Connections) bool {
-        if (self.deadlines.oldest(.linger)) |slot| {
-            self.close(slot);
-            return true;
+    /// Whether a connection that cannot be evicted now may become evictable by waiting: an
+    /// idle one not idle long enough, or a request in progress not slow for long enough.
+    pub fn mayEvictSoon(self: *const Connections) bool {
+        return self.deadlines.oldest(.idle) != null or self.deadlines.oldest(.request) != null;
+    }
+
+    const Victim = union(enum) {
+        /// Already closing: its answer was sent.
+        lingering: u32,
+        /// Mid-request, and slower than `slow_bytes_per_s`.
+        slow: u32,
+        /// Nothing in flight, idle at least `evict_min_idle_ms`, and nothing of its client's
+        /// waiting in the kernel.
+        idle: u32,
+    };
+
+    /// The connection to close for a newcomer, if any: first one that is already closing,
+    /// then a slow client, then the one idle longest (nginx's "reusable connections").
+    fn findVictim(self: *const Connections, now_ms: u64) ?Victim {
+        if (self.deadlines.oldest(.linger)) |slot| return .{ .lingering = slot };
+        if (self.findSlow(now_ms)) |slot| return .{ .slow = slot };
+        var candidate = self.deadlines.oldest(.idle);
+        var looked: usize = 0;
+        while (candidate) |slot| : (looked += 1) {
+            if (looked == evict_scan) return null;
+            const c = &self.slots[slot];
+            assert(c.phase == .idle and c.fd != closed);
+            // The idle list is in order: the rest are younger still.
+            const since = self.deadlines.sinceMs(slot, .idle).?;
+            if (now_ms -| since < evict_min_idle_ms) return null;
+            // Its next request has arrived (the loop has not read it yet): serve it, and
+            // close another.
+            if (c.in_len == 0 and c.out_end == 0 and sys.pendingInput(c.fd) == 0) {
+                return .{ .idle = slot };
+            }
+            candidate = self.deadlines.after(slot, .idle);
         }
-        const slot = self.deadlines.oldest(.idle) orelse return false;
-        assert(self.slots[slot].phase == .idle);
-        self.stats.evicted += 1;
-        self.close(slot);
+        return null;
+    }
+
+    /// The oldest request in progress that has been slow for `slow_request_ms`, if any.
+    fn findSlow(self: *const Connections, now_ms: u64) ?u32 {
+        var candidate = self.deadlines.oldest(.request);
+        var looked: usize = 0;
+        while (candidate) |slot| : (looked += 1) {
+            if (looked == evict_scan) return null;
+            const c = &self.slots[slot];
+            const age_ms = now_ms -| self.deadlines.sinceMs(slot, .request).?;
+            if (age_ms < slow_request_ms) return null;
+            const bytes = c.read_bytes - c.request_read_bytes;
+            const quiet = !c.watching_out and !c.read_paused and c.out_start == c.out_end;
+            if (quiet and bytes * 1000 < slow_bytes_per_s * age_ms) return slot;
+            candidate = self.deadlines.after(slot, .request);
+        }
+        return null;
+    }
+
+    /// Closes one connection that nothing depends on, to make room for a new client (see
+    /// `findVictim`); never one whose client's request has arrived. False when there is none.
+    pub fn evictOne(self: *Connections, now_ms: u64) bool {
+        switch (self.findVictim(now_ms) orelse return false) {
+            .lingering => |slot| self.close(slot),
+            .idle => |slot| {
+                // Nothing of its client's is unread: the close is a FIN, not a reset.
+                self.stats.evicted += 1;
+                self.close(slot);
+            },
+            .slow => |slot| {
+                self.stats.evicted += 1;
+                self.evictSlow(slot);
+            },
+        }
         return true;
+    }
+
+    /// A slow client's request is cut short: its handler answers (HTTP's 408), the answer
+    /// goes out once if the socket takes it (nothing else is pending), our side is shut and
+    /// the input that came is read away, so that the close does not reset the answer.
+    fn evictSlow(self: *Connections, slot: u32) void {
+        const c = &self.slots[slot];
+        assert(c.fd != closed and !c.lingering);
+        assert(c.out_start == c.out_end and !c.watching_out);
+        const ctx = self.context(slot);
+        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        handlers.onTimeout(&ctx, &c.state, &out);
+        if (out.len > 0) _ = sys.send(c.fd, out.buf[0..out.len]) catch 0;
+        sys.shutdownWrite(c.fd);
+        self.discardPending(slot);
+        self.close(slot);
+    }
+
+    /// Reads and drops what the kernel holds for a connection (bounded).
+    fn discardPending(self: *Connections, slot: u32) void {
+        const c = &self.slots[slot];
+        const buf = self.inBuf(slot);
+        var reads: usize = 0;
+        while (reads < 16) : (reads += 1) {
+            const n = sys.read(c.fd, buf) catch |err| switch (err) {
+                error.Interrupted => continue,
+                else => return,
+            };
+            if (n == 0) return;
+        }
     }
 
     /// Takes a new connection into a free slot and lets its handler greet it.
@@ -323,6 +432,7 @@ pub const Connections = struct {
         }
         assert(n <= buf.len - c.in_len);
         c.in_len += @intCast(n);
+        c.read_bytes += n;
         c.drained = c.in_len < buf.len;
         self.handleInput(slot, now_ms);
         self.serve(slot, now_ms);
@@ -397,6 +507,21 @@ pub const Connections = struct {
                 if (c.in_len > 0) c.more_input = true;
             },
         }
+        self.trackRequest(slot, progress.requests, now_ms);
+    }
+
+    /// Keeps the deadline of the whole request a client is sending: armed at its first byte
+    /// (a head begun after none, or after the previous request was answered), held while its
+    /// head and body arrive, gone once it is read (or its handler paused reading: the client
+    /// then waits for us).
+    fn trackRequest(self: *Connections, slot: u32, answered: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        const sending = (c.phase == .head or c.phase == .body) and !c.read_paused;
+        if (!sending or c.close_after_flush) return self.deadlines.disarmRequest(slot);
+        if (self.limits.request_timeout_ms == 0) return;
+        if (answered == 0 and self.deadlines.sinceMs(slot, .request) != null) return;
+        self.deadlines.arm(slot, .request, now_ms);
+        c.request_read_bytes = c.read_bytes;
     }
 
     /// Sends the output, then lets the handler use input that waited for it (pipelined
@@ -558,6 +683,7 @@ pub const Connections = struct {
             if (sys.pendingInput(c.fd) == 0) return self.close(slot);
         }
         sys.shutdownWrite(c.fd);
+        self.deadlines.disarmRequest(slot);
         c.lingering = true;
         c.in_len = 0;
         c.close_after_flush = false;
@@ -613,6 +739,15 @@ pub const Connections = struct {
                     self.close(due.slot);
                 },
                 .linger => self.close(due.slot),
+                .request => {
+                    self.stats.timeouts.request += 1;
+                    // A client that neither finished its request nor reads our output.
+                    if (c.watching_out or c.out_end != 0) {
+                        self.close(due.slot);
+                    } else {
+                        self.answerTimeout(due.slot, now_ms);
+                    }
+                },
             }
         }
         budget = self.slots.len + 1;
@@ -708,6 +843,7 @@ pub const Connections = struct {
         for (self.slots, 0..) |c, i| {
             if (c.fd == closed) {
                 assert(self.deadlines.kindOf(@intCast(i)) == null);
+                assert(self.deadlines.sinceMs(@intCast(i), .request) == null);
                 assert(!self.timers.isArmed(@intCast(i)));
                 continue;
             }
@@ -715,6 +851,7 @@ pub const Connections = struct {
             assert(c.in_len <= config.read_buffer_bytes);
             assert(c.out_start <= c.out_end and c.out_end <= config.write_buffer_bytes);
             assert(!c.lingering or self.deadlines.kindOf(@intCast(i)) == .linger);
+            assert(!c.lingering or self.deadlines.sinceMs(@intCast(i), .request) == null);
             assert(!c.watching_out or self.deadlines.kindOf(@intCast(i)) == .write);
             // A request its handler holds has the handler's timer for a deadline.
             const held = c.phase == .waiting and !c.watching_out and !c.lingering;
@@ -743,6 +880,7 @@ pub const Connections = struct {
         c.fd = closed;
         c.state = .none;
         self.deadlines.disarm(slot);
+        self.deadlines.disarmRequest(slot);
         self.timers.cancel(slot);
         self.free[self.free_len] = slot;
         self.free_len += 1;

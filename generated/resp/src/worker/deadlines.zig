@@ -7,6 +7,9 @@
 //! each list sorted: arming, re-arming and disarming are O(1) list operations, the nearest
 //! deadline is the earliest of the list heads, and the head of the `idle` list is the
 //! connection that has been idle longest, which is the one to evict when the table is full.
+//!
+//! A slot holds two deadlines at most: the one of its phase (any kind but `request`) and the
+//! one of its whole request (`request`), each a node of its own in its kind's list.
 const std = @import("std");
 const compat = @import("../compat.zig");
 const assert = std.debug.assert;
@@ -23,10 +26,13 @@ pub const Kind = enum {
     write,
     /// The connection is closing and its unread input is being discarded (lingering close).
     linger,
+    /// A request has begun: all of it, head and body, must have arrived by then, however
+    /// steadily its bytes trickle in. Held beside the phase's deadline, not instead of it.
+    request,
 };
 
 /// Every kind, in the order of `durations_ms`.
-pub const kinds = [_]Kind{ .header, .body, .idle, .write, .linger };
+pub const kinds = [_]Kind{ .header, .body, .idle, .write, .linger, .request };
 pub const kind_count = kinds.len;
 
 /// A kind's position in `kinds` (spelled out: enum and integer conversions are builtins whose
@@ -38,6 +44,7 @@ fn position(kind: Kind) usize {
         .idle => 2,
         .write => 3,
         .linger => 4,
+        .request => 5,
     };
 }
 
@@ -63,7 +70,9 @@ pub const Expired = struct {
 
 pub const Deadlines = struct {
     durations_ms: [kind_count]u32,
+    /// Slots' phase deadlines at `[0, capacity)`, their request deadlines after them.
     nodes: []Node,
+    capacity: u32,
     lists: [kind_count]List = @splat(.{}),
 
     pub fn init(
@@ -71,11 +80,22 @@ pub const Deadlines = struct {
         capacity: u32,
         durations_ms: [kind_count]u32,
     ) !Deadlines {
-        // `none` ends a list, so it cannot be a slot.
-        assert(capacity < none);
-        const nodes = try allocator.alloc(Node, capacity);
+        // `none` ends a list, so it cannot be a node.
+        assert(capacity < none / 2);
+        const nodes = try allocator.alloc(Node, @as(usize, capacity) * 2);
         for (nodes) |*node| node.* = .{};
-        return .{ .durations_ms = durations_ms, .nodes = nodes };
+        return .{ .durations_ms = durations_ms, .nodes = nodes, .capacity = capacity };
+    }
+
+    /// The node that holds `slot`'s deadline of `kind`.
+    fn nodeOf(self: *const Deadlines, slot: u32, kind: Kind) u32 {
+        assert(slot < self.capacity);
+        return if (kind == .request) self.capacity + slot else slot;
+    }
+
+    fn slotOf(self: *const Deadlines, node: u32) u32 {
+        assert(node < self.nodes.len);
+        return if (node >= self.capacity) node - self.capacity else node;
     }
 
     pub fn deinit(self: *Deadlines, allocator: std.mem.Allocator) void {
@@ -83,11 +103,12 @@ pub const Deadlines = struct {
         self.* = undefined;
     }
 
-    /// Gives `slot` the deadline `kind` from `now_ms`, replacing the one it had.
+    /// Gives `slot` the deadline `kind` from `now_ms`, replacing the one it had of its phase
+    /// (or, for `request`, of its request).
     pub fn arm(self: *Deadlines, slot: u32, kind: Kind, now_ms: u64) void {
-        assert(slot < self.nodes.len);
-        self.disarm(slot);
-        const node = &self.nodes[slot];
+        const index = self.nodeOf(slot, kind);
+        self.unlink(index);
+        const node = &self.nodes[index];
         node.* = .{ .at_ms = now_ms + self.durations_ms[position(kind)], .kind = kind };
         const list = &self.lists[position(kind)];
         node.prev = list.tail;
@@ -95,18 +116,27 @@ pub const Deadlines = struct {
             // The invariant that keeps every list sorted: one duration per kind, and a
             // clock that never goes back.
             assert(self.nodes[list.tail].at_ms <= node.at_ms);
-            self.nodes[list.tail].next = slot;
+            self.nodes[list.tail].next = index;
         } else {
-            list.head = slot;
+            list.head = index;
         }
-        list.tail = slot;
+        list.tail = index;
         list.len += 1;
-        assert(list.len <= self.nodes.len);
+        assert(list.len <= self.capacity);
         assert(node.next == none);
         assert(self.nodes[list.head].prev == none);
     }
 
+    /// Takes away `slot`'s phase deadline (its request deadline stays).
     pub fn disarm(self: *Deadlines, slot: u32) void {
+        self.unlink(self.nodeOf(slot, .header));
+    }
+
+    pub fn disarmRequest(self: *Deadlines, slot: u32) void {
+        self.unlink(self.nodeOf(slot, .request));
+    }
+
+    fn unlink(self: *Deadlines, slot: u32) void {
         assert(slot < self.nodes.len);
         const node = &self.nodes[slot];
         const kind = node.kind orelse return;
@@ -123,9 +153,16 @@ pub const Deadlines = struct {
         assert((list.len == 0) == (list.tail == none));
     }
 
+    /// The kind of `slot`'s phase deadline, if it has one.
     pub fn kindOf(self: *const Deadlines, slot: u32) ?Kind {
-        assert(slot < self.nodes.len);
-        return self.nodes[slot].kind;
+        return self.nodes[self.nodeOf(slot, .header)].kind;
+    }
+
+    /// When `slot`'s deadline of `kind` was armed; null when it has none of that kind.
+    pub fn sinceMs(self: *const Deadlines, slot: u32, kind: Kind) ?u64 {
+        const node = self.nodes[self.nodeOf(slot, kind)];
+        if (node.kind == null or node.kind.? != kind) return null;
+        return node.at_ms - self.durations_ms[position(kind)];
     }
 
     pub fn count(self: *const Deadlines, kind: Kind) u32 {
@@ -140,7 +177,15 @@ pub const Deadlines = struct {
         if (head == none) return null;
         assert(self.nodes[head].kind.? == kind);
         assert(self.nodes[head].prev == none);
-        return head;
+        return self.slotOf(head);
+    }
+
+    /// The slot whose deadline of `kind` comes next after `slot`'s (which must be armed).
+    pub fn after(self: *const Deadlines, slot: u32, kind: Kind) ?u32 {
+        const node = self.nodes[self.nodeOf(slot, kind)];
+        assert(node.kind.? == kind);
+        if (node.next == none) return null;
+        return self.slotOf(node.next);
     }
 
     /// The nearest deadline of all, if any is armed.
@@ -159,18 +204,18 @@ pub const Deadlines = struct {
         for (self.lists, 0..) |list, i| {
             if (list.head == none) continue;
             if (self.nodes[list.head].at_ms > now_ms) continue;
-            const slot = list.head;
-            assert(self.nodes[slot].kind.? == kinds[i]);
-            self.disarm(slot);
-            assert(self.nodes[slot].kind == null);
-            return .{ .slot = slot, .kind = kinds[i] };
+            const index = list.head;
+            assert(self.nodes[index].kind.? == kinds[i]);
+            self.unlink(index);
+            assert(self.nodes[index].kind == null);
+            return .{ .slot = self.slotOf(index), .kind = kinds[i] };
         }
         return null;
     }
 };
 
 fn testDeadlines() !Deadlines {
-    return Deadlines.init(std.testing.allocator, 8, .{ 100, 200, 300, 50, 10 });
+    return Deadlines.init(std.testing.allocator, 8, .{ 100, 200, 300, 50, 10, 400 });
 }
 
 test "a deadline fires after its kind's duration and not before" {
@@ -230,7 +275,7 @@ test "the nearest deadline is the earliest across kinds, and they expire in orde
 }
 
 test "random arming keeps every list sorted (the invariant the asserts check)" {
-    var d = try Deadlines.init(std.testing.allocator, 64, .{ 7, 3, 11, 5, 2 });
+    var d = try Deadlines.init(std.testing.allocator, 64, .{ 7, 3, 11, 5, 2, 13 });
     defer d.deinit(std.testing.allocator);
     var prng = std.Random.DefaultPrng.init(0x5eed);
     const random = prng.random();
@@ -248,6 +293,33 @@ test "random arming keeps every list sorted (the invariant the asserts check)" {
     var total: u32 = 0;
     for (kinds) |k| total += d.count(k);
     var armed: u32 = 0;
-    for (0..64) |s| armed += @intFromBool(d.kindOf(@intCast(s)) != null);
+    for (0..64) |s| {
+        armed += @intFromBool(d.kindOf(@intCast(s)) != null);
+        armed += @intFromBool(d.sinceMs(@intCast(s), .request) != null);
+    }
     try std.testing.expectEqual(armed, total);
+}
+
+test "a request deadline is held beside the phase's: arming and disarming one leaves the other" {
+    var d = try testDeadlines();
+    defer d.deinit(std.testing.allocator);
+    d.arm(2, .request, 1000);
+    d.arm(2, .header, 1000);
+    d.arm(2, .body, 1050);
+    try std.testing.expectEqual(@as(?u64, 1000), d.sinceMs(2, .request));
+    try std.testing.expectEqual(Kind.body, d.kindOf(2).?);
+    d.disarm(2);
+    try std.testing.expectEqual(@as(?u64, 1000), d.sinceMs(2, .request));
+    d.arm(2, .body, 1250);
+    d.arm(5, .request, 1100);
+    try std.testing.expectEqual(@as(?u32, 2), d.oldest(.request));
+    try std.testing.expectEqual(@as(?u32, 5), d.after(2, .request));
+    try std.testing.expect(d.after(5, .request) == null);
+    // 1000 + 400 passes before 1250 + 200: the request's deadline fires first, as slot 2's.
+    const first = d.popExpired(1400).?;
+    try std.testing.expectEqual(@as(u32, 2), first.slot);
+    try std.testing.expectEqual(Kind.request, first.kind);
+    try std.testing.expectEqual(Kind.body, d.kindOf(2).?);
+    d.disarmRequest(5);
+    try std.testing.expect(d.oldest(.request) == null);
 }
