@@ -201,7 +201,10 @@ pub fn Module(
         large.frame_buffers
     else
         0;
-    const max_input: usize = if (frame_buffers > 0) large.max_frame_bytes else config.read_buffer_bytes;
+    const max_input: usize = if (frame_buffers > 0)
+        large.max_frame_bytes
+    else
+        config.read_buffer_bytes;
     const has_timer = @hasDecl(M, "timer");
     const signature = if (framing == .raw)
         "pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io) " ++
@@ -527,7 +530,7 @@ pub fn Module(
         /// buffer, or a frame buffer) and the module used none of it, waiting for nothing
         /// but more input.
         fn stuck(conn: *const Connection, progress: api.Progress, used: usize, held: usize) bool {
-            const room: usize = if (conn.frame_buffer == null) config.read_buffer_bytes else max_input;
+            const room = if (conn.frame_buffer == null) config.read_buffer_bytes else max_input;
             if (used > 0 or held < room) return false;
             if (progress.close or progress.want_writable) return false;
             return !conn.reading_paused and !conn.writable_pending;
@@ -551,6 +554,7 @@ pub fn Module(
                     .fd = ctx.fd,
                     .max_input = max_input,
                 };
+                // The answer is a courtesy: the connection closes whether or not it fits.
                 M.tooLarge(s, &conn.user, &io) catch {};
             }
             releaseFrameBuffer(conn);
