@@ -765,3 +765,62 @@ test "a module pauses reading and arms its timer; the timer resumes and frames g
     try std.testing.expect(cancelled.timer == .cancel);
     try std.testing.expect(conn.timer_ms == null);
 }
+
+test "input that fills the read buffer gathers in a frame buffer; past maxFrameBytes it is refused" {
+    const M = struct {
+        pub const State = struct { lines: usize = 0, refused: usize = 0 };
+        pub const Connection = struct {};
+        /// A line at a time, however long.
+        pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *Io) !usize {
+            _ = conn;
+            const end = compat.findScalar(u8, input, '\n') orelse return 0;
+            state.lines += 1;
+            try io.print("{d}\n", .{end});
+            return end + 1;
+        }
+        pub fn tooLarge(state: *State, conn: *Connection, io: *Io) !void {
+            _ = conn;
+            state.refused += 1;
+            try io.write("too large\n");
+        }
+    };
+    const read_bytes = config.read_buffer_bytes;
+    const S = Module(M, "test.zig", "", .raw, 256, .{
+        .max_frame_bytes = 2 * read_bytes,
+        .frame_buffers = 1,
+    });
+    try S.reservePool();
+    defer S.releasePool();
+    var state: M.State = .{};
+    var conn: S.Connection = .{};
+    const Buffers = struct {
+        var input: [read_bytes]u8 = undefined;
+        var output: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffers.output };
+    const ctx = testContext();
+    // A full read buffer without a line end moves to the frame buffer, all of it used up.
+    @memset(&Buffers.input, 'a');
+    const gathered = S.serve(&state, &ctx, &conn, &Buffers.input, &out);
+    try std.testing.expectEqual(@as(usize, read_bytes), gathered.consumed);
+    try std.testing.expect(conn.frame_buffer != null and !gathered.close);
+    // The rest of the line arrives: the module sees it whole, and the buffer is given back.
+    Buffers.input[9] = '\n';
+    const line = S.serve(&state, &ctx, &conn, Buffers.input[0..10], &out);
+    try std.testing.expectEqual(@as(usize, 10), line.consumed);
+    try std.testing.expectEqual(@as(usize, 1), state.lines);
+    var text: [16]u8 = undefined;
+    const want = try compat.bufPrint(&text, "{d}\n", .{read_bytes + 9});
+    try std.testing.expectEqualStrings(want, out.buf[0..out.len]);
+    try std.testing.expect(conn.frame_buffer == null);
+    // Twice the read buffer without a line end fills the frame buffer: refused, answered.
+    out.len = 0;
+    @memset(&Buffers.input, 'b');
+    _ = S.serve(&state, &ctx, &conn, &Buffers.input, &out);
+    const refused = S.serve(&state, &ctx, &conn, &Buffers.input, &out);
+    try std.testing.expect(refused.close);
+    try std.testing.expectEqual(@as(u16, 413), refused.rejected);
+    try std.testing.expectEqual(@as(usize, 1), state.refused);
+    try std.testing.expectEqualStrings("too large\n", out.buf[0..out.len]);
+    try std.testing.expect(conn.frame_buffer == null);
+}
