@@ -52,11 +52,11 @@ pub const Output = struct {
         return true;
     }
 
-    /// Bytes `appendAll` can take now: the buffer's free space and what the worker's pool
-    /// has left (0 once the connection passed its limit).
+    /// Bytes one `appendAll` can surely take now: the buffer's free space, or what the
+    /// worker's pool has left once the buffer's bytes moved there (nothing past the limit).
     pub fn room(self: *const Output) usize {
         const spill = self.spill orelse return self.free();
-        return self.free() + spill.room();
+        return @max(self.free(), spill.room() -| self.len);
     }
 
     /// Appends all of `bytes`, or nothing: into the buffer, or behind it into the spill

@@ -90,8 +90,8 @@ pub const Io = struct {
         self.out.len = written.len;
     }
 
-    /// Bytes the output can take now: the write buffer's free space and the room left in
-    /// the worker's output pool for this connection.
+    /// Bytes a write can surely take now: the write buffer's free space, or the room left
+    /// for this connection in the worker's output pool (0 once it asked past its limit).
     pub fn free(self: *const Io) usize {
         return self.out.room();
     }
