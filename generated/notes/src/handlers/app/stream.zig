@@ -766,7 +766,7 @@ test "a module pauses reading and arms its timer; the timer resumes and frames g
     try std.testing.expect(conn.timer_ms == null);
 }
 
-test "input that fills the read buffer gathers in a frame buffer; past maxFrameBytes it is refused" {
+test "input that fills the read buffer gathers in a frame buffer; past its size it is refused" {
     const M = struct {
         pub const State = struct { lines: usize = 0, refused: usize = 0 };
         pub const Connection = struct {};
