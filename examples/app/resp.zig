@@ -6,6 +6,14 @@
 //! one write. Integers and lengths are read as redis-server reads them (no `+`, `_` or leading
 //! zero), and nothing pipelined after QUIT runs.
 //!
+//! Large values: a command may be as large as the spec's `maxFrameBytes` (16 MiB in
+//! examples/resp.json; a command larger than the read buffer is gathered in a frame buffer).
+//! A bulk length that would take its command past that is refused at once with
+//! `-ERR Protocol error: invalid bulk length`, then the connection closes, as redis-server
+//! does past its `proto-max-bulk-len`. Replies larger than the write buffer (a GET of such a
+//! value, or the answers to a long pipeline that the client reads only at the end) wait in
+//! the worker's output pool.
+//!
 //! DEBUG SLEEP shows a connection's timer and its own back-pressure: Redis stops its whole
 //! server for that long; here only the connection waits. Its reading is paused (what the
 //! client sends meanwhile stays in the kernel's buffers, which slows the client) and its
@@ -191,7 +199,9 @@ fn strictInt(comptime T: type, text: []const u8) ?T {
     return value;
 }
 
-fn parse(input: []const u8) Parse {
+/// Cuts the first command of `input`; a command longer than `max_input` bytes is refused
+/// (the module is never handed more input than that at once).
+fn parse(input: []const u8, max_input: usize) Parse {
     if (input.len == 0) return .need_more;
     if (input[0] != '*') return parseInline(input);
     var cmd: Command = .{};
@@ -211,10 +221,10 @@ fn parse(input: []const u8) Parse {
         const size = strictInt(usize, trimCr(size_line[1..])) orelse
             return .{ .protocol_error = "invalid bulk length" };
         const start = at + size_line.len + 1;
-        if (input.len < start + size + 2) {
-            if (size > 1 << 30) return .{ .protocol_error = "invalid bulk length" };
-            return .need_more;
+        if (size > max_input or start + size + 2 > max_input) {
+            return .{ .protocol_error = "invalid bulk length" };
         }
+        if (input.len < start + size + 2) return .need_more;
         cmd.args[cmd.argc] = input[start..][0..size];
         at = start + size + 2;
     }
@@ -249,7 +259,7 @@ pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io
     var used: usize = 0;
     // Each command takes at least one byte.
     while (used < input.len) {
-        const cmd = switch (parse(input[used..])) {
+        const cmd = switch (parse(input[used..], io.maxInput())) {
             .need_more => break,
             .protocol_error => |why| {
                 io.print("-ERR Protocol error: {s}\r\n", .{why}) catch {};
@@ -268,6 +278,14 @@ pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io
     return used;
 }
 
+/// Input larger than the module may be handed that is no command it can refuse by its
+/// length (an inline command without its line end, say): answered, then closed.
+pub fn tooLarge(state: *State, conn: *Connection, io: *stream.Io) !void {
+    _ = state;
+    _ = conn;
+    try io.write("-ERR Protocol error: too big request\r\n");
+}
+
 /// The connection's timer: its DEBUG SLEEP is over.
 pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void {
     _ = state;
@@ -279,15 +297,17 @@ pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void {
 
 /// Writes the reply; false when it does not fit now (the command is offered again later).
 fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *stream.Io) !bool {
-    var longest: usize = 0;
-    for (args) |a| longest = @max(longest, a.len);
-    if (args.len > 0 and is(args[0], "GET")) {
-        const e = if (args.len == 2) state.find(args[1]) else null;
-        longest = if (e) |found| found.value().len else 0;
-    }
-    if (io.free() < longest + reply_overhead) return false;
     if (args.len == 0) return true;
     const name = args[0];
+    // The longest value the reply carries: GET's value, or an argument echoed back.
+    var longest: usize = 0;
+    if (is(name, "GET")) {
+        const e = if (args.len == 2) state.find(args[1]) else null;
+        longest = if (e) |found| found.value().len else 0;
+    } else if (is(name, "PING") or is(name, "ECHO") or is(name, "CONFIG")) {
+        for (args) |a| longest = @max(longest, a.len);
+    }
+    if (io.free() < longest + reply_overhead) return false;
     if (is(name, "PING")) {
         if (args.len == 1) try io.write("+PONG\r\n") else try bulk(io, args[1]);
     } else if (is(name, "ECHO")) {

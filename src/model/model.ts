@@ -40,6 +40,8 @@ export interface ServiceModel {
   readonly writeTimeoutMs: number;
   readonly watchdogMs: number;
   readonly maxBodyBytes: number;
+  readonly outputLimitBytes: number;
+  readonly outputPoolBytes: number;
   /**
    * 16 hex digits identifying the validated spec (defaults applied): a supervisor refuses
    * workers built from another spec.
@@ -143,6 +145,10 @@ export interface AppModel {
   readonly bodyBuffers: number;
   /** Stream only: the Zig literal of the module's framing (`.raw`, `.{ .line = … }`). */
   readonly framing: string;
+  /** Stream only: the largest frame, gathered in a frame buffer (0: none, the read buffer). */
+  readonly maxFrameBytes: number;
+  /** Stream only: frame buffers of maxFrameBytes per worker (0 without maxFrameBytes). */
+  readonly frameBuffers: number;
   readonly framingKind: "raw" | "line" | "length" | "";
   /** Length framing: the prefix's Zig integer type and byte order ("" otherwise). */
   readonly lengthInt: string;
@@ -210,6 +216,8 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     writeTimeoutMs: spec.writeTimeoutMs,
     watchdogMs: spec.watchdogMs,
     maxBodyBytes: spec.maxBodyBytes,
+    outputLimitBytes: spec.outputLimitBytes,
+    outputPoolBytes: spec.outputPoolBytes,
     specFingerprint: specFingerprint(spec),
     hasCustomHandler: listeners.some((l) => l.handler === "custom"),
     apps,
@@ -275,6 +283,8 @@ function buildApps(spec: Spec): AppModel[] {
       isDatagram: kind === "datagram",
       routes,
       bodyBuffers: app.http?.bodyBuffers ?? 0,
+      maxFrameBytes: app.stream?.maxFrameBytes ?? 0,
+      frameBuffers: app.stream !== undefined && app.stream.maxFrameBytes > 0 ? app.stream.frameBuffers : 0,
       ...framingOf(app.stream?.framing),
     });
   }

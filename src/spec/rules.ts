@@ -340,13 +340,34 @@ function checkRoutes(routes: unknown[], at: (string | number)[]): Diagnostic[] {
   return diagnostics;
 }
 
-/** A frame must fit the connection's read buffer, where it is handed over whole. */
+/**
+ * A frame must fit where it is handed over whole: the connection's read buffer, or a frame
+ * buffer of maxFrameBytes; and a frame buffer must be larger than the read buffer.
+ */
 function checkFramingFits(l: ListenerView, spec: Json): Diagnostic[] {
   const app = l.raw.app;
-  if (!isObject(app) || !isObject(app.stream) || !isObject(app.stream.framing)) return [];
-  const framing = app.stream.framing;
+  if (!isObject(app) || !isObject(app.stream)) return [];
   const readBufferBytes = spec.readBufferBytes === undefined ? 16384 : spec.readBufferBytes;
   if (!isInt(readBufferBytes, 512, 1048576)) return [];
+  const maxFrameBytes = app.stream.maxFrameBytes === undefined ? 0 : app.stream.maxFrameBytes;
+  if (!isInt(maxFrameBytes, 0, 1073741824)) return [];
+  const at = ["listeners", l.index, "app", "stream"];
+  if (maxFrameBytes > 0 && maxFrameBytes <= readBufferBytes) {
+    return [
+      {
+        path: [...at, "maxFrameBytes"],
+        message:
+          `must be 0 or more than readBufferBytes (${readBufferBytes}): a frame that fits the ` +
+          "read buffer needs no frame buffer; remove maxFrameBytes or raise it",
+        got: maxFrameBytes,
+      },
+    ];
+  }
+  const framing = app.stream.framing;
+  if (!isObject(framing)) return [];
+  const room = Math.max(readBufferBytes, maxFrameBytes);
+  const where =
+    maxFrameBytes > 0 ? `maxFrameBytes (${maxFrameBytes})` : `readBufferBytes (${readBufferBytes})`;
   let need: number | undefined;
   let key = "";
   if (isObject(framing.line)) {
@@ -360,14 +381,14 @@ function checkFramingFits(l: ListenerView, spec: Json): Diagnostic[] {
     if (isInt(max, 0, 1073741824) && validBytes) need = max + bytes;
     key = "length";
   }
-  if (need === undefined || need <= readBufferBytes) return [];
+  if (need === undefined || need <= room) return [];
   return [
     {
-      path: ["listeners", l.index, "app", "stream", "framing", key, "maxBytes"],
+      path: [...at, "framing", key, "maxBytes"],
       message:
         `a largest frame of ${need} bytes (with its ${key === "line" ? "line ending" : "prefix"}) ` +
-        `does not fit in readBufferBytes (${readBufferBytes}); lower maxBytes or raise ` +
-        `readBufferBytes to at least ${need}`,
+        `does not fit in ${where}; lower maxBytes, or raise readBufferBytes or ` +
+        `app.stream.maxFrameBytes to at least ${need}`,
     },
   ];
 }

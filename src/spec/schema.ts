@@ -34,7 +34,13 @@ export const DEFAULTS = {
   writeTimeoutMs: 30000,
   watchdogMs: 2000,
   maxBodyBytes: 1048576,
+  outputLimitBytes: 33554432,
+  outputPoolBytes: 67108864,
+  frameBuffers: 4,
 } as const;
+
+/** Bytes of one chunk of a worker's output pool (templates/src/worker/output_pool.zig). */
+export const OUTPUT_CHUNK_BYTES = 65536;
 
 export const LIMITS = {
   httpBodyBytes: 65536,
@@ -184,8 +190,22 @@ export const StreamSchema = z
         )
         .default("raw")
         .describe("How the byte stream is cut into frames before the module sees them."),
+      maxFrameBytes: intRange(0, 1073741824)
+        .default(0)
+        .describe(
+          "Largest frame (raw framing: the most input the module is handed at once) when it is " +
+            "more than readBufferBytes: such a frame is gathered in a frame buffer. 0: the read " +
+            "buffer bounds a frame.",
+        ),
+      frameBuffers: intRange(1, 4096)
+        .default(DEFAULTS.frameBuffers)
+        .describe(
+          "Frame buffers of maxFrameBytes per worker (reserved at start, backed once used): " +
+            "frames larger than the read buffer gathered at once; one more is refused as too " +
+            "large. Unused when maxFrameBytes is 0.",
+        ),
     },
-    { error: "must be an object { framing }" },
+    { error: "must be an object { framing, maxFrameBytes, frameBuffers }" },
   )
   .describe("A TCP stream module: callbacks on open, frame (or bytes), writable, close.");
 
@@ -352,6 +372,24 @@ export const SpecSchema = z
       maxBodyBytes: intRange(0, 1099511627776)
         .default(DEFAULTS.maxBodyBytes)
         .describe("Largest request body an HTTP listener accepts (413 above it)."),
+      outputLimitBytes: intRange(1, 1099511627776)
+        .default(DEFAULTS.outputLimitBytes)
+        .describe(
+          "Output per TCP connection that may wait for its client beyond the write buffer (in " +
+            "the worker's output pool) while its input is read on; a connection that asks for " +
+            "more is closed (Redis's client-output-buffer-limit).",
+        ),
+      outputPoolBytes: intRange(0, 1099511627776)
+        .default(DEFAULTS.outputPoolBytes)
+        .refine((n) => n === 0 || n >= OUTPUT_CHUNK_BYTES, {
+          error: `must be 0 (no pool) or from ${OUTPUT_CHUNK_BYTES} to 1099511627776`,
+        })
+        .describe(
+          `Output pool per worker, in chunks of ${OUTPUT_CHUNK_BYTES} bytes (reserved at start, ` +
+            "backed once used): output of its connections that waits beyond their write " +
+            "buffers. Once it is spent, connections whose output waits are not read " +
+            "(back-pressure). 0: a connection is not read while its write buffer waits.",
+        ),
       listeners: z
         .array(ListenerSchema, { error: "must be an array of listener objects" })
         .min(1, { error: "must list at least 1 listener" })

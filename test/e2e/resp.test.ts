@@ -1,11 +1,15 @@
 /**
  * The resp example: a RESP2 subset as a stream module (examples/app/resp.zig over the
- * generated stub), checked with redis-cli, the real client. redis-cli comes from Debian's
- * redis-tools: installed with apt-get when missing (as root); under CI=true a missing
- * redis-cli fails the run instead of skipping it. Back-pressure is shown with Node sockets that
- * pipeline megabytes of commands: how much the kernel took from them, and the worker's memory.
+ * generated stub), checked with redis-cli and redis-py, the real clients. redis-cli comes from
+ * Debian's redis-tools and redis-py from python3-redis: installed with apt-get when missing (as
+ * root); a missing one fails the run instead of skipping it. Back-pressure is shown with Node
+ * sockets that pipeline megabytes of commands: how much the kernel took from them, and the
+ * worker's memory. Pipelines written whole before any answer is read are answered (their answers
+ * wait in the worker's output pool), a client that asks past its outputLimitBytes is closed, and
+ * a 10 MB value goes in and out through redis-cli (a frame buffer of maxFrameBytes).
  */
 import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -18,11 +22,115 @@ import {
   type StoppedEvent,
 } from "./support/program.js";
 import { programOf } from "./support/project.js";
-import { ensureCommand } from "./support/tools.js";
+import { ensureCommand, ensurePythonModule } from "./support/tools.js";
 import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 30_000;
+/** examples/resp.json's app.stream.maxFrameBytes: the largest command. */
+const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+/** The spec's default outputLimitBytes (examples/resp.json keeps it). */
+const OUTPUT_LIMIT_BYTES = 32 * 1024 * 1024;
+
+/** A RESP array of bulk strings, as clients send commands. */
+function command(...args: (string | Buffer)[]): Buffer {
+  const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
+  for (const arg of args) {
+    const bytes = typeof arg === "string" ? Buffer.from(arg) : arg;
+    parts.push(Buffer.from(`$${bytes.length}\r\n`), bytes, Buffer.from("\r\n"));
+  }
+  return Buffer.concat(parts);
+}
+
+function bulkReply(value: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`$${value.length}\r\n`), value, Buffer.from("\r\n")]);
+}
+
+function sha256(data: Buffer): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/**
+ * Connects, writes `data` whole and waits until the kernel took all of it (or `limitMs`) before
+ * reading anything: `written` says whether it got through; then reads until `want` bytes came
+ * back, the server closed, or `limitMs` passed.
+ */
+async function writeThenRead(port: number, data: Buffer, want: number, limitMs: number) {
+  const socket = net.connect(port, "127.0.0.1");
+  socket.pause();
+  const chunks: Buffer[] = [];
+  let received = 0;
+  let ended = false;
+  let error: NodeJS.ErrnoException | undefined;
+  socket.on("error", (e: NodeJS.ErrnoException) => (error = e));
+  socket.on("close", () => (ended = true));
+  const written = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), limitMs);
+    socket.write(data, () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  socket.on("data", (chunk: Buffer) => {
+    chunks.push(chunk);
+    received += chunk.length;
+  });
+  socket.resume();
+  await until(() => received >= want || ended, limitMs);
+  socket.destroy();
+  return { written, reply: Buffer.concat(chunks), error };
+}
+
+/** redis-cli with binary output of any size (a GET of megabytes), its exit status judged. */
+function redisCliBytes(port: number, args: readonly string[], input?: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(
+      "redis-cli",
+      ["-h", "127.0.0.1", "-p", String(port), ...args],
+      { timeout: 20_000, encoding: "buffer", maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`redis-cli ${args.join(" ")}: ${stderr.toString() || error.message}`));
+        else resolve(stdout);
+      },
+    );
+    child.stdin?.on("error", (error: NodeJS.ErrnoException) => {
+      if (error.code !== "EPIPE") reject(error);
+    });
+    child.stdin?.end(input ?? Buffer.alloc(0));
+  });
+}
+
+/**
+ * redis-py's ordinary pipeline (not a transaction): `pairs` SETs of distinct 30 KB values, each
+ * followed by a GET of its key, sent whole before any answer is read, as redis-py does. Prints
+ * one line of JSON: how many answers, how many were right, and the seconds it took.
+ */
+const REDIS_PY_PIPELINE = `
+import json, sys, time, redis
+port, pairs = int(sys.argv[1]), int(sys.argv[2])
+r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=15)
+values = [(b"%d-" % i) + bytes([97 + i % 26]) * 30000 for i in range(pairs)]
+pipe = r.pipeline(transaction=False)
+for i in range(pairs):
+    pipe.set("py-%d" % i, values[i])
+    pipe.get("py-%d" % i)
+started = time.time()
+try:
+    answers = pipe.execute()
+    right = sum(1 for i in range(pairs) if answers[2 * i] is True and answers[2 * i + 1] == values[i])
+    print(json.dumps({"answers": len(answers), "right": right, "seconds": time.time() - started}))
+except Exception as e:
+    print(json.dumps({"error": "%s: %s" % (type(e).__name__, e), "seconds": time.time() - started}))
+`;
+
+function runPython(python: string, script: string, args: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(python, ["-c", script, ...args], { timeout: 25_000 }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${python}: ${stderr || error.message}`));
+      else resolve(stdout);
+    });
+  });
+}
 
 /** Resident memory of a process, in KiB, from /proc. */
 function rssKiB(pid: number): number {
@@ -205,17 +313,18 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     }
   });
 
-  it("answers everything to a client that reads only at the end", { timeout }, async () => {
+  it("reads on while a client that reads only at the end pipelines 24 MB; answers everything", { timeout }, async () => {
     const piece = Buffer.from("PING\r\n".repeat(10_000));
     const pieces = 400;
     const before = rssKiB(pid);
     const client = await flood(port, "", piece, pieces);
     client.socket.pause();
     try {
-      await sleepMs(1_000);
-      // Answers pile up in the kernel until the client reads; the worker stops reading then.
-      expect(client.taken).toBeLessThan(piece.length * pieces);
-      expect(rssKiB(pid) - before).toBeLessThan(4096);
+      // The whole pipeline is read while the client reads nothing: its answers (16.8 MB) wait
+      // in the kernel and in the worker's output pool, within outputLimitBytes.
+      await until(() => client.taken === piece.length * pieces, 10_000);
+      expect(client.taken).toBe(piece.length * pieces);
+      expect(rssKiB(pid) - before).toBeLessThan(OUTPUT_LIMIT_BYTES / 1024);
       client.socket.resume();
       const want = "+PONG\r\n".length * 10_000 * pieces;
       await until(() => receivedBytes(client) >= want, 20_000);
@@ -223,6 +332,75 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     } finally {
       client.socket.destroy();
     }
+  });
+
+  it("answers redis-py's pipeline of 500 SETs of 30 KB and their GETs, as redis-server does", { timeout }, async () => {
+    const python = ensurePythonModule("redis", "python3-redis");
+    const result = JSON.parse(await runPython(python, REDIS_PY_PIPELINE, [String(port), "500"])) as {
+      answers?: number;
+      right?: number;
+      error?: string;
+      seconds: number;
+    };
+    console.log(`zig ${version}: redis-py pipeline of 1000 commands: ${JSON.stringify(result)}`);
+    expect(result.error).toBeUndefined();
+    expect(result.answers).toBe(1000);
+    expect(result.right).toBe(500);
+  });
+
+  it("answers a 9 MB pipeline written whole before the first read", { timeout }, async () => {
+    const commands: Buffer[] = [];
+    const answers: Buffer[] = [];
+    for (let i = 0; i < 300; i += 1) {
+      const value = Buffer.alloc(30_000, 97 + (i % 26));
+      value.write(`raw-${i}-`);
+      commands.push(command("SET", `raw-${i}`, value), command("GET", `raw-${i}`));
+      answers.push(Buffer.from("+OK\r\n"), bulkReply(value));
+    }
+    const data = Buffer.concat(commands);
+    const want = Buffer.concat(answers);
+    expect(data.length).toBeGreaterThan(9_000_000);
+    const { written, reply, error } = await writeThenRead(port, data, want.length, 15_000);
+    expect(written, "the kernel took the whole pipeline before anything was read").toBe(true);
+    expect(error).toBeUndefined();
+    expect(reply.length).toBe(want.length);
+    expect(reply.equals(want)).toBe(true);
+  });
+
+  it("takes a 10 MB value from redis-cli -x SET and GET returns the same bytes", { timeout }, async () => {
+    const value = randomBytes(10 * 1024 * 1024);
+    expect((await redisCliBytes(port, ["-x", "SET", "ten-mb"], value)).toString()).toBe("OK\n");
+    const got = await redisCliBytes(port, ["GET", "ten-mb"]);
+    // redis-cli ends what it prints with a newline when its output is not a terminal.
+    expect(got.length).toBe(value.length + 1);
+    expect(sha256(got.subarray(0, value.length))).toBe(sha256(value));
+  });
+
+  it("takes a command of exactly maxFrameBytes; one byte more gets a protocol error, not a reset", { timeout }, async () => {
+    const sized = (total: number) => {
+      let size = total - 64;
+      while (command("SET", "edge", Buffer.alloc(size + 1)).length <= total) size += 1;
+      return command("SET", "edge", Buffer.alloc(size, "e"));
+    };
+    const fits = sized(MAX_FRAME_BYTES);
+    expect(fits.length).toBe(MAX_FRAME_BYTES);
+    const ok = await writeThenRead(port, fits, 5, 15_000);
+    expect(ok.reply.toString()).toBe("+OK\r\n");
+    const over = sized(MAX_FRAME_BYTES + 1);
+    expect(over.length).toBe(MAX_FRAME_BYTES + 1);
+    // Refused from its header, before the value arrives: the answer, then the close.
+    const socket = net.connect(port, "127.0.0.1");
+    const chunks: Buffer[] = [];
+    let error: NodeJS.ErrnoException | undefined;
+    let ended = false;
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    socket.on("error", (e: NodeJS.ErrnoException) => (error = e));
+    socket.on("end", () => (ended = true));
+    socket.write(over);
+    await until(() => ended || error !== undefined, 10_000);
+    socket.destroy();
+    expect(Buffer.concat(chunks).toString()).toBe("-ERR Protocol error: invalid bulk length\r\n");
+    expect(ended, `the server ended the connection (${error?.code ?? "no error"})`).toBe(true);
   });
 
   it("a paused connection runs on the write timeout, not the idle one", { timeout }, async () => {
@@ -252,5 +430,48 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     const stopped = await program.waitForEvent<StoppedEvent>("stopped", 1_000);
     const workers = stopped.workers as unknown as { timeouts: Record<string, number> }[];
     expect(workers.map((w) => w.timeouts)).toEqual([{ header: 0, body: 0, idle: 0, write: 1, request: 0 }]);
+  });
+
+  it("closes a client that never reads once its answers pass outputLimitBytes; memory stays bounded", { timeout }, async () => {
+    const binary = await programOf("resp", version);
+    const { program, ready } = await startReady(binary, ["--standalone", "--listen", "cache=127.0.0.1:0"]);
+    const own = portOf(ready, "cache");
+    const value = Buffer.alloc(100_000, "v");
+    expect((await writeThenRead(own, command("SET", "big", value), 5, 5_000)).reply.toString()).toBe(
+      "+OK\r\n",
+    );
+    const before = rssKiB(ready.pid);
+    // 1 GB of answers asked for by 10 MB of GETs, never read.
+    const gets = Buffer.concat(Array.from({ length: 1_000 }, () => command("GET", "big")));
+    const socket = net.connect(own, "127.0.0.1");
+    socket.pause();
+    let error: NodeJS.ErrnoException | undefined;
+    let closed = false;
+    socket.on("error", (e: NodeJS.ErrnoException) => (error = e));
+    socket.on("close", () => (closed = true));
+    try {
+      for (let i = 0; i < 400 && !closed && error === undefined; i += 1) {
+        if (!socket.write(gets)) {
+          await Promise.race([new Promise((r) => socket.once("drain", r)), sleepMs(500)]);
+        }
+      }
+      await until(() => closed || error !== undefined, 10_000);
+      const grown = rssKiB(ready.pid) - before;
+      console.log(
+        `zig ${version}: never-reading client closed (${error?.code ?? "closed"}), worker RSS +${grown} KiB`,
+      );
+      expect(closed || error !== undefined, "the server closed the connection").toBe(true);
+      expect(grown).toBeLessThan(OUTPUT_LIMIT_BYTES / 1024 + 8192);
+      // Others are served meanwhile and after.
+      expect(await redisCli(own, ["PING"])).toBe("PONG\n");
+    } finally {
+      socket.destroy();
+    }
+    program.signal("SIGTERM");
+    expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    const stopped = await program.waitForEvent<StoppedEvent>("stopped", 1_000);
+    const workers = stopped.workers as unknown as { output_limit: number; timeouts: Record<string, number> }[];
+    expect(workers.map((w) => w.output_limit)).toEqual([1]);
+    expect(workers.map((w) => w.timeouts.write)).toEqual([0]);
   });
 });

@@ -129,6 +129,8 @@ const topLevel = fc.record(
     maxConnections: fc.integer({ min: 1, max: 1048576 }),
     readBufferBytes: fc.integer({ min: 512, max: 1048576 }),
     writeBufferBytes: fc.integer({ min: 512, max: 1048576 }),
+    outputLimitBytes: fc.integer({ min: 1, max: 1099511627776 }),
+    outputPoolBytes: fc.oneof(fc.constant(0), fc.integer({ min: 65536, max: 1099511627776 })),
   },
   { requiredKeys: [] },
 );

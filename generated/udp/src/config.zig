@@ -69,13 +69,18 @@ pub const write_timeout_ms: u32 = 30000;
 pub const watchdog_ms: u32 = 2000;
 /// Largest request body an HTTP listener accepts.
 pub const max_body_bytes: u64 = 1048576;
+/// Output per connection that may wait for its client beyond its write buffer; a connection
+/// that asks for more is closed.
+pub const output_limit_bytes: u64 = 33554432;
+/// Per worker: the pool that output waiting beyond write buffers comes from (0: none).
+pub const output_pool_bytes: u64 = 67108864;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "afc9c4186320a383";
+pub const spec_fingerprint = "da5403825f915b4c";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "db02b64ad9dff8d6";
+pub const supervisor_fingerprint = "3954857eda3cd53c";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -7,6 +7,7 @@ const runtime = @import("app/stream.zig");
 
 pub const Peer = runtime.Peer;
 pub const Framing = runtime.Framing;
+pub const FrameBuffers = runtime.FrameBuffers;
 pub const reply_reserve_bytes = runtime.reply_reserve_bytes;
 pub const WriteError = runtime.WriteError;
 pub const Io = runtime.Io;

@@ -17,6 +17,7 @@ const deadlines_mod = @import("deadlines.zig");
 const timers_mod = @import("timers.zig");
 const listener_mod = @import("../net/listener.zig");
 const stats_mod = @import("stats.zig");
+const output_pool = @import("output_pool.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -102,12 +103,16 @@ const Connection = struct {
     timer_due: bool = false,
     /// The client shut its side of the connection while more of its input waited unread.
     half_closed: bool = false,
+    /// Its output is a reply in parts (`Progress.paced`): input is not read on meanwhile.
+    paced: bool = false,
     /// What the connection is registered in epoll for.
     events: u32 = 0,
     /// Bytes read from the connection so far, and their count when its request began.
     read_bytes: u64 = 0,
     request_read_bytes: u64 = 0,
     phase: api.Phase = .idle,
+    /// Output that went past the write buffer: it is sent before the buffer's bytes.
+    spill: output_pool.Queue = .{},
     state: handlers.State = .none,
 };
 
@@ -123,6 +128,8 @@ pub const Connections = struct {
     epfd: sys.Fd,
     identity: Identity,
     limits: cli.Limits,
+    /// Chunks for output that waits beyond the write buffers (`outputPoolBytes`).
+    pool: output_pool.Pool,
     draining: bool = false,
     stats: stats_mod.Stats = .{},
 
@@ -152,6 +159,8 @@ pub const Connections = struct {
         errdefer deadlines.deinit(allocator);
         var timers = try timers_mod.Timers.init(allocator, max);
         errdefer timers.deinit(allocator);
+        var pool = try output_pool.Pool.init(allocator, config.output_pool_bytes);
+        errdefer pool.deinit(allocator);
         return .{
             .slots = slots,
             // usize: the spec's limits multiply past u32 (1048576 connections of 1 MiB each).
@@ -164,6 +173,7 @@ pub const Connections = struct {
             .epfd = epfd,
             .identity = identity,
             .limits = limits,
+            .pool = pool,
         };
     }
 
@@ -310,7 +320,7 @@ pub const Connections = struct {
         };
         self.stats.connections += 1;
         const ctx = self.context(slot);
-        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        var out = self.output(slot);
         const progress = handlers.onOpen(&ctx, &c.state, &out);
         self.afterHandler(slot, progress, out.len, now_ms);
         c.more_input = progress.want_writable;
@@ -363,6 +373,62 @@ pub const Connections = struct {
         return self.out_bufs[start..][0..config.write_buffer_bytes];
     }
 
+    /// A handler's output: the empty write buffer, and past it the connection's spill.
+    fn output(self: *Connections, slot: u32) api.Output {
+        const c = &self.slots[slot];
+        assert(c.out_start == c.out_end);
+        const spill: ?api.Spill = if (self.pool.capacity() == 0) null else .{
+            .queue = &c.spill,
+            .pool = &self.pool,
+            .limit = config.output_limit_bytes,
+        };
+        return .{ .buf = self.outBuf(slot), .spill = spill };
+    }
+
+    /// Whether output waits to be sent, in the write buffer or past it.
+    fn outputWaits(c: *const Connection) bool {
+        return c.out_start < c.out_end or !c.spill.isEmpty();
+    }
+
+    /// Whether a connection whose output waits for its client is read on meanwhile: a client
+    /// that writes a whole pipeline before reading any answer (redis-py's pipeline, say)
+    /// must have it read, or both sides wait for each other. Its answers go to the pool, up
+    /// to its limit; once the pool is spent it is not read (back-pressure), nor while its
+    /// handler paused reading, streams a reply in parts, or closes it.
+    fn mayReadOn(self: *const Connections, c: *const Connection) bool {
+        if (self.pool.free_len == 0) return false;
+        if (c.close_after_flush or c.lingering or c.read_paused) return false;
+        if (c.paced or c.timer_due or c.spill.over_limit) return false;
+        return c.in_len < config.read_buffer_bytes;
+    }
+
+    const Spilled = enum { done, pool_spent, over_limit };
+
+    /// Moves the write buffer's waiting bytes behind the connection's spill, so that its
+    /// handler can write again.
+    fn spillOutput(self: *Connections, slot: u32) Spilled {
+        const c = &self.slots[slot];
+        const waiting = self.outBuf(slot)[c.out_start..c.out_end];
+        if (waiting.len == 0) return .done;
+        if (self.pool.capacity() == 0) return .pool_spent;
+        if (c.spill.len + waiting.len > config.output_limit_bytes) {
+            c.spill.over_limit = true;
+            return .over_limit;
+        }
+        if (!c.spill.append(&self.pool, waiting)) return .pool_spent;
+        c.out_start = 0;
+        c.out_end = 0;
+        return .done;
+    }
+
+    /// A connection asked for more output than its limit (`outputLimitBytes`) while its
+    /// client did not read: closed, and what waited for it dropped (Redis closes a client
+    /// past its `client-output-buffer-limit` the same way).
+    fn closeOverLimit(self: *Connections, slot: u32) void {
+        self.stats.output_limit += 1;
+        self.close(slot);
+    }
+
     /// An epoll event for a connection; stale ones (closed, or the slot reused) are dropped.
     pub fn onEvent(self: *Connections, token: Token, events: u32, now_ms: u64) void {
         if (token.index >= self.slots.len) return;
@@ -371,8 +437,15 @@ pub const Connections = struct {
         if (@as(u24, @truncate(c.generation)) != token.generation) return;
         if (c.lingering) return self.discardInput(token.index);
         if (c.watching_out) {
+            const generation = c.generation;
             const writable = linux.EPOLL.OUT | linux.EPOLL.HUP | linux.EPOLL.ERR;
             if (events & writable != 0) self.serve(token.index, now_ms);
+            // Read on while the output waits, when `watch` asked for input too.
+            if (c.fd == closed or c.generation != generation or c.lingering) return;
+            const readable = linux.EPOLL.IN | linux.EPOLL.RDHUP;
+            if (c.watching_out and c.events & linux.EPOLL.IN != 0 and events & readable != 0) {
+                self.readAndHandle(token.index, now_ms);
+            }
             return;
         }
         if (c.read_paused) {
@@ -410,11 +483,17 @@ pub const Connections = struct {
         assert(c.in_len <= buf.len);
         if (c.in_len == buf.len) {
             // The handler could not use a full buffer (a custom handler's frame larger than
-            // readBufferBytes): the connection cannot make progress.
-            return self.close(slot);
+            // readBufferBytes): the connection cannot make progress. It is closed as after a
+            // refusal, without a reset that would destroy what was sent before.
+            c.close_after_flush = true;
+            c.refused = true;
+            c.more_input = false;
+            return self.serve(slot, now_ms);
         }
         const n = sys.read(c.fd, buf[c.in_len..]) catch |err| switch (err) {
             error.WouldBlock, error.Interrupted => {
+                // Reading on while output waits: that wait goes on.
+                if (c.watching_out) return;
                 // Nothing after all (a spurious wakeup): wait for input, under the deadline
                 // of what is awaited.
                 self.watch(slot, false);
@@ -426,13 +505,28 @@ pub const Connections = struct {
             else => return self.close(slot),
         };
         if (n == 0) {
-            // The peer closed its side: nothing more will arrive.
-            return self.close(slot);
+            // The peer closed its side: nothing more will arrive. What waits for it is sent
+            // first (a client that shut its side after its pipeline still reads answers).
+            if (!outputWaits(c)) return self.close(slot);
+            c.close_after_flush = true;
+            c.more_input = false;
+            return self.watch(slot, true);
         }
         assert(n <= buf.len - c.in_len);
         c.in_len += @intCast(n);
         c.read_bytes += n;
         c.drained = c.in_len < buf.len;
+        if (c.out_start < c.out_end) {
+            // Read on while output waits: the handler's next output goes behind it.
+            switch (self.spillOutput(slot)) {
+                .done => {},
+                .over_limit => return self.closeOverLimit(slot),
+                .pool_spent => {
+                    c.more_input = true;
+                    return self.watch(slot, true);
+                },
+            }
+        }
         self.handleInput(slot, now_ms);
         self.serve(slot, now_ms);
     }
@@ -444,7 +538,7 @@ pub const Connections = struct {
         // The handler's output replaces the out buffer's: the last output was sent.
         assert(c.out_start == c.out_end);
         const ctx = self.context(slot);
-        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        var out = self.output(slot);
         const progress = handlers.onData(&ctx, &c.state, self.inBuf(slot)[0..c.in_len], &out);
         self.consume(slot, progress.consumed);
         c.more_input = (progress.consumed > 0 and c.in_len > 0) or progress.want_writable;
@@ -457,7 +551,7 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         assert(c.out_start == c.out_end);
         const ctx = self.context(slot);
-        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        var out = self.output(slot);
         const progress = handlers.onTimer(&ctx, &c.state, self.inBuf(slot)[0..c.in_len], &out);
         self.consume(slot, progress.consumed);
         const more_input = c.more_input;
@@ -490,6 +584,7 @@ pub const Connections = struct {
         c.out_start = 0;
         c.out_end = @intCast(out_len);
         c.close_after_flush = progress.close;
+        c.paced = progress.paced;
         c.refused = progress.rejected != 0;
         c.phase = progress.phase;
         switch (progress.timer) {
@@ -534,11 +629,25 @@ pub const Connections = struct {
         var rounds: usize = 0;
         var wrote = false;
         while (rounds <= config.read_buffer_bytes) : (rounds += 1) {
-            wrote = wrote or c.out_start < c.out_end;
+            if (c.spill.over_limit) return self.closeOverLimit(slot);
+            wrote = wrote or outputWaits(c);
             switch (self.flush(slot)) {
                 .blocked => |progressed| {
                     if (progressed or self.deadlines.kindOf(slot) != .write) {
                         self.deadlines.arm(slot, .write, now_ms);
+                    }
+                    // Input that waits is handled meanwhile, its answers queued behind: when
+                    // the handler stopped for room (it wrote; a call that wrote nothing waits
+                    // for more input or for the client to read, not for another round).
+                    if (c.more_input and c.out_start < c.out_end and self.mayReadOn(c)) {
+                        switch (self.spillOutput(slot)) {
+                            .done => {
+                                self.handleInput(slot, now_ms);
+                                continue;
+                            },
+                            .over_limit => return self.closeOverLimit(slot),
+                            .pool_spent => {},
+                        }
                     }
                     return self.watch(slot, true);
                 },
@@ -605,8 +714,23 @@ pub const Connections = struct {
         const out = self.outBuf(slot);
         assert(c.out_start <= c.out_end);
         assert(c.out_end <= out.len);
-        if (c.out_start < c.out_end and !c.close_after_flush) markOngoing(c);
+        if (outputWaits(c) and !c.close_after_flush) markOngoing(c);
         var progressed = false;
+        // What went past the write buffer was written before the buffer's bytes. Bounded:
+        // each send takes bytes off the queue, or the loop ends.
+        while (!c.spill.isEmpty()) {
+            const front = c.spill.front(&self.pool);
+            const n = sys.send(c.fd, front) catch |err| switch (err) {
+                error.WouldBlock => {
+                    markOngoing(c);
+                    return .{ .blocked = progressed };
+                },
+                error.Interrupted => continue,
+                else => return .failed,
+            };
+            c.spill.advance(&self.pool, n);
+            progressed = true;
+        }
         while (c.out_start < c.out_end) {
             const n = sys.send(c.fd, out[c.out_start..c.out_end]) catch |err| switch (err) {
                 error.WouldBlock => {
@@ -642,8 +766,9 @@ pub const Connections = struct {
         if (c.fd == closed) return;
         // A paused connection waiting for input is watched for nothing (errors still report),
         // except the shutdown of a client whose request its handler holds.
+        const read_on: u32 = if (self.mayReadOn(c)) linux.EPOLL.IN | linux.EPOLL.RDHUP else 0;
         const events: u32 = if (out)
-            linux.EPOLL.OUT
+            linux.EPOLL.OUT | read_on
         else if (c.read_paused)
             if (c.phase == .waiting and !c.half_closed) linux.EPOLL.RDHUP else 0
         else
@@ -675,7 +800,7 @@ pub const Connections = struct {
         assert(c.fd != closed);
         assert(c.close_after_flush);
         // The last answer went out whole before the connection lingers.
-        assert(c.out_start == c.out_end);
+        assert(c.out_start == c.out_end and c.spill.isEmpty());
         assert(!c.lingering);
         if (c.in_len == 0) {
             if (c.drained and !c.refused) return self.close(slot);
@@ -772,7 +897,7 @@ pub const Connections = struct {
         }
         const paused = c.read_paused;
         self.handleTimer(slot, now_ms);
-        const quiet = c.out_end == 0 and !c.close_after_flush and !c.more_input and
+        const quiet = !outputWaits(c) and !c.close_after_flush and !c.more_input and
             c.read_paused == paused;
         if (!quiet) self.serve(slot, now_ms);
     }
@@ -785,7 +910,7 @@ pub const Connections = struct {
         assert(!c.lingering);
         assert(!c.watching_out and c.out_end == 0);
         const ctx = self.context(slot);
-        var out: api.Output = .{ .buf = self.outBuf(slot) };
+        var out = self.output(slot);
         handlers.onTimeout(&ctx, &c.state, &out);
         c.out_start = 0;
         c.out_end = @intCast(out.len);
@@ -828,7 +953,7 @@ pub const Connections = struct {
         for (self.slots, 0..) |*c, i| {
             if (c.fd == closed or c.lingering) continue;
             if (!handlers.hasRequests(c.listener_index)) continue;
-            if (c.phase != .idle or c.in_len != 0 or c.out_end != 0) continue;
+            if (c.phase != .idle or c.in_len != 0 or outputWaits(c)) continue;
             if (sys.pendingInput(c.fd) != 0) continue;
             self.close(@intCast(i));
         }
@@ -839,13 +964,17 @@ pub const Connections = struct {
     /// exactly one deadline unless it is between a read and its answer.
     pub fn assertInvariants(self: *const Connections) void {
         var open_slots: u32 = 0;
+        var spilled: u64 = 0;
         for (self.slots, 0..) |c, i| {
             if (c.fd == closed) {
                 assert(self.deadlines.kindOf(@intCast(i)) == null);
                 assert(self.deadlines.sinceMs(@intCast(i), .request) == null);
                 assert(!self.timers.isArmed(@intCast(i)));
+                assert(c.spill.isEmpty());
                 continue;
             }
+            spilled += c.spill.len;
+            assert(c.spill.len <= config.output_limit_bytes);
             open_slots += 1;
             assert(c.in_len <= config.read_buffer_bytes);
             assert(c.out_start <= c.out_end and c.out_end <= config.write_buffer_bytes);
@@ -859,6 +988,10 @@ pub const Connections = struct {
         }
         assert(open_slots + self.free_len == self.slots.len);
         assert(self.timers.isConsistent());
+        // Every chunk in use holds some waiting byte of one connection.
+        const used: u64 = self.pool.capacity() - self.pool.free_len;
+        assert(spilled <= used * output_pool.chunk_bytes);
+        assert(used <= spilled / output_pool.chunk_bytes + 2 * open_slots);
         for (self.free[0..self.free_len]) |slot| assert(self.slots[slot].fd == closed);
     }
 
@@ -878,6 +1011,7 @@ pub const Connections = struct {
         sys.close(c.fd);
         c.fd = closed;
         c.state = .none;
+        c.spill.clear(&self.pool);
         self.deadlines.disarm(slot);
         self.deadlines.disarmRequest(slot);
         self.timers.cancel(slot);
@@ -890,6 +1024,7 @@ pub const Connections = struct {
 
 test {
     _ = timers_mod;
+    _ = output_pool;
 }
 
 test "tokens carry kind, generation and slot through epoll's 64 bits" {

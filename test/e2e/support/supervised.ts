@@ -37,12 +37,16 @@ export const ANY_LOOPBACK_PORT: readonly string[] = SUPERVISED_SPEC.listeners.fl
 /**
  * The hostile-client tests' service: the same four listeners, a small connection table (2
  * workers × 64 connections) so that a flood of idle clients passes the limit with a few
- * hundred sockets. Ports are placeholders (see HOSTILE_ANY_LOOPBACK_PORT).
+ * hundred sockets, and a small output pool (1 MiB per worker, under the 2 MiB a connection
+ * may have waiting) so that a client that never reads spends it, is no longer read, and meets
+ * the write timeout. Ports are placeholders (see HOSTILE_ANY_LOOPBACK_PORT).
  */
 export const HOSTILE_SPEC = {
   name: "hostile",
   workers: 2,
   maxConnections: 64,
+  outputPoolBytes: 1048576,
+  outputLimitBytes: 2097152,
   drainTimeoutMs: 5000,
   listeners: [
     { name: "who", protocol: "tcp", address: "127.0.0.1", port: 9201, handler: "whoami" },

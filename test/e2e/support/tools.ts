@@ -7,6 +7,42 @@ import { spawnSync } from "node:child_process";
 
 const APT_TIMEOUT_MS = 300_000;
 
+/** The first of the PATH's python3 and Debian's that can import `module`; undefined: none. */
+function pythonWith(module: string): string | undefined {
+  return ["python3", "/usr/bin/python3"].find(
+    (python) => spawnSync(python, ["-c", `import ${module}`], { stdio: "ignore" }).status === 0,
+  );
+}
+
+/** Installs Debian's `debianPackage` when the run may (as root); quiet, bounded in time. */
+function aptInstall(debianPackage: string): void {
+  if (process.getuid?.() !== 0) return;
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  const options = { stdio: "ignore", env, timeout: APT_TIMEOUT_MS } as const;
+  const wait = ["-o", `DPkg::Lock::Timeout=${APT_TIMEOUT_MS / 1000}`];
+  spawnSync("apt-get", [...wait, "update", "-q"], options);
+  spawnSync("apt-get", [...wait, "install", "-y", "-q", debianPackage], options);
+}
+
+/**
+ * A python3 that imports `module` (redis-py: `redis`), installing Debian's `debianPackage` for
+ * it when needed (Debian's python3 then, when the PATH's is another one); a module that stays
+ * missing fails the run, as a missing command does.
+ */
+export function ensurePythonModule(module: string, debianPackage: string): string {
+  const found = pythonWith(module);
+  if (found !== undefined) return found;
+  aptInstall(debianPackage);
+  const installed = pythonWith(module);
+  if (installed === undefined) {
+    throw new Error(
+      `python3 cannot import ${module} and it could not be installed (Debian: apt-get install ` +
+        `${debianPackage})`,
+    );
+  }
+  return installed;
+}
+
 /** Where `command` is on the PATH; undefined when it is not. */
 function where(command: string): string | undefined {
   const found = spawnSync("sh", ["-c", `command -v ${command}`], { encoding: "utf8" });
@@ -21,13 +57,7 @@ function where(command: string): string | undefined {
 export function ensureCommand(command: string, debianPackage: string): string {
   const found = where(command);
   if (found !== undefined) return found;
-  if (process.getuid?.() === 0) {
-    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-    const options = { stdio: "ignore", env, timeout: APT_TIMEOUT_MS } as const;
-    const wait = ["-o", `DPkg::Lock::Timeout=${APT_TIMEOUT_MS / 1000}`];
-    spawnSync("apt-get", [...wait, "update", "-q"], options);
-    spawnSync("apt-get", [...wait, "install", "-y", "-q", debianPackage], options);
-  }
+  aptInstall(debianPackage);
   const installed = where(command);
   if (installed === undefined) {
     throw new Error(

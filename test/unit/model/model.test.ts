@@ -35,6 +35,8 @@ describe("buildModel", () => {
       writeTimeoutMs: 30000,
       watchdogMs: 2000,
       maxBodyBytes: 1048576,
+      outputLimitBytes: 33554432,
+      outputPoolBytes: 67108864,
       specFingerprint: m.specFingerprint,
       hasCustomHandler: false,
       apps: [],

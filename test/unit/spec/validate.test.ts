@@ -54,6 +54,8 @@ describe("validateSpec", () => {
       writeTimeoutMs: 30000,
       watchdogMs: 2000,
       maxBodyBytes: 1048576,
+      outputLimitBytes: 33554432,
+      outputPoolBytes: 67108864,
       listeners: [
         {
           ...listener(),

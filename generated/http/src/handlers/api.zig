@@ -3,6 +3,7 @@
 //! functions over byte slices: it never touches a socket, never allocates, and never
 //! blocks, which keeps the worker's loop in charge of every system call.
 const config = @import("../config.zig");
+const output_pool = @import("../worker/output_pool.zig");
 
 /// Who is serving, for handlers that report it, and whether the process is stopping.
 pub const Context = struct {
@@ -32,10 +33,12 @@ pub const Waiter = struct {
 };
 
 /// The bytes a handler wants sent. It is empty whenever a handler is called, and holds
-/// `config.write_buffer_bytes`.
+/// `config.write_buffer_bytes`. `free` and `append` are about that buffer only; `room` and
+/// `appendAll` also use the connection's `Spill`, when it has one (stream modules do).
 pub const Output = struct {
     buf: []u8,
     len: usize = 0,
+    spill: ?Spill = null,
 
     pub fn free(self: *const Output) usize {
         return self.buf.len - self.len;
@@ -47,6 +50,62 @@ pub const Output = struct {
         @memcpy(self.buf[self.len..][0..bytes.len], bytes);
         self.len += bytes.len;
         return true;
+    }
+
+    /// Bytes one `appendAll` can surely take now: the buffer's free space, or what the
+    /// worker's pool has left once the buffer's bytes moved there (nothing past the limit).
+    pub fn room(self: *const Output) usize {
+        const spill = self.spill orelse return self.free();
+        return @max(self.free(), spill.room() -| self.len);
+    }
+
+    /// Appends all of `bytes`, or nothing: into the buffer, or behind it into the spill
+    /// (the buffer's bytes go first, so that the order is kept).
+    pub fn appendAll(self: *Output, bytes: []const u8) bool {
+        if (self.append(bytes)) return true;
+        if (!self.emptyBuffer()) return false;
+        if (self.append(bytes)) return true;
+        const spill = self.spill orelse return false;
+        return spill.take(bytes);
+    }
+
+    /// Moves what the buffer holds into the spill, so that the whole buffer is free; false
+    /// when it cannot (no spill, no room).
+    pub fn emptyBuffer(self: *Output) bool {
+        if (self.len == 0) return true;
+        const spill = self.spill orelse return false;
+        if (!spill.take(self.buf[0..self.len])) return false;
+        self.len = 0;
+        return true;
+    }
+
+    /// Whether output waits in the spill besides the buffer's.
+    pub fn spilled(self: *const Output) bool {
+        const spill = self.spill orelse return false;
+        return !spill.queue.isEmpty();
+    }
+};
+
+/// Where a connection's output goes once its buffer is full: its queue of chunks in the
+/// worker's pool, up to its limit (`outputLimitBytes`). Bytes that would take it past the
+/// limit are refused and mark it: the worker closes such a connection.
+pub const Spill = struct {
+    queue: *output_pool.Queue,
+    pool: *output_pool.Pool,
+    limit: u64,
+
+    pub fn room(self: Spill) usize {
+        if (self.queue.over_limit) return 0;
+        return self.pool.room(self.queue);
+    }
+
+    pub fn take(self: Spill, bytes: []const u8) bool {
+        if (self.queue.over_limit) return false;
+        if (self.queue.len + bytes.len > self.limit) {
+            self.queue.over_limit = true;
+            return false;
+        }
+        return self.queue.append(self.pool, bytes);
     }
 };
 
@@ -89,6 +148,11 @@ pub const Progress = struct {
     /// Call the handler again once the output is sent, even without new input (a reply
     /// larger than the write buffer goes out in parts; reading waits meanwhile).
     want_writable: bool = false,
+    /// With `want_writable`: the output is a reply in parts, each sent before the next is
+    /// made, so no further input is read or handled meanwhile. Without it, input is read on
+    /// while output waits for the client (into the worker's output pool; see
+    /// `Output.appendAll`).
+    paced: bool = false,
     timer: TimerChange = .keep,
     /// Paused, the connection is not read (its client's sends fill the kernel's buffers) and
     /// its buffered input is not offered, until a later call unpauses it.

@@ -11,13 +11,14 @@ pub const http = @import("app/http.zig");
 pub const stream = @import("app/stream.zig");
 pub const datagram = @import("app/datagram.zig");
 
-/// src/app/resp.zig: stream, scratch 65536 bytes per worker.
+/// src/app/resp.zig: stream, scratch 65536 bytes and 4 frame buffers per worker.
 pub const resp = stream.Module(
     @import("../app/resp.zig"),
     "src/app/resp.zig",
     @embedFile("../app/resp.zig"),
     .raw,
     65536,
+    .{ .max_frame_bytes = 16777216, .frame_buffers = 4 },
 );
 
 /// A connection's state, for the module of its listener (datagram modules have none).

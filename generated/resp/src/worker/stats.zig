@@ -28,6 +28,8 @@ pub const Stats = struct {
     evicted: u64 = 0,
     /// Held requests (an HTTP route's `res.later`) whose client left before the answer.
     abandoned: u64 = 0,
+    /// Connections closed for asking more output than `outputLimitBytes` of their client.
+    output_limit: u64 = 0,
     rejected: [rejected_statuses.len]u64 = @splat(0),
 
     pub fn countRejected(self: *Stats, status: u16) void {
@@ -49,8 +51,8 @@ pub const Stats = struct {
     /// Every counter by its key in the report line, in a fixed order.
     const Entry = struct { key: []const u8, value: *u64 };
 
-    fn entries(self: *Stats) [10 + rejected_statuses.len]Entry {
-        var list: [10 + rejected_statuses.len]Entry = undefined;
+    fn entries(self: *Stats) [11 + rejected_statuses.len]Entry {
+        var list: [11 + rejected_statuses.len]Entry = undefined;
         list[0] = .{ .key = "connections", .value = &self.connections };
         list[1] = .{ .key = "requests", .value = &self.requests };
         list[2] = .{ .key = "datagrams", .value = &self.datagrams };
@@ -61,8 +63,9 @@ pub const Stats = struct {
         list[7] = .{ .key = "evicted", .value = &self.evicted };
         list[8] = .{ .key = "abandoned", .value = &self.abandoned };
         list[9] = .{ .key = "timeout_request", .value = &self.timeouts.request };
+        list[10] = .{ .key = "output_limit", .value = &self.output_limit };
         inline for (rejected_statuses, 0..) |status, i| {
-            list[10 + i] = .{
+            list[11 + i] = .{
                 .key = std.fmt.comptimePrint("rejected_{d}", .{status}),
                 .value = &self.rejected[i],
             };

@@ -350,6 +350,7 @@ pub fn Module(
                 switch (continueStream(s, conn, out)) {
                     .more => {
                         progress.want_writable = true;
+                        progress.paced = true;
                         return progress;
                     },
                     .failed, .done_close => {
@@ -490,6 +491,7 @@ pub fn Module(
             if (conn.streaming != null) {
                 // The body goes on once this output is sent; requests wait.
                 progress.want_writable = true;
+                progress.paced = true;
                 return false;
             }
             if (!keep) {
@@ -597,6 +599,7 @@ pub fn Module(
             progress.phase = .idle;
             if (conn.streaming != null) {
                 progress.want_writable = true;
+                progress.paced = true;
             } else if (!keep) {
                 progress.close = true;
             }

@@ -3,13 +3,22 @@
 //! module's own per-connection `Connection` and per-worker `State`.
 //!
 //! Memory: a frame is a slice of the connection's read buffer (`readBufferBytes`, checked
-//! against the framing's `maxBytes` by the generator); replies go straight into the
-//! connection's write buffer (`writeBufferBytes`). A reply larger than the free space is
-//! written in parts: the module asks for `io.wantWritable()`, and its `writable` callback
-//! runs once the output is sent. Until then no further frame is delivered and nothing more
-//! is read from the socket (back-pressure: the client's sends fill the kernel's buffers).
-//! `io.arena` is per-worker scratch memory reset after each frame. Per worker means per
-//! process.
+//! against the framing's `maxBytes` by the generator) or, with `maxFrameBytes` in the spec,
+//! of a frame buffer: once a frame (or a raw module's unused input) fills the read buffer,
+//! the connection takes one of the module's `frameBuffers` per worker, its input gathers
+//! there up to `maxFrameBytes`, and the buffer is given back once it is empty. A frame larger
+//! than that (or than the read buffer without frame buffers, or when every frame buffer is
+//! taken) is refused: the module's `tooLarge` callback may answer, then the connection closes.
+//!
+//! Replies go into the connection's write buffer (`writeBufferBytes`) and past it into the
+//! worker's output pool (`outputPoolBytes`), up to the connection's `outputLimitBytes`: a
+//! client that pipelines without reading is read on while its answers wait (a connection
+//! that asks for more than its limit is closed). `io.free()` says how much a write can take
+//! now. A reply larger than that is written in parts: the module asks for
+//! `io.wantWritable()`, and its `writable` callback runs once the output is sent. Until then
+//! no further frame is delivered and nothing more is read from the socket (back-pressure:
+//! the client's sends fill the kernel's buffers). `io.arena` is per-worker scratch memory
+//! reset after each frame. Per worker means per process.
 //!
 //! A module may also stop reading its connection on its own (`io.pauseReading`: nothing more
 //! is read or delivered, so a client that sends faster than the module answers fills the
@@ -39,6 +48,13 @@ pub const Framing = union(enum) {
 /// Room a frame is delivered with: a reply of up to this many bytes always fits.
 pub const reply_reserve_bytes = @min(4096, config.write_buffer_bytes / 2);
 
+/// Frames larger than the read buffer: `frame_buffers` buffers of `max_frame_bytes` per
+/// worker (none when `max_frame_bytes` is 0).
+pub const FrameBuffers = struct {
+    max_frame_bytes: u32 = 0,
+    frame_buffers: u16 = 0,
+};
+
 pub const WriteError = error{NoSpaceLeft};
 
 /// What a callback may do with its connection.
@@ -47,6 +63,8 @@ pub const Io = struct {
     /// Scratch memory for this frame only (reset after it).
     arena: std.mem.Allocator,
     fd: i32,
+    /// The most input the module can be handed at once (see `maxInput`).
+    max_input: usize = config.read_buffer_bytes,
     close_requested: bool = false,
     writable_requested: bool = false,
     timer: api.TimerChange = .keep,
@@ -54,19 +72,34 @@ pub const Io = struct {
 
     /// Appends all of `bytes` to the output, or nothing (`error.NoSpaceLeft`).
     pub fn write(self: *Io, bytes: []const u8) WriteError!void {
-        if (!self.out.append(bytes)) return error.NoSpaceLeft;
+        if (!self.out.appendAll(bytes)) return error.NoSpaceLeft;
     }
 
-    /// Appends formatted text (`std.fmt` syntax), all or nothing.
+    /// Appends formatted text (`std.fmt` syntax), all or nothing; the text must fit in the
+    /// write buffer.
     pub fn print(self: *Io, comptime format: []const u8, args: anytype) WriteError!void {
-        const written = compat.bufPrint(self.out.buf[self.out.len..], format, args) catch
+        if (compat.bufPrint(self.out.buf[self.out.len..], format, args)) |written| {
+            self.out.len += written.len;
+            return;
+        } else |_| {}
+        // Past the buffer's free space: what it holds moves behind into the pool first.
+        if (self.out.len == 0 or !self.out.emptyBuffer()) return error.NoSpaceLeft;
+        const written = compat.bufPrint(self.out.buf, format, args) catch
             return error.NoSpaceLeft;
-        self.out.len += written.len;
+        self.out.len = written.len;
     }
 
-    /// Bytes the output can take now.
+    /// Bytes a write can surely take now: the write buffer's free space, or the room left
+    /// for this connection in the worker's output pool (0 once it asked past its limit).
     pub fn free(self: *const Io) usize {
-        return self.out.free();
+        return self.out.room();
+    }
+
+    /// The most input the module is handed at once: a raw module's `input` (or a frame)
+    /// never exceeds it, so a request that would is refused at once, before its bytes
+    /// arrive. `maxFrameBytes` with frame buffers, else `readBufferBytes`.
+    pub fn maxInput(self: *const Io) usize {
+        return self.max_input;
     }
 
     /// Closes the connection once the output is sent.
@@ -161,8 +194,17 @@ pub fn Module(
     comptime source: []const u8,
     comptime framing: Framing,
     comptime scratch_bytes: usize,
+    comptime large: FrameBuffers,
 ) type {
     const callback = if (framing == .raw) "bytes" else "frame";
+    const frame_buffers: u16 = if (large.max_frame_bytes > config.read_buffer_bytes)
+        large.frame_buffers
+    else
+        0;
+    const max_input: usize = if (frame_buffers > 0)
+        large.max_frame_bytes
+    else
+        config.read_buffer_bytes;
     const has_timer = @hasDecl(M, "timer");
     const signature = if (framing == .raw)
         "pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io) " ++
@@ -198,16 +240,34 @@ pub fn Module(
             /// The delay of the timer the module armed last, while it has not fired or been
             /// cancelled (the worker keeps the timer itself; tests look here).
             timer_ms: ?u32 = null,
+            /// The frame buffer its input gathers in (a frame larger than the read buffer);
+            /// null: the read buffer.
+            frame_buffer: ?u16 = null,
+            /// The frame buffer's input: `frame_start..frame_len` (what is before was used).
+            frame_start: usize = 0,
+            frame_len: usize = 0,
         };
 
         var state: State = undefined;
         var initialized = false;
         var scratch: [scratch_bytes]u8 = undefined;
+        /// Frames refused for their size: larger than the module may be handed, or with every
+        /// frame buffer taken.
+        pub var frames_too_large: u64 = 0;
+
+        /// `frame_buffers` buffers of `max_input` bytes, one after the other.
+        var pool: []u8 = &.{};
+        /// The free ones, taken from the end (the last freed is reused first: its pages are
+        /// the ones most likely backed already).
+        var pool_free: [frame_buffers]u16 = undefined;
+        var pool_free_len: u16 = 0;
 
         const ticker = app_timer.Ticker(M, State);
 
         pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
             if (initialized) return;
+            try reservePool();
+            errdefer releasePool();
             state = try State.init(allocator);
             initialized = true;
             ticker.start(now_ms);
@@ -217,7 +277,52 @@ pub fn Module(
             if (!initialized) return;
             ticker.stop();
             state.deinit(allocator);
+            releasePool();
             initialized = false;
+        }
+
+        /// Reserves the frame buffers (at `init`; the test helpers too).
+        pub fn reservePool() !void {
+            if (frame_buffers == 0 or pool.len > 0) return;
+            pool = try compat.mapMemory(@as(usize, frame_buffers) * max_input);
+            for (&pool_free, 0..) |*f, i| f.* = @intCast(frame_buffers - 1 - i);
+            pool_free_len = frame_buffers;
+        }
+
+        fn releasePool() void {
+            if (pool.len > 0) _ = std.os.linux.munmap(pool.ptr, pool.len);
+            pool = &.{};
+            pool_free_len = 0;
+        }
+
+        fn frameBuffer(index: u16) []u8 {
+            return pool[@as(usize, index) * max_input ..][0..max_input];
+        }
+
+        /// Moves `input` into a free frame buffer; false when every one is taken.
+        fn takeFrameBuffer(conn: *Connection, input: []const u8) bool {
+            assert(conn.frame_buffer == null);
+            // Without frame buffers (known at compile time) there is nothing to take.
+            if (frame_buffers == 0) return false;
+            if (pool_free_len == 0) return false;
+            pool_free_len -= 1;
+            const index = pool_free[pool_free_len];
+            @memcpy(frameBuffer(index)[0..input.len], input);
+            conn.frame_buffer = index;
+            conn.frame_start = 0;
+            conn.frame_len = input.len;
+            return true;
+        }
+
+        fn releaseFrameBuffer(conn: *Connection) void {
+            if (frame_buffers == 0) return;
+            const index = conn.frame_buffer orelse return;
+            assert(pool_free_len < frame_buffers);
+            pool_free[pool_free_len] = index;
+            pool_free_len += 1;
+            conn.frame_buffer = null;
+            conn.frame_start = 0;
+            conn.frame_len = 0;
         }
 
         /// When the worker's loop must wake for this module's `tick`; null: never.
@@ -262,7 +367,12 @@ pub fn Module(
             conn.timer_ms = null;
             if (!has_timer) return progress;
             var fba = std.heap.FixedBufferAllocator.init(&scratch);
-            var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+            var io: Io = .{
+                .out = out,
+                .arena = fba.allocator(),
+                .fd = ctx.fd,
+                .max_input = max_input,
+            };
             M.timer(s, &conn.user, &io) catch {
                 progress.close = true;
                 return progress;
@@ -271,6 +381,7 @@ pub fn Module(
         }
 
         pub fn onClose(conn: *Connection) void {
+            releaseFrameBuffer(conn);
             if (@hasDecl(M, "close")) M.close(&state, &conn.user);
         }
 
@@ -284,7 +395,12 @@ pub fn Module(
             var progress: api.Progress = .{ .consumed = 0 };
             if (!@hasDecl(M, "open")) return progress;
             var fba = std.heap.FixedBufferAllocator.init(&scratch);
-            var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+            var io: Io = .{
+                .out = out,
+                .arena = fba.allocator(),
+                .fd = ctx.fd,
+                .max_input = max_input,
+            };
             M.open(s, &conn.user, &io) catch {
                 progress.close = true;
                 return progress;
@@ -312,12 +428,18 @@ pub fn Module(
             switch (io.reading) {
                 .keep => {},
                 .pause => conn.reading_paused = true,
-                .unpause => conn.reading_paused = false,
+                .unpause => {
+                    conn.reading_paused = false;
+                    // Frames that waited in the frame buffer are offered again: the worker
+                    // only knows of its read buffer's.
+                    if (conn.frame_buffer != null) p.want_writable = true;
+                },
             }
             if (io.reading != .keep) p.reading = io.reading;
             if (io.writable_requested) {
                 conn.writable_pending = true;
                 p.want_writable = true;
+                p.paced = true;
             }
             return p;
         }
@@ -332,7 +454,12 @@ pub fn Module(
             conn.writable_pending = false;
             var progress: api.Progress = .{ .consumed = 0 };
             var fba = std.heap.FixedBufferAllocator.init(&scratch);
-            var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+            var io: Io = .{
+                .out = out,
+                .arena = fba.allocator(),
+                .fd = ctx.fd,
+                .max_input = max_input,
+            };
             if (@hasDecl(M, "writable")) {
                 M.writable(s, &conn.user, &io) catch {
                     progress.close = true;
@@ -341,12 +468,100 @@ pub fn Module(
             }
             progress = after(conn, &io, progress);
             // A writable that wrote nothing and asks again would spin: it waits for input.
-            if (progress.want_writable and out.len == 0) progress.want_writable = false;
+            if (progress.want_writable and out.len == 0 and !out.spilled()) {
+                progress.want_writable = false;
+                progress.paced = false;
+            }
             return progress;
         }
 
-        /// Delivers every complete frame in `input` while the output has room.
+        /// Delivers every complete frame of the connection's input while the output has
+        /// room: `input` is the read buffer's, moved to a frame buffer when it fills with a
+        /// frame that is not complete.
         pub fn serve(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            input: []u8,
+            out: *api.Output,
+        ) api.Progress {
+            if (conn.frame_buffer) |index| {
+                const buf = frameBuffer(index);
+                const taken = @min(input.len, buf.len - conn.frame_len);
+                @memcpy(buf[conn.frame_len..][0..taken], input[0..taken]);
+                conn.frame_len += taken;
+                var progress = deliver(s, ctx, conn, buf[conn.frame_start..conn.frame_len], out);
+                if (conn.frame_buffer == null) {
+                    // Refused (a frame too large for its framing): the connection closes.
+                    progress.consumed = taken;
+                    return progress;
+                }
+                const used = progress.consumed;
+                progress.consumed = taken;
+                conn.frame_start += used;
+                if (conn.frame_start == conn.frame_len) {
+                    releaseFrameBuffer(conn);
+                    return progress;
+                }
+                // What is left moves to the front once it is full or half used (each byte
+                // moves a bounded number of times).
+                if (conn.frame_start > 0 and
+                    (conn.frame_len == buf.len or conn.frame_start >= buf.len / 2))
+                {
+                    const rest = buf[conn.frame_start..conn.frame_len];
+                    compat.copyLeft(buf[0..rest.len], rest);
+                    conn.frame_len = rest.len;
+                    conn.frame_start = 0;
+                }
+                if (stuck(conn, progress, used, conn.frame_len)) return refuse(s, ctx, conn, out);
+                return progress;
+            }
+            const progress = deliver(s, ctx, conn, input, out);
+            if (!stuck(conn, progress, progress.consumed, input.len)) return progress;
+            if (takeFrameBuffer(conn, input)) {
+                var gathering = progress;
+                gathering.consumed = input.len;
+                return gathering;
+            }
+            return refuse(s, ctx, conn, out);
+        }
+
+        /// Whether input can make no progress: it fills all the room it has (the read
+        /// buffer, or a frame buffer) and the module used none of it, waiting for nothing
+        /// but more input.
+        fn stuck(conn: *const Connection, progress: api.Progress, used: usize, held: usize) bool {
+            const room = if (conn.frame_buffer == null) config.read_buffer_bytes else max_input;
+            if (used > 0 or held < room) return false;
+            if (progress.close or progress.want_writable) return false;
+            return !conn.reading_paused and !conn.writable_pending;
+        }
+
+        /// A frame larger than the module may be handed: its `tooLarge` callback may answer,
+        /// then the connection closes (counted as refused with 413, like a body too large).
+        fn refuse(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            out: *api.Output,
+        ) api.Progress {
+            frames_too_large += 1;
+            const progress: api.Progress = .{ .consumed = 0, .close = true, .rejected = 413 };
+            if (@hasDecl(M, "tooLarge")) {
+                var fba = std.heap.FixedBufferAllocator.init(&scratch);
+                var io: Io = .{
+                    .out = out,
+                    .arena = fba.allocator(),
+                    .fd = ctx.fd,
+                    .max_input = max_input,
+                };
+                // The answer is a courtesy: the connection closes whether or not it fits.
+                M.tooLarge(s, &conn.user, &io) catch {};
+            }
+            releaseFrameBuffer(conn);
+            return progress;
+        }
+
+        fn deliver(
             s: *State,
             ctx: *const api.Context,
             conn: *Connection,
@@ -363,13 +578,18 @@ pub fn Module(
             var rounds: usize = 0;
             while (rounds <= input.len) : (rounds += 1) {
                 if (progress.consumed == input.len) break;
-                if (out.free() < reply_reserve_bytes) {
+                if (out.room() < reply_reserve_bytes) {
                     // Send what is written, then come back for the rest.
                     progress.want_writable = true;
                     break;
                 }
                 var fba = std.heap.FixedBufferAllocator.init(&scratch);
-                var io: Io = .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd };
+                var io: Io = .{
+                    .out = out,
+                    .arena = fba.allocator(),
+                    .fd = ctx.fd,
+                    .max_input = max_input,
+                };
                 const rest = input[progress.consumed..];
                 if (framing == .raw) {
                     const used = M.bytes(s, &conn.user, rest, &io) catch {
@@ -383,7 +603,7 @@ pub fn Module(
                     if (used == 0) {
                         // Waiting for room (the module's reply did not fit): come back once
                         // the output is sent; with nothing to send it waits for more input.
-                        if (out.len > 0) progress.want_writable = true;
+                        if (out.len > 0 or out.spilled()) progress.want_writable = true;
                         break;
                     }
                     if (io.close_requested or io.writable_requested) break;
@@ -393,8 +613,10 @@ pub fn Module(
                 const frame = switch (cut(framing, rest)) {
                     .need_more => break,
                     .too_large => {
-                        progress.close = true;
-                        break;
+                        var refused = refuse(s, ctx, conn, out);
+                        refused.consumed = progress.consumed;
+                        refused.requests = progress.requests;
+                        return refused;
                     },
                     .frame => |f| f,
                 };
@@ -508,7 +730,7 @@ test "a module pauses reading and arms its timer; the timer resumes and frames g
             io.resumeReading();
         }
     };
-    const S = Module(M, "test.zig", "", .{ .line = .{ .max_bytes = 16 } }, 256);
+    const S = Module(M, "test.zig", "", .{ .line = .{ .max_bytes = 16 } }, 256, .{});
     var state: M.State = .{};
     var conn: S.Connection = .{};
     const Buffer = struct {
@@ -541,4 +763,63 @@ test "a module pauses reading and arms its timer; the timer resumes and frames g
     const cancelled = S.serve(&state, &ctx, &conn, &more, &out);
     try std.testing.expect(cancelled.timer == .cancel);
     try std.testing.expect(conn.timer_ms == null);
+}
+
+test "input that fills the read buffer gathers in a frame buffer; past its size it is refused" {
+    const M = struct {
+        pub const State = struct { lines: usize = 0, refused: usize = 0 };
+        pub const Connection = struct {};
+        /// A line at a time, however long.
+        pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *Io) !usize {
+            _ = conn;
+            const end = compat.findScalar(u8, input, '\n') orelse return 0;
+            state.lines += 1;
+            try io.print("{d}\n", .{end});
+            return end + 1;
+        }
+        pub fn tooLarge(state: *State, conn: *Connection, io: *Io) !void {
+            _ = conn;
+            state.refused += 1;
+            try io.write("too large\n");
+        }
+    };
+    const read_bytes = config.read_buffer_bytes;
+    const S = Module(M, "test.zig", "", .raw, 256, .{
+        .max_frame_bytes = 2 * read_bytes,
+        .frame_buffers = 1,
+    });
+    try S.reservePool();
+    defer S.releasePool();
+    var state: M.State = .{};
+    var conn: S.Connection = .{};
+    const Buffers = struct {
+        var input: [read_bytes]u8 = undefined;
+        var output: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffers.output };
+    const ctx = testContext();
+    // A full read buffer without a line end moves to the frame buffer, all of it used up.
+    @memset(&Buffers.input, 'a');
+    const gathered = S.serve(&state, &ctx, &conn, &Buffers.input, &out);
+    try std.testing.expectEqual(@as(usize, read_bytes), gathered.consumed);
+    try std.testing.expect(conn.frame_buffer != null and !gathered.close);
+    // The rest of the line arrives: the module sees it whole, and the buffer is given back.
+    Buffers.input[9] = '\n';
+    const line = S.serve(&state, &ctx, &conn, Buffers.input[0..10], &out);
+    try std.testing.expectEqual(@as(usize, 10), line.consumed);
+    try std.testing.expectEqual(@as(usize, 1), state.lines);
+    var text: [16]u8 = undefined;
+    const want = try compat.bufPrint(&text, "{d}\n", .{read_bytes + 9});
+    try std.testing.expectEqualStrings(want, out.buf[0..out.len]);
+    try std.testing.expect(conn.frame_buffer == null);
+    // Twice the read buffer without a line end fills the frame buffer: refused, answered.
+    out.len = 0;
+    @memset(&Buffers.input, 'b');
+    _ = S.serve(&state, &ctx, &conn, &Buffers.input, &out);
+    const refused = S.serve(&state, &ctx, &conn, &Buffers.input, &out);
+    try std.testing.expect(refused.close);
+    try std.testing.expectEqual(@as(u16, 413), refused.rejected);
+    try std.testing.expectEqual(@as(usize, 1), state.refused);
+    try std.testing.expectEqualStrings("too large\n", out.buf[0..out.len]);
+    try std.testing.expect(conn.frame_buffer == null);
 }

@@ -351,6 +351,7 @@ pub fn Module(
                 switch (continueStream(s, conn, out)) {
                     .more => {
                         progress.want_writable = true;
+                        progress.paced = true;
                         return progress;
                     },
                     .failed, .done_close => {
@@ -491,6 +492,7 @@ pub fn Module(
             if (conn.streaming != null) {
                 // The body goes on once this output is sent; requests wait.
                 progress.want_writable = true;
+                progress.paced = true;
                 return false;
             }
             if (!keep) {
@@ -598,6 +600,7 @@ pub fn Module(
             progress.phase = .idle;
             if (conn.streaming != null) {
                 progress.want_writable = true;
+                progress.paced = true;
             } else if (!keep) {
                 progress.close = true;
             }
