@@ -7,7 +7,12 @@
 // checks all along are in bench/soak/run.mjs and docs/development.md.
 //
 //   npm run soak -- [--minutes N] [--seed S] [--optimize ReleaseSafe|Debug|ReleaseFast]
-//                   [--binaries A,B,C] [--migrate 0|1] [--result FILE]
+//                   [--binaries A,B,C] [--migrate 0|1] [--actions N] [--result FILE]
+//
+// --minutes: how long the schedule deals actions (the action under way then finishes);
+// --actions: stop dealing after N actions (a deck of 13 holds every kind once, kill twice);
+// --binaries: the three variants already built (otherwise built here with --optimize);
+// --result: also write the result as JSON to FILE.
 //
 // It prints its seed first; a failure prints the seed and the schedule it ran, and the same
 // --seed deals the same actions again. Exit status: 0 when every invariant held, 1 otherwise.
@@ -28,6 +33,7 @@ const { values: args } = parseArgs({
     optimize: { type: "string", default: "ReleaseSafe" },
     binaries: { type: "string" },
     migrate: { type: "string", default: "0" },
+    actions: { type: "string" },
     result: { type: "string" },
     inside: { type: "boolean", default: false },
     built: { type: "string", default: "" },
@@ -79,6 +85,7 @@ async function outside() {
     "--inside",
     ...["--seed", String(seed), "--minutes", String(minutes), "--binaries", binaries],
     ...["--migrate", args.migrate, "--result", result, "--built", built],
+    ...(args.actions ? ["--actions", args.actions] : []),
   ];
   const child = spawn("unshare", ["-n", process.execPath, ...inner], { stdio: "inherit" });
   // Bounded: the run itself, the longest action (about a minute) and the final stop.
@@ -97,7 +104,8 @@ async function inside() {
   const { Soak } = await import("./soak/run.mjs");
   const [a, b, c] = args.binaries.split(",");
   const seed = Number(args.seed);
-  const soak = new Soak({ seed, minutes: Number(args.minutes), binaries: { a, b, c } });
+  const maxActions = args.actions ? Number(args.actions) : Infinity;
+  const soak = new Soak({ seed, minutes: Number(args.minutes), binaries: { a, b, c }, maxActions });
   const stop = () => {
     soak.cleanup();
     process.exit(1);
@@ -115,7 +123,8 @@ async function inside() {
   }
   soak.cleanup();
   result.machine = machine();
-  result.command = `npm run soak -- --minutes ${args.minutes} --seed ${seed}`;
+  const actions = args.actions ? ` --actions ${args.actions}` : "";
+  result.command = `npm run soak -- --minutes ${args.minutes} --seed ${seed}${actions}`;
   result.built = args.built;
   result.migrate = Number(args.migrate);
   writeFileSync(args.result, `${JSON.stringify(result, null, 2)}\n`);
@@ -138,7 +147,8 @@ function report(r) {
   out(`  command       ${r.command}`);
   out(`  machine       ${r.machine}`);
   out(`  binaries      ${r.built}; net.ipv4.tcp_migrate_req=${r.migrate}`);
-  out(`  ran           ${(r.durationMs / 1000).toFixed(1)} s, ${r.schedule.length} actions, ${r.outcome}`);
+  const dealt = r.schedule.filter((a) => a.kind !== "SIGTERM").length;
+  out(`  ran           ${(r.durationMs / 1000).toFixed(1)} s, ${dealt} actions, ${r.outcome}`);
   const sig = Object.entries(r.signals).map(([k, v]) => `${k} ${v}`).join(", ");
   out(`  signals sent  ${Object.values(r.signals).reduce((a, b) => a + b, 0)} (${sig})`);
   out(`  restarts      ${t.restarts} ok (${t.queuedHups} SIGHUPs queued during a restart)`);
@@ -170,7 +180,7 @@ function report(r) {
     for (const a of r.schedule) out(`  ${String(a.t).padStart(7)}  ${a.kind} ${a.detail}`);
     out(`service stderr (last lines):`);
     for (const line of r.stderrTail) out(`  ${line}`);
-    out(`replay: npm run soak -- --minutes ${r.minutes} --seed ${r.seed}`);
+    out(`replay: ${r.command}`);
   }
 }
 

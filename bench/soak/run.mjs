@@ -64,9 +64,10 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 class Violation extends Error {}
 
 export class Soak {
-  constructor({ seed, minutes, binaries }) {
+  constructor({ seed, minutes, binaries, maxActions = Infinity }) {
     this.seed = seed;
     this.minutes = minutes;
+    this.maxActions = maxActions;
     this.binaries = binaries; // { a, b, c }
     this.schedule = new Schedule(seed);
     this.t0 = Date.now();
@@ -312,7 +313,7 @@ export class Soak {
       await sleep(50);
     }
     this.quietPoints += 1;
-    this.time("quiet", Date.now() - t);
+    this.time("settled", Date.now() - t);
     await this.checkDescriptors(what);
     this.sampleMemory(what);
     await this.checkExtraListener(what);
@@ -636,7 +637,7 @@ export class Soak {
     const end = this.t0 + this.minutes * 60_000;
     let outcome = "completed";
     try {
-      while (Date.now() < end && this.violations.length === 0) {
+      while (Date.now() < end && this.actions.length < this.maxActions && this.violations.length === 0) {
         const a = this.schedule.next();
         await sleep(a.gapMs);
         await this.act(a);
