@@ -115,12 +115,14 @@ export class Soak {
     process.stderr.write(`soak: ${String(this.now()).padStart(7)} ms  ${kind} ${detail}\n`);
   }
 
-  signal(pid, name) {
+  /** Sends `name` to `pid`; a target that must be there and is not is a violation. */
+  signal(pid, name, { mayBeGone = false } = {}) {
     this.signals[name] += 1;
     try {
       process.kill(pid, name);
     } catch (err) {
-      this.violate("signal", `${name} to pid ${pid}: ${err.code}`);
+      if (!(mayBeGone && err.code === "ESRCH"))
+        this.violate("signal", `${name} to pid ${pid}: ${err.code}`);
     }
   }
 
@@ -583,7 +585,8 @@ export class Soak {
             `${label}: worker_hung for pid ${kill.pid}`,
           );
         } finally {
-          if (alive(kill.pid)) this.signal(kill.pid, "SIGCONT");
+          // The watchdog's SIGKILL may have ended it already; if not, it must not stay stopped.
+          this.signal(kill.pid, "SIGCONT", { mayBeGone: true });
         }
         this.time("hung", Date.now() - t);
         await this.replaced(label, kill, from);
