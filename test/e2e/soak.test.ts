@@ -95,7 +95,10 @@ describe(`zig ${version}`, () => {
         process.stdout.write(`${done.stdout}\n`);
         if (done.exitCode !== 0 && done.exitCode !== 1)
           throw new Error(`node ${argv.join(" ")}: ${done.shortMessage}\n${done.all}`);
-        run = JSON.parse(await readFile(result, "utf8")) as SoakResult;
+        const text = await readFile(result, "utf8").catch(() => {
+          throw new Error(`node ${argv.join(" ")} wrote no result (exit ${done.exitCode}):\n${done.all}`);
+        });
+        run = JSON.parse(text) as SoakResult;
         expect(done.exitCode, done.stdout).toBe(run.passed ? 0 : 1);
       } finally {
         if (child.pid !== undefined) {
