@@ -482,22 +482,39 @@ export class Soak {
         break;
       case "hup-during-restart": {
         this.note(a.kind, `pid ${this.serving.pid}`);
-        const { pid, generation } = this.serving;
+        const { pid } = this.serving;
         this.deploy(this.serving.variant);
         const from = this.mark();
         this.signal(pid, "SIGHUP");
-        await this.waitEvent(from, (e) => e.event === "restarting", BOUND_MS.restart, `${label}: restarting`);
+        const first = await this.waitEvent(
+          from,
+          (e) => e.event === "restarting",
+          BOUND_MS.restart,
+          `${label}: restarting`,
+        );
         this.signal(pid, "SIGHUP");
         this.tally.queuedHups += 1;
-        for (const g of [generation + 1, generation + 2]) {
-          await this.waitEvent(
-            from,
-            (e) => e.event === "ready" && e.pid === pid && e.generation === g,
-            2 * BOUND_MS.restart,
-            `${label}: generation ${g} (the queued SIGHUP's restart)`,
-          );
-          this.tally.restarts += 1;
-        }
+        // Generation numbers are not consecutive: a failed upgrade uses one up.
+        await this.waitEvent(
+          from,
+          (e) => e.event === "ready" && e.pid === pid && e.generation === first.generation,
+          BOUND_MS.restart,
+          `${label}: generation ${first.generation} ready`,
+        );
+        this.tally.restarts += 1;
+        const second = await this.waitEvent(
+          from,
+          (e) => e.event === "restarting" && e.generation > first.generation,
+          BOUND_MS.restart,
+          `${label}: the queued SIGHUP's restart`,
+        );
+        await this.waitEvent(
+          from,
+          (e) => e.event === "ready" && e.pid === pid && e.generation === second.generation,
+          BOUND_MS.restart,
+          `${label}: generation ${second.generation} ready`,
+        );
+        this.tally.restarts += 1;
         break;
       }
       case "hup-during-drain": {
