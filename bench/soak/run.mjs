@@ -282,7 +282,13 @@ export class Soak {
       if (f.kind === "udp") {
         if (f.sentAt <= k.killedAt + 100 && f.sentAt >= k.stoppedAt - 3500)
           return `udp in flight at the kill of worker ${k.pid}`;
-      } else if (f.localPort !== undefined && k.ports.has(f.localPort)) {
+      } else if (
+        f.localPort !== undefined &&
+        k.ports.has(f.localPort) &&
+        // The same connection, not a later one that got the port again.
+        f.startedAt <= k.stoppedAt &&
+        f.at >= k.stoppedAt
+      ) {
         return `connection held by killed worker ${k.pid}`;
       }
     }

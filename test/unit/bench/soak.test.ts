@@ -22,6 +22,8 @@ interface Kill {
 interface Failure {
   kind: string;
   localPort?: number | undefined;
+  startedAt?: number;
+  at?: number;
   sentAt?: number;
 }
 const schedulePath: string = "../../../bench/soak/schedule.mjs";
@@ -83,11 +85,16 @@ describe("the soak's failure classification", () => {
   );
 
   it("documents a connection the killed worker held, and nothing else", () => {
-    expect(soak.causeOf({ kind: "tcp", localPort: 40001 })).toMatch(/killed worker 11/);
-    expect(soak.causeOf({ kind: "long-poll", localPort: 40001 })).toMatch(/killed worker 11/);
-    expect(soak.causeOf({ kind: "tcp", localPort: 40003 })).toBeUndefined();
-    expect(soak.causeOf({ kind: "stream", localPort: 40002 })).toBeUndefined();
-    expect(soak.causeOf({ kind: "tcp", localPort: undefined })).toBeUndefined();
+    // Opened before the worker was stopped, failed after.
+    const held = { startedAt: killedAt - 500, at: killedAt + 10 };
+    expect(soak.causeOf({ kind: "tcp", localPort: 40001, ...held })).toMatch(/killed worker 11/);
+    expect(soak.causeOf({ kind: "long-poll", localPort: 40001, ...held })).toMatch(/worker 11/);
+    expect(soak.causeOf({ kind: "tcp", localPort: 40003, ...held })).toBeUndefined();
+    expect(soak.causeOf({ kind: "stream", localPort: 40002, ...held })).toBeUndefined();
+    expect(soak.causeOf({ kind: "tcp", localPort: undefined, ...held })).toBeUndefined();
+    // A later connection that got the same client port again.
+    const later = { startedAt: killedAt + 60_000, at: killedAt + 61_000 };
+    expect(soak.causeOf({ kind: "tcp", localPort: 40001, ...later })).toBeUndefined();
   });
 
   it("documents a datagram in flight at a kill, not one sent after it", () => {
