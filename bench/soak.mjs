@@ -7,11 +7,13 @@
 // checks all along are in bench/soak/run.mjs and docs/development.md.
 //
 //   npm run soak -- [--minutes N] [--seed S] [--optimize ReleaseSafe|Debug|ReleaseFast]
-//                   [--binaries A,B,C] [--migrate 0|1] [--actions N] [--result FILE]
+//                   [--binaries A,B,C [--built TEXT]] [--migrate 0|1] [--actions N]
+//                   [--result FILE]
 //
 // --minutes: how long the schedule deals actions (the action under way then finishes);
 // --actions: stop dealing after N actions (a deck of 13 holds every kind once, kill twice);
-// --binaries: the three variants already built (otherwise built here with --optimize);
+// --binaries: the three variants already built (otherwise built here with --optimize), and
+// --built: how, for the summary;
 // --result: also write the result as JSON to FILE.
 //
 // It prints its seed first; a failure prints the seed and the schedule it ran, and the same
@@ -76,7 +78,7 @@ async function outside() {
   process.stdout.write(`soak: seed ${seed}\n`);
   if (process.getuid?.() !== 0) fail("needs root for `unshare -n` (a network namespace of its own)");
   const { binaries, built } = args.binaries
-    ? { binaries: args.binaries, built: "given with --binaries" }
+    ? { binaries: args.binaries, built: `given with --binaries${args.built ? ` (${args.built})` : ""}` }
     : await buildVariants(args.optimize);
   const resultDir = mkdtempSync(path.join(os.tmpdir(), "soak-result-"));
   const result = args.result ?? path.join(resultDir, "result.json");
@@ -163,7 +165,8 @@ function report(r) {
   out(`                long polls ${q.longPollChanged} answered at a change, ${q.longPollQuiet} at the end of the wait or a drain (${q.longPollPuts} PUTs)`);
   out(`                stream commands ${q.streamCommands} in ${q.streamSessions} sessions, udp ${q.udpAnswered}/${q.udpSent} answered`);
   const causes = Object.entries(r.failures.byCause).map(([k, v]) => `${v} ${k}`).join("; ");
-  out(`  failures      ${r.failures.undocumented}/${r.failures.total} undocumented${causes ? ` (${causes})` : ""}`);
+  const kills = r.failures.killsWithLosses;
+  out(`  failures      ${r.failures.undocumented}/${r.failures.total} undocumented${causes ? ` (${causes}; ${kills} of the ${t.kills + t.stopsLong} kills cost a client something)` : ""}`);
   out(`  processes     ${r.quietPoints} quiet points: the serving supervisor and its workers only; descriptors besides connections ${Object.entries(r.descriptors).map(([k, v]) => `${k}=${v.rest}`).join(" ")}`);
   const sups = r.memory.supervisors;
   const supGrowth = Math.max(0, ...sups.map((s) => s.max - s.first));

@@ -280,8 +280,10 @@ export class Soak {
     for (const k of this.kills) {
       if (k.killedAt === undefined) continue;
       if (f.kind === "udp") {
-        if (f.sentAt <= k.killedAt + 100 && f.sentAt >= k.stoppedAt - 3500)
-          return `udp in flight at the kill of worker ${k.pid}`;
+        if (f.sentAt <= k.killedAt + 100 && f.sentAt >= k.stoppedAt - 3500) {
+          f.worker = k.pid;
+          return "a datagram in flight at a worker's kill";
+        }
       } else if (
         f.localPort !== undefined &&
         k.ports.has(f.localPort) &&
@@ -289,7 +291,8 @@ export class Soak {
         f.startedAt <= k.stoppedAt &&
         f.at >= k.stoppedAt
       ) {
-        return `connection held by killed worker ${k.pid}`;
+        f.worker = k.pid;
+        return "a connection held by a killed worker";
       }
     }
     return undefined;
@@ -716,6 +719,7 @@ export class Soak {
   result(outcome, stats, apps, stop) {
     const byCause = {};
     for (const f of this.failures) byCause[f.cause] = (byCause[f.cause] ?? 0) + 1;
+    const killsWithLosses = new Set(this.failures.map((f) => f.worker).filter((w) => w)).size;
     const documented = this.failures.filter((f) => f.cause !== "undocumented").length;
     const supervisors = [...this.rss.supervisors.entries()].map(([pid, s]) => ({
       pid,
@@ -749,7 +753,13 @@ export class Soak {
         udpAnswered: stats.udp.received,
       },
       loadFailures: failureCount(stats),
-      failures: { total: this.failures.length, documented, undocumented: this.failures.length - documented, byCause },
+      failures: {
+        total: this.failures.length,
+        documented,
+        undocumented: this.failures.length - documented,
+        byCause,
+        killsWithLosses,
+      },
       undocumentedFailures: this.failures.filter((f) => f.cause === "undocumented").slice(0, 20),
       quietPoints: this.quietPoints,
       descriptors: Object.fromEntries(

@@ -87,8 +87,8 @@ describe("the soak's failure classification", () => {
   it("documents a connection the killed worker held, and nothing else", () => {
     // Opened before the worker was stopped, failed after.
     const held = { startedAt: killedAt - 500, at: killedAt + 10 };
-    expect(soak.causeOf({ kind: "tcp", localPort: 40001, ...held })).toMatch(/killed worker 11/);
-    expect(soak.causeOf({ kind: "long-poll", localPort: 40001, ...held })).toMatch(/worker 11/);
+    expect(soak.causeOf({ kind: "tcp", localPort: 40001, ...held })).toMatch(/killed worker/);
+    expect(soak.causeOf({ kind: "long-poll", localPort: 40001, ...held })).toMatch(/killed worker/);
     expect(soak.causeOf({ kind: "tcp", localPort: 40003, ...held })).toBeUndefined();
     expect(soak.causeOf({ kind: "stream", localPort: 40002, ...held })).toBeUndefined();
     expect(soak.causeOf({ kind: "tcp", localPort: undefined, ...held })).toBeUndefined();
@@ -98,7 +98,7 @@ describe("the soak's failure classification", () => {
   });
 
   it("documents a datagram in flight at a kill, not one sent after it", () => {
-    expect(soak.causeOf({ kind: "udp", sentAt: killedAt - 1000 })).toMatch(/in flight/);
+    expect(soak.causeOf({ kind: "udp", sentAt: killedAt - 1000 })).toMatch(/in flight at a worker.s kill/);
     expect(soak.causeOf({ kind: "udp", sentAt: killedAt + 5000 })).toBeUndefined();
     expect(soak.causeOf({ kind: "udp", sentAt: killedAt - 10_000 })).toBeUndefined();
   });
