@@ -150,7 +150,7 @@ function report(r) {
   out(`  machine       ${r.machine}`);
   out(`  binaries      ${r.built}; net.ipv4.tcp_migrate_req=${r.migrate}`);
   const dealt = r.schedule.filter((a) => a.kind !== "SIGTERM").length;
-  out(`  ran           ${(r.durationMs / 1000).toFixed(1)} s, ${dealt} actions, ${r.outcome}`);
+  out(`  ran           ${(r.durationMs / 1000).toFixed(1)} s, ${dealt} actions, ${r.outcome}; the soak's own loop lagged at most ${r.maxLoopLagMs} ms`);
   const sig = Object.entries(r.signals).map(([k, v]) => `${k} ${v}`).join(", ");
   out(`  signals sent  ${Object.values(r.signals).reduce((a, b) => a + b, 0)} (${sig})`);
   out(`  restarts      ${t.restarts} ok (${t.queuedHups} SIGHUPs queued during a restart)`);

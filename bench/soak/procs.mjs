@@ -1,8 +1,18 @@
 // What the soak reads from /proc about the service's processes: who is in its process group,
 // their descriptors (split into connections and the rest), their RSS, and which client ports a
-// worker's connections have. Run inside the soak's network namespace, /proc/net/* is that
-// namespace's.
-import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+// worker's connections have. Run inside the soak's network namespace, `ss` sees that
+// namespace's sockets.
+//
+// Everything that may take long is asynchronous: the soak's clients share its event loop, and
+// a loop blocked for seconds (reading /proc/net/tcp with tens of thousands of TIME_WAIT rows,
+// once per process, did that in a 30-minute run) fires their timeouts late, in a batch, before
+// the answers waiting in their sockets are read.
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { readdir, readFile, readlink } from "node:fs/promises";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
 
 /** The fields of /proc/<pid>/stat after the command name, or undefined when it is gone. */
 function statFields(pid) {
@@ -15,15 +25,19 @@ function statFields(pid) {
 }
 
 /** Live (non-zombie) members of process group `pgid`: the service's supervisors and workers. */
-export function groupMembers(pgid) {
-  const members = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const fields = statFields(Number(entry));
-    if (fields !== undefined && fields[0] !== "Z" && Number(fields[2]) === pgid)
-      members.push(Number(entry));
-  }
-  return members.sort((a, b) => a - b);
+export async function groupMembers(pgid) {
+  const pids = (await readdir("/proc")).filter((e) => /^\d+$/.test(e)).map(Number);
+  const stats = await Promise.all(
+    pids.map((pid) =>
+      readFile(`/proc/${pid}/stat`, "utf8").then(
+        (stat) => stat.slice(stat.lastIndexOf(")") + 2).split(" "),
+        () => undefined,
+      ),
+    ),
+  );
+  return pids
+    .filter((_, i) => stats[i] !== undefined && stats[i][0] !== "Z" && Number(stats[i][2]) === pgid)
+    .sort((a, b) => a - b);
 }
 
 /** Whether `pid` runs (a zombie counts as gone). */
@@ -50,42 +64,31 @@ export function rssKb(pid) {
   }
 }
 
-/** `socket:[123]` → 123; the targets of a process's descriptors. */
-function descriptors(pid) {
+/** The targets of a process's descriptors (`socket:[123]`, `pipe:[45]`, a path, …). */
+async function descriptors(pid) {
   const dir = `/proc/${pid}/fd`;
-  const targets = [];
-  for (const fd of readdirSync(dir)) {
-    try {
-      targets.push(readlinkSync(`${dir}/${fd}`));
-    } catch {
-      // Closed between the listing and the read: not one of its descriptors any more.
-    }
-  }
-  return targets;
+  const fds = await readdir(dir);
+  const targets = await Promise.all(fds.map((fd) => readlink(`${dir}/${fd}`).catch(() => null)));
+  // null: closed between the listing and the read, not one of its descriptors any more.
+  return targets.filter((t) => t !== null);
 }
 
+/** Every TCP state a connection a process holds can be in (not LISTEN, not TIME_WAIT). */
+const CONNECTED = ["established", "syn-recv", "fin-wait-1", "fin-wait-2", "close-wait", "last-ack", "closing"];
+
 /**
- * The TCP sockets of the namespace that are not listening: inode → { localPort, remotePort }.
- * (A listening socket's row has state 0A; an accepted connection has an inode once a worker
- * holds it.)
+ * The namespace's TCP connections held by a descriptor: inode → { localPort, remotePort }.
+ * `ss` filters by state in the kernel, so the thousands of TIME_WAIT sockets of a busy run
+ * cost nothing.
  */
-function tcpConnections() {
+export async function tcpConnections() {
+  const states = CONNECTED.flatMap((state) => ["state", state]);
+  const { stdout } = await run("ss", ["-tnHe", ...states], { maxBuffer: 64 << 20 });
   const rows = new Map();
-  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text;
-    try {
-      text = readFileSync(file, "utf8");
-    } catch {
-      continue;
-    }
-    for (const line of text.split("\n").slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 10 || f[3] === "0A") continue;
-      const inode = Number(f[9]);
-      if (inode === 0) continue;
-      const port = (addr) => parseInt(addr.split(":").at(-1), 16);
-      rows.set(inode, { localPort: port(f[1]), remotePort: port(f[2]) });
-    }
+  for (const line of stdout.split("\n")) {
+    const m = /(\S+):(\d+)\s+(\S+):(\d+)\s.*\bino:(\d+)/.exec(line);
+    if (m === null || m[5] === "0") continue;
+    rows.set(Number(m[5]), { localPort: Number(m[2]), remotePort: Number(m[4]) });
   }
   return rows;
 }
@@ -96,18 +99,18 @@ function socketInode(target) {
 }
 
 /**
- * A process's descriptors in two parts: its TCP connections (which come and go with the load)
- * and everything else (listening and UDP sockets, pipes, epoll, signalfd, files), which must
- * not change while the process serves. `kinds` counts the rest by type, for a report.
+ * A process's descriptors in two parts: its TCP connections (in `connections`, from
+ * `tcpConnections()`; they come and go with the load) and everything else (listening and UDP
+ * sockets, pipes, epoll, signalfd, files), which must not change while the process serves.
+ * `kinds` counts the rest by type, for a report. Undefined when the process is gone.
  */
-export function descriptorShape(pid) {
+export async function descriptorShape(pid, connections) {
   let targets;
   try {
-    targets = descriptors(pid);
+    targets = await descriptors(pid);
   } catch {
     return undefined;
   }
-  const connections = tcpConnections();
   const kinds = {};
   let conns = 0;
   for (const target of targets) {
@@ -127,12 +130,12 @@ export function descriptorShape(pid) {
  * worker is stopped (it accepts nothing meanwhile), so that a client failure can be traced to
  * the worker that held its connection.
  */
-export function clientPortsOf(pid, servicePorts) {
-  const connections = tcpConnections();
+export async function clientPortsOf(pid, servicePorts) {
+  const connections = await tcpConnections();
   const ports = new Set();
   let targets;
   try {
-    targets = descriptors(pid);
+    targets = await descriptors(pid);
   } catch {
     return ports;
   }

@@ -35,6 +35,7 @@ import {
   descriptorShape,
   groupMembers,
   rssKb,
+  tcpConnections,
 } from "./procs.mjs";
 import { Schedule } from "./schedule.mjs";
 
@@ -42,6 +43,8 @@ export const PORTS = { who: 8001, web: 8002, echo: 8003, notes: 8004, cache: 800
 const TCP_PORTS = new Set([PORTS.who, PORTS.web, PORTS.notes, PORTS.cache, PORTS.extra]);
 const UPGRADE_ORDER = { a: "b", b: "c", c: "a" };
 const DRAIN_TIMEOUT_MS = 3000;
+/** A stall of the soak's own loop that makes its clients' 3 s timeouts unreliable. */
+const LOOP_LAG_LIMIT_MS = 1000;
 const WATCHDOG_MS = 2000;
 
 /** Bounds on the answers, from the documented deadlines plus a margin for a busy machine. */
@@ -308,7 +311,7 @@ export class Soak {
     let members;
     for (;;) {
       expected = [this.serving.pid, ...this.serving.workers.values()].sort((a, b) => a - b);
-      members = groupMembers(this.pgid);
+      members = await groupMembers(this.pgid);
       if (members.join() === expected.join()) break;
       if (Date.now() > deadline) {
         const extra = members.filter((p) => !expected.includes(p));
@@ -339,7 +342,7 @@ export class Soak {
       // A connection that closes between the two reads looks like another descriptor for a
       // moment: three looks before calling it a leak.
       for (let attempt = 0; attempt < 3; attempt += 1) {
-        shape = descriptorShape(p);
+        shape = await descriptorShape(p, await tcpConnections());
         if (shape === undefined) return;
         const base = this.fdBaselines.get(key);
         if (base === undefined) {
@@ -468,7 +471,9 @@ export class Soak {
     const pid = this.serving.workers.get(index);
     this.signal(pid, "SIGSTOP");
     await sleep(20);
-    const kill = { pid, index, stoppedAt: Date.now(), killedAt: undefined, ports: clientPortsOf(pid, TCP_PORTS) };
+    const stoppedAt = Date.now();
+    const ports = await clientPortsOf(pid, TCP_PORTS);
+    const kill = { pid, index, stoppedAt, killedAt: undefined, ports };
     this.kills.push(kill);
     return kill;
   }
@@ -663,6 +668,17 @@ export class Soak {
     );
     this.apps = startAppClients(PORTS, { onFailure: failure });
     const classifier = setInterval(() => this.classify(4000), 1000);
+    // The clients share this loop: if it stalls, their timeouts fire late, in a batch, before
+    // the answers waiting in their sockets are read, and say nothing about the service.
+    this.maxLoopLagMs = 0;
+    let tick = Date.now();
+    const lagMonitor = setInterval(() => {
+      const lag = Date.now() - tick - 100;
+      tick = Date.now();
+      this.maxLoopLagMs = Math.max(this.maxLoopLagMs, lag);
+      if (lag > LOOP_LAG_LIMIT_MS)
+        this.violate("soak", `the soak's own event loop stalled ${lag} ms: its clients' timeouts cannot be judged`);
+    }, 100);
     const end = this.t0 + this.minutes * 60_000;
     let outcome = "completed";
     try {
@@ -677,6 +693,7 @@ export class Soak {
       outcome = "stopped at a violation";
     } finally {
       clearInterval(classifier);
+      clearInterval(lagMonitor);
     }
     const stats = await this.load.stop();
     const apps = await this.apps.stop();
@@ -690,7 +707,7 @@ export class Soak {
 
   async finalStop() {
     const { pid, generation } = this.serving;
-    const before = groupMembers(this.pgid).length;
+    const before = (await groupMembers(this.pgid)).length;
     const from = this.mark();
     const t = Date.now();
     this.note("SIGTERM", `pid ${pid}`);
@@ -705,12 +722,12 @@ export class Soak {
         `the final SIGTERM to ${pid}: stopped`,
       );
       stoppedMs = Date.now() - t;
-      for (; Date.now() - t < BOUND_MS.stop && groupMembers(this.pgid).length > 0; ) await sleep(20);
+      while (Date.now() - t < BOUND_MS.stop && (await groupMembers(this.pgid)).length > 0) await sleep(20);
       leftMs = Date.now() - t;
     } catch (err) {
       if (!(err instanceof Violation)) throw err;
     }
-    const left = groupMembers(this.pgid);
+    const left = await groupMembers(this.pgid);
     if (left.length > 0)
       this.violate("stop", `after SIGTERM: ${left.map((p) => `${p} (${commandLine(p)})`).join(", ")} still run`);
     return { processesBefore: before, stoppedMs, goneMs: leftMs, left: left.length };
@@ -762,6 +779,7 @@ export class Soak {
       },
       undocumentedFailures: this.failures.filter((f) => f.cause === "undocumented").slice(0, 20),
       quietPoints: this.quietPoints,
+      maxLoopLagMs: this.maxLoopLagMs,
       descriptors: Object.fromEntries(
         [...this.fdBaselines.entries()].map(([k, v]) => [k, { rest: v.rest, kinds: v.kinds }]),
       ),
