@@ -53,7 +53,8 @@ function fail(message) {
 
 function seedOf(text) {
   if (text === undefined) return Math.floor(Math.random() * 2 ** 32);
-  if (!/^\d+$/.test(text) || Number(text) >= 2 ** 32) fail(`--seed ${text}: expected 0 … 4294967295`);
+  if (!/^\d+$/.test(text) || Number(text) >= 2 ** 32)
+    fail(`--seed ${text}: expected 0 … 4294967295`);
   return Number(text);
 }
 
@@ -64,7 +65,11 @@ async function buildVariants(optimize) {
   const paths = [];
   for (const v of VARIANTS) {
     paths.push(
-      await buildBenchService(`soak-${v}`, path.join(out, v), { optimize, name: "soak", modules: MODULES }),
+      await buildBenchService(`soak-${v}`, path.join(out, v), {
+        optimize,
+        name: "soak",
+        modules: MODULES,
+      }),
     );
   }
   const { SUPPORTED_ZIG } = await import(path.join(here, "../dist/index.js"));
@@ -76,9 +81,13 @@ async function outside() {
   const minutes = Number(args.minutes);
   if (!(minutes > 0)) fail(`--minutes ${args.minutes}: expected a positive number`);
   process.stdout.write(`soak: seed ${seed}\n`);
-  if (process.getuid?.() !== 0) fail("needs root for `unshare -n` (a network namespace of its own)");
+  if (process.getuid?.() !== 0)
+    fail("needs root for `unshare -n` (a network namespace of its own)");
   const { binaries, built } = args.binaries
-    ? { binaries: args.binaries, built: `given with --binaries${args.built ? ` (${args.built})` : ""}` }
+    ? {
+        binaries: args.binaries,
+        built: `given with --binaries${args.built ? ` (${args.built})` : ""}`,
+      }
     : await buildVariants(args.optimize);
   const resultDir = mkdtempSync(path.join(os.tmpdir(), "soak-result-"));
   const result = args.result ?? path.join(resultDir, "result.json");
@@ -98,7 +107,10 @@ async function outside() {
   const [code, signal] = await new Promise((r) => child.on("exit", (c, s) => r([c, s])));
   clearTimeout(limit);
   rmSync(resultDir, { recursive: true, force: true });
-  if (signal) fail(`the soak ended by ${signal}; replay: npm run soak -- --minutes ${minutes} --seed ${seed}`);
+  if (signal)
+    fail(
+      `the soak ended by ${signal}; replay: npm run soak -- --minutes ${minutes} --seed ${seed}`,
+    );
   process.exit(code ?? 1);
 }
 
@@ -136,7 +148,10 @@ async function inside() {
 
 function machine() {
   const cpus = os.cpus();
-  const load = os.loadavg().map((x) => x.toFixed(2)).join(" ");
+  const load = os
+    .loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ");
   return `${cpus.length} x ${cpus[0]?.model ?? "unknown cpu"}, Linux ${os.release()}, node ${process.version}, load average at the end ${load}`;
 }
 
@@ -150,29 +165,63 @@ function report(r) {
   out(`  machine       ${r.machine}`);
   out(`  binaries      ${r.built}; net.ipv4.tcp_migrate_req=${r.migrate}`);
   const dealt = r.schedule.filter((a) => a.kind !== "SIGTERM").length;
-  out(`  ran           ${(r.durationMs / 1000).toFixed(1)} s, ${dealt} actions, ${r.outcome}; the soak's own loop lagged at most ${r.maxLoopLagMs} ms`);
-  const sig = Object.entries(r.signals).map(([k, v]) => `${k} ${v}`).join(", ");
+  out(
+    `  ran           ${(r.durationMs / 1000).toFixed(1)} s, ${dealt} actions, ${r.outcome}; the soak's own loop lagged at most ${r.maxLoopLagMs} ms`,
+  );
+  const sig = Object.entries(r.signals)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
   out(`  signals sent  ${Object.values(r.signals).reduce((a, b) => a + b, 0)} (${sig})`);
   out(`  restarts      ${t.restarts} ok (${t.queuedHups} SIGHUPs queued during a restart)`);
-  const paths = Object.entries(t.upgradePaths).map(([k, v]) => `${k} ${v}`).join(", ");
-  out(`  upgrades      ${t.upgrades} ok (${paths || "none"}; ${t.awaitedPredecessor} waited for a predecessor; ${t.ignoredHups} SIGHUPs to an old supervisor ignored as documented)`);
+  const paths = Object.entries(t.upgradePaths)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  out(
+    `  upgrades      ${t.upgrades} ok (${paths || "none"}; ${t.awaitedPredecessor} waited for a predecessor; ${t.ignoredHups} SIGHUPs to an old supervisor ignored as documented)`,
+  );
   const failed = r.tally.failedAsPlanned;
-  out(`                ${failed["fail-start"] + failed["never-ready"]} failed as planned (${failed["fail-start"]} exits at start, ${failed["never-ready"]} never ready), each an error event with the old program serving`);
-  out(`  kills         ${t.kills} SIGKILL, ${t.stopsLong} SIGSTOP until the watchdog, ${t.stopsShort} SIGSTOP/SIGCONT`);
-  const answers = Object.entries(r.answerMs).map(([k, v]) => `${k} ${v.n}× ≤ ${v.max} ms`).join(", ");
+  out(
+    `                ${failed["fail-start"] + failed["never-ready"]} failed as planned (${failed["fail-start"]} exits at start, ${failed["never-ready"]} never ready), each an error event with the old program serving`,
+  );
+  out(
+    `  kills         ${t.kills} SIGKILL, ${t.stopsLong} SIGSTOP until the watchdog, ${t.stopsShort} SIGSTOP/SIGCONT`,
+  );
+  const answers = Object.entries(r.answerMs)
+    .map(([k, v]) => `${k} ${v.n}× ≤ ${v.max} ms`)
+    .join(", ");
   out(`  answered      ${answers}`);
-  out(`  requests      whoami ${q.tcpWhoami}, http keep-alive ${q.httpKeepAlive} (${q.httpKeepAliveReconnects} reconnects after Connection: close), http one-shot ${q.httpOneShot}`);
-  out(`                long polls ${q.longPollChanged} answered at a change, ${q.longPollQuiet} at the end of the wait or a drain (${q.longPollPuts} PUTs)`);
-  out(`                stream commands ${q.streamCommands} in ${q.streamSessions} sessions, udp ${q.udpAnswered}/${q.udpSent} answered`);
-  const causes = Object.entries(r.failures.byCause).map(([k, v]) => `${v} ${k}`).join("; ");
+  out(
+    `  requests      whoami ${q.tcpWhoami}, http keep-alive ${q.httpKeepAlive} (${q.httpKeepAliveReconnects} reconnects after Connection: close), http one-shot ${q.httpOneShot}`,
+  );
+  out(
+    `                long polls ${q.longPollChanged} answered at a change, ${q.longPollQuiet} at the end of the wait or a drain (${q.longPollPuts} PUTs)`,
+  );
+  out(
+    `                stream commands ${q.streamCommands} in ${q.streamSessions} sessions, udp ${q.udpAnswered}/${q.udpSent} answered`,
+  );
+  const causes = Object.entries(r.failures.byCause)
+    .map(([k, v]) => `${v} ${k}`)
+    .join("; ");
   const kills = r.failures.killsWithLosses;
-  out(`  failures      ${r.failures.undocumented}/${r.failures.total} undocumented${causes ? ` (${causes}; ${kills} of the ${t.kills + t.stopsLong} kills cost a client something)` : ""}`);
-  out(`  processes     ${r.quietPoints} quiet points: the serving supervisor and its workers only; descriptors besides connections ${Object.entries(r.descriptors).map(([k, v]) => `${k}=${v.rest}`).join(" ")}`);
+  out(
+    `  failures      ${r.failures.undocumented}/${r.failures.total} undocumented${causes ? ` (${causes}; ${kills} of the ${t.kills + t.stopsLong} kills cost a client something)` : ""}`,
+  );
+  out(
+    `  processes     ${r.quietPoints} quiet points: the serving supervisor and its workers only; descriptors besides connections ${Object.entries(
+      r.descriptors,
+    )
+      .map(([k, v]) => `${k}=${v.rest}`)
+      .join(" ")}`,
+  );
   const sups = r.memory.supervisors;
   const supGrowth = Math.max(0, ...sups.map((s) => s.max - s.first));
-  out(`  memory        ${sups.length} supervisors, largest RSS growth over a life ${supGrowth} kB; largest worker RSS ${r.memory.workerMaxFirstKb} kB at the first quiet point, ${r.memory.workerMaxLastKb} kB at the last, ${r.memory.workerMaxKb} kB max`);
+  out(
+    `  memory        ${sups.length} supervisors, largest RSS growth over a life ${supGrowth} kB; largest worker RSS ${r.memory.workerMaxFirstKb} kB at the first quiet point, ${r.memory.workerMaxLastKb} kB at the last, ${r.memory.workerMaxKb} kB max`,
+  );
   const s = r.stop;
-  out(`  final stop    ${s.skipped ?? `SIGTERM: stopped in ${s.stoppedMs} ms, all ${s.processesBefore} processes gone in ${s.goneMs} ms, ${s.left} left`}`);
+  out(
+    `  final stop    ${s.skipped ?? `SIGTERM: stopped in ${s.stoppedMs} ms, all ${s.processesBefore} processes gone in ${s.goneMs} ms, ${s.left} left`}`,
+  );
   out(`  result        ${r.passed ? "PASS" : `FAIL: ${r.violations.length} violation(s)`}`);
   if (!r.passed) {
     out();

@@ -230,7 +230,10 @@ export function startAppClients(
             counter = Number(got.slice(1));
           }
           if (got !== expected)
-            throw failure("ANSWER", `expected ${JSON.stringify(expected)}, got ${JSON.stringify(got)}`);
+            throw failure(
+              "ANSWER",
+              `expected ${JSON.stringify(expected)}, got ${JSON.stringify(got)}`,
+            );
           counts.streamCommands += 1;
           await sleep(10 + ((session + i) % 40));
         }

@@ -74,7 +74,15 @@ async function descriptors(pid) {
 }
 
 /** Every TCP state a connection a process holds can be in (not LISTEN, not TIME_WAIT). */
-const CONNECTED = ["established", "syn-recv", "fin-wait-1", "fin-wait-2", "close-wait", "last-ack", "closing"];
+const CONNECTED = [
+  "established",
+  "syn-recv",
+  "fin-wait-1",
+  "fin-wait-2",
+  "close-wait",
+  "last-ack",
+  "closing",
+];
 
 /**
  * The namespace's TCP connections held by a descriptor: inode → { localPort, remotePort }.

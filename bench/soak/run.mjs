@@ -217,7 +217,10 @@ export class Soak {
         break;
       case "worker_hung":
         if (!this.longStopped.has(e.pid))
-          this.violate("event", `worker_hung for a worker the soak did not stop: ${JSON.stringify(e)}`);
+          this.violate(
+            "event",
+            `worker_hung for a worker the soak did not stop: ${JSON.stringify(e)}`,
+          );
         else this.markKilled(e.pid);
         break;
       case "worker_exit": {
@@ -225,7 +228,10 @@ export class Soak {
         if (!e.expected && !ours)
           this.violate("event", `a worker exited unexpectedly: ${JSON.stringify(e).slice(0, 300)}`);
         if (e.expected && (e.signal !== undefined || e.exit_code !== 0))
-          this.violate("event", `a draining worker did not exit 0: ${JSON.stringify(e).slice(0, 300)}`);
+          this.violate(
+            "event",
+            `a draining worker did not exit 0: ${JSON.stringify(e).slice(0, 300)}`,
+          );
         break;
       }
       default:
@@ -239,11 +245,17 @@ export class Soak {
   /** The first event from index `from` on that matches, within `ms`; a violation otherwise. */
   async waitEvent(from, match, ms, what) {
     const deadline = Date.now() + ms;
-    for (let i = from; ; ) {
+    for (let i = from; ;) {
       for (; i < this.events.length; i += 1) if (match(this.events[i].e)) return this.events[i].e;
       if (Date.now() > deadline) {
-        const tail = this.events.slice(-5).map(({ t, e }) => `${t} ${JSON.stringify(e).slice(0, 160)}`);
-        this.violate("answer", `${what}: nothing within ${ms} ms; last events:\n  ${tail.join("\n  ")}`, true);
+        const tail = this.events
+          .slice(-5)
+          .map(({ t, e }) => `${t} ${JSON.stringify(e).slice(0, 160)}`);
+        this.violate(
+          "answer",
+          `${what}: nothing within ${ms} ms; last events:\n  ${tail.join("\n  ")}`,
+          true,
+        );
       }
       await sleep(10);
     }
@@ -265,7 +277,8 @@ export class Soak {
 
   /** A stopped or killed worker's connections are its clients' documented loss. */
   markKilled(pid) {
-    for (const k of this.kills) if (k.pid === pid && k.killedAt === undefined) k.killedAt = Date.now();
+    for (const k of this.kills)
+      if (k.pid === pid && k.killedAt === undefined) k.killedAt = Date.now();
   }
 
   /** Classifies the failures older than `ageMs` (a kill is recorded before its clients notice). */
@@ -275,7 +288,10 @@ export class Soak {
       if (f.cause !== null || f.at > limit) continue;
       f.cause = this.causeOf(f) ?? "undocumented";
       if (f.cause === "undocumented")
-        this.violate("client", `${f.kind} ${f.code} ${f.message} (port ${f.localPort ?? "-"}, at ${f.t} ms)`);
+        this.violate(
+          "client",
+          `${f.kind} ${f.code} ${f.message} (port ${f.localPort ?? "-"}, at ${f.t} ms)`,
+        );
     }
   }
 
@@ -335,7 +351,10 @@ export class Soak {
 
   async checkDescriptors(what) {
     const { variant, pid } = this.serving;
-    const roles = [["supervisor", pid], ...[...this.serving.workers.values()].map((w) => ["worker", w])];
+    const roles = [
+      ["supervisor", pid],
+      ...[...this.serving.workers.values()].map((w) => ["worker", w]),
+    ];
     for (const [role, p] of roles) {
       const key = `${role}:${variant}`;
       let shape;
@@ -370,14 +389,20 @@ export class Soak {
       series.push(sup);
       this.rss.supervisors.set(pid, series);
       if (sup > series[0] + 4096)
-        this.violate("memory", `after ${what}: supervisor ${pid} RSS ${sup} kB, first ${series[0]} kB`);
+        this.violate(
+          "memory",
+          `after ${what}: supervisor ${pid} RSS ${sup} kB, first ${series[0]} kB`,
+        );
     }
     const workers = [...this.serving.workers.values()].map(rssKb).filter((x) => x !== undefined);
     const max = Math.max(0, ...workers);
     this.rss.workers.push(max);
     if (this.rss.workers.length <= 3) this.workerRssBase = Math.max(this.workerRssBase, max);
     else if (max > this.workerRssBase * 1.5 + 16384)
-      this.violate("memory", `after ${what}: a worker's RSS ${max} kB, early quiet points ${this.workerRssBase} kB`);
+      this.violate(
+        "memory",
+        `after ${what}: a worker's RSS ${max} kB, early quiet points ${this.workerRssBase} kB`,
+      );
   }
 
   /** The listener only variant b has answers exactly when b serves. */
@@ -441,11 +466,15 @@ export class Soak {
     );
     this.time("upgrade", Date.now() - t);
     if (ready.pid !== upgrading.successor)
-      this.violate("answer", `${label}: ready from ${ready.pid}, upgrading named ${upgrading.successor}`);
+      this.violate(
+        "answer",
+        `${label}: ready from ${ready.pid}, upgrading named ${upgrading.successor}`,
+      );
     if (this.serving.variant !== target)
       this.violate("answer", `${label}: upgraded to ${this.serving.variant}, deployed ${target}`);
     const upgrades = this.events.slice(from).filter(({ e }) => e.event === "upgrading").length;
-    if (upgrades !== 1) this.violate("answer", `${label}: ${upgrades} upgrading events for one upgrade`);
+    if (upgrades !== 1)
+      this.violate("answer", `${label}: ${upgrades} upgrading events for one upgrade`);
     this.tally.upgrades += 1;
     const pathKey = `${variant}→${target}`;
     this.tally.upgradePaths[pathKey] = (this.tally.upgradePaths[pathKey] ?? 0) + 1;
@@ -461,7 +490,8 @@ export class Soak {
       `${label}: pid ${old} to stop after handing over to ${ready.pid}`,
     );
     for (let i = 0; i < 100 && alive(old); i += 1) await sleep(50);
-    if (alive(old)) this.violate("processes", `${label}: pid ${old} still runs after its stopped event`);
+    if (alive(old))
+      this.violate("processes", `${label}: pid ${old} still runs after its stopped event`);
   }
 
   /** A worker of the serving generation, stopped, with its connections' client ports read. */
@@ -539,7 +569,10 @@ export class Soak {
       }
       case "upgrade":
       case "hup-during-upgrade": {
-        this.note(a.kind, `pid ${this.serving.pid} ${this.serving.variant} → ${UPGRADE_ORDER[this.serving.variant]}`);
+        this.note(
+          a.kind,
+          `pid ${this.serving.pid} ${this.serving.variant} → ${UPGRADE_ORDER[this.serving.variant]}`,
+        );
         const up = await this.upgradeOnce(label, { hupOld: a.kind === "hup-during-upgrade" });
         await this.handedOver(label, up);
         break;
@@ -551,9 +584,14 @@ export class Soak {
         this.signal(up.old, "SIGHUP");
         this.tally.ignoredHups += 1;
         await this.handedOver(label, up);
-        const stray = this.events.slice(mark).filter(({ e }) => ["restarting", "upgrading"].includes(e.event));
+        const stray = this.events
+          .slice(mark)
+          .filter(({ e }) => ["restarting", "upgrading"].includes(e.event));
         if (stray.length > 0)
-          this.violate("answer", `${label}: the old supervisor acted on a SIGHUP after handing over: ${JSON.stringify(stray)}`);
+          this.violate(
+            "answer",
+            `${label}: the old supervisor acted on a SIGHUP after handing over: ${JSON.stringify(stray)}`,
+          );
         break;
       }
       case "upgrade-twice": {
@@ -598,7 +636,11 @@ export class Soak {
         this.signal(pid, "SIGCONT");
         await sleep(200);
         const gone = this.events.slice(from).find(({ e }) => e.pid === pid && e.event !== "ready");
-        if (gone) this.violate("answer", `${label}: a ${a.stopMs} ms stop ended pid ${pid}: ${JSON.stringify(gone.e)}`);
+        if (gone)
+          this.violate(
+            "answer",
+            `${label}: a ${a.stopMs} ms stop ended pid ${pid}: ${JSON.stringify(gone.e)}`,
+          );
         this.tally.stopsShort += 1;
         break;
       }
@@ -606,7 +648,10 @@ export class Soak {
         const from = this.mark();
         const kill = await this.stopWorker(a.worker);
         this.longStopped.add(kill.pid);
-        this.note(a.kind, `worker ${kill.index} pid ${kill.pid} until the watchdog (${kill.ports.size} connections)`);
+        this.note(
+          a.kind,
+          `worker ${kill.index} pid ${kill.pid} until the watchdog (${kill.ports.size} connections)`,
+        );
         const t = Date.now();
         try {
           await this.waitEvent(
@@ -640,7 +685,8 @@ export class Soak {
           `${label}: the error event`,
         );
         this.time(a.kind, Date.now() - t);
-        const why = a.kind === "fail-start" ? /exited with code 1 before it was ready/ : /not ready/;
+        const why =
+          a.kind === "fail-start" ? /exited with code 1 before it was ready/ : /not ready/;
         if (!why.test(error.message) || error.serving_generation !== generation)
           this.violate("answer", `${label}: ${JSON.stringify(error)}`);
         if (this.serving.pid !== pid || this.serving.generation !== generation)
@@ -677,12 +723,19 @@ export class Soak {
       tick = Date.now();
       this.maxLoopLagMs = Math.max(this.maxLoopLagMs, lag);
       if (lag > LOOP_LAG_LIMIT_MS)
-        this.violate("soak", `the soak's own event loop stalled ${lag} ms: its clients' timeouts cannot be judged`);
+        this.violate(
+          "soak",
+          `the soak's own event loop stalled ${lag} ms: its clients' timeouts cannot be judged`,
+        );
     }, 100);
     const end = this.t0 + this.minutes * 60_000;
     let outcome = "completed";
     try {
-      while (Date.now() < end && this.actions.length < this.maxActions && this.violations.length === 0) {
+      while (
+        Date.now() < end &&
+        this.actions.length < this.maxActions &&
+        this.violations.length === 0
+      ) {
         const a = this.schedule.next();
         await sleep(a.gapMs);
         await this.act(a);
@@ -722,14 +775,18 @@ export class Soak {
         `the final SIGTERM to ${pid}: stopped`,
       );
       stoppedMs = Date.now() - t;
-      while (Date.now() - t < BOUND_MS.stop && (await groupMembers(this.pgid)).length > 0) await sleep(20);
+      while (Date.now() - t < BOUND_MS.stop && (await groupMembers(this.pgid)).length > 0)
+        await sleep(20);
       leftMs = Date.now() - t;
     } catch (err) {
       if (!(err instanceof Violation)) throw err;
     }
     const left = await groupMembers(this.pgid);
     if (left.length > 0)
-      this.violate("stop", `after SIGTERM: ${left.map((p) => `${p} (${commandLine(p)})`).join(", ")} still run`);
+      this.violate(
+        "stop",
+        `after SIGTERM: ${left.map((p) => `${p} (${commandLine(p)})`).join(", ")} still run`,
+      );
     return { processesBefore: before, stoppedMs, goneMs: leftMs, left: left.length };
   }
 

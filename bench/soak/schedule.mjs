@@ -25,13 +25,15 @@ export const ACTIONS = {
   upgrade: "the next spec's binary (a → b → c → a) over the path, then SIGHUP",
   "upgrade-twice":
     "an upgrade, then the next one right after `ready`: the new supervisor waits for its predecessor",
-  "hup-during-upgrade": "an upgrade, and a second SIGHUP to the old supervisor once `upgrading` is out",
+  "hup-during-upgrade":
+    "an upgrade, and a second SIGHUP to the old supervisor once `upgrading` is out",
   "hup-after-handover": "an upgrade, then SIGHUP to the old supervisor while it drains: ignored",
   kill: "SIGKILL to a worker of the serving generation: replaced",
   "stop-short": "SIGSTOP to a worker, SIGCONT 200–900 ms later: nothing to report",
   "stop-long": "SIGSTOP to a worker until the watchdog kills it (`worker_hung`): replaced",
   "fail-start": "a binary that says it is another program and exits 1 at start: `error`",
-  "never-ready": "a binary that says it is another program and never gets ready: `error` after 15 s",
+  "never-ready":
+    "a binary that says it is another program and never gets ready: `error` after 15 s",
 };
 
 const DECK = [...Object.keys(ACTIONS), "kill"];

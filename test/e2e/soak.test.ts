@@ -96,7 +96,9 @@ describe(`zig ${version}`, () => {
         if (done.exitCode !== 0 && done.exitCode !== 1)
           throw new Error(`node ${argv.join(" ")}: ${done.shortMessage}\n${done.all}`);
         const text = await readFile(result, "utf8").catch(() => {
-          throw new Error(`node ${argv.join(" ")} wrote no result (exit ${done.exitCode}):\n${done.all}`);
+          throw new Error(
+            `node ${argv.join(" ")} wrote no result (exit ${done.exitCode}):\n${done.all}`,
+          );
         });
         run = JSON.parse(text) as SoakResult;
         expect(done.exitCode, done.stdout).toBe(run.passed ? 0 : 1);

@@ -89,9 +89,24 @@ const PROJECTS = {
   "upgrade-bench-d": { spec: undefined, file: "bench/specs/upgrade-d.json", name: "upgrade-bench" },
   // The soak's specs (bench/soak.mjs): a (4 workers), b (2, one more listener), c (6, without
   // it), each with the notes and resp example modules over their stubs.
-  "soak-a": { spec: undefined, file: "bench/specs/soak-a.json", name: "soak", modules: SOAK_MODULES },
-  "soak-b": { spec: undefined, file: "bench/specs/soak-b.json", name: "soak", modules: SOAK_MODULES },
-  "soak-c": { spec: undefined, file: "bench/specs/soak-c.json", name: "soak", modules: SOAK_MODULES },
+  "soak-a": {
+    spec: undefined,
+    file: "bench/specs/soak-a.json",
+    name: "soak",
+    modules: SOAK_MODULES,
+  },
+  "soak-b": {
+    spec: undefined,
+    file: "bench/specs/soak-b.json",
+    name: "soak",
+    modules: SOAK_MODULES,
+  },
+  "soak-c": {
+    spec: undefined,
+    file: "bench/specs/soak-c.json",
+    name: "soak",
+    modules: SOAK_MODULES,
+  },
 } as const;
 
 export type ProjectKey = keyof typeof PROJECTS;

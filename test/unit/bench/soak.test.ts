@@ -98,7 +98,9 @@ describe("the soak's failure classification", () => {
   });
 
   it("documents a datagram in flight at a kill, not one sent after it", () => {
-    expect(soak.causeOf({ kind: "udp", sentAt: killedAt - 1000 })).toMatch(/in flight at a worker.s kill/);
+    expect(soak.causeOf({ kind: "udp", sentAt: killedAt - 1000 })).toMatch(
+      /in flight at a worker.s kill/,
+    );
     expect(soak.causeOf({ kind: "udp", sentAt: killedAt + 5000 })).toBeUndefined();
     expect(soak.causeOf({ kind: "udp", sentAt: killedAt - 10_000 })).toBeUndefined();
   });
