@@ -153,3 +153,28 @@ export async function clientPortsOf(pid, servicePorts) {
   }
   return ports;
 }
+
+/**
+ * What `ss` knows of each socket `pid` holds (TCP and UDP in any state, unix), for a report:
+ * `inode=state local peer`, or `inode=?` for one no table lists (a TCP socket in CLOSE state).
+ */
+export async function describeSockets(pid) {
+  let targets;
+  try {
+    targets = await descriptors(pid);
+  } catch {
+    return "(gone)";
+  }
+  const { stdout } = await run("ss", ["-tuxaneH"], { maxBuffer: 64 << 20 });
+  const known = new Map();
+  for (const line of stdout.split("\n")) {
+    const inode = /\bino:(\d+)/.exec(line)?.[1] ?? line.trim().split(/\s+/)[6];
+    if (inode !== undefined)
+      known.set(Number(inode), line.trim().split(/\s+/).slice(0, 7).join(" "));
+  }
+  return targets
+    .map(socketInode)
+    .filter((inode) => inode !== undefined)
+    .map((inode) => `${inode}=${known.get(inode) ?? "?"}`)
+    .join("; ");
+}
