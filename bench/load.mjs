@@ -6,7 +6,11 @@
 //   udp:  sequence-numbered datagrams to a UDP `echo` listener, a bounded window in flight
 //
 // Every response is tagged with who served it (whoami line), so the spread over workers
-// and generations can be counted.
+// and generations can be counted. An `onFailure(kind, error, detail)` option hears every
+// failure as it happens, with what a caller needs to explain it (bench/soak.mjs): the
+// client's local port of a TCP connection (`localPort`, undefined when it never connected),
+// when the request or connection began (`startedAt`, ms since the epoch) and, for UDP, the
+// datagram's send time (`sentAt`).
 import net from "node:net";
 import dgram from "node:dgram";
 
@@ -48,11 +52,14 @@ function whoamiOnce(host, port) {
     const socket = net.connect({ host, port });
     let data = "";
     let settled = false;
+    let localPort;
+    socket.on("connect", () => (localPort = socket.localPort));
     const done = (fn, value) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       socket.destroy();
+      if (value instanceof Error) value.localPort = localPort;
       fn(value);
     };
     const timer = setTimeout(
@@ -77,10 +84,15 @@ function parseWhoami(line) {
 async function tcpLoop(ctx) {
   const { stats, target } = ctx;
   while (!ctx.stopped) {
+    const startedAt = Date.now();
     try {
-      const who = parseWhoami(await whoamiOnce(target.host, target.whoamiPort));
+      const line = await whoamiOnce(target.host, target.whoamiPort);
+      const who = parseWhoami(line);
       if (!who) {
         stats.tcp.other += 1;
+        ctx.onFailure("tcp", new Error(`not a whoami line: ${JSON.stringify(line)}`), {
+          startedAt,
+        });
         continue;
       }
       stats.tcp.ok += 1;
@@ -90,6 +102,7 @@ async function tcpLoop(ctx) {
       const kind = err?.code === "EOF" ? "eof" : classify(err);
       stats.tcp[kind] += 1;
       noteError(stats, "tcp", err);
+      ctx.onFailure("tcp", err, { localPort: err?.localPort, startedAt });
     }
   }
 }
@@ -98,6 +111,8 @@ async function tcpLoop(ctx) {
 class HttpConnection {
   constructor(host, port) {
     this.socket = net.connect({ host, port });
+    this.openedAt = Date.now();
+    this.socket.on("connect", () => (this.localPort = this.socket.localPort));
     this.buffer = Buffer.alloc(0);
     this.pending = null;
     this.closedByServer = false;
@@ -163,7 +178,11 @@ async function httpLoop(ctx) {
     try {
       const { ok, close } = await conn.request();
       if (ok) stats.http.ok += 1;
-      else stats.http.other += 1;
+      else {
+        stats.http.other += 1;
+        const detail = { localPort: conn.localPort, startedAt: conn.openedAt };
+        ctx.onFailure("http", new Error("a status other than 200"), detail);
+      }
       if (close) {
         // The server is draining and said so: a clean end of this connection, not a failure.
         conn.close();
@@ -174,6 +193,7 @@ async function httpLoop(ctx) {
       const kind = err?.code === "EOF" ? "eof" : classify(err);
       stats.http[kind] += 1;
       noteError(stats, "http", err);
+      ctx.onFailure("http", err, { localPort: conn.localPort, startedAt: conn.openedAt });
       conn.close();
       conn = null;
     }
@@ -195,7 +215,9 @@ function udpLoop(ctx, window) {
       const timer = setTimeout(() => {
         inFlight.delete(n);
         stats.udp.lost += 1;
-        noteError(stats, "udp", new Error(`seq=${n} sent at ${sentAt} not answered`));
+        const err = new Error(`seq=${n} sent at ${sentAt} not answered`);
+        noteError(stats, "udp", err);
+        ctx.onFailure("udp", err, { sentAt });
         sendNext();
       }, TIMEOUT_MS);
       inFlight.set(n, timer);
@@ -239,9 +261,9 @@ function udpLoop(ctx, window) {
  */
 export function startLoad(
   target,
-  { tcpConcurrency = 8, httpConnections = 8, udpWindow = 16 } = {},
+  { tcpConcurrency = 8, httpConnections = 8, udpWindow = 16, onFailure = () => {} } = {},
 ) {
-  const ctx = { stats: newStats(), target, stopped: false, finishUdp: null };
+  const ctx = { stats: newStats(), target, stopped: false, finishUdp: null, onFailure };
   const loops = [];
   for (let i = 0; i < tcpConcurrency; i += 1) loops.push(tcpLoop(ctx));
   for (let i = 0; i < httpConnections; i += 1) loops.push(httpLoop(ctx));

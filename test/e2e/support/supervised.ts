@@ -4,7 +4,7 @@
  * (project, Zig version) in the run's temporary folder. Plus what those tests read from
  * /proc about the processes a supervisor made.
  */
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { inject } from "vitest";
 import { generate, PACKAGE_ROOT } from "../../../src/index.js";
@@ -62,6 +62,9 @@ export const HOSTILE_ANY_LOOPBACK_PORT: readonly string[] = HOSTILE_SPEC.listene
   `${l.name}=127.0.0.1:0`,
 ]);
 
+/** The example modules the soak's specs use, copied over the generated stubs. */
+const SOAK_MODULES = { notes: "examples/app/notes.zig", resp: "examples/app/resp.zig" } as const;
+
 /** What the projects are generated from: a spec value, or a spec file of the repository. */
 const PROJECTS = {
   supervised: { spec: SUPERVISED_SPEC, file: "supervised.json", name: SUPERVISED_SPEC.name },
@@ -88,6 +91,26 @@ const PROJECTS = {
   "upgrade-bench-b": { spec: undefined, file: "bench/specs/upgrade-b.json", name: "upgrade-bench" },
   "upgrade-bench-c": { spec: undefined, file: "bench/specs/upgrade-c.json", name: "upgrade-bench" },
   "upgrade-bench-d": { spec: undefined, file: "bench/specs/upgrade-d.json", name: "upgrade-bench" },
+  // The soak's specs (bench/soak.mjs): a (4 workers), b (2, one more listener), c (6, without
+  // it), each with the notes and resp example modules over their stubs.
+  "soak-a": {
+    spec: undefined,
+    file: "bench/specs/soak-a.json",
+    name: "soak",
+    modules: SOAK_MODULES,
+  },
+  "soak-b": {
+    spec: undefined,
+    file: "bench/specs/soak-b.json",
+    name: "soak",
+    modules: SOAK_MODULES,
+  },
+  "soak-c": {
+    spec: undefined,
+    file: "bench/specs/soak-c.json",
+    name: "soak",
+    modules: SOAK_MODULES,
+  },
 } as const;
 
 export type ProjectKey = keyof typeof PROJECTS;
@@ -225,6 +248,8 @@ interface ProjectSource {
   readonly optimize?: string;
   /** Replaces the generated supervisor fingerprint before the build (another supervisor). */
   readonly supervisorFingerprint?: string;
+  /** Application modules (`src/app/<name>.zig`) replaced by files of the repository. */
+  readonly modules?: Readonly<Record<string, string>>;
 }
 
 async function buildSource(
@@ -232,7 +257,7 @@ async function buildSource(
   version: string,
   dir: string,
 ): Promise<BuildRecord> {
-  const { spec, file, name, optimize, supervisorFingerprint } = source;
+  const { spec, file, name, optimize, supervisorFingerprint, modules = {} } = source;
   const binary = path.join(dir, "zig-out", "bin", name);
   try {
     await generate({
@@ -248,6 +273,9 @@ async function buildSource(
       if (!pattern.test(text)) throw new Error("no supervisor_fingerprint in config.zig");
       const replacement = `supervisor_fingerprint = "${supervisorFingerprint}"`;
       writeFileSync(config, text.replace(pattern, replacement));
+    }
+    for (const [module, from] of Object.entries(modules)) {
+      copyFileSync(path.join(PACKAGE_ROOT, from), path.join(dir, "src", "app", `${module}.zig`));
     }
   } catch (error) {
     return { ok: false, binary, output: `generate ${file}: ${String(error)}` };
