@@ -73,7 +73,7 @@ pub const spec_fingerprint = "e7b3985470fc181e";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "1c0a1e74c9cab4de";
+pub const supervisor_fingerprint = "1d780c99b23e0392";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
