@@ -980,3 +980,19 @@ test "a SIGHUP queued behind a restart that fails is answered, and the next one 
     try std.testing.expect(core.phase == .probing);
     try std.testing.expect(out.slice()[0] == .start_probe);
 }
+
+test "a SIGQUIT during a graceful stop brings the kill deadline closer, never later" {
+    var records: [4]?Worker = undefined;
+    var slots: [1]Slot = undefined;
+    var core = Core.init(.{ .workers = 1, .drain_timeout_ms = 100 }, &records, &slots);
+    var buf: [64]Action = undefined;
+    var out: Actions = .{ .list = &buf };
+    core.handle(0, .start, &out);
+    core.handle(0, .{ .worker_ready = 0 }, &out);
+    core.handle(10, .{ .signal = .term }, &out);
+    const graceful = 10 + 100 + kill_grace_ms;
+    try std.testing.expectEqual(@as(?u64, graceful), records[0].?.kill_at_ms);
+    // Found by the simulator: 1 s later than the graceful stop's own deadline.
+    core.handle(1_000, .{ .signal = .quit }, &out);
+    try std.testing.expectEqual(@as(?u64, graceful), records[0].?.kill_at_ms);
+}
