@@ -84,17 +84,21 @@ pub const Event = union(enum) {
     predecessor_gone,
 };
 
-/// Log lines a decision comes with; the driver words them.
-pub const Note = enum {
+/// Log lines a decision comes with; the driver words them. A note carries what it names:
+/// the driver performs actions after the decision, when the core's state may have moved on.
+pub const Note = union(enum) {
     restart_queued_draining,
     hup_queued,
     hup_already_queued,
-    hup_after_handover,
+    /// The pid that took over.
+    hup_after_handover: Pid,
     hup_during_upgrade,
     hup_awaiting_predecessor,
-    awaiting_predecessor,
+    /// The pid still draining.
+    awaiting_predecessor: Pid,
     upgrade_called_off,
-    failed_successor_killed,
+    /// The failed new supervisor that is killed now.
+    failed_successor_killed: Pid,
 };
 
 pub const Action = union(enum) {
@@ -510,7 +514,7 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
             const bound = left_behind_wait_ms + self.options.drain_timeout_ms +
                 kill_grace_ms + predecessor_slack_ms;
             self.phase = .{ .awaiting_predecessor = .{ .deadline_ms = self.now_ms + bound } };
-            self.out.push(.{ .note = .awaiting_predecessor });
+            self.out.push(.{ .note = .{ .awaiting_predecessor = self.predecessor.? } });
         }
 
         /// Gone, a waiting upgrade starts over (the binary on disk may have changed).
@@ -767,7 +771,10 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
             if (self.stopping != null) return;
             switch (self.phase) {
                 .serving => {},
-                .handed_over => return self.out.push(.{ .note = .hup_after_handover }),
+                .handed_over => {
+                    const pid = self.handedOverTo().?;
+                    return self.out.push(.{ .note = .{ .hup_after_handover = pid } });
+                },
                 .upgrading => return self.out.push(.{ .note = .hup_during_upgrade }),
                 .awaiting_predecessor => {
                     return self.out.push(.{ .note = .hup_awaiting_predecessor });
@@ -831,7 +838,7 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
             const t = self.now_ms;
             self.checkPhaseDeadline(t);
             if (self.failed_successor) |f| if (t >= f.kill_at_ms) {
-                self.out.push(.{ .note = .failed_successor_killed });
+                self.out.push(.{ .note = .{ .failed_successor_killed = f.pid } });
                 self.out.push(.{ .kill_process = .{ .pid = f.pid, .signal = .kill } });
                 self.failed_successor = null;
             };
@@ -995,4 +1002,38 @@ test "a SIGQUIT during a graceful stop brings the kill deadline closer, never la
     // Found by the simulator: 1 s later than the graceful stop's own deadline.
     core.handle(1_000, .{ .signal = .quit }, &out);
     try std.testing.expectEqual(@as(?u64, graceful), records[0].?.kill_at_ms);
+}
+
+test "a new supervisor that never gets ready is stopped, then killed; the note names it" {
+    // Found by the chaos soak: the driver words a note after the decision, and read the
+    // failed successor's pid from the core, which had forgotten it by then (a panic).
+    var records: [4]?Worker = undefined;
+    var slots: [1]Slot = undefined;
+    var core = Core.init(.{ .workers = 1, .drain_timeout_ms = 100 }, &records, &slots);
+    var buf: [64]Action = undefined;
+    var out: Actions = .{ .list = &buf };
+    core.handle(0, .start, &out);
+    core.handle(0, .{ .worker_ready = 0 }, &out);
+    core.handle(1, .{ .signal = .hup }, &out);
+    core.handle(2, .{ .probe_answer = .other_program }, &out);
+    core.handle(3, .{ .successor_started = 77 }, &out);
+    try std.testing.expect(core.phase == .upgrading);
+    out.len = 0;
+    core.handle(core.phase.deadlineMs().?, .tick, &out);
+    try std.testing.expect(core.phase == .serving);
+    const kill_at = core.failed_successor.?.kill_at_ms;
+    out.len = 0;
+    core.handle(kill_at, .tick, &out);
+    try std.testing.expect(core.failed_successor == null);
+    var noted = false;
+    var killed = false;
+    for (out.slice()) |action| switch (action) {
+        .note => |note| if (note == .failed_successor_killed) {
+            try std.testing.expectEqual(@as(Pid, 77), note.failed_successor_killed);
+            noted = true;
+        },
+        .kill_process => |k| killed = k.pid == 77 and k.signal == .kill,
+        else => {},
+    };
+    try std.testing.expect(noted and killed);
 }

@@ -328,9 +328,9 @@ pub const Supervisor = struct {
             },
             .hup_queued => log.info("SIGHUP during a restart: queued", .{}),
             .hup_already_queued => log.info("SIGHUP: a restart is already queued", .{}),
-            .hup_after_handover => {
+            .hup_after_handover => |pid| {
                 log.info("SIGHUP ignored: pid {d} took over this service; signal it instead", .{
-                    self.core.handedOverTo().?,
+                    pid,
                 });
             },
             .hup_during_upgrade => {
@@ -342,19 +342,17 @@ pub const Supervisor = struct {
             .hup_awaiting_predecessor => {
                 log.info("SIGHUP: the upgrade already waiting reads the binary on disk then", .{});
             },
-            .awaiting_predecessor => {
+            .awaiting_predecessor => |pid| {
                 log.info("upgrade waits: pid {d}, which this one took over from, still drains", .{
-                    self.core.predecessor.?,
+                    pid,
                 });
             },
             .upgrade_called_off => {
                 const pid = if (self.successor) |s| s.pid else 0;
                 log.info("stopping: the upgrade to pid {d} is called off", .{pid});
             },
-            .failed_successor_killed => {
-                log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{
-                    self.core.failed_successor.?.pid,
-                });
+            .failed_successor_killed => |pid| {
+                log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{pid});
             },
         }
     }
