@@ -789,7 +789,8 @@ pub const Connections = struct {
     /// kernel, our side is shut down and the client's bytes are read and dropped until it
     /// closes or the linger deadline passes (nginx's lingering close).
     ///
-    /// Whether more waits in the kernel is asked (FIONREAD) unless the answer was a success
+    /// A refusal (an error status, a frame too large) always lingers. Otherwise whether more
+    /// waits in the kernel is asked (FIONREAD) unless the answer was a success
     /// to a request read whole by a read that emptied the socket: a client that asked for
     /// `Connection: close` has no reason to send more, and that system call is a tenth of a
     /// one-request connection's cost. nginx takes the same shortcut (it lingers only when it
@@ -802,8 +803,10 @@ pub const Connections = struct {
         // The last answer went out whole before the connection lingers.
         assert(c.out_start == c.out_end and c.spill.isEmpty());
         assert(!c.lingering);
-        if (c.in_len == 0) {
-            if (c.drained and !c.refused) return self.close(slot);
+        // A refusal always lingers: its client is likely still sending what was refused (a
+        // body, a frame too large), and a close between two of its writes would reset it.
+        if (c.in_len == 0 and !c.refused) {
+            if (c.drained) return self.close(slot);
             if (sys.pendingInput(c.fd) == 0) return self.close(slot);
         }
         sys.shutdownWrite(c.fd);
