@@ -367,13 +367,8 @@ pub fn Module(
             var progress: api.Progress = .{ .consumed = 0 };
             conn.timer_ms = null;
             if (!has_timer) return progress;
-            var fba = std.heap.FixedBufferAllocator.init(&scratch);
-            var io: Io = .{
-                .out = out,
-                .arena = fba.allocator(),
-                .fd = ctx.fd,
-                .max_input = max_input,
-            };
+            var fba: std.heap.FixedBufferAllocator = undefined;
+            var io = ioFor(&fba, ctx, out);
             M.timer(s, &conn.user, &io) catch {
                 progress.close = true;
                 return progress;
@@ -395,13 +390,8 @@ pub fn Module(
             conn.* = .{};
             var progress: api.Progress = .{ .consumed = 0 };
             if (!@hasDecl(M, "open")) return progress;
-            var fba = std.heap.FixedBufferAllocator.init(&scratch);
-            var io: Io = .{
-                .out = out,
-                .arena = fba.allocator(),
-                .fd = ctx.fd,
-                .max_input = max_input,
-            };
+            var fba: std.heap.FixedBufferAllocator = undefined;
+            var io = ioFor(&fba, ctx, out);
             M.open(s, &conn.user, &io) catch {
                 progress.close = true;
                 return progress;
@@ -454,13 +444,8 @@ pub fn Module(
         ) api.Progress {
             conn.writable_pending = false;
             var progress: api.Progress = .{ .consumed = 0 };
-            var fba = std.heap.FixedBufferAllocator.init(&scratch);
-            var io: Io = .{
-                .out = out,
-                .arena = fba.allocator(),
-                .fd = ctx.fd,
-                .max_input = max_input,
-            };
+            var fba: std.heap.FixedBufferAllocator = undefined;
+            var io = ioFor(&fba, ctx, out);
             if (@hasDecl(M, "writable")) {
                 M.writable(s, &conn.user, &io) catch {
                     progress.close = true;
@@ -537,6 +522,17 @@ pub fn Module(
             return !conn.reading_paused and !conn.writable_pending;
         }
 
+        /// What a module call gets to write and allocate with: the connection's output, and
+        /// the scratch arena (`fba`, the caller's, lives as long as the call).
+        fn ioFor(
+            fba: *std.heap.FixedBufferAllocator,
+            ctx: *const api.Context,
+            out: *api.Output,
+        ) Io {
+            fba.* = std.heap.FixedBufferAllocator.init(&scratch);
+            return .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd, .max_input = max_input };
+        }
+
         /// A frame larger than the module may be handed: its `tooLarge` callback may answer,
         /// then the connection closes (counted as refused with 413, like a body too large).
         fn refuse(
@@ -548,13 +544,8 @@ pub fn Module(
             frames_too_large += 1;
             const progress: api.Progress = .{ .consumed = 0, .close = true, .rejected = 413 };
             if (@hasDecl(M, "tooLarge")) {
-                var fba = std.heap.FixedBufferAllocator.init(&scratch);
-                var io: Io = .{
-                    .out = out,
-                    .arena = fba.allocator(),
-                    .fd = ctx.fd,
-                    .max_input = max_input,
-                };
+                var fba: std.heap.FixedBufferAllocator = undefined;
+                var io = ioFor(&fba, ctx, out);
                 // The answer is a courtesy: the connection closes whether or not it fits.
                 M.tooLarge(s, &conn.user, &io) catch {};
             }
@@ -584,13 +575,8 @@ pub fn Module(
                     progress.want_writable = true;
                     break;
                 }
-                var fba = std.heap.FixedBufferAllocator.init(&scratch);
-                var io: Io = .{
-                    .out = out,
-                    .arena = fba.allocator(),
-                    .fd = ctx.fd,
-                    .max_input = max_input,
-                };
+                var fba: std.heap.FixedBufferAllocator = undefined;
+                var io = ioFor(&fba, ctx, out);
                 const rest = input[progress.consumed..];
                 if (framing == .raw) {
                     const used = M.bytes(s, &conn.user, rest, &io) catch {
