@@ -239,12 +239,18 @@ pub fn monotonicMs() u64 {
     return monotonicUs() / std.time.us_per_ms;
 }
 
-/// Reads a small file such as one under /proc into `buf`; returns the bytes read.
+/// Reads a file such as one under /proc into `buf`, up to its end or `buf`'s size (a /proc
+/// file may come in several reads); returns the bytes read.
 pub fn readSmallFile(path: [*:0]const u8, buf: []u8) Error![]const u8 {
     const fd = toFd(try check(linux.open(path, .{ .CLOEXEC = true }, 0)));
     defer close(fd);
-    const n = try check(linux.read(fd, buf.ptr, buf.len));
-    return buf[0..n];
+    var len: usize = 0;
+    while (len < buf.len) {
+        const n = try check(linux.read(fd, buf[len..].ptr, buf.len - len));
+        if (n == 0) break;
+        len += n;
+    }
+    return buf[0..len];
 }
 
 /// The value of `name` in an environment block (`main`'s `envp`); null when it is not set.

@@ -126,25 +126,12 @@ const Place = struct {
 var cgroup_buf: [16 * 1024]u8 = undefined;
 var mountinfo_buf: [256 * 1024]u8 = undefined;
 
-fn readAll(path: [*:0]const u8, buf: []u8) ?[]const u8 {
-    const rc = linux.open(path, .{ .CLOEXEC = true }, 0);
-    if (compat.errno(rc) != .SUCCESS) return null;
-    const fd: sys.Fd = @intCast(rc);
-    defer sys.close(fd);
-    var len: usize = 0;
-    while (len < buf.len) {
-        const n = sys.read(fd, buf[len..]) catch return null;
-        if (n == 0) break;
-        len += n;
-    }
-    return buf[0..len];
-}
-
 /// The smallest quota, in CPUs, of this process's cgroup and its ancestors; null without one
 /// or when the cgroup files cannot be read (then the quota does not limit anything).
 fn quotaCpus() ?u16 {
-    const cgroup = readAll("/proc/self/cgroup", &cgroup_buf) orelse return null;
-    const mountinfo = readAll("/proc/self/mountinfo", &mountinfo_buf) orelse return null;
+    const cgroup = sys.readSmallFile("/proc/self/cgroup", &cgroup_buf) catch return null;
+    const mountinfo = sys.readSmallFile("/proc/self/mountinfo", &mountinfo_buf) catch
+        return null;
     const place = findPlace(cgroup, mountinfo) orelse return null;
     return smallestQuota(place);
 }
@@ -237,15 +224,16 @@ fn quotaAt(place: Place, relative: []const u8) ?u16 {
     switch (place.version) {
         .v2 => {
             const path = filePath(&path_buf, dir, relative, "cpu.max") orelse return null;
-            return parseCpuMax(readAll(path, &quota_buf) orelse return null);
+            return parseCpuMax(sys.readSmallFile(path, &quota_buf) catch return null);
         },
         .v1 => {
             const quota_path = filePath(&path_buf, dir, relative, "cpu.cfs_quota_us") orelse
                 return null;
-            const quota = readAll(quota_path, &quota_buf) orelse return null;
+            const quota = sys.readSmallFile(quota_path, &quota_buf) catch return null;
             const period_path = filePath(&path_buf, dir, relative, "cpu.cfs_period_us") orelse
                 return null;
-            return parseCfs(quota, readAll(period_path, &period_buf) orelse return null);
+            const period = sys.readSmallFile(period_path, &period_buf) catch return null;
+            return parseCfs(quota, period);
         },
     }
 }
