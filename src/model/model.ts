@@ -2,6 +2,7 @@
  * The model stage: a valid `Spec` → the `ServiceModel` templates render. Pure. It computes every
  * name, literal and ordering so that templates only print fields.
  */
+import { buildUpstreams, type UpstreamModel } from "./upstream.js";
 import { createHash } from "node:crypto";
 import { InternalError } from "../errors.js";
 import { formatIp, parseIp } from "../spec/address.js";
@@ -61,6 +62,9 @@ export interface ServiceModel {
   readonly listeners: readonly ListenerModel[];
   /** What the systemd units under `systemd/` say (see `buildSystemd`). */
   readonly systemd: SystemdModel;
+  /** The services app modules call, in spec order. */
+  readonly upstreams: readonly UpstreamModel[];
+  readonly hasUpstreams: boolean;
 }
 
 export interface SystemdModel {
@@ -230,6 +234,8 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     hasUdp: listeners.some((l) => l.protocol === "udp"),
     listeners,
     systemd: buildSystemd(spec, listeners),
+    upstreams: buildUpstreams(spec),
+    hasUpstreams: spec.upstreams.length > 0,
   };
 }
 
@@ -250,7 +256,11 @@ function buildSystemd(spec: Spec, listeners: readonly ListenerModel[]): SystemdM
     timeoutStopSec: Math.ceil((spec.drainTimeoutMs + KILL_GRACE_MS) / 1000) + STOP_SLACK_SECONDS,
     // The supervisor sends WATCHDOG=1 at half this; it is given the budget its workers get.
     watchdogSec: spec.watchdogMs === 0 ? 0 : Math.max(1, Math.ceil(spec.watchdogMs / 1000)),
-    limitNofile: spec.maxConnections + workers * (listeners.length + 4) + 64,
+    limitNofile:
+      spec.maxConnections +
+      spec.upstreams.reduce((n, u) => n + u.connectionsPerWorker, 0) +
+      workers * (listeners.length + 4) +
+      64,
     fdStoreMax: (spec.workers === "auto" ? AUTO_STORED_SLOTS : spec.workers) * listeners.length,
   };
 }

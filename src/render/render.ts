@@ -109,6 +109,7 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
     const output = isStatic ? templatePath : templatePath.slice(0, -TEMPLATE_SUFFIX.length);
     if (isUserOwned(output) && !model.hasCustomHandler) continue;
     if (isAppRuntime(output) && !model.hasApps) continue;
+    if (output.startsWith("src/upstream/") && !model.hasUpstreams) continue;
     if (output === MANIFEST_FILE) {
       throw new InternalError(`template ${templatePath} would overwrite the manifest`);
     }

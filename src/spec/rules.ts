@@ -8,6 +8,7 @@ import type { Diagnostic } from "../errors.js";
 import { formatIp, isIpv6Wildcard, parseIp, type IpAddress } from "./address.js";
 import { ZIG_KEYWORDS } from "../zig-facts.js";
 import { DEFAULTS, TCP_ONLY_KEYS } from "./schema.js";
+import { parseServer } from "./upstream.js";
 
 type Json = Record<string, unknown>;
 
@@ -40,7 +41,9 @@ interface ListenerView {
 }
 
 export function checkRules(raw: unknown): Diagnostic[] {
-  if (!isObject(raw) || !Array.isArray(raw.listeners)) return [];
+  if (!isObject(raw)) return [];
+  const upstreams = [...checkUpstreams(raw.upstreams), ...checkUpstreamCallers(raw)];
+  if (!Array.isArray(raw.listeners)) return upstreams;
   const listeners: ListenerView[] = [];
   for (const [index, item] of raw.listeners.entries()) {
     if (isObject(item)) listeners.push(viewListener(index, item));
@@ -54,7 +57,64 @@ export function checkRules(raw: unknown): Diagnostic[] {
     ...listeners.flatMap(checkApp),
     ...listeners.flatMap((l) => checkFramingFits(l, raw)),
     ...checkSharedModules(listeners),
+    ...upstreams,
   ];
+}
+
+/** Only HTTP app modules call upstreams yet: upstreams without one would serve nobody. */
+function checkUpstreamCallers(raw: Json): Diagnostic[] {
+  if (!Array.isArray(raw.upstreams) || raw.upstreams.length === 0) return [];
+  if (!Array.isArray(raw.listeners)) return [];
+  const caller = raw.listeners.some(
+    (l) => isObject(l) && l.handler === "app" && isObject(l.app) && isObject(l.app.http),
+  );
+  if (caller) return [];
+  return [
+    {
+      path: ["upstreams"],
+      message:
+        'are called from HTTP app modules only; add a listener with "handler": "app" and ' +
+        '"app": { "http": … }, or remove the upstreams',
+    },
+  ];
+}
+
+/** Upstream names are unique (a module calls `.name`) and every server parses. */
+function checkUpstreams(upstreams: unknown): Diagnostic[] {
+  if (!Array.isArray(upstreams)) return [];
+  const diagnostics: Diagnostic[] = [];
+  const first = new Map<string, number>();
+  for (const [index, upstream] of upstreams.entries()) {
+    if (!isObject(upstream)) continue;
+    const name = upstream.name;
+    if (typeof name === "string") {
+      const earlier = first.get(name);
+      if (earlier === undefined) first.set(name, index);
+      else {
+        diagnostics.push({
+          path: ["upstreams", index, "name"],
+          message: `is already the name of upstreams[${earlier}]; upstream names must be unique`,
+          got: name,
+        });
+      }
+      if (ZIG_KEYWORDS.has(name)) {
+        diagnostics.push({
+          path: ["upstreams", index, "name"],
+          message: "is a Zig keyword; modules name an upstream as `.name`: pick another name",
+          got: name,
+        });
+      }
+    }
+    if (!Array.isArray(upstream.servers)) continue;
+    for (const [at, server] of upstream.servers.entries()) {
+      if (typeof server !== "string") continue;
+      const parsed = parseServer(server);
+      if (typeof parsed === "string") {
+        diagnostics.push({ path: ["upstreams", index, "servers", at], message: parsed, got: server });
+      }
+    }
+  }
+  return diagnostics;
 }
 
 function viewListener(index: number, raw: Json): ListenerView {

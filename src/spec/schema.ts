@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { DEFAULT_MINIMUM_ZIG, SUPPORTED_ZIG } from "../zig-facts.js";
 import { parseIp } from "./address.js";
+import { UpstreamSchema } from "./upstream.js";
 
 /** An integer in `[min, max]`; every failure says the same thing: what is allowed. */
 function intRange(min: number, max: number, error = `must be an integer from ${min} to ${max}`) {
@@ -395,6 +396,11 @@ export const SpecSchema = z
         .min(1, { error: "must list at least 1 listener" })
         .max(64, { error: "must list at most 64 listeners" })
         .describe("Listening sockets (1 to 64)."),
+      upstreams: z
+        .array(UpstreamSchema, { error: "must be an array of upstream objects" })
+        .max(64, { error: "must list at most 64 upstreams" })
+        .default([])
+        .describe("Services the app modules call (see docs/spec.md#upstreams)."),
     },
     { error: "must be a JSON object" },
   )
@@ -418,6 +424,7 @@ export const ALLOWED_KEYS = {
   stream: Object.keys(StreamSchema.shape),
   line: Object.keys(LineFramingSchema.shape),
   length: Object.keys(LengthFramingSchema.shape),
+  upstream: Object.keys(UpstreamSchema.shape),
 } as const;
 
 /** Options that only make sense on TCP listeners. */

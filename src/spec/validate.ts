@@ -60,6 +60,7 @@ function allowedKeysAt(path: Path): readonly string[] {
   if (last === "length") return ALLOWED_KEYS.length;
   if (last === "datagram") return [];
   if (path[path.length - 2] === "routes") return ALLOWED_KEYS.route;
+  if (path[path.length - 2] === "upstreams") return ALLOWED_KEYS.upstream;
   return ALLOWED_KEYS.listener;
 }
 

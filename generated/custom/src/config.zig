@@ -76,13 +76,47 @@ pub const output_limit_bytes: u64 = 33554432;
 pub const output_pool_bytes: u64 = 67108864;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "e83b50b3cbaa1e5a";
+pub const spec_fingerprint = "f4191ab714f77b5f";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "7e79b162719930dc";
+pub const supervisor_fingerprint = "9dd6b569c962cd11";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
+
+/// How an upstream's replies are cut (see upstream/framing.zig).
+pub const Framing = enum { resp, line, length };
+
+/// A server of an upstream: an IP literal and a port.
+pub const Server = struct {
+    address: Address,
+    port: u16,
+};
+
+/// A service the app modules call, through a pool of connections in every worker.
+pub const Upstream = struct {
+    name: []const u8,
+    framing: Framing,
+    servers: []const Server,
+    connections_per_worker: u16,
+    connect_timeout_ms: u32,
+    response_timeout_ms: u32,
+    /// Calls sent on one connection before their replies come back (in order).
+    pipeline: u16,
+    /// Calls per worker that may wait for a connection while all are busy.
+    max_queued_calls: u32,
+    /// Largest request and largest reply of one call.
+    max_reply_bytes: u32,
+    /// How long a server that refused, failed or timed out is left out of the rotation.
+    eject_ms: u32,
+};
+
+/// The upstreams by name, as modules name them (`.store`), in spec order.
+pub const UpstreamName = enum {
+};
+
+pub const upstreams = [_]Upstream{
+};
 
 pub const listeners = [_]Listener{
     .{

@@ -11,6 +11,32 @@ const http = @import("handlers/http.zig");
 const whoami = @import("handlers/whoami.zig");
 const app = @import("handlers/app.zig");
 
+/// The upstreams of the worker: their connections, calls and deadlines (upstream/pool.zig).
+pub const upstream = struct {
+    // This service has no upstreams: the worker's loop has nothing of theirs to drive.
+    pub const token_kind: u8 = 5;
+    pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
+        _ = allocator;
+        _ = epfd;
+    }
+    pub fn deinit() void {}
+    pub fn beginTurn() void {}
+    pub fn expire(now_ms: u64) void {
+        _ = now_ms;
+    }
+    pub fn nextMs() ?u64 {
+        return null;
+    }
+    pub fn onEvent(t: @import("worker/connections.zig").Token, events: u32, now_ms: u64) void {
+        _ = t;
+        _ = events;
+        _ = now_ms;
+    }
+    pub fn forgetSlot(slot: u32) void {
+        _ = slot;
+    }
+};
+
 /// What a connection's handler remembers between reads: the HTTP parser's progress for
 /// `http` listeners, the module's per-connection state for application listeners; the
 /// built-in stream handlers keep nothing.
@@ -120,6 +146,8 @@ pub fn takeWake() ?api.Waiter {
 
 /// The connection is closing: an application module may forget it.
 pub fn onClose(ctx: *const api.Context, state: *State) void {
+    // A request held for an upstream's reply is gone: its call is no one's any more.
+    upstream.forgetSlot(ctx.slot);
     if (ctx.listener.handler == .app) app.onClose(ctx, &state.app);
 }
 

@@ -21,6 +21,7 @@ import { provisionZig, zigEnv } from "./zig.js";
 export const SPECS = {
   custom: "examples/custom.json",
   http: "examples/http.json",
+  kv: "examples/kv.json",
   mixed: "examples/mixed.json",
   notes: "examples/notes.json",
   "notes-uploads": "test/e2e/specs/notes-uploads.json",
@@ -35,6 +36,7 @@ export type SpecKey = keyof typeof SPECS;
 export const EXAMPLES: readonly SpecKey[] = [
   "custom",
   "http",
+  "kv",
   "mixed",
   "notes",
   "reflect",

@@ -58,6 +58,8 @@ describe("buildModel", () => {
         limitNofile: 1024 + 1024 * 5 + 64,
         fdStoreMax: 64,
       },
+      upstreams: [],
+      hasUpstreams: false,
     });
   });
 

@@ -66,6 +66,7 @@ describe("validateSpec", () => {
           keepalive: false,
         },
       ],
+      upstreams: [],
     });
   });
 

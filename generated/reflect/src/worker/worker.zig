@@ -63,6 +63,7 @@ const Kind = struct {
     const connection: u8 = connections_mod.connection_kind;
     const control: u8 = 3;
     const handover: u8 = 4;
+    const upstream: u8 = handlers.upstream.token_kind;
 };
 
 /// Accepts per listener wakeup before giving connections a turn: fair, and bounded.
@@ -157,6 +158,7 @@ pub const Worker = struct {
         const pid = linux.getpid();
         try handlers.initApps(allocator);
         errdefer handlers.deinitApps(allocator);
+        try handlers.upstream.init(allocator, epfd);
         const identity: connections_mod.Identity = .{
             .worker_index = options.index,
             .pid = pid,
@@ -219,7 +221,10 @@ pub const Worker = struct {
                     return self.closeAll(reason);
                 }
             }
+            // The replies routes read on the previous turn are let go before new ones come.
+            handlers.upstream.beginTurn();
             self.conns.expire(now);
+            handlers.upstream.expire(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
             self.resumeListenersIfRoom(now);
@@ -243,6 +248,7 @@ pub const Worker = struct {
     /// Until the nearest deadline, drain step or listener rest; -1 (forever) for none.
     fn deadlineTimeoutMs(self: *const Worker, now_ms: u64) i32 {
         var next: ?u64 = self.conns.nextMs();
+        if (handlers.upstream.nextMs()) |at| next = @min(next orelse at, at);
         if (handlers.nextAppTickMs()) |at| next = @min(next orelse at, at);
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
@@ -281,6 +287,7 @@ pub const Worker = struct {
             },
             Kind.connection => self.conns.onEvent(t, event.events, now_ms),
             Kind.handover => self.handOver(),
+            Kind.upstream => handlers.upstream.onEvent(t, event.events, now_ms),
             else => unreachable,
         }
     }
@@ -394,6 +401,7 @@ pub const Worker = struct {
     fn closeAll(self: *Worker, reason: StopReason) StopReason {
         self.closeListeners(sys.monotonicMs());
         self.conns.closeAll();
+        handlers.upstream.deinit();
         handlers.deinitApps(self.allocator);
         return reason;
     }

@@ -188,6 +188,15 @@ pub const Connection = struct {
 
 /// The handler of an HTTP module: `M` is the user's file, `routes` the spec's table,
 /// `file` the module's path for build errors.
+/// The status of an upstream call's failure (see app_upstream.zig) when the route lets it
+/// through: the upstream is down or busy (503), slow (504), or its reply was bad (502).
+fn upstreamStatus(err: anyerror) ?u16 {
+    if (err == error.UpstreamDown or err == error.UpstreamBusy) return 503;
+    if (err == error.UpstreamTimeout) return 504;
+    if (err == error.UpstreamBadReply) return 502;
+    return null;
+}
+
 pub fn Module(
     comptime M: type,
     comptime file: []const u8,
@@ -694,6 +703,10 @@ pub fn Module(
                                 .body_buf = &.{},
                                 .header_buf = &header_buf,
                             };
+                            if (res.status == 503 and upstreamStatus(err) != null) {
+                                // The header buffer is empty here: the field always fits.
+                                res.header("Retry-After", "1") catch unreachable;
+                            }
                         };
                         return r.name;
                     }
@@ -822,9 +835,12 @@ pub fn Module(
             }
             if (@hasDecl(M, "errorStatus")) {
                 const status: u16 = M.errorStatus(err);
-                if (status >= 100 and status <= 999) return status;
+                // A 500 for an upstream's failure is taken as "not mapped": its own status
+                // (503, 504, 502) says more.
+                const unmapped = status == 500 and upstreamStatus(err) != null;
+                if (status >= 100 and status <= 999 and !unmapped) return status;
             }
-            return 500;
+            return upstreamStatus(err) orelse 500;
         }
 
         const testing = app_http_testing.Helpers(@This());

@@ -1,0 +1,52 @@
+/**
+ * The upstreams as `config.zig` states them: each server's address as bytes, the framing as a
+ * Zig enum tag, and the size of each worker's call table.
+ */
+import type { Spec } from "../spec/schema.js";
+import { parseServer } from "../spec/upstream.js";
+import { InternalError } from "../errors.js";
+
+export interface UpstreamServerModel {
+  readonly isIpv6: boolean;
+  /** A Zig array literal of the address bytes. */
+  readonly addressBytes: string;
+  readonly port: number;
+}
+
+export interface UpstreamModel {
+  readonly index: number;
+  readonly name: string;
+  readonly framing: string;
+  readonly servers: readonly UpstreamServerModel[];
+  readonly connectionsPerWorker: number;
+  readonly connectTimeoutMs: number;
+  readonly responseTimeoutMs: number;
+  readonly pipeline: number;
+  readonly maxQueuedCalls: number;
+  readonly maxReplyBytes: number;
+  readonly ejectMs: number;
+}
+
+export function buildUpstreams(spec: Spec): UpstreamModel[] {
+  return spec.upstreams.map((u, index) => ({
+    index,
+    name: u.name,
+    framing: u.framing,
+    servers: u.servers.map((text) => {
+      const server = parseServer(text);
+      if (typeof server === "string") throw new InternalError(`unchecked server ${text}`);
+      return {
+        isIpv6: server.ip.family === 6,
+        addressBytes: `.{ ${server.ip.bytes.join(", ")} }`,
+        port: server.port,
+      };
+    }),
+    connectionsPerWorker: u.connectionsPerWorker,
+    connectTimeoutMs: u.connectTimeoutMs,
+    responseTimeoutMs: u.responseTimeoutMs,
+    pipeline: u.pipeline,
+    maxQueuedCalls: u.maxQueuedCalls,
+    maxReplyBytes: u.maxReplyBytes,
+    ejectMs: u.ejectMs,
+  }));
+}

@@ -1,0 +1,623 @@
+//! The upstreams of one worker: per upstream, a pool of non-blocking, kept-alive connections
+//! driven by the worker's epoll loop, and a call table reserved at start.
+//!
+//! A call is a request an app module sends and the reply it waits for. Its bytes go into one
+//! of the table's entries (nothing is allocated per call); the entry joins the in-order queue
+//! of a connection (an idle one first, then a new one, then the least busy one, pipelining
+//! where the framing allows) or, when every connection is full, the upstream's bounded queue;
+//! past that the call fails at once (`busy`). The reply, cut by the framing, is copied into
+//! the same entry (the request is sent by then) and the HTTP request that made the call is
+//! woken (`wake.zig`); its route reads the reply, and the entry is free again on the loop's
+//! next turn.
+//!
+//! Failure is an answer, never a hang. A connect has `connect_timeout_ms`, a call
+//! `response_timeout_ms` from when it was made; both are deadlines the worker's loop waits
+//! for (`nextMs`, `expire`), like its connections' deadlines. A connection that fails, times
+//! out or sends bytes that do not frame is discarded with every call on it (the replies that
+//! would follow cannot be matched to their calls any more). A server that refuses or times
+//! out is ejected for `eject_ms` while another server of the upstream is not (as nginx never
+//! marks an upstream's only server down): calls go round-robin over the others, and the
+//! server gets calls again once its time is up (passive health). Nothing needs a restart.
+const std = @import("std");
+const config = @import("../config.zig");
+const compat = @import("../compat.zig");
+const sys = @import("../net/sys.zig");
+const address = @import("../address.zig");
+const log = @import("../log.zig");
+const api = @import("../handlers/api.zig");
+const wake = @import("../handlers/app/wake.zig");
+const connections_mod = @import("../worker/connections.zig");
+const framing = @import("framing.zig");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+pub const Waiter = api.Waiter;
+
+/// The epoll token kind of upstream connections (the worker's `Kind.upstream`).
+pub const token_kind: u8 = 5;
+
+/// Why a call ended without a reply.
+pub const Failure = enum {
+    /// No connection could be made, or it closed before the reply: 503.
+    down,
+    /// No reply within `response_timeout_ms`: 504.
+    timeout,
+    /// The reply did not frame (or was larger than `max_reply_bytes`): 502.
+    bad_reply,
+};
+
+pub const StartError = error{ UpstreamBusy, UpstreamDown, UpstreamRequestTooLarge };
+
+const none: u32 = std.math.maxInt(u32);
+
+const CallState = enum(u8) { free, queued, sent, done, taken };
+
+const Call = struct {
+    state: CallState = .free,
+    failure: ?Failure = null,
+    /// No request waits for it any more (its HTTP connection closed): freed once it ends.
+    orphan: bool = false,
+    waiter: Waiter = .{ .slot = 0, .generation = 0 },
+    deadline_ms: u64 = 0,
+    /// Bytes of the request, then of the reply, in the entry's buffer.
+    len: u32 = 0,
+    /// The next call of the list this one is on (free, queue, connection, taken).
+    next: u32 = none,
+};
+
+const Phase = enum { closed, connecting, ready };
+
+const Conn = struct {
+    fd: sys.Fd = -1,
+    phase: Phase = .closed,
+    /// Bumped at each close, so that an event of an earlier descriptor is dropped.
+    generation: u24 = 0,
+    server: u16 = 0,
+    connect_deadline_ms: u64 = 0,
+    /// The calls on this connection, oldest first: their replies come in this order.
+    head: u32 = none,
+    tail: u32 = none,
+    count: u32 = 0,
+    /// The first call not wholly written yet, and how much of it was.
+    unsent: u32 = none,
+    unsent_offset: u32 = 0,
+    /// Bytes read and not yet delivered.
+    in_len: u32 = 0,
+    watching_out: bool = false,
+};
+
+/// A list of calls linked through `Call.next`.
+const List = struct {
+    head: u32 = none,
+    tail: u32 = none,
+    len: u32 = 0,
+};
+
+const Pool = struct {
+    index: u16,
+    spec: *const config.Upstream,
+    calls: []Call,
+    /// One buffer of `max_reply_bytes` per call, then one per connection (its input).
+    buffers: []u8,
+    conns: []Conn,
+    free: List = .{},
+    queue: List = .{},
+    taken: List = .{},
+    ejected_until_ms: []u64,
+    next_server: u16 = 0,
+
+    fn callBuffer(self: *const Pool, c: u32) []u8 {
+        const size: usize = self.spec.max_reply_bytes;
+        return self.buffers[@as(usize, c) * size ..][0..size];
+    }
+
+    fn input(self: *const Pool, i: usize) []u8 {
+        const size: usize = self.spec.max_reply_bytes;
+        return self.buffers[(self.calls.len + i) * size ..][0..size];
+    }
+};
+
+/// Calls per upstream: every connection's pipeline, and the queue.
+fn callCount(spec: *const config.Upstream) usize {
+    return @as(usize, spec.connections_per_worker) * spec.pipeline + spec.max_queued_calls;
+}
+
+var pools: [config.upstreams.len]Pool = undefined;
+var ready = false;
+var epoll_fd: sys.Fd = -1;
+/// Per HTTP connection slot: the call its held request made (`Ref.encode`), or `none`.
+var by_slot: []u32 = &.{};
+
+/// A call of an upstream, as the HTTP glue names it.
+pub const Ref = struct {
+    upstream: u16,
+    call: u32,
+
+    fn encode(self: Ref) u32 {
+        return (@as(u32, self.upstream) << 24) | self.call;
+    }
+
+    fn decode(value: u32) Ref {
+        return .{ .upstream = @intCast(value >> 24), .call = value & 0xff_ffff };
+    }
+};
+
+/// Reserves every call table, buffer and connection of this worker (virtual memory, backed
+/// once used). Called once per worker before it serves; nothing is allocated afterwards.
+pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
+    if (config.upstreams.len == 0) return;
+    epoll_fd = epfd;
+    const slots = try compat.mapMemory(@as(usize, config.max_connections) * @sizeOf(u32));
+    by_slot = @as([*]u32, @ptrCast(@alignCast(slots.ptr)))[0..config.max_connections];
+    @memset(by_slot, none);
+    for (&pools, &config.upstreams, 0..) |*p, *spec, u| {
+        const calls = try allocator.alloc(Call, callCount(spec));
+        @memset(calls, .{});
+        const conns = try allocator.alloc(Conn, spec.connections_per_worker);
+        @memset(conns, .{});
+        const ejected = try allocator.alloc(u64, spec.servers.len);
+        @memset(ejected, 0);
+        const buffer_count = calls.len + conns.len;
+        p.* = .{
+            .index = @intCast(u),
+            .spec = spec,
+            .calls = calls,
+            .buffers = try compat.mapMemory(buffer_count * @as(usize, spec.max_reply_bytes)),
+            .conns = conns,
+            .ejected_until_ms = ejected,
+        };
+        for (0..calls.len) |c| push(p, &p.free, @intCast(c));
+    }
+    ready = true;
+}
+
+/// Closes every upstream connection (the worker is exiting).
+pub fn deinit() void {
+    if (!ready) return;
+    for (&pools) |*p| {
+        for (p.conns) |*conn| if (conn.phase != .closed) sys.close(conn.fd);
+    }
+    ready = false;
+}
+
+fn push(p: *Pool, list: *List, c: u32) void {
+    p.calls[c].next = none;
+    if (list.tail == none) list.head = c else p.calls[list.tail].next = c;
+    list.tail = c;
+    list.len += 1;
+}
+
+fn pop(p: *Pool, list: *List) ?u32 {
+    const c = list.head;
+    if (c == none) return null;
+    list.head = p.calls[c].next;
+    if (list.head == none) list.tail = none;
+    list.len -= 1;
+    p.calls[c].next = none;
+    return c;
+}
+
+fn release(p: *Pool, c: u32) void {
+    assert(p.calls[c].state != .free);
+    p.calls[c] = .{};
+    push(p, &p.free, c);
+}
+
+/// The call the held request `waiter` made, if it made one that is not over.
+pub fn find(waiter: Waiter) ?Ref {
+    if (!ready or waiter.slot >= by_slot.len) return null;
+    const value = by_slot[waiter.slot];
+    if (value == none) return null;
+    const ref = Ref.decode(value);
+    const call = &pools[ref.upstream].calls[ref.call];
+    const same = call.waiter.slot == waiter.slot and call.waiter.generation == waiter.generation;
+    if (call.state == .free or call.state == .taken or !same) return null;
+    return ref;
+}
+
+/// Takes a free entry of `upstream`'s call table for the request `waiter` names; the caller
+/// writes the request into `buffer(ref)` and sends it with `send`.
+pub fn begin(upstream: u16, waiter: Waiter) StartError!Ref {
+    // Outside a worker (a module's tests) no upstream is reachable.
+    if (!ready) return error.UpstreamDown;
+    const p = &pools[upstream];
+    const c = pop(p, &p.free) orelse return error.UpstreamBusy;
+    p.calls[c] = .{ .state = .queued, .waiter = waiter };
+    return .{ .upstream = upstream, .call = c };
+}
+
+/// Gives back an entry `begin` took whose request was never sent.
+pub fn cancel(ref: Ref) void {
+    const p = &pools[ref.upstream];
+    assert(p.calls[ref.call].state == .queued);
+    release(p, ref.call);
+}
+
+pub fn buffer(ref: Ref) []u8 {
+    return pools[ref.upstream].callBuffer(ref.call);
+}
+
+/// Sends the `len` bytes written into the call's buffer, or queues them; on an error the
+/// entry is free again.
+pub fn send(ref: Ref, len: usize, now_ms: u64) StartError!void {
+    const p = &pools[ref.upstream];
+    const call = &p.calls[ref.call];
+    assert(call.state == .queued and len <= p.spec.max_reply_bytes);
+    call.len = @intCast(len);
+    call.deadline_ms = now_ms + p.spec.response_timeout_ms;
+    if (pickConn(p, now_ms)) |i| {
+        assign(p, i, ref.call);
+    } else if (p.queue.len < p.spec.max_queued_calls and anyOpen(p)) {
+        push(p, &p.queue, ref.call);
+    } else {
+        const down = !anyOpen(p);
+        release(p, ref.call);
+        return if (down) error.UpstreamDown else error.UpstreamBusy;
+    }
+    if (call.waiter.slot < by_slot.len) by_slot[call.waiter.slot] = ref.encode();
+}
+
+/// What became of a call: still waiting (until its deadline), or its reply or failure. A
+/// reply is taken: its bytes stay valid until the loop's next turn, and the call is over.
+pub const Status = union(enum) {
+    pending_until_ms: u64,
+    reply: []const u8,
+    failed: Failure,
+};
+
+pub fn status(ref: Ref) Status {
+    const p = &pools[ref.upstream];
+    const call = &p.calls[ref.call];
+    switch (call.state) {
+        .queued, .sent => return .{ .pending_until_ms = call.deadline_ms },
+        .done => {},
+        .free, .taken => unreachable,
+    }
+    call.state = .taken;
+    if (call.waiter.slot < by_slot.len) by_slot[call.waiter.slot] = none;
+    push(p, &p.taken, ref.call);
+    if (call.failure) |f| return .{ .failed = f };
+    return .{ .reply = p.callBuffer(ref.call)[0..call.len] };
+}
+
+/// The start of a loop turn: the replies routes took on the previous one are let go.
+pub fn beginTurn() void {
+    if (!ready) return;
+    for (&pools) |*p| {
+        while (pop(p, &p.taken)) |c| release(p, c);
+    }
+}
+
+/// An HTTP connection closed: the call its request made, if any, is no one's any more.
+pub fn forgetSlot(slot: u32) void {
+    if (!ready or slot >= by_slot.len) return;
+    const value = by_slot[slot];
+    if (value == none) return;
+    by_slot[slot] = none;
+    const ref = Ref.decode(value);
+    const p = &pools[ref.upstream];
+    const call = &p.calls[ref.call];
+    if (call.waiter.slot != slot) return;
+    switch (call.state) {
+        .done => release(p, ref.call),
+        .queued, .sent => call.orphan = true,
+        .free, .taken => {},
+    }
+}
+
+/// Whether the upstream has a connection open or opening: without one, a queued call would
+/// wait for nothing.
+fn anyOpen(p: *const Pool) bool {
+    for (p.conns) |*conn| if (conn.phase != .closed) return true;
+    return false;
+}
+
+/// The connection a new call goes to: an idle one, else a new one, else the least busy one
+/// with room in its pipeline; null when all are full (or none could be opened).
+fn pickConn(p: *Pool, now_ms: u64) ?usize {
+    var closed: ?usize = null;
+    var least: ?usize = null;
+    for (p.conns, 0..) |*conn, i| {
+        switch (conn.phase) {
+            .closed => if (closed == null) {
+                closed = i;
+            },
+            .ready => if (conn.count == 0) return i,
+            .connecting => {},
+        }
+        if (conn.phase == .closed) continue;
+        const room = conn.count < p.spec.pipeline and
+            (conn.count == 0 or framing.pipelines(p.spec.framing));
+        if (room and (least == null or conn.count < p.conns[least.?].count)) least = i;
+    }
+    if (closed) |i| {
+        if (open(p, i, now_ms)) return i;
+    }
+    return least;
+}
+
+/// The next server for a new connection: round-robin over those not ejected.
+fn pickServer(p: *Pool, now_ms: u64) u16 {
+    const n: u16 = @intCast(p.spec.servers.len);
+    var soonest: u16 = p.next_server % n;
+    for (0..n) |k| {
+        const s: u16 = @intCast((p.next_server + k) % n);
+        if (p.ejected_until_ms[s] <= now_ms) {
+            p.next_server = (s + 1) % n;
+            return s;
+        }
+        if (p.ejected_until_ms[s] < p.ejected_until_ms[soonest]) soonest = s;
+    }
+    return soonest;
+}
+
+/// Leaves a server out for `eject_ms`, unless it is the only one of its upstream not left out.
+fn eject(p: *Pool, server: u16, now_ms: u64, why: []const u8) void {
+    for (p.ejected_until_ms, 0..) |until, s| {
+        if (s == server or until > now_ms) continue;
+        p.ejected_until_ms[server] = now_ms + p.spec.eject_ms;
+        log.warn("upstream {s}: server {d} {s}; left out for {d} ms", .{
+            p.spec.name, server, why, p.spec.eject_ms,
+        });
+        return;
+    }
+}
+
+fn token(p: *const Pool, i: usize) u64 {
+    const conn = &p.conns[i];
+    return (connections_mod.Token{
+        .kind = token_kind,
+        .generation = conn.generation,
+        .index = (@as(u32, p.index) << 16) | @as(u32, @intCast(i)),
+    }).encode();
+}
+
+/// Starts a non-blocking connect; false when it failed at once (the server is down).
+fn open(p: *Pool, i: usize, now_ms: u64) bool {
+    const conn = &p.conns[i];
+    assert(conn.phase == .closed and conn.count == 0);
+    const server_index = pickServer(p, now_ms);
+    const server = p.spec.servers[server_index];
+    const family: u32 = if (server.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
+    const flags: u32 = linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
+    const fd = sys.socket(family, flags, 0) catch return false;
+    // Requests are small and each waits for its reply: no Nagle delay.
+    sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {};
+    const sa = address.SockAddr.init(server.address, server.port);
+    const rc = compat.errno(linux.connect(fd, sa.ptr(), sa.len));
+    if (rc != .SUCCESS and rc != .INPROGRESS) {
+        sys.close(fd);
+        eject(p, server_index, now_ms, "refused a connection");
+        return false;
+    }
+    const generation = conn.generation;
+    conn.* = .{
+        .fd = fd,
+        .phase = if (rc == .SUCCESS) .ready else .connecting,
+        .generation = generation,
+        .server = server_index,
+        .connect_deadline_ms = now_ms + p.spec.connect_timeout_ms,
+        .watching_out = true,
+    };
+    const events = linux.EPOLL.IN | linux.EPOLL.OUT | linux.EPOLL.RDHUP;
+    sys.epollCtl(epoll_fd, linux.EPOLL.CTL_ADD, fd, events, token(p, i)) catch {
+        sys.close(fd);
+        conn.phase = .closed;
+        return false;
+    };
+    return true;
+}
+
+/// Puts a call on connection `i`, and writes it when the connection is ready.
+fn assign(p: *Pool, i: usize, c: u32) void {
+    const conn = &p.conns[i];
+    assert(conn.phase != .closed);
+    p.calls[c].state = .sent;
+    p.calls[c].next = none;
+    if (conn.tail == none) conn.head = c else p.calls[conn.tail].next = c;
+    conn.tail = c;
+    conn.count += 1;
+    if (conn.unsent == none) {
+        conn.unsent = c;
+        conn.unsent_offset = 0;
+    }
+    if (conn.phase == .ready) flush(p, i);
+}
+
+/// Writes the connection's unsent calls, in order, until the kernel takes no more.
+fn flush(p: *Pool, i: usize) void {
+    const conn = &p.conns[i];
+    assert(conn.phase == .ready);
+    // Bounded: each pass writes a whole call or stops.
+    var passes: u32 = 0;
+    while (conn.unsent != none and passes <= conn.count) : (passes += 1) {
+        const call = &p.calls[conn.unsent];
+        const bytes = p.callBuffer(conn.unsent)[conn.unsent_offset..call.len];
+        const n = sys.sendNow(conn.fd, bytes) catch |err| switch (err) {
+            error.WouldBlock => break,
+            error.Interrupted => continue,
+            else => return discard(p, i, .down),
+        };
+        conn.unsent_offset += @intCast(n);
+        if (conn.unsent_offset < call.len) break;
+        conn.unsent = call.next;
+        conn.unsent_offset = 0;
+    }
+    watchOut(p, i, conn.unsent != none);
+}
+
+fn watchOut(p: *Pool, i: usize, want: bool) void {
+    const conn = &p.conns[i];
+    if (conn.watching_out == want) return;
+    var events: u32 = linux.EPOLL.IN | linux.EPOLL.RDHUP;
+    if (want) events |= linux.EPOLL.OUT;
+    sys.epollCtl(epoll_fd, linux.EPOLL.CTL_MOD, conn.fd, events, token(p, i)) catch {
+        return discard(p, i, .down);
+    };
+    conn.watching_out = want;
+}
+
+/// Ends a call: its request is woken (or, when no one waits for it, it is freed).
+fn finish(p: *Pool, c: u32, failure: ?Failure) void {
+    const call = &p.calls[c];
+    assert(call.state == .queued or call.state == .sent);
+    if (call.orphan) return release(p, c);
+    call.state = .done;
+    call.failure = failure;
+    if (failure != null) call.len = 0;
+    wake.wake(call.waiter);
+}
+
+/// Closes connection `i`, ending every call on it with `failure`; the queued calls then go
+/// to the other connections, or fail when none is open.
+fn discard(p: *Pool, i: usize, failure: Failure) void {
+    const conn = &p.conns[i];
+    assert(conn.phase != .closed);
+    _ = linux.epoll_ctl(epoll_fd, linux.EPOLL.CTL_DEL, conn.fd, null);
+    sys.close(conn.fd);
+    var c = conn.head;
+    while (c != none) {
+        const next = p.calls[c].next;
+        finish(p, c, failure);
+        c = next;
+    }
+    const generation = conn.generation +% 1;
+    conn.* = .{ .generation = generation };
+}
+
+/// An event of upstream connection `t` (see `token`).
+pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
+    if (!ready) return;
+    const u = t.index >> 16;
+    if (u >= pools.len) return;
+    const p = &pools[u];
+    const i: usize = t.index & 0xffff;
+    if (i >= p.conns.len) return;
+    const conn = &p.conns[i];
+    if (conn.phase == .closed or conn.generation != t.generation) return;
+    if (conn.phase == .connecting) {
+        const failed = sys.getsockoptInt(conn.fd, linux.SOL.SOCKET, linux.SO.ERROR) catch 1;
+        if (failed != 0) {
+            eject(p, conn.server, now_ms, "refused a connection");
+            discard(p, i, .down);
+            return pumpQueue(p, now_ms);
+        }
+        conn.phase = .ready;
+        p.ejected_until_ms[conn.server] = 0;
+        flush(p, i);
+        if (conn.phase == .closed) return pumpQueue(p, now_ms);
+    }
+    if (events & linux.EPOLL.OUT != 0 and conn.phase == .ready) flush(p, i);
+    const readable = linux.EPOLL.IN | linux.EPOLL.HUP | linux.EPOLL.ERR | linux.EPOLL.RDHUP;
+    if (events & readable != 0 and conn.phase == .ready) readReplies(p, i);
+    pumpQueue(p, now_ms);
+}
+
+/// Reads what the server sent and delivers every whole reply, oldest call first.
+fn readReplies(p: *Pool, i: usize) void {
+    const conn = &p.conns[i];
+    const in = p.input(i);
+    // Bounded: a few reads per event keep the loop fair to the worker's other connections.
+    for (0..4) |_| {
+        if (conn.in_len == in.len) return discard(p, i, .bad_reply);
+        const n = sys.read(conn.fd, in[conn.in_len..]) catch |err| switch (err) {
+            error.WouldBlock => return,
+            error.Interrupted => continue,
+            else => return discard(p, i, .down),
+        };
+        // The server closed: an idle connection is only forgotten; calls on it are lost.
+        if (n == 0) return discard(p, i, .down);
+        conn.in_len += @intCast(n);
+        deliver(p, i);
+        if (conn.phase == .closed) return;
+    }
+}
+
+/// Hands every whole reply in the connection's input to the oldest call on it.
+fn deliver(p: *Pool, i: usize) void {
+    const conn = &p.conns[i];
+    const in = p.input(i);
+    // Bounded: each pass delivers one call's reply.
+    while (conn.in_len > 0) {
+        // Bytes nobody asked for (or for a call not wholly sent) cannot be matched to a call.
+        if (conn.head == none or conn.head == conn.unsent) return discard(p, i, .bad_reply);
+        const len = framing.replyLen(p.spec.framing, in[0..conn.in_len], in.len) catch {
+            return discard(p, i, .bad_reply);
+        } orelse return;
+        const c = conn.head;
+        @memcpy(p.callBuffer(c)[0..len], in[0..len]);
+        p.calls[c].len = @intCast(len);
+        conn.head = p.calls[c].next;
+        if (conn.head == none) conn.tail = none;
+        conn.count -= 1;
+        compat.copyLeft(in[0 .. conn.in_len - len], in[len..conn.in_len]);
+        conn.in_len -= @intCast(len);
+        finish(p, c, null);
+    }
+}
+
+/// Gives queued calls to connections with room (opening new ones as needed).
+fn pumpQueue(p: *Pool, now_ms: u64) void {
+    // Bounded: each pass takes one call off the queue.
+    while (p.queue.len > 0) {
+        const i = pickConn(p, now_ms) orelse break;
+        assign(p, i, pop(p, &p.queue).?);
+    }
+    if (!anyOpen(p)) {
+        while (pop(p, &p.queue)) |c| finish(p, c, .down);
+    }
+}
+
+/// Ends what is past its deadline: connects (the server is ejected, its calls fail as
+/// `down`), calls waiting for their reply (the connection is discarded: `timeout`), and
+/// queued calls.
+pub fn expire(now_ms: u64) void {
+    if (!ready) return;
+    for (&pools) |*p| {
+        for (p.conns, 0..) |*conn, i| {
+            if (conn.phase == .connecting and conn.connect_deadline_ms <= now_ms) {
+                eject(p, conn.server, now_ms, "did not accept a connection in time");
+                discard(p, i, .down);
+            } else if (conn.head != none and p.calls[conn.head].deadline_ms <= now_ms) {
+                eject(p, conn.server, now_ms, "did not answer in time");
+                discard(p, i, .timeout);
+            }
+        }
+        // Queued calls share one timeout and queue in order: the oldest expires first.
+        while (p.queue.head != none and p.calls[p.queue.head].deadline_ms <= now_ms) {
+            finish(p, pop(p, &p.queue).?, .timeout);
+        }
+        pumpQueue(p, now_ms);
+    }
+}
+
+/// The nearest connect or call deadline; null for none.
+pub fn nextMs() ?u64 {
+    if (!ready) return null;
+    var next: ?u64 = null;
+    for (&pools) |*p| {
+        for (p.conns) |*conn| {
+            if (conn.phase == .connecting) {
+                const at = conn.connect_deadline_ms;
+                next = @min(next orelse at, at);
+            }
+            if (conn.head != none) {
+                const at = p.calls[conn.head].deadline_ms;
+                next = @min(next orelse at, at);
+            }
+        }
+        if (p.queue.head != none) {
+            const at = p.calls[p.queue.head].deadline_ms;
+            next = @min(next orelse at, at);
+        }
+    }
+    return next;
+}
+
+/// Calls of this worker not over yet (sent, queued, or answered and not yet read).
+pub fn inFlight() u32 {
+    if (!ready) return 0;
+    var n: u32 = 0;
+    for (&pools) |*p| n += @intCast(p.calls.len - p.free.len - p.taken.len);
+    return n;
+}

@@ -1,0 +1,108 @@
+import { describe, expect, it } from "vitest";
+import { formatDiagnostic } from "../../../src/errors.js";
+import { validateSpec } from "../../../src/spec/validate.js";
+import { parseServer } from "../../../src/spec/upstream.js";
+
+const listener = {
+  name: "api",
+  protocol: "tcp",
+  address: "127.0.0.1",
+  port: 8080,
+  handler: "app",
+  app: { module: "kv", http: { routes: [{ name: "get", method: "GET", path: "/" }] } },
+};
+
+function lines(upstreams: unknown): string[] {
+  const result = validateSpec({ name: "svc", listeners: [listener], upstreams });
+  return result.ok ? [] : result.diagnostics.map((d) => formatDiagnostic("spec.json", d));
+}
+
+describe("upstreams in the spec", () => {
+  it("applies the defaults to the shortest upstream", () => {
+    const result = validateSpec({
+      name: "svc",
+      listeners: [listener],
+      upstreams: [{ name: "store", servers: ["127.0.0.1:6379"], framing: "resp" }],
+    });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect(result.spec.upstreams).toEqual([
+      {
+        name: "store",
+        servers: ["127.0.0.1:6379"],
+        framing: "resp",
+        connectionsPerWorker: 16,
+        connectTimeoutMs: 1000,
+        responseTimeoutMs: 5000,
+        pipeline: 8,
+        maxQueuedCalls: 64,
+        maxReplyBytes: 1048576,
+        ejectMs: 2000,
+      },
+    ]);
+  });
+
+  it("defaults to no upstreams", () => {
+    const result = validateSpec({ name: "svc", listeners: [listener] });
+    expect(result.ok && result.spec.upstreams).toEqual([]);
+  });
+
+  it("names every bad upstream at its place: duplicates, missing ports, unknown framing", () => {
+    expect(
+      lines([
+        { name: "store", servers: ["127.0.0.1"], framing: "resp" },
+        { name: "store", servers: ["[::1]:1", "db.local:5432", "::1"], framing: "xml" },
+        { name: "if", servers: [], framing: "line", connectTimeoutMs: 0 },
+      ]),
+    ).toEqual([
+      'spec.json: upstreams[1].framing: must be one of "resp", "line", "length" (got "xml")',
+      "spec.json: upstreams[2].servers: must list at least 1 server (got [])",
+      "spec.json: upstreams[2].connectTimeoutMs: must be an integer from 1 to 600000 (got 0)",
+      'spec.json: upstreams[0].servers[0]: has no port: write it as "ADDRESS:PORT" ' +
+        '(got "127.0.0.1")',
+      "spec.json: upstreams[1].name: is already the name of upstreams[0]; upstream names must " +
+        'be unique (got "store")',
+      "spec.json: upstreams[1].servers[1]: is not an IP literal: host names are not supported " +
+        'yet; give the address (got "db.local:5432")',
+      'spec.json: upstreams[1].servers[2]: has no port: write an IPv6 server as "[ADDRESS]:PORT" ' +
+        '(got "::1")',
+      "spec.json: upstreams[2].name: is a Zig keyword; modules name an upstream as `.name`: " +
+        'pick another name (got "if")',
+    ]);
+  });
+
+  it("refuses upstreams that no HTTP app module could call", () => {
+    const result = validateSpec({
+      name: "svc",
+      listeners: [{ ...listener, handler: "http", app: undefined }],
+      upstreams: [{ name: "store", servers: ["127.0.0.1:6379"], framing: "resp" }],
+    });
+    expect(result.ok ? [] : result.diagnostics.map((d) => formatDiagnostic("spec.json", d))).toEqual([
+      'spec.json: upstreams: are called from HTTP app modules only; add a listener with "handler": ' +
+        '"app" and "app": { "http": … }, or remove the upstreams',
+    ]);
+  });
+
+  it("suggests the key a typo meant", () => {
+    expect(lines([{ name: "s", servers: ["10.0.0.1:1"], framing: "line", pipelin: 2 }])).toEqual([
+      'spec.json: upstreams[0].pipelin: unknown key (got 2); did you mean "pipeline"?',
+    ]);
+  });
+});
+
+describe("parseServer", () => {
+  it("reads IPv4 and bracketed IPv6 servers", () => {
+    expect(parseServer("127.0.0.1:6379")).toEqual({
+      ip: { family: 4, bytes: [127, 0, 0, 1] },
+      port: 6379,
+    });
+    expect(parseServer("[::1]:80")).toMatchObject({ ip: { family: 6 }, port: 80 });
+  });
+
+  it("refuses ports out of range, empty ports and IPv4 in brackets", () => {
+    expect(parseServer("127.0.0.1:0")).toMatch(/port that is not an integer/);
+    expect(parseServer("127.0.0.1:65536")).toMatch(/port that is not an integer/);
+    expect(parseServer("127.0.0.1:")).toMatch(/has no port/);
+    expect(parseServer("[127.0.0.1]:1")).toMatch(/IPv4 address in brackets/);
+  });
+});
