@@ -110,7 +110,8 @@ function checkUpstreams(upstreams: unknown): Diagnostic[] {
       if (typeof server !== "string") continue;
       const parsed = parseServer(server);
       if (typeof parsed === "string") {
-        diagnostics.push({ path: ["upstreams", index, "servers", at], message: parsed, got: server });
+        const path = ["upstreams", index, "servers", at];
+        diagnostics.push({ path, message: parsed, got: server });
       }
     }
   }

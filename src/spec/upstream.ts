@@ -67,7 +67,9 @@ export const UpstreamSchema = z
         .describe("Calls sent on one connection before their replies come (in order)."),
       maxQueuedCalls: intRange(0, 65536)
         .default(UPSTREAM_DEFAULTS.maxQueuedCalls)
-        .describe("Calls per worker that wait for a connection when every one is busy (503 past it)."),
+        .describe(
+          "Calls per worker that wait for a connection when every one is busy (503 past it).",
+        ),
       maxReplyBytes: intRange(16, 67108864)
         .default(UPSTREAM_DEFAULTS.maxReplyBytes)
         .describe(

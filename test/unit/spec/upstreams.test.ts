@@ -77,9 +77,10 @@ describe("upstreams in the spec", () => {
       listeners: [{ ...listener, handler: "http", app: undefined }],
       upstreams: [{ name: "store", servers: ["127.0.0.1:6379"], framing: "resp" }],
     });
-    expect(result.ok ? [] : result.diagnostics.map((d) => formatDiagnostic("spec.json", d))).toEqual([
-      'spec.json: upstreams: are called from HTTP app modules only; add a listener with "handler": ' +
-        '"app" and "app": { "http": … }, or remove the upstreams',
+    const found = result.ok ? [] : result.diagnostics.map((d) => formatDiagnostic("spec.json", d));
+    expect(found).toEqual([
+      'spec.json: upstreams: are called from HTTP app modules only; add a listener with ' +
+        '"handler": "app" and "app": { "http": … }, or remove the upstreams',
     ]);
   });
 
