@@ -104,6 +104,8 @@ const Pool = struct {
     free: List = .{},
     queue: List = .{},
     taken: List = .{},
+    /// The spec's servers, copied at start (what a test points at its own listener).
+    servers: []config.Server,
     ejected_until_ms: []u64,
     next_server: u16 = 0,
 
@@ -158,6 +160,8 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
         @memset(conns, .{});
         const ejected = try allocator.alloc(u64, spec.servers.len);
         @memset(ejected, 0);
+        const servers = try allocator.alloc(config.Server, spec.servers.len);
+        @memcpy(servers, spec.servers);
         const buffer_count = calls.len + conns.len;
         p.* = .{
             .index = @intCast(u),
@@ -165,6 +169,7 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
             .calls = calls,
             .buffers = try compat.mapMemory(buffer_count * @as(usize, spec.max_reply_bytes)),
             .conns = conns,
+            .servers = servers,
             .ejected_until_ms = ejected,
         };
         for (0..calls.len) |c| push(p, &p.free, @intCast(c));
@@ -339,7 +344,7 @@ fn pickConn(p: *Pool, now_ms: u64) ?usize {
 
 /// The next server for a new connection: round-robin over those not ejected.
 fn pickServer(p: *Pool, now_ms: u64) u16 {
-    const n: u16 = @intCast(p.spec.servers.len);
+    const n: u16 = @intCast(p.servers.len);
     var soonest: u16 = p.next_server % n;
     for (0..n) |k| {
         const s: u16 = @intCast((p.next_server + k) % n);
@@ -378,7 +383,7 @@ fn open(p: *Pool, i: usize, now_ms: u64) bool {
     const conn = &p.conns[i];
     assert(conn.phase == .closed and conn.count == 0);
     const server_index = pickServer(p, now_ms);
-    const server = p.spec.servers[server_index];
+    const server = p.servers[server_index];
     const family: u32 = if (server.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
     const flags: u32 = linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
     const fd = sys.socket(family, flags, 0) catch return false;
@@ -621,4 +626,180 @@ pub fn inFlight() u32 {
     var n: u32 = 0;
     for (&pools) |*p| n += @intCast(p.calls.len - p.free.len - p.taken.len);
     return n;
+}
+
+const testing = std.testing;
+
+/// The pool is reserved once for all the tests below, and `ready` only while one runs: a
+/// module's own tests, which run without a worker, see no upstream.
+var test_reserved = false;
+
+/// A loopback listener standing in for the first upstream's server, and the pool pointed at it.
+const TestServer = struct {
+    listen_fd: sys.Fd,
+    epfd: sys.Fd,
+
+    fn start() !TestServer {
+        try wake.reserve();
+        while (wake.take()) |_| {}
+        const epfd = try sys.epollCreate();
+        if (!test_reserved) try init(std.heap.page_allocator, epfd);
+        test_reserved = true;
+        ready = true;
+        epoll_fd = epfd;
+        const fd = try sys.socket(linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0);
+        const sa = address.SockAddr.init(.{ .ip4 = .{ 127, 0, 0, 1 } }, 0);
+        try sys.bind(fd, sa.ptr(), sa.len);
+        try sys.listen(fd, 16);
+        var bound: linux.sockaddr.storage = undefined;
+        _ = try sys.getsockname(fd, &bound);
+        const port = std.mem.bigToNative(u16, @as(*const linux.sockaddr.in, @ptrCast(&bound)).port);
+        pools[0].servers[0] = .{ .address = .{ .ip4 = .{ 127, 0, 0, 1 } }, .port = port };
+        @memset(pools[0].ejected_until_ms, 0);
+        return .{ .listen_fd = fd, .epfd = epfd };
+    }
+
+    fn stop(self: *TestServer) void {
+        for (pools[0].conns, 0..) |conn, i| if (conn.phase != .closed) discard(&pools[0], i, .down);
+        beginTurn();
+        while (wake.take()) |_| {}
+        sys.close(self.listen_fd);
+        sys.close(self.epfd);
+        ready = false;
+    }
+
+    /// The server's side of the pool's next connection (blocking).
+    fn accept(self: *TestServer) !sys.Fd {
+        const rc = linux.accept4(self.listen_fd, null, null, linux.SOCK.CLOEXEC);
+        if (compat.errno(rc) != .SUCCESS) return error.AcceptFailed;
+        return @intCast(rc);
+    }
+
+    /// Runs the worker's side (epoll events, deadlines) until `ref`'s call is over.
+    fn drive(self: *TestServer, ref: Ref) !Status {
+        for (0..50) |_| {
+            const st = status(ref);
+            if (st != .pending_until_ms) return st;
+            try self.turn(100);
+        }
+        return error.NeverAnswered;
+    }
+
+    /// One wait of the worker's loop: the events of the pool's connections.
+    fn turn(self: *TestServer, timeout_ms: i32) !void {
+        var events: [8]linux.epoll_event = undefined;
+        const n = try sys.epollWait(self.epfd, &events, timeout_ms);
+        for (events[0..n]) |e| {
+            onEvent(connections_mod.Token.decode(e.data.u64), e.events, sys.monotonicMs());
+        }
+    }
+};
+
+/// A call from the HTTP connection in slot `slot`.
+fn testCall(slot: u32, request: []const u8) !Ref {
+    const ref = try begin(0, .{ .slot = slot, .generation = 1 });
+    @memcpy(buffer(ref)[0..request.len], request);
+    try send(ref, request.len, sys.monotonicMs());
+    return ref;
+}
+
+/// A request and a reply that frame in every framing (a length prefix of 4, then 4 bytes).
+const request_bytes = "\x00\x00\x00\x04ping";
+const reply_bytes = switch (config.upstreams[0].framing) {
+    .resp => "+ping\r\n",
+    .line => "pong\n",
+    .length => "\x00\x00\x00\x04pong",
+};
+
+test "a call connects, is written, and its reply wakes its request; the entry comes back" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const free_before = pools[0].free.len;
+    const ref = try testCall(3, request_bytes);
+    try testing.expect(find(.{ .slot = 3, .generation = 1 }) != null);
+    try testing.expect(find(.{ .slot = 3, .generation = 2 }) == null);
+    const peer = try server.accept();
+    defer sys.close(peer);
+    try server.turn(1000);
+    var got: [64]u8 = undefined;
+    const len = try sys.read(peer, &got);
+    try testing.expectEqualStrings(request_bytes, got[0..len]);
+    try sys.writeAll(peer, reply_bytes);
+    const st = try server.drive(ref);
+    try testing.expectEqualStrings(reply_bytes, st.reply);
+    try testing.expectEqual(@as(u32, 3), wake.take().?.slot);
+    // Taken: no longer found, and free again on the next turn.
+    try testing.expect(find(.{ .slot = 3, .generation = 1 }) == null);
+    beginTurn();
+    try testing.expectEqual(free_before, pools[0].free.len);
+    try testing.expectEqual(@as(u32, 0), inFlight());
+}
+
+test "a reply that does not frame is a bad reply, and its connection is discarded" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const ref = try testCall(4, request_bytes);
+    const peer = try server.accept();
+    defer sys.close(peer);
+    // More than `max_reply_bytes` that never frames (no line end, no valid RESP).
+    var junk: [256]u8 = undefined;
+    @memset(&junk, 0xff);
+    var sent: usize = 0;
+    while (sent <= config.upstreams[0].max_reply_bytes) : (sent += junk.len) {
+        sys.writeAll(peer, &junk) catch break;
+        if (pools[0].calls[ref.call].state == .done) break;
+        try server.turn(10);
+    }
+    try testing.expectEqual(Failure.bad_reply, (try server.drive(ref)).failed);
+    for (pools[0].conns) |conn| try testing.expect(conn.phase == .closed);
+}
+
+test "no connect by its deadline: down; no reply by the call's deadline: a timeout" {
+    var server = try TestServer.start();
+    defer server.stop();
+    // The connect is still in progress (the loop has not run): its deadline comes first.
+    const unconnected = try testCall(5, request_bytes);
+    const connect_deadline = pools[0].conns[0].connect_deadline_ms;
+    try testing.expectEqual(@as(?u64, connect_deadline), nextMs());
+    expire(connect_deadline);
+    try testing.expectEqual(Failure.down, status(unconnected).failed);
+    // Connected and written, never answered.
+    const ref = try testCall(6, request_bytes);
+    const peer = try server.accept();
+    defer sys.close(peer);
+    try server.turn(1000);
+    const deadline = pools[0].calls[ref.call].deadline_ms;
+    try testing.expectEqual(@as(?u64, deadline), nextMs());
+    expire(deadline - 1);
+    try testing.expect(status(ref) == .pending_until_ms);
+    expire(deadline);
+    try testing.expectEqual(Failure.timeout, status(ref).failed);
+    for (pools[0].conns) |conn| try testing.expect(conn.phase == .closed);
+    try testing.expectEqual(@as(?u64, null), nextMs());
+}
+
+test "a server that refuses: the call fails as down, and the next call tries again" {
+    var server = try TestServer.start();
+    defer server.stop();
+    // Nobody listens on the port any more: the connect is refused.
+    sys.close(server.listen_fd);
+    server.listen_fd = try sys.socket(linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0);
+    const ref = try testCall(7, request_bytes);
+    try testing.expectEqual(Failure.down, (try server.drive(ref)).failed);
+    // The only server is never left out: the next call gets its own try (and fails too).
+    const again = try testCall(9, request_bytes);
+    try testing.expectEqual(Failure.down, (try server.drive(again)).failed);
+}
+
+test "a request whose connection closed: its call is freed when it ends, and wakes nothing" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const free_before = pools[0].free.len;
+    const ref = try testCall(8, request_bytes);
+    const peer = try server.accept();
+    defer sys.close(peer);
+    forgetSlot(8);
+    expire(pools[0].calls[ref.call].deadline_ms);
+    try testing.expectEqual(free_before, pools[0].free.len);
+    try testing.expectEqual(@as(?Waiter, null), wake.take());
 }
