@@ -660,7 +660,10 @@ const TestServer = struct {
     }
 
     fn stop(self: *TestServer) void {
-        for (pools[0].conns, 0..) |conn, i| if (conn.phase != .closed) discard(&pools[0], i, .down);
+        const p = &pools[0];
+        while (pop(p, &p.queue)) |c| finish(p, c, .down);
+        for (p.conns, 0..) |conn, i| if (conn.phase != .closed) discard(p, i, .down);
+        for (p.calls, 0..) |call, c| if (call.state == .done) release(p, @intCast(c));
         beginTurn();
         while (wake.take()) |_| {}
         sys.close(self.listen_fd);
@@ -802,4 +805,44 @@ test "a request whose connection closed: its call is freed when it ends, and wak
     expire(pools[0].calls[ref.call].deadline_ms);
     try testing.expectEqual(free_before, pools[0].free.len);
     try testing.expectEqual(@as(?Waiter, null), wake.take());
+}
+
+test "calls pipeline in order once every connection is busy, then queue, then fail at once" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const spec = pools[0].spec;
+    const conns: u32 = spec.connections_per_worker;
+    // One call per connection: each opens its own (an idle connection is used first).
+    var first: [1024]Ref = undefined;
+    for (0..conns) |i| first[i] = try testCall(@intCast(100 + i), request_bytes);
+    for (pools[0].conns) |conn| try testing.expectEqual(@as(u32, 1), conn.count);
+    if (!framing.pipelines(spec.framing) or spec.pipeline < 2) return;
+    // The next one waits behind the first connection's call, on the same connection.
+    const behind = try testCall(99, request_bytes);
+    try testing.expectEqual(@as(u32, 2), pools[0].conns[0].count);
+    // Serve the first connection: both requests arrive, two replies come in one write.
+    const peer = try server.accept();
+    defer sys.close(peer);
+    try server.turn(1000);
+    var got: [64]u8 = undefined;
+    var len: usize = 0;
+    while (len < 2 * request_bytes.len) len += try sys.read(peer, got[len..]);
+    try testing.expectEqualStrings(request_bytes ++ request_bytes, got[0..len]);
+    const early = comptime switch (config.upstreams[0].framing) {
+        .resp => "+early\r\n",
+        .line => "early\n",
+        .length => "\x00\x00\x00\x05early",
+    };
+    try sys.writeAll(peer, early ++ reply_bytes);
+    try testing.expectEqualStrings(reply_bytes, (try server.drive(behind)).reply);
+    try testing.expectEqualStrings(early, status(first[0]).reply);
+    // Fill every pipeline, then the queue: the call after that fails at once (the replies
+    // taken above hold their entries until the loop's next turn).
+    beginTurn();
+    var made: u32 = 0;
+    while (made < conns * spec.pipeline + spec.max_queued_calls) : (made += 1) {
+        _ = testCall(200 + made, request_bytes) catch break;
+    }
+    try testing.expectEqual(@as(u32, spec.max_queued_calls), pools[0].queue.len);
+    try testing.expectError(error.UpstreamBusy, testCall(9999, request_bytes));
 }
