@@ -7,7 +7,7 @@
 import { z } from "zod";
 import { parseIp, type IpAddress } from "./address.js";
 
-export const UPSTREAM_FRAMINGS = ["resp", "line", "length"] as const;
+export const UPSTREAM_FRAMINGS = ["resp", "line", "length", "http"] as const;
 
 export const UPSTREAM_DEFAULTS = {
   connectionsPerWorker: 16,
@@ -51,7 +51,8 @@ export const UpstreamSchema = z
         })
         .describe(
           'How replies are cut: "resp" (Redis RESP2/RESP3), "line" (up to LF), "length" ' +
-            "(a 4-byte big-endian length, then that many bytes).",
+            '(a 4-byte big-endian length, then that many bytes), "http" (an HTTP/1.1 response ' +
+            "with Content-Length or chunked; one call at a time per connection).",
         ),
       connectionsPerWorker: intRange(1, 1024)
         .default(UPSTREAM_DEFAULTS.connectionsPerWorker)

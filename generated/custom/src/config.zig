@@ -80,12 +80,12 @@ pub const spec_fingerprint = "f4191ab714f77b5f";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "9dd6b569c962cd11";
+pub const supervisor_fingerprint = "a22782418c618f0e";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
 /// How an upstream's replies are cut (see upstream/framing.zig).
-pub const Framing = enum { resp, line, length };
+pub const Framing = enum { resp, line, length, http };
 
 /// A server of an upstream: an IP literal and a port.
 pub const Server = struct {

@@ -42,6 +42,7 @@ test {
     _ = @import("upgrade/steering.zig");
     _ = @import("upgrade/upgrade.zig");
     _ = @import("upstream/framing.zig");
+    _ = @import("upstream/http_reply.zig");
     _ = @import("upstream/pool.zig");
     _ = @import("upstream/resp.zig");
     _ = @import("worker/connections.zig");

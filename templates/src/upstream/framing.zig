@@ -1,11 +1,13 @@
 //! Where a reply of an upstream ends, by the framing its spec names: `resp` (see resp.zig),
-//! `line` (up to and with LF) or `length` (a 4-byte big-endian length, then that many bytes).
+//! `line` (up to and with LF), `length` (a 4-byte big-endian length, then that many bytes) or
+//! `http` (an HTTP/1.1 response, see http_reply.zig).
 //! Each looks at the bytes a connection has read and not delivered, and says how long the
 //! first reply is, that more is needed, or that the bytes cannot be a reply.
 const std = @import("std");
 const config = @import("../config.zig");
 const compat = @import("../compat.zig");
 const resp = @import("resp.zig");
+const http_reply = @import("http_reply.zig");
 
 pub const Error = error{BadReply};
 
@@ -18,6 +20,7 @@ pub fn replyLen(framing: config.Framing, bytes: []const u8, max_bytes: usize) Er
         .resp => try resp.replyLen(bytes),
         .line => lineLen(bytes),
         .length => try lengthLen(bytes, max_bytes),
+        .http => try http_reply.replyLen(bytes),
     } orelse {
         // A reply that cannot end within the largest allowed is refused now.
         if (bytes.len >= max_bytes) return error.BadReply;
@@ -28,10 +31,12 @@ pub fn replyLen(framing: config.Framing, bytes: []const u8, max_bytes: usize) Er
 }
 
 /// Whether calls may be sent on a connection before the replies of earlier ones arrived: the
-/// replies come back in order and each can be cut from the others.
+/// replies come back in order and each can be cut from the others. HTTP/1.1 allows it, but
+/// too many servers handle pipelined requests badly (or close after the first): one at a time.
 pub fn pipelines(framing: config.Framing) bool {
     return switch (framing) {
         .resp, .line, .length => true,
+        .http => false,
     };
 }
 

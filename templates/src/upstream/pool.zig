@@ -711,6 +711,7 @@ const reply_bytes = switch (config.upstreams[0].framing) {
     .resp => "+ping\r\n",
     .line => "pong\n",
     .length => "\x00\x00\x00\x04pong",
+    .http => "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npong",
 };
 
 test "a call connects, is written, and its reply wakes its request; the entry comes back" {
@@ -831,6 +832,7 @@ test "calls pipeline in order once every connection is busy, then queue, then fa
         .resp => "+early\r\n",
         .line => "early\n",
         .length => "\x00\x00\x00\x05early",
+        .http => "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly",
     };
     try sys.writeAll(peer, early ++ reply_bytes);
     try testing.expectEqualStrings(reply_bytes, (try server.drive(behind)).reply);

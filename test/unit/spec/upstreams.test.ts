@@ -55,7 +55,8 @@ describe("upstreams in the spec", () => {
         { name: "if", servers: [], framing: "line", connectTimeoutMs: 0 },
       ]),
     ).toEqual([
-      'spec.json: upstreams[1].framing: must be one of "resp", "line", "length" (got "xml")',
+      'spec.json: upstreams[1].framing: must be one of "resp", "line", "length", "http" ' +
+        '(got "xml")',
       "spec.json: upstreams[2].servers: must list at least 1 server (got [])",
       "spec.json: upstreams[2].connectTimeoutMs: must be an integer from 1 to 600000 (got 0)",
       'spec.json: upstreams[0].servers[0]: has no port: write it as "ADDRESS:PORT" ' +
