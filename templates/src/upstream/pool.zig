@@ -760,12 +760,18 @@ test "a reply that does not frame is a bad reply, and its connection is discarde
 test "no connect by its deadline: down; no reply by the call's deadline: a timeout" {
     var server = try TestServer.start();
     defer server.stop();
-    // The connect is still in progress (the loop has not run): its deadline comes first.
+    // The connect is still in progress (the loop has not run): whichever deadline comes
+    // first ends the call, as down (the connect's) or as a timeout (the call's).
     const unconnected = try testCall(5, request_bytes);
     const connect_deadline = pools[0].conns[0].connect_deadline_ms;
-    try testing.expectEqual(@as(?u64, connect_deadline), nextMs());
-    expire(connect_deadline);
-    try testing.expectEqual(Failure.down, status(unconnected).failed);
+    const call_deadline = pools[0].calls[unconnected.call].deadline_ms;
+    const first = @min(connect_deadline, call_deadline);
+    try testing.expectEqual(@as(?u64, first), nextMs());
+    expire(first - 1);
+    try testing.expect(status(unconnected) == .pending_until_ms);
+    expire(first);
+    const why: Failure = if (connect_deadline <= call_deadline) .down else .timeout;
+    try testing.expectEqual(why, status(unconnected).failed);
     // Connected and written, never answered.
     const ref = try testCall(6, request_bytes);
     const peer = try server.accept();
