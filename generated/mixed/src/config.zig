@@ -80,7 +80,7 @@ pub const spec_fingerprint = "0ed9a04764a6c651";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "a22782418c618f0e";
+pub const supervisor_fingerprint = "1f2b47da08a1c953";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -112,11 +112,9 @@ pub const Upstream = struct {
 };
 
 /// The upstreams by name, as modules name them (`.store`), in spec order.
-pub const UpstreamName = enum {
-};
+pub const UpstreamName = enum {};
 
-pub const upstreams = [_]Upstream{
-};
+pub const upstreams = [_]Upstream{};
 
 pub const listeners = [_]Listener{
     .{
