@@ -80,13 +80,22 @@ fn claimPidFile(path: [*:0]const u8, options: cli.Options, process: compat.Proce
     return false;
 }
 
+/// Connections a worker may open to the upstreams, beside its clients'.
+const upstream_connections: u64 = blk: {
+    var n: u64 = 0;
+    for (config.upstreams) |u| n += u.connections_per_worker;
+    break :blk n;
+};
+
 /// Raises the soft limit on open descriptors to what this service may need: every connection
-/// of a worker, plus the listening sockets of every worker slot (a supervisor holds them all)
-/// and room for pipes, the spare descriptor and files. The usual soft limit, 1024, is below
-/// the `maxConnections` of many services; the hard limit is usually far above it.
+/// of a worker (to its clients and its upstreams), plus the listening sockets of every worker
+/// slot (a supervisor holds them all) and room for pipes, the spare descriptor and files. The
+/// usual soft limit, 1024, is below the `maxConnections` of many services; the hard limit is
+/// usually far above it.
 fn raiseFdLimit(options: cli.Options) void {
     const workers: u64 = if (options.workers == 0) cli.max_workers else options.workers;
-    const wanted: u64 = config.max_connections + workers * (config.listeners.len + 4) + 64;
+    const wanted: u64 = config.max_connections + upstream_connections +
+        workers * (config.listeners.len + 4) + 64;
     const got = sys.raiseFdLimit(wanted) orelse return;
     // Said once, by the process that starts the others.
     if (got < wanted and options.worker == null) {
