@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { formatDiagnostic } from "../../../src/errors.js";
 import { validateSpec } from "../../../src/spec/validate.js";
 import { parseServer } from "../../../src/spec/upstream.js";
+import { buildUpstreams } from "../../../src/model/upstream.js";
 
 const listener = {
   name: "api",
@@ -106,5 +107,26 @@ describe("parseServer", () => {
     expect(parseServer("127.0.0.1:65536")).toMatch(/port that is not an integer/);
     expect(parseServer("127.0.0.1:")).toMatch(/has no port/);
     expect(parseServer("[127.0.0.1]:1")).toMatch(/IPv4 address in brackets/);
+  });
+});
+
+describe("buildUpstreams", () => {
+  it("gives config.zig each server's address bytes, port and family", () => {
+    const result = validateSpec({
+      name: "svc",
+      listeners: [listener],
+      upstreams: [
+        { name: "store", servers: ["127.0.0.1:6379", "[::1]:6380"], framing: "resp" },
+        { name: "api", servers: ["10.0.0.2:80"], framing: "http", pipeline: 1 },
+      ],
+    });
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    const [store, api] = buildUpstreams(result.spec);
+    expect(store?.servers).toEqual([
+      { isIpv6: false, addressBytes: ".{ 127, 0, 0, 1 }", port: 6379 },
+      { isIpv6: true, addressBytes: `.{ ${[...Array(15).fill(0), 1].join(", ")} }`, port: 6380 },
+    ]);
+    expect(api).toMatchObject({ index: 1, name: "api", framing: "http", pipeline: 1 });
   });
 });
