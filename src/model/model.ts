@@ -42,6 +42,10 @@ export interface ServiceModel {
   readonly maxBodyBytes: number;
   readonly outputLimitBytes: number;
   readonly outputPoolBytes: number;
+  /** The user the workers drop to, as the spec names it (a numeric id as digits); null: none. */
+  readonly user: string | null;
+  /** Its group; null: the user's primary group. */
+  readonly group: string | null;
   /**
    * 16 hex digits identifying the validated spec (defaults applied): a supervisor refuses
    * workers built from another spec.
@@ -218,6 +222,8 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     maxBodyBytes: spec.maxBodyBytes,
     outputLimitBytes: spec.outputLimitBytes,
     outputPoolBytes: spec.outputPoolBytes,
+    user: spec.user === undefined ? null : String(spec.user),
+    group: spec.group === undefined ? null : String(spec.group),
     specFingerprint: specFingerprint(spec),
     hasCustomHandler: listeners.some((l) => l.handler === "custom"),
     apps,

@@ -46,6 +46,7 @@ export function checkRules(raw: unknown): Diagnostic[] {
     if (isObject(item)) listeners.push(viewListener(index, item));
   }
   return [
+    ...checkAccounts(raw),
     ...listeners.flatMap(checkListenerOptions),
     ...checkUniqueNames(listeners),
     ...checkUniqueBindings(listeners),
@@ -54,6 +55,18 @@ export function checkRules(raw: unknown): Diagnostic[] {
     ...listeners.flatMap(checkApp),
     ...listeners.flatMap((l) => checkFramingFits(l, raw)),
     ...checkSharedModules(listeners),
+  ];
+}
+
+/** A group alone would leave the workers root: it only comes with a user. */
+function checkAccounts(raw: Json): Diagnostic[] {
+  if (!("group" in raw) || "user" in raw) return [];
+  return [
+    {
+      path: ["group"],
+      message: 'needs "user" as well: workers drop to a user and its group, never to a group alone',
+      got: raw.group,
+    },
   ];
 }
 

@@ -22,6 +22,21 @@ function bool() {
 
 const utf8 = new TextEncoder();
 
+/** Largest uid or gid: 2^32 - 1 means "unchanged" to the kernel, never an id. */
+export const MAX_ACCOUNT_ID = 4294967294;
+
+/** A user or group: a name as /etc/passwd and /etc/group hold them, or a numeric id. */
+function account(kind: "user" | "group") {
+  const error =
+    `must be a ${kind} name (up to 32 letters, digits, "_", "-" or ".", not starting with ` +
+    `"-" or ".") or a numeric id from 0 to ${MAX_ACCOUNT_ID}`;
+  const name = z
+    .string({ error })
+    .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/, { error })
+    .refine((s) => !/^[0-9]+$/.test(s) || Number(s) <= MAX_ACCOUNT_ID, { error });
+  return z.union([intRange(0, MAX_ACCOUNT_ID, error), name], { error });
+}
+
 /** Defaults that other stages need too (the rules and the model), stated once. */
 export const DEFAULTS = {
   httpBody: "OK\n",
@@ -389,6 +404,19 @@ export const SpecSchema = z
             "backed once used): output of its connections that waits beyond their write " +
             "buffers. Once it is spent, connections whose output waits are not read " +
             "(back-pressure). 0: a connection is not read while its write buffer waits.",
+        ),
+      user: account("user")
+        .optional()
+        .describe(
+          "User the workers run as (a name or a numeric uid): started as root, each worker " +
+            "drops to it once it has its sockets; the supervisor stays root. Resolved at start " +
+            "from /etc/passwd. Overridden by --user.",
+        ),
+      group: account("group")
+        .optional()
+        .describe(
+          "Group the workers run as (a name or a numeric gid), with \"user\"; default: the " +
+            "user's primary group. Resolved at start from /etc/group. Overridden by --group.",
         ),
       listeners: z
         .array(ListenerSchema, { error: "must be an array of listener objects" })

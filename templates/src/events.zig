@@ -11,6 +11,7 @@ const log = @import("log.zig");
 const output = @import("output.zig");
 const calendar = @import("calendar.zig");
 const sys = @import("net/sys.zig");
+const privileges = @import("supervisor/privileges.zig");
 
 pub const Mode = enum { standalone, supervisor };
 
@@ -103,6 +104,24 @@ pub fn readyLine(
     }
     line.endArray();
     if (listener.tcpMigrateReq()) |value| line.int("tcp_migrate_req", value);
+}
+
+/// Adds who the workers (a standalone process: itself) serve as: `worker_uid` and
+/// `worker_gid`, and `worker_groups` when they dropped to `drop_to`.
+pub fn workerIdentity(line: *Line, drop_to: ?privileges.Credentials) void {
+    const c = drop_to orelse {
+        line.int("worker_uid", std.os.linux.geteuid());
+        line.int("worker_gid", std.os.linux.getegid());
+        return;
+    };
+    line.int("worker_uid", c.uid);
+    line.int("worker_gid", c.gid);
+    line.beginArray("worker_groups");
+    for (c.groupList()) |gid| {
+        line.separator();
+        line.number(gid);
+    }
+    line.endArray();
 }
 
 pub fn emitStopped(generation: u32, reason: stop.StopReason, reports: []const WorkerReport) void {

@@ -22,6 +22,7 @@ test {
     _ = @import("supervisor/core.zig");
     _ = @import("supervisor/cpus.zig");
     _ = @import("supervisor/pid_file.zig");
+    _ = @import("supervisor/privileges.zig");
     _ = @import("supervisor/simulator.zig");
     _ = @import("supervisor/supervisor.zig");
     _ = @import("supervisor/worker_link.zig");

@@ -4,6 +4,7 @@ const std = @import("std");
 const compat = @import("compat.zig");
 const config = @import("config.zig");
 const address = @import("address.zig");
+const privileges = @import("supervisor/privileges.zig");
 
 pub const usage =
     \\Usage: 
@@ -33,6 +34,11 @@ pub const usage =
     \\  --join                   serve ports that another program's SO_REUSEPORT group
     \\                           already serves, sharing its clients (a supervisor refuses
     \\                           that without --join; --standalone joins by design)
+    \\  --user USER              run the workers as USER (a name or a numeric uid): they
+    \\                           drop root once they have their sockets; the supervisor
+    \\                           stays root (with --standalone the one process drops)
+    \\  --group GROUP            with --user: the group (name or gid) instead of USER's
+    \\                           primary group
     \\  --fd-store               send the listening sockets to systemd's file-descriptor
     \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
@@ -95,7 +101,11 @@ pub const Options = struct {
     /// Serve a port another program's reuseport group serves already (see `openSockets`).
     join: bool = false,
     limits: Limits = .{},
+    /// The user and group to drop to, as named (see `privileges.zig`).
+    privileges: privileges.Request = .{ .user = config.user, .group = config.group },
     worker: ?WorkerRole = null,
+    /// What a worker drops to, resolved by its supervisor (the internal `--drop-to`).
+    drop_to: ?privileges.Credentials = null,
 };
 
 /// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
@@ -156,6 +166,7 @@ pub const Diagnostic = struct {
 
 pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Command {
     var options: Options = .{};
+    var group_given = false;
     var i: usize = 1;
     while (i < args.len) : (i += 1) {
         const arg = std.mem.span(args[i]);
@@ -196,6 +207,13 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             options.pid_file = args[i + 1];
         } else if (eql(arg, "--handover")) {
             options.handover = value;
+        } else if (eql(arg, "--user") or eql(arg, "--group")) {
+            try parseAccount(arg, value, &options.privileges, &group_given, diag);
+        } else if (eql(arg, "--drop-to")) {
+            options.drop_to = privileges.Credentials.parse(value) orelse
+                return diag.set("--drop-to is for the supervisor's own use (got \"{s}\")", .{
+                    value,
+                });
         } else if (eql(arg, "--worker")) {
             options.worker = parseWorkerRole(value) orelse
                 return diag.set("--worker is for the supervisor's own use (got \"{s}\")", .{value});
@@ -216,7 +234,10 @@ fn eql(a: []const u8, b: []const u8) bool {
 }
 
 fn isValueFlag(arg: []const u8) bool {
-    const flags = [_][]const u8{ "--workers", "--listen", "--pid-file", "--handover", "--worker" };
+    const flags = [_][]const u8{
+        "--workers", "--listen", "--pid-file", "--handover", "--worker", "--user", "--group",
+        "--drop-to",
+    };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;
     return false;
@@ -237,6 +258,29 @@ fn parseLimit(arg: []const u8, value: []const u8, limits: *Limits, diag: *Diagno
         }
     }
     return false;
+}
+
+/// `--user` replaces the spec's user and, unless `--group` is given too, its group: the
+/// user's primary group then. `--group` replaces the spec's group.
+fn parseAccount(
+    arg: []const u8,
+    value: []const u8,
+    request: *privileges.Request,
+    group_given: *bool,
+    diag: *Diagnostic,
+) error{Usage}!void {
+    if (value.len == 0 or value.len > 64 or compat.findScalar(u8, value, ':') != null) {
+        return diag.set("{s}: expected a name or a numeric id (got \"{s}\")", .{ arg, value });
+    }
+    if (eql(arg, "--user")) {
+        request.user = value;
+        request.user_source = .flag;
+        if (!group_given.*) request.group = null;
+    } else {
+        request.group = value;
+        request.group_source = .flag;
+        group_given.* = true;
+    }
 }
 
 fn parseListen(
@@ -319,6 +363,28 @@ test "parses flags and rejects unknown ones with a message" {
     const supervised = [_][*:0]const u8{ "svc", "--handover", "/run/svc.sock" };
     try std.testing.expectError(error.Usage, parse(&supervised, &diag));
     try std.testing.expect(compat.find(u8, diag.message, "--standalone") != null);
+}
+
+test "--user and --group override the spec's user and group" {
+    var diag: Diagnostic = .{};
+    const user = [_][*:0]const u8{ "svc", "--user", "www-data" };
+    const alone = (try parse(&user, &diag)).serve.privileges;
+    try std.testing.expectEqualStrings("www-data", alone.user.?);
+    try std.testing.expect(alone.group == null);
+    try std.testing.expectEqual(privileges.Source.flag, alone.user_source);
+    const both = [_][*:0]const u8{ "svc", "--group", "33", "--user", "65534" };
+    const request = (try parse(&both, &diag)).serve.privileges;
+    try std.testing.expectEqualStrings("33", request.group.?);
+    try std.testing.expectEqualStrings("65534", request.user.?);
+    const empty = [_][*:0]const u8{ "svc", "--user", "" };
+    try std.testing.expectError(error.Usage, parse(&empty, &diag));
+    try std.testing.expect(compat.find(u8, diag.message, "--user") != null);
+    const missing = [_][*:0]const u8{ "svc", "--group" };
+    try std.testing.expectError(error.Usage, parse(&missing, &diag));
+    const drop = [_][*:0]const u8{ "svc", "--drop-to", "65534:65534:65534,4" };
+    const credentials = (try parse(&drop, &diag)).serve.drop_to.?;
+    try std.testing.expectEqual(@as(u32, 65534), credentials.uid);
+    try std.testing.expectEqualSlices(u32, &.{ 65534, 4 }, credentials.groupList());
 }
 
 test "--listen overrides one listener's endpoint" {

@@ -74,13 +74,17 @@ pub const max_body_bytes: u64 = 1048576;
 pub const output_limit_bytes: u64 = 33554432;
 /// Per worker: the pool that output waiting beyond write buffers comes from (0: none).
 pub const output_pool_bytes: u64 = 67108864;
+/// The user (a name or a numeric uid) the workers drop to once they have their sockets, and
+/// its group (null: the user's primary group); see supervisor/privileges.zig. null: none.
+pub const user: ?[]const u8 = null;
+pub const group: ?[]const u8 = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
 pub const spec_fingerprint = "b9992cc461d3245d";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "7e79b162719930dc";
+pub const supervisor_fingerprint = "cd6f45eb93c29244";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

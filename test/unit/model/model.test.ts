@@ -37,6 +37,8 @@ describe("buildModel", () => {
       maxBodyBytes: 1048576,
       outputLimitBytes: 33554432,
       outputPoolBytes: 67108864,
+      user: null,
+      group: null,
       specFingerprint: m.specFingerprint,
       hasCustomHandler: false,
       apps: [],

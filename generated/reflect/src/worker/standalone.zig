@@ -26,6 +26,7 @@ const pid_file = @import("../supervisor/pid_file.zig");
 const notify = @import("../systemd/notify.zig");
 const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
+const privileges = @import("../supervisor/privileges.zig");
 const linux = std.os.linux;
 
 pub fn run(options: cli.Options, process: compat.Process) u8 {
@@ -82,9 +83,11 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         };
     }
     defer if (options.pid_file) |path| pid_file.removeIfOwn(path, pid);
+    if (options.drop_to) |*credentials| {
+        if (!dropPrivileges(credentials)) return 1;
+    }
 
-    const pids = [_]i32{pid};
-    events.emitReady(.standalone, 1, &pids, endpoints, ports);
+    emitReady(pid, endpoints, ports, options.drop_to);
     const notifier = notify.Notifier.init(process.envp);
     notifier.sendf("READY=1\nMAINPID={d}", .{pid});
     const reason = w.run();
@@ -92,6 +95,38 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats() };
     events.emitStopped(1, reason, &.{report});
     return 0;
+}
+
+fn emitReady(
+    pid: i32,
+    endpoints: [config.listeners.len]address.Endpoint,
+    ports: [config.listeners.len]u16,
+    drop_to: ?privileges.Credentials,
+) void {
+    const pids = [_]i32{pid};
+    var line: events.Line = undefined;
+    events.readyLine(&line, .standalone, 1, &pids, endpoints, ports);
+    events.workerIdentity(&line, drop_to);
+    line.emit();
+}
+
+/// With a user named, this one process becomes it once its sockets are open and its pid file
+/// written, before it serves: it cannot open a socket on a privileged port after that (it
+/// never needs to: it ignores SIGHUP, and a new process replaces it), nor remove a pid file
+/// or handover socket in a directory only root may write to.
+fn dropPrivileges(credentials: *const privileges.Credentials) bool {
+    privileges.drop(credentials) catch |err| {
+        log.err("cannot become uid {d} gid {d} ({s}); not serving", .{
+            credentials.uid, credentials.gid, @errorName(err),
+        });
+        var line = events.Line.begin("error");
+        line.string("phase", "privileges");
+        line.string("error", @errorName(err));
+        line.string("message", "cannot drop privileges");
+        line.emit();
+        return false;
+    };
+    return true;
 }
 
 /// Fills `sockets` with what this process serves: every socket systemd passed, then per

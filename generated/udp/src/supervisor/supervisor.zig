@@ -406,6 +406,7 @@ pub const Supervisor = struct {
         var line: events.Line = undefined;
         const workers = pids[0..self.workers];
         events.readyLine(&line, .supervisor, generation, workers, endpoints, self.ports);
+        events.workerIdentity(&line, self.options.drop_to);
         if (self.auto_workers) |auto| {
             line.beginNamedObject("workers_auto");
             line.string("decided_by", @tagName(auto.decided_by));
@@ -647,6 +648,7 @@ pub const Supervisor = struct {
             .index = index,
             .generation = generation,
             .limits = self.options.limits,
+            .drop_to = self.options.drop_to,
         }) catch |err| {
             log.err("cannot start worker {d}: {s}", .{ index, @errorName(err) });
             proc.spawn_error = @errorName(err);
