@@ -345,6 +345,42 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: privilege drop", (version) => {
   );
 
   it(
+    "started as the spec's user it serves as is; started as another non-root user it refuses",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      // A copy nobody may execute (the run's build directory may be closed to it).
+      const dir = await mkdtemp(path.join(scratch, "unprivileged-"));
+      await chmod(scratch, 0o755);
+      await chmod(dir, 0o755);
+      const exe = path.join(dir, SERVICE);
+      await copyFile(binary, exe);
+      await chmod(exe, 0o755);
+      const listen = ["--listen", "web=127.0.0.1:8080", "--listen", "who=127.0.0.1:8081"];
+      const nobody = account("nobody");
+      const asNobody = [`--reuid=${nobody.uid}`, `--regid=${nobody.gid}`, "--clear-groups", exe];
+      const same = startIsolated("setpriv", [...asNobody, ...listen]);
+      const ready = await same.waitForEvent<PrivilegedReady>("ready", READY_TIMEOUT_MS);
+      expect(ready).toMatchObject({ worker_uid: nobody.uid, worker_gid: nobody.gid });
+      expect(ready.worker_groups).toBeUndefined();
+      expect(identityOf(same.pid).uid).toEqual([nobody.uid, nobody.uid, nobody.uid, nobody.uid]);
+      expect(curlIn(same.pid, "http://127.0.0.1:8080/")).toBe("OK\n");
+      same.signal("SIGTERM");
+      expect(await same.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+
+      const other = startIsolated("setpriv", [...asNobody, ...listen, "--user", "daemon"]);
+      expect(await other.waitForExit(STOP_TIMEOUT_MS), other.stderr).toEqual({
+        code: 1,
+        signal: null,
+      });
+      const error = await other.waitForEvent<ErrorEvent>("error", 1_000);
+      expect(error).toMatchObject({ phase: "privileges", field: "user" });
+      expect(error.message).toContain(`runs as uid ${nobody.uid}, not root`);
+      expect(error.message).toContain("(--user)");
+      expect(other.events.some((e) => e.event === "ready")).toBe(false);
+    },
+  );
+
+  it(
     "an unknown user or group exits 1 naming the spec field or the flag; nothing is left",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
