@@ -15,7 +15,7 @@
  * /etc/passwd without nobody bind-mounted over the real one in a mount namespace of its own.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { chmod, copyFile, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -92,6 +92,23 @@ function identityOf(pid: number) {
   };
 }
 
+/**
+ * Whether a line written to `fd` never blocks process `pid`: a socket is written with
+ * MSG_DONTWAIT, and a pipe through a non-blocking description of the process's own, which
+ * output.zig opens through /proc/self/fd and a process must open before it drops (it could
+ * not afterwards).
+ */
+function neverBlocks(pid: number, fd: number): boolean {
+  const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+  if (target.startsWith("socket:")) return true;
+  if (!target.startsWith("pipe:")) throw new Error(`fd ${fd} of ${pid} is ${target}`);
+  return readdirSync(`/proc/${pid}/fd`).some((entry) => {
+    if (Number(entry) === fd || readlinkSync(`/proc/${pid}/fd/${entry}`) !== target) return false;
+    const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${entry}`, "utf8"));
+    return flags !== null && (parseInt(flags[1]!, 8) & 0o4000) !== 0;
+  });
+}
+
 /** Every id of each worker is the account's; no capability; no new privileges. */
 function expectWorkersAre(ready: PrivilegedReady, who: Account) {
   expect(ready.workers.length).toBeGreaterThan(0);
@@ -102,6 +119,8 @@ function expectWorkersAre(ready: PrivilegedReady, who: Account) {
     expect(id.groups, `worker ${worker.pid} Groups`).toEqual(who.groups);
     expect(id.noNewPrivs, `worker ${worker.pid} NoNewPrivs`).toBe(1);
     expect(BigInt(`0x${id.capEff}`), `worker ${worker.pid} CapEff`).toBe(0n);
+    expect(neverBlocks(worker.pid, 1), `worker ${worker.pid} stdout`).toBe(true);
+    expect(neverBlocks(worker.pid, 2), `worker ${worker.pid} stderr`).toBe(true);
   }
   expect(ready.worker_uid).toBe(who.uid);
   expect(ready.worker_gid).toBe(who.gid);
@@ -116,14 +135,16 @@ function expectRoot(pid: number) {
 
 /**
  * Starts `binary args…` in a network namespace of its own with loopback up (and, with
- * `passwd`, that file over /etc/passwd in a mount namespace of its own). unshare and sh exec
- * it, so the program's pid is the one started.
+ * `passwd`, that file over /etc/passwd in a mount namespace of its own). unshare and bash
+ * exec it, so the program's pid is the one started. Its standard error is a pipe (to a cat
+ * that passes it on), as under a shell or a service manager, rather than the socket Node
+ * gives a child.
  */
 function startIsolated(binary: string, args: readonly string[], passwd?: string): Program {
   const mount = passwd === undefined ? "" : `mount --bind '${passwd}' /etc/passwd && `;
-  const script = `ip link set lo up && ${mount}exec "$0" "$@"`;
+  const script = `ip link set lo up && ${mount}exec "$0" "$@" 2> >(exec cat >&2)`;
   const namespaces = passwd === undefined ? ["-n"] : ["-n", "-m"];
-  return Program.start("unshare", [...namespaces, "--", "sh", "-c", script, binary, ...args]);
+  return Program.start("unshare", [...namespaces, "--", "bash", "-c", script, binary, ...args]);
 }
 
 /** `curl` inside `pid`'s network namespace; its output, or why it failed. */
@@ -339,6 +360,11 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: privilege drop", (version) => {
       program.signal("SIGHUP");
       expect(curlIn(program.pid, "http://127.0.0.1:80/")).toBe("OK\n");
       expect(isAlive(program.pid)).toBe(true);
+      // Its line about the SIGHUP, written after the drop, went through its own pipe copy.
+      for (let i = 0; i < 100 && !program.stderr.includes("SIGHUP ignored"); i += 1) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(program.stderr).toContain("SIGHUP ignored");
       program.signal("SIGTERM");
       expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
     },
@@ -405,6 +431,10 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: privilege drop", (version) => {
         expect(program.events.some((e) => e.event === "ready")).toBe(false);
         // It stopped before claiming the pid file, opening a socket or starting a worker.
         expect(existsSync(pidFile)).toBe(false);
+        // (The cat passing its standard error on exits at the end of that pipe.)
+        for (let i = 0; i < 100 && processGroupMembers(program.pid).length > 0; i += 1) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
         expect(processGroupMembers(program.pid)).toEqual([]);
       }
     },

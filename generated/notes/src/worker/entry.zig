@@ -13,6 +13,7 @@ const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
 const privileges = @import("../supervisor/privileges.zig");
 const events = @import("../events.zig");
+const output = @import("../output.zig");
 const linux = std.os.linux;
 
 const listener_count = config.listeners.len;
@@ -68,6 +69,7 @@ pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
 /// supervisor sees it exit before ready.
 fn dropPrivileges(credentials: *const privileges.Credentials, index: u16) bool {
     const parent = linux.getppid();
+    output.prepare();
     privileges.drop(credentials) catch |err| {
         var buf: [256]u8 = undefined;
         const message = compat.bufPrint(&buf, "worker {d} cannot become uid {d} gid {d} " ++

@@ -27,6 +27,7 @@ const notify = @import("../systemd/notify.zig");
 const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
 const privileges = @import("../supervisor/privileges.zig");
+const output = @import("../output.zig");
 const linux = std.os.linux;
 
 pub fn run(options: cli.Options, process: compat.Process) u8 {
@@ -115,6 +116,8 @@ fn emitReady(
 /// never needs to: it ignores SIGHUP, and a new process replaces it), nor remove a pid file
 /// or handover socket in a directory only root may write to.
 fn dropPrivileges(credentials: *const privileges.Credentials) bool {
+    // Its pipes are reopened while it still may (see `output.prepare`).
+    output.prepare();
     privileges.drop(credentials) catch |err| {
         log.err("cannot become uid {d} gid {d} ({s}); not serving", .{
             credentials.uid, credentials.gid, @errorName(err),
