@@ -31,6 +31,7 @@ import {
   type ServiceEvent,
 } from "./support/program.js";
 import { binaryOf, processGroupMembers } from "./support/supervised.js";
+import { ensureCommand } from "./support/tools.js";
 import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
@@ -255,6 +256,11 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: privilege drop", (version) => {
 
   beforeAll(async () => {
     expect(process.getuid?.(), "these tests start the service as root").toBe(0);
+    // The clients and the namespaces: installed like Zig when missing, never skipped.
+    ensureCommand("curl", "curl");
+    ensureCommand("ip", "iproute2");
+    ensureCommand("mount", "mount");
+    for (const command of ["unshare", "nsenter", "setpriv"]) ensureCommand(command, "util-linux");
     scratch = await mkdtemp(path.join(tmpdir(), "gen-reuseport-privileges-"));
     binary = await binaryOf("privileged", version);
   }, SETUP_TIMEOUT_MS);
@@ -427,6 +433,10 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: privilege drop", (version) => {
         const error = await program.waitForEvent<ErrorEvent>("error", 1_000);
         expect(error).toMatchObject({ phase: "privileges", field: c.field });
         expect(error.message).toContain(c.named);
+        // Standard error comes through the cat, which may pass it on after the exit.
+        for (let i = 0; i < 100 && !program.stderr.includes(c.named); i += 1) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
         expect(program.stderr).toContain(c.named);
         expect(program.events.some((e) => e.event === "ready")).toBe(false);
         // It stopped before claiming the pid file, opening a socket or starting a worker.
