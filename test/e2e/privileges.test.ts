@@ -141,10 +141,17 @@ function expectRoot(pid: number) {
  * that passes it on), as under a shell or a service manager, rather than the socket Node
  * gives a child.
  */
-function startIsolated(binary: string, args: readonly string[], passwd?: string): Program {
+function startIsolated(
+  binary: string,
+  args: readonly string[],
+  options: { passwd?: string; userNamespace?: boolean } = {},
+): Program {
+  const { passwd, userNamespace = false } = options;
   const mount = passwd === undefined ? "" : `mount --bind '${passwd}' /etc/passwd && `;
   const script = `ip link set lo up && ${mount}exec "$0" "$@" 2> >(exec cat >&2)`;
-  const namespaces = passwd === undefined ? ["-n"] : ["-n", "-m"];
+  const namespaces = ["-n", ...(passwd === undefined ? [] : ["-m"])];
+  // Root of a user namespace of its own in which only uid 0 is mapped and setgroups is denied.
+  if (userNamespace) namespaces.push("--user", "--map-root-user");
   return Program.start("unshare", [...namespaces, "--", "bash", "-c", script, binary, ...args]);
 }
 
@@ -413,6 +420,30 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: privilege drop", (version) => {
   );
 
   it(
+    "a worker that cannot drop says why and never serves: the first start exits 1",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const program = startIsolated(binary, [], { userNamespace: true });
+      const exit = await program.waitForExit(STOP_TIMEOUT_MS);
+      expect(exit, program.stderr).toEqual({ code: 1, signal: null });
+      const refused = program.events.filter(
+        (e): e is ErrorEvent => e.event === "error" && e.phase === "privileges",
+      );
+      expect(refused.length, program.failure("no privileges error").message).toBeGreaterThan(0);
+      for (const error of refused) {
+        expect(error).toMatchObject({ error: "SetGroupsFailed" });
+        expect(error.message).toMatch(/^worker \d+ cannot become uid \d+ gid \d+ .*not serve$/);
+      }
+      expect(program.events.some((e) => e.event === "ready")).toBe(false);
+      expect(program.find("error", (e) => /did not start/.test(String(e.message)))).toBeDefined();
+      for (let i = 0; i < 100 && processGroupMembers(program.pid).length > 0; i += 1) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(processGroupMembers(program.pid)).toEqual([]);
+    },
+  );
+
+  it(
     "an unknown user or group exits 1 naming the spec field or the flag; nothing is left",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
@@ -427,7 +458,9 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: privilege drop", (version) => {
       ];
       for (const c of cases) {
         const pidFile = path.join(dir, "pid");
-        const program = startIsolated(binary, [...c.args, "--pid-file", pidFile], c.passwd);
+        const program = startIsolated(binary, [...c.args, "--pid-file", pidFile], {
+          passwd: c.passwd,
+        });
         const exit = await program.waitForExit(STOP_TIMEOUT_MS);
         expect(exit, program.stderr).toEqual({ code: 1, signal: null });
         const error = await program.waitForEvent<ErrorEvent>("error", 1_000);
