@@ -48,6 +48,7 @@ export const SUPERVISOR_FOLDERS: readonly string[] = [
   "src/upgrade/",
   "src/systemd/",
   "src/net/",
+  "src/metrics/",
 ];
 
 /** Files outside those folders that the supervisor's code imports. */

@@ -43,6 +43,9 @@ pub const Listener = struct {
     port: u16,
     options: SocketOptions,
     http: Http,
+    /// The `route` label of each request-duration histogram of the listener (metrics): an
+    /// HTTP module's routes then "" (no route answered), "*" for the built-in `http` handler.
+    routes: []const []const u8,
 };
 
 pub const name = "mixed-edge";
@@ -80,7 +83,7 @@ pub const spec_fingerprint = "c213e21131f83046";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "7e79b162719930dc";
+pub const supervisor_fingerprint = "6688dafffc3f13d3";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -105,6 +108,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "echo6",
@@ -130,6 +134,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "who4",
@@ -151,6 +156,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "who6",
@@ -172,6 +178,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "web4",
@@ -193,6 +200,7 @@ pub const listeners = [_]Listener{
             .body = "OK\n",
             .content_type = "text/plain; charset=utf-8",
         },
+        .routes = &.{ "*" },
     },
     .{
         .name = "web6",
@@ -214,5 +222,6 @@ pub const listeners = [_]Listener{
             .body = "{\"ok\":true}\n",
             .content_type = "application/json",
         },
+        .routes = &.{ "*" },
     },
 };

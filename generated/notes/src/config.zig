@@ -43,6 +43,9 @@ pub const Listener = struct {
     port: u16,
     options: SocketOptions,
     http: Http,
+    /// The `route` label of each request-duration histogram of the listener (metrics): an
+    /// HTTP module's routes then "" (no route answered), "*" for the built-in `http` handler.
+    routes: []const []const u8,
 };
 
 pub const name = "notes";
@@ -80,7 +83,7 @@ pub const spec_fingerprint = "2e0ff33a4495806a";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "7e79b162719930dc";
+pub const supervisor_fingerprint = "6688dafffc3f13d3";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -105,5 +108,6 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{ "listNotes", "getNote", "putNote", "deleteNote", "watchNote", "exportNotes", "servedStats", "" },
     },
 };

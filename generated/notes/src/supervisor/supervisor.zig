@@ -60,6 +60,7 @@ const cpus = @import("cpus.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 const core_mod = @import("core.zig");
+const metrics_region = @import("../metrics/region.zig");
 
 const listener_count = config.listeners.len;
 const max_events = 64;
@@ -130,6 +131,8 @@ pub const Supervisor = struct {
     ports: [listener_count]u16,
     /// The decisions; its records and `procs` share indexes.
     core: core_mod.Core,
+    /// The workers' counters: one cell per record (see `metrics/region.zig`).
+    metrics: metrics_region.Region,
     procs: []Proc,
     slots: []Slot,
     /// Where the core puts the actions of one event.
@@ -639,6 +642,7 @@ pub const Supervisor = struct {
     fn spawn(self: *Supervisor, record: u32, index: u16, generation: u32) void {
         const proc = &self.procs[record];
         assert(proc.pid == 0);
+        self.metrics.claim(record, index, generation);
         const started = worker_process.start(.{
             .exe_path = self.exe_path,
             .envp = self.process.envp,
@@ -647,6 +651,8 @@ pub const Supervisor = struct {
             .index = index,
             .generation = generation,
             .limits = self.options.limits,
+            .metrics_fd = self.metrics.fd,
+            .metrics_cell = record,
         }) catch |err| {
             log.err("cannot start worker {d}: {s}", .{ index, @errorName(err) });
             proc.spawn_error = @errorName(err);
@@ -818,6 +824,7 @@ pub const Supervisor = struct {
 
         const slot = &self.slots[gone.index];
         slot.totals.add(proc.stats);
+        self.metrics.fold(gone.record, .{ .expected = gone.expected, .hung = proc.hung });
         slot.last_exit = proc.exit;
 
         var line = events.Line.begin("worker_exit");
@@ -1063,6 +1070,11 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const loop = Loop.open() catch return 1;
 
     const tables = Tables.alloc(allocator, workers, opened.sockets.len) catch return 1;
+    const records: u32 = @intCast(tables.records.len);
+    const metrics = metrics_region.Region.create(allocator, workers, records) catch |err| {
+        log.err("cannot map the metrics region: {s}", .{@errorName(err)});
+        return 1;
+    };
 
     events.logMigrationPolicy(.supervisor);
     var supervisor: Supervisor = .{
@@ -1075,6 +1087,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .sockets = opened.sockets,
         .ports = opened.ports,
         .core = tables.core(workers, options.limits.drain_timeout_ms, handover),
+        .metrics = metrics,
         .procs = tables.procs,
         .slots = tables.slots,
         .actions = .{ .list = tables.actions },
@@ -1436,6 +1449,12 @@ fn testSupervisor(
             .workers = workers,
             .drain_timeout_ms = 1_000,
         }, records, core_slots),
+        // Never freed: a test's few pages.
+        .metrics = metrics_region.Region.create(
+            std.heap.page_allocator,
+            workers,
+            @intCast(records.len),
+        ) catch unreachable,
         .procs = procs,
         .slots = slots,
         .actions = .{ .list = actions },

@@ -26,6 +26,7 @@ const pid_file = @import("../supervisor/pid_file.zig");
 const notify = @import("../systemd/notify.zig");
 const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
+const metrics_region = @import("../metrics/region.zig");
 const linux = std.os.linux;
 
 pub fn run(options: cli.Options, process: compat.Process) u8 {
@@ -64,6 +65,9 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         }
     else
         null;
+    // What the exposition reads (metrics/render.zig, `View.region`).
+    const metrics = ownMetrics(allocator) orelse return 1;
+    _ = metrics;
     var w = worker_mod.Worker.init(allocator, .{
         .sockets = sockets[0..count],
         .index = 0,
@@ -92,6 +96,19 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats() };
     events.emitStopped(1, reason, &.{report});
     return 0;
+}
+
+/// The process's own metrics region: one slot, one cell, this process's (see
+/// metrics/region.zig). Null after a failure it has logged.
+fn ownMetrics(allocator: std.mem.Allocator) ?metrics_region.Region {
+    var region = metrics_region.Region.create(allocator, 1, 1) catch |err| {
+        log.err("cannot map the metrics region: {s}", .{@errorName(err)});
+        return null;
+    };
+    region.claim(0, 0, 1);
+    // The region was made by this very binary: its layout is this binary's.
+    if (!metrics_region.attach(region.fd, 0)) unreachable;
+    return region;
 }
 
 /// Fills `sockets` with what this process serves: every socket systemd passed, then per
