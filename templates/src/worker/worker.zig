@@ -21,6 +21,7 @@ const stats_mod = @import("stats.zig");
 const log = @import("../log.zig");
 const worker_link = @import("../supervisor/worker_link.zig");
 const handover = @import("../upgrade/handover.zig");
+const events_mod = @import("../events.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -119,6 +120,9 @@ pub const Worker = struct {
     full_retry_ms: ?u64 = null,
     drain: ?drain_mod.Drain = null,
     stop: ?StopReason = null,
+    /// Standalone with a shutdown delay: a SIGTERM arrived, the process is not ready any
+    /// more (the admin listener's /readyz) and serves on until then; then it drains.
+    shutdown_delay_until_ms: ?u64 = null,
     datagram: []u8,
     reply: []u8,
     accept_warnings: Throttle = .{},
@@ -206,6 +210,10 @@ pub const Worker = struct {
             // beating, and the supervisor's watchdog notices.
             if (self.options.link) |link| link.onTick();
             const now = sys.monotonicMs();
+            if (self.shutdown_delay_until_ms) |at| if (now >= at) {
+                self.shutdown_delay_until_ms = null;
+                self.beginStop(.graceful, now);
+            };
             if (self.stop) |reason| {
                 if (reason == .immediate) return self.closeAll(reason);
                 if (self.conns.openCount() == 0) return self.closeAll(reason);
@@ -246,6 +254,7 @@ pub const Worker = struct {
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
         if (self.full_retry_ms) |at| next = @min(next orelse at, at);
+        if (self.shutdown_delay_until_ms) |at| next = @min(next orelse at, at);
         const at = next orelse return -1;
         if (at <= now_ms) return 0;
         return @intCast(@min(at - now_ms, std.math.maxInt(i32)));
@@ -295,7 +304,7 @@ pub const Worker = struct {
             if (signo == compat.signalNumber(linux.SIG.TERM) or
                 signo == compat.signalNumber(linux.SIG.INT))
             {
-                self.beginStop(.graceful, now_ms);
+                self.onTermSignal(now_ms);
             } else if (signo == compat.signalNumber(linux.SIG.QUIT)) {
                 self.stop = .immediate;
             } else if (signo == compat.signalNumber(linux.SIG.HUP)) {
@@ -305,6 +314,29 @@ pub const Worker = struct {
                 }
             }
         }
+    }
+
+    /// In standalone mode a shutdown delay comes first: not ready, serving on, then the drain;
+    /// a second SIGTERM ends the delay. A supervisor's worker drains at once: the delay is
+    /// its supervisor's, which asks it to stop when the delay is over.
+    fn onTermSignal(self: *Worker, now_ms: u64) void {
+        const delay = self.options.limits.shutdown_delay_ms;
+        const standalone = self.options.control_fd == null;
+        if (self.shutdown_delay_until_ms != null or !standalone or delay == 0) {
+            self.shutdown_delay_until_ms = null;
+            return self.beginStop(.graceful, now_ms);
+        }
+        if (self.stop != null) return;
+        self.shutdown_delay_until_ms = now_ms + delay;
+        log.info("stopping: not ready; serving {d} ms more before the drain", .{delay});
+        var line = events_mod.Line.begin("unready");
+        line.int("shutdown_delay_ms", delay);
+        line.emit();
+    }
+
+    /// Whether this process still wants traffic: no stop, and no shutdown delay, has begun.
+    pub fn isReady(self: *const Worker) bool {
+        return self.stop == null and self.shutdown_delay_until_ms == null;
     }
 
     /// Stops accepting, serves what the kernel already queued, and lets open connections

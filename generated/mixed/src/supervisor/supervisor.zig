@@ -278,6 +278,7 @@ pub const Supervisor = struct {
             .failed => |f| self.reportFailedRestart(f.generation, f.what, f.detail),
             .upgraded => |generation| self.announceUpgraded(generation),
             .stopping => |kind| self.announceStopping(kind),
+            .unready => |delay_ms| self.announceUnready(delay_ms),
             .worker_exit => |e| self.onWorkerGone(e),
             .worker_replaced => |record| {
                 const w = self.core.records[record].?;
@@ -354,6 +355,8 @@ pub const Supervisor = struct {
             .failed_successor_killed => |pid| {
                 log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{pid});
             },
+            .hup_in_shutdown_delay => log.info("SIGHUP ignored: the service is stopping", .{}),
+            .shutdown_delay_cut => log.info("second SIGTERM: the shutdown delay ends now", .{}),
         }
     }
 
@@ -772,6 +775,17 @@ pub const Supervisor = struct {
         line.emit();
     }
 
+    /// A graceful stop begins with its shutdown delay: /readyz answers 503 from now on,
+    /// the workers serve on, and the drain (`stopping`) follows when the delay ends.
+    fn announceUnready(self: *Supervisor, delay_ms: u64) void {
+        self.notifier.sendf("STOPPING=1\nSTATUS=shutdown delay: serving {d} ms more, not " ++
+            "ready", .{delay_ms});
+        log.info("stopping: not ready; serving {d} ms more before the drain", .{delay_ms});
+        var line = events.Line.begin("unready");
+        line.int("shutdown_delay_ms", @intCast(delay_ms));
+        line.emit();
+    }
+
     fn onTimers(self: *Supervisor) void {
         const t = now();
         if (self.systemd_watchdog_ms) |interval| if (t >= self.next_systemd_watchdog_ms) {
@@ -1074,7 +1088,12 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .pid = pid,
         .sockets = opened.sockets,
         .ports = opened.ports,
-        .core = tables.core(workers, options.limits.drain_timeout_ms, handover),
+        .core = tables.core(
+            workers,
+            options.limits.drain_timeout_ms,
+            options.limits.shutdown_delay_ms,
+            handover,
+        ),
         .procs = tables.procs,
         .slots = tables.slots,
         .actions = .{ .list = tables.actions },
@@ -1127,11 +1146,13 @@ const Tables = struct {
         tables: *const Tables,
         workers: u16,
         drain_timeout_ms: u64,
+        shutdown_delay_ms: u64,
         handover: ?upgrade.Handover,
     ) core_mod.Core {
         const options: core_mod.Options = .{
             .workers = workers,
             .drain_timeout_ms = drain_timeout_ms,
+            .shutdown_delay_ms = shutdown_delay_ms,
         };
         var decisions = core_mod.Core.init(options, tables.records, tables.core_slots);
         if (handover) |h| {
