@@ -94,6 +94,8 @@ pub const Options = struct {
     pid_file: ?[*:0]const u8 = null,
     /// Where the admin listener binds (see `admin/server.zig`); null: no admin listener.
     admin: ?address.Endpoint = defaultAdmin(),
+    /// Whether `admin` came from `--admin` (messages name the flag) or the spec.
+    admin_from_flag: bool = false,
     /// Where standalone processes hand their listening sockets on (see `handover.zig`).
     handover: ?[]const u8 = null,
     /// Keep the listening sockets in systemd's file-descriptor store (see `notify.zig`).
@@ -209,6 +211,7 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             options.admin = address.parseEndpoint(value) catch
                 return diag.set("--admin: expected HOST:PORT such as 127.0.0.1:9901 or " ++
                     "[::1]:9901 (got \"{s}\")", .{value});
+            options.admin_from_flag = true;
         } else if (eql(arg, "--pid-file")) {
             options.pid_file = args[i + 1];
         } else if (eql(arg, "--handover")) {

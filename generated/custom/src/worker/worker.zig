@@ -22,6 +22,8 @@ const stats_mod = @import("stats.zig");
 const log = @import("../log.zig");
 const worker_link = @import("../supervisor/worker_link.zig");
 const handover = @import("../upgrade/handover.zig");
+const admin_server = @import("../admin/server.zig");
+const admin_view = @import("admin_view.zig");
 const events_mod = @import("../events.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
@@ -51,6 +53,8 @@ pub const Options = struct {
     link: ?*worker_link.Link = null,
     /// Standalone with `--handover`: where the next process asks for this one's sockets.
     handover: ?*const handover.Server = null,
+    /// Standalone only: the admin listener this process serves itself.
+    admin: ?admin_view.Admin = null,
 };
 
 pub const Stats = stats_mod.Stats;
@@ -64,6 +68,7 @@ const Kind = struct {
     const connection: u8 = connections_mod.connection_kind;
     const control: u8 = 3;
     const handover: u8 = 4;
+    const admin: u8 = 5;
 };
 
 /// Accepts per listener wakeup before giving connections a turn: fair, and bounded.
@@ -130,6 +135,9 @@ pub const Worker = struct {
     /// The listening sockets went to a successor (`--handover`), which serves them now:
     /// stopping only closes this process's descriptors.
     handed_over: bool = false,
+    /// Standalone: the admin listener, served by this loop.
+    admin: ?admin_server.Server = null,
+    started_ms: u64 = 0,
 
     /// Allocates every buffer the worker will ever use and registers the sockets.
     pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
@@ -182,7 +190,12 @@ pub const Worker = struct {
             .listening = listening,
             .datagram = try compat.mapMemory(max_datagram_bytes),
             .reply = try compat.mapMemory(max_datagram_bytes),
+            .admin = if (options.admin) |a| try a.open(epfd, adminToken, options.limits) else null,
         };
+    }
+
+    fn adminToken(index: u32) u64 {
+        return token(Kind.admin, index);
     }
 
     fn token(kind: u8, index: u32) u64 {
@@ -205,6 +218,8 @@ pub const Worker = struct {
 
     /// Serves until stopped; returns why it stopped.
     pub fn run(self: *Worker) StopReason {
+        self.started_ms = sys.monotonicMs();
+        if (self.admin) |*a| a.responder = admin_view.responder(self);
         var events: [max_events]linux.epoll_event = undefined;
         while (true) {
             // The heartbeat comes from the loop itself: a loop that stops turning stops
@@ -228,6 +243,7 @@ pub const Worker = struct {
                 }
             }
             self.conns.expire(now);
+            if (self.admin) |*a| a.expire(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
             self.resumeListenersIfRoom(now);
@@ -256,6 +272,9 @@ pub const Worker = struct {
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
         if (self.full_retry_ms) |at| next = @min(next orelse at, at);
         if (self.shutdown_delay_until_ms) |at| next = @min(next orelse at, at);
+        if (self.admin) |*a| if (a.nextDeadlineMs()) |at| {
+            next = @min(next orelse at, at);
+        };
         const at = next orelse return -1;
         if (at <= now_ms) return 0;
         return @intCast(@min(at - now_ms, std.math.maxInt(i32)));
@@ -290,6 +309,7 @@ pub const Worker = struct {
             },
             Kind.connection => self.conns.onEvent(t, event.events, now_ms),
             Kind.handover => self.handOver(),
+            Kind.admin => if (self.admin) |*a| a.onEvent(t.index, now_ms),
             else => unreachable,
         }
     }
@@ -425,6 +445,8 @@ pub const Worker = struct {
 
     fn closeAll(self: *Worker, reason: StopReason) StopReason {
         self.closeListeners(sys.monotonicMs());
+        if (self.admin) |*a| a.close();
+        self.admin = null;
         self.conns.closeAll();
         handlers.deinitApps(self.allocator);
         return reason;

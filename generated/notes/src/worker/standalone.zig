@@ -26,6 +26,7 @@ const pid_file = @import("../supervisor/pid_file.zig");
 const notify = @import("../systemd/notify.zig");
 const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
+const admin_view = @import("admin_view.zig");
 const linux = std.os.linux;
 
 pub fn run(options: cli.Options, process: compat.Process) u8 {
@@ -70,6 +71,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .generation = 1,
         .limits = options.limits,
         .handover = if (server) |*s| s else null,
+        .admin = adminFor(options, endpoints, ports),
     }) catch |err| {
         log.err("cannot start: {s}", .{@errorName(err)});
         return 1;
@@ -84,7 +86,10 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     defer if (options.pid_file) |path| pid_file.removeIfOwn(path, pid);
 
     const pids = [_]i32{pid};
-    events.emitReady(.standalone, 1, &pids, endpoints, ports);
+    var line: events.Line = undefined;
+    events.readyLine(&line, .standalone, 1, &pids, endpoints, ports);
+    if (w.admin) |a| events.adminField(&line, options.admin.?, a.port);
+    line.emit();
     const notifier = notify.Notifier.init(process.envp);
     notifier.sendf("READY=1\nMAINPID={d}", .{pid});
     const reason = w.run();
@@ -92,6 +97,22 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats() };
     events.emitStopped(1, reason, &.{report});
     return 0;
+}
+
+/// The admin listener's settings, when the spec or --admin asks for one.
+fn adminFor(
+    options: cli.Options,
+    endpoints: [config.listeners.len]address.Endpoint,
+    ports: [config.listeners.len]u16,
+) ?admin_view.Admin {
+    const endpoint = options.admin orelse return null;
+    var bound = endpoints;
+    for (&bound, ports) |*e, port| e.port = port;
+    return .{
+        .endpoint = endpoint,
+        .origin = if (options.admin_from_flag) .flag else .spec,
+        .endpoints = bound,
+    };
 }
 
 /// Fills `sockets` with what this process serves: every socket systemd passed, then per

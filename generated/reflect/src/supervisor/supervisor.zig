@@ -60,6 +60,8 @@ const cpus = @import("cpus.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 const core_mod = @import("core.zig");
+const admin_server = @import("../admin/server.zig");
+const admin_view = @import("admin_view.zig");
 
 const listener_count = config.listeners.len;
 const max_events = 64;
@@ -71,6 +73,7 @@ const Kind = struct {
     const report: u32 = 1;
     const successor: u32 = 2;
     const probe: u32 = 3;
+    const admin: u32 = 4;
 };
 
 fn token(kind: u32, index: u32) u64 {
@@ -111,6 +114,8 @@ const Slot = struct {
     totals: stats_mod.Stats = .{},
     last_pid: linux.pid_t = 0,
     last_exit: ?events.Exit = null,
+    /// Workers of this slot that exited unexpectedly (crashed, killed, hung).
+    restarts: u32 = 0,
 };
 
 /// The supervisor's loop: it gathers what the kernel says (signals, children's exits,
@@ -170,6 +175,13 @@ pub const Supervisor = struct {
     kept: []const bool = &.{},
     /// One flag per socket, for the left-behind sockets after a hand-over.
     leaving_buf: []bool = &.{},
+    /// The admin listener (`admin/server.zig`), when the spec or --admin asks for one.
+    admin: ?admin_server.Server = null,
+    /// An upgrade's new supervisor whose admin port the old one still holds: it tries
+    /// again at this time (until `admin_retry_until_ms`).
+    admin_retry_at_ms: ?u64 = null,
+    admin_retry_until_ms: u64 = 0,
+    started_ms: u64 = 0,
 
     fn now() u64 {
         return sys.monotonicMs();
@@ -185,6 +197,8 @@ pub const Supervisor = struct {
 
     /// Serves until stopped; returns the process exit code.
     pub fn run(self: *Supervisor) u8 {
+        self.started_ms = now();
+        if (self.admin) |*a| a.responder = admin_view.responder(self);
         self.feed(.start);
         var list: [max_events]linux.epoll_event = undefined;
         while (!self.core.finished()) {
@@ -201,6 +215,7 @@ pub const Supervisor = struct {
                     Kind.report => self.onReport(@truncate(data)),
                     Kind.successor => self.onSuccessorReadable(),
                     Kind.probe => self.onProbeReadable(),
+                    Kind.admin => if (self.admin) |*a| a.onEvent(@truncate(data), now()),
                     else => unreachable,
                 }
             }
@@ -374,6 +389,10 @@ pub const Supervisor = struct {
         const watched = self.options.limits.watchdog_ms > 0 or adopted;
         if (self.core.stopping == null and watched) next = minOf(next, self.next_scan_ms);
         if (self.systemd_watchdog_ms != null) next = minOf(next, self.next_systemd_watchdog_ms);
+        if (self.admin) |*a| if (a.nextDeadlineMs()) |at| {
+            next = minOf(next, at);
+        };
+        if (self.admin_retry_at_ms) |at| next = minOf(next, at);
         const deadline = next orelse return -1;
         const t = now();
         if (deadline <= t) return 0;
@@ -409,6 +428,7 @@ pub const Supervisor = struct {
         var line: events.Line = undefined;
         const workers = pids[0..self.workers];
         events.readyLine(&line, .supervisor, generation, workers, endpoints, self.ports);
+        if (self.admin) |a| events.adminField(&line, self.options.admin.?, a.port);
         if (self.auto_workers) |auto| {
             line.beginNamedObject("workers_auto");
             line.string("decided_by", @tagName(auto.decided_by));
@@ -589,6 +609,9 @@ pub const Supervisor = struct {
         line.int("serving_generation", self.core.generation);
         line.emit();
         log.info("pid {d} took over; generation {d} drains", .{ pid, self.core.generation });
+        // The new supervisor binds the admin port now (it retries until it is free).
+        if (self.admin) |*a| a.close();
+        self.admin = null;
         self.notifier.sendf("MAINPID={d}\nREADY=1\nSTATUS=upgraded: pid {d} serves", .{
             pid, pid,
         });
@@ -775,6 +798,32 @@ pub const Supervisor = struct {
         line.emit();
     }
 
+    /// The admin listener `openAdmin` opened, or the retries an upgrade needs to bind it.
+    fn takeAdmin(self: *Supervisor, admin: AdminStart) void {
+        self.admin = admin.server;
+        const t = now();
+        if (admin.retry) self.admin_retry_at_ms = t + admin_retry_ms;
+        self.admin_retry_until_ms = t + admin_retry_window_ms;
+    }
+
+    /// An upgrade's new supervisor binds the admin port once the old one let it go (when
+    /// this one said ready), trying every `admin_retry_ms` for a bounded time.
+    fn retryAdmin(self: *Supervisor, t: u64) void {
+        self.admin_retry_at_ms = null;
+        const endpoint = self.options.admin orelse return;
+        const last = t >= self.admin_retry_until_ms;
+        const origin: admin_server.Origin = if (self.options.admin_from_flag) .flag else .spec;
+        const options = adminOptions(self.epfd, self.options);
+        const endpoints = &self.options.endpoints;
+        var opened = admin_server.start(endpoint, origin, endpoints, options, !last) catch {
+            if (!last) self.admin_retry_at_ms = t + admin_retry_ms;
+            return;
+        };
+        opened.responder = admin_view.responder(self);
+        self.admin = opened;
+        log.info("admin listener on port {d}", .{opened.port});
+    }
+
     /// A graceful stop begins with its shutdown delay: /readyz answers 503 from now on,
     /// the workers serve on, and the drain (`stopping`) follows when the delay ends.
     fn announceUnready(self: *Supervisor, delay_ms: u64) void {
@@ -792,6 +841,8 @@ pub const Supervisor = struct {
             self.notifier.send("WATCHDOG=1");
             self.next_systemd_watchdog_ms = t + interval;
         };
+        if (self.admin) |*a| a.expire(t);
+        if (self.admin_retry_at_ms) |at| if (t >= at) self.retryAdmin(t);
         // Before the deadlines: a predecessor that exited just now lets its upgrade go on.
         self.pollPredecessor();
         self.feed(.tick);
@@ -832,6 +883,7 @@ pub const Supervisor = struct {
 
         const slot = &self.slots[gone.index];
         slot.totals.add(proc.stats);
+        if (!gone.expected) slot.restarts += 1;
         slot.last_exit = proc.exit;
 
         var line = events.Line.begin("worker_exit");
@@ -1030,6 +1082,7 @@ pub const Supervisor = struct {
         if (self.pid_file_written) {
             if (self.options.pid_file) |path| pid_file.removeIfOwn(path, self.pid);
         }
+        if (self.admin) |*a| a.close();
     }
 };
 
@@ -1075,6 +1128,10 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     closeSurplus(passed, workers, source);
     if (fd_store) storeSockets(&notifier, opened.sockets, opened.shared, workers);
     const loop = Loop.open() catch return 1;
+    const admin = openAdmin(loop.epfd, options, &opened.endpoints, handover != null) orelse {
+        for (opened.sockets) |s| sys.close(s);
+        return 1;
+    };
 
     const tables = Tables.alloc(allocator, workers, opened.sockets.len) catch return 1;
 
@@ -1088,12 +1145,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .pid = pid,
         .sockets = opened.sockets,
         .ports = opened.ports,
-        .core = tables.core(
-            workers,
-            options.limits.drain_timeout_ms,
-            options.limits.shutdown_delay_ms,
-            handover,
-        ),
+        .core = tables.core(workers, options.limits, handover),
         .procs = tables.procs,
         .slots = tables.slots,
         .actions = .{ .list = tables.actions },
@@ -1105,6 +1157,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .kept = handed.kept,
         .leaving_buf = tables.leaving,
     };
+    supervisor.takeAdmin(admin);
     for (&supervisor.activated, activated, 0..) |*a, from_systemd, i| {
         // A listener an upgrade moved away from its systemd socket is this program's own now.
         a.* = passed.countFor(i) > 0 and (handover == null or from_systemd);
@@ -1112,6 +1165,45 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     supervisor.options.endpoints = opened.endpoints;
     supervisor.armSystemdWatchdog(process.envp);
     return supervisor.run();
+}
+
+/// How often, and for how long, an upgrade's new supervisor tries to bind the admin port
+/// the old one holds until it has handed over (when this one says ready).
+const admin_retry_ms = 100;
+const admin_retry_window_ms = core_mod.upgrade_timeout_ms + 5_000;
+
+const AdminStart = struct { server: ?admin_server.Server = null, retry: bool = false };
+
+/// The admin listener, when one is asked for; null after a failure it has reported. In an
+/// upgrade a port in use is the old supervisor's: `retry`.
+fn openAdmin(
+    epfd: sys.Fd,
+    options: cli.Options,
+    endpoints: *const [listener_count]address.Endpoint,
+    upgrading: bool,
+) ?AdminStart {
+    const endpoint = options.admin orelse return .{};
+    const origin: admin_server.Origin = if (options.admin_from_flag) .flag else .spec;
+    const with = adminOptions(epfd, options);
+    const server = admin_server.start(endpoint, origin, endpoints, with, upgrading) catch |err| {
+        if (upgrading and err == error.AddressInUse) return .{ .retry = true };
+        return null;
+    };
+    return .{ .server = server };
+}
+
+fn adminOptions(epfd: sys.Fd, options: cli.Options) admin_server.Options {
+    return .{
+        .epfd = epfd,
+        .token = adminToken,
+        .header_timeout_ms = options.limits.header_timeout_ms,
+        .write_timeout_ms = options.limits.write_timeout_ms,
+        .max_body_bytes = options.limits.max_body_bytes,
+    };
+}
+
+fn adminToken(index: u32) u64 {
+    return token(Kind.admin, index);
 }
 
 /// What the supervisor keeps per process (four per slot: one serving, the others draining
@@ -1145,14 +1237,13 @@ const Tables = struct {
     fn core(
         tables: *const Tables,
         workers: u16,
-        drain_timeout_ms: u64,
-        shutdown_delay_ms: u64,
+        limits: cli.Limits,
         handover: ?upgrade.Handover,
     ) core_mod.Core {
         const options: core_mod.Options = .{
             .workers = workers,
-            .drain_timeout_ms = drain_timeout_ms,
-            .shutdown_delay_ms = shutdown_delay_ms,
+            .drain_timeout_ms = limits.drain_timeout_ms,
+            .shutdown_delay_ms = limits.shutdown_delay_ms,
         };
         var decisions = core_mod.Core.init(options, tables.records, tables.core_slots);
         if (handover) |h| {
