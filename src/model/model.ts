@@ -130,6 +130,10 @@ export interface ListenerModel {
   /** Raw strings, "" when the handler is not http; templates pass them through `zigString`. */
   readonly httpBody: string;
   readonly httpContentType: string;
+  /** Zig literal of the `route` label values of the listener's request-duration histograms:
+   * each route of an HTTP app module then "" (no route answered), `"*"` for the built-in
+   * `http` handler, none for other handlers: `&.{ "getNote", "" }`. */
+  readonly metricRoutes: string;
   /** Its socket unit, `<service>-<listener>.socket` (FileDescriptorName= is per unit). */
   readonly socketUnit: string;
   /** `ListenStream` or `ListenDatagram`. */
@@ -398,6 +402,7 @@ function buildListener(
     keepaliveProbes: keepalive?.probes ?? 0,
     httpBody: http?.body ?? "",
     httpContentType: http?.contentType ?? "",
+    metricRoutes: metricRoutes(listener),
     socketUnit: `${service}-${listener.name}.socket`,
     listenDirective: isTcp ? "ListenStream" : "ListenDatagram",
     listenAddress: isIpv6
@@ -405,6 +410,16 @@ function buildListener(
       : `${formatIp(ip)}:${listener.port}`,
     bindIpv6Only: isIpv6 ? (listener.v6Only ? "ipv6-only" : "both") : "",
   };
+}
+
+function metricRoutes(listener: ListenerSpec): string {
+  const names =
+    listener.handler === "http"
+      ? ["*"]
+      : listener.app?.http !== undefined
+        ? [...listener.app.http.routes.map((r) => r.name), ""]
+        : [];
+  return names.length === 0 ? "&.{}" : `&.{ ${names.map((n) => JSON.stringify(n)).join(", ")} }`;
 }
 
 /**

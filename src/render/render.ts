@@ -49,6 +49,7 @@ export const SUPERVISOR_FOLDERS: readonly string[] = [
   "src/systemd/",
   "src/net/",
   "src/admin/",
+  "src/metrics/",
 ];
 
 /** Files outside those folders that the supervisor's code imports. */

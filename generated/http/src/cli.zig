@@ -53,9 +53,10 @@ pub const usage =
 ;
 
 /// What a supervisor gives a worker process it starts, as the internal flag
-/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:IDENTITY:FD,FD,…[/SLOT=FD,FD,…]…`:
+/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:IDENTITY:FD,FD,…[/SLOT=FD,FD,…]…[:M,C]`:
 /// one FD per listener for its own slot, then the sockets of up to `max_ring` other slots
-/// it may be asked to adopt (see `worker_link.zig`).
+/// it may be asked to adopt (see `worker_link.zig`), then the metrics region's descriptor M
+/// and the worker's cell C in it (see `metrics/region.zig`).
 pub const WorkerRole = struct {
     index: u16,
     generation: u32,
@@ -68,6 +69,9 @@ pub const WorkerRole = struct {
     fds: [config.listeners.len]i32 = undefined,
     ring: [max_ring]RingSlot = undefined,
     ring_len: u8 = 0,
+    /// The shared metrics region (-1: none) and this worker's cell in it.
+    metrics_fd: i32 = -1,
+    metrics_cell: u32 = 0,
 
     pub fn matchesIdentity(self: *const WorkerRole) bool {
         return std.mem.eql(u8, &self.fingerprint, config.identity);
@@ -301,6 +305,11 @@ fn parseWorkerRole(value: []const u8) ?WorkerRole {
         if (!parseFds(text[equals + 1 ..], &ring.fds)) return null;
         role.ring_len += 1;
     }
+    if (parts.next()) |metrics| {
+        const comma = compat.findScalar(u8, metrics, ',') orelse return null;
+        role.metrics_fd = parseField(i32, metrics[0..comma]) orelse return null;
+        role.metrics_cell = parseField(u32, metrics[comma + 1 ..]) orelse return null;
+    }
     if (parts.next() != null) return null;
     return role;
 }
@@ -376,6 +385,12 @@ test "parses the worker role, with the slots it may adopt" {
     try std.testing.expectEqual(@as(u16, 2), role.index);
     try std.testing.expectEqual(@as(u8, 2), role.ring_len);
     try std.testing.expectEqual(@as(u16, 4), role.ring[1].slot);
+    try std.testing.expectEqual(@as(i32, -1), role.metrics_fd);
+    len += (try compat.bufPrint(text[len..], ":9,13", .{})).len;
+    text[len] = 0;
+    const with_metrics = (try parse(&args, &diag)).serve.worker.?;
+    try std.testing.expectEqual(@as(i32, 9), with_metrics.metrics_fd);
+    try std.testing.expectEqual(@as(u32, 13), with_metrics.metrics_cell);
 
     const other_identity = "0:1:5:6:0123456789abcdef-0123456789abcdef:x";
     const other = [_][*:0]const u8{ "svc", "--worker", other_identity };

@@ -48,6 +48,9 @@ pub const Listener = struct {
     port: u16,
     options: SocketOptions,
     http: Http,
+    /// The `route` label of each request-duration histogram of the listener (metrics): an
+    /// HTTP module's routes then "" (no route answered), "*" for the built-in `http` handler.
+    routes: []const []const u8,
 };
 
 pub const name = "reflect";
@@ -90,7 +93,7 @@ pub const spec_fingerprint = "b03d2950daf75cd6";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "207943c88e872ce4";
+pub const supervisor_fingerprint = "6033c1ccd21ac428";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -115,6 +118,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "reflect6",
@@ -136,5 +140,6 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
 };

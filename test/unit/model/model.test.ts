@@ -156,6 +156,7 @@ describe("buildModel", () => {
       keepaliveProbes: 6,
       httpBody: "hi",
       httpContentType: "text/plain; charset=utf-8",
+      metricRoutes: '&.{ "*" }',
       socketUnit: "edge-echo-api.socket",
       listenDirective: "ListenStream",
       listenAddress: "[::1]:8080",
@@ -193,6 +194,7 @@ describe("buildModel", () => {
       sendBufferBytes: 0,
       httpBody: "",
       httpContentType: "",
+      metricRoutes: "&.{}",
     });
     expect(m).toMatchObject({ hasCustomHandler: true, hasTcp: false, hasUdp: true });
   });

@@ -19,6 +19,7 @@ const handlers = @import("../handlers.zig");
 const connections_mod = @import("connections.zig");
 const drain_mod = @import("drain.zig");
 const stats_mod = @import("stats.zig");
+const metrics = @import("../metrics/cell.zig");
 const log = @import("../log.zig");
 const worker_link = @import("../supervisor/worker_link.zig");
 const handover = @import("../upgrade/handover.zig");
@@ -213,7 +214,8 @@ pub const Worker = struct {
     }
 
     pub fn stats(self: *const Worker) Stats {
-        return self.conns.stats;
+        _ = self;
+        return metrics.stats(metrics.own);
     }
 
     /// Serves until stopped; returns why it stopped.
@@ -616,11 +618,13 @@ pub const Worker = struct {
                     return false;
                 },
             };
-            self.conns.stats.datagrams += 1;
+            const counters = metrics.at(socket.listener_index);
+            metrics.add(&counters.datagrams_received, 1);
             const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], &from, self.reply);
             if (reply_len == 0) continue;
             // UDP promises nothing: a reply the kernel refuses is a datagram lost.
-            _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch {};
+            _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch continue;
+            metrics.add(&counters.datagrams_sent, 1);
         }
         return true;
     }

@@ -62,6 +62,7 @@ const assert = std.debug.assert;
 const core_mod = @import("core.zig");
 const admin_server = @import("../admin/server.zig");
 const admin_view = @import("admin_view.zig");
+const metrics_region = @import("../metrics/region.zig");
 
 const listener_count = config.listeners.len;
 const max_events = 64;
@@ -135,6 +136,8 @@ pub const Supervisor = struct {
     ports: [listener_count]u16,
     /// The decisions; its records and `procs` share indexes.
     core: core_mod.Core,
+    /// The workers' counters: one cell per record (see `metrics/region.zig`).
+    metrics: metrics_region.Region,
     procs: []Proc,
     slots: []Slot,
     /// Where the core puts the actions of one event.
@@ -665,6 +668,7 @@ pub const Supervisor = struct {
     fn spawn(self: *Supervisor, record: u32, index: u16, generation: u32) void {
         const proc = &self.procs[record];
         assert(proc.pid == 0);
+        self.metrics.claim(record, index, generation);
         const started = worker_process.start(.{
             .exe_path = self.exe_path,
             .envp = self.process.envp,
@@ -673,6 +677,8 @@ pub const Supervisor = struct {
             .index = index,
             .generation = generation,
             .limits = self.options.limits,
+            .metrics_fd = self.metrics.fd,
+            .metrics_cell = record,
         }) catch |err| {
             log.err("cannot start worker {d}: {s}", .{ index, @errorName(err) });
             proc.spawn_error = @errorName(err);
@@ -798,12 +804,16 @@ pub const Supervisor = struct {
         line.emit();
     }
 
-    /// The admin listener `openAdmin` opened, or the retries an upgrade needs to bind it.
-    fn takeAdmin(self: *Supervisor, admin: AdminStart) void {
+    /// Opens the admin listener, if one is asked for; false after a failure it reported. In
+    /// an upgrade the port may still be the old supervisor's: it is retried then.
+    fn startAdmin(self: *Supervisor, upgrading: bool) bool {
+        const endpoints = &self.options.endpoints;
+        const admin = openAdmin(self.epfd, self.options, endpoints, upgrading) orelse return false;
         self.admin = admin.server;
         const t = now();
         if (admin.retry) self.admin_retry_at_ms = t + admin_retry_ms;
         self.admin_retry_until_ms = t + admin_retry_window_ms;
+        return true;
     }
 
     /// An upgrade's new supervisor binds the admin port once the old one let it go (when
@@ -884,6 +894,7 @@ pub const Supervisor = struct {
         const slot = &self.slots[gone.index];
         slot.totals.add(proc.stats);
         if (!gone.expected) slot.restarts += 1;
+        self.metrics.fold(gone.record, .{ .expected = gone.expected, .hung = proc.hung });
         slot.last_exit = proc.exit;
 
         var line = events.Line.begin("worker_exit");
@@ -1128,12 +1139,13 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     closeSurplus(passed, workers, source);
     if (fd_store) storeSockets(&notifier, opened.sockets, opened.shared, workers);
     const loop = Loop.open() catch return 1;
-    const admin = openAdmin(loop.epfd, options, &opened.endpoints, handover != null) orelse {
-        for (opened.sockets) |s| sys.close(s);
-        return 1;
-    };
 
     const tables = Tables.alloc(allocator, workers, opened.sockets.len) catch return 1;
+    const records: u32 = @intCast(tables.records.len);
+    const metrics = metrics_region.Region.create(allocator, workers, records) catch |err| {
+        log.err("cannot map the metrics region: {s}", .{@errorName(err)});
+        return 1;
+    };
 
     events.logMigrationPolicy(.supervisor);
     var supervisor: Supervisor = .{
@@ -1146,6 +1158,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .sockets = opened.sockets,
         .ports = opened.ports,
         .core = tables.core(workers, options.limits, handover),
+        .metrics = metrics,
         .procs = tables.procs,
         .slots = tables.slots,
         .actions = .{ .list = tables.actions },
@@ -1157,12 +1170,12 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .kept = handed.kept,
         .leaving_buf = tables.leaving,
     };
-    supervisor.takeAdmin(admin);
     for (&supervisor.activated, activated, 0..) |*a, from_systemd, i| {
         // A listener an upgrade moved away from its systemd socket is this program's own now.
         a.* = passed.countFor(i) > 0 and (handover == null or from_systemd);
     }
     supervisor.options.endpoints = opened.endpoints;
+    if (!supervisor.startAdmin(handover != null)) return 1;
     supervisor.armSystemdWatchdog(process.envp);
     return supervisor.run();
 }
@@ -1548,6 +1561,12 @@ fn testSupervisor(
             .workers = workers,
             .drain_timeout_ms = 1_000,
         }, records, core_slots),
+        // Never freed: a test's few pages.
+        .metrics = metrics_region.Region.create(
+            std.heap.page_allocator,
+            workers,
+            @intCast(records.len),
+        ) catch unreachable,
         .procs = procs,
         .slots = slots,
         .actions = .{ .list = actions },

@@ -12,6 +12,9 @@ const address = @import("../address.zig");
 const events = @import("../events.zig");
 const sys = @import("../net/sys.zig");
 const admin = @import("../admin/server.zig");
+const exposition = @import("../admin/exposition.zig");
+const metrics_render = @import("../metrics/render.zig");
+const core_mod = @import("core.zig");
 const stats_mod = @import("../worker/stats.zig");
 const worker_link = @import("worker_link.zig");
 const Supervisor = @import("supervisor.zig").Supervisor;
@@ -27,14 +30,35 @@ fn answer(context: *anyopaque, request: admin.Request, body: *admin.Body) admin.
         .healthz => .{ .status = healthz(s, body), .content_type = json },
         .readyz => .{ .status = readyz(s, body), .content_type = json },
         .status => .{ .status = status(s, body), .content_type = json },
-        .metrics => metrics(body),
+        .metrics => metrics(s, request.accept, body),
     };
 }
 
-/// Until the metrics renderer is part of the program, /metrics says so.
-fn metrics(body: *admin.Body) admin.Answer {
-    body.write("metrics are not part of this build yet\n");
-    return .{ .status = 501, .content_type = "text/plain; charset=utf-8" };
+/// The exposition over the shared counters, with what only the supervisor knows: the
+/// serving generation, its workers by state, and its processes (itself first).
+fn metrics(s: *const Supervisor, accept: []const u8, body: *admin.Body) admin.Answer {
+    var processes: [core_mod.max_records + 1]metrics_render.Process = undefined;
+    processes[0] = .{ .slot = null, .pid = s.pid };
+    var n: usize = 1;
+    var states: metrics_render.WorkerStates = .{};
+    for (s.core.records, s.procs) |maybe, proc| {
+        const w = maybe orelse continue;
+        if (proc.pid == 0 or proc.exited) continue;
+        processes[n] = .{ .slot = w.index, .pid = proc.pid };
+        n += 1;
+        if (w.retired) {
+            states.draining += 1;
+        } else if (w.ready) {
+            states.ready += 1;
+        } else states.starting += 1;
+    }
+    const view: metrics_render.View = .{
+        .region = &s.metrics,
+        .generation = s.core.generation,
+        .workers = states,
+        .processes = processes[0..n],
+    };
+    return exposition.answer(body, accept, &view);
 }
 
 /// Why a slot is not healthy; null when it is.

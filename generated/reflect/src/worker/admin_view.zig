@@ -9,6 +9,9 @@ const cli = @import("../cli.zig");
 const events = @import("../events.zig");
 const sys = @import("../net/sys.zig");
 const admin = @import("../admin/server.zig");
+const exposition = @import("../admin/exposition.zig");
+const metrics_render = @import("../metrics/render.zig");
+const metrics_region = @import("../metrics/region.zig");
 const Worker = @import("worker.zig").Worker;
 
 /// Where a standalone process's admin listener goes, and what its status names.
@@ -17,6 +20,8 @@ pub const Admin = struct {
     origin: admin.Origin,
     /// Where each listener ended up (for /status, and the port collision check).
     endpoints: [config.listeners.len]address.Endpoint,
+    /// This process's own counters (one slot, one cell).
+    metrics: *const metrics_region.Region,
 
     pub fn open(
         self: *const Admin,
@@ -63,8 +68,18 @@ fn answer(context: *anyopaque, request: admin.Request, body: *admin.Body) admin.
             return .{ .status = 200, .content_type = json };
         },
         .metrics => {
-            body.write("metrics are not part of this build yet\n");
-            return .{ .status = 501, .content_type = "text/plain; charset=utf-8" };
+            const processes = [_]metrics_render.Process{.{ .slot = 0, .pid = w.pid }};
+            const draining = w.stop != null;
+            const view: metrics_render.View = .{
+                .region = w.options.admin.?.metrics,
+                .generation = 1,
+                .workers = .{
+                    .ready = @intFromBool(!draining),
+                    .draining = @intFromBool(draining),
+                },
+                .processes = &processes,
+            };
+            return exposition.answer(body, request.accept, &view);
         },
     }
 }
