@@ -7,7 +7,8 @@
  * oversized heads) get the parser's answers while a SIGHUP restart completes; an admin port
  * that collides with a listener and a malformed --admin are refused naming the flag.
  */
-import { execa } from "execa";
+import { execa, type ResultPromise } from "execa";
+import http from "node:http";
 import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -36,6 +37,8 @@ const TEST_TIMEOUT_MS = 90_000;
 const CURL_TIMEOUT_S = 5;
 /** Bounds every poll of an endpoint: the state it waits for comes within this. */
 const POLL_TIMEOUT_MS = 10_000;
+/** The real Prometheus server's scrape runs on one release only: the renderer is the same code. */
+const SCRAPED_VERSION = FULL_MATRIX_VERSIONS[FULL_MATRIX_VERSIONS.length - 1];
 
 interface AdminReadyEvent extends ReadyEvent {
   readonly admin?: { readonly address: string; readonly port: number };
@@ -84,6 +87,119 @@ function adminUrl(ready: AdminReadyEvent, path: string): string {
   if (admin === undefined) throw new Error(`ready has no admin: ${JSON.stringify(ready)}`);
   const host = admin.address.includes(":") ? `[${admin.address}]` : admin.address;
   return `http://${host}:${admin.port}${path}`;
+}
+
+/** Keep-alive GETs to `url` until `stop()`; counts the 200s and the failures. */
+function startLoad(url: string) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  let running = true;
+  const counts = { ok: 0, failed: 0 };
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const req = http.get(url, { agent, timeout: 5_000 }, (res) => {
+        res.resume();
+        res.on("end", () => {
+          if (res.statusCode === 200) counts.ok += 1;
+          else counts.failed += 1;
+          resolve();
+        });
+      });
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", () => {
+        counts.failed += 1;
+        resolve();
+      });
+    });
+  const loops = Array.from({ length: 4 }, async () => {
+    // Bounded: a minute at most, whatever the test does.
+    const until = Date.now() + 60_000;
+    while (running && Date.now() < until) {
+      await one();
+      await sleep(5);
+    }
+  });
+  return {
+    counts,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      agent.destroy();
+    },
+  };
+}
+
+/** A Prometheus server in `dir` scraping `target` every second, on a free loopback port. */
+async function startPrometheus(dir: string, target: string) {
+  const port = await freePort("tcp", "127.0.0.1");
+  const config =
+    "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n" +
+    `scrape_configs:\n  - job_name: svc\n    static_configs:\n      - targets: ["${target}"]\n`;
+  await writeFile(path.join(dir, "prometheus.yml"), config);
+  const child: ResultPromise = execa(
+    "prometheus",
+    [
+      `--config.file=${path.join(dir, "prometheus.yml")}`,
+      `--storage.tsdb.path=${path.join(dir, "data")}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      "--log.level=warn",
+    ],
+    { reject: false, stdin: "ignore", cwd: dir, timeout: 120_000, forceKillAfterDelay: 2_000 },
+  );
+  const base = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 20_000;
+  while ((await curl(`${base}/-/ready`).catch(() => undefined))?.status !== 200) {
+    if (Date.now() > deadline || child.exitCode !== null) {
+      child.kill("SIGKILL");
+      throw new Error(`prometheus did not get ready: ${String((await child).stderr)}`);
+    }
+    await sleep(100);
+  }
+  return { child, base };
+}
+
+type Sample = [number, string];
+
+/** An instant query; the first result's value, or undefined without a result. */
+async function query(base: string, promql: string): Promise<number | undefined> {
+  const reply = await curl(`${base}/api/v1/query`, ["--data-urlencode", `query=${promql}`]);
+  const data = JSON.parse(reply.body) as { status: string; data: { result: { value: Sample }[] } };
+  if (data.status !== "success") throw new Error(`${promql}: ${reply.body}`);
+  const first = data.data.result[0];
+  return first === undefined ? undefined : Number(first.value[1]);
+}
+
+/** Every value of `promql` from `start` to now (seconds), one a second. */
+async function queryRange(base: string, promql: string, start: number): Promise<number[]> {
+  const end = Date.now() / 1000;
+  const reply = await curl(`${base}/api/v1/query_range`, [
+    "--data-urlencode",
+    `query=${promql}`,
+    "--data-urlencode",
+    `start=${start}`,
+    "--data-urlencode",
+    `end=${end}`,
+    "--data-urlencode",
+    "step=1",
+  ]);
+  const data = JSON.parse(reply.body) as { data: { result: { values: Sample[] }[] } };
+  return (data.data.result[0]?.values ?? []).map((v) => Number(v[1]));
+}
+
+/** Polls `promql` (bounded) until `accept` takes its value. */
+async function queryUntil(
+  base: string,
+  promql: string,
+  accept: (v: number | undefined) => boolean,
+  timeoutMs = 20_000,
+): Promise<number | undefined> {
+  const deadline = Date.now() + timeoutMs;
+  let value: number | undefined;
+  while (Date.now() < deadline) {
+    value = await query(base, promql);
+    if (accept(value)) return value;
+    await sleep(250);
+  }
+  throw new Error(`${promql} stayed at ${value} for ${timeoutMs} ms`);
 }
 
 describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
@@ -255,6 +371,108 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
       } finally {
         for (const c of opened) c.destroy();
       }
+      program.signal("SIGTERM");
+      expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it(
+    "serves /metrics that promtool accepts, in the Prometheus text format and in OpenMetrics",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      ensureCommand("promtool", "prometheus");
+      const { program, ready } = await startWithAdmin([]);
+      const dir = await mkdtemp(path.join(tmpdir(), "gen-reuseport-e2e-promtool-"));
+      try {
+        for (let i = 0; i < 5; i += 1) await curl(`http://127.0.0.1:${portOf(ready, "web")}/`);
+        const text = await curl(adminUrl(ready, "/metrics"));
+        expect(text.status).toBe(200);
+        expect(text.headers).toMatch(/^content-type: text\/plain; version=0\.0\.4/im);
+        expect(text.body).toMatch(/^reuseport_http_requests_total\{listener="web",worker="\d",code="200"\} \d+$/m);
+        const checked = await execa("promtool", ["check", "metrics"], {
+          input: text.body,
+          reject: false,
+          timeout: 30_000,
+        });
+        expect(checked.exitCode, `${checked.stdout}\n${checked.stderr}`).toBe(0);
+
+        const open = await curl(adminUrl(ready, "/metrics"), [
+          "-H",
+          "Accept: application/openmetrics-text; version=1.0.0",
+        ]);
+        expect(open.headers).toMatch(/^content-type: application\/openmetrics-text; version=1\.0\.0/im);
+        expect(open.body.endsWith("# EOF\n")).toBe(true);
+        // promtool's OpenMetrics parser: turn the exposition into a TSDB block (backfilling
+        // wants a time on every sample; the text is otherwise the one served).
+        const now = Math.floor(Date.now() / 1000);
+        const timed = open.body
+          .split("\n")
+          .map((l) => (l === "" || l.startsWith("#") ? l : `${l} ${now}`))
+          .join("\n");
+        const file = path.join(dir, "metrics.om");
+        await writeFile(file, timed);
+        const blocks = await execa(
+          "promtool",
+          ["tsdb", "create-blocks-from", "openmetrics", file, path.join(dir, "blocks")],
+          { reject: false, timeout: 30_000 },
+        );
+        expect(blocks.exitCode, `${blocks.stdout}\n${blocks.stderr}`).toBe(0);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+      program.signal("SIGTERM");
+      expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it.runIf(version === SCRAPED_VERSION)(
+    "is scraped by a real Prometheus under load: a rate > 0, up through a SIGHUP restart and a SIGKILLed worker, totals never down",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      ensureCommand("prometheus", "prometheus");
+      const { program, ready } = await startWithAdmin([]);
+      const dir = await mkdtemp(path.join(tmpdir(), "gen-reuseport-e2e-prometheus-"));
+      const load = startLoad(`http://127.0.0.1:${portOf(ready, "web")}/`);
+      let prometheus: Awaited<ReturnType<typeof startPrometheus>> | undefined;
+      try {
+        prometheus = await startPrometheus(dir, `127.0.0.1:${ready.admin!.port}`);
+        const { base } = prometheus;
+        const start = Date.now() / 1000;
+        await queryUntil(base, 'up{job="svc"}', (v) => v === 1);
+        const rate = await queryUntil(
+          base,
+          "sum(rate(reuseport_http_requests_total[15s]))",
+          (v) => v !== undefined && v > 0,
+        );
+        expect(rate).toBeGreaterThan(0);
+        const scrapes = 'count_over_time(up{job="svc"}[1m])';
+        const scrapedBefore = (await query(base, scrapes)) ?? 0;
+        program.signal("SIGHUP");
+        const second = await program.waitForEvent<ReadyEvent>(
+          "ready",
+          READY_TIMEOUT_MS,
+          (e) => (e as ReadyEvent).generation === 2,
+        );
+        process.kill(second.workers[0]!.pid, "SIGKILL");
+        await program.waitForEvent("worker_replaced", READY_TIMEOUT_MS);
+        // Scrapes after both: the total has grown past what it was before them.
+        const before = (await query(base, "sum(reuseport_http_requests_total)")) ?? 0;
+        await queryUntil(base, "sum(reuseport_http_requests_total)", (v) => (v ?? 0) > before + 10);
+        await queryUntil(base, scrapes, (v) => (v ?? 0) >= scrapedBefore + 3);
+        const ups = await queryRange(base, 'up{job="svc"}', start);
+        expect(ups.length).toBeGreaterThan(3);
+        expect(ups.every((v) => v === 1), `up: ${ups.join(",")}`).toBe(true);
+        const totals = await queryRange(base, "sum(reuseport_http_requests_total)", start);
+        const downs = totals.filter((v, i) => i > 0 && v < totals[i - 1]!);
+        expect(downs, `totals: ${totals.join(",")}`).toEqual([]);
+        expect(await query(base, 'sum(resets(reuseport_http_requests_total[1m]))')).toBe(0);
+      } finally {
+        await load.stop();
+        prometheus?.child.kill("SIGTERM");
+        await prometheus?.child;
+        await rm(dir, { recursive: true, force: true });
+      }
+      expect(load.counts.ok).toBeGreaterThan(0);
       program.signal("SIGTERM");
       expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
     },
