@@ -1614,3 +1614,34 @@ test "the driver tells the core when the predecessor is gone" {
     s.pollPredecessor();
     try std.testing.expect(s.core.predecessor == null);
 }
+
+test "the admin listener's health names each slot without a ready, beating worker" {
+    var records: [8]?core_mod.Worker = undefined;
+    var procs: [8]Proc = undefined;
+    var core_slots: [2]core_mod.Slot = undefined;
+    var slots: [2]Slot = undefined;
+    var actions: [64]core_mod.Action = undefined;
+    var s = testSupervisor(&records, &procs, &core_slots, &slots, &actions);
+    s.options.limits.watchdog_ms = 1_000;
+    s.core.generation = 1;
+    s.core.last_generation = 1;
+    records[0] = .{ .index = 0, .generation = 1, .started_ms = 0, .ready = true };
+    procs[0] = .{ .pid = 10, .last_beat_ms = 1_000 };
+    records[1] = .{ .index = 1, .generation = 1, .started_ms = 0 };
+    procs[1] = .{ .pid = 11, .last_beat_ms = 1_000 };
+    try std.testing.expect(admin_view.slotTrouble(&s, 0, 1_100) == null);
+    const Trouble = admin_view.Trouble;
+    try std.testing.expectEqual(Trouble.starting, admin_view.slotTrouble(&s, 1, 1_100).?);
+    // Silent for as long as it takes to have its slot adopted: hung, before the watchdog.
+    const silent = 1_000 + worker_link.adoptAfterMs(1_000);
+    try std.testing.expectEqual(Trouble.hung, admin_view.slotTrouble(&s, 0, silent).?);
+    // A draining worker of the serving generation still serves its slot.
+    records[0].?.retired = true;
+    try std.testing.expect(admin_view.slotTrouble(&s, 0, 1_100) == null);
+    procs[1].exited = true;
+    try std.testing.expectEqual(Trouble.no_worker, admin_view.slotTrouble(&s, 1, 1_100).?);
+    // Not ready before the first generation, nor once a stop (or its delay) began.
+    try std.testing.expect(s.core.isReady());
+    s.core.shutdown_delay_until_ms = 5_000;
+    try std.testing.expect(!s.core.isReady());
+}
