@@ -48,6 +48,7 @@ export const SUPERVISOR_FOLDERS: readonly string[] = [
   "src/upgrade/",
   "src/systemd/",
   "src/net/",
+  "src/admin/",
   "src/metrics/",
 ];
 
@@ -59,6 +60,9 @@ export const SUPERVISOR_FILES: readonly string[] = [
   "src/compat.zig",
   "src/config.zig.hbs",
   "src/events.zig",
+  "src/http/date.zig",
+  "src/http/parser.zig",
+  "src/http/status.zig",
   "src/log.zig",
   "src/output.zig",
   "src/worker/stats.zig",

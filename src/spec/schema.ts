@@ -291,6 +291,29 @@ export const ListenerSchema = z
   )
   .describe("One listening socket per worker, bound with SO_REUSEPORT.");
 
+export const AdminSchema = z
+  .strictObject(
+    {
+      address: z
+        .string({ error: "must be a string" })
+        .refine((s) => parseIp(s) !== undefined, {
+          error:
+            'must be an IPv4 or IPv6 address literal such as "127.0.0.1" or "::1" (no ' +
+            "brackets, no zone id, no host names)",
+        })
+        .default("127.0.0.1")
+        .describe('Address the admin listener binds: "127.0.0.1" (default), "::1", "0.0.0.0", …'),
+      port: intRange(1, 65535).describe(
+        "TCP port of the admin listener; it may not collide with a TCP listener's.",
+      ),
+    },
+    { error: 'must be an object { "address": "127.0.0.1", "port": 9901 }' },
+  )
+  .describe(
+    "The admin listener: /metrics, /healthz, /readyz and /status over HTTP, served by the " +
+      "supervisor (by the process itself with --standalone), never by a worker.",
+  );
+
 export const SpecSchema = z
   .strictObject(
     {
@@ -390,6 +413,13 @@ export const SpecSchema = z
             "buffers. Once it is spent, connections whose output waits are not read " +
             "(back-pressure). 0: a connection is not read while its write buffer waits.",
         ),
+      shutdownDelayMs: intRange(0, 3600000)
+        .default(0)
+        .describe(
+          "Milliseconds a graceful stop (SIGTERM) keeps accepting and serving after /readyz " +
+            "turned 503, before the drain: time for load balancers to stop sending traffic.",
+        ),
+      admin: AdminSchema.optional(),
       listeners: z
         .array(ListenerSchema, { error: "must be an array of listener objects" })
         .min(1, { error: "must list at least 1 listener" })
@@ -409,6 +439,7 @@ export type SpecInput = z.input<typeof SpecSchema>;
 /** The keys each object of the spec allows, for "did you mean" hints. */
 export const ALLOWED_KEYS = {
   spec: Object.keys(SpecSchema.shape),
+  admin: Object.keys(AdminSchema.shape),
   listener: Object.keys(ListenerSchema.shape),
   keepalive: Object.keys(KeepaliveSchema.shape),
   http: Object.keys(HttpSchema.shape),

@@ -17,6 +17,8 @@ pub const usage =
     \\  --listen NAME=HOST:PORT  serve listener NAME at HOST:PORT instead (repeatable;
     \\                           IPv6 as [::1]:8080; port 0 picks a free port)
     \\  --drain-timeout MS       how long a graceful stop waits for open connections
+    \\  --shutdown-delay MS      how long a graceful stop keeps serving after /readyz
+    \\                           turned 503, before the drain (0: none)
     \\  --header-timeout MS      deadline for a complete request head
     \\  --body-timeout MS        longest wait for the next byte of a request body
     \\  --request-timeout MS     deadline for a whole request, head and body (0: none)
@@ -24,6 +26,8 @@ pub const usage =
     \\  --write-timeout MS       longest wait for a client to read what it is sent
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
     \\  --max-body BYTES         largest request body an HTTP listener accepts
+    \\  --admin HOST:PORT        serve /metrics, /healthz, /readyz and /status there
+    \\                           (IPv6 as [::1]:9901; port 0 picks a free port)
     \\  --pid-file PATH          write the process id to PATH when ready; removed at exit;
     \\                           locked: a second start with the same PATH exits 1
     \\  --handover PATH          (with --standalone) take the listening sockets of the
@@ -92,6 +96,10 @@ pub const Options = struct {
     standalone: bool = false,
     endpoints: [config.listeners.len]address.Endpoint = defaultEndpoints(),
     pid_file: ?[*:0]const u8 = null,
+    /// Where the admin listener binds (see `admin/server.zig`); null: no admin listener.
+    admin: ?address.Endpoint = defaultAdmin(),
+    /// Whether `admin` came from `--admin` (messages name the flag) or the spec.
+    admin_from_flag: bool = false,
     /// Where standalone processes hand their listening sockets on (see `handover.zig`).
     handover: ?[]const u8 = null,
     /// Keep the listening sockets in systemd's file-descriptor store (see `notify.zig`).
@@ -105,6 +113,7 @@ pub const Options = struct {
 /// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
 pub const Limits = struct {
     drain_timeout_ms: u32 = config.drain_timeout_ms,
+    shutdown_delay_ms: u32 = config.shutdown_delay_ms,
     header_timeout_ms: u32 = config.header_timeout_ms,
     body_timeout_ms: u32 = config.body_timeout_ms,
     request_timeout_ms: u32 = config.request_timeout_ms,
@@ -123,6 +132,7 @@ pub const LimitFlag = struct {
 
 pub const limit_flags = [_]LimitFlag{
     .{ .flag = "--drain-timeout", .field = "drain_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--shutdown-delay", .field = "shutdown_delay_ms", .unit = "milliseconds" },
     .{ .flag = "--header-timeout", .field = "header_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--body-timeout", .field = "body_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--request-timeout", .field = "request_timeout_ms", .unit = "milliseconds" },
@@ -138,6 +148,11 @@ pub const Command = union(enum) {
     version,
     fingerprint,
 };
+
+fn defaultAdmin() ?address.Endpoint {
+    const admin = config.admin orelse return null;
+    return .{ .address = admin.address, .port = admin.port };
+}
 
 fn defaultEndpoints() [config.listeners.len]address.Endpoint {
     var endpoints: [config.listeners.len]address.Endpoint = undefined;
@@ -196,6 +211,11 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             try parseListen(value, &options.endpoints, diag);
         } else if (try parseLimit(arg, value, &options.limits, diag)) {
             // Set by parseLimit.
+        } else if (eql(arg, "--admin")) {
+            options.admin = address.parseEndpoint(value) catch
+                return diag.set("--admin: expected HOST:PORT such as 127.0.0.1:9901 or " ++
+                    "[::1]:9901 (got \"{s}\")", .{value});
+            options.admin_from_flag = true;
         } else if (eql(arg, "--pid-file")) {
             options.pid_file = args[i + 1];
         } else if (eql(arg, "--handover")) {
@@ -220,7 +240,9 @@ fn eql(a: []const u8, b: []const u8) bool {
 }
 
 fn isValueFlag(arg: []const u8) bool {
-    const flags = [_][]const u8{ "--workers", "--listen", "--pid-file", "--handover", "--worker" };
+    const flags = [_][]const u8{
+        "--workers", "--listen", "--pid-file", "--handover", "--worker", "--admin",
+    };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;
     return false;

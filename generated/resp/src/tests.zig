@@ -4,6 +4,7 @@
 //! file's tests run without anyone adding it to a list.
 test {
     _ = @import("address.zig");
+    _ = @import("admin/server.zig");
     _ = @import("calendar.zig");
     _ = @import("cli.zig");
     _ = @import("events.zig");

@@ -3,6 +3,11 @@
 //! socket options. The rest of the program reads the spec only through this file.
 pub const Address = @import("address.zig").Address;
 
+pub const Admin = struct {
+    address: Address,
+    port: u16,
+};
+
 pub const Protocol = enum { tcp, udp };
 
 pub const Handler = enum { echo, http, whoami, custom, app };
@@ -53,6 +58,11 @@ pub const version = "0.1.0";
 /// Worker processes; 0 starts one per CPU the process may use (see supervisor/cpus.zig).
 pub const workers: u16 = 2;
 pub const drain_timeout_ms: u32 = 10000;
+/// How long a graceful stop keeps accepting and serving after readiness (the admin
+/// listener's /readyz) turned 503, before the drain: time for load balancers to move away.
+pub const shutdown_delay_ms: u32 = 0;
+/// The admin listener (/metrics, /healthz, /readyz, /status); null: none unless --admin.
+pub const admin: ?Admin = null;
 /// Connections one worker serves at once; further ones wait in the accept queue.
 pub const max_connections: u32 = 1024;
 pub const read_buffer_bytes: u32 = 16384;
@@ -79,11 +89,11 @@ pub const output_limit_bytes: u64 = 33554432;
 pub const output_pool_bytes: u64 = 67108864;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "da5403825f915b4c";
+pub const spec_fingerprint = "ed36a6d4c1c18df8";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "13fa7181a0287604";
+pub const supervisor_fingerprint = "674e84de172fb094";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

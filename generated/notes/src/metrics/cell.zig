@@ -170,12 +170,13 @@ pub fn bucketOf(duration_us: u64) usize {
 /// `routes`) that took `duration_us`.
 pub fn response(listener_index: u16, route: usize, code: u16, duration_us: u64) void {
     add(&own.listeners[listener_index].codes[codeSlot(code)], 1);
-    // A service without HTTP listeners has no histogram (and no caller that gets here).
-    if (histogram_count == 0) return;
     if (route >= config.listeners[listener_index].routes.len) return;
-    const h = &own.histograms[route_base[listener_index] + route];
-    add(&h.buckets[bucketOf(duration_us)], 1);
-    add(&h.sum_us, duration_us);
+    // A service without HTTP routes has no histograms: not even the index is compiled.
+    if (histogram_count > 0) {
+        const h = &own.histograms[route_base[listener_index] + route];
+        add(&h.buckets[bucketOf(duration_us)], 1);
+        add(&h.sum_us, duration_us);
+    }
 }
 
 /// An HTTP response that belongs to no request's route (an error answer of the parser, a

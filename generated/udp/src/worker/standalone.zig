@@ -26,6 +26,7 @@ const pid_file = @import("../supervisor/pid_file.zig");
 const notify = @import("../systemd/notify.zig");
 const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
+const admin_view = @import("admin_view.zig");
 const metrics_region = @import("../metrics/region.zig");
 const linux = std.os.linux;
 
@@ -66,14 +67,14 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     else
         null;
     // What the exposition reads (metrics/render.zig, `View.region`).
-    const metrics = ownMetrics(allocator) orelse return 1;
-    _ = metrics;
+    var metrics = ownMetrics(allocator) orelse return 1;
     var w = worker_mod.Worker.init(allocator, .{
         .sockets = sockets[0..count],
         .index = 0,
         .generation = 1,
         .limits = options.limits,
         .handover = if (server) |*s| s else null,
+        .admin = adminFor(options, endpoints, ports, &metrics),
     }) catch |err| {
         log.err("cannot start: {s}", .{@errorName(err)});
         return 1;
@@ -87,8 +88,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     }
     defer if (options.pid_file) |path| pid_file.removeIfOwn(path, pid);
 
-    const pids = [_]i32{pid};
-    events.emitReady(.standalone, 1, &pids, endpoints, ports);
+    emitReady(&w, options, endpoints, ports);
     const notifier = notify.Notifier.init(process.envp);
     notifier.sendf("READY=1\nMAINPID={d}", .{pid});
     const reason = w.run();
@@ -96,6 +96,37 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats() };
     events.emitStopped(1, reason, &.{report});
     return 0;
+}
+
+fn emitReady(
+    w: *const worker_mod.Worker,
+    options: cli.Options,
+    endpoints: [config.listeners.len]address.Endpoint,
+    ports: [config.listeners.len]u16,
+) void {
+    const pids = [_]i32{w.pid};
+    var line: events.Line = undefined;
+    events.readyLine(&line, .standalone, 1, &pids, endpoints, ports);
+    if (w.admin) |a| events.adminField(&line, options.admin.?, a.port);
+    line.emit();
+}
+
+/// The admin listener's settings, when the spec or --admin asks for one.
+fn adminFor(
+    options: cli.Options,
+    endpoints: [config.listeners.len]address.Endpoint,
+    ports: [config.listeners.len]u16,
+    metrics: *const metrics_region.Region,
+) ?admin_view.Admin {
+    const endpoint = options.admin orelse return null;
+    var bound = endpoints;
+    for (&bound, ports) |*e, port| e.port = port;
+    return .{
+        .endpoint = endpoint,
+        .origin = if (options.admin_from_flag) .flag else .spec,
+        .endpoints = bound,
+        .metrics = metrics,
+    };
 }
 
 /// The process's own metrics region: one slot, one cell, this process's (see
