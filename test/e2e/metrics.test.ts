@@ -1,5 +1,9 @@
 /**
- * The metrics exposition, checked by Debian's real `promtool` (package `prometheus`, installed
+ * The metrics exposition. First, the notes binary itself (supervisor mode, one worker, the
+ * admin listener on a kernel-picked port), asked with real HTTP requests and scraped on
+ * `GET /metrics`: the module's own counter, gauge and histogram, responses by code and route,
+ * and totals kept across a SIGKILLed worker (folded into its slot's retired totals on reap).
+ * Then the exposition checked by Debian's real `promtool` (package `prometheus`, installed
  * with apt-get when missing; under CI=true a missing promtool fails the run). The exposition
  * comes from the notes project's own renderer (`src/metrics/render.zig`) over a real shared
  * region that the project's own hot-path functions filled as a supervisor's workers would: two
@@ -16,6 +20,13 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PACKAGE_ROOT } from "../../src/index.js";
 import { builtProject, programOf } from "./support/project.js";
+import {
+  portOf,
+  startReady,
+  stopAllPrograms,
+  type Program,
+  type ReadyEvent,
+} from "./support/program.js";
 import { ensureCommand } from "./support/tools.js";
 import { FULL_MATRIX_VERSIONS, provisionZig, runZigIn } from "./support/zig.js";
 
@@ -49,6 +60,119 @@ function valueOf(text: string, series: string): number | undefined {
   const line = text.split("\n").find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
+
+interface AdminReadyEvent extends ReadyEvent {
+  readonly admin?: { readonly address: string; readonly port: number };
+}
+
+interface Reply {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: string;
+}
+
+/** One HTTP request with Node's client (fetch; it keeps connections alive). */
+async function request(url: string, init: RequestInit = {}): Promise<Reply> {
+  const response = await fetch(url, { ...init, signal: AbortSignal.timeout(5_000) });
+  return {
+    status: response.status,
+    contentType: response.headers.get("content-type") ?? "",
+    body: await response.text(),
+  };
+}
+
+/** Polls `/metrics` (bounded) until `done` holds for its text; returns that text. */
+async function scrapeUntil(url: string, done: (text: string) => boolean): Promise<string> {
+  const deadline = Date.now() + 10_000;
+  let text = "";
+  while (Date.now() < deadline) {
+    text = (await request(url)).body;
+    if (done(text)) return text;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`/metrics never reached the expected state:\n${text}`);
+}
+
+describe.each(FULL_MATRIX_VERSIONS)("zig %s: the notes binary's GET /metrics", (version) => {
+  let program: Program;
+  let ready: AdminReadyEvent;
+  let base = "";
+  let metricsUrl = "";
+
+  beforeAll(async () => {
+    const binary = await programOf("notes", version);
+    const args = ["--workers", "1", "--listen", "api=127.0.0.1:0", "--admin", "127.0.0.1:0"];
+    const started = await startReady(binary, args);
+    program = started.program;
+    ready = started.ready as AdminReadyEvent;
+    base = `http://127.0.0.1:${portOf(ready, "api")}`;
+    if (ready.admin === undefined) throw new Error(`ready has no admin: ${JSON.stringify(ready)}`);
+    metricsUrl = `http://127.0.0.1:${ready.admin.port}/metrics`;
+  }, SETUP_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await stopAllPrograms();
+  });
+
+  it(
+    "counts the module's metrics and the responses, and keeps them across a SIGKILLed worker",
+    async () => {
+      for (const id of [1, 2, 3]) {
+        const put = await request(`${base}/notes/${id}`, { method: "PUT", body: "x".repeat(100) });
+        expect(put.status).toBe(201);
+      }
+      expect((await request(`${base}/notes/1`)).status).toBe(200);
+      expect((await request(`${base}/nothing/here`)).status).toBe(404);
+      const requests = 'reuseport_http_requests_total{listener="api",worker="0"';
+      const code = (c: number) => `${requests},code="${c}"}`;
+      const duration = "reuseport_http_request_duration_seconds_count";
+      const before = await scrapeUntil(metricsUrl, (t) => valueOf(t, code(404)) === 1);
+      expect(valueOf(before, 'notes_notes_created_total{worker="0"}')).toBe(3);
+      expect(valueOf(before, 'notes_notes_held{worker="0"}')).toBe(3);
+      expect(valueOf(before, "notes_note_bytes_count")).toBe(3);
+      expect(valueOf(before, 'notes_note_bytes_bucket{le="64"}')).toBe(0);
+      expect(valueOf(before, 'notes_note_bytes_bucket{le="1024"}')).toBe(3);
+      expect(valueOf(before, "notes_note_bytes_sum")).toBe(300);
+      expect(valueOf(before, code(201))).toBe(3);
+      expect(valueOf(before, code(200))).toBe(1);
+      expect(valueOf(before, `${duration}{listener="api",route="putNote"}`)).toBe(3);
+      expect(valueOf(before, `${duration}{listener="api",route="getNote"}`)).toBe(1);
+      expect(valueOf(before, `${duration}{listener="api",route=""}`)).toBe(1);
+      const accepted = 'reuseport_connections_accepted_total{listener="api",worker="0"}';
+      // fetch keeps its connections alive: at least one, at most one per request.
+      expect(valueOf(before, accepted)).toBeGreaterThanOrEqual(1);
+      expect(valueOf(before, accepted)).toBeLessThanOrEqual(5);
+      expect(valueOf(before, 'reuseport_worker_restarts_total{reason="crash"}')).toBe(0);
+
+      const worker = ready.workers[0]!.pid;
+      process.kill(worker, "SIGKILL");
+      // Replaced: a crash counted, a process_* series of another pid for slot 0.
+      const after = await scrapeUntil(
+        metricsUrl,
+        (t) =>
+          valueOf(t, 'reuseport_worker_restarts_total{reason="crash"}') === 1 &&
+          new RegExp(`^process_open_fds\\{worker="0",pid="(?!${worker}")\\d+"\\} `, "m").test(t),
+      );
+      expect(valueOf(after, 'notes_notes_created_total{worker="0"}')).toBe(3);
+      expect(valueOf(after, code(201))).toBe(3);
+      expect(valueOf(after, `${duration}{listener="api",route="putNote"}`)).toBe(3);
+      expect(valueOf(after, accepted)).toBeGreaterThanOrEqual(valueOf(before, accepted)!);
+      // A gauge is the live process's: the new worker holds no note yet.
+      expect(valueOf(after, 'notes_notes_held{worker="0"}')).toBe(0);
+      const put = await request(`${base}/notes/4`, { method: "PUT", body: "y" });
+      expect(put.status).toBe(201);
+      const open = await request(metricsUrl, {
+        headers: { Accept: "application/openmetrics-text; version=1.0.0" },
+      });
+      expect(open.contentType).toBe("application/openmetrics-text; version=1.0.0; charset=utf-8");
+      expect(open.body.endsWith("\n# EOF\n")).toBe(true);
+      expect(valueOf(open.body, 'notes_notes_created_total{worker="0"}')).toBe(4);
+      expect(valueOf(open.body, 'notes_notes_held{worker="0"}')).toBe(1);
+      expect(open.body).toContain("# TYPE notes_notes_created counter\n");
+    },
+    TEST_TIMEOUT_MS,
+  );
+});
 
 /** Every sample line with a timestamp (seconds), as backfilling requires. */
 function withTimestamps(text: string): string {
