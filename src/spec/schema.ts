@@ -306,6 +306,29 @@ export const ListenerSchema = z
   )
   .describe("One listening socket per worker, bound with SO_REUSEPORT.");
 
+export const AdminSchema = z
+  .strictObject(
+    {
+      address: z
+        .string({ error: "must be a string" })
+        .refine((s) => parseIp(s) !== undefined, {
+          error:
+            'must be an IPv4 or IPv6 address literal such as "127.0.0.1" or "::1" (no ' +
+            "brackets, no zone id, no host names)",
+        })
+        .default("127.0.0.1")
+        .describe('Address the admin listener binds: "127.0.0.1" (default), "::1", "0.0.0.0", …'),
+      port: intRange(1, 65535).describe(
+        "TCP port of the admin listener; it may not collide with a TCP listener's.",
+      ),
+    },
+    { error: 'must be an object { "address": "127.0.0.1", "port": 9901 }' },
+  )
+  .describe(
+    "The admin listener: /metrics, /healthz, /readyz and /status over HTTP, served by the " +
+      "supervisor (by the process itself with --standalone), never by a worker.",
+  );
+
 export const SpecSchema = z
   .strictObject(
     {
@@ -418,6 +441,13 @@ export const SpecSchema = z
           "Group the workers run as (a name or a numeric gid), with \"user\"; default: the " +
             "user's primary group. Resolved at start from /etc/group. Overridden by --group.",
         ),
+      shutdownDelayMs: intRange(0, 3600000)
+        .default(0)
+        .describe(
+          "Milliseconds a graceful stop (SIGTERM) keeps accepting and serving after /readyz " +
+            "turned 503, before the drain: time for load balancers to stop sending traffic.",
+        ),
+      admin: AdminSchema.optional(),
       listeners: z
         .array(ListenerSchema, { error: "must be an array of listener objects" })
         .min(1, { error: "must list at least 1 listener" })
@@ -437,6 +467,7 @@ export type SpecInput = z.input<typeof SpecSchema>;
 /** The keys each object of the spec allows, for "did you mean" hints. */
 export const ALLOWED_KEYS = {
   spec: Object.keys(SpecSchema.shape),
+  admin: Object.keys(AdminSchema.shape),
   listener: Object.keys(ListenerSchema.shape),
   keepalive: Object.keys(KeepaliveSchema.shape),
   http: Object.keys(HttpSchema.shape),

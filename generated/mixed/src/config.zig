@@ -3,6 +3,11 @@
 //! socket options. The rest of the program reads the spec only through this file.
 pub const Address = @import("address.zig").Address;
 
+pub const Admin = struct {
+    address: Address,
+    port: u16,
+};
+
 pub const Protocol = enum { tcp, udp };
 
 pub const Handler = enum { echo, http, whoami, custom, app };
@@ -43,6 +48,9 @@ pub const Listener = struct {
     port: u16,
     options: SocketOptions,
     http: Http,
+    /// The `route` label of each request-duration histogram of the listener (metrics): an
+    /// HTTP module's routes then "" (no route answered), "*" for the built-in `http` handler.
+    routes: []const []const u8,
 };
 
 pub const name = "mixed-edge";
@@ -50,6 +58,11 @@ pub const version = "1.2.3";
 /// Worker processes; 0 starts one per CPU the process may use (see supervisor/cpus.zig).
 pub const workers: u16 = 0;
 pub const drain_timeout_ms: u32 = 5000;
+/// How long a graceful stop keeps accepting and serving after readiness (the admin
+/// listener's /readyz) turned 503, before the drain: time for load balancers to move away.
+pub const shutdown_delay_ms: u32 = 0;
+/// The admin listener (/metrics, /healthz, /readyz, /status); null: none unless --admin.
+pub const admin: ?Admin = null;
 /// Connections one worker serves at once; further ones wait in the accept queue.
 pub const max_connections: u32 = 4096;
 pub const read_buffer_bytes: u32 = 16384;
@@ -80,11 +93,11 @@ pub const user: ?[]const u8 = null;
 pub const group: ?[]const u8 = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "c213e21131f83046";
+pub const spec_fingerprint = "2b92a05ef03e7ce9";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "b73854326718d14c";
+pub const supervisor_fingerprint = "d3adeac2518766a8";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -109,6 +122,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "echo6",
@@ -134,6 +148,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "who4",
@@ -155,6 +170,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "who6",
@@ -176,6 +192,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "web4",
@@ -197,6 +214,7 @@ pub const listeners = [_]Listener{
             .body = "OK\n",
             .content_type = "text/plain; charset=utf-8",
         },
+        .routes = &.{ "*" },
     },
     .{
         .name = "web6",
@@ -218,5 +236,6 @@ pub const listeners = [_]Listener{
             .body = "{\"ok\":true}\n",
             .content_type = "application/json",
         },
+        .routes = &.{ "*" },
     },
 };

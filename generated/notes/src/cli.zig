@@ -18,6 +18,8 @@ pub const usage =
     \\  --listen NAME=HOST:PORT  serve listener NAME at HOST:PORT instead (repeatable;
     \\                           IPv6 as [::1]:8080; port 0 picks a free port)
     \\  --drain-timeout MS       how long a graceful stop waits for open connections
+    \\  --shutdown-delay MS      how long a graceful stop keeps serving after /readyz
+    \\                           turned 503, before the drain (0: none)
     \\  --header-timeout MS      deadline for a complete request head
     \\  --body-timeout MS        longest wait for the next byte of a request body
     \\  --request-timeout MS     deadline for a whole request, head and body (0: none)
@@ -25,6 +27,8 @@ pub const usage =
     \\  --write-timeout MS       longest wait for a client to read what it is sent
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
     \\  --max-body BYTES         largest request body an HTTP listener accepts
+    \\  --admin HOST:PORT        serve /metrics, /healthz, /readyz and /status there
+    \\                           (IPv6 as [::1]:9901; port 0 picks a free port)
     \\  --pid-file PATH          write the process id to PATH when ready; removed at exit;
     \\                           locked: a second start with the same PATH exits 1
     \\  --handover PATH          (with --standalone) take the listening sockets of the
@@ -55,9 +59,10 @@ pub const usage =
 ;
 
 /// What a supervisor gives a worker process it starts, as the internal flag
-/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:IDENTITY:FD,FD,…[/SLOT=FD,FD,…]…`:
+/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:IDENTITY:FD,FD,…[/SLOT=FD,FD,…]…[:M,C]`:
 /// one FD per listener for its own slot, then the sockets of up to `max_ring` other slots
-/// it may be asked to adopt (see `worker_link.zig`).
+/// it may be asked to adopt (see `worker_link.zig`), then the metrics region's descriptor M
+/// and the worker's cell C in it (see `metrics/region.zig`).
 pub const WorkerRole = struct {
     index: u16,
     generation: u32,
@@ -70,6 +75,9 @@ pub const WorkerRole = struct {
     fds: [config.listeners.len]i32 = undefined,
     ring: [max_ring]RingSlot = undefined,
     ring_len: u8 = 0,
+    /// The shared metrics region (-1: none) and this worker's cell in it.
+    metrics_fd: i32 = -1,
+    metrics_cell: u32 = 0,
 
     pub fn matchesIdentity(self: *const WorkerRole) bool {
         return std.mem.eql(u8, &self.fingerprint, config.identity);
@@ -94,6 +102,10 @@ pub const Options = struct {
     standalone: bool = false,
     endpoints: [config.listeners.len]address.Endpoint = defaultEndpoints(),
     pid_file: ?[*:0]const u8 = null,
+    /// Where the admin listener binds (see `admin/server.zig`); null: no admin listener.
+    admin: ?address.Endpoint = defaultAdmin(),
+    /// Whether `admin` came from `--admin` (messages name the flag) or the spec.
+    admin_from_flag: bool = false,
     /// Where standalone processes hand their listening sockets on (see `handover.zig`).
     handover: ?[]const u8 = null,
     /// Keep the listening sockets in systemd's file-descriptor store (see `notify.zig`).
@@ -111,6 +123,7 @@ pub const Options = struct {
 /// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
 pub const Limits = struct {
     drain_timeout_ms: u32 = config.drain_timeout_ms,
+    shutdown_delay_ms: u32 = config.shutdown_delay_ms,
     header_timeout_ms: u32 = config.header_timeout_ms,
     body_timeout_ms: u32 = config.body_timeout_ms,
     request_timeout_ms: u32 = config.request_timeout_ms,
@@ -129,6 +142,7 @@ pub const LimitFlag = struct {
 
 pub const limit_flags = [_]LimitFlag{
     .{ .flag = "--drain-timeout", .field = "drain_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--shutdown-delay", .field = "shutdown_delay_ms", .unit = "milliseconds" },
     .{ .flag = "--header-timeout", .field = "header_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--body-timeout", .field = "body_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--request-timeout", .field = "request_timeout_ms", .unit = "milliseconds" },
@@ -144,6 +158,11 @@ pub const Command = union(enum) {
     version,
     fingerprint,
 };
+
+fn defaultAdmin() ?address.Endpoint {
+    const admin = config.admin orelse return null;
+    return .{ .address = admin.address, .port = admin.port };
+}
 
 fn defaultEndpoints() [config.listeners.len]address.Endpoint {
     var endpoints: [config.listeners.len]address.Endpoint = undefined;
@@ -203,6 +222,11 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             try parseListen(value, &options.endpoints, diag);
         } else if (try parseLimit(arg, value, &options.limits, diag)) {
             // Set by parseLimit.
+        } else if (eql(arg, "--admin")) {
+            options.admin = address.parseEndpoint(value) catch
+                return diag.set("--admin: expected HOST:PORT such as 127.0.0.1:9901 or " ++
+                    "[::1]:9901 (got \"{s}\")", .{value});
+            options.admin_from_flag = true;
         } else if (eql(arg, "--pid-file")) {
             options.pid_file = args[i + 1];
         } else if (eql(arg, "--handover")) {
@@ -236,7 +260,7 @@ fn eql(a: []const u8, b: []const u8) bool {
 fn isValueFlag(arg: []const u8) bool {
     const flags = [_][]const u8{
         "--workers", "--listen", "--pid-file", "--handover", "--worker", "--user", "--group",
-        "--drop-to",
+        "--drop-to", "--admin",
     };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;
@@ -322,6 +346,11 @@ fn parseWorkerRole(value: []const u8) ?WorkerRole {
         ring.slot = parseField(u16, text[0..equals]) orelse return null;
         if (!parseFds(text[equals + 1 ..], &ring.fds)) return null;
         role.ring_len += 1;
+    }
+    if (parts.next()) |metrics| {
+        const comma = compat.findScalar(u8, metrics, ',') orelse return null;
+        role.metrics_fd = parseField(i32, metrics[0..comma]) orelse return null;
+        role.metrics_cell = parseField(u32, metrics[comma + 1 ..]) orelse return null;
     }
     if (parts.next() != null) return null;
     return role;
@@ -420,6 +449,12 @@ test "parses the worker role, with the slots it may adopt" {
     try std.testing.expectEqual(@as(u16, 2), role.index);
     try std.testing.expectEqual(@as(u8, 2), role.ring_len);
     try std.testing.expectEqual(@as(u16, 4), role.ring[1].slot);
+    try std.testing.expectEqual(@as(i32, -1), role.metrics_fd);
+    len += (try compat.bufPrint(text[len..], ":9,13", .{})).len;
+    text[len] = 0;
+    const with_metrics = (try parse(&args, &diag)).serve.worker.?;
+    try std.testing.expectEqual(@as(i32, 9), with_metrics.metrics_fd);
+    try std.testing.expectEqual(@as(u32, 13), with_metrics.metrics_cell);
 
     const other_identity = "0:1:5:6:0123456789abcdef-0123456789abcdef:x";
     const other = [_][*:0]const u8{ "svc", "--worker", other_identity };

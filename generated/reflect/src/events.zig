@@ -125,6 +125,15 @@ pub fn workerIdentity(line: *Line, drop_to: ?privileges.Credentials) void {
     line.endArray();
 }
 
+/// The `admin` object of the `ready` event: where the admin listener is bound.
+pub fn adminField(line: *Line, endpoint: address.Endpoint, port: u16) void {
+    var text: [64]u8 = undefined;
+    line.beginNamedObject("admin");
+    line.string("address", address.format(endpoint.address, &text));
+    line.int("port", port);
+    line.endObject();
+}
+
 pub fn emitStopped(generation: u32, reason: stop.StopReason, reports: []const WorkerReport) void {
     emitStoppedFor(generation, reason, reports, null);
 }
@@ -260,6 +269,19 @@ pub const Line = struct {
         calendar.formatRfc3339Ms(&ts, sys.realtimeMs());
         line.string("ts", &ts);
         return line;
+    }
+
+    /// A JSON object that is not an event (an admin endpoint's body): no name, no time.
+    pub fn document() Line {
+        var line: Line = .{};
+        line.raw("{");
+        return line;
+    }
+
+    /// The object, closed; valid while the line is.
+    pub fn finish(self: *Line) []const u8 {
+        self.raw("}\n");
+        return self.buf[0..self.len];
     }
 
     fn raw(self: *Line, bytes: []const u8) void {

@@ -15,6 +15,7 @@ const privileges = @import("../supervisor/privileges.zig");
 const events = @import("../events.zig");
 const output = @import("../output.zig");
 const linux = std.os.linux;
+const metrics_region = @import("../metrics/region.zig");
 
 const listener_count = config.listeners.len;
 
@@ -38,6 +39,14 @@ pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
         for (fds, 0..) |fd, i| {
             sockets[slot * listener_count + i] = .{ .fd = fd, .listener_index = @intCast(i) };
         }
+    }
+    if (role.metrics_fd >= 0) {
+        // The mapping outlives the descriptor.
+        if (!metrics_region.attach(role.metrics_fd, role.metrics_cell)) {
+            log.warn("worker {d}: the metrics region is not this binary's layout; its " ++
+                "counters reach only its exit report", .{role.index});
+        }
+        sys.close(role.metrics_fd);
     }
     var link = worker_link.Link.init(&role, options.limits.watchdog_ms);
     var w = worker_mod.Worker.init(std.heap.page_allocator, .{

@@ -32,10 +32,13 @@ const config = @import("../../config.zig");
 const compat = @import("../../compat.zig");
 const api = @import("../api.zig");
 const app_timer = @import("timer.zig");
+const app_metrics = @import("../../metrics/app.zig");
 const app_peer = @import("peer.zig");
 const assert = std.debug.assert;
 
 pub const Peer = app_peer.Peer;
+/// A metric a module declares in its `pub const metrics` (see `metrics/app.zig`).
+pub const Metric = app_metrics.Metric;
 
 pub const Framing = union(enum) {
     /// The module sees the bytes as they come and says how many it used.
@@ -230,6 +233,8 @@ pub fn Module(
     }
     return struct {
         pub const State = M.State;
+        /// The module's own metrics: `service.metrics.inc(.name)` (see `metrics/app.zig`).
+        pub const metrics = app_metrics.Metrics(M);
 
         /// The module's per-connection state and the engine's own.
         pub const Connection = struct {
