@@ -10,14 +10,13 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 import { inject } from "vitest";
 import {
-  buildProject,
   generate,
   PACKAGE_ROOT,
   ZIG_STEPS,
   type StepResult as ZigStepResult,
 } from "../../../src/index.js";
 import { oncePerRun } from "./once.js";
-import { provisionZig, zigEnv } from "./zig.js";
+import { buildLogged, provisionZig, zigEnv } from "./zig.js";
 
 /** The specs the suite builds: the examples, plus one of its own for TCP whoami. */
 export const SPECS = {
@@ -124,7 +123,7 @@ async function tested(project: CompiledProject): Promise<BuiltProject> {
   const test = await oncePerRun(`${project.dir}.test`, async (): Promise<StepResult> => {
     if (!project.steps.generate.ok) return skipped(ZIG_STEPS.test);
     const [step] = (
-      await buildProject({
+      await buildLogged({
         zig: await provisionZig(project.version),
         dir: project.dir,
         steps: [ZIG_STEPS.test],
@@ -172,7 +171,7 @@ async function buildSpec(
   const steps = [ZIG_STEPS.fmt, ZIG_STEPS.build];
   const [fmt, build] = generated.ok
     ? (
-        await buildProject({
+        await buildLogged({
           zig,
           dir,
           steps,

@@ -3,10 +3,13 @@
  * generator's own `ensureZig` (the PyPI `ziglang` wheel) into the checkout's `.toolchain/`, or
  * into `$GEN_REUSEPORT_CACHE` when it is set (the per-user cache of installed users).
  */
+import { appendFileSync } from "node:fs";
 import path from "node:path";
-import { inject } from "vitest";
+import { expect, inject } from "vitest";
 import {
   buildProject,
+  type BuildProjectOptions,
+  type BuildResult,
   checkoutToolchainDir,
   ensureZig,
   zigGlobalCacheDir,
@@ -122,6 +125,27 @@ export function zigEnv(version: string): NodeJS.ProcessEnv {
 const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
 
 /**
+ * Where every Zig step of the suite is recorded when set: one JSON line per `zig` run (the
+ * test file that asked, the project's directory, the arguments, milliseconds, ok). What a
+ * profile of the suite counts: `GEN_REUSEPORT_E2E_BUILD_LOG=/tmp/builds.jsonl npm test`.
+ */
+export const BUILD_LOG_ENV = "GEN_REUSEPORT_E2E_BUILD_LOG";
+
+/** The generator's `buildProject`, each step recorded in `$GEN_REUSEPORT_E2E_BUILD_LOG`. */
+export async function buildLogged(options: BuildProjectOptions): Promise<BuildResult> {
+  const result = await buildProject(options);
+  const log = process.env[BUILD_LOG_ENV];
+  if (log !== undefined && log !== "") {
+    const file = path.relative(process.cwd(), expect.getState().testPath ?? "");
+    for (const step of result.steps) {
+      const line = { file, dir: options.dir, args: step.args, ms: step.ms, ok: step.ok };
+      appendFileSync(log, `${JSON.stringify(line)}\n`);
+    }
+  }
+  return result;
+}
+
+/**
  * Runs `zig ARGS` of `version` in `cwd` with the generator's `buildProject`; never throws: the
  * output says what happened.
  */
@@ -131,7 +155,7 @@ export async function runZigIn(
   cwd: string,
   version: string,
 ): Promise<{ ok: boolean; output: string }> {
-  const { steps } = await buildProject({
+  const { steps } = await buildLogged({
     zig,
     dir: cwd,
     steps: [args],
