@@ -92,14 +92,6 @@ const PROJECTS = {
     name: HOSTILE_SPEC.name,
     optimize: "ReleaseFast",
   },
-  // The supervised service with a supervisor fingerprint no generator produces: what a
-  // binary from another generator version or with changed supervisor sources carries.
-  "supervised-other-supervisor": {
-    spec: SUPERVISED_SPEC,
-    file: "supervised.json",
-    name: SUPERVISED_SPEC.name,
-    supervisorFingerprint: "0123456789abcdef",
-  },
   "restart-bench": { spec: undefined, file: "bench/specs/restart.json", name: "restart-bench" },
   // The restart bench's upgrade variants (4 → 2 → 6 → 4 workers, a port moved, a listener
   // added and removed), one binary name for all.
@@ -212,9 +204,11 @@ export async function upgradePorts(version: string): Promise<UpgradePorts> {
   });
 }
 
-/** A supervisor fingerprint no generator produces: what another supervisor's build carries. */
-export const OTHER_SUPERVISOR_FINGERPRINT =
-  PROJECTS["supervised-other-supervisor"].supervisorFingerprint;
+/**
+ * A supervisor fingerprint no generator produces: what a binary from another generator version
+ * or with changed supervisor sources carries (the upgrade variant `other-supervisor`).
+ */
+export const OTHER_SUPERVISOR_FINGERPRINT = "0123456789abcdef";
 
 /** The built binary of an upgrade variant for Zig `version`, built once per run. */
 export async function upgradeBinaryOf(variant: UpgradeVariant, version: string): Promise<string> {

@@ -96,7 +96,8 @@ const Connection = struct {
     ongoing: bool = false,
     /// The last read left room in the buffer: the kernel held nothing more at that moment.
     drained: bool = false,
-    /// The last answer refused a request or gave up waiting (an error status).
+    /// The last answer refused a request or gave up waiting (an error status), or its
+    /// handler closed while its client may still be sending (`Progress.linger`).
     refused: bool = false,
     /// Its handler paused reading: the socket is not watched for input.
     read_paused: bool = false,
@@ -593,7 +594,7 @@ pub const Connections = struct {
         c.out_end = @intCast(out_len);
         c.close_after_flush = progress.close;
         c.paced = progress.paced;
-        c.refused = progress.rejected != 0;
+        c.refused = progress.rejected != 0 or progress.linger;
         c.phase = progress.phase;
         switch (progress.timer) {
             .keep => {},
@@ -797,7 +798,9 @@ pub const Connections = struct {
     /// kernel, our side is shut down and the client's bytes are read and dropped until it
     /// closes or the linger deadline passes (nginx's lingering close).
     ///
-    /// A refusal (an error status, a frame too large) always lingers. Otherwise whether more
+    /// A refusal (an error status, a frame too large) always lingers, and so does a close
+    /// that may come before the client is done sending (`Progress.linger`: a stream
+    /// module's protocol error found in a command's header, say). Otherwise whether more
     /// waits in the kernel is asked (FIONREAD) unless the answer was a success
     /// to a request read whole by a read that emptied the socket: a client that asked for
     /// `Connection: close` has no reason to send more, and that system call is a tenth of a

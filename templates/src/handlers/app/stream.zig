@@ -345,7 +345,7 @@ pub fn Module(
         }
 
         pub fn onOpen(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
-            return open(&state, ctx, conn, out);
+            return lingering(open(&state, ctx, conn, out));
         }
 
         pub fn onData(
@@ -354,11 +354,20 @@ pub fn Module(
             input: []u8,
             out: *api.Output,
         ) api.Progress {
-            return serve(&state, ctx, conn, input, out);
+            return lingering(serve(&state, ctx, conn, input, out));
         }
 
         pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
-            return fire(&state, ctx, conn, out);
+            return lingering(fire(&state, ctx, conn, out));
+        }
+
+        /// Every close of a module lingers: the module may close in the middle of what its
+        /// client sends (resp's protocol error is found in a command's header, with megabytes
+        /// of it still to come), and only the client knows when it is done.
+        fn lingering(progress: api.Progress) api.Progress {
+            var p = progress;
+            p.linger = p.close;
+            return p;
         }
 
         /// Runs the module's `timer` callback for a connection whose timer fired.
