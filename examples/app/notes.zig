@@ -44,6 +44,18 @@ const Note = struct {
     }
 };
 
+/// This module's own metrics, exported by the service's metrics endpoint as
+/// `notes_notes_created_total`, `notes_notes_held` and `notes_note_bytes_*` (by worker, summed
+/// over workers for the histogram); updated with `service.metrics`.
+pub const metrics = .{
+    .notes_created = http.Metric.counter("Notes stored under an id that had none."),
+    .notes_held = http.Metric.gauge("Notes the worker holds now."),
+    .note_bytes = http.Metric.histogram(
+        "Size of each note stored, in bytes.",
+        &.{ 64, 1024, 16384, 65536 },
+    ),
+};
+
 /// Requests this worker answered, counted by `access` after each one (see `GET /stats`).
 const Served = struct {
     requests: u64 = 0,
@@ -221,7 +233,10 @@ pub fn putNote(state: *State, req: *http.Request, res: *http.Response) !void {
         slot.* = note;
         state.count += 1;
         res.status = 201;
+        service.metrics.inc(.notes_created);
     }
+    service.metrics.observe(.note_bytes, req.body.len);
+    service.metrics.set(.notes_held, @intCast(state.count));
     state.changed(id);
     try res.header("Content-Type", "application/json");
     try res.print("{{\"id\":{d},\"bytes\":{d}}}\n", .{ id, req.body.len });
@@ -235,6 +250,7 @@ pub fn deleteNote(state: *State, req: *http.Request, res: *http.Response) !void 
         state.allocator.free(note.text);
         slot.* = null;
         state.count -= 1;
+        service.metrics.set(.notes_held, @intCast(state.count));
         state.changed(id);
         res.status = 204;
         return;

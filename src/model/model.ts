@@ -30,6 +30,10 @@ export interface ServiceModel {
   /** 0 means "auto" (one per CPU). */
   readonly workers: number;
   readonly drainTimeoutMs: number;
+  /** How long a graceful stop keeps serving after readiness turned 503. */
+  readonly shutdownDelayMs: number;
+  /** The admin listener, when the spec has one. */
+  readonly admin: AdminModel | undefined;
   readonly maxConnections: number;
   readonly readBufferBytes: number;
   readonly writeBufferBytes: number;
@@ -43,6 +47,10 @@ export interface ServiceModel {
   readonly maxBodyBytes: number;
   readonly outputLimitBytes: number;
   readonly outputPoolBytes: number;
+  /** The user the workers drop to, as the spec names it (a numeric id as digits); null: none. */
+  readonly user: string | null;
+  /** Its group; null: the user's primary group. */
+  readonly group: string | null;
   /**
    * 16 hex digits identifying the validated spec (defaults applied): a supervisor refuses
    * workers built from another spec.
@@ -65,6 +73,15 @@ export interface ServiceModel {
   /** The services app modules call, in spec order. */
   readonly upstreams: readonly UpstreamModel[];
   readonly hasUpstreams: boolean;
+}
+
+export interface AdminModel {
+  readonly isIpv6: boolean;
+  /** Canonical text (IPv6 in RFC 5952 form). */
+  readonly address: string;
+  /** Zig literal of the address bytes in network order: `.{ 127, 0, 0, 1 }`. */
+  readonly addressBytes: string;
+  readonly port: number;
 }
 
 export interface SystemdModel {
@@ -121,6 +138,10 @@ export interface ListenerModel {
   /** Raw strings, "" when the handler is not http; templates pass them through `zigString`. */
   readonly httpBody: string;
   readonly httpContentType: string;
+  /** Zig literal of the `route` label values of the listener's request-duration histograms:
+   * each route of an HTTP app module then "" (no route answered), `"*"` for the built-in
+   * `http` handler, none for other handlers: `&.{ "getNote", "" }`. */
+  readonly metricRoutes: string;
   /** Its socket unit, `<service>-<listener>.socket` (FileDescriptorName= is per unit). */
   readonly socketUnit: string;
   /** `ListenStream` or `ListenDatagram`. */
@@ -210,6 +231,8 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     minimumZigVersion: spec.zig ?? DEFAULT_MINIMUM_ZIG,
     workers: spec.workers === "auto" ? 0 : spec.workers,
     drainTimeoutMs: spec.drainTimeoutMs,
+    shutdownDelayMs: spec.shutdownDelayMs,
+    admin: buildAdmin(spec),
     maxConnections: spec.maxConnections,
     readBufferBytes: spec.readBufferBytes,
     writeBufferBytes: spec.writeBufferBytes,
@@ -222,6 +245,8 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     maxBodyBytes: spec.maxBodyBytes,
     outputLimitBytes: spec.outputLimitBytes,
     outputPoolBytes: spec.outputPoolBytes,
+    user: spec.user === undefined ? null : String(spec.user),
+    group: spec.group === undefined ? null : String(spec.group),
     specFingerprint: specFingerprint(spec),
     hasCustomHandler: listeners.some((l) => l.handler === "custom"),
     apps,
@@ -253,7 +278,9 @@ function buildSystemd(spec: Spec, listeners: readonly ListenerModel[]): SystemdM
   return {
     service: `${spec.name}.service`,
     sockets: listeners.map((l) => l.socketUnit).join(" "),
-    timeoutStopSec: Math.ceil((spec.drainTimeoutMs + KILL_GRACE_MS) / 1000) + STOP_SLACK_SECONDS,
+    timeoutStopSec:
+      Math.ceil((spec.shutdownDelayMs + spec.drainTimeoutMs + KILL_GRACE_MS) / 1000) +
+      STOP_SLACK_SECONDS,
     // The supervisor sends WATCHDOG=1 at half this; it is given the budget its workers get.
     watchdogSec: spec.watchdogMs === 0 ? 0 : Math.max(1, Math.ceil(spec.watchdogMs / 1000)),
     limitNofile:
@@ -265,6 +292,19 @@ function buildSystemd(spec: Spec, listeners: readonly ListenerModel[]): SystemdM
   };
 }
 
+
+function buildAdmin(spec: Spec): AdminModel | undefined {
+  if (spec.admin === undefined) return undefined;
+  const ip = parseIp(spec.admin.address);
+  if (ip === undefined)
+    throw new InternalError(`admin.address ${spec.admin.address} passed validation unparsed`);
+  return {
+    isIpv6: ip.family === 6,
+    address: formatIp(ip),
+    addressBytes: `.{ ${ip.bytes.join(", ")} }`,
+    port: spec.admin.port,
+  };
+}
 
 function buildApps(spec: Spec): AppModel[] {
   const apps: AppModel[] = [];
@@ -378,6 +418,7 @@ function buildListener(
     keepaliveProbes: keepalive?.probes ?? 0,
     httpBody: http?.body ?? "",
     httpContentType: http?.contentType ?? "",
+    metricRoutes: metricRoutes(listener),
     socketUnit: `${service}-${listener.name}.socket`,
     listenDirective: isTcp ? "ListenStream" : "ListenDatagram",
     listenAddress: isIpv6
@@ -385,6 +426,16 @@ function buildListener(
       : `${formatIp(ip)}:${listener.port}`,
     bindIpv6Only: isIpv6 ? (listener.v6Only ? "ipv6-only" : "both") : "",
   };
+}
+
+function metricRoutes(listener: ListenerSpec): string {
+  const names =
+    listener.handler === "http"
+      ? ["*"]
+      : listener.app?.http !== undefined
+        ? [...listener.app.http.routes.map((r) => r.name), ""]
+        : [];
+  return names.length === 0 ? "&.{}" : `&.{ ${names.map((n) => JSON.stringify(n)).join(", ")} }`;
 }
 
 /**

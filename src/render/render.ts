@@ -48,6 +48,8 @@ export const SUPERVISOR_FOLDERS: readonly string[] = [
   "src/upgrade/",
   "src/systemd/",
   "src/net/",
+  "src/admin/",
+  "src/metrics/",
 ];
 
 /** Files outside those folders that the supervisor's code imports. */
@@ -58,6 +60,9 @@ export const SUPERVISOR_FILES: readonly string[] = [
   "src/compat.zig",
   "src/config.zig.hbs",
   "src/events.zig",
+  "src/http/date.zig",
+  "src/http/parser.zig",
+  "src/http/status.zig",
   "src/log.zig",
   "src/output.zig",
   "src/worker/stats.zig",

@@ -49,6 +49,7 @@ export function checkRules(raw: unknown): Diagnostic[] {
     if (isObject(item)) listeners.push(viewListener(index, item));
   }
   return [
+    ...checkAccounts(raw),
     ...listeners.flatMap(checkListenerOptions),
     ...checkUniqueNames(listeners),
     ...checkUniqueBindings(listeners),
@@ -57,7 +58,20 @@ export function checkRules(raw: unknown): Diagnostic[] {
     ...listeners.flatMap(checkApp),
     ...listeners.flatMap((l) => checkFramingFits(l, raw)),
     ...checkSharedModules(listeners),
+    ...checkAdminPort(raw, listeners),
     ...upstreams,
+  ];
+}
+
+/** A group alone would leave the workers root: it only comes with a user. */
+function checkAccounts(raw: Json): Diagnostic[] {
+  if (!("group" in raw) || "user" in raw) return [];
+  return [
+    {
+      path: ["group"],
+      message: 'needs "user" as well: workers drop to a user and its group, never to a group alone',
+      got: raw.group,
+    },
   ];
 }
 
@@ -498,4 +512,41 @@ function isObject(value: unknown): value is Json {
 
 function isInt(value: unknown, min: number, max: number): value is number {
   return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max;
+}
+
+/**
+ * The admin listener is a TCP socket of its own, without SO_REUSEPORT: a TCP listener on the
+ * same port whose address overlaps it (the same address, or a wildcard covering the other)
+ * would make one of the two binds fail at start, or worse, share the port by accident.
+ */
+function checkAdminPort(spec: Json, listeners: readonly ListenerView[]): Diagnostic[] {
+  const admin = spec.admin;
+  if (!isObject(admin) || !isInt(admin.port, 1, 65535)) return [];
+  const text = admin.address === undefined ? "127.0.0.1" : admin.address;
+  const ip = typeof text === "string" ? parseIp(text) : undefined;
+  if (ip === undefined) return [];
+  const clash = listeners.find(
+    (l) =>
+      l.protocol === "tcp" && l.port === admin.port && l.ip !== undefined &&
+      addressesOverlap(ip, l.ip),
+  );
+  if (clash === undefined || clash.ip === undefined) return [];
+  return [
+    {
+      path: ["admin", "port"],
+      message:
+        `collides with listeners[${clash.index}] (tcp ${endpoint(clash.ip, clash.port ?? 0)}); ` +
+        "give the admin listener a port no TCP listener uses on an overlapping address",
+      got: admin.port,
+    },
+  ];
+}
+
+/** Two binds of one port collide: same address, or a wildcard that covers the other one. */
+function addressesOverlap(a: IpAddress, b: IpAddress): boolean {
+  if (formatIp(a) === formatIp(b)) return true;
+  const wildcard = (ip: IpAddress) => ip.bytes.every((x) => x === 0);
+  // "::" may be dual-stack: it is taken to cover IPv4 too.
+  if (isIpv6Wildcard(a) || isIpv6Wildcard(b)) return true;
+  return a.family === b.family && (wildcard(a) || wildcard(b));
 }

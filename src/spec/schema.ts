@@ -23,6 +23,21 @@ function bool() {
 
 const utf8 = new TextEncoder();
 
+/** Largest uid or gid: 2^32 - 1 means "unchanged" to the kernel, never an id. */
+export const MAX_ACCOUNT_ID = 4294967294;
+
+/** A user or group: a name as /etc/passwd and /etc/group hold them, or a numeric id. */
+function account(kind: "user" | "group") {
+  const error =
+    `must be a ${kind} name (up to 32 letters, digits, "_", "-" or ".", not starting with ` +
+    `"-" or ".") or a numeric id from 0 to ${MAX_ACCOUNT_ID}`;
+  const name = z
+    .string({ error })
+    .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/, { error })
+    .refine((s) => !/^[0-9]+$/.test(s) || Number(s) <= MAX_ACCOUNT_ID, { error });
+  return z.union([intRange(0, MAX_ACCOUNT_ID, error), name], { error });
+}
+
 /** Defaults that other stages need too (the rules and the model), stated once. */
 export const DEFAULTS = {
   httpBody: "OK\n",
@@ -292,6 +307,29 @@ export const ListenerSchema = z
   )
   .describe("One listening socket per worker, bound with SO_REUSEPORT.");
 
+export const AdminSchema = z
+  .strictObject(
+    {
+      address: z
+        .string({ error: "must be a string" })
+        .refine((s) => parseIp(s) !== undefined, {
+          error:
+            'must be an IPv4 or IPv6 address literal such as "127.0.0.1" or "::1" (no ' +
+            "brackets, no zone id, no host names)",
+        })
+        .default("127.0.0.1")
+        .describe('Address the admin listener binds: "127.0.0.1" (default), "::1", "0.0.0.0", …'),
+      port: intRange(1, 65535).describe(
+        "TCP port of the admin listener; it may not collide with a TCP listener's.",
+      ),
+    },
+    { error: 'must be an object { "address": "127.0.0.1", "port": 9901 }' },
+  )
+  .describe(
+    "The admin listener: /metrics, /healthz, /readyz and /status over HTTP, served by the " +
+      "supervisor (by the process itself with --standalone), never by a worker.",
+  );
+
 export const SpecSchema = z
   .strictObject(
     {
@@ -391,6 +429,26 @@ export const SpecSchema = z
             "buffers. Once it is spent, connections whose output waits are not read " +
             "(back-pressure). 0: a connection is not read while its write buffer waits.",
         ),
+      user: account("user")
+        .optional()
+        .describe(
+          "User the workers run as (a name or a numeric uid): started as root, each worker " +
+            "drops to it once it has its sockets; the supervisor stays root. Resolved at start " +
+            "from /etc/passwd. Overridden by --user.",
+        ),
+      group: account("group")
+        .optional()
+        .describe(
+          "Group the workers run as (a name or a numeric gid), with \"user\"; default: the " +
+            "user's primary group. Resolved at start from /etc/group. Overridden by --group.",
+        ),
+      shutdownDelayMs: intRange(0, 3600000)
+        .default(0)
+        .describe(
+          "Milliseconds a graceful stop (SIGTERM) keeps accepting and serving after /readyz " +
+            "turned 503, before the drain: time for load balancers to stop sending traffic.",
+        ),
+      admin: AdminSchema.optional(),
       listeners: z
         .array(ListenerSchema, { error: "must be an array of listener objects" })
         .min(1, { error: "must list at least 1 listener" })
@@ -415,6 +473,7 @@ export type SpecInput = z.input<typeof SpecSchema>;
 /** The keys each object of the spec allows, for "did you mean" hints. */
 export const ALLOWED_KEYS = {
   spec: Object.keys(SpecSchema.shape),
+  admin: Object.keys(AdminSchema.shape),
   listener: Object.keys(ListenerSchema.shape),
   keepalive: Object.keys(KeepaliveSchema.shape),
   http: Object.keys(HttpSchema.shape),

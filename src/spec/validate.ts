@@ -50,6 +50,7 @@ function unknownKey(path: Path, raw: unknown, withHint: boolean): Diagnostic {
 function allowedKeysAt(path: Path): readonly string[] {
   const last = path[path.length - 1];
   if (path.length === 0) return ALLOWED_KEYS.spec;
+  if (path.length === 1 && last === "admin") return ALLOWED_KEYS.admin;
   if (last === "keepalive") return ALLOWED_KEYS.keepalive;
   if (last === "http") {
     return path[path.length - 2] === "app" ? ALLOWED_KEYS.appHttp : ALLOWED_KEYS.http;

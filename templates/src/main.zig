@@ -10,6 +10,8 @@ const sys = @import("net/sys.zig");
 const log = @import("log.zig");
 const pid_file = @import("supervisor/pid_file.zig");
 const upgrade = @import("upgrade/upgrade.zig");
+const privileges = @import("supervisor/privileges.zig");
+const events = @import("events.zig");
 const linux = std.os.linux;
 
 pub const main = compat.Entry(run).main;
@@ -41,9 +43,12 @@ fn run(process: compat.Process) u8 {
                 config.supervisor_fingerprint ++ "\n") catch {};
             return 0;
         },
-        .serve => |options| {
+        .serve => |parsed| {
+            var options = parsed;
             raiseFdLimit(options);
             if (options.worker) |role| return worker_entry.run(role, options);
+            // Before anything is claimed, opened or started.
+            options.drop_to = resolveUser(options.privileges) orelse return 1;
             const path = options.pid_file orelse return serve(options, process);
             if (!claimPidFile(path, options, process)) return 1;
             defer pid_file.releaseClaim(path);
@@ -55,6 +60,22 @@ fn run(process: compat.Process) u8 {
 fn serve(options: cli.Options, process: compat.Process) u8 {
     if (options.standalone) return standalone.run(options, process);
     return supervisor.run(options, process);
+}
+
+/// The credentials workers drop to (null inside: nothing to drop); null outside after a
+/// start-up error it has reported.
+fn resolveUser(request: privileges.Request) ??privileges.Credentials {
+    var diag: privileges.Diagnostic = .{};
+    const credentials = privileges.resolveAtStart(request, &diag) catch {
+        log.err("{s}", .{diag.message});
+        var line = events.Line.begin("error");
+        line.string("phase", "privileges");
+        line.string("field", diag.field);
+        line.string("message", diag.message);
+        line.emit();
+        return null;
+    };
+    return credentials;
 }
 
 /// One instance per pid file: a start that finds the file locked by a running instance stops

@@ -25,6 +25,9 @@ import {
   ANY_LOOPBACK_PORT,
   binaryOf,
   OTHER_SUPERVISOR_FINGERPRINT,
+  UPGRADE_ANY_LOOPBACK_PORT,
+  UPGRADE_SERVICE,
+  upgradeBinaryOf,
 } from "./support/supervised.js";
 import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
@@ -90,18 +93,27 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
     "a worker from a binary with another supervisor refuses to serve, and generation 1 goes on",
     { timeout: SETUP_TIMEOUT_MS },
     async () => {
-      // The supervised spec built with a supervisor fingerprint no generator produces.
-      const foreign = await binaryOf("supervised-other-supervisor", version);
-      expect(fingerprintOf(foreign).spec).toBe(fingerprintOf(binary).spec);
+      // The upgrade tests' base service, and the same spec built with a supervisor fingerprint
+      // no generator produces (both built once per run for upgrade.test.ts too). Every
+      // listener on a port the kernel picks: also `gone` and `moved`, whose spec ports are
+      // upgrade.test.ts's.
+      const base = await upgradeBinaryOf("base", version);
+      const foreign = await upgradeBinaryOf("other-supervisor", version);
+      expect(fingerprintOf(foreign).spec).toBe(fingerprintOf(base).spec);
+      expect(fingerprintOf(foreign).supervisor).not.toBe(fingerprintOf(base).supervisor);
       const dir = await mkdtemp(path.join(scratch, "other-supervisor-"));
-      const copy = path.join(dir, "supervised");
-      await copyFile(binary, copy);
+      const copy = path.join(dir, UPGRADE_SERVICE);
+      await copyFile(base, copy);
       await chmod(copy, 0o755);
-      const { program, ready } = await startReady(copy, ["--workers", "2", ...ANY_LOOPBACK_PORT]);
+      const listen = [...UPGRADE_ANY_LOOPBACK_PORT, ...["gone", "moved"].flatMap((name) => [
+        "--listen",
+        `${name}=127.0.0.1:0`,
+      ])];
+      const { program, ready } = await startReady(copy, ["--workers", "2", ...listen]);
       // Asked for its identity, the binary on disk gives this program's; started as a
       // worker, it is the other supervisor's build.
       const script =
-        `#!/bin/sh\nif [ "$1" = --fingerprint ]; then exec '${binary}' --fingerprint; fi\n` +
+        `#!/bin/sh\nif [ "$1" = --fingerprint ]; then exec '${base}' --fingerprint; fi\n` +
         `exec '${foreign}' "$@"\n`;
       await writeFile(`${copy}.new`, script, { mode: 0o755 });
       await rename(`${copy}.new`, copy);

@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ClientLoad } from "./support/client-load.js";
 import { freePort } from "./support/net.js";
 import { isAlive, waitUntilGone, type ReadyEvent, type ServiceEvent } from "./support/program.js";
-import { builtSpecValue } from "./support/project.js";
+import { compiledSpecValue } from "./support/project.js";
 import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
@@ -88,7 +88,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
     scratch = await mkdtemp(path.join(tmpdir(), "gen-reuseport-cycle-"));
     const all = specs(await freePort("tcp", "127.0.0.1"));
     for (const [key, spec] of Object.entries(all)) {
-      const built = await builtSpecValue(`cycle-${key}`, spec, version);
+      const built = await compiledSpecValue(`cycle-${key}`, spec, version);
       if (!built.steps.build.ok) throw new Error(`cycle-${key}: ${built.steps.build.output}`);
       binaries.set(key, built.binary);
     }

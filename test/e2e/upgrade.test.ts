@@ -118,13 +118,17 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
   });
 
   /** Starts a copy of `variant` at a path of its own (the path a restart executes). */
-  async function start(variant: UpgradeVariant, env: NodeJS.ProcessEnv = {}) {
+  async function start(
+    variant: UpgradeVariant,
+    env: NodeJS.ProcessEnv = {},
+    extra: readonly string[] = [],
+  ) {
     const dir = await mkdtemp(path.join(scratch, `${variant}-`));
     const exe = path.join(dir, UPGRADE_SERVICE);
     const pidFile = path.join(dir, "pid");
     await copyFile(binaries.get(variant)!, exe);
     await chmod(exe, 0o755);
-    const args = [...UPGRADE_ANY_LOOPBACK_PORT, "--pid-file", pidFile];
+    const args = [...UPGRADE_ANY_LOOPBACK_PORT, "--pid-file", pidFile, ...extra];
     const program = Program.start(exe, args, env);
     const ready = await program.waitForEvent<UpgradeReady>("ready", READY_TIMEOUT_MS);
     return { program, ready, exe, pidFile, dir };
@@ -159,6 +163,23 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
     return next;
   }
 
+  /** Polls (bounded) the admin listener's /status until `pid` answers it; the last pid seen. */
+  async function adminStatusPid(port: number, pid: number): Promise<number | undefined> {
+    const deadline = Date.now() + 10_000;
+    let seen: number | undefined;
+    while (Date.now() < deadline) {
+      const reply = await tcpExchange(HOST, port, {
+        send: `GET /status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`,
+        timeoutMs: 2_000,
+      }).catch(() => undefined);
+      const body = reply?.toString().split("\r\n\r\n")[1];
+      seen = body === undefined ? seen : (JSON.parse(body) as { pid: number }).pid;
+      if (seen === pid) return seen;
+      await sleep(100);
+    }
+    return seen;
+  }
+
   /** Stops the supervisor that took over, and waits until it and its workers are gone. */
   async function stopSuccessor(program: Program, ready: UpgradeReady) {
     process.kill(ready.pid, "SIGTERM");
@@ -180,7 +201,13 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
     async () => {
       const socketPath = path.join(scratch, `notify-${process.pid}-${Date.now()}.sock`);
       receiver = await NotifySocket.bind(socketPath);
-      const { program, ready, exe, pidFile } = await start("base", { NOTIFY_SOCKET: socketPath });
+      // The admin port is not shared: the new supervisor binds it once the old one let go.
+      const adminPort = await freePort("tcp", HOST);
+      const { program, ready, exe, pidFile } = await start(
+        "base",
+        { NOTIFY_SOCKET: socketPath },
+        ["--admin", `${HOST}:${adminPort}`],
+      );
       await receiver.waitFor(new RegExp(`^READY=1\nMAINPID=${program.pid}\n`));
       const load = new ClientLoad({
         who: portOf(ready, "who"),
@@ -213,6 +240,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
       }
       expect((await readFile(pidFile, "utf8")).trim()).toBe(String(next.pid));
       for (const w of ready.workers) expect(isAlive(w.pid), `old worker ${w.pid}`).toBe(false);
+      expect(await adminStatusPid(adminPort, next.pid)).toBe(next.pid);
 
       // RELOADING=1 at the SIGHUP, then the new main pid with READY=1, from the old supervisor;
       // no STOPPING=1 when the old one leaves, only when the service stops.

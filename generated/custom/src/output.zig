@@ -114,6 +114,15 @@ fn streamOf(which: Which) *Stream {
     };
 }
 
+/// Readies both streams now rather than at their first line: a worker about to drop
+/// privileges could not reopen its pipes through /proc/self/fd afterwards (a pipe its
+/// starter made is not the new user's, and /proc/self/fd is closed to a process that
+/// changed ids), and would then write them blocking.
+pub fn prepare() void {
+    stdout_stream.prepare();
+    stderr_stream.prepare();
+}
+
 /// Writes one whole line to standard output or error without ever blocking for longer than
 /// `budget_ms`. After lines were dropped, the first line that goes through is preceded by a
 /// note saying how many (on standard error).

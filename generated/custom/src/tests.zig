@@ -4,6 +4,7 @@
 //! file's tests run without anyone adding it to a list.
 test {
     _ = @import("address.zig");
+    _ = @import("admin/server.zig");
     _ = @import("calendar.zig");
     _ = @import("cli.zig");
     _ = @import("events.zig");
@@ -15,6 +16,10 @@ test {
     _ = @import("http/parser.zig");
     _ = @import("http/router.zig");
     _ = @import("http/status.zig");
+    _ = @import("metrics/cell.zig");
+    _ = @import("metrics/proc.zig");
+    _ = @import("metrics/region.zig");
+    _ = @import("metrics/render.zig");
     _ = @import("net/listener.zig");
     _ = @import("net/scm.zig");
     _ = @import("net/sys.zig");
@@ -22,6 +27,7 @@ test {
     _ = @import("supervisor/core.zig");
     _ = @import("supervisor/cpus.zig");
     _ = @import("supervisor/pid_file.zig");
+    _ = @import("supervisor/privileges.zig");
     _ = @import("supervisor/simulator.zig");
     _ = @import("supervisor/supervisor.zig");
     _ = @import("supervisor/worker_link.zig");

@@ -4,6 +4,7 @@ const std = @import("std");
 const compat = @import("compat.zig");
 const config = @import("config.zig");
 const address = @import("address.zig");
+const privileges = @import("supervisor/privileges.zig");
 
 pub const usage =
     \\Usage: 
@@ -17,6 +18,8 @@ pub const usage =
     \\  --listen NAME=HOST:PORT  serve listener NAME at HOST:PORT instead (repeatable;
     \\                           IPv6 as [::1]:8080; port 0 picks a free port)
     \\  --drain-timeout MS       how long a graceful stop waits for open connections
+    \\  --shutdown-delay MS      how long a graceful stop keeps serving after /readyz
+    \\                           turned 503, before the drain (0: none)
     \\  --header-timeout MS      deadline for a complete request head
     \\  --body-timeout MS        longest wait for the next byte of a request body
     \\  --request-timeout MS     deadline for a whole request, head and body (0: none)
@@ -24,6 +27,8 @@ pub const usage =
     \\  --write-timeout MS       longest wait for a client to read what it is sent
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
     \\  --max-body BYTES         largest request body an HTTP listener accepts
+    \\  --admin HOST:PORT        serve /metrics, /healthz, /readyz and /status there
+    \\                           (IPv6 as [::1]:9901; port 0 picks a free port)
     \\  --pid-file PATH          write the process id to PATH when ready; removed at exit;
     \\                           locked: a second start with the same PATH exits 1
     \\  --handover PATH          (with --standalone) take the listening sockets of the
@@ -33,6 +38,11 @@ pub const usage =
     \\  --join                   serve ports that another program's SO_REUSEPORT group
     \\                           already serves, sharing its clients (a supervisor refuses
     \\                           that without --join; --standalone joins by design)
+    \\  --user USER              run the workers as USER (a name or a numeric uid): they
+    \\                           drop root once they have their sockets; the supervisor
+    \\                           stays root (with --standalone the one process drops)
+    \\  --group GROUP            with --user: the group (name or gid) instead of USER's
+    \\                           primary group
     \\  --fd-store               send the listening sockets to systemd's file-descriptor
     \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
@@ -49,9 +59,10 @@ pub const usage =
 ;
 
 /// What a supervisor gives a worker process it starts, as the internal flag
-/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:IDENTITY:FD,FD,…[/SLOT=FD,FD,…]…`:
+/// `--worker INDEX:GENERATION:CONTROL_FD:REPORT_FD:IDENTITY:FD,FD,…[/SLOT=FD,FD,…]…[:M,C]`:
 /// one FD per listener for its own slot, then the sockets of up to `max_ring` other slots
-/// it may be asked to adopt (see `worker_link.zig`).
+/// it may be asked to adopt (see `worker_link.zig`), then the metrics region's descriptor M
+/// and the worker's cell C in it (see `metrics/region.zig`).
 pub const WorkerRole = struct {
     index: u16,
     generation: u32,
@@ -64,6 +75,9 @@ pub const WorkerRole = struct {
     fds: [config.listeners.len]i32 = undefined,
     ring: [max_ring]RingSlot = undefined,
     ring_len: u8 = 0,
+    /// The shared metrics region (-1: none) and this worker's cell in it.
+    metrics_fd: i32 = -1,
+    metrics_cell: u32 = 0,
 
     pub fn matchesIdentity(self: *const WorkerRole) bool {
         return std.mem.eql(u8, &self.fingerprint, config.identity);
@@ -88,6 +102,10 @@ pub const Options = struct {
     standalone: bool = false,
     endpoints: [config.listeners.len]address.Endpoint = defaultEndpoints(),
     pid_file: ?[*:0]const u8 = null,
+    /// Where the admin listener binds (see `admin/server.zig`); null: no admin listener.
+    admin: ?address.Endpoint = defaultAdmin(),
+    /// Whether `admin` came from `--admin` (messages name the flag) or the spec.
+    admin_from_flag: bool = false,
     /// Where standalone processes hand their listening sockets on (see `handover.zig`).
     handover: ?[]const u8 = null,
     /// Keep the listening sockets in systemd's file-descriptor store (see `notify.zig`).
@@ -95,12 +113,17 @@ pub const Options = struct {
     /// Serve a port another program's reuseport group serves already (see `openSockets`).
     join: bool = false,
     limits: Limits = .{},
+    /// The user and group to drop to, as named (see `privileges.zig`).
+    privileges: privileges.Request = .{ .user = config.user, .group = config.group },
     worker: ?WorkerRole = null,
+    /// What a worker drops to, resolved by its supervisor (the internal `--drop-to`).
+    drop_to: ?privileges.Credentials = null,
 };
 
 /// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
 pub const Limits = struct {
     drain_timeout_ms: u32 = config.drain_timeout_ms,
+    shutdown_delay_ms: u32 = config.shutdown_delay_ms,
     header_timeout_ms: u32 = config.header_timeout_ms,
     body_timeout_ms: u32 = config.body_timeout_ms,
     request_timeout_ms: u32 = config.request_timeout_ms,
@@ -119,6 +142,7 @@ pub const LimitFlag = struct {
 
 pub const limit_flags = [_]LimitFlag{
     .{ .flag = "--drain-timeout", .field = "drain_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--shutdown-delay", .field = "shutdown_delay_ms", .unit = "milliseconds" },
     .{ .flag = "--header-timeout", .field = "header_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--body-timeout", .field = "body_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--request-timeout", .field = "request_timeout_ms", .unit = "milliseconds" },
@@ -134,6 +158,11 @@ pub const Command = union(enum) {
     version,
     fingerprint,
 };
+
+fn defaultAdmin() ?address.Endpoint {
+    const admin = config.admin orelse return null;
+    return .{ .address = admin.address, .port = admin.port };
+}
 
 fn defaultEndpoints() [config.listeners.len]address.Endpoint {
     var endpoints: [config.listeners.len]address.Endpoint = undefined;
@@ -156,6 +185,7 @@ pub const Diagnostic = struct {
 
 pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Command {
     var options: Options = .{};
+    var group_given = false;
     var i: usize = 1;
     while (i < args.len) : (i += 1) {
         const arg = std.mem.span(args[i]);
@@ -192,10 +222,22 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             try parseListen(value, &options.endpoints, diag);
         } else if (try parseLimit(arg, value, &options.limits, diag)) {
             // Set by parseLimit.
+        } else if (eql(arg, "--admin")) {
+            options.admin = address.parseEndpoint(value) catch
+                return diag.set("--admin: expected HOST:PORT such as 127.0.0.1:9901 or " ++
+                    "[::1]:9901 (got \"{s}\")", .{value});
+            options.admin_from_flag = true;
         } else if (eql(arg, "--pid-file")) {
             options.pid_file = args[i + 1];
         } else if (eql(arg, "--handover")) {
             options.handover = value;
+        } else if (eql(arg, "--user") or eql(arg, "--group")) {
+            try parseAccount(arg, value, &options.privileges, &group_given, diag);
+        } else if (eql(arg, "--drop-to")) {
+            options.drop_to = privileges.Credentials.parse(value) orelse
+                return diag.set("--drop-to is for the supervisor's own use (got \"{s}\")", .{
+                    value,
+                });
         } else if (eql(arg, "--worker")) {
             options.worker = parseWorkerRole(value) orelse
                 return diag.set("--worker is for the supervisor's own use (got \"{s}\")", .{value});
@@ -216,7 +258,10 @@ fn eql(a: []const u8, b: []const u8) bool {
 }
 
 fn isValueFlag(arg: []const u8) bool {
-    const flags = [_][]const u8{ "--workers", "--listen", "--pid-file", "--handover", "--worker" };
+    const flags = [_][]const u8{
+        "--workers", "--listen", "--pid-file", "--handover", "--worker", "--user", "--group",
+        "--drop-to", "--admin",
+    };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;
     return false;
@@ -237,6 +282,29 @@ fn parseLimit(arg: []const u8, value: []const u8, limits: *Limits, diag: *Diagno
         }
     }
     return false;
+}
+
+/// `--user` replaces the spec's user and, unless `--group` is given too, its group: the
+/// user's primary group then. `--group` replaces the spec's group.
+fn parseAccount(
+    arg: []const u8,
+    value: []const u8,
+    request: *privileges.Request,
+    group_given: *bool,
+    diag: *Diagnostic,
+) error{Usage}!void {
+    if (value.len == 0 or value.len > 64 or compat.findScalar(u8, value, ':') != null) {
+        return diag.set("{s}: expected a name or a numeric id (got \"{s}\")", .{ arg, value });
+    }
+    if (eql(arg, "--user")) {
+        request.user = value;
+        request.user_source = .flag;
+        if (!group_given.*) request.group = null;
+    } else {
+        request.group = value;
+        request.group_source = .flag;
+        group_given.* = true;
+    }
 }
 
 fn parseListen(
@@ -278,6 +346,11 @@ fn parseWorkerRole(value: []const u8) ?WorkerRole {
         ring.slot = parseField(u16, text[0..equals]) orelse return null;
         if (!parseFds(text[equals + 1 ..], &ring.fds)) return null;
         role.ring_len += 1;
+    }
+    if (parts.next()) |metrics| {
+        const comma = compat.findScalar(u8, metrics, ',') orelse return null;
+        role.metrics_fd = parseField(i32, metrics[0..comma]) orelse return null;
+        role.metrics_cell = parseField(u32, metrics[comma + 1 ..]) orelse return null;
     }
     if (parts.next() != null) return null;
     return role;
@@ -321,6 +394,28 @@ test "parses flags and rejects unknown ones with a message" {
     try std.testing.expect(compat.find(u8, diag.message, "--standalone") != null);
 }
 
+test "--user and --group override the spec's user and group" {
+    var diag: Diagnostic = .{};
+    const user = [_][*:0]const u8{ "svc", "--user", "www-data" };
+    const alone = (try parse(&user, &diag)).serve.privileges;
+    try std.testing.expectEqualStrings("www-data", alone.user.?);
+    try std.testing.expect(alone.group == null);
+    try std.testing.expectEqual(privileges.Source.flag, alone.user_source);
+    const both = [_][*:0]const u8{ "svc", "--group", "33", "--user", "65534" };
+    const request = (try parse(&both, &diag)).serve.privileges;
+    try std.testing.expectEqualStrings("33", request.group.?);
+    try std.testing.expectEqualStrings("65534", request.user.?);
+    const empty = [_][*:0]const u8{ "svc", "--user", "" };
+    try std.testing.expectError(error.Usage, parse(&empty, &diag));
+    try std.testing.expect(compat.find(u8, diag.message, "--user") != null);
+    const missing = [_][*:0]const u8{ "svc", "--group" };
+    try std.testing.expectError(error.Usage, parse(&missing, &diag));
+    const drop = [_][*:0]const u8{ "svc", "--drop-to", "65534:65534:65534,4" };
+    const credentials = (try parse(&drop, &diag)).serve.drop_to.?;
+    try std.testing.expectEqual(@as(u32, 65534), credentials.uid);
+    try std.testing.expectEqualSlices(u32, &.{ 65534, 4 }, credentials.groupList());
+}
+
 test "--listen overrides one listener's endpoint" {
     var diag: Diagnostic = .{};
     const first = config.listeners[0].name;
@@ -354,6 +449,12 @@ test "parses the worker role, with the slots it may adopt" {
     try std.testing.expectEqual(@as(u16, 2), role.index);
     try std.testing.expectEqual(@as(u8, 2), role.ring_len);
     try std.testing.expectEqual(@as(u16, 4), role.ring[1].slot);
+    try std.testing.expectEqual(@as(i32, -1), role.metrics_fd);
+    len += (try compat.bufPrint(text[len..], ":9,13", .{})).len;
+    text[len] = 0;
+    const with_metrics = (try parse(&args, &diag)).serve.worker.?;
+    try std.testing.expectEqual(@as(i32, 9), with_metrics.metrics_fd);
+    try std.testing.expectEqual(@as(u32, 13), with_metrics.metrics_cell);
 
     const other_identity = "0:1:5:6:0123456789abcdef-0123456789abcdef:x";
     const other = [_][*:0]const u8{ "svc", "--worker", other_identity };

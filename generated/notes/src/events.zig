@@ -12,6 +12,7 @@ const log = @import("log.zig");
 const output = @import("output.zig");
 const calendar = @import("calendar.zig");
 const sys = @import("net/sys.zig");
+const privileges = @import("supervisor/privileges.zig");
 
 pub const Mode = enum { standalone, supervisor };
 
@@ -104,6 +105,33 @@ pub fn readyLine(
     }
     line.endArray();
     if (listener.tcpMigrateReq()) |value| line.int("tcp_migrate_req", value);
+}
+
+/// Adds who the workers (a standalone process: itself) serve as: `worker_uid` and
+/// `worker_gid`, and `worker_groups` when they dropped to `drop_to`.
+pub fn workerIdentity(line: *Line, drop_to: ?privileges.Credentials) void {
+    const c = drop_to orelse {
+        line.int("worker_uid", std.os.linux.geteuid());
+        line.int("worker_gid", std.os.linux.getegid());
+        return;
+    };
+    line.int("worker_uid", c.uid);
+    line.int("worker_gid", c.gid);
+    line.beginArray("worker_groups");
+    for (c.groupList()) |gid| {
+        line.separator();
+        line.number(gid);
+    }
+    line.endArray();
+}
+
+/// The `admin` object of the `ready` event: where the admin listener is bound.
+pub fn adminField(line: *Line, endpoint: address.Endpoint, port: u16) void {
+    var text: [64]u8 = undefined;
+    line.beginNamedObject("admin");
+    line.string("address", address.format(endpoint.address, &text));
+    line.int("port", port);
+    line.endObject();
 }
 
 pub fn emitStopped(generation: u32, reason: stop.StopReason, reports: []const WorkerReport) void {
@@ -241,6 +269,19 @@ pub const Line = struct {
         calendar.formatRfc3339Ms(&ts, sys.realtimeMs());
         line.string("ts", &ts);
         return line;
+    }
+
+    /// A JSON object that is not an event (an admin endpoint's body): no name, no time.
+    pub fn document() Line {
+        var line: Line = .{};
+        line.raw("{");
+        return line;
+    }
+
+    /// The object, closed; valid while the line is.
+    pub fn finish(self: *Line) []const u8 {
+        self.raw("}\n");
+        return self.buf[0..self.len];
     }
 
     fn raw(self: *Line, bytes: []const u8) void {

@@ -14,7 +14,7 @@ const app = @import("handlers/app.zig");
 /// The upstreams of the worker: their connections, calls and deadlines (upstream/pool.zig).
 pub const upstream = struct {
     // This service has no upstreams: the worker's loop has nothing of theirs to drive.
-    pub const token_kind: u8 = 5;
+    pub const token_kind: u8 = 6;
     pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
         _ = allocator;
         _ = epfd;

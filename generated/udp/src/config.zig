@@ -3,6 +3,11 @@
 //! socket options. The rest of the program reads the spec only through this file.
 pub const Address = @import("address.zig").Address;
 
+pub const Admin = struct {
+    address: Address,
+    port: u16,
+};
+
 pub const Protocol = enum { tcp, udp };
 
 pub const Handler = enum { echo, http, whoami, custom, app };
@@ -43,6 +48,9 @@ pub const Listener = struct {
     port: u16,
     options: SocketOptions,
     http: Http,
+    /// The `route` label of each request-duration histogram of the listener (metrics): an
+    /// HTTP module's routes then "" (no route answered), "*" for the built-in `http` handler.
+    routes: []const []const u8,
 };
 
 pub const name = "udp-echo";
@@ -50,6 +58,11 @@ pub const version = "0.1.0";
 /// Worker processes; 0 starts one per CPU the process may use (see supervisor/cpus.zig).
 pub const workers: u16 = 2;
 pub const drain_timeout_ms: u32 = 10000;
+/// How long a graceful stop keeps accepting and serving after readiness (the admin
+/// listener's /readyz) turned 503, before the drain: time for load balancers to move away.
+pub const shutdown_delay_ms: u32 = 0;
+/// The admin listener (/metrics, /healthz, /readyz, /status); null: none unless --admin.
+pub const admin: ?Admin = null;
 /// Connections one worker serves at once; further ones wait in the accept queue.
 pub const max_connections: u32 = 1024;
 pub const read_buffer_bytes: u32 = 16384;
@@ -74,13 +87,17 @@ pub const max_body_bytes: u64 = 1048576;
 pub const output_limit_bytes: u64 = 33554432;
 /// Per worker: the pool that output waiting beyond write buffers comes from (0: none).
 pub const output_pool_bytes: u64 = 67108864;
+/// The user (a name or a numeric uid) the workers drop to once they have their sockets, and
+/// its group (null: the user's primary group); see supervisor/privileges.zig. null: none.
+pub const user: ?[]const u8 = null;
+pub const group: ?[]const u8 = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "683f85fcdee709a5";
+pub const spec_fingerprint = "990b7355478094a2";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "1f2b47da08a1c953";
+pub const supervisor_fingerprint = "51aa99a3809b6c1d";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -137,6 +154,7 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
     .{
         .name = "whoami",
@@ -158,5 +176,6 @@ pub const listeners = [_]Listener{
             .body = "",
             .content_type = "",
         },
+        .routes = &.{},
     },
 };

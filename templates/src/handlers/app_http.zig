@@ -26,6 +26,7 @@ pub const onTimeout = runtime.onTimeout;
 pub const Access = runtime.Access;
 pub const Connection = runtime.Connection;
 pub const Module = runtime.Module;
+pub const Metric = runtime.Metric;
 
 test "every public declaration of the runtime is reachable from here" {
     inline for (comptime compat.declNames(runtime)) |name| {

@@ -12,6 +12,7 @@ pub const reply_reserve_bytes = runtime.reply_reserve_bytes;
 pub const WriteError = runtime.WriteError;
 pub const Io = runtime.Io;
 pub const Module = runtime.Module;
+pub const Metric = runtime.Metric;
 
 test "every public declaration of the runtime is reachable from here" {
     inline for (comptime compat.declNames(runtime)) |name| {

@@ -1,21 +1,22 @@
 /**
- * Generated projects under test: each (spec, Zig version) is generated, formatted-checked,
- * built and tested once per run (see `oncePerRun`), in its own directory of the run's
- * temporary folder.
+ * Generated projects under test: each (spec, Zig version) is generated, formatted-checked and
+ * built once per run (see `oncePerRun`), in its own directory of the run's temporary folder;
+ * its own tests (`zig build test`, a second whole compile) run once per run too, but only for
+ * the tests that ask for them (`builtProject`, `builtSpecValue`), not for those that only need
+ * the binary (`programOf`, `compiledSpecValue`).
  */
 import { copyFile, readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { inject } from "vitest";
 import {
-  buildProject,
   generate,
   PACKAGE_ROOT,
   ZIG_STEPS,
   type StepResult as ZigStepResult,
 } from "../../../src/index.js";
 import { oncePerRun } from "./once.js";
-import { provisionZig, zigEnv } from "./zig.js";
+import { buildLogged, provisionZig, zigEnv } from "./zig.js";
 
 /** The specs the suite builds: the examples, plus one of its own for TCP whoami. */
 export const SPECS = {
@@ -52,7 +53,8 @@ export interface StepResult {
   readonly ms: number;
 }
 
-export interface BuiltProject {
+/** A project generated, `zig fmt --check`ed and built (its own tests not run). */
+export interface CompiledProject {
   /** The spec's key in `SPECS`, or the key of a spec given as a value. */
   readonly spec: string;
   readonly version: string;
@@ -64,19 +66,22 @@ export interface BuiltProject {
     readonly generate: StepResult;
     readonly fmt: StepResult;
     readonly build: StepResult;
-    readonly test: StepResult;
   };
 }
 
-/** Builds (once per run) and returns the project for `spec` with Zig `version`. */
+/** A compiled project whose own tests ran too. */
+export interface BuiltProject extends CompiledProject {
+  readonly steps: CompiledProject["steps"] & { readonly test: StepResult };
+}
+
+/** Builds and tests (once per run) the project for `spec` with Zig `version`. */
 export async function builtProject(spec: SpecKey, version: string): Promise<BuiltProject> {
-  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, spec);
-  return oncePerRun(dir, () => buildOnce(spec, version, dir));
+  return tested(await compiledProject(spec, version));
 }
 
 /** The project's binary; throws with the compiler's output when it did not build. */
 export async function programOf(spec: SpecKey, version: string): Promise<string> {
-  const project = await builtProject(spec, version);
+  const project = await compiledProject(spec, version);
   for (const step of [project.steps.generate, project.steps.build]) {
     if (!step.ok)
       throw new Error(`${step.command} failed for ${spec} (zig ${version}):\n${step.output}`);
@@ -84,22 +89,62 @@ export async function programOf(spec: SpecKey, version: string): Promise<string>
   return project.binary;
 }
 
-async function buildOnce(spec: SpecKey, version: string, dir: string): Promise<BuiltProject> {
-  const raw = JSON.parse(await readFile(path.join(PACKAGE_ROOT, SPECS[spec]), "utf8")) as unknown;
-  return buildSpec({ key: spec, specFile: SPECS[spec], raw }, version, dir);
+async function compiledProject(spec: SpecKey, version: string): Promise<CompiledProject> {
+  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, spec);
+  return oncePerRun(dir, async () => {
+    const file = path.join(PACKAGE_ROOT, SPECS[spec]);
+    const raw = JSON.parse(await readFile(file, "utf8")) as unknown;
+    return buildSpec({ key: spec, specFile: SPECS[spec], raw }, version, dir);
+  });
 }
 
 /**
- * Builds (once per run) a spec the test holds as a value, such as one drawn by fast-check;
- * `key` names its directory in the run's folder.
+ * Builds and tests (once per run) a spec the test holds as a value, such as one drawn by
+ * fast-check; `key` names its directory in the run's folder.
  */
 export async function builtSpecValue(
   key: string,
   raw: { readonly name: string },
   version: string,
 ): Promise<BuiltProject> {
+  return tested(await compiledSpecValue(key, raw, version));
+}
+
+/** `builtSpecValue` without the project's own tests: for a test that needs the binary. */
+export async function compiledSpecValue(
+  key: string,
+  raw: { readonly name: string },
+  version: string,
+): Promise<CompiledProject> {
   const dir = path.join(inject("e2eRunDir"), `zig-${version}`, key);
   return oncePerRun(dir, () => buildSpec({ key, specFile: `${key}.json`, raw }, version, dir));
+}
+
+/** Runs (once per run) the compiled project's `zig build test`. */
+async function tested(project: CompiledProject): Promise<BuiltProject> {
+  const test = await oncePerRun(`${project.dir}.test`, async (): Promise<StepResult> => {
+    if (!project.steps.generate.ok) return skipped(ZIG_STEPS.test);
+    const [step] = (
+      await buildLogged({
+        zig: await provisionZig(project.version),
+        dir: project.dir,
+        steps: [ZIG_STEPS.test],
+        env: zigEnv(project.version),
+        timeoutMs: ZIG_STEP_TIMEOUT_MS,
+      })
+    ).steps;
+    return stepResult(step!);
+  });
+  return { ...project, steps: { ...project.steps, test } };
+}
+
+function skipped(args: readonly string[]): StepResult {
+  return {
+    ok: false,
+    command: ["zig", ...args].join(" "),
+    output: "not run: generation failed",
+    ms: 0,
+  };
 }
 
 interface SpecSource {
@@ -108,7 +153,11 @@ interface SpecSource {
   readonly raw: unknown;
 }
 
-async function buildSpec(source: SpecSource, version: string, dir: string): Promise<BuiltProject> {
+async function buildSpec(
+  source: SpecSource,
+  version: string,
+  dir: string,
+): Promise<CompiledProject> {
   const zig = await provisionZig(version);
   const generated = await timed(`gen-reuseport ${source.specFile} --out ${dir}`, async () => {
     const prepared = await generate({
@@ -121,16 +170,10 @@ async function buildSpec(source: SpecSource, version: string, dir: string): Prom
     return { ok: true, output: `${prepared.counts.create} files written${copied}` };
   });
   const name = (source.raw as { name: string }).name;
-  const skipped = (args: readonly string[]): StepResult => ({
-    ok: false,
-    command: ["zig", ...args].join(" "),
-    output: "not run: generation failed",
-    ms: 0,
-  });
-  const steps = [ZIG_STEPS.fmt, ZIG_STEPS.build, ZIG_STEPS.test];
-  const [fmt, build, test] = generated.ok
+  const steps = [ZIG_STEPS.fmt, ZIG_STEPS.build];
+  const [fmt, build] = generated.ok
     ? (
-        await buildProject({
+        await buildLogged({
           zig,
           dir,
           steps,
@@ -146,7 +189,7 @@ async function buildSpec(source: SpecSource, version: string, dir: string): Prom
     dir,
     name,
     binary: path.join(dir, "zig-out", "bin", name),
-    steps: { generate: generated, fmt: fmt!, build: build!, test: test! },
+    steps: { generate: generated, fmt: fmt!, build: build! },
   };
 }
 

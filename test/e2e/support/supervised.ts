@@ -62,6 +62,21 @@ export const HOSTILE_ANY_LOOPBACK_PORT: readonly string[] = HOSTILE_SPEC.listene
   `${l.name}=127.0.0.1:0`,
 ]);
 
+/**
+ * The privilege tests' service: started as root, its workers drop to "nobody". Its ports are
+ * real (80 for HTTP, 81 for whoami): the tests run it in a network namespace of its own.
+ */
+export const PRIVILEGED_SPEC = {
+  name: "privileged",
+  workers: 2,
+  user: "nobody",
+  drainTimeoutMs: 3000,
+  listeners: [
+    { name: "web", protocol: "tcp", address: "0.0.0.0", port: 80, handler: "http" },
+    { name: "who", protocol: "tcp", address: "127.0.0.1", port: 81, handler: "whoami" },
+  ],
+} as const;
+
 /** The example modules the soak's specs use, copied over the generated stubs. */
 const SOAK_MODULES = { notes: "examples/app/notes.zig", resp: "examples/app/resp.zig" } as const;
 
@@ -69,20 +84,13 @@ const SOAK_MODULES = { notes: "examples/app/notes.zig", resp: "examples/app/resp
 const PROJECTS = {
   supervised: { spec: SUPERVISED_SPEC, file: "supervised.json", name: SUPERVISED_SPEC.name },
   hostile: { spec: HOSTILE_SPEC, file: "hostile.json", name: HOSTILE_SPEC.name },
+  privileged: { spec: PRIVILEGED_SPEC, file: "privileged.json", name: PRIVILEGED_SPEC.name },
   // The same service without Zig's safety checks: what a client sends must not depend on them.
   "hostile-release-fast": {
     spec: HOSTILE_SPEC,
     file: "hostile.json",
     name: HOSTILE_SPEC.name,
     optimize: "ReleaseFast",
-  },
-  // The supervised service with a supervisor fingerprint no generator produces: what a
-  // binary from another generator version or with changed supervisor sources carries.
-  "supervised-other-supervisor": {
-    spec: SUPERVISED_SPEC,
-    file: "supervised.json",
-    name: SUPERVISED_SPEC.name,
-    supervisorFingerprint: "0123456789abcdef",
   },
   "restart-bench": { spec: undefined, file: "bench/specs/restart.json", name: "restart-bench" },
   // The restart bench's upgrade variants (4 → 2 → 6 → 4 workers, a port moved, a listener
@@ -196,9 +204,11 @@ export async function upgradePorts(version: string): Promise<UpgradePorts> {
   });
 }
 
-/** A supervisor fingerprint no generator produces: what another supervisor's build carries. */
-export const OTHER_SUPERVISOR_FINGERPRINT =
-  PROJECTS["supervised-other-supervisor"].supervisorFingerprint;
+/**
+ * A supervisor fingerprint no generator produces: what a binary from another generator version
+ * or with changed supervisor sources carries (the upgrade variant `other-supervisor`).
+ */
+export const OTHER_SUPERVISOR_FINGERPRINT = "0123456789abcdef";
 
 /** The built binary of an upgrade variant for Zig `version`, built once per run. */
 export async function upgradeBinaryOf(variant: UpgradeVariant, version: string): Promise<string> {

@@ -25,6 +25,7 @@ describe("buildModel", () => {
       minimumZigVersion: "0.14.1",
       workers: 0,
       drainTimeoutMs: 10000,
+      shutdownDelayMs: 0,
       maxConnections: 1024,
       readBufferBytes: 16384,
       writeBufferBytes: 65536,
@@ -37,6 +38,8 @@ describe("buildModel", () => {
       maxBodyBytes: 1048576,
       outputLimitBytes: 33554432,
       outputPoolBytes: 67108864,
+      user: null,
+      group: null,
       specFingerprint: m.specFingerprint,
       hasCustomHandler: false,
       apps: [],
@@ -69,6 +72,24 @@ describe("buildModel", () => {
     expect(m.systemd.timeoutStopSec * 1000).toBeGreaterThan(30000);
     expect(m.systemd.limitNofile).toBe(1024 + 2 * 5 + 64);
     expect(m.systemd.fdStoreMax).toBe(2);
+  });
+
+  it("gives systemd's stop timeout room for the shutdown delay as well as the drain", () => {
+    const plain = model({ drainTimeoutMs: 30000, listeners: [tcp] }).systemd.timeoutStopSec;
+    const delayed = model({ drainTimeoutMs: 30000, shutdownDelayMs: 15000, listeners: [tcp] });
+    expect(delayed.systemd.timeoutStopSec).toBe(plain + 15);
+  });
+
+  it("renders the admin listener's address in canonical form, and none without one", () => {
+    expect(model({ listeners: [tcp] }).admin).toBeUndefined();
+    const m = model({ admin: { address: "0:0:0:0:0:0:0:1", port: 9901 }, listeners: [tcp] });
+    expect(m.admin).toEqual({
+      isIpv6: true,
+      address: "::1",
+      addressBytes: ".{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 }",
+      port: 9901,
+    });
+    expect(model({ admin: { port: 9901 }, listeners: [tcp] }).admin?.address).toBe("127.0.0.1");
   });
 
   it("fingerprints the spec's meaning: defaults and key order do not change it, a port does", () => {
@@ -139,6 +160,7 @@ describe("buildModel", () => {
       keepaliveProbes: 6,
       httpBody: "hi",
       httpContentType: "text/plain; charset=utf-8",
+      metricRoutes: '&.{ "*" }',
       socketUnit: "edge-echo-api.socket",
       listenDirective: "ListenStream",
       listenAddress: "[::1]:8080",
@@ -176,6 +198,7 @@ describe("buildModel", () => {
       sendBufferBytes: 0,
       httpBody: "",
       httpContentType: "",
+      metricRoutes: "&.{}",
     });
     expect(m).toMatchObject({ hasCustomHandler: true, hasTcp: false, hasUdp: true });
   });

@@ -44,6 +44,7 @@ describe("validateSpec", () => {
       version: "0.1.0",
       workers: "auto",
       drainTimeoutMs: 10000,
+      shutdownDelayMs: 0,
       maxConnections: 1024,
       readBufferBytes: 16384,
       writeBufferBytes: 65536,

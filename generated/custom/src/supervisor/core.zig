@@ -41,6 +41,8 @@ pub const left_behind_wait_ms = 5_000;
 pub const Options = struct {
     workers: u16,
     drain_timeout_ms: u64,
+    /// How long a graceful stop keeps serving, not ready, before the drain (0: none).
+    shutdown_delay_ms: u64 = 0,
 };
 
 pub const Signal = enum { hup, term, quit };
@@ -99,6 +101,10 @@ pub const Note = union(enum) {
     upgrade_called_off,
     /// The failed new supervisor that is killed now.
     failed_successor_killed: Pid,
+    /// A SIGHUP while a graceful stop waits for load balancers: the stop wins.
+    hup_in_shutdown_delay,
+    /// A second SIGTERM ends the shutdown delay: the drain begins now.
+    shutdown_delay_cut,
 };
 
 pub const Action = union(enum) {
@@ -122,6 +128,9 @@ pub const Action = union(enum) {
     failed: struct { generation: u32, what: Text, detail: Text },
     upgraded: u32,
     stopping: StopKind,
+    /// A graceful stop begins with a shutdown delay of this many ms: not ready any more,
+    /// still serving; `stopping` follows when it ends.
+    unready: u64,
     worker_exit: WorkerExit,
     worker_replaced: u32,
     mismatch: struct { record: u32, what: Text, detail: Text },
@@ -227,6 +236,8 @@ pub const Planted = enum {
     skip_predecessor_wait,
     /// A worker asked to stop is never killed when it does not stop.
     no_kill_deadline,
+    /// A shutdown delay that never ends.
+    endless_shutdown_delay,
 };
 
 pub const Core = CoreWith(.none, false);
@@ -250,6 +261,9 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
         /// A SIGHUP that arrived while a restart was under way: one more restart follows.
         restart_queued: bool = false,
         stopping: ?StopKind = null,
+        /// A graceful stop waiting for load balancers (`shutdownDelayMs`): not ready, still
+        /// serving, until this time; then the drain begins (`stopping`).
+        shutdown_delay_until_ms: ?u64 = null,
         /// The old supervisor this one took over from, while it still drains.
         predecessor: ?Pid = null,
         /// A new supervisor whose upgrade failed, until it is gone.
@@ -294,6 +308,13 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
             if (!check_invariants) self.assertInvariants();
         }
 
+        /// The current generation serves and no stop has begun (not even its delay): what
+        /// the admin listener's /readyz says.
+        pub fn isReady(self: *const Self) bool {
+            if (self.generation == 0 or self.stopping != null) return false;
+            return self.shutdown_delay_until_ms == null and self.phase != .handed_over;
+        }
+
         /// Every worker has exited after a stop: the process may end.
         pub fn finished(self: *const Self) bool {
             return self.stopping != null and self.liveCount() == 0;
@@ -304,6 +325,7 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
             // In a stop, what is left of a hand-over waits for the workers alone.
             var next: ?u64 = if (self.stopping == null) self.phase.deadlineMs() else null;
             if (self.failed_successor) |f| next = minOf(next, f.kill_at_ms);
+            if (self.shutdown_delay_until_ms) |at| next = minOf(next, at);
             for (self.records) |maybe| {
                 const w = maybe orelse continue;
                 if (w.kill_at_ms) |at| next = minOf(next, at);
@@ -371,6 +393,7 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
                 .serving, .probing, .upgrading => {},
             }
             if (self.stopping != null and self.restart_queued) return "a restart queued in a stop";
+            if (self.brokenShutdownDelay()) |broken| return broken;
             for (self.slots) |slot| {
                 if (slot.respawn_at_ms == null) continue;
                 if (self.stopping != null) return "a respawn pending in a stop";
@@ -378,6 +401,19 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
                 if (retired) return "a respawn for a retired generation";
             }
             return self.brokenOneWorkerPerSlot();
+        }
+
+        /// A shutdown delay comes before the stop, after the first ready generation, once,
+        /// and never lasts longer than asked.
+        fn brokenShutdownDelay(self: *const Self) ?[]const u8 {
+            const until = self.shutdown_delay_until_ms orelse return null;
+            if (self.stopping != null) return "a shutdown delay in a stop";
+            if (self.generation == 0) return "a shutdown delay before ready";
+            if (self.restart_queued) return "a restart queued in a shutdown delay";
+            if (self.phase != .serving) return "a change under way in a shutdown delay";
+            const longest = self.now_ms + self.options.shutdown_delay_ms;
+            if (until > longest) return "a shutdown delay longer than asked";
+            return null;
         }
 
         /// At most one worker per slot and generation that has not been asked to stop.
@@ -472,6 +508,7 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
 
         fn startQueuedRestart(self: *Self) void {
             if (!self.restart_queued or self.stopping != null) return;
+            if (self.shutdown_delay_until_ms != null) return;
             if (self.phase != .serving) return;
             self.restart_queued = false;
             self.restart();
@@ -760,15 +797,48 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
         fn onSignal(self: *Self, signal: Signal) void {
             switch (signal) {
                 .hup => self.onRestartSignal(),
-                .term => self.beginStop(.graceful),
+                .term => self.onTermSignal(),
                 .quit => self.beginStop(.immediate),
             }
+        }
+
+        /// SIGTERM: with a shutdown delay, first not ready while serving on (load balancers
+        /// take the instance out meanwhile), then the drain. A second SIGTERM during the
+        /// delay cuts it short. No delay before the first generation is ready (nobody sends
+        /// traffic to a service never ready), nor after a hand-over (the service goes on in
+        /// the new supervisor).
+        fn onTermSignal(self: *Self) void {
+            if (self.shutdown_delay_until_ms != null) {
+                self.out.push(.{ .note = .shutdown_delay_cut });
+                return self.beginStop(.graceful);
+            }
+            const delay = self.options.shutdown_delay_ms;
+            const skip = delay == 0 or self.generation == 0 or self.phase == .handed_over;
+            if (self.stopping != null or skip) return self.beginStop(.graceful);
+            self.shutdown_delay_until_ms = self.now_ms + delay;
+            // The stop has begun: it calls off a restart or upgrade under way now, as it
+            // would at the drain (a starting generation's workers retire), and answers the
+            // SIGHUPs that wait.
+            if (self.startingGeneration()) |generation| {
+                for (self.records, 0..) |*maybe, i| {
+                    const w = if (maybe.*) |*w| w else continue;
+                    if (w.generation != generation) continue;
+                    // It never served: its exit drains no generation.
+                    w.abandoned = true;
+                    self.retire(w, @intCast(i));
+                }
+            }
+            self.callOffChange();
+            self.out.push(.{ .unready = delay });
         }
 
         /// SIGHUP. During a restart, further SIGHUPs are coalesced into one restart that
         /// starts when the current one completes.
         fn onRestartSignal(self: *Self) void {
             if (self.stopping != null) return;
+            if (self.shutdown_delay_until_ms != null) {
+                return self.out.push(.{ .note = .hup_in_shutdown_delay });
+            }
             switch (self.phase) {
                 .serving => {},
                 .handed_over => {
@@ -793,6 +863,7 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
             if (self.stopping == .immediate) return;
             const was_stopping = self.stopping != null;
             self.stopping = kind;
+            self.shutdown_delay_until_ms = null;
             // A restart queued behind draining workers is called off with the rest.
             self.restart_queued = false;
             if (!was_stopping) {
@@ -836,6 +907,11 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
 
         fn onTick(self: *Self) void {
             const t = self.now_ms;
+            if (self.shutdown_delay_until_ms) |at| if (t >= at) {
+                if (planted == .endless_shutdown_delay) {
+                    self.shutdown_delay_until_ms = t + self.options.shutdown_delay_ms;
+                } else self.beginStop(.graceful);
+            };
             self.checkPhaseDeadline(t);
             if (self.failed_successor) |f| if (t >= f.kill_at_ms) {
                 self.out.push(.{ .note = .{ .failed_successor_killed = f.pid } });
@@ -1036,4 +1112,59 @@ test "a new supervisor that never gets ready is stopped, then killed; the note n
         else => {},
     };
     try std.testing.expect(noted and killed);
+}
+
+test "a SIGTERM with a shutdown delay turns not ready, serves on, then drains" {
+    var records: [4]?Worker = undefined;
+    var slots: [1]Slot = undefined;
+    const options: Options = .{ .workers = 1, .drain_timeout_ms = 100, .shutdown_delay_ms = 500 };
+    var core = Core.init(options, &records, &slots);
+    var buf: [64]Action = undefined;
+    var out: Actions = .{ .list = &buf };
+    core.handle(0, .start, &out);
+    core.handle(0, .{ .worker_ready = 0 }, &out);
+    try std.testing.expect(core.isReady());
+    out.len = 0;
+    core.handle(10, .{ .signal = .term }, &out);
+    try std.testing.expect(!core.isReady() and core.stopping == null);
+    try std.testing.expectEqual(@as(u64, 500), out.slice()[0].unready);
+    try std.testing.expect(!records[0].?.retired); // still serving
+    try std.testing.expectEqual(@as(?u64, 510), core.nextDeadlineMs());
+    out.len = 0;
+    core.handle(20, .{ .signal = .hup }, &out);
+    try std.testing.expect(core.phase == .serving and out.slice()[0] == .note);
+    core.handle(509, .tick, &out);
+    try std.testing.expect(core.stopping == null);
+    core.handle(510, .tick, &out);
+    try std.testing.expect(core.stopping == .graceful and records[0].?.retired);
+}
+
+test "a second SIGTERM ends the shutdown delay; SIGQUIT never waits for it" {
+    var records: [4]?Worker = undefined;
+    var slots: [1]Slot = undefined;
+    const options: Options = .{ .workers = 1, .drain_timeout_ms = 100, .shutdown_delay_ms = 500 };
+    var core = Core.init(options, &records, &slots);
+    var buf: [64]Action = undefined;
+    var out: Actions = .{ .list = &buf };
+    core.handle(0, .start, &out);
+    core.handle(0, .{ .worker_ready = 0 }, &out);
+    core.handle(10, .{ .signal = .term }, &out);
+    core.handle(11, .{ .signal = .term }, &out);
+    try std.testing.expect(core.stopping == .graceful);
+    try std.testing.expect(core.shutdown_delay_until_ms == null);
+
+    var quit_records: [4]?Worker = undefined;
+    var quit_slots: [1]Slot = undefined;
+    var quitting = Core.init(options, &quit_records, &quit_slots);
+    quitting.handle(0, .start, &out);
+    quitting.handle(0, .{ .worker_ready = 0 }, &out);
+    quitting.handle(10, .{ .signal = .quit }, &out);
+    try std.testing.expect(quitting.stopping == .immediate);
+    // Before the first generation is ready, nothing waits for load balancers.
+    var early_records: [4]?Worker = undefined;
+    var early_slots: [1]Slot = undefined;
+    var early = Core.init(options, &early_records, &early_slots);
+    early.handle(0, .start, &out);
+    early.handle(1, .{ .signal = .term }, &out);
+    try std.testing.expect(early.stopping == .graceful);
 }

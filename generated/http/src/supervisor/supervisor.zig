@@ -60,6 +60,9 @@ const cpus = @import("cpus.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 const core_mod = @import("core.zig");
+const admin_server = @import("../admin/server.zig");
+const admin_view = @import("admin_view.zig");
+const metrics_region = @import("../metrics/region.zig");
 
 const listener_count = config.listeners.len;
 const max_events = 64;
@@ -71,6 +74,7 @@ const Kind = struct {
     const report: u32 = 1;
     const successor: u32 = 2;
     const probe: u32 = 3;
+    const admin: u32 = 4;
 };
 
 fn token(kind: u32, index: u32) u64 {
@@ -111,6 +115,8 @@ const Slot = struct {
     totals: stats_mod.Stats = .{},
     last_pid: linux.pid_t = 0,
     last_exit: ?events.Exit = null,
+    /// Workers of this slot that exited unexpectedly (crashed, killed, hung).
+    restarts: u32 = 0,
 };
 
 /// The supervisor's loop: it gathers what the kernel says (signals, children's exits,
@@ -130,6 +136,8 @@ pub const Supervisor = struct {
     ports: [listener_count]u16,
     /// The decisions; its records and `procs` share indexes.
     core: core_mod.Core,
+    /// The workers' counters: one cell per record (see `metrics/region.zig`).
+    metrics: metrics_region.Region,
     procs: []Proc,
     slots: []Slot,
     /// Where the core puts the actions of one event.
@@ -170,6 +178,13 @@ pub const Supervisor = struct {
     kept: []const bool = &.{},
     /// One flag per socket, for the left-behind sockets after a hand-over.
     leaving_buf: []bool = &.{},
+    /// The admin listener (`admin/server.zig`), when the spec or --admin asks for one.
+    admin: ?admin_server.Server = null,
+    /// An upgrade's new supervisor whose admin port the old one still holds: it tries
+    /// again at this time (until `admin_retry_until_ms`).
+    admin_retry_at_ms: ?u64 = null,
+    admin_retry_until_ms: u64 = 0,
+    started_ms: u64 = 0,
 
     fn now() u64 {
         return sys.monotonicMs();
@@ -185,6 +200,8 @@ pub const Supervisor = struct {
 
     /// Serves until stopped; returns the process exit code.
     pub fn run(self: *Supervisor) u8 {
+        self.started_ms = now();
+        if (self.admin) |*a| a.responder = admin_view.responder(self);
         self.feed(.start);
         var list: [max_events]linux.epoll_event = undefined;
         while (!self.core.finished()) {
@@ -201,6 +218,7 @@ pub const Supervisor = struct {
                     Kind.report => self.onReport(@truncate(data)),
                     Kind.successor => self.onSuccessorReadable(),
                     Kind.probe => self.onProbeReadable(),
+                    Kind.admin => if (self.admin) |*a| a.onEvent(@truncate(data), now()),
                     else => unreachable,
                 }
             }
@@ -278,6 +296,7 @@ pub const Supervisor = struct {
             .failed => |f| self.reportFailedRestart(f.generation, f.what, f.detail),
             .upgraded => |generation| self.announceUpgraded(generation),
             .stopping => |kind| self.announceStopping(kind),
+            .unready => |delay_ms| self.announceUnready(delay_ms),
             .worker_exit => |e| self.onWorkerGone(e),
             .worker_replaced => |record| {
                 const w = self.core.records[record].?;
@@ -354,6 +373,8 @@ pub const Supervisor = struct {
             .failed_successor_killed => |pid| {
                 log.warn("pid {d}, a failed upgrade, did not stop in time: killing it", .{pid});
             },
+            .hup_in_shutdown_delay => log.info("SIGHUP ignored: the service is stopping", .{}),
+            .shutdown_delay_cut => log.info("second SIGTERM: the shutdown delay ends now", .{}),
         }
     }
 
@@ -371,6 +392,10 @@ pub const Supervisor = struct {
         const watched = self.options.limits.watchdog_ms > 0 or adopted;
         if (self.core.stopping == null and watched) next = minOf(next, self.next_scan_ms);
         if (self.systemd_watchdog_ms != null) next = minOf(next, self.next_systemd_watchdog_ms);
+        if (self.admin) |*a| if (a.nextDeadlineMs()) |at| {
+            next = minOf(next, at);
+        };
+        if (self.admin_retry_at_ms) |at| next = minOf(next, at);
         const deadline = next orelse return -1;
         const t = now();
         if (deadline <= t) return 0;
@@ -406,6 +431,8 @@ pub const Supervisor = struct {
         var line: events.Line = undefined;
         const workers = pids[0..self.workers];
         events.readyLine(&line, .supervisor, generation, workers, endpoints, self.ports);
+        events.workerIdentity(&line, self.options.drop_to);
+        if (self.admin) |a| events.adminField(&line, self.options.admin.?, a.port);
         if (self.auto_workers) |auto| {
             line.beginNamedObject("workers_auto");
             line.string("decided_by", @tagName(auto.decided_by));
@@ -586,6 +613,9 @@ pub const Supervisor = struct {
         line.int("serving_generation", self.core.generation);
         line.emit();
         log.info("pid {d} took over; generation {d} drains", .{ pid, self.core.generation });
+        // The new supervisor binds the admin port now (it retries until it is free).
+        if (self.admin) |*a| a.close();
+        self.admin = null;
         self.notifier.sendf("MAINPID={d}\nREADY=1\nSTATUS=upgraded: pid {d} serves", .{
             pid, pid,
         });
@@ -639,6 +669,7 @@ pub const Supervisor = struct {
     fn spawn(self: *Supervisor, record: u32, index: u16, generation: u32) void {
         const proc = &self.procs[record];
         assert(proc.pid == 0);
+        self.metrics.claim(record, index, generation);
         const started = worker_process.start(.{
             .exe_path = self.exe_path,
             .envp = self.process.envp,
@@ -647,6 +678,9 @@ pub const Supervisor = struct {
             .index = index,
             .generation = generation,
             .limits = self.options.limits,
+            .drop_to = self.options.drop_to,
+            .metrics_fd = self.metrics.fd,
+            .metrics_cell = record,
         }) catch |err| {
             log.err("cannot start worker {d}: {s}", .{ index, @errorName(err) });
             proc.spawn_error = @errorName(err);
@@ -772,12 +806,55 @@ pub const Supervisor = struct {
         line.emit();
     }
 
+    /// Opens the admin listener, if one is asked for; false after a failure it reported. In
+    /// an upgrade the port may still be the old supervisor's: it is retried then.
+    fn startAdmin(self: *Supervisor, upgrading: bool) bool {
+        const endpoints = &self.options.endpoints;
+        const admin = openAdmin(self.epfd, self.options, endpoints, upgrading) orelse return false;
+        self.admin = admin.server;
+        const t = now();
+        if (admin.retry) self.admin_retry_at_ms = t + admin_retry_ms;
+        self.admin_retry_until_ms = t + admin_retry_window_ms;
+        return true;
+    }
+
+    /// An upgrade's new supervisor binds the admin port once the old one let it go (when
+    /// this one said ready), trying every `admin_retry_ms` for a bounded time.
+    fn retryAdmin(self: *Supervisor, t: u64) void {
+        self.admin_retry_at_ms = null;
+        const endpoint = self.options.admin orelse return;
+        const last = t >= self.admin_retry_until_ms;
+        const origin: admin_server.Origin = if (self.options.admin_from_flag) .flag else .spec;
+        const options = adminOptions(self.epfd, self.options);
+        const endpoints = &self.options.endpoints;
+        var opened = admin_server.start(endpoint, origin, endpoints, options, !last) catch {
+            if (!last) self.admin_retry_at_ms = t + admin_retry_ms;
+            return;
+        };
+        opened.responder = admin_view.responder(self);
+        self.admin = opened;
+        log.info("admin listener on port {d}", .{opened.port});
+    }
+
+    /// A graceful stop begins with its shutdown delay: /readyz answers 503 from now on,
+    /// the workers serve on, and the drain (`stopping`) follows when the delay ends.
+    fn announceUnready(self: *Supervisor, delay_ms: u64) void {
+        self.notifier.sendf("STOPPING=1\nSTATUS=shutdown delay: serving {d} ms more, not " ++
+            "ready", .{delay_ms});
+        log.info("stopping: not ready; serving {d} ms more before the drain", .{delay_ms});
+        var line = events.Line.begin("unready");
+        line.int("shutdown_delay_ms", @intCast(delay_ms));
+        line.emit();
+    }
+
     fn onTimers(self: *Supervisor) void {
         const t = now();
         if (self.systemd_watchdog_ms) |interval| if (t >= self.next_systemd_watchdog_ms) {
             self.notifier.send("WATCHDOG=1");
             self.next_systemd_watchdog_ms = t + interval;
         };
+        if (self.admin) |*a| a.expire(t);
+        if (self.admin_retry_at_ms) |at| if (t >= at) self.retryAdmin(t);
         // Before the deadlines: a predecessor that exited just now lets its upgrade go on.
         self.pollPredecessor();
         self.feed(.tick);
@@ -818,6 +895,8 @@ pub const Supervisor = struct {
 
         const slot = &self.slots[gone.index];
         slot.totals.add(proc.stats);
+        if (!gone.expected) slot.restarts += 1;
+        self.metrics.fold(gone.record, .{ .expected = gone.expected, .hung = proc.hung });
         slot.last_exit = proc.exit;
 
         var line = events.Line.begin("worker_exit");
@@ -1016,6 +1095,7 @@ pub const Supervisor = struct {
         if (self.pid_file_written) {
             if (self.options.pid_file) |path| pid_file.removeIfOwn(path, self.pid);
         }
+        if (self.admin) |*a| a.close();
     }
 };
 
@@ -1063,6 +1143,11 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const loop = Loop.open() catch return 1;
 
     const tables = Tables.alloc(allocator, workers, opened.sockets.len) catch return 1;
+    const records: u32 = @intCast(tables.records.len);
+    const metrics = metrics_region.Region.create(allocator, workers, records) catch |err| {
+        log.err("cannot map the metrics region: {s}", .{@errorName(err)});
+        return 1;
+    };
 
     events.logMigrationPolicy(.supervisor);
     var supervisor: Supervisor = .{
@@ -1074,7 +1159,8 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         .pid = pid,
         .sockets = opened.sockets,
         .ports = opened.ports,
-        .core = tables.core(workers, options.limits.drain_timeout_ms, handover),
+        .core = tables.core(workers, options.limits, handover),
+        .metrics = metrics,
         .procs = tables.procs,
         .slots = tables.slots,
         .actions = .{ .list = tables.actions },
@@ -1091,8 +1177,48 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         a.* = passed.countFor(i) > 0 and (handover == null or from_systemd);
     }
     supervisor.options.endpoints = opened.endpoints;
+    if (!supervisor.startAdmin(handover != null)) return 1;
     supervisor.armSystemdWatchdog(process.envp);
     return supervisor.run();
+}
+
+/// How often, and for how long, an upgrade's new supervisor tries to bind the admin port
+/// the old one holds until it has handed over (when this one says ready).
+const admin_retry_ms = 100;
+const admin_retry_window_ms = core_mod.upgrade_timeout_ms + 5_000;
+
+const AdminStart = struct { server: ?admin_server.Server = null, retry: bool = false };
+
+/// The admin listener, when one is asked for; null after a failure it has reported. In an
+/// upgrade a port in use is the old supervisor's: `retry`.
+fn openAdmin(
+    epfd: sys.Fd,
+    options: cli.Options,
+    endpoints: *const [listener_count]address.Endpoint,
+    upgrading: bool,
+) ?AdminStart {
+    const endpoint = options.admin orelse return .{};
+    const origin: admin_server.Origin = if (options.admin_from_flag) .flag else .spec;
+    const with = adminOptions(epfd, options);
+    const server = admin_server.start(endpoint, origin, endpoints, with, upgrading) catch |err| {
+        if (upgrading and err == error.AddressInUse) return .{ .retry = true };
+        return null;
+    };
+    return .{ .server = server };
+}
+
+fn adminOptions(epfd: sys.Fd, options: cli.Options) admin_server.Options {
+    return .{
+        .epfd = epfd,
+        .token = adminToken,
+        .header_timeout_ms = options.limits.header_timeout_ms,
+        .write_timeout_ms = options.limits.write_timeout_ms,
+        .max_body_bytes = options.limits.max_body_bytes,
+    };
+}
+
+fn adminToken(index: u32) u64 {
+    return token(Kind.admin, index);
 }
 
 /// What the supervisor keeps per process (four per slot: one serving, the others draining
@@ -1126,12 +1252,13 @@ const Tables = struct {
     fn core(
         tables: *const Tables,
         workers: u16,
-        drain_timeout_ms: u64,
+        limits: cli.Limits,
         handover: ?upgrade.Handover,
     ) core_mod.Core {
         const options: core_mod.Options = .{
             .workers = workers,
-            .drain_timeout_ms = drain_timeout_ms,
+            .drain_timeout_ms = limits.drain_timeout_ms,
+            .shutdown_delay_ms = limits.shutdown_delay_ms,
         };
         var decisions = core_mod.Core.init(options, tables.records, tables.core_slots);
         if (handover) |h| {
@@ -1436,6 +1563,12 @@ fn testSupervisor(
             .workers = workers,
             .drain_timeout_ms = 1_000,
         }, records, core_slots),
+        // Never freed: a test's few pages.
+        .metrics = metrics_region.Region.create(
+            std.heap.page_allocator,
+            workers,
+            @intCast(records.len),
+        ) catch unreachable,
         .procs = procs,
         .slots = slots,
         .actions = .{ .list = actions },
@@ -1482,4 +1615,35 @@ test "the driver tells the core when the predecessor is gone" {
     s.core.predecessor = linux.getppid() +% 1;
     s.pollPredecessor();
     try std.testing.expect(s.core.predecessor == null);
+}
+
+test "the admin listener's health names each slot without a ready, beating worker" {
+    var records: [8]?core_mod.Worker = undefined;
+    var procs: [8]Proc = undefined;
+    var core_slots: [2]core_mod.Slot = undefined;
+    var slots: [2]Slot = undefined;
+    var actions: [64]core_mod.Action = undefined;
+    var s = testSupervisor(&records, &procs, &core_slots, &slots, &actions);
+    s.options.limits.watchdog_ms = 1_000;
+    s.core.generation = 1;
+    s.core.last_generation = 1;
+    records[0] = .{ .index = 0, .generation = 1, .started_ms = 0, .ready = true };
+    procs[0] = .{ .pid = 10, .last_beat_ms = 1_000 };
+    records[1] = .{ .index = 1, .generation = 1, .started_ms = 0 };
+    procs[1] = .{ .pid = 11, .last_beat_ms = 1_000 };
+    try std.testing.expect(admin_view.slotTrouble(&s, 0, 1_100) == null);
+    const Trouble = admin_view.Trouble;
+    try std.testing.expectEqual(Trouble.starting, admin_view.slotTrouble(&s, 1, 1_100).?);
+    // Silent for as long as it takes to have its slot adopted: hung, before the watchdog.
+    const silent = 1_000 + worker_link.adoptAfterMs(1_000);
+    try std.testing.expectEqual(Trouble.hung, admin_view.slotTrouble(&s, 0, silent).?);
+    // A draining worker of the serving generation still serves its slot.
+    records[0].?.retired = true;
+    try std.testing.expect(admin_view.slotTrouble(&s, 0, 1_100) == null);
+    procs[1].exited = true;
+    try std.testing.expectEqual(Trouble.no_worker, admin_view.slotTrouble(&s, 1, 1_100).?);
+    // Not ready before the first generation, nor once a stop (or its delay) began.
+    try std.testing.expect(s.core.isReady());
+    s.core.shutdown_delay_until_ms = 5_000;
+    try std.testing.expect(!s.core.isReady());
 }

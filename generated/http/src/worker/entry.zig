@@ -9,7 +9,13 @@ const cli = @import("../cli.zig");
 const worker_mod = @import("worker.zig");
 const worker_link = @import("../supervisor/worker_link.zig");
 const log = @import("../log.zig");
+const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
+const privileges = @import("../supervisor/privileges.zig");
+const events = @import("../events.zig");
+const output = @import("../output.zig");
+const linux = std.os.linux;
+const metrics_region = @import("../metrics/region.zig");
 
 const listener_count = config.listeners.len;
 
@@ -34,6 +40,14 @@ pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
             sockets[slot * listener_count + i] = .{ .fd = fd, .listener_index = @intCast(i) };
         }
     }
+    if (role.metrics_fd >= 0) {
+        // The mapping outlives the descriptor.
+        if (!metrics_region.attach(role.metrics_fd, role.metrics_cell)) {
+            log.warn("worker {d}: the metrics region is not this binary's layout; its " ++
+                "counters reach only its exit report", .{role.index});
+        }
+        sys.close(role.metrics_fd);
+    }
     var link = worker_link.Link.init(&role, options.limits.watchdog_ms);
     var w = worker_mod.Worker.init(std.heap.page_allocator, .{
         .sockets = sockets[0 .. own * listener_count],
@@ -46,6 +60,9 @@ pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
         log.err("worker {d} cannot start: {s}", .{ role.index, @errorName(err) });
         return 1;
     };
+    if (options.drop_to) |*credentials| {
+        if (!dropPrivileges(credentials, role.index)) return 1;
+    }
     sys.writeAll(role.report_fd, "ready\n") catch return 1;
     _ = w.run();
     // Room for every counter at its largest (17 keys with 20 digits each take under 600).
@@ -54,4 +71,28 @@ pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
     // The supervisor is gone or stopped listening: the counters die with the worker.
     sys.writeAll(role.report_fd, line) catch {};
     return 0;
+}
+
+/// Becomes the service's user with the sockets in hand, before serving anything; false (and
+/// an `error` event) when that fails or can be undone: such a worker never serves, and its
+/// supervisor sees it exit before ready.
+fn dropPrivileges(credentials: *const privileges.Credentials, index: u16) bool {
+    const parent = linux.getppid();
+    output.prepare();
+    privileges.drop(credentials) catch |err| {
+        var buf: [256]u8 = undefined;
+        const message = compat.bufPrint(&buf, "worker {d} cannot become uid {d} gid {d} " ++
+            "({s}); it does not serve", .{
+            index, credentials.uid, credentials.gid, @errorName(err),
+        }) catch buf[0..0];
+        log.err("{s}", .{message});
+        var line = events.Line.begin("error");
+        line.string("phase", "privileges");
+        line.int("index", index);
+        line.string("error", @errorName(err));
+        line.string("message", message);
+        line.emit();
+        return false;
+    };
+    return privileges.rearmParentDeath(parent);
 }

@@ -19,9 +19,13 @@ const handlers = @import("../handlers.zig");
 const connections_mod = @import("connections.zig");
 const drain_mod = @import("drain.zig");
 const stats_mod = @import("stats.zig");
+const metrics = @import("../metrics/cell.zig");
 const log = @import("../log.zig");
 const worker_link = @import("../supervisor/worker_link.zig");
 const handover = @import("../upgrade/handover.zig");
+const admin_server = @import("../admin/server.zig");
+const admin_view = @import("admin_view.zig");
+const events_mod = @import("../events.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -50,6 +54,8 @@ pub const Options = struct {
     link: ?*worker_link.Link = null,
     /// Standalone with `--handover`: where the next process asks for this one's sockets.
     handover: ?*const handover.Server = null,
+    /// Standalone only: the admin listener this process serves itself.
+    admin: ?admin_view.Admin = null,
 };
 
 pub const Stats = stats_mod.Stats;
@@ -63,6 +69,7 @@ const Kind = struct {
     const connection: u8 = connections_mod.connection_kind;
     const control: u8 = 3;
     const handover: u8 = 4;
+    const admin: u8 = 5;
     const upstream: u8 = handlers.upstream.token_kind;
 };
 
@@ -121,12 +128,18 @@ pub const Worker = struct {
     full_retry_ms: ?u64 = null,
     drain: ?drain_mod.Drain = null,
     stop: ?StopReason = null,
+    /// Standalone with a shutdown delay: a SIGTERM arrived, the process is not ready any
+    /// more (the admin listener's /readyz) and serves on until then; then it drains.
+    shutdown_delay_until_ms: ?u64 = null,
     datagram: []u8,
     reply: []u8,
     accept_warnings: Throttle = .{},
     /// The listening sockets went to a successor (`--handover`), which serves them now:
     /// stopping only closes this process's descriptors.
     handed_over: bool = false,
+    /// Standalone: the admin listener, served by this loop.
+    admin: ?admin_server.Server = null,
+    started_ms: u64 = 0,
 
     /// Allocates every buffer the worker will ever use and registers the sockets.
     pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
@@ -180,7 +193,12 @@ pub const Worker = struct {
             .listening = listening,
             .datagram = try compat.mapMemory(max_datagram_bytes),
             .reply = try compat.mapMemory(max_datagram_bytes),
+            .admin = if (options.admin) |a| try a.open(epfd, adminToken, options.limits) else null,
         };
+    }
+
+    fn adminToken(index: u32) u64 {
+        return token(Kind.admin, index);
     }
 
     fn token(kind: u8, index: u32) u64 {
@@ -198,17 +216,24 @@ pub const Worker = struct {
     }
 
     pub fn stats(self: *const Worker) Stats {
-        return self.conns.stats;
+        _ = self;
+        return metrics.stats(metrics.own);
     }
 
     /// Serves until stopped; returns why it stopped.
     pub fn run(self: *Worker) StopReason {
+        self.started_ms = sys.monotonicMs();
+        if (self.admin) |*a| a.responder = admin_view.responder(self);
         var events: [max_events]linux.epoll_event = undefined;
         while (true) {
             // The heartbeat comes from the loop itself: a loop that stops turning stops
             // beating, and the supervisor's watchdog notices.
             if (self.options.link) |link| link.onTick();
             const now = sys.monotonicMs();
+            if (self.shutdown_delay_until_ms) |at| if (now >= at) {
+                self.shutdown_delay_until_ms = null;
+                self.beginStop(.graceful, now);
+            };
             if (self.stop) |reason| {
                 if (reason == .immediate) return self.closeAll(reason);
                 if (self.conns.openCount() == 0) return self.closeAll(reason);
@@ -225,6 +250,7 @@ pub const Worker = struct {
             handlers.upstream.beginTurn();
             self.conns.expire(now);
             handlers.upstream.expire(now);
+            if (self.admin) |*a| a.expire(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
             self.resumeListenersIfRoom(now);
@@ -253,6 +279,10 @@ pub const Worker = struct {
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
         if (self.full_retry_ms) |at| next = @min(next orelse at, at);
+        if (self.shutdown_delay_until_ms) |at| next = @min(next orelse at, at);
+        if (self.admin) |*a| if (a.nextDeadlineMs()) |at| {
+            next = @min(next orelse at, at);
+        };
         const at = next orelse return -1;
         if (at <= now_ms) return 0;
         return @intCast(@min(at - now_ms, std.math.maxInt(i32)));
@@ -287,6 +317,7 @@ pub const Worker = struct {
             },
             Kind.connection => self.conns.onEvent(t, event.events, now_ms),
             Kind.handover => self.handOver(),
+            Kind.admin => if (self.admin) |*a| a.onEvent(t.index, now_ms),
             Kind.upstream => handlers.upstream.onEvent(t, event.events, now_ms),
             else => unreachable,
         }
@@ -303,7 +334,7 @@ pub const Worker = struct {
             if (signo == compat.signalNumber(linux.SIG.TERM) or
                 signo == compat.signalNumber(linux.SIG.INT))
             {
-                self.beginStop(.graceful, now_ms);
+                self.onTermSignal(now_ms);
             } else if (signo == compat.signalNumber(linux.SIG.QUIT)) {
                 self.stop = .immediate;
             } else if (signo == compat.signalNumber(linux.SIG.HUP)) {
@@ -313,6 +344,29 @@ pub const Worker = struct {
                 }
             }
         }
+    }
+
+    /// In standalone mode a shutdown delay comes first: not ready, serving on, then the drain;
+    /// a second SIGTERM ends the delay. A supervisor's worker drains at once: the delay is
+    /// its supervisor's, which asks it to stop when the delay is over.
+    fn onTermSignal(self: *Worker, now_ms: u64) void {
+        const delay = self.options.limits.shutdown_delay_ms;
+        const standalone = self.options.control_fd == null;
+        if (self.shutdown_delay_until_ms != null or !standalone or delay == 0) {
+            self.shutdown_delay_until_ms = null;
+            return self.beginStop(.graceful, now_ms);
+        }
+        if (self.stop != null) return;
+        self.shutdown_delay_until_ms = now_ms + delay;
+        log.info("stopping: not ready; serving {d} ms more before the drain", .{delay});
+        var line = events_mod.Line.begin("unready");
+        line.int("shutdown_delay_ms", delay);
+        line.emit();
+    }
+
+    /// Whether this process still wants traffic: no stop, and no shutdown delay, has begun.
+    pub fn isReady(self: *const Worker) bool {
+        return self.stop == null and self.shutdown_delay_until_ms == null;
     }
 
     /// Stops accepting, serves what the kernel already queued, and lets open connections
@@ -400,6 +454,8 @@ pub const Worker = struct {
 
     fn closeAll(self: *Worker, reason: StopReason) StopReason {
         self.closeListeners(sys.monotonicMs());
+        if (self.admin) |*a| a.close();
+        self.admin = null;
         self.conns.closeAll();
         handlers.upstream.deinit();
         handlers.deinitApps(self.allocator);
@@ -570,11 +626,13 @@ pub const Worker = struct {
                     return false;
                 },
             };
-            self.conns.stats.datagrams += 1;
+            const counters = metrics.at(socket.listener_index);
+            metrics.add(&counters.datagrams_received, 1);
             const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], &from, self.reply);
             if (reply_len == 0) continue;
             // UDP promises nothing: a reply the kernel refuses is a datagram lost.
-            _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch {};
+            _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch continue;
+            metrics.add(&counters.datagrams_sent, 1);
         }
         return true;
     }

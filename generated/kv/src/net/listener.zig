@@ -225,6 +225,7 @@ fn testListener(protocol: config.Protocol, v6_only: bool) config.Listener {
             .keepalive = null,
         },
         .http = .{ .body = "", .content_type = "" },
+        .routes = &.{},
     };
 }
 

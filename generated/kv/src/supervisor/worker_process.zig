@@ -22,6 +22,7 @@ const compat = @import("../compat.zig");
 const cli = @import("../cli.zig");
 const stats_mod = @import("../worker/stats.zig");
 const worker_link = @import("worker_link.zig");
+const privileges = @import("privileges.zig");
 const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 
@@ -41,6 +42,11 @@ pub const StartOptions = struct {
     generation: u32,
     /// Passed on as flags, so that the supervisor's overrides reach every worker.
     limits: cli.Limits,
+    /// What the worker drops to once it has its sockets (`--drop-to`); null: nothing.
+    drop_to: ?privileges.Credentials = null,
+    /// The shared metrics region (inherited; -1: none) and the worker's cell in it.
+    metrics_fd: sys.Fd = -1,
+    metrics_cell: u32 = 0,
 };
 
 /// A started worker and the supervisor's ends of its pipes.
@@ -63,10 +69,10 @@ pub fn start(options: StartOptions) !Started {
 
     // Everything the child needs is prepared before fork: after it, the child only makes
     // system calls.
-    var role_buf: [96 + (cli.max_ring + 1) * (8 + 12 * listener_count):0]u8 = undefined;
+    var role_buf: [128 + (cli.max_ring + 1) * (8 + 12 * listener_count):0]u8 = undefined;
     const role = try formatRole(&role_buf, options, control[0], report[1]);
     var limit_bufs: [cli.limit_flags.len][24:0]u8 = undefined;
-    const argc = 3 + 2 * cli.limit_flags.len;
+    const argc = 3 + 2 * cli.limit_flags.len + 2;
     var argv: [argc:null]?[*:0]const u8 = @splat(null);
     argv[0] = options.exe_path;
     argv[1] = "--worker";
@@ -77,6 +83,13 @@ pub fn start(options: StartOptions) !Started {
         limit_bufs[i][text.len] = 0;
         argv[3 + 2 * i] = limit.flag.ptr;
         argv[4 + 2 * i] = &limit_bufs[i];
+    }
+    var drop_buf: [24 + 11 * privileges.max_groups:0]u8 = undefined;
+    if (options.drop_to) |credentials| {
+        const text = try credentials.toText(&drop_buf);
+        drop_buf[text.len] = 0;
+        argv[argc - 2] = "--drop-to";
+        argv[argc - 1] = &drop_buf;
     }
     const parent = linux.getpid();
 
@@ -118,6 +131,10 @@ fn formatRole(buf: [:0]u8, options: StartOptions, control: sys.Fd, report: sys.F
             len += (try compat.bufPrint(buf[len..], "{s}{d}", .{ separator, fd })).len;
         }
     }
+    if (options.metrics_fd >= 0) {
+        const metrics = .{ options.metrics_fd, options.metrics_cell };
+        len += (try compat.bufPrint(buf[len..], ":{d},{d}", metrics)).len;
+    }
     buf[len] = 0;
     return buf[0..len :0].ptr;
 }
@@ -141,6 +158,7 @@ fn becomeWorker(
     }
     _ = linux.fcntl(control, linux.F.SETFD, 0);
     _ = linux.fcntl(report, linux.F.SETFD, 0);
+    if (options.metrics_fd >= 0) _ = linux.fcntl(options.metrics_fd, linux.F.SETFD, 0);
     // The signal mask stays blocked across exec, so a signal that arrives before the worker
     // reads its signalfd waits for it instead of killing it.
     _ = linux.execve(options.exe_path, argv, options.envp);

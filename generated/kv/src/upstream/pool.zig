@@ -35,7 +35,7 @@ const assert = std.debug.assert;
 pub const Waiter = api.Waiter;
 
 /// The epoll token kind of upstream connections (the worker's `Kind.upstream`).
-pub const token_kind: u8 = 5;
+pub const token_kind: u8 = 6;
 
 /// Why a call ended without a reply.
 pub const Failure = enum {

@@ -11,6 +11,7 @@ pub const WriteError = runtime.WriteError;
 pub const SendError = runtime.SendError;
 pub const Datagram = runtime.Datagram;
 pub const Module = runtime.Module;
+pub const Metric = runtime.Metric;
 
 test "every public declaration of the runtime is reachable from here" {
     inline for (comptime compat.declNames(runtime)) |name| {

@@ -17,7 +17,7 @@ const handlers = @import("../handlers.zig");
 const deadlines_mod = @import("deadlines.zig");
 const timers_mod = @import("timers.zig");
 const listener_mod = @import("../net/listener.zig");
-const stats_mod = @import("stats.zig");
+const metrics = @import("../metrics/cell.zig");
 const output_pool = @import("output_pool.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
@@ -96,7 +96,8 @@ const Connection = struct {
     ongoing: bool = false,
     /// The last read left room in the buffer: the kernel held nothing more at that moment.
     drained: bool = false,
-    /// The last answer refused a request or gave up waiting (an error status).
+    /// The last answer refused a request or gave up waiting (an error status), or its
+    /// handler closed while its client may still be sending (`Progress.linger`).
     refused: bool = false,
     /// Its handler paused reading: the socket is not watched for input.
     read_paused: bool = false,
@@ -132,7 +133,6 @@ pub const Connections = struct {
     /// Chunks for output that waits beyond the write buffers (`outputPoolBytes`).
     pool: output_pool.Pool,
     draining: bool = false,
-    stats: stats_mod.Stats = .{},
 
     pub fn init(
         allocator: std.mem.Allocator,
@@ -263,11 +263,11 @@ pub const Connections = struct {
             .lingering => |slot| self.close(slot),
             .idle => |slot| {
                 // Nothing of its client's is unread: the close is a FIN, not a reset.
-                self.stats.evicted += 1;
+                metrics.add(&self.countersOf(slot).evicted, 1);
                 self.close(slot);
             },
             .slow => |slot| {
-                self.stats.evicted += 1;
+                metrics.add(&self.countersOf(slot).evicted, 1);
                 self.evictSlow(slot);
             },
         }
@@ -284,6 +284,7 @@ pub const Connections = struct {
         const ctx = self.context(slot);
         var out: api.Output = .{ .buf = self.outBuf(slot) };
         handlers.onTimeout(&ctx, &c.state, &out);
+        self.countTimeoutAnswer(slot, out.len);
         if (out.len > 0) _ = sys.send(c.fd, out.buf[0..out.len]) catch 0;
         sys.shutdownWrite(c.fd);
         self.discardPending(slot);
@@ -319,7 +320,9 @@ pub const Connections = struct {
             .listener_index = listener_index,
             .state = handlers.initState(listener_index, self.limits),
         };
-        self.stats.connections += 1;
+        const listener_counters = metrics.at(listener_index);
+        metrics.add(&listener_counters.accepted, 1);
+        metrics.add(&listener_counters.open, 1);
         const ctx = self.context(slot);
         var out = self.output(slot);
         const progress = handlers.onOpen(&ctx, &c.state, &out);
@@ -426,7 +429,7 @@ pub const Connections = struct {
     /// client did not read: closed, and what waited for it dropped (Redis closes a client
     /// past its `client-output-buffer-limit` the same way).
     fn closeOverLimit(self: *Connections, slot: u32) void {
-        self.stats.output_limit += 1;
+        metrics.add(&self.countersOf(slot).output_limit, 1);
         self.close(slot);
     }
 
@@ -469,7 +472,7 @@ pub const Connections = struct {
         assert(c.fd != closed);
         assert(c.read_paused);
         if (sys.pendingInput(c.fd) == 0) {
-            self.stats.abandoned += 1;
+            metrics.add(&self.countersOf(slot).abandoned, 1);
             return self.close(slot);
         }
         c.half_closed = true;
@@ -580,13 +583,18 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         assert(c.fd != closed);
         assert(out_len <= config.write_buffer_bytes);
-        self.stats.requests += progress.requests;
-        if (progress.rejected != 0) self.stats.countRejected(progress.rejected);
+        const listener_counters = self.countersOf(slot);
+        if (progress.requests != 0) metrics.add(&listener_counters.requests, progress.requests);
+        if (progress.rejected != 0) {
+            metrics.countRejected(listener_counters, progress.rejected);
+            // An HTTP refusal is a response too (the handlers count the ones they route).
+            if (isHttp(c.listener_index)) metrics.status(c.listener_index, progress.rejected);
+        }
         c.out_start = 0;
         c.out_end = @intCast(out_len);
         c.close_after_flush = progress.close;
         c.paced = progress.paced;
-        c.refused = progress.rejected != 0;
+        c.refused = progress.rejected != 0 or progress.linger;
         c.phase = progress.phase;
         switch (progress.timer) {
             .keep => {},
@@ -790,7 +798,9 @@ pub const Connections = struct {
     /// kernel, our side is shut down and the client's bytes are read and dropped until it
     /// closes or the linger deadline passes (nginx's lingering close).
     ///
-    /// A refusal (an error status, a frame too large) always lingers. Otherwise whether more
+    /// A refusal (an error status, a frame too large) always lingers, and so does a close
+    /// that may come before the client is done sending (`Progress.linger`: a stream
+    /// module's protocol error found in a command's header, say). Otherwise whether more
     /// waits in the kernel is asked (FIONREAD) unless the answer was a success
     /// to a request read whole by a read that emptied the socket: a client that asked for
     /// `Connection: close` has no reason to send more, and that system call is a tenth of a
@@ -851,24 +861,24 @@ pub const Connections = struct {
             assert(c.fd != closed);
             switch (due.kind) {
                 .header => {
-                    self.stats.timeouts.header += 1;
+                    self.countTimeout(due.slot, .header);
                     self.answerTimeout(due.slot, now_ms);
                 },
                 .body => {
-                    self.stats.timeouts.body += 1;
+                    self.countTimeout(due.slot, .body);
                     self.answerTimeout(due.slot, now_ms);
                 },
                 .idle => {
-                    self.stats.timeouts.idle += 1;
+                    self.countTimeout(due.slot, .idle);
                     self.close(due.slot);
                 },
                 .write => {
-                    self.stats.timeouts.write += 1;
+                    self.countTimeout(due.slot, .write);
                     self.close(due.slot);
                 },
                 .linger => self.close(due.slot),
                 .request => {
-                    self.stats.timeouts.request += 1;
+                    self.countTimeout(due.slot, .request);
                     // A client that neither finished its request nor reads our output.
                     if (c.watching_out or c.out_end != 0) {
                         self.close(due.slot);
@@ -916,6 +926,7 @@ pub const Connections = struct {
         const ctx = self.context(slot);
         var out = self.output(slot);
         handlers.onTimeout(&ctx, &c.state, &out);
+        self.countTimeoutAnswer(slot, out.len);
         c.out_start = 0;
         c.out_end = @intCast(out.len);
         c.close_after_flush = true;
@@ -999,6 +1010,21 @@ pub const Connections = struct {
         for (self.free[0..self.free_len]) |slot| assert(self.slots[slot].fd == closed);
     }
 
+    /// The counters of the listener of the connection in `slot` (this worker's metrics cell).
+    fn countersOf(self: *const Connections, slot: u32) *metrics.Listener {
+        return metrics.at(self.slots[slot].listener_index);
+    }
+
+    /// An HTTP handler answered a deadline (408): a response by status, for the metrics.
+    fn countTimeoutAnswer(self: *const Connections, slot: u32, answer_len: usize) void {
+        const listener_index = self.slots[slot].listener_index;
+        if (answer_len > 0 and isHttp(listener_index)) metrics.status(listener_index, 408);
+    }
+
+    fn countTimeout(self: *const Connections, slot: u32, kind: metrics.TimeoutKind) void {
+        metrics.add(&self.countersOf(slot).timeouts[@intFromEnum(kind)], 1);
+    }
+
     pub fn closeAll(self: *Connections) void {
         for (self.slots, 0..) |c, i| {
             if (c.fd != closed) self.close(@intCast(i));
@@ -1011,6 +1037,7 @@ pub const Connections = struct {
         assert(self.free_len < self.slots.len);
         const ctx = self.context(slot);
         handlers.onClose(&ctx, &c.state);
+        metrics.sub(&metrics.at(c.listener_index).open, 1);
         // Closing the descriptor also takes it out of the epoll set.
         sys.close(c.fd);
         c.fd = closed;
@@ -1025,6 +1052,12 @@ pub const Connections = struct {
         assert(!self.timers.isArmed(slot));
     }
 };
+
+/// Whether the listener answers HTTP (the built-in handler or an HTTP module): it has routes
+/// for the metrics.
+fn isHttp(listener_index: u16) bool {
+    return config.listeners[listener_index].routes.len > 0;
+}
 
 test {
     _ = timers_mod;

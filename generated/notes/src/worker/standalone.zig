@@ -26,6 +26,10 @@ const pid_file = @import("../supervisor/pid_file.zig");
 const notify = @import("../systemd/notify.zig");
 const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
+const privileges = @import("../supervisor/privileges.zig");
+const output = @import("../output.zig");
+const admin_view = @import("admin_view.zig");
+const metrics_region = @import("../metrics/region.zig");
 const linux = std.os.linux;
 
 pub fn run(options: cli.Options, process: compat.Process) u8 {
@@ -64,12 +68,15 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         }
     else
         null;
+    // What the exposition reads (metrics/render.zig, `View.region`).
+    var metrics = ownMetrics(allocator) orelse return 1;
     var w = worker_mod.Worker.init(allocator, .{
         .sockets = sockets[0..count],
         .index = 0,
         .generation = 1,
         .limits = options.limits,
         .handover = if (server) |*s| s else null,
+        .admin = adminFor(options, endpoints, ports, &metrics),
     }) catch |err| {
         log.err("cannot start: {s}", .{@errorName(err)});
         return 1;
@@ -82,9 +89,11 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         };
     }
     defer if (options.pid_file) |path| pid_file.removeIfOwn(path, pid);
+    if (options.drop_to) |*credentials| {
+        if (!dropPrivileges(credentials)) return 1;
+    }
 
-    const pids = [_]i32{pid};
-    events.emitReady(.standalone, 1, &pids, endpoints, ports);
+    emitReady(&w, options, endpoints, ports);
     const notifier = notify.Notifier.init(process.envp);
     notifier.sendf("READY=1\nMAINPID={d}", .{pid});
     const reason = w.run();
@@ -92,6 +101,72 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const report: events.WorkerReport = .{ .index = 0, .pid = pid, .stats = w.stats() };
     events.emitStopped(1, reason, &.{report});
     return 0;
+}
+
+/// With a user named, this one process becomes it once its sockets are open and its pid file
+/// written, before it serves: it cannot open a socket on a privileged port after that (it
+/// never needs to: it ignores SIGHUP, and a new process replaces it), nor remove a pid file
+/// or handover socket in a directory only root may write to.
+fn dropPrivileges(credentials: *const privileges.Credentials) bool {
+    // Its pipes are reopened while it still may (see `output.prepare`).
+    output.prepare();
+    privileges.drop(credentials) catch |err| {
+        log.err("cannot become uid {d} gid {d} ({s}); not serving", .{
+            credentials.uid, credentials.gid, @errorName(err),
+        });
+        var line = events.Line.begin("error");
+        line.string("phase", "privileges");
+        line.string("error", @errorName(err));
+        line.string("message", "cannot drop privileges");
+        line.emit();
+        return false;
+    };
+    return true;
+}
+
+fn emitReady(
+    w: *const worker_mod.Worker,
+    options: cli.Options,
+    endpoints: [config.listeners.len]address.Endpoint,
+    ports: [config.listeners.len]u16,
+) void {
+    const pids = [_]i32{w.pid};
+    var line: events.Line = undefined;
+    events.readyLine(&line, .standalone, 1, &pids, endpoints, ports);
+    if (w.admin) |a| events.adminField(&line, options.admin.?, a.port);
+    events.workerIdentity(&line, options.drop_to);
+    line.emit();
+}
+
+/// The admin listener's settings, when the spec or --admin asks for one.
+fn adminFor(
+    options: cli.Options,
+    endpoints: [config.listeners.len]address.Endpoint,
+    ports: [config.listeners.len]u16,
+    metrics: *const metrics_region.Region,
+) ?admin_view.Admin {
+    const endpoint = options.admin orelse return null;
+    var bound = endpoints;
+    for (&bound, ports) |*e, port| e.port = port;
+    return .{
+        .endpoint = endpoint,
+        .origin = if (options.admin_from_flag) .flag else .spec,
+        .endpoints = bound,
+        .metrics = metrics,
+    };
+}
+
+/// The process's own metrics region: one slot, one cell, this process's (see
+/// metrics/region.zig). Null after a failure it has logged.
+fn ownMetrics(allocator: std.mem.Allocator) ?metrics_region.Region {
+    var region = metrics_region.Region.create(allocator, 1, 1) catch |err| {
+        log.err("cannot map the metrics region: {s}", .{@errorName(err)});
+        return null;
+    };
+    region.claim(0, 0, 1);
+    // The region was made by this very binary: its layout is this binary's.
+    if (!metrics_region.attach(region.fd, 0)) unreachable;
+    return region;
 }
 
 /// Fills `sockets` with what this process serves: every socket systemd passed, then per

@@ -142,6 +142,10 @@ pub const Progress = struct {
     requests: u32 = 0,
     /// Close the connection once the output is sent.
     close: bool = false,
+    /// With `close`: the client may still be sending (a stream module that closes on its own
+    /// cannot say it is done), so the close lingers even when the last read emptied the
+    /// socket: a close while it sends would reset it and destroy the answer unread.
+    linger: bool = false,
     phase: Phase = .idle,
     /// A request refused with this status (400, 413, …), for the worker's counters; 0: none.
     rejected: u16 = 0,

@@ -15,7 +15,10 @@
 //!   `upgraded` and then the old generation gone, or `failed` with the old one serving);
 //! - every SIGHUP is answered by an outcome within a bound;
 //! - no upgrade starts while the supervisor this one took over from still runs;
-//! - a stop (the final SIGTERM of every run) ends every worker within the drain bound.
+//! - a stop (the final SIGTERM of every run) ends every worker within the drain bound;
+//! - a graceful stop with a shutdown delay turns not ready at once, starts no restart or
+//!   upgrade during the delay, and begins its drain within the delay (a second SIGTERM or a
+//!   SIGQUIT sooner).
 //!
 //! A run prints its seed; a failure prints the seed of the event order that failed and the
 //! last events before it. `SIM_SEED=N zig build test` replays that one order. `Planted`
@@ -49,6 +52,10 @@ pub const Violation = enum {
     never_stopped,
     /// After a tick, a deadline is still due: the loop would spin.
     busy_loop,
+    /// The drain did not begin within the shutdown delay.
+    shutdown_delay_too_long,
+    /// A restart or upgrade began during a shutdown delay, or the service said ready.
+    change_in_shutdown_delay,
 };
 
 pub const Failure = struct {
@@ -147,6 +154,8 @@ pub fn Simulator(comptime planted: core.Planted) type {
         hup_since: ?u64 = null,
         stopping_since: ?u64 = null,
         stop_bound_ms: u64 = 0,
+        /// When the shutdown delay under way began (the `unready` action).
+        unready_since: ?u64 = null,
         dark_since: [max_workers]?u64 = @splat(null),
         violation: ?Violation = null,
         broken: []const u8 = "",
@@ -173,7 +182,12 @@ pub fn Simulator(comptime planted: core.Planted) type {
             const drains = [_]u64{ 100, 1_000, 5_000, 30_000 };
             const drain_ms = drains[r.uintLessThan(usize, drains.len)];
             const records = self.records[0 .. @as(usize, workers) * core.records_per_slot];
-            const options: core.Options = .{ .workers = workers, .drain_timeout_ms = drain_ms };
+            const delays = [_]u64{ 0, 0, 300, 5_000 };
+            const options: core.Options = .{
+                .workers = workers,
+                .drain_timeout_ms = drain_ms,
+                .shutdown_delay_ms = delays[r.uintLessThan(usize, delays.len)],
+            };
             self.core = Core.init(options, records, self.core_slots[0..workers]);
             if (r.uintLessThan(u8, 4) == 0) {
                 // This supervisor took over from one that still drains.
@@ -231,8 +245,9 @@ pub fn Simulator(comptime planted: core.Planted) type {
                 const roll = r.uintLessThan(u8, 100);
                 const done = switch (roll) {
                     0...29 => self.advanceClock(),
-                    30...37 => !stopping and self.sendSignal(.hup),
-                    38 => !stopping and r.uintLessThan(u8, 4) == 0 and self.sendSignal(.term),
+                    30...37 => (!stopping or self.delaying()) and self.sendSignal(.hup),
+                    38 => (!stopping or self.delaying()) and r.uintLessThan(u8, 4) == 0 and
+                        self.sendSignal(.term),
                     39 => !stopping and r.uintLessThan(u8, 8) == 0 and self.sendSignal(.quit),
                     40...57 => self.workerReady(),
                     58...61 => !stopping and self.workerCrashes(),
@@ -246,6 +261,10 @@ pub fn Simulator(comptime planted: core.Planted) type {
                 if (done) return;
             }
             _ = self.advanceClock();
+        }
+
+        fn delaying(self: *const Self) bool {
+            return self.core.shutdown_delay_until_ms != null;
         }
 
         /// The loop sleeps until the next deadline at the latest, then the clock moves.
@@ -491,6 +510,7 @@ pub fn Simulator(comptime planted: core.Planted) type {
                 .kill_process => |k| self.killOther(k.pid, k.signal),
                 .start_probe => {
                     assert(self.probe == null);
+                    if (self.unready_since != null) self.fail(.change_in_shutdown_delay);
                     // A restart or an upgrade begins; it ends in one outcome.
                     if (self.change_since == null) self.change_since = self.now_ms;
                     if (r.uintLessThan(u8, 20) == 0) {
@@ -505,18 +525,17 @@ pub fn Simulator(comptime planted: core.Planted) type {
                     };
                 },
                 .end_probe => self.probe = null,
-                .start_upgrade => self.startUpgrade(),
-                .close_successor => self.closeSuccessor(),
-                .ready, .failed, .upgraded => self.outcome(action),
-                .stopping => |kind| {
-                    self.outcome(action);
-                    const drain = self.core.options.drain_timeout_ms;
-                    self.stopping_since = self.now_ms;
-                    self.stop_bound_ms = switch (kind) {
-                        .graceful => drain + core.kill_grace_ms,
-                        .immediate => core.kill_grace_ms,
-                    };
+                .start_upgrade => {
+                    if (self.unready_since != null) self.fail(.change_in_shutdown_delay);
+                    self.startUpgrade();
                 },
+                .close_successor => self.closeSuccessor(),
+                .ready, .failed, .upgraded => {
+                    if (self.unready_since != null) self.fail(.change_in_shutdown_delay);
+                    self.outcome(action);
+                },
+                .unready => |delay| self.onUnready(delay),
+                .stopping => |kind| self.onStopping(kind),
                 .worker_exit => |e| assert(!self.procs[e.record].alive),
                 .restarting,
                 .worker_replaced,
@@ -527,6 +546,27 @@ pub fn Simulator(comptime planted: core.Planted) type {
                 .note,
                 => {},
             }
+        }
+
+        /// A graceful stop begins with its shutdown delay: not ready from now on.
+        fn onUnready(self: *Self, delay: u64) void {
+            if (self.unready_since != null or self.stopping_since != null) {
+                self.fail(.core_invariant);
+            }
+            if (delay != self.core.options.shutdown_delay_ms) self.fail(.core_invariant);
+            if (self.core.isReady()) self.fail(.change_in_shutdown_delay);
+            self.unready_since = self.now_ms;
+        }
+
+        fn onStopping(self: *Self, kind: core.StopKind) void {
+            self.unready_since = null;
+            self.outcome(.{ .stopping = kind });
+            const drain = self.core.options.drain_timeout_ms;
+            self.stopping_since = self.now_ms;
+            self.stop_bound_ms = switch (kind) {
+                .graceful => drain + core.kill_grace_ms,
+                .immediate => core.kill_grace_ms,
+            };
         }
 
         fn startUpgrade(self: *Self) void {
@@ -639,6 +679,12 @@ pub fn Simulator(comptime planted: core.Planted) type {
             if (self.stopping_since) |since| if (t - since > self.stop_bound_ms) {
                 self.fail(.stop_too_long);
             };
+            if (self.unready_since) |since| {
+                if (t - since > c.options.shutdown_delay_ms) self.fail(.shutdown_delay_too_long);
+                if (c.isReady()) self.fail(.change_in_shutdown_delay);
+                // The stop answers every SIGHUP.
+                self.hup_since = null;
+            }
             self.checkSlots(t);
         }
 
@@ -785,4 +831,8 @@ test "the simulator catches an upgrade that does not wait for its predecessor" {
 
 test "the simulator catches a stop that does not kill a worker that ignores it" {
     try expectCaught(.no_kill_deadline, .stop_too_long);
+}
+
+test "the simulator catches a shutdown delay that never ends" {
+    try expectCaught(.endless_shutdown_delay, .shutdown_delay_too_long);
 }

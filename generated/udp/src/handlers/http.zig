@@ -16,6 +16,7 @@ const api = @import("api.zig");
 const parser = @import("../http/parser.zig");
 const date = @import("../http/date.zig");
 const statuses = @import("../http/status.zig");
+const metrics = @import("../metrics/cell.zig");
 
 const date_len = 29;
 
@@ -108,6 +109,8 @@ const Pending = struct {
     head_only: bool,
     /// Refused once its body has been read (a method this handler does not implement).
     refuse: bool,
+    /// When its head was complete (µs, monotonic), for the request-duration histogram.
+    head_us: u64,
 };
 
 pub const State = struct {
@@ -165,6 +168,7 @@ pub fn onData(
 ) api.Progress {
     const table = &responses[ctx.listener_index];
     var progress: api.Progress = .{ .consumed = 0 };
+    var clock: Clock = .{};
     // Each step consumes input or moves the parser to its next event (a head, then an end),
     // so the steps are bounded by twice the input plus one.
     var steps: usize = 0;
@@ -184,6 +188,7 @@ pub fn onData(
                     .http_1_0 = head.version == .http_1_0,
                     .head_only = std.mem.eql(u8, head.method, "HEAD"),
                     .refuse = connect,
+                    .head_us = clock.now(),
                 };
                 if (head.expect_continue and head.body != .none) _ = out.append(continue_response);
             },
@@ -200,6 +205,8 @@ pub fn onData(
                     progress.close = true;
                     break;
                 }
+                // Refusals are counted by the worker, from `progress.rejected`.
+                metrics.response(ctx.listener_index, 0, 200, clock.now() -| request.head_us);
                 const response = if (!request.keep_alive)
                     table.close
                 else if (request.http_1_0)
@@ -224,6 +231,18 @@ pub fn onData(
     return progress;
 }
 
+/// The monotonic clock, read at most once per `onData` call, when a request's head or end is
+/// in it: a request read whole in one call took no time of ours to speak of (its duration is
+/// 0), one whose body trickled in took the time between the reads.
+const Clock = struct {
+    us: ?u64 = null,
+
+    fn now(self: *Clock) u64 {
+        if (self.us == null) self.us = sys.monotonicUs();
+        return self.us.?;
+    }
+};
+
 fn appendError(out: *api.Output, e: parser.Error) void {
     switch (e) {
         inline else => |comptime_e| appendResponse(out, errorResponse(comptime_e), false, 0),
@@ -238,8 +257,8 @@ fn phaseOf(state: *const State, unconsumed: usize) api.Phase {
 
 /// The head or body did not arrive in time.
 pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void {
-    _ = ctx;
     _ = state;
+    _ = ctx;
     if (out.free() >= timeout_response.len()) appendResponse(out, timeout_response, false, 0);
 }
 

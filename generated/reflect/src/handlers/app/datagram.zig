@@ -10,10 +10,13 @@ const compat = @import("../../compat.zig");
 const sys = @import("../../net/sys.zig");
 const api = @import("../api.zig");
 const app_timer = @import("timer.zig");
+const app_metrics = @import("../../metrics/app.zig");
 const app_peer = @import("peer.zig");
 const linux = std.os.linux;
 
 pub const Peer = app_peer.Peer;
+/// A metric a module declares in its `pub const metrics` (see `metrics/app.zig`).
+pub const Metric = app_metrics.Metric;
 
 pub const WriteError = error{NoSpaceLeft};
 pub const SendError = error{SendFailed};
@@ -64,6 +67,8 @@ pub fn Module(comptime M: type, comptime file: []const u8, comptime scratch_byte
     }
     return struct {
         pub const State = M.State;
+        /// The module's own metrics: `service.metrics.inc(.name)` (see `metrics/app.zig`).
+        pub const metrics = app_metrics.Metrics(M);
 
         var state: State = undefined;
         var initialized = false;

@@ -42,6 +42,8 @@ const api = @import("../api.zig");
 const app_timer = @import("timer.zig");
 const parser = @import("../../http/parser.zig");
 const router = @import("../../http/router.zig");
+const app_metrics = @import("../../metrics/app.zig");
+const metrics_cell = @import("../../metrics/cell.zig");
 const builtin_http = @import("../http.zig");
 const request_mod = @import("request.zig");
 const response_mod = @import("response.zig");
@@ -54,6 +56,8 @@ const assert = std.debug.assert;
 pub const header_bytes = 4096;
 
 pub const Method = router.Method;
+/// A metric a module declares in its `pub const metrics` (see `metrics/app.zig`).
+pub const Metric = app_metrics.Metric;
 pub const Route = router.Route;
 pub const Param = router.Param;
 /// The most parameters a route path can capture (each `:param` and `*rest`).
@@ -220,6 +224,8 @@ pub fn Module(
     }
     return struct {
         pub const State = M.State;
+        /// The module's own metrics: `service.metrics.inc(.name)` (see `metrics/app.zig`).
+        pub const metrics = app_metrics.Metrics(M);
 
         var state: State = undefined;
         var initialized = false;
@@ -633,10 +639,10 @@ pub fn Module(
             out: *api.Output,
         ) Answer {
             const head = conn.head.?;
-            const timed = @hasDecl(M, "access") or conn.held != null;
-            const now_us = if (timed) nowUs() else 0;
+            // Every request is timed, for the request-duration metrics (and `access`).
+            const now_us = nowUs();
             const started_us = if (conn.held) |h| h.since_us else now_us;
-            assert(started_us <= now_us or !timed);
+            assert(started_us <= now_us);
             var framing: Framing = .{
                 .keep_alive = head.persistent() and !ctx.draining,
                 .http_1_0 = head.version == .http_1_0,
@@ -665,21 +671,33 @@ pub fn Module(
             };
             const route_name = runRoute(s, &req, &res);
             if (res.later_ms) |ms| {
-                hold(conn, if (timed) now_us else nowUs());
+                hold(conn, now_us);
                 return .{ .later = ms };
             }
             writeAnswer(conn, &res, &framing, out);
+            const duration_us = nowUs() - started_us;
+            const route = routeIndex(route_name);
+            metrics_cell.response(ctx.listener_index, route, res.status, duration_us);
             if (@hasDecl(M, "access")) {
                 M.access(s, .{
                     .method = head.method,
                     .path = target.path,
                     .status = res.status,
                     .body_bytes = if (framing.head_only) 0 else res.body_len,
-                    .duration_us = nowUs() - started_us,
+                    .duration_us = duration_us,
                     .route = route_name,
                 });
             }
             return .{ .sent = framing.keep_alive };
+        }
+
+        /// The position of a route (by the name `runRoute` returned) in the listener's
+        /// metrics routes: the spec's routes, then "" for none.
+        fn routeIndex(name: []const u8) usize {
+            inline for (routes, 0..) |r, i| {
+                if (std.mem.eql(u8, name, r.name)) return i;
+            }
+            return routes.len;
         }
 
         /// Runs the route that the request's method and path select; returns its name, or

@@ -32,10 +32,13 @@ const config = @import("../../config.zig");
 const compat = @import("../../compat.zig");
 const api = @import("../api.zig");
 const app_timer = @import("timer.zig");
+const app_metrics = @import("../../metrics/app.zig");
 const app_peer = @import("peer.zig");
 const assert = std.debug.assert;
 
 pub const Peer = app_peer.Peer;
+/// A metric a module declares in its `pub const metrics` (see `metrics/app.zig`).
+pub const Metric = app_metrics.Metric;
 
 pub const Framing = union(enum) {
     /// The module sees the bytes as they come and says how many it used.
@@ -230,6 +233,8 @@ pub fn Module(
     }
     return struct {
         pub const State = M.State;
+        /// The module's own metrics: `service.metrics.inc(.name)` (see `metrics/app.zig`).
+        pub const metrics = app_metrics.Metrics(M);
 
         /// The module's per-connection state and the engine's own.
         pub const Connection = struct {
@@ -341,7 +346,7 @@ pub fn Module(
         }
 
         pub fn onOpen(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
-            return open(&state, ctx, conn, out);
+            return lingering(open(&state, ctx, conn, out));
         }
 
         pub fn onData(
@@ -350,11 +355,20 @@ pub fn Module(
             input: []u8,
             out: *api.Output,
         ) api.Progress {
-            return serve(&state, ctx, conn, input, out);
+            return lingering(serve(&state, ctx, conn, input, out));
         }
 
         pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
-            return fire(&state, ctx, conn, out);
+            return lingering(fire(&state, ctx, conn, out));
+        }
+
+        /// Every close of a module lingers: the module may close in the middle of what its
+        /// client sends (resp's protocol error is found in a command's header, with megabytes
+        /// of it still to come), and only the client knows when it is done.
+        fn lingering(progress: api.Progress) api.Progress {
+            var p = progress;
+            p.linger = p.close;
+            return p;
         }
 
         /// Runs the module's `timer` callback for a connection whose timer fired.
