@@ -472,11 +472,10 @@ pub fn start(
     if (collidingListener(endpoint, endpoints)) |i| {
         const l = config.listeners[i];
         var other: [64]u8 = undefined;
+        const theirs = address.format(endpoints[i].address, &other);
+        const port = endpoints[i].port;
         reportFailure("{s} {s}:{d} collides with tcp listener {s} at {s}:{d}; give the admin " ++
-            "listener another port", .{
-            what,              host, endpoint.port, l.name, address.format(endpoints[i].address, &other),
-            endpoints[i].port,
-        });
+            "listener another port", .{ what, host, endpoint.port, l.name, theirs, port });
         return error.Collision;
     }
     return Server.open(endpoint, options) catch |err| {
