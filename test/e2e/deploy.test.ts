@@ -5,7 +5,8 @@
  * needs: its filesystem, exported, runs the service alone (a chroot in fresh network, PID and
  * mount namespaces, as the image's user, the runtime's /proc mounted as a container runtime
  * would), which answers, reaps an orphan as PID 1, and stops gracefully on SIGTERM within the
- * grace period. Podman builds images here but cannot start containers, hence the chroot.
+ * grace period; a hard limit on open files below what the spec needs is one `degraded` event.
+ * Podman builds images here but cannot start containers, hence the chroot.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
@@ -26,6 +27,8 @@ const OLDEST = "1.25.0";
 const NEWEST = "1.37.0";
 const RESOURCES = ["deployment.yaml", "service.yaml", "pdb.yaml"];
 const BUILD_TIMEOUT_MS = 15 * 60_000;
+/** Open files the pod's hard limit allows in the image test: fewer than the spec's limits need. */
+const LOW_NOFILE = 256;
 
 const scratch = mkdtempSync(path.join(tmpdir(), "gen-reuseport-deploy-"));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -184,6 +187,8 @@ describe("the container image", () => {
     const argv = [...config.Entrypoint, ...config.Cmd].map((a) => JSON.stringify(a)).join(" ");
     const script =
       `mount -t proc proc ${JSON.stringify(path.join(rootfs, "proc"))} && ip link set lo up && ` +
+      // A container's hard limit on open files below what the spec's limits need.
+      `ulimit -n ${LOW_NOFILE} && ` +
       `exec chroot --userspec=${config.User} ${JSON.stringify(rootfs)} ${argv}`;
     const runner = spawn(
       "unshare",
@@ -198,6 +203,10 @@ describe("the container image", () => {
     try {
       const ready = await until("ready", 20_000, () => events.find((e) => e.event === "ready"));
       const pid1 = childrenOf(runner.pid!)[0]!;
+      // The refused limit is one clear event, and the start goes on.
+      const degraded = events.filter((e) => e.event === "degraded");
+      expect(degraded).toEqual([expect.objectContaining({ feature: "open_files" })]);
+      expect(degraded[0]!.detail).toContain(`limited to ${LOW_NOFILE}`);
       expect(statusField(pid1, "NSpid").split(/\s+/).at(-1)).toBe("1");
       expect(statusField(pid1, "Uid").split(/\s+/)).toEqual(["65534", "65534", "65534", "65534"]);
       const workers = childrenOf(pid1);
@@ -218,11 +227,17 @@ describe("the container image", () => {
       await until("PID 1 adopting the orphan", 900, () => (others().length > 0 ? true : undefined));
       await until("the orphan reaped", 5_000, () => (others().length === 0 ? true : undefined));
 
+      const grace = readFileSync(
+        path.join(project.dir, "deploy", "kubernetes", "deployment.yaml"),
+        "utf8",
+      ).match(/terminationGracePeriodSeconds: (\d+)/);
+      const termAt = Date.now();
       process.kill(pid1, "SIGTERM");
       const stopped = await until("stopped", 20_000, () => events.find((e) => e.event === "stopped"));
       expect(stopped.reason).toBe("graceful");
       const code = await until("the exit", 10_000, () => runner.exitCode ?? undefined);
       expect(code, stderr).toBe(0);
+      expect(Date.now() - termAt).toBeLessThan(Number(grace![1]) * 1000);
     } finally {
       if (runner.exitCode === null) {
         try {
