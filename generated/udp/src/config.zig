@@ -97,7 +97,7 @@ pub const spec_fingerprint = "ed36a6d4c1c18df8";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "1577b1a58748f741";
+pub const supervisor_fingerprint = "c0c6867f8e8cb1bf";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
