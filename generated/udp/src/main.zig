@@ -13,7 +13,6 @@ const events = @import("events.zig");
 const pid_file = @import("supervisor/pid_file.zig");
 const upgrade = @import("upgrade/upgrade.zig");
 const privileges = @import("supervisor/privileges.zig");
-const events = @import("events.zig");
 const linux = std.os.linux;
 
 pub const main = compat.Entry(run).main;
