@@ -119,6 +119,16 @@ export function missingRouteLines(prepared: PreparedGeneration): string[] {
   );
 }
 
+/**
+ * What the generator says of the manifests under `deploy/` (the default admin address, loopback
+ * listeners no Service reaches): only for specs that ask for deployment (`deploy`), whose
+ * authors act on it; the same words stand in the manifests' comments for everyone.
+ */
+export function deployNoteLines(prepared: PreparedGeneration): string[] {
+  if (prepared.spec.deploy === undefined) return [];
+  return prepared.model.deploy.notes.map((note) => `note: ${note}`);
+}
+
 export function planJson(prepared: PreparedGeneration) {
   return {
     outDir: prepared.displayDir,

@@ -8,6 +8,11 @@ import { InternalError } from "../errors.js";
 import { formatIp, parseIp } from "../spec/address.js";
 import { DEFAULTS, type ListenerSpec, type Spec } from "../spec/schema.js";
 import { DEFAULT_MINIMUM_ZIG } from "../zig-facts.js";
+import {
+  DEFAULT_PRE_STOP_SLEEP_SECONDS,
+  graceSeconds,
+  workersUnderLimit,
+} from "../spec/deploy.js";
 import { zigFingerprint } from "./fingerprint.js";
 import { zigPackageName } from "./zig-name.js";
 
@@ -73,6 +78,51 @@ export interface ServiceModel {
   /** The services app modules call, in spec order. */
   readonly upstreams: readonly UpstreamModel[];
   readonly hasUpstreams: boolean;
+  /** What the image recipe and Kubernetes manifests under `deploy/` say (`buildDeploy`). */
+  readonly deploy: DeployModel;
+}
+
+export interface DeployPort {
+  /** An IANA service name (at most 15 of `[a-z0-9-]`), unique in the pod. */
+  readonly name: string;
+  readonly port: number;
+  /** "TCP" or "UDP", as Kubernetes writes it. */
+  readonly protocol: "TCP" | "UDP";
+  /** "tcp" or "udp", as a Containerfile's EXPOSE writes it. */
+  readonly exposeProtocol: "tcp" | "udp";
+}
+
+export interface DeployModel {
+  /** The image's source URL label; "" when the spec has no `deploy.source`. */
+  readonly source: string;
+  readonly image: string;
+  readonly replicas: number;
+  /** "" when kustomization.yaml sets none. */
+  readonly namespace: string;
+  readonly cpu: string;
+  /** The workers a pod starts: the spec's count, or one per CPU of the limit for "auto". */
+  readonly workersPerPod: number;
+  readonly memory: string;
+  /** 0: no preStop hook. */
+  readonly preStopSleepSeconds: number;
+  readonly terminationGracePeriodSeconds: number;
+  readonly shutdownDelayMs: number;
+  /** The admin listener's port in the pod. */
+  readonly adminPort: number;
+  /** The admin address the pod is started with (`--admin`): every interface, for the probes. */
+  readonly adminListen: string;
+  /** Whether the spec has no admin listener, so the manifests pick the default address. */
+  readonly adminDefaulted: boolean;
+  /** The listeners' ports: the Service and the container ports. */
+  readonly ports: readonly DeployPort[];
+  /** Every port the image listens on, for EXPOSE: `8080/tcp 9901/tcp`. */
+  readonly expose: string;
+  /** A port below 1024: NET_BIND_SERVICE is added and the unprivileged port floor lowered. */
+  readonly bindsPrivilegedPort: boolean;
+  /** The lowest port, for `net.ipv4.ip_unprivileged_port_start` when it is below 1024. */
+  readonly lowestPort: number;
+  /** What the generator tells the user about the manifests (printed when writing). */
+  readonly notes: readonly string[];
 }
 
 export interface AdminModel {
@@ -261,6 +311,7 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     systemd: buildSystemd(spec, listeners),
     upstreams: buildUpstreams(spec),
     hasUpstreams: spec.upstreams.length > 0,
+    deploy: buildDeploy(spec, listeners),
   };
 }
 
@@ -292,6 +343,105 @@ function buildSystemd(spec: Spec, listeners: readonly ListenerModel[]): SystemdM
   };
 }
 
+/** The admin address a pod listens on when the spec names none (operations: `--admin`). */
+export const DEFAULT_ADMIN_PORT = 9901;
+const DEFAULT_REPLICAS = 2;
+/** CPUs a pod gets when workers are "auto": they then start one worker per CPU of the limit. */
+const DEFAULT_AUTO_CPU = "2";
+const DEFAULT_MEMORY = "512Mi";
+
+function buildDeploy(spec: Spec, listeners: readonly ListenerModel[]): DeployModel {
+  const k8s = spec.deploy?.kubernetes ?? {};
+  const shutdownDelayMs = spec.shutdownDelayMs;
+  const preStop = k8s.preStopSleepSeconds ?? DEFAULT_PRE_STOP_SLEEP_SECONDS;
+  const cpu = k8s.cpu ?? (spec.workers === "auto" ? DEFAULT_AUTO_CPU : String(spec.workers));
+  const adminPort = spec.admin?.port ?? freeAdminPort(listeners);
+  const ports = deployPorts(listeners);
+  const all = [...ports.map((p) => p.port), adminPort];
+  const lowestPort = Math.min(...all);
+  const notes: string[] = [];
+  if (spec.admin === undefined) {
+    notes.push(
+      `deploy/kubernetes/: the spec has no "admin" listener, so the pods start with ` +
+        `--admin 0.0.0.0:${adminPort} for their probes and metrics`,
+    );
+  }
+  for (const l of listeners) {
+    if (l.address.startsWith("127.") || l.address === "::1") {
+      notes.push(
+        `deploy/kubernetes/: listener "${l.name}" binds ${l.address}, which a Service cannot ` +
+          'reach; bind "0.0.0.0" or "::" for a pod',
+      );
+    }
+  }
+  return {
+    source: spec.deploy?.source ?? "",
+    image: k8s.image ?? `${spec.name}:${spec.version}`,
+    replicas: k8s.replicas ?? DEFAULT_REPLICAS,
+    namespace: k8s.namespace ?? "",
+    cpu,
+    workersPerPod: spec.workers === "auto" ? workersUnderLimit(cpu) : spec.workers,
+    memory: k8s.memory ?? DEFAULT_MEMORY,
+    preStopSleepSeconds: preStop,
+    terminationGracePeriodSeconds:
+      k8s.terminationGracePeriodSeconds ??
+      graceSeconds(preStop, shutdownDelayMs, spec.drainTimeoutMs),
+    shutdownDelayMs,
+    adminPort,
+    adminListen: `0.0.0.0:${adminPort}`,
+    adminDefaulted: spec.admin === undefined,
+    ports,
+    expose: [
+      ...ports.map((p) => `${p.port}/${p.exposeProtocol}`),
+      `${adminPort}/tcp`,
+    ].join(" "),
+    bindsPrivilegedPort: lowestPort < 1024,
+    lowestPort,
+    notes,
+  };
+}
+
+/** The default admin port, or the next one that no TCP listener uses. */
+function freeAdminPort(listeners: readonly ListenerModel[]): number {
+  const used = new Set(listeners.filter((l) => l.protocol === "tcp").map((l) => l.port));
+  let port = DEFAULT_ADMIN_PORT;
+  while (used.has(port)) port += 1;
+  return port;
+}
+
+/**
+ * One port per port number and protocol (an IPv4 and an IPv6 listener on one port are one
+ * Service port), named as Kubernetes accepts (IANA service names: at most 15 of `[a-z0-9-]`, a
+ * letter among them, no hyphen at either end or twice in a row) after the first listener on
+ * it, unique in the pod; "admin" is the admin port's.
+ */
+function deployPorts(listeners: readonly ListenerModel[]): DeployPort[] {
+  const taken = new Set(["admin"]);
+  const seen = new Set<string>();
+  const distinct = listeners.filter((l) => {
+    const key = `${l.port}/${l.protocol}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  return distinct.map((l) => {
+    const base =
+      l.name.replace(/_+/g, "-").replace(/-+$/, "").slice(0, 15).replace(/-+$/, "") || "port";
+    let name = base;
+    for (let n = 2; taken.has(name); n += 1) {
+      const suffix = `-${n}`;
+      name = `${base.slice(0, 15 - suffix.length).replace(/-+$/, "")}${suffix}`;
+    }
+    taken.add(name);
+    const tcp = l.protocol === "tcp";
+    return {
+      name,
+      port: l.port,
+      protocol: tcp ? "TCP" : "UDP",
+      exposeProtocol: tcp ? "tcp" : "udp",
+    } as const;
+  });
+}
 
 function buildAdmin(spec: Spec): AdminModel | undefined {
   if (spec.admin === undefined) return undefined;

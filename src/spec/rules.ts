@@ -9,6 +9,11 @@ import { formatIp, isIpv6Wildcard, parseIp, type IpAddress } from "./address.js"
 import { ZIG_KEYWORDS } from "../zig-facts.js";
 import { DEFAULTS, TCP_ONLY_KEYS } from "./schema.js";
 import { parseServer } from "./upstream.js";
+import {
+  DEFAULT_PRE_STOP_SLEEP_SECONDS,
+  graceSeconds,
+  workersUnderLimit,
+} from "./deploy.js";
 
 type Json = Record<string, unknown>;
 
@@ -60,6 +65,7 @@ export function checkRules(raw: unknown): Diagnostic[] {
     ...checkSharedModules(listeners),
     ...checkAdminPort(raw, listeners),
     ...upstreams,
+    ...checkKubernetes(raw),
   ];
 }
 
@@ -127,6 +133,57 @@ function checkUpstreams(upstreams: unknown): Diagnostic[] {
         const path = ["upstreams", index, "servers", at];
         diagnostics.push({ path, message: parsed, got: server });
       }
+    }
+  }
+  return diagnostics;
+}
+
+/** The defaults of `schema.ts` for fields `checkKubernetes` reads, when the spec omits them. */
+const DRAIN_TIMEOUT_DEFAULT_MS = 10000;
+
+/**
+ * What the manifests could not honour: a CPU limit that throttles fixed workers, and a grace
+ * period too short for the stop the spec asks for (the kubelet would SIGKILL mid-drain).
+ */
+function checkKubernetes(raw: Json): Diagnostic[] {
+  const deploy = raw.deploy;
+  if (!isObject(deploy) || !isObject(deploy.kubernetes)) return [];
+  const k8s = deploy.kubernetes;
+  const at = (key: string) => ["deploy", "kubernetes", key];
+  const diagnostics: Diagnostic[] = [];
+  if (isInt(raw.workers, 1, 1024) && typeof k8s.cpu === "string") {
+    const cpus = workersUnderLimit(k8s.cpu);
+    if (cpus < raw.workers) {
+      diagnostics.push({
+        path: at("cpu"),
+        message:
+          `gives a pod ${cpus} CPU${cpus === 1 ? "" : "s"} but "workers" is ${raw.workers}: ` +
+          "the quota would throttle workers that wait for each other's time slices",
+        got: k8s.cpu,
+        hint: `set "cpu" to "${raw.workers}" or more, or "workers" to "auto" (one per CPU)`,
+      });
+    }
+  }
+  if (isInt(k8s.terminationGracePeriodSeconds, 1, 86400)) {
+    const needed = graceSeconds(
+      isInt(k8s.preStopSleepSeconds, 0, 3600)
+        ? k8s.preStopSleepSeconds
+        : DEFAULT_PRE_STOP_SLEEP_SECONDS,
+      isInt(raw.shutdownDelayMs, 0, 3600000) ? raw.shutdownDelayMs : 0,
+      isInt(raw.drainTimeoutMs, 0, 3600000) ? raw.drainTimeoutMs : DRAIN_TIMEOUT_DEFAULT_MS,
+    );
+    if (k8s.terminationGracePeriodSeconds < needed) {
+      diagnostics.push({
+        path: at("terminationGracePeriodSeconds"),
+        message:
+          `is shorter than the ${needed} s a pod needs to stop: preStopSleepSeconds, then ` +
+          '"shutdownDelayMs" and "drainTimeoutMs", the kill grace (1 s) and a margin (5 s); ' +
+          "the kubelet would kill the pod mid-drain",
+        got: k8s.terminationGracePeriodSeconds,
+        hint:
+          `leave it out (computed: ${needed}), raise it to ${needed}, or lower ` +
+          '"drainTimeoutMs" or "shutdownDelayMs"',
+      });
     }
   }
   return diagnostics;

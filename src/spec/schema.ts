@@ -329,6 +329,90 @@ export const AdminSchema = z
     "The admin listener: /metrics, /healthz, /readyz and /status over HTTP, served by the " +
       "supervisor (by the process itself with --standalone), never by a worker.",
   );
+/** A Kubernetes CPU quantity: cores ("2", "0.5") or millicores ("500m"). */
+const CPU_QUANTITY = /^(?:[1-9][0-9]{0,3}(?:\.[0-9]{1,3})?|0\.[0-9]{1,3}|[1-9][0-9]{0,6}m)$/;
+/** A Kubernetes memory quantity in bytes or with a binary or decimal suffix ("512Mi", "1G"). */
+const MEMORY_QUANTITY = /^[1-9][0-9]{0,12}(?:Ki|Mi|Gi|Ti|k|M|G|T)?$/;
+/** An RFC 1123 DNS label, as Kubernetes namespaces are. */
+const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+/** An OCI image reference: [registry[:port]/]path[:tag][@digest], lowercase path. */
+const IMAGE_REFERENCE = new RegExp(
+  [
+    "^(?:[a-zA-Z0-9.-]+(?::[0-9]{1,5})?/)?", // registry[:port]/
+    "[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*", // path
+    "(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?", // :tag
+    "(?:@sha256:[a-f0-9]{64})?$", // @digest
+  ].join(""),
+);
+
+export const KubernetesSchema = z
+  .strictObject(
+    {
+      replicas: intRange(1, 10000)
+        .optional()
+        .describe(`Pods of the Deployment (default ${2}); each pod is one reuseport group.`),
+      image: z
+        .string({ error: "must be a string" })
+        .max(255, { error: "must be an image reference of at most 255 characters" })
+        .regex(IMAGE_REFERENCE, {
+          error: 'must be an image reference such as "registry.example.com/team/edge:1.2.3"',
+        })
+        .optional()
+        .describe('The image the Deployment runs (default "<name>:<version>").'),
+      namespace: z
+        .string({ error: "must be a string" })
+        .regex(DNS_LABEL, {
+          error: "must be a DNS label: up to 63 lowercase letters, digits or hyphens",
+        })
+        .optional()
+        .describe("Namespace set by kustomization.yaml (default: none, kubectl's current)."),
+      cpu: z
+        .string({ error: 'must be a string such as "2" or "500m"' })
+        .regex(CPU_QUANTITY, { error: 'must be a CPU quantity such as "2", "0.5" or "500m"' })
+        .optional()
+        .describe(
+          "CPU request and limit of a pod (default: the worker count, or 2 with \"auto\" " +
+            "workers, which then start one worker per CPU of the limit).",
+        ),
+      memory: z
+        .string({ error: 'must be a string such as "512Mi"' })
+        .regex(MEMORY_QUANTITY, { error: 'must be a memory quantity such as "512Mi" or "1Gi"' })
+        .optional()
+        .describe('Memory request and limit of a pod (default "512Mi").'),
+      preStopSleepSeconds: intRange(0, 3600)
+        .optional()
+        .describe(
+          "Seconds a terminating pod keeps serving before it gets SIGTERM, while the " +
+            "endpoints controller removes it (the preStop sleep action, Kubernetes 1.30+; " +
+            "default 5; 0: none, for older clusters).",
+        ),
+      terminationGracePeriodSeconds: intRange(1, 86400)
+        .optional()
+        .describe(
+          "Override of the computed grace period (preStop sleep, shutdownDelayMs, " +
+            "drainTimeoutMs, kill grace and a margin); shorter than that is an error.",
+        ),
+    },
+    { error: "must be an object" },
+  )
+  .describe("Kubernetes manifests under deploy/kubernetes/.");
+
+export const DeploySchema = z
+  .strictObject(
+    {
+      source: z
+        .string({ error: "must be a string" })
+        .max(2048, { error: "must be a URL of at most 2048 characters" })
+        .regex(/^https?:\/\/[^\s"'\\$]+$/, {
+          error: 'must be an http(s) URL such as "https://github.com/team/edge"',
+        })
+        .optional()
+        .describe("Where the source lives: the image's org.opencontainers.image.source label."),
+      kubernetes: KubernetesSchema.optional(),
+    },
+    { error: "must be an object" },
+  )
+  .describe("The container image recipe and Kubernetes manifests under deploy/.");
 
 export const SpecSchema = z
   .strictObject(
@@ -459,6 +543,7 @@ export const SpecSchema = z
         .max(64, { error: "must list at most 64 upstreams" })
         .default([])
         .describe("Services the app modules call (see docs/spec.md#upstreams)."),
+      deploy: DeploySchema.optional(),
     },
     { error: "must be a JSON object" },
   )
@@ -484,6 +569,8 @@ export const ALLOWED_KEYS = {
   line: Object.keys(LineFramingSchema.shape),
   length: Object.keys(LengthFramingSchema.shape),
   upstream: Object.keys(UpstreamSchema.shape),
+  deploy: Object.keys(DeploySchema.shape),
+  kubernetes: Object.keys(KubernetesSchema.shape),
 } as const;
 
 /** Options that only make sense on TCP listeners. */

@@ -60,6 +60,8 @@ function allowedKeysAt(path: Path): readonly string[] {
   if (last === "line") return ALLOWED_KEYS.line;
   if (last === "length") return ALLOWED_KEYS.length;
   if (last === "datagram") return [];
+  if (last === "deploy") return ALLOWED_KEYS.deploy;
+  if (last === "kubernetes") return ALLOWED_KEYS.kubernetes;
   if (path[path.length - 2] === "routes") return ALLOWED_KEYS.route;
   if (path[path.length - 2] === "upstreams") return ALLOWED_KEYS.upstream;
   return ALLOWED_KEYS.listener;

@@ -9,10 +9,10 @@ const supervisor = @import("supervisor/supervisor.zig");
 const worker_entry = @import("worker/entry.zig");
 const sys = @import("net/sys.zig");
 const log = @import("log.zig");
+const events = @import("events.zig");
 const pid_file = @import("supervisor/pid_file.zig");
 const upgrade = @import("upgrade/upgrade.zig");
 const privileges = @import("supervisor/privileges.zig");
-const events = @import("events.zig");
 const linux = std.os.linux;
 
 pub const main = compat.Entry(run).main;
@@ -120,10 +120,13 @@ fn raiseFdLimit(options: cli.Options) void {
     const got = sys.raiseFdLimit(wanted) orelse return;
     // Said once, by the process that starts the others.
     if (got < wanted and options.worker == null) {
-        log.warn("open files are limited to {d} (the hard limit); {d} connections per " ++
-            "worker and {d} workers need about {d}: raise it (ulimit -n, LimitNOFILE=)", .{
+        var text: [256]u8 = undefined;
+        const detail = compat.bufPrint(&text, "open files are limited to {d} (the hard " ++
+            "limit); {d} connections per worker and {d} workers need about {d}: raise it " ++
+            "(ulimit -n, LimitNOFILE=, a container's nofile ulimit)", .{
             got, config.max_connections, workers, wanted,
-        });
+        }) catch "open files are limited below what the limits need";
+        events.emitDegraded("open_files", detail);
     }
 }
 

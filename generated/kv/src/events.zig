@@ -205,6 +205,18 @@ pub fn emitJoined(l: *const config.Listener, endpoint: address.Endpoint) void {
     line.emit();
 }
 
+/// A feature the environment refuses (a container's hard limits, seccomp profile or missing
+/// capabilities) runs in a lesser form rather than failing the start: said once, as an event
+/// and a warning. `feature` is a fixed name (`open_files`, `steering`); `detail` says what
+/// was refused and what the service does instead.
+pub fn emitDegraded(feature: []const u8, detail: []const u8) void {
+    log.warn("{s}: {s}", .{ feature, detail });
+    var line = Line.begin("degraded");
+    line.string("feature", feature);
+    line.string("detail", detail);
+    line.emit();
+}
+
 /// A supervisor refuses to join another program's group by accident (two supervisors
 /// would split the clients between them without either knowing).
 pub fn reportHeldPort(l: *const config.Listener, endpoint: address.Endpoint) void {

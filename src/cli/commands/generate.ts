@@ -17,6 +17,7 @@ import {
   checkSummary,
   dryRunSummary,
   missingRouteLines,
+  deployNoteLines,
   planJson,
   planLines,
   printJson,
@@ -41,6 +42,7 @@ export async function runGenerate(command: GenerateCommand, ctx: CliContext): Pr
   if (!command.json) {
     ctx.stdout.write(`${writeSummary(prepared)}\n`);
     for (const line of missingRouteLines(prepared)) ctx.stderr.write(`${line}\n`);
+    for (const line of deployNoteLines(prepared)) ctx.stderr.write(`${line}\n`);
   }
   const steps =
     build === undefined || zig === undefined

@@ -4,6 +4,8 @@
  * the test run, under CI=true as anywhere, rather than skipping it.
  */
 import { spawnSync } from "node:child_process";
+import { renameSync, rmSync } from "node:fs";
+import path from "node:path";
 
 const APT_TIMEOUT_MS = 300_000;
 
@@ -65,4 +67,49 @@ export function ensureCommand(command: string, debianPackage: string): string {
     );
   }
   return installed;
+}
+
+const PIP_TIMEOUT_MS = 300_000;
+
+/**
+ * A Python tool from PyPI (`kubernetes-validate`), pinned, installed with `pip install --target`
+ * into the checkout's toolchain folder (next to Zig, kept between runs): returns the python to
+ * run it with and the environment that finds it. A tool that cannot be installed fails the run.
+ */
+export function ensurePipTool(
+  pypiPackage: string,
+  version: string,
+  module: string,
+  toolchainDir: string,
+): { python: string; env: NodeJS.ProcessEnv } {
+  const target = path.join(toolchainDir, "pypi", `${pypiPackage}-${version}`);
+  const env = { ...process.env, PYTHONPATH: target, PYTHONDONTWRITEBYTECODE: "1" };
+  const imports = (python: string) =>
+    spawnSync(python, ["-c", `import ${module}`], { stdio: "ignore", env }).status === 0;
+  const python = ["python3", "/usr/bin/python3"].find((p) => where(p) !== undefined) ?? "python3";
+  if (imports(python)) return { python, env };
+  if (spawnSync(python, ["-m", "pip", "--version"], { stdio: "ignore" }).status !== 0) {
+    aptInstall("python3-pip");
+  }
+  const partial = `${target}.partial-${process.pid}`;
+  rmSync(partial, { recursive: true, force: true });
+  const args = ["-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-input"];
+  const pip = spawnSync(python, [...args, "--target", partial, `${pypiPackage}==${version}`], {
+    encoding: "utf8",
+    timeout: PIP_TIMEOUT_MS,
+    env: { ...process.env, PIP_BREAK_SYSTEM_PACKAGES: "1" },
+  });
+  if (pip.status === 0) {
+    rmSync(target, { recursive: true, force: true });
+    renameSync(partial, target);
+  }
+  rmSync(partial, { recursive: true, force: true });
+  if (!imports(python)) {
+    throw new Error(
+      `${pypiPackage} ${version} could not be installed from PyPI into ${target} ` +
+        `(python3 -m pip install --target ${target} ${pypiPackage}==${version}):\n` +
+        `${pip.stderr ?? ""}${pip.error?.message ?? ""}`,
+    );
+  }
+  return { python, env };
 }

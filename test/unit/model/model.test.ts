@@ -15,7 +15,7 @@ const tcp = { name: "api", protocol: "tcp", address: "127.0.0.1", port: 8080, ha
 describe("buildModel", () => {
   it("computes the top-level fields from a minimal spec", () => {
     const m = model({ listeners: [tcp] });
-    expect({ ...m, listeners: undefined }).toEqual({
+    expect({ ...m, listeners: undefined, deploy: undefined }).toEqual({
       generatorVersion: "9.9.9",
       specFile: "svc.json",
       name: "edge-echo",
@@ -51,6 +51,8 @@ describe("buildModel", () => {
       hasTcp: true,
       hasUdp: false,
       listeners: undefined,
+      // The deploy/ model has tests of its own (deploy.test.ts).
+      deploy: undefined,
       systemd: {
         service: "edge-echo.service",
         sockets: "edge-echo-api.socket",

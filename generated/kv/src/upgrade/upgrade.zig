@@ -30,6 +30,7 @@
 //! serving as before, with an `error` event; nothing changed on the sockets until it said ready.
 const std = @import("std");
 const compat = @import("../compat.zig");
+const events = @import("../events.zig");
 const config = @import("../config.zig");
 const sys = @import("../net/sys.zig");
 const listener = @import("../net/listener.zig");
@@ -497,8 +498,12 @@ pub fn steerHandedGroups(
         // The surplus sockets are the highest slots, so the highest indices of the group.
         const members: ?u16 = if (n > workers) workers else null;
         listener.steerGroup(sockets[i], members) catch |err| {
-            log.warn("listener {s}: cannot steer connections away from the sockets left " ++
-                "behind: {s}", .{ l.name, @errorName(err) });
+            var text: [192]u8 = undefined;
+            const detail = compat.bufPrint(&text, "listener {s}: cannot steer connections " ++
+                "away from the sockets left behind ({s}); they are served until they empty", .{
+                l.name, @errorName(err),
+            }) catch "cannot steer connections away from the sockets left behind";
+            events.emitDegraded("steering", detail);
         };
     }
 }
