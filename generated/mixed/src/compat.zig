@@ -191,3 +191,11 @@ pub fn declNames(comptime T: type) []const []const u8 {
         return &final;
     }
 }
+
+/// An enum value's position among its type's values: its integer, for the 0-based consecutive
+/// enums that index arrays. Not `@intFromEnum`, which the `zig fmt` of 0.17 rewrites to
+/// `@backingInt` (a builtin the older releases lack), so a file using it is never fmt-clean
+/// on every release at once.
+pub fn enumIndex(e: anytype) usize {
+    return std.enums.EnumIndexer(@TypeOf(e)).indexOf(e);
+}

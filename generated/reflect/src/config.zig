@@ -97,7 +97,7 @@ pub const spec_fingerprint = "6b484dbed401623c";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "79209bb99cb5bfb9";
+pub const supervisor_fingerprint = "69a5b8b8a1a45ff1";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
