@@ -42,6 +42,8 @@ export interface ServiceModel {
   readonly maxBodyBytes: number;
   readonly outputLimitBytes: number;
   readonly outputPoolBytes: number;
+  /** The request log; null when the spec has none. */
+  readonly accessLog: AccessLogModel | null;
   /**
    * 16 hex digits identifying the validated spec (defaults applied): a supervisor refuses
    * workers built from another spec.
@@ -61,6 +63,13 @@ export interface ServiceModel {
   readonly listeners: readonly ListenerModel[];
   /** What the systemd units under `systemd/` say (see `buildSystemd`). */
   readonly systemd: SystemdModel;
+}
+
+export interface AccessLogModel {
+  /** "-" for standard output, else the file's path as written in the spec. */
+  readonly path: string;
+  readonly toStdout: boolean;
+  readonly format: "json" | "combined";
 }
 
 export interface SystemdModel {
@@ -218,6 +227,13 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     maxBodyBytes: spec.maxBodyBytes,
     outputLimitBytes: spec.outputLimitBytes,
     outputPoolBytes: spec.outputPoolBytes,
+    accessLog: spec.accessLog
+      ? {
+          path: spec.accessLog.path,
+          toStdout: spec.accessLog.path === "-",
+          format: spec.accessLog.format,
+        }
+      : null,
     specFingerprint: specFingerprint(spec),
     hasCustomHandler: listeners.some((l) => l.handler === "custom"),
     apps,

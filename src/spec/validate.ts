@@ -51,6 +51,7 @@ function allowedKeysAt(path: Path): readonly string[] {
   const last = path[path.length - 1];
   if (path.length === 0) return ALLOWED_KEYS.spec;
   if (last === "keepalive") return ALLOWED_KEYS.keepalive;
+  if (last === "accessLog" && path.length === 1) return ALLOWED_KEYS.accessLog;
   if (last === "http") {
     return path[path.length - 2] === "app" ? ALLOWED_KEYS.appHttp : ALLOWED_KEYS.http;
   }

@@ -35,6 +35,13 @@ pub const Http = struct {
     content_type: []const u8,
 };
 
+/// Where request lines go and how they are written (`accessLog` in the spec).
+pub const AccessLog = struct {
+    /// A file path, opened for appending; null: standard output.
+    path: ?[:0]const u8,
+    format: enum { json, combined },
+};
+
 pub const Listener = struct {
     name: []const u8,
     protocol: Protocol,
@@ -74,13 +81,15 @@ pub const max_body_bytes: u64 = 65536;
 pub const output_limit_bytes: u64 = 33554432;
 /// Per worker: the pool that output waiting beyond write buffers comes from (0: none).
 pub const output_pool_bytes: u64 = 67108864;
+/// The request log of HTTP listeners; null: none.
+pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
 pub const spec_fingerprint = "2e0ff33a4495806a";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "7e79b162719930dc";
+pub const supervisor_fingerprint = "16ad6cc42207f771";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -22,6 +22,7 @@ const handover = @import("../upgrade/handover.zig");
 const worker_mod = @import("worker.zig");
 const events = @import("../events.zig");
 const log = @import("../log.zig");
+const access_log = @import("../access_log.zig");
 const pid_file = @import("../supervisor/pid_file.zig");
 const notify = @import("../systemd/notify.zig");
 const compat = @import("../compat.zig");
@@ -30,6 +31,8 @@ const linux = std.os.linux;
 
 pub fn run(options: cli.Options, process: compat.Process) u8 {
     const allocator = std.heap.page_allocator;
+    // Before any socket is opened: a request log that cannot be opened stops the start here.
+    if (!access_log.prepareFile(null)) return 1;
     var diag: activation.Diagnostic = .{};
     const pid = linux.getpid();
     const asked = &options.endpoints;

@@ -20,6 +20,7 @@ const connections_mod = @import("connections.zig");
 const drain_mod = @import("drain.zig");
 const stats_mod = @import("stats.zig");
 const log = @import("../log.zig");
+const access_log = @import("../access_log.zig");
 const worker_link = @import("../supervisor/worker_link.zig");
 const handover = @import("../upgrade/handover.zig");
 const linux = std.os.linux;
@@ -136,6 +137,8 @@ pub const Worker = struct {
         linux.sigaddset(&set, linux.SIG.QUIT);
         linux.sigaddset(&set, linux.SIG.HUP);
         linux.sigaddset(&set, linux.SIG.PIPE);
+        // Reopen the request log (log rotation); taken, and harmless, without one.
+        linux.sigaddset(&set, linux.SIG.USR1);
         const sigfd = try sys.signalfd(&set);
         const epfd = try sys.epollCreate();
         try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0));
@@ -155,6 +158,7 @@ pub const Worker = struct {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, server.fd, linux.EPOLL.IN, data);
         }
         const pid = linux.getpid();
+        if (!access_log.open(options.index)) return error.AccessLogUnavailable;
         try handlers.initApps(allocator);
         errdefer handlers.deinitApps(allocator);
         const identity: connections_mod.Identity = .{
@@ -196,7 +200,10 @@ pub const Worker = struct {
     }
 
     pub fn stats(self: *const Worker) Stats {
-        return self.conns.stats;
+        var all = self.conns.stats;
+        all.access_log_errors = access_log.counters.errors;
+        all.access_log_dropped = access_log.counters.dropped;
+        return all;
     }
 
     /// Serves until stopped; returns why it stopped.
@@ -220,6 +227,7 @@ pub const Worker = struct {
                 }
             }
             self.conns.expire(now);
+            access_log.flushIfDue(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
             self.resumeListenersIfRoom(now);
@@ -244,6 +252,7 @@ pub const Worker = struct {
     fn deadlineTimeoutMs(self: *const Worker, now_ms: u64) i32 {
         var next: ?u64 = self.conns.nextMs();
         if (handlers.nextAppTickMs()) |at| next = @min(next orelse at, at);
+        if (access_log.nextFlushMs()) |at| next = @min(next orelse at, at);
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
         if (self.full_retry_ms) |at| next = @min(next orelse at, at);
@@ -299,6 +308,8 @@ pub const Worker = struct {
                 self.beginStop(.graceful, now_ms);
             } else if (signo == compat.signalNumber(linux.SIG.QUIT)) {
                 self.stop = .immediate;
+            } else if (signo == compat.signalNumber(linux.SIG.USR1)) {
+                access_log.reopen();
             } else if (signo == compat.signalNumber(linux.SIG.HUP)) {
                 if (self.options.control_fd == null) {
                     log.warn("SIGHUP ignored: a restart needs the supervisor " ++
@@ -317,6 +328,7 @@ pub const Worker = struct {
         self.conns.beginDrain(now_ms);
         self.closeListeners(now_ms);
         handlers.drainApps();
+        access_log.flush();
     }
 
     /// Takes what is already queued on each listener, then closes this worker's
@@ -395,6 +407,7 @@ pub const Worker = struct {
         self.closeListeners(sys.monotonicMs());
         self.conns.closeAll();
         handlers.deinitApps(self.allocator);
+        access_log.close();
         return reason;
     }
 
