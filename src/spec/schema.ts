@@ -57,7 +57,9 @@ export const AccessLogSchema = z
         .refine((s) => s.length > 0 && utf8.encode(s).length <= ACCESS_LOG_PATH_MAX, {
           error: `must be "-" (standard output) or a file path of 1 to ${ACCESS_LOG_PATH_MAX} bytes`,
         })
-        .refine((s) => !s.includes("\0"), { error: "must not contain a NUL byte" })
+        .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), {
+          error: "must not contain control characters (NUL, newline, tab, …)",
+        })
         .refine((s) => s === "-" || !s.endsWith("/"), {
           error: "must name a file, not a directory (it ends in /)",
         })

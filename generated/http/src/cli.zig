@@ -24,6 +24,9 @@ pub const usage =
     \\  --write-timeout MS       longest wait for a client to read what it is sent
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
     \\  --max-body BYTES         largest request body an HTTP listener accepts
+    \\  --access-log PATH        write the request log to PATH instead ("-": standard
+    \\                           output); only for a spec with "accessLog"
+    \\  --access-log-format F    "json" or "combined" instead of the spec's format
     \\  --pid-file PATH          write the process id to PATH when ready; removed at exit;
     \\                           locked: a second start with the same PATH exits 1
     \\  --handover PATH          (with --standalone) take the listening sockets of the
@@ -43,7 +46,7 @@ pub const usage =
     \\
     \\Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT stops at once, SIGHUP restarts
     \\the workers (or, for another program, upgrades the supervisor too) from the binary
-    \\on disk without dropping connections.
+    \\on disk without dropping connections, SIGUSR1 reopens the request log.
     \\Events: one JSON object per line on standard output.
     \\
 ;
@@ -96,6 +99,10 @@ pub const Options = struct {
     join: bool = false,
     limits: Limits = .{},
     worker: ?WorkerRole = null,
+    /// `--access-log`: the request log's file instead of the spec's ("-": standard output).
+    access_log_path: ?[:0]const u8 = null,
+    /// `--access-log-format`: "json" or "combined" instead of the spec's.
+    access_log_format: ?[:0]const u8 = null,
 };
 
 /// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
@@ -196,6 +203,17 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             options.pid_file = args[i + 1];
         } else if (eql(arg, "--handover")) {
             options.handover = value;
+        } else if (eql(arg, "--access-log")) {
+            try needsAccessLog(arg, diag);
+            if (value.len == 0) return diag.set("--access-log: expected a file path or \"-\"", .{});
+            options.access_log_path = value;
+        } else if (eql(arg, "--access-log-format")) {
+            try needsAccessLog(arg, diag);
+            if (!eql(value, "json") and !eql(value, "combined")) {
+                return diag.set("--access-log-format: expected \"json\" or \"combined\" " ++
+                    "(got \"{s}\")", .{value});
+            }
+            options.access_log_format = value;
         } else if (eql(arg, "--worker")) {
             options.worker = parseWorkerRole(value) orelse
                 return diag.set("--worker is for the supervisor's own use (got \"{s}\")", .{value});
@@ -215,8 +233,18 @@ fn eql(a: []const u8, b: []const u8) bool {
     return std.mem.eql(u8, a, b);
 }
 
+/// The request log's flags only change a log the spec asks for.
+fn needsAccessLog(arg: []const u8, diag: *Diagnostic) error{Usage}!void {
+    if (config.access_log != null) return;
+    return diag.set("{s}: this service's spec has no \"accessLog\"; add one to the spec " ++
+        "(docs/operating.md, Request log) and regenerate", .{arg});
+}
+
 fn isValueFlag(arg: []const u8) bool {
-    const flags = [_][]const u8{ "--workers", "--listen", "--pid-file", "--handover", "--worker" };
+    const flags = [_][]const u8{
+        "--workers", "--listen",     "--pid-file",          "--handover",
+        "--worker",  "--access-log", "--access-log-format",
+    };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;
     return false;

@@ -11,6 +11,7 @@ const sys = @import("net/sys.zig");
 const log = @import("log.zig");
 const pid_file = @import("supervisor/pid_file.zig");
 const upgrade = @import("upgrade/upgrade.zig");
+const access_log = @import("access_log.zig");
 const linux = std.os.linux;
 
 pub const main = compat.Entry(run).main;
@@ -44,6 +45,7 @@ fn run(process: compat.Process) u8 {
         },
         .serve => |options| {
             raiseFdLimit(options);
+            access_log.configure(options.access_log_path, options.access_log_format);
             if (options.worker) |role| return worker_entry.run(role, options);
             const path = options.pid_file orelse return serve(options, process);
             if (!claimPidFile(path, options, process)) return 1;

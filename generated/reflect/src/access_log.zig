@@ -36,6 +36,31 @@ pub const Entry = line.Entry;
 /// Whether the spec asks for a request log: handlers skip every step of it otherwise.
 pub const enabled = config.access_log != null;
 
+/// Where lines go and how they look: the spec's, or the flags' (`configure`).
+pub const Settings = struct {
+    /// null: standard output.
+    path: ?[:0]const u8,
+    format: line.Format,
+};
+
+var settings: ?Settings = if (config.access_log) |spec| .{
+    .path = spec.path,
+    .format = switch (spec.format) {
+        .json => .json,
+        .combined => .combined,
+    },
+} else null;
+
+/// Applies `--access-log` and `--access-log-format` (the command line accepts them only when
+/// the spec has a log). Called once, before anything opens the file.
+pub fn configure(path_flag: ?[:0]const u8, format_flag: ?[]const u8) void {
+    const current = &(settings orelse return);
+    if (path_flag) |path| current.path = if (std.mem.eql(u8, path, "-")) null else path;
+    if (format_flag) |name| {
+        current.format = if (std.mem.eql(u8, name, "combined")) .combined else .json;
+    }
+}
+
 /// A flush starts once this much is gathered.
 pub const flush_bytes = 64 * 1024;
 /// The longest a line waits in the buffer.
@@ -74,14 +99,14 @@ var in_burst = false;
 /// process, before it serves; false (and said on standard error) when the file cannot be
 /// opened.
 pub fn open(index: u16) bool {
-    const settings = config.access_log orelse return true;
+    const chosen = settings orelse return true;
     assert(sink == .none);
     worker_index = index;
     buffer = compat.mapMemory(buffer_bytes) catch {
         log.err("accessLog: cannot reserve {d} bytes for the request log", .{buffer_bytes});
         return false;
     };
-    const path = settings.path orelse {
+    const path = chosen.path orelse {
         sink = .stdout;
         return true;
     };
@@ -98,7 +123,8 @@ pub fn open(index: u16) bool {
 /// The supervisor's (or a standalone process's) check at start and before each reopen:
 /// the file exists, with its owner (see `file.giveTo`). True when there is no file.
 pub fn prepareFile(owner: ?file.Owner) bool {
-    const path = file.configuredPath() orelse return true;
+    const chosen = settings orelse return true;
+    const path = chosen.path orelse return true;
     return file.prepare(path, owner);
 }
 
@@ -106,11 +132,7 @@ pub fn prepareFile(owner: ?file.Owner) bool {
 pub fn record(entry: *const Entry, now_ms: u64) void {
     if (!enabled or sink == .none) return;
     assert(buffer.len - len >= line.max_bytes);
-    const settings = config.access_log.?;
-    const text = line.write(switch (settings.format) {
-        .json => .json,
-        .combined => .combined,
-    }, entry, buffer[len..]);
+    const text = line.write(settings.?.format, entry, buffer[len..]);
     len += text.len;
     if (due_ms == null) due_ms = now_ms + flush_interval_ms;
     if (len >= flush_bytes) flush();
@@ -221,7 +243,7 @@ fn recovered() void {
 pub fn reopen() void {
     if (!enabled) return;
     flush();
-    const path = file.configuredPath() orelse return;
+    const path = settings.?.path orelse return;
     const old = switch (sink) {
         .fd => |fd| fd,
         else => return,

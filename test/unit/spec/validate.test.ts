@@ -48,6 +48,7 @@ describe("validateSpec", () => {
     expect(bad({ format: "json" }).join("\n")).toMatch(/^spec\.json: accessLog\.path: /);
     expect(bad({ path: "/var/log/" }).join("\n")).toContain("accessLog.path: must name a file");
     expect(bad({ path: "" }).join("\n")).toContain('accessLog.path: must be "-"');
+    expect(bad({ path: "/var/log/a\nb.log" }).join("\n")).toContain("control characters");
     expect(bad({ path: "-", format: "clf" }).join("\n")).toContain(
       'accessLog.format: must be one of "json", "combined"',
     );

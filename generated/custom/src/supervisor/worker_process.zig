@@ -41,6 +41,9 @@ pub const StartOptions = struct {
     generation: u32,
     /// Passed on as flags, so that the supervisor's overrides reach every worker.
     limits: cli.Limits,
+    /// `--access-log` and `--access-log-format`, passed on when given.
+    access_log_path: ?[:0]const u8 = null,
+    access_log_format: ?[:0]const u8 = null,
 };
 
 /// A started worker and the supervisor's ends of its pipes.
@@ -66,7 +69,8 @@ pub fn start(options: StartOptions) !Started {
     var role_buf: [96 + (cli.max_ring + 1) * (8 + 12 * listener_count):0]u8 = undefined;
     const role = try formatRole(&role_buf, options, control[0], report[1]);
     var limit_bufs: [cli.limit_flags.len][24:0]u8 = undefined;
-    const argc = 3 + 2 * cli.limit_flags.len;
+    // The limits, then the request log's flags when given (the worker opens its own file).
+    const argc = 3 + 2 * cli.limit_flags.len + 4;
     var argv: [argc:null]?[*:0]const u8 = @splat(null);
     argv[0] = options.exe_path;
     argv[1] = "--worker";
@@ -77,6 +81,16 @@ pub fn start(options: StartOptions) !Started {
         limit_bufs[i][text.len] = 0;
         argv[3 + 2 * i] = limit.flag.ptr;
         argv[4 + 2 * i] = &limit_bufs[i];
+    }
+    var next: usize = 3 + 2 * cli.limit_flags.len;
+    if (options.access_log_path) |path| {
+        argv[next] = "--access-log";
+        argv[next + 1] = path.ptr;
+        next += 2;
+    }
+    if (options.access_log_format) |format| {
+        argv[next] = "--access-log-format";
+        argv[next + 1] = format.ptr;
     }
     const parent = linux.getpid();
 

@@ -9,7 +9,6 @@
 //! owner, by the time they look for it. Each worker then opens it itself, for appending.
 const std = @import("std");
 const compat = @import("../compat.zig");
-const config = @import("../config.zig");
 const log = @import("../log.zig");
 const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
@@ -93,12 +92,6 @@ pub fn reportOpenFailure(path: []const u8, errno: linux.E) void {
     } else {
         log.err("accessLog.path: cannot open {s}: {s}", .{ path, @tagName(errno) });
     }
-}
-
-/// The configured file, or null when lines go to standard output or there is no log.
-pub fn configuredPath() ?[:0]const u8 {
-    const settings = config.access_log orelse return null;
-    return settings.path;
 }
 
 test "a missing directory fails with NOENT; an existing one is created and appended to" {

@@ -648,6 +648,8 @@ pub const Supervisor = struct {
             .index = index,
             .generation = generation,
             .limits = self.options.limits,
+            .access_log_path = self.options.access_log_path,
+            .access_log_format = self.options.access_log_format,
         }) catch |err| {
             log.err("cannot start worker {d}: {s}", .{ index, @errorName(err) });
             proc.spawn_error = @errorName(err);
