@@ -311,3 +311,45 @@ test "pieces for a pipe end at a line's end and hold at most PIPE_BUF, or one lo
     // From there, one line longer than PIPE_BUF goes alone.
     try std.testing.expectEqual(bytes.len, pieceEnd(&bytes, pipe_buf + 51));
 }
+
+test "a failed write loses its lines and counts them; the next good write ends the burst" {
+    var bytes: [64]u8 = undefined;
+    const saved_buffer = buffer;
+    const saved_sink = sink;
+    defer {
+        buffer = saved_buffer;
+        sink = saved_sink;
+        len = 0;
+        due_ms = null;
+        counters = .{};
+        in_burst = false;
+        burst_dropped = 0;
+    }
+    buffer = &bytes;
+    const full = file.openAppend("/dev/full").fd;
+    defer sys.close(full);
+    sink = .{ .fd = full };
+    @memcpy(bytes[0..4], "a\nb\n");
+    len = 4;
+    due_ms = 1;
+    flush();
+    try std.testing.expectEqual(Counters{ .errors = 1, .dropped = 2 }, counters);
+    try std.testing.expect(in_burst and len == 0 and due_ms == null);
+
+    const path = "/tmp/gen-reuseport-access-log-flush-test.log";
+    _ = linux.unlink(path);
+    defer _ = linux.unlink(path);
+    const good = file.openAppend(path).fd;
+    defer sys.close(good);
+    sink = .{ .fd = good };
+    @memcpy(bytes[0..2], "c\n");
+    len = 2;
+    flush();
+    try std.testing.expect(!in_burst);
+    try std.testing.expectEqual(Counters{ .errors = 1, .dropped = 2 }, counters);
+    var back: [8]u8 = undefined;
+    const fd = linux.open(path, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
+    defer sys.close(@intCast(fd));
+    const n = try sys.read(@intCast(fd), &back);
+    try std.testing.expectEqualStrings("c\n", back[0..n]);
+}
