@@ -1,6 +1,7 @@
 /**
- * The request log (`accessLog`, docs/operating.md), on one build of test/e2e/specs/access-log.json
- * (a built-in `http` listener and the notes HTTP module), with real clients: curl, raw sockets
+ * The request log (`accessLog`, docs/operating.md), on the build notes.test.ts makes of
+ * test/e2e/specs/notes-uploads.json (a built-in `http` listener beside the notes HTTP module, its
+ * log on standard output, which `--access-log` moves to a file here), with real clients: curl, raw sockets
  * that send hostile bytes, keep-alive lanes of pipelined requests under load, and Debian's own
  * `logrotate` (installed with apt-get when missing; under CI=true a missing one fails) whose
  * `postrotate` sends SIGUSR1 to the supervisor. Every line of every file is parsed; the count of
@@ -27,8 +28,6 @@ import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 60_000;
 const HOST = "127.0.0.1";
-/** The spec's own path, in a directory that does not exist. */
-const SPEC_PATH = "/nonexistent-gen-reuseport-e2e/access.log";
 
 interface JsonLine {
   readonly type: string;
@@ -70,6 +69,19 @@ function raw(port: number, bytes: Buffer): Promise<Buffer> {
     socket.on("data", (chunk) => chunks.push(chunk));
     socket.on("error", reject);
     socket.on("close", () => resolve(Buffer.concat(chunks)));
+  });
+}
+
+/** Sends `bytes` raw without closing, and returns what the server sent until it closed. */
+function partial(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, HOST);
+    let text = "";
+    socket.setTimeout(5_000, () => socket.destroy(new Error("partial exchange timed out")));
+    socket.on("connect", () => socket.write(bytes));
+    socket.on("data", (chunk) => (text += chunk.toString("latin1")));
+    socket.on("error", reject);
+    socket.on("close", () => resolve(text));
   });
 }
 
@@ -163,7 +175,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the request log", (version) => {
   beforeAll(async () => {
     ensureCommand("curl", "curl");
     logrotate = ensureCommand("logrotate", "logrotate");
-    binary = await programOf("access-log", version);
+    binary = await programOf("notes-uploads", version);
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-access-log-"));
   }, SETUP_TIMEOUT_MS);
 
@@ -186,6 +198,8 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the request log", (version) => {
       "--standalone",
       "--access-log",
       file,
+      "--header-timeout",
+      "300",
       ...listen(),
     ]);
     const web = portOf(ready, "web");
@@ -209,6 +223,10 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the request log", (version) => {
     ]);
     const answer = await raw(web, hostile);
     const bad = await raw(web, Buffer.from("GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n", "latin1"));
+    // Heads that never end: 408 once the header timeout passes, logged by both handlers.
+    for (const port of [web, api]) {
+      expect(await partial(port, "GET /slow HTTP/1.1\r\nHost: a\r\n")).toMatch(/^HTTP\/1\.1 408 /);
+    }
     const stats = JSON.parse(await curl([`http://${HOST}:${api}/stats`])) as { requests: number };
     await stopGracefully(program);
 
@@ -223,6 +241,8 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the request log", (version) => {
       ["api", 404],
       ["web", 200],
       ["web", 400],
+      ["web", 408],
+      ["api", 408],
       ["api", 200],
     ]);
     const [hello, put, get, missing, hostileLine, badLine] = lines;
@@ -247,6 +267,11 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the request log", (version) => {
       'x"}\t\\\ufffd\ufffd(\u2080\ufffd\ufffd\ufffd{"event":"ready"',
     );
     expect(badLine).toMatchObject({ method: "", target: "", status: 400 });
+    for (const timedOut of lines.slice(6, 8)) {
+      expect(timedOut).toMatchObject({ method: "", target: "", status: 408, body_bytes: 0 });
+      // From the first byte to the answer: the header timeout, give or take the loop's wake.
+      expect(timedOut.duration_us).toBeGreaterThanOrEqual(250_000);
+    }
     // The module's own `access` hook still sees every answered request (all but /stats).
     expect(stats.requests).toBe(3);
   });
@@ -314,7 +339,13 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the request log", (version) => {
       const dir = path.join(tmp, "rotate");
       await mkdir(dir);
       const file = path.join(dir, "access.log");
-      const { program, ready } = await startReady(binary, ["--access-log", file, ...listen()]);
+      const { program, ready } = await startReady(binary, [
+        "--workers",
+        "2",
+        "--access-log",
+        file,
+        ...listen(),
+      ]);
       expect((ready as ReadyEvent).workers).toHaveLength(2);
       const config = path.join(dir, "logrotate.conf");
       await writeFile(
@@ -399,12 +430,12 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the request log", (version) => {
   });
 
   it("refuses to start when the log's directory does not exist", { timeout: TEST_TIMEOUT_MS }, async () => {
-    for (const args of [[], ["--access-log", path.join(tmp, "missing", "access.log")]]) {
-      const program = Program.start(binary, [...args, ...listen()]);
+    const missing = path.join(tmp, "missing", "access.log");
+    for (const mode of [[], ["--standalone"]]) {
+      const program = Program.start(binary, [...mode, "--access-log", missing, ...listen()]);
       const exit = await program.waitForExit(STOP_TIMEOUT_MS);
-      const wanted = args.length > 0 ? args[1]! : SPEC_PATH;
       expect(exit.code, program.stderr).toBe(1);
-      expect(program.stderr).toContain(`accessLog.path: cannot open ${wanted}: its directory`);
+      expect(program.stderr).toContain(`accessLog.path: cannot open ${missing}: its directory`);
       // Nothing started: no event at all, no worker.
       expect(program.events).toEqual([]);
     }

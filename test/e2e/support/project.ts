@@ -19,7 +19,6 @@ import { provisionZig, zigEnv } from "./zig.js";
 
 /** The specs the suite builds: the examples, plus one of its own for TCP whoami. */
 export const SPECS = {
-  "access-log": "test/e2e/specs/access-log.json",
   custom: "examples/custom.json",
   http: "examples/http.json",
   mixed: "examples/mixed.json",

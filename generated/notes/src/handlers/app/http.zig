@@ -145,6 +145,16 @@ fn logRequest(
     access_log.record(&entry, now_us / std.time.us_per_ms);
 }
 
+/// The current request timed out (answered 408): logged when part of it had arrived, as the
+/// built-in handler logs its 408s.
+pub fn logTimeout(ctx: *const api.Context, conn: *Connection) void {
+    if (!access_log.enabled) return;
+    if (conn.log.since_us == null) return;
+    const head: ?*const parser.Head = if (conn.head) |*h| h else null;
+    logRequest(ctx, conn, head, 408, 0, "");
+    conn.log.since_us = null;
+}
+
 /// Drops the chunk framing that lies between a request's decoded body and its unparsed bytes
 /// (the request starts `input`): head and body move right over it, and the returned count
 /// of bytes at the front is to be consumed. The head's slices need no rebase: they move
