@@ -317,20 +317,43 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the request log", (version) => {
     expect(fields[2]![12]).toMatch(RFC3339_MS);
   });
 
-  it("writes to standard output beside the events, told apart by type", { timeout: TEST_TIMEOUT_MS }, async () => {
-    const { program, ready } = await startReady(binary, [
-      "--standalone",
-      "--access-log",
-      "-",
-      ...listen(),
-    ]);
-    await curl([`http://${HOST}:${portOf(ready, "web")}/out`]);
-    await stopGracefully(program);
-    // Events are the lines with an "event" key; the request line has none.
-    expect(program.find("stopped")).toBeDefined();
-    const lines = parseJsonLines(program.strayStdout);
-    expect(lines.map((l) => l.target)).toEqual(["/out"]);
-  });
+  it(
+    "writes to standard output beside the events, whole lines from both workers",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const { program, ready } = await startReady(binary, [
+        "--workers",
+        "2",
+        "--access-log",
+        "-",
+        ...listen(),
+      ]);
+      await curl([`http://${HOST}:${portOf(ready, "web")}/out`]);
+      const load = new Load(portOf(ready, "web"), 16);
+      try {
+        const until = Date.now() + 10_000;
+        while (load.answered < 3_000 && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } finally {
+        await load.stop();
+      }
+      await stopGracefully(program);
+      // Events are the lines with an "event" key; request lines have none, and every one of
+      // them parses: two workers' pieces on one pipe never tore each other or an event.
+      const stopped = program.find("stopped") as { workers: { access_log_dropped: number }[] };
+      expect(stopped).toBeDefined();
+      const lines = parseJsonLines(program.strayStdout);
+      expect(lines.filter((l) => l.target === "/out")).toHaveLength(1);
+      expect(new Set(lines.map((l) => l.worker)).size).toBe(2);
+      // A pipe that was full when a piece came drops it (counted) rather than wait.
+      const dropped = stopped.workers.reduce((n, w) => n + w.access_log_dropped, 0);
+      expect(lines.length + dropped).toBe(load.answered + 1);
+      const targets = lines.map((l) => l.target).filter((t) => t !== "/out");
+      expect(new Set(targets).size).toBe(targets.length);
+      for (const target of targets) expect(target).toMatch(/^\/load\/\d+\/\d+\/\d+$/);
+    },
+  );
 
   it(
     "loses and tears no line under load across logrotate runs with SIGUSR1",
