@@ -88,19 +88,17 @@ var buffer: []u8 = &.{};
 var len: usize = 0;
 /// When the oldest line in the buffer must be written (monotonic ms); null when empty.
 var due_ms: ?u64 = null;
-var worker_index: u16 = 0;
 pub var counters: Counters = .{};
 /// Lines dropped since the last write that went through, for the burst's closing note.
 var burst_dropped: u64 = 0;
 var in_burst = false;
 
-/// Opens the log for worker `index`: reserves the buffer and opens the file. Called once per
+/// Opens the log for this worker: reserves the buffer and opens the file. Called once per
 /// process, before it serves; false (and said on standard error) when the file cannot be
 /// opened.
-pub fn open(index: u16) bool {
+pub fn open() bool {
     const chosen = settings orelse return true;
     assert(sink == .none);
-    worker_index = index;
     buffer = compat.mapMemory(buffer_bytes) catch {
         log.err("accessLog: cannot reserve {d} bytes for the request log", .{buffer_bytes});
         return false;
@@ -136,11 +134,6 @@ pub fn record(entry: *const Entry, now_ms: u64) void {
     if (due_ms == null) due_ms = now_ms + flush_interval_ms;
     if (len >= flush_bytes) flush();
     assert(buffer.len - len >= line.max_bytes);
-}
-
-/// The worker this process is, for the lines of its handlers.
-pub fn worker() u16 {
-    return worker_index;
 }
 
 /// When the worker's loop must wake to write the buffer; null when it is empty.

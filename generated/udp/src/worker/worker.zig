@@ -158,7 +158,7 @@ pub const Worker = struct {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, server.fd, linux.EPOLL.IN, data);
         }
         const pid = linux.getpid();
-        if (!access_log.open(options.index)) return error.AccessLogUnavailable;
+        if (!access_log.open()) return error.AccessLogUnavailable;
         try handlers.initApps(allocator);
         errdefer handlers.deinitApps(allocator);
         const identity: connections_mod.Identity = .{
