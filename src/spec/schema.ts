@@ -55,7 +55,9 @@ export const AccessLogSchema = z
       path: z
         .string({ error: 'must be a string: "-" (standard output) or a file path' })
         .refine((s) => s.length > 0 && utf8.encode(s).length <= ACCESS_LOG_PATH_MAX, {
-          error: `must be "-" (standard output) or a file path of 1 to ${ACCESS_LOG_PATH_MAX} bytes`,
+          error:
+            `must be "-" (standard output) or a file path of 1 to ${ACCESS_LOG_PATH_MAX} ` +
+            "bytes",
         })
         .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), {
           error: "must not contain control characters (NUL, newline, tab, …)",
