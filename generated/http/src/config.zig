@@ -89,7 +89,7 @@ pub const spec_fingerprint = "8323b13bdfb876bd";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "d357b423dc5e41de";
+pub const supervisor_fingerprint = "e19fe995a5e084dd";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
