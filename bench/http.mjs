@@ -6,14 +6,26 @@
 // its processes, read from /proc before and after each round), for keep-alive clients and for
 // a new connection per request (`wrk -H 'Connection: close'`).
 //
+// With --access-log, a second build of the same service with a request log (`accessLog`, JSON
+// lines to a file in the bench's temporary folder, truncated after each round) joins the
+// rounds, and the report puts its CPU per request beside the build without one: the cost of
+// the log (the target is at most 1.15 times the figure without it).
+//
 //   npm run bench:http -- [--workers N] [--connections N] [--threads N] [--seconds S]
 //                         [--rounds N] [--mode keepalive|close|both] [--optimize MODE]
-//                         [--binary PATH]
+//                         [--binary PATH] [--access-log]
 //
 // Needs wrk and nginx; when they are missing and we are root, installs them with apt-get
 // (Debian's wrk and nginx-light), as CI would.
 import { spawn, execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
@@ -30,6 +42,7 @@ const { values: args } = parseArgs({
     mode: { type: "string", default: "both" },
     optimize: { type: "string", default: "ReleaseSafe" },
     binary: { type: "string" },
+    "access-log": { type: "boolean", default: false },
   },
 });
 const TICKS_PER_SECOND = Number(
@@ -38,6 +51,7 @@ const TICKS_PER_SECOND = Number(
 
 const OURS_PORT = 18090;
 const NGINX_PORT = 18091;
+const LOGGED_PORT = 18092;
 const BODY = "OK\n";
 
 const children = [];
@@ -66,16 +80,26 @@ for (const mode of modes) {
 const binary =
   args.binary ??
   (await buildBenchService("http", path.join(tmp, "service"), { optimize: args.optimize }));
-const ours = await startOurs();
+const logFile = path.join(tmp, "access.log");
+const loggedBinary = args["access-log"] ? await buildLogged() : undefined;
+const ours = await startOurs(binary, OURS_PORT);
 const nginx = await startNginx();
 const servers = { ours: { port: OURS_PORT, pgid: ours }, nginx: { port: NGINX_PORT, pgid: nginx } };
+if (loggedBinary !== undefined) {
+  servers["ours+log"] = { port: LOGGED_PORT, pgid: await startOurs(loggedBinary, LOGGED_PORT) };
+}
+const names = Object.keys(servers);
 
 const results = {};
 for (const mode of modes) {
-  results[mode] = { ours: [], nginx: [] };
+  results[mode] = Object.fromEntries(names.map((name) => [name, []]));
   for (let round = 1; round <= Number(args.rounds); round += 1) {
-    const order = round % 2 ? ["ours", "nginx"] : ["nginx", "ours"];
-    for (const name of order) results[mode][name].push(measure(servers[name], mode));
+    const order = round % 2 ? names : [...names].reverse();
+    for (const name of order) {
+      results[mode][name].push(measure(servers[name], mode));
+      // The log's lines of this round are counted; its file need not fill the disk.
+      if (name === "ours+log") results[mode][name].at(-1).logLines = truncateLog();
+    }
   }
 }
 report();
@@ -140,10 +164,40 @@ function measure(server, mode) {
   };
 }
 
-function startOurs() {
+/** The bench spec with a request log to `logFile`, built as the service without one is. */
+async function buildLogged() {
+  const spec = JSON.parse(readFileSync(path.join(import.meta.dirname, "specs", "http.json")));
+  spec.name = "http-log-bench";
+  spec.accessLog = { path: logFile, format: "json" };
+  const specFile = path.join(tmp, "http-log.json");
+  writeFileSync(specFile, JSON.stringify(spec));
+  return buildBenchService("http", path.join(tmp, "service-log"), {
+    optimize: args.optimize,
+    name: spec.name,
+    specFile,
+  });
+}
+
+/** Lines in the log so far (each answered request has one), then empties the file. */
+function truncateLog() {
+  // The workers write within 100 ms of an answer.
+  spawnSync("sleep", ["0.3"]);
+  let lines = 0;
+  try {
+    const text = readFileSync(logFile);
+    for (const byte of text) if (byte === 10) lines += 1;
+  } catch {
+    return 0;
+  }
+  // The workers append (O_APPEND), so they write at the new end.
+  truncateSync(logFile, 0);
+  return lines;
+}
+
+function startOurs(binary, port) {
   const child = spawn(
     binary,
-    ["--workers", args.workers, "--listen", `web=127.0.0.1:${OURS_PORT}`],
+    ["--workers", args.workers, "--listen", `web=127.0.0.1:${port}`],
     {
       stdio: ["ignore", "pipe", "inherit"],
       detached: true,
@@ -247,7 +301,7 @@ function report() {
   for (const mode of modes) {
     console.log(mode === "close" ? "new connection per request (Connection: close):" : "keep-alive:");
     const summary = {};
-    for (const name of ["ours", "nginx"]) {
+    for (const name of names) {
       const rs = results[mode][name];
       const cpuUs = rs.map((r) => r.userUs + r.systemUs);
       summary[name] = {
@@ -259,9 +313,10 @@ function report() {
         `  ${name.padEnd(6)} median ${Math.round(summary[name].rps)} req/s, CPU ${summary[name].cpu.toFixed(2)} us/request, p99 ${summary[name].p99} ms`,
       );
       for (const r of rs) {
+        const logged = r.logLines === undefined ? "" : `, ${r.logLines} log lines`;
         console.log(
           `    ${Math.round(r.rps)} req/s, CPU user ${r.userUs.toFixed(2)} + system ${r.systemUs.toFixed(2)} us/request, ` +
-            `p50 ${r.p50}, p99 ${r.p99}, errors ${r.errors}, non-2xx ${r.non2xx}`,
+            `p50 ${r.p50}, p99 ${r.p99}, errors ${r.errors}, non-2xx ${r.non2xx}${logged}`,
         );
       }
     }
@@ -269,5 +324,13 @@ function report() {
       `  ours/nginx: req/s ${(summary.ours.rps / summary.nginx.rps).toFixed(2)}, CPU per request ` +
         `${(summary.ours.cpu / summary.nginx.cpu).toFixed(2)}, p99 ${(summary.ours.p99 / summary.nginx.p99).toFixed(2)}`,
     );
+    if (summary["ours+log"] !== undefined) {
+      const logged = summary["ours+log"];
+      console.log(
+        `  request log: CPU per request ${summary.ours.cpu.toFixed(2)} us without, ` +
+          `${logged.cpu.toFixed(2)} us with: ${(logged.cpu / summary.ours.cpu).toFixed(2)}x ` +
+          `(target <= 1.15x); req/s ${(logged.rps / summary.ours.rps).toFixed(2)}x`,
+      );
+    }
   }
 }

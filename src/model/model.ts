@@ -56,6 +56,8 @@ export interface ServiceModel {
   readonly user: string | null;
   /** Its group; null: the user's primary group. */
   readonly group: string | null;
+  /** The request log; null when the spec has none. */
+  readonly accessLog: AccessLogModel | null;
   /**
    * 16 hex digits identifying the validated spec (defaults applied): a supervisor refuses
    * workers built from another spec.
@@ -132,6 +134,13 @@ export interface AdminModel {
   /** Zig literal of the address bytes in network order: `.{ 127, 0, 0, 1 }`. */
   readonly addressBytes: string;
   readonly port: number;
+}
+
+export interface AccessLogModel {
+  /** "-" for standard output, else the file's path as written in the spec. */
+  readonly path: string;
+  readonly toStdout: boolean;
+  readonly format: "json" | "combined";
 }
 
 export interface SystemdModel {
@@ -297,6 +306,13 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     outputPoolBytes: spec.outputPoolBytes,
     user: spec.user === undefined ? null : String(spec.user),
     group: spec.group === undefined ? null : String(spec.group),
+    accessLog: spec.accessLog
+      ? {
+          path: spec.accessLog.path,
+          toStdout: spec.accessLog.path === "-",
+          format: spec.accessLog.format,
+        }
+      : null,
     specFingerprint: specFingerprint(spec),
     hasCustomHandler: listeners.some((l) => l.handler === "custom"),
     apps,

@@ -62,6 +62,42 @@ export const LIMITS = {
   httpBodyBytes: 65536,
 } as const;
 
+/** The longest `accessLog.path` (Linux's PATH_MAX, its terminating NUL left out). */
+export const ACCESS_LOG_PATH_MAX = 4095;
+
+export const AccessLogSchema = z
+  .strictObject(
+    {
+      path: z
+        .string({ error: 'must be a string: "-" (standard output) or a file path' })
+        .refine((s) => s.length > 0 && utf8.encode(s).length <= ACCESS_LOG_PATH_MAX, {
+          error:
+            `must be "-" (standard output) or a file path of 1 to ${ACCESS_LOG_PATH_MAX} ` +
+            "bytes",
+        })
+        .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), {
+          error: "must not contain control characters (NUL, newline, tab, …)",
+        })
+        .refine((s) => s === "-" || !s.endsWith("/"), {
+          error: "must name a file, not a directory (it ends in /)",
+        })
+        .describe(
+          'Where request lines go: "-" for standard output (beside the JSON events), or a file ' +
+            "on the target machine, opened for appending (created if missing; its directory " +
+            "must exist when the program starts). Relative paths are taken from the working " +
+            "directory of the program.",
+        ),
+      format: oneOf(["json", "combined"] as const)
+        .default("json")
+        .describe(
+          'Line format: "json" (one JSON object per line) or "combined" (the Apache/nginx ' +
+            "combined format followed by the extra fields).",
+        ),
+    },
+    { error: 'must be an object { path, format }, e.g. { "path": "-", "format": "json" }' },
+  )
+  .describe("The request log: one line per HTTP request (docs/operating.md, Request log).");
+
 export const KeepaliveSchema = z
   .strictObject(
     {
@@ -533,6 +569,9 @@ export const SpecSchema = z
             "turned 503, before the drain: time for load balancers to stop sending traffic.",
         ),
       admin: AdminSchema.optional(),
+      accessLog: AccessLogSchema.optional().describe(
+        "The request log of HTTP listeners (built-in and app); absent: no request log.",
+      ),
       listeners: z
         .array(ListenerSchema, { error: "must be an array of listener objects" })
         .min(1, { error: "must list at least 1 listener" })
@@ -571,6 +610,7 @@ export const ALLOWED_KEYS = {
   upstream: Object.keys(UpstreamSchema.shape),
   deploy: Object.keys(DeploySchema.shape),
   kubernetes: Object.keys(KubernetesSchema.shape),
+  accessLog: Object.keys(AccessLogSchema.shape),
 } as const;
 
 /** Options that only make sense on TCP listeners. */

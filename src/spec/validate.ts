@@ -43,8 +43,28 @@ function unknownKey(path: Path, raw: unknown, withHint: boolean): Diagnostic {
   const hint =
     suggestion !== undefined
       ? `did you mean ${JSON.stringify(suggestion)}?`
-      : `allowed keys: ${allowed.join(", ")}`;
+      : allowedKeysHint(allowed);
   return { path, message: "unknown key", got: valueAt(raw, path), hint };
+}
+
+/** Characters of allowed keys a hint lists before it says how many more there are. */
+const ALLOWED_KEYS_HINT_CHARS = 200;
+
+/**
+ * "allowed keys: a, b, c": the top level has grown past what one line of a message should
+ * hold, so a long list is cut, saying how many are left out and where all of them are.
+ */
+function allowedKeysHint(allowed: readonly string[]): string {
+  const shown: string[] = [];
+  let length = 0;
+  for (const key of allowed) {
+    if (shown.length > 0 && length + key.length + 2 > ALLOWED_KEYS_HINT_CHARS) break;
+    shown.push(key);
+    length += key.length + 2;
+  }
+  const rest = allowed.length - shown.length;
+  const more = rest === 0 ? "" : ` and ${rest} more (gen-reuseport schema lists them all)`;
+  return `allowed keys: ${shown.join(", ")}${more}`;
 }
 
 function allowedKeysAt(path: Path): readonly string[] {
@@ -52,6 +72,7 @@ function allowedKeysAt(path: Path): readonly string[] {
   if (path.length === 0) return ALLOWED_KEYS.spec;
   if (path.length === 1 && last === "admin") return ALLOWED_KEYS.admin;
   if (last === "keepalive") return ALLOWED_KEYS.keepalive;
+  if (last === "accessLog" && path.length === 1) return ALLOWED_KEYS.accessLog;
   if (last === "http") {
     return path[path.length - 2] === "app" ? ALLOWED_KEYS.appHttp : ALLOWED_KEYS.http;
   }

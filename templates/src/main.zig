@@ -12,6 +12,7 @@ const events = @import("events.zig");
 const pid_file = @import("supervisor/pid_file.zig");
 const upgrade = @import("upgrade/upgrade.zig");
 const privileges = @import("supervisor/privileges.zig");
+const access_log = @import("access_log.zig");
 const linux = std.os.linux;
 
 pub const main = compat.Entry(run).main;
@@ -46,6 +47,7 @@ fn run(process: compat.Process) u8 {
         .serve => |parsed| {
             var options = parsed;
             raiseFdLimit(options);
+            access_log.configure(options.access_log_path, options.access_log_format);
             if (options.worker) |role| return worker_entry.run(role, options);
             // Before anything is claimed, opened or started.
             options.drop_to = resolveUser(options.privileges) orelse return 1;

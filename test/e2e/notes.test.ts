@@ -409,7 +409,14 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: notes with body buffers", (version)
     ensureCommand("curl", "curl");
     // readBufferBytes 16 KiB, maxBodyBytes 256 KiB, one body buffer (one worker).
     const binary = await programOf("notes-uploads", version);
-    const { ready } = await startReady(binary, ["--standalone", "--listen", "api=127.0.0.1:0"]);
+    // Its request log (access-log.test.ts) goes to standard output here.
+    const { ready } = await startReady(binary, [
+      "--standalone",
+      "--listen",
+      "api=127.0.0.1:0",
+      "--listen",
+      "web=127.0.0.1:0",
+    ]);
     port = portOf(ready, "api");
     base = `http://127.0.0.1:${port}`;
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-uploads-"));

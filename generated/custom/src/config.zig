@@ -40,6 +40,13 @@ pub const Http = struct {
     content_type: []const u8,
 };
 
+/// Where request lines go and how they are written (`accessLog` in the spec).
+pub const AccessLog = struct {
+    /// A file path, opened for appending; null: standard output.
+    path: ?[:0]const u8,
+    format: enum { json, combined },
+};
+
 pub const Listener = struct {
     name: []const u8,
     protocol: Protocol,
@@ -91,13 +98,15 @@ pub const output_pool_bytes: u64 = 67108864;
 /// its group (null: the user's primary group); see supervisor/privileges.zig. null: none.
 pub const user: ?[]const u8 = null;
 pub const group: ?[]const u8 = null;
+/// The request log of HTTP listeners; null: none.
+pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
 pub const spec_fingerprint = "a16e0432995cb91a";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "69a5b8b8a1a45ff1";
+pub const supervisor_fingerprint = "fd96b100beb44979";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

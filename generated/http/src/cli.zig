@@ -29,6 +29,9 @@ pub const usage =
     \\  --max-body BYTES         largest request body an HTTP listener accepts
     \\  --admin HOST:PORT        serve /metrics, /healthz, /readyz and /status there
     \\                           (IPv6 as [::1]:9901; port 0 picks a free port)
+    \\  --access-log PATH        write the request log to PATH instead ("-": standard
+    \\                           output); only for a spec with "accessLog"
+    \\  --access-log-format F    "json" or "combined" instead of the spec's format
     \\  --pid-file PATH          write the process id to PATH when ready; removed at exit;
     \\                           locked: a second start with the same PATH exits 1
     \\  --handover PATH          (with --standalone) take the listening sockets of the
@@ -53,7 +56,7 @@ pub const usage =
     \\
     \\Signals: SIGTERM/SIGINT stop gracefully, SIGQUIT stops at once, SIGHUP restarts
     \\the workers (or, for another program, upgrades the supervisor too) from the binary
-    \\on disk without dropping connections.
+    \\on disk without dropping connections, SIGUSR1 reopens the request log.
     \\Events: one JSON object per line on standard output.
     \\
 ;
@@ -118,6 +121,10 @@ pub const Options = struct {
     worker: ?WorkerRole = null,
     /// What a worker drops to, resolved by its supervisor (the internal `--drop-to`).
     drop_to: ?privileges.Credentials = null,
+    /// `--access-log`: the request log's file instead of the spec's ("-": standard output).
+    access_log_path: ?[:0]const u8 = null,
+    /// `--access-log-format`: "json" or "combined" instead of the spec's.
+    access_log_format: ?[:0]const u8 = null,
 };
 
 /// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
@@ -208,42 +215,7 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             if (isValueFlag(arg)) return diag.set("{s} needs a value", .{arg});
             return diag.set("unknown argument \"{s}\"", .{arg});
         }
-        const value = std.mem.span(args[i + 1]);
-        if (eql(arg, "--workers")) {
-            const workers = std.fmt.parseInt(u16, value, 10) catch max_workers + 1;
-            if (workers > max_workers) {
-                return diag.set("--workers: expected a number from 0 to {d} (got \"{s}\")", .{
-                    max_workers,
-                    value,
-                });
-            }
-            options.workers = workers;
-        } else if (eql(arg, "--listen")) {
-            try parseListen(value, &options.endpoints, diag);
-        } else if (try parseLimit(arg, value, &options.limits, diag)) {
-            // Set by parseLimit.
-        } else if (eql(arg, "--admin")) {
-            options.admin = address.parseEndpoint(value) catch
-                return diag.set("--admin: expected HOST:PORT such as 127.0.0.1:9901 or " ++
-                    "[::1]:9901 (got \"{s}\")", .{value});
-            options.admin_from_flag = true;
-        } else if (eql(arg, "--pid-file")) {
-            options.pid_file = args[i + 1];
-        } else if (eql(arg, "--handover")) {
-            options.handover = value;
-        } else if (eql(arg, "--user") or eql(arg, "--group")) {
-            try parseAccount(arg, value, &options.privileges, &group_given, diag);
-        } else if (eql(arg, "--drop-to")) {
-            options.drop_to = privileges.Credentials.parse(value) orelse
-                return diag.set("--drop-to is for the supervisor's own use (got \"{s}\")", .{
-                    value,
-                });
-        } else if (eql(arg, "--worker")) {
-            options.worker = parseWorkerRole(value) orelse
-                return diag.set("--worker is for the supervisor's own use (got \"{s}\")", .{value});
-        } else {
-            return diag.set("unknown argument \"{s}\"", .{arg});
-        }
+        try parseValueFlag(&options, arg, std.mem.span(args[i + 1]), &group_given, diag);
         i += 1;
     }
     if (options.handover != null and !options.standalone) {
@@ -253,14 +225,78 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
     return .{ .serve = options };
 }
 
+/// A flag that takes a value (`arg value`), into `options`.
+fn parseValueFlag(
+    options: *Options,
+    arg: []const u8,
+    value: [:0]const u8,
+    group_given: *bool,
+    diag: *Diagnostic,
+) error{Usage}!void {
+    if (eql(arg, "--workers")) {
+        const workers = std.fmt.parseInt(u16, value, 10) catch max_workers + 1;
+        if (workers > max_workers) {
+            return diag.set("--workers: expected a number from 0 to {d} (got \"{s}\")", .{
+                max_workers,
+                value,
+            });
+        }
+        options.workers = workers;
+    } else if (eql(arg, "--listen")) {
+        try parseListen(value, &options.endpoints, diag);
+    } else if (try parseLimit(arg, value, &options.limits, diag)) {
+        // Set by parseLimit.
+    } else if (eql(arg, "--admin")) {
+        options.admin = address.parseEndpoint(value) catch
+            return diag.set("--admin: expected HOST:PORT such as 127.0.0.1:9901 or " ++
+                "[::1]:9901 (got \"{s}\")", .{value});
+        options.admin_from_flag = true;
+    } else if (eql(arg, "--pid-file")) {
+        options.pid_file = value.ptr;
+    } else if (eql(arg, "--handover")) {
+        options.handover = value;
+    } else if (eql(arg, "--user") or eql(arg, "--group")) {
+        try parseAccount(arg, value, &options.privileges, group_given, diag);
+    } else if (eql(arg, "--drop-to")) {
+        options.drop_to = privileges.Credentials.parse(value) orelse
+            return diag.set("--drop-to is for the supervisor's own use (got \"{s}\")", .{
+                value,
+            });
+    } else if (eql(arg, "--access-log")) {
+        try needsAccessLog(arg, diag);
+        if (value.len == 0) return diag.set("--access-log: expected a file path or \"-\"", .{});
+        options.access_log_path = value;
+    } else if (eql(arg, "--access-log-format")) {
+        try needsAccessLog(arg, diag);
+        if (!eql(value, "json") and !eql(value, "combined")) {
+            return diag.set("--access-log-format: expected \"json\" or \"combined\" " ++
+                "(got \"{s}\")", .{value});
+        }
+        options.access_log_format = value;
+    } else if (eql(arg, "--worker")) {
+        options.worker = parseWorkerRole(value) orelse
+            return diag.set("--worker is for the supervisor's own use (got \"{s}\")", .{value});
+    } else {
+        return diag.set("unknown argument \"{s}\"", .{arg});
+    }
+}
+
 fn eql(a: []const u8, b: []const u8) bool {
     return std.mem.eql(u8, a, b);
 }
 
+/// The request log's flags only change a log the spec asks for.
+fn needsAccessLog(arg: []const u8, diag: *Diagnostic) error{Usage}!void {
+    if (config.access_log != null) return;
+    return diag.set("{s}: this service's spec has no \"accessLog\"; add one to the spec " ++
+        "(docs/operating.md, Request log) and regenerate", .{arg});
+}
+
 fn isValueFlag(arg: []const u8) bool {
     const flags = [_][]const u8{
-        "--workers", "--listen", "--pid-file", "--handover", "--worker", "--user", "--group",
-        "--drop-to", "--admin",
+        "--workers", "--listen",     "--pid-file",          "--handover",
+        "--worker",  "--user",       "--group",             "--drop-to",
+        "--admin",   "--access-log", "--access-log-format",
     };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;

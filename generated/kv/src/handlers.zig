@@ -99,7 +99,7 @@ pub fn onData(
 pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void {
     switch (ctx.listener.handler) {
         .http => http.onTimeout(ctx, &state.http, out),
-        .app => app.onTimeout(ctx, out),
+        .app => app.onTimeout(ctx, &state.app, out),
         .echo, .whoami, .custom => {},
     }
 }

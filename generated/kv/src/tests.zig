@@ -3,6 +3,9 @@
 //! imports this file). The generator writes it from the files it renders, so a new
 //! file's tests run without anyone adding it to a list.
 test {
+    _ = @import("access_log.zig");
+    _ = @import("access_log/file.zig");
+    _ = @import("access_log/line.zig");
     _ = @import("address.zig");
     _ = @import("admin/server.zig");
     _ = @import("calendar.zig");

@@ -146,6 +146,18 @@ pub fn writeLine(which: Which, line: []const u8, budget_ms: u32) void {
     _ = stderr_stream.writeBounded(note, budget_ms);
 }
 
+/// Writes `bytes` (whole lines) at once or not at all, never waiting for room: for the
+/// request log, which counts what it loses itself. Leaves the stream's count of dropped
+/// lines to the callers of `writeLine`.
+pub fn writeWhole(which: Which, bytes: []const u8) bool {
+    assert(bytes.len > 0 and bytes[bytes.len - 1] == '\n');
+    const stream = streamOf(which);
+    const dropped_before = stream.dropped;
+    const ok = stream.writeBounded(bytes, 0);
+    stream.dropped = dropped_before;
+    return ok;
+}
+
 test "a pipe nobody reads drops lines after the budget instead of blocking, then says so" {
     var pair: [2]sys.Fd = undefined;
     try std.testing.expect(compat.errno(linux.pipe2(&pair, .{ .CLOEXEC = true })) == .SUCCESS);

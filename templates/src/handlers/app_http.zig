@@ -23,6 +23,8 @@ pub const Continuation = runtime.Continuation;
 pub const BodyWriter = runtime.BodyWriter;
 pub const continue_response = runtime.continue_response;
 pub const onTimeout = runtime.onTimeout;
+/// For the worker: the request log's line of a request that timed out.
+pub const logTimeout = runtime.logTimeout;
 pub const Access = runtime.Access;
 pub const Connection = runtime.Connection;
 pub const Module = runtime.Module;

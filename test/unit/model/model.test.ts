@@ -17,6 +17,7 @@ describe("buildModel", () => {
     const m = model({ listeners: [tcp] });
     expect({ ...m, listeners: undefined, deploy: undefined }).toEqual({
       generatorVersion: "9.9.9",
+      accessLog: null,
       specFile: "svc.json",
       name: "edge-echo",
       zigName: "edge_echo",
@@ -66,6 +67,14 @@ describe("buildModel", () => {
       upstreams: [],
       hasUpstreams: false,
     });
+  });
+
+  it("models the request log: standard output or a file, with its format", () => {
+    const toStdout = model({ accessLog: { path: "-" }, listeners: [tcp] });
+    expect(toStdout.accessLog).toEqual({ path: "-", toStdout: true, format: "json" });
+    const file = { path: "/var/log/svc/access.log", format: "combined" };
+    const toFile = model({ accessLog: file, listeners: [tcp] });
+    expect(toFile.accessLog).toEqual({ ...file, toStdout: false });
   });
 
   it("renders the systemd numbers from the spec: no WatchdogSec= without a watchdog", () => {

@@ -35,6 +35,26 @@ describe("validateSpec", () => {
     }
   }
 
+  it("accepts a request log to standard output or a file, json by default", () => {
+    const out = validateSpec({ name: "a", accessLog: { path: "-" }, listeners: [listener()] });
+    expect(out.ok && out.spec.accessLog).toEqual({ path: "-", format: "json" });
+    const file = { path: "/var/log/a/access.log", format: "combined" };
+    const result = validateSpec({ name: "a", accessLog: file, listeners: [listener()] });
+    expect(result.ok && result.spec.accessLog).toEqual(file);
+  });
+
+  it("refuses a request log without a path, with a directory path, or in an unknown format", () => {
+    const bad = (accessLog: unknown) => lines({ name: "a", accessLog, listeners: [listener()] });
+    expect(bad({ format: "json" }).join("\n")).toMatch(/^spec\.json: accessLog\.path: /);
+    expect(bad({ path: "/var/log/" }).join("\n")).toContain("accessLog.path: must name a file");
+    expect(bad({ path: "" }).join("\n")).toContain('accessLog.path: must be "-"');
+    expect(bad({ path: "/var/log/a\nb.log" }).join("\n")).toContain("control characters");
+    expect(bad({ path: "-", format: "clf" }).join("\n")).toContain(
+      'accessLog.format: must be one of "json", "combined"',
+    );
+    expect(bad({ path: "-", fromat: "json" }).join("\n")).toContain('did you mean "format"?');
+  });
+
   it("applies every default to the core form of the design", () => {
     const result = validateSpec({ name: "edge-echo", listeners: [listener()] });
     expect(result.ok).toBe(true);

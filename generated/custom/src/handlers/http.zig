@@ -17,6 +17,7 @@ const parser = @import("../http/parser.zig");
 const date = @import("../http/date.zig");
 const statuses = @import("../http/status.zig");
 const metrics = @import("../metrics/cell.zig");
+const access_log = @import("../access_log.zig");
 
 const date_len = 29;
 
@@ -116,7 +117,125 @@ const Pending = struct {
 pub const State = struct {
     parser: parser.Parser,
     pending: ?Pending = null,
+    log: Logged = .{},
 };
+
+/// What the request log keeps of a connection's current request; nothing when the spec has
+/// no log.
+const Logged = if (access_log.enabled) struct {
+    /// When the request's first bytes were seen (monotonic µs); null between requests.
+    since_us: ?u64 = null,
+    peer: access_log.PeerText = .{},
+    /// The head of a request whose body outlasts the read that brought the head: its bytes
+    /// are gone by the time the request ends, so the fields the log needs are copied.
+    copy: HeadCopy = .{},
+} else struct {};
+
+/// A request head's method, target, referer and user agent, each cut to a fixed size (then
+/// ending in `...`).
+const HeadCopy = struct {
+    method: Field(access_log.line.max_method_bytes) = .{},
+    target: Field(1024) = .{},
+    referer: Field(256) = .{},
+    user_agent: Field(256) = .{},
+    has_referer: bool = false,
+    has_user_agent: bool = false,
+    http_1_0: bool = false,
+
+    fn Field(comptime size: usize) type {
+        return struct {
+            bytes: [size]u8 = undefined,
+            len: u16 = 0,
+
+            fn set(self: *@This(), text: []const u8) void {
+                if (text.len <= size) {
+                    @memcpy(self.bytes[0..text.len], text);
+                    self.len = @intCast(text.len);
+                    return;
+                }
+                @memcpy(self.bytes[0 .. size - 3], text[0 .. size - 3]);
+                @memcpy(self.bytes[size - 3 ..], "...");
+                self.len = size;
+            }
+
+            fn get(self: *const @This()) []const u8 {
+                return self.bytes[0..self.len];
+            }
+        };
+    }
+
+    fn save(self: *HeadCopy, head: *const parser.Head) void {
+        self.method.set(head.method);
+        self.target.set(head.target);
+        const referer = head.field("referer");
+        self.has_referer = referer != null;
+        self.referer.set(referer orelse "");
+        const user_agent = head.field("user-agent");
+        self.has_user_agent = user_agent != null;
+        self.user_agent.set(user_agent orelse "");
+        self.http_1_0 = head.version == .http_1_0;
+    }
+};
+
+/// The request fields of a log line: from the head parsed in this call, or from its copy.
+const RequestView = struct {
+    method: []const u8 = "",
+    target: []const u8 = "",
+    http_1_0: bool = false,
+    referer: ?[]const u8 = null,
+    user_agent: ?[]const u8 = null,
+
+    fn ofHead(head: *const parser.Head) RequestView {
+        return .{
+            .method = head.method,
+            .target = head.target,
+            .http_1_0 = head.version == .http_1_0,
+            .referer = head.field("referer"),
+            .user_agent = head.field("user-agent"),
+        };
+    }
+
+    fn ofCopy(copy: *const HeadCopy) RequestView {
+        return .{
+            .method = copy.method.get(),
+            .target = copy.target.get(),
+            .http_1_0 = copy.http_1_0,
+            .referer = if (copy.has_referer) copy.referer.get() else null,
+            .user_agent = if (copy.has_user_agent) copy.user_agent.get() else null,
+        };
+    }
+};
+
+/// One line in the request log for the request that just ended (or was refused).
+fn logRequest(
+    ctx: *const api.Context,
+    state: *State,
+    view: RequestView,
+    status_code: u16,
+    body_bytes: u64,
+) void {
+    if (!access_log.enabled) return;
+    const now_us = sys.monotonicUs();
+    const since_us = state.log.since_us orelse now_us;
+    state.log.peer.get(ctx.fd);
+    const entry: access_log.Entry = .{
+        .time_ms = sys.realtimeMs(),
+        .worker = ctx.worker_index,
+        .listener = ctx.listener.name,
+        .peer = state.log.peer.address(),
+        .peer_port = state.log.peer.port,
+        .method = view.method,
+        .target = view.target,
+        .http_1_0 = view.http_1_0,
+        .status = status_code,
+        .body_bytes = body_bytes,
+        .duration_us = now_us -| since_us,
+        .route = "",
+        .referer = view.referer,
+        .user_agent = view.user_agent,
+    };
+    access_log.record(&entry, now_us / std.time.us_per_ms);
+}
 
 pub fn initState(limits: cli.Limits) State {
     return .{ .parser = parser.Parser.init(parserLimits(limits.max_body_bytes)) };
@@ -166,9 +285,14 @@ pub fn onData(
     input: []const u8,
     out: *api.Output,
 ) api.Progress {
-    const table = &responses[ctx.listener_index];
     var progress: api.Progress = .{ .consumed = 0 };
     var clock: Clock = .{};
+    // The head parsed in this call, whose bytes are still in `input` (request log only).
+    var head_here: ?parser.Head = null;
+    const call_us: u64 = if (access_log.enabled) sys.monotonicUs() else 0;
+    if (access_log.enabled and state.log.since_us == null and input.len > 0) {
+        state.log.since_us = call_us;
+    }
     // Each step consumes input or moves the parser to its next event (a head, then an end),
     // so the steps are bounded by twice the input plus one.
     var steps: usize = 0;
@@ -182,53 +306,97 @@ pub fn onData(
             // what follows them may complete one.
             .need_more => if (step.consumed == 0) break,
             .head => |head| {
-                const connect = std.mem.eql(u8, head.method, "CONNECT");
-                state.pending = .{
-                    .keep_alive = head.persistent() and !ctx.draining and !connect,
-                    .http_1_0 = head.version == .http_1_0,
-                    .head_only = std.mem.eql(u8, head.method, "HEAD"),
-                    .refuse = connect,
-                    .head_us = clock.now(),
-                };
-                if (head.expect_continue and head.body != .none) _ = out.append(continue_response);
+                startRequest(ctx, state, &head, out, &clock);
+                if (access_log.enabled) head_here = head;
             },
             // The built-in handler has no use for a request body: it is read and dropped.
             .body => {},
             .end => {
-                const request = state.pending orelse unreachable;
-                state.pending = null;
-                progress.requests += 1;
-                if (request.refuse) {
-                    // A tunnel this server does not make must not get a 2xx (RFC 9110 §9.3.6).
-                    appendResponse(out, not_implemented, false, 0);
-                    progress.rejected = 501;
-                    progress.close = true;
-                    break;
-                }
-                // Refusals are counted by the worker, from `progress.rejected`.
-                metrics.response(ctx.listener_index, 0, 200, clock.now() -| request.head_us);
-                const response = if (!request.keep_alive)
-                    table.close
-                else if (request.http_1_0)
-                    table.keep_alive_1_0
-                else
-                    table.keep_alive;
-                appendResponse(out, response, request.head_only, table.body_len);
-                if (!request.keep_alive) {
-                    progress.close = true;
-                    break;
+                const view = viewOf(state, head_here);
+                head_here = null;
+                answer(ctx, state, view, out, &progress, &clock);
+                if (progress.close) break;
+                if (access_log.enabled) {
+                    // Requests behind it in this input arrived with this read.
+                    state.log.since_us = if (progress.consumed < input.len) call_us else null;
                 }
             },
             .err => |e| {
                 appendError(out, e);
+                const view = if (state.pending != null) viewOf(state, head_here) else RequestView{};
+                logRequest(ctx, state, view, e.status(), 0);
                 progress.rejected = e.status();
                 progress.close = true;
                 break;
             },
         }
     }
+    // A body still to come: its head's bytes go with this input, so the log keeps a copy.
+    if (access_log.enabled and state.pending != null) {
+        if (head_here) |head| state.log.copy.save(&head);
+    }
     progress.phase = phaseOf(state, input.len - progress.consumed);
     return progress;
+}
+
+/// A request's head is whole: what its answer will be, and 100 Continue when it asks.
+fn startRequest(
+    ctx: *const api.Context,
+    state: *State,
+    head: *const parser.Head,
+    out: *api.Output,
+    clock: *Clock,
+) void {
+    const connect = std.mem.eql(u8, head.method, "CONNECT");
+    state.pending = .{
+        .keep_alive = head.persistent() and !ctx.draining and !connect,
+        .http_1_0 = head.version == .http_1_0,
+        .head_only = std.mem.eql(u8, head.method, "HEAD"),
+        .refuse = connect,
+        .head_us = clock.now(),
+    };
+    if (head.expect_continue and head.body != .none) _ = out.append(continue_response);
+}
+
+/// The current request is whole: its answer, and its line in the request log.
+fn answer(
+    ctx: *const api.Context,
+    state: *State,
+    view: RequestView,
+    out: *api.Output,
+    progress: *api.Progress,
+    clock: *Clock,
+) void {
+    const table = &responses[ctx.listener_index];
+    const request = state.pending orelse unreachable;
+    state.pending = null;
+    progress.requests += 1;
+    if (request.refuse) {
+        // A tunnel this server does not make must not get a 2xx (RFC 9110 §9.3.6).
+        appendResponse(out, not_implemented, false, 0);
+        logRequest(ctx, state, view, 501, 0);
+        progress.rejected = 501;
+        progress.close = true;
+        return;
+    }
+    // Refusals are counted by the worker, from `progress.rejected`.
+    metrics.response(ctx.listener_index, 0, 200, clock.now() -| request.head_us);
+    const response = if (!request.keep_alive)
+        table.close
+    else if (request.http_1_0)
+        table.keep_alive_1_0
+    else
+        table.keep_alive;
+    appendResponse(out, response, request.head_only, table.body_len);
+    logRequest(ctx, state, view, 200, if (request.head_only) 0 else table.body_len);
+    if (!request.keep_alive) progress.close = true;
+}
+
+/// The current request as the log sees it: its head parsed in this call, or its copy.
+fn viewOf(state: *const State, head_here: ?parser.Head) RequestView {
+    if (!access_log.enabled) return .{};
+    if (head_here) |head| return RequestView.ofHead(&head);
+    return RequestView.ofCopy(&state.log.copy);
 }
 
 /// The monotonic clock, read at most once per `onData` call, when a request's head or end is
@@ -257,9 +425,13 @@ fn phaseOf(state: *const State, unconsumed: usize) api.Phase {
 
 /// The head or body did not arrive in time.
 pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void {
-    _ = state;
-    _ = ctx;
     if (out.free() >= timeout_response.len()) appendResponse(out, timeout_response, false, 0);
+    // Logged when part of a request had arrived, as nginx logs its 408s.
+    if (access_log.enabled and state.log.since_us != null) {
+        const view = if (state.pending != null) viewOf(state, null) else RequestView{};
+        logRequest(ctx, state, view, 408, 0);
+        state.log.since_us = null;
+    }
 }
 
 pub fn onDatagram(ctx: *const api.Context, input: []const u8, reply: []u8) usize {

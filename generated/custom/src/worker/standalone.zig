@@ -22,6 +22,7 @@ const handover = @import("../upgrade/handover.zig");
 const worker_mod = @import("worker.zig");
 const events = @import("../events.zig");
 const log = @import("../log.zig");
+const access_log = @import("../access_log.zig");
 const pid_file = @import("../supervisor/pid_file.zig");
 const notify = @import("../systemd/notify.zig");
 const compat = @import("../compat.zig");
@@ -34,6 +35,8 @@ const linux = std.os.linux;
 
 pub fn run(options: cli.Options, process: compat.Process) u8 {
     const allocator = std.heap.page_allocator;
+    // Before any socket is opened: a request log that cannot be opened stops the start here.
+    if (!access_log.prepareFile(null)) return 1;
     var diag: activation.Diagnostic = .{};
     const pid = linux.getpid();
     const asked = &options.endpoints;
@@ -55,11 +58,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     var ports: [config.listeners.len]u16 = undefined;
     const count = gather(passed, taken, sockets, &endpoints, &ports) orelse return 1;
 
-    if (taken.fds.len > 0) {
-        log.info("handover: serving {d} listening sockets taken from pid {d}", .{
-            taken.fds.len, taken.from_pid,
-        });
-    }
+    logTaken(taken);
     // From here on, PATH answers with this process's sockets.
     const server: ?handover.Server = if (options.handover) |path|
         handover.Server.open(path) catch {
@@ -122,6 +121,13 @@ fn dropPrivileges(credentials: *const privileges.Credentials) bool {
         return false;
     };
     return true;
+}
+
+fn logTaken(taken: handover.Taken) void {
+    if (taken.fds.len == 0) return;
+    log.info("handover: serving {d} listening sockets taken from pid {d}", .{
+        taken.fds.len, taken.from_pid,
+    });
 }
 
 fn emitReady(

@@ -52,6 +52,7 @@ const worker_process = @import("worker_process.zig");
 const worker_link = @import("worker_link.zig");
 const events = @import("../events.zig");
 const pid_file = @import("pid_file.zig");
+const access_log = @import("../access_log.zig");
 const notify = @import("../systemd/notify.zig");
 const upgrade = @import("../upgrade/upgrade.zig");
 const log = @import("../log.zig");
@@ -681,6 +682,8 @@ pub const Supervisor = struct {
             .drop_to = self.options.drop_to,
             .metrics_fd = self.metrics.fd,
             .metrics_cell = record,
+            .access_log_path = self.options.access_log_path,
+            .access_log_format = self.options.access_log_format,
         }) catch |err| {
             log.err("cannot start worker {d}: {s}", .{ index, @errorName(err) });
             proc.spawn_error = @errorName(err);
@@ -788,8 +791,29 @@ pub const Supervisor = struct {
                 self.feed(.{ .signal = .quit });
             } else if (signo == compat.signalNumber(linux.SIG.HUP)) {
                 self.feed(.{ .signal = .hup });
+            } else if (signo == compat.signalNumber(linux.SIG.USR1)) {
+                self.reopenLogs();
             }
         }
+    }
+
+    /// SIGUSR1 (log rotation): the supervisor makes sure the request log's file exists, with
+    /// its owner, then every worker, draining ones included, reopens it. The supervisor writes
+    /// no file of its own: its events and log lines go to the standard output and error it
+    /// was given.
+    fn reopenLogs(self: *Supervisor) void {
+        // Privilege drop: the owner the workers' user needs goes here (see access_log/file.zig).
+        if (!access_log.prepareFile(null)) {
+            log.warn("SIGUSR1: workers keep writing the file they have open", .{});
+            return;
+        }
+        var told: u32 = 0;
+        for (self.procs) |proc| {
+            if (proc.pid == 0 or proc.exited) continue;
+            _ = linux.kill(proc.pid, linux.SIG.USR1);
+            told += 1;
+        }
+        log.info("SIGUSR1: {d} workers reopen the request log", .{told});
     }
 
     /// The first stop: after an upgrade the service goes on, so systemd must not hear it
@@ -1113,6 +1137,9 @@ fn activationSource(
 /// Supervisor mode's entry: opens every socket, then serves until stopped.
 pub fn run(options: cli.Options, process: compat.Process) u8 {
     const allocator = std.heap.page_allocator;
+    // Before anything serves: a request log that cannot be opened stops the start here.
+    // Privilege drop: the owner the workers' user needs goes here (see access_log/file.zig).
+    if (!access_log.prepareFile(null)) return 1;
     const auto_workers: ?cpus.Auto = if (options.workers == 0) cpus.autoWorkers() else null;
     const workers = if (auto_workers) |auto| auto.workers else options.workers;
     var exe_buf: [4096:0]u8 = undefined;
@@ -1135,11 +1162,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     const opened = openSockets(allocator, options, workers, passed, source) orelse return 1;
     const handed = handedFlags(allocator, passed, workers) catch return 1;
     const notifier = notify.Notifier.init(process.envp);
-    const fd_store = notifier.enabled() and
-        (options.fd_store or notify.fdStoreOffered(process.envp));
-    if (fd_store) dropSurplusFromStore(&notifier, passed, workers);
-    closeSurplus(passed, workers, source);
-    if (fd_store) storeSockets(&notifier, opened.sockets, opened.shared, workers);
+    settleSockets(&notifier, options, process.envp, passed, opened, workers, source);
     const loop = Loop.open() catch return 1;
 
     const tables = Tables.alloc(allocator, workers, opened.sockets.len) catch return 1;
@@ -1180,6 +1203,24 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
     if (!supervisor.startAdmin(handover != null)) return 1;
     supervisor.armSystemdWatchdog(process.envp);
     return supervisor.run();
+}
+
+/// What systemd holds matches what this supervisor serves: with the fd store on, the sockets
+/// of slots beyond `workers` leave it and every slot's sockets go into it; surplus sockets
+/// systemd passed are closed.
+fn settleSockets(
+    notifier: *const notify.Notifier,
+    options: cli.Options,
+    envp: [*:null]const ?[*:0]const u8,
+    passed: activation.Passed,
+    opened: Opened,
+    workers: u16,
+    source: activation.Source,
+) void {
+    const fd_store = notifier.enabled() and (options.fd_store or notify.fdStoreOffered(envp));
+    if (fd_store) dropSurplusFromStore(notifier, passed, workers);
+    closeSurplus(passed, workers, source);
+    if (fd_store) storeSockets(notifier, opened.sockets, opened.shared, workers);
 }
 
 /// How often, and for how long, an upgrade's new supervisor tries to bind the admin port
@@ -1379,6 +1420,9 @@ const Loop = struct {
         linux.sigaddset(&set, linux.SIG.HUP);
         linux.sigaddset(&set, linux.SIG.CHLD);
         linux.sigaddset(&set, linux.SIG.PIPE);
+        // Reopen the request log (log rotation); blocked from here on, so workers start
+        // with it blocked too and never die of one that arrives before they take it.
+        linux.sigaddset(&set, linux.SIG.USR1);
         const sigfd = try sys.signalfd(&set);
         const epfd = try sys.epollCreate();
         try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0));

@@ -31,6 +31,10 @@ pub const Stats = struct {
     /// Connections closed for asking more output than `outputLimitBytes` of their client.
     output_limit: u64 = 0,
     rejected: [rejected_statuses.len]u64 = @splat(0),
+    /// Request log writes that failed (a full disk, an I/O error, a pipe nobody reads), and
+    /// the request lines lost with them (see `access_log.zig`).
+    access_log_errors: u64 = 0,
+    access_log_dropped: u64 = 0,
 
     pub fn countRejected(self: *Stats, status: u16) void {
         for (rejected_statuses, 0..) |s, i| {
@@ -51,8 +55,10 @@ pub const Stats = struct {
     /// Every counter by its key in the report line, in a fixed order.
     const Entry = struct { key: []const u8, value: *u64 };
 
-    fn entries(self: *Stats) [11 + rejected_statuses.len]Entry {
-        var list: [11 + rejected_statuses.len]Entry = undefined;
+    const plain_entries = 13;
+
+    fn entries(self: *Stats) [plain_entries + rejected_statuses.len]Entry {
+        var list: [plain_entries + rejected_statuses.len]Entry = undefined;
         list[0] = .{ .key = "connections", .value = &self.connections };
         list[1] = .{ .key = "requests", .value = &self.requests };
         list[2] = .{ .key = "datagrams", .value = &self.datagrams };
@@ -64,8 +70,10 @@ pub const Stats = struct {
         list[8] = .{ .key = "abandoned", .value = &self.abandoned };
         list[9] = .{ .key = "timeout_request", .value = &self.timeouts.request };
         list[10] = .{ .key = "output_limit", .value = &self.output_limit };
+        list[11] = .{ .key = "access_log_errors", .value = &self.access_log_errors };
+        list[12] = .{ .key = "access_log_dropped", .value = &self.access_log_dropped };
         inline for (rejected_statuses, 0..) |status, i| {
-            list[11 + i] = .{
+            list[plain_entries + i] = .{
                 .key = std.fmt.comptimePrint("rejected_{d}", .{status}),
                 .value = &self.rejected[i],
             };
@@ -102,6 +110,7 @@ pub const Stats = struct {
 
 test "a report line round-trips, and unknown keys are ignored" {
     var stats: Stats = .{ .connections = 3, .requests = 5, .datagrams = 7, .evicted = 2 };
+    stats.access_log_dropped = 11;
     stats.timeouts.header = 4;
     stats.countRejected(431);
     var buf: [512]u8 = undefined;

@@ -21,6 +21,7 @@ const drain_mod = @import("drain.zig");
 const stats_mod = @import("stats.zig");
 const metrics = @import("../metrics/cell.zig");
 const log = @import("../log.zig");
+const access_log = @import("../access_log.zig");
 const worker_link = @import("../supervisor/worker_link.zig");
 const handover = @import("../upgrade/handover.zig");
 const admin_server = @import("../admin/server.zig");
@@ -150,6 +151,8 @@ pub const Worker = struct {
         linux.sigaddset(&set, linux.SIG.QUIT);
         linux.sigaddset(&set, linux.SIG.HUP);
         linux.sigaddset(&set, linux.SIG.PIPE);
+        // Reopen the request log (log rotation); taken, and harmless, without one.
+        linux.sigaddset(&set, linux.SIG.USR1);
         const sigfd = try sys.signalfd(&set);
         const epfd = try sys.epollCreate();
         try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0));
@@ -169,6 +172,7 @@ pub const Worker = struct {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, server.fd, linux.EPOLL.IN, data);
         }
         const pid = linux.getpid();
+        if (!access_log.open()) return error.AccessLogUnavailable;
         try handlers.initApps(allocator);
         errdefer handlers.deinitApps(allocator);
         try handlers.upstream.init(allocator, epfd);
@@ -217,7 +221,10 @@ pub const Worker = struct {
 
     pub fn stats(self: *const Worker) Stats {
         _ = self;
-        return metrics.stats(metrics.own);
+        var all = metrics.stats(metrics.own);
+        all.access_log_errors = access_log.counters.errors;
+        all.access_log_dropped = access_log.counters.dropped;
+        return all;
     }
 
     /// Serves until stopped; returns why it stopped.
@@ -251,6 +258,7 @@ pub const Worker = struct {
             self.conns.expire(now);
             handlers.upstream.expire(now);
             if (self.admin) |*a| a.expire(now);
+            access_log.flushIfDue(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
             self.resumeListenersIfRoom(now);
@@ -276,6 +284,7 @@ pub const Worker = struct {
         var next: ?u64 = self.conns.nextMs();
         if (handlers.upstream.nextMs()) |at| next = @min(next orelse at, at);
         if (handlers.nextAppTickMs()) |at| next = @min(next orelse at, at);
+        if (access_log.nextFlushMs()) |at| next = @min(next orelse at, at);
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
         if (self.accept_resume_ms) |at| next = @min(next orelse at, at);
         if (self.full_retry_ms) |at| next = @min(next orelse at, at);
@@ -337,6 +346,8 @@ pub const Worker = struct {
                 self.onTermSignal(now_ms);
             } else if (signo == compat.signalNumber(linux.SIG.QUIT)) {
                 self.stop = .immediate;
+            } else if (signo == compat.signalNumber(linux.SIG.USR1)) {
+                access_log.reopen();
             } else if (signo == compat.signalNumber(linux.SIG.HUP)) {
                 if (self.options.control_fd == null) {
                     log.warn("SIGHUP ignored: a restart needs the supervisor " ++
@@ -378,6 +389,7 @@ pub const Worker = struct {
         self.conns.beginDrain(now_ms);
         self.closeListeners(now_ms);
         handlers.drainApps();
+        access_log.flush();
     }
 
     /// Takes what is already queued on each listener, then closes this worker's
@@ -459,6 +471,7 @@ pub const Worker = struct {
         self.conns.closeAll();
         handlers.upstream.deinit();
         handlers.deinitApps(self.allocator);
+        access_log.close();
         return reason;
     }
 

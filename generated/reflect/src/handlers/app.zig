@@ -85,9 +85,11 @@ pub fn onData(
     unreachable;
 }
 
-/// A request head or body did not arrive in time (HTTP answers 408).
-pub fn onTimeout(ctx: *const api.Context, out: *api.Output) void {
-    if (hasRequests(ctx.listener_index)) http.onTimeout(out);
+/// A request head or body did not arrive in time (HTTP answers 408, and logs it).
+pub fn onTimeout(ctx: *const api.Context, conn: *Connection, out: *api.Output) void {
+    if (!hasRequests(ctx.listener_index)) return;
+    http.onTimeout(out);
+    _ = conn;
 }
 
 /// A connection's timer fired: a stream module's `io.setTimer`, or an HTTP route's

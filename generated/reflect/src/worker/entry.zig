@@ -65,7 +65,7 @@ pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
     }
     sys.writeAll(role.report_fd, "ready\n") catch return 1;
     _ = w.run();
-    // Room for every counter at its largest (17 keys with 20 digits each take under 600).
+    // Room for every counter at its largest (20 keys with 20 digits each take under 700).
     var buf: [1024]u8 = undefined;
     const line = w.stats().formatLine(&buf) catch unreachable;
     // The supervisor is gone or stopped listening: the counters die with the worker.

@@ -47,6 +47,9 @@ pub const StartOptions = struct {
     /// The shared metrics region (inherited; -1: none) and the worker's cell in it.
     metrics_fd: sys.Fd = -1,
     metrics_cell: u32 = 0,
+    /// `--access-log` and `--access-log-format`, passed on when given.
+    access_log_path: ?[:0]const u8 = null,
+    access_log_format: ?[:0]const u8 = null,
 };
 
 /// A started worker and the supervisor's ends of its pipes.
@@ -72,7 +75,9 @@ pub fn start(options: StartOptions) !Started {
     var role_buf: [128 + (cli.max_ring + 1) * (8 + 12 * listener_count):0]u8 = undefined;
     const role = try formatRole(&role_buf, options, control[0], report[1]);
     var limit_bufs: [cli.limit_flags.len][24:0]u8 = undefined;
-    const argc = 3 + 2 * cli.limit_flags.len + 2;
+    // The limits, then the request log's flags and --drop-to when given, one after the other
+    // (argv ends at its first null).
+    const argc = 3 + 2 * cli.limit_flags.len + 4 + 2;
     var argv: [argc:null]?[*:0]const u8 = @splat(null);
     argv[0] = options.exe_path;
     argv[1] = "--worker";
@@ -84,12 +89,24 @@ pub fn start(options: StartOptions) !Started {
         argv[3 + 2 * i] = limit.flag.ptr;
         argv[4 + 2 * i] = &limit_bufs[i];
     }
+    var next: usize = 3 + 2 * cli.limit_flags.len;
+    if (options.access_log_path) |path| {
+        argv[next] = "--access-log";
+        argv[next + 1] = path.ptr;
+        next += 2;
+    }
+    if (options.access_log_format) |format| {
+        argv[next] = "--access-log-format";
+        argv[next + 1] = format.ptr;
+        next += 2;
+    }
     var drop_buf: [24 + 11 * privileges.max_groups:0]u8 = undefined;
     if (options.drop_to) |credentials| {
         const text = try credentials.toText(&drop_buf);
         drop_buf[text.len] = 0;
-        argv[argc - 2] = "--drop-to";
-        argv[argc - 1] = &drop_buf;
+        argv[next] = "--drop-to";
+        argv[next + 1] = &drop_buf;
+        next += 2;
     }
     const parent = linux.getpid();
 

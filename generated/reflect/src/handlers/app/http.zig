@@ -50,6 +50,7 @@ const response_mod = @import("response.zig");
 const framing_mod = @import("framing.zig");
 const app_wake = @import("wake.zig");
 const app_http_testing = @import("testing.zig");
+const access_log = @import("../../access_log.zig");
 const assert = std.debug.assert;
 
 /// Room for the headers a route adds (`res.header`), per worker.
@@ -108,6 +109,56 @@ pub const Access = struct {
     route: []const u8,
 };
 
+/// One line in the request log: the request (`head`, null when refused before its head was
+/// whole) and its answer.
+fn logRequest(
+    ctx: *const api.Context,
+    conn: *Connection,
+    head: ?*const parser.Head,
+    status: u16,
+    body_bytes: u64,
+    route: []const u8,
+) void {
+    if (!access_log.enabled) return;
+    const now_us = sys.monotonicUs();
+    const since_us = conn.log.since_us orelse now_us;
+    conn.log.peer.get(ctx.fd);
+    var entry: access_log.Entry = .{
+        .time_ms = sys.realtimeMs(),
+        .worker = ctx.worker_index,
+        .listener = ctx.listener.name,
+        .peer = conn.log.peer.address(),
+        .peer_port = conn.log.peer.port,
+        .method = "",
+        .target = "",
+        .http_1_0 = false,
+        .status = status,
+        .body_bytes = body_bytes,
+        .duration_us = now_us -| since_us,
+        .route = route,
+        .referer = null,
+        .user_agent = null,
+    };
+    if (head) |h| {
+        entry.method = h.method;
+        entry.target = h.target;
+        entry.http_1_0 = h.version == .http_1_0;
+        entry.referer = h.field("referer");
+        entry.user_agent = h.field("user-agent");
+    }
+    access_log.record(&entry, now_us / std.time.us_per_ms);
+}
+
+/// The current request timed out (answered 408): logged when part of it had arrived, as the
+/// built-in handler logs its 408s.
+pub fn logTimeout(ctx: *const api.Context, conn: *Connection) void {
+    if (!access_log.enabled) return;
+    if (conn.log.since_us == null) return;
+    const head: ?*const parser.Head = if (conn.head) |*h| h else null;
+    logRequest(ctx, conn, head, 408, 0, "");
+    conn.log.since_us = null;
+}
+
 /// Drops the chunk framing that lies between a request's decoded body and its unparsed bytes
 /// (the request starts `input`): head and body move right over it, and the returned count
 /// of bytes at the front is to be consumed. The head's slices need no rebase: they move
@@ -148,6 +199,14 @@ pub const Connection = struct {
     body_buffer: ?u16 = null,
     /// The current request is held by its route (`res.later`).
     held: ?Held = null,
+    log: Logged = .{},
+
+    /// What the request log keeps of the connection; nothing when the spec has no log.
+    const Logged = if (access_log.enabled) struct {
+        /// When the current request's first bytes were seen (monotonic µs).
+        since_us: ?u64 = null,
+        peer: access_log.PeerText = .{},
+    } else struct {};
 
     const Held = struct {
         /// When the route first held it (µs, monotonic).
@@ -378,15 +437,27 @@ pub fn Module(
             }
             const start = serveRequests(s, ctx, conn, input, out, &progress);
             assert(start <= input.len);
+            // While the refused request's head still points into `input`.
+            if (progress.rejected != 0) logRefused(ctx, conn, progress.rejected);
             progress.consumed = start;
             conn.rebase(start);
             if (start == 0 and conn.head != null and conn.held == null and !progress.close and
                 input.len == config.read_buffer_bytes)
             {
-                if (!makeRoom(conn, input, out, &progress)) return progress;
+                if (!makeRoom(conn, input, out, &progress)) {
+                    logRefused(ctx, conn, if (progress.rejected != 0) progress.rejected else 503);
+                    return progress;
+                }
             }
             progress.phase = phaseOf(conn, input.len > start);
             return progress;
+        }
+
+        fn logRefused(ctx: *const api.Context, conn: *Connection, status: u16) void {
+            if (!access_log.enabled) return;
+            const head: ?*const parser.Head = if (conn.head) |*h| h else null;
+            logRequest(ctx, conn, head, status, 0, "");
+            conn.log.since_us = null;
         }
 
         /// Parses and answers the requests in `input`, one after the other, until one is
@@ -403,8 +474,12 @@ pub fn Module(
             var start: usize = 0;
             // Each step consumes input or moves the parser to its next event.
             var steps: usize = 0;
+            const call_us: u64 = if (access_log.enabled) sys.monotonicUs() else 0;
             while (steps <= 2 * input.len + 2) : (steps += 1) {
                 if (conn.head == null and conn.parsed == 0 and out.len > 0) break;
+                if (access_log.enabled and conn.log.since_us == null and start < input.len) {
+                    conn.log.since_us = call_us;
+                }
                 const step = conn.parser.next(input[start + conn.parsed ..]);
                 switch (step.event) {
                     .need_more => {
@@ -571,6 +646,7 @@ pub fn Module(
             conn.parsed = 0;
             conn.head = null;
             conn.held = null;
+            if (access_log.enabled) conn.log.since_us = null;
             conn.parser.limits.body_bytes = conn.max_body_bytes;
         }
 
@@ -678,6 +754,8 @@ pub fn Module(
             const duration_us = nowUs() - started_us;
             const route = routeIndex(route_name);
             metrics_cell.response(ctx.listener_index, route, res.status, duration_us);
+            const body_bytes = if (framing.head_only) 0 else res.body_len;
+            logRequest(ctx, conn, &head, res.status, body_bytes, route_name);
             if (@hasDecl(M, "access")) {
                 M.access(s, .{
                     .method = head.method,
