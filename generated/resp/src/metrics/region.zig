@@ -253,6 +253,14 @@ test "two workers of a slot never share a cell, and folding keeps totals monoton
     try std.testing.expectEqual(@as(u64, 1), region.restartCount(.reload));
     try std.testing.expectEqual(@as(u64, 1), region.restartCount(.crash));
     try std.testing.expectEqual(@as(u64, 0), slotTotal(&region, 1));
+    // The watchdog's kill is `hung`, not `crash`; a stop's exits count as no restart.
+    region.fold(1, .{ .expected = false, .hung = true });
+    region.fold(0, .{ .expected = true });
+    try std.testing.expectEqual(@as(u64, 1), region.restartCount(.hung));
+    try std.testing.expectEqual(@as(u64, 1), region.restartCount(.crash));
+    // A freed cell is zero and belongs to no slot.
+    try std.testing.expectEqual(@as(u64, 0), region.cell(0).listeners[0].accepted);
+    try std.testing.expectEqual(@as(u64, 8), slotTotal(&region, 0));
 }
 
 fn slotTotal(region: *const Region, slot: u16) u64 {
