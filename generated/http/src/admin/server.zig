@@ -350,8 +350,8 @@ pub const Server = struct {
         const head = compat.bufPrint(c.out, "HTTP/1.1 {d} {s}\r\nDate: {s}\r\n" ++
             "Content-Type: {s}\r\nContent-Length: {d}\r\nCache-Control: no-store\r\n" ++
             "{s}Connection: {s}\r\n\r\n", .{
-            code,                 status.reason(code), self.dates.get(now_s),
-            content_type,         body.len,            allow,
+            code,         status.reason(code), self.dates.get(now_s),
+            content_type, body.len,            allow,
             connection,
         }) catch unreachable; // a few hundred bytes in megabytes
         c.out_len = head.len;
@@ -474,10 +474,10 @@ pub fn start(
     if (collidingListener(endpoint, endpoints)) |i| {
         const l = config.listeners[i];
         var other: [64]u8 = undefined;
+        const listener_host = address.format(endpoints[i].address, &other);
         reportFailure("{s} {s}:{d} collides with tcp listener {s} at {s}:{d}; give the admin " ++
             "listener another port", .{
-            what, host, endpoint.port, l.name, address.format(endpoints[i].address, &other),
-            endpoints[i].port,
+            what, host, endpoint.port, l.name, listener_host, endpoints[i].port,
         });
         return error.Collision;
     }
