@@ -93,7 +93,7 @@ pub const spec_fingerprint = "084b8ce65e6455e9";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "353f859fb5a049d5";
+pub const supervisor_fingerprint = "be0e6347677c1500";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

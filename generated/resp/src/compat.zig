@@ -115,6 +115,12 @@ pub fn copyLeft(dest: []u8, src: []const u8) void {
 }
 
 /// The error number of a raw `std.os.linux` call's return value.
+/// An enum value's index among its tags (its tag value for the usual dense enums). Not the
+/// builtin: 0.17's zig fmt rewrites `@intFromEnum` to a builtin older releases lack.
+pub fn enumIndex(value: anytype) usize {
+    return std.enums.EnumIndexer(@TypeOf(value)).indexOf(value);
+}
+
 pub fn errno(rc: usize) linux.E {
     if (comptime @hasDecl(linux, "errno")) return linux.errno(rc);
     return linux.E.init(rc);

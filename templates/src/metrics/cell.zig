@@ -11,6 +11,7 @@
 //! built-in ones; their layout is the user's and is checked with a hash (`region.zig`).
 const std = @import("std");
 const config = @import("../config.zig");
+const compat = @import("../compat.zig");
 const stats_mod = @import("../worker/stats.zig");
 const app = @import("app.zig");
 
@@ -202,11 +203,11 @@ pub fn stats(cell: *const Cell) stats_mod.Stats {
         s.evicted += load(&l.evicted);
         s.abandoned += load(&l.abandoned);
         s.output_limit += load(&l.output_limit);
-        s.timeouts.header += load(&l.timeouts[@intFromEnum(TimeoutKind.header)]);
-        s.timeouts.body += load(&l.timeouts[@intFromEnum(TimeoutKind.body)]);
-        s.timeouts.idle += load(&l.timeouts[@intFromEnum(TimeoutKind.idle)]);
-        s.timeouts.write += load(&l.timeouts[@intFromEnum(TimeoutKind.write)]);
-        s.timeouts.request += load(&l.timeouts[@intFromEnum(TimeoutKind.request)]);
+        s.timeouts.header += load(&l.timeouts[compat.enumIndex(TimeoutKind.header)]);
+        s.timeouts.body += load(&l.timeouts[compat.enumIndex(TimeoutKind.body)]);
+        s.timeouts.idle += load(&l.timeouts[compat.enumIndex(TimeoutKind.idle)]);
+        s.timeouts.write += load(&l.timeouts[compat.enumIndex(TimeoutKind.write)]);
+        s.timeouts.request += load(&l.timeouts[compat.enumIndex(TimeoutKind.request)]);
         for (&s.rejected, &l.rejected) |*mine, *theirs| mine.* += load(theirs);
     }
     return s;
@@ -250,7 +251,7 @@ test "a cell's counters become the worker's Stats, and fold leaves gauges out" {
     add(&l.accepted, 3);
     add(&l.open, 2);
     add(&l.requests, 5);
-    add(&l.timeouts[@intFromEnum(TimeoutKind.idle)], 1);
+    add(&l.timeouts[compat.enumIndex(TimeoutKind.idle)], 1);
     countRejected(l, 431);
     const s = stats(&cell);
     try std.testing.expectEqual(@as(u64, 3), s.connections);

@@ -132,7 +132,9 @@ pub const Region = struct {
         self.next[index] = self.first[slot];
         self.first[slot] = index;
         const last = self.last_generation[slot];
-        if (last != 0 and generation > last) self.restarts[@intFromEnum(RestartReason.reload)] += 1;
+        if (last != 0 and generation > last) {
+            self.restarts[compat.enumIndex(RestartReason.reload)] += 1;
+        }
         self.last_generation[slot] = @max(last, generation);
     }
 
@@ -144,9 +146,9 @@ pub const Region = struct {
         cell_mod.fold(&self.retired[slot], self.cell(index));
         self.release(index);
         if (gone.hung) {
-            self.restarts[@intFromEnum(RestartReason.hung)] += 1;
+            self.restarts[compat.enumIndex(RestartReason.hung)] += 1;
         } else if (!gone.expected) {
-            self.restarts[@intFromEnum(RestartReason.crash)] += 1;
+            self.restarts[compat.enumIndex(RestartReason.crash)] += 1;
         }
     }
 
@@ -172,7 +174,7 @@ pub const Region = struct {
     }
 
     pub fn restartCount(self: *const Region, reason: RestartReason) u64 {
-        return self.restarts[@intFromEnum(reason)];
+        return self.restarts[compat.enumIndex(reason)];
     }
 };
 

@@ -1019,7 +1019,7 @@ pub const Connections = struct {
     }
 
     fn countTimeout(self: *const Connections, slot: u32, kind: metrics.TimeoutKind) void {
-        metrics.add(&self.countersOf(slot).timeouts[@intFromEnum(kind)], 1);
+        metrics.add(&self.countersOf(slot).timeouts[compat.enumIndex(kind)], 1);
     }
 
     pub fn closeAll(self: *Connections) void {
