@@ -601,7 +601,10 @@ function metricRoutes(listener: ListenerSpec): string {
       : listener.app?.http !== undefined
         ? [...listener.app.http.routes.map((r) => r.name), ""]
         : [];
-  return names.length === 0 ? "&.{}" : `&.{ ${names.map((n) => JSON.stringify(n)).join(", ")} }`;
+  const items = names.map((n) => JSON.stringify(n)).join(", ");
+  // zig fmt's spelling: no spaces inside the braces of a one-element list.
+  if (names.length === 0) return "&.{}";
+  return names.length === 1 ? `&.{${items}}` : `&.{ ${items} }`;
 }
 
 /**

@@ -75,8 +75,9 @@ async function pollStatus(url: string, status: number): Promise<Reply> {
   const deadline = Date.now() + POLL_TIMEOUT_MS;
   let last: Reply | undefined;
   while (Date.now() < deadline) {
-    last = await curl(url);
-    if (last.status === status) return last;
+    // A refused connection (the admin table full of clients just accepted) is tried again.
+    last = await curl(url).catch(() => last);
+    if (last?.status === status) return last;
     await sleep(50);
   }
   throw new Error(`${url} did not answer ${status} in ${POLL_TIMEOUT_MS} ms: ${JSON.stringify(last)}`);
@@ -334,19 +335,26 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
       const port = ready.admin!.port;
       const opened: RawClient[] = [];
       try {
-        // Slowloris: more connections than the admin listener serves at once, each a head
-        // that never ends, a byte now and then.
-        for (let i = 0; i < 20; i += 1) {
-          const client = await RawClient.connect("127.0.0.1", port, 2_000);
-          opened.push(client);
-          await client.write("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ");
-        }
+        // Garbage and an oversized head: the parser's answers, then the close.
         const garbage = await RawClient.connect("127.0.0.1", port, 2_000);
         opened.push(garbage);
         await garbage.write("\u0000\u0001 not http\r\n\r\n");
         const huge = await RawClient.connect("127.0.0.1", port, 2_000);
         opened.push(huge);
         await huge.write(`GET /status HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(9_000)}\r\n\r\n`);
+        await garbage.waitFor((d) => d.includes("\r\n\r\n"), 5_000, "the answer to garbage");
+        expect(garbage.text).toMatch(/^HTTP\/1\.1 400 /);
+        await huge.waitFor((d) => d.includes("\r\n\r\n"), 5_000, "the answer to a huge head");
+        expect(huge.text).toMatch(/^HTTP\/1\.1 431 /);
+        // Slowloris: more connections than the admin listener serves at once, each a head
+        // that never ends.
+        const slowloris: RawClient[] = [];
+        for (let i = 0; i < 20; i += 1) {
+          const client = await RawClient.connect("127.0.0.1", port, 2_000);
+          opened.push(client);
+          slowloris.push(client);
+          await client.write("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+        }
         // Meanwhile the supervisor's loop restarts its workers as usual.
         program.signal("SIGHUP");
         const second = await program.waitForEvent<ReadyEvent>(
@@ -355,19 +363,15 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
           (e) => (e as ReadyEvent).generation === 2,
         );
         expect(second.generation).toBe(2);
-        await garbage.waitFor((d) => d.includes("\r\n\r\n"), 5_000, "the answer to garbage");
-        expect(garbage.text).toMatch(/^HTTP\/1\.1 400 /);
-        await huge.waitFor((d) => d.includes("\r\n\r\n"), 5_000, "the answer to a huge head");
-        expect(huge.text).toMatch(/^HTTP\/1\.1 431 /);
-        // A fresh client is served though slow ones filled the table.
-        const health = await curl(adminUrl(ready, "/healthz"));
-        expect(health.status).toBe(200);
-        // A slow head still open meets the header deadline: 408, then the close.
-        const slow = opened.find((c) => !c.serverClosed);
-        expect(slow, "every slowloris connection was closed early").toBeDefined();
-        await slow!.waitForServerClose(5_000);
-        expect(slow!.text).toMatch(/^HTTP\/1\.1 408 /);
-        for (const c of opened.slice(0, 20)) await c.waitForServerClose(5_000);
+        // A fresh client is served though slow ones filled the table (at once, or as soon
+        // as they have had their chance to be read).
+        const health = await pollStatus(adminUrl(ready, "/healthz"), 200);
+        expect(JSON.parse(health.body)).toMatchObject({ status: "ok" });
+        // Every slow head ends: replaced by a newcomer, refused while the table was full of
+        // connections too young to replace, or at the header deadline with a 408.
+        for (const c of slowloris) await c.waitForServerClose(5_000);
+        const timedOut = slowloris.filter((c) => /^HTTP\/1\.1 408 /.test(c.text));
+        expect(timedOut.length, slowloris.map((c) => c.describe()).join("\n")).toBeGreaterThan(0);
       } finally {
         for (const c of opened) c.destroy();
       }

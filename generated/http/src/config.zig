@@ -106,7 +106,7 @@ pub const spec_fingerprint = "ef849512414e716f";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "fd96b100beb44979";
+pub const supervisor_fingerprint = "b604b44fd62fd675";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -163,6 +163,6 @@ pub const listeners = [_]Listener{
             .body = "Hello from gen-reuseport\n",
             .content_type = "text/plain; charset=utf-8",
         },
-        .routes = &.{ "*" },
+        .routes = &.{"*"},
     },
 };

@@ -497,3 +497,19 @@ test "parses the worker role, with the slots it may adopt" {
     const foreign = (try parse(&other, &diag)).serve.worker.?;
     try std.testing.expect(!foreign.matchesIdentity());
 }
+
+test "--admin takes HOST:PORT (IPv6 in brackets) and says which flag a bad value was for" {
+    var diag: Diagnostic = .{};
+    const args = [_][*:0]const u8{ "svc", "--admin", "[::1]:9901", "--shutdown-delay", "5000" };
+    const options = (try parse(&args, &diag)).serve;
+    try std.testing.expect(options.admin.?.address.isIp6());
+    try std.testing.expectEqual(@as(u16, 9901), options.admin.?.port);
+    try std.testing.expect(options.admin_from_flag);
+    try std.testing.expectEqual(@as(u32, 5000), options.limits.shutdown_delay_ms);
+    const bad = [_][*:0]const u8{ "svc", "--admin", "localhost:9901" };
+    try std.testing.expectError(error.Usage, parse(&bad, &diag));
+    try std.testing.expect(compat.find(u8, diag.message, "--admin") != null);
+    const missing = [_][*:0]const u8{ "svc", "--admin" };
+    try std.testing.expectError(error.Usage, parse(&missing, &diag));
+    try std.testing.expect(compat.find(u8, diag.message, "--admin needs a value") != null);
+}

@@ -171,7 +171,7 @@ describe("buildModel", () => {
       keepaliveProbes: 6,
       httpBody: "hi",
       httpContentType: "text/plain; charset=utf-8",
-      metricRoutes: '&.{ "*" }',
+      metricRoutes: '&.{"*"}',
       socketUnit: "edge-echo-api.socket",
       listenDirective: "ListenStream",
       listenAddress: "[::1]:8080",

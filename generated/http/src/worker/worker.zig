@@ -89,6 +89,9 @@ const accept_backoff_ms = 100;
 /// slow enough.
 const evict_retry_ms = 50;
 const max_sockets = (cli.max_ring + 1) * config.listeners.len;
+/// How often, and how long, a --handover successor tries to bind the admin port.
+const admin_retry_ms = 100;
+const admin_retry_window_ms = 20_000;
 
 /// Lets one warning of a kind through per second, and says how many were held back.
 const Throttle = struct {
@@ -140,6 +143,10 @@ pub const Worker = struct {
     handed_over: bool = false,
     /// Standalone: the admin listener, served by this loop.
     admin: ?admin_server.Server = null,
+    /// With --handover the admin port may still be the previous process's: bound again
+    /// at this time, until `admin_retry_until_ms` (that process closes it at the hand-over).
+    admin_retry_at_ms: ?u64 = null,
+    admin_retry_until_ms: u64 = 0,
     started_ms: u64 = 0,
 
     /// Allocates every buffer the worker will ever use and registers the sockets.
@@ -197,8 +204,33 @@ pub const Worker = struct {
             .listening = listening,
             .datagram = try compat.mapMemory(max_datagram_bytes),
             .reply = try compat.mapMemory(max_datagram_bytes),
-            .admin = if (options.admin) |a| try a.open(epfd, adminToken, options.limits) else null,
         };
+    }
+
+    /// Opens the standalone admin listener, if one is asked for. With --handover a port in
+    /// use is the previous process's, which lets it go at the hand-over: tried again later.
+    pub fn openAdmin(self: *Worker) !void {
+        const a = self.options.admin orelse return;
+        const retry = self.options.handover != null;
+        self.admin = a.open(self.epfd, adminToken, self.options.limits, retry) catch |err| {
+            if (!retry or err != error.AddressInUse) return err;
+            const now = sys.monotonicMs();
+            self.admin_retry_at_ms = now + admin_retry_ms;
+            self.admin_retry_until_ms = now + admin_retry_window_ms;
+            return;
+        };
+    }
+
+    fn retryAdmin(self: *Worker, now_ms: u64) void {
+        self.admin_retry_at_ms = null;
+        const a = self.options.admin orelse return;
+        const last = now_ms >= self.admin_retry_until_ms;
+        self.admin = a.open(self.epfd, adminToken, self.options.limits, !last) catch {
+            if (!last) self.admin_retry_at_ms = now_ms + admin_retry_ms;
+            return;
+        };
+        self.admin.?.responder = admin_view.responder(self);
+        log.info("admin listener on port {d}", .{self.admin.?.port});
     }
 
     fn adminToken(index: u32) u64 {
@@ -259,6 +291,7 @@ pub const Worker = struct {
             handlers.upstream.expire(now);
             if (self.admin) |*a| a.expire(now);
             access_log.flushIfDue(now);
+            if (self.admin_retry_at_ms) |at| if (now >= at) self.retryAdmin(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
             self.resumeListenersIfRoom(now);
@@ -292,6 +325,7 @@ pub const Worker = struct {
         if (self.admin) |*a| if (a.nextDeadlineMs()) |at| {
             next = @min(next orelse at, at);
         };
+        if (self.admin_retry_at_ms) |at| next = @min(next orelse at, at);
         const at = next orelse return -1;
         if (at <= now_ms) return 0;
         return @intCast(@min(at - now_ms, std.math.maxInt(i32)));
@@ -459,6 +493,9 @@ pub const Worker = struct {
         const answered = server.serve(fds[0..n], listeners[0..n]);
         if (answered == 0) return;
         self.handed_over = true;
+        // The next process binds the admin port once this one let it go.
+        if (self.admin) |*a| a.close();
+        self.admin = null;
         log.info("handover: {d} listening sockets handed to the next process at {s}", .{
             n, server.socketPath(),
         });

@@ -39,6 +39,9 @@ pub const output_bytes = 4 << 20;
 /// How long a closing connection may still send before it is closed for good.
 const linger_ms = 1_000;
 const accept_batch = 32;
+/// A connection is not closed for a newcomer before it had this long to send its head: a
+/// burst of clients does not evict its own members before they are read.
+const evict_min_age_ms = 100;
 
 pub const Path = enum { metrics, healthz, readyz, status };
 
@@ -246,13 +249,12 @@ pub const Server = struct {
     }
 
     /// A free slot, or the one of the connection that has been reading a head the longest
-    /// (closed for the newcomer); null when every one is busy answering.
+    /// (closed for the newcomer); null when every one is busy answering or just arrived.
     fn freeSlot(self: *Server, now_ms: u64) ?usize {
-        _ = now_ms;
         var oldest: ?usize = null;
         for (self.conns, 0..) |c, slot| {
             if (c.state == .free) return slot;
-            if (c.state != .reading) continue;
+            if (c.state != .reading or now_ms -| c.since_ms < evict_min_age_ms) continue;
             if (oldest == null or c.since_ms < self.conns[oldest.?].since_ms) oldest = slot;
         }
         const slot = oldest orelse return null;

@@ -28,6 +28,7 @@ pub const Admin = struct {
         epfd: sys.Fd,
         token: *const fn (u32) u64,
         limits: cli.Limits,
+        quiet_in_use: bool,
     ) admin.Server.OpenError!admin.Server {
         return admin.start(self.endpoint, self.origin, &self.endpoints, .{
             .epfd = epfd,
@@ -35,7 +36,7 @@ pub const Admin = struct {
             .header_timeout_ms = limits.header_timeout_ms,
             .write_timeout_ms = limits.write_timeout_ms,
             .max_body_bytes = limits.max_body_bytes,
-        }, false);
+        }, quiet_in_use);
     }
 };
 

@@ -80,6 +80,8 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         log.err("cannot start: {s}", .{@errorName(err)});
         return 1;
     };
+    // Reported by `admin.start` when it fails.
+    w.openAdmin() catch return 1;
     events.logMigrationPolicy(.standalone);
     if (options.pid_file) |path| {
         pid_file.write(path, pid) catch |err| {
