@@ -207,7 +207,7 @@ fn pieceEnd(bytes: []const u8, start: usize) usize {
     assert(start < bytes.len);
     const limit = @min(bytes.len, start + pipe_buf);
     if (limit == bytes.len) return limit;
-    if (std.mem.lastIndexOfScalar(u8, bytes[start..limit], '\n')) |i| return start + i + 1;
+    if (compat.findScalarLast(u8, bytes[start..limit], '\n')) |i| return start + i + 1;
     const i = compat.findScalar(u8, bytes[start..], '\n').?;
     return start + i + 1;
 }

@@ -142,5 +142,5 @@ test "samples this very process" {
     try std.testing.expect(s.open_fds >= 1);
     try std.testing.expect(s.start_time_centis > 1_600_000_000 * 100);
     var buf: [32]u8 = undefined;
-    try std.testing.expect(std.mem.indexOfScalar(u8, s.cpuSeconds(&buf), '.') != null);
+    try std.testing.expect(compat.findScalar(u8, s.cpuSeconds(&buf), '.') != null);
 }

@@ -829,6 +829,9 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
                 }
             }
             self.callOffChange();
+            // A SIGHUP queued behind a change that had just ended (the phase is serving
+            // again, so callOffChange left it) is called off too, as a stop calls it off.
+            self.restart_queued = false;
             self.out.push(.{ .unready = delay });
         }
 
