@@ -30,7 +30,7 @@ import {
 import { ANY_LOOPBACK_PORT, binaryOf, processGroupMembers } from "./support/supervised.js";
 import { ensureCommand } from "./support/tools.js";
 import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
-import { PACKAGE_ROOT } from "../../src/index.js";
+import { runCli } from "../../src/cli/run.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 90_000;
@@ -538,13 +538,17 @@ describe("the spec", () => {
         ],
       };
       await writeFile(path.join(dir, "spec.json"), JSON.stringify(spec));
-      const result = await execa(
-        process.execPath,
-        [path.join(PACKAGE_ROOT, "bin", "gen-reuseport.js"), "spec.json", "--out", "out"],
-        { reject: false, timeout: 30_000, cwd: dir, stdin: "ignore" },
-      );
-      expect(result.exitCode).toBe(2);
-      expect(result.stderr).toContain("spec.json: admin.port: collides with listeners[0]");
+      // The CLI in this process, from src/ (a checkout's dist/ may not be built).
+      let stderr = "";
+      const code = await runCli(["spec.json", "--out", "out"], {
+        stdout: { write: () => true },
+        stderr: { write: (text: string | Uint8Array) => ((stderr += String(text)), true) },
+        cwd: dir,
+        invocation: "gen-reuseport",
+        env: { PATH: process.env.PATH ?? "" },
+      });
+      expect(code).toBe(2);
+      expect(stderr).toContain("spec.json: admin.port: collides with listeners[0]");
       expect(existsSync(path.join(dir, "out"))).toBe(false);
     } finally {
       await rm(dir, { recursive: true, force: true });
