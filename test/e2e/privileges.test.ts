@@ -15,7 +15,17 @@
  * /etc/passwd without nobody bind-mounted over the real one in a mount namespace of its own.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { chmod, copyFile, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -336,6 +346,43 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: privilege drop", (version) => {
       process.kill(upgraded.pid, "SIGTERM");
       const pids = [upgraded.pid, ...upgraded.workers.map((w) => w.pid)];
       expect(await waitUntilGone(pids, STOP_TIMEOUT_MS)).toEqual([]);
+    },
+  );
+
+  it(
+    "the request log's file belongs to the workers' user, who reopen it after a rotation",
+    { timeout: TEST_TIMEOUT_MS },
+    async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), "gen-reuseport-privileged-log-"));
+      chmodSync(dir, 0o755);
+      const file = path.join(dir, "access.log");
+      const nobody = account("nobody");
+      try {
+        const program = startIsolated(binary, ["--access-log", file]);
+        await program.waitForEvent("ready", READY_TIMEOUT_MS);
+        expect(statSync(file).uid).toBe(nobody.uid);
+        expect(curlIn(program.pid, "http://127.0.0.1:80/")).toBe("OK\n");
+        // A rotation as logrotate does it: move the file, then SIGUSR1.
+        renameSync(file, `${file}.1`);
+        program.signal("SIGUSR1");
+        const deadline = Date.now() + 5_000;
+        while (!/SIGUSR1: \d+ workers reopen/.test(program.stderr) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        expect(statSync(file).uid).toBe(nobody.uid);
+        await new Promise((r) => setTimeout(r, 300));
+        for (let i = 0; i < 5; i += 1) {
+          expect(curlIn(program.pid, "http://127.0.0.1:80/")).toBe("OK\n");
+        }
+        program.signal("SIGTERM");
+        expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+        // Workers that could not reopen it (a file of root's) would write on to the old one.
+        const lines = (f: string) => readFileSync(f, "utf8").split("\n").filter((l) => l !== "");
+        expect(lines(`${file}.1`).length + lines(file).length).toBe(6);
+        expect(lines(file).length).toBeGreaterThan(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   );
 

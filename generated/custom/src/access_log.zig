@@ -27,6 +27,15 @@ const log = @import("log.zig");
 const output = @import("output.zig");
 const ip_address = @import("address.zig");
 const file = @import("access_log/file.zig");
+const privileges = @import("supervisor/privileges.zig");
+
+/// The file belongs to the user the workers (or a `--standalone` process) drop to, so that
+/// they can reopen it after a rotation: nginx's master gives its logs to its workers' user
+/// the same way. Null (the file keeps its owner) when nobody drops.
+pub fn ownerFor(drop_to: ?privileges.Credentials) ?file.Owner {
+    const to = drop_to orelse return null;
+    return .{ .uid = to.uid, .gid = to.gid };
+}
 pub const line = @import("access_log/line.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;

@@ -71,6 +71,8 @@ export const PRIVILEGED_SPEC = {
   workers: 2,
   user: "nobody",
   drainTimeoutMs: 3000,
+  // Its request log goes to standard output unless a test names a file (--access-log).
+  accessLog: { path: "-", format: "json" },
   listeners: [
     { name: "web", protocol: "tcp", address: "0.0.0.0", port: 80, handler: "http" },
     { name: "who", protocol: "tcp", address: "127.0.0.1", port: 81, handler: "whoami" },

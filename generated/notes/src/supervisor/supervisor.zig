@@ -802,8 +802,7 @@ pub const Supervisor = struct {
     /// no file of its own: its events and log lines go to the standard output and error it
     /// was given.
     fn reopenLogs(self: *Supervisor) void {
-        // Privilege drop: the owner the workers' user needs goes here (see access_log/file.zig).
-        if (!access_log.prepareFile(null)) {
+        if (!access_log.prepareFile(access_log.ownerFor(self.options.drop_to))) {
             log.warn("SIGUSR1: workers keep writing the file they have open", .{});
             return;
         }
@@ -1138,8 +1137,7 @@ fn activationSource(
 pub fn run(options: cli.Options, process: compat.Process) u8 {
     const allocator = std.heap.page_allocator;
     // Before anything serves: a request log that cannot be opened stops the start here.
-    // Privilege drop: the owner the workers' user needs goes here (see access_log/file.zig).
-    if (!access_log.prepareFile(null)) return 1;
+    if (!access_log.prepareFile(access_log.ownerFor(options.drop_to))) return 1;
     const auto_workers: ?cpus.Auto = if (options.workers == 0) cpus.autoWorkers() else null;
     const workers = if (auto_workers) |auto| auto.workers else options.workers;
     var exe_buf: [4096:0]u8 = undefined;

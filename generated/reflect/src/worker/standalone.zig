@@ -36,7 +36,7 @@ const linux = std.os.linux;
 pub fn run(options: cli.Options, process: compat.Process) u8 {
     const allocator = std.heap.page_allocator;
     // Before any socket is opened: a request log that cannot be opened stops the start here.
-    if (!access_log.prepareFile(null)) return 1;
+    if (!access_log.prepareFile(access_log.ownerFor(options.drop_to))) return 1;
     var diag: activation.Diagnostic = .{};
     const pid = linux.getpid();
     const asked = &options.endpoints;
