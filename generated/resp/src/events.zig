@@ -92,6 +92,17 @@ pub fn readyLine(
         line.endObject();
     }
     line.endArray();
+    listenersField(line, endpoints, &ports);
+    if (listener.tcpMigrateReq()) |value| line.int("tcp_migrate_req", value);
+}
+
+/// The `listeners` array of `ready` and of the admin listener's `/status`: each listener,
+/// where it is bound, and the port it got.
+pub fn listenersField(
+    line: *Line,
+    endpoints: [config.listeners.len]address.Endpoint,
+    ports: *const [config.listeners.len]u16,
+) void {
     line.beginArray("listeners");
     for (config.listeners, endpoints, ports) |l, endpoint, port| {
         var text: [64]u8 = undefined;
@@ -104,7 +115,6 @@ pub fn readyLine(
         line.endObject();
     }
     line.endArray();
-    if (listener.tcpMigrateReq()) |value| line.int("tcp_migrate_req", value);
 }
 
 /// Adds who the workers (a standalone process: itself) serve as: `worker_uid` and

@@ -108,18 +108,9 @@ fn status(w: *const Worker, body: *admin.Body) void {
     line.endObject();
     line.endArray();
     const a = w.options.admin.?;
-    line.beginArray("listeners");
-    for (config.listeners, a.endpoints) |l, endpoint| {
-        var text: [64]u8 = undefined;
-        line.beginObject();
-        line.string("name", l.name);
-        line.string("protocol", @tagName(l.protocol));
-        line.string("handler", @tagName(l.handler));
-        line.string("address", address.format(endpoint.address, &text));
-        line.int("port", endpoint.port);
-        line.endObject();
-    }
-    line.endArray();
+    var ports: [config.listeners.len]u16 = undefined;
+    for (&ports, a.endpoints) |*port, endpoint| port.* = endpoint.port;
+    events.listenersField(&line, a.endpoints, &ports);
     line.beginNamedObject("counters");
     line.counters(w.stats());
     line.endObject();

@@ -134,7 +134,7 @@ fn status(s: *const Supervisor, body: *admin.Body) u16 {
     line.boolean("ready", s.core.isReady());
     line.string("phase", @tagName(s.core.phase));
     writeWorkers(s, &line, t);
-    writeListeners(&line, s.options.endpoints, &s.ports);
+    events.listenersField(&line, s.options.endpoints, &s.ports);
     var totals: stats_mod.Stats = .{};
     for (s.slots) |slot| totals.add(slot.totals);
     for (s.procs) |proc| {
@@ -174,23 +174,4 @@ fn workerState(s: *const Supervisor, w: anytype, proc: anytype, t: u64) []const 
     if (w.retired) return "draining";
     if (!w.ready) return "starting";
     return "serving";
-}
-
-pub fn writeListeners(
-    line: *events.Line,
-    endpoints: [config.listeners.len]address.Endpoint,
-    ports: *const [config.listeners.len]u16,
-) void {
-    line.beginArray("listeners");
-    for (config.listeners, endpoints, ports) |l, endpoint, port| {
-        var text: [64]u8 = undefined;
-        line.beginObject();
-        line.string("name", l.name);
-        line.string("protocol", @tagName(l.protocol));
-        line.string("handler", @tagName(l.handler));
-        line.string("address", address.format(endpoint.address, &text));
-        line.int("port", port);
-        line.endObject();
-    }
-    line.endArray();
 }
