@@ -19,9 +19,20 @@ import {
   type Program,
   type ReadyEvent,
 } from "./support/program.js";
-import { builtSpecValue } from "./support/project.js";
+import { compiledSpecValue } from "./support/project.js";
 import { ensureCommand } from "./support/tools.js";
-import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
+import { FULL_MATRIX_VERSIONS, matrixOf } from "./support/zig.js";
+
+/**
+ * The releases this file runs on: the newest of the matrix (every release with
+ * GEN_REUSEPORT_MATRIX=full). What differs between releases in the upstream runtime is
+ * exercised on every release by kv's own `zig build test` (build.test.ts): the pool's tests run
+ * real connections, pipelining, queue bounds and failures against a loopback listener. This
+ * file adds the real Redis and curl, and one more build of kv per release would cost the
+ * suite's time budget about 30 s for the same code.
+ */
+const VERSIONS =
+  matrixOf() === "full" ? FULL_MATRIX_VERSIONS : FULL_MATRIX_VERSIONS.slice(-1);
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 30_000;
@@ -108,7 +119,7 @@ async function kvSpec(redisPort: number): Promise<{ name: string }> {
   return raw;
 }
 
-describe.each(FULL_MATRIX_VERSIONS)("upstreams with zig %s: kv on redis-server", (version) => {
+describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) => {
   let program: Program;
   let redis: Redis | undefined;
   let tmp: string | undefined;
@@ -120,8 +131,10 @@ describe.each(FULL_MATRIX_VERSIONS)("upstreams with zig %s: kv on redis-server",
     ensureCommand("redis-cli", "redis-tools");
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-upstream-"));
     redis = new Redis(await freePort("tcp", "127.0.0.1"), tmp);
-    const project = await builtSpecValue("kv-redis", await kvSpec(redis.port), version);
-    for (const step of [project.steps.generate, project.steps.build, project.steps.test]) {
+    const project = await compiledSpecValue("kv-redis", await kvSpec(redis.port), version);
+    // Its own Zig tests are kv's (build.test.ts runs them on every release): this build differs
+    // only in the Redis port and the response timeout, so it is built, not tested again.
+    for (const step of [project.steps.generate, project.steps.build]) {
       if (!step.ok) throw new Error(`${step.command} failed (zig ${version}):\n${step.output}`);
     }
     await redis.start();
