@@ -1355,12 +1355,14 @@ fn openSockets(
         describeActivated(l, passed.countFor(i), workers, first, source);
     }
     // A port this supervisor opens itself must not join another program's group by
-    // accident: probed before, refused after the open succeeded (a socket that does not
-    // share the port is the open's own error).
-    var held: [listener_count]bool = @splat(false);
-    for (&config.listeners, &held, 0..) |*l, *h, i| {
+    // accident: probed, and refused before any socket is opened. Opening first would make
+    // this program's sockets members of the other group for a moment (a UDP socket is one
+    // from its bind): what the kernel gave them would be lost when they close.
+    for (&config.listeners, 0..) |*l, i| {
         const own = passed.countFor(i) == 0;
-        h.* = !options.join and own and listener.portHeld(l, opened.endpoints[i]);
+        if (options.join or !own or !listener.portHeld(l, opened.endpoints[i])) continue;
+        events.reportHeldPort(l, opened.endpoints[i]);
+        return null;
     }
     var count: usize = 0;
     for (0..workers) |w| {
@@ -1376,10 +1378,7 @@ fn openSockets(
         }
     }
     assert(count == n);
-    const first_held = compat.findScalar(bool, &held, true) orelse return opened;
-    events.reportHeldPort(&config.listeners[first_held], opened.endpoints[first_held]);
-    for (opened.sockets) |s| sys.close(s);
-    return null;
+    return opened;
 }
 
 /// How many sockets of each listener an old supervisor handed over, and which of them this
