@@ -72,12 +72,14 @@ test "line replies end with their LF; length replies after their prefix and payl
     try testing.expectError(error.BadReply, replyLen(.resp, "$100\r\n0123456789", 16));
 }
 
-/// The framing contract, on `data` and each of its prefixes: a prefix of a whole reply is
-/// incomplete; a whole one keeps its length whatever follows; a refusal is never undone.
-fn checkPrefixes(framing: config.Framing, data: []const u8, max_bytes: usize) !void {
-    const whole = replyLen(framing, data, max_bytes);
+/// The framing contract every framer's tests check, on `data` and each of its prefixes: a
+/// prefix of a whole reply is incomplete; a whole one keeps its length whatever follows; a
+/// refusal is never undone. `framer` has `replyLen(bytes)`: a framer's file (`resp.zig`) or a
+/// value that carries its settings.
+pub fn expectPrefixContract(framer: anytype, data: []const u8) !void {
+    const whole = framer.replyLen(data);
     for (0..data.len + 1) |k| {
-        const part = replyLen(framing, data[0..k], max_bytes);
+        const part = framer.replyLen(data[0..k]);
         const len = (whole catch {
             if (part) |p| try testing.expectEqual(@as(?usize, null), p) else |_| {}
             continue;
@@ -89,6 +91,18 @@ fn checkPrefixes(framing: config.Framing, data: []const u8, max_bytes: usize) !v
         try testing.expectEqual(expected, try part);
     }
 }
+
+/// Line or length framing with its bound, as `expectPrefixContract` takes a framer.
+const Framed = struct {
+    framing: config.Framing,
+    max_bytes: usize,
+
+    fn replyLen(self: Framed, bytes: []const u8) Error!?usize {
+        return framingLen(self.framing, bytes, self.max_bytes);
+    }
+};
+
+const framingLen = replyLen;
 
 test "mutants of line and length replies: the contract holds at every split" {
     var prng = std.Random.DefaultPrng.init(0x5eed_f4a3_0000_0002);
@@ -105,7 +119,8 @@ test "mutants of line and length replies: the contract holds at every split" {
         };
         const framing: config.Framing = if (i % 2 == 0) .line else .length;
         const max_bytes = 4 + random.uintLessThan(usize, 40);
-        try checkPrefixes(framing, buffer[0..len], max_bytes);
+        const framer: Framed = .{ .framing = framing, .max_bytes = max_bytes };
+        try expectPrefixContract(framer, buffer[0..len]);
         const result = replyLen(framing, buffer[0..len], max_bytes);
         const outcome: usize = if (result) |n| (if (n == null) 2 else 0) else |_| 1;
         outcomes[outcome] += 1;

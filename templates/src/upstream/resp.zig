@@ -290,22 +290,9 @@ test "split at every byte: a prefix is incomplete or the same refusal, never ano
 /// incomplete; a prefix of refused bytes is incomplete or refused; a whole reply stays whole
 /// (and as long) however many bytes follow it.
 fn checkPrefixes(data: []const u8) !void {
-    const whole = replyLen(data);
-    for (0..data.len + 1) |k| {
-        const part = replyLen(data[0..k]);
-        if (whole) |maybe_len| {
-            if (maybe_len) |len| {
-                if (k < len) try testing.expectEqual(@as(?usize, null), try part);
-                if (k >= len) try testing.expectEqual(@as(?usize, len), try part);
-            } else {
-                try testing.expectEqual(@as(?usize, null), try part);
-            }
-        } else |_| {
-            if (part) |p| try testing.expectEqual(@as(?usize, null), p) else |_| {}
-        }
-    }
+    try @import("framing.zig").expectPrefixContract(@This(), data);
     // A whole reply also reads, and its elements add up to it.
-    const len = (whole catch return) orelse return;
+    const len = (replyLen(data) catch return) orelse return;
     {
         const reply = try parse(data[0..len]);
         if (reply == .array) {

@@ -222,21 +222,8 @@ test "what cannot be framed with certainty is refused" {
     for (bad) |reply| try testing.expectError(error.BadReply, replyLen(reply));
 }
 
-/// The framing contract on `data` and its prefixes (see resp.zig's `checkPrefixes`).
 fn checkPrefixes(data: []const u8) !void {
-    const whole = replyLen(data);
-    for (0..data.len + 1) |k| {
-        const part = replyLen(data[0..k]);
-        const len = (whole catch {
-            if (part) |p| try testing.expectEqual(@as(?usize, null), p) else |_| {}
-            continue;
-        }) orelse {
-            try testing.expectEqual(@as(?usize, null), try part);
-            continue;
-        };
-        const expected: ?usize = if (k < len) null else len;
-        try testing.expectEqual(expected, try part);
-    }
+    try @import("framing.zig").expectPrefixContract(@This(), data);
 }
 
 test "split at every byte: two responses back to back frame the first, at its end" {
