@@ -37,7 +37,11 @@ const TEST_TIMEOUT_MS = 90_000;
 const CURL_TIMEOUT_S = 5;
 /** Bounds every poll of an endpoint: the state it waits for comes within this. */
 const POLL_TIMEOUT_MS = 10_000;
-/** The real Prometheus server's scrape runs on one release only: the renderer is the same code. */
+/**
+ * The real Prometheus server's scrape runs on the newest release of the matrix only (every
+ * release's /metrics passes promtool in this file, in both formats: the exposition is the same
+ * code, and the scrape costs about 10 s).
+ */
 const SCRAPED_VERSION = FULL_MATRIX_VERSIONS[FULL_MATRIX_VERSIONS.length - 1];
 
 interface AdminReadyEvent extends ReadyEvent {
@@ -429,58 +433,61 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
     },
   );
 
-  it.runIf(version === SCRAPED_VERSION)(
-    "is scraped by a real Prometheus under load: a rate > 0, up through a SIGHUP restart and a SIGKILLed worker, totals never down",
-    { timeout: TEST_TIMEOUT_MS },
-    async () => {
-      ensureCommand("prometheus", "prometheus");
-      const { program, ready } = await startWithAdmin([]);
-      const dir = await mkdtemp(path.join(tmpdir(), "gen-reuseport-e2e-prometheus-"));
-      const load = startLoad(`http://127.0.0.1:${portOf(ready, "web")}/`);
-      let prometheus: Awaited<ReturnType<typeof startPrometheus>> | undefined;
-      try {
-        prometheus = await startPrometheus(dir, `127.0.0.1:${ready.admin!.port}`);
-        const { base } = prometheus;
-        const start = Date.now() / 1000;
-        await queryUntil(base, 'up{job="svc"}', (v) => v === 1);
-        const rate = await queryUntil(
-          base,
-          "sum(rate(reuseport_http_requests_total[15s]))",
-          (v) => v !== undefined && v > 0,
-        );
-        expect(rate).toBeGreaterThan(0);
-        const scrapes = 'count_over_time(up{job="svc"}[1m])';
-        const scrapedBefore = (await query(base, scrapes)) ?? 0;
-        program.signal("SIGHUP");
-        const second = await program.waitForEvent<ReadyEvent>(
-          "ready",
-          READY_TIMEOUT_MS,
-          (e) => (e as ReadyEvent).generation === 2,
-        );
-        process.kill(second.workers[0]!.pid, "SIGKILL");
-        await program.waitForEvent("worker_replaced", READY_TIMEOUT_MS);
-        // Scrapes after both: the total has grown past what it was before them.
-        const before = (await query(base, "sum(reuseport_http_requests_total)")) ?? 0;
-        await queryUntil(base, "sum(reuseport_http_requests_total)", (v) => (v ?? 0) > before + 10);
-        await queryUntil(base, scrapes, (v) => (v ?? 0) >= scrapedBefore + 3);
-        const ups = await queryRange(base, 'up{job="svc"}', start);
-        expect(ups.length).toBeGreaterThan(3);
-        expect(ups.every((v) => v === 1), `up: ${ups.join(",")}`).toBe(true);
-        const totals = await queryRange(base, "sum(reuseport_http_requests_total)", start);
-        const downs = totals.filter((v, i) => i > 0 && v < totals[i - 1]!);
-        expect(downs, `totals: ${totals.join(",")}`).toEqual([]);
-        expect(await query(base, 'sum(resets(reuseport_http_requests_total[1m]))')).toBe(0);
-      } finally {
-        await load.stop();
-        prometheus?.child.kill("SIGTERM");
-        await prometheus?.child;
-        await rm(dir, { recursive: true, force: true });
-      }
-      expect(load.counts.ok).toBeGreaterThan(0);
-      program.signal("SIGTERM");
-      expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
-    },
-  );
+  // Defined for one release only (not a skip): see SCRAPED_VERSION.
+  if (version === SCRAPED_VERSION) {
+    it(
+      "is scraped by a real Prometheus under load: a rate > 0, up through a SIGHUP restart and a SIGKILLed worker, totals never down",
+      { timeout: TEST_TIMEOUT_MS },
+      async () => {
+        ensureCommand("prometheus", "prometheus");
+        const { program, ready } = await startWithAdmin([]);
+        const dir = await mkdtemp(path.join(tmpdir(), "gen-reuseport-e2e-prometheus-"));
+        const load = startLoad(`http://127.0.0.1:${portOf(ready, "web")}/`);
+        let prometheus: Awaited<ReturnType<typeof startPrometheus>> | undefined;
+        try {
+          prometheus = await startPrometheus(dir, `127.0.0.1:${ready.admin!.port}`);
+          const { base } = prometheus;
+          const start = Date.now() / 1000;
+          await queryUntil(base, 'up{job="svc"}', (v) => v === 1);
+          const rate = await queryUntil(
+            base,
+            "sum(rate(reuseport_http_requests_total[15s]))",
+            (v) => v !== undefined && v > 0,
+          );
+          expect(rate).toBeGreaterThan(0);
+          const scrapes = 'count_over_time(up{job="svc"}[1m])';
+          const scrapedBefore = (await query(base, scrapes)) ?? 0;
+          program.signal("SIGHUP");
+          const second = await program.waitForEvent<ReadyEvent>(
+            "ready",
+            READY_TIMEOUT_MS,
+            (e) => (e as ReadyEvent).generation === 2,
+          );
+          process.kill(second.workers[0]!.pid, "SIGKILL");
+          await program.waitForEvent("worker_replaced", READY_TIMEOUT_MS);
+          // Scrapes after both: the total has grown past what it was before them.
+          const before = (await query(base, "sum(reuseport_http_requests_total)")) ?? 0;
+          await queryUntil(base, "sum(reuseport_http_requests_total)", (v) => (v ?? 0) > before + 10);
+          await queryUntil(base, scrapes, (v) => (v ?? 0) >= scrapedBefore + 3);
+          const ups = await queryRange(base, 'up{job="svc"}', start);
+          expect(ups.length).toBeGreaterThan(3);
+          expect(ups.every((v) => v === 1), `up: ${ups.join(",")}`).toBe(true);
+          const totals = await queryRange(base, "sum(reuseport_http_requests_total)", start);
+          const downs = totals.filter((v, i) => i > 0 && v < totals[i - 1]!);
+          expect(downs, `totals: ${totals.join(",")}`).toEqual([]);
+          expect(await query(base, 'sum(resets(reuseport_http_requests_total[1m]))')).toBe(0);
+        } finally {
+          await load.stop();
+          prometheus?.child.kill("SIGTERM");
+          await prometheus?.child;
+          await rm(dir, { recursive: true, force: true });
+        }
+        expect(load.counts.ok).toBeGreaterThan(0);
+        program.signal("SIGTERM");
+        expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+      },
+    );
+  }
 
   it(
     "serves /readyz from a --standalone process on [::1], 503 through its shutdown delay",
