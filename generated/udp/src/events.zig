@@ -96,6 +96,18 @@ pub fn readyLine(
     if (listener.tcpMigrateReq()) |value| line.int("tcp_migrate_req", value);
 }
 
+/// The first fields of the admin listener's `/status` document, the same in both modes.
+pub fn statusHeader(line: *Line, mode: Mode, pid: i32, generation: u32, uptime_ms: u64) void {
+    line.string("service", config.name);
+    line.string("version", config.version);
+    line.string("mode", @tagName(mode));
+    line.int("pid", pid);
+    line.int("generation", generation);
+    line.string("spec_fingerprint", config.spec_fingerprint);
+    line.string("supervisor_fingerprint", config.supervisor_fingerprint);
+    line.int("uptime_ms", @intCast(uptime_ms));
+}
+
 /// The `listeners` array of `ready` and of the admin listener's `/status`: each listener,
 /// where it is bound, and the port it got.
 pub fn listenersField(

@@ -122,14 +122,7 @@ fn notReadyReason(s: *const Supervisor) []const u8 {
 fn status(s: *const Supervisor, body: *admin.Body) u16 {
     const t = sys.monotonicMs();
     var line = events.Line.document();
-    line.string("service", config.name);
-    line.string("version", config.version);
-    line.string("mode", "supervisor");
-    line.int("pid", s.pid);
-    line.int("generation", s.core.generation);
-    line.string("spec_fingerprint", config.spec_fingerprint);
-    line.string("supervisor_fingerprint", config.supervisor_fingerprint);
-    line.int("uptime_ms", @intCast(t -| s.started_ms));
+    events.statusHeader(&line, .supervisor, s.pid, s.core.generation, t -| s.started_ms);
     line.boolean("ready", s.core.isReady());
     line.string("phase", @tagName(s.core.phase));
     writeWorkers(s, &line, t);

@@ -87,14 +87,7 @@ fn answer(context: *anyopaque, request: admin.Request, body: *admin.Body) admin.
 fn status(w: *const Worker, body: *admin.Body) void {
     const t = sys.monotonicMs();
     var line = events.Line.document();
-    line.string("service", config.name);
-    line.string("version", config.version);
-    line.string("mode", "standalone");
-    line.int("pid", w.pid);
-    line.int("generation", 1);
-    line.string("spec_fingerprint", config.spec_fingerprint);
-    line.string("supervisor_fingerprint", config.supervisor_fingerprint);
-    line.int("uptime_ms", @intCast(t -| w.started_ms));
+    events.statusHeader(&line, .standalone, w.pid, 1, t -| w.started_ms);
     line.boolean("ready", w.isReady());
     line.beginArray("workers");
     line.beginObject();
