@@ -3,9 +3,13 @@
  * through the upstream `store`) on 4 workers, against a real redis-server the test starts on a
  * free loopback port in a temporary folder, with curl as the client (both installed with
  * apt-get when missing; under CI=true a missing one fails the run). One build per release: the
- * spec is examples/kv.json with the test's Redis port and `responseTimeoutMs: 500`.
+ * spec is examples/kv.json with the test's Redis port and `responseTimeoutMs: 500`, and two
+ * more listeners on the same upstream: a stream module (examples/app/kvline.zig, a line
+ * protocol) and a datagram module (examples/app/kvudp.zig), whose calls answer in callbacks.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { createSocket } from "node:dgram";
+import { connect } from "node:net";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -116,7 +120,56 @@ async function kvSpec(redisPort: number): Promise<{ name: string }> {
   delete raw.$schema;
   raw.upstreams[0].servers = [`127.0.0.1:${redisPort}`];
   raw.upstreams[0].responseTimeoutMs = RESPONSE_TIMEOUT_MS;
+  const app = (module: string, kind: object) => ({ handler: "app", app: { module, ...kind } });
+  raw.listeners.push(
+    { name: "line", protocol: "tcp", address: "127.0.0.1", port: 8095,
+      ...app("kvline", { stream: { framing: { line: { maxBytes: 1024 } } } }) },
+    { name: "lookup", protocol: "udp", address: "127.0.0.1", port: 8095,
+      ...app("kvudp", { datagram: {} }) },
+  );
   return raw;
+}
+
+/** Sends `text` on one new connection and reads until `lines` lines came back (or 5 s). */
+function lineExchange(port: number, text: string, lines: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = "";
+    const socket = connect(port, "127.0.0.1", () => socket.write(text));
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`${lines} lines expected, got ${JSON.stringify(got)}`));
+    }, 5000);
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      got += chunk;
+      if (got.split("\n").length > lines) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(got);
+      }
+    });
+    socket.on("error", (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+  });
+}
+
+/** One datagram to `port` and its answer (or a rejection after 3 s). */
+function ask(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket("udp4");
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`no answer to ${JSON.stringify(text)}`));
+    }, 3000);
+    socket.on("message", (message) => {
+      clearTimeout(timer);
+      socket.close();
+      resolve(message.toString("utf8"));
+    });
+    socket.send(text, port, "127.0.0.1");
+  });
 }
 
 describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) => {
@@ -124,6 +177,8 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
   let redis: Redis | undefined;
   let tmp: string | undefined;
   let base: string;
+  let linePort: number;
+  let lookupPort: number;
 
   beforeAll(async () => {
     ensureCommand("curl", "curl");
@@ -139,9 +194,12 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     }
     await redis.start();
     const args = ["--workers", "4", "--listen", "api=127.0.0.1:0", "--drain-timeout", "5000"];
+    args.push("--listen", "line=127.0.0.1:0", "--listen", "lookup=127.0.0.1:0");
     const started = await startReady(project.binary, args);
     program = started.program;
     base = `http://127.0.0.1:${portOf(started.ready, "api")}`;
+    linePort = portOf(started.ready, "line");
+    lookupPort = portOf(started.ready, "lookup");
   }, SETUP_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -169,6 +227,24 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     expect((await curl(["-X", "PUT", "--data-binary", "{nope", `${base}/kv/x`])).status).toBe(400);
   });
 
+  it("a stream module's and a datagram module's calls: answers in order, by callback", {
+    timeout,
+  }, async () => {
+    expect((await curl(["-X", "PUT", "--data-binary", '{"n":2}', `${base}/kv/both`])).status)
+      .toBe(204);
+    // Five lines in one write: each call holds the connection until its reply, so the
+    // answers come in the lines' order (the unknown command is answered without a call).
+    const answers = await lineExchange(
+      linePort,
+      "GET both\nSET fromline one\nGET fromline\nGET missing\nNOPE x\n",
+      5,
+    );
+    expect(answers).toBe('{"n":2}\nOK\none\n(nil)\nERR unknown command\n');
+    expect(await ask(lookupPort, "fromline")).toBe("one");
+    expect(await ask(lookupPort, "missing")).toBe("(nil)");
+    expect((await curl([`${base}/kv/fromline`])).body).toBe("one");
+  });
+
   it("answers 503 while Redis is down, 200 once it is back, no restart", { timeout }, async () => {
     await curl(["-X", "PUT", "--data-binary", "2", `${base}/kv/back`]);
     await redis!.stop();
@@ -179,6 +255,10 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
       expect(down.retryAfter).toBe("1");
     }
     expect((await curl([`${base}/health`])).status).toBe(200);
+    // The stream and datagram modules get the failure in their callbacks, or at once.
+    expect(await lineExchange(linePort, "GET back\nGET back\n", 2))
+      .toBe("ERR UpstreamDown\nERR UpstreamDown\n");
+    expect(await ask(lookupPort, "back")).toBe("ERR UpstreamDown");
     await redis!.start();
     // The data went with the old process (no persistence): store it anew, then read it.
     const statuses: number[] = [];

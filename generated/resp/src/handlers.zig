@@ -5,6 +5,7 @@ const std = @import("std");
 const config = @import("config.zig");
 const cli = @import("cli.zig");
 const sys = @import("net/sys.zig");
+const metrics = @import("metrics/cell.zig");
 pub const api = @import("handlers/api.zig");
 const echo = @import("handlers/echo.zig");
 const http = @import("handlers/http.zig");
@@ -34,6 +35,16 @@ pub const upstream = struct {
     }
     pub fn forgetSlot(slot: u32) void {
         _ = slot;
+    }
+    pub fn takeStreamReply(waiter: api.Waiter) ?api.StreamReply {
+        _ = waiter;
+        return null;
+    }
+    pub fn takeDatagramReply() ?noreturn {
+        return null;
+    }
+    pub fn datagramsInFlight() u32 {
+        return 0;
     }
 };
 
@@ -141,7 +152,14 @@ pub fn onTimer(
 
 /// The next waiting request an application module woke (see `Connections.applyWakes`).
 pub fn takeWake() ?api.Waiter {
-    return null;
+    return app.http.takeWake();
+}
+
+/// Hands the datagram modules' upstream calls that are over to their modules, and sends
+/// what they answer to the datagrams' senders (`buf` holds one answer at a time). Bounded
+/// by the call tables: each call is handed over once.
+pub fn deliverUpstreamReplies(buf: []u8) void {
+    _ = buf;
 }
 
 /// The connection is closing: an application module may forget it.

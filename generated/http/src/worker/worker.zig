@@ -275,7 +275,9 @@ pub const Worker = struct {
             };
             if (self.stop) |reason| {
                 if (reason == .immediate) return self.closeAll(reason);
-                if (self.conns.openCount() == 0) return self.closeAll(reason);
+                // Datagram modules' calls in flight are answered first, as connections are.
+                const calls = handlers.upstream.datagramsInFlight();
+                if (self.conns.openCount() == 0 and calls == 0) return self.closeAll(reason);
                 const drain = &self.drain.?;
                 if (drain.takeSweep(now)) self.conns.closeIdle();
                 if (drain.expired(now)) {
@@ -294,6 +296,7 @@ pub const Worker = struct {
             if (self.admin_retry_at_ms) |at| if (now >= at) self.retryAdmin(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
+            handlers.deliverUpstreamReplies(self.reply);
             self.resumeListenersIfRoom(now);
             const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});

@@ -27,6 +27,7 @@ const address = @import("../address.zig");
 const log = @import("../log.zig");
 const api = @import("../handlers/api.zig");
 const wake = @import("../handlers/app/wake.zig");
+const app_peer = @import("../handlers/app/peer.zig");
 const connections_mod = @import("../worker/connections.zig");
 const framing = @import("framing.zig");
 const linux = std.os.linux;
@@ -53,12 +54,25 @@ const none: u32 = std.math.maxInt(u32);
 
 const CallState = enum(u8) { free, queued, sent, done, taken };
 
+/// Whom a datagram module's call answers: the sender of the datagram that made it.
+pub const DatagramOrigin = struct {
+    listener_index: u16,
+    /// The listener's socket, which the answer is sent from.
+    fd: i32,
+    peer: app_peer.Peer,
+};
+
 const Call = struct {
     state: CallState = .free,
     failure: ?Failure = null,
     /// No request waits for it any more (its HTTP connection closed): freed once it ends.
     orphan: bool = false,
-    waiter: Waiter = .{ .slot = 0, .generation = 0 },
+    /// The connection the call wakes once over (a held HTTP request, a stream connection);
+    /// a datagram's call has none (slot `none`) and is handed out by `takeDatagramReply`.
+    waiter: Waiter = .{ .slot = none, .generation = 0 },
+    datagram: ?DatagramOrigin = null,
+    /// The module's own word for what the call is for, given back with its reply.
+    context: u64 = 0,
     deadline_ms: u64 = 0,
     /// Bytes of the request, then of the reply, in the entry's buffer.
     len: u32 = 0,
@@ -104,6 +118,8 @@ const Pool = struct {
     free: List = .{},
     queue: List = .{},
     taken: List = .{},
+    /// Datagram calls over (answered or failed), for `takeDatagramReply`.
+    answered: List = .{},
     /// The spec's servers, copied at start (what a test points at its own listener).
     servers: []config.Server,
     ejected_until_ms: []u64,
@@ -130,6 +146,8 @@ var ready = false;
 var epoll_fd: sys.Fd = -1;
 /// Per HTTP connection slot: the call its held request made (`Ref.encode`), or `none`.
 var by_slot: []u32 = &.{};
+/// Entries that datagram calls hold (from `beginFor` to `release`).
+var datagram_calls: u32 = 0;
 
 /// A call of an upstream, as the HTTP glue names it.
 pub const Ref = struct {
@@ -205,6 +223,7 @@ fn pop(p: *Pool, list: *List) ?u32 {
 
 fn release(p: *Pool, c: u32) void {
     assert(p.calls[c].state != .free);
+    if (p.calls[c].datagram != null) datagram_calls -= 1;
     p.calls[c] = .{};
     push(p, &p.free, c);
 }
@@ -224,11 +243,30 @@ pub fn find(waiter: Waiter) ?Ref {
 /// Takes a free entry of `upstream`'s call table for the request `waiter` names; the caller
 /// writes the request into `buffer(ref)` and sends it with `send`.
 pub fn begin(upstream: u16, waiter: Waiter) StartError!Ref {
+    return beginFor(upstream, .{ .waiter = waiter });
+}
+
+/// Whom a call answers, and the module's word for it.
+pub const Origin = struct {
+    waiter: Waiter = .{ .slot = none, .generation = 0 },
+    datagram: ?DatagramOrigin = null,
+    context: u64 = 0,
+};
+
+/// `begin` for any origin: a connection to wake (`waiter`), or a datagram's sender.
+pub fn beginFor(upstream: u16, origin: Origin) StartError!Ref {
     // Outside a worker (a module's tests) no upstream is reachable.
     if (!ready) return error.UpstreamDown;
+    assert((origin.datagram == null) != (origin.waiter.slot == none));
     const p = &pools[upstream];
     const c = pop(p, &p.free) orelse return error.UpstreamBusy;
-    p.calls[c] = .{ .state = .queued, .waiter = waiter };
+    p.calls[c] = .{
+        .state = .queued,
+        .waiter = origin.waiter,
+        .datagram = origin.datagram,
+        .context = origin.context,
+    };
+    if (origin.datagram != null) datagram_calls += 1;
     return .{ .upstream = upstream, .call = c };
 }
 
@@ -284,6 +322,66 @@ pub fn status(ref: Ref) Status {
     push(p, &p.taken, ref.call);
     if (call.failure) |f| return .{ .failed = f };
     return .{ .reply = p.callBuffer(ref.call)[0..call.len] };
+}
+
+/// The reply of the call the stream connection `waiter` made, once it is over; null while
+/// it is pending. The reply's bytes stay valid until the loop's next turn.
+pub fn takeStreamReply(waiter: Waiter) ?api.StreamReply {
+    // A connection marked as waiting always has its call (it is freed only at its close).
+    const ref = find(waiter) orelse return .{ .context = 0, .reply = error.UpstreamDown };
+    const word = pools[ref.upstream].calls[ref.call].context;
+    return switch (status(ref)) {
+        .pending_until_ms => null,
+        .reply => |bytes| .{ .context = word, .reply = bytes },
+        .failed => |failure| .{ .context = word, .reply = failureError(failure) },
+    };
+}
+
+/// The error a module meets for a failure.
+pub fn failureError(failure: Failure) api.UpstreamError {
+    return switch (failure) {
+        .down => error.UpstreamDown,
+        .timeout => error.UpstreamTimeout,
+        .bad_reply => error.UpstreamBadReply,
+    };
+}
+
+/// A datagram module's call that is over: whom it answers, and its reply or failure.
+pub const DatagramReply = struct {
+    upstream: u16,
+    origin: DatagramOrigin,
+    context: u64,
+    /// The reply's bytes (valid until the loop's next turn) or why there is none.
+    status: Status,
+};
+
+/// The next datagram call that is over, for the worker's loop to hand to its module; the
+/// entry is free again on the loop's next turn.
+pub fn takeDatagramReply() ?DatagramReply {
+    if (!ready) return null;
+    for (&pools) |*p| {
+        const c = pop(p, &p.answered) orelse continue;
+        const call = &p.calls[c];
+        assert(call.state == .done);
+        call.state = .taken;
+        push(p, &p.taken, c);
+        return .{
+            .upstream = p.index,
+            .origin = call.datagram.?,
+            .context = call.context,
+            .status = if (call.failure) |f|
+                .{ .failed = f }
+            else
+                .{ .reply = p.callBuffer(c)[0..call.len] },
+        };
+    }
+    return null;
+}
+
+/// Datagram calls not over yet: a draining worker waits for them (up to its drain timeout),
+/// as it waits for its connections.
+pub fn datagramsInFlight() u32 {
+    return if (ready) datagram_calls else 0;
 }
 
 /// The start of a loop turn: the replies routes took on the previous one are let go.
@@ -471,6 +569,7 @@ fn finish(p: *Pool, c: u32, failure: ?Failure) void {
     call.state = .done;
     call.failure = failure;
     if (failure != null) call.len = 0;
+    if (call.datagram != null) return push(p, &p.answered, c);
     wake.wake(call.waiter);
 }
 
@@ -853,4 +952,219 @@ test "calls pipeline in order once every connection is busy, then queue, then fa
     }
     try testing.expectEqual(@as(u32, spec.max_queued_calls), pools[0].queue.len);
     try testing.expectError(error.UpstreamBusy, testCall(9999, request_bytes));
+}
+
+/// A stream module that sends one call per line and writes what became of it, with the
+/// line's length as the call's context.
+const TestLines = struct {
+    const app_stream = @import("../handlers/app/stream.zig");
+    const upstream_api = @import("../handlers/app_upstream.zig");
+
+    pub const State = struct {};
+    pub const Connection = struct { replies: u32 = 0 };
+
+    pub fn frame(state: *State, conn: *Connection, line: []const u8, io: *app_stream.Io) !void {
+        _ = state;
+        _ = conn;
+        try upstream_api.sendAt(0, io, request_bytes, line.len);
+        // One call at a time per connection.
+        try testing.expectError(error.UpstreamCallPending, upstream_api.sendAt(0, io, "x", 0));
+    }
+
+    pub fn upstreamReply(
+        state: *State,
+        conn: *Connection,
+        context: u64,
+        reply: api.UpstreamReply,
+        io: *app_stream.Io,
+    ) !void {
+        _ = state;
+        conn.replies += 1;
+        const bytes = reply catch |err| return io.print("{s} {d}\n", .{ @errorName(err), context });
+        try io.print("{d} bytes for {d}\n", .{ bytes.len, context });
+    }
+
+    const Module = app_stream.Module(TestLines, "test.zig", "", .{
+        .line = .{ .max_bytes = 64 },
+    }, 256, .{});
+
+    fn testContext(slot: u32, generation: u32) api.Context {
+        return .{
+            .listener = &config.listeners[0],
+            .listener_index = 0,
+            .worker_index = 0,
+            .pid = 1,
+            .generation = 1,
+            .draining = false,
+            .slot = slot,
+            .connection_generation = generation,
+        };
+    }
+};
+
+/// Runs the pool until a wake comes (the worker's loop would then fire the connection's
+/// timer), answering `peer`'s requests with `reply_bytes` as they arrive.
+fn serveUntilWake(server: *TestServer, peer: sys.Fd) !Waiter {
+    var got: [64]u8 = undefined;
+    for (0..50) |_| {
+        if (wake.take()) |w| return w;
+        try server.turn(100);
+        // The test's end of the connection blocks: it reads only what has arrived.
+        if (sys.pendingInput(peer) < request_bytes.len) continue;
+        const n = try sys.read(peer, got[0..request_bytes.len]);
+        try testing.expectEqualStrings(request_bytes, got[0..n]);
+        try sys.writeAll(peer, reply_bytes);
+    }
+    return error.NeverWoken;
+}
+
+test "a stream frame's call holds its connection; the reply comes to upstreamReply, in order" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const free_before = pools[0].free.len;
+    const Lines = TestLines.Module;
+    var conn: Lines.Connection = .{};
+    const ctx = TestLines.testContext(11, 5);
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    var input = "ab\nabcd\n".*;
+    // The first line's call holds the connection: the second line waits, unread.
+    const held = Lines.onData(&ctx, &conn, &input, &out);
+    try testing.expectEqual(@as(usize, 3), held.consumed);
+    try testing.expectEqual(api.Phase.waiting, held.phase);
+    try testing.expectEqual(api.ReadingChange.pause, held.reading);
+    try testing.expect(held.timer == .after_ms);
+    try testing.expectEqual(@as(usize, 0), out.len);
+    // More input is not delivered while the call is pending.
+    const waiting = Lines.onData(&ctx, &conn, input[3..], &out);
+    try testing.expectEqual(@as(usize, 0), waiting.consumed);
+    try testing.expectEqual(api.Phase.waiting, waiting.phase);
+    const peer = try server.accept();
+    defer sys.close(peer);
+    const woken = try serveUntilWake(&server, peer);
+    try testing.expectEqual(@as(u32, 11), woken.slot);
+    try testing.expectEqual(@as(u32, 5), woken.generation);
+    // The worker fires the connection's timer: the module gets its reply and reads again.
+    const answered = Lines.onTimer(&ctx, &conn, &out);
+    var want: [64]u8 = undefined;
+    const line = try compat.bufPrint(&want, "{d} bytes for 2\n", .{reply_bytes.len});
+    try testing.expectEqualStrings(line, out.buf[0..out.len]);
+    try testing.expectEqual(api.ReadingChange.unpause, answered.reading);
+    try testing.expectEqual(api.Phase.idle, answered.phase);
+    try testing.expect(answered.timer == .cancel);
+    // The second line is delivered now, and makes its call.
+    out.len = 0;
+    const second = Lines.onData(&ctx, &conn, input[3..], &out);
+    try testing.expectEqual(@as(usize, 5), second.consumed);
+    try testing.expectEqual(api.Phase.waiting, second.phase);
+    _ = try serveUntilWake(&server, peer);
+    _ = Lines.onTimer(&ctx, &conn, &out);
+    const both = try compat.bufPrint(&want, "{d} bytes for 4\n", .{reply_bytes.len});
+    try testing.expectEqualStrings(both, out.buf[0..out.len]);
+    try testing.expectEqual(@as(u32, 2), conn.user.replies);
+    beginTurn();
+    try testing.expectEqual(free_before, pools[0].free.len);
+}
+
+test "a stream connection closed while its call is pending gets no callback" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const free_before = pools[0].free.len;
+    const Lines = TestLines.Module;
+    var conn: Lines.Connection = .{};
+    const ctx = TestLines.testContext(12, 7);
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    var input = "abc\n".*;
+    _ = Lines.onData(&ctx, &conn, &input, &out);
+    const peer = try server.accept();
+    defer sys.close(peer);
+    try server.turn(1000);
+    // The connection closes (the worker calls `forgetSlot` for every close): the reply that
+    // comes later frees the entry and wakes no one, and the slot's next connection, which
+    // makes its own call, is not answered with the old one's reply.
+    forgetSlot(12);
+    Lines.onClose(&conn);
+    try sys.writeAll(peer, reply_bytes);
+    for (0..20) |_| {
+        if (pools[0].free.len == free_before) break;
+        try server.turn(100);
+    }
+    try testing.expectEqual(free_before, pools[0].free.len);
+    try testing.expectEqual(@as(?Waiter, null), wake.take());
+    // Asked anyway (it is not: the connection is gone), the call is over as down.
+    const gone = takeStreamReply(.{ .slot = 12, .generation = 7 }).?;
+    try testing.expectError(error.UpstreamDown, gone.reply);
+    try testing.expectEqual(@as(u32, 0), conn.user.replies);
+}
+
+/// A datagram module that sends one call per datagram, with a context of 42, and answers
+/// its sender with what became of it.
+const TestDatagrams = struct {
+    const app_datagram = @import("../handlers/app/datagram.zig");
+    const upstream_api = @import("../handlers/app_upstream.zig");
+
+    pub const State = struct {};
+
+    pub fn datagram(state: *State, dg: *app_datagram.Datagram) !void {
+        _ = state;
+        try upstream_api.sendAt(0, dg, request_bytes, 42);
+    }
+
+    pub fn upstreamReply(
+        state: *State,
+        context: u64,
+        reply: api.UpstreamReply,
+        dg: *app_datagram.Datagram,
+    ) !void {
+        _ = state;
+        const bytes = reply catch |err| return dg.print("{s} {d}", .{ @errorName(err), context });
+        try dg.print("{d} bytes for {d}", .{ bytes.len, context });
+    }
+
+    const Module = app_datagram.Module(TestDatagrams, "test.zig", "", 256);
+};
+
+test "a datagram's call keeps its sender: the reply is handed back with it" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const Datagrams = TestDatagrams.Module;
+    const ctx = TestLines.testContext(0, 0);
+    var from: sys.Peer = .{};
+    const sa = address.SockAddr.init(.{ .ip4 = .{ 127, 0, 0, 9 } }, 4321);
+    from.addr = sa.storage;
+    from.len = sa.len;
+    var reply: [128]u8 = undefined;
+    // Nothing to answer at once: the answer comes with the reply.
+    try testing.expectEqual(@as(usize, 0), Datagrams.onDatagram(&ctx, "q", &from, &reply));
+    try testing.expectEqual(@as(u32, 1), datagramsInFlight());
+    const peer = try server.accept();
+    defer sys.close(peer);
+    try server.turn(1000);
+    var got: [64]u8 = undefined;
+    const n = try sys.read(peer, &got);
+    try testing.expectEqualStrings(request_bytes, got[0..n]);
+    try sys.writeAll(peer, reply_bytes);
+    var answer: ?DatagramReply = null;
+    for (0..50) |_| {
+        answer = takeDatagramReply();
+        if (answer != null) break;
+        try server.turn(100);
+    }
+    const r = answer orelse return error.NeverAnswered;
+    try testing.expectEqual(@as(u16, 4321), r.origin.peer.port);
+    try testing.expectEqual(@as(u64, 42), r.context);
+    try testing.expectEqualStrings(reply_bytes, r.status.reply);
+    const len = Datagrams.onUpstreamReply(0, -1, r.origin.peer, r.context, r.status.reply, &reply);
+    var want: [64]u8 = undefined;
+    const text = try compat.bufPrint(&want, "{d} bytes for 42", .{reply_bytes.len});
+    try testing.expectEqualStrings(text, reply[0..len]);
+    // Taken on this turn, free on the next: the drain no longer waits for it.
+    beginTurn();
+    try testing.expectEqual(@as(u32, 0), datagramsInFlight());
+    try testing.expect(takeDatagramReply() == null);
 }

@@ -131,6 +131,25 @@ pub fn onDatagram(
     unreachable;
 }
 
+/// A datagram module's upstream call is over: its `upstreamReply` may answer the sender.
+/// The answer's length in `reply` (0: none).
+pub fn onUpstreamReply(
+    listener_index: u16,
+    fd: i32,
+    peer: datagram.Peer,
+    context: u64,
+    result: api.UpstreamReply,
+    reply: []u8,
+) usize {
+    _ = listener_index;
+    _ = fd;
+    _ = peer;
+    _ = context;
+    _ = result;
+    _ = reply;
+    return 0;
+}
+
 test {
     _ = @import("app/timer.zig");
     _ = http;
