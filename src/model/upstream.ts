@@ -7,6 +7,8 @@ import { parseServer } from "../spec/upstream.js";
 import { InternalError } from "../errors.js";
 
 export interface UpstreamServerModel {
+  /** A host name the program resolves (its address bytes are zeros until then); "" for none. */
+  readonly host: string;
   readonly isIpv6: boolean;
   /** A Zig array literal of the address bytes. */
   readonly addressBytes: string;
@@ -35,9 +37,11 @@ export function buildUpstreams(spec: Spec): UpstreamModel[] {
     servers: u.servers.map((text) => {
       const server = parseServer(text);
       if (typeof server === "string") throw new InternalError(`unchecked server ${text}`);
+      const ip = server.ip ?? { family: 4, bytes: [0, 0, 0, 0] };
       return {
-        isIpv6: server.ip.family === 6,
-        addressBytes: `.{ ${server.ip.bytes.join(", ")} }`,
+        host: server.host ?? "",
+        isIpv6: ip.family === 6,
+        addressBytes: `.{ ${ip.bytes.join(", ")} }`,
         port: server.port,
       };
     }),

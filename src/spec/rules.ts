@@ -81,20 +81,18 @@ function checkAccounts(raw: Json): Diagnostic[] {
   ];
 }
 
-/** Only HTTP app modules call upstreams yet: upstreams without one would serve nobody. */
+/** App modules (HTTP, stream, datagram) call upstreams: upstreams without one serve nobody. */
 function checkUpstreamCallers(raw: Json): Diagnostic[] {
   if (!Array.isArray(raw.upstreams) || raw.upstreams.length === 0) return [];
   if (!Array.isArray(raw.listeners)) return [];
-  const caller = raw.listeners.some(
-    (l) => isObject(l) && l.handler === "app" && isObject(l.app) && isObject(l.app.http),
-  );
+  const caller = raw.listeners.some((l) => isObject(l) && l.handler === "app" && isObject(l.app));
   if (caller) return [];
   return [
     {
       path: ["upstreams"],
       message:
-        'are called from HTTP app modules only; add a listener with "handler": "app" and ' +
-        '"app": { "http": … }, or remove the upstreams',
+        'are called from app modules only; add a listener with "handler": "app", ' +
+        "or remove the upstreams",
     },
   ];
 }

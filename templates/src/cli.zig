@@ -4,6 +4,7 @@ const compat = @import("compat.zig");
 const config = @import("config.zig");
 const address = @import("address.zig");
 const privileges = @import("supervisor/privileges.zig");
+const resolve = @import("net/resolve.zig");
 
 pub const usage =
     \\Usage: 
@@ -124,6 +125,9 @@ pub const Options = struct {
     access_log_path: ?[:0]const u8 = null,
     /// `--access-log-format`: "json" or "combined" instead of the spec's.
     access_log_format: ?[:0]const u8 = null,
+    /// The addresses of upstream servers named by host, resolved by the supervisor (the
+    /// internal `--upstream-addresses`).
+    upstream_addresses: resolve.Table = .{},
 };
 
 /// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
@@ -275,6 +279,10 @@ fn parseValueFlag(
     } else if (eql(arg, "--worker")) {
         options.worker = parseWorkerRole(value) orelse
             return diag.set("--worker is for the supervisor's own use (got \"{s}\")", .{value});
+    } else if (eql(arg, "--upstream-addresses")) {
+        options.upstream_addresses = resolve.Table.parse(value) orelse
+            return diag.set("--upstream-addresses is for the supervisor's own use " ++
+                "(got \"{s}\")", .{value});
     } else {
         return diag.set("unknown argument \"{s}\"", .{arg});
     }
@@ -295,7 +303,7 @@ fn isValueFlag(arg: []const u8) bool {
     const flags = [_][]const u8{
         "--workers", "--listen",     "--pid-file",          "--handover",
         "--worker",  "--user",       "--group",             "--drop-to",
-        "--admin",   "--access-log", "--access-log-format",
+        "--admin",   "--access-log", "--access-log-format", "--upstream-addresses",
     };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;

@@ -118,7 +118,8 @@ class Redis {
 async function kvSpec(redisPort: number): Promise<{ name: string }> {
   const raw = JSON.parse(await readFile(path.join(PACKAGE_ROOT, "examples/kv.json"), "utf8"));
   delete raw.$schema;
-  raw.upstreams[0].servers = [`127.0.0.1:${redisPort}`];
+  // A host name: resolved through /etc/hosts at start (and again on the SIGHUP below).
+  raw.upstreams[0].servers = [`localhost:${redisPort}`];
   raw.upstreams[0].responseTimeoutMs = RESPONSE_TIMEOUT_MS;
   const app = (module: string, kind: object) => ({ handler: "app", app: { module, ...kind } });
   raw.listeners.push(

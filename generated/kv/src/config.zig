@@ -102,21 +102,23 @@ pub const group: ?[]const u8 = null;
 pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "fd60c2becc256edd";
+pub const spec_fingerprint = "755e4614b9a94701";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "b4545e0fead5b0a6";
+pub const supervisor_fingerprint = "e2f6ca9b195a6f81";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
 /// How an upstream's replies are cut (see upstream/framing.zig).
 pub const Framing = enum { resp, line, length, http };
 
-/// A server of an upstream: an IP literal and a port.
+/// A server of an upstream: an IP literal and a port, or a host name (its address is then
+/// the one resolved at start and on SIGHUP: see net/resolve.zig).
 pub const Server = struct {
     address: Address,
     port: u16,
+    host: []const u8 = "",
 };
 
 /// A service the app modules call, through a pool of connections in every worker.
@@ -147,7 +149,7 @@ pub const upstreams = [_]Upstream{
         .name = "store",
         .framing = .resp,
         .servers = &.{
-            .{ .address = .{ .ip4 = .{ 127, 0, 0, 1 } }, .port = 6379 },
+            .{ .address = .{ .ip4 = .{ 0, 0, 0, 0 } }, .port = 6379, .host = "localhost" },
         },
         .connections_per_worker = 16,
         .connect_timeout_ms = 1000,

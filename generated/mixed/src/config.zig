@@ -106,17 +106,19 @@ pub const spec_fingerprint = "36d551bc200af3e7";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "b4545e0fead5b0a6";
+pub const supervisor_fingerprint = "e2f6ca9b195a6f81";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
 /// How an upstream's replies are cut (see upstream/framing.zig).
 pub const Framing = enum { resp, line, length, http };
 
-/// A server of an upstream: an IP literal and a port.
+/// A server of an upstream: an IP literal and a port, or a host name (its address is then
+/// the one resolved at start and on SIGHUP: see net/resolve.zig).
 pub const Server = struct {
     address: Address,
     port: u16,
+    host: []const u8 = "",
 };
 
 /// A service the app modules call, through a pool of connections in every worker.

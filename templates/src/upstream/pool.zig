@@ -23,6 +23,7 @@ const config = @import("../config.zig");
 const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
 const address = @import("../address.zig");
+const resolve = @import("../net/resolve.zig");
 const log = @import("../log.zig");
 const api = @import("../handlers/api.zig");
 const wake = @import("../handlers/app/wake.zig");
@@ -179,6 +180,13 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
         @memset(ejected, 0);
         const servers = try allocator.alloc(config.Server, spec.servers.len);
         @memcpy(servers, spec.servers);
+        for (servers, 0..) |*s, i| {
+            // A name as resolved by the supervisor: the copy's `host` is cleared once it has
+            // an address, so a server still named has none (see `open`).
+            const resolved = resolve.current.get(u, i) orelse continue;
+            s.address = resolved;
+            s.host = "";
+        }
         const buffer_count = calls.len + conns.len;
         p.* = .{
             .index = @intCast(u),
@@ -481,6 +489,9 @@ fn open(p: *Pool, i: usize, now_ms: u64) bool {
     assert(conn.phase == .closed and conn.count == 0);
     const server_index = pickServer(p, now_ms);
     const server = p.servers[server_index];
+    // A host name without an address (never resolved: a worker started without its
+    // supervisor's table) is a server that cannot be reached.
+    if (server.host.len > 0) return false;
     const family: u32 = if (server.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
     const flags: u32 = linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
     const fd = sys.socket(family, flags, 0) catch return false;

@@ -64,6 +64,7 @@ const core_mod = @import("core.zig");
 const admin_server = @import("../admin/server.zig");
 const admin_view = @import("admin_view.zig");
 const metrics_region = @import("../metrics/region.zig");
+const resolve = @import("../net/resolve.zig");
 
 const listener_count = config.listeners.len;
 const max_events = 64;
@@ -284,6 +285,7 @@ pub const Supervisor = struct {
             .close_successor => self.closeSuccessorPipe(),
             .restarting => |generation| {
                 log.info("starting generation {d}", .{generation});
+                self.resolveUpstreamsAgain();
                 self.notifier.reloading();
                 var line = events.Line.begin("restarting");
                 line.int("generation", generation);
@@ -667,6 +669,22 @@ pub const Supervisor = struct {
 
     // Workers.
 
+    /// A SIGHUP's new generation uses the upstream servers' names as they resolve now; a name
+    /// that fails keeps the address it had (an `upstream_unresolved` event says which, and
+    /// why), so a nameserver that is down does not take an upstream away.
+    fn resolveUpstreamsAgain(self: *Supervisor) void {
+        const failure = resolve.resolveAll(&self.options.upstream_addresses, .{}, true) orelse
+            return;
+        log.warn("upstream {s}: server {s}:{d} did not resolve ({s}); keeping its address", .{
+            failure.upstream, failure.server, failure.port, failure.reason,
+        });
+        var line = events.Line.begin("upstream_unresolved");
+        line.string("upstream", failure.upstream);
+        line.string("server", failure.server);
+        line.string("reason", failure.reason);
+        line.emit();
+    }
+
     fn spawn(self: *Supervisor, record: u32, index: u16, generation: u32) void {
         const proc = &self.procs[record];
         assert(proc.pid == 0);
@@ -684,6 +702,7 @@ pub const Supervisor = struct {
             .metrics_cell = record,
             .access_log_path = self.options.access_log_path,
             .access_log_format = self.options.access_log_format,
+            .upstream_addresses = &self.options.upstream_addresses,
         }) catch |err| {
             log.err("cannot start worker {d}: {s}", .{ index, @errorName(err) });
             proc.spawn_error = @errorName(err);
