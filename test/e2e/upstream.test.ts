@@ -180,11 +180,14 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
   let base: string;
   let linePort: number;
   let lookupPort: number;
+  let metricsUrl: string;
+  let promtool: string;
 
   beforeAll(async () => {
     ensureCommand("curl", "curl");
     ensureCommand("redis-server", "redis-server");
     ensureCommand("redis-cli", "redis-tools");
+    promtool = ensureCommand("promtool", "prometheus");
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-upstream-"));
     redis = new Redis(await freePort("tcp", "127.0.0.1"), tmp);
     const project = await compiledSpecValue("kv-redis", await kvSpec(redis.port), version);
@@ -196,11 +199,15 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     await redis.start();
     const args = ["--workers", "4", "--listen", "api=127.0.0.1:0", "--drain-timeout", "5000"];
     args.push("--listen", "line=127.0.0.1:0", "--listen", "lookup=127.0.0.1:0");
+    args.push("--admin", "127.0.0.1:0");
     const started = await startReady(project.binary, args);
     program = started.program;
     base = `http://127.0.0.1:${portOf(started.ready, "api")}`;
     linePort = portOf(started.ready, "line");
     lookupPort = portOf(started.ready, "lookup");
+    const admin = (started.ready as { admin?: { port: number } }).admin;
+    if (admin === undefined) throw new Error(`ready has no admin: ${JSON.stringify(started.ready)}`);
+    metricsUrl = `http://127.0.0.1:${admin.port}/metrics`;
   }, SETUP_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -319,5 +326,34 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     const codes = (await Promise.all(load)).join("").trim().split("\n");
     expect(codes).toHaveLength(4 * urls.length);
     expect(codes.filter((c) => c !== "200")).toEqual([]);
+  });
+
+  it("the metrics say what the upstream did, and promtool accepts them", { timeout }, async () => {
+    // After the cases above (the supervisor's totals outlive the SIGHUP's workers): calls to
+    // the server as the spec names it, timeouts (the DEBUG SLEEP), calls refused while Redis
+    // was stopped, and no server left out (it is the upstream's only one).
+    const text = await run("curl", ["-sS", "--max-time", "5", metricsUrl], 7000);
+    const value = (series: string): number => {
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      if (line === undefined) throw new Error(`no ${series} in:\n${text}`);
+      return Number(line.slice(series.length + 1));
+    };
+    const server = `upstream="store",server="localhost:${redis!.port}"`;
+    expect(value(`reuseport_upstream_calls_total{${server}}`)).toBeGreaterThan(100);
+    expect(value(`reuseport_upstream_failures_total{${server},kind="timeout"}`))
+      .toBeGreaterThan(0);
+    expect(value(`reuseport_upstream_failures_total{${server},kind="bad_reply"}`)).toBe(0);
+    expect(value(`reuseport_upstream_ejected{${server}}`)).toBe(0);
+    const refused = value('reuseport_upstream_unsent_total{upstream="store",reason="down"}');
+    const lost = value(`reuseport_upstream_failures_total{${server},kind="down"}`);
+    expect(refused + lost).toBeGreaterThanOrEqual(8);
+    const checked = await new Promise<{ code: number; output: string }>((resolve) => {
+      const child = execFile(promtool, ["check", "metrics"], { timeout: 10_000 }, (e, out, err) =>
+        resolve({ code: e === null ? 0 : 1, output: out + err }),
+      );
+      child.stdin?.end(text);
+    });
+    expect(checked.output).toBe("");
+    expect(checked.code).toBe(0);
   });
 });

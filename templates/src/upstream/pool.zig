@@ -24,6 +24,7 @@ const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
 const address = @import("../address.zig");
 const resolve = @import("../net/resolve.zig");
+const metrics = @import("../metrics/cell.zig");
 const log = @import("../log.zig");
 const api = @import("../handlers/api.zig");
 const wake = @import("../handlers/app/wake.zig");
@@ -266,7 +267,10 @@ pub fn beginFor(upstream: u16, origin: Origin) StartError!Ref {
     if (!ready) return error.UpstreamDown;
     assert((origin.datagram == null) != (origin.waiter.slot == none));
     const p = &pools[upstream];
-    const c = pop(p, &p.free) orelse return error.UpstreamBusy;
+    const c = pop(p, &p.free) orelse {
+        metrics.add(&metrics.own.upstream_unsent[upstream].busy, 1);
+        return error.UpstreamBusy;
+    };
     p.calls[c] = .{
         .state = .queued,
         .waiter = origin.waiter,
@@ -303,6 +307,8 @@ pub fn send(ref: Ref, len: usize, now_ms: u64) StartError!void {
     } else {
         const down = !anyOpen(p);
         release(p, ref.call);
+        const unsent = &metrics.own.upstream_unsent[p.index];
+        metrics.add(if (down) &unsent.down else &unsent.busy, 1);
         return if (down) error.UpstreamDown else error.UpstreamBusy;
     }
     if (call.waiter.slot < by_slot.len) by_slot[call.waiter.slot] = ref.encode();
@@ -467,6 +473,9 @@ fn eject(p: *Pool, server: u16, now_ms: u64, why: []const u8) void {
     for (p.ejected_until_ms, 0..) |until, s| {
         if (s == server or until > now_ms) continue;
         p.ejected_until_ms[server] = now_ms + p.spec.eject_ms;
+        const health = metrics.upstreamServer(p.index, server);
+        metrics.add(&health.ejections, 1);
+        metrics.set(&health.ejected_until_ms, p.ejected_until_ms[server]);
         log.warn("upstream {s}: server {d} {s}; left out for {d} ms", .{
             p.spec.name, server, why, p.spec.eject_ms,
         });
@@ -528,6 +537,7 @@ fn assign(p: *Pool, i: usize, c: u32) void {
     assert(conn.phase != .closed);
     p.calls[c].state = .sent;
     p.calls[c].next = none;
+    metrics.add(&metrics.upstreamServer(p.index, conn.server).calls, 1);
     if (conn.tail == none) conn.head = c else p.calls[conn.tail].next = c;
     conn.tail = c;
     conn.count += 1;
@@ -590,9 +600,11 @@ fn discard(p: *Pool, i: usize, failure: Failure) void {
     assert(conn.phase != .closed);
     _ = linux.epoll_ctl(epoll_fd, linux.EPOLL.CTL_DEL, conn.fd, null);
     sys.close(conn.fd);
+    const failures = &metrics.upstreamServer(p.index, conn.server).failures;
     var c = conn.head;
     while (c != none) {
         const next = p.calls[c].next;
+        metrics.add(&failures[compat.enumIndex(failure)], 1);
         finish(p, c, failure);
         c = next;
     }
@@ -619,6 +631,7 @@ pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
         }
         conn.phase = .ready;
         p.ejected_until_ms[conn.server] = 0;
+        metrics.set(&metrics.upstreamServer(p.index, conn.server).ejected_until_ms, 0);
         flush(p, i);
         if (conn.phase == .closed) return pumpQueue(p, now_ms);
     }
@@ -679,7 +692,10 @@ fn pumpQueue(p: *Pool, now_ms: u64) void {
         assign(p, i, pop(p, &p.queue).?);
     }
     if (!anyOpen(p)) {
-        while (pop(p, &p.queue)) |c| finish(p, c, .down);
+        while (pop(p, &p.queue)) |c| {
+            metrics.add(&metrics.own.upstream_unsent[p.index].down, 1);
+            finish(p, c, .down);
+        }
     }
 }
 
@@ -700,6 +716,7 @@ pub fn expire(now_ms: u64) void {
         }
         // Queued calls share one timeout and queue in order: the oldest expires first.
         while (p.queue.head != none and p.calls[p.queue.head].deadline_ms <= now_ms) {
+            metrics.add(&metrics.own.upstream_unsent[p.index].timeout, 1);
             finish(p, pop(p, &p.queue).?, .timeout);
         }
         pumpQueue(p, now_ms);
@@ -1177,4 +1194,43 @@ test "a datagram's call keeps its sender: the reply is handed back with it" {
     beginTurn();
     try testing.expectEqual(@as(u32, 0), datagramsInFlight());
     try testing.expect(takeDatagramReply() == null);
+}
+
+test "a server's calls and failures, and calls no server had, reach the metrics cell" {
+    comptime assert(std.mem.eql(u8, @tagName(Failure.bad_reply), metrics.upstream_failures[2]));
+    var server = try TestServer.start();
+    defer server.stop();
+    const health = metrics.upstreamServer(0, 0);
+    const calls = metrics.load(&health.calls);
+    const down = metrics.load(&health.failures[compat.enumIndex(Failure.down)]);
+    const unsent = &metrics.own.upstream_unsent[0];
+    const unsent_down = metrics.load(&unsent.down);
+    // Answered: one call, no failure.
+    const ref = try testCall(21, request_bytes);
+    const peer = try server.accept();
+    try server.turn(1000);
+    var got: [64]u8 = undefined;
+    _ = try sys.read(peer, &got);
+    try sys.writeAll(peer, reply_bytes);
+    _ = try server.drive(ref);
+    try testing.expectEqual(calls + 1, metrics.load(&health.calls));
+    // The server closes with a call on the connection: a failure (down) of that server.
+    const lost = try testCall(22, request_bytes);
+    try server.turn(100);
+    sys.close(peer);
+    try testing.expectEqual(Failure.down, (try server.drive(lost)).failed);
+    try testing.expectEqual(calls + 2, metrics.load(&health.calls));
+    try testing.expectEqual(down + 1, metrics.load(&health.failures[0]));
+    // Nobody listens any more: a call refused before any server had it (the connect fails
+    // at once) or, if the connect is in progress, a failure of the server.
+    sys.close(server.listen_fd);
+    server.listen_fd = try sys.socket(linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0);
+    const refused = testCall(23, request_bytes);
+    if (refused) |r| {
+        try testing.expectEqual(Failure.down, (try server.drive(r)).failed);
+        try testing.expectEqual(down + 2, metrics.load(&health.failures[0]));
+    } else |err| {
+        try testing.expectEqual(error.UpstreamDown, err);
+        try testing.expectEqual(unsent_down + 1, metrics.load(&unsent.down));
+    }
 }
