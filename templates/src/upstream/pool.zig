@@ -1234,3 +1234,74 @@ test "a server's calls and failures, and calls no server had, reach the metrics 
         try testing.expectEqual(unsent_down + 1, metrics.load(&unsent.down));
     }
 }
+
+/// A stream module that arms its timer at once and sends a call from the same frame.
+const TestTimed = struct {
+    const app_stream = @import("../handlers/app/stream.zig");
+    const upstream_api = @import("../handlers/app_upstream.zig");
+
+    pub const State = struct {};
+    pub const Connection = struct {};
+
+    pub fn frame(state: *State, conn: *Connection, line: []const u8, io: *app_stream.Io) !void {
+        _ = state;
+        _ = conn;
+        _ = line;
+        io.setTimer(0);
+        try upstream_api.sendAt(0, io, request_bytes, 0);
+    }
+
+    pub fn timer(state: *State, conn: *Connection, io: *app_stream.Io) !void {
+        _ = state;
+        _ = conn;
+        try io.write("tick\n");
+    }
+
+    pub fn upstreamReply(
+        state: *State,
+        conn: *Connection,
+        context: u64,
+        reply: api.UpstreamReply,
+        io: *app_stream.Io,
+    ) !void {
+        _ = state;
+        _ = conn;
+        _ = context;
+        _ = try reply;
+        try io.write("reply\n");
+    }
+
+    const Module = app_stream.Module(TestTimed, "test.zig", "", .{
+        .line = .{ .max_bytes = 64 },
+    }, 256, .{});
+};
+
+test "a stream connection's own timer fires while its call is pending; the hold goes on" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const Timed = TestTimed.Module;
+    var conn: Timed.Connection = .{};
+    const ctx = TestLines.testContext(13, 3);
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    var input = "go\n".*;
+    // The worker's timer is the earlier of the module's (now) and the call's hold.
+    const held = Timed.onData(&ctx, &conn, &input, &out);
+    try testing.expectEqual(api.TimerChange{ .after_ms = 0 }, held.timer);
+    const ticked = Timed.onTimer(&ctx, &conn, &out);
+    try testing.expectEqualStrings("tick\n", out.buf[0..out.len]);
+    // Still waiting for the reply: paused, held, the timer back on the call's hold.
+    try testing.expectEqual(api.Phase.waiting, ticked.phase);
+    try testing.expect(ticked.reading != .unpause);
+    try testing.expect(ticked.timer.after_ms > 0);
+    out.len = 0;
+    const peer = try server.accept();
+    defer sys.close(peer);
+    _ = try serveUntilWake(&server, peer);
+    const answered = Timed.onTimer(&ctx, &conn, &out);
+    try testing.expectEqualStrings("reply\n", out.buf[0..out.len]);
+    try testing.expectEqual(api.ReadingChange.unpause, answered.reading);
+    try testing.expect(answered.timer == .cancel);
+}
