@@ -4,6 +4,10 @@
  * free loopback port in a temporary folder, with curl as the client (both installed with
  * apt-get when missing; under CI=true a missing one fails the run). One build per release: the
  * spec is examples/kv.json with the test's Redis port and `responseTimeoutMs: 500`.
+ *
+ * Then the project serves itself: the resp example (examples/app/resp.zig, the build resp.test.ts
+ * makes, shared through the run's build cache) takes Redis's place on the same port, and kv's
+ * checks run against it.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -19,7 +23,7 @@ import {
   type Program,
   type ReadyEvent,
 } from "./support/program.js";
-import { compiledSpecValue } from "./support/project.js";
+import { compiledSpecValue, programOf } from "./support/project.js";
 import { ensureCommand } from "./support/tools.js";
 import { FULL_MATRIX_VERSIONS, matrixOf } from "./support/zig.js";
 
@@ -124,6 +128,7 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
   let redis: Redis | undefined;
   let tmp: string | undefined;
   let base: string;
+  let respBinary: string;
 
   beforeAll(async () => {
     ensureCommand("curl", "curl");
@@ -131,7 +136,11 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     ensureCommand("redis-cli", "redis-tools");
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-upstream-"));
     redis = new Redis(await freePort("tcp", "127.0.0.1"), tmp);
-    const project = await compiledSpecValue("kv-redis", await kvSpec(redis.port), version);
+    const [project, resp] = await Promise.all([
+      compiledSpecValue("kv-redis", await kvSpec(redis.port), version),
+      programOf("resp", version),
+    ]);
+    respBinary = resp;
     // Its own Zig tests are kv's (build.test.ts runs them on every release): this build differs
     // only in the Redis port and the response timeout, so it is built, not tested again.
     for (const step of [project.steps.generate, project.steps.build]) {
@@ -238,5 +247,46 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     const codes = (await Promise.all(load)).join("").trim().split("\n");
     expect(codes).toHaveLength(4 * urls.length);
     expect(codes.filter((c) => c !== "200")).toEqual([]);
+  });
+
+  it("serves kv from the project's own resp example in Redis's place", { timeout }, async () => {
+    await redis!.stop();
+    // One worker: the resp example keeps its data per worker (per process), and kv's 16
+    // connections per worker would otherwise land on different ones.
+    // kv keeps its connections open: the stop waits for them up to the drain timeout.
+    const listen = `cache=127.0.0.1:${redis!.port}`;
+    const args = ["--standalone", "--listen", listen, "--drain-timeout", "500"];
+    const { program: resp } = await startReady(respBinary, args);
+    try {
+      // The first calls may meet a connection Redis's stop closed: bounded retries.
+      const statuses: number[] = [];
+      for (let i = 0; i < 8 && statuses.at(-1) !== 204; i += 1) {
+        const put = await curl(["-X", "PUT", "--data-binary", '{"n":2}', `${base}/kv/shared`]);
+        statuses.push(put.status);
+      }
+      expect(statuses.at(-1)).toBe(204);
+      expect((await redis!.cli(["GET", "kv:shared"])).trim()).toBe('{"n":2}');
+      const bodies: string[] = [];
+      for (let i = 0; i < 50; i += 1) {
+        const got = await curl([`${base}/kv/shared`]);
+        bodies.push(`${got.status} ${got.body}`);
+      }
+      expect(bodies.filter((b) => b !== '200 {"n":2}')).toEqual([]);
+      await curl(["-X", "PUT", "--data-binary", "[]", `${base}/kv/shelf`]);
+      await curl(["-X", "PUT", "--data-binary", "0", `${base}/kv/other`]);
+      // The resp example lists keys in its table's order, as Redis does in its own.
+      const list = async (prefix: string) =>
+        (JSON.parse((await curl([`${base}/kv?prefix=${prefix}`])).body) as { keys: string[] }).keys
+          .sort();
+      expect(await list("sh")).toEqual(["shared", "shelf"]);
+      expect((await curl(["-X", "DELETE", `${base}/kv/shared`])).status).toBe(204);
+      expect((await curl([`${base}/kv/shared`])).status).toBe(404);
+      expect((await curl(["-X", "DELETE", `${base}/kv/shared`])).status).toBe(404);
+      expect(await list("")).toEqual(["other", "shelf"]);
+    } finally {
+      resp.signal("SIGTERM");
+      expect(await resp.waitForExit(10_000)).toEqual({ code: 0, signal: null });
+      await redis!.start();
+    }
   });
 });
