@@ -184,7 +184,15 @@ async function manyClients(
   const request = Buffer.from(`GET ${path} HTTP/1.1\r\nHost: load\r\n\r\n`);
   const descriptors = () =>
     workerPids.map((pid) => readdirSync(`/proc/${pid}/fd`).length).reduce((a, b) => a + b, 0);
-  const idle = descriptors();
+  // Idle: the count steady for 100 ms (a connection of an earlier client may still be closing),
+  // waiting at most 2 s.
+  let idle = descriptors();
+  for (let i = 0; i < 20; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const now = descriptors();
+    if (now === idle) break;
+    idle = now;
+  }
   try {
     const BATCH = 500;
     for (let first = 0; first < count && Date.now() < deadline; first += BATCH) {
@@ -238,14 +246,19 @@ async function manyClients(
   }
 }
 
-/** The status of a whole HTTP response with Content-Length in `bytes`, or undefined. */
-function wholeAnswer(bytes: Buffer): number | undefined {
+/**
+ * The status of a whole HTTP response with Content-Length in `bytes`, or undefined; a 503
+ * without `Retry-After` (what a full pool answers with) is a failure, named.
+ */
+function wholeAnswer(bytes: Buffer): number | string | undefined {
   const headEnd = bytes.indexOf("\r\n\r\n");
   if (headEnd < 0) return undefined;
   const head = bytes.subarray(0, headEnd).toString("latin1");
   const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
   if (bytes.length < headEnd + 4 + length) return undefined;
-  return Number(head.slice(9, 12));
+  const status = Number(head.slice(9, 12));
+  if (status === 503 && !/\r\nretry-after: *1\r?$/im.test(head)) return "503 without Retry-After";
+  return status;
 }
 
 /**
