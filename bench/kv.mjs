@@ -275,7 +275,8 @@ function report() {
       `${redisVersion.trim().split(" ").slice(0, 3).join(" ")}`,
   );
   console.log(`load average before ${load(loadBefore)}, after ${load(loadAfter)}`);
-  console.log(`command: npm run bench:kv -- ${process.argv.slice(2).join(" ")}`);
+  const given = process.argv.slice(2);
+  console.log(`command: npm run bench:kv${given.length > 0 ? ` -- ${given.join(" ")}` : ""}`);
   console.log(
     `kv: ${args.workers} workers, built ${args.optimize}, 16 Redis connections per worker; ` +
       `wrk -t${args.threads} -c${args.connections} -d${args.seconds}s; ` +
