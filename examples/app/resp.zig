@@ -296,11 +296,9 @@ pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void {
     io.resumeReading();
 }
 
-/// Writes the reply; false when it does not fit now (the command is offered again later).
-fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *stream.Io) !bool {
-    if (args.len == 0) return true;
+/// The longest value the reply to `args` carries: GET's value, or an argument echoed back.
+fn longestValue(state: *State, args: []const []const u8) usize {
     const name = args[0];
-    // The longest value the reply carries: GET's value, or an argument echoed back.
     var longest: usize = 0;
     if (is(name, "GET")) {
         const e = if (args.len == 2) state.find(args[1]) else null;
@@ -308,7 +306,14 @@ fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *strea
     } else if (is(name, "PING") or is(name, "ECHO") or is(name, "CONFIG")) {
         for (args) |a| longest = @max(longest, a.len);
     }
-    if (io.free() < longest + reply_overhead) return false;
+    return longest;
+}
+
+/// Writes the reply; false when it does not fit now (the command is offered again later).
+fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *stream.Io) !bool {
+    if (args.len == 0) return true;
+    const name = args[0];
+    if (io.free() < longestValue(state, args) + reply_overhead) return false;
     if (is(name, "PING")) {
         if (args.len == 1) try io.write("+PONG\r\n") else try bulk(io, args[1]);
     } else if (is(name, "ECHO")) {
