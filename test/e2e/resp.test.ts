@@ -239,6 +239,20 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     expect(await redisCli(port, ["NOPE"])).toBe("ERR unknown command 'NOPE'\n\n");
   });
 
+  it("lists the keys a glob matches with KEYS, as Redis does", { timeout }, async () => {
+    for (const key of ["list:a", "list:ab", "list:*", "other"]) {
+      expect(await redisCli(port, ["SET", key, "1"])).toBe("OK\n");
+    }
+    const lines = (out: string) => out.split("\n").filter((l) => l !== "").sort();
+    const all = lines(await redisCli(port, ["KEYS", "list:*"]));
+    expect(all).toEqual(["list:*", "list:a", "list:ab"]);
+    expect(lines(await redisCli(port, ["KEYS", "list:a?"]))).toEqual(["list:ab"]);
+    expect(lines(await redisCli(port, ["KEYS", "list:\\*"]))).toEqual(["list:*"]);
+    expect(lines(await redisCli(port, ["KEYS", "list:[^a]*"]))).toEqual(["list:*"]);
+    expect(lines(await redisCli(port, ["KEYS", "none:*"]))).toEqual([]);
+    expect(await redisCli(port, ["DEL", "list:a", "list:ab", "list:*", "other"])).toBe("4\n");
+  });
+
   it("keeps a client name per connection", { timeout }, async () => {
     // One redis-cli session (one connection) reading commands from stdin.
     const session = "CLIENT GETNAME\nCLIENT SETNAME worker-test\nCLIENT GETNAME\n";
