@@ -174,19 +174,13 @@ pub fn access(state: *State, entry: http.Access) void {
 pub fn servedStats(state: *State, req: *http.Request, res: *http.Response) !void {
     _ = req;
     const served = &state.served;
-    try res.header("Content-Type", "application/json");
-    try res.print("{{\"requests\":{d},\"by_class\":[{d},{d},{d},{d},{d}],\"unrouted\":{d}," ++
-        "\"body_bytes\":{d},\"slowest_us\":{d},\"slowest_route\":\"{s}\"}}\n", .{
-        served.requests,
-        served.by_class[0],
-        served.by_class[1],
-        served.by_class[2],
-        served.by_class[3],
-        served.by_class[4],
-        served.unrouted,
-        served.body_bytes,
-        served.slowest_us,
-        served.slowest_route_buf[0..served.slowest_route_len],
+    try res.json(.{
+        .requests = served.requests,
+        .by_class = served.by_class,
+        .unrouted = served.unrouted,
+        .body_bytes = served.body_bytes,
+        .slowest_us = served.slowest_us,
+        .slowest_route = served.slowest_route_buf[0..served.slowest_route_len],
     });
 }
 

@@ -75,6 +75,8 @@ pub const TestResponse = app_http_testing.TestResponse;
 pub const Peer = app_peer.Peer;
 
 pub const Request = request_mod.Request;
+pub const JsonError = request_mod.JsonError;
+pub const JsonProblem = request_mod.JsonProblem;
 pub const Response = response_mod.Response;
 pub const WriteError = response_mod.WriteError;
 pub const HeaderError = response_mod.HeaderError;
@@ -249,17 +251,19 @@ pub const Connection = struct {
     }
 };
 
-/// The handler of an HTTP module: `M` is the user's file, `routes` the spec's table,
-/// `file` the module's path for build errors.
-/// The status of an upstream call's failure (see app_upstream.zig) when the route lets it
-/// through: the upstream is down or busy (503), slow (504), or its reply was bad (502).
-fn upstreamStatus(err: anyerror) ?u16 {
+/// The status of the runtime's own errors when the route lets them through: a body that
+/// `req.json` refused (400); an upstream call's failure (see app_upstream.zig): the upstream
+/// is down or busy (503), slow (504), or its reply was bad (502).
+fn runtimeStatus(err: anyerror) ?u16 {
+    if (err == error.InvalidJson) return 400;
     if (err == error.UpstreamDown or err == error.UpstreamBusy) return 503;
     if (err == error.UpstreamTimeout) return 504;
     if (err == error.UpstreamBadReply) return 502;
     return null;
 }
 
+/// The handler of an HTTP module: `M` is the user's file, `routes` the spec's table,
+/// `file` the module's path for build errors.
 pub fn Module(
     comptime M: type,
     comptime file: []const u8,
@@ -793,17 +797,7 @@ pub fn Module(
                         (method.? == .HEAD and r.method == .GET and !hasRoute(.HEAD, r.path)));
                     if (wanted) {
                         req.params = params.items[0..params.len];
-                        @field(M, r.name)(s, req, res) catch |err| {
-                            res.* = .{
-                                .status = statusOf(err),
-                                .body_buf = &.{},
-                                .header_buf = &header_buf,
-                            };
-                            if (res.status == 503 and upstreamStatus(err) != null) {
-                                // The header buffer is empty here: the field always fits.
-                                res.header("Retry-After", "1") catch unreachable;
-                            }
-                        };
+                        @field(M, r.name)(s, req, res) catch |err| answerError(req, res, err);
                         return r.name;
                     }
                     params.len = 0;
@@ -811,6 +805,26 @@ pub fn Module(
             }
             answerUnrouted(allowed, res);
             return "";
+        }
+
+        /// The route returned `err`: what it wrote is dropped, and the answer is the error's
+        /// status, with `Retry-After` for an upstream's 503 and a message for a body that
+        /// `req.json` refused.
+        fn answerError(req: *const Request, res: *Response, err: anyerror) void {
+            const status = statusOf(err);
+            res.* = .{ .status = status, .body_buf = &.{}, .header_buf = &header_buf };
+            // The header buffer is empty here: one field always fits.
+            if (status == 503 and runtimeStatus(err) != null) {
+                res.header("Retry-After", "1") catch unreachable;
+            }
+            const problem = req.json_problem orelse return;
+            if (err != error.InvalidJson or status != 400) return;
+            res.body_buf = &body_buf;
+            res.header("Content-Type", "application/json") catch unreachable;
+            const format = "{{\"error\":\"the body is not the JSON this route takes: " ++
+                "{s} at line {d}, column {d}\"}}\n";
+            res.print(format, .{ @errorName(problem.err), problem.line, problem.column }) catch
+                unreachable;
         }
 
         /// No route has the request's method and path: 405 when the path has routes for
@@ -931,12 +945,12 @@ pub fn Module(
             }
             if (@hasDecl(M, "errorStatus")) {
                 const status: u16 = M.errorStatus(err);
-                // A 500 for an upstream's failure is taken as "not mapped": its own status
-                // (503, 504, 502) says more.
-                const unmapped = status == 500 and upstreamStatus(err) != null;
+                // A 500 for the runtime's own errors is taken as "not mapped": their own
+                // status (400, 503, 504, 502) says more.
+                const unmapped = status == 500 and runtimeStatus(err) != null;
                 if (status >= 100 and status <= 999 and !unmapped) return status;
             }
-            return upstreamStatus(err) orelse 500;
+            return runtimeStatus(err) orelse 500;
         }
 
         const testing = app_http_testing.Helpers(@This());
@@ -978,4 +992,34 @@ test "a body in a body buffer leaves only the head to keep in the read buffer" {
     try std.testing.expectEqual(@as(usize, 8), dropped);
     try std.testing.expectEqualStrings("HEADxy", input[dropped..]);
     try std.testing.expectEqual(@as(usize, 4), conn.parsed);
+}
+
+/// A module for the tests below: JSON in and out, and the router's own answers.
+const TestJsonModule = struct {
+    pub const State = struct {};
+    const Point = struct { x: i32, y: i32 };
+    pub fn flip(state: *State, req: *Request, res: *Response) !void {
+        _ = state;
+        const point = try req.json(Point);
+        try res.json(.{ .x = point.y, .y = point.x });
+    }
+};
+
+test "req.json and res.json: a point flipped; a body that is not one is a 400 that says why" {
+    const M = Module(TestJsonModule, "test.zig", &.{
+        .{ .name = "flip", .method = .POST, .path = "/flip" },
+    }, 4096, 0);
+    var state: TestJsonModule.State = .{};
+    const post = "POST /flip HTTP/1.1\r\nHost: t\r\nContent-Length: ";
+    const flipped = try M.testRequest(&state, post ++ "14\r\n\r\n{\"x\":1,\"y\":-2}");
+    try std.testing.expectEqual(@as(u16, 200), flipped.status);
+    try std.testing.expectEqualStrings("{\"x\":-2,\"y\":1}\n", flipped.body);
+    try std.testing.expectEqualStrings("application/json", flipped.header("content-type").?);
+    const missing = try M.testRequest(&state, post ++ "7\r\n\r\n{\"x\":1}");
+    try std.testing.expectEqual(@as(u16, 400), missing.status);
+    try std.testing.expectEqualStrings("{\"error\":\"the body is not the JSON this route " ++
+        "takes: MissingField at line 1, column 8\"}\n", missing.body);
+    const broken = try M.testRequest(&state, post ++ "4\r\n\r\n{\"x\"");
+    try std.testing.expectEqual(@as(u16, 400), broken.status);
+    try std.testing.expect(std.mem.startsWith(u8, broken.body, "{\"error\":"));
 }
