@@ -28,6 +28,7 @@ pub const onTimeout = runtime.onTimeout;
 /// For the worker: the request log's line of a request that timed out.
 pub const logTimeout = runtime.logTimeout;
 pub const Access = runtime.Access;
+pub const RouterError = runtime.RouterError;
 pub const Connection = runtime.Connection;
 pub const Module = runtime.Module;
 pub const Metric = runtime.Metric;
