@@ -448,6 +448,40 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     }
   });
 
+  it("answers -ERR before the close when every frame buffer is taken (tooLarge)", { timeout }, async () => {
+    // A SET of 1 MB whose first 100 KB fill the 64 KiB read buffer: it waits in a frame buffer
+    // (4 in the one process of --standalone) for the rest, which never comes.
+    const head = "*3\r\n$3\r\nSET\r\n$4\r\nhold\r\n$1000000\r\n";
+    const part = Buffer.concat([Buffer.from(head), Buffer.alloc(100_000, "h")]);
+    const clients: Awaited<ReturnType<typeof client>>[] = [];
+    try {
+      // Five such clients for four buffers: whichever comes last is refused.
+      for (let i = 0; i < 5; i += 1) clients.push(await client(port));
+      for (const c of clients) c.socket.write(part);
+      await until(() => clients.some((c) => c.ended || c.error !== ""), 5_000);
+      const refused = clients.filter((c) => c.ended || c.error !== "");
+      expect(refused).toHaveLength(1);
+      // The module's tooLarge answer is sent whole, then the connection ends without a reset.
+      expect(Buffer.concat(refused[0]!.chunks).toString()).toBe(
+        "-ERR Protocol error: too big request\r\n",
+      );
+      expect(refused[0]!.error).toBe("");
+      expect(clients.filter((c) => c.chunks.length > 0)).toHaveLength(1);
+    } finally {
+      for (const c of clients) c.socket.destroy();
+    }
+    // The buffers come back as those clients' connections close (bounded: 40 tries).
+    let stored = "";
+    for (let i = 0; i < 40 && stored !== "OK\n"; i += 1) {
+      if (i > 0) await sleepMs(50);
+      const value = Buffer.alloc(200_000, "a");
+      // A refusal (a buffer not back yet) ends redis-cli with an error: tried again.
+      const reply = await redisCliBytes(port, ["-x", "SET", "after"], value).catch(() => null);
+      stored = reply?.toString() ?? "";
+    }
+    expect(stored).toBe("OK\n");
+  });
+
   it("a paused connection runs on the write timeout, not the idle one", { timeout }, async () => {
     const binary = await programOf("resp", version);
     const args = ["--standalone", "--listen", "cache=127.0.0.1:0"];
