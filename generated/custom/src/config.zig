@@ -106,7 +106,7 @@ pub const spec_fingerprint = "a16e0432995cb91a";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "b4545e0fead5b0a6";
+pub const supervisor_fingerprint = "6678cc2ae5e22204";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
