@@ -33,6 +33,15 @@ describe("golden files (refresh with: npm run gen:examples)", () => {
     expect(dirs).toEqual(examples.map((f) => path.basename(f, ".json")));
   });
 
+  it("has one build.zig for every example, its name read from src/name.txt", () => {
+    const read = (name: string, file: string) =>
+      readFileSync(path.join(root, "generated", name, file), "utf8");
+    const names = examples.map((f) => path.basename(f, ".json"));
+    expect(new Set(names.map((name) => read(name, "build.zig"))).size).toBe(1);
+    const programs = names.map((name) => read(name, "src/name.txt").split("\n")[1]);
+    expect(new Set(programs).size).toBe(names.length);
+  });
+
   for (const example of examples) {
     const name = path.basename(example, ".json");
     it(`generated/${name} is what examples/${example} renders, byte for byte`, async () => {

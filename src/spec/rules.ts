@@ -350,7 +350,7 @@ function checkHttpFits(l: ListenerView, spec: Json): Diagnostic[] {
  */
 export const MODULE_RESERVED_NAMES: ReadonlySet<string> = new Set([
   "State", "Connection", "init", "deinit", "drain", "errorStatus", "access", "tick", "tick_ms",
-  "std", "http",
+  "routerError", "std", "http",
 ]);
 
 /** Declarations of `src/handlers/app.zig` that a module's constant would collide with. */

@@ -3,14 +3,28 @@
  * through the upstream `store`) on 4 workers, against a real redis-server the test starts on a
  * free loopback port in a temporary folder, with curl as the client (both installed with
  * apt-get when missing; under CI=true a missing one fails the run). One build per release: the
- * spec is examples/kv.json with the test's Redis port and `responseTimeoutMs: 500`, and two
+ * spec is examples/kv.json with the test's Redis as `localhost:PORT` (a host name, resolved
+ * through /etc/hosts at start and again at the SIGHUP) and `responseTimeoutMs: 500`, and two
  * more listeners on the same upstream: a stream module (examples/app/kvline.zig, a line
  * protocol) and a datagram module (examples/app/kvudp.zig), whose calls answer in callbacks.
+ * At the end the admin listener's metrics say what the upstream did, and promtool reads them.
+ *
+ * Pool limits: 10,000 Node sockets connected at once (the spec's maxConnections raised to 4096
+ * per worker and its backlog to 4096 for them), each sending one GET, against kv's 16 Redis
+ * connections per worker (a pipeline of 8 each, 64 queued calls): every one is answered 200 or
+ * 503 (a full pool refuses at once; 504 past the deadline on a loaded machine), none hangs,
+ * the workers hold all 10,000 at the end and close them after, and their memory (VmRSS) is
+ * flat: twice, the second round no larger than the first.
+ *
+ * Then the project serves itself: the resp example (examples/app/resp.zig, the build resp.test.ts
+ * makes, shared through the run's build cache) takes Redis's place on the same port, and kv's
+ * checks run against it.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
-import { connect } from "node:net";
+import { readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -23,7 +37,7 @@ import {
   type Program,
   type ReadyEvent,
 } from "./support/program.js";
-import { compiledSpecValue } from "./support/project.js";
+import { compiledSpecValue, programOf } from "./support/project.js";
 import { ensureCommand } from "./support/tools.js";
 import { FULL_MATRIX_VERSIONS, matrixOf } from "./support/zig.js";
 
@@ -42,6 +56,15 @@ const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 30_000;
 const CURL_TIMEOUT_S = 5;
 const RESPONSE_TIMEOUT_MS = 500;
+/** Clients of the pool-limits test, all connected at once. */
+const MANY_CLIENTS = 10_000;
+/**
+ * Per worker: room for its share of MANY_CLIENTS (SO_REUSEPORT spreads them by a hash of the
+ * client's port: about 2,500 each, a few dozen either way) with a wide margin.
+ */
+const MAX_CONNECTIONS = 4096;
+/** The accept queue of each worker's listener (the kernel caps it at net.core.somaxconn). */
+const BACKLOG = 4096;
 
 /** Runs a command to its end; its stdout (it may fail: the caller looks at the output). */
 function run(command: string, args: readonly string[], timeoutMs: number): Promise<string> {
@@ -121,12 +144,24 @@ async function kvSpec(redisPort: number): Promise<{ name: string }> {
   // A host name: resolved through /etc/hosts at start (and again on the SIGHUP below).
   raw.upstreams[0].servers = [`localhost:${redisPort}`];
   raw.upstreams[0].responseTimeoutMs = RESPONSE_TIMEOUT_MS;
+  raw.maxConnections = MAX_CONNECTIONS;
+  raw.listeners[0].backlog = BACKLOG;
   const app = (module: string, kind: object) => ({ handler: "app", app: { module, ...kind } });
   raw.listeners.push(
-    { name: "line", protocol: "tcp", address: "127.0.0.1", port: 8095,
-      ...app("kvline", { stream: { framing: { line: { maxBytes: 1024 } } } }) },
-    { name: "lookup", protocol: "udp", address: "127.0.0.1", port: 8095,
-      ...app("kvudp", { datagram: {} }) },
+    {
+      name: "line",
+      protocol: "tcp",
+      address: "127.0.0.1",
+      port: 8095,
+      ...app("kvline", { stream: { framing: { line: { maxBytes: 1024 } } } }),
+    },
+    {
+      name: "lookup",
+      protocol: "udp",
+      address: "127.0.0.1",
+      port: 8095,
+      ...app("kvudp", { datagram: {} }),
+    },
   );
   return raw;
 }
@@ -135,7 +170,7 @@ async function kvSpec(redisPort: number): Promise<{ name: string }> {
 function lineExchange(port: number, text: string, lines: number): Promise<string> {
   return new Promise((resolve, reject) => {
     let got = "";
-    const socket = connect(port, "127.0.0.1", () => socket.write(text));
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(text));
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`${lines} lines expected, got ${JSON.stringify(got)}`));
@@ -173,11 +208,148 @@ function ask(port: number, text: string): Promise<string> {
   });
 }
 
+interface Round {
+  /** Answers by status. */
+  readonly statuses: Record<number, number>;
+  /** Connections that failed (connect error, reset, closed before a whole answer), by why. */
+  readonly failed: Record<string, number>;
+  /** Connections without a whole answer by the deadline. */
+  readonly hung: number;
+  /** Descriptors the service's workers held once every answer was in, beyond those before. */
+  readonly heldByWorkers: number;
+  /** Descriptors of the workers beyond those before, once the clients closed (bounded wait). */
+  readonly leftOpen: number;
+  readonly connectMs: number;
+  readonly answerMs: number;
+}
+
+/** Upstream connections the workers may open meanwhile: 16 each (examples/kv.json). */
+const UPSTREAM_CONNECTIONS = 4 * 16;
+
+/**
+ * `count` clients of their own, each on its own connection, all open at once: connected in
+ * batches (a burst of 10,000 SYNs would overflow the accept queues and wait for SYN retries),
+ * then each sends one keep-alive GET and keeps its connection open after the answer, so that
+ * the workers hold every connection at the end (counted in their /proc/PID/fd). Bounded by
+ * `deadlineMs` from the first connect; every socket is destroyed before it returns, and it
+ * waits (up to 10 s) for the workers to close their ends.
+ */
+async function manyClients(
+  port: number,
+  path: string,
+  count: number,
+  workerPids: readonly number[],
+  deadlineMs: number,
+): Promise<Round> {
+  const start = Date.now();
+  const deadline = start + deadlineMs;
+  const sockets: net.Socket[] = [];
+  const statuses: Record<number, number> = {};
+  const failed: Record<string, number> = {};
+  const request = Buffer.from(`GET ${path} HTTP/1.1\r\nHost: load\r\n\r\n`);
+  const descriptors = () =>
+    workerPids.map((pid) => readdirSync(`/proc/${pid}/fd`).length).reduce((a, b) => a + b, 0);
+  // Idle: the count steady for 100 ms (a connection of an earlier client may still be closing),
+  // waiting at most 2 s.
+  let idle = descriptors();
+  for (let i = 0; i < 20; i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const now = descriptors();
+    if (now === idle) break;
+    idle = now;
+  }
+  try {
+    const BATCH = 500;
+    for (let first = 0; first < count && Date.now() < deadline; first += BATCH) {
+      const batch = Array.from({ length: Math.min(BATCH, count - first) }, () => {
+        const socket = net.connect({ port, host: "127.0.0.1" });
+        sockets.push(socket);
+        return new Promise<void>((resolve) => {
+          socket.once("connect", () => resolve());
+          socket.once("error", () => resolve());
+        });
+      });
+      await Promise.all(batch);
+    }
+    const connectMs = Date.now() - start;
+    let done = 0;
+    for (const socket of sockets) {
+      let answer = Buffer.alloc(0);
+      let finished = false;
+      const settle = (status: number | string) => {
+        if (finished) return;
+        finished = true;
+        if (typeof status === "number") statuses[status] = (statuses[status] ?? 0) + 1;
+        else failed[status] = (failed[status] ?? 0) + 1;
+        done += 1;
+      };
+      socket.on("error", (e: NodeJS.ErrnoException) => settle(e.code ?? e.message));
+      socket.on("close", () => settle("closed before a whole answer"));
+      socket.on("data", (chunk: Buffer) => {
+        answer = Buffer.concat([answer, chunk]);
+        const status = wholeAnswer(answer);
+        if (status !== undefined) settle(status);
+      });
+      if (!socket.destroyed && socket.readyState === "open") socket.write(request);
+    }
+    const answerStart = Date.now();
+    while (done < sockets.length && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const answerMs = Date.now() - answerStart;
+    const heldByWorkers = descriptors() - idle;
+    for (const socket of sockets) socket.destroy();
+    const closeDeadline = Date.now() + 10_000;
+    while (descriptors() > idle + UPSTREAM_CONNECTIONS && Date.now() < closeDeadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const leftOpen = descriptors() - idle;
+    const hung = sockets.length - done;
+    return { statuses, failed, hung, heldByWorkers, leftOpen, connectMs, answerMs };
+  } finally {
+    for (const socket of sockets) socket.destroy();
+  }
+}
+
+/**
+ * The status of a whole HTTP response with Content-Length in `bytes`, or undefined; a 503
+ * without `Retry-After` (what a full pool answers with) is a failure, named.
+ */
+function wholeAnswer(bytes: Buffer): number | string | undefined {
+  const headEnd = bytes.indexOf("\r\n\r\n");
+  if (headEnd < 0) return undefined;
+  const head = bytes.subarray(0, headEnd).toString("latin1");
+  const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+  if (bytes.length < headEnd + 4 + length) return undefined;
+  const status = Number(head.slice(9, 12));
+  if (status === 503 && !/\r\nretry-after: *1\r?$/im.test(head)) return "503 without Retry-After";
+  return status;
+}
+
+/**
+ * Raises this process's limit on open files to `wanted` when it is lower (with prlimit: the
+ * test runs as root, which may raise the hard limit too), before the service starts, so that
+ * the service inherits it and the clients fit.
+ */
+function ensureOpenFiles(wanted: number): void {
+  const limits = readFileSync("/proc/self/limits", "utf8");
+  const soft = Number(/^Max open files\s+(\d+)/m.exec(limits)?.[1] ?? 0);
+  if (soft >= wanted) return;
+  execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${wanted}:${wanted}`]);
+}
+
+/** Resident memory of a process, in KiB (VmRSS of /proc/PID/status). */
+function rssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN);
+}
+
 describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) => {
   let program: Program;
   let redis: Redis | undefined;
   let tmp: string | undefined;
   let base: string;
+  let respBinary: string;
   let linePort: number;
   let lookupPort: number;
   let metricsUrl: string;
@@ -188,9 +360,16 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     ensureCommand("redis-server", "redis-server");
     ensureCommand("redis-cli", "redis-tools");
     promtool = ensureCommand("promtool", "prometheus");
+    // The clients of the pool-limits test and this process's own files; each of the service's
+    // processes needs about MAX_CONNECTIONS + 100 (it raises its soft limit itself).
+    ensureOpenFiles(MANY_CLIENTS + 2048);
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-upstream-"));
     redis = new Redis(await freePort("tcp", "127.0.0.1"), tmp);
-    const project = await compiledSpecValue("kv-redis", await kvSpec(redis.port), version);
+    const [project, resp] = await Promise.all([
+      compiledSpecValue("kv-redis", await kvSpec(redis.port), version),
+      programOf("resp", version),
+    ]);
+    respBinary = resp;
     // Its own Zig tests are kv's (build.test.ts runs them on every release): this build differs
     // only in the Redis port and the response timeout, so it is built, not tested again.
     for (const step of [project.steps.generate, project.steps.build]) {
@@ -232,7 +411,12 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     expect((await curl([`${base}/kv?prefix=sh`])).body).toBe('{"keys":["shared"]}\n');
     expect((await curl(["-X", "DELETE", `${base}/kv/shared`])).status).toBe(204);
     expect((await curl([`${base}/kv/shared`])).status).toBe(404);
-    expect((await curl(["-X", "PUT", "--data-binary", "{nope", `${base}/kv/x`])).status).toBe(400);
+    // req.json refuses what is not JSON: a 400 whose body says what and where.
+    const bad = await curl(["-X", "PUT", "--data-binary", "{nope", `${base}/kv/x`]);
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.body)).toEqual({
+      error: "the body is not the JSON this route takes: SyntaxError at line 1, column 2",
+    });
   });
 
   it("a stream module's and a datagram module's calls: answers in order, by callback", {
@@ -264,8 +448,9 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     }
     expect((await curl([`${base}/health`])).status).toBe(200);
     // The stream and datagram modules get the failure in their callbacks, or at once.
-    expect(await lineExchange(linePort, "GET back\nGET back\n", 2))
-      .toBe("ERR UpstreamDown\nERR UpstreamDown\n");
+    expect(await lineExchange(linePort, "GET back\nGET back\n", 2)).toBe(
+      "ERR UpstreamDown\nERR UpstreamDown\n",
+    );
     expect(await ask(lookupPort, "back")).toBe("ERR UpstreamDown");
     await redis!.start();
     // The data went with the old process (no persistence): store it anew, then read it.
@@ -328,6 +513,96 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     expect(codes.filter((c) => c !== "200")).toEqual([]);
   });
 
+  const title =
+    "holds 10,000 clients at once on 16 connections per worker: " +
+    "each answered 200 or 503, none hung, memory flat";
+  it(title, { timeout: 60_000 }, async () => {
+    expect((await curl(["-X", "PUT", "--data-binary", '"v"', `${base}/kv/load`])).status).toBe(204);
+    const ready = program.events.filter((e) => e.event === "ready").at(-1) as ReadyEvent;
+    const pids = ready.workers.map((w) => w.pid);
+    const port = Number(new URL(base).port);
+    const rounds: Round[] = [];
+    // VmRSS per worker: before, after round 1, after round 2.
+    const rss: number[][] = [pids.map(rssKiB)];
+    for (let round = 0; round < 2; round += 1) {
+      rounds.push(await manyClients(port, "/kv/load", MANY_CLIENTS, pids, 20_000));
+      rss.push(pids.map(rssKiB));
+    }
+    for (const [i, r] of rounds.entries()) {
+      console.log(
+        `zig ${version}, round ${i + 1}: ${MANY_CLIENTS} clients connected in ${r.connectMs} ms, ` +
+          `answered in ${r.answerMs} ms: ${JSON.stringify(r.statuses)}, failed ` +
+          `${JSON.stringify(r.failed)}, hung ${r.hung}; workers held ${r.heldByWorkers} ` +
+          `descriptors more than before, ${r.leftOpen} once the clients closed`,
+      );
+    }
+    console.log(
+      `zig ${version}: workers' VmRSS (KiB) before, after round 1, after round 2: ` +
+        JSON.stringify(rss),
+    );
+    for (const [w, pid] of pids.entries()) {
+      const [before, first, second] = rss.map((sample) => sample[w]!);
+      // The first round backs the pages its connections touched (about 8 KiB each of their
+      // read and write buffers, some 2,500 connections per worker): bounded by 64 MiB.
+      expect(first! - before!, `worker ${pid}: round 1 (KiB)`).toBeLessThan(64 * 1024);
+      // The same load again takes no more: flat within 8 MiB.
+      expect(second! - first!, `worker ${pid}: round 2 (KiB)`).toBeLessThan(8 * 1024);
+    }
+    for (const r of rounds) {
+      expect(r.failed).toEqual({});
+      expect(r.hung).toBe(0);
+      // 200, or 503 from a full pool (its calls and queue taken); on a loaded machine also 504:
+      // a call queued behind 2,500 others of its worker may pass this build's
+      // responseTimeoutMs of 500 ms before its reply is read, which is its deadline's answer.
+      const answered = [200, 503, 504].reduce((n, status) => n + (r.statuses[status] ?? 0), 0);
+      expect(answered).toBe(MANY_CLIENTS);
+      expect(r.statuses[200] ?? 0).toBeGreaterThan(0);
+      expect(r.heldByWorkers).toBeGreaterThanOrEqual(MANY_CLIENTS);
+      expect(r.leftOpen).toBeLessThanOrEqual(UPSTREAM_CONNECTIONS);
+    }
+  });
+
+  it("serves kv from the project's own resp example in Redis's place", { timeout }, async () => {
+    await redis!.stop();
+    // One worker: the resp example keeps its data per worker (per process), and kv's 16
+    // connections per worker would otherwise land on different ones.
+    // kv keeps its connections open: the stop waits for them up to the drain timeout.
+    const listen = `cache=127.0.0.1:${redis!.port}`;
+    const args = ["--standalone", "--listen", listen, "--drain-timeout", "500"];
+    const { program: resp } = await startReady(respBinary, args);
+    try {
+      // The first calls may meet a connection Redis's stop closed: bounded retries.
+      const statuses: number[] = [];
+      for (let i = 0; i < 8 && statuses.at(-1) !== 204; i += 1) {
+        const put = await curl(["-X", "PUT", "--data-binary", '{"n":2}', `${base}/kv/shared`]);
+        statuses.push(put.status);
+      }
+      expect(statuses.at(-1)).toBe(204);
+      expect((await redis!.cli(["GET", "kv:shared"])).trim()).toBe('{"n":2}');
+      const bodies: string[] = [];
+      for (let i = 0; i < 50; i += 1) {
+        const got = await curl([`${base}/kv/shared`]);
+        bodies.push(`${got.status} ${got.body}`);
+      }
+      expect(bodies.filter((b) => b !== '200 {"n":2}')).toEqual([]);
+      await curl(["-X", "PUT", "--data-binary", "[]", `${base}/kv/shelf`]);
+      await curl(["-X", "PUT", "--data-binary", "0", `${base}/kv/other`]);
+      // The resp example lists keys in its table's order, as Redis does in its own.
+      const list = async (prefix: string) =>
+        (JSON.parse((await curl([`${base}/kv?prefix=${prefix}`])).body) as { keys: string[] }).keys
+          .sort();
+      expect(await list("sh")).toEqual(["shared", "shelf"]);
+      expect((await curl(["-X", "DELETE", `${base}/kv/shared`])).status).toBe(204);
+      expect((await curl([`${base}/kv/shared`])).status).toBe(404);
+      expect((await curl(["-X", "DELETE", `${base}/kv/shared`])).status).toBe(404);
+      expect(await list("")).toEqual(["other", "shelf"]);
+    } finally {
+      resp.signal("SIGTERM");
+      expect(await resp.waitForExit(10_000)).toEqual({ code: 0, signal: null });
+      await redis!.start();
+    }
+  });
+
   it("the metrics say what the upstream did, and promtool accepts them", { timeout }, async () => {
     // After the cases above (the supervisor's totals outlive the SIGHUP's workers): calls to
     // the server as the spec names it, timeouts (the DEBUG SLEEP), calls refused while Redis
@@ -340,8 +615,9 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     };
     const server = `upstream="store",server="localhost:${redis!.port}"`;
     expect(value(`reuseport_upstream_calls_total{${server}}`)).toBeGreaterThan(100);
-    expect(value(`reuseport_upstream_failures_total{${server},kind="timeout"}`))
-      .toBeGreaterThan(0);
+    expect(value(`reuseport_upstream_failures_total{${server},kind="timeout"}`)).toBeGreaterThan(
+      0,
+    );
     expect(value(`reuseport_upstream_failures_total{${server},kind="bad_reply"}`)).toBe(0);
     expect(value(`reuseport_upstream_ejected{${server}}`)).toBe(0);
     const refused = value('reuseport_upstream_unsent_total{upstream="store",reason="down"}');

@@ -151,6 +151,21 @@ pub fn onTimer(
     return .{ .consumed = 0 };
 }
 
+/// Whether the listener's handler is told, per connection, that the worker drains (a stream
+/// module with a `draining` callback).
+pub fn wantsDrain(listener_index: u16) bool {
+    _ = listener_index;
+    return false;
+}
+
+/// The worker began to drain: the connection's handler may say goodbye (see `wantsDrain`).
+pub fn onDrain(ctx: *const api.Context, state: *State, out: *api.Output) api.Progress {
+    _ = ctx;
+    _ = state;
+    _ = out;
+    return .{ .consumed = 0 };
+}
+
 /// The next waiting request an application module woke (see `Connections.applyWakes`).
 pub fn takeWake() ?api.Waiter {
     return null;

@@ -117,6 +117,19 @@ pub fn onTimer(
     return .{ .consumed = 0 };
 }
 
+/// Whether the listener's handler is told, per connection, that the worker drains (a stream
+/// module with a `draining` callback).
+pub fn wantsDrain(listener_index: u16) bool {
+    if (config.listeners[listener_index].handler == .app) return app.wantsDrain(listener_index);
+    return false;
+}
+
+/// The worker began to drain: the connection's handler may say goodbye (see `wantsDrain`).
+pub fn onDrain(ctx: *const api.Context, state: *State, out: *api.Output) api.Progress {
+    if (ctx.listener.handler == .app) return app.onDrain(ctx, &state.app, out);
+    return .{ .consumed = 0 };
+}
+
 /// The next waiting request an application module woke (see `Connections.applyWakes`).
 pub fn takeWake() ?api.Waiter {
     return app.http.takeWake();

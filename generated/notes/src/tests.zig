@@ -15,6 +15,7 @@ test {
     _ = @import("handlers/app.zig");
     _ = @import("handlers/app/http.zig");
     _ = @import("handlers/app/peer.zig");
+    _ = @import("handlers/app/request.zig");
     _ = @import("handlers/app/response.zig");
     _ = @import("handlers/app/stream.zig");
     _ = @import("handlers/app/timer.zig");

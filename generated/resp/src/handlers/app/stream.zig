@@ -27,6 +27,10 @@
 //! callback: `writable`, or `timer`. A connection's timer (`io.setTimer(ms)`, one per
 //! connection, re-armed by each call, cancelled by `io.cancelTimer` and by the close) calls
 //! the module's `timer` callback once that many milliseconds have passed.
+//!
+//! When the worker begins to drain (a stop or a restart), each connection of a module with a
+//! `draining` callback hears of it once (`onDrain`), after the output that waits and any reply
+//! in parts, so that it may tell its client goodbye or close before the drain timeout cuts it.
 const std = @import("std");
 const config = @import("../../config.zig");
 const compat = @import("../../compat.zig");
@@ -271,6 +275,8 @@ pub fn Module(
             /// The frame buffer's input: `frame_start..frame_len` (what is before was used).
             frame_start: usize = 0,
             frame_len: usize = 0,
+            /// The worker drains and the module's `draining` waits for a reply in parts.
+            drain_due: bool = false,
             /// The module's timer as a moment, kept while an upstream call holds the
             /// worker's timer of the connection (see `holdTimer`).
             timer_at_ms: ?u64 = null,
@@ -495,6 +501,41 @@ pub fn Module(
             return .{ .after_ms = @intCast(@min(at -| now_ms, std.math.maxInt(u32))) };
         }
 
+        /// Whether the module hears of the drain on each connection (`draining`).
+        pub const wants_drain = @hasDecl(M, "draining");
+
+        /// The worker began to drain: the module's `draining` callback runs for this
+        /// connection (the worker calls this with the output sent).
+        pub fn onDrain(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+            const told = drainConnection(&state, ctx, conn, out, .{ .consumed = 0 });
+            return lingering(holding(conn, told));
+        }
+
+        /// Runs `draining` for a connection, once, adding to `base` what it asks for; while
+        /// a reply in parts goes out (`io.wantWritable`), after the `writable` that ends it.
+        pub fn drainConnection(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            out: *api.Output,
+            base: api.Progress,
+        ) api.Progress {
+            var progress = base;
+            if (!wants_drain) return progress;
+            if (conn.writable_pending) {
+                conn.drain_due = true;
+                return progress;
+            }
+            conn.drain_due = false;
+            var fba: std.heap.FixedBufferAllocator = undefined;
+            var io = ioFor(&fba, ctx, out);
+            M.draining(s, &conn.user, &io) catch {
+                progress.close = true;
+                return progress;
+            };
+            return after(conn, &io, progress);
+        }
+
         pub fn onClose(conn: *Connection) void {
             releaseFrameBuffer(conn);
             if (@hasDecl(M, "close")) M.close(&state, &conn.user);
@@ -578,6 +619,9 @@ pub fn Module(
                 };
             }
             progress = after(conn, &io, progress);
+            if (conn.drain_due and !conn.writable_pending and !progress.close) {
+                progress = drainConnection(s, ctx, conn, out, progress);
+            }
             // A writable that wrote nothing and asks again would spin: it waits for input.
             if (progress.want_writable and out.len == 0 and !out.spilled()) {
                 progress.want_writable = false;
@@ -776,12 +820,25 @@ pub fn Module(
             return out.buf[0..out.len];
         }
 
+        /// Tells the connection the worker drains, as the worker would, and returns what the
+        /// module wrote and whether it closes. For tests.
+        pub fn testDrain(s: *State, conn: *Connection) !TestAnswer {
+            var out: api.Output = .{ .buf = &Buffers.output };
+            var ctx = testContext();
+            ctx.draining = true;
+            const progress = drainConnection(s, &ctx, conn, &out, .{ .consumed = 0 });
+            return .{ .bytes = out.buf[0..out.len], .close = progress.close };
+        }
+
         const Buffers = struct {
             var input: [config.read_buffer_bytes]u8 = undefined;
             var output: [config.write_buffer_bytes]u8 = undefined;
         };
     };
 }
+
+/// What a module wrote in a test, and whether it closes the connection after.
+pub const TestAnswer = struct { bytes: []const u8, close: bool };
 
 /// Whether a module's source names `needle` outside comments: a module that calls
 /// `setTimer` needs the `timer` callback, one that calls `upstream.send` `upstreamReply`,
@@ -945,4 +1002,74 @@ test "input that fills the read buffer gathers in a frame buffer; past its size 
     try std.testing.expectEqual(@as(usize, 1), state.refused);
     try std.testing.expectEqualStrings("too large\n", out.buf[0..out.len]);
     try std.testing.expect(conn.frame_buffer == null);
+}
+
+test "draining says goodbye once per connection, after the last part of a reply in parts" {
+    const M = struct {
+        pub const State = struct { drained: u32 = 0 };
+        pub const Connection = struct { parts: u8 = 0 };
+        pub fn frame(state: *State, conn: *Connection, line: []const u8, io: *Io) !void {
+            _ = state;
+            if (std.mem.eql(u8, line, "big")) {
+                conn.parts = 2;
+                try io.write("part\n");
+                return io.wantWritable();
+            }
+            try io.print("{s}\n", .{line});
+        }
+        pub fn writable(state: *State, conn: *Connection, io: *Io) !void {
+            _ = state;
+            conn.parts -= 1;
+            try io.write("part\n");
+            if (conn.parts > 0) io.wantWritable();
+        }
+        pub fn draining(state: *State, conn: *Connection, io: *Io) !void {
+            _ = conn;
+            state.drained += 1;
+            try io.write("bye\n");
+            io.close();
+        }
+    };
+    const S = Module(M, "test.zig", "", .{ .line = .{ .max_bytes = 16 } }, 256, .{});
+    try std.testing.expect(S.wants_drain);
+    var state: M.State = .{};
+    var idle: S.Connection = .{};
+    const told = try S.testDrain(&state, &idle);
+    try std.testing.expectEqualStrings("bye\n", told.bytes);
+    try std.testing.expect(told.close);
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    var ctx = testContext();
+    var busy: S.Connection = .{};
+    var input = "big\n".*;
+    const started = S.serve(&state, &ctx, &busy, &input, &out);
+    try std.testing.expect(started.want_writable);
+    // The drain begins between two parts: the goodbye waits for the reply's end.
+    out.len = 0;
+    ctx.draining = true;
+    const waiting = S.drainConnection(&state, &ctx, &busy, &out, .{ .consumed = 0 });
+    try std.testing.expect(!waiting.close);
+    try std.testing.expectEqual(@as(usize, 0), out.len);
+    try std.testing.expectEqual(@as(u32, 1), state.drained);
+    const second = S.serve(&state, &ctx, &busy, input[0..0], &out);
+    try std.testing.expectEqualStrings("part\n", out.buf[0..out.len]);
+    try std.testing.expect(second.want_writable and !second.close);
+    out.len = 0;
+    const last = S.serve(&state, &ctx, &busy, input[0..0], &out);
+    try std.testing.expectEqualStrings("part\nbye\n", out.buf[0..out.len]);
+    try std.testing.expect(last.close);
+    try std.testing.expectEqual(@as(u32, 2), state.drained);
+    // A module without the callback is not told.
+    const Plain = Module(struct {
+        pub const State = struct {};
+        pub const Connection = struct {};
+        pub fn frame(s: *State, conn: *Connection, line: []const u8, io: *Io) !void {
+            _ = s;
+            _ = conn;
+            try io.write(line);
+        }
+    }, "test.zig", "", .{ .line = .{ .max_bytes = 16 } }, 256, .{});
+    try std.testing.expect(!Plain.wants_drain);
 }
