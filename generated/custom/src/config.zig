@@ -106,7 +106,7 @@ pub const spec_fingerprint = "a16e0432995cb91a";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "8853bbfd103420ca";
+pub const supervisor_fingerprint = "9b3ae128c3f03994";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

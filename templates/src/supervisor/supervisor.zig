@@ -672,8 +672,12 @@ pub const Supervisor = struct {
     /// that fails keeps the address it had (an `upstream_unresolved` event says which, and
     /// why), so a nameserver that is down does not take an upstream away.
     fn resolveUpstreamsAgain(self: *Supervisor) void {
-        const failure = resolve.resolveAll(&self.options.upstream_addresses, .{}, true) orelse
-            return;
+        const table = &self.options.upstream_addresses;
+        _ = resolve.resolveAll(table, .{}, .{ .keep = &reportUnresolved });
+    }
+
+    /// One `upstream_unresolved` event (and a warning) per name that failed on a SIGHUP.
+    fn reportUnresolved(failure: resolve.Failure) void {
         log.warn("upstream {s}: server {s}:{d} did not resolve ({s}); keeping its address", .{
             failure.upstream, failure.server, failure.port, failure.reason,
         });

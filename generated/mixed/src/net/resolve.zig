@@ -111,10 +111,16 @@ pub const Failure = struct {
     reason: []const u8 = "",
 };
 
-/// Resolves every host-named server into `table`. With `keep`, a name that fails keeps the
-/// address it had and the others are still resolved, and the first failure is returned;
-/// without, the first failure stops it.
-pub fn resolveAll(table: *Table, sources: Sources, keep: bool) ?Failure {
+/// What to do when a name does not resolve: stop at it, or keep its address, tell
+/// `each` (when given) and go on with the others.
+pub const OnFailure = union(enum) {
+    stop,
+    keep: ?*const fn (Failure) void,
+};
+
+/// Resolves every host-named server into `table`; the first failure, if any (see
+/// `OnFailure`).
+pub fn resolveAll(table: *Table, sources: Sources, on_failure: OnFailure) ?Failure {
     if (named == 0) return null;
     var first: ?Failure = null;
     for (config.upstreams, 0..) |u, ui| {
@@ -129,7 +135,10 @@ pub fn resolveAll(table: *Table, sources: Sources, keep: bool) ?Failure {
                     .port = s.port,
                     .reason = reasonOf(err),
                 };
-                if (!keep) return failure;
+                switch (on_failure) {
+                    .stop => return failure,
+                    .keep => |each| if (each) |tell| tell(failure),
+                }
                 if (first == null) first = failure;
             }
         }
@@ -140,7 +149,7 @@ pub fn resolveAll(table: *Table, sources: Sources, keep: bool) ?Failure {
 /// Resolves the upstream servers given as host names, before anything opens; false, with
 /// the upstream and the server named, when one does not resolve (the start fails: exit 1).
 pub fn atStart(table: *Table) bool {
-    const failure = resolveAll(table, .{}, false) orelse return true;
+    const failure = resolveAll(table, .{}, .stop) orelse return true;
     log.err("upstream {s}: server {s}:{d} does not resolve: {s}; fix the name in the " ++
         "spec, /etc/hosts or /etc/resolv.conf", .{
         failure.upstream, failure.server, failure.port, failure.reason,
@@ -370,11 +379,20 @@ test "a name that fails again keeps its address; at start it is a failure naming
         .tries = 1,
     };
     var table: Table = .{};
-    const failed = resolveAll(&table, nowhere, false).?;
+    const failed = resolveAll(&table, nowhere, .stop).?;
     try testing.expect(failed.upstream.len > 0 and failed.server.len > 0);
     try testing.expectEqualStrings(reasonOf(error.NoAnswer), failed.reason);
     // Resolved once (the hosts file knows every name here), then failing: kept.
     for (&table.addresses) |*a| a.* = .{ .ip4 = .{ 10, 9, 8, 7 } };
-    try testing.expect(resolveAll(&table, nowhere, true) != null);
+    const Told = struct {
+        var count: usize = 0;
+        fn tell(failure: Failure) void {
+            _ = failure;
+            count += 1;
+        }
+    };
+    Told.count = 0;
+    try testing.expect(resolveAll(&table, nowhere, .{ .keep = &Told.tell }) != null);
+    try testing.expectEqual(named, Told.count);
     for (table.addresses) |a| try testing.expectEqual(@as(u8, 7), a.?.ip4[3]);
 }
