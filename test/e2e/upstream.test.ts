@@ -23,7 +23,7 @@
 import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { readFileSync, readdirSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -32,9 +32,9 @@ import { PACKAGE_ROOT } from "../../src/index.js";
 import { freePort } from "./support/net.js";
 import {
   portOf,
+  Program,
   startReady,
   stopAllPrograms,
-  type Program,
   type ReadyEvent,
 } from "./support/program.js";
 import { compiledSpecValue, programOf } from "./support/project.js";
@@ -189,6 +189,24 @@ function lineExchange(port: number, text: string, lines: number): Promise<string
       reject(error);
     });
   });
+}
+
+/**
+ * Starts `binary args…` with `hosts` over /etc/hosts and `resolv` over /etc/resolv.conf, in a
+ * mount namespace of its own (the machine's files are not touched); unshare and bash exec it,
+ * so the program's pid is the one started.
+ */
+function startWithHosts(
+  binary: string,
+  args: readonly string[],
+  hosts: string,
+  resolv: string,
+): Program {
+  const script =
+    'mount --bind "$1" /etc/hosts && mount --bind "$2" /etc/resolv.conf && shift 2 && ' +
+    'exec "$0" "$@"';
+  const command = ["-m", "--", "bash", "-c", script, binary, hosts, resolv, ...args];
+  return Program.start("unshare", command);
 }
 
 /** One datagram to `port` and its answer (or a rejection after 3 s). */
@@ -354,6 +372,7 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
   let lookupPort: number;
   let metricsUrl: string;
   let promtool: string;
+  let kvBinary: string;
 
   beforeAll(async () => {
     ensureCommand("curl", "curl");
@@ -375,6 +394,7 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     for (const step of [project.steps.generate, project.steps.build]) {
       if (!step.ok) throw new Error(`${step.command} failed (zig ${version}):\n${step.output}`);
     }
+    kvBinary = project.binary;
     await redis.start();
     const args = ["--workers", "4", "--listen", "api=127.0.0.1:0", "--drain-timeout", "5000"];
     args.push("--listen", "line=127.0.0.1:0", "--listen", "lookup=127.0.0.1:0");
@@ -385,7 +405,7 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     linePort = portOf(started.ready, "line");
     lookupPort = portOf(started.ready, "lookup");
     const admin = (started.ready as { admin?: { port: number } }).admin;
-    if (admin === undefined) throw new Error(`ready has no admin: ${JSON.stringify(started.ready)}`);
+    if (admin === undefined) throw new Error(`no admin in ready: ${JSON.stringify(started.ready)}`);
     metricsUrl = `http://127.0.0.1:${admin.port}/metrics`;
   }, SETUP_TIMEOUT_MS);
 
@@ -601,6 +621,46 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
       expect(await resp.waitForExit(10_000)).toEqual({ code: 0, signal: null });
       await redis!.start();
     }
+  });
+
+  it("a name that stops resolving keeps its address on SIGHUP; at start it is exit 1", {
+    timeout,
+  }, async () => {
+    ensureCommand("unshare", "util-linux");
+    // The program's own /etc/hosts and /etc/resolv.conf: localhost, and a nameserver where none
+    // listens (127.0.0.2: a query is refused at once, on loopback).
+    const hosts = path.join(tmp!, "hosts");
+    const resolv = path.join(tmp!, "resolv.conf");
+    await writeFile(hosts, "127.0.0.1 localhost\n");
+    await writeFile(resolv, "nameserver 127.0.0.2\n");
+    const args = ["--workers", "1", "--listen", "api=127.0.0.1:0", "--drain-timeout", "2000"];
+    args.push("--listen", "line=127.0.0.1:0", "--listen", "lookup=127.0.0.1:0");
+    const named = startWithHosts(kvBinary, args, hosts, resolv);
+    try {
+      const ready = await named.waitForEvent<ReadyEvent>("ready", 15_000);
+      const url = `http://127.0.0.1:${portOf(ready, "api")}/kv/named`;
+      expect((await curl(["-X", "PUT", "--data-binary", "7", url])).status).toBe(204);
+      // localhost is gone from its hosts file (rewritten in place: the mount shows it).
+      await writeFile(hosts, "# nothing here\n");
+      process.kill(named.pid, "SIGHUP");
+      type Unresolved = { event: string; upstream: string; server: string };
+      const event = await named.waitForEvent<Unresolved>("upstream_unresolved", 15_000);
+      expect(event).toMatchObject({ upstream: "store", server: "localhost" });
+      await named.waitForEvent<ReadyEvent>("ready", 15_000, (e) => e.generation === 2);
+      // Generation 2 calls the address localhost had.
+      const got = await curl([url]);
+      expect(`${got.status} ${got.body}`).toBe("200 7");
+    } finally {
+      named.signal("SIGTERM");
+      await named.waitForExit(10_000);
+    }
+    // At start, the same name stops it: exit 1, naming the upstream and the server.
+    const refused = startWithHosts(kvBinary, args, hosts, resolv);
+    expect(await refused.waitForExit(10_000)).toEqual({ code: 1, signal: null });
+    expect(refused.stderr).toContain(
+      `upstream store: server localhost:${redis!.port} does not resolve`,
+    );
+    expect(refused.events).toEqual([]);
   });
 
   it("the metrics say what the upstream did, and promtool accepts them", { timeout }, async () => {
