@@ -209,6 +209,41 @@ function startWithHosts(
   return Program.start("unshare", command);
 }
 
+/**
+ * A nameserver of the test's own on `address`:53 (UDP, loopback): answers an A query for any
+ * name with 127.0.0.1 and any other query with no record; counts the queries it answered.
+ */
+async function tinyNameserver(address: string): Promise<{ queries: string[]; close(): void }> {
+  const socket = createSocket("udp4");
+  const queries: string[] = [];
+  socket.on("message", (query, from) => {
+    if (query.length < 17) return;
+    // The question: labels from byte 12 to the root's 0, then type and class.
+    let at = 12;
+    const labels: string[] = [];
+    while (at < query.length && query[at]! > 0 && labels.length < 64) {
+      labels.push(query.subarray(at + 1, at + 1 + query[at]!).toString("latin1"));
+      at += 1 + query[at]!;
+    }
+    const end = at + 5;
+    if (end > query.length) return;
+    const type = query.readUInt16BE(at + 1);
+    queries.push(`${labels.join(".")} ${type === 1 ? "A" : type}`);
+    const header = Buffer.from([query[0]!, query[1]!, 0x81, 0x80, 0, 1, 0, type === 1 ? 1 : 0]);
+    const answer =
+      type === 1
+        ? Buffer.from([0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1])
+        : Buffer.alloc(0);
+    const reply = Buffer.concat([header, Buffer.alloc(4), query.subarray(12, end), answer]);
+    socket.send(reply, from.port, from.address);
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(53, address, () => resolve());
+  });
+  return { queries, close: () => socket.close() };
+}
+
 /** One datagram to `port` and its answer (or a rejection after 3 s). */
 function ask(port: number, text: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -661,6 +696,29 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
       `upstream store: server localhost:${redis!.port} does not resolve`,
     );
     expect(refused.events).toEqual([]);
+  });
+
+  it("a name not in the hosts file is resolved over DNS (UDP, loopback)", { timeout }, async () => {
+    // The hosts file knows nothing; the nameserver is the test's own on 127.0.0.3:53.
+    const hosts = path.join(tmp!, "hosts-empty");
+    const resolv = path.join(tmp!, "resolv-dns.conf");
+    await writeFile(hosts, "# nothing here\n");
+    await writeFile(resolv, "nameserver 127.0.0.3\n");
+    const nameserver = await tinyNameserver("127.0.0.3");
+    const args = ["--workers", "1", "--listen", "api=127.0.0.1:0", "--drain-timeout", "2000"];
+    args.push("--listen", "line=127.0.0.1:0", "--listen", "lookup=127.0.0.1:0");
+    const program = startWithHosts(kvBinary, args, hosts, resolv);
+    try {
+      const ready = await program.waitForEvent<ReadyEvent>("ready", 15_000);
+      expect(nameserver.queries).toEqual(["localhost A"]);
+      const url = `http://127.0.0.1:${portOf(ready, "api")}/kv/dns`;
+      expect((await curl(["-X", "PUT", "--data-binary", "8", url])).status).toBe(204);
+      expect((await curl([url])).body).toBe("8");
+    } finally {
+      program.signal("SIGTERM");
+      await program.waitForExit(10_000);
+      nameserver.close();
+    }
   });
 
   it("the metrics say what the upstream did, and promtool accepts them", { timeout }, async () => {
