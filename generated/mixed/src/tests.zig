@@ -24,6 +24,7 @@ test {
     _ = @import("metrics/region.zig");
     _ = @import("metrics/render.zig");
     _ = @import("net/listener.zig");
+    _ = @import("net/locality.zig");
     _ = @import("net/scm.zig");
     _ = @import("net/sys.zig");
     _ = @import("output.zig");

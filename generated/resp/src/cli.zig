@@ -46,6 +46,9 @@ pub const usage =
     \\                           stays root (with --standalone the one process drops)
     \\  --group GROUP            with --user: the group (name or gid) instead of USER's
     \\                           primary group
+    \\  --cpu-affinity           pin worker i to the (i mod n)-th allowed CPU and send each
+    \\                           new connection to a worker on the CPU that received it;
+    \\                           --no-cpu-affinity turns the spec's "cpuAffinity" off
     \\  --fd-store               send the listening sockets to systemd's file-descriptor
     \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
@@ -115,6 +118,8 @@ pub const Options = struct {
     fd_store: bool = false,
     /// Serve a port another program's reuseport group serves already (see `openSockets`).
     join: bool = false,
+    /// Pin workers to CPUs and steer connections by CPU (see `net/locality.zig`).
+    cpu_affinity: bool = config.cpu_affinity,
     limits: Limits = .{},
     /// The user and group to drop to, as named (see `privileges.zig`).
     privileges: privileges.Request = .{ .user = config.user, .group = config.group },
@@ -209,6 +214,10 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
         }
         if (eql(arg, "--join")) {
             options.join = true;
+            continue;
+        }
+        if (eql(arg, "--cpu-affinity") or eql(arg, "--no-cpu-affinity")) {
+            options.cpu_affinity = eql(arg, "--cpu-affinity");
             continue;
         }
         if (i + 1 >= args.len) {

@@ -65,6 +65,7 @@ describe("validateSpec", () => {
       workers: "auto",
       drainTimeoutMs: 10000,
       shutdownDelayMs: 0,
+      cpuAffinity: false,
       maxConnections: 1024,
       readBufferBytes: 16384,
       writeBufferBytes: 65536,
