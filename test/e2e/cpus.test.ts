@@ -12,11 +12,11 @@
  * the worker pinned to N (whoami names the pid); the same after a SIGHUP restart. It needs two
  * allowed CPUs: skipped with fewer, failed under CI=true.
  */
-import { execa } from "execa";
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { allowedCpus, whoamiFromCpu } from "./support/cpus.js";
 import { parseWhoami, tcpExchange } from "./support/net.js";
 import {
   portOf,
@@ -32,29 +32,6 @@ import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 const BUILD_TIMEOUT_MS = 15 * 60_000;
 const CPUS = availableParallelism();
 const PINNED_CONNECTIONS = 10;
-
-/** A process's allowed CPUs, from the `Cpus_allowed_list` of /proc/PID/status ("0-1,4"). */
-function allowedCpus(pid: number | "self"): number[] {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const list = /^Cpus_allowed_list:\s*(\S+)$/m.exec(status)?.[1] ?? "";
-  return list.split(",").flatMap((range) => {
-    const [first, last = first] = range.split("-").map(Number);
-    return Array.from({ length: last! - first! + 1 }, (_, i) => first! + i);
-  });
-}
-
-/** The whoami answers of `count` connections made one after another by a shell pinned to `cpu`. */
-async function whoamiFromCpu(cpu: number, port: number, count: number) {
-  const script =
-    `for i in $(seq ${count}); do exec 3<>/dev/tcp/127.0.0.1/${port} || exit 1; ` +
-    "cat <&3; exec 3<&-; done";
-  const pinned = ["-c", `${cpu}`, "timeout", "20", "bash", "-c", script];
-  const { stdout } = await execa("taskset", pinned);
-  return stdout
-    .trim()
-    .split("\n")
-    .map((line) => parseWhoami(`${line}\n`));
-}
 
 /** Each worker runs on its own CPU alone, and a client on that CPU reaches only that worker. */
 async function expectPinnedAndSteered(ready: ReadyEvent, allowed: number[]) {
