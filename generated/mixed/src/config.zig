@@ -109,7 +109,7 @@ pub const spec_fingerprint = "d0c2df65ace37d9e";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "295f1fff7c6d32de";
+pub const supervisor_fingerprint = "435449ae424b8ebf";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

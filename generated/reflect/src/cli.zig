@@ -439,6 +439,16 @@ test "parses flags and rejects unknown ones with a message" {
     try std.testing.expect(compat.find(u8, diag.message, "--standalone") != null);
 }
 
+test "--cpu-affinity and --no-cpu-affinity override the spec, the last one winning" {
+    var diag: Diagnostic = .{};
+    const none = [_][*:0]const u8{"svc"};
+    try std.testing.expectEqual(config.cpu_affinity, (try parse(&none, &diag)).serve.cpu_affinity);
+    const on = [_][*:0]const u8{ "svc", "--cpu-affinity" };
+    try std.testing.expect((try parse(&on, &diag)).serve.cpu_affinity);
+    const off = [_][*:0]const u8{ "svc", "--cpu-affinity", "--no-cpu-affinity" };
+    try std.testing.expect(!(try parse(&off, &diag)).serve.cpu_affinity);
+}
+
 test "--user and --group override the spec's user and group" {
     var diag: Diagnostic = .{};
     const user = [_][*:0]const u8{ "svc", "--user", "www-data" };
