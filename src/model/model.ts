@@ -37,6 +37,8 @@ export interface ServiceModel {
   readonly drainTimeoutMs: number;
   /** How long a graceful stop keeps serving after readiness turned 503. */
   readonly shutdownDelayMs: number;
+  /** Pin workers to CPUs and steer connections to the worker on their CPU. */
+  readonly cpuAffinity: boolean;
   /** The admin listener, when the spec has one. */
   readonly admin: AdminModel | undefined;
   readonly maxConnections: number;
@@ -291,6 +293,7 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     workers: spec.workers === "auto" ? 0 : spec.workers,
     drainTimeoutMs: spec.drainTimeoutMs,
     shutdownDelayMs: spec.shutdownDelayMs,
+    cpuAffinity: spec.cpuAffinity,
     admin: buildAdmin(spec),
     maxConnections: spec.maxConnections,
     readBufferBytes: spec.readBufferBytes,

@@ -568,6 +568,14 @@ export const SpecSchema = z
           "Milliseconds a graceful stop (SIGTERM) keeps accepting and serving after /readyz " +
             "turned 503, before the drain: time for load balancers to stop sending traffic.",
         ),
+      cpuAffinity: bool()
+        .default(false)
+        .describe(
+          "Pin worker slot i to the (i mod n)-th of the n CPUs the service may run on, and " +
+            "steer each new connection or datagram to a worker pinned to the CPU that " +
+            "received it (classic BPF on each reuseport group). --cpu-affinity and " +
+            "--no-cpu-affinity override it.",
+        ),
       admin: AdminSchema.optional(),
       accessLog: AccessLogSchema.optional().describe(
         "The request log of HTTP listeners (built-in and app); absent: no request log.",

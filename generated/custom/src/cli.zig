@@ -47,6 +47,9 @@ pub const usage =
     \\                           stays root (with --standalone the one process drops)
     \\  --group GROUP            with --user: the group (name or gid) instead of USER's
     \\                           primary group
+    \\  --cpu-affinity           pin worker i to the (i mod n)-th allowed CPU and send each
+    \\                           new connection to a worker on the CPU that received it;
+    \\                           --no-cpu-affinity turns the spec's "cpuAffinity" off
     \\  --fd-store               send the listening sockets to systemd's file-descriptor
     \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
@@ -116,6 +119,8 @@ pub const Options = struct {
     fd_store: bool = false,
     /// Serve a port another program's reuseport group serves already (see `openSockets`).
     join: bool = false,
+    /// Pin workers to CPUs and steer connections by CPU (see `net/locality.zig`).
+    cpu_affinity: bool = config.cpu_affinity,
     limits: Limits = .{},
     /// The user and group to drop to, as named (see `privileges.zig`).
     privileges: privileges.Request = .{ .user = config.user, .group = config.group },
@@ -213,6 +218,10 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
         }
         if (eql(arg, "--join")) {
             options.join = true;
+            continue;
+        }
+        if (eql(arg, "--cpu-affinity") or eql(arg, "--no-cpu-affinity")) {
+            options.cpu_affinity = eql(arg, "--cpu-affinity");
             continue;
         }
         if (i + 1 >= args.len) {
@@ -436,6 +445,16 @@ test "parses flags and rejects unknown ones with a message" {
     const supervised = [_][*:0]const u8{ "svc", "--handover", "/run/svc.sock" };
     try std.testing.expectError(error.Usage, parse(&supervised, &diag));
     try std.testing.expect(compat.find(u8, diag.message, "--standalone") != null);
+}
+
+test "--cpu-affinity and --no-cpu-affinity override the spec, the last one winning" {
+    var diag: Diagnostic = .{};
+    const none = [_][*:0]const u8{"svc"};
+    try std.testing.expectEqual(config.cpu_affinity, (try parse(&none, &diag)).serve.cpu_affinity);
+    const on = [_][*:0]const u8{ "svc", "--cpu-affinity" };
+    try std.testing.expect((try parse(&on, &diag)).serve.cpu_affinity);
+    const off = [_][*:0]const u8{ "svc", "--cpu-affinity", "--no-cpu-affinity" };
+    try std.testing.expect(!(try parse(&off, &diag)).serve.cpu_affinity);
 }
 
 test "--user and --group override the spec's user and group" {

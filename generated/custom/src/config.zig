@@ -68,6 +68,9 @@ pub const drain_timeout_ms: u32 = 10000;
 /// How long a graceful stop keeps accepting and serving after readiness (the admin
 /// listener's /readyz) turned 503, before the drain: time for load balancers to move away.
 pub const shutdown_delay_ms: u32 = 0;
+/// Pin worker slot i to the (i mod n)-th allowed CPU and steer new connections to the worker
+/// on the CPU that received them (see net/locality.zig); --cpu-affinity overrides it.
+pub const cpu_affinity: bool = false;
 /// The admin listener (/metrics, /healthz, /readyz, /status); null: none unless --admin.
 pub const admin: ?Admin = null;
 /// Connections one worker serves at once; further ones wait in the accept queue.
@@ -102,11 +105,11 @@ pub const group: ?[]const u8 = null;
 pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "a16e0432995cb91a";
+pub const spec_fingerprint = "e6757e38212408a3";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "9b3ae128c3f03994";
+pub const supervisor_fingerprint = "ff30282d76a68bfd";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -25,6 +25,7 @@ test {
     _ = @import("metrics/render.zig");
     _ = @import("net/dns.zig");
     _ = @import("net/listener.zig");
+    _ = @import("net/locality.zig");
     _ = @import("net/resolve.zig");
     _ = @import("net/scm.zig");
     _ = @import("net/sys.zig");

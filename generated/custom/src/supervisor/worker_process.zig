@@ -25,6 +25,7 @@ const worker_link = @import("worker_link.zig");
 const privileges = @import("privileges.zig");
 const sys = @import("../net/sys.zig");
 const resolve = @import("../net/resolve.zig");
+const locality = @import("../net/locality.zig");
 const linux = std.os.linux;
 
 const listener_count = config.listeners.len;
@@ -53,6 +54,8 @@ pub const StartOptions = struct {
     access_log_format: ?[:0]const u8 = null,
     /// The addresses of upstream servers named by host (`--upstream-addresses`).
     upstream_addresses: ?*const resolve.Table = null,
+    /// The CPU the worker runs on alone (`cpuAffinity`); null: every CPU it inherits.
+    pin_to: ?u16 = null,
 };
 
 /// A started worker and the supervisor's ends of its pipes.
@@ -189,6 +192,9 @@ fn becomeWorker(
     _ = linux.fcntl(control, linux.F.SETFD, 0);
     _ = linux.fcntl(report, linux.F.SETFD, 0);
     if (options.metrics_fd >= 0) _ = linux.fcntl(options.metrics_fd, linux.F.SETFD, 0);
+    // Pinned before exec, so the worker never runs a turn elsewhere; a CPU taken away
+    // since the supervisor read its mask leaves the worker unpinned (the kernel refuses).
+    if (options.pin_to) |cpu| _ = locality.pinTo(cpu);
     // The signal mask stays blocked across exec, so a signal that arrives before the worker
     // reads its signalfd waits for it instead of killing it.
     _ = linux.execve(options.exe_path, argv, options.envp);

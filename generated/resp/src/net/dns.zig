@@ -8,7 +8,19 @@
 const std = @import("std");
 const address = @import("../address.zig");
 
-pub const Type = enum(u16) { a = 1, aaaa = 28 };
+pub const Type = enum {
+    a,
+    aaaa,
+
+    /// The record type's number on the wire (RFC 1035, RFC 3596). A switch rather than
+    /// `@intFromEnum`, which the `zig fmt` of 0.17 rewrites to a builtin older releases lack.
+    pub fn code(t: Type) u16 {
+        return switch (t) {
+            .a => 1,
+            .aaaa => 28,
+        };
+    }
+};
 
 /// What a response over UDP may hold without EDNS.
 pub const max_message_bytes = 512;
@@ -44,7 +56,7 @@ pub fn buildQuery(buf: []u8, id: u16, name: []const u8, qtype: Type) BuildError!
     }
     buf[at] = 0;
     at += 1;
-    std.mem.writeInt(u16, buf[at..][0..2], @intFromEnum(qtype), .big);
+    std.mem.writeInt(u16, buf[at..][0..2], qtype.code(), .big);
     std.mem.writeInt(u16, buf[at + 2 ..][0..2], class_in, .big);
     return buf[0 .. at + 4];
 }
@@ -88,7 +100,7 @@ pub fn firstAddress(
     const asked = try readName(msg, &at, &text);
     if (!std.ascii.eqlIgnoreCase(asked, trimDot(name))) return error.NotOurs;
     if (at + 4 > msg.len) return error.Malformed;
-    if (std.mem.readInt(u16, msg[at..][0..2], .big) != @intFromEnum(qtype)) return error.NotOurs;
+    if (std.mem.readInt(u16, msg[at..][0..2], .big) != qtype.code()) return error.NotOurs;
     at += 4;
     // Bounded by the count in the header, and each record moves `at` forward.
     for (0..answers) |_| {
@@ -102,7 +114,7 @@ pub fn firstAddress(
         const data = msg[at..][0..length];
         at += length;
         // A CNAME on the way to the address comes first; the address follows it.
-        if (rclass != class_in or rtype != @intFromEnum(qtype)) continue;
+        if (rclass != class_in or rtype != qtype.code()) continue;
         switch (qtype) {
             .a => if (length == 4) return .{ .ip4 = data[0..4].* },
             .aaaa => if (length == 16) return .{ .ip6 = data[0..16].* },
