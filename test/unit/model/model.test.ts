@@ -66,6 +66,7 @@ describe("buildModel", () => {
       },
       upstreams: [],
       hasUpstreams: false,
+      hasProxy: false,
     });
   });
 
@@ -165,6 +166,7 @@ describe("buildModel", () => {
       deferAccept: true,
       recvBufferBytes: 8192,
       sendBufferBytes: 16384,
+      proxy: null,
       keepalive: true,
       keepaliveIdleSeconds: 5,
       keepaliveIntervalSeconds: 10,
