@@ -124,7 +124,12 @@ describe("proxy listeners in the spec", () => {
         listeners: [
           {
             ...proxyListener,
-            proxy: { upstream: "origin", sendProxyProtocol: "v3", balance: "random", zeroCopy: true },
+            proxy: {
+              upstream: "origin",
+              sendProxyProtocol: "v3",
+              balance: "random",
+              zeroCopy: true,
+            },
           },
         ],
         upstreams: [origin],
