@@ -475,7 +475,7 @@ pub fn closeAll() void {
 }
 
 fn listIndex(listener_index: u16, kind: DeadlineKind) u16 {
-    return listener_index * 2 + @intFromEnum(kind);
+    return listener_index * 2 + @as(u16, @intCast(compat.enumIndex(kind)));
 }
 
 /// Puts the pair at the tail of its listener's list of `kind`, with a new deadline.
@@ -524,7 +524,7 @@ pub fn expire(now_ms: u64) void {
         while (budget > 0 and l.head != none) : (budget -= 1) {
             const slot = l.head;
             if (pairs[slot].deadline_ms > now_ms) break;
-            if (index % 2 == @intFromEnum(DeadlineKind.connect)) {
+            if (index % 2 == compat.enumIndex(DeadlineKind.connect)) {
                 connectFailed(slot, now_ms);
             } else {
                 const counters = metrics.at(pairs[slot].listener_index);
