@@ -18,6 +18,10 @@ export interface ProxyModel {
   /** `none`, `v1` or `v2`. */
   readonly sendProxyProtocol: "none" | "v1" | "v2";
   readonly ejectMs: number;
+  /** 0: no active health checks. */
+  readonly checkIntervalMs: number;
+  readonly rise: number;
+  readonly fall: number;
 }
 
 export function buildProxy(spec: Spec, listener: ListenerSpec): ProxyModel | null {
@@ -42,5 +46,8 @@ export function buildProxy(spec: Spec, listener: ListenerSpec): ProxyModel | nul
     retries: proxy.retries,
     sendProxyProtocol: proxy.sendProxyProtocol === false ? "none" : proxy.sendProxyProtocol,
     ejectMs: upstream.ejectMs,
+    checkIntervalMs: proxy.checkIntervalMs,
+    rise: proxy.rise,
+    fall: proxy.fall,
   };
 }

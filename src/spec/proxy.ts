@@ -14,6 +14,9 @@ export const PROXY_DEFAULTS = {
   balance: "roundrobin",
   retries: 1,
   sendProxyProtocol: false,
+  checkIntervalMs: 0,
+  rise: 2,
+  fall: 3,
 } as const;
 
 function intRange(min: number, max: number) {
@@ -60,11 +63,23 @@ export const ProxySchema = z
           'A PROXY protocol header with the client\'s address to the server: false, "v1" ' +
             '(text) or "v2" (binary).',
         ),
+      checkIntervalMs: intRange(0, 3600000)
+        .default(PROXY_DEFAULTS.checkIntervalMs)
+        .describe(
+          "Milliseconds between active health checks of each server (a TCP connect, by every " +
+            "worker); 0: none, only the passive ejection of servers that refuse clients.",
+        ),
+      rise: intRange(1, 100)
+        .default(PROXY_DEFAULTS.rise)
+        .describe("Checks in a row that must pass before a server that was down gets clients."),
+      fall: intRange(1, 100)
+        .default(PROXY_DEFAULTS.fall)
+        .describe("Checks in a row that must fail before a server is marked down."),
     },
     {
       error:
         'must be an object { upstream, balance, connectTimeoutMs, idleTimeoutMs, retries, ' +
-        "sendProxyProtocol }",
+        "sendProxyProtocol, checkIntervalMs, rise, fall }",
     },
   )
   .describe('The layer-4 proxy of a listener whose handler is "proxy".');

@@ -108,7 +108,7 @@ pub const spec_fingerprint = "36d551bc200af3e7";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "7f5f3bb476403884";
+pub const supervisor_fingerprint = "ae47010e968e01b0";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -159,6 +159,11 @@ pub const Proxy = struct {
     send_proxy_protocol: ProxyProtocol,
     /// How long a server that refused or timed out is left out.
     eject_ms: u32,
+    /// Active health checks: a TCP connect to each server this often (0: none); a server is
+    /// down after `fall` failed checks in a row, up again after `rise` passed ones.
+    check_interval_ms: u32,
+    rise: u8,
+    fall: u8,
 };
 
 /// Descriptors a worker may hold towards proxied servers: one per client connection when

@@ -29,6 +29,9 @@ describe("proxy listeners in the spec", () => {
       balance: "roundrobin",
       retries: 1,
       sendProxyProtocol: false,
+      checkIntervalMs: 0,
+      rise: 2,
+      fall: 3,
     });
     expect(result.spec.upstreams[0]?.framing).toBeUndefined();
   });
@@ -49,6 +52,9 @@ describe("proxy listeners in the spec", () => {
             connectTimeoutMs: 250,
             idleTimeoutMs: 900,
             retries: 0,
+            checkIntervalMs: 500,
+            rise: 1,
+            fall: 5,
           },
         },
       ],
@@ -77,6 +83,9 @@ describe("proxy listeners in the spec", () => {
       retries: 1,
       sendProxyProtocol: "v2",
       ejectMs: 300,
+      checkIntervalMs: 0,
+      rise: 2,
+      fall: 3,
     });
     expect(m.listeners[1]?.proxy).toMatchObject({
       balance: "leastconn",
@@ -84,6 +93,9 @@ describe("proxy listeners in the spec", () => {
       idleTimeoutMs: 900,
       retries: 0,
       sendProxyProtocol: "none",
+      checkIntervalMs: 500,
+      rise: 1,
+      fall: 5,
     });
     // Each proxied client holds a second descriptor: the open-files limit counts them
     // (maxConnections twice, then the listening sockets of up to 1024 "auto" workers).
@@ -129,6 +141,7 @@ describe("proxy listeners in the spec", () => {
               sendProxyProtocol: "v3",
               balance: "random",
               zeroCopy: true,
+              fall: 0,
             },
           },
         ],
@@ -138,8 +151,10 @@ describe("proxy listeners in the spec", () => {
       'spec.json: listeners[0].proxy.balance: must be one of "roundrobin", "leastconn" ' +
         '(got "random")',
       'spec.json: listeners[0].proxy.sendProxyProtocol: must be false, "v1" or "v2" (got "v3")',
+      "spec.json: listeners[0].proxy.fall: must be an integer from 1 to 100 (got 0)",
       'spec.json: listeners[0].proxy.zeroCopy: unknown key (got true); allowed keys: upstream, ' +
-        "balance, connectTimeoutMs, idleTimeoutMs, retries, sendProxyProtocol",
+        "balance, connectTimeoutMs, idleTimeoutMs, retries, sendProxyProtocol, checkIntervalMs, " +
+        "rise, fall",
     ]);
     expect(
       lines({

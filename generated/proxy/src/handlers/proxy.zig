@@ -37,6 +37,7 @@ const listener_mod = @import("../net/listener.zig");
 const connections_mod = @import("../worker/connections.zig");
 const header = @import("proxy/header.zig");
 const servers_mod = @import("proxy/servers.zig");
+const checks_mod = @import("proxy/checks.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -106,6 +107,7 @@ var up_bufs: []u8 = &.{};
 var down_bufs: []u8 = &.{};
 var lists: [list_count]List = @splat(.{});
 var servers: [config.listeners.len]servers_mod.Servers = undefined;
+var checks: [config.listeners.len]checks_mod.Checks = @splat(.{});
 var epoll_fd: sys.Fd = -1;
 var ready = false;
 /// Clients closed because no server accepted them, and when that was last said.
@@ -126,6 +128,7 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !voi
     up_bufs = try compat.mapMemory(@as(usize, max) * config.read_buffer_bytes);
     down_bufs = try compat.mapMemory(@as(usize, max) * config.write_buffer_bytes);
     lists = @splat(.{});
+    checks = @splat(.{});
     for (&config.listeners, 0..) |*l, i| {
         if (l.proxy) |*proxy| servers[i] = servers_mod.Servers.init(proxy);
     }
@@ -270,8 +273,8 @@ fn giveUp(slot: u32, now_ms: u64) void {
     if (now_ms >= no_server_warned_ms + 1000) {
         no_server_warned_ms = now_ms;
         const p = &pairs[slot];
-        log.warn("proxy {s}: no server of upstream {s} accepted a client; closed it " ++
-            "({d} clients so far)", .{
+        log.warn("proxy {s}: no server of upstream {s} accepted a client (or all are down); " ++
+            "closed it ({d} clients so far)", .{
             config.listeners[p.listener_index].name, proxyOf(p).upstream, no_server_total,
         });
     }
@@ -297,9 +300,11 @@ fn finishConnect(slot: u32, now_ms: u64) void {
 }
 
 pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
+    if (!ready) return;
+    if (checks_mod.isCheck(t.index)) return checks_mod.onEvent(&checks, &servers, t, now_ms);
     const slot = t.index >> 1;
     const side: usize = t.index & 1;
-    if (!ready or slot >= pairs.len) return;
+    if (slot >= pairs.len) return;
     const p = &pairs[slot];
     // A pair closed (and maybe reused) since the event was queued.
     if (p.phase == .free or p.generation != t.generation or p.fds[side] == closed) return;
@@ -471,6 +476,7 @@ fn close(slot: u32) void {
 pub fn closeAll() void {
     if (!ready) return;
     for (pairs, 0..) |p, slot| if (p.phase != .free) close(@intCast(slot));
+    checks_mod.closeAll(&checks);
     ready = false;
 }
 
@@ -506,7 +512,7 @@ fn listRemove(slot: u32) void {
 /// The nearest connect or idle deadline; null for none.
 pub fn nextMs() ?u64 {
     if (!ready) return null;
-    var next: ?u64 = null;
+    var next: ?u64 = checks_mod.nextMs(&checks);
     for (lists) |l| {
         if (l.head == none) continue;
         const at = pairs[l.head].deadline_ms;
@@ -515,9 +521,11 @@ pub fn nextMs() ?u64 {
     return next;
 }
 
-/// Ends connects that took too long (the next server is tried) and silent pairs.
+/// Ends connects that took too long (the next server is tried) and silent pairs; starts the
+/// health checks that are due.
 pub fn expire(now_ms: u64) void {
     if (!ready) return;
+    checks_mod.expire(&checks, &servers, epoll_fd, now_ms);
     for (&lists, 0..) |*l, index| {
         // Bounded: each pass takes the list's head off it (a retry joins the tail).
         var budget: usize = pairs.len;

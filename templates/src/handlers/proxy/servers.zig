@@ -6,6 +6,11 @@
 //! is the last one of its upstream not ejected (as nginx never marks an upstream's only
 //! server down, and as upstream/pool.zig does for app calls); a connect that succeeds puts
 //! it back at once. Retries of one client skip the servers it already tried.
+//!
+//! With active health checks (`check_interval_ms`, `proxy/checks.zig`), a server is down
+//! after `fall` failed checks in a row and up after `rise` passed ones (HAProxy's `check
+//! inter rise fall`); a down server gets no client at all, not even as a last resort: with
+//! every server down, a client is closed at once.
 const std = @import("std");
 const config = @import("../../config.zig");
 const assert = std.debug.assert;
@@ -23,6 +28,12 @@ pub const Servers = struct {
     ejected_until_ms: [max_servers]u64 = @splat(0),
     /// This worker's pairs connecting or connected to each server (`leastconn`).
     active: [max_servers]u32 = @splat(0),
+    /// Marked down by the health checks; checks passed or failed in a row since the last
+    /// change of state.
+    down: [max_servers]bool = @splat(false),
+    streak: [max_servers]u8 = @splat(0),
+    rise: u8 = 1,
+    fall: u8 = 1,
 
     pub fn init(proxy: *const config.Proxy) Servers {
         assert(proxy.servers.len >= 1 and proxy.servers.len <= max_servers);
@@ -30,6 +41,8 @@ pub const Servers = struct {
             .count = @intCast(proxy.servers.len),
             .balance = proxy.balance,
             .eject_ms = proxy.eject_ms,
+            .rise = proxy.rise,
+            .fall = proxy.fall,
         };
     }
 
@@ -41,7 +54,7 @@ pub const Servers = struct {
         var fallback: ?u16 = null;
         for (0..self.count) |k| {
             const s: u16 = @intCast((self.next + k) % self.count);
-            if (tried & bit(s) != 0) continue;
+            if (tried & bit(s) != 0 or self.down[s]) continue;
             if (self.ejected_until_ms[s] > now_ms) {
                 const sooner = fallback == null or
                     self.ejected_until_ms[s] < self.ejected_until_ms[fallback.?];
@@ -79,6 +92,22 @@ pub const Servers = struct {
     pub fn restore(self: *Servers, server: u16) void {
         assert(server < self.count);
         self.ejected_until_ms[server] = 0;
+    }
+
+    /// Counts a health check of `server`; returns its new state when this check changed it.
+    pub fn recordCheck(self: *Servers, server: u16, passed: bool) ?enum { up, down } {
+        assert(server < self.count);
+        // A check that agrees with the state ends any streak towards the other state.
+        if (passed != self.down[server]) {
+            self.streak[server] = 0;
+            return null;
+        }
+        self.streak[server] +|= 1;
+        const needed = if (passed) self.rise else self.fall;
+        if (self.streak[server] < needed) return null;
+        self.streak[server] = 0;
+        self.down[server] = !passed;
+        return if (passed) .up else .down;
     }
 
     pub fn bit(server: u16) Tried {
@@ -128,4 +157,23 @@ test "the last server in rotation is never ejected; a retry may fall back to an 
     try testing.expectEqual(@as(?u16, null), s.pick(0, Servers.bit(0) | Servers.bit(1)));
     s.restore(0);
     try testing.expectEqual(@as(u64, 0), s.ejected_until_ms[0]);
+}
+
+test "health checks: down after fall failures in a row, up after rise passes; down gets none" {
+    var s = testServers(2, .roundrobin);
+    s.rise = 2;
+    s.fall = 3;
+    try testing.expectEqual(null, s.recordCheck(1, false));
+    try testing.expectEqual(null, s.recordCheck(1, false));
+    // A pass breaks the streak: three more failures are needed.
+    try testing.expectEqual(null, s.recordCheck(1, true));
+    try testing.expectEqual(null, s.recordCheck(1, false));
+    try testing.expectEqual(null, s.recordCheck(1, false));
+    try testing.expect(s.recordCheck(1, false).? == .down);
+    for (0..4) |_| try testing.expectEqual(@as(?u16, 0), s.pick(0, 0));
+    // Not even a retry's last resort.
+    try testing.expectEqual(@as(?u16, null), s.pick(0, Servers.bit(0)));
+    try testing.expectEqual(null, s.recordCheck(1, true));
+    try testing.expect(s.recordCheck(1, true).? == .up);
+    try testing.expectEqual(@as(?u16, 1), s.pick(0, Servers.bit(0)));
 }
