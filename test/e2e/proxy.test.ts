@@ -264,6 +264,13 @@ function proxySpec(web: readonly Nginx[], echoPort: number) {
   };
 }
 
+/** The value of `reuseport_proxy_server_<name>` for the `web` server on `port`; NaN if none. */
+function serverValue(metrics: string, name: string, port: number): number {
+  const series = `reuseport_proxy_server_${name}{listener="web",server="127.0.0.1:${port}"} `;
+  const line = metrics.split("\n").find((l) => l.startsWith(series));
+  return line === undefined ? Number.NaN : Number(line.slice(series.length));
+}
+
 /** The workers' log lines saying the `web` server on `port` went `state`. */
 function healthLines(stderr: string, port: number, state: "up" | "down"): number {
   const line = `server 1 (127.0.0.1 port ${port}) of upstream web is ${state}:`;
@@ -294,6 +301,7 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
   let web: string;
   let pipePort: number;
   let taggedPort: number;
+  let metricsUrl: string;
 
   beforeAll(async () => {
     ensureCommand("curl", "curl");
@@ -313,13 +321,16 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
       if (!step.ok) throw new Error(`${step.command} failed (zig ${version}):\n${step.output}`);
     }
     for (const n of nginx) await n.start();
-    const args = ["--workers", "4", "--drain-timeout", "5000"];
+    const args = ["--workers", "4", "--drain-timeout", "5000", "--admin", "127.0.0.1:0"];
     for (const name of ["web", "pipe", "tagged"]) args.push("--listen", `${name}=127.0.0.1:0`);
     const started = await startReady(project.binary, args);
     program = started.program;
     web = `http://127.0.0.1:${portOf(started.ready, "web")}/`;
     pipePort = portOf(started.ready, "pipe");
     taggedPort = portOf(started.ready, "tagged");
+    const admin = (started.ready as ReadyEvent & { admin?: { port: number } }).admin;
+    if (admin === undefined) throw new Error("the ready event names no admin listener");
+    metricsUrl = `http://127.0.0.1:${admin.port}/metrics`;
   }, SETUP_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -343,6 +354,14 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     expect(kept.filter((a) => a.status !== "200")).toEqual([]);
     expect(kept).toHaveLength(50);
     expect(new Set(kept.map((a) => a.body)).size).toBe(1);
+    // Each client was one connection to one server: 200 + 1, counted per server.
+    const text = await run("curl", ["-s", "--max-time", "5", metricsUrl], 10_000);
+    const joined = nginx.map((n) => serverValue(text, "connections_total", n.port));
+    expect(joined[0]! + joined[1]!).toBe(201);
+    expect(Math.abs(joined[0]! - joined[1]!)).toBeLessThanOrEqual(21);
+    const received = nginx.map((n) => serverValue(text, "received_bytes_total", n.port));
+    expect(received[0]! + received[1]!).toBeGreaterThan(0);
+    expect(nginx.map((n) => serverValue(text, "down", n.port))).toEqual([0, 0]);
   });
 
   it("passes a client's half-close on and delivers the whole answer", { timeout }, async () => {
@@ -397,10 +416,14 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     // Every worker's checks mark it down (2 failed checks, 200 ms apart).
     const port = nginx[1]!.port;
     await waitFor(() => healthLines(program.stderr, port, "down") >= 4, 10_000);
+    const scrape = () => run("curl", ["-s", "--max-time", "5", metricsUrl], 10_000);
+    // Every one of the 4 workers holds it down.
+    expect(serverValue(await scrape(), "down", port)).toBe(4);
     const after = await client(web, 20);
     expect(after.map((a) => a.body)).toEqual(Array.from({ length: 20 }, () => "backend1"));
     await nginx[1]!.start();
     await waitFor(() => healthLines(program.stderr, port, "up") >= 4, 10_000);
+    expect(serverValue(await scrape(), "down", port)).toBe(0);
     const again = await client(web, 40);
     expect(again.filter((a) => a.status !== "200")).toEqual([]);
     expect(again.filter((a) => a.body === "backend2").length).toBeGreaterThan(0);

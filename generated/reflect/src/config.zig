@@ -108,7 +108,7 @@ pub const spec_fingerprint = "6b484dbed401623c";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "ae47010e968e01b0";
+pub const supervisor_fingerprint = "a84f67c5061ba9bf";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -207,6 +207,7 @@ fn connectNext(slot: u32, now_ms: u64) bool {
         p.tried |= servers_mod.Servers.bit(chosen);
         p.tries += 1;
         const fd = startConnect(proxy.servers[chosen]) orelse {
+            metrics.add(&metrics.proxyServer(p.listener_index, chosen).connect_failures, 1);
             _ = s.eject(chosen, now_ms);
             continue;
         };
@@ -246,6 +247,7 @@ fn connectFailed(slot: u32, now_ms: u64) void {
     const p = &pairs[slot];
     assert(p.phase == .connecting and p.fds[server] != closed);
     const s = &servers[p.listener_index];
+    metrics.add(&metrics.proxyServer(p.listener_index, p.server).connect_failures, 1);
     if (s.eject(p.server, now_ms)) {
         log.warn("proxy {s}: server {d} of upstream {s} refused or timed out; left out " ++
             "for {d} ms", .{
@@ -294,6 +296,7 @@ fn finishConnect(slot: u32, now_ms: u64) void {
     p.writable[server] = true;
     servers[p.listener_index].restore(p.server);
     metrics.add(&metrics.at(p.listener_index).requests, 1);
+    metrics.add(&metrics.proxyServer(p.listener_index, p.server).connections, 1);
     listMove(slot, .idle, now_ms + proxyOf(p).idle_timeout_ms);
     pump(slot, now_ms);
 }
@@ -389,6 +392,8 @@ fn sendSome(p: *Pair, to: usize, bytes: []const u8) Broken!u32 {
         error.Interrupted => return 0,
         else => return error.Reset,
     };
+    const counters = metrics.proxyServer(p.listener_index, p.server);
+    metrics.add(if (to == server) &counters.bytes_to_server else &counters.bytes_to_client, n);
     return @intCast(n);
 }
 

@@ -12,6 +12,7 @@ const address = @import("../../address.zig");
 const log = @import("../../log.zig");
 const connections_mod = @import("../../worker/connections.zig");
 const servers_mod = @import("servers.zig");
+const metrics = @import("../../metrics/cell.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -152,6 +153,7 @@ fn finishClosed(
     const proxy = proxyOf(listener_index).?;
     c.due_ms[s] = now_ms + proxy.check_interval_ms;
     const change = servers.recordCheck(s, passed) orelse return;
+    metrics.set(&metrics.proxyServer(listener_index, s).down, @intFromBool(change == .down));
     const listener = config.listeners[listener_index].name;
     var text: [64]u8 = undefined;
     const where = address.format(proxy.servers[s].address, &text);
