@@ -83,6 +83,9 @@ export interface ServiceModel {
   readonly hasUpstreams: boolean;
   /** Some listener is a proxy (handlers/proxy.zig and handlers/proxy/ are rendered). */
   readonly hasProxy: boolean;
+  /** Descriptors a proxied client holds beside its own: its server's, and with zeroCopy two
+   * pipes (four ends); 0 without a proxy listener. */
+  readonly proxyFdsPerClient: number;
   /** What the image recipe and Kubernetes manifests under `deploy/` say (`buildDeploy`). */
   readonly deploy: DeployModel;
 }
@@ -333,8 +336,15 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     upstreams: buildUpstreams(spec),
     hasUpstreams: buildUpstreams(spec).length > 0,
     hasProxy: spec.listeners.some((l) => l.handler === "proxy"),
+    proxyFdsPerClient: proxyFdsPerClient(spec),
     deploy: buildDeploy(spec, listeners),
   };
+}
+
+function proxyFdsPerClient(spec: Spec): number {
+  const proxies = spec.listeners.flatMap((l) => (l.proxy === undefined ? [] : [l.proxy]));
+  if (proxies.length === 0) return 0;
+  return proxies.some((p) => p.zeroCopy) ? 5 : 1;
 }
 
 /** The supervisor's kill grace past the drain timeout (supervisor.zig `kill_grace_ms`). */
@@ -359,7 +369,7 @@ function buildSystemd(spec: Spec, listeners: readonly ListenerModel[]): SystemdM
     limitNofile:
       spec.maxConnections +
       buildUpstreams(spec).reduce((n, u) => n + u.connectionsPerWorker, 0) +
-      (spec.listeners.some((l) => l.handler === "proxy") ? spec.maxConnections : 0) +
+      spec.maxConnections * proxyFdsPerClient(spec) +
       workers * (listeners.length + 4) +
       64,
     fdStoreMax: (spec.workers === "auto" ? AUTO_STORED_SLOTS : spec.workers) * listeners.length,

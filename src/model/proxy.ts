@@ -22,6 +22,7 @@ export interface ProxyModel {
   readonly checkIntervalMs: number;
   readonly rise: number;
   readonly fall: number;
+  readonly zeroCopy: boolean;
 }
 
 export function buildProxy(spec: Spec, listener: ListenerSpec): ProxyModel | null {
@@ -49,5 +50,6 @@ export function buildProxy(spec: Spec, listener: ListenerSpec): ProxyModel | nul
     checkIntervalMs: proxy.checkIntervalMs,
     rise: proxy.rise,
     fall: proxy.fall,
+    zeroCopy: proxy.zeroCopy,
   };
 }

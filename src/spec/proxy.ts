@@ -17,6 +17,7 @@ export const PROXY_DEFAULTS = {
   checkIntervalMs: 0,
   rise: 2,
   fall: 3,
+  zeroCopy: false,
 } as const;
 
 function intRange(min: number, max: number) {
@@ -75,11 +76,18 @@ export const ProxySchema = z
       fall: intRange(1, 100)
         .default(PROXY_DEFAULTS.fall)
         .describe("Checks in a row that must fail before a server is marked down."),
+      zeroCopy: z
+        .boolean({ error: "must be true or false" })
+        .default(PROXY_DEFAULTS.zeroCopy)
+        .describe(
+          "Move bytes with splice(2) through a pipe per direction of each pair, in the " +
+            "kernel (for large transfers; small messages are cheaper copied).",
+        ),
     },
     {
       error:
         'must be an object { upstream, balance, connectTimeoutMs, idleTimeoutMs, retries, ' +
-        "sendProxyProtocol, checkIntervalMs, rise, fall }",
+        "sendProxyProtocol, checkIntervalMs, rise, fall, zeroCopy }",
     },
   )
   .describe('The layer-4 proxy of a listener whose handler is "proxy".');

@@ -11,7 +11,8 @@
  *   (`fall` 2, `rise` 1);
  * - `pipe` → the echo server, PROXY protocol v1, `idleTimeoutMs` 1500;
  * - `tagged` → nginx 1's `proxy_protocol` port, PROXY protocol v2 (nginx answers with
- *   `$proxy_protocol_addr:$proxy_protocol_port`).
+ *   `$proxy_protocol_addr:$proxy_protocol_port`);
+ * - `bulk` → the echo server as `pipe`, with `zeroCopy` (splice through pipes).
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -250,6 +251,12 @@ function proxySpec(web: readonly Nginx[], echoPort: number) {
         idleTimeoutMs: IDLE_TIMEOUT_MS,
       }),
       listener("tagged", 3, { upstream: "tagged", sendProxyProtocol: "v2" }),
+      listener("bulk", 4, {
+        upstream: "echo",
+        sendProxyProtocol: "v1",
+        idleTimeoutMs: IDLE_TIMEOUT_MS,
+        zeroCopy: true,
+      }),
     ],
     upstreams: [
       {
@@ -301,6 +308,7 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
   let web: string;
   let pipePort: number;
   let taggedPort: number;
+  let bulkPort: number;
   let metricsUrl: string;
 
   beforeAll(async () => {
@@ -322,12 +330,13 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     }
     for (const n of nginx) await n.start();
     const args = ["--workers", "4", "--drain-timeout", "5000", "--admin", "127.0.0.1:0"];
-    for (const name of ["web", "pipe", "tagged"]) args.push("--listen", `${name}=127.0.0.1:0`);
+    for (const name of ["web", "pipe", "tagged", "bulk"]) args.push("--listen", `${name}=127.0.0.1:0`);
     const started = await startReady(project.binary, args);
     program = started.program;
     web = `http://127.0.0.1:${portOf(started.ready, "web")}/`;
     pipePort = portOf(started.ready, "pipe");
     taggedPort = portOf(started.ready, "tagged");
+    bulkPort = portOf(started.ready, "bulk");
     const admin = (started.ready as ReadyEvent & { admin?: { port: number } }).admin;
     if (admin === undefined) throw new Error("the ready event names no admin listener");
     metricsUrl = `http://127.0.0.1:${admin.port}/metrics`;
@@ -365,13 +374,16 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
   });
 
   it("passes a client's half-close on and delivers the whole answer", { timeout }, async () => {
-    const before = seen.length;
-    const got = await exchange(pipePort, [Buffer.from("first part, "), Buffer.from("then FIN")]);
-    expect(got.error).toBeUndefined();
-    expect(got.received.toString()).toBe("first part, then FIN");
-    // The echo server read the PROXY v1 line first: the client's real address and port.
-    const line = seen[before]?.proxyLine ?? "";
-    expect(line).toBe(`PROXY TCP4 127.0.0.1 127.0.0.1 ${got.localPort} ${pipePort}`);
+    // Copied through buffers (pipe) and spliced through pipes (bulk).
+    for (const port of [pipePort, bulkPort]) {
+      const before = seen.length;
+      const got = await exchange(port, [Buffer.from("first part, "), Buffer.from("then FIN")]);
+      expect(got.error).toBeUndefined();
+      expect(got.received.toString()).toBe("first part, then FIN");
+      // The echo server read the PROXY v1 line first: the client's real address and port.
+      const line = seen[before]?.proxyLine ?? "";
+      expect(line).toBe(`PROXY TCP4 127.0.0.1 127.0.0.1 ${got.localPort} ${port}`);
+    }
   });
 
   it("sends the PROXY v2 header nginx reads the client's address from", { timeout }, async () => {
@@ -387,10 +399,12 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
   it(`moves ${LARGE_BYTES >> 20} MiB each way, byte for byte`, { timeout }, async () => {
     const block = randomBytes(1 << 20);
     const chunks = Array.from({ length: LARGE_BYTES / block.length }, () => block);
-    const got = await exchange(pipePort, chunks);
-    expect(got.error).toBeUndefined();
-    expect(got.received.length).toBe(LARGE_BYTES);
-    expect(sha256([got.received])).toBe(sha256(chunks));
+    for (const port of [pipePort, bulkPort]) {
+      const got = await exchange(port, chunks);
+      expect(got.error).toBeUndefined();
+      expect(got.received.length).toBe(LARGE_BYTES);
+      expect(sha256([got.received])).toBe(sha256(chunks));
+    }
   });
 
   it("closes a silent pair after idleTimeoutMs; passes a reset on", { timeout }, async () => {
@@ -399,8 +413,10 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     expect(idle.received.length).toBe(0);
     expect(idle.elapsedMs).toBeGreaterThanOrEqual(IDLE_TIMEOUT_MS - 300);
     expect(idle.elapsedMs).toBeLessThan(IDLE_TIMEOUT_MS + 5000);
-    const reset = await exchange(pipePort, [Buffer.from("RESET")], true);
-    expect(reset.error).toBe("ECONNRESET");
+    for (const port of [pipePort, bulkPort]) {
+      const reset = await exchange(port, [Buffer.from("RESET")], true);
+      expect(reset.error).toBe("ECONNRESET");
+    }
   });
 
   it("loses no client when one nginx stops, and uses it again once back", { timeout }, async () => {

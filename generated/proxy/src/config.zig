@@ -104,11 +104,11 @@ pub const group: ?[]const u8 = null;
 pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "6b2e53c36ee4c24a";
+pub const spec_fingerprint = "ddbf116c404099a4";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "a84f67c5061ba9bf";
+pub const supervisor_fingerprint = "4ffb380b0491c50a";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -164,11 +164,13 @@ pub const Proxy = struct {
     check_interval_ms: u32,
     rise: u8,
     fall: u8,
+    /// Bytes move with splice(2) through a pipe per direction (see handlers/proxy/splice.zig).
+    zero_copy: bool,
 };
 
-/// Descriptors a worker may hold towards proxied servers: one per client connection when
-/// some listener is a proxy.
-pub const proxy_server_fds: u32 = 1024;
+/// Descriptors a worker may hold for proxied clients beside theirs: per client, its server's
+/// (and two pipes with `zeroCopy`); 0 without a proxy listener.
+pub const proxy_server_fds: u32 = 1024 * 5;
 
 /// The upstreams by name, as modules name them (`.store`), in spec order.
 pub const UpstreamName = enum {};
@@ -212,6 +214,46 @@ pub const listeners = [_]Listener{
             .check_interval_ms = 2000,
             .rise = 2,
             .fall = 3,
+            .zero_copy = false,
+        },
+    },
+    .{
+        .name = "bulk",
+        .protocol = .tcp,
+        .handler = .proxy,
+        .address = .{ .ip4 = .{ 127, 0, 0, 1 } },
+        .port = 8091,
+        .options = .{
+            .reuse_address = true,
+            .v6_only = false,
+            .backlog = 511,
+            .no_delay = true,
+            .defer_accept = false,
+            .recv_buffer_bytes = 0,
+            .send_buffer_bytes = 0,
+            .keepalive = null,
+        },
+        .http = .{
+            .body = "",
+            .content_type = "",
+        },
+        .routes = &.{},
+        .proxy = .{
+            .upstream = "origin",
+            .servers = &.{
+                .{ .address = .{ .ip4 = .{ 127, 0, 0, 1 } }, .port = 8081 },
+                .{ .address = .{ .ip4 = .{ 127, 0, 0, 1 } }, .port = 8082 },
+            },
+            .balance = .leastconn,
+            .connect_timeout_ms = 500,
+            .idle_timeout_ms = 60000,
+            .retries = 1,
+            .send_proxy_protocol = .none,
+            .eject_ms = 2000,
+            .check_interval_ms = 0,
+            .rise = 2,
+            .fall = 3,
+            .zero_copy = true,
         },
     },
 };

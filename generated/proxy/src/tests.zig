@@ -16,6 +16,7 @@ test {
     _ = @import("handlers/http.zig");
     _ = @import("handlers/proxy/header.zig");
     _ = @import("handlers/proxy/servers.zig");
+    _ = @import("handlers/proxy/splice.zig");
     _ = @import("handlers/whoami.zig");
     _ = @import("http/date.zig");
     _ = @import("http/parser.zig");

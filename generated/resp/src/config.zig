@@ -108,7 +108,7 @@ pub const spec_fingerprint = "e3729c6e5ea84a82";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "a84f67c5061ba9bf";
+pub const supervisor_fingerprint = "4ffb380b0491c50a";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
@@ -164,11 +164,13 @@ pub const Proxy = struct {
     check_interval_ms: u32,
     rise: u8,
     fall: u8,
+    /// Bytes move with splice(2) through a pipe per direction (see handlers/proxy/splice.zig).
+    zero_copy: bool,
 };
 
-/// Descriptors a worker may hold towards proxied servers: one per client connection when
-/// some listener is a proxy.
-pub const proxy_server_fds: u32 = 0;
+/// Descriptors a worker may hold for proxied clients beside theirs: per client, its server's
+/// (and two pipes with `zeroCopy`); 0 without a proxy listener.
+pub const proxy_server_fds: u32 = 1024 * 0;
 
 /// The upstreams by name, as modules name them (`.store`), in spec order.
 pub const UpstreamName = enum {};

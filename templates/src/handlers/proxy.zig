@@ -37,6 +37,7 @@ const connections_mod = @import("../worker/connections.zig");
 const header = @import("proxy/header.zig");
 const servers_mod = @import("proxy/servers.zig");
 const checks_mod = @import("proxy/checks.zig");
+const splice = @import("proxy/splice.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -83,6 +84,12 @@ const Pair = struct {
     writable: [2]bool = .{ false, false },
     /// What each side is registered for; null: not in the epoll set.
     events: [2]?u32 = .{ null, null },
+    /// `zeroCopy`: a pipe per direction (`pipes[client]` towards the server), bytes moved
+    /// with splice(2) and counted in the flow's `end`; null: the pair's buffers.
+    pipes: ?[2]splice.Pipe = null,
+    /// A splice into a flow's pipe met EAGAIN with bytes in it: full (its pages hold small
+    /// fragments) until some leave.
+    pipe_full: [2]bool = .{ false, false },
     deadline_ms: u64 = 0,
     /// The deadline list the pair is on and its neighbours there.
     list: u16 = 0,
@@ -174,6 +181,8 @@ pub fn open(fd: sys.Fd, listener_index: u16, now_ms: u64) void {
     metrics.add(&counters.open, 1);
     listener_mod.beforeOngoingWrite(fd, &config.listeners[listener_index]);
     const proxy = proxyOf(p);
+    // Out of descriptors for pipes: this pair copies through its buffers.
+    if (proxy.zero_copy) p.pipes = splice.open();
     if (proxy.send_proxy_protocol != .none) writeHeader(slot, proxy.send_proxy_protocol);
     if (!connectNext(slot, now_ms)) return giveUp(slot, now_ms);
     rearm(slot);
@@ -191,6 +200,16 @@ fn writeHeader(slot: u32, version: config.ProxyProtocol) void {
     const dst = if (got_local) |_| header.endpointOf(&local) else |_| null;
     var bytes: [header.max_bytes]u8 = undefined;
     const n = header.encode(version, src, dst, &bytes);
+    if (p.pipes) |pipes| {
+        // An empty pipe takes the 108 bytes at once; should it not, the pair copies.
+        const written = sys.write(pipes[client][1], bytes[0..n]) catch 0;
+        if (written == n) {
+            p.flows[client].end = @intCast(n);
+            return;
+        }
+        for (pipes) |pipe| splice.close(pipe);
+        p.pipes = null;
+    }
     // The spec's smallest read buffer (512 bytes) holds the longest header.
     @memcpy(buffer(slot, client)[0..n], bytes[0..n]);
     p.flows[client].end = @intCast(n);
@@ -339,6 +358,7 @@ const Broken = error{Reset};
 /// rounds at most, to stay fair to the worker's other connections. Returns whether a byte
 /// (or a FIN) moved.
 fn transfer(slot: u32, from: usize) Broken!bool {
+    if (pairs[slot].pipes != null) return transferSpliced(slot, from);
     const p = &pairs[slot];
     const to = 1 - from;
     const f = &p.flows[from];
@@ -382,6 +402,68 @@ fn transfer(slot: u32, from: usize) Broken!bool {
     return moved;
 }
 
+/// `transfer` for a zero-copy pair: the flow's bytes wait in its pipe (`end` counts them).
+fn transferSpliced(slot: u32, from: usize) Broken!bool {
+    const p = &pairs[slot];
+    const to = 1 - from;
+    const f = &p.flows[from];
+    const pipe = p.pipes.?[from];
+    assert(f.start == 0 and f.end <= splice.pipe_bytes);
+    var moved = false;
+    var rounds: usize = 0;
+    while (rounds < 4) : (rounds += 1) {
+        var progressed = false;
+        if (f.end > 0 and p.writable[to]) {
+            const n = try spliceSome(p, pipe[0], to, f.end);
+            f.end -= n;
+            if (n > 0) {
+                p.pipe_full[from] = false;
+                progressed = true;
+            }
+        }
+        if (f.end == 0 and f.eof and !f.shut and p.phase == .open) {
+            sys.shutdownWrite(p.fds[to]);
+            f.shut = true;
+            progressed = true;
+        }
+        if (!f.eof and p.readable[from] and !p.pipe_full[from] and f.end < splice.pipe_bytes) {
+            const room = splice.pipe_bytes - f.end;
+            if (splice.moveBytes(p.fds[from], pipe[1], room)) |n| {
+                if (n == 0) f.eof = true;
+                f.end += @intCast(n);
+                progressed = true;
+            } else |err| switch (err) {
+                // Nothing to read, or (bytes in the pipe) the pipe is full.
+                error.WouldBlock => if (f.end == 0) {
+                    p.readable[from] = false;
+                } else {
+                    p.pipe_full[from] = true;
+                },
+                error.Interrupted => {},
+                else => return error.Reset,
+            }
+        }
+        moved = moved or progressed;
+        if (!progressed) break;
+    }
+    return moved;
+}
+
+/// Bytes spliced from a flow's pipe into side `to` (0 when its socket is full).
+fn spliceSome(p: *Pair, pipe_read: sys.Fd, to: usize, len: u32) Broken!u32 {
+    const n = splice.moveBytes(pipe_read, p.fds[to], len) catch |err| switch (err) {
+        error.WouldBlock => {
+            p.writable[to] = false;
+            return 0;
+        },
+        error.Interrupted => return 0,
+        else => return error.Reset,
+    };
+    const counters = metrics.proxyServer(p.listener_index, p.server);
+    metrics.add(if (to == server) &counters.bytes_to_server else &counters.bytes_to_client, n);
+    return @intCast(n);
+}
+
 /// Bytes the socket took (0 when it is full: then it is watched for EPOLLOUT).
 fn sendSome(p: *Pair, to: usize, bytes: []const u8) Broken!u32 {
     const n = sys.send(p.fds[to], bytes) catch |err| switch (err) {
@@ -421,7 +503,7 @@ fn rearm(slot: u32) void {
         if (fd == closed) continue;
         const from = &p.flows[side];
         var events: u32 = 0;
-        if (!from.eof and from.pending() < buffer(slot, side).len) events |= linux.EPOLL.IN;
+        if (!from.eof and hasRoom(slot, side)) events |= linux.EPOLL.IN;
         if (p.flows[1 - side].pending() > 0) events |= linux.EPOLL.OUT;
         if (side == server and p.phase == .connecting) events = linux.EPOLL.OUT;
         // Done both ways: out of the set, or its hang-up would wake every wait.
@@ -438,6 +520,14 @@ fn rearm(slot: u32) void {
         sys.epollCtl(epoll_fd, op, fd, events, tokenOf(slot, side)) catch return abort(slot);
         p.events[side] = events;
     }
+}
+
+/// Whether the flow from `side` can take more bytes (its buffer, or its pipe).
+fn hasRoom(slot: u32, side: usize) bool {
+    const p = &pairs[slot];
+    const f = &p.flows[side];
+    if (p.pipes != null) return !p.pipe_full[side] and f.end < splice.pipe_bytes;
+    return f.pending() < buffer(slot, side).len;
 }
 
 fn tokenOf(slot: u32, side: usize) u64 {
@@ -468,6 +558,7 @@ fn close(slot: u32) void {
     const p = &pairs[slot];
     assert(p.phase != .free);
     for (p.fds) |fd| if (fd != closed) sys.close(fd);
+    if (p.pipes) |pipes| for (pipes) |pipe| splice.close(pipe);
     uncount(p);
     listRemove(slot);
     metrics.sub(&metrics.at(p.listener_index).open, 1);

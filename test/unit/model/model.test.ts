@@ -67,6 +67,7 @@ describe("buildModel", () => {
       upstreams: [],
       hasUpstreams: false,
       hasProxy: false,
+      proxyFdsPerClient: 0,
     });
   });
 

@@ -32,6 +32,7 @@ describe("proxy listeners in the spec", () => {
       checkIntervalMs: 0,
       rise: 2,
       fall: 3,
+      zeroCopy: false,
     });
     expect(result.spec.upstreams[0]?.framing).toBeUndefined();
   });
@@ -55,6 +56,7 @@ describe("proxy listeners in the spec", () => {
             checkIntervalMs: 500,
             rise: 1,
             fall: 5,
+            zeroCopy: true,
           },
         },
       ],
@@ -86,6 +88,7 @@ describe("proxy listeners in the spec", () => {
       checkIntervalMs: 0,
       rise: 2,
       fall: 3,
+      zeroCopy: false,
     });
     expect(m.listeners[1]?.proxy).toMatchObject({
       balance: "leastconn",
@@ -96,10 +99,12 @@ describe("proxy listeners in the spec", () => {
       checkIntervalMs: 500,
       rise: 1,
       fall: 5,
+      zeroCopy: true,
     });
-    // Each proxied client holds a second descriptor: the open-files limit counts them
-    // (maxConnections twice, then the listening sockets of up to 1024 "auto" workers).
-    expect(m.systemd.limitNofile).toBe(1024 + 1024 + 1024 * (2 + 4) + 64);
+    // Each proxied client holds its server's descriptor and, with zeroCopy, two pipes: the
+    // open-files limit counts them (then the listening sockets of up to 1024 "auto" workers).
+    expect(m.proxyFdsPerClient).toBe(5);
+    expect(m.systemd.limitNofile).toBe(1024 + 1024 * 5 + 1024 * (2 + 4) + 64);
   });
 
   it("refuses a proxy on a udp listener, naming the handler", () => {
@@ -140,7 +145,8 @@ describe("proxy listeners in the spec", () => {
               upstream: "origin",
               sendProxyProtocol: "v3",
               balance: "random",
-              zeroCopy: true,
+              zeroCopy: "yes",
+              spliced: true,
               fall: 0,
             },
           },
@@ -152,9 +158,10 @@ describe("proxy listeners in the spec", () => {
         '(got "random")',
       'spec.json: listeners[0].proxy.sendProxyProtocol: must be false, "v1" or "v2" (got "v3")',
       "spec.json: listeners[0].proxy.fall: must be an integer from 1 to 100 (got 0)",
-      'spec.json: listeners[0].proxy.zeroCopy: unknown key (got true); allowed keys: upstream, ' +
+      'spec.json: listeners[0].proxy.zeroCopy: must be true or false (got "yes")',
+      "spec.json: listeners[0].proxy.spliced: unknown key (got true); allowed keys: upstream, " +
         "balance, connectTimeoutMs, idleTimeoutMs, retries, sendProxyProtocol, checkIntervalMs, " +
-        "rise, fall",
+        "rise, fall, zeroCopy",
     ]);
     expect(
       lines({
