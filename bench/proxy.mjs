@@ -9,12 +9,22 @@
 //
 //   npm run bench:proxy -- [--workers N] [--connections N] [--threads N] [--seconds S]
 //                          [--rounds N] [--mode keepalive|close|both] [--optimize MODE]
-//                          [--body-bytes N]
+//                          [--body-bytes N] [--zero-copy]
+//
+// --body-bytes sets the size of the file nginx answers (sendfile); --zero-copy builds the proxy
+// with `zeroCopy` and gives HAProxy `option splice-auto`: the bulk case (1 MiB answers, say).
 //
 // Needs wrk, nginx and haproxy; when they are missing and we are root, installs them with
 // apt-get (Debian's wrk, nginx-light and haproxy), as CI would.
 import { spawn, execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
@@ -31,6 +41,7 @@ const { values: args } = parseArgs({
     mode: { type: "string", default: "both" },
     optimize: { type: "string", default: "ReleaseFast" },
     "body-bytes": { type: "string", default: "3" },
+    "zero-copy": { type: "boolean", default: false },
   },
 });
 const TICKS_PER_SECOND = Number(
@@ -125,7 +136,7 @@ async function buildProxy() {
         port: OURS_PORT,
         handler: "proxy",
         backlog: 4096,
-        proxy: { upstream: "backend" },
+        proxy: { upstream: "backend", zeroCopy: args["zero-copy"] },
       },
     ],
     upstreams: [{ name: "backend", servers: [`127.0.0.1:${BACKEND_PORT}`] }],
@@ -205,10 +216,10 @@ async function startHaproxy() {
     conf,
     `global
   nbthread ${args.workers}
-  maxconn 8192
+  maxconn 4096
 defaults
   mode tcp
-  timeout connect 1s
+${args["zero-copy"] ? "  option splice-auto\n" : ""}  timeout connect 1s
   timeout client 60s
   timeout server 60s
 frontend web
@@ -229,7 +240,9 @@ backend backend
 
 async function startNginx() {
   const conf = path.join(tmp, "nginx.conf");
-  const body = "x".repeat(Math.max(BODY_BYTES - 1, 0)) + "\\n";
+  const www = path.join(tmp, "www");
+  mkdirSync(www);
+  writeFileSync(path.join(www, "body"), Buffer.alloc(BODY_BYTES, "x"));
   writeFileSync(
     conf,
     `daemon off;
@@ -240,11 +253,12 @@ error_log stderr warn;
 events { worker_connections 8192; }
 http {
   access_log off;
+  sendfile on;
   keepalive_requests 1000000;
   client_body_temp_path ${tmp}; proxy_temp_path ${tmp}; fastcgi_temp_path ${tmp}; uwsgi_temp_path ${tmp}; scgi_temp_path ${tmp};
   server {
     listen 127.0.0.1:${BACKEND_PORT} reuseport backlog=4096;
-    location / { return 200 "${body}"; }
+    root ${www};
   }
 }
 `,
@@ -268,7 +282,7 @@ function wrk(port, mode) {
       `-c${args.connections}`,
       `-d${args.seconds}s`,
       ...close,
-      `http://127.0.0.1:${port}/`,
+      `http://127.0.0.1:${port}/body`,
     ],
     { encoding: "utf8", timeout: 120000 },
   );
@@ -302,7 +316,8 @@ function report() {
   console.log(
     `wrk -t${args.threads} -c${args.connections} -d${args.seconds}s, ${args.rounds} alternating ` +
       `rounds; ${args.workers} proxy workers / haproxy threads (${version}); backend nginx ` +
-      `(${args.workers} workers, body ${BODY_BYTES} bytes); ours built ${args.optimize}`,
+      `(${args.workers} workers, body ${BODY_BYTES} bytes, sendfile); ours built ${args.optimize}` +
+      (args["zero-copy"] ? "; zeroCopy / option splice-auto" : ""),
   );
   for (const mode of modes) {
     console.log(mode === "close" ? "new connection per request (Connection: close):" : "keep-alive:");
