@@ -14,6 +14,7 @@ test {
     _ = @import("handlers.zig");
     _ = @import("handlers/echo.zig");
     _ = @import("handlers/http.zig");
+    _ = @import("handlers/proxy.zig");
     _ = @import("handlers/proxy/header.zig");
     _ = @import("handlers/proxy/servers.zig");
     _ = @import("handlers/proxy/splice.zig");

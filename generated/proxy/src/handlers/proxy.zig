@@ -114,6 +114,8 @@ var up_bufs: []u8 = &.{};
 var down_bufs: []u8 = &.{};
 var lists: [list_count]List = @splat(.{});
 var servers: [config.listeners.len]servers_mod.Servers = undefined;
+/// Each proxy listener's servers, copied at start (what a test points at its own listeners).
+var targets: [config.listeners.len][servers_mod.max_servers]config.Server = undefined;
 var checks: [config.listeners.len]checks_mod.Checks = @splat(.{});
 var epoll_fd: sys.Fd = -1;
 var ready = false;
@@ -137,7 +139,10 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !voi
     lists = @splat(.{});
     checks = @splat(.{});
     for (&config.listeners, 0..) |*l, i| {
-        if (l.proxy) |*proxy| servers[i] = servers_mod.Servers.init(proxy);
+        if (l.proxy) |*proxy| {
+            servers[i] = servers_mod.Servers.init(proxy);
+            @memcpy(targets[i][0..proxy.servers.len], proxy.servers);
+        }
     }
     epoll_fd = epfd;
     ready = true;
@@ -226,7 +231,7 @@ fn connectNext(slot: u32, now_ms: u64) bool {
         const chosen = s.pick(now_ms, p.tried) orelse return false;
         p.tried |= servers_mod.Servers.bit(chosen);
         p.tries += 1;
-        const fd = startConnect(proxy.servers[chosen]) orelse {
+        const fd = startConnect(targets[p.listener_index][chosen]) orelse {
             metrics.add(&metrics.proxyServer(p.listener_index, chosen).connect_failures, 1);
             _ = s.eject(chosen, now_ms);
             continue;
@@ -637,4 +642,104 @@ pub fn expire(now_ms: u64) void {
             }
         }
     }
+}
+
+const testing = std.testing;
+
+/// A loopback socket bound to a port the kernel picks: listening, or (`listening` false)
+/// bound only, so that a connect to it is refused.
+fn testSocket(listening: bool) !struct { fd: sys.Fd, server: config.Server } {
+    const flags = linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK;
+    const fd = try sys.socket(linux.AF.INET, flags, 0);
+    const sa = address.SockAddr.init(.{ .ip4 = .{ 127, 0, 0, 1 } }, 0);
+    try sys.bind(fd, sa.ptr(), sa.len);
+    if (listening) try sys.listen(fd, 16);
+    var bound: address.SockAddr = .{ .storage = undefined, .len = 0 };
+    bound.len = try sys.getsockname(fd, &bound.storage);
+    const loopback: address.Address = .{ .ip4 = .{ 127, 0, 0, 1 } };
+    return .{ .fd = fd, .server = .{ .address = loopback, .port = bound.port() } };
+}
+
+/// The next connection of a test listener, turning the loop meanwhile (bounded); `flags` of
+/// accept4 (the worker's accept makes a proxied client non-blocking).
+fn testAccept(epfd: sys.Fd, listen_fd: sys.Fd, flags: u32) !sys.Fd {
+    for (0..100) |_| {
+        const rc = linux.accept4(listen_fd, null, null, linux.SOCK.CLOEXEC | flags);
+        switch (compat.errno(rc)) {
+            .SUCCESS => return @intCast(rc),
+            .AGAIN => try testTurn(epfd, 20),
+            else => return error.AcceptFailed,
+        }
+    }
+    return error.NoConnection;
+}
+
+/// The worker's side: epoll events of the proxy's sockets, for up to `timeout_ms`.
+fn testTurn(epfd: sys.Fd, timeout_ms: i32) !void {
+    var events: [16]linux.epoll_event = undefined;
+    const n = try sys.epollWait(epfd, &events, timeout_ms);
+    for (events[0..n]) |e| {
+        onEvent(connections_mod.Token.decode(e.data.u64), e.events, sys.monotonicMs());
+    }
+}
+
+/// Turns the loop until `fd` has bytes or its end to give (bounded), then reads them.
+fn testRead(epfd: sys.Fd, fd: sys.Fd, buf: []u8) !usize {
+    for (0..100) |_| {
+        const rc = linux.recvfrom(fd, buf.ptr, buf.len, linux.MSG.DONTWAIT, null, null);
+        switch (compat.errno(rc)) {
+            .SUCCESS => return rc,
+            .AGAIN => try testTurn(epfd, 20),
+            else => return error.ReadFailed,
+        }
+    }
+    return error.NothingCame;
+}
+
+test "a refused server is retried on the next; bytes go both ways; FINs are passed on" {
+    const li = comptime for (config.listeners, 0..) |l, i| {
+        if (l.proxy != null) break i;
+    } else unreachable;
+    if (config.listeners[li].proxy.?.servers.len < 2 or config.listeners[li].proxy.?.retries < 1) {
+        return;
+    }
+    const epfd = try sys.epollCreate();
+    defer sys.close(epfd);
+    try init(std.heap.page_allocator, epfd, undefined);
+    defer ready = false;
+    const refusing = try testSocket(false);
+    defer sys.close(refusing.fd);
+    const upstream = try testSocket(true);
+    defer sys.close(upstream.fd);
+    const front = try testSocket(true);
+    defer sys.close(front.fd);
+    // Round-robin starts at the first server: the refusing one, then the retry.
+    servers[li].next = 0;
+    targets[li][0] = refusing.server;
+    targets[li][1] = upstream.server;
+    const user = try sys.socket(linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0);
+    defer sys.close(user);
+    const front_sa = address.SockAddr.init(front.server.address, front.server.port);
+    const connected = compat.errno(linux.connect(user, front_sa.ptr(), front_sa.len));
+    try testing.expectEqual(.SUCCESS, connected);
+    open(try testAccept(epfd, front.fd, linux.SOCK.NONBLOCK), @intCast(li), sys.monotonicMs());
+    try testing.expectEqual(@as(u32, 1), openCount());
+    const peer = try testAccept(epfd, upstream.fd, 0);
+    defer sys.close(peer);
+    try sys.writeAll(user, "hello");
+    var buf: [64]u8 = undefined;
+    try testing.expectEqualStrings("hello", buf[0..try testRead(epfd, peer, &buf)]);
+    try sys.writeAll(peer, "world");
+    try testing.expectEqualStrings("world", buf[0..try testRead(epfd, user, &buf)]);
+    // The client's FIN reaches the server; the server answers, then ends too.
+    sys.shutdownWrite(user);
+    try testing.expectEqual(@as(usize, 0), try testRead(epfd, peer, &buf));
+    try sys.writeAll(peer, "bye");
+    sys.shutdownWrite(peer);
+    try testing.expectEqualStrings("bye", buf[0..try testRead(epfd, user, &buf)]);
+    try testing.expectEqual(@as(usize, 0), try testRead(epfd, user, &buf));
+    try testing.expectEqual(@as(u32, 0), openCount());
+    // The refusing server was left out; the other is in rotation.
+    try testing.expect(servers[li].ejected_until_ms[0] > 0);
+    try testing.expectEqual(@as(u64, 0), servers[li].ejected_until_ms[1]);
 }
