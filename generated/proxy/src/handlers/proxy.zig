@@ -231,10 +231,14 @@ fn connectNext(slot: u32, now_ms: u64) bool {
         const chosen = s.pick(now_ms, p.tried) orelse return false;
         p.tried |= servers_mod.Servers.bit(chosen);
         p.tries += 1;
-        const fd = startConnect(targets[p.listener_index][chosen]) orelse {
-            metrics.add(&metrics.proxyServer(p.listener_index, chosen).connect_failures, 1);
-            _ = s.eject(chosen, now_ms);
-            continue;
+        const fd = startConnect(targets[p.listener_index][chosen]) catch |err| switch (err) {
+            // Out of descriptors is not the server's fault: no other server would do better.
+            error.NoSocket => return false,
+            error.Refused => {
+                metrics.add(&metrics.proxyServer(p.listener_index, chosen).connect_failures, 1);
+                _ = s.eject(chosen, now_ms);
+                continue;
+            },
         };
         p.fds[server] = fd;
         p.server = chosen;
@@ -250,18 +254,19 @@ fn connectNext(slot: u32, now_ms: u64) bool {
     return false;
 }
 
-/// A non-blocking connect under way (or done), or null when it failed at once.
-fn startConnect(target: config.Server) ?sys.Fd {
+/// A non-blocking connect under way (or done); `Refused` when it failed at once, `NoSocket`
+/// when no socket could be made.
+fn startConnect(target: config.Server) error{ NoSocket, Refused }!sys.Fd {
     const family: u32 = if (target.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
     const flags: u32 = linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
-    const fd = sys.socket(family, flags, 0) catch return null;
+    const fd = sys.socket(family, flags, 0) catch return error.NoSocket;
     // Bytes are forwarded as they come: no Nagle delay on the way.
     sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {}; // a hint only
     const sa = address.SockAddr.init(target.address, target.port);
     const rc = compat.errno(linux.connect(fd, sa.ptr(), sa.len));
     if (rc != .SUCCESS and rc != .INPROGRESS) {
         sys.close(fd);
-        return null;
+        return error.Refused;
     }
     return fd;
 }
@@ -305,11 +310,6 @@ fn giveUp(slot: u32, now_ms: u64) void {
         });
     }
     close(slot);
-}
-
-/// Clients this worker closed because no server accepted them.
-pub fn noServerCount() u64 {
-    return no_server_total;
 }
 
 /// The connect's outcome is known (the socket became writable, or failed).
