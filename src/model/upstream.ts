@@ -29,8 +29,18 @@ export interface UpstreamModel {
   readonly ejectMs: number;
 }
 
+/**
+ * The upstreams the app modules call: those with a framing, when the spec has an app module of
+ * any kind (an upstream without framing is a proxy's, which copies its servers into its own
+ * listener: see `proxy.ts`).
+ */
 export function buildUpstreams(spec: Spec): UpstreamModel[] {
-  return spec.upstreams.map((u, index) => ({
+  const called = spec.listeners.some((l) => l.handler === "app" && l.app !== undefined);
+  if (!called) return [];
+  const framed = spec.upstreams.flatMap((u) =>
+    u.framing === undefined ? [] : [{ ...u, framing: u.framing }],
+  );
+  return framed.map((u, index) => ({
     index,
     name: u.name,
     framing: u.framing,

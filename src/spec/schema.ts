@@ -6,6 +6,7 @@ import { z } from "zod";
 import { DEFAULT_MINIMUM_ZIG, SUPPORTED_ZIG } from "../zig-facts.js";
 import { parseIp } from "./address.js";
 import { UpstreamSchema } from "./upstream.js";
+import { ProxySchema } from "./proxy.js";
 
 /** An integer in `[min, max]`; every failure says the same thing: what is allowed. */
 function intRange(min: number, max: number, error = `must be an integer from ${min} to ${max}`) {
@@ -308,7 +309,7 @@ export const ListenerSchema = z
         })
         .describe('IPv4 or IPv6 address literal to bind: "0.0.0.0", "::", "127.0.0.1", "::1", …'),
       port: intRange(1, 65535).describe("Port to bind, shared by every worker with SO_REUSEPORT."),
-      handler: oneOf(["echo", "http", "whoami", "custom", "app"]).describe(
+      handler: oneOf(["echo", "http", "whoami", "custom", "app", "proxy"]).describe(
         "What the listener does with traffic.",
       ),
       backlog: intRange(1, 65535).default(511).describe("listen() backlog (tcp only)."),
@@ -338,6 +339,7 @@ export const ListenerSchema = z
         .describe("TCP keepalive on accepted connections: false, or its settings (tcp only)."),
       http: HttpSchema.optional(),
       app: AppSchema.optional(),
+      proxy: ProxySchema.optional(),
     },
     { error: "must be a listener object { name, protocol, address, port, handler, … }" },
   )
@@ -589,7 +591,7 @@ export const SpecSchema = z
         .array(UpstreamSchema, { error: "must be an array of upstream objects" })
         .max(64, { error: "must list at most 64 upstreams" })
         .default([])
-        .describe("Services the app modules call (see docs/spec.md#upstreams)."),
+        .describe("Services the app modules call and proxies forward to (docs/spec.md#upstreams)."),
       deploy: DeploySchema.optional(),
     },
     { error: "must be a JSON object" },
@@ -616,6 +618,7 @@ export const ALLOWED_KEYS = {
   line: Object.keys(LineFramingSchema.shape),
   length: Object.keys(LengthFramingSchema.shape),
   upstream: Object.keys(UpstreamSchema.shape),
+  proxy: Object.keys(ProxySchema.shape),
   deploy: Object.keys(DeploySchema.shape),
   kubernetes: Object.keys(KubernetesSchema.shape),
   accessLog: Object.keys(AccessLogSchema.shape),

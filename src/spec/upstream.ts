@@ -50,10 +50,12 @@ export const UpstreamSchema = z
         .enum(UPSTREAM_FRAMINGS, {
           error: `must be one of ${UPSTREAM_FRAMINGS.map((f) => JSON.stringify(f)).join(", ")}`,
         })
+        .optional()
         .describe(
           'How replies are cut: "resp" (Redis RESP2/RESP3), "line" (up to LF), "length" ' +
             '(a 4-byte big-endian length, then that many bytes), "http" (an HTTP/1.1 response ' +
-            "with Content-Length or chunked; one call at a time per connection).",
+            "with Content-Length or chunked; one call at a time per connection). Needed by app " +
+            "modules; a proxy moves bytes uncut and ignores it (omit it for a proxy's upstream).",
         ),
       connectionsPerWorker: intRange(1, 1024)
         .default(UPSTREAM_DEFAULTS.connectionsPerWorker)

@@ -48,6 +48,42 @@ pub const upstream = struct {
     }
 };
 
+/// The proxy listeners' client and server pairs (handlers/proxy.zig): they have their own
+/// table, so the connection table never sees them.
+pub const proxy = struct {
+    // No listener of this service is a proxy: the worker's loop has nothing of theirs to drive.
+    pub const token_kind: u8 = 7;
+    pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !void {
+        _ = allocator;
+        _ = epfd;
+        _ = limits;
+    }
+    pub fn openCount() u32 {
+        return 0;
+    }
+    pub fn isFull() bool {
+        return false;
+    }
+    pub fn open(fd: sys.Fd, listener_index: u16, now_ms: u64) void {
+        _ = fd;
+        _ = listener_index;
+        _ = now_ms;
+        unreachable;
+    }
+    pub fn closeAll() void {}
+    pub fn expire(now_ms: u64) void {
+        _ = now_ms;
+    }
+    pub fn nextMs() ?u64 {
+        return null;
+    }
+    pub fn onEvent(t: @import("worker/connections.zig").Token, events: u32, now_ms: u64) void {
+        _ = t;
+        _ = events;
+        _ = now_ms;
+    }
+};
+
 /// What a connection's handler remembers between reads: the HTTP parser's progress for
 /// `http` listeners, the module's per-connection state for application listeners; the
 /// built-in stream handlers keep nothing.
@@ -62,6 +98,8 @@ pub fn initState(listener_index: u16, limits: cli.Limits) State {
         // No listener of this service has an application module.
         .app => unreachable,
         .echo, .whoami, .custom => .none,
+        // Proxied clients live in the proxy's own table.
+        .proxy => unreachable,
     };
 }
 
@@ -71,7 +109,7 @@ pub fn hasRequests(listener_index: u16) bool {
     return switch (config.listeners[listener_index].handler) {
         .http => true,
         .app => false,
-        .echo, .whoami, .custom => false,
+        .echo, .whoami, .custom, .proxy => false,
     };
 }
 
@@ -103,6 +141,8 @@ pub fn onOpen(ctx: *const api.Context, state: *State, out: *api.Output) api.Prog
         .whoami => whoami.onOpen(ctx, out),
         .app => unreachable,
         .custom => custom.onOpen(ctx, out),
+        // Proxied clients live in the proxy's own table.
+        .proxy => unreachable,
     };
 }
 
@@ -119,6 +159,8 @@ pub fn onData(
         // No listener of this service has an application module.
         .app => unreachable,
         .custom => custom.onData(ctx, input, out),
+        // Proxied clients live in the proxy's own table.
+        .proxy => unreachable,
     };
     std.debug.assert(progress.consumed <= input.len);
     std.debug.assert(out.len <= out.buf.len);
@@ -131,7 +173,7 @@ pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void 
     switch (ctx.listener.handler) {
         .http => http.onTimeout(ctx, &state.http, out),
         .app => {},
-        .echo, .whoami, .custom => {},
+        .echo, .whoami, .custom, .proxy => {},
     }
 }
 
@@ -197,6 +239,8 @@ pub fn onDatagram(
         .whoami => whoami.onDatagram(ctx, input, reply),
         .app => unreachable,
         .custom => custom.onDatagram(ctx, input, reply),
+        // A proxy listener is TCP only (the spec's rules).
+        .proxy => unreachable,
     };
     std.debug.assert(len <= reply.len);
     return len;

@@ -48,6 +48,42 @@ pub const upstream = struct {
     }
 };
 
+/// The proxy listeners' client and server pairs (handlers/proxy.zig): they have their own
+/// table, so the connection table never sees them.
+pub const proxy = struct {
+    // No listener of this service is a proxy: the worker's loop has nothing of theirs to drive.
+    pub const token_kind: u8 = 7;
+    pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !void {
+        _ = allocator;
+        _ = epfd;
+        _ = limits;
+    }
+    pub fn openCount() u32 {
+        return 0;
+    }
+    pub fn isFull() bool {
+        return false;
+    }
+    pub fn open(fd: sys.Fd, listener_index: u16, now_ms: u64) void {
+        _ = fd;
+        _ = listener_index;
+        _ = now_ms;
+        unreachable;
+    }
+    pub fn closeAll() void {}
+    pub fn expire(now_ms: u64) void {
+        _ = now_ms;
+    }
+    pub fn nextMs() ?u64 {
+        return null;
+    }
+    pub fn onEvent(t: @import("worker/connections.zig").Token, events: u32, now_ms: u64) void {
+        _ = t;
+        _ = events;
+        _ = now_ms;
+    }
+};
+
 /// What a connection's handler remembers between reads: the HTTP parser's progress for
 /// `http` listeners, the module's per-connection state for application listeners; the
 /// built-in stream handlers keep nothing.
@@ -62,6 +98,8 @@ pub fn initState(listener_index: u16, limits: cli.Limits) State {
         .http => .{ .http = http.initState(limits) },
         .app => .{ .app = app.initConnection(listener_index, limits) },
         .echo, .whoami, .custom => .none,
+        // Proxied clients live in the proxy's own table.
+        .proxy => unreachable,
     };
 }
 
@@ -71,7 +109,7 @@ pub fn hasRequests(listener_index: u16) bool {
     return switch (config.listeners[listener_index].handler) {
         .http => true,
         .app => app.hasRequests(listener_index),
-        .echo, .whoami, .custom => false,
+        .echo, .whoami, .custom, .proxy => false,
     };
 }
 
@@ -106,6 +144,8 @@ pub fn onOpen(ctx: *const api.Context, state: *State, out: *api.Output) api.Prog
         .app => app.onOpen(ctx, &state.app, out),
         // No listener of this service uses the custom handler.
         .custom => unreachable,
+        // Proxied clients live in the proxy's own table.
+        .proxy => unreachable,
     };
 }
 
@@ -122,6 +162,8 @@ pub fn onData(
         .app => app.onData(ctx, &state.app, input, out),
         // No listener of this service uses the custom handler.
         .custom => unreachable,
+        // Proxied clients live in the proxy's own table.
+        .proxy => unreachable,
     };
     std.debug.assert(progress.consumed <= input.len);
     std.debug.assert(out.len <= out.buf.len);
@@ -134,7 +176,7 @@ pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void 
     switch (ctx.listener.handler) {
         .http => http.onTimeout(ctx, &state.http, out),
         .app => app.onTimeout(ctx, &state.app, out),
-        .echo, .whoami, .custom => {},
+        .echo, .whoami, .custom, .proxy => {},
     }
 }
 
@@ -195,6 +237,8 @@ pub fn onDatagram(
         .app => app.onDatagram(ctx, input, from, reply),
         // No listener of this service uses the custom handler.
         .custom => unreachable,
+        // A proxy listener is TCP only (the spec's rules).
+        .proxy => unreachable,
     };
     std.debug.assert(len <= reply.len);
     return len;

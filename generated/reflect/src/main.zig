@@ -124,7 +124,7 @@ const upstream_connections: u64 = blk: {
 fn raiseFdLimit(options: cli.Options) void {
     const workers: u64 = if (options.workers == 0) cli.max_workers else options.workers;
     const wanted: u64 = config.max_connections + upstream_connections +
-        workers * (config.listeners.len + 4) + 64;
+        config.proxy_server_fds + workers * (config.listeners.len + 4) + 64;
     const got = sys.raiseFdLimit(wanted) orelse return;
     // Said once, by the process that starts the others.
     if (got < wanted and options.worker == null) {

@@ -146,6 +146,29 @@ pub const server_base: [config.upstreams.len + 1]usize = blk: {
     for (config.upstreams, 0..) |u, i| base[i + 1] = base[i] + u.servers.len;
     break :blk base;
 };
+/// One server of a proxy listener, as one worker sees it (`handlers/proxy.zig`).
+pub const ProxyServer = extern struct {
+    /// Clients joined to it (its connect succeeded).
+    connections: u64,
+    /// Connects to it that were refused, reset or timed out (each retried elsewhere).
+    connect_failures: u64,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+    /// A gauge: 1 while this worker's health checks hold it down (not folded).
+    down: u64,
+};
+
+/// Where each listener's servers start in `Cell.proxy_servers` (a proxy's upstream servers;
+/// none for other listeners).
+pub const proxy_server_base: [listener_count + 1]usize = blk: {
+    var base: [listener_count + 1]usize = undefined;
+    base[0] = 0;
+    for (config.listeners, 0..) |l, i| {
+        base[i + 1] = base[i] + if (l.proxy) |p| p.servers.len else 0;
+    }
+    break :blk base;
+};
+pub const proxy_server_count = proxy_server_base[listener_count];
 
 pub const Cell = extern struct {
     listeners: [listener_count]Listener,
@@ -153,6 +176,7 @@ pub const Cell = extern struct {
     upstream_servers: [server_base[config.upstreams.len]]UpstreamServer,
     upstream_unsent: [config.upstreams.len]UpstreamUnsent,
     app: [app.value_count]u64,
+    proxy_servers: [proxy_server_count]ProxyServer,
 };
 
 /// Server `s` of upstream `u` in this process's cell.
@@ -201,6 +225,13 @@ pub inline fn load(counter: *const u64) u64 {
 
 pub inline fn at(listener_index: u16) *Listener {
     return &own.listeners[listener_index];
+}
+
+/// The counters of server `server` of proxy listener `listener_index` (this worker's cell).
+pub inline fn proxyServer(listener_index: u16, server: u16) *ProxyServer {
+    const index = proxy_server_base[listener_index] + server;
+    std.debug.assert(index < proxy_server_base[listener_index + 1]);
+    return &own.proxy_servers[index];
 }
 
 pub fn bucketOf(duration_us: u64) usize {
@@ -284,6 +315,12 @@ pub fn fold(into: *Cell, from: *const Cell) void {
         a.timeout += load(&b.timeout);
     }
     app.fold(&into.app, &from.app);
+    for (&into.proxy_servers, &from.proxy_servers) |*a, *b| {
+        a.connections += load(&b.connections);
+        a.connect_failures += load(&b.connect_failures);
+        a.bytes_to_server += load(&b.bytes_to_server);
+        a.bytes_to_client += load(&b.bytes_to_client);
+    }
 }
 
 test "codes map to their own slot or their class" {

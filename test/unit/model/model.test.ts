@@ -67,6 +67,8 @@ describe("buildModel", () => {
       },
       upstreams: [],
       hasUpstreams: false,
+      hasProxy: false,
+      proxyFdsPerClient: 0,
     });
   });
 
@@ -166,6 +168,7 @@ describe("buildModel", () => {
       deferAccept: true,
       recvBufferBytes: 8192,
       sendBufferBytes: 16384,
+      proxy: null,
       keepalive: true,
       keepaliveIdleSeconds: 5,
       keepaliveIntervalSeconds: 10,

@@ -251,6 +251,7 @@ fn writeAll(out: *Out, format: Format, view: *const View) !void {
     try writeLimits(out, format, view.region);
     try writeProcesses(out, format, view.processes);
     try writeApp(out, format, view.region);
+    try writeProxyServers(out, format, view.region);
     if (format == .openmetrics) try out.raw("# EOF\n");
 }
 
@@ -630,6 +631,77 @@ fn writeApp(out: *Out, format: Format, r: *const Region) !void {
     }
 }
 
+fn proxyServerWord(index: usize, comptime field: []const u8) usize {
+    const at = @offsetOf(Cell, "proxy_servers") + index * @sizeOf(cell_mod.ProxyServer);
+    return (at + @offsetOf(cell_mod.ProxyServer, field)) / 8;
+}
+
+const ProxyFamily = struct { name: []const u8, field: []const u8, help: []const u8 };
+
+const proxy_families = [_]ProxyFamily{
+    .{
+        .name = "reuseport_proxy_server_connections",
+        .field = "connections",
+        .help = "Clients a proxy listener joined to each server of its upstream.",
+    },
+    .{
+        .name = "reuseport_proxy_server_connect_failures",
+        .field = "connect_failures",
+        .help = "Connects to each server that were refused, reset or timed out.",
+    },
+    .{
+        .name = "reuseport_proxy_server_sent_bytes",
+        .field = "bytes_to_server",
+        .help = "Bytes a proxy listener sent each server (its clients' bytes).",
+    },
+    .{
+        .name = "reuseport_proxy_server_received_bytes",
+        .field = "bytes_to_client",
+        .help = "Bytes a proxy listener sent its clients from each server.",
+    },
+};
+
+/// Per server of each proxy listener: the counters above, summed over the workers, and how
+/// many live workers' health checks hold it down.
+fn writeProxyServers(out: *Out, format: Format, r: *const Region) !void {
+    if (cell_mod.proxy_server_count == 0) return;
+    inline for (proxy_families) |f| {
+        try family(out, format, f.name, .counter, f.help ++ " By listener and server.");
+        try proxyServerSamples(out, r, f.name, "_total", f.field);
+    }
+    const down = "reuseport_proxy_server_down";
+    try family(out, format, down, .gauge, "Workers whose health checks hold the server down " ++
+        "(0: up for every worker), by listener and server.");
+    try proxyServerSamples(out, r, down, "", "down");
+}
+
+fn proxyServerSamples(
+    out: *Out,
+    r: *const Region,
+    name: []const u8,
+    suffix: []const u8,
+    comptime field: []const u8,
+) !void {
+    for (config.listeners, 0..) |l, li| {
+        const proxy = l.proxy orelse continue;
+        for (proxy.servers, 0..) |server, s| {
+            var text: [64]u8 = undefined;
+            var endpoint: [72]u8 = undefined;
+            const host = address.format(server.address, &text);
+            const bracket = server.address.isIp6();
+            const shown = compat.bufPrint(&endpoint, "{s}{s}{s}:{d}", .{
+                if (bracket) "[" else "", host, if (bracket) "]" else "", server.port,
+            }) catch unreachable;
+            const labels = [_]Label{
+                .{ .name = "listener", .value = l.name },
+                .{ .name = "server", .value = shown },
+            };
+            const index = cell_mod.proxy_server_base[li] + s;
+            try sampleInt(out, name, suffix, &labels, totalSum(r, proxyServerWord(index, field)));
+        }
+    }
+}
+
 fn boundLabels(comptime buckets: []const u64) [buckets.len][]const u8 {
     var labels: [buckets.len][]const u8 = undefined;
     for (buckets, 0..) |b, i| labels[i] = std.fmt.comptimePrint("{d}", .{b});
@@ -769,4 +841,52 @@ test "upstream servers' calls, failures and ejections, and who leaves them out n
     const gone = try compat.bufPrint(&want, "reuseport_upstream_ejected{{upstream=\"{s}\"," ++
         "server=\"{s}\"}} 0\n", .{ name, server });
     try std.testing.expect(compat.find(u8, after, gone) != null);
+}
+
+test "a proxy's servers: counters summed over workers and folded; down counts live workers" {
+    if (cell_mod.proxy_server_count == 0) return;
+    var region = try Region.create(std.testing.allocator, 2, 8);
+    defer region.deinit(std.testing.allocator);
+    region.claim(0, 0, 1);
+    region.claim(1, 1, 1);
+    const li = for (config.listeners, 0..) |l, i| {
+        if (l.proxy != null) break i;
+    } else unreachable;
+    const index = cell_mod.proxy_server_base[li];
+    for ([_]u32{ 0, 1 }) |c| {
+        const words: *[cell_words]u64 = @ptrCast(region.cell(c));
+        cell_mod.add(&words[proxyServerWord(index, "connections")], 3);
+        cell_mod.add(&words[proxyServerWord(index, "bytes_to_client")], 1000);
+        cell_mod.set(&words[proxyServerWord(index, "down")], 1);
+    }
+    // Worker 1 is gone: its counts stay, its view of the server's health does not.
+    region.fold(1, .{ .expected = false });
+    const processes = [_]Process{};
+    const view: View = .{
+        .region = &region,
+        .generation = 1,
+        .workers = .{ .ready = 1 },
+        .processes = &processes,
+    };
+    const buf = try std.testing.allocator.alloc(u8, bufferBytes(&view));
+    defer std.testing.allocator.free(buf);
+    const text = try render(buf, .prometheus, &view);
+    const server = config.listeners[li].proxy.?.servers[0];
+    var host: [64]u8 = undefined;
+    var line: [256]u8 = undefined;
+    const labels = try compat.bufPrint(&line, "{{listener=\"{s}\",server=\"{s}:{d}\"}}", .{
+        config.listeners[li].name, address.format(server.address, &host), server.port,
+    });
+    var want: [320]u8 = undefined;
+    const cases = [_]struct { name: []const u8, value: u64 }{
+        .{ .name = "reuseport_proxy_server_connections_total", .value = 6 },
+        .{ .name = "reuseport_proxy_server_received_bytes_total", .value = 2000 },
+        .{ .name = "reuseport_proxy_server_down", .value = 1 },
+    };
+    for (cases) |case| {
+        const expected = try compat.bufPrint(&want, "{s}{s} {d}\n", .{
+            case.name, labels, case.value,
+        });
+        try std.testing.expect(compat.find(u8, text, expected) != null);
+    }
 }
