@@ -39,6 +39,7 @@ test {
     _ = @import("net/locality.zig");
     _ = @import("net/resolve.zig");
     _ = @import("net/scm.zig");
+    _ = @import("net/servers.zig");
     _ = @import("net/sys.zig");
     _ = @import("output.zig");
     _ = @import("supervisor/core.zig");

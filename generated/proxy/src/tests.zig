@@ -16,7 +16,6 @@ test {
     _ = @import("handlers/http.zig");
     _ = @import("handlers/proxy.zig");
     _ = @import("handlers/proxy/header.zig");
-    _ = @import("handlers/proxy/servers.zig");
     _ = @import("handlers/proxy/splice.zig");
     _ = @import("handlers/whoami.zig");
     _ = @import("http/date.zig");
@@ -32,6 +31,7 @@ test {
     _ = @import("net/locality.zig");
     _ = @import("net/resolve.zig");
     _ = @import("net/scm.zig");
+    _ = @import("net/servers.zig");
     _ = @import("net/sys.zig");
     _ = @import("output.zig");
     _ = @import("supervisor/core.zig");

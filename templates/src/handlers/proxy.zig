@@ -9,7 +9,7 @@
 //! nothing is allocated per connection.
 //!
 //! - Connect: non-blocking, to a server the listener's balance picks among those not ejected
-//!   (`proxy/servers.zig`); a refusal or a timeout ejects the server and the client is tried
+//!   (`net/servers.zig`); a refusal or a timeout ejects the server and the client is tried
 //!   on another, `retries` times, before it sees anything. When no server accepted, the client
 //!   is closed at once, and counted. The client's first bytes are read meanwhile.
 //! - Pumping: each direction on its own. A FIN from one side becomes `shutdown(SHUT_WR)` on
@@ -35,7 +35,7 @@ const metrics = @import("../metrics/cell.zig");
 const listener_mod = @import("../net/listener.zig");
 const connections_mod = @import("../worker/connections.zig");
 const header = @import("proxy/header.zig");
-const servers_mod = @import("proxy/servers.zig");
+const servers_mod = @import("../net/servers.zig");
 const checks_mod = @import("proxy/checks.zig");
 const splice = @import("proxy/splice.zig");
 const linux = std.os.linux;

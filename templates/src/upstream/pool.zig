@@ -24,6 +24,7 @@ const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
 const address = @import("../address.zig");
 const resolve = @import("../net/resolve.zig");
+const servers_mod = @import("../net/servers.zig");
 const metrics = @import("../metrics/cell.zig");
 const log = @import("../log.zig");
 const api = @import("../handlers/api.zig");
@@ -123,8 +124,8 @@ const Pool = struct {
     answered: List = .{},
     /// The spec's servers, copied at start (what a test points at its own listener).
     servers: []config.Server,
-    ejected_until_ms: []u64,
-    next_server: u16 = 0,
+    /// Round-robin over them, and which are left out for now.
+    rotation: servers_mod.Servers,
 
     fn callBuffer(self: *const Pool, c: u32) []u8 {
         const size: usize = self.spec.max_reply_bytes;
@@ -177,8 +178,6 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
         @memset(calls, .{});
         const conns = try allocator.alloc(Conn, spec.connections_per_worker);
         @memset(conns, .{});
-        const ejected = try allocator.alloc(u64, spec.servers.len);
-        @memset(ejected, 0);
         const servers = try allocator.alloc(config.Server, spec.servers.len);
         @memcpy(servers, spec.servers);
         for (servers, 0..) |*s, i| {
@@ -196,7 +195,7 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
             .buffers = try compat.mapMemory(buffer_count * @as(usize, spec.max_reply_bytes)),
             .conns = conns,
             .servers = servers,
-            .ejected_until_ms = ejected,
+            .rotation = servers_mod.Servers.roundRobin(servers.len, spec.eject_ms),
         };
         for (0..calls.len) |c| push(p, &p.free, @intCast(c));
     }
@@ -453,34 +452,22 @@ fn pickConn(p: *Pool, now_ms: u64) ?usize {
     return least;
 }
 
-/// The next server for a new connection: round-robin over those not ejected.
+/// The next server for a new connection: round-robin over those not ejected (when all are,
+/// the one whose ejection ends first).
 fn pickServer(p: *Pool, now_ms: u64) u16 {
-    const n: u16 = @intCast(p.servers.len);
-    var soonest: u16 = p.next_server % n;
-    for (0..n) |k| {
-        const s: u16 = @intCast((p.next_server + k) % n);
-        if (p.ejected_until_ms[s] <= now_ms) {
-            p.next_server = (s + 1) % n;
-            return s;
-        }
-        if (p.ejected_until_ms[s] < p.ejected_until_ms[soonest]) soonest = s;
-    }
-    return soonest;
+    // Null only for a server every try has had or a health check holds down: neither here.
+    return p.rotation.pick(now_ms, 0).?;
 }
 
 /// Leaves a server out for `eject_ms`, unless it is the only one of its upstream not left out.
 fn eject(p: *Pool, server: u16, now_ms: u64, why: []const u8) void {
-    for (p.ejected_until_ms, 0..) |until, s| {
-        if (s == server or until > now_ms) continue;
-        p.ejected_until_ms[server] = now_ms + p.spec.eject_ms;
-        const health = metrics.upstreamServer(p.index, server);
-        metrics.add(&health.ejections, 1);
-        metrics.set(&health.ejected_until_ms, p.ejected_until_ms[server]);
-        log.warn("upstream {s}: server {d} {s}; left out for {d} ms", .{
-            p.spec.name, server, why, p.spec.eject_ms,
-        });
-        return;
-    }
+    if (!p.rotation.eject(server, now_ms)) return;
+    const health = metrics.upstreamServer(p.index, server);
+    metrics.add(&health.ejections, 1);
+    metrics.set(&health.ejected_until_ms, p.rotation.ejected_until_ms[server]);
+    log.warn("upstream {s}: server {d} {s}; left out for {d} ms", .{
+        p.spec.name, server, why, p.spec.eject_ms,
+    });
 }
 
 fn token(p: *const Pool, i: usize) u64 {
@@ -630,7 +617,7 @@ pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
             return pumpQueue(p, now_ms);
         }
         conn.phase = .ready;
-        p.ejected_until_ms[conn.server] = 0;
+        p.rotation.restore(conn.server);
         metrics.set(&metrics.upstreamServer(p.index, conn.server).ejected_until_ms, 0);
         flush(p, i);
         if (conn.phase == .closed) return pumpQueue(p, now_ms);
@@ -781,7 +768,8 @@ const TestServer = struct {
         _ = try sys.getsockname(fd, &bound);
         const port = std.mem.bigToNative(u16, @as(*const linux.sockaddr.in, @ptrCast(&bound)).port);
         pools[0].servers[0] = .{ .address = .{ .ip4 = .{ 127, 0, 0, 1 } }, .port = port };
-        @memset(pools[0].ejected_until_ms, 0);
+        const p = &pools[0];
+        p.rotation = servers_mod.Servers.roundRobin(p.servers.len, p.spec.eject_ms);
         return .{ .listen_fd = fd, .epfd = epfd };
     }
 

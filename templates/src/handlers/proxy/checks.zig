@@ -1,7 +1,7 @@
 //! Active health checks of a proxy's servers (HAProxy's `check inter rise fall`): every
 //! `check_interval_ms`, each worker makes a non-blocking TCP connect to each server of its
 //! proxy listeners; the connect's outcome (within `connect_timeout_ms`) is a passed or failed
-//! check, and `proxy/servers.zig` turns a streak of them into up or down. Each worker checks
+//! check, and `net/servers.zig` turns a streak of them into up or down. Each worker checks
 //! on its own (they share no memory), so a server sees one connect per worker per interval,
 //! and each worker says when it marks a server down or up.
 const std = @import("std");
@@ -11,7 +11,7 @@ const sys = @import("../../net/sys.zig");
 const address = @import("../../address.zig");
 const log = @import("../../log.zig");
 const connections_mod = @import("../../worker/connections.zig");
-const servers_mod = @import("servers.zig");
+const servers_mod = @import("../../net/servers.zig");
 const metrics = @import("../../metrics/cell.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;

@@ -1,18 +1,19 @@
-//! Which server of a proxy's upstream a new client goes to, and which servers are left out
-//! for a while (passive health). One `Servers` per proxy listener per worker: workers decide
+//! Which server of an upstream a new connection goes to, and which servers are left out for a
+//! while (passive health): one `Servers` per proxy listener (`handlers/proxy.zig`) and per
+//! app-module upstream (`upstream/pool.zig`, round-robin) in each worker. Workers decide
 //! alone, as HAProxy's threads do with their own `leastconn` counts.
 //!
 //! A server that refuses a connect or lets it time out is ejected for `eject_ms`, unless it
 //! is the last one of its upstream not ejected (as nginx never marks an upstream's only
-//! server down, and as upstream/pool.zig does for app calls); a connect that succeeds puts
-//! it back at once. Retries of one client skip the servers it already tried.
+//! server down); a connect that succeeds puts it back at once. Retries of one client skip the
+//! servers it already tried.
 //!
 //! With active health checks (`check_interval_ms`, `proxy/checks.zig`), a server is down
 //! after `fall` failed checks in a row and up after `rise` passed ones (HAProxy's `check
 //! inter rise fall`); a down server gets no client at all, not even as a last resort: with
 //! every server down, a client is closed at once.
 const std = @import("std");
-const config = @import("../../config.zig");
+const config = @import("../config.zig");
 const assert = std.debug.assert;
 
 /// The spec allows 64 servers per upstream: one bit each in a client's `tried` set.
@@ -34,6 +35,12 @@ pub const Servers = struct {
     streak: [max_servers]u8 = @splat(0),
     rise: u8 = 1,
     fall: u8 = 1,
+
+    /// An app-module upstream's servers: round-robin, no health checks.
+    pub fn roundRobin(count: usize, eject_ms: u32) Servers {
+        assert(count >= 1 and count <= max_servers);
+        return .{ .count = @intCast(count), .balance = .roundrobin, .eject_ms = eject_ms };
+    }
 
     pub fn init(proxy: *const config.Proxy) Servers {
         assert(proxy.servers.len >= 1 and proxy.servers.len <= max_servers);
@@ -176,4 +183,23 @@ test "health checks: down after fall failures in a row, up after rise passes; do
     try testing.expectEqual(null, s.recordCheck(1, true));
     try testing.expect(s.recordCheck(1, true).? == .up);
     try testing.expectEqual(@as(?u16, 1), s.pick(0, Servers.bit(0)));
+}
+
+test "an app-module upstream's rotation: round-robin, ejection while another is in, back" {
+    var r = Servers.roundRobin(3, 1000);
+    try std.testing.expectEqual(@as(?u16, 0), r.pick(0, 0));
+    try std.testing.expectEqual(@as(?u16, 1), r.pick(0, 0));
+    try std.testing.expect(r.eject(2, 10));
+    // Left out until 1010: the turn goes on over 0 and 1.
+    try std.testing.expectEqual(@as(?u16, 0), r.pick(20, 0));
+    try std.testing.expectEqual(@as(?u16, 1), r.pick(20, 0));
+    try std.testing.expectEqual(@as(?u16, 0), r.pick(20, 0));
+    try std.testing.expect(r.eject(0, 30));
+    // The last one in rotation stays in.
+    try std.testing.expect(!r.eject(1, 40));
+    try std.testing.expectEqual(@as(?u16, 1), r.pick(50, 0));
+    // Past its time (or after a connect that succeeds) a server takes its turn again.
+    try std.testing.expectEqual(@as(?u16, 2), r.pick(1010, 0));
+    r.restore(0);
+    try std.testing.expectEqual(@as(?u16, 0), r.pick(1010, 0));
 }
