@@ -22,10 +22,9 @@
 //
 // Needs wrk and nginx; when they are missing and we are root, installs them with apt-get
 // (Debian's wrk and nginx-light), as CI would.
-import { spawn, execFileSync, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   mkdtempSync,
-  readdirSync,
   readFileSync,
   rmSync,
   truncateSync,
@@ -36,6 +35,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { parseArgs } from "node:util";
 import { buildBenchService } from "./service.mjs";
+import { ensureTools, groupCpuTicks, median, toMs, wrk } from "./common.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -75,7 +75,7 @@ process.on("exit", () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-ensureTools();
+ensureTools("bench:http", { wrk: "wrk", nginx: "nginx-light" });
 const modes = args.mode === "both" ? ["keepalive", "close"] : [args.mode];
 for (const mode of modes) {
   if (mode !== "keepalive" && mode !== "close") {
@@ -118,55 +118,9 @@ for (const mode of modes) {
 report();
 process.exit(0);
 
-function ensureTools() {
-  const missing = ["wrk", "nginx"].filter(
-    (tool) => spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0,
-  );
-  if (missing.length === 0) return;
-  if (process.getuid?.() !== 0) {
-    process.stderr.write(
-      `bench:http: ${missing.join(" and ")} not on PATH; install them (Debian: apt-get install wrk nginx-light)\n`,
-    );
-    process.exit(1);
-  }
-  const packages = missing.map((tool) => (tool === "nginx" ? "nginx-light" : tool));
-  process.stderr.write(`$ apt-get install -y ${packages.join(" ")}\n`);
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
-  const installed = spawnSync("apt-get", ["install", "-y", "-q", ...packages], {
-    stdio: "inherit",
-    env,
-  });
-  if (installed.status !== 0) {
-    process.stderr.write(`bench:http: apt-get install ${packages.join(" ")} failed\n`);
-    process.exit(1);
-  }
-}
-
-/** CPU time (user, system) in clock ticks, summed over the processes of group `pgid`. */
-function groupCpuTicks(pgid) {
-  let user = 0;
-  let system = 0;
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    // After the command name (in parentheses): state ppid pgrp ... utime(14) stime(15).
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) !== pgid) continue;
-    user += Number(fields[11]);
-    system += Number(fields[12]);
-  }
-  return { user, system };
-}
-
 function measure(server, mode) {
   const before = groupCpuTicks(server.pgid);
-  const result = wrk(server.port, mode);
+  const result = load(server.port, mode);
   const after = groupCpuTicks(server.pgid);
   const usPerTick = 1e6 / TICKS_PER_SECOND;
   const requests = Math.max(result.requests, 1);
@@ -267,40 +221,6 @@ http {
   throw new Error("nginx did not start");
 }
 
-function wrk(port, mode) {
-  const close = mode === "close" ? ["-H", "Connection: close"] : [];
-  const out = execFileSync(
-    "wrk",
-    [
-      "--latency",
-      `-t${args.threads}`,
-      `-c${args.connections}`,
-      `-d${args.seconds}s`,
-      ...close,
-      `http://127.0.0.1:${port}/`,
-    ],
-    { encoding: "utf8", timeout: 120000 },
-  );
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
-  const p50 = /50%\s+([\d.]+\w+)/.exec(out)?.[1] ?? "?";
-  const p99 = /99%\s+([\d.]+\w+)/.exec(out)?.[1] ?? "?";
-  const errors = /Socket errors: (.*)/.exec(out)?.[1] ?? "none";
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-  return { rps, p50, p99, errors, non2xx, requests };
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-function toMs(text) {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(text);
-  if (m === null) return Number.NaN;
-  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]];
-}
-
 function report() {
   const cpu = os.cpus()[0]?.model ?? "unknown cpu";
   console.log(
@@ -356,4 +276,11 @@ function report() {
       );
     }
   }
+}
+
+/** wrk against our server or nginx on `port`, keep-alive or one request per connection. */
+function load(port, mode) {
+  const { threads, connections, seconds } = args;
+  const close = mode === "close";
+  return wrk(`http://127.0.0.1:${port}/`, { threads, connections, seconds, close });
 }

@@ -22,13 +22,14 @@
 // Needs wrk, redis-server, redis-benchmark and redis-cli; when they are missing and we are
 // root, installs them with apt-get (Debian's wrk, redis-server and redis-tools).
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { buildBenchService } from "./service.mjs";
+import { ensureTools, groupCpuTicks, median } from "./common.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -74,7 +75,12 @@ process.on("exit", () => {
 });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
 
-ensureTools();
+ensureTools("bench:kv", {
+  wrk: "wrk",
+  "redis-server": "redis-server",
+  "redis-benchmark": "redis-tools",
+  "redis-cli": "redis-tools",
+});
 const loadBefore = os.loadavg();
 // examples/kv.json pointed at the bench's Redis, with the example's module over the stub.
 const spec = JSON.parse(readFileSync(path.join(root, "examples/kv.json"), "utf8"));
@@ -113,34 +119,6 @@ for (const test of TESTS) {
 const loadAfter = os.loadavg();
 report();
 process.exit(0);
-
-function ensureTools() {
-  const tools = { wrk: "wrk", "redis-server": "redis-server", "redis-benchmark": "redis-tools" };
-  tools["redis-cli"] = "redis-tools";
-  const missing = Object.keys(tools).filter(
-    (tool) => spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0,
-  );
-  if (missing.length === 0) return;
-  const packages = [...new Set(missing.map((tool) => tools[tool]))];
-  if (process.getuid?.() !== 0) {
-    process.stderr.write(
-      `bench:kv: ${missing.join(", ")} not on PATH; install them ` +
-        `(Debian: apt-get install ${packages.join(" ")})\n`,
-    );
-    process.exit(1);
-  }
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  process.stderr.write(`$ apt-get install -y ${packages.join(" ")}\n`);
-  spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
-  const installed = spawnSync("apt-get", ["install", "-y", "-q", ...packages], {
-    stdio: "inherit",
-    env,
-  });
-  if (installed.status !== 0) {
-    process.stderr.write(`bench:kv: apt-get install ${packages.join(" ")} failed\n`);
-    process.exit(1);
-  }
-}
 
 function startRedis() {
   const argv = [
@@ -200,27 +178,6 @@ function redisCli(argv) {
   return execFileSync("redis-cli", ["-p", String(REDIS_PORT), ...argv], { encoding: "utf8" });
 }
 
-/** CPU time (user, system) in clock ticks, summed over the processes of group `pgid`. */
-function groupCpuTicks(pgid) {
-  let user = 0;
-  let system = 0;
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    // After the command name (in parentheses): state ppid pgrp ... utime(14) stime(15).
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) !== pgid) continue;
-    user += Number(fields[11]);
-    system += Number(fields[12]);
-  }
-  return { user, system };
-}
-
 /** Microseconds of CPU per request of group `pgid` between `before` and now. */
 function cpuUsPerRequest(pgid, before, requests) {
   const after = groupCpuTicks(pgid);
@@ -259,11 +216,6 @@ function measureRedis(test) {
   const rps = Number(row?.split(",")[1]?.replaceAll('"', "") ?? 0);
   const requests = Number(args.requests);
   return { rps, requests, redisCpuUs: cpuUsPerRequest(redis, redisBefore, requests) };
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 function report() {

@@ -16,12 +16,10 @@
 //
 // Needs wrk, nginx and haproxy; when they are missing and we are root, installs them with
 // apt-get (Debian's wrk, nginx-light and haproxy), as CI would.
-import { spawn, execFileSync, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import {
   mkdirSync,
   mkdtempSync,
-  readdirSync,
-  readFileSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -30,6 +28,7 @@ import path from "node:path";
 import readline from "node:readline";
 import { parseArgs } from "node:util";
 import { buildBenchService } from "./service.mjs";
+import { ensureTools, groupCpuTicks, median, toMs, wrk } from "./common.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -67,7 +66,7 @@ process.on("exit", () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-ensureTools();
+ensureTools("bench:proxy", { wrk: "wrk", nginx: "nginx-light", haproxy: "haproxy" });
 const modes = args.mode === "both" ? ["keepalive", "close"] : [args.mode];
 for (const mode of modes) {
   if (mode !== "keepalive" && mode !== "close") {
@@ -97,32 +96,6 @@ for (const mode of modes) {
 report();
 process.exit(0);
 
-function ensureTools() {
-  const packages = { wrk: "wrk", nginx: "nginx-light", haproxy: "haproxy" };
-  const missing = Object.keys(packages).filter(
-    (tool) => spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0,
-  );
-  if (missing.length === 0) return;
-  const wanted = missing.map((tool) => packages[tool]);
-  if (process.getuid?.() !== 0) {
-    process.stderr.write(
-      `bench:proxy: ${missing.join(", ")} not on PATH; install them (Debian: apt-get install ${wanted.join(" ")})\n`,
-    );
-    process.exit(1);
-  }
-  process.stderr.write(`$ apt-get install -y ${wanted.join(" ")}\n`);
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
-  const installed = spawnSync("apt-get", ["install", "-y", "-q", ...wanted], {
-    stdio: "inherit",
-    env,
-  });
-  if (installed.status !== 0) {
-    process.stderr.write(`bench:proxy: apt-get install ${wanted.join(" ")} failed\n`);
-    process.exit(1);
-  }
-}
-
 /** The proxy spec (one listener, the backend as its only server), built like every bench. */
 async function buildProxy() {
   const spec = {
@@ -150,30 +123,9 @@ async function buildProxy() {
   });
 }
 
-/** CPU time (user, system) in clock ticks, summed over the processes of group `pgid`. */
-function groupCpuTicks(pgid) {
-  let user = 0;
-  let system = 0;
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    // After the command name (in parentheses): state ppid pgrp ... utime(14) stime(15).
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) !== pgid) continue;
-    user += Number(fields[11]);
-    system += Number(fields[12]);
-  }
-  return { user, system };
-}
-
 function measure(server, mode) {
   const before = groupCpuTicks(server.pgid);
-  const result = wrk(server.port, mode);
+  const result = load(server.port, mode);
   const after = groupCpuTicks(server.pgid);
   const usPerTick = 1e6 / TICKS_PER_SECOND;
   const requests = Math.max(result.requests, 1);
@@ -272,40 +224,6 @@ http {
   return child.pid;
 }
 
-function wrk(port, mode) {
-  const close = mode === "close" ? ["-H", "Connection: close"] : [];
-  const out = execFileSync(
-    "wrk",
-    [
-      "--latency",
-      `-t${args.threads}`,
-      `-c${args.connections}`,
-      `-d${args.seconds}s`,
-      ...close,
-      `http://127.0.0.1:${port}/body`,
-    ],
-    { encoding: "utf8", timeout: 120000 },
-  );
-  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
-  const p50 = /50%\s+([\d.]+\w+)/.exec(out)?.[1] ?? "?";
-  const p99 = /99%\s+([\d.]+\w+)/.exec(out)?.[1] ?? "?";
-  const errors = /Socket errors: (.*)/.exec(out)?.[1] ?? "none";
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-  return { rps, p50, p99, errors, non2xx, requests };
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-function toMs(text) {
-  const m = /^([\d.]+)(us|ms|s)$/.exec(text);
-  if (m === null) return Number.NaN;
-  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000 }[m[2]];
-}
-
 function report() {
   const cpu = os.cpus()[0]?.model ?? "unknown cpu";
   const version = spawnSync("haproxy", ["-v"], { encoding: "utf8" }).stdout.split("\n")[0];
@@ -345,4 +263,11 @@ function report() {
         `${(summary.ours.p99 / summary.haproxy.p99).toFixed(2)}`,
     );
   }
+}
+
+/** wrk through a proxy on `port` to the backend's `/body`, keep-alive or one per connection. */
+function load(port, mode) {
+  const { threads, connections, seconds } = args;
+  const close = mode === "close";
+  return wrk(`http://127.0.0.1:${port}/body`, { threads, connections, seconds, close });
 }

@@ -17,6 +17,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { buildBenchService } from "./service.mjs";
+import { ensureTools, median } from "./common.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -47,7 +48,7 @@ process.on("exit", () => {
 });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
 
-ensureTools();
+ensureTools("bench:resp", { "redis-server": "redis-server", "redis-benchmark": "redis-tools" });
 // examples/resp.json with the example's module over the generated stub.
 const binary = await buildBenchService("resp", path.join(tmp, "resp"), {
   optimize: args.optimize,
@@ -77,31 +78,6 @@ for (const pipeline of pipelines) {
 }
 report();
 process.exit(0);
-
-function ensureTools() {
-  const missing = ["redis-server", "redis-benchmark"].filter(
-    (tool) => spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0,
-  );
-  if (missing.length === 0) return;
-  if (process.getuid?.() !== 0) {
-    process.stderr.write(
-      `bench:resp: ${missing.join(" and ")} not on PATH; install them ` +
-        "(Debian: apt-get install redis-server redis-tools)\n",
-    );
-    process.exit(1);
-  }
-  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  process.stderr.write("$ apt-get install -y redis-server redis-tools\n");
-  spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
-  const installed = spawnSync("apt-get", ["install", "-y", "-q", "redis-server", "redis-tools"], {
-    stdio: "inherit",
-    env,
-  });
-  if (installed.status !== 0) {
-    process.stderr.write("bench:resp: apt-get install redis-server redis-tools failed\n");
-    process.exit(1);
-  }
-}
 
 async function start(name, command, argv) {
   const child = spawn(command, argv, { detached: true, stdio: "ignore" });
@@ -134,11 +110,6 @@ function benchmark(port, pipeline) {
     rps[cells[0]] = Number(cells[1]);
   }
   return rps;
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 function report() {
