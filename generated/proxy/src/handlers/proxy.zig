@@ -457,22 +457,19 @@ fn transferSpliced(slot: u32, from: usize) Broken!bool {
 
 /// Bytes spliced from a flow's pipe into side `to` (0 when its socket is full).
 fn spliceSome(p: *Pair, pipe_read: sys.Fd, to: usize, len: u32) Broken!u32 {
-    const n = splice.moveBytes(pipe_read, p.fds[to], len) catch |err| switch (err) {
-        error.WouldBlock => {
-            p.writable[to] = false;
-            return 0;
-        },
-        error.Interrupted => return 0,
-        else => return error.Reset,
-    };
-    const counters = metrics.proxyServer(p.listener_index, p.server);
-    metrics.add(if (to == server) &counters.bytes_to_server else &counters.bytes_to_client, n);
-    return @intCast(n);
+    return countMoved(p, to, splice.moveBytes(pipe_read, p.fds[to], len));
 }
 
 /// Bytes the socket took (0 when it is full: then it is watched for EPOLLOUT).
 fn sendSome(p: *Pair, to: usize, bytes: []const u8) Broken!u32 {
-    const n = sys.send(p.fds[to], bytes) catch |err| switch (err) {
+    return countMoved(p, to, sys.send(p.fds[to], bytes));
+}
+
+/// What a send or splice towards side `to` did (`result`: its bytes or its error): the bytes,
+/// counted for the pair's server; 0 when the socket was full (it is then watched for
+/// EPOLLOUT) or the call was interrupted; any other error breaks the pair.
+fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
+    const n = result catch |err| switch (err) {
         error.WouldBlock => {
             p.writable[to] = false;
             return 0;
