@@ -20,11 +20,10 @@
 //! client sends meanwhile stays in the kernel's buffers, which slows the client) and its
 //! timer answers `+OK` and resumes reading when the time is up.
 //!
-//! When the worker drains (a stop or a restart), a connection between commands closes at once,
-//! so that its client reconnects to the new workers now rather than at the drain timeout
-//! (Redis clients reconnect after a server restart anyway); one in the middle of a command (a
-//! DEBUG SLEEP, a command partly read) closes once what it sent is answered. Nothing is said
-//! first: a RESP2 client would read an unasked message as the answer to its next command.
+//! When the worker drains (a stop or a restart), connections stay until their clients close
+//! them (or the drain timeout): RESP2 has no way to tell a client to reconnect, and a close
+//! between two commands would lose the next one, which the client may be sending already.
+//! The module has no `draining` callback for that reason.
 //!
 //! Data lives in the worker's `State`: per process. Two clients served by different workers
 //! see different data, as with one Redis per core; a client keeps its worker for the life of
@@ -159,10 +158,6 @@ pub const Connection = struct {
     sleeping: bool = false,
     /// QUIT was answered: nothing after it runs.
     quitting: bool = false,
-    /// Input waits that is not answered yet: part of a command, or commands behind a sleep.
-    pending: bool = false,
-    /// The worker drains: the connection closes once nothing waits.
-    closing: bool = false,
 };
 
 const Command = struct {
@@ -286,16 +281,7 @@ pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io
         // The commands after a DEBUG SLEEP wait for its end (reading is paused).
         if (conn.sleeping) break;
     }
-    conn.pending = used < input.len;
-    if (conn.closing and !conn.pending and !conn.sleeping) io.close();
     return used;
-}
-
-/// The worker drains: close now, or once what the client sent is answered.
-pub fn draining(state: *State, conn: *Connection, io: *stream.Io) !void {
-    _ = state;
-    conn.closing = true;
-    if (!conn.pending and !conn.sleeping) io.close();
 }
 
 /// Input larger than the module may be handed that is no command it can refuse by its
@@ -313,8 +299,6 @@ pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void {
     conn.sleeping = false;
     try io.write("+OK\r\n");
     io.resumeReading();
-    // Commands that waited behind the sleep are answered first (then `bytes` closes).
-    if (conn.closing and !conn.pending) io.close();
 }
 
 /// The longest value the reply to `args` carries: GET's value, or an argument echoed back.
@@ -680,21 +664,4 @@ test "glob patterns: stars, classes, ranges, negation, escapes" {
             return err;
         };
     }
-}
-
-test "draining closes a connection between commands at once, a sleeping one after its answer" {
-    var state = try State.init(std.testing.allocator);
-    defer state.deinit(std.testing.allocator);
-    var idle: service.Connection = .{};
-    const pong = try service.testBytes(&state, &idle, "PING\r\n");
-    try std.testing.expectEqualStrings("+PONG\r\n", pong);
-    const closed = try service.testDrain(&state, &idle);
-    try std.testing.expect(closed.close);
-    try std.testing.expectEqualStrings("", closed.bytes);
-    var sleeper: service.Connection = .{};
-    _ = try service.testBytes(&state, &sleeper, "DEBUG SLEEP 1\r\n");
-    const told = try service.testDrain(&state, &sleeper);
-    try std.testing.expect(!told.close);
-    try std.testing.expect(sleeper.user.closing);
-    try std.testing.expectEqualStrings("+OK\r\n", try service.testTimer(&state, &sleeper));
 }

@@ -118,7 +118,8 @@ export async function compiledSpecValue(
   raw: { readonly name: string },
   version: string,
 ): Promise<CompiledProject> {
-  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, key);
+  // `spec-` keeps a test's own spec apart from the example of the same name (`proxy`).
+  const dir = path.join(inject("e2eRunDir"), `zig-${version}`, `spec-${key}`);
   return oncePerRun(dir, () => buildSpec({ key, specFile: `${key}.json`, raw }, version, dir));
 }
 

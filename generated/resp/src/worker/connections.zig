@@ -691,7 +691,10 @@ pub const Connections = struct {
                 self.handleTimer(slot, now_ms);
                 continue;
             }
-            if (c.drain_due) {
+            // Input first: a frame already sent (whole or in part, in the buffer or still in
+            // the kernel) is answered before the module hears of the drain, whose goodbye may
+            // close the connection. The chaos soak lost resp commands without this.
+            if (c.drain_due and !c.more_input and c.in_len == 0 and sys.pendingInput(c.fd) == 0) {
                 c.drain_due = false;
                 self.handleDrain(slot, now_ms);
                 continue;
