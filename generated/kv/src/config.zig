@@ -94,6 +94,8 @@ pub const max_body_bytes: u64 = 8192;
 pub const output_limit_bytes: u64 = 33554432;
 /// Per worker: the pool that output waiting beyond write buffers comes from (0: none).
 pub const output_pool_bytes: u64 = 67108864;
+/// Datagrams a worker moves per recvmmsg and sendmmsg on its UDP listeners.
+pub const udp_batch: u16 = 32;
 /// The user (a name or a numeric uid) the workers drop to once they have their sockets, and
 /// its group (null: the user's primary group); see supervisor/privileges.zig. null: none.
 pub const user: ?[]const u8 = null;
@@ -102,11 +104,11 @@ pub const group: ?[]const u8 = null;
 pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "fd60c2becc256edd";
+pub const spec_fingerprint = "2e2b6063d415d37e";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "b4545e0fead5b0a6";
+pub const supervisor_fingerprint = "d80f74f656fa9e3a";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
