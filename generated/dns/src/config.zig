@@ -104,7 +104,7 @@ pub const group: ?[]const u8 = null;
 pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "33baa4231caeb98f";
+pub const spec_fingerprint = "dbd7adf1a795d3c7";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
@@ -157,8 +157,8 @@ pub const listeners = [_]Listener{
             .backlog = 0,
             .no_delay = false,
             .defer_accept = false,
-            .recv_buffer_bytes = 0,
-            .send_buffer_bytes = 0,
+            .recv_buffer_bytes = 1048576,
+            .send_buffer_bytes = 1048576,
             .keepalive = null,
         },
         .http = .{
