@@ -11,9 +11,14 @@
 // rounds, and the report puts its CPU per request beside the build without one: the cost of
 // the log (the target is at most 1.15 times the figure without it).
 //
+// With --affinity, the same binary started with --cpu-affinity (`cpuAffinity`: workers pinned
+// one per CPU, connections steered to the worker on the CPU that received them) joins the
+// rounds as "ours+cpu", and the report puts its p99 and CPU per request beside the unpinned
+// run. On loopback the receiving CPU is the one wrk's thread ran on when it connected.
+//
 //   npm run bench:http -- [--workers N] [--connections N] [--threads N] [--seconds S]
 //                         [--rounds N] [--mode keepalive|close|both] [--optimize MODE]
-//                         [--binary PATH] [--access-log]
+//                         [--binary PATH] [--access-log] [--affinity]
 //
 // Needs wrk and nginx; when they are missing and we are root, installs them with apt-get
 // (Debian's wrk and nginx-light), as CI would.
@@ -43,6 +48,7 @@ const { values: args } = parseArgs({
     optimize: { type: "string", default: "ReleaseSafe" },
     binary: { type: "string" },
     "access-log": { type: "boolean", default: false },
+    affinity: { type: "boolean", default: false },
   },
 });
 const TICKS_PER_SECOND = Number(
@@ -52,6 +58,7 @@ const TICKS_PER_SECOND = Number(
 const OURS_PORT = 18090;
 const NGINX_PORT = 18091;
 const LOGGED_PORT = 18092;
+const PINNED_PORT = 18093;
 const BODY = "OK\n";
 
 const children = [];
@@ -87,6 +94,12 @@ const nginx = await startNginx();
 const servers = { ours: { port: OURS_PORT, pgid: ours }, nginx: { port: NGINX_PORT, pgid: nginx } };
 if (loggedBinary !== undefined) {
   servers["ours+log"] = { port: LOGGED_PORT, pgid: await startOurs(loggedBinary, LOGGED_PORT) };
+}
+if (args.affinity) {
+  servers["ours+cpu"] = {
+    port: PINNED_PORT,
+    pgid: await startOurs(binary, PINNED_PORT, ["--cpu-affinity"]),
+  };
 }
 const names = Object.keys(servers);
 
@@ -194,10 +207,10 @@ function truncateLog() {
   return lines;
 }
 
-function startOurs(binary, port) {
+function startOurs(binary, port, extra = []) {
   const child = spawn(
     binary,
-    ["--workers", args.workers, "--listen", `web=127.0.0.1:${port}`],
+    ["--workers", args.workers, "--listen", `web=127.0.0.1:${port}`, ...extra],
     {
       stdio: ["ignore", "pipe", "inherit"],
       detached: true,
@@ -330,6 +343,16 @@ function report() {
         `  request log: CPU per request ${summary.ours.cpu.toFixed(2)} us without, ` +
           `${logged.cpu.toFixed(2)} us with: ${(logged.cpu / summary.ours.cpu).toFixed(2)}x ` +
           `(target <= 1.15x); req/s ${(logged.rps / summary.ours.rps).toFixed(2)}x`,
+      );
+    }
+    if (summary["ours+cpu"] !== undefined) {
+      const pinned = summary["ours+cpu"];
+      console.log(
+        `  cpuAffinity: CPU per request ${summary.ours.cpu.toFixed(2)} us without, ` +
+          `${pinned.cpu.toFixed(2)} us with (${(pinned.cpu / summary.ours.cpu).toFixed(2)}x); ` +
+          `p99 ${summary.ours.p99} ms without, ${pinned.p99} ms with ` +
+          `(${(pinned.p99 / summary.ours.p99).toFixed(2)}x); req/s ` +
+          `${(pinned.rps / summary.ours.rps).toFixed(2)}x`,
       );
     }
   }

@@ -14,6 +14,9 @@
 //!   GET    /stats       what this worker answered, counted by the `access` hook:
 //!                       {"requests":7,"by_class":[0,5,0,2,0],"unrouted":1,…}
 //!
+//! The router's own answers are JSON too (`routerError`): 404 {"error":"no route",…},
+//! 405 {"error":"method not allowed",…} with `Allow`, 413 {"error":"body too large"}.
+//!
 //! Notes live in the worker's `State`: per process. Each worker keeps its own notes, so a
 //! client that wants to read what it wrote talks to one worker (one keep-alive connection),
 //! as with any per-process cache. This is the example's real implementation; the e2e test
@@ -145,6 +148,27 @@ pub fn errorStatus(err: anyerror) u16 {
     };
 }
 
+/// The bodies of the router's own answers, in this API's JSON: no route has the path (404),
+/// the path's routes take other methods (405; the router sets `Allow`), or the body is
+/// larger than the service takes (413; no request then, and the connection closes after).
+pub fn routerError(
+    state: *State,
+    req: ?*const http.Request,
+    res: *http.Response,
+    kind: http.RouterError,
+) !void {
+    _ = state;
+    switch (kind) {
+        .not_found => try res.json(.{ .@"error" = "no route", .path = req.?.path }),
+        .method_not_allowed => try res.json(.{
+            .@"error" = "method not allowed",
+            .method = req.?.method,
+            .path = req.?.path,
+        }),
+        .content_too_large => try res.json(.{ .@"error" = "body too large" }),
+    }
+}
+
 fn idOf(req: *const http.Request) Error!u64 {
     const text = req.param("id") orelse return error.InvalidId;
     return std.fmt.parseInt(u64, text, 10) catch error.InvalidId;
@@ -174,19 +198,13 @@ pub fn access(state: *State, entry: http.Access) void {
 pub fn servedStats(state: *State, req: *http.Request, res: *http.Response) !void {
     _ = req;
     const served = &state.served;
-    try res.header("Content-Type", "application/json");
-    try res.print("{{\"requests\":{d},\"by_class\":[{d},{d},{d},{d},{d}],\"unrouted\":{d}," ++
-        "\"body_bytes\":{d},\"slowest_us\":{d},\"slowest_route\":\"{s}\"}}\n", .{
-        served.requests,
-        served.by_class[0],
-        served.by_class[1],
-        served.by_class[2],
-        served.by_class[3],
-        served.by_class[4],
-        served.unrouted,
-        served.body_bytes,
-        served.slowest_us,
-        served.slowest_route_buf[0..served.slowest_route_len],
+    try res.json(.{
+        .requests = served.requests,
+        .by_class = served.by_class,
+        .unrouted = served.unrouted,
+        .body_bytes = served.body_bytes,
+        .slowest_us = served.slowest_us,
+        .slowest_route = served.slowest_route_buf[0..served.slowest_route_len],
     });
 }
 
@@ -379,15 +397,23 @@ test "a long poll answers at the change, or with 204 once its wait has passed" {
     try std.testing.expectEqual(@as(u16, 400), bad.status);
 }
 
-test "the router answers 404, 405 with Allow, and HEAD from GET" {
+test "the router answers 404, 405 with Allow and 413 in JSON, and HEAD from GET" {
     var state = try State.init(std.testing.allocator);
     defer state.deinit(std.testing.allocator);
     const missing = try service.testRequest(&state, "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n");
     try std.testing.expectEqual(@as(u16, 404), missing.status);
+    const no_route = "{\"error\":\"no route\",\"path\":\"/nope\"}\n";
+    try std.testing.expectEqualStrings(no_route, missing.body);
     const wrong = try service.testRequest(&state, "POST /notes/1 HTTP/1.1\r\nHost: t\r\n" ++
         "Content-Length: 0\r\n\r\n");
     try std.testing.expectEqual(@as(u16, 405), wrong.status);
     try std.testing.expectEqualStrings("GET, HEAD, PUT, DELETE", wrong.header("Allow").?);
+    try std.testing.expectEqualStrings("{\"error\":\"method not allowed\",\"method\":\"POST\"," ++
+        "\"path\":\"/notes/1\"}\n", wrong.body);
+    const large = try service.testRequest(&state, "PUT /notes/1 HTTP/1.1\r\nHost: t\r\n" ++
+        "Content-Length: 9999999\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 413), large.status);
+    try std.testing.expectEqualStrings("{\"error\":\"body too large\"}\n", large.body);
     const head = try service.testRequest(&state, "HEAD /notes HTTP/1.1\r\nHost: t\r\n\r\n");
     try std.testing.expectEqual(@as(u16, 200), head.status);
     try std.testing.expectEqualStrings("", head.body);

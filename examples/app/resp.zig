@@ -1,7 +1,8 @@
 //! The resp module of examples/resp.json: a subset of the Redis protocol (RESP2) over a raw
 //! stream. Commands: PING [message], ECHO message, GET key, SET key value, DEL key [key …],
-//! INCR key, INCRBY key increment, CLIENT SETNAME name, CLIENT GETNAME, CONFIG GET parameter
-//! (empty values, for clients that ask), SELECT 0, DEBUG SLEEP seconds, QUIT. Requests are
+//! INCR key, INCRBY key increment, KEYS pattern (Redis's glob: `*`, `?`, `[a-z]`, `[^x]`, `\`
+//! escapes), CLIENT SETNAME name, CLIENT GETNAME, CONFIG GET parameter (empty values, for
+//! clients that ask), SELECT 0, DEBUG SLEEP seconds, QUIT. Requests are
 //! arrays of bulk strings or inline commands (`PING\r\n`); pipelined requests are answered in
 //! one write. Integers and lengths are read as redis-server reads them (no `+`, `_` or leading
 //! zero), and nothing pipelined after QUIT runs.
@@ -18,6 +19,12 @@
 //! server for that long; here only the connection waits. Its reading is paused (what the
 //! client sends meanwhile stays in the kernel's buffers, which slows the client) and its
 //! timer answers `+OK` and resumes reading when the time is up.
+//!
+//! When the worker drains (a stop or a restart), a connection between commands closes at once,
+//! so that its client reconnects to the new workers now rather than at the drain timeout
+//! (Redis clients reconnect after a server restart anyway); one in the middle of a command (a
+//! DEBUG SLEEP, a command partly read) closes once what it sent is answered. Nothing is said
+//! first: a RESP2 client would read an unasked message as the answer to its next command.
 //!
 //! Data lives in the worker's `State`: per process. Two clients served by different workers
 //! see different data, as with one Redis per core; a client keeps its worker for the life of
@@ -152,6 +159,10 @@ pub const Connection = struct {
     sleeping: bool = false,
     /// QUIT was answered: nothing after it runs.
     quitting: bool = false,
+    /// Input waits that is not answered yet: part of a command, or commands behind a sleep.
+    pending: bool = false,
+    /// The worker drains: the connection closes once nothing waits.
+    closing: bool = false,
 };
 
 const Command = struct {
@@ -275,7 +286,16 @@ pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io
         // The commands after a DEBUG SLEEP wait for its end (reading is paused).
         if (conn.sleeping) break;
     }
+    conn.pending = used < input.len;
+    if (conn.closing and !conn.pending and !conn.sleeping) io.close();
     return used;
+}
+
+/// The worker drains: close now, or once what the client sent is answered.
+pub fn draining(state: *State, conn: *Connection, io: *stream.Io) !void {
+    _ = state;
+    conn.closing = true;
+    if (!conn.pending and !conn.sleeping) io.close();
 }
 
 /// Input larger than the module may be handed that is no command it can refuse by its
@@ -293,13 +313,13 @@ pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void {
     conn.sleeping = false;
     try io.write("+OK\r\n");
     io.resumeReading();
+    // Commands that waited behind the sleep are answered first (then `bytes` closes).
+    if (conn.closing and !conn.pending) io.close();
 }
 
-/// Writes the reply; false when it does not fit now (the command is offered again later).
-fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *stream.Io) !bool {
-    if (args.len == 0) return true;
+/// The longest value the reply to `args` carries: GET's value, or an argument echoed back.
+fn longestValue(state: *State, args: []const []const u8) usize {
     const name = args[0];
-    // The longest value the reply carries: GET's value, or an argument echoed back.
     var longest: usize = 0;
     if (is(name, "GET")) {
         const e = if (args.len == 2) state.find(args[1]) else null;
@@ -307,7 +327,14 @@ fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *strea
     } else if (is(name, "PING") or is(name, "ECHO") or is(name, "CONFIG")) {
         for (args) |a| longest = @max(longest, a.len);
     }
-    if (io.free() < longest + reply_overhead) return false;
+    return longest;
+}
+
+/// Writes the reply; false when it does not fit now (the command is offered again later).
+fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *stream.Io) !bool {
+    if (args.len == 0) return true;
+    const name = args[0];
+    if (io.free() < longestValue(state, args) + reply_overhead) return false;
     if (is(name, "PING")) {
         if (args.len == 1) try io.write("+PONG\r\n") else try bulk(io, args[1]);
     } else if (is(name, "ECHO")) {
@@ -343,6 +370,9 @@ fn answer(state: *State, conn: *Connection, args: []const []const u8, io: *strea
         } else {
             try io.write("-ERR value is not an integer or out of range\r\n");
         }
+    } else if (is(name, "KEYS")) {
+        if (args.len != 2) return wrongArity(io, "keys");
+        return keys(state, args[1], io);
     } else if (is(name, "CLIENT")) {
         try client(conn, args, io);
     } else if (is(name, "CONFIG") and args.len == 3 and is(args[1], "GET")) {
@@ -401,6 +431,94 @@ fn incrBy(state: *State, k: []const u8, by: i64, io: *stream.Io) !void {
         else => return err,
     };
     try io.print(":{d}\r\n", .{next});
+}
+
+/// KEYS pattern: an array of the keys that match, in table order (Redis's order is its hash
+/// table's too). False when the reply does not fit now (offered again later, as GET's is).
+fn keys(state: *State, pattern: []const u8, io: *stream.Io) !bool {
+    var count: usize = 0;
+    var size: usize = 0;
+    for (state.entries) |*e| {
+        if (!e.used or !globMatch(pattern, e.key())) continue;
+        count += 1;
+        size += e.key_len + 16;
+    }
+    if (io.free() < size + reply_overhead) return false;
+    try io.print("*{d}\r\n", .{count});
+    for (state.entries) |*e| {
+        if (e.used and globMatch(pattern, e.key())) try bulk(io, e.key());
+    }
+    return true;
+}
+
+/// Redis's glob: `*` any bytes, `?` one byte, `[abc]`, `[a-z]` and `[^…]` one byte of (or
+/// not of) a set, `\` takes the next byte as it is. Case matters. A star's match is widened
+/// one byte at a time when what follows it fails (every other token takes one byte, so the
+/// last star is the only one to go back to).
+fn globMatch(pattern: []const u8, text: []const u8) bool {
+    var p: usize = 0;
+    var t: usize = 0;
+    var star: ?usize = null;
+    var star_text: usize = 0;
+    while (t < text.len) {
+        if (p < pattern.len and pattern[p] == '*') {
+            star = p;
+            star_text = t;
+            p += 1;
+            continue;
+        }
+        if (p < pattern.len) {
+            if (oneByte(pattern[p..], text[t])) |taken| {
+                p += taken;
+                t += 1;
+                continue;
+            }
+        }
+        const s = star orelse return false;
+        p = s + 1;
+        star_text += 1;
+        t = star_text;
+    }
+    while (p < pattern.len and pattern[p] == '*') p += 1;
+    return p == pattern.len;
+}
+
+/// How many pattern bytes the token at the start of `pattern` takes when it matches `c`
+/// (one byte of text), or null.
+fn oneByte(pattern: []const u8, c: u8) ?usize {
+    switch (pattern[0]) {
+        '?' => return 1,
+        '\\' => {
+            if (pattern.len == 1) return if (c == '\\') 1 else null;
+            return if (pattern[1] == c) 2 else null;
+        },
+        '[' => return byteClass(pattern, c),
+        else => return if (pattern[0] == c) 1 else null,
+    }
+}
+
+/// `[…]` at the start of `pattern` (an unclosed one runs to the pattern's end, as in Redis).
+fn byteClass(pattern: []const u8, c: u8) ?usize {
+    var i: usize = 1;
+    const negated = i < pattern.len and pattern[i] == '^';
+    if (negated) i += 1;
+    var found = false;
+    while (i < pattern.len and pattern[i] != ']') {
+        if (pattern[i] == '\\' and i + 1 < pattern.len) {
+            if (pattern[i + 1] == c) found = true;
+            i += 2;
+        } else if (i + 2 < pattern.len and pattern[i + 1] == '-' and pattern[i + 2] != ']') {
+            const low = @min(pattern[i], pattern[i + 2]);
+            const high = @max(pattern[i], pattern[i + 2]);
+            if (c >= low and c <= high) found = true;
+            i += 3;
+        } else {
+            if (pattern[i] == c) found = true;
+            i += 1;
+        }
+    }
+    const taken = if (i < pattern.len) i + 1 else i;
+    return if (found != negated) taken else null;
 }
 
 /// DEBUG SLEEP seconds (a decimal, like Redis's): answers once they have passed.
@@ -508,4 +626,75 @@ test "integers and lengths as redis-server reads them; INCRBY; nothing runs afte
     const quit = try service.testBytes(&state, &quitter, "PING\r\nQUIT\r\nSET q 1\r\nPING\r\n");
     try std.testing.expectEqualStrings("+PONG\r\n+OK\r\n", quit);
     try std.testing.expect(state.find("q") == null);
+}
+
+test "KEYS answers the keys a glob matches, as redis-server does" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    var conn: service.Connection = .{};
+    const set = try service.testBytes(&state, &conn, "SET kv:a 1\r\nSET kv:ab 2\r\n" ++
+        "SET other 3\r\nSET kv:* 4\r\n");
+    try std.testing.expectEqualStrings("+OK\r\n+OK\r\n+OK\r\n+OK\r\n", set);
+    const none = try service.testBytes(&state, &conn, "KEYS nothing*\r\n");
+    try std.testing.expectEqualStrings("*0\r\n", none);
+    const one = try service.testBytes(&state, &conn, "KEYS kv:a?\r\n");
+    try std.testing.expectEqualStrings("*1\r\n$5\r\nkv:ab\r\n", one);
+    const escaped = try service.testBytes(&state, &conn, "*2\r\n$4\r\nKEYS\r\n$5\r\nkv:\\*\r\n");
+    try std.testing.expectEqualStrings("*1\r\n$4\r\nkv:*\r\n", escaped);
+    const arity = try service.testBytes(&state, &conn, "KEYS\r\n");
+    try std.testing.expect(std.mem.startsWith(u8, arity, "-ERR wrong number of arguments"));
+    // Table order is the hash's: the three kv: keys in some order.
+    const all = try service.testBytes(&state, &conn, "KEYS kv:*\r\n");
+    try std.testing.expect(std.mem.startsWith(u8, all, "*3\r\n"));
+    try std.testing.expect(std.mem.indexOf(u8, all, "$4\r\nkv:a\r\n") != null);
+    try std.testing.expect(std.mem.indexOf(u8, all, "$5\r\nkv:ab\r\n") != null);
+    try std.testing.expect(std.mem.indexOf(u8, all, "$4\r\nkv:*\r\n") != null);
+}
+
+test "glob patterns: stars, classes, ranges, negation, escapes" {
+    const cases = [_]struct { []const u8, []const u8, bool }{
+        .{ "*", "", true },
+        .{ "*", "anything", true },
+        .{ "a*b*c", "aXbYbZc", true },
+        .{ "a*b*c", "aXbYbZ", false },
+        .{ "h?llo", "hello", true },
+        .{ "h?llo", "hllo", false },
+        .{ "h[ae]llo", "hallo", true },
+        .{ "h[ae]llo", "hillo", false },
+        .{ "h[^e]llo", "hallo", true },
+        .{ "h[^e]llo", "hello", false },
+        .{ "h[a-b]llo", "hbllo", true },
+        .{ "h[b-a]llo", "hbllo", true },
+        .{ "h[a-b]llo", "hcllo", false },
+        .{ "h\\*", "h*", true },
+        .{ "h\\*", "hx", false },
+        .{ "[\\]]x", "]x", true },
+        .{ "kv:", "kv:a", false },
+        .{ "*a", "bbbba", true },
+        .{ "*a", "bbbb", false },
+        .{ "Kv:*", "kv:a", false },
+    };
+    for (cases) |c| {
+        std.testing.expectEqual(c[2], globMatch(c[0], c[1])) catch |err| {
+            std.debug.print("pattern {s} text {s}\n", .{ c[0], c[1] });
+            return err;
+        };
+    }
+}
+
+test "draining closes a connection between commands at once, a sleeping one after its answer" {
+    var state = try State.init(std.testing.allocator);
+    defer state.deinit(std.testing.allocator);
+    var idle: service.Connection = .{};
+    const pong = try service.testBytes(&state, &idle, "PING\r\n");
+    try std.testing.expectEqualStrings("+PONG\r\n", pong);
+    const closed = try service.testDrain(&state, &idle);
+    try std.testing.expect(closed.close);
+    try std.testing.expectEqualStrings("", closed.bytes);
+    var sleeper: service.Connection = .{};
+    _ = try service.testBytes(&state, &sleeper, "DEBUG SLEEP 1\r\n");
+    const told = try service.testDrain(&state, &sleeper);
+    try std.testing.expect(!told.close);
+    try std.testing.expect(sleeper.user.closing);
+    try std.testing.expectEqualStrings("+OK\r\n", try service.testTimer(&state, &sleeper));
 }

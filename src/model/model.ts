@@ -3,6 +3,7 @@
  * name, literal and ordering so that templates only print fields.
  */
 import { buildUpstreams, type UpstreamModel } from "./upstream.js";
+import { buildProxy, type ProxyModel } from "./proxy.js";
 import { createHash } from "node:crypto";
 import { InternalError } from "../errors.js";
 import { formatIp, parseIp } from "../spec/address.js";
@@ -37,6 +38,8 @@ export interface ServiceModel {
   readonly drainTimeoutMs: number;
   /** How long a graceful stop keeps serving after readiness turned 503. */
   readonly shutdownDelayMs: number;
+  /** Pin workers to CPUs and steer connections to the worker on their CPU. */
+  readonly cpuAffinity: boolean;
   /** The admin listener, when the spec has one. */
   readonly admin: AdminModel | undefined;
   readonly maxConnections: number;
@@ -82,6 +85,11 @@ export interface ServiceModel {
   /** The services app modules call, in spec order. */
   readonly upstreams: readonly UpstreamModel[];
   readonly hasUpstreams: boolean;
+  /** Some listener is a proxy (handlers/proxy.zig and handlers/proxy/ are rendered). */
+  readonly hasProxy: boolean;
+  /** Descriptors a proxied client holds beside its own: its server's, and with zeroCopy two
+   * pipes (four ends); 0 without a proxy listener. */
+  readonly proxyFdsPerClient: number;
   /** What the image recipe and Kubernetes manifests under `deploy/` say (`buildDeploy`). */
   readonly deploy: DeployModel;
 }
@@ -164,7 +172,9 @@ export interface ListenerModel {
   readonly index: number;
   readonly name: string;
   readonly protocol: "tcp" | "udp";
-  readonly handler: "echo" | "http" | "whoami" | "custom" | "app";
+  readonly handler: "echo" | "http" | "whoami" | "custom" | "app" | "proxy";
+  /** The proxy handler's settings; null for other handlers. */
+  readonly proxy: ProxyModel | null;
   /** The module's index in `ServiceModel.apps`; 0 when the handler is not "app". */
   readonly appIndex: number;
   /** The module's name; "" when the handler is not "app". */
@@ -281,7 +291,7 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
   const zigName = zigPackageName(spec.name);
   const apps = buildApps(spec);
   const appIndex = new Map(apps.map((a) => [a.module, a.index]));
-  const listeners = spec.listeners.map((l, i) => buildListener(spec.name, l, i, appIndex));
+  const listeners = spec.listeners.map((l, i) => buildListener(spec, spec.name, l, i, appIndex));
   return {
     generatorVersion: options.generatorVersion,
     specFile: safeFileName(baseName(options.specFile)),
@@ -293,6 +303,7 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     workers: spec.workers === "auto" ? 0 : spec.workers,
     drainTimeoutMs: spec.drainTimeoutMs,
     shutdownDelayMs: spec.shutdownDelayMs,
+    cpuAffinity: spec.cpuAffinity,
     admin: buildAdmin(spec),
     maxConnections: spec.maxConnections,
     readBufferBytes: spec.readBufferBytes,
@@ -329,9 +340,17 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     listeners,
     systemd: buildSystemd(spec, listeners),
     upstreams: buildUpstreams(spec),
-    hasUpstreams: spec.upstreams.length > 0,
+    hasUpstreams: buildUpstreams(spec).length > 0,
+    hasProxy: spec.listeners.some((l) => l.handler === "proxy"),
+    proxyFdsPerClient: proxyFdsPerClient(spec),
     deploy: buildDeploy(spec, listeners),
   };
+}
+
+function proxyFdsPerClient(spec: Spec): number {
+  const proxies = spec.listeners.flatMap((l) => (l.proxy === undefined ? [] : [l.proxy]));
+  if (proxies.length === 0) return 0;
+  return proxies.some((p) => p.zeroCopy) ? 5 : 1;
 }
 
 /** The supervisor's kill grace past the drain timeout (supervisor.zig `kill_grace_ms`). */
@@ -355,7 +374,8 @@ function buildSystemd(spec: Spec, listeners: readonly ListenerModel[]): SystemdM
     watchdogSec: spec.watchdogMs === 0 ? 0 : Math.max(1, Math.ceil(spec.watchdogMs / 1000)),
     limitNofile:
       spec.maxConnections +
-      spec.upstreams.reduce((n, u) => n + u.connectionsPerWorker, 0) +
+      buildUpstreams(spec).reduce((n, u) => n + u.connectionsPerWorker, 0) +
+      spec.maxConnections * proxyFdsPerClient(spec) +
       workers * (listeners.length + 4) +
       64,
     fdStoreMax: (spec.workers === "auto" ? AUTO_STORED_SLOTS : spec.workers) * listeners.length,
@@ -542,6 +562,7 @@ function framingOf(framing: Framing | undefined) {
 }
 
 function buildListener(
+  spec: Spec,
   service: string,
   listener: ListenerSpec,
   index: number,
@@ -559,6 +580,7 @@ function buildListener(
     name: listener.name,
     protocol: listener.protocol,
     handler: listener.handler,
+    proxy: buildProxy(spec, listener),
     appIndex: listener.app === undefined ? 0 : (appIndex.get(listener.app.module) ?? 0),
     appModule: listener.app?.module ?? "",
     appKind:

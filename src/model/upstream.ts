@@ -7,6 +7,8 @@ import { parseServer } from "../spec/upstream.js";
 import { InternalError } from "../errors.js";
 
 export interface UpstreamServerModel {
+  /** A host name the program resolves (its address bytes are zeros until then); "" for none. */
+  readonly host: string;
   readonly isIpv6: boolean;
   /** A Zig array literal of the address bytes. */
   readonly addressBytes: string;
@@ -27,17 +29,29 @@ export interface UpstreamModel {
   readonly ejectMs: number;
 }
 
+/**
+ * The upstreams the app modules call: those with a framing, when the spec has an app module of
+ * any kind (an upstream without framing is a proxy's, which copies its servers into its own
+ * listener: see `proxy.ts`).
+ */
 export function buildUpstreams(spec: Spec): UpstreamModel[] {
-  return spec.upstreams.map((u, index) => ({
+  const called = spec.listeners.some((l) => l.handler === "app" && l.app !== undefined);
+  if (!called) return [];
+  const framed = spec.upstreams.flatMap((u) =>
+    u.framing === undefined ? [] : [{ ...u, framing: u.framing }],
+  );
+  return framed.map((u, index) => ({
     index,
     name: u.name,
     framing: u.framing,
     servers: u.servers.map((text) => {
       const server = parseServer(text);
       if (typeof server === "string") throw new InternalError(`unchecked server ${text}`);
+      const ip = server.ip ?? { family: 4, bytes: [0, 0, 0, 0] };
       return {
-        isIpv6: server.ip.family === 6,
-        addressBytes: `.{ ${server.ip.bytes.join(", ")} }`,
+        host: server.host ?? "",
+        isIpv6: ip.family === 6,
+        addressBytes: `.{ ${ip.bytes.join(", ")} }`,
         port: server.port,
       };
     }),

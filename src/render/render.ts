@@ -107,6 +107,11 @@ const MODULE_TEMPLATES = {
 } as const;
 
 
+/** The proxy handler's files, rendered only for a spec with a proxy listener. */
+function isProxyRuntime(output: string): boolean {
+  return output === "src/handlers/proxy.zig" || output.startsWith("src/handlers/proxy/");
+}
+
 export function render(model: ServiceModel, templates: Templates): Rendered {
   const withIdentity = { ...model, supervisorFingerprint: supervisorFingerprint(model, templates) };
   const files = new Map<string, string>();
@@ -118,6 +123,7 @@ export function render(model: ServiceModel, templates: Templates): Rendered {
     if (isUserOwned(output) && !model.hasCustomHandler) continue;
     if (isAppRuntime(output) && !model.hasApps) continue;
     if (output.startsWith("src/upstream/") && !model.hasUpstreams) continue;
+    if (isProxyRuntime(output) && !model.hasProxy) continue;
     if (output === MANIFEST_FILE) {
       throw new InternalError(`template ${templatePath} would overwrite the manifest`);
     }

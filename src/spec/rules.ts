@@ -9,6 +9,7 @@ import { formatIp, isIpv6Wildcard, parseIp, type IpAddress } from "./address.js"
 import { ZIG_KEYWORDS } from "../zig-facts.js";
 import { DEFAULTS, TCP_ONLY_KEYS } from "./schema.js";
 import { parseServer } from "./upstream.js";
+import { checkProxyListener, proxiedUpstreams } from "./proxy.js";
 import {
   DEFAULT_PRE_STOP_SLEEP_SECONDS,
   graceSeconds,
@@ -61,6 +62,7 @@ export function checkRules(raw: unknown): Diagnostic[] {
     ...checkDualStack(listeners),
     ...listeners.flatMap((l) => checkHttpFits(l, raw)),
     ...listeners.flatMap(checkApp),
+    ...listeners.flatMap((l) => checkProxyListener(l.index, l.raw, raw)),
     ...listeners.flatMap((l) => checkFramingFits(l, raw)),
     ...checkSharedModules(listeners),
     ...checkAdminPort(raw, listeners),
@@ -81,22 +83,41 @@ function checkAccounts(raw: Json): Diagnostic[] {
   ];
 }
 
-/** Only HTTP app modules call upstreams yet: upstreams without one would serve nobody. */
+/**
+ * Every upstream serves someone: one without `framing` is a proxy's (bytes are not cut), so a
+ * proxy listener must name it; one with `framing` is called by app modules (HTTP, stream,
+ * datagram), unless a proxy names it, which ignores the framing.
+ */
 function checkUpstreamCallers(raw: Json): Diagnostic[] {
   if (!Array.isArray(raw.upstreams) || raw.upstreams.length === 0) return [];
   if (!Array.isArray(raw.listeners)) return [];
-  const caller = raw.listeners.some(
-    (l) => isObject(l) && l.handler === "app" && isObject(l.app) && isObject(l.app.http),
-  );
-  if (caller) return [];
-  return [
-    {
+  const caller = raw.listeners.some((l) => isObject(l) && l.handler === "app" && isObject(l.app));
+  const proxied = proxiedUpstreams(raw);
+  const diagnostics: Diagnostic[] = [];
+  let uncalled = false;
+  for (const [index, u] of raw.upstreams.entries()) {
+    if (!isObject(u) || typeof u.name !== "string" || proxied.has(u.name)) continue;
+    if (u.framing !== undefined) {
+      uncalled ||= !caller;
+      continue;
+    }
+    diagnostics.push({
+      path: ["upstreams", index],
+      message:
+        'has no "framing" and no proxy listener names it: name it in a listener\'s ' +
+        '"proxy": { "upstream": … }, or give it a "framing" for app modules to call it',
+      got: u.name,
+    });
+  }
+  if (uncalled) {
+    diagnostics.unshift({
       path: ["upstreams"],
       message:
-        'are called from HTTP app modules only; add a listener with "handler": "app" and ' +
-        '"app": { "http": … }, or remove the upstreams',
-    },
-  ];
+        'are called from app modules only; add a listener with "handler": "app", ' +
+        "or remove the upstreams",
+    });
+  }
+  return diagnostics;
 }
 
 /** Upstream names are unique (a module calls `.name`) and every server parses. */
@@ -352,7 +373,7 @@ function checkHttpFits(l: ListenerView, spec: Json): Diagnostic[] {
  */
 export const MODULE_RESERVED_NAMES: ReadonlySet<string> = new Set([
   "State", "Connection", "init", "deinit", "drain", "errorStatus", "access", "tick", "tick_ms",
-  "std", "http",
+  "routerError", "std", "http",
 ]);
 
 /** Declarations of `src/handlers/app.zig` that a module's constant would collide with. */

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { DEFAULT_MINIMUM_ZIG, SUPPORTED_ZIG } from "../zig-facts.js";
 import { parseIp } from "./address.js";
 import { UpstreamSchema } from "./upstream.js";
+import { ProxySchema } from "./proxy.js";
 
 /** An integer in `[min, max]`; every failure says the same thing: what is allowed. */
 function intRange(min: number, max: number, error = `must be an integer from ${min} to ${max}`) {
@@ -309,7 +310,7 @@ export const ListenerSchema = z
         })
         .describe('IPv4 or IPv6 address literal to bind: "0.0.0.0", "::", "127.0.0.1", "::1", …'),
       port: intRange(1, 65535).describe("Port to bind, shared by every worker with SO_REUSEPORT."),
-      handler: oneOf(["echo", "http", "whoami", "custom", "app"]).describe(
+      handler: oneOf(["echo", "http", "whoami", "custom", "app", "proxy"]).describe(
         "What the listener does with traffic.",
       ),
       backlog: intRange(1, 65535).default(511).describe("listen() backlog (tcp only)."),
@@ -339,6 +340,7 @@ export const ListenerSchema = z
         .describe("TCP keepalive on accepted connections: false, or its settings (tcp only)."),
       http: HttpSchema.optional(),
       app: AppSchema.optional(),
+      proxy: ProxySchema.optional(),
     },
     { error: "must be a listener object { name, protocol, address, port, handler, … }" },
   )
@@ -576,6 +578,14 @@ export const SpecSchema = z
           "Milliseconds a graceful stop (SIGTERM) keeps accepting and serving after /readyz " +
             "turned 503, before the drain: time for load balancers to stop sending traffic.",
         ),
+      cpuAffinity: bool()
+        .default(false)
+        .describe(
+          "Pin worker slot i to the (i mod n)-th of the n CPUs the service may run on, and " +
+            "steer each new connection or datagram to a worker pinned to the CPU that " +
+            "received it (classic BPF on each reuseport group). --cpu-affinity and " +
+            "--no-cpu-affinity override it.",
+        ),
       admin: AdminSchema.optional(),
       accessLog: AccessLogSchema.optional().describe(
         "The request log of HTTP listeners (built-in and app); absent: no request log.",
@@ -589,7 +599,7 @@ export const SpecSchema = z
         .array(UpstreamSchema, { error: "must be an array of upstream objects" })
         .max(64, { error: "must list at most 64 upstreams" })
         .default([])
-        .describe("Services the app modules call (see docs/spec.md#upstreams)."),
+        .describe("Services the app modules call and proxies forward to (docs/spec.md#upstreams)."),
       deploy: DeploySchema.optional(),
     },
     { error: "must be a JSON object" },
@@ -616,6 +626,7 @@ export const ALLOWED_KEYS = {
   line: Object.keys(LineFramingSchema.shape),
   length: Object.keys(LengthFramingSchema.shape),
   upstream: Object.keys(UpstreamSchema.shape),
+  proxy: Object.keys(ProxySchema.shape),
   deploy: Object.keys(DeploySchema.shape),
   kubernetes: Object.keys(KubernetesSchema.shape),
   accessLog: Object.keys(AccessLogSchema.shape),

@@ -42,17 +42,20 @@ export const UpstreamSchema = z
         .min(1, { error: "must list at least 1 server" })
         .max(64, { error: "must list at most 64 servers" })
         .describe(
-          'Servers as "IPv4:PORT" or "[IPv6]:PORT" (IP literals); calls go round-robin to ' +
-            "those not ejected.",
+          'Servers as "IPv4:PORT", "[IPv6]:PORT" or "HOSTNAME:PORT" (a name is resolved ' +
+            "at start and on SIGHUP: /etc/hosts, then DNS); calls go round-robin to those " +
+            "not ejected.",
         ),
       framing: z
         .enum(UPSTREAM_FRAMINGS, {
           error: `must be one of ${UPSTREAM_FRAMINGS.map((f) => JSON.stringify(f)).join(", ")}`,
         })
+        .optional()
         .describe(
           'How replies are cut: "resp" (Redis RESP2/RESP3), "line" (up to LF), "length" ' +
             '(a 4-byte big-endian length, then that many bytes), "http" (an HTTP/1.1 response ' +
-            "with Content-Length or chunked; one call at a time per connection).",
+            "with Content-Length or chunked; one call at a time per connection). Needed by app " +
+            "modules; a proxy moves bytes uncut and ignores it (omit it for a proxy's upstream).",
         ),
       connectionsPerWorker: intRange(1, 1024)
         .default(UPSTREAM_DEFAULTS.connectionsPerWorker)
@@ -86,12 +89,30 @@ export const UpstreamSchema = z
   .describe("A service the app modules call through per-worker connection pools.");
 
 export interface UpstreamServer {
-  readonly ip: IpAddress;
+  /** The IP literal; undefined for a host name, resolved by the program (see `host`). */
+  readonly ip: IpAddress | undefined;
+  /** The host name, lower-cased, without a trailing dot; undefined for an IP literal. */
+  readonly host: string | undefined;
   readonly port: number;
 }
 
 /**
- * Parses `"127.0.0.1:6379"` or `"[::1]:6379"`; a string is the reason it does not parse.
+ * A host name as DNS carries it (RFC 1123): dot-separated labels of letters, digits and
+ * hyphens (not first or last), 1 to 63 bytes each, 253 at most in all, and a last label that
+ * is not all digits (which would be an IPv4 address that did not parse).
+ */
+export function isHostName(text: string): boolean {
+  const name = text.endsWith(".") ? text.slice(0, -1) : text;
+  if (name.length === 0 || name.length > 253) return false;
+  const labels = name.split(".");
+  const label = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+  if (!labels.every((l) => label.test(l))) return false;
+  return !/^\d+$/.test(labels[labels.length - 1] ?? "");
+}
+
+/**
+ * Parses `"127.0.0.1:6379"`, `"[::1]:6379"` or `"db.internal:6379"`; a string is the reason
+ * it does not parse.
  */
 export function parseServer(text: string): UpstreamServer | string {
   const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(text);
@@ -109,12 +130,16 @@ export function parseServer(text: string): UpstreamServer | string {
   }
   if (port === undefined || port === "") return 'has no port: write it as "ADDRESS:PORT"';
   const ip = parseIp(host);
-  if (ip === undefined) {
-    return "is not an IP literal: host names are not supported yet; give the address";
+  if (ip === undefined && (bracketed || !isHostName(host))) {
+    return (
+      "is neither an IP literal nor a host name: give an IPv4 address, [IPv6] in brackets, " +
+      "or a name such as db.internal"
+    );
   }
-  if (bracketed && ip.family !== 6) return "has an IPv4 address in brackets";
+  if (bracketed && ip?.family !== 6) return "has an IPv4 address in brackets";
   if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
     return "has a port that is not an integer from 1 to 65535";
   }
-  return { ip, port: Number(port) };
+  const name = ip === undefined ? host.toLowerCase().replace(/\.$/, "") : undefined;
+  return { ip, host: name, port: Number(port) };
 }

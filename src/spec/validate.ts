@@ -77,6 +77,7 @@ function allowedKeysAt(path: Path): readonly string[] {
     return path[path.length - 2] === "app" ? ALLOWED_KEYS.appHttp : ALLOWED_KEYS.http;
   }
   if (last === "app") return ALLOWED_KEYS.app;
+  if (last === "proxy") return ALLOWED_KEYS.proxy;
   if (last === "stream") return ALLOWED_KEYS.stream;
   if (last === "line") return ALLOWED_KEYS.line;
   if (last === "length") return ALLOWED_KEYS.length;

@@ -279,7 +279,9 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the request log", (version) => {
     expect(hello!.duration_us).toBeGreaterThanOrEqual(0);
     expect(put).toMatchObject({ method: "PUT", target: "/notes/7", route: "putNote" });
     expect(get).toMatchObject({ method: "GET", route: "getNote", body_bytes: 2 });
-    expect(missing).toMatchObject({ route: null, body_bytes: 0 });
+    // The body of the notes module's routerError.
+    const noRoute = '{"error":"no route","path":"/missing"}\n';
+    expect(missing).toMatchObject({ route: null, body_bytes: noRoute.length });
     expect(hostileLine!.target).toBe('/h%22\\"q?~{"a":1}');
     expect(hostileLine!.user_agent).toBe(
       'x"}\t\\\ufffd\ufffd(\u2080\ufffd\ufffd\ufffd{"event":"ready"',

@@ -5,14 +5,22 @@
  * creates with a quota of half a CPU (v1 `cpu.cfs_quota_us` or v2 `cpu.max`, whichever the host
  * mounts; skipped, saying why, where the test cannot create one, e.g. without root; under
  * CI=true that fails instead).
+ *
+ * `--cpu-affinity` (`"cpuAffinity": true`) pins worker i to the i-th allowed CPU (read back from
+ * /proc/PID/status) and steers each connection to the worker on the CPU that received it: on
+ * loopback that is the client's CPU, so a client pinned with `taskset -c N` only ever reaches
+ * the worker pinned to N (whoami names the pid); the same after a SIGHUP restart. It needs two
+ * allowed CPUs: skipped with fewer, failed under CI=true.
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { allowedCpus, whoamiFromCpu } from "./support/cpus.js";
 import { parseWhoami, tcpExchange } from "./support/net.js";
 import {
   portOf,
+  READY_TIMEOUT_MS,
   startReady,
   STOP_TIMEOUT_MS,
   stopAllPrograms,
@@ -23,6 +31,25 @@ import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const BUILD_TIMEOUT_MS = 15 * 60_000;
 const CPUS = availableParallelism();
+const PINNED_CONNECTIONS = 10;
+
+/** Each worker runs on its own CPU alone, and a client on that CPU reaches only that worker. */
+async function expectPinnedAndSteered(ready: ReadyEvent, allowed: number[]) {
+  expect(allowedCpus(ready.pid)).toEqual(allowed);
+  const byCpu = new Map<number, number>();
+  for (const worker of ready.workers) {
+    const cpus = allowedCpus(worker.pid);
+    expect(cpus, `worker ${worker.index}`).toEqual([allowed[worker.index % allowed.length]]);
+    byCpu.set(cpus[0]!, worker.pid);
+  }
+  expect(byCpu.size).toBe(ready.workers.length);
+  for (const [cpu, pid] of byCpu) {
+    const answers = await whoamiFromCpu(cpu, portOf(ready, "who"), PINNED_CONNECTIONS);
+    expect(answers.map((a) => a.pid), `clients on CPU ${cpu}`).toEqual(
+      Array<number>(PINNED_CONNECTIONS).fill(pid),
+    );
+  }
+}
 
 interface AutoReady extends ReadyEvent {
   readonly workers_auto?: {
@@ -93,6 +120,38 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: workers auto", (version) => {
         (await tcpExchange("127.0.0.1", portOf(ready, "who"), { timeoutMs: 5_000 })).toString(),
       );
       expect(who.pid).toBe(ready.workers[0]!.pid);
+      program.signal("SIGTERM");
+      expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    },
+  );
+
+  it(
+    "--cpu-affinity pins each worker to its own CPU and steers a pinned client to it, " +
+      "also after a SIGHUP restart",
+    { timeout: BUILD_TIMEOUT_MS },
+    async (context) => {
+      const allowed = allowedCpus("self");
+      if (allowed.length < 2) {
+        const why = `${allowed.length} CPU allowed: pinning 2 workers apart needs 2`;
+        if (process.env.CI === "true") throw new Error(`CI run fails: ${why}`);
+        return context.skip(why);
+      }
+      const binary = await binaryOf("supervised", version);
+      const { program, ready } = await startReady(binary, [
+        "--workers",
+        "2",
+        "--cpu-affinity",
+        ...ANY_LOOPBACK_PORT,
+      ]);
+      await expectPinnedAndSteered(ready, allowed);
+      program.signal("SIGHUP");
+      const next = await program.waitForEvent<ReadyEvent>(
+        "ready",
+        READY_TIMEOUT_MS,
+        (e) => e.generation === 2,
+      );
+      await program.waitForEvent("drained", STOP_TIMEOUT_MS, (e) => e.generation === 1);
+      await expectPinnedAndSteered(next, allowed);
       program.signal("SIGTERM");
       expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
     },

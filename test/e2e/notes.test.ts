@@ -147,10 +147,23 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the notes example (HTTP module, cur
   });
 
   it("answers 404, 405 with Allow, HEAD with no body, 400 for a bad id", { timeout }, async () => {
-    expect((await curl([`${base}/elsewhere`])).status).toBe(404);
+    // The router's answers carry the module's routerError bodies.
+    const missing = await curl([`${base}/elsewhere`]);
+    expect(missing.status).toBe(404);
+    expect(missing.headers["content-type"]).toBe("application/json");
+    expect(JSON.parse(missing.body.toString())).toEqual({ error: "no route", path: "/elsewhere" });
+    const missingHead = await curl(["-I", `${base}/elsewhere`]);
+    expect(missingHead.status).toBe(404);
+    expect(Number(missingHead.headers["content-length"])).toBe(missing.body.length);
+    expect(missingHead.body.length).toBe(0);
     const wrong = await curl(["-X", "POST", "--data-binary", "x", `${base}/notes/5`]);
     expect(wrong.status).toBe(405);
     expect(wrong.headers.allow).toBe("GET, HEAD, PUT, DELETE");
+    expect(JSON.parse(wrong.body.toString())).toEqual({
+      error: "method not allowed",
+      method: "POST",
+      path: "/notes/5",
+    });
     const head = await curl(["-I", `${base}/notes`]);
     expect(head.status).toBe(200);
     expect(Number(head.headers["content-length"])).toBeGreaterThan(0);
@@ -177,6 +190,8 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the notes example (HTTP module, cur
     await writeFile(over, randomBytes(65537));
     const refused = await curl(["-X", "PUT", "--data-binary", `@${over}`, `${base}/notes/4`]);
     expect413(refused.status);
+    expect(refused.body.toString()).toBe('{"error":"body too large"}\n');
+    expect(refused.headers.connection).toBe("close");
     const overData = ["--data-binary", `@${over}`];
     const refusedChunked = await curl(["-X", "PUT", ...chunked, ...overData, `${base}/notes/4`]);
     expect413(refusedChunked.status);
@@ -196,6 +211,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the notes example (HTTP module, cur
     const over = chunkedPut("/notes/6", randomBytes(65537), 16);
     const refused = await exchange(port, over);
     expect(refused.toString("latin1")).toMatch(/^HTTP\/1\.1 413 Content Too Large\r\n/);
+    expect(refused.toString("latin1")).toMatch(/\r\n\r\n\{"error":"body too large"\}\n$/);
     expect413(statusOf(refused));
     expect((await curl([`${base}/notes/6`])).status).toBe(404);
   });
@@ -446,6 +462,9 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: notes with body buffers", (version)
     expect((await curl(["-X", "PUT", ...overData, `${base}/notes/4`])).status).toBe(413);
     const refused = await curl(["-X", "PUT", ...chunked, ...overData, `${base}/notes/4`]);
     expect(refused.status).toBe(413);
+    // Past the body buffer (the squeeze finds no room): routerError's body, then the close.
+    expect(refused.body.toString()).toBe('{"error":"body too large"}\n');
+    expect(refused.headers.connection).toBe("close");
   });
 
   it("503 while the one body buffer is taken; it is freed after", { timeout }, async () => {

@@ -180,6 +180,20 @@ function busyFor(ms: number): void {
   }
 }
 
+/** A client socket that keeps what it reads and notes when the server ends the connection. */
+async function client(port: number) {
+  const socket = net.connect(port, "127.0.0.1");
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", resolve);
+    socket.once("error", reject);
+  });
+  const state = { socket, chunks: [] as Buffer[], ended: false, error: "" };
+  socket.on("data", (data: Buffer) => state.chunks.push(data));
+  socket.on("end", () => (state.ended = true));
+  socket.on("error", (e: NodeJS.ErrnoException) => (state.error = e.code ?? e.message));
+  return state;
+}
+
 /** Polls until `done` or `limitMs` passes (bounded). */
 async function until(done: () => boolean, limitMs: number): Promise<void> {
   const start = Date.now();
@@ -237,6 +251,20 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     expect(await redisCli(port, ["DEL", "greeting", "counter", "missing"])).toBe("2\n");
     expect(await redisCli(port, ["GET", "greeting"])).toBe("\n");
     expect(await redisCli(port, ["NOPE"])).toBe("ERR unknown command 'NOPE'\n\n");
+  });
+
+  it("lists the keys a glob matches with KEYS, as Redis does", { timeout }, async () => {
+    for (const key of ["list:a", "list:ab", "list:*", "other"]) {
+      expect(await redisCli(port, ["SET", key, "1"])).toBe("OK\n");
+    }
+    const lines = (out: string) => out.split("\n").filter((l) => l !== "").sort();
+    const all = lines(await redisCli(port, ["KEYS", "list:*"]));
+    expect(all).toEqual(["list:*", "list:a", "list:ab"]);
+    expect(lines(await redisCli(port, ["KEYS", "list:a?"]))).toEqual(["list:ab"]);
+    expect(lines(await redisCli(port, ["KEYS", "list:\\*"]))).toEqual(["list:*"]);
+    expect(lines(await redisCli(port, ["KEYS", "list:[^a]*"]))).toEqual(["list:*"]);
+    expect(lines(await redisCli(port, ["KEYS", "none:*"]))).toEqual([]);
+    expect(await redisCli(port, ["DEL", "list:a", "list:ab", "list:*", "other"])).toBe("4\n");
   });
 
   it("keeps a client name per connection", { timeout }, async () => {
@@ -434,6 +462,40 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     }
   });
 
+  it("answers -ERR before the close when every frame buffer is taken (tooLarge)", { timeout }, async () => {
+    // A SET of 1 MB whose first 100 KB fill the 64 KiB read buffer: it waits in a frame buffer
+    // (4 in the one process of --standalone) for the rest, which never comes.
+    const head = "*3\r\n$3\r\nSET\r\n$4\r\nhold\r\n$1000000\r\n";
+    const part = Buffer.concat([Buffer.from(head), Buffer.alloc(100_000, "h")]);
+    const clients: Awaited<ReturnType<typeof client>>[] = [];
+    try {
+      // Five such clients for four buffers: whichever comes last is refused.
+      for (let i = 0; i < 5; i += 1) clients.push(await client(port));
+      for (const c of clients) c.socket.write(part);
+      await until(() => clients.some((c) => c.ended || c.error !== ""), 5_000);
+      const refused = clients.filter((c) => c.ended || c.error !== "");
+      expect(refused).toHaveLength(1);
+      // The module's tooLarge answer is sent whole, then the connection ends without a reset.
+      expect(Buffer.concat(refused[0]!.chunks).toString()).toBe(
+        "-ERR Protocol error: too big request\r\n",
+      );
+      expect(refused[0]!.error).toBe("");
+      expect(clients.filter((c) => c.chunks.length > 0)).toHaveLength(1);
+    } finally {
+      for (const c of clients) c.socket.destroy();
+    }
+    // The buffers come back as those clients' connections close (bounded: 40 tries).
+    let stored = "";
+    for (let i = 0; i < 40 && stored !== "OK\n"; i += 1) {
+      if (i > 0) await sleepMs(50);
+      const value = Buffer.alloc(200_000, "a");
+      // A refusal (a buffer not back yet) ends redis-cli with an error: tried again.
+      const reply = await redisCliBytes(port, ["-x", "SET", "after"], value).catch(() => null);
+      stored = reply?.toString() ?? "";
+    }
+    expect(stored).toBe("OK\n");
+  });
+
   it("a paused connection runs on the write timeout, not the idle one", { timeout }, async () => {
     const binary = await programOf("resp", version);
     const args = ["--standalone", "--listen", "cache=127.0.0.1:0"];
@@ -498,8 +560,29 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     } finally {
       socket.destroy();
     }
-    program.signal("SIGTERM");
+    // At the drain the module's `draining` closes a connection between commands at once, and
+    // one in a DEBUG SLEEP after its +OK: neither waits for the drain timeout.
+    const idle = await client(own);
+    const sleeper = await client(own);
+    try {
+      idle.socket.write("PING\r\n");
+      // One write, one read: once +PONG is back, the sleep has begun.
+      sleeper.socket.write("PING\r\nDEBUG SLEEP 1.5\r\n");
+      await until(() => idle.chunks.length > 0 && sleeper.chunks.length > 0, 5_000);
+      expect(Buffer.concat(idle.chunks).toString()).toBe("+PONG\r\n");
+      expect(Buffer.concat(sleeper.chunks).toString()).toBe("+PONG\r\n");
+      program.signal("SIGTERM");
+      await until(() => (idle.ended || idle.error !== "") && sleeper.ended, 8_000);
+      expect(idle.ended, `idle: the server ended the connection (${idle.error})`).toBe(true);
+      expect(Buffer.concat(idle.chunks).toString()).toBe("+PONG\r\n");
+      expect(sleeper.ended, `sleeper: the server ended the connection (${sleeper.error})`).toBe(true);
+      expect(Buffer.concat(sleeper.chunks).toString()).toBe("+PONG\r\n+OK\r\n");
+    } finally {
+      idle.socket.destroy();
+      sleeper.socket.destroy();
+    }
     expect(await program.waitForExit(STOP_TIMEOUT_MS)).toEqual({ code: 0, signal: null });
+    expect(program.stderr).not.toContain("drain timeout");
     const stopped = await program.waitForEvent<StoppedEvent>("stopped", 1_000);
     const workers = stopped.workers as unknown as { output_limit: number; timeouts: Record<string, number> }[];
     expect(workers.map((w) => w.output_limit)).toEqual([1]);

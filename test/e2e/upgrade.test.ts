@@ -6,6 +6,8 @@
  * removed and moved with the worker count raised (base → changed), the worker count lowered
  * (changed → fewer), and another supervisor with the same spec (base → other-supervisor). A
  * new binary that is missing, exits at start, or never says ready leaves the old one serving.
+ * With --cpu-affinity, lowering the worker count composes the CPU steering with the upgrade's:
+ * pinned workers, connections steered by CPU before and after, and no client fails.
  *
  * The new supervisor shares the old one's standard output (it inherits it), so one Program
  * sees the events of both; after the old one exits, the new one's are read from there too.
@@ -17,6 +19,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startActivated } from "./support/activator.js";
 import { ClientLoad } from "./support/client-load.js";
+import { allowedCpus, whoamiFromCpu } from "./support/cpus.js";
 import { NotifySocket } from "./support/notify-socket.js";
 import { freePort, parseWhoami, tcpExchange } from "./support/net.js";
 import {
@@ -318,6 +321,50 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
       for (let i = 0; i < 10; i++) {
         const who = await whoami(portOf(next, "who"));
         expect(who).toMatchObject({ worker: 0, pid: next.workers[0]!.pid, gen: 2 });
+      }
+      await stopSuccessor(program, next);
+    },
+  );
+
+  it(
+    "with --cpu-affinity lowers the worker count: workers pinned and connections steered by " +
+      "CPU before and after, losing no client",
+    { timeout: TEST_TIMEOUT_MS },
+    async (context) => {
+      const allowed = allowedCpus("self");
+      if (allowed.length !== 2) {
+        const why = `${allowed.length} CPUs allowed: this case expects exactly 2`;
+        if (process.env.CI === "true") throw new Error(`CI run fails: ${why}`);
+        return context.skip(why);
+      }
+      const { program, ready, exe } = await start("changed", {}, ["--cpu-affinity"]);
+      const pidOf = (r: UpgradeReady, index: number) =>
+        r.workers.find((w) => w.index === index)!.pid;
+      // 3 workers on 2 CPUs: slots 0 and 2 share the first CPU, slot 1 has the second.
+      for (const w of ready.workers) expect(allowedCpus(w.pid)).toEqual([allowed[w.index % 2]]);
+      const who = portOf(ready, "who");
+      const first = new Set((await whoamiFromCpu(allowed[0]!, who, 10)).map((a) => a.pid));
+      expect([...first].every((pid) => [pidOf(ready, 0), pidOf(ready, 2)].includes(pid))).toBe(
+        true,
+      );
+      const second = (await whoamiFromCpu(allowed[1]!, who, 10)).map((a) => a.pid);
+      expect(second).toEqual(Array<number>(10).fill(pidOf(ready, 1)));
+
+      const web = portOf(ready, "web");
+      const load = new ClientLoad({ who, web, uecho: portOf(ready, "uecho") });
+      await sleep(300);
+      await deploy(exe, binaries.get("fewer")!);
+      const next = await upgrade(program, 2);
+      await sleep(300);
+      const seen = await load.stop();
+      expect(seen.failures).toEqual([]);
+      // One worker left, pinned to the first CPU: the program for 1 member sends every CPU's
+      // connections to it, never to the sockets the old supervisor left behind.
+      expect(next.workers).toHaveLength(1);
+      expect(allowedCpus(next.workers[0]!.pid)).toEqual([allowed[0]]);
+      for (const cpu of allowed) {
+        const answers = await whoamiFromCpu(cpu, portOf(next, "who"), 5);
+        expect(answers.map((a) => a.pid)).toEqual(Array<number>(5).fill(next.workers[0]!.pid));
       }
       await stopSuccessor(program, next);
     },

@@ -7,6 +7,7 @@ const cli = @import("cli.zig");
 const standalone = @import("worker/standalone.zig");
 const supervisor = @import("supervisor/supervisor.zig");
 const worker_entry = @import("worker/entry.zig");
+const resolve = @import("net/resolve.zig");
 const sys = @import("net/sys.zig");
 const log = @import("log.zig");
 const events = @import("events.zig");
@@ -50,8 +51,13 @@ fn run(process: compat.Process) u8 {
             raiseFdLimit(options);
             access_log.configure(options.access_log_path, options.access_log_format);
             if (options.worker) |role| return worker_entry.run(role, options);
-            // Before anything is claimed, opened or started.
+            // Before anything is claimed, opened or started: the user to drop to, and the
+            // upstream servers given as host names (a name that does not resolve: exit 1).
             options.drop_to = resolveUser(options.privileges) orelse return 1;
+            if (!resolve.atStart(&options.upstream_addresses)) return 1;
+            // A standalone process's own pool reads them here; workers get them on their
+            // command line.
+            resolve.current = options.upstream_addresses;
             const path = options.pid_file orelse return serve(options, process);
             if (!claimPidFile(path, options, process)) return 1;
             defer pid_file.releaseClaim(path);
@@ -118,7 +124,7 @@ const upstream_connections: u64 = blk: {
 fn raiseFdLimit(options: cli.Options) void {
     const workers: u64 = if (options.workers == 0) cli.max_workers else options.workers;
     const wanted: u64 = config.max_connections + upstream_connections +
-        workers * (config.listeners.len + 4) + 64;
+        config.proxy_server_fds + workers * (config.listeners.len + 4) + 64;
     const got = sys.raiseFdLimit(wanted) orelse return;
     // Said once, by the process that starts the others.
     if (got < wanted and options.worker == null) {

@@ -15,6 +15,7 @@ test {
     _ = @import("handlers/app.zig");
     _ = @import("handlers/app/http.zig");
     _ = @import("handlers/app/peer.zig");
+    _ = @import("handlers/app/request.zig");
     _ = @import("handlers/app/response.zig");
     _ = @import("handlers/app/stream.zig");
     _ = @import("handlers/app/timer.zig");
@@ -33,8 +34,12 @@ test {
     _ = @import("metrics/proc.zig");
     _ = @import("metrics/region.zig");
     _ = @import("metrics/render.zig");
+    _ = @import("net/dns.zig");
     _ = @import("net/listener.zig");
+    _ = @import("net/locality.zig");
+    _ = @import("net/resolve.zig");
     _ = @import("net/scm.zig");
+    _ = @import("net/servers.zig");
     _ = @import("net/sys.zig");
     _ = @import("output.zig");
     _ = @import("supervisor/core.zig");

@@ -23,8 +23,12 @@ test {
     _ = @import("metrics/proc.zig");
     _ = @import("metrics/region.zig");
     _ = @import("metrics/render.zig");
+    _ = @import("net/dns.zig");
     _ = @import("net/listener.zig");
+    _ = @import("net/locality.zig");
+    _ = @import("net/resolve.zig");
     _ = @import("net/scm.zig");
+    _ = @import("net/servers.zig");
     _ = @import("net/sys.zig");
     _ = @import("output.zig");
     _ = @import("supervisor/core.zig");

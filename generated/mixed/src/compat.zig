@@ -51,6 +51,21 @@ pub fn Entry(comptime run: fn (Process) u8) type {
 /// Formats into `buf` (`std.fmt.bufPrint`, which 0.17 moved to `std.mem.print`).
 pub const bufPrint = if (@hasDecl(std.mem, "print")) std.mem.print else std.fmt.bufPrint;
 
+/// Writes `value` as JSON into `buf` (std.json's rules, compact) and returns what it wrote;
+/// `error.NoSpaceLeft` when it does not fit. 0.15 replaced `std.json.stringify` and its
+/// generic writer with `std.json.Stringify` over `std.Io.Writer`; neither allocates.
+pub fn jsonPrint(buf: []u8, value: anytype) error{NoSpaceLeft}![]u8 {
+    if (@hasDecl(std.json, "Stringify")) {
+        var writer: std.Io.Writer = .fixed(buf);
+        std.json.Stringify.value(value, .{}, &writer) catch return error.NoSpaceLeft;
+        return writer.buffered();
+    } else {
+        var stream = std.io.fixedBufferStream(buf);
+        std.json.stringify(value, .{}, stream.writer()) catch return error.NoSpaceLeft;
+        return stream.getWritten();
+    }
+}
+
 /// Searching slices: 0.16 renamed `indexOf*` to `find*`.
 pub const find = if (@hasDecl(std.mem, "find")) std.mem.find else std.mem.indexOf;
 pub const findScalar = if (@hasDecl(std.mem, "findScalar"))

@@ -5,6 +5,7 @@ const std = @import("std");
 const config = @import("config.zig");
 const cli = @import("cli.zig");
 const sys = @import("net/sys.zig");
+const metrics = @import("metrics/cell.zig");
 pub const api = @import("handlers/api.zig");
 const echo = @import("handlers/echo.zig");
 const http = @import("handlers/http.zig");
@@ -35,6 +36,52 @@ pub const upstream = struct {
     pub fn forgetSlot(slot: u32) void {
         _ = slot;
     }
+    pub fn takeStreamReply(waiter: api.Waiter) ?api.StreamReply {
+        _ = waiter;
+        return null;
+    }
+    pub fn takeDatagramReply() ?noreturn {
+        return null;
+    }
+    pub fn datagramsInFlight() u32 {
+        return 0;
+    }
+};
+
+/// The proxy listeners' client and server pairs (handlers/proxy.zig): they have their own
+/// table, so the connection table never sees them.
+pub const proxy = struct {
+    // No listener of this service is a proxy: the worker's loop has nothing of theirs to drive.
+    pub const token_kind: u8 = 7;
+    pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !void {
+        _ = allocator;
+        _ = epfd;
+        _ = limits;
+    }
+    pub fn openCount() u32 {
+        return 0;
+    }
+    pub fn isFull() bool {
+        return false;
+    }
+    pub fn open(fd: sys.Fd, listener_index: u16, now_ms: u64) void {
+        _ = fd;
+        _ = listener_index;
+        _ = now_ms;
+        unreachable;
+    }
+    pub fn closeAll() void {}
+    pub fn expire(now_ms: u64) void {
+        _ = now_ms;
+    }
+    pub fn nextMs() ?u64 {
+        return null;
+    }
+    pub fn onEvent(t: @import("worker/connections.zig").Token, events: u32, now_ms: u64) void {
+        _ = t;
+        _ = events;
+        _ = now_ms;
+    }
 };
 
 /// What a connection's handler remembers between reads: the HTTP parser's progress for
@@ -51,6 +98,8 @@ pub fn initState(listener_index: u16, limits: cli.Limits) State {
         .http => .{ .http = http.initState(limits) },
         .app => .{ .app = app.initConnection(listener_index, limits) },
         .echo, .whoami, .custom => .none,
+        // Proxied clients live in the proxy's own table.
+        .proxy => unreachable,
     };
 }
 
@@ -60,7 +109,7 @@ pub fn hasRequests(listener_index: u16) bool {
     return switch (config.listeners[listener_index].handler) {
         .http => true,
         .app => app.hasRequests(listener_index),
-        .echo, .whoami, .custom => false,
+        .echo, .whoami, .custom, .proxy => false,
     };
 }
 
@@ -95,6 +144,8 @@ pub fn onOpen(ctx: *const api.Context, state: *State, out: *api.Output) api.Prog
         .app => app.onOpen(ctx, &state.app, out),
         // No listener of this service uses the custom handler.
         .custom => unreachable,
+        // Proxied clients live in the proxy's own table.
+        .proxy => unreachable,
     };
 }
 
@@ -111,6 +162,8 @@ pub fn onData(
         .app => app.onData(ctx, &state.app, input, out),
         // No listener of this service uses the custom handler.
         .custom => unreachable,
+        // Proxied clients live in the proxy's own table.
+        .proxy => unreachable,
     };
     std.debug.assert(progress.consumed <= input.len);
     std.debug.assert(out.len <= out.buf.len);
@@ -123,7 +176,7 @@ pub fn onTimeout(ctx: *const api.Context, state: *State, out: *api.Output) void 
     switch (ctx.listener.handler) {
         .http => http.onTimeout(ctx, &state.http, out),
         .app => app.onTimeout(ctx, &state.app, out),
-        .echo, .whoami, .custom => {},
+        .echo, .whoami, .custom, .proxy => {},
     }
 }
 
@@ -139,9 +192,29 @@ pub fn onTimer(
     return .{ .consumed = 0 };
 }
 
+/// Whether the listener's handler is told, per connection, that the worker drains (a stream
+/// module with a `draining` callback).
+pub fn wantsDrain(listener_index: u16) bool {
+    if (config.listeners[listener_index].handler == .app) return app.wantsDrain(listener_index);
+    return false;
+}
+
+/// The worker began to drain: the connection's handler may say goodbye (see `wantsDrain`).
+pub fn onDrain(ctx: *const api.Context, state: *State, out: *api.Output) api.Progress {
+    if (ctx.listener.handler == .app) return app.onDrain(ctx, &state.app, out);
+    return .{ .consumed = 0 };
+}
+
 /// The next waiting request an application module woke (see `Connections.applyWakes`).
 pub fn takeWake() ?api.Waiter {
     return app.http.takeWake();
+}
+
+/// Hands the datagram modules' upstream calls that are over to their modules, and sends
+/// what they answer to the datagrams' senders (`buf` holds one answer at a time). Bounded
+/// by the call tables: each call is handed over once.
+pub fn deliverUpstreamReplies(buf: []u8) void {
+    _ = buf;
 }
 
 /// The connection is closing: an application module may forget it.
@@ -164,6 +237,8 @@ pub fn onDatagram(
         .app => app.onDatagram(ctx, input, from, reply),
         // No listener of this service uses the custom handler.
         .custom => unreachable,
+        // A proxy listener is TCP only (the spec's rules).
+        .proxy => unreachable,
     };
     std.debug.assert(len <= reply.len);
     return len;

@@ -10,7 +10,7 @@ pub const Admin = struct {
 
 pub const Protocol = enum { tcp, udp };
 
-pub const Handler = enum { echo, http, whoami, custom, app };
+pub const Handler = enum { echo, http, whoami, custom, app, proxy };
 
 pub const Keepalive = struct {
     idle_s: u16,
@@ -58,6 +58,8 @@ pub const Listener = struct {
     /// The `route` label of each request-duration histogram of the listener (metrics): an
     /// HTTP module's routes then "" (no route answered), "*" for the built-in `http` handler.
     routes: []const []const u8,
+    /// The `proxy` handler's settings; null for every other handler.
+    proxy: ?Proxy = null,
 };
 
 pub const name = "resp";
@@ -68,6 +70,9 @@ pub const drain_timeout_ms: u32 = 10000;
 /// How long a graceful stop keeps accepting and serving after readiness (the admin
 /// listener's /readyz) turned 503, before the drain: time for load balancers to move away.
 pub const shutdown_delay_ms: u32 = 0;
+/// Pin worker slot i to the (i mod n)-th allowed CPU and steer new connections to the worker
+/// on the CPU that received them (see net/locality.zig); --cpu-affinity overrides it.
+pub const cpu_affinity: bool = false;
 /// The admin listener (/metrics, /healthz, /readyz, /status); null: none unless --admin.
 pub const admin: ?Admin = null;
 /// Connections one worker serves at once; further ones wait in the accept queue.
@@ -104,21 +109,23 @@ pub const group: ?[]const u8 = null;
 pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "643b267c0442a9fd";
+pub const spec_fingerprint = "88f663ffeb50e9ff";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "d80f74f656fa9e3a";
+pub const supervisor_fingerprint = "82c9e147cb705a96";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 
 /// How an upstream's replies are cut (see upstream/framing.zig).
 pub const Framing = enum { resp, line, length, http };
 
-/// A server of an upstream: an IP literal and a port.
+/// A server of an upstream: an IP literal and a port, or a host name (its address is then
+/// the one resolved at start and on SIGHUP: see net/resolve.zig).
 pub const Server = struct {
     address: Address,
     port: u16,
+    host: []const u8 = "",
 };
 
 /// A service the app modules call, through a pool of connections in every worker.
@@ -138,6 +145,39 @@ pub const Upstream = struct {
     /// How long a server that refused, failed or timed out is left out of the rotation.
     eject_ms: u32,
 };
+
+/// How a proxy picks a server for a new client (among those not ejected).
+pub const Balance = enum { roundrobin, leastconn };
+
+/// The PROXY protocol header a proxy sends its server first (HAProxy's spec); none: none.
+pub const ProxyProtocol = enum { none, v1, v2 };
+
+/// A `proxy` listener: each client is joined to a server of `upstream` (its servers copied
+/// here), and bytes are pumped both ways (see handlers/proxy.zig).
+pub const Proxy = struct {
+    upstream: []const u8,
+    servers: []const Server,
+    balance: Balance,
+    /// A connect that takes longer fails: the next server is tried, `retries` times.
+    connect_timeout_ms: u32,
+    /// A pair whose client and server both stay silent this long is closed.
+    idle_timeout_ms: u32,
+    retries: u8,
+    send_proxy_protocol: ProxyProtocol,
+    /// How long a server that refused or timed out is left out.
+    eject_ms: u32,
+    /// Active health checks: a TCP connect to each server this often (0: none); a server is
+    /// down after `fall` failed checks in a row, up again after `rise` passed ones.
+    check_interval_ms: u32,
+    rise: u8,
+    fall: u8,
+    /// Bytes move with splice(2) through a pipe per direction (see handlers/proxy/splice.zig).
+    zero_copy: bool,
+};
+
+/// Descriptors a worker may hold for proxied clients beside theirs: per client, its server's
+/// (and two pipes with `zeroCopy`); 0 without a proxy listener.
+pub const proxy_server_fds: u32 = 1024 * 0;
 
 /// The upstreams by name, as modules name them (`.store`), in spec order.
 pub const UpstreamName = enum {};

@@ -5,6 +5,7 @@ const compat = @import("compat.zig");
 const config = @import("config.zig");
 const address = @import("address.zig");
 const privileges = @import("supervisor/privileges.zig");
+const resolve = @import("net/resolve.zig");
 
 pub const usage =
     \\Usage: 
@@ -46,6 +47,9 @@ pub const usage =
     \\                           stays root (with --standalone the one process drops)
     \\  --group GROUP            with --user: the group (name or gid) instead of USER's
     \\                           primary group
+    \\  --cpu-affinity           pin worker i to the (i mod n)-th allowed CPU and send each
+    \\                           new connection to a worker on the CPU that received it;
+    \\                           --no-cpu-affinity turns the spec's "cpuAffinity" off
     \\  --fd-store               send the listening sockets to systemd's file-descriptor
     \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
@@ -115,6 +119,8 @@ pub const Options = struct {
     fd_store: bool = false,
     /// Serve a port another program's reuseport group serves already (see `openSockets`).
     join: bool = false,
+    /// Pin workers to CPUs and steer connections by CPU (see `net/locality.zig`).
+    cpu_affinity: bool = config.cpu_affinity,
     limits: Limits = .{},
     /// The user and group to drop to, as named (see `privileges.zig`).
     privileges: privileges.Request = .{ .user = config.user, .group = config.group },
@@ -125,6 +131,9 @@ pub const Options = struct {
     access_log_path: ?[:0]const u8 = null,
     /// `--access-log-format`: "json" or "combined" instead of the spec's.
     access_log_format: ?[:0]const u8 = null,
+    /// The addresses of upstream servers named by host, resolved by the supervisor (the
+    /// internal `--upstream-addresses`).
+    upstream_addresses: resolve.Table = .{},
 };
 
 /// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
@@ -211,6 +220,10 @@ pub fn parse(args: []const [*:0]const u8, diag: *Diagnostic) error{Usage}!Comman
             options.join = true;
             continue;
         }
+        if (eql(arg, "--cpu-affinity") or eql(arg, "--no-cpu-affinity")) {
+            options.cpu_affinity = eql(arg, "--cpu-affinity");
+            continue;
+        }
         if (i + 1 >= args.len) {
             if (isValueFlag(arg)) return diag.set("{s} needs a value", .{arg});
             return diag.set("unknown argument \"{s}\"", .{arg});
@@ -276,6 +289,10 @@ fn parseValueFlag(
     } else if (eql(arg, "--worker")) {
         options.worker = parseWorkerRole(value) orelse
             return diag.set("--worker is for the supervisor's own use (got \"{s}\")", .{value});
+    } else if (eql(arg, "--upstream-addresses")) {
+        options.upstream_addresses = resolve.Table.parse(value) orelse
+            return diag.set("--upstream-addresses is for the supervisor's own use " ++
+                "(got \"{s}\")", .{value});
     } else {
         return diag.set("unknown argument \"{s}\"", .{arg});
     }
@@ -296,7 +313,7 @@ fn isValueFlag(arg: []const u8) bool {
     const flags = [_][]const u8{
         "--workers", "--listen",     "--pid-file",          "--handover",
         "--worker",  "--user",       "--group",             "--drop-to",
-        "--admin",   "--access-log", "--access-log-format",
+        "--admin",   "--access-log", "--access-log-format", "--upstream-addresses",
     };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;
@@ -428,6 +445,16 @@ test "parses flags and rejects unknown ones with a message" {
     const supervised = [_][*:0]const u8{ "svc", "--handover", "/run/svc.sock" };
     try std.testing.expectError(error.Usage, parse(&supervised, &diag));
     try std.testing.expect(compat.find(u8, diag.message, "--standalone") != null);
+}
+
+test "--cpu-affinity and --no-cpu-affinity override the spec, the last one winning" {
+    var diag: Diagnostic = .{};
+    const none = [_][*:0]const u8{"svc"};
+    try std.testing.expectEqual(config.cpu_affinity, (try parse(&none, &diag)).serve.cpu_affinity);
+    const on = [_][*:0]const u8{ "svc", "--cpu-affinity" };
+    try std.testing.expect((try parse(&on, &diag)).serve.cpu_affinity);
+    const off = [_][*:0]const u8{ "svc", "--cpu-affinity", "--no-cpu-affinity" };
+    try std.testing.expect(!(try parse(&off, &diag)).serve.cpu_affinity);
 }
 
 test "--user and --group override the spec's user and group" {

@@ -14,6 +14,8 @@ const cell_mod = @import("cell.zig");
 const region_mod = @import("region.zig");
 const app = @import("app.zig");
 const proc = @import("proc.zig");
+const address = @import("../address.zig");
+const sys = @import("../net/sys.zig");
 
 const Cell = cell_mod.Cell;
 const Listener = cell_mod.Listener;
@@ -244,9 +246,11 @@ fn writeAll(out: *Out, format: Format, view: *const View) !void {
     try writeRequests(out, format, view.region);
     try writeDurations(out, format, view.region);
     try writeDatagrams(out, format, view.region);
+    try writeUpstreams(out, format, view.region);
     try writeLimits(out, format, view.region);
     try writeProcesses(out, format, view.processes);
     try writeApp(out, format, view.region);
+    try writeProxyServers(out, format, view.region);
     if (format == .openmetrics) try out.raw("# EOF\n");
 }
 
@@ -406,6 +410,120 @@ fn writeDatagrams(out: *Out, format: Format, r: *const Region) !void {
     try perWorker(out, r, sent, "_total", "datagrams_sent", isUdp);
 }
 
+fn upstreamServerWord(u: usize, s: usize, comptime field: []const u8) usize {
+    const at = @offsetOf(Cell, "upstream_servers") +
+        (cell_mod.server_base[u] + s) * @sizeOf(cell_mod.UpstreamServer);
+    return (at + @offsetOf(cell_mod.UpstreamServer, field)) / 8;
+}
+
+/// A server's `server` label: as the spec gives it, `host:port` or `address:port`.
+fn serverLabel(buf: *[320]u8, server: config.Server) []const u8 {
+    if (server.host.len > 0) {
+        return compat.bufPrint(buf, "{s}:{d}", .{ server.host, server.port }) catch unreachable;
+    }
+    var text: [64]u8 = undefined;
+    const ip = address.format(server.address, &text);
+    if (server.address.isIp6()) {
+        return compat.bufPrint(buf, "[{s}]:{d}", .{ ip, server.port }) catch unreachable;
+    }
+    return compat.bufPrint(buf, "{s}:{d}", .{ ip, server.port }) catch unreachable;
+}
+
+/// The upstreams' passive health: calls and failures per server, ejections, and how many
+/// live workers leave each server out now; calls that failed before reaching a server.
+fn writeUpstreams(out: *Out, format: Format, r: *const Region) !void {
+    if (config.upstreams.len == 0) return;
+    const calls = "reuseport_upstream_calls";
+    try family(out, format, calls, .counter, "Upstream calls written to a server, by " ++
+        "upstream and server.");
+    try perServer(out, r, calls, "_total", "calls", null);
+    const failures = "reuseport_upstream_failures";
+    try family(out, format, failures, .counter, "Upstream calls on a connection to a server " ++
+        "that failed, by kind: down (refused, or closed before the reply), timeout, bad_reply.");
+    inline for (cell_mod.upstream_failures, 0..) |kind, k| {
+        try perServer(out, r, failures, "_total", "failures", .{ .kind = kind, .index = k });
+    }
+    const ejections = "reuseport_upstream_ejections";
+    try family(out, format, ejections, .counter, "Times a worker left an upstream server " ++
+        "out of its rotation (it refused a connection or timed out).");
+    try perServer(out, r, ejections, "_total", "ejections", null);
+    try writeEjected(out, format, r);
+    const unsent = "reuseport_upstream_unsent";
+    try family(out, format, unsent, .counter, "Upstream calls that failed before any server " ++
+        "had them, by reason: busy (every pipeline and the queue full), down (no connection " ++
+        "could be made), timeout (waited in the queue past the deadline).");
+    for (config.upstreams, 0..) |u, ui| {
+        inline for (cell_mod.unsent_reasons) |reason| {
+            const labels = [_]Label{
+                .{ .name = "upstream", .value = u.name },
+                .{ .name = "reason", .value = reason },
+            };
+            const word = (@offsetOf(Cell, "upstream_unsent") +
+                ui * @sizeOf(cell_mod.UpstreamUnsent) +
+                @offsetOf(cell_mod.UpstreamUnsent, reason)) / 8;
+            try sampleInt(out, unsent, "_total", &labels, totalSum(r, word));
+        }
+    }
+}
+
+const FailureKind = struct { kind: []const u8, index: usize };
+
+/// A counter per upstream server, summed over every worker (and the ones retired).
+fn perServer(
+    out: *Out,
+    r: *const Region,
+    name: []const u8,
+    suffix: []const u8,
+    comptime field: []const u8,
+    failure: ?FailureKind,
+) !void {
+    for (config.upstreams, 0..) |u, ui| {
+        for (u.servers, 0..) |server, si| {
+            var buf: [320]u8 = undefined;
+            var labels: [3]Label = .{
+                .{ .name = "upstream", .value = u.name },
+                .{ .name = "server", .value = serverLabel(&buf, server) },
+                undefined,
+            };
+            var word = upstreamServerWord(ui, si, field);
+            var n: usize = 2;
+            if (failure) |f| {
+                labels[2] = .{ .name = "kind", .value = f.kind };
+                word += f.index;
+                n = 3;
+            }
+            try sampleInt(out, name, suffix, labels[0..n], totalSum(r, word));
+        }
+    }
+}
+
+/// How many live worker processes leave each server out now (their cells' gauge holds the
+/// moment the ejection ends, on the monotonic clock all processes share).
+fn writeEjected(out: *Out, format: Format, r: *const Region) !void {
+    const name = "reuseport_upstream_ejected";
+    try family(out, format, name, .gauge, "Live worker processes that leave an upstream " ++
+        "server out of their rotation now (passive health).");
+    const now = sys.monotonicMs();
+    for (config.upstreams, 0..) |u, ui| {
+        for (u.servers, 0..) |server, si| {
+            const word = upstreamServerWord(ui, si, "ejected_until_ms");
+            var count: u64 = 0;
+            for (0..r.slotCount()) |slot| {
+                var cells = r.liveCells(@intCast(slot));
+                while (cells.next()) |c| {
+                    if (wordOf(c, word) > now) count += 1;
+                }
+            }
+            var buf: [320]u8 = undefined;
+            const labels = [_]Label{
+                .{ .name = "upstream", .value = u.name },
+                .{ .name = "server", .value = serverLabel(&buf, server) },
+            };
+            try sampleInt(out, name, "", &labels, count);
+        }
+    }
+}
+
 fn writeLimits(out: *Out, format: Format, r: *const Region) !void {
     if (!anyListener(isTcp)) return;
     const timeouts = "reuseport_timeouts";
@@ -512,6 +630,77 @@ fn writeApp(out: *Out, format: Format, r: *const Region) !void {
     }
 }
 
+fn proxyServerWord(index: usize, comptime field: []const u8) usize {
+    const at = @offsetOf(Cell, "proxy_servers") + index * @sizeOf(cell_mod.ProxyServer);
+    return (at + @offsetOf(cell_mod.ProxyServer, field)) / 8;
+}
+
+const ProxyFamily = struct { name: []const u8, field: []const u8, help: []const u8 };
+
+const proxy_families = [_]ProxyFamily{
+    .{
+        .name = "reuseport_proxy_server_connections",
+        .field = "connections",
+        .help = "Clients a proxy listener joined to each server of its upstream.",
+    },
+    .{
+        .name = "reuseport_proxy_server_connect_failures",
+        .field = "connect_failures",
+        .help = "Connects to each server that were refused, reset or timed out.",
+    },
+    .{
+        .name = "reuseport_proxy_server_sent_bytes",
+        .field = "bytes_to_server",
+        .help = "Bytes a proxy listener sent each server (its clients' bytes).",
+    },
+    .{
+        .name = "reuseport_proxy_server_received_bytes",
+        .field = "bytes_to_client",
+        .help = "Bytes a proxy listener sent its clients from each server.",
+    },
+};
+
+/// Per server of each proxy listener: the counters above, summed over the workers, and how
+/// many live workers' health checks hold it down.
+fn writeProxyServers(out: *Out, format: Format, r: *const Region) !void {
+    if (cell_mod.proxy_server_count == 0) return;
+    inline for (proxy_families) |f| {
+        try family(out, format, f.name, .counter, f.help ++ " By listener and server.");
+        try proxyServerSamples(out, r, f.name, "_total", f.field);
+    }
+    const down = "reuseport_proxy_server_down";
+    try family(out, format, down, .gauge, "Workers whose health checks hold the server down " ++
+        "(0: up for every worker), by listener and server.");
+    try proxyServerSamples(out, r, down, "", "down");
+}
+
+fn proxyServerSamples(
+    out: *Out,
+    r: *const Region,
+    name: []const u8,
+    suffix: []const u8,
+    comptime field: []const u8,
+) !void {
+    for (config.listeners, 0..) |l, li| {
+        const proxy = l.proxy orelse continue;
+        for (proxy.servers, 0..) |server, s| {
+            var text: [64]u8 = undefined;
+            var endpoint: [72]u8 = undefined;
+            const host = address.format(server.address, &text);
+            const bracket = server.address.isIp6();
+            const shown = compat.bufPrint(&endpoint, "{s}{s}{s}:{d}", .{
+                if (bracket) "[" else "", host, if (bracket) "]" else "", server.port,
+            }) catch unreachable;
+            const labels = [_]Label{
+                .{ .name = "listener", .value = l.name },
+                .{ .name = "server", .value = shown },
+            };
+            const index = cell_mod.proxy_server_base[li] + s;
+            try sampleInt(out, name, suffix, &labels, totalSum(r, proxyServerWord(index, field)));
+        }
+    }
+}
+
 fn boundLabels(comptime buckets: []const u64) [buckets.len][]const u8 {
     var labels: [buckets.len][]const u8 = undefined;
     for (buckets, 0..) |b, i| labels[i] = std.fmt.comptimePrint("{d}", .{b});
@@ -589,4 +778,114 @@ test "renders both formats from the region, and says when the buffer is short" {
     try std.testing.expect(has(om, "reuseport_worker_restarts_total{reason=\"hung\"} 0\n"));
     var small: [64]u8 = undefined;
     try std.testing.expectError(error.NoSpaceLeft, render(&small, .openmetrics, &view));
+}
+
+test "upstream servers' calls, failures and ejections, and who leaves them out now" {
+    if (config.upstreams.len == 0) return;
+    var region = try Region.create(std.testing.allocator, 2, 8);
+    defer region.deinit(std.testing.allocator);
+    region.claim(0, 0, 1);
+    region.claim(1, 1, 1);
+    // Worker 1 made 5 calls, 2 of which timed out, ejected the server once and leaves it
+    // out for an hour; its successor (after a fold) too; worker 0 left it out in the past.
+    const live: *[cell_words]u64 = @ptrCast(region.cell(1));
+    cell_mod.add(&live[upstreamServerWord(0, 0, "calls")], 5);
+    const timeout = compat.enumIndex(cell_mod.UpstreamFailure.timeout);
+    cell_mod.add(&live[upstreamServerWord(0, 0, "failures") + timeout], 2);
+    cell_mod.add(&live[upstreamServerWord(0, 0, "ejections")], 1);
+    const an_hour_ahead = sys.monotonicMs() + 3_600_000;
+    cell_mod.set(&live[upstreamServerWord(0, 0, "ejected_until_ms")], an_hour_ahead);
+    const past: *[cell_words]u64 = @ptrCast(region.cell(0));
+    cell_mod.set(&past[upstreamServerWord(0, 0, "ejected_until_ms")], 1);
+    const unsent = (@offsetOf(Cell, "upstream_unsent") +
+        @offsetOf(cell_mod.UpstreamUnsent, "busy")) / 8;
+    cell_mod.add(&live[unsent], 7);
+    const processes = [_]Process{.{ .slot = null, .pid = std.os.linux.getpid() }};
+    const view: View = .{
+        .region = &region,
+        .generation = 1,
+        .workers = .{},
+        .processes = &processes,
+    };
+    const buf = try std.testing.allocator.alloc(u8, bufferBytes(&view));
+    defer std.testing.allocator.free(buf);
+    const text = try render(buf, .prometheus, &view);
+    var server_buf: [320]u8 = undefined;
+    const server = serverLabel(&server_buf, config.upstreams[0].servers[0]);
+    const name = config.upstreams[0].name;
+    var calls_buf: [512]u8 = undefined;
+    const calls = try compat.bufPrint(&calls_buf, "reuseport_upstream_calls_total{{" ++
+        "upstream=\"{s}\",server=\"{s}\"}} 5\n", .{ name, server });
+    try std.testing.expect(compat.find(u8, text, calls) != null);
+    var want: [512]u8 = undefined;
+    const checks = [_]struct { []const u8, []const u8 }{
+        .{ "reuseport_upstream_failures_total", ",kind=\"timeout\"} 2\n" },
+        .{ "reuseport_upstream_failures_total", ",kind=\"down\"} 0\n" },
+        .{ "reuseport_upstream_ejections_total", "} 1\n" },
+        .{ "reuseport_upstream_ejected", "} 1\n" },
+    };
+    for (checks) |check| {
+        const line = try compat.bufPrint(&want, "{s}{{upstream=\"{s}\",server=\"{s}\"{s}", .{
+            check[0], name, server, check[1],
+        });
+        try std.testing.expect(compat.find(u8, text, line) != null);
+    }
+    const busy = try compat.bufPrint(&want, "reuseport_upstream_unsent_total{{upstream=\"{s}\"," ++
+        "reason=\"busy\"}} 7\n", .{name});
+    try std.testing.expect(compat.find(u8, text, busy) != null);
+    // Retired: the counters stay, the gauge goes with the process.
+    region.fold(1, .{ .expected = true });
+    const after = try render(buf, .prometheus, &view);
+    try std.testing.expect(compat.find(u8, after, calls) != null);
+    const gone = try compat.bufPrint(&want, "reuseport_upstream_ejected{{upstream=\"{s}\"," ++
+        "server=\"{s}\"}} 0\n", .{ name, server });
+    try std.testing.expect(compat.find(u8, after, gone) != null);
+}
+
+test "a proxy's servers: counters summed over workers and folded; down counts live workers" {
+    if (cell_mod.proxy_server_count == 0) return;
+    var region = try Region.create(std.testing.allocator, 2, 8);
+    defer region.deinit(std.testing.allocator);
+    region.claim(0, 0, 1);
+    region.claim(1, 1, 1);
+    const li = for (config.listeners, 0..) |l, i| {
+        if (l.proxy != null) break i;
+    } else unreachable;
+    const index = cell_mod.proxy_server_base[li];
+    for ([_]u32{ 0, 1 }) |c| {
+        const words: *[cell_words]u64 = @ptrCast(region.cell(c));
+        cell_mod.add(&words[proxyServerWord(index, "connections")], 3);
+        cell_mod.add(&words[proxyServerWord(index, "bytes_to_client")], 1000);
+        cell_mod.set(&words[proxyServerWord(index, "down")], 1);
+    }
+    // Worker 1 is gone: its counts stay, its view of the server's health does not.
+    region.fold(1, .{ .expected = false });
+    const processes = [_]Process{};
+    const view: View = .{
+        .region = &region,
+        .generation = 1,
+        .workers = .{ .ready = 1 },
+        .processes = &processes,
+    };
+    const buf = try std.testing.allocator.alloc(u8, bufferBytes(&view));
+    defer std.testing.allocator.free(buf);
+    const text = try render(buf, .prometheus, &view);
+    const server = config.listeners[li].proxy.?.servers[0];
+    var host: [64]u8 = undefined;
+    var line: [256]u8 = undefined;
+    const labels = try compat.bufPrint(&line, "{{listener=\"{s}\",server=\"{s}:{d}\"}}", .{
+        config.listeners[li].name, address.format(server.address, &host), server.port,
+    });
+    var want: [320]u8 = undefined;
+    const cases = [_]struct { name: []const u8, value: u64 }{
+        .{ .name = "reuseport_proxy_server_connections_total", .value = 6 },
+        .{ .name = "reuseport_proxy_server_received_bytes_total", .value = 2000 },
+        .{ .name = "reuseport_proxy_server_down", .value = 1 },
+    };
+    for (cases) |case| {
+        const expected = try compat.bufPrint(&want, "{s}{s} {d}\n", .{
+            case.name, labels, case.value,
+        });
+        try std.testing.expect(compat.find(u8, text, expected) != null);
+    }
 }

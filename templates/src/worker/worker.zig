@@ -72,6 +72,7 @@ const Kind = struct {
     const handover: u8 = 4;
     const admin: u8 = 5;
     const upstream: u8 = handlers.upstream.token_kind;
+    const proxy: u8 = handlers.proxy.token_kind;
 };
 
 /// Accepts per listener wakeup before giving connections a turn: fair, and bounded.
@@ -182,6 +183,7 @@ pub const Worker = struct {
         try handlers.initApps(allocator);
         errdefer handlers.deinitApps(allocator);
         try handlers.upstream.init(allocator, epfd);
+        try handlers.proxy.init(allocator, epfd, options.limits);
         const identity: connections_mod.Identity = .{
             .worker_index = options.index,
             .pid = pid,
@@ -257,6 +259,11 @@ pub const Worker = struct {
         return all;
     }
 
+    /// Connections open: the connection table's and the proxied clients'.
+    fn openCount(self: *const Worker) u32 {
+        return self.conns.openCount() + handlers.proxy.openCount();
+    }
+
     /// Serves until stopped; returns why it stopped.
     pub fn run(self: *Worker) StopReason {
         self.started_ms = sys.monotonicMs();
@@ -273,12 +280,14 @@ pub const Worker = struct {
             };
             if (self.stop) |reason| {
                 if (reason == .immediate) return self.closeAll(reason);
-                if (self.conns.openCount() == 0) return self.closeAll(reason);
+                // Datagram modules' calls in flight are answered first, as connections are.
+                const calls = handlers.upstream.datagramsInFlight();
+                if (self.openCount() == 0 and calls == 0) return self.closeAll(reason);
                 const drain = &self.drain.?;
                 if (drain.takeSweep(now)) self.conns.closeIdle();
                 if (drain.expired(now)) {
                     log.warn("drain timeout: closing {d} open connections", .{
-                        self.conns.openCount(),
+                        self.openCount(),
                     });
                     return self.closeAll(reason);
                 }
@@ -287,11 +296,13 @@ pub const Worker = struct {
             handlers.upstream.beginTurn();
             self.conns.expire(now);
             handlers.upstream.expire(now);
+            handlers.proxy.expire(now);
             if (self.admin) |*a| a.expire(now);
             access_log.flushIfDue(now);
             if (self.admin_retry_at_ms) |at| if (now >= at) self.retryAdmin(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
+            handlers.deliverUpstreamReplies(self.datagrams.spareReply());
             self.resumeListenersIfRoom(now);
             const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});
@@ -314,6 +325,7 @@ pub const Worker = struct {
     fn deadlineTimeoutMs(self: *const Worker, now_ms: u64) i32 {
         var next: ?u64 = self.conns.nextMs();
         if (handlers.upstream.nextMs()) |at| next = @min(next orelse at, at);
+        if (handlers.proxy.nextMs()) |at| next = @min(next orelse at, at);
         if (handlers.nextAppTickMs()) |at| next = @min(next orelse at, at);
         if (access_log.nextFlushMs()) |at| next = @min(next orelse at, at);
         if (self.drain) |drain| next = @min(next orelse drain.nextMs(), drain.nextMs());
@@ -360,6 +372,7 @@ pub const Worker = struct {
             Kind.handover => self.handOver(),
             Kind.admin => if (self.admin) |*a| a.onEvent(t.index, now_ms),
             Kind.upstream => handlers.upstream.onEvent(t, event.events, now_ms),
+            Kind.proxy => handlers.proxy.onEvent(t, event.events, now_ms),
             else => unreachable,
         }
     }
@@ -504,6 +517,7 @@ pub const Worker = struct {
         if (self.admin) |*a| a.close();
         self.admin = null;
         self.conns.closeAll();
+        handlers.proxy.closeAll();
         handlers.upstream.deinit();
         handlers.deinitApps(self.allocator);
         access_log.close();
@@ -520,9 +534,15 @@ pub const Worker = struct {
     /// and the kernel queues (or another worker takes) the newcomers.
     fn acceptBatch(self: *Worker, socket_index: u16, now_ms: u64) bool {
         const socket = self.options.sockets[socket_index];
+        const proxied = config.listeners[socket.listener_index].handler == .proxy;
         var accepted: usize = 0;
         while (accepted < accept_batch) : (accepted += 1) {
-            if (self.conns.isFull() and !self.conns.canEvict(now_ms)) {
+            // A full proxy table waits for a pair to end (pairs are never evicted).
+            if (proxied and handlers.proxy.isFull()) {
+                self.pauseListeners(now_ms + evict_retry_ms);
+                return false;
+            }
+            if (!proxied and self.conns.isFull() and !self.conns.canEvict(now_ms)) {
                 self.pauseWhileFull(now_ms);
                 return false;
             }
@@ -552,6 +572,10 @@ pub const Worker = struct {
             // Only a newcomer that is really there takes another connection's place. The
             // victim found before `accept` may have received its next request since: when no
             // other can be closed, the newcomer is refused (cleanly), not that request.
+            if (proxied) {
+                handlers.proxy.open(fd, socket.listener_index, now_ms);
+                continue;
+            }
             if (self.conns.isFull() and !self.conns.evictOne(now_ms)) {
                 refuse(fd);
                 self.pauseWhileFull(now_ms);

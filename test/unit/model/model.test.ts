@@ -27,6 +27,7 @@ describe("buildModel", () => {
       workers: 0,
       drainTimeoutMs: 10000,
       shutdownDelayMs: 0,
+      cpuAffinity: false,
       maxConnections: 1024,
       readBufferBytes: 16384,
       writeBufferBytes: 65536,
@@ -67,6 +68,8 @@ describe("buildModel", () => {
       },
       upstreams: [],
       hasUpstreams: false,
+      hasProxy: false,
+      proxyFdsPerClient: 0,
     });
   });
 
@@ -166,6 +169,7 @@ describe("buildModel", () => {
       deferAccept: true,
       recvBufferBytes: 8192,
       sendBufferBytes: 16384,
+      proxy: null,
       keepalive: true,
       keepaliveIdleSeconds: 5,
       keepaliveIntervalSeconds: 10,

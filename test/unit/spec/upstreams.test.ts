@@ -52,7 +52,7 @@ describe("upstreams in the spec", () => {
     expect(
       lines([
         { name: "store", servers: ["127.0.0.1"], framing: "resp" },
-        { name: "store", servers: ["[::1]:1", "db.local:5432", "::1"], framing: "xml" },
+        { name: "store", servers: ["[::1]:1", "db_local:5432", "::1"], framing: "xml" },
         { name: "if", servers: [], framing: "line", connectTimeoutMs: 0 },
       ]),
     ).toEqual([
@@ -64,8 +64,8 @@ describe("upstreams in the spec", () => {
         '(got "127.0.0.1")',
       "spec.json: upstreams[1].name: is already the name of upstreams[0]; upstream names must " +
         'be unique (got "store")',
-      "spec.json: upstreams[1].servers[1]: is not an IP literal: host names are not supported " +
-        'yet; give the address (got "db.local:5432")',
+      "spec.json: upstreams[1].servers[1]: is neither an IP literal nor a host name: give an " +
+        'IPv4 address, [IPv6] in brackets, or a name such as db.internal (got "db_local:5432")',
       'spec.json: upstreams[1].servers[2]: has no port: write an IPv6 server as "[ADDRESS]:PORT" ' +
         '(got "::1")',
       "spec.json: upstreams[2].name: is a Zig keyword; modules name an upstream as `.name`: " +
@@ -73,7 +73,7 @@ describe("upstreams in the spec", () => {
     ]);
   });
 
-  it("refuses upstreams that no HTTP app module could call", () => {
+  it("refuses upstreams that no app module could call", () => {
     const result = validateSpec({
       name: "svc",
       listeners: [{ ...listener, handler: "http", app: undefined }],
@@ -81,8 +81,8 @@ describe("upstreams in the spec", () => {
     });
     const found = result.ok ? [] : result.diagnostics.map((d) => formatDiagnostic("spec.json", d));
     expect(found).toEqual([
-      'spec.json: upstreams: are called from HTTP app modules only; add a listener with ' +
-        '"handler": "app" and "app": { "http": … }, or remove the upstreams',
+      'spec.json: upstreams: are called from app modules only; add a listener with ' +
+        '"handler": "app", or remove the upstreams',
     ]);
   });
 
@@ -102,6 +102,23 @@ describe("parseServer", () => {
     expect(parseServer("[::1]:80")).toMatchObject({ ip: { family: 6 }, port: 80 });
   });
 
+  it("reads host names, lower-cased and without a trailing dot", () => {
+    expect(parseServer("Db.Internal.:6379")).toEqual({
+      ip: undefined,
+      host: "db.internal",
+      port: 6379,
+    });
+    expect(parseServer("localhost:1")).toMatchObject({ host: "localhost", port: 1 });
+  });
+
+  it("refuses what is neither an IP literal nor a host name", () => {
+    for (const bad of ["1.2.3.256:1", "-db:1", "db-:1", "a..b:1", "db_x:1", "[db]:1", "9.9:1"]) {
+      expect(parseServer(bad)).toMatch(/neither an IP literal nor a host name/);
+    }
+    expect(parseServer(`${"a".repeat(64)}.b:1`)).toMatch(/neither/);
+    expect(parseServer("db.internal")).toMatch(/has no port/);
+  });
+
   it("refuses ports out of range, empty ports and IPv4 in brackets", () => {
     expect(parseServer("127.0.0.1:0")).toMatch(/port that is not an integer/);
     expect(parseServer("127.0.0.1:65536")).toMatch(/port that is not an integer/);
@@ -116,16 +133,18 @@ describe("buildUpstreams", () => {
       name: "svc",
       listeners: [listener],
       upstreams: [
-        { name: "store", servers: ["127.0.0.1:6379", "[::1]:6380"], framing: "resp" },
+        { name: "store", servers: ["127.0.0.1:6379", "[::1]:6380", "db:1"], framing: "resp" },
         { name: "api", servers: ["10.0.0.2:80"], framing: "http", pipeline: 1 },
       ],
     });
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     const [store, api] = buildUpstreams(result.spec);
+    const ip6 = `.{ ${[...Array(15).fill(0), 1].join(", ")} }`;
     expect(store?.servers).toEqual([
-      { isIpv6: false, addressBytes: ".{ 127, 0, 0, 1 }", port: 6379 },
-      { isIpv6: true, addressBytes: `.{ ${[...Array(15).fill(0), 1].join(", ")} }`, port: 6380 },
+      { host: "", isIpv6: false, addressBytes: ".{ 127, 0, 0, 1 }", port: 6379 },
+      { host: "", isIpv6: true, addressBytes: ip6, port: 6380 },
+      { host: "db", isIpv6: false, addressBytes: ".{ 0, 0, 0, 0 }", port: 1 },
     ]);
     expect(api).toMatchObject({ index: 1, name: "api", framing: "http", pipeline: 1 });
   });

@@ -43,6 +43,15 @@ describe("validateSpec", () => {
     expect(result.ok && result.spec.accessLog).toEqual(file);
   });
 
+  it("takes cpuAffinity as true or false, and names the field for anything else", () => {
+    const on = validateSpec({ name: "a", cpuAffinity: true, listeners: [listener()] });
+    expect(on.ok && on.spec.cpuAffinity).toBe(true);
+    const off = validateSpec({ name: "a", listeners: [listener()] });
+    expect(off.ok && off.spec.cpuAffinity).toBe(false);
+    const bad = lines({ name: "a", cpuAffinity: "yes", listeners: [listener()] }).join("\n");
+    expect(bad).toContain("cpuAffinity: must be true or false");
+  });
+
   it("refuses a request log without a path, with a directory path, or in an unknown format", () => {
     const bad = (accessLog: unknown) => lines({ name: "a", accessLog, listeners: [listener()] });
     expect(bad({ format: "json" }).join("\n")).toMatch(/^spec\.json: accessLog\.path: /);
@@ -65,6 +74,7 @@ describe("validateSpec", () => {
       workers: "auto",
       drainTimeoutMs: 10000,
       shutdownDelayMs: 0,
+      cpuAffinity: false,
       maxConnections: 1024,
       readBufferBytes: 16384,
       writeBufferBytes: 65536,

@@ -24,6 +24,8 @@ const stats_mod = @import("../worker/stats.zig");
 const worker_link = @import("worker_link.zig");
 const privileges = @import("privileges.zig");
 const sys = @import("../net/sys.zig");
+const resolve = @import("../net/resolve.zig");
+const locality = @import("../net/locality.zig");
 const linux = std.os.linux;
 
 const listener_count = config.listeners.len;
@@ -50,6 +52,10 @@ pub const StartOptions = struct {
     /// `--access-log` and `--access-log-format`, passed on when given.
     access_log_path: ?[:0]const u8 = null,
     access_log_format: ?[:0]const u8 = null,
+    /// The addresses of upstream servers named by host (`--upstream-addresses`).
+    upstream_addresses: ?*const resolve.Table = null,
+    /// The CPU the worker runs on alone (`cpuAffinity`); null: every CPU it inherits.
+    pin_to: ?u16 = null,
 };
 
 /// A started worker and the supervisor's ends of its pipes.
@@ -77,7 +83,7 @@ pub fn start(options: StartOptions) !Started {
     var limit_bufs: [cli.limit_flags.len][24:0]u8 = undefined;
     // The limits, then the request log's flags and --drop-to when given, one after the other
     // (argv ends at its first null).
-    const argc = 3 + 2 * cli.limit_flags.len + 4 + 2;
+    const argc = 3 + 2 * cli.limit_flags.len + 4 + 2 + 2;
     var argv: [argc:null]?[*:0]const u8 = @splat(null);
     argv[0] = options.exe_path;
     argv[1] = "--worker";
@@ -99,6 +105,16 @@ pub fn start(options: StartOptions) !Started {
         argv[next] = "--access-log-format";
         argv[next + 1] = format.ptr;
         next += 2;
+    }
+    var upstream_buf: [resolve.server_count * 64 + 1:0]u8 = undefined;
+    if (options.upstream_addresses) |table| {
+        const text = try table.toText(&upstream_buf);
+        if (text.len > 0) {
+            upstream_buf[text.len] = 0;
+            argv[next] = "--upstream-addresses";
+            argv[next + 1] = &upstream_buf;
+            next += 2;
+        }
     }
     var drop_buf: [24 + 11 * privileges.max_groups:0]u8 = undefined;
     if (options.drop_to) |credentials| {
@@ -176,6 +192,9 @@ fn becomeWorker(
     _ = linux.fcntl(control, linux.F.SETFD, 0);
     _ = linux.fcntl(report, linux.F.SETFD, 0);
     if (options.metrics_fd >= 0) _ = linux.fcntl(options.metrics_fd, linux.F.SETFD, 0);
+    // Pinned before exec, so the worker never runs a turn elsewhere; a CPU taken away
+    // since the supervisor read its mask leaves the worker unpinned (the kernel refuses).
+    if (options.pin_to) |cpu| _ = locality.pinTo(cpu);
     // The signal mask stays blocked across exec, so a signal that arrives before the worker
     // reads its signalfd waits for it instead of killing it.
     _ = linux.execve(options.exe_path, argv, options.envp);

@@ -35,6 +35,7 @@ const config = @import("../config.zig");
 const sys = @import("../net/sys.zig");
 const listener = @import("../net/listener.zig");
 const steering = @import("steering.zig");
+const locality = @import("../net/locality.zig");
 const activation = @import("../systemd/activation.zig");
 const log = @import("../log.zig");
 const linux = std.os.linux;
@@ -483,21 +484,33 @@ pub const LeftBehind = struct {
 
 // The new supervisor's side.
 
-/// Once the new supervisor's first generation is ready: in every group it took over from
-/// the old supervisor (`handed[i]` sockets of listener i), new connections go to its own
-/// `workers` slots only when it has fewer, to every member otherwise (a program an earlier
-/// upgrade attached goes). Listeners with sockets from systemd are left alone.
-pub fn steerHandedGroups(
+/// What `steerHandedGroups` works on.
+pub const Handed = struct {
     sockets: []const sys.Fd,
+    /// How many sockets of each listener the old supervisor handed over.
     handed: []const usize,
     activated: []const bool,
     workers: u16,
-) void {
-    for (config.listeners, handed, activated, 0..) |l, n, from_systemd, i| {
+    /// With `cpuAffinity`: the CPUs the workers are pinned to (see `locality.zig`).
+    by_cpu: ?*const locality.Cpus = null,
+};
+
+/// Once the new supervisor's first generation is ready: in every group it took over from
+/// the old supervisor (`handed[i]` sockets of listener i), new connections go to its own
+/// `workers` slots only when it has fewer, to every member otherwise (a program an earlier
+/// upgrade attached goes). With `by_cpu`, the CPU program for the first `workers` members
+/// does both. Listeners with sockets from systemd are left alone.
+pub fn steerHandedGroups(h: Handed) void {
+    for (config.listeners, h.handed, h.activated, 0..) |l, n, from_systemd, i| {
         if (n == 0 or from_systemd) continue;
+        if (h.by_cpu) |cpus| {
+            if (locality.steerByCpu(h.sockets[i], cpus, h.workers)) |_| {
+                continue;
+            } else |err| reportCpuSteering(l.name, err);
+        }
         // The surplus sockets are the highest slots, so the highest indices of the group.
-        const members: ?u16 = if (n > workers) workers else null;
-        listener.steerGroup(sockets[i], members) catch |err| {
+        const members: ?u16 = if (n > h.workers) h.workers else null;
+        listener.steerGroup(h.sockets[i], members) catch |err| {
             var text: [192]u8 = undefined;
             const detail = compat.bufPrint(&text, "listener {s}: cannot steer connections " ++
                 "away from the sockets left behind ({s}); they are served until they empty", .{
@@ -506,6 +519,20 @@ pub fn steerHandedGroups(
             events.emitDegraded("steering", detail);
         };
     }
+}
+
+/// A group that could not be steered by CPU: its workers stay pinned, and connections are
+/// spread as without `cpuAffinity`.
+pub fn reportCpuSteering(name: []const u8, err: locality.SteerError) void {
+    var text: [256]u8 = undefined;
+    const why = switch (err) {
+        error.TooManyCpus => "the program would pass the kernel's 4096 instructions",
+        error.Unexpected => "the kernel refused the program",
+    };
+    const detail = compat.bufPrint(&text, "listener {s}: connections are not steered to " ++
+        "the worker on their CPU: {s}; workers stay pinned", .{ name, why }) catch
+        "connections are not steered to the worker on their CPU";
+    events.emitDegraded("cpu_steering", detail);
 }
 
 /// What REUSEPORT_UPGRADE told a new supervisor.

@@ -111,11 +111,79 @@ pub const route_base: [listener_count + 1]usize = blk: {
 };
 pub const histogram_count = route_base[listener_count];
 
+/// Why an upstream call failed, in the order of `UpstreamServer.failures` (as
+/// `upstream/pool.zig`'s `Failure`): no connection or it closed, no reply in time, a reply
+/// that did not frame.
+pub const UpstreamFailure = enum(u8) { down, timeout, bad_reply };
+pub const upstream_failures = std.meta.fieldNames(UpstreamFailure);
+
+/// One upstream server's passive health in one worker's cell.
+pub const UpstreamServer = extern struct {
+    /// Calls written to a connection to this server.
+    calls: u64,
+    /// Calls on a connection to this server that failed, by kind.
+    failures: [upstream_failures.len]u64,
+    /// Times the worker left the server out (it refused, or timed out).
+    ejections: u64,
+    /// A gauge: until when (monotonic milliseconds) the worker leaves it out; 0: it does not.
+    ejected_until_ms: u64,
+};
+
+/// Calls of one upstream that failed before any server had them, in one worker's cell.
+pub const UpstreamUnsent = extern struct {
+    /// Every connection's pipeline and the queue were full: refused at once.
+    busy: u64,
+    /// No connection was open or could be opened.
+    down: u64,
+    /// Waited in the queue past the call's deadline.
+    timeout: u64,
+};
+pub const unsent_reasons = std.meta.fieldNames(UpstreamUnsent);
+
+/// Where each upstream's servers start in `Cell.upstream_servers`, in spec order.
+pub const server_base: [config.upstreams.len + 1]usize = blk: {
+    var base: [config.upstreams.len + 1]usize = undefined;
+    base[0] = 0;
+    for (config.upstreams, 0..) |u, i| base[i + 1] = base[i] + u.servers.len;
+    break :blk base;
+};
+/// One server of a proxy listener, as one worker sees it (`handlers/proxy.zig`).
+pub const ProxyServer = extern struct {
+    /// Clients joined to it (its connect succeeded).
+    connections: u64,
+    /// Connects to it that were refused, reset or timed out (each retried elsewhere).
+    connect_failures: u64,
+    bytes_to_server: u64,
+    bytes_to_client: u64,
+    /// A gauge: 1 while this worker's health checks hold it down (not folded).
+    down: u64,
+};
+
+/// Where each listener's servers start in `Cell.proxy_servers` (a proxy's upstream servers;
+/// none for other listeners).
+pub const proxy_server_base: [listener_count + 1]usize = blk: {
+    var base: [listener_count + 1]usize = undefined;
+    base[0] = 0;
+    for (config.listeners, 0..) |l, i| {
+        base[i + 1] = base[i] + if (l.proxy) |p| p.servers.len else 0;
+    }
+    break :blk base;
+};
+pub const proxy_server_count = proxy_server_base[listener_count];
+
 pub const Cell = extern struct {
     listeners: [listener_count]Listener,
     histograms: [histogram_count]Histogram,
+    upstream_servers: [server_base[config.upstreams.len]]UpstreamServer,
+    upstream_unsent: [config.upstreams.len]UpstreamUnsent,
     app: [app.value_count]u64,
+    proxy_servers: [proxy_server_count]ProxyServer,
 };
+
+/// Server `s` of upstream `u` in this process's cell.
+pub inline fn upstreamServer(u: usize, s: usize) *UpstreamServer {
+    return &own.upstream_servers[server_base[u] + s];
+}
 
 /// The cell this process writes: its own cell of the shared region once `attach`ed, and a
 /// private one until then (tests, and a worker whose region could not be mapped).
@@ -158,6 +226,13 @@ pub inline fn load(counter: *const u64) u64 {
 
 pub inline fn at(listener_index: u16) *Listener {
     return &own.listeners[listener_index];
+}
+
+/// The counters of server `server` of proxy listener `listener_index` (this worker's cell).
+pub inline fn proxyServer(listener_index: u16, server: u16) *ProxyServer {
+    const index = proxy_server_base[listener_index] + server;
+    std.debug.assert(index < proxy_server_base[listener_index + 1]);
+    return &own.proxy_servers[index];
 }
 
 pub fn bucketOf(duration_us: u64) usize {
@@ -229,7 +304,24 @@ pub fn fold(into: *Cell, from: *const Cell) void {
         const src: *const [@sizeOf(Histogram) / 8]u64 = @ptrCast(b);
         for (dst, src) |*d, *s| d.* += load(s);
     }
+    for (&into.upstream_servers, &from.upstream_servers) |*a, *b| {
+        a.calls += load(&b.calls);
+        for (&a.failures, &b.failures) |*d, *s| d.* += load(s);
+        a.ejections += load(&b.ejections);
+        // `ejected_until_ms` is a gauge: it dies with its process.
+    }
+    for (&into.upstream_unsent, &from.upstream_unsent) |*a, *b| {
+        a.busy += load(&b.busy);
+        a.down += load(&b.down);
+        a.timeout += load(&b.timeout);
+    }
     app.fold(&into.app, &from.app);
+    for (&into.proxy_servers, &from.proxy_servers) |*a, *b| {
+        a.connections += load(&b.connections);
+        a.connect_failures += load(&b.connect_failures);
+        a.bytes_to_server += load(&b.bytes_to_server);
+        a.bytes_to_client += load(&b.bytes_to_client);
+    }
 }
 
 test "codes map to their own slot or their class" {

@@ -58,12 +58,14 @@ const upgrade = @import("../upgrade/upgrade.zig");
 const log = @import("../log.zig");
 const sys = @import("../net/sys.zig");
 const cpus = @import("cpus.zig");
+const locality = @import("../net/locality.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 const core_mod = @import("core.zig");
 const admin_server = @import("../admin/server.zig");
 const admin_view = @import("admin_view.zig");
 const metrics_region = @import("../metrics/region.zig");
+const resolve = @import("../net/resolve.zig");
 
 const listener_count = config.listeners.len;
 const max_events = 64;
@@ -186,6 +188,8 @@ pub const Supervisor = struct {
     admin_retry_at_ms: ?u64 = null,
     admin_retry_until_ms: u64 = 0,
     started_ms: u64 = 0,
+    /// With `cpuAffinity`: the CPUs the workers are pinned to, read once at start.
+    locality: ?locality.Cpus = null,
 
     fn now() u64 {
         return sys.monotonicMs();
@@ -284,6 +288,7 @@ pub const Supervisor = struct {
             .close_successor => self.closeSuccessorPipe(),
             .restarting => |generation| {
                 log.info("starting generation {d}", .{generation});
+                self.resolveUpstreamsAgain();
                 self.notifier.reloading();
                 var line = events.Line.begin("restarting");
                 line.int("generation", generation);
@@ -653,9 +658,37 @@ pub const Supervisor = struct {
     /// steered to the kept ones; and the old supervisor learns which those are.
     fn takeOver(self: *Supervisor, handover: upgrade.Handover) void {
         self.handover = null;
-        upgrade.steerHandedGroups(self.sockets, &self.handed, &self.activated, self.workers);
+        const by_cpu = if (self.options.join) null else if (self.locality) |*c| c else null;
+        upgrade.steerHandedGroups(.{
+            .sockets = self.sockets,
+            .handed = &self.handed,
+            .activated = &self.activated,
+            .workers = self.workers,
+            .by_cpu = by_cpu,
+        });
         handover.announceReady(self.kept);
         log.info("took over from pid {d}", .{handover.from_pid});
+    }
+
+    /// With `cpuAffinity`: reads the CPUs workers are pinned to, and steers by CPU every
+    /// group this supervisor opened itself (those an old supervisor handed over are steered
+    /// once this one takes over, in `steerHandedGroups`). Another program's group (--join)
+    /// or systemd's sockets are never steered: their sockets may sit anywhere in the group.
+    fn setUpLocality(self: *Supervisor) void {
+        if (!self.options.cpu_affinity) return;
+        self.locality = locality.allowedCpus() orelse {
+            events.emitDegraded("cpu_affinity", "cannot read this process's CPU affinity " ++
+                "mask (sched_getaffinity); workers are not pinned, connections not steered");
+            return;
+        };
+        if (self.options.join) return;
+        for (config.listeners, self.activated, self.handed, 0..) |l, from_systemd, n, i| {
+            if (from_systemd or n > 0) continue;
+            const cpus_list = &self.locality.?;
+            locality.steerByCpu(self.sockets[i], cpus_list, self.workers) catch |err| {
+                upgrade.reportCpuSteering(l.name, err);
+            };
+        }
     }
 
     /// After an upgrade: once the sockets left behind are empty, this generation retires.
@@ -666,6 +699,26 @@ pub const Supervisor = struct {
     }
 
     // Workers.
+
+    /// A SIGHUP's new generation uses the upstream servers' names as they resolve now; a name
+    /// that fails keeps the address it had (an `upstream_unresolved` event says which, and
+    /// why), so a nameserver that is down does not take an upstream away.
+    fn resolveUpstreamsAgain(self: *Supervisor) void {
+        const table = &self.options.upstream_addresses;
+        _ = resolve.resolveAll(table, .{}, .{ .keep = &reportUnresolved });
+    }
+
+    /// One `upstream_unresolved` event (and a warning) per name that failed on a SIGHUP.
+    fn reportUnresolved(failure: resolve.Failure) void {
+        log.warn("upstream {s}: server {s}:{d} did not resolve ({s}); keeping its address", .{
+            failure.upstream, failure.server, failure.port, failure.reason,
+        });
+        var line = events.Line.begin("upstream_unresolved");
+        line.string("upstream", failure.upstream);
+        line.string("server", failure.server);
+        line.string("reason", failure.reason);
+        line.emit();
+    }
 
     fn spawn(self: *Supervisor, record: u32, index: u16, generation: u32) void {
         const proc = &self.procs[record];
@@ -684,6 +737,8 @@ pub const Supervisor = struct {
             .metrics_cell = record,
             .access_log_path = self.options.access_log_path,
             .access_log_format = self.options.access_log_format,
+            .upstream_addresses = &self.options.upstream_addresses,
+            .pin_to = if (self.locality) |*c| c.forSlot(index) else null,
         }) catch |err| {
             log.err("cannot start worker {d}: {s}", .{ index, @errorName(err) });
             proc.spawn_error = @errorName(err);
@@ -1198,6 +1253,7 @@ pub fn run(options: cli.Options, process: compat.Process) u8 {
         a.* = passed.countFor(i) > 0 and (handover == null or from_systemd);
     }
     supervisor.options.endpoints = opened.endpoints;
+    supervisor.setUpLocality();
     if (!supervisor.startAdmin(handover != null)) return 1;
     supervisor.armSystemdWatchdog(process.envp);
     return supervisor.run();

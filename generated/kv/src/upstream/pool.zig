@@ -24,9 +24,13 @@ const config = @import("../config.zig");
 const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
 const address = @import("../address.zig");
+const resolve = @import("../net/resolve.zig");
+const servers_mod = @import("../net/servers.zig");
+const metrics = @import("../metrics/cell.zig");
 const log = @import("../log.zig");
 const api = @import("../handlers/api.zig");
 const wake = @import("../handlers/app/wake.zig");
+const app_peer = @import("../handlers/app/peer.zig");
 const connections_mod = @import("../worker/connections.zig");
 const framing = @import("framing.zig");
 const linux = std.os.linux;
@@ -53,12 +57,25 @@ const none: u32 = std.math.maxInt(u32);
 
 const CallState = enum(u8) { free, queued, sent, done, taken };
 
+/// Whom a datagram module's call answers: the sender of the datagram that made it.
+pub const DatagramOrigin = struct {
+    listener_index: u16,
+    /// The listener's socket, which the answer is sent from.
+    fd: i32,
+    peer: app_peer.Peer,
+};
+
 const Call = struct {
     state: CallState = .free,
     failure: ?Failure = null,
     /// No request waits for it any more (its HTTP connection closed): freed once it ends.
     orphan: bool = false,
-    waiter: Waiter = .{ .slot = 0, .generation = 0 },
+    /// The connection the call wakes once over (a held HTTP request, a stream connection);
+    /// a datagram's call has none (slot `none`) and is handed out by `takeDatagramReply`.
+    waiter: Waiter = .{ .slot = none, .generation = 0 },
+    datagram: ?DatagramOrigin = null,
+    /// The module's own word for what the call is for, given back with its reply.
+    context: u64 = 0,
     deadline_ms: u64 = 0,
     /// Bytes of the request, then of the reply, in the entry's buffer.
     len: u32 = 0,
@@ -104,10 +121,12 @@ const Pool = struct {
     free: List = .{},
     queue: List = .{},
     taken: List = .{},
+    /// Datagram calls over (answered or failed), for `takeDatagramReply`.
+    answered: List = .{},
     /// The spec's servers, copied at start (what a test points at its own listener).
     servers: []config.Server,
-    ejected_until_ms: []u64,
-    next_server: u16 = 0,
+    /// Round-robin over them, and which are left out for now.
+    rotation: servers_mod.Servers,
 
     fn callBuffer(self: *const Pool, c: u32) []u8 {
         const size: usize = self.spec.max_reply_bytes;
@@ -130,6 +149,8 @@ var ready = false;
 var epoll_fd: sys.Fd = -1;
 /// Per HTTP connection slot: the call its held request made (`Ref.encode`), or `none`.
 var by_slot: []u32 = &.{};
+/// Entries that datagram calls hold (from `beginFor` to `release`).
+var datagram_calls: u32 = 0;
 
 /// A call of an upstream, as the HTTP glue names it.
 pub const Ref = struct {
@@ -158,10 +179,15 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
         @memset(calls, .{});
         const conns = try allocator.alloc(Conn, spec.connections_per_worker);
         @memset(conns, .{});
-        const ejected = try allocator.alloc(u64, spec.servers.len);
-        @memset(ejected, 0);
         const servers = try allocator.alloc(config.Server, spec.servers.len);
         @memcpy(servers, spec.servers);
+        for (servers, 0..) |*s, i| {
+            // A name as resolved by the supervisor: the copy's `host` is cleared once it has
+            // an address, so a server still named has none (see `open`).
+            const resolved = resolve.current.get(u, i) orelse continue;
+            s.address = resolved;
+            s.host = "";
+        }
         const buffer_count = calls.len + conns.len;
         p.* = .{
             .index = @intCast(u),
@@ -170,7 +196,7 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd) !void {
             .buffers = try compat.mapMemory(buffer_count * @as(usize, spec.max_reply_bytes)),
             .conns = conns,
             .servers = servers,
-            .ejected_until_ms = ejected,
+            .rotation = servers_mod.Servers.roundRobin(servers.len, spec.eject_ms),
         };
         for (0..calls.len) |c| push(p, &p.free, @intCast(c));
     }
@@ -205,6 +231,7 @@ fn pop(p: *Pool, list: *List) ?u32 {
 
 fn release(p: *Pool, c: u32) void {
     assert(p.calls[c].state != .free);
+    if (p.calls[c].datagram != null) datagram_calls -= 1;
     p.calls[c] = .{};
     push(p, &p.free, c);
 }
@@ -224,11 +251,33 @@ pub fn find(waiter: Waiter) ?Ref {
 /// Takes a free entry of `upstream`'s call table for the request `waiter` names; the caller
 /// writes the request into `buffer(ref)` and sends it with `send`.
 pub fn begin(upstream: u16, waiter: Waiter) StartError!Ref {
+    return beginFor(upstream, .{ .waiter = waiter });
+}
+
+/// Whom a call answers, and the module's word for it.
+pub const Origin = struct {
+    waiter: Waiter = .{ .slot = none, .generation = 0 },
+    datagram: ?DatagramOrigin = null,
+    context: u64 = 0,
+};
+
+/// `begin` for any origin: a connection to wake (`waiter`), or a datagram's sender.
+pub fn beginFor(upstream: u16, origin: Origin) StartError!Ref {
     // Outside a worker (a module's tests) no upstream is reachable.
     if (!ready) return error.UpstreamDown;
+    assert((origin.datagram == null) != (origin.waiter.slot == none));
     const p = &pools[upstream];
-    const c = pop(p, &p.free) orelse return error.UpstreamBusy;
-    p.calls[c] = .{ .state = .queued, .waiter = waiter };
+    const c = pop(p, &p.free) orelse {
+        metrics.add(&metrics.own.upstream_unsent[upstream].busy, 1);
+        return error.UpstreamBusy;
+    };
+    p.calls[c] = .{
+        .state = .queued,
+        .waiter = origin.waiter,
+        .datagram = origin.datagram,
+        .context = origin.context,
+    };
+    if (origin.datagram != null) datagram_calls += 1;
     return .{ .upstream = upstream, .call = c };
 }
 
@@ -258,6 +307,8 @@ pub fn send(ref: Ref, len: usize, now_ms: u64) StartError!void {
     } else {
         const down = !anyOpen(p);
         release(p, ref.call);
+        const unsent = &metrics.own.upstream_unsent[p.index];
+        metrics.add(if (down) &unsent.down else &unsent.busy, 1);
         return if (down) error.UpstreamDown else error.UpstreamBusy;
     }
     if (call.waiter.slot < by_slot.len) by_slot[call.waiter.slot] = ref.encode();
@@ -284,6 +335,66 @@ pub fn status(ref: Ref) Status {
     push(p, &p.taken, ref.call);
     if (call.failure) |f| return .{ .failed = f };
     return .{ .reply = p.callBuffer(ref.call)[0..call.len] };
+}
+
+/// The reply of the call the stream connection `waiter` made, once it is over; null while
+/// it is pending. The reply's bytes stay valid until the loop's next turn.
+pub fn takeStreamReply(waiter: Waiter) ?api.StreamReply {
+    // A connection marked as waiting always has its call (it is freed only at its close).
+    const ref = find(waiter) orelse return .{ .context = 0, .reply = error.UpstreamDown };
+    const word = pools[ref.upstream].calls[ref.call].context;
+    return switch (status(ref)) {
+        .pending_until_ms => null,
+        .reply => |bytes| .{ .context = word, .reply = bytes },
+        .failed => |failure| .{ .context = word, .reply = failureError(failure) },
+    };
+}
+
+/// The error a module meets for a failure.
+pub fn failureError(failure: Failure) api.UpstreamError {
+    return switch (failure) {
+        .down => error.UpstreamDown,
+        .timeout => error.UpstreamTimeout,
+        .bad_reply => error.UpstreamBadReply,
+    };
+}
+
+/// A datagram module's call that is over: whom it answers, and its reply or failure.
+pub const DatagramReply = struct {
+    upstream: u16,
+    origin: DatagramOrigin,
+    context: u64,
+    /// The reply's bytes (valid until the loop's next turn) or why there is none.
+    status: Status,
+};
+
+/// The next datagram call that is over, for the worker's loop to hand to its module; the
+/// entry is free again on the loop's next turn.
+pub fn takeDatagramReply() ?DatagramReply {
+    if (!ready) return null;
+    for (&pools) |*p| {
+        const c = pop(p, &p.answered) orelse continue;
+        const call = &p.calls[c];
+        assert(call.state == .done);
+        call.state = .taken;
+        push(p, &p.taken, c);
+        return .{
+            .upstream = p.index,
+            .origin = call.datagram.?,
+            .context = call.context,
+            .status = if (call.failure) |f|
+                .{ .failed = f }
+            else
+                .{ .reply = p.callBuffer(c)[0..call.len] },
+        };
+    }
+    return null;
+}
+
+/// Datagram calls not over yet: a draining worker waits for them (up to its drain timeout),
+/// as it waits for its connections.
+pub fn datagramsInFlight() u32 {
+    return if (ready) datagram_calls else 0;
 }
 
 /// The start of a loop turn: the replies routes took on the previous one are let go.
@@ -342,31 +453,22 @@ fn pickConn(p: *Pool, now_ms: u64) ?usize {
     return least;
 }
 
-/// The next server for a new connection: round-robin over those not ejected.
+/// The next server for a new connection: round-robin over those not ejected (when all are,
+/// the one whose ejection ends first).
 fn pickServer(p: *Pool, now_ms: u64) u16 {
-    const n: u16 = @intCast(p.servers.len);
-    var soonest: u16 = p.next_server % n;
-    for (0..n) |k| {
-        const s: u16 = @intCast((p.next_server + k) % n);
-        if (p.ejected_until_ms[s] <= now_ms) {
-            p.next_server = (s + 1) % n;
-            return s;
-        }
-        if (p.ejected_until_ms[s] < p.ejected_until_ms[soonest]) soonest = s;
-    }
-    return soonest;
+    // Null only for a server every try has had or a health check holds down: neither here.
+    return p.rotation.pick(now_ms, 0).?;
 }
 
 /// Leaves a server out for `eject_ms`, unless it is the only one of its upstream not left out.
 fn eject(p: *Pool, server: u16, now_ms: u64, why: []const u8) void {
-    for (p.ejected_until_ms, 0..) |until, s| {
-        if (s == server or until > now_ms) continue;
-        p.ejected_until_ms[server] = now_ms + p.spec.eject_ms;
-        log.warn("upstream {s}: server {d} {s}; left out for {d} ms", .{
-            p.spec.name, server, why, p.spec.eject_ms,
-        });
-        return;
-    }
+    if (!p.rotation.eject(server, now_ms)) return;
+    const health = metrics.upstreamServer(p.index, server);
+    metrics.add(&health.ejections, 1);
+    metrics.set(&health.ejected_until_ms, p.rotation.ejected_until_ms[server]);
+    log.warn("upstream {s}: server {d} {s}; left out for {d} ms", .{
+        p.spec.name, server, why, p.spec.eject_ms,
+    });
 }
 
 fn token(p: *const Pool, i: usize) u64 {
@@ -384,6 +486,9 @@ fn open(p: *Pool, i: usize, now_ms: u64) bool {
     assert(conn.phase == .closed and conn.count == 0);
     const server_index = pickServer(p, now_ms);
     const server = p.servers[server_index];
+    // A host name without an address (never resolved: a worker started without its
+    // supervisor's table) is a server that cannot be reached.
+    if (server.host.len > 0) return false;
     const family: u32 = if (server.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
     const flags: u32 = linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
     const fd = sys.socket(family, flags, 0) catch return false;
@@ -420,6 +525,7 @@ fn assign(p: *Pool, i: usize, c: u32) void {
     assert(conn.phase != .closed);
     p.calls[c].state = .sent;
     p.calls[c].next = none;
+    metrics.add(&metrics.upstreamServer(p.index, conn.server).calls, 1);
     if (conn.tail == none) conn.head = c else p.calls[conn.tail].next = c;
     conn.tail = c;
     conn.count += 1;
@@ -471,6 +577,7 @@ fn finish(p: *Pool, c: u32, failure: ?Failure) void {
     call.state = .done;
     call.failure = failure;
     if (failure != null) call.len = 0;
+    if (call.datagram != null) return push(p, &p.answered, c);
     wake.wake(call.waiter);
 }
 
@@ -481,9 +588,11 @@ fn discard(p: *Pool, i: usize, failure: Failure) void {
     assert(conn.phase != .closed);
     _ = linux.epoll_ctl(epoll_fd, linux.EPOLL.CTL_DEL, conn.fd, null);
     sys.close(conn.fd);
+    const failures = &metrics.upstreamServer(p.index, conn.server).failures;
     var c = conn.head;
     while (c != none) {
         const next = p.calls[c].next;
+        metrics.add(&failures[compat.enumIndex(failure)], 1);
         finish(p, c, failure);
         c = next;
     }
@@ -509,7 +618,8 @@ pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
             return pumpQueue(p, now_ms);
         }
         conn.phase = .ready;
-        p.ejected_until_ms[conn.server] = 0;
+        p.rotation.restore(conn.server);
+        metrics.set(&metrics.upstreamServer(p.index, conn.server).ejected_until_ms, 0);
         flush(p, i);
         if (conn.phase == .closed) return pumpQueue(p, now_ms);
     }
@@ -570,7 +680,10 @@ fn pumpQueue(p: *Pool, now_ms: u64) void {
         assign(p, i, pop(p, &p.queue).?);
     }
     if (!anyOpen(p)) {
-        while (pop(p, &p.queue)) |c| finish(p, c, .down);
+        while (pop(p, &p.queue)) |c| {
+            metrics.add(&metrics.own.upstream_unsent[p.index].down, 1);
+            finish(p, c, .down);
+        }
     }
 }
 
@@ -591,6 +704,7 @@ pub fn expire(now_ms: u64) void {
         }
         // Queued calls share one timeout and queue in order: the oldest expires first.
         while (p.queue.head != none and p.calls[p.queue.head].deadline_ms <= now_ms) {
+            metrics.add(&metrics.own.upstream_unsent[p.index].timeout, 1);
             finish(p, pop(p, &p.queue).?, .timeout);
         }
         pumpQueue(p, now_ms);
@@ -655,7 +769,8 @@ const TestServer = struct {
         _ = try sys.getsockname(fd, &bound);
         const port = std.mem.bigToNative(u16, @as(*const linux.sockaddr.in, @ptrCast(&bound)).port);
         pools[0].servers[0] = .{ .address = .{ .ip4 = .{ 127, 0, 0, 1 } }, .port = port };
-        @memset(pools[0].ejected_until_ms, 0);
+        const p = &pools[0];
+        p.rotation = servers_mod.Servers.roundRobin(p.servers.len, p.spec.eject_ms);
         return .{ .listen_fd = fd, .epfd = epfd };
     }
 
@@ -853,4 +968,329 @@ test "calls pipeline in order once every connection is busy, then queue, then fa
     }
     try testing.expectEqual(@as(u32, spec.max_queued_calls), pools[0].queue.len);
     try testing.expectError(error.UpstreamBusy, testCall(9999, request_bytes));
+}
+
+/// A stream module that sends one call per line and writes what became of it, with the
+/// line's length as the call's context.
+const TestLines = struct {
+    const app_stream = @import("../handlers/app/stream.zig");
+    const upstream_api = @import("../handlers/app_upstream.zig");
+
+    pub const State = struct {};
+    pub const Connection = struct { replies: u32 = 0 };
+
+    pub fn frame(state: *State, conn: *Connection, line: []const u8, io: *app_stream.Io) !void {
+        _ = state;
+        _ = conn;
+        try upstream_api.sendAt(0, io, request_bytes, line.len);
+        // One call at a time per connection.
+        try testing.expectError(error.UpstreamCallPending, upstream_api.sendAt(0, io, "x", 0));
+    }
+
+    pub fn upstreamReply(
+        state: *State,
+        conn: *Connection,
+        context: u64,
+        reply: api.UpstreamReply,
+        io: *app_stream.Io,
+    ) !void {
+        _ = state;
+        conn.replies += 1;
+        const bytes = reply catch |err| return io.print("{s} {d}\n", .{ @errorName(err), context });
+        try io.print("{d} bytes for {d}\n", .{ bytes.len, context });
+    }
+
+    const Module = app_stream.Module(TestLines, "test.zig", "", .{
+        .line = .{ .max_bytes = 64 },
+    }, 256, .{});
+
+    fn testContext(slot: u32, generation: u32) api.Context {
+        return .{
+            .listener = &config.listeners[0],
+            .listener_index = 0,
+            .worker_index = 0,
+            .pid = 1,
+            .generation = 1,
+            .draining = false,
+            .slot = slot,
+            .connection_generation = generation,
+        };
+    }
+};
+
+/// Runs the pool until a wake comes (the worker's loop would then fire the connection's
+/// timer), answering `peer`'s requests with `reply_bytes` as they arrive.
+fn serveUntilWake(server: *TestServer, peer: sys.Fd) !Waiter {
+    var got: [64]u8 = undefined;
+    for (0..50) |_| {
+        if (wake.take()) |w| return w;
+        try server.turn(100);
+        // The test's end of the connection blocks: it reads only what has arrived.
+        if (sys.pendingInput(peer) < request_bytes.len) continue;
+        const n = try sys.read(peer, got[0..request_bytes.len]);
+        try testing.expectEqualStrings(request_bytes, got[0..n]);
+        try sys.writeAll(peer, reply_bytes);
+    }
+    return error.NeverWoken;
+}
+
+test "a stream frame's call holds its connection; the reply comes to upstreamReply, in order" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const free_before = pools[0].free.len;
+    const Lines = TestLines.Module;
+    var conn: Lines.Connection = .{};
+    const ctx = TestLines.testContext(11, 5);
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    var input = "ab\nabcd\n".*;
+    // The first line's call holds the connection: the second line waits, unread.
+    const held = Lines.onData(&ctx, &conn, &input, &out);
+    try testing.expectEqual(@as(usize, 3), held.consumed);
+    try testing.expectEqual(api.Phase.waiting, held.phase);
+    try testing.expectEqual(api.ReadingChange.pause, held.reading);
+    try testing.expect(held.timer == .after_ms);
+    try testing.expectEqual(@as(usize, 0), out.len);
+    // More input is not delivered while the call is pending.
+    const waiting = Lines.onData(&ctx, &conn, input[3..], &out);
+    try testing.expectEqual(@as(usize, 0), waiting.consumed);
+    try testing.expectEqual(api.Phase.waiting, waiting.phase);
+    const peer = try server.accept();
+    defer sys.close(peer);
+    const woken = try serveUntilWake(&server, peer);
+    try testing.expectEqual(@as(u32, 11), woken.slot);
+    try testing.expectEqual(@as(u32, 5), woken.generation);
+    // The worker fires the connection's timer: the module gets its reply and reads again.
+    const answered = Lines.onTimer(&ctx, &conn, &out);
+    var want: [64]u8 = undefined;
+    const line = try compat.bufPrint(&want, "{d} bytes for 2\n", .{reply_bytes.len});
+    try testing.expectEqualStrings(line, out.buf[0..out.len]);
+    try testing.expectEqual(api.ReadingChange.unpause, answered.reading);
+    try testing.expectEqual(api.Phase.idle, answered.phase);
+    try testing.expect(answered.timer == .cancel);
+    // The second line is delivered now, and makes its call.
+    out.len = 0;
+    const second = Lines.onData(&ctx, &conn, input[3..], &out);
+    try testing.expectEqual(@as(usize, 5), second.consumed);
+    try testing.expectEqual(api.Phase.waiting, second.phase);
+    _ = try serveUntilWake(&server, peer);
+    _ = Lines.onTimer(&ctx, &conn, &out);
+    const both = try compat.bufPrint(&want, "{d} bytes for 4\n", .{reply_bytes.len});
+    try testing.expectEqualStrings(both, out.buf[0..out.len]);
+    try testing.expectEqual(@as(u32, 2), conn.user.replies);
+    beginTurn();
+    try testing.expectEqual(free_before, pools[0].free.len);
+}
+
+test "a stream connection closed while its call is pending gets no callback" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const free_before = pools[0].free.len;
+    const Lines = TestLines.Module;
+    var conn: Lines.Connection = .{};
+    const ctx = TestLines.testContext(12, 7);
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    var input = "abc\n".*;
+    _ = Lines.onData(&ctx, &conn, &input, &out);
+    const peer = try server.accept();
+    defer sys.close(peer);
+    try server.turn(1000);
+    // The connection closes (the worker calls `forgetSlot` for every close): the reply that
+    // comes later frees the entry and wakes no one, and the slot's next connection, which
+    // makes its own call, is not answered with the old one's reply.
+    forgetSlot(12);
+    Lines.onClose(&conn);
+    try sys.writeAll(peer, reply_bytes);
+    for (0..20) |_| {
+        if (pools[0].free.len == free_before) break;
+        try server.turn(100);
+    }
+    try testing.expectEqual(free_before, pools[0].free.len);
+    try testing.expectEqual(@as(?Waiter, null), wake.take());
+    // Asked anyway (it is not: the connection is gone), the call is over as down.
+    const gone = takeStreamReply(.{ .slot = 12, .generation = 7 }).?;
+    try testing.expectError(error.UpstreamDown, gone.reply);
+    try testing.expectEqual(@as(u32, 0), conn.user.replies);
+}
+
+/// A datagram module that sends one call per datagram, with a context of 42, and answers
+/// its sender with what became of it.
+const TestDatagrams = struct {
+    const app_datagram = @import("../handlers/app/datagram.zig");
+    const upstream_api = @import("../handlers/app_upstream.zig");
+
+    pub const State = struct {};
+
+    pub fn datagram(state: *State, dg: *app_datagram.Datagram) !void {
+        _ = state;
+        try upstream_api.sendAt(0, dg, request_bytes, 42);
+    }
+
+    pub fn upstreamReply(
+        state: *State,
+        context: u64,
+        reply: api.UpstreamReply,
+        dg: *app_datagram.Datagram,
+    ) !void {
+        _ = state;
+        const bytes = reply catch |err| return dg.print("{s} {d}", .{ @errorName(err), context });
+        try dg.print("{d} bytes for {d}", .{ bytes.len, context });
+    }
+
+    const Module = app_datagram.Module(TestDatagrams, "test.zig", "", 256);
+};
+
+test "a datagram's call keeps its sender: the reply is handed back with it" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const Datagrams = TestDatagrams.Module;
+    const ctx = TestLines.testContext(0, 0);
+    var from: sys.Peer = .{};
+    const sa = address.SockAddr.init(.{ .ip4 = .{ 127, 0, 0, 9 } }, 4321);
+    from.addr = sa.storage;
+    from.len = sa.len;
+    var reply: [128]u8 = undefined;
+    // Nothing to answer at once: the answer comes with the reply.
+    try testing.expectEqual(@as(usize, 0), Datagrams.onDatagram(&ctx, "q", &from, &reply));
+    try testing.expectEqual(@as(u32, 1), datagramsInFlight());
+    const peer = try server.accept();
+    defer sys.close(peer);
+    try server.turn(1000);
+    var got: [64]u8 = undefined;
+    const n = try sys.read(peer, &got);
+    try testing.expectEqualStrings(request_bytes, got[0..n]);
+    try sys.writeAll(peer, reply_bytes);
+    var answer: ?DatagramReply = null;
+    for (0..50) |_| {
+        answer = takeDatagramReply();
+        if (answer != null) break;
+        try server.turn(100);
+    }
+    const r = answer orelse return error.NeverAnswered;
+    try testing.expectEqual(@as(u16, 4321), r.origin.peer.port);
+    try testing.expectEqual(@as(u64, 42), r.context);
+    try testing.expectEqualStrings(reply_bytes, r.status.reply);
+    const len = Datagrams.onUpstreamReply(0, -1, r.origin.peer, r.context, r.status.reply, &reply);
+    var want: [64]u8 = undefined;
+    const text = try compat.bufPrint(&want, "{d} bytes for 42", .{reply_bytes.len});
+    try testing.expectEqualStrings(text, reply[0..len]);
+    // Taken on this turn, free on the next: the drain no longer waits for it.
+    beginTurn();
+    try testing.expectEqual(@as(u32, 0), datagramsInFlight());
+    try testing.expect(takeDatagramReply() == null);
+}
+
+test "a server's calls and failures, and calls no server had, reach the metrics cell" {
+    comptime assert(std.mem.eql(u8, @tagName(Failure.bad_reply), metrics.upstream_failures[2]));
+    var server = try TestServer.start();
+    defer server.stop();
+    const health = metrics.upstreamServer(0, 0);
+    const calls = metrics.load(&health.calls);
+    const down = metrics.load(&health.failures[compat.enumIndex(Failure.down)]);
+    const unsent = &metrics.own.upstream_unsent[0];
+    const unsent_down = metrics.load(&unsent.down);
+    // Answered: one call, no failure.
+    const ref = try testCall(21, request_bytes);
+    const peer = try server.accept();
+    try server.turn(1000);
+    var got: [64]u8 = undefined;
+    _ = try sys.read(peer, &got);
+    try sys.writeAll(peer, reply_bytes);
+    _ = try server.drive(ref);
+    try testing.expectEqual(calls + 1, metrics.load(&health.calls));
+    // The server closes with a call on the connection: a failure (down) of that server.
+    const lost = try testCall(22, request_bytes);
+    try server.turn(100);
+    sys.close(peer);
+    try testing.expectEqual(Failure.down, (try server.drive(lost)).failed);
+    try testing.expectEqual(calls + 2, metrics.load(&health.calls));
+    try testing.expectEqual(down + 1, metrics.load(&health.failures[0]));
+    // Nobody listens any more: a call refused before any server had it (the connect fails
+    // at once) or, if the connect is in progress, a failure of the server.
+    sys.close(server.listen_fd);
+    server.listen_fd = try sys.socket(linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0);
+    const refused = testCall(23, request_bytes);
+    if (refused) |r| {
+        try testing.expectEqual(Failure.down, (try server.drive(r)).failed);
+        try testing.expectEqual(down + 2, metrics.load(&health.failures[0]));
+    } else |err| {
+        try testing.expectEqual(error.UpstreamDown, err);
+        try testing.expectEqual(unsent_down + 1, metrics.load(&unsent.down));
+    }
+}
+
+/// A stream module that arms its timer at once and sends a call from the same frame.
+const TestTimed = struct {
+    const app_stream = @import("../handlers/app/stream.zig");
+    const upstream_api = @import("../handlers/app_upstream.zig");
+
+    pub const State = struct {};
+    pub const Connection = struct {};
+
+    pub fn frame(state: *State, conn: *Connection, line: []const u8, io: *app_stream.Io) !void {
+        _ = state;
+        _ = conn;
+        _ = line;
+        io.setTimer(0);
+        try upstream_api.sendAt(0, io, request_bytes, 0);
+    }
+
+    pub fn timer(state: *State, conn: *Connection, io: *app_stream.Io) !void {
+        _ = state;
+        _ = conn;
+        try io.write("tick\n");
+    }
+
+    pub fn upstreamReply(
+        state: *State,
+        conn: *Connection,
+        context: u64,
+        reply: api.UpstreamReply,
+        io: *app_stream.Io,
+    ) !void {
+        _ = state;
+        _ = conn;
+        _ = context;
+        _ = try reply;
+        try io.write("reply\n");
+    }
+
+    const Module = app_stream.Module(TestTimed, "test.zig", "", .{
+        .line = .{ .max_bytes = 64 },
+    }, 256, .{});
+};
+
+test "a stream connection's own timer fires while its call is pending; the hold goes on" {
+    var server = try TestServer.start();
+    defer server.stop();
+    const Timed = TestTimed.Module;
+    var conn: Timed.Connection = .{};
+    const ctx = TestLines.testContext(13, 3);
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    var input = "go\n".*;
+    // The worker's timer is the earlier of the module's (now) and the call's hold.
+    const held = Timed.onData(&ctx, &conn, &input, &out);
+    try testing.expectEqual(api.TimerChange{ .after_ms = 0 }, held.timer);
+    const ticked = Timed.onTimer(&ctx, &conn, &out);
+    try testing.expectEqualStrings("tick\n", out.buf[0..out.len]);
+    // Still waiting for the reply: paused, held, the timer back on the call's hold.
+    try testing.expectEqual(api.Phase.waiting, ticked.phase);
+    try testing.expect(ticked.reading != .unpause);
+    try testing.expect(ticked.timer.after_ms > 0);
+    out.len = 0;
+    const peer = try server.accept();
+    defer sys.close(peer);
+    _ = try serveUntilWake(&server, peer);
+    const answered = Timed.onTimer(&ctx, &conn, &out);
+    try testing.expectEqualStrings("reply\n", out.buf[0..out.len]);
+    try testing.expectEqual(api.ReadingChange.unpause, answered.reading);
+    try testing.expect(answered.timer == .cancel);
 }

@@ -23,7 +23,7 @@ const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 
 /// struct sock_filter: one classic BPF instruction.
-const Instruction = extern struct { code: u16, jt: u8, jf: u8, k: u32 };
+pub const Instruction = extern struct { code: u16, jt: u8, jf: u8, k: u32 };
 /// struct sock_fprog.
 const Program = extern struct { len: u16, filter: [*]const Instruction };
 
@@ -48,7 +48,12 @@ fn instructions(count: u16) [3]Instruction {
 /// first `count` members.
 pub fn steerToFirst(fd: sys.Fd, count: u16) sys.Error!void {
     const code = instructions(count);
-    const program: Program = .{ .len = code.len, .filter = &code };
+    try attach(fd, &code);
+}
+
+/// Attaches `code` to the reuseport group `fd` belongs to, replacing any program there.
+pub fn attach(fd: sys.Fd, code: []const Instruction) sys.Error!void {
+    const program: Program = .{ .len = @intCast(code.len), .filter = code.ptr };
     const bytes = std.mem.asBytes(&program);
     const option = linux.SO.ATTACH_REUSEPORT_CBPF;
     const rc = linux.setsockopt(fd, linux.SOL.SOCKET, option, bytes, bytes.len);

@@ -4,6 +4,7 @@
 //! is the one the supervisor expects, gathers the inherited sockets, serves them with the
 //! event loop (`worker.zig`) until asked to stop, and reports its counters as it exits.
 const std = @import("std");
+const resolve = @import("../net/resolve.zig");
 const config = @import("../config.zig");
 const cli = @import("../cli.zig");
 const worker_mod = @import("worker.zig");
@@ -48,6 +49,8 @@ pub fn run(role: cli.WorkerRole, options: cli.Options) u8 {
         }
         sys.close(role.metrics_fd);
     }
+    // The upstream servers' names as the supervisor resolved them (read by the pool).
+    resolve.current = options.upstream_addresses;
     var link = worker_link.Link.init(&role, options.limits.watchdog_ms);
     var w = worker_mod.Worker.init(std.heap.page_allocator, .{
         .sockets = sockets[0 .. own * listener_count],

@@ -17,6 +17,8 @@ pub const takeWake = runtime.takeWake;
 pub const TestResponse = runtime.TestResponse;
 pub const Peer = runtime.Peer;
 pub const Request = runtime.Request;
+pub const JsonError = runtime.JsonError;
+pub const JsonProblem = runtime.JsonProblem;
 pub const Response = runtime.Response;
 pub const WriteError = runtime.WriteError;
 pub const HeaderError = runtime.HeaderError;
@@ -27,6 +29,7 @@ pub const onTimeout = runtime.onTimeout;
 /// For the worker: the request log's line of a request that timed out.
 pub const logTimeout = runtime.logTimeout;
 pub const Access = runtime.Access;
+pub const RouterError = runtime.RouterError;
 pub const Connection = runtime.Connection;
 pub const Module = runtime.Module;
 pub const Metric = runtime.Metric;

@@ -15,6 +15,7 @@ pub const datagram = @import("app/datagram.zig");
 pub const reflect = datagram.Module(
     @import("../app/reflect.zig"),
     "src/app/reflect.zig",
+    @embedFile("../app/reflect.zig"),
     65536,
 );
 
@@ -107,6 +108,22 @@ pub fn onTimer(
     return .{ .consumed = 0 };
 }
 
+/// Whether the listener's module hears of the drain on each connection (a stream module's
+/// `draining` callback).
+pub fn wantsDrain(listener_index: u16) bool {
+    return switch (listener_index) {
+        else => false,
+    };
+}
+
+/// The worker began to drain: a stream module's `draining` runs for the connection.
+pub fn onDrain(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+    _ = ctx;
+    _ = conn;
+    _ = out;
+    return .{ .consumed = 0 };
+}
+
 pub fn onClose(ctx: *const api.Context, conn: *Connection) void {
     _ = ctx;
     _ = conn;
@@ -122,6 +139,37 @@ pub fn onDatagram(
         0 => reflect.onDatagram(ctx, input, from, reply),
         1 => reflect.onDatagram(ctx, input, from, reply),
         else => unreachable,
+    };
+}
+
+/// A datagram module's upstream call is over: its `upstreamReply` may answer the sender.
+/// The answer's length in `reply` (0: none).
+pub fn onUpstreamReply(
+    listener_index: u16,
+    fd: i32,
+    peer: datagram.Peer,
+    context: u64,
+    result: api.UpstreamReply,
+    reply: []u8,
+) usize {
+    return switch (listener_index) {
+        0 => reflect.onUpstreamReply(
+            listener_index,
+            fd,
+            peer,
+            context,
+            result,
+            reply,
+        ),
+        1 => reflect.onUpstreamReply(
+            listener_index,
+            fd,
+            peer,
+            context,
+            result,
+            reply,
+        ),
+        else => 0,
     };
 }
 

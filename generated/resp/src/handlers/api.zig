@@ -25,6 +25,36 @@ pub const Context = struct {
     connection_generation: u32 = 0,
 };
 
+/// Why an upstream call has no reply (see app_upstream.zig, where modules meet them).
+pub const UpstreamError = error{
+    /// No connection to any server of the upstream could be made, or it closed.
+    UpstreamDown,
+    /// No reply within the upstream's `responseTimeoutMs`.
+    UpstreamTimeout,
+    /// The reply did not frame, or was larger than `maxReplyBytes`.
+    UpstreamBadReply,
+    /// Every connection's pipeline and the queue are full.
+    UpstreamBusy,
+    /// The request is larger than `maxReplyBytes`.
+    UpstreamRequestTooLarge,
+    /// A stream connection's call is still pending (one call per connection at a time).
+    UpstreamCallPending,
+};
+
+/// What a stream or datagram module's `upstreamReply` is given: the reply's bytes (valid
+/// until the callback returns), or why there is none.
+pub const UpstreamReply = UpstreamError![]const u8;
+
+/// A stream connection's call that is over, for its module (see `Module.fire`).
+pub const StreamReply = struct {
+    context: u64,
+    reply: UpstreamReply,
+};
+
+/// A connection waits for its call a little past the call's deadline, so that the call's
+/// own failure (a timeout) comes first.
+pub const upstream_hold_grace_ms = 1000;
+
 /// Names one connection of this worker for a later call (an HTTP route's `res.later`):
 /// a connection closed since, and its slot's next connection, do not answer to it.
 pub const Waiter = struct {

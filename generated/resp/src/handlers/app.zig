@@ -110,6 +110,23 @@ pub fn onTimer(
     };
 }
 
+/// Whether the listener's module hears of the drain on each connection (a stream module's
+/// `draining` callback).
+pub fn wantsDrain(listener_index: u16) bool {
+    return switch (listener_index) {
+        0 => resp.wants_drain,
+        else => false,
+    };
+}
+
+/// The worker began to drain: a stream module's `draining` runs for the connection.
+pub fn onDrain(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+    return switch (ctx.listener_index) {
+        0 => resp.onDrain(ctx, &conn.resp, out),
+        else => .{ .consumed = 0 },
+    };
+}
+
 pub fn onClose(ctx: *const api.Context, conn: *Connection) void {
     switch (ctx.listener_index) {
         0 => resp.onClose(&conn.resp),
@@ -129,6 +146,25 @@ pub fn onDatagram(
     _ = reply;
     // No udp listener of this service has an application module.
     unreachable;
+}
+
+/// A datagram module's upstream call is over: its `upstreamReply` may answer the sender.
+/// The answer's length in `reply` (0: none).
+pub fn onUpstreamReply(
+    listener_index: u16,
+    fd: i32,
+    peer: datagram.Peer,
+    context: u64,
+    result: api.UpstreamReply,
+    reply: []u8,
+) usize {
+    _ = listener_index;
+    _ = fd;
+    _ = peer;
+    _ = context;
+    _ = result;
+    _ = reply;
+    return 0;
 }
 
 test {

@@ -14,6 +14,7 @@ pub const WriteError = runtime.WriteError;
 pub const Io = runtime.Io;
 pub const Module = runtime.Module;
 pub const Metric = runtime.Metric;
+pub const TestAnswer = runtime.TestAnswer;
 
 test "every public declaration of the runtime is reachable from here" {
     inline for (comptime compat.declNames(runtime)) |name| {

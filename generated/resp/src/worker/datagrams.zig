@@ -52,6 +52,12 @@ pub const Batch = struct {
         return self;
     }
 
+    /// A reply buffer for answers sent outside a batch (a datagram module's upstream replies,
+    /// between turns): the first slot, free whenever `serve` is not running.
+    pub fn spareReply(self: *Batch) []u8 {
+        return self.output[0..slot_bytes];
+    }
+
     pub fn size(self: *const Batch) usize {
         return self.received.len;
     }

@@ -103,6 +103,9 @@ const Connection = struct {
     read_paused: bool = false,
     /// Its application timer fired while output was pending: it runs once that is sent.
     timer_due: bool = false,
+    /// The worker drains and its handler is to hear of it (`handlers.onDrain`) once the
+    /// output is sent.
+    drain_due: bool = false,
     /// The client shut its side of the connection while more of its input waited unread.
     half_closed: bool = false,
     /// Its output is a reply in parts (`Progress.paced`): input is not read on meanwhile.
@@ -328,10 +331,14 @@ pub const Connections = struct {
         const progress = handlers.onOpen(&ctx, &c.state, &out);
         self.afterHandler(slot, progress, out.len, now_ms);
         c.more_input = progress.want_writable;
+        // Accepted from the queue of a draining worker: told of the drain after its greeting.
+        c.drain_due = self.draining and handlers.wantsDrain(listener_index);
         // A greeting (or a close, or a module that wants to write more) is served now; `serve`
         // then registers the connection and arms the deadline of what it waits for, lingering
         // included.
-        if (out.len > 0 or progress.close or c.more_input) return self.serve(slot, now_ms);
+        if (out.len > 0 or progress.close or c.more_input or c.drain_due) {
+            return self.serve(slot, now_ms);
+        }
         // A listener that defers accepting hands over connections with their first bytes
         // (TCP_DEFER_ACCEPT): read at once, and a one-request client is answered and closed
         // without ever being registered with epoll. Elsewhere the connection is registered
@@ -563,6 +570,21 @@ pub const Connections = struct {
         c.more_input = c.more_input or more_input or progress.want_writable;
     }
 
+    /// Tells the handler that the worker drains (a stream module's `draining`); what it
+    /// writes waits in the out buffer.
+    fn handleDrain(self: *Connections, slot: u32, now_ms: u64) void {
+        const c = &self.slots[slot];
+        assert(c.out_start == c.out_end);
+        assert(self.draining);
+        const ctx = self.context(slot);
+        var out = self.output(slot);
+        const progress = handlers.onDrain(&ctx, &c.state, &out);
+        assert(progress.consumed == 0);
+        const more_input = c.more_input;
+        self.afterHandler(slot, progress, out.len, now_ms);
+        c.more_input = more_input or progress.want_writable;
+    }
+
     /// Drops the input a handler used up; the rest moves to the front of the buffer.
     fn consume(self: *Connections, slot: u32, consumed: usize) void {
         const c = &self.slots[slot];
@@ -667,6 +689,11 @@ pub const Connections = struct {
             if (c.timer_due) {
                 c.timer_due = false;
                 self.handleTimer(slot, now_ms);
+                continue;
+            }
+            if (c.drain_due) {
+                c.drain_due = false;
+                self.handleDrain(slot, now_ms);
                 continue;
             }
             if (!c.more_input) break;
@@ -938,11 +965,20 @@ pub const Connections = struct {
     /// The worker stops: handlers learn it (`Context.draining`), and requests that wait for
     /// their handler's timer are run at once, so that they can be answered now rather than
     /// hold the drain up (a long poll ends early; its client asks the next process).
+    ///
+    /// Handlers that want it (a stream module's `draining`) hear of the drain on each of
+    /// their connections, now or, where output waits, once it is sent: they may tell their
+    /// client goodbye, or close, rather than be cut at the drain timeout.
     pub fn beginDrain(self: *Connections, now_ms: u64) void {
         self.draining = true;
-        for (self.slots, 0..) |c, i| {
-            if (c.fd == closed or c.phase != .waiting) continue;
-            self.timers.arm(@intCast(i), c.generation, now_ms);
+        for (self.slots, 0..) |*c, i| {
+            if (c.fd == closed) continue;
+            if (c.phase == .waiting) self.timers.arm(@intCast(i), c.generation, now_ms);
+            if (c.lingering or c.close_after_flush) continue;
+            if (!handlers.wantsDrain(c.listener_index)) continue;
+            c.drain_due = true;
+            // Otherwise `serve` runs it once the output is sent.
+            if (!outputWaits(c) and !c.watching_out) self.serve(@intCast(i), now_ms);
         }
     }
 

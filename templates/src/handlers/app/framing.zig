@@ -5,7 +5,6 @@
 const std = @import("std");
 const config = @import("../../config.zig");
 const compat = @import("../../compat.zig");
-const parser = @import("../../http/parser.zig");
 const statuses = @import("../../http/status.zig");
 const api = @import("../api.zig");
 const builtin_http = @import("../http.zig");
@@ -107,11 +106,6 @@ pub fn refuse(out: *api.Output, progress: *api.Progress, status: u16) void {
     appendStatus(out, status, "", .{ .keep_alive = false, .http_1_0 = false, .head_only = false });
     progress.rejected = status;
     progress.close = true;
-}
-
-pub fn appendParserError(out: *api.Output, e: parser.Error) void {
-    const framing: Framing = .{ .keep_alive = false, .http_1_0 = false, .head_only = false };
-    appendStatus(out, e.status(), "", framing);
 }
 
 /// The request head or body did not arrive in time.

@@ -74,6 +74,8 @@ pub const TestResponse = app_http_testing.TestResponse;
 pub const Peer = app_peer.Peer;
 
 pub const Request = request_mod.Request;
+pub const JsonError = request_mod.JsonError;
+pub const JsonProblem = request_mod.JsonProblem;
 pub const Response = response_mod.Response;
 pub const WriteError = response_mod.WriteError;
 pub const HeaderError = response_mod.HeaderError;
@@ -86,7 +88,6 @@ pub const onTimeout = framing_mod.onTimeout;
 const Framing = framing_mod.Framing;
 const appendResponse = framing_mod.appendResponse;
 const appendStatus = framing_mod.appendStatus;
-const appendParserError = framing_mod.appendParserError;
 const chunkHead = framing_mod.chunkHead;
 const hasNoBody = framing_mod.hasNoBody;
 const refuse = framing_mod.refuse;
@@ -95,6 +96,11 @@ const refuse = framing_mod.refuse;
 fn nowUs() u64 {
     return app_http_testing.clock_us orelse sys.monotonicUs();
 }
+
+/// Which of its own answers the router asks the optional `routerError` hook of a module to
+/// fill: no route has the path (404), the path's routes have other methods (405, `Allow` is
+/// set), or the body is larger than a request may bring (413, then the connection closes).
+pub const RouterError = enum { not_found, method_not_allowed, content_too_large };
 
 /// What the optional `access` hook of a module learns after each routed request.
 pub const Access = struct {
@@ -248,17 +254,19 @@ pub const Connection = struct {
     }
 };
 
-/// The handler of an HTTP module: `M` is the user's file, `routes` the spec's table,
-/// `file` the module's path for build errors.
-/// The status of an upstream call's failure (see app_upstream.zig) when the route lets it
-/// through: the upstream is down or busy (503), slow (504), or its reply was bad (502).
-fn upstreamStatus(err: anyerror) ?u16 {
+/// The status of the runtime's own errors when the route lets them through: a body that
+/// `req.json` refused (400); an upstream call's failure (see app_upstream.zig): the upstream
+/// is down or busy (503), slow (504), or its reply was bad (502).
+fn runtimeStatus(err: anyerror) ?u16 {
+    if (err == error.InvalidJson) return 400;
     if (err == error.UpstreamDown or err == error.UpstreamBusy) return 503;
     if (err == error.UpstreamTimeout) return 504;
     if (err == error.UpstreamBadReply) return 502;
     return null;
 }
 
+/// The handler of an HTTP module: `M` is the user's file, `routes` the spec's table,
+/// `file` the module's path for build errors.
 pub fn Module(
     comptime M: type,
     comptime file: []const u8,
@@ -443,7 +451,7 @@ pub fn Module(
             if (start == 0 and conn.head != null and conn.held == null and !progress.close and
                 input.len == config.read_buffer_bytes)
             {
-                if (!makeRoom(conn, input, out, &progress)) {
+                if (!makeRoom(s, conn, input, out, &progress)) {
                     logRefused(ctx, conn, if (progress.rejected != 0) progress.rejected else 503);
                     return progress;
                 }
@@ -487,7 +495,7 @@ pub fn Module(
                     },
                     .head => |head| {
                         conn.parsed += step.consumed;
-                        if (!startBody(conn, head, out, progress)) break;
+                        if (!startBody(s, conn, head, out, progress)) break;
                     },
                     .body => |piece| {
                         gatherBody(conn, input[start..], piece);
@@ -507,9 +515,7 @@ pub fn Module(
                         if (!nextRequest(conn, progress, keep)) break;
                     },
                     .err => |e| {
-                        appendParserError(out, e);
-                        progress.rejected = e.status();
-                        progress.close = true;
+                        refuseRequest(s, conn, out, progress, e.status());
                         break;
                     },
                 }
@@ -521,6 +527,7 @@ pub fn Module(
         /// A request's head was parsed: its body is to be gathered right behind it. False
         /// when the request is refused (413) and nothing more is to be parsed.
         fn startBody(
+            s: *State,
             conn: *Connection,
             head: parser.Head,
             out: *api.Output,
@@ -544,7 +551,7 @@ pub fn Module(
             // With body buffers, a body that outgrows the read buffer moves.
             const fits = conn.body_start + length <= config.read_buffer_bytes;
             if (!fits and body_buffers == 0) {
-                refuse(out, progress, 413);
+                refuseRequest(s, conn, out, progress, 413);
                 return false;
             }
             if (head.body == .chunked and body_buffers == 0) {
@@ -596,6 +603,7 @@ pub fn Module(
         /// decoded; 413 when neither makes any (503 when only a body buffer would). False
         /// when the request was refused and the connection is to close.
         fn makeRoom(
+            s: *State,
             conn: *Connection,
             input: []u8,
             out: *api.Output,
@@ -617,7 +625,7 @@ pub fn Module(
             }
             const framing_bytes = squeeze(conn, input);
             if (framing_bytes == 0) {
-                refuse(out, progress, 413);
+                refuseRequest(s, conn, out, progress, 413);
                 return false;
             }
             progress.consumed = framing_bytes;
@@ -792,24 +800,78 @@ pub fn Module(
                         (method.? == .HEAD and r.method == .GET and !hasRoute(.HEAD, r.path)));
                     if (wanted) {
                         req.params = params.items[0..params.len];
-                        @field(M, r.name)(s, req, res) catch |err| {
-                            res.* = .{
-                                .status = statusOf(err),
-                                .body_buf = &.{},
-                                .header_buf = &header_buf,
-                            };
-                            if (res.status == 503 and upstreamStatus(err) != null) {
-                                // The header buffer is empty here: the field always fits.
-                                res.header("Retry-After", "1") catch unreachable;
-                            }
-                        };
+                        @field(M, r.name)(s, req, res) catch |err| answerError(req, res, err);
                         return r.name;
                     }
                     params.len = 0;
                 }
             }
             answerUnrouted(allowed, res);
+            customize(s, req, res, if (res.status == 404) .not_found else .method_not_allowed);
             return "";
+        }
+
+        /// The module's optional `routerError` writes the body (and headers) of the router's
+        /// own answer into `res`, which holds its status (and a 405's `Allow`) already. The
+        /// status stays; when the hook fails, what it wrote is dropped and the answer is the
+        /// one without the hook.
+        fn customize(s: *State, req: ?*const Request, res: *Response, kind: RouterError) void {
+            if (!@hasDecl(M, "routerError")) return;
+            assert(res.body_len == 0);
+            const status = res.status;
+            const header_len = res.header_len;
+            res.body_buf = &body_buf;
+            M.routerError(s, req, res, kind) catch {
+                res.body_len = 0;
+                res.header_len = header_len;
+            };
+            res.status = status;
+            res.later_ms = null;
+            res.continuation = null;
+        }
+
+        /// Refuses the current request with `status` and closes after a lingering close; a
+        /// 413 carries what the module's `routerError` writes (no request: its body is not
+        /// whole, and its head may not be parsed), unless that does not fit the output.
+        fn refuseRequest(
+            s: *State,
+            conn: *const Connection,
+            out: *api.Output,
+            progress: *api.Progress,
+            status: u16,
+        ) void {
+            if (status != 413 or !@hasDecl(M, "routerError")) return refuse(out, progress, status);
+            var res: Response = .{ .status = 413, .body_buf = &.{}, .header_buf = &header_buf };
+            customize(s, null, &res, .content_too_large);
+            const head_only = if (conn.head) |h| std.mem.eql(u8, h.method, "HEAD") else false;
+            const framing: Framing = .{
+                .keep_alive = false,
+                .http_1_0 = false,
+                .head_only = head_only,
+            };
+            if (!appendResponse(out, &res, framing)) return refuse(out, progress, status);
+            progress.rejected = status;
+            progress.close = true;
+        }
+
+        /// The route returned `err`: what it wrote is dropped, and the answer is the error's
+        /// status, with `Retry-After` for an upstream's 503 and a message for a body that
+        /// `req.json` refused.
+        fn answerError(req: *const Request, res: *Response, err: anyerror) void {
+            const status = statusOf(err);
+            res.* = .{ .status = status, .body_buf = &.{}, .header_buf = &header_buf };
+            // The header buffer is empty here: one field always fits.
+            if (status == 503 and runtimeStatus(err) != null) {
+                res.header("Retry-After", "1") catch unreachable;
+            }
+            const problem = req.json_problem orelse return;
+            if (err != error.InvalidJson or status != 400) return;
+            res.body_buf = &body_buf;
+            res.header("Content-Type", "application/json") catch unreachable;
+            const format = "{{\"error\":\"the body is not the JSON this route takes: " ++
+                "{s} at line {d}, column {d}\"}}\n";
+            res.print(format, .{ @errorName(problem.err), problem.line, problem.column }) catch
+                unreachable;
         }
 
         /// No route has the request's method and path: 405 when the path has routes for
@@ -930,12 +992,12 @@ pub fn Module(
             }
             if (@hasDecl(M, "errorStatus")) {
                 const status: u16 = M.errorStatus(err);
-                // A 500 for an upstream's failure is taken as "not mapped": its own status
-                // (503, 504, 502) says more.
-                const unmapped = status == 500 and upstreamStatus(err) != null;
+                // A 500 for the runtime's own errors is taken as "not mapped": their own
+                // status (400, 503, 504, 502) says more.
+                const unmapped = status == 500 and runtimeStatus(err) != null;
                 if (status >= 100 and status <= 999 and !unmapped) return status;
             }
-            return upstreamStatus(err) orelse 500;
+            return runtimeStatus(err) orelse 500;
         }
 
         const testing = app_http_testing.Helpers(@This());
@@ -977,4 +1039,111 @@ test "a body in a body buffer leaves only the head to keep in the read buffer" {
     try std.testing.expectEqual(@as(usize, 8), dropped);
     try std.testing.expectEqualStrings("HEADxy", input[dropped..]);
     try std.testing.expectEqual(@as(usize, 4), conn.parsed);
+}
+
+/// A module for the tests below: JSON in and out, and the router's own answers.
+const TestJsonModule = struct {
+    pub const State = struct {};
+    const Point = struct { x: i32, y: i32 };
+    pub fn flip(state: *State, req: *Request, res: *Response) !void {
+        _ = state;
+        const point = try req.json(Point);
+        try res.json(.{ .x = point.y, .y = point.x });
+    }
+};
+
+test "req.json and res.json: a point flipped; a body that is not one is a 400 that says why" {
+    const M = Module(TestJsonModule, "test.zig", &.{
+        .{ .name = "flip", .method = .POST, .path = "/flip" },
+    }, 4096, 0);
+    var state: TestJsonModule.State = .{};
+    const post = "POST /flip HTTP/1.1\r\nHost: t\r\nContent-Length: ";
+    const flipped = try M.testRequest(&state, post ++ "14\r\n\r\n{\"x\":1,\"y\":-2}");
+    try std.testing.expectEqual(@as(u16, 200), flipped.status);
+    try std.testing.expectEqualStrings("{\"x\":-2,\"y\":1}\n", flipped.body);
+    try std.testing.expectEqualStrings("application/json", flipped.header("content-type").?);
+    const missing = try M.testRequest(&state, post ++ "7\r\n\r\n{\"x\":1}");
+    try std.testing.expectEqual(@as(u16, 400), missing.status);
+    try std.testing.expectEqualStrings("{\"error\":\"the body is not the JSON this route " ++
+        "takes: MissingField at line 1, column 8\"}\n", missing.body);
+    const broken = try M.testRequest(&state, post ++ "4\r\n\r\n{\"x\"");
+    try std.testing.expectEqual(@as(u16, 400), broken.status);
+    try std.testing.expect(std.mem.startsWith(u8, broken.body, "{\"error\":"));
+}
+
+/// A module for the test below: bodies of its own for the router's answers.
+const TestRouterModule = struct {
+    pub const State = struct { calls: u32 = 0 };
+    pub fn item(state: *State, req: *Request, res: *Response) !void {
+        _ = state;
+        _ = req;
+        try res.write("item\n");
+    }
+    pub fn routerError(
+        state: *State,
+        req: ?*const Request,
+        res: *Response,
+        kind: RouterError,
+    ) !void {
+        state.calls += 1;
+        // Ignored: the status is the router's.
+        res.status = 200;
+        switch (kind) {
+            .not_found => {
+                const path = req.?.path;
+                if (std.mem.eql(u8, path, "/fail")) {
+                    try res.header("X-Partial", "1");
+                    return error.Broken;
+                }
+                try res.json(.{ .@"error" = "no such path", .path = path });
+            },
+            .method_not_allowed => try res.json(.{ .@"error" = "not with that method" }),
+            .content_too_large => {
+                assert(req == null);
+                try res.json(.{ .@"error" = "body too large" });
+            },
+        }
+    }
+};
+
+test "routerError writes the bodies of 404, 405 (Allow kept) and 413 (closed); without it none" {
+    const routes: []const Route = &.{.{ .name = "item", .method = .PUT, .path = "/item" }};
+    const M = Module(TestRouterModule, "test.zig", routes, 4096, 0);
+    var state: TestRouterModule.State = .{};
+    const missing = try M.testRequest(&state, "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 404), missing.status);
+    const not_found = "{\"error\":\"no such path\",\"path\":\"/nope\"}\n";
+    try std.testing.expectEqualStrings(not_found, missing.body);
+    try std.testing.expectEqualStrings("application/json", missing.header("Content-Type").?);
+    const head = try M.testRequest(&state, "HEAD /nope HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 404), head.status);
+    try std.testing.expectEqualStrings("", head.body);
+    try std.testing.expectEqualStrings("40", head.header("Content-Length").?);
+    const wrong = try M.testRequest(&state, "GET /item HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 405), wrong.status);
+    try std.testing.expectEqualStrings("PUT", wrong.header("Allow").?);
+    try std.testing.expectEqualStrings("{\"error\":\"not with that method\"}\n", wrong.body);
+    // A hook that fails leaves the answer as it is without one.
+    const failed = try M.testRequest(&state, "GET /fail HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 404), failed.status);
+    try std.testing.expect(failed.header("X-Partial") == null);
+    try std.testing.expectEqualStrings("0", failed.header("Content-Length").?);
+    const large = try M.testRequest(&state, "PUT /item HTTP/1.1\r\nHost: t\r\n" ++
+        "Content-Length: 99999999999\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 413), large.status);
+    try std.testing.expectEqualStrings("close", large.header("Connection").?);
+    try std.testing.expectEqualStrings("{\"error\":\"body too large\"}\n", large.body);
+    try std.testing.expectEqual(@as(u32, 5), state.calls);
+    // The same routes without the hook: empty bodies, as always.
+    const Plain = Module(TestJsonModule, "test.zig", &.{
+        .{ .name = "flip", .method = .POST, .path = "/flip" },
+    }, 4096, 0);
+    var plain: TestJsonModule.State = .{};
+    const bare = try Plain.testRequest(&plain, "GET /flip HTTP/1.1\r\nHost: t\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 405), bare.status);
+    try std.testing.expectEqualStrings("0", bare.header("Content-Length").?);
+    const none = try Plain.testRequest(&plain, "PUT /flip/x HTTP/1.1\r\nHost: t\r\n" ++
+        "Content-Length: 99999999999\r\n\r\n");
+    try std.testing.expectEqual(@as(u16, 413), none.status);
+    try std.testing.expectEqualStrings("0", none.header("Content-Length").?);
 }

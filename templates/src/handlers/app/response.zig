@@ -1,6 +1,6 @@
 //! The response a route function fills: status, header fields and body, written in place
 //! into per-worker buffers; `later` holds the request, `stream` sends a body larger than the
-//! write buffer through a continuation (`BodyWriter`).
+//! write buffer through a continuation (`BodyWriter`); `json` writes a value with `std.json`.
 const std = @import("std");
 const compat = @import("../../compat.zig");
 const app_wake = @import("wake.zig");
@@ -83,6 +83,29 @@ pub const Response = struct {
         self.body_len += written.len;
     }
 
+    /// Appends `value` as JSON (`std.json`, compact) and a newline, as Go's `json.Encoder`
+    /// ends each value, so that a terminal shows it on its own line; adds
+    /// `Content-Type: application/json` unless the route set a Content-Type. All or nothing:
+    /// `error.NoSpaceLeft` leaves body and headers as they were. Nothing is allocated.
+    pub fn json(self: *Response, value: anytype) HeaderError!void {
+        const free = self.body_buf[self.body_len..];
+        const text = compat.jsonPrint(free, value) catch return error.NoSpaceLeft;
+        if (text.len == free.len) return error.NoSpaceLeft;
+        free[text.len] = '\n';
+        if (!self.hasHeader("Content-Type")) try self.header("Content-Type", "application/json");
+        self.body_len += text.len + 1;
+    }
+
+    /// Whether the route added a header field called `name` (compared case-insensitively).
+    pub fn hasHeader(self: *const Response, name: []const u8) bool {
+        var lines = std.mem.splitSequence(u8, self.header_buf[0..self.header_len], "\r\n");
+        while (lines.next()) |line| {
+            if (line.len <= name.len or line[name.len] != ':') continue;
+            if (std.ascii.eqlIgnoreCase(line[0..name.len], name)) return true;
+        }
+        return false;
+    }
+
     /// The body written so far.
     pub fn body(self: *const Response) []const u8 {
         return self.body_buf[0..self.body_len];
@@ -133,4 +156,31 @@ test "a response refuses header injection and reports a full body" {
     try res.write("abc");
     try std.testing.expectError(error.NoSpaceLeft, res.write("de"));
     try std.testing.expectEqualStrings("abc", res.body());
+}
+
+test "json writes a value and a newline, with its Content-Type unless the route set one" {
+    var body: [64]u8 = undefined;
+    var headers: [128]u8 = undefined;
+    var res: Response = .{ .body_buf = &body, .header_buf = &headers };
+    const keys: []const []const u8 = &.{ "a", "b\"c" };
+    try res.json(.{ .keys = keys, .count = @as(u32, 2), .next = @as(?u32, null) });
+    try std.testing.expectEqualStrings(
+        "{\"keys\":[\"a\",\"b\\\"c\"],\"count\":2,\"next\":null}\n",
+        res.body(),
+    );
+    try std.testing.expectEqualStrings(
+        "Content-Type: application/json\r\n",
+        headers[0..res.header_len],
+    );
+    // Too large for what is left: nothing changes.
+    const before = res.body_len;
+    try std.testing.expectError(error.NoSpaceLeft, res.json("0123456789012345678901234567890"));
+    try std.testing.expectEqual(before, res.body_len);
+    var other: Response = .{ .body_buf = &body, .header_buf = &headers };
+    try other.header("content-type", "application/problem+json");
+    try other.json(.{ .title = "gone" });
+    try std.testing.expect(other.hasHeader("Content-Type"));
+    try std.testing.expect(!other.hasHeader("Content"));
+    const own = "content-type: application/problem+json\r\n";
+    try std.testing.expectEqualStrings(own, headers[0..other.header_len]);
 }

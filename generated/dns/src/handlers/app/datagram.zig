@@ -31,6 +31,8 @@ pub const Datagram = struct {
     reply_buf: []u8,
     reply_len: usize = 0,
     fd: i32,
+    /// The listener it came to (where an upstream call's reply is handed back).
+    listener_index: u16 = 0,
 
     /// Appends to the reply (sent to `peer` after the call), all or nothing.
     pub fn reply(self: *Datagram, bytes: []const u8) WriteError!void {
@@ -57,12 +59,37 @@ pub const Datagram = struct {
     }
 };
 
-pub fn Module(comptime M: type, comptime file: []const u8, comptime scratch_bytes: usize) type {
+/// Whether a module's source calls `upstream.send` outside comments: it then needs the
+/// `upstreamReply` callback, and the build says so.
+fn sendsUpstream(comptime source: []const u8) bool {
+    return comptime found: {
+        @setEvalBranchQuota(20 * source.len + 1000);
+        var lines = std.mem.splitScalar(u8, source, '\n');
+        while (lines.next()) |text| {
+            const code = if (compat.find(u8, text, "//")) |at| text[0..at] else text;
+            if (compat.find(u8, code, "upstream.send") != null) break :found true;
+        }
+        break :found false;
+    };
+}
+
+pub fn Module(
+    comptime M: type,
+    comptime file: []const u8,
+    comptime source: []const u8,
+    comptime scratch_bytes: usize,
+) type {
+    const has_upstream_reply = @hasDecl(M, "upstreamReply");
     comptime {
         if (!@hasDecl(M, "State")) @compileError(file ++ ": declare `pub const State`");
         if (!@hasDecl(M, "datagram")) {
             @compileError(file ++ ": the datagram module has no datagram function; add:\n" ++
                 "    pub fn datagram(state: *State, dg: *datagram_api.Datagram) !void");
+        }
+        if (!has_upstream_reply and sendsUpstream(source)) {
+            @compileError(file ++ ": sends upstream calls but has no upstreamReply callback; " ++
+                "add:\n    pub fn upstreamReply(state: *State, context: u64, " ++
+                "reply: upstream.Reply, dg: *datagram_api.Datagram) !void");
         }
     }
     return struct {
@@ -114,10 +141,21 @@ pub fn Module(comptime M: type, comptime file: []const u8, comptime scratch_byte
             reply: []u8,
         ) usize {
             const peer = app_peer.fromStorage(&from.addr) orelse return 0;
-            return handle(&state, ctx.fd, input, peer, reply);
+            return handleAt(&state, ctx.listener_index, ctx.fd, input, peer, reply);
         }
 
         pub fn handle(s: *State, fd: i32, input: []const u8, peer: Peer, reply: []u8) usize {
+            return handleAt(s, 0, fd, input, peer, reply);
+        }
+
+        fn handleAt(
+            s: *State,
+            listener_index: u16,
+            fd: i32,
+            input: []const u8,
+            peer: Peer,
+            reply: []u8,
+        ) usize {
             var fba = std.heap.FixedBufferAllocator.init(&scratch);
             var dg: Datagram = .{
                 .data = input,
@@ -125,8 +163,37 @@ pub fn Module(comptime M: type, comptime file: []const u8, comptime scratch_byte
                 .arena = fba.allocator(),
                 .reply_buf = reply,
                 .fd = fd,
+                .listener_index = listener_index,
             };
             M.datagram(s, &dg) catch {
+                failed += 1;
+                return 0;
+            };
+            return dg.reply_len;
+        }
+
+        /// A call the module sent (`app_upstream.send`) is over: its `upstreamReply` may
+        /// answer the datagram's sender (`dg.reply`; `dg.data` is empty). The answer's
+        /// length in `reply`, sent by the caller.
+        pub fn onUpstreamReply(
+            listener_index: u16,
+            fd: i32,
+            peer: Peer,
+            context: u64,
+            result: api.UpstreamReply,
+            reply: []u8,
+        ) usize {
+            if (!has_upstream_reply) return 0;
+            var fba = std.heap.FixedBufferAllocator.init(&scratch);
+            var dg: Datagram = .{
+                .data = "",
+                .peer = peer,
+                .arena = fba.allocator(),
+                .reply_buf = reply,
+                .fd = fd,
+                .listener_index = listener_index,
+            };
+            M.upstreamReply(&state, context, result, &dg) catch {
                 failed += 1;
                 return 0;
             };

@@ -27,6 +27,10 @@
 //! callback: `writable`, or `timer`. A connection's timer (`io.setTimer(ms)`, one per
 //! connection, re-armed by each call, cancelled by `io.cancelTimer` and by the close) calls
 //! the module's `timer` callback once that many milliseconds have passed.
+//!
+//! When the worker begins to drain (a stop or a restart), each connection of a module with a
+//! `draining` callback hears of it once (`onDrain`), after the output that waits and any reply
+//! in parts, so that it may tell its client goodbye or close before the drain timeout cuts it.
 const std = @import("std");
 const config = @import("../../config.zig");
 const compat = @import("../../compat.zig");
@@ -34,6 +38,11 @@ const api = @import("../api.zig");
 const app_timer = @import("timer.zig");
 const app_metrics = @import("../../metrics/app.zig");
 const app_peer = @import("peer.zig");
+const sys = @import("../../net/sys.zig");
+/// The worker's upstreams (`upstream/pool.zig`, or a stand-in when the spec has none):
+/// a module with `upstreamReply` takes its calls' replies there.
+const upstreams = @import("../../handlers.zig").upstream;
+const app_wake = @import("wake.zig");
 const assert = std.debug.assert;
 
 pub const Peer = app_peer.Peer;
@@ -73,6 +82,10 @@ pub const Io = struct {
     writable_requested: bool = false,
     timer: api.TimerChange = .keep,
     reading: api.ReadingChange = .keep,
+    /// This connection, for the reply of an upstream call (`app_upstream.send`).
+    waiter: api.Waiter = .{ .slot = 0, .generation = 0 },
+    /// Set by `app_upstream.send`: a call went out from this callback, due by this moment.
+    call_due_ms: ?u64 = null,
 
     /// Appends all of `bytes` to the output, or nothing (`error.NoSpaceLeft`).
     pub fn write(self: *Io, bytes: []const u8) WriteError!void {
@@ -210,6 +223,7 @@ pub fn Module(
     else
         config.read_buffer_bytes;
     const has_timer = @hasDecl(M, "timer");
+    const has_upstream_reply = @hasDecl(M, "upstreamReply");
     const signature = if (framing == .raw)
         "pub fn bytes(state: *State, conn: *Connection, input: []const u8, io: *stream.Io) " ++
             "!usize"
@@ -226,9 +240,18 @@ pub fn Module(
             @compileError(file ++ ": the stream module has no " ++ callback ++
                 " function; add:\n    " ++ signature);
         }
-        if (!has_timer and armsTimer(source)) {
+        if (!has_timer and callsOutsideComments(source, "setTimer(")) {
             @compileError(file ++ ": calls io.setTimer but has no timer callback; add:\n" ++
                 "    pub fn timer(state: *State, conn: *Connection, io: *stream.Io) !void");
+        }
+        if (!has_upstream_reply and callsOutsideComments(source, "upstream.send")) {
+            @compileError(file ++ ": sends upstream calls but has no upstreamReply callback; " ++
+                "add:\n    pub fn upstreamReply(state: *State, conn: *Connection, " ++
+                "context: u64, reply: upstream.Reply, io: *stream.Io) !void");
+        }
+        if (has_upstream_reply and config.upstreams.len == 0) {
+            @compileError(file ++ ": has an upstreamReply callback but the spec has no " ++
+                "upstreams; add one to \"upstreams\" or remove the callback");
         }
     }
     return struct {
@@ -252,6 +275,17 @@ pub fn Module(
             /// The frame buffer's input: `frame_start..frame_len` (what is before was used).
             frame_start: usize = 0,
             frame_len: usize = 0,
+            /// The worker drains and the module's `draining` waits for a reply in parts.
+            drain_due: bool = false,
+            /// The module's timer as a moment, kept while an upstream call holds the
+            /// worker's timer of the connection (see `holdTimer`).
+            timer_at_ms: ?u64 = null,
+            /// An upstream call of the connection waits for its reply: no frame is delivered
+            /// and nothing is read until the module's `upstreamReply` has it.
+            call_pending: bool = false,
+            /// The worker runs the connection by then even without a reply (the call's own
+            /// deadline comes first, and its failure is the reply).
+            call_hold_until_ms: u64 = 0,
         };
 
         var state: State = undefined;
@@ -272,6 +306,8 @@ pub fn Module(
 
         pub fn init(allocator: std.mem.Allocator, now_ms: u64) !void {
             if (initialized) return;
+            // A call's reply wakes its connection through the worker's wake queue.
+            if (has_upstream_reply) try app_wake.reserve();
             try reservePool();
             errdefer releasePool();
             state = try State.init(allocator);
@@ -346,7 +382,7 @@ pub fn Module(
         }
 
         pub fn onOpen(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
-            return lingering(open(&state, ctx, conn, out));
+            return lingering(holding(conn, open(&state, ctx, conn, out)));
         }
 
         pub fn onData(
@@ -355,11 +391,19 @@ pub fn Module(
             input: []u8,
             out: *api.Output,
         ) api.Progress {
-            return lingering(serve(&state, ctx, conn, input, out));
+            return lingering(holding(conn, serve(&state, ctx, conn, input, out)));
         }
 
         pub fn onTimer(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
-            return lingering(fire(&state, ctx, conn, out));
+            return lingering(holding(conn, fire(&state, ctx, conn, out)));
+        }
+
+        /// A connection whose upstream call is pending waits for it (the worker's `.waiting`:
+        /// no idle deadline, its timer armed by `holdTimer`).
+        fn holding(conn: *const Connection, progress: api.Progress) api.Progress {
+            var p = progress;
+            if (conn.call_pending) p.phase = .waiting;
+            return p;
         }
 
         /// Every close of a module lingers: the module may close in the middle of what its
@@ -379,11 +423,113 @@ pub fn Module(
             out: *api.Output,
         ) api.Progress {
             var progress: api.Progress = .{ .consumed = 0 };
+            if (has_upstream_reply and conn.call_pending) {
+                const now = sys.monotonicMs();
+                const generation = ctx.connection_generation;
+                const waiter: api.Waiter = .{ .slot = ctx.slot, .generation = generation };
+                if (upstreams.takeStreamReply(waiter)) |answer| {
+                    return replied(s, ctx, conn, out, answer.context, answer.reply);
+                }
+                // Woken for something else: the module's own timer, or a drain.
+                const due = if (conn.timer_at_ms) |at| at <= now else false;
+                if (!due) {
+                    progress.timer = holdTimer(conn, now);
+                    return progress;
+                }
+            }
             conn.timer_ms = null;
+            conn.timer_at_ms = null;
             if (!has_timer) return progress;
             var fba: std.heap.FixedBufferAllocator = undefined;
             var io = ioFor(&fba, ctx, out);
             M.timer(s, &conn.user, &io) catch {
+                progress.close = true;
+                return progress;
+            };
+            return after(conn, &io, progress);
+        }
+
+        /// The reply (or failure) of the connection's upstream call, for `upstreamReply`;
+        /// reading resumes after it (unless the module paused, or made another call).
+        fn replied(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            out: *api.Output,
+            context: u64,
+            reply: api.UpstreamReply,
+        ) api.Progress {
+            conn.call_pending = false;
+            var progress: api.Progress = .{ .consumed = 0 };
+            var fba: std.heap.FixedBufferAllocator = undefined;
+            var io = ioFor(&fba, ctx, out);
+            M.upstreamReply(s, &conn.user, context, reply, &io) catch {
+                progress.close = true;
+            };
+            progress = after(conn, &io, progress);
+            if (conn.call_pending) return progress;
+            // The worker's timer held the call: it goes back to the module's own, if any.
+            progress.timer = if (conn.timer_at_ms) |at|
+                .{ .after_ms = @intCast(@min(at -| sys.monotonicMs(), std.math.maxInt(u32))) }
+            else
+                .cancel;
+            if (!conn.reading_paused) {
+                progress.reading = .unpause;
+                // Frames that waited in the frame buffer are offered again.
+                if (conn.frame_buffer != null) progress.want_writable = true;
+            }
+            return progress;
+        }
+
+        /// A call the callback sent (`app_upstream.send`) holds the connection until its
+        /// reply; while one is pending, the worker's timer is `holdTimer`'s.
+        fn afterCall(conn: *Connection, io: *const Io, progress: api.Progress) api.Progress {
+            var p = progress;
+            if (!has_upstream_reply) return p;
+            if (io.call_due_ms) |due| {
+                conn.call_pending = true;
+                conn.call_hold_until_ms = due + api.upstream_hold_grace_ms;
+            }
+            if (conn.call_pending) p.timer = holdTimer(conn, sys.monotonicMs());
+            return p;
+        }
+
+        /// The worker's timer while a call is pending: the module's timer or the call's
+        /// hold, whichever comes first.
+        fn holdTimer(conn: *const Connection, now_ms: u64) api.TimerChange {
+            const at = @min(conn.call_hold_until_ms, conn.timer_at_ms orelse std.math.maxInt(u64));
+            return .{ .after_ms = @intCast(@min(at -| now_ms, std.math.maxInt(u32))) };
+        }
+
+        /// Whether the module hears of the drain on each connection (`draining`).
+        pub const wants_drain = @hasDecl(M, "draining");
+
+        /// The worker began to drain: the module's `draining` callback runs for this
+        /// connection (the worker calls this with the output sent).
+        pub fn onDrain(ctx: *const api.Context, conn: *Connection, out: *api.Output) api.Progress {
+            const told = drainConnection(&state, ctx, conn, out, .{ .consumed = 0 });
+            return lingering(holding(conn, told));
+        }
+
+        /// Runs `draining` for a connection, once, adding to `base` what it asks for; while
+        /// a reply in parts goes out (`io.wantWritable`), after the `writable` that ends it.
+        pub fn drainConnection(
+            s: *State,
+            ctx: *const api.Context,
+            conn: *Connection,
+            out: *api.Output,
+            base: api.Progress,
+        ) api.Progress {
+            var progress = base;
+            if (!wants_drain) return progress;
+            if (conn.writable_pending) {
+                conn.drain_due = true;
+                return progress;
+            }
+            conn.drain_due = false;
+            var fba: std.heap.FixedBufferAllocator = undefined;
+            var io = ioFor(&fba, ctx, out);
+            M.draining(s, &conn.user, &io) catch {
                 progress.close = true;
                 return progress;
             };
@@ -420,16 +566,20 @@ pub fn Module(
                 .keep => {},
                 .cancel => {
                     conn.timer_ms = null;
+                    conn.timer_at_ms = null;
                     p.timer = .cancel;
                 },
                 .after_ms => |ms| {
                     // A module without the callback is refused at build time when it names
-                    // setTimer itself (see `armsTimer`); one that arms it otherwise is closed.
+                    // setTimer itself (see `callsOutsideComments`); one that arms it
+                    // otherwise is closed.
                     if (!has_timer) p.close = true;
                     conn.timer_ms = ms;
+                    if (has_upstream_reply) conn.timer_at_ms = sys.monotonicMs() + ms;
                     p.timer = io.timer;
                 },
             }
+            p = afterCall(conn, io, p);
             switch (io.reading) {
                 .keep => {},
                 .pause => conn.reading_paused = true,
@@ -441,6 +591,8 @@ pub fn Module(
                 },
             }
             if (io.reading != .keep) p.reading = io.reading;
+            // A pending call keeps the connection paused whatever the module's own pause.
+            if (conn.call_pending) p.reading = .pause;
             if (io.writable_requested) {
                 conn.writable_pending = true;
                 p.want_writable = true;
@@ -467,6 +619,9 @@ pub fn Module(
                 };
             }
             progress = after(conn, &io, progress);
+            if (conn.drain_due and !conn.writable_pending and !progress.close) {
+                progress = drainConnection(s, ctx, conn, out, progress);
+            }
             // A writable that wrote nothing and asks again would spin: it waits for input.
             if (progress.want_writable and out.len == 0 and !out.spilled()) {
                 progress.want_writable = false;
@@ -533,7 +688,7 @@ pub fn Module(
             const room = if (conn.frame_buffer == null) config.read_buffer_bytes else max_input;
             if (used > 0 or held < room) return false;
             if (progress.close or progress.want_writable) return false;
-            return !conn.reading_paused and !conn.writable_pending;
+            return !conn.reading_paused and !conn.writable_pending and !conn.call_pending;
         }
 
         /// What a module call gets to write and allocate with: the connection's output, and
@@ -544,7 +699,13 @@ pub fn Module(
             out: *api.Output,
         ) Io {
             fba.* = std.heap.FixedBufferAllocator.init(&scratch);
-            return .{ .out = out, .arena = fba.allocator(), .fd = ctx.fd, .max_input = max_input };
+            return .{
+                .out = out,
+                .arena = fba.allocator(),
+                .fd = ctx.fd,
+                .max_input = max_input,
+                .waiter = .{ .slot = ctx.slot, .generation = ctx.connection_generation },
+            };
         }
 
         /// A frame larger than the module may be handed: its `tooLarge` callback may answer,
@@ -579,7 +740,7 @@ pub fn Module(
                 progress = onWritable(s, ctx, conn, out);
                 if (conn.writable_pending or progress.close) return progress;
             }
-            if (conn.reading_paused) return progress;
+            if (conn.reading_paused or conn.call_pending) return progress;
             // Each round consumes at least one byte or stops.
             var rounds: usize = 0;
             while (rounds <= input.len) : (rounds += 1) {
@@ -608,7 +769,7 @@ pub fn Module(
                         break;
                     }
                     if (io.close_requested or io.writable_requested) break;
-                    if (conn.reading_paused) break;
+                    if (conn.reading_paused or conn.call_pending) break;
                     continue;
                 }
                 const frame = switch (cut(framing, rest)) {
@@ -628,7 +789,8 @@ pub fn Module(
                 progress.consumed += frame.len;
                 progress.requests += 1;
                 progress = after(conn, &io, progress);
-                if (io.close_requested or io.writable_requested or conn.reading_paused) break;
+                if (io.close_requested or io.writable_requested) break;
+                if (conn.reading_paused or conn.call_pending) break;
             }
             return progress;
         }
@@ -658,6 +820,16 @@ pub fn Module(
             return out.buf[0..out.len];
         }
 
+        /// Tells the connection the worker drains, as the worker would, and returns what the
+        /// module wrote and whether it closes. For tests.
+        pub fn testDrain(s: *State, conn: *Connection) !TestAnswer {
+            var out: api.Output = .{ .buf = &Buffers.output };
+            var ctx = testContext();
+            ctx.draining = true;
+            const progress = drainConnection(s, &ctx, conn, &out, .{ .consumed = 0 });
+            return .{ .bytes = out.buf[0..out.len], .close = progress.close };
+        }
+
         const Buffers = struct {
             var input: [config.read_buffer_bytes]u8 = undefined;
             var output: [config.write_buffer_bytes]u8 = undefined;
@@ -665,15 +837,19 @@ pub fn Module(
     };
 }
 
-/// Whether a module's source calls `setTimer` outside comments: such a module needs the
-/// `timer` callback, and the build says so rather than the first firing.
-fn armsTimer(comptime source: []const u8) bool {
+/// What a module wrote in a test, and whether it closes the connection after.
+pub const TestAnswer = struct { bytes: []const u8, close: bool };
+
+/// Whether a module's source names `needle` outside comments: a module that calls
+/// `setTimer` needs the `timer` callback, one that calls `upstream.send` `upstreamReply`,
+/// and the build says so rather than the first call.
+fn callsOutsideComments(comptime source: []const u8, comptime needle: []const u8) bool {
     return comptime found: {
         @setEvalBranchQuota(20 * source.len + 1000);
         var lines = std.mem.splitScalar(u8, source, '\n');
         while (lines.next()) |text| {
             const code = if (compat.find(u8, text, "//")) |at| text[0..at] else text;
-            if (compat.find(u8, code, "setTimer(") != null) break :found true;
+            if (compat.find(u8, code, needle) != null) break :found true;
         }
         break :found false;
     };
@@ -692,9 +868,12 @@ fn testContext() api.Context {
 }
 
 test "a source that calls setTimer is told apart from one that only mentions it" {
-    try std.testing.expect(comptime armsTimer("fn f(io: *Io) void {\n    io.setTimer(5);\n}"));
-    try std.testing.expect(!comptime armsTimer("// io.setTimer(ms) needs timer\nconst a = 1;"));
-    try std.testing.expect(!comptime armsTimer("fn f() void {}"));
+    const timer = "setTimer(";
+    const calls = "fn f(io: *Io) void {\n    io.setTimer(5);\n}";
+    try std.testing.expect(comptime callsOutsideComments(calls, timer));
+    const mentions = "// io.setTimer(ms) needs timer\nconst a = 1;";
+    try std.testing.expect(!comptime callsOutsideComments(mentions, timer));
+    try std.testing.expect(!comptime callsOutsideComments("fn f() void {}", timer));
 }
 
 test "lines and length prefixes cut into frames" {
@@ -823,4 +1002,74 @@ test "input that fills the read buffer gathers in a frame buffer; past its size 
     try std.testing.expectEqual(@as(usize, 1), state.refused);
     try std.testing.expectEqualStrings("too large\n", out.buf[0..out.len]);
     try std.testing.expect(conn.frame_buffer == null);
+}
+
+test "draining says goodbye once per connection, after the last part of a reply in parts" {
+    const M = struct {
+        pub const State = struct { drained: u32 = 0 };
+        pub const Connection = struct { parts: u8 = 0 };
+        pub fn frame(state: *State, conn: *Connection, line: []const u8, io: *Io) !void {
+            _ = state;
+            if (std.mem.eql(u8, line, "big")) {
+                conn.parts = 2;
+                try io.write("part\n");
+                return io.wantWritable();
+            }
+            try io.print("{s}\n", .{line});
+        }
+        pub fn writable(state: *State, conn: *Connection, io: *Io) !void {
+            _ = state;
+            conn.parts -= 1;
+            try io.write("part\n");
+            if (conn.parts > 0) io.wantWritable();
+        }
+        pub fn draining(state: *State, conn: *Connection, io: *Io) !void {
+            _ = conn;
+            state.drained += 1;
+            try io.write("bye\n");
+            io.close();
+        }
+    };
+    const S = Module(M, "test.zig", "", .{ .line = .{ .max_bytes = 16 } }, 256, .{});
+    try std.testing.expect(S.wants_drain);
+    var state: M.State = .{};
+    var idle: S.Connection = .{};
+    const told = try S.testDrain(&state, &idle);
+    try std.testing.expectEqualStrings("bye\n", told.bytes);
+    try std.testing.expect(told.close);
+    const Buffer = struct {
+        var bytes: [config.write_buffer_bytes]u8 = undefined;
+    };
+    var out: api.Output = .{ .buf = &Buffer.bytes };
+    var ctx = testContext();
+    var busy: S.Connection = .{};
+    var input = "big\n".*;
+    const started = S.serve(&state, &ctx, &busy, &input, &out);
+    try std.testing.expect(started.want_writable);
+    // The drain begins between two parts: the goodbye waits for the reply's end.
+    out.len = 0;
+    ctx.draining = true;
+    const waiting = S.drainConnection(&state, &ctx, &busy, &out, .{ .consumed = 0 });
+    try std.testing.expect(!waiting.close);
+    try std.testing.expectEqual(@as(usize, 0), out.len);
+    try std.testing.expectEqual(@as(u32, 1), state.drained);
+    const second = S.serve(&state, &ctx, &busy, input[0..0], &out);
+    try std.testing.expectEqualStrings("part\n", out.buf[0..out.len]);
+    try std.testing.expect(second.want_writable and !second.close);
+    out.len = 0;
+    const last = S.serve(&state, &ctx, &busy, input[0..0], &out);
+    try std.testing.expectEqualStrings("part\nbye\n", out.buf[0..out.len]);
+    try std.testing.expect(last.close);
+    try std.testing.expectEqual(@as(u32, 2), state.drained);
+    // A module without the callback is not told.
+    const Plain = Module(struct {
+        pub const State = struct {};
+        pub const Connection = struct {};
+        pub fn frame(s: *State, conn: *Connection, line: []const u8, io: *Io) !void {
+            _ = s;
+            _ = conn;
+            try io.write(line);
+        }
+    }, "test.zig", "", .{ .line = .{ .max_bytes = 16 } }, 256, .{});
+    try std.testing.expect(!Plain.wants_drain);
 }

@@ -2,7 +2,8 @@
 //! The request a route function is given: method, target, path and query, the path's
 //! captures, header fields by case-insensitive name, the whole body, the client's address,
 //! and the scratch allocator of this call. Every slice points into the connection's read
-//! buffer (or a body buffer): nothing is copied.
+//! buffer (or a body buffer): nothing is copied. `json` parses the body with `std.json` into
+//! the scratch arena.
 const std = @import("std");
 const sys = @import("../../net/sys.zig");
 const compat = @import("../../compat.zig");
@@ -12,6 +13,17 @@ const app_peer = @import("peer.zig");
 
 const Param = router.Param;
 const Peer = app_peer.Peer;
+
+/// `req.json`: the body is not JSON of the type asked for (`error.InvalidJson`), or its
+/// parse needed more scratch memory than was left (`error.OutOfMemory`).
+pub const JsonError = error{ InvalidJson, OutOfMemory };
+
+/// Why `json` refused the body: std.json's error and where in the body it was found.
+pub const JsonProblem = struct {
+    err: anyerror,
+    line: u64,
+    column: u64,
+};
 
 pub const Request = struct {
     /// The method as sent (a route sees only its own method, or GET's for a HEAD).
@@ -37,6 +49,8 @@ pub const Request = struct {
     /// The worker is stopping: answer now rather than hold the request (a held request is
     /// run at once when the drain begins; this connection closes after its answer).
     draining: bool = false,
+    /// Set by `json` when it refused the body: the default 400's message says why.
+    json_problem: ?JsonProblem = null,
 
     /// The capture called `name` (`getNote` on `/notes/:id` has `req.param("id")`).
     pub fn param(self: *const Request, name: []const u8) ?[]const u8 {
@@ -65,8 +79,76 @@ pub const Request = struct {
         return null;
     }
 
+    /// The body parsed as JSON into a `T` with std.json's default rules (a field `T` lacks is
+    /// refused, one with a default may be missing). Strings and slices point into the body
+    /// or into `arena`: they last until the route returns. Memory is bounded by the scratch
+    /// arena (`scratchBytes`, reset after each call); nothing else is allocated.
+    /// `error.InvalidJson` when the body does not parse as a `T`: a 400 unless the module's
+    /// `errorStatus` maps it otherwise, with a message naming the problem and its place.
+    pub fn json(self: *Request, comptime T: type) JsonError!T {
+        return self.jsonWith(T, .{});
+    }
+
+    /// `json` with std.json's parse options (`.{ .ignore_unknown_fields = true }`, say).
+    pub fn jsonWith(
+        self: *Request,
+        comptime T: type,
+        options: std.json.ParseOptions,
+    ) JsonError!T {
+        var scanner = std.json.Scanner.initCompleteInput(self.arena, self.body);
+        var diagnostics: std.json.Diagnostics = .{};
+        scanner.enableDiagnostics(&diagnostics);
+        return std.json.parseFromTokenSourceLeaky(T, self.arena, &scanner, options) catch |err| {
+            if (err == error.OutOfMemory) return error.OutOfMemory;
+            self.json_problem = .{
+                .err = err,
+                .line = diagnostics.getLine(),
+                .column = diagnostics.getColumn(),
+            };
+            return error.InvalidJson;
+        };
+    }
+
     /// The client's address, asked of the kernel only when a route wants it.
     pub fn peer(self: *const Request) ?Peer {
         return app_peer.ofSocket(self.fd);
     }
 };
+
+test "json parses the body into a type in the arena, and says where it is not one" {
+    var scratch: [4096]u8 = undefined;
+    var fba = std.heap.FixedBufferAllocator.init(&scratch);
+    const Point = struct { x: i32, y: i32 = 0, label: []const u8 };
+    var req: Request = .{
+        .method = "POST",
+        .target = "/",
+        .path = "/",
+        .query = "",
+        .body = "{\"x\": 3, \"label\": \"a\\nb\"}",
+        .params = &.{},
+        .fields = &.{},
+        .arena = fba.allocator(),
+        .fd = -1,
+    };
+    const point = try req.json(Point);
+    try std.testing.expectEqual(@as(i32, 3), point.x);
+    try std.testing.expectEqual(@as(i32, 0), point.y);
+    try std.testing.expectEqualStrings("a\nb", point.label);
+    try std.testing.expect(req.json_problem == null);
+    req.body = "{\"x\": 3,\n \"z\": 1}";
+    try std.testing.expectError(error.InvalidJson, req.json(Point));
+    const problem = req.json_problem.?;
+    try std.testing.expectEqual(error.UnknownField, problem.err);
+    try std.testing.expectEqual(@as(u64, 2), problem.line);
+    req.body = "{\"x\": 3, \"z\": 1, \"label\": \"\"}";
+    const loose = try req.jsonWith(Point, .{ .ignore_unknown_fields = true });
+    try std.testing.expectEqual(@as(i32, 3), loose.x);
+    req.body = "{\"x\":";
+    try std.testing.expectError(error.InvalidJson, req.json(Point));
+    // A parse that needs more than the arena holds is not the body's fault.
+    var tiny: [8]u8 = undefined;
+    var small = std.heap.FixedBufferAllocator.init(&tiny);
+    req.arena = small.allocator();
+    req.body = "[1,2,3,4,5,6,7,8,9]";
+    try std.testing.expectError(error.OutOfMemory, req.json([]const u32));
+}

@@ -1,0 +1,744 @@
+//! proxy: each client connection of a `proxy` listener is joined to a server of its upstream,
+//! and bytes are pumped both ways until both sides are done (HAProxy's `mode tcp`, nginx's
+//! `stream`, Envoy's TCP proxy).
+//!
+//! A proxied client never enters the worker's connection table, whose handlers are plain
+//! functions over bytes: a pair holds two sockets, so it has a table of its own here, with
+//! its own epoll token kind, reserved at start like the connection table. Per pair, a buffer
+//! each way (`readBufferBytes` towards the server, `writeBufferBytes` towards the client);
+//! nothing is allocated per connection.
+//!
+//! - Connect: non-blocking, to a server the listener's balance picks among those not ejected
+//!   (`net/servers.zig`); a refusal or a timeout ejects the server and the client is tried
+//!   on another, `retries` times, before it sees anything. When no server accepted, the client
+//!   is closed at once, and counted. The client's first bytes are read meanwhile.
+//! - Pumping: each direction on its own. A FIN from one side becomes `shutdown(SHUT_WR)` on
+//!   the other once what is buffered was sent (half-close); the pair closes when both
+//!   directions are done. A side is not read while its direction's buffer is full (the
+//!   kernel's window then closes towards the sender) and is read again once the other side
+//!   took bytes (EPOLLOUT): back-pressure both ways, memory flat. A reset (or any error) on
+//!   one side resets the other: the proxy stays transparent, a broken transfer never looks
+//!   complete.
+//! - Deadlines: `connectTimeoutMs` per connect; `idleTimeoutMs` for a pair neither side of
+//!   which moved a byte. Pairs are on lists per listener and kind, in deadline order (every
+//!   pair of a list has the same timeout), so the next deadline is a list's head: O(1).
+//! - Drain: a stopping worker accepts no more and keeps its pairs until they end or the drain
+//!   timeout; new clients reach the next generation through the listening sockets.
+const std = @import("std");
+const config = @import("../config.zig");
+const cli = @import("../cli.zig");
+const sys = @import("../net/sys.zig");
+const compat = @import("../compat.zig");
+const address = @import("../address.zig");
+const log = @import("../log.zig");
+const metrics = @import("../metrics/cell.zig");
+const listener_mod = @import("../net/listener.zig");
+const connections_mod = @import("../worker/connections.zig");
+const header = @import("proxy/header.zig");
+const servers_mod = @import("../net/servers.zig");
+const checks_mod = @import("proxy/checks.zig");
+const splice = @import("proxy/splice.zig");
+const linux = std.os.linux;
+const assert = std.debug.assert;
+
+/// The epoll token kind of proxied sockets (the worker's `Kind.proxy`); a token's index is
+/// the pair's slot times two, plus the side.
+pub const token_kind: u8 = 7;
+
+const closed: sys.Fd = -1;
+const none: u32 = std.math.maxInt(u32);
+
+const Phase = enum { free, connecting, open };
+
+const client = 0;
+const server = 1;
+
+/// One direction: bytes read from one side that wait to be sent to the other.
+const Flow = struct {
+    start: u32 = 0,
+    end: u32 = 0,
+    /// Its source sent its FIN: once what is buffered is sent, the other side gets ours.
+    eof: bool = false,
+    /// Our FIN went on to the destination (`shutdown(SHUT_WR)`): the direction is done.
+    shut: bool = false,
+
+    fn pending(self: *const Flow) u32 {
+        return self.end - self.start;
+    }
+};
+
+const Pair = struct {
+    fds: [2]sys.Fd = .{ closed, closed },
+    generation: u24 = 0,
+    listener_index: u16 = 0,
+    phase: Phase = .free,
+    /// The server connecting or connected to, and whether it is counted as one of its pairs.
+    server: u16 = 0,
+    counted: bool = false,
+    tried: servers_mod.Tried = 0,
+    tries: u8 = 0,
+    /// `flows[client]` goes to the server, `flows[server]` to the client.
+    flows: [2]Flow = .{ .{}, .{} },
+    /// What epoll last said of each side, until a read or a send finds it untrue.
+    readable: [2]bool = .{ false, false },
+    writable: [2]bool = .{ false, false },
+    /// What each side is registered for; null: not in the epoll set.
+    events: [2]?u32 = .{ null, null },
+    /// `zeroCopy`: a pipe per direction (`pipes[client]` towards the server), bytes moved
+    /// with splice(2) and counted in the flow's `end`; null: the pair's buffers.
+    pipes: ?[2]splice.Pipe = null,
+    /// A splice into a flow's pipe met EAGAIN with bytes in it: full (its pages hold small
+    /// fragments) until some leave.
+    pipe_full: [2]bool = .{ false, false },
+    deadline_ms: u64 = 0,
+    /// The deadline list the pair is on and its neighbours there.
+    list: u16 = 0,
+    prev: u32 = none,
+    next: u32 = none,
+};
+
+const DeadlineKind = enum(u1) { connect, idle };
+
+const List = struct {
+    head: u32 = none,
+    tail: u32 = none,
+};
+
+const list_count = config.listeners.len * 2;
+
+var pairs: []Pair = &.{};
+var free: []u32 = &.{};
+var free_len: u32 = 0;
+var up_bufs: []u8 = &.{};
+var down_bufs: []u8 = &.{};
+var lists: [list_count]List = @splat(.{});
+var servers: [config.listeners.len]servers_mod.Servers = undefined;
+/// Each proxy listener's servers, copied at start (what a test points at its own listeners).
+var targets: [config.listeners.len][servers_mod.max_servers]config.Server = undefined;
+var checks: [config.listeners.len]checks_mod.Checks = @splat(.{});
+var epoll_fd: sys.Fd = -1;
+var ready = false;
+/// Clients closed because no server accepted them, and when that was last said.
+var no_server_total: u64 = 0;
+var no_server_warned_ms: u64 = 0;
+
+/// Reserves the pair table and its buffers (virtual memory, backed once used).
+pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !void {
+    _ = limits;
+    const max = config.max_connections;
+    pairs = try allocator.alloc(Pair, max);
+    free = try allocator.alloc(u32, max);
+    for (pairs, 0..) |*p, i| {
+        p.* = .{};
+        free[max - 1 - i] = @intCast(i);
+    }
+    free_len = max;
+    up_bufs = try compat.mapMemory(@as(usize, max) * config.read_buffer_bytes);
+    down_bufs = try compat.mapMemory(@as(usize, max) * config.write_buffer_bytes);
+    lists = @splat(.{});
+    checks = @splat(.{});
+    for (&config.listeners, 0..) |*l, i| {
+        if (l.proxy) |*proxy| {
+            servers[i] = servers_mod.Servers.init(proxy);
+            @memcpy(targets[i][0..proxy.servers.len], proxy.servers);
+        }
+    }
+    epoll_fd = epfd;
+    ready = true;
+}
+
+pub fn openCount() u32 {
+    return @intCast(pairs.len - free_len);
+}
+
+pub fn isFull() bool {
+    return free_len == 0;
+}
+
+fn proxyOf(p: *const Pair) *const config.Proxy {
+    return &config.listeners[p.listener_index].proxy.?;
+}
+
+fn buffer(slot: u32, flow: usize) []u8 {
+    const size: usize =
+        if (flow == client) config.read_buffer_bytes else config.write_buffer_bytes;
+    const bufs = if (flow == client) up_bufs else down_bufs;
+    return bufs[@as(usize, slot) * size ..][0..size];
+}
+
+/// Takes an accepted client: a slot, the PROXY header if asked, and the first connect.
+pub fn open(fd: sys.Fd, listener_index: u16, now_ms: u64) void {
+    assert(ready and free_len > 0);
+    assert(config.listeners[listener_index].handler == .proxy);
+    free_len -= 1;
+    const slot = free[free_len];
+    const p = &pairs[slot];
+    assert(p.phase == .free);
+    p.* = .{
+        .fds = .{ fd, closed },
+        .generation = p.generation +% 1,
+        .listener_index = listener_index,
+        .phase = .connecting,
+        .writable = .{ true, false },
+    };
+    const counters = metrics.at(listener_index);
+    metrics.add(&counters.accepted, 1);
+    metrics.add(&counters.open, 1);
+    listener_mod.beforeOngoingWrite(fd, &config.listeners[listener_index]);
+    const proxy = proxyOf(p);
+    // Out of descriptors for pipes: this pair copies through its buffers.
+    if (proxy.zero_copy) p.pipes = splice.open();
+    if (proxy.send_proxy_protocol != .none) writeHeader(slot, proxy.send_proxy_protocol);
+    if (!connectNext(slot, now_ms)) return giveUp(slot, now_ms);
+    rearm(slot);
+}
+
+/// The PROXY header goes first in the client's direction, before any byte of the client.
+fn writeHeader(slot: u32, version: config.ProxyProtocol) void {
+    const p = &pairs[slot];
+    var peer: linux.sockaddr.storage = undefined;
+    var local: linux.sockaddr.storage = undefined;
+    var len: linux.socklen_t = @sizeOf(linux.sockaddr.storage);
+    const got_peer = compat.errno(linux.getpeername(p.fds[client], @ptrCast(&peer), &len));
+    const src = if (got_peer == .SUCCESS) header.endpointOf(&peer) else null;
+    const got_local = sys.getsockname(p.fds[client], &local);
+    const dst = if (got_local) |_| header.endpointOf(&local) else |_| null;
+    var bytes: [header.max_bytes]u8 = undefined;
+    const n = header.encode(version, src, dst, &bytes);
+    if (p.pipes) |pipes| {
+        // An empty pipe takes the 108 bytes at once; should it not, the pair copies.
+        const written = sys.write(pipes[client][1], bytes[0..n]) catch 0;
+        if (written == n) {
+            p.flows[client].end = @intCast(n);
+            return;
+        }
+        for (pipes) |pipe| splice.close(pipe);
+        p.pipes = null;
+    }
+    // The spec's smallest read buffer (512 bytes) holds the longest header.
+    @memcpy(buffer(slot, client)[0..n], bytes[0..n]);
+    p.flows[client].end = @intCast(n);
+}
+
+/// Starts a connect to the next server to try; false when every try is spent.
+fn connectNext(slot: u32, now_ms: u64) bool {
+    const p = &pairs[slot];
+    const proxy = proxyOf(p);
+    const s = &servers[p.listener_index];
+    // Bounded: each pass spends one try.
+    while (p.tries <= proxy.retries) {
+        const chosen = s.pick(now_ms, p.tried) orelse return false;
+        p.tried |= servers_mod.Servers.bit(chosen);
+        p.tries += 1;
+        const fd = startConnect(targets[p.listener_index][chosen]) catch |err| switch (err) {
+            // Out of descriptors is not the server's fault: no other server would do better.
+            error.NoSocket => return false,
+            error.Refused => {
+                metrics.add(&metrics.proxyServer(p.listener_index, chosen).connect_failures, 1);
+                _ = s.eject(chosen, now_ms);
+                continue;
+            },
+        };
+        p.fds[server] = fd;
+        p.server = chosen;
+        p.counted = true;
+        p.phase = .connecting;
+        p.writable[server] = false;
+        p.readable[server] = false;
+        p.events[server] = null;
+        s.active[chosen] += 1;
+        listMove(slot, .connect, now_ms + proxy.connect_timeout_ms);
+        return true;
+    }
+    return false;
+}
+
+/// A non-blocking connect under way (or done); `Refused` when it failed at once, `NoSocket`
+/// when no socket could be made.
+fn startConnect(target: config.Server) error{ NoSocket, Refused }!sys.Fd {
+    const family: u32 = if (target.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
+    const flags: u32 = linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
+    const fd = sys.socket(family, flags, 0) catch return error.NoSocket;
+    // Bytes are forwarded as they come: no Nagle delay on the way.
+    sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {}; // a hint only
+    const sa = address.SockAddr.init(target.address, target.port);
+    const rc = compat.errno(linux.connect(fd, sa.ptr(), sa.len));
+    if (rc != .SUCCESS and rc != .INPROGRESS) {
+        sys.close(fd);
+        return error.Refused;
+    }
+    return fd;
+}
+
+/// The connect to the pair's server failed (refused, reset, timed out): the server is
+/// ejected and another is tried; none left: the client is closed.
+fn connectFailed(slot: u32, now_ms: u64) void {
+    const p = &pairs[slot];
+    assert(p.phase == .connecting and p.fds[server] != closed);
+    const s = &servers[p.listener_index];
+    metrics.add(&metrics.proxyServer(p.listener_index, p.server).connect_failures, 1);
+    if (s.eject(p.server, now_ms)) {
+        log.warn("proxy {s}: server {d} of upstream {s} refused or timed out; left out " ++
+            "for {d} ms", .{
+            config.listeners[p.listener_index].name, p.server, proxyOf(p).upstream, s.eject_ms,
+        });
+    }
+    sys.close(p.fds[server]);
+    p.fds[server] = closed;
+    p.events[server] = null;
+    uncount(p);
+    if (!connectNext(slot, now_ms)) return giveUp(slot, now_ms);
+    rearm(slot);
+}
+
+fn uncount(p: *Pair) void {
+    if (!p.counted) return;
+    servers[p.listener_index].active[p.server] -= 1;
+    p.counted = false;
+}
+
+/// No server took the client: it is closed at once, and counted.
+fn giveUp(slot: u32, now_ms: u64) void {
+    no_server_total += 1;
+    if (now_ms >= no_server_warned_ms + 1000) {
+        no_server_warned_ms = now_ms;
+        const p = &pairs[slot];
+        log.warn("proxy {s}: no server of upstream {s} accepted a client (or all are down); " ++
+            "closed it ({d} clients so far)", .{
+            config.listeners[p.listener_index].name, proxyOf(p).upstream, no_server_total,
+        });
+    }
+    close(slot);
+}
+
+/// The connect's outcome is known (the socket became writable, or failed).
+fn finishConnect(slot: u32, now_ms: u64) void {
+    const p = &pairs[slot];
+    const failed = sys.getsockoptInt(p.fds[server], linux.SOL.SOCKET, linux.SO.ERROR) catch 1;
+    if (failed != 0) return connectFailed(slot, now_ms);
+    p.phase = .open;
+    p.writable[server] = true;
+    servers[p.listener_index].restore(p.server);
+    metrics.add(&metrics.at(p.listener_index).requests, 1);
+    metrics.add(&metrics.proxyServer(p.listener_index, p.server).connections, 1);
+    listMove(slot, .idle, now_ms + proxyOf(p).idle_timeout_ms);
+    pump(slot, now_ms);
+}
+
+pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
+    if (!ready) return;
+    if (checks_mod.isCheck(t.index)) return checks_mod.onEvent(&checks, &servers, t, now_ms);
+    const slot = t.index >> 1;
+    const side: usize = t.index & 1;
+    if (slot >= pairs.len) return;
+    const p = &pairs[slot];
+    // A pair closed (and maybe reused) since the event was queued.
+    if (p.phase == .free or p.generation != t.generation or p.fds[side] == closed) return;
+    if (p.phase == .connecting and side == server) return finishConnect(slot, now_ms);
+    if (events & linux.EPOLL.ERR != 0) return abort(slot);
+    if (events & (linux.EPOLL.IN | linux.EPOLL.HUP) != 0) p.readable[side] = true;
+    if (events & linux.EPOLL.OUT != 0) p.writable[side] = true;
+    if (events & linux.EPOLL.HUP != 0 and p.flows[side].eof) {
+        // Both ways closed for this side: our FIN went to it, or it reset.
+        if (!p.flows[1 - side].shut) return abort(slot);
+    }
+    pump(slot, now_ms);
+}
+
+/// Moves what can move in both directions; closes the pair when both are done.
+fn pump(slot: u32, now_ms: u64) void {
+    const p = &pairs[slot];
+    var moved = false;
+    for ([_]usize{ client, server }) |from| {
+        moved = (transfer(slot, from) catch return abort(slot)) or moved;
+    }
+    if (p.flows[client].shut and p.flows[server].shut) return close(slot);
+    if (moved and p.phase == .open) listMove(slot, .idle, now_ms + proxyOf(p).idle_timeout_ms);
+    rearm(slot);
+}
+
+const Broken = error{Reset};
+
+/// One direction: sends what waits, passes a FIN on, reads more while there is room; a few
+/// rounds at most, to stay fair to the worker's other connections. Returns whether a byte
+/// (or a FIN) moved.
+fn transfer(slot: u32, from: usize) Broken!bool {
+    if (pairs[slot].pipes != null) return transferSpliced(slot, from);
+    const p = &pairs[slot];
+    const to = 1 - from;
+    const f = &p.flows[from];
+    const buf = buffer(slot, from);
+    var moved = false;
+    var rounds: usize = 0;
+    while (rounds < 4) : (rounds += 1) {
+        var progressed = false;
+        if (f.pending() > 0 and p.writable[to]) {
+            const n = try sendSome(p, to, buf[f.start..f.end]);
+            f.start += n;
+            if (f.start == f.end) {
+                f.start = 0;
+                f.end = 0;
+            }
+            progressed = n > 0;
+        }
+        if (f.pending() == 0 and f.eof and !f.shut and p.phase == .open) {
+            sys.shutdownWrite(p.fds[to]);
+            f.shut = true;
+            progressed = true;
+        }
+        if (!f.eof and p.readable[from]) {
+            if (f.end == buf.len and f.start > 0) {
+                compat.copyLeft(buf[0..f.pending()], buf[f.start..f.end]);
+                f.end -= f.start;
+                f.start = 0;
+            }
+            if (f.end < buf.len) {
+                const got = try readSome(p, from, buf[f.end..]);
+                if (got) |n| {
+                    if (n == 0) f.eof = true;
+                    f.end += @intCast(n);
+                    progressed = true;
+                }
+            }
+        }
+        moved = moved or progressed;
+        if (!progressed) break;
+    }
+    return moved;
+}
+
+/// `transfer` for a zero-copy pair: the flow's bytes wait in its pipe (`end` counts them).
+fn transferSpliced(slot: u32, from: usize) Broken!bool {
+    const p = &pairs[slot];
+    const to = 1 - from;
+    const f = &p.flows[from];
+    const pipe = p.pipes.?[from];
+    assert(f.start == 0 and f.end <= splice.pipe_bytes);
+    var moved = false;
+    var rounds: usize = 0;
+    while (rounds < 4) : (rounds += 1) {
+        var progressed = false;
+        if (f.end > 0 and p.writable[to]) {
+            const n = try spliceSome(p, pipe[0], to, f.end);
+            f.end -= n;
+            if (n > 0) {
+                p.pipe_full[from] = false;
+                progressed = true;
+            }
+        }
+        if (f.end == 0 and f.eof and !f.shut and p.phase == .open) {
+            sys.shutdownWrite(p.fds[to]);
+            f.shut = true;
+            progressed = true;
+        }
+        if (!f.eof and p.readable[from] and !p.pipe_full[from] and f.end < splice.pipe_bytes) {
+            const room = splice.pipe_bytes - f.end;
+            if (splice.moveBytes(p.fds[from], pipe[1], room)) |n| {
+                if (n == 0) f.eof = true;
+                f.end += @intCast(n);
+                progressed = true;
+            } else |err| switch (err) {
+                // Nothing to read, or (bytes in the pipe) the pipe is full.
+                error.WouldBlock => if (f.end == 0) {
+                    p.readable[from] = false;
+                } else {
+                    p.pipe_full[from] = true;
+                },
+                error.Interrupted => {},
+                else => return error.Reset,
+            }
+        }
+        moved = moved or progressed;
+        if (!progressed) break;
+    }
+    return moved;
+}
+
+/// Bytes spliced from a flow's pipe into side `to` (0 when its socket is full).
+fn spliceSome(p: *Pair, pipe_read: sys.Fd, to: usize, len: u32) Broken!u32 {
+    const n = splice.moveBytes(pipe_read, p.fds[to], len) catch |err| switch (err) {
+        error.WouldBlock => {
+            p.writable[to] = false;
+            return 0;
+        },
+        error.Interrupted => return 0,
+        else => return error.Reset,
+    };
+    const counters = metrics.proxyServer(p.listener_index, p.server);
+    metrics.add(if (to == server) &counters.bytes_to_server else &counters.bytes_to_client, n);
+    return @intCast(n);
+}
+
+/// Bytes the socket took (0 when it is full: then it is watched for EPOLLOUT).
+fn sendSome(p: *Pair, to: usize, bytes: []const u8) Broken!u32 {
+    const n = sys.send(p.fds[to], bytes) catch |err| switch (err) {
+        error.WouldBlock => {
+            p.writable[to] = false;
+            return 0;
+        },
+        error.Interrupted => return 0,
+        else => return error.Reset,
+    };
+    const counters = metrics.proxyServer(p.listener_index, p.server);
+    metrics.add(if (to == server) &counters.bytes_to_server else &counters.bytes_to_client, n);
+    return @intCast(n);
+}
+
+/// Bytes read (0: the side's FIN), or null when nothing waits.
+fn readSome(p: *Pair, from: usize, into: []u8) Broken!?usize {
+    const n = sys.read(p.fds[from], into) catch |err| switch (err) {
+        error.WouldBlock => {
+            p.readable[from] = false;
+            return null;
+        },
+        error.Interrupted => return null,
+        else => return error.Reset,
+    };
+    // A short read emptied the socket; level-triggered epoll says when more comes.
+    if (n > 0 and n < into.len) p.readable[from] = false;
+    return n;
+}
+
+/// Registers each side for what it waits for, when that changed: input while its
+/// direction has room and no FIN came, output while bytes wait for it (or its connect).
+fn rearm(slot: u32) void {
+    const p = &pairs[slot];
+    for ([_]usize{ client, server }) |side| {
+        const fd = p.fds[side];
+        if (fd == closed) continue;
+        const from = &p.flows[side];
+        var events: u32 = 0;
+        if (!from.eof and hasRoom(slot, side)) events |= linux.EPOLL.IN;
+        if (p.flows[1 - side].pending() > 0) events |= linux.EPOLL.OUT;
+        if (side == server and p.phase == .connecting) events = linux.EPOLL.OUT;
+        // Done both ways: out of the set, or its hang-up would wake every wait.
+        const done = from.eof and p.flows[1 - side].shut;
+        if (done) {
+            if (p.events[side] != null) {
+                _ = linux.epoll_ctl(epoll_fd, linux.EPOLL.CTL_DEL, fd, null);
+                p.events[side] = null;
+            }
+            continue;
+        }
+        if (p.events[side] == events) continue;
+        const op: u32 = if (p.events[side] == null) linux.EPOLL.CTL_ADD else linux.EPOLL.CTL_MOD;
+        sys.epollCtl(epoll_fd, op, fd, events, tokenOf(slot, side)) catch return abort(slot);
+        p.events[side] = events;
+    }
+}
+
+/// Whether the flow from `side` can take more bytes (its buffer, or its pipe).
+fn hasRoom(slot: u32, side: usize) bool {
+    const p = &pairs[slot];
+    const f = &p.flows[side];
+    if (p.pipes != null) return !p.pipe_full[side] and f.end < splice.pipe_bytes;
+    return f.pending() < buffer(slot, side).len;
+}
+
+fn tokenOf(slot: u32, side: usize) u64 {
+    return (connections_mod.Token{
+        .kind = token_kind,
+        .generation = pairs[slot].generation,
+        .index = slot * 2 + @as(u32, @intCast(side)),
+    }).encode();
+}
+
+/// A reset or error on one side: the other is reset too (SO_LINGER 0), so that its peer
+/// learns the transfer broke rather than seeing a clean end.
+fn abort(slot: u32) void {
+    const p = &pairs[slot];
+    // struct linger: on, for 0 seconds.
+    const linger = [2]c_int{ 1, 0 };
+    const bytes = std.mem.asBytes(&linger);
+    for (p.fds) |fd| {
+        if (fd == closed) continue;
+        // Failing only leaves a FIN instead of a reset.
+        _ = linux.setsockopt(fd, linux.SOL.SOCKET, linux.SO.LINGER, bytes, bytes.len);
+    }
+    close(slot);
+}
+
+/// Closes both sides and frees the slot.
+fn close(slot: u32) void {
+    const p = &pairs[slot];
+    assert(p.phase != .free);
+    for (p.fds) |fd| if (fd != closed) sys.close(fd);
+    if (p.pipes) |pipes| for (pipes) |pipe| splice.close(pipe);
+    uncount(p);
+    listRemove(slot);
+    metrics.sub(&metrics.at(p.listener_index).open, 1);
+    p.* = .{ .generation = p.generation };
+    free[free_len] = slot;
+    free_len += 1;
+}
+
+/// Closes every pair (the worker is exiting).
+pub fn closeAll() void {
+    if (!ready) return;
+    for (pairs, 0..) |p, slot| if (p.phase != .free) close(@intCast(slot));
+    checks_mod.closeAll(&checks);
+    ready = false;
+}
+
+fn listIndex(listener_index: u16, kind: DeadlineKind) u16 {
+    return listener_index * 2 + @as(u16, @intCast(compat.enumIndex(kind)));
+}
+
+/// Puts the pair at the tail of its listener's list of `kind`, with a new deadline.
+fn listMove(slot: u32, kind: DeadlineKind, deadline_ms: u64) void {
+    listRemove(slot);
+    const p = &pairs[slot];
+    const index = listIndex(p.listener_index, kind);
+    const l = &lists[index];
+    p.list = index;
+    p.deadline_ms = deadline_ms;
+    p.prev = l.tail;
+    p.next = none;
+    if (l.tail == none) l.head = slot else pairs[l.tail].next = slot;
+    l.tail = slot;
+}
+
+fn listRemove(slot: u32) void {
+    const p = &pairs[slot];
+    const l = &lists[p.list];
+    const linked = p.prev != none or l.head == slot;
+    if (!linked) return;
+    if (p.prev == none) l.head = p.next else pairs[p.prev].next = p.next;
+    if (p.next == none) l.tail = p.prev else pairs[p.next].prev = p.prev;
+    p.prev = none;
+    p.next = none;
+}
+
+/// The nearest connect or idle deadline; null for none.
+pub fn nextMs() ?u64 {
+    if (!ready) return null;
+    var next: ?u64 = checks_mod.nextMs(&checks);
+    for (lists) |l| {
+        if (l.head == none) continue;
+        const at = pairs[l.head].deadline_ms;
+        next = @min(next orelse at, at);
+    }
+    return next;
+}
+
+/// Ends connects that took too long (the next server is tried) and silent pairs; starts the
+/// health checks that are due.
+pub fn expire(now_ms: u64) void {
+    if (!ready) return;
+    checks_mod.expire(&checks, &servers, epoll_fd, now_ms);
+    for (&lists, 0..) |*l, index| {
+        // Bounded: each pass takes the list's head off it (a retry joins the tail).
+        var budget: usize = pairs.len;
+        while (budget > 0 and l.head != none) : (budget -= 1) {
+            const slot = l.head;
+            if (pairs[slot].deadline_ms > now_ms) break;
+            if (index % 2 == compat.enumIndex(DeadlineKind.connect)) {
+                connectFailed(slot, now_ms);
+            } else {
+                const counters = metrics.at(pairs[slot].listener_index);
+                metrics.add(&counters.timeouts[compat.enumIndex(metrics.TimeoutKind.idle)], 1);
+                close(slot);
+            }
+        }
+    }
+}
+
+const testing = std.testing;
+
+/// A loopback socket bound to a port the kernel picks: listening, or (`listening` false)
+/// bound only, so that a connect to it is refused.
+fn testSocket(listening: bool) !struct { fd: sys.Fd, server: config.Server } {
+    const flags = linux.SOCK.STREAM | linux.SOCK.CLOEXEC | linux.SOCK.NONBLOCK;
+    const fd = try sys.socket(linux.AF.INET, flags, 0);
+    const sa = address.SockAddr.init(.{ .ip4 = .{ 127, 0, 0, 1 } }, 0);
+    try sys.bind(fd, sa.ptr(), sa.len);
+    if (listening) try sys.listen(fd, 16);
+    var bound: address.SockAddr = .{ .storage = undefined, .len = 0 };
+    bound.len = try sys.getsockname(fd, &bound.storage);
+    const loopback: address.Address = .{ .ip4 = .{ 127, 0, 0, 1 } };
+    return .{ .fd = fd, .server = .{ .address = loopback, .port = bound.port() } };
+}
+
+/// The next connection of a test listener, turning the loop meanwhile (bounded); `flags` of
+/// accept4 (the worker's accept makes a proxied client non-blocking).
+fn testAccept(epfd: sys.Fd, listen_fd: sys.Fd, flags: u32) !sys.Fd {
+    for (0..100) |_| {
+        const rc = linux.accept4(listen_fd, null, null, linux.SOCK.CLOEXEC | flags);
+        switch (compat.errno(rc)) {
+            .SUCCESS => return @intCast(rc),
+            .AGAIN => try testTurn(epfd, 20),
+            else => return error.AcceptFailed,
+        }
+    }
+    return error.NoConnection;
+}
+
+/// The worker's side: epoll events of the proxy's sockets, for up to `timeout_ms`.
+fn testTurn(epfd: sys.Fd, timeout_ms: i32) !void {
+    var events: [16]linux.epoll_event = undefined;
+    const n = try sys.epollWait(epfd, &events, timeout_ms);
+    for (events[0..n]) |e| {
+        onEvent(connections_mod.Token.decode(e.data.u64), e.events, sys.monotonicMs());
+    }
+}
+
+/// Turns the loop until `fd` has bytes or its end to give (bounded), then reads them.
+fn testRead(epfd: sys.Fd, fd: sys.Fd, buf: []u8) !usize {
+    for (0..100) |_| {
+        const rc = linux.recvfrom(fd, buf.ptr, buf.len, linux.MSG.DONTWAIT, null, null);
+        switch (compat.errno(rc)) {
+            .SUCCESS => return rc,
+            .AGAIN => try testTurn(epfd, 20),
+            else => return error.ReadFailed,
+        }
+    }
+    return error.NothingCame;
+}
+
+test "a refused server is retried on the next; bytes go both ways; FINs are passed on" {
+    const li = comptime for (config.listeners, 0..) |l, i| {
+        if (l.proxy != null) break i;
+    } else unreachable;
+    if (config.listeners[li].proxy.?.servers.len < 2 or config.listeners[li].proxy.?.retries < 1) {
+        return;
+    }
+    const epfd = try sys.epollCreate();
+    defer sys.close(epfd);
+    try init(std.heap.page_allocator, epfd, undefined);
+    defer ready = false;
+    const refusing = try testSocket(false);
+    defer sys.close(refusing.fd);
+    const upstream = try testSocket(true);
+    defer sys.close(upstream.fd);
+    const front = try testSocket(true);
+    defer sys.close(front.fd);
+    // Round-robin starts at the first server: the refusing one, then the retry.
+    servers[li].next = 0;
+    targets[li][0] = refusing.server;
+    targets[li][1] = upstream.server;
+    const user = try sys.socket(linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0);
+    defer sys.close(user);
+    const front_sa = address.SockAddr.init(front.server.address, front.server.port);
+    const connected = compat.errno(linux.connect(user, front_sa.ptr(), front_sa.len));
+    try testing.expectEqual(.SUCCESS, connected);
+    open(try testAccept(epfd, front.fd, linux.SOCK.NONBLOCK), @intCast(li), sys.monotonicMs());
+    try testing.expectEqual(@as(u32, 1), openCount());
+    const peer = try testAccept(epfd, upstream.fd, 0);
+    defer sys.close(peer);
+    try sys.writeAll(user, "hello");
+    var buf: [64]u8 = undefined;
+    try testing.expectEqualStrings("hello", buf[0..try testRead(epfd, peer, &buf)]);
+    try sys.writeAll(peer, "world");
+    try testing.expectEqualStrings("world", buf[0..try testRead(epfd, user, &buf)]);
+    // The client's FIN reaches the server; the server answers, then ends too.
+    sys.shutdownWrite(user);
+    try testing.expectEqual(@as(usize, 0), try testRead(epfd, peer, &buf));
+    try sys.writeAll(peer, "bye");
+    sys.shutdownWrite(peer);
+    try testing.expectEqualStrings("bye", buf[0..try testRead(epfd, user, &buf)]);
+    try testing.expectEqual(@as(usize, 0), try testRead(epfd, user, &buf));
+    try testing.expectEqual(@as(u32, 0), openCount());
+    // The refusing server was left out; the other is in rotation.
+    try testing.expect(servers[li].ejected_until_ms[0] > 0);
+    try testing.expectEqual(@as(u64, 0), servers[li].ejected_until_ms[1]);
+}

@@ -1,0 +1,509 @@
+/**
+ * The proxy handler (issue 20), on the newest release of the matrix (every release with
+ * GEN_REUSEPORT_MATRIX=full; the proxy's own Zig tests, PROXY protocol encoding and server
+ * choice, run on every release in build.test.ts through examples/proxy.json). One build: a spec
+ * of three proxy listeners on 4 workers, in front of servers the test starts on free loopback
+ * ports: two nginx instances of its own (Debian's nginx, installed with apt-get when missing;
+ * under CI=true a missing one fails), each with its own configuration in a temporary folder and
+ * its own body, and an echo server in this process that reads the PROXY protocol line first.
+ *
+ * - `web` → nginx 1 and 2, round-robin, 1 retry, `ejectMs` 500, health checks every 200 ms
+ *   (`fall` 2, `rise` 1);
+ * - `pipe` → the echo server, PROXY protocol v1, `idleTimeoutMs` 1500;
+ * - `tagged` → nginx 1's `proxy_protocol` port, PROXY protocol v2 (nginx answers with
+ *   `$proxy_protocol_addr:$proxy_protocol_port`);
+ * - `bulk` → the echo server as `pipe`, with `zeroCopy` (splice through pipes).
+ */
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "./support/net.js";
+import {
+  portOf,
+  startReady,
+  stopAllPrograms,
+  type Program,
+  type ReadyEvent,
+} from "./support/program.js";
+import { compiledSpecValue } from "./support/project.js";
+import { ensureCommand } from "./support/tools.js";
+import { FULL_MATRIX_VERSIONS, matrixOf } from "./support/zig.js";
+
+/**
+ * The newest release only (every release with GEN_REUSEPORT_MATRIX=full): the pumping code
+ * uses raw system calls that do not differ between releases, and one more build would cost
+ * the suite about 30 s.
+ */
+const VERSIONS =
+  matrixOf() === "full" ? FULL_MATRIX_VERSIONS : FULL_MATRIX_VERSIONS.slice(-1);
+
+const SETUP_TIMEOUT_MS = 15 * 60_000;
+const TEST_TIMEOUT_MS = 60_000;
+const CURL_TIMEOUT_S = 5;
+const EJECT_MS = 500;
+const IDLE_TIMEOUT_MS = 1500;
+/** The `web` listener's health checks: every 200 ms, down after 2 failures, up after 1 pass. */
+const CHECK_INTERVAL_MS = 200;
+/** Bytes each way through the proxy in the large transfer. */
+const LARGE_BYTES = 64 * 1024 * 1024;
+/** Bytes a client sends and reads only later: more than the kernel buffers on the way hold. */
+const SLOW_READER_BYTES = 256 * 1024 * 1024;
+
+/** Runs a command to its end; its stdout (it may fail: the caller looks at the output). */
+function run(command: string, args: readonly string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve) => {
+    execFile(command, args, { timeout: timeoutMs, maxBuffer: 8 << 20 }, (_error, stdout) =>
+      resolve(stdout),
+    );
+  });
+}
+
+interface Answer {
+  readonly body: string;
+  readonly status: string;
+}
+
+/** curl's output for `-w "=%{http_code}\n"`: each body (one line) and its status. */
+function answersOf(out: string): Answer[] {
+  return [...out.matchAll(/([^\n=]*)\n?=(\d{3})\n/g)].map((m) => ({
+    body: m[1] ?? "",
+    status: m[2] ?? "",
+  }));
+}
+
+/**
+ * `count` requests from one curl, one after another: each on a new connection
+ * (`Connection: close`) unless `keepAlive`; a failed one shows as status `000`.
+ */
+async function client(url: string, count: number, keepAlive = false): Promise<Answer[]> {
+  const args = ["-s", "--max-time", String(CURL_TIMEOUT_S), "-w", "=%{http_code}\n"];
+  if (!keepAlive) args.push("-H", "Connection: close");
+  const urls = Array.from({ length: count }, () => url);
+  return answersOf(await run("curl", [...args, ...urls], (CURL_TIMEOUT_S + 1) * count * 1000));
+}
+
+/** One nginx of the test's own: loopback only, its own prefix, answers with its body. */
+class Nginx {
+  private child: ChildProcess | undefined;
+
+  constructor(
+    readonly port: number,
+    /** A second port whose clients must send a PROXY protocol header; 0: none. */
+    readonly proxyProtocolPort: number,
+    readonly body: string,
+    private readonly dir: string,
+  ) {}
+
+  private config(): string {
+    const tagged =
+      this.proxyProtocolPort === 0
+        ? ""
+        : `  server { listen 127.0.0.1:${this.proxyProtocolPort} proxy_protocol;\n` +
+          '    location / { return 200 "$proxy_protocol_addr:$proxy_protocol_port\\n"; } }\n';
+    return (
+      "daemon off;\nworker_processes 1;\n" +
+      `pid ${this.dir}/nginx.pid;\nerror_log ${this.dir}/error.log;\n` +
+      "events { worker_connections 1024; }\nhttp {\n  access_log off;\n" +
+      ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        .map((t) => `  ${t}_temp_path ${this.dir}/${t};\n`)
+        .join("") +
+      `  server { listen 127.0.0.1:${this.port};\n` +
+      `    location / { return 200 "${this.body}\\n"; } }\n` +
+      tagged +
+      "}\n"
+    );
+  }
+
+  async start(): Promise<void> {
+    await writeFile(path.join(this.dir, "nginx.conf"), this.config());
+    const args = ["-p", this.dir, "-e", `${this.dir}/error.log`, "-c", `${this.dir}/nginx.conf`];
+    // Its own process group: the master and its worker are stopped together.
+    const child = spawn("nginx", args, { stdio: "ignore", detached: true });
+    this.child = child;
+    // Bounded: 100 tries, 50 ms apart.
+    for (let i = 0; i < 100; i += 1) {
+      const url = `http://127.0.0.1:${this.port}/`;
+      const out = await run("curl", ["-s", "--max-time", "1", url], 2000);
+      if (out === `${this.body}\n`) return;
+      if (child.exitCode !== null) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    throw new Error(`nginx did not answer on port ${this.port}`);
+  }
+
+  /** Stops it: `QUIT` finishes the requests in flight first (nginx's graceful shutdown). */
+  async stop(signal: NodeJS.Signals = "SIGQUIT"): Promise<void> {
+    const child = this.child;
+    this.child = undefined;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill(signal);
+    const killer = setTimeout(() => process.kill(-child.pid!, "SIGKILL"), 5000);
+    await exited;
+    clearTimeout(killer);
+  }
+}
+
+/** What the echo server saw of one connection: its PROXY line. */
+interface EchoSeen {
+  readonly proxyLine: string;
+}
+
+/**
+ * An echo server that reads the PROXY protocol v1 line, then sends back every byte it gets,
+ * with back-pressure (`pipe`), and passes the client's FIN on once all is sent. A client that
+ * sends `RESET` first is reset.
+ */
+function startEcho(seen: EchoSeen[]): Promise<net.Server> {
+  const server = net.createServer((socket) => {
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf("\r\n");
+      if (end < 0) return;
+      socket.off("data", onData);
+      seen.push({ proxyLine: head.subarray(0, end).toString("latin1") });
+      const rest = head.subarray(end + 2);
+      if (rest.length > 0) return echoFrom(rest);
+      // The header may come before the client's first bytes (sent as soon as connected).
+      socket.once("data", echoFrom);
+    };
+    const echoFrom = (first: Buffer) => {
+      if (first.subarray(0, 5).toString() === "RESET") {
+        socket.resetAndDestroy();
+        return;
+      }
+      socket.write(first);
+      socket.pipe(socket);
+    };
+    socket.on("data", onData);
+    socket.on("error", () => socket.destroy());
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ host: "127.0.0.1", port: 0 }, () => resolve(server));
+  });
+}
+
+interface Exchange {
+  readonly received: Buffer;
+  readonly localPort: number;
+  readonly error: string | undefined;
+  readonly elapsedMs: number;
+}
+
+/**
+ * Connects to `port`, writes `chunks` (honouring back-pressure), shuts its side down
+ * (half-close) unless `keepOpen`, and reads until the proxy closes.
+ */
+function exchange(port: number, chunks: readonly Buffer[], keepOpen = false): Promise<Exchange> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const socket = net.connect({ host: "127.0.0.1", port });
+    const parts: Buffer[] = [];
+    let error: string | undefined;
+    let localPort = 0;
+    const timer = setTimeout(() => socket.destroy(new Error("timeout")), 30_000);
+    socket.on("connect", async () => {
+      localPort = socket.localPort ?? 0;
+      for (const chunk of chunks) {
+        if (!socket.write(chunk)) await new Promise((r) => socket.once("drain", r));
+      }
+      if (!keepOpen) socket.end();
+    });
+    socket.on("data", (d) => parts.push(d));
+    socket.on("error", (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    socket.on("close", () => {
+      clearTimeout(timer);
+      const received = Buffer.concat(parts);
+      resolve({ received, localPort, error, elapsedMs: Date.now() - started });
+    });
+  });
+}
+
+function proxySpec(web: readonly Nginx[], echoPort: number) {
+  // Ports the program replaces (`--listen NAME=127.0.0.1:0`); distinct, as the rules ask.
+  const listener = (name: string, port: number, proxy: Record<string, unknown>) => ({
+    name,
+    protocol: "tcp",
+    address: "127.0.0.1",
+    port,
+    handler: "proxy",
+    proxy,
+  });
+  return {
+    name: "proxy-e2e",
+    workers: 4,
+    drainTimeoutMs: 5000,
+    listeners: [
+      listener("web", 1, {
+        upstream: "web",
+        retries: 1,
+        checkIntervalMs: CHECK_INTERVAL_MS,
+        rise: 1,
+        fall: 2,
+      }),
+      listener("pipe", 2, {
+        upstream: "echo",
+        sendProxyProtocol: "v1",
+        idleTimeoutMs: IDLE_TIMEOUT_MS,
+      }),
+      listener("tagged", 3, { upstream: "tagged", sendProxyProtocol: "v2" }),
+      listener("bulk", 4, {
+        upstream: "echo",
+        sendProxyProtocol: "v1",
+        idleTimeoutMs: IDLE_TIMEOUT_MS,
+        zeroCopy: true,
+      }),
+    ],
+    upstreams: [
+      {
+        name: "web",
+        servers: web.map((n) => `127.0.0.1:${n.port}`),
+        connectTimeoutMs: 500,
+        ejectMs: EJECT_MS,
+      },
+      { name: "echo", servers: [`127.0.0.1:${echoPort}`] },
+      { name: "tagged", servers: [`127.0.0.1:${web[0]!.proxyProtocolPort}`] },
+    ],
+  };
+}
+
+/** The value of `reuseport_proxy_server_<name>` for the `web` server on `port`; NaN if none. */
+function serverValue(metrics: string, name: string, port: number): number {
+  const series = `reuseport_proxy_server_${name}{listener="web",server="127.0.0.1:${port}"} `;
+  const line = metrics.split("\n").find((l) => l.startsWith(series));
+  return line === undefined ? Number.NaN : Number(line.slice(series.length));
+}
+
+/** The workers' log lines saying the `web` server on `port` went `state`. */
+function healthLines(stderr: string, port: number, state: "up" | "down"): number {
+  const line = `server 1 (127.0.0.1 port ${port}) of upstream web is ${state}:`;
+  return stderr.split("\n").filter((l) => l.includes(line)).length;
+}
+
+/** Waits until `done()` holds, polling every 50 ms, or fails after `timeoutMs`. */
+async function waitFor(done: () => boolean, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function sha256(parts: readonly Buffer[]): string {
+  const hash = createHash("sha256");
+  for (const p of parts) hash.update(p);
+  return hash.digest("hex");
+}
+
+describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (version) => {
+  let program: Program;
+  let tmp: string | undefined;
+  let nginx: Nginx[] = [];
+  let echo: net.Server | undefined;
+  const seen: EchoSeen[] = [];
+  let web: string;
+  let pipePort: number;
+  let taggedPort: number;
+  let bulkPort: number;
+  let metricsUrl: string;
+  let workerPids: number[];
+
+  beforeAll(async () => {
+    ensureCommand("curl", "curl");
+    ensureCommand("nginx", "nginx");
+    tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-proxy-"));
+    const ports = [];
+    for (let i = 0; i < 3; i += 1) ports.push(await freePort("tcp", "127.0.0.1"));
+    for (const dir of ["n1", "n2"]) await mkdir(path.join(tmp, dir));
+    nginx = [
+      new Nginx(ports[0]!, ports[2]!, "backend1", path.join(tmp, "n1")),
+      new Nginx(ports[1]!, 0, "backend2", path.join(tmp, "n2")),
+    ];
+    echo = await startEcho(seen);
+    const echoPort = (echo.address() as net.AddressInfo).port;
+    const project = await compiledSpecValue("proxy", proxySpec(nginx, echoPort), version);
+    for (const step of [project.steps.generate, project.steps.build]) {
+      if (!step.ok) throw new Error(`${step.command} failed (zig ${version}):\n${step.output}`);
+    }
+    for (const n of nginx) await n.start();
+    const args = ["--workers", "4", "--drain-timeout", "5000", "--admin", "127.0.0.1:0"];
+    for (const name of ["web", "pipe", "tagged", "bulk"]) {
+      args.push("--listen", `${name}=127.0.0.1:0`);
+    }
+    const started = await startReady(project.binary, args);
+    program = started.program;
+    web = `http://127.0.0.1:${portOf(started.ready, "web")}/`;
+    pipePort = portOf(started.ready, "pipe");
+    taggedPort = portOf(started.ready, "tagged");
+    bulkPort = portOf(started.ready, "bulk");
+    workerPids = started.ready.workers.map((w) => w.pid);
+    const admin = (started.ready as ReadyEvent & { admin?: { port: number } }).admin;
+    if (admin === undefined) throw new Error("the ready event names no admin listener");
+    metricsUrl = `http://127.0.0.1:${admin.port}/metrics`;
+  }, SETUP_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await stopAllPrograms();
+    for (const n of nginx) await n.stop("SIGTERM");
+    await new Promise((resolve) => (echo ? echo.close(resolve) : resolve(undefined)));
+    if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
+  });
+
+  const timeout = TEST_TIMEOUT_MS;
+
+  it("answers one-request and keep-alive clients, balanced within 10%", { timeout }, async () => {
+    const answers = (await Promise.all(Array.from({ length: 4 }, () => client(web, 50)))).flat();
+    expect(answers).toHaveLength(200);
+    expect(answers.filter((a) => a.status !== "200")).toEqual([]);
+    const by = (body: string) => answers.filter((a) => a.body === body).length;
+    expect(by("backend1") + by("backend2")).toBe(200);
+    expect(Math.abs(by("backend1") - 100)).toBeLessThanOrEqual(10);
+    // One connection, 50 requests: each answered, all by the server it was joined to.
+    const kept = await client(web, 50, true);
+    expect(kept.filter((a) => a.status !== "200")).toEqual([]);
+    expect(kept).toHaveLength(50);
+    expect(new Set(kept.map((a) => a.body)).size).toBe(1);
+    // Each client was one connection to one server: 200 + 1, counted per server.
+    const text = await run("curl", ["-s", "--max-time", "5", metricsUrl], 10_000);
+    const joined = nginx.map((n) => serverValue(text, "connections_total", n.port));
+    expect(joined[0]! + joined[1]!).toBe(201);
+    expect(Math.abs(joined[0]! - joined[1]!)).toBeLessThanOrEqual(21);
+    const received = nginx.map((n) => serverValue(text, "received_bytes_total", n.port));
+    expect(received[0]! + received[1]!).toBeGreaterThan(0);
+    expect(nginx.map((n) => serverValue(text, "down", n.port))).toEqual([0, 0]);
+  });
+
+  it("passes a client's half-close on and delivers the whole answer", { timeout }, async () => {
+    // Copied through buffers (pipe) and spliced through pipes (bulk).
+    for (const port of [pipePort, bulkPort]) {
+      const before = seen.length;
+      const got = await exchange(port, [Buffer.from("first part, "), Buffer.from("then FIN")]);
+      expect(got.error).toBeUndefined();
+      expect(got.received.toString()).toBe("first part, then FIN");
+      // The echo server read the PROXY v1 line first: the client's real address and port.
+      const line = seen[before]?.proxyLine ?? "";
+      expect(line).toBe(`PROXY TCP4 127.0.0.1 127.0.0.1 ${got.localPort} ${port}`);
+    }
+  });
+
+  it("sends the PROXY v2 header nginx reads the client's address from", { timeout }, async () => {
+    const out = await run(
+      "curl",
+      ["-s", "--max-time", "5", "-w", "=%{local_port}", `http://127.0.0.1:${taggedPort}/`],
+      10_000,
+    );
+    const [body, localPort] = out.split("=");
+    expect(body).toBe(`127.0.0.1:${localPort}\n`);
+  });
+
+  it(`moves ${LARGE_BYTES >> 20} MiB each way, byte for byte`, { timeout }, async () => {
+    const block = randomBytes(1 << 20);
+    const chunks = Array.from({ length: LARGE_BYTES / block.length }, () => block);
+    for (const port of [pipePort, bulkPort]) {
+      const got = await exchange(port, chunks);
+      expect(got.error).toBeUndefined();
+      expect(got.received.length).toBe(LARGE_BYTES);
+      expect(sha256([got.received])).toBe(sha256(chunks));
+    }
+  });
+
+  it("holds a slow reader's bytes back, memory flat, then delivers", { timeout }, async () => {
+    const rss = async () => {
+      let kb = 0;
+      for (const pid of workerPids) {
+        const status = await readFile(`/proc/${pid}/status`, "utf8");
+        kb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+      }
+      return kb;
+    };
+    const before = await rss();
+    const block = randomBytes(1 << 20);
+    const blocks = SLOW_READER_BYTES / block.length;
+    const socket = net.connect({ host: "127.0.0.1", port: pipePort });
+    socket.pause();
+    await new Promise((resolve) => socket.once("connect", resolve));
+    // Node queues the blocks it is given; the kernel takes what the path to the echo server
+    // and back can hold while nobody reads.
+    for (let i = 0; i < blocks; i += 1) socket.write(block);
+    socket.end();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Back-pressure: most of it still waits in this process, and the workers did not grow.
+    expect(socket.writableLength).toBeGreaterThan(SLOW_READER_BYTES / 2);
+    expect((await rss()) - before).toBeLessThan(8 * 1024);
+    const hash = createHash("sha256");
+    let received = 0;
+    socket.on("data", (d: Buffer) => {
+      hash.update(d);
+      received += d.length;
+    });
+    socket.resume();
+    await new Promise((resolve) => socket.once("close", resolve));
+    expect(received).toBe(SLOW_READER_BYTES);
+    expect(hash.digest("hex")).toBe(sha256(Array.from({ length: blocks }, () => block)));
+  });
+
+  it("closes a silent pair after idleTimeoutMs; passes a reset on", { timeout }, async () => {
+    const idle = await exchange(pipePort, [], true);
+    expect(idle.error).toBeUndefined();
+    expect(idle.received.length).toBe(0);
+    expect(idle.elapsedMs).toBeGreaterThanOrEqual(IDLE_TIMEOUT_MS - 300);
+    expect(idle.elapsedMs).toBeLessThan(IDLE_TIMEOUT_MS + 5000);
+    for (const port of [pipePort, bulkPort]) {
+      const reset = await exchange(port, [Buffer.from("RESET")], true);
+      expect(reset.error).toBe("ECONNRESET");
+    }
+  });
+
+  it("loses no client when an nginx stops, and uses it again once back", { timeout }, async () => {
+    const load = Promise.all(Array.from({ length: 4 }, () => client(web, 60)));
+    // Mid-run: some clients have been answered by both servers.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await nginx[1]!.stop();
+    const answers = (await load).flat();
+    expect(answers).toHaveLength(240);
+    // nginx's graceful stop finishes what is in flight; new clients go to the other server
+    // (a refused connect is retried there before the client sees anything).
+    expect(answers.filter((a) => a.status !== "200")).toEqual([]);
+    // Every worker's checks mark it down (2 failed checks, 200 ms apart).
+    const port = nginx[1]!.port;
+    await waitFor(() => healthLines(program.stderr, port, "down") >= 4, 10_000);
+    const scrape = () => run("curl", ["-s", "--max-time", "5", metricsUrl], 10_000);
+    // Every one of the 4 workers holds it down.
+    expect(serverValue(await scrape(), "down", port)).toBe(4);
+    const after = await client(web, 20);
+    expect(after.map((a) => a.body)).toEqual(Array.from({ length: 20 }, () => "backend1"));
+    await nginx[1]!.start();
+    await waitFor(() => healthLines(program.stderr, port, "up") >= 4, 10_000);
+    expect(serverValue(await scrape(), "down", port)).toBe(0);
+    const again = await client(web, 40);
+    expect(again.filter((a) => a.status !== "200")).toEqual([]);
+    expect(again.filter((a) => a.body === "backend2").length).toBeGreaterThan(0);
+  });
+
+  it("restarts 3 times on SIGHUP under load, losing no client", { timeout }, async () => {
+    const load = Promise.all(Array.from({ length: 4 }, () => client(web, 100)));
+    const large = exchange(pipePort, Array.from({ length: 8 }, () => randomBytes(1 << 20)));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Each restart once the previous generation is ready (every worker replaced, the old
+    // ones draining their pairs).
+    for (const generation of [2, 3, 4]) {
+      process.kill(program.pid, "SIGHUP");
+      await program.waitForEvent<ReadyEvent>("ready", 15_000, (e) => e.generation === generation);
+    }
+    const answers = (await load).flat();
+    expect(answers).toHaveLength(400);
+    expect(answers.filter((a) => a.status !== "200")).toEqual([]);
+    // A pair that was open during the restarts finished with its old generation.
+    const transfer = await large;
+    expect(transfer.error).toBeUndefined();
+    expect(transfer.received.length).toBe(8 << 20);
+    // Served by the new generation.
+    expect((await client(web, 4)).filter((a) => a.status === "200")).toHaveLength(4);
+  });
+});
