@@ -55,6 +55,8 @@ export interface ServiceModel {
   readonly maxBodyBytes: number;
   readonly outputLimitBytes: number;
   readonly outputPoolBytes: number;
+  /** Datagrams per recvmmsg/sendmmsg on UDP listeners. */
+  readonly udpBatch: number;
   /** The user the workers drop to, as the spec names it (a numeric id as digits); null: none. */
   readonly user: string | null;
   /** Its group; null: the user's primary group. */
@@ -315,6 +317,7 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     maxBodyBytes: spec.maxBodyBytes,
     outputLimitBytes: spec.outputLimitBytes,
     outputPoolBytes: spec.outputPoolBytes,
+    udpBatch: spec.udpBatch,
     user: spec.user === undefined ? null : String(spec.user),
     group: spec.group === undefined ? null : String(spec.group),
     accessLog: spec.accessLog

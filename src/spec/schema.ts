@@ -54,6 +54,7 @@ export const DEFAULTS = {
   outputLimitBytes: 33554432,
   outputPoolBytes: 67108864,
   frameBuffers: 4,
+  udpBatch: 32,
 } as const;
 
 /** Bytes of one chunk of a worker's output pool (templates/src/worker/output_pool.zig). */
@@ -550,6 +551,13 @@ export const SpecSchema = z
             "backed once used): output of its connections that waits beyond their write " +
             "buffers. Once it is spent, connections whose output waits are not read " +
             "(back-pressure). 0: a connection is not read while its write buffer waits.",
+        ),
+      udpBatch: intRange(1, 256)
+        .default(DEFAULTS.udpBatch)
+        .describe(
+          "Datagrams a worker moves per system call on its UDP listeners (recvmmsg and " +
+            "sendmmsg), with a buffer of 65536 bytes each way per datagram reserved at start. " +
+            "A datagram never waits for a batch to fill. 1: one datagram per call.",
         ),
       user: account("user")
         .optional()

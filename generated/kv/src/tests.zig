@@ -60,6 +60,7 @@ test {
     _ = @import("upstream/pool.zig");
     _ = @import("upstream/resp.zig");
     _ = @import("worker/connections.zig");
+    _ = @import("worker/datagrams.zig");
     _ = @import("worker/deadlines.zig");
     _ = @import("worker/drain.zig");
     _ = @import("worker/output_pool.zig");

@@ -99,6 +99,8 @@ pub const max_body_bytes: u64 = 1048576;
 pub const output_limit_bytes: u64 = 33554432;
 /// Per worker: the pool that output waiting beyond write buffers comes from (0: none).
 pub const output_pool_bytes: u64 = 67108864;
+/// Datagrams a worker moves per recvmmsg and sendmmsg on its UDP listeners.
+pub const udp_batch: u16 = 32;
 /// The user (a name or a numeric uid) the workers drop to once they have their sockets, and
 /// its group (null: the user's primary group); see supervisor/privileges.zig. null: none.
 pub const user: ?[]const u8 = null;
@@ -107,11 +109,11 @@ pub const group: ?[]const u8 = null;
 pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "e794956b0e7f1ad4";
+pub const spec_fingerprint = "a7b90da3fa777c14";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "518455a0d8382a03";
+pub const supervisor_fingerprint = "82c9e147cb705a96";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -45,6 +45,7 @@ test {
     _ = @import("upgrade/steering.zig");
     _ = @import("upgrade/upgrade.zig");
     _ = @import("worker/connections.zig");
+    _ = @import("worker/datagrams.zig");
     _ = @import("worker/deadlines.zig");
     _ = @import("worker/drain.zig");
     _ = @import("worker/output_pool.zig");

@@ -21,6 +21,7 @@ import { buildLogged, provisionZig, zigEnv } from "./zig.js";
 /** The specs the suite builds: the examples, plus one of its own for TCP whoami. */
 export const SPECS = {
   custom: "examples/custom.json",
+  dns: "examples/dns.json",
   http: "examples/http.json",
   kv: "examples/kv.json",
   mixed: "examples/mixed.json",
@@ -37,6 +38,7 @@ export type SpecKey = keyof typeof SPECS;
 
 export const EXAMPLES: readonly SpecKey[] = [
   "custom",
+  "dns",
   "http",
   "kv",
   "mixed",

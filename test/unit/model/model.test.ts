@@ -40,6 +40,7 @@ describe("buildModel", () => {
       maxBodyBytes: 1048576,
       outputLimitBytes: 33554432,
       outputPoolBytes: 67108864,
+      udpBatch: 32,
       user: null,
       group: null,
       specFingerprint: m.specFingerprint,

@@ -87,6 +87,7 @@ describe("validateSpec", () => {
       maxBodyBytes: 1048576,
       outputLimitBytes: 33554432,
       outputPoolBytes: 67108864,
+      udpBatch: 32,
       listeners: [
         {
           ...listener(),
@@ -129,6 +130,16 @@ describe("validateSpec", () => {
         "udp listener (got 3)",
       "spec.json: listeners[1].name: is already the name of listeners[0]; listener names must " +
         'be unique (got "api")',
+    ]);
+  });
+
+  it("bounds udpBatch from 1 to 256", () => {
+    expect(lines({ name: "a", udpBatch: 1, listeners: [listener()] })).toEqual([]);
+    expect(lines({ name: "a", udpBatch: 0, listeners: [listener()] })).toEqual([
+      "spec.json: udpBatch: must be an integer from 1 to 256 (got 0)",
+    ]);
+    expect(lines({ name: "a", udpBatch: 257, listeners: [listener()] })).toEqual([
+      "spec.json: udpBatch: must be an integer from 1 to 256 (got 257)",
     ]);
   });
 

@@ -18,6 +18,7 @@ const listener_mod = @import("../net/listener.zig");
 const handlers = @import("../handlers.zig");
 const connections_mod = @import("connections.zig");
 const drain_mod = @import("drain.zig");
+const datagrams_mod = @import("datagrams.zig");
 const stats_mod = @import("stats.zig");
 const metrics = @import("../metrics/cell.zig");
 const log = @import("../log.zig");
@@ -77,10 +78,9 @@ const Kind = struct {
 
 /// Accepts per listener wakeup before giving connections a turn: fair, and bounded.
 const accept_batch = 64;
-/// Datagrams per UDP wakeup, for the same reason.
-const datagram_batch = 64;
+/// Datagrams per UDP wakeup, for the same reason (at least one batch).
+const datagram_turn = @max(64, config.udp_batch);
 const max_events = 256;
-const max_datagram_bytes = 65536;
 /// After an accept error that another try would repeat at once (no memory, no descriptor
 /// to spare), listeners rest this long instead of spinning on a readable socket.
 const accept_backoff_ms = 100;
@@ -136,8 +136,8 @@ pub const Worker = struct {
     /// Standalone with a shutdown delay: a SIGTERM arrived, the process is not ready any
     /// more (the admin listener's /readyz) and serves on until then; then it drains.
     shutdown_delay_until_ms: ?u64 = null,
-    datagram: []u8,
-    reply: []u8,
+    /// The buffers of `config.udp_batch` datagrams, shared by the UDP listeners.
+    datagrams: datagrams_mod.Batch,
     accept_warnings: Throttle = .{},
     /// The listening sockets went to a successor (`--handover`), which serves them now:
     /// stopping only closes this process's descriptors.
@@ -204,8 +204,7 @@ pub const Worker = struct {
                 options.limits,
             ),
             .listening = listening,
-            .datagram = try compat.mapMemory(max_datagram_bytes),
-            .reply = try compat.mapMemory(max_datagram_bytes),
+            .datagrams = try datagrams_mod.Batch.init(allocator, config.udp_batch),
         };
     }
 
@@ -304,7 +303,7 @@ pub const Worker = struct {
             if (self.admin_retry_at_ms) |at| if (now >= at) self.retryAdmin(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
-            handlers.deliverUpstreamReplies(self.reply);
+            handlers.deliverUpstreamReplies(self.datagrams.spareReply());
             self.resumeListenersIfRoom(now);
             const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});
@@ -689,24 +688,16 @@ pub const Worker = struct {
             .draining = self.stop != null,
             .fd = socket.fd,
         };
+        const counters = metrics.at(socket.listener_index);
         var served: usize = 0;
-        while (served < datagram_batch) : (served += 1) {
-            var from: sys.Peer = .{};
-            const n = sys.recvfrom(socket.fd, self.datagram, &from) catch |err| switch (err) {
-                error.WouldBlock => return false,
-                error.Interrupted => continue,
-                else => {
-                    log.warn("recvfrom failed: {s}", .{@errorName(err)});
-                    return false;
-                },
-            };
-            const counters = metrics.at(socket.listener_index);
-            metrics.add(&counters.datagrams_received, 1);
-            const reply_len = handlers.onDatagram(&ctx, self.datagram[0..n], &from, self.reply);
-            if (reply_len == 0) continue;
-            // UDP promises nothing: a reply the kernel refuses is a datagram lost.
-            _ = sys.sendto(socket.fd, self.reply[0..reply_len], &from) catch continue;
-            metrics.add(&counters.datagrams_sent, 1);
+        while (served < datagram_turn) {
+            const batch = self.datagrams.serve(socket.fd, &ctx, handlers.onDatagram) orelse
+                return false;
+            metrics.add(&counters.datagrams_received, batch.received);
+            metrics.add(&counters.datagrams_sent, batch.sent);
+            served += batch.received;
+            // A short batch: recvmmsg stopped at an empty queue (epoll says when more come).
+            if (batch.received < config.udp_batch) return false;
         }
         return true;
     }

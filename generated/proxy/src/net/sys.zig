@@ -163,6 +163,56 @@ pub fn sendto(fd: Fd, bytes: []const u8, to: *const Peer) Error!usize {
     return check(linux.sendto(fd, bytes.ptr, bytes.len, flags, @ptrCast(&to.addr), to.len));
 }
 
+/// One buffer of a scatter/gather list (the kernel's `struct iovec`).
+pub const IoVec = extern struct {
+    base: [*]u8,
+    len: usize,
+};
+
+/// The kernel's `struct msghdr`, declared here because the standard library's shape of it
+/// differs between Zig releases.
+pub const MsgHdr = extern struct {
+    name: ?*anyopaque,
+    name_len: linux.socklen_t,
+    iov: [*]IoVec,
+    iov_len: usize = 1,
+    control: ?*anyopaque = null,
+    control_len: usize = 0,
+    flags: u32 = 0,
+};
+
+/// One datagram of a `recvmmsg` or `sendmmsg` batch (the kernel's `struct mmsghdr`).
+pub const MsgEntry = extern struct {
+    hdr: MsgHdr,
+    /// Bytes received or sent, filled in by the kernel.
+    len: u32 = 0,
+};
+
+/// Receives up to `entries.len` datagrams without waiting: returns how many arrived (at
+/// least 1; `error.WouldBlock` when none was queued).
+pub fn recvmmsg(fd: Fd, entries: []MsgEntry) Error!usize {
+    const flags = linux.MSG.DONTWAIT;
+    const n: u32 = @intCast(entries.len);
+    const fd_arg: usize = @as(u32, @bitCast(fd));
+    return check(linux.syscall5(.recvmmsg, fd_arg, @intFromPtr(entries.ptr), n, flags, 0));
+}
+
+/// Sends the datagrams of `entries` in order without waiting: returns how many the kernel
+/// took (at least 1); an error is about the first one.
+pub fn sendmmsg(fd: Fd, entries: []MsgEntry) Error!usize {
+    const flags = linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL;
+    const n: u32 = @intCast(entries.len);
+    const fd_arg: usize = @as(u32, @bitCast(fd));
+    return check(linux.syscall4(.sendmmsg, fd_arg, @intFromPtr(entries.ptr), n, flags));
+}
+
+test "a batch entry has the kernel's layout" {
+    if (@sizeOf(usize) == 8) {
+        try std.testing.expectEqual(@as(usize, 64), @sizeOf(MsgEntry));
+        try std.testing.expectEqual(@as(usize, 56), @offsetOf(MsgEntry, "len"));
+    }
+}
+
 /// Writes all of `bytes` to a blocking descriptor such as stdout or a pipe.
 pub fn writeAll(fd: Fd, bytes: []const u8) Error!void {
     var done: usize = 0;

@@ -3,7 +3,7 @@
 //!
 //! `datagram` gets the worker's `State` (per worker means per process: each worker process
 //! has its own) and the datagram: its bytes (`dg.data`), its sender (`dg.peer`), a reply
-//! sent back to the sender after the call (`dg.reply`, `dg.print`), a send to any peer now
+//! sent back to the sender with its batch (`dg.reply`, `dg.print`), a send to any peer now
 //! (`dg.sendTo`) and scratch memory (`dg.arena`, reset after each datagram). An error sends
 //! nothing. Never block.
 //!

@@ -1,9 +1,9 @@
 //! Datagram application modules (UDP): one call of the module's `datagram` function per
-//! datagram, with the sender's address. The module replies (`dg.reply`) into the worker's
-//! reply buffer, sent back to the sender after the call, or sends to any peer at once
-//! (`dg.sendTo`). Nothing blocks: a send the kernel cannot take now is dropped, as UDP
-//! allows. `dg.arena` is per-worker scratch memory reset after each datagram. Per worker
-//! means per process.
+//! datagram, with the sender's address. The module replies (`dg.reply`) into the reply
+//! buffer the worker gives this datagram, sent back to the sender with the rest of its
+//! batch (worker/datagrams.zig), or sends to any peer at once (`dg.sendTo`). Nothing
+//! blocks: a send the kernel cannot take now is dropped, as UDP allows. `dg.arena` is
+//! per-worker scratch memory reset after each datagram. Per worker means per process.
 const std = @import("std");
 const compat = @import("../../compat.zig");
 const sys = @import("../../net/sys.zig");
