@@ -125,6 +125,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
     variant: UpgradeVariant,
     env: NodeJS.ProcessEnv = {},
     extra: readonly string[] = [],
+    cpus?: readonly number[],
   ) {
     const dir = await mkdtemp(path.join(scratch, `${variant}-`));
     const exe = path.join(dir, UPGRADE_SERVICE);
@@ -132,7 +133,11 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
     await copyFile(binaries.get(variant)!, exe);
     await chmod(exe, 0o755);
     const args = [...UPGRADE_ANY_LOOPBACK_PORT, "--pid-file", pidFile, ...extra];
-    const program = Program.start(exe, args, env);
+    // `cpus`: the CPUs the program may use (taskset execs it: the pid is the program's).
+    const program =
+      cpus === undefined
+        ? Program.start(exe, args, env)
+        : Program.start("taskset", ["-c", cpus.join(","), exe, ...args], env);
     const ready = await program.waitForEvent<UpgradeReady>("ready", READY_TIMEOUT_MS);
     return { program, ready, exe, pidFile, dir };
   }
@@ -331,13 +336,15 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
       "CPU before and after, losing no client",
     { timeout: TEST_TIMEOUT_MS },
     async (context) => {
-      const allowed = allowedCpus("self");
-      if (allowed.length !== 2) {
-        const why = `${allowed.length} CPUs allowed: this case expects exactly 2`;
+      // Two CPUs of those allowed, the program started on them alone (any machine with 2 or
+      // more runs the same case).
+      const allowed = allowedCpus("self").slice(0, 2);
+      if (allowed.length < 2) {
+        const why = `${allowed.length} CPU allowed: this case needs 2`;
         if (process.env.CI === "true") throw new Error(`CI run fails: ${why}`);
         return context.skip(why);
       }
-      const { program, ready, exe } = await start("changed", {}, ["--cpu-affinity"]);
+      const { program, ready, exe } = await start("changed", {}, ["--cpu-affinity"], allowed);
       const pidOf = (r: UpgradeReady, index: number) =>
         r.workers.find((w) => w.index === index)!.pid;
       // 3 workers on 2 CPUs: slots 0 and 2 share the first CPU, slot 1 has the second.

@@ -685,13 +685,8 @@ fn proxyServerSamples(
     for (config.listeners, 0..) |l, li| {
         const proxy = l.proxy orelse continue;
         for (proxy.servers, 0..) |server, s| {
-            var text: [64]u8 = undefined;
-            var endpoint: [72]u8 = undefined;
-            const host = address.format(server.address, &text);
-            const bracket = server.address.isIp6();
-            const shown = compat.bufPrint(&endpoint, "{s}{s}{s}:{d}", .{
-                if (bracket) "[" else "", host, if (bracket) "]" else "", server.port,
-            }) catch unreachable;
+            var endpoint: [320]u8 = undefined;
+            const shown = serverLabel(&endpoint, server);
             const labels = [_]Label{
                 .{ .name = "listener", .value = l.name },
                 .{ .name = "server", .value = shown },

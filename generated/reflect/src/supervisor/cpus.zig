@@ -8,6 +8,7 @@
 const std = @import("std");
 const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
+const locality = @import("../net/locality.zig");
 const linux = std.os.linux;
 
 /// What decided the count: the first of these that is strictly smaller than those before it.
@@ -64,10 +65,8 @@ fn onlineCpus() u16 {
 }
 
 fn affinityCpus() ?u16 {
-    var set: linux.cpu_set_t = undefined;
-    const rc = linux.sched_getaffinity(0, @sizeOf(linux.cpu_set_t), &set);
-    if (compat.errno(rc) != .SUCCESS) return null;
-    return clampCount(linux.CPU_COUNT(set));
+    const allowed = locality.allowedCpus() orelse return null;
+    return clampCount(allowed.len);
 }
 
 /// The number of CPUs in a kernel CPU list such as "0-3,8,10-11\n"; null when malformed.
