@@ -36,6 +36,12 @@ pub const timeout_kinds = std.meta.fieldNames(TimeoutKind);
 
 pub const rejected_statuses = stats_mod.rejected_statuses;
 
+/// Why a UDP reply was never sent, in the order of `Listener.udp_reply_drops`: the socket's
+/// queue of replies waiting for room was full, the kernel refused it (an error other than
+/// EAGAIN), or the worker stopped (drain timeout, immediate stop) before it could go.
+pub const UdpDrop = enum(u8) { queue_full, send_error, stopped };
+pub const udp_drop_reasons = std.meta.fieldNames(UdpDrop);
+
 /// Statuses counted each under its own number; any other under its class (`4xx`), so that a
 /// cell has a fixed size and a code costs one table lookup.
 pub const known_codes = [_]u16{
@@ -86,6 +92,11 @@ pub const Listener = extern struct {
     requests: u64,
     datagrams_received: u64,
     datagrams_sent: u64,
+    /// UDP replies that met a full send buffer (EAGAIN) and waited in the socket's queue.
+    udp_replies_deferred: u64,
+    udp_reply_drops: [udp_drop_reasons.len]u64,
+    /// `sendmsg` calls that carried several replies to one peer as one UDP GSO send.
+    udp_gso_sends: u64,
     evicted: u64,
     abandoned: u64,
     output_limit: u64,

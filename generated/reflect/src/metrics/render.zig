@@ -409,6 +409,28 @@ fn writeDatagrams(out: *Out, format: Format, r: *const Region) !void {
     const sent = "reuseport_datagrams_sent";
     try family(out, format, sent, .counter, "UDP datagrams sent, by listener and worker slot.");
     try perWorker(out, r, sent, "_total", "datagrams_sent", isUdp);
+    const deferred = "reuseport_udp_replies_deferred";
+    try family(out, format, deferred, .counter, "UDP replies that found the socket's send " ++
+        "buffer full and waited in its queue, by listener and worker slot.");
+    try perWorker(out, r, deferred, "_total", "udp_replies_deferred", isUdp);
+    const gso = "reuseport_udp_gso_sends";
+    try family(out, format, gso, .counter, "Sends that carried several UDP replies to one " ++
+        "peer as one GSO (UDP_SEGMENT) send, by listener and worker slot.");
+    try perWorker(out, r, gso, "_total", "udp_gso_sends", isUdp);
+    const drops = "reuseport_udp_reply_drops";
+    try family(out, format, drops, .counter, "UDP replies never sent, by listener and reason " ++
+        "(queue_full, send_error, stopped).");
+    for (config.listeners, 0..) |l, li| {
+        if (!isUdp(l)) continue;
+        for (cell_mod.udp_drop_reasons, 0..) |reason, k| {
+            const labels = [_]Label{
+                .{ .name = "listener", .value = l.name },
+                .{ .name = "reason", .value = reason },
+            };
+            const value = totalSum(r, listenerWord(li, "udp_reply_drops") + k);
+            try sampleInt(out, drops, "_total", &labels, value);
+        }
+    }
 }
 
 fn upstreamServerWord(u: usize, s: usize, comptime field: []const u8) usize {

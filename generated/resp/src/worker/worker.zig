@@ -80,6 +80,8 @@ const Kind = struct {
 const accept_batch = 64;
 /// Datagrams per UDP wakeup, for the same reason (at least one batch).
 const datagram_turn = @max(64, config.udp_batch);
+/// Replies a UDP socket keeps while its send buffer is full: four batches, and at least 64.
+pub const reply_queue = @max(64, 4 * @as(usize, config.udp_batch));
 const max_events = 256;
 /// After an accept error that another try would repeat at once (no memory, no descriptor
 /// to spare), listeners rest this long instead of spinning on a readable socket.
@@ -138,6 +140,8 @@ pub const Worker = struct {
     shutdown_delay_until_ms: ?u64 = null,
     /// The buffers of `config.udp_batch` datagrams, shared by the UDP listeners.
     datagrams: datagrams_mod.Batch,
+    /// Per socket of `options.sockets`: the UDP replies waiting for room in its send buffer.
+    outboxes: []datagrams_mod.Outbox,
     accept_warnings: Throttle = .{},
     /// The listening sockets went to a successor (`--handover`), which serves them now:
     /// stopping only closes this process's descriptors.
@@ -205,7 +209,14 @@ pub const Worker = struct {
             ),
             .listening = listening,
             .datagrams = try datagrams_mod.Batch.init(allocator, config.udp_batch),
+            .outboxes = try initOutboxes(allocator, options.sockets.len),
         };
+    }
+
+    fn initOutboxes(allocator: std.mem.Allocator, n: usize) ![]datagrams_mod.Outbox {
+        const all = try allocator.alloc(datagrams_mod.Outbox, n);
+        for (all) |*box| box.* = datagrams_mod.Outbox.init(allocator, reply_queue);
+        return all;
     }
 
     /// Opens the standalone admin listener, if one is asked for. With --handover a port in
@@ -283,7 +294,10 @@ pub const Worker = struct {
                 if (reason == .immediate) return self.closeAll(reason);
                 // Datagram modules' calls in flight are answered first, as connections are.
                 const calls = handlers.upstream.datagramsInFlight();
-                if (self.openCount() == 0 and calls == 0) return self.closeAll(reason);
+                const waiting = self.repliesWaiting();
+                if (self.openCount() == 0 and calls == 0 and waiting == 0) {
+                    return self.closeAll(reason);
+                }
                 const drain = &self.drain.?;
                 if (drain.takeSweep(now)) self.conns.closeIdle();
                 if (drain.expired(now)) {
@@ -366,7 +380,7 @@ pub const Worker = struct {
                 const index: u16 = @intCast(t.index);
                 switch (self.listenerOf(index).protocol) {
                     .tcp => _ = self.acceptBatch(index, now_ms),
-                    .udp => _ = self.serveDatagrams(index),
+                    .udp => self.onUdpEvent(index, event.events),
                 }
             },
             Kind.connection => self.conns.onEvent(t, event.events, now_ms),
@@ -450,14 +464,13 @@ pub const Worker = struct {
         for (self.options.sockets, 0..) |socket, i| {
             if (self.handed_over) {
                 // The successor holds the same sockets and takes what is queued on them.
-                _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, socket.fd, null);
-                sys.close(socket.fd);
-                self.listening[i] = false;
+                self.closeSocket(@intCast(i));
                 continue;
             }
             // Another slot's socket that is not adopted is only closed (the supervisor keeps
             // it open): taking its queue would serve another worker's share.
             if (self.options.link) |link| if (!link.watches(i)) {
+                self.dropWaiting(@intCast(i));
                 sys.close(socket.fd);
                 self.listening[i] = false;
                 continue;
@@ -469,11 +482,23 @@ pub const Worker = struct {
                 listener_mod.leaveUdpGroup(socket.fd);
             }
             self.drainQueue(@intCast(i), now_ms);
-            _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, socket.fd, null);
-            sys.close(socket.fd);
-            self.listening[i] = false;
+            self.closeSocket(@intCast(i));
         }
         self.accepting = false;
+    }
+
+    /// Closes a listening socket, or, while UDP replies wait for room in its send buffer,
+    /// watches it only for that room and closes it once they are sent (`flushOutbox`).
+    fn closeSocket(self: *Worker, socket_index: u16) void {
+        if (self.outboxes[socket_index].count > 0) {
+            self.outboxes[socket_index].closing = true;
+            self.watchDatagrams(socket_index, linux.EPOLL.OUT);
+            return;
+        }
+        const fd = self.options.sockets[socket_index].fd;
+        _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
+        sys.close(fd);
+        self.listening[socket_index] = false;
     }
 
     /// Serves what is queued on one listener, in batches, until the queue is empty or the
@@ -515,6 +540,7 @@ pub const Worker = struct {
 
     fn closeAll(self: *Worker, reason: StopReason) StopReason {
         self.closeListeners(sys.monotonicMs());
+        self.closeOutboxes();
         if (self.admin) |*a| a.close();
         self.admin = null;
         self.conns.closeAll();
@@ -677,6 +703,11 @@ pub const Worker = struct {
         return &config.listeners[self.options.sockets[socket_index].listener_index];
     }
 
+    fn onUdpEvent(self: *Worker, socket_index: u16, events: u32) void {
+        if (events & linux.EPOLL.OUT != 0) self.flushOutbox(socket_index);
+        if (events & linux.EPOLL.IN != 0 and self.accepting) _ = self.serveDatagrams(socket_index);
+    }
+
     fn serveDatagrams(self: *Worker, socket_index: u16) bool {
         const socket = self.options.sockets[socket_index];
         const ctx: handlers.api.Context = .{
@@ -688,17 +719,90 @@ pub const Worker = struct {
             .draining = self.stop != null,
             .fd = socket.fd,
         };
-        const counters = metrics.at(socket.listener_index);
+        const box = &self.outboxes[socket_index];
+        defer self.watchOutbox(socket_index);
         var served: usize = 0;
         while (served < datagram_turn) {
-            const batch = self.datagrams.serve(socket.fd, &ctx, handlers.onDatagram) orelse
+            const batch = self.datagrams.serve(socket.fd, box, &ctx, handlers.onDatagram) orelse
                 return false;
-            metrics.add(&counters.datagrams_received, batch.received);
-            metrics.add(&counters.datagrams_sent, batch.sent);
+            countDatagrams(socket.listener_index, batch);
             served += batch.received;
             // A short batch: recvmmsg stopped at an empty queue (epoll says when more come).
             if (batch.received < config.udp_batch) return false;
         }
         return true;
+    }
+
+    fn countDatagrams(listener_index: u16, tally: datagrams_mod.Tally) void {
+        const counters = metrics.at(listener_index);
+        const drops = &counters.udp_reply_drops;
+        metrics.add(&counters.datagrams_received, tally.received);
+        metrics.add(&counters.datagrams_sent, tally.sent);
+        metrics.add(&counters.udp_replies_deferred, tally.deferred);
+        metrics.add(&counters.udp_gso_sends, tally.gso_sends);
+        metrics.add(&drops[@intFromEnum(metrics.UdpDrop.queue_full)], tally.dropped_full);
+        metrics.add(&drops[@intFromEnum(metrics.UdpDrop.send_error)], tally.dropped_error);
+    }
+
+    /// The socket is writable again: sends what its outbox kept; a stopping worker closes
+    /// the socket once the outbox is empty.
+    fn flushOutbox(self: *Worker, socket_index: u16) void {
+        const socket = self.options.sockets[socket_index];
+        const box = &self.outboxes[socket_index];
+        var tally: datagrams_mod.Tally = .{};
+        self.datagrams.flush(socket.fd, box, &tally);
+        countDatagrams(socket.listener_index, tally);
+        if (box.closing and box.count == 0) {
+            box.closing = false;
+            box.watching = false;
+            _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, socket.fd, null);
+            sys.close(socket.fd);
+            self.listening[socket_index] = false;
+            return;
+        }
+        self.watchOutbox(socket_index);
+    }
+
+    /// Watches a UDP socket for room in its send buffer while its outbox holds replies.
+    fn watchOutbox(self: *Worker, socket_index: u16) void {
+        const box = &self.outboxes[socket_index];
+        const waiting = box.count > 0;
+        if (waiting == box.watching or box.closing) return;
+        const in: u32 = if (self.accepting) linux.EPOLL.IN else 0;
+        self.watchDatagrams(socket_index, if (waiting) in | linux.EPOLL.OUT else in);
+    }
+
+    fn watchDatagrams(self: *Worker, socket_index: u16, events: u32) void {
+        const fd = self.options.sockets[socket_index].fd;
+        const data = token(Kind.listener, socket_index);
+        // Registered since start (or adoption), so only ENOMEM fails this; a socket released
+        // to its own slot meanwhile is not watched here any more, and its outbox waits.
+        sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, fd, events, data) catch {};
+        self.outboxes[socket_index].watching = events & linux.EPOLL.OUT != 0;
+    }
+
+    fn repliesWaiting(self: *const Worker) usize {
+        var total: usize = 0;
+        for (self.outboxes) |box| total += box.count;
+        return total;
+    }
+
+    /// Drops (and counts) the replies waiting in a socket's outbox.
+    fn dropWaiting(self: *Worker, socket_index: u16) void {
+        const box = &self.outboxes[socket_index];
+        const listener_index = self.options.sockets[socket_index].listener_index;
+        const stopped = @intFromEnum(metrics.UdpDrop.stopped);
+        metrics.add(&metrics.at(listener_index).udp_reply_drops[stopped], box.count);
+        box.forget(box.count);
+    }
+
+    /// The worker ends: replies still waiting are dropped (counted) and their sockets closed.
+    fn closeOutboxes(self: *Worker) void {
+        for (self.outboxes, 0..) |*box, i| {
+            self.dropWaiting(@intCast(i));
+            if (!box.closing) continue;
+            box.closing = false;
+            self.closeSocket(@intCast(i));
+        }
     }
 };
