@@ -6,12 +6,32 @@
  * of the matrix, in one build: what differs between releases in this code (the module's parser,
  * the batches) is exercised on every release by the example's own `zig build test`
  * (build.test.ts), which also throws mutated and cut queries at the parser.
+ *
+ * The same binary shows the sending side of batches: a burst of same-size queries from one
+ * socket answered one datagram each while the replies went as UDP GSO sends
+ * (`reuseport_udp_gso_sends_total`); and, in a network namespace the test makes (`unshare -n`,
+ * root) where an htb class of `tc` (Debian's iproute2) lets the service's replies out at 64
+ * kbit/s, a flood from two sockets (test/e2e/support/udp-flood.py, run there with nsenter and
+ * python3) that fills the socket's send buffer: the replies that met EAGAIN wait in the
+ * socket's queue, the rest are dropped and counted, receiving goes on, and a SIGTERM while
+ * replies wait has the worker send them before it exits (the class is then let through at
+ * 10 Gbit/s); every reply the counters say was sent arrives, in order per socket.
  */
 import { execFile } from "node:child_process";
 import dgram from "node:dgram";
+import path from "node:path";
+import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PACKAGE_ROOT } from "../../src/index.js";
 import { udpExchange } from "./support/net.js";
-import { portOf, startReady, stopAllPrograms, type Program } from "./support/program.js";
+import {
+  portOf,
+  Program,
+  startReady,
+  stopAllPrograms,
+  type ReadyEvent,
+  type ServiceEvent,
+} from "./support/program.js";
 import { programOf } from "./support/project.js";
 import { ensureCommand } from "./support/tools.js";
 import { FULL_MATRIX_VERSIONS, matrixOf } from "./support/zig.js";
@@ -21,6 +41,24 @@ const VERSIONS =
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 30_000;
+const FLOOD = path.join(PACKAGE_ROOT, "test", "e2e", "support", "udp-flood.py");
+
+interface AdminReadyEvent extends ReadyEvent {
+  readonly admin?: { readonly address: string; readonly port: number };
+}
+
+/** The sum of every sample of `name` (any labels) in an exposition text. */
+function total(lines: readonly string[], name: string, labels = ""): number {
+  return lines
+    .filter((line) => line.startsWith(`${name}{`) && line.includes(labels))
+    .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
+}
+
+async function scrape(port: number): Promise<string[]> {
+  const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+  expect(response.status).toBe(200);
+  return (await response.text()).split("\n");
+}
 
 interface DigAnswer {
   readonly status: string;
@@ -66,15 +104,21 @@ function query(name: string, qtype: number, flags = 0x01): Buffer {
 
 describe.each(VERSIONS)("zig %s: the dns example (datagram module) asked by dig", (version) => {
   let port: number;
+  let adminPort: number;
+  let binary: string;
   let program: Program;
   const timeout = TEST_TIMEOUT_MS;
 
   beforeAll(async () => {
     ensureCommand("dig", "bind9-dnsutils");
-    const binary = await programOf("dns", version);
-    const started = await startReady(binary, ["--listen", "dns=127.0.0.1:0"]);
+    binary = await programOf("dns", version);
+    const args = ["--listen", "dns=127.0.0.1:0", "--admin", "127.0.0.1:0"];
+    const started = await startReady(binary, args);
     program = started.program;
     port = portOf(started.ready, "dns");
+    const admin = (started.ready as AdminReadyEvent).admin;
+    if (admin === undefined) throw new Error(`no admin in ${JSON.stringify(started.ready)}`);
+    adminPort = admin.port;
   }, SETUP_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -145,5 +189,111 @@ describe.each(VERSIONS)("zig %s: the dns example (datagram module) asked by dig"
     expect(after.answers).toEqual(["example.test. 300 IN A 192.0.2.1"]);
     expect(program.exit).toBeUndefined();
     expect(program.events.filter((e) => e.event === "worker_exit")).toEqual([]);
+  });
+
+  it("answers a burst from one socket one datagram per query, sent as UDP GSO", {
+    timeout,
+  }, async () => {
+    const single = await udpExchange("127.0.0.1", port, query("www.example.test", 1), {
+      timeoutMs: 1_000,
+    });
+    const socket = dgram.createSocket("udp4");
+    const replies = new Map<number, Buffer>();
+    let datagrams = 0;
+    socket.on("message", (message) => {
+      datagrams += 1;
+      replies.set(message.readUInt16BE(0), message);
+    });
+    await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+    const count = 64;
+    const gso = 'reuseport_udp_gso_sends_total{listener="dns"';
+    const before = total(await scrape(adminPort), "reuseport_udp_gso_sends_total");
+    let after = before;
+    try {
+      // The worker takes what is queued when it wakes: a burst usually meets it mid-way, and
+      // some of its batches hold several queries. A few bursts at most.
+      for (let burst = 0; burst < 5 && after === before; burst += 1) {
+        replies.clear();
+        datagrams = 0;
+        for (let id = 0; id < count; id += 1) {
+          const q = query("www.example.test", 1);
+          q.writeUInt16BE(id, 0);
+          socket.send(q, port, "127.0.0.1");
+        }
+        for (let wait = 0; wait < 100 && replies.size < count; wait += 1) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        expect([replies.size, datagrams]).toEqual([count, count]);
+        for (const [id, reply] of replies) {
+          // Each its own datagram, the query's answer: same bytes as a lone query's but the id.
+          expect(reply.length).toBe(single.length);
+          expect(reply.subarray(2).equals(single.subarray(2))).toBe(true);
+          expect(id).toBeLessThan(count);
+        }
+        after = total(await scrape(adminPort), "reuseport_udp_gso_sends_total");
+      }
+    } finally {
+      await new Promise<void>((resolve) => socket.close(() => resolve()));
+    }
+    expect(after, `${gso}} did not grow in 5 bursts`).toBeGreaterThan(before);
+  });
+
+  const kept = "keeps replies a full send buffer refuses, drops and counts past its queue, " +
+    "and sends what it kept before a drain ends";
+  it(kept, { timeout: 60_000 }, async () => {
+    ensureCommand("tc", "iproute2");
+    ensureCommand("unshare", "util-linux");
+    ensureCommand("nsenter", "util-linux");
+    ensureCommand("python3", "python3");
+    // In a namespace of its own: loopback up, the service's replies (source port 8053) in an
+    // htb class at 64 kbit/s with a queue that drops nothing, everything else unlimited.
+    const tc = "tc qdisc add dev lo root handle 1: htb default 20 && " +
+      "tc class add dev lo parent 1: classid 1:10 htb rate 64kbit ceil 64kbit && " +
+      "tc class add dev lo parent 1: classid 1:20 htb rate 10gbit quantum 60000 && " +
+      "tc qdisc add dev lo parent 1:10 handle 10: pfifo limit 1000000 && " +
+      "tc filter add dev lo parent 1: protocol ip prio 1 u32 match ip sport 8053 0xffff " +
+      "flowid 1:10";
+    const script = `ip link set lo up && ${tc} && exec "$0" "$@"`;
+    const args = ["--workers", "1", "--listen", "dns=127.0.0.1:8053", "--admin", "127.0.0.1:9901"];
+    const flooded = Program.start("unshare", ["-n", "--", "bash", "-c", script, binary, ...args]);
+    await flooded.waitForEvent<ReadyEvent>("ready", 15_000);
+    const faster = ["tc", "class", "change", "dev", "lo", "parent", "1:", "classid", "1:10"];
+    faster.push("htb", "rate", "10gbit", "quantum", "60000");
+    const count = 8000;
+    // Two sockets taking turns: no two replies in a row share a peer, so none is coalesced
+    // and each takes its own room in the send buffer.
+    const run = await execa("nsenter", [
+      `--net=/proc/${flooded.pid}/ns/net`,
+      "python3",
+      FLOOD,
+      "8053",
+      "9901",
+      String(count),
+      "2",
+      String(flooded.pid),
+      ...faster,
+    ], { timeout: 45_000 });
+    const out = JSON.parse(run.stdout) as { scraped: string[]; ids: number[][]; bad: number };
+    const exit = await flooded.exited;
+    expect(exit.code).toBe(0);
+    // Right after the flood: replies met EAGAIN and waited; some still wait now.
+    const received = total(out.scraped, "reuseport_datagrams_received_total");
+    const sent = total(out.scraped, "reuseport_datagrams_sent_total");
+    const drops = total(out.scraped, "reuseport_udp_reply_drops_total");
+    expect(total(out.scraped, "reuseport_udp_replies_deferred_total")).toBeGreaterThan(0);
+    const waiting = received - sent - drops;
+    expect(waiting).toBeGreaterThan(0);
+    // Every reply the worker counted as sent arrived, in order per socket, none twice; the
+    // rest are counted as dropped; and those that waited at the SIGTERM went before the exit.
+    type Exited = ServiceEvent & { datagrams: number; udp_reply_drops: number };
+    const worker = flooded.events.find((e) => e.event === "worker_exit") as Exited | undefined;
+    expect(worker).toBeDefined();
+    const got = out.ids.reduce((n, ids) => n + ids.length, 0);
+    expect(out.bad).toBe(0);
+    expect(got).toBe(worker!.datagrams - worker!.udp_reply_drops);
+    expect(got).toBeGreaterThanOrEqual(sent + waiting);
+    for (const ids of out.ids) {
+      expect(ids.every((id, i) => i === 0 || id > ids[i - 1]!)).toBe(true);
+    }
   });
 });

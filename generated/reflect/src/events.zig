@@ -403,8 +403,8 @@ pub const Line = struct {
     }
 
     /// A worker's counters: `connections`, `requests`, `datagrams`, `timeouts` by kind,
-    /// `evicted`, `abandoned`, `output_limit`, `access_log_errors`, `access_log_dropped`, and
-    /// `rejected` by status.
+    /// `evicted`, `abandoned`, `output_limit`, `access_log_errors`, `access_log_dropped`,
+    /// `udp_reply_drops`, and `rejected` by status.
     pub fn counters(self: *Line, stats: stats_mod.Stats) void {
         self.int("connections", @intCast(stats.connections));
         self.int("requests", @intCast(stats.requests));
@@ -421,6 +421,7 @@ pub const Line = struct {
         self.int("output_limit", @intCast(stats.output_limit));
         self.int("access_log_errors", @intCast(stats.access_log_errors));
         self.int("access_log_dropped", @intCast(stats.access_log_dropped));
+        self.int("udp_reply_drops", @intCast(stats.udp_reply_drops));
         self.beginNamedObject("rejected");
         for (stats_mod.rejected_statuses, stats.rejected) |status, n| {
             var name: [8]u8 = undefined;

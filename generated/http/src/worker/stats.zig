@@ -35,6 +35,8 @@ pub const Stats = struct {
     /// the request lines lost with them (see `access_log.zig`).
     access_log_errors: u64 = 0,
     access_log_dropped: u64 = 0,
+    /// UDP replies never sent (`reuseport_udp_reply_drops_total`, every reason).
+    udp_reply_drops: u64 = 0,
 
     pub fn countRejected(self: *Stats, status: u16) void {
         for (rejected_statuses, 0..) |s, i| {
@@ -55,7 +57,7 @@ pub const Stats = struct {
     /// Every counter by its key in the report line, in a fixed order.
     const Entry = struct { key: []const u8, value: *u64 };
 
-    const plain_entries = 13;
+    const plain_entries = 14;
 
     fn entries(self: *Stats) [plain_entries + rejected_statuses.len]Entry {
         var list: [plain_entries + rejected_statuses.len]Entry = undefined;
@@ -72,6 +74,7 @@ pub const Stats = struct {
         list[10] = .{ .key = "output_limit", .value = &self.output_limit };
         list[11] = .{ .key = "access_log_errors", .value = &self.access_log_errors };
         list[12] = .{ .key = "access_log_dropped", .value = &self.access_log_dropped };
+        list[13] = .{ .key = "udp_reply_drops", .value = &self.udp_reply_drops };
         inline for (rejected_statuses, 0..) |status, i| {
             list[plain_entries + i] = .{
                 .key = std.fmt.comptimePrint("rejected_{d}", .{status}),

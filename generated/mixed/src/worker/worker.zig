@@ -740,8 +740,8 @@ pub const Worker = struct {
         metrics.add(&counters.datagrams_sent, tally.sent);
         metrics.add(&counters.udp_replies_deferred, tally.deferred);
         metrics.add(&counters.udp_gso_sends, tally.gso_sends);
-        metrics.add(&drops[@intFromEnum(metrics.UdpDrop.queue_full)], tally.dropped_full);
-        metrics.add(&drops[@intFromEnum(metrics.UdpDrop.send_error)], tally.dropped_error);
+        metrics.add(&drops[compat.enumIndex(metrics.UdpDrop.queue_full)], tally.dropped_full);
+        metrics.add(&drops[compat.enumIndex(metrics.UdpDrop.send_error)], tally.dropped_error);
     }
 
     /// The socket is writable again: sends what its outbox kept; a stopping worker closes
@@ -791,7 +791,7 @@ pub const Worker = struct {
     fn dropWaiting(self: *Worker, socket_index: u16) void {
         const box = &self.outboxes[socket_index];
         const listener_index = self.options.sockets[socket_index].listener_index;
-        const stopped = @intFromEnum(metrics.UdpDrop.stopped);
+        const stopped = compat.enumIndex(metrics.UdpDrop.stopped);
         metrics.add(&metrics.at(listener_index).udp_reply_drops[stopped], box.count);
         box.forget(box.count);
     }

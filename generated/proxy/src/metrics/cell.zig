@@ -296,6 +296,7 @@ pub fn stats(cell: *const Cell) stats_mod.Stats {
         s.timeouts.write += load(&l.timeouts[compat.enumIndex(TimeoutKind.write)]);
         s.timeouts.request += load(&l.timeouts[compat.enumIndex(TimeoutKind.request)]);
         for (&s.rejected, &l.rejected) |*mine, *theirs| mine.* += load(theirs);
+        for (&l.udp_reply_drops) |*n| s.udp_reply_drops += load(n);
     }
     return s;
 }
