@@ -24,6 +24,7 @@ export async function buildBenchService(
     name = `${spec}-bench`,
     specFile = path.join(here, "specs", `${spec}.json`),
     modules = {},
+    edit = undefined,
   } = {},
 ) {
   const { buildProject, checkoutToolchainDir, ensureZig, SUPPORTED_ZIG, zigGlobalCacheDir } =
@@ -44,6 +45,8 @@ export async function buildBenchService(
   for (const [module, file] of Object.entries(modules)) {
     copyFileSync(path.join(root, file), path.join(out, "src", "app", `${module}.zig`));
   }
+  // A variant for a comparison (bench:udp's build without UDP GSO): edits the generated sources.
+  if (edit !== undefined) edit(out);
   const args = ["build", `-Doptimize=${optimize}`];
   process.stderr.write(`$ (cd ${out} && ${zig} ${args.join(" ")})\n`);
   const built = await buildProject({

@@ -11,8 +11,13 @@
 // (from /proc, before and after each round) are printed as medians, with the machine, the
 // command and the load average.
 //
+// --one-peer: the load is one client socket (dnsperf -c 1) asking one question
+// (www.example.test A), so that the replies of a batch go to one peer with one size: the load
+// UDP GSO (UDP_SEGMENT) serves. --gso-off: one more build of ours, batched but with GSO off
+// (the generated datagrams.zig edited: at most one reply per message), in the same rounds.
+//
 //   npm run bench:udp -- [--workers N] [--seconds S] [--rounds N] [--clients N]
-//                        [--outstanding N] [--optimize MODE]
+//                        [--outstanding N] [--optimize MODE] [--one-peer] [--gso-off]
 //
 // Needs dnsperf and nsd; when they are missing and we are root, installs them with apt-get
 // (Debian's dnsperf and nsd).
@@ -34,11 +39,14 @@ const { values: args } = parseArgs({
     clients: { type: "string", default: "8" },
     outstanding: { type: "string", default: "500" },
     optimize: { type: "string", default: "ReleaseFast" },
+    "one-peer": { type: "boolean", default: false },
+    "gso-off": { type: "boolean", default: false },
   },
 });
+if (args["one-peer"]) args.clients = "1";
 
 const TICKS_PER_SECOND = 100;
-const PORTS = { batched: 15353, unbatched: 15354, nsd: 15355 };
+const PORTS = { batched: 15353, unbatched: 15354, nsd: 15355, nogso: 15356 };
 /** The example's table (examples/app/dns.zig), as NSD's zone. */
 const ZONE = `$ORIGIN example.test.
 $TTL 300
@@ -54,14 +62,16 @@ v6    IN AAAA 2001:db8::6
 v6    IN AAAA 2001:db8::66
 `;
 /** What dnsperf asks, round robin: names and types that have answers on both servers. */
-const QUERIES = [
-  "www.example.test A",
-  "www.example.test AAAA",
-  "example.test A",
-  "example.test AAAA",
-  "mail.example.test A",
-  "v6.example.test AAAA",
-];
+const QUERIES = args["one-peer"]
+  ? ["www.example.test A"]
+  : [
+      "www.example.test A",
+      "www.example.test AAAA",
+      "example.test A",
+      "example.test AAAA",
+      "mail.example.test A",
+      "v6.example.test AAAA",
+    ];
 
 const children = [];
 const tmp = mkdtempSync(path.join(os.tmpdir(), "bench-udp-"));
@@ -86,15 +96,17 @@ const binaries = {
   batched: await buildDns("batched", undefined),
   unbatched: await buildDns("unbatched", 1),
 };
+if (args["gso-off"]) binaries.nogso = await buildDns("nogso", undefined, withoutGso);
+const ours = Object.keys(binaries);
 const servers = {};
-for (const name of ["batched", "unbatched"]) {
+for (const name of ours) {
   const listen = `dns=127.0.0.1:${PORTS[name]}`;
   servers[name] = start(name, binaries[name], ["--workers", args.workers, "--listen", listen]);
 }
 servers.nsd = start("nsd", "nsd", ["-d", "-c", writeNsdConfig()]);
 for (const name of Object.keys(servers)) await waitForAnswer(name, PORTS[name]);
 
-const results = { batched: [], unbatched: [], nsd: [] };
+const results = { batched: [], ...(args["gso-off"] ? { nogso: [] } : {}), unbatched: [], nsd: [] };
 const names = Object.keys(results);
 for (let round = 0; round < Number(args.rounds); round += 1) {
   // Each server first, in the middle and last in turn.
@@ -132,7 +144,7 @@ function ensureTools() {
 }
 
 /** examples/dns.json (with `udpBatch` when given) and the example's module, built. */
-async function buildDns(name, udpBatch) {
+async function buildDns(name, udpBatch, edit) {
   const spec = JSON.parse(readFileSync(path.join(root, "examples/dns.json"), "utf8"));
   delete spec.$schema;
   if (udpBatch !== undefined) spec.udpBatch = udpBatch;
@@ -143,7 +155,20 @@ async function buildDns(name, udpBatch) {
     name: "dns",
     specFile,
     modules: { dns: "examples/app/dns.zig" },
+    edit,
   });
+}
+
+/** Edits a generated project so that every reply goes in a message of its own (no GSO). */
+function withoutGso(out) {
+  const file = path.join(out, "src", "worker", "datagrams.zig");
+  const source = readFileSync(file, "utf8");
+  const edited = source.replace(
+    "pub const gso_max_segments = 64;",
+    "pub const gso_max_segments = 1;",
+  );
+  if (edited === source) throw new Error(`bench:udp: no gso_max_segments in ${file}`);
+  writeFileSync(file, edited);
 }
 
 function writeNsdConfig() {
@@ -265,6 +290,7 @@ function report() {
   const nsdCpu = median(results.nsd.map((r) => r.cpuUs));
   const label = {
     batched: "ours, udpBatch 32",
+    nogso: "ours, 32, GSO off",
     unbatched: "ours, udpBatch 1",
     nsd: "nsd (reuseport: yes)",
   };

@@ -54,6 +54,21 @@ function total(lines: readonly string[], name: string, labels = ""): number {
     .reduce((sum, line) => sum + Number(line.slice(line.lastIndexOf(" ") + 1)), 0);
 }
 
+/** What support/udp-flood.py prints. */
+interface Flooded {
+  readonly scraped: string[];
+  readonly final: string[];
+  readonly ids: number[][];
+  readonly bad: number;
+}
+
+/** Runs support/udp-flood.py in the network namespace of process `pid`. */
+async function flood(pid: number, args: readonly (string | number)[]): Promise<Flooded> {
+  const argv = [`--net=/proc/${pid}/ns/net`, "python3", FLOOD, ...args.map(String)];
+  const run = await execa("nsenter", argv, { timeout: 45_000 });
+  return JSON.parse(run.stdout) as Flooded;
+}
+
 async function scrape(port: number): Promise<string[]> {
   const response = await fetch(`http://127.0.0.1:${port}/metrics`);
   expect(response.status).toBe(200);
@@ -262,18 +277,7 @@ describe.each(VERSIONS)("zig %s: the dns example (datagram module) asked by dig"
     const count = 8000;
     // Two sockets taking turns: no two replies in a row share a peer, so none is coalesced
     // and each takes its own room in the send buffer.
-    const run = await execa("nsenter", [
-      `--net=/proc/${flooded.pid}/ns/net`,
-      "python3",
-      FLOOD,
-      "8053",
-      "9901",
-      String(count),
-      "2",
-      String(flooded.pid),
-      ...faster,
-    ], { timeout: 45_000 });
-    const out = JSON.parse(run.stdout) as { scraped: string[]; ids: number[][]; bad: number };
+    const out = await flood(flooded.pid, [8053, 9901, count, 2, flooded.pid, ...faster]);
     const exit = await flooded.exited;
     expect(exit.code).toBe(0);
     // Right after the flood: replies met EAGAIN and waited; some still wait now.
@@ -295,5 +299,29 @@ describe.each(VERSIONS)("zig %s: the dns example (datagram module) asked by dig"
     for (const ids of out.ids) {
       expect(ids.every((id, i) => i === 0 || id > ids[i - 1]!)).toBe(true);
     }
+  });
+
+  it("sends one message per reply once a route refuses GSO, and says so once", {
+    timeout: 30_000,
+  }, async () => {
+    ensureCommand("unshare", "util-linux");
+    ensureCommand("nsenter", "util-linux");
+    ensureCommand("python3", "python3");
+    // Loopback's MTU below a reply's datagram: a GSO send is refused (EMSGSIZE), a reply sent
+    // alone crosses in fragments.
+    const script = `ip link set lo up && ip link set lo mtu 90 && exec "$0" "$@"`;
+    const args = ["--workers", "1", "--listen", "dns=127.0.0.1:8053", "--admin", "127.0.0.1:9901"];
+    const small = Program.start("unshare", ["-n", "--", "bash", "-c", script, binary, ...args]);
+    await small.waitForEvent<ReadyEvent>("ready", 15_000);
+    const count = 300;
+    const out = await flood(small.pid, [8053, 9901, count, 1, 0]);
+    expect(out.bad).toBe(0);
+    expect(out.ids[0]).toEqual([...Array(count).keys()]);
+    expect(total(out.final, "reuseport_datagrams_sent_total")).toBe(count);
+    expect(total(out.final, "reuseport_udp_gso_sends_total")).toBe(0);
+    expect(total(out.final, "reuseport_udp_reply_drops_total")).toBe(0);
+    expect(small.stderr.match(/UDP GSO refused \(MSGSIZE\)/g)).toHaveLength(1);
+    process.kill(small.pid, "SIGTERM");
+    expect((await small.exited).code).toBe(0);
   });
 });

@@ -6,8 +6,8 @@ between, a pid to send SIGTERM to right after the flood and one scrape of /metri
 then a command to run after that (such as a `tc` command that lets the replies through
 faster). Every query asks for www.example.test A with its own id (its index), so every reply
 has the same size. Prints one JSON object: the metrics lines about datagrams as scraped after
-the flood, the ids of the replies each socket got in the order they came, and how many replies
-were not NOERROR.
+the flood (and, without a pid, once more after the replies), the ids of the replies each
+socket got in the order they came, and how many replies were not NOERROR.
 """
 import json
 import os
@@ -34,10 +34,17 @@ for _ in range(sockets):
 for i in range(count):
     clients[i % sockets].send(struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + name +
                               b"\0\0\1\0\1")
-url = f"http://127.0.0.1:{admin}/metrics"
-text = urllib.request.urlopen(url, timeout=10).read().decode()
-scraped = [line for line in text.splitlines() if line.startswith("reuseport_") and
-           ("datagrams" in line or "udp_" in line)]
+
+
+def scrape():
+    """The service's metrics lines about datagrams."""
+    url = f"http://127.0.0.1:{admin}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    return [line for line in text.splitlines() if line.startswith("reuseport_") and
+            ("datagrams" in line or "udp_" in line)]
+
+
+scraped = scrape()
 if stop_pid > 0:
     os.kill(stop_pid, signal.SIGTERM)
 if len(sys.argv) > 6:
@@ -74,4 +81,6 @@ while got < count and time.monotonic() < deadline:
             ids[clients.index(sock)].append(struct.unpack(">H", data[:2])[0])
             if len(data) < 4 or data[3] & 0x0F != 0:
                 bad += 1
-print(json.dumps({"scraped": scraped, "ids": ids, "bad": bad}))
+# Without a pid the service is still there: its metrics once more, after the replies.
+final = scrape() if stop_pid == 0 else []
+print(json.dumps({"scraped": scraped, "final": final, "ids": ids, "bad": bad}))

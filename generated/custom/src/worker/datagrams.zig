@@ -7,8 +7,8 @@
 //!
 //! Consecutive replies of a batch to one peer, all of one size but the last (which may be
 //! shorter), go as one message with a `UDP_SEGMENT` control message (UDP GSO): the kernel
-//! cuts it into the datagrams. A socket whose route refuses GSO (EIO, EINVAL) sends one
-//! message per reply from then on.
+//! cuts it into the datagrams. A socket whose route refuses GSO (EIO, EINVAL, EMSGSIZE)
+//! sends one message per reply from then on.
 //!
 //! Replies that meet a full send buffer (EAGAIN) wait in their socket's `Outbox`, in order,
 //! and go when the socket is writable (the worker watches EPOLLOUT meanwhile); new replies
@@ -101,10 +101,15 @@ const GsoCmsg = extern struct {
     }
 };
 
-/// Whether an error from a GSO send is the route refusing GSO (no checksum offload, an
-/// IPsec route, a segment larger than the MTU) rather than a failure of one datagram.
+/// Whether an error from a GSO send is the route refusing GSO rather than a failure of one
+/// datagram: EIO (no checksum offload, an IPsec route), EINVAL, or EMSGSIZE (a segment
+/// larger than the route's MTU, which a datagram of its own may still cross in fragments).
 fn refusesGso(err: sys.Error) bool {
-    return err == error.Unexpected and (sys.last_errno == .IO or sys.last_errno == .INVAL);
+    if (err != error.Unexpected) return false;
+    return switch (sys.last_errno) {
+        .IO, .INVAL, .MSGSIZE => true,
+        else => false,
+    };
 }
 
 /// One socket's replies waiting for room in its send buffer, oldest first, and whether its
