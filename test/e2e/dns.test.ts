@@ -9,9 +9,10 @@
  *
  * The same binary shows the sending side of batches: a burst of same-size queries from one
  * socket answered one datagram each while the replies went as UDP GSO sends
- * (`reuseport_udp_gso_sends_total`); and, in a network namespace the test makes (`unshare -n`,
- * root) where an htb class of `tc` (Debian's iproute2) lets the service's replies out at 64
- * kbit/s, a flood from two sockets (test/e2e/support/udp-flood.py, run there with nsenter and
+ * (`reuseport_udp_gso_sends_total`, the UDP families checked by `promtool`); a namespace whose
+ * loopback MTU is below a reply, where GSO is refused and each reply goes alone; and, in a
+ * network namespace the test makes (`unshare -n`, root) where an htb class of `tc` (Debian's
+ * iproute2) lets the service's replies out at 64 kbit/s, a flood from two sockets (test/e2e/support/udp-flood.py, run there with nsenter and
  * python3) that fills the socket's send buffer: the replies that met EAGAIN wait in the
  * socket's queue, the rest are dropped and counted, receiving goes on, and a SIGTERM while
  * replies wait has the worker send them before it exits (the class is then let through at
@@ -251,6 +252,12 @@ describe.each(VERSIONS)("zig %s: the dns example (datagram module) asked by dig"
       await new Promise<void>((resolve) => socket.close(() => resolve()));
     }
     expect(after, `${gso}} did not grow in 5 bursts`).toBeGreaterThan(before);
+    // The UDP families pass Prometheus's own checker (Debian's prometheus package).
+    const promtool = ensureCommand("promtool", "prometheus");
+    const text = (await scrape(adminPort)).join("\n");
+    expect(text).toContain('reuseport_udp_reply_drops_total{listener="dns",reason="queue_full"}');
+    const checked = await execa(promtool, ["check", "metrics"], { input: text, reject: false });
+    expect([checked.exitCode, checked.stdout + checked.stderr]).toEqual([0, ""]);
   });
 
   const kept = "keeps replies a full send buffer refuses, drops and counts past its queue, " +
