@@ -13,10 +13,11 @@
  * loopback MTU is below a reply, where GSO is refused and each reply goes alone; and, in a
  * network namespace the test makes (`unshare -n`, root) where an htb class of `tc` (Debian's
  * iproute2) lets the service's replies out at 64 kbit/s, a flood from two sockets
- * (test/e2e/support/udp-flood.py, run there with nsenter and python3) that fills the socket's send buffer: the replies that met EAGAIN wait in the
- * socket's queue, the rest are dropped and counted, receiving goes on, and a SIGTERM while
- * replies wait has the worker send them before it exits (the class is then let through at
- * 10 Gbit/s); every reply the counters say was sent arrives, in order per socket.
+ * (test/e2e/support/udp-flood.py, run there with nsenter and python3) that fills the socket's
+ * send buffer: the replies that met EAGAIN wait in the socket's queue, the rest are dropped
+ * and counted, receiving goes on, and a SIGTERM while replies wait has the worker send them
+ * before it exits (the class is then let through at 10 Gbit/s); every reply the counters say
+ * was sent arrives, in order per socket.
  */
 import { execFile } from "node:child_process";
 import dgram from "node:dgram";
