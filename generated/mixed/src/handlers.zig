@@ -214,10 +214,13 @@ pub fn takeWake() ?api.Waiter {
 }
 
 /// Hands the datagram modules' upstream calls that are over to their modules, and sends
-/// what they answer to the datagrams' senders (`buf` holds one answer at a time). Bounded
-/// by the call tables: each call is handed over once.
-pub fn deliverUpstreamReplies(buf: []u8) void {
+/// what they answer to the datagrams' senders through `sender.answer(fd, listener_index,
+/// peer, bytes)` (the worker: behind the replies its socket keeps, kept too when the send
+/// buffer is full). `buf` holds one answer at a time. Bounded by the call tables: each call
+/// is handed over once.
+pub fn deliverUpstreamReplies(buf: []u8, sender: anytype) void {
     _ = buf;
+    _ = sender;
 }
 
 /// The connection is closing: an application module may forget it.

@@ -317,7 +317,7 @@ pub const Worker = struct {
             if (self.admin_retry_at_ms) |at| if (now >= at) self.retryAdmin(now);
             handlers.tickApps(now);
             self.conns.applyWakes(now);
-            handlers.deliverUpstreamReplies(self.datagrams.spareReply());
+            handlers.deliverUpstreamReplies(self.datagrams.spareReply(), self);
             self.resumeListenersIfRoom(now);
             const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});
@@ -779,6 +779,30 @@ pub const Worker = struct {
         // to its own slot meanwhile is not watched here any more, and its outbox waits.
         sys.epollCtl(self.epfd, linux.EPOLL.CTL_MOD, fd, events, data) catch {};
         self.outboxes[socket_index].watching = events & linux.EPOLL.OUT != 0;
+    }
+
+    /// A datagram module's answer to an upstream call, sent between batches on the socket its
+    /// datagram came to: behind what that socket's outbox holds, kept there when the send
+    /// buffer is full. A socket closed meanwhile (the worker stops) drops it, counted.
+    pub fn answer(
+        self: *Worker,
+        fd: sys.Fd,
+        listener_index: u16,
+        to: *const sys.Peer,
+        bytes: []const u8,
+    ) void {
+        const counters = metrics.at(listener_index);
+        for (self.options.sockets, 0..) |socket, i| {
+            if (socket.fd != fd or !self.listening[i]) continue;
+            var tally: datagrams_mod.Tally = .{};
+            const reply: datagrams_mod.Reply = .{ .peer = to, .bytes = bytes };
+            self.datagrams.sendOne(fd, &self.outboxes[i], reply, &tally);
+            countDatagrams(listener_index, tally);
+            self.watchOutbox(@intCast(i));
+            return;
+        }
+        const stopped = compat.enumIndex(metrics.UdpDrop.stopped);
+        metrics.add(&counters.udp_reply_drops[stopped], 1);
     }
 
     fn repliesWaiting(self: *const Worker) usize {

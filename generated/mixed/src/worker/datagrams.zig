@@ -262,13 +262,24 @@ pub const Batch = struct {
             self.fresh[count] = .{ .peer = peer, .bytes = reply[0..reply_len] };
             count += 1;
         }
-        const list = self.fresh[0..count];
-        if (box.count > 0) self.flush(fd, box, &tally);
-        const done = if (box.count > 0) 0 else self.sendList(fd, list, box, &tally);
+        self.sendBehind(fd, box, self.fresh[0..count], &tally);
+        return tally;
+    }
+
+    /// Sends one reply outside a batch (a module's answer to an upstream call; its bytes are
+    /// the caller's, such as `spareReply`), behind what `box` kept.
+    pub fn sendOne(self: *Batch, fd: sys.Fd, box: *Outbox, reply: Reply, tally: *Tally) void {
+        self.fresh[0] = reply;
+        self.sendBehind(fd, box, self.fresh[0..1], tally);
+    }
+
+    /// Sends `list` after what `box` kept; what the send buffer cannot take now is kept too.
+    fn sendBehind(self: *Batch, fd: sys.Fd, box: *Outbox, list: []const Reply, tally: *Tally) void {
+        if (box.count > 0) self.flush(fd, box, tally);
+        const done = if (box.count > 0) 0 else self.sendList(fd, list, box, tally);
         for (list[done..]) |reply| {
             if (box.keep(reply)) tally.deferred += 1 else tally.dropped_full += 1;
         }
-        return tally;
     }
 
     /// Sends what `box` kept, oldest first, until it is empty or the send buffer is full.
