@@ -617,6 +617,40 @@ describe.each(VERSIONS)("upstreams with zig %s: kv on redis-server", (version) =
     }
   });
 
+  it("a stopping worker sends its datagram module's answers to calls in flight first", {
+    timeout,
+  }, async () => {
+    const args = ["--workers", "1", "--drain-timeout", "5000"];
+    for (const name of ["api", "line", "lookup"]) args.push("--listen", `${name}=127.0.0.1:0`);
+    const started = await startReady(kvBinary, args);
+    const stopping = started.program;
+    const lookup = portOf(started.ready, "lookup");
+    // Redis takes no command for a second: a call made now is in flight when the worker
+    // stops (it ends in an answer: the value, or an error after responseTimeoutMs).
+    expect((await redis!.cli(["CLIENT", "PAUSE", "1000"])).trim()).toBe("OK");
+    const socket = createSocket("udp4");
+    try {
+      const answer = new Promise<string>((resolve, reject) => {
+        const fail = () => reject(new Error("no answer from the stopping worker"));
+        const timer = setTimeout(fail, 5000);
+        socket.on("message", (message) => {
+          clearTimeout(timer);
+          resolve(message.toString("utf8"));
+        });
+      });
+      // Queued on the socket (loopback delivers at once) before the SIGTERM: the worker
+      // serves it before it stops listening, and its call is in flight as it drains.
+      await new Promise<void>((resolve, reject) =>
+        socket.send("stopkey", lookup, "127.0.0.1", (e) => (e ? reject(e) : resolve())),
+      );
+      process.kill(stopping.pid, "SIGTERM");
+      expect(await answer).toMatch(/^(\(nil\)|ERR UpstreamTimeout)$/);
+    } finally {
+      socket.close();
+    }
+    expect((await stopping.exited).code).toBe(0);
+  });
+
   it("serves kv from the project's own resp example in Redis's place", { timeout }, async () => {
     await redis!.stop();
     // One worker: the resp example keeps its data per worker (per process), and kv's 16

@@ -487,18 +487,28 @@ pub const Worker = struct {
         self.accepting = false;
     }
 
-    /// Closes a listening socket, or, while UDP replies wait for room in its send buffer,
-    /// watches it only for that room and closes it once they are sent (`flushOutbox`).
+    /// Closes a listening socket, or keeps it open while it still has work: UDP replies
+    /// waiting for room in its send buffer (watched for that room only), or datagram modules'
+    /// upstream calls in flight, whose answers go out on it (watched for nothing). Called
+    /// again as that work ends (`flushOutbox`, `answer`); `closeAll` closes what is left.
     fn closeSocket(self: *Worker, socket_index: u16) void {
-        if (self.outboxes[socket_index].count > 0) {
-            self.outboxes[socket_index].closing = true;
-            self.watchDatagrams(socket_index, linux.EPOLL.OUT);
+        const box = &self.outboxes[socket_index];
+        const udp = self.listenerOf(socket_index).protocol == .udp;
+        if (box.count > 0 or (udp and handlers.upstream.datagramsInFlight() > 0)) {
+            box.closing = true;
+            self.watchDatagrams(socket_index, if (box.count > 0) linux.EPOLL.OUT else 0);
             return;
         }
+        self.closeNow(socket_index);
+    }
+
+    fn closeNow(self: *Worker, socket_index: u16) void {
         const fd = self.options.sockets[socket_index].fd;
         _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
         sys.close(fd);
         self.listening[socket_index] = false;
+        self.outboxes[socket_index].closing = false;
+        self.outboxes[socket_index].watching = false;
     }
 
     /// Serves what is queued on one listener, in batches, until the queue is empty or the
@@ -752,14 +762,7 @@ pub const Worker = struct {
         var tally: datagrams_mod.Tally = .{};
         self.datagrams.flush(socket.fd, box, &tally);
         countDatagrams(socket.listener_index, tally);
-        if (box.closing and box.count == 0) {
-            box.closing = false;
-            box.watching = false;
-            _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, socket.fd, null);
-            sys.close(socket.fd);
-            self.listening[socket_index] = false;
-            return;
-        }
+        if (box.closing) return self.closeSocket(socket_index);
         self.watchOutbox(socket_index);
     }
 
@@ -798,6 +801,8 @@ pub const Worker = struct {
             const reply: datagrams_mod.Reply = .{ .peer = to, .bytes = bytes };
             self.datagrams.sendOne(fd, &self.outboxes[i], reply, &tally);
             countDatagrams(listener_index, tally);
+            // A stopping worker closes the socket once its last call is answered and sent.
+            if (self.outboxes[i].closing) return self.closeSocket(@intCast(i));
             self.watchOutbox(@intCast(i));
             return;
         }
@@ -822,11 +827,9 @@ pub const Worker = struct {
 
     /// The worker ends: replies still waiting are dropped (counted) and their sockets closed.
     fn closeOutboxes(self: *Worker) void {
-        for (self.outboxes, 0..) |*box, i| {
+        for (self.outboxes, 0..) |box, i| {
             self.dropWaiting(@intCast(i));
-            if (!box.closing) continue;
-            box.closing = false;
-            self.closeSocket(@intCast(i));
+            if (box.closing) self.closeNow(@intCast(i));
         }
     }
 };
