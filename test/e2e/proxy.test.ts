@@ -554,6 +554,56 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     expect(hash.digest("hex")).toBe(sha256(Array.from({ length: blocks }, () => block)));
   });
 
+  it("moves 1 GiB each way spliced to a reader that pauses, RSS flat", { timeout }, async () => {
+    // `big` splices (zeroCopy): the copying path's slow reader is the case above.
+    const before = await rssKb(workerPids);
+    const samples: number[] = [];
+    const base = randomBytes(1 << 20);
+    const sent = createHash("sha256");
+    const got = createHash("sha256");
+    let received = 0;
+    let error: string | undefined;
+    const socket = net.connect({ host: "127.0.0.1", port: bigPort });
+    const timer = setTimeout(() => socket.destroy(new Error("timeout")), 50_000);
+    socket.on("error", (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    const closed = new Promise((resolve) => socket.once("close", resolve));
+    let nextPause = HUGE_PAUSE_EVERY;
+    socket.on("data", (d: Buffer) => {
+      got.update(d);
+      received += d.length;
+      if (received < nextPause) return;
+      // The reader stops a while: the writer meets the window of every hop on the way.
+      nextPause += HUGE_PAUSE_EVERY;
+      socket.pause();
+      void rssKb(workerPids).then((kb) => samples.push(kb));
+      setTimeout(() => socket.resume(), HUGE_PAUSE_MS);
+    });
+    await new Promise((resolve) => socket.once("connect", resolve));
+    for (let i = 0; i < HUGE_BYTES / base.length && error === undefined; i += 1) {
+      // Each MiB its own: its number in the first bytes (a reordered block shows).
+      const block = Buffer.from(base);
+      block.writeUInt32BE(i, 0);
+      sent.update(block);
+      if (!socket.write(block)) {
+        await Promise.race([new Promise((r) => socket.once("drain", r)), closed]);
+      }
+    }
+    socket.end();
+    await closed;
+    clearTimeout(timer);
+    const after = await rssKb(workerPids);
+    console.log(
+      `zig ${version}: 1 GiB each way spliced, reader paused ${samples.length} times; ` +
+        `workers' RSS ${before} KiB before, at most ${Math.max(...samples)} KiB during, ` +
+        `${after} KiB after`,
+    );
+    expect(error).toBeUndefined();
+    expect(received).toBe(HUGE_BYTES);
+    expect(got.digest("hex")).toBe(sent.digest("hex"));
+    expect(samples.length).toBeGreaterThanOrEqual(HUGE_BYTES / HUGE_PAUSE_EVERY - 1);
+    for (const kb of [...samples, after]) expect(kb - before).toBeLessThan(8 * 1024);
+  });
+
   it("closes a silent pair after idleTimeoutMs; passes a reset on", { timeout }, async () => {
     const idle = await exchange(pipePort, [], true);
     expect(idle.error).toBeUndefined();
@@ -648,6 +698,32 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     expect((await client(web, 4)).filter((a) => a.status === "200")).toHaveLength(4);
   });
 
+  it("restarts every 200 ms during wrk through the proxy: all 2xx", { timeout }, async () => {
+    ensureCommand("wrk", "wrk");
+    const readies = () => program.events.filter((e) => e.event === "ready").length;
+    const readyBefore = readies();
+    const seconds = String(STORM_MS / 1000);
+    const wrk = run("wrk", ["-t", "2", "-c", "16", "-d", `${seconds}s`, web], STORM_MS + 30_000);
+    let signals = 0;
+    // Every signal while wrk runs (it stops STORM_MS after its start, a little after ours).
+    const until = Date.now() + STORM_MS - STORM_EVERY_MS;
+    while (Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, STORM_EVERY_MS));
+      process.kill(program.pid, "SIGHUP");
+      signals += 1;
+    }
+    const out = await wrk;
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+    console.log(
+      `zig ${version}: ${signals} SIGHUPs, ${readies() - readyBefore} generations ready ` +
+        `(a SIGHUP during a restart is coalesced), wrk: ${requests} requests\n${out}`,
+    );
+    expect(requests).toBeGreaterThan(0);
+    expect(out).not.toMatch(/Socket errors/);
+    expect(out).not.toMatch(/Non-2xx/);
+    expect(readies() - readyBefore).toBeGreaterThanOrEqual(2);
+  });
+
   /** The same binary at a path of its own, with `--idle-timeout` (see the file's comment). */
   let second: { program: Program; ready: ReadyEvent; exe: string; real: string } | undefined;
 
@@ -672,5 +748,106 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     // The flag's 2500 ms, not the listener's own 1500 ms (a lower bound only: the machine
     // may be slow, never fast).
     expect(idle.elapsedMs).toBeGreaterThanOrEqual(FLAG_IDLE_TIMEOUT_MS - 300);
+  });
+
+  /** The pid of the worker that joined a new client of `port` (an echo listener) to the echo
+   * server: the owner of the proxy's end of that pair. */
+  async function pairOwner(port: number): Promise<number | undefined> {
+    const before = seen.length;
+    const socket = net.connect({ host: "127.0.0.1", port });
+    try {
+      await new Promise((resolve, reject) => {
+        socket.once("connect", () => socket.write("probe"));
+        socket.once("data", resolve);
+        socket.once("error", reject);
+      });
+      const entry = seen.slice(before).at(-1);
+      return entry === undefined ? undefined : await ownerOf(entry.remotePort);
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  it("upgrades the whole program under load through the proxy", { timeout }, async () => {
+    if (second === undefined) throw new Error("the previous case did not start the program");
+    const { program: old, ready, exe, real } = second;
+    const url = `http://127.0.0.1:${portOf(ready, "web")}/`;
+    const pipe = portOf(ready, "pipe");
+    let next: (ReadyEvent & { upgraded_from?: number }) | undefined;
+    let loadDone = false;
+    let stopped = false;
+    let load: Promise<unknown> | undefined;
+    // A pair open across the upgrade: half of its bytes before, half after.
+    const held = net.connect({ host: "127.0.0.1", port: pipe });
+    const parts: Buffer[] = [];
+    let heldError: string | undefined;
+    held.on("data", (d: Buffer) => parts.push(d));
+    held.on("error", (e: NodeJS.ErrnoException) => (heldError = e.code ?? e.message));
+    const heldClosed = new Promise((resolve) => held.once("close", resolve));
+    try {
+      await new Promise((resolve) => held.once("connect", resolve));
+      held.write("before,");
+      await waitFor(() => Buffer.concat(parts).length >= "before,".length, 5_000);
+      // One-request clients, in batches of 10 from 4 curls, until the upgrade is over.
+      const answers: Answer[] = [];
+      let after = 0;
+      load = Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (!loadDone) {
+            const afterStop = stopped;
+            const batch = await client(url, 10);
+            answers.push(...batch);
+            if (afterStop) after += batch.length;
+          }
+        }),
+      );
+      // Another supervisor's identity when asked; the same program when run.
+      const identity = `spec=0000000000000000 supervisor=${OTHER_SUPERVISOR_FINGERPRINT}`;
+      const script =
+        `#!/bin/sh\nif [ "$1" = --fingerprint ]; then echo '${identity}'; exit 0; fi\n` +
+        `exec '${real}' "$@"\n`;
+      await writeFile(`${exe}.new`, script, { mode: 0o755 });
+      await rename(`${exe}.new`, exe);
+      old.signal("SIGHUP");
+      next = await old.waitForEvent<ReadyEvent & { upgraded_from?: number }>(
+        "ready",
+        READY_TIMEOUT_MS + 5_000,
+        (e) => e.upgraded_from === old.pid,
+      );
+      // The old generation drains; its worker keeps the held pair meanwhile.
+      await old.waitForEvent("stopping", 10_000, (e) => e.successor === next!.pid);
+      stopped = true;
+      expect(old.exit).toBeUndefined();
+      // New clients reach the new generation (once the old workers heard they stop).
+      const fresh = new Set(next.workers.map((w) => w.pid));
+      await waitUntil(async () => fresh.has((await pairOwner(pipe)) ?? 0), 5_000);
+      for (let i = 0; i < 3; i += 1) expect(fresh.has((await pairOwner(pipe)) ?? 0)).toBe(true);
+      held.end("after");
+      await heldClosed;
+      expect(heldError).toBeUndefined();
+      expect(Buffer.concat(parts).toString()).toBe("before,after");
+      expect((await old.waitForExit(STOP_TIMEOUT_MS)).code).toBe(0);
+      loadDone = true;
+      await load;
+      console.log(
+        `zig ${version}: upgrade through the proxy: ${answers.length} clients, ` +
+          `${after} of them begun after the old generation began to drain`,
+      );
+      expect(answers.filter((a) => a.status !== "200")).toEqual([]);
+      expect(after).toBeGreaterThan(0);
+      expect((await client(url, 4)).filter((a) => a.status === "200")).toHaveLength(4);
+      process.kill(next.pid, "SIGTERM");
+      const pids = [next.pid, ...next.workers.map((w) => w.pid)];
+      expect(await waitUntilGone(pids, STOP_TIMEOUT_MS)).toEqual([]);
+    } finally {
+      loadDone = true;
+      held.destroy();
+      // The curls end within their --max-time.
+      await load?.catch(() => undefined);
+      // On failure: the new supervisor is no Program of this file's (stopAllPrograms).
+      for (const pid of next === undefined ? [] : [next.pid, ...next.workers.map((w) => w.pid)]) {
+        if (isAlive(pid)) process.kill(pid, "SIGKILL");
+      }
+    }
   });
 });

@@ -356,10 +356,22 @@ fn pump(slot: u32, now_ms: u64) void {
     var moved = false;
     for ([_]usize{ client, server }) |from| {
         moved = (transfer(slot, from) catch return abort(slot)) or moved;
+        passFin(slot, from);
     }
     if (p.flows[client].shut and p.flows[server].shut) return close(slot);
     if (moved and p.phase == .open) listMove(slot, .idle, now_ms + idle_ms[p.listener_index]);
     rearm(slot);
+}
+
+/// A FIN that `transfer` read in its last round, with nothing left to send before it, goes
+/// on here: no event would come for it (its source is done, nothing waits for the other
+/// side), and the pair would hang until its idle timeout.
+fn passFin(slot: u32, from: usize) void {
+    const p = &pairs[slot];
+    const f = &p.flows[from];
+    if (!f.eof or f.shut or f.pending() > 0 or p.phase != .open) return;
+    sys.shutdownWrite(p.fds[1 - from]);
+    f.shut = true;
 }
 
 const Broken = error{Reset};
