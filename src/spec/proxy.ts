@@ -51,7 +51,8 @@ export const ProxySchema = z
         .optional()
         .describe(
           "Milliseconds a client and its server may both stay silent before the pair is " +
-            "closed; absent: the spec's idleTimeoutMs.",
+            "closed; absent: the spec's idleTimeoutMs. The program's --idle-timeout flag " +
+            "replaces it.",
         ),
       retries: intRange(0, 16)
         .default(PROXY_DEFAULTS.retries)

@@ -12,24 +12,39 @@
  * - `pipe` → the echo server, PROXY protocol v1, `idleTimeoutMs` 1500;
  * - `tagged` → nginx 1's `proxy_protocol` port, PROXY protocol v2 (nginx answers with
  *   `$proxy_protocol_addr:$proxy_protocol_port`);
- * - `bulk` → the echo server as `pipe`, with `zeroCopy` (splice through pipes).
+ * - `bulk` → the echo server as `pipe`, with `zeroCopy` (splice through pipes);
+ * - `dead` → two loopback ports nothing listens on, health checks every 200 ms (`fall` 1):
+ *   every server down, each client closed at once and counted;
+ * - `big` → a plain echo server in a Node process of its own (no PROXY line), with
+ *   `zeroCopy`: the 1 GiB transfer, so that the echo does not share the test's event loop.
+ *
+ * The same binary also runs a second time, copied to a path of its own, with `--idle-timeout`
+ * (which replaces the listeners' `idleTimeoutMs`) and 2 workers: a whole-program upgrade is
+ * driven there (a wrapper renamed over that path answers `--fingerprint` with another
+ * supervisor's identity and runs the same binary), so that no second build is needed.
  */
+import { execa } from "execa";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./support/net.js";
 import {
+  isAlive,
   portOf,
+  Program,
+  READY_TIMEOUT_MS,
+  STOP_TIMEOUT_MS,
   startReady,
   stopAllPrograms,
-  type Program,
+  waitUntilGone,
   type ReadyEvent,
 } from "./support/program.js";
 import { compiledSpecValue } from "./support/project.js";
+import { OTHER_SUPERVISOR_FINGERPRINT } from "./support/supervised.js";
 import { ensureCommand } from "./support/tools.js";
 import { FULL_MATRIX_VERSIONS, matrixOf } from "./support/zig.js";
 
@@ -52,6 +67,17 @@ const CHECK_INTERVAL_MS = 200;
 const LARGE_BYTES = 64 * 1024 * 1024;
 /** Bytes a client sends and reads only later: more than the kernel buffers on the way hold. */
 const SLOW_READER_BYTES = 256 * 1024 * 1024;
+/** Bytes each way through `big` (spliced) with a reader that pauses every `HUGE_PAUSE_EVERY`. */
+const HUGE_BYTES = 1024 * 1024 * 1024;
+const HUGE_PAUSE_EVERY = 128 * 1024 * 1024;
+const HUGE_PAUSE_MS = 150;
+/** The second program's `--idle-timeout`: longer than `pipe`'s own 1500 ms. */
+const FLAG_IDLE_TIMEOUT_MS = 2000;
+const SECOND_DRAIN_TIMEOUT_MS = 30_000;
+/** The SIGHUP storm under wrk: one every 200 ms for 3 s. */
+const STORM_MS = 3000;
+const STORM_EVERY_MS = 200;
+const LISTENERS = ["web", "pipe", "tagged", "bulk", "dead", "big"] as const;
 
 /** Runs a command to its end; its stdout (it may fail: the caller looks at the output). */
 function run(command: string, args: readonly string[], timeoutMs: number): Promise<string> {
@@ -151,6 +177,8 @@ class Nginx {
 /** What the echo server saw of one connection: its PROXY line. */
 interface EchoSeen {
   readonly proxyLine: string;
+  /** The proxy's end of the connection: its local port. */
+  readonly remotePort: number;
 }
 
 /**
@@ -166,7 +194,8 @@ function startEcho(seen: EchoSeen[]): Promise<net.Server> {
       const end = head.indexOf("\r\n");
       if (end < 0) return;
       socket.off("data", onData);
-      seen.push({ proxyLine: head.subarray(0, end).toString("latin1") });
+      const proxyLine = head.subarray(0, end).toString("latin1");
+      seen.push({ proxyLine, remotePort: socket.remotePort ?? 0 });
       const rest = head.subarray(end + 2);
       if (rest.length > 0) return echoFrom(rest);
       // The header may come before the client's first bytes (sent as soon as connected).
@@ -186,6 +215,18 @@ function startEcho(seen: EchoSeen[]): Promise<net.Server> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen({ host: "127.0.0.1", port: 0 }, () => resolve(server));
+  });
+}
+
+/** A plain echo server in a Node process of its own; resolves with the process and its port. */
+function startEchoProcess(): Promise<{ child: ChildProcess; port: number }> {
+  const script =
+    'const s = require("node:net").createServer((c) => { c.on("error", () => c.destroy()); ' +
+    'c.pipe(c); }); s.listen(0, "127.0.0.1", () => console.log(s.address().port));';
+  const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`the echo process exited (${code})`)));
+    child.stdout!.once("data", (d: Buffer) => resolve({ child, port: Number(String(d).trim()) }));
   });
 }
 
@@ -225,7 +266,12 @@ function exchange(port: number, chunks: readonly Buffer[], keepOpen = false): Pr
   });
 }
 
-function proxySpec(web: readonly Nginx[], echoPort: number) {
+function proxySpec(
+  web: readonly Nginx[],
+  echoPort: number,
+  deadPorts: readonly number[],
+  bigEchoPort: number,
+) {
   // Ports the program replaces (`--listen NAME=127.0.0.1:0`); distinct, as the rules ask.
   const listener = (name: string, port: number, proxy: Record<string, unknown>) => ({
     name,
@@ -259,6 +305,13 @@ function proxySpec(web: readonly Nginx[], echoPort: number) {
         idleTimeoutMs: IDLE_TIMEOUT_MS,
         zeroCopy: true,
       }),
+      listener("dead", 5, {
+        upstream: "dead",
+        checkIntervalMs: CHECK_INTERVAL_MS,
+        rise: 1,
+        fall: 1,
+      }),
+      listener("big", 6, { upstream: "bigecho", zeroCopy: true }),
     ],
     upstreams: [
       {
@@ -269,15 +322,44 @@ function proxySpec(web: readonly Nginx[], echoPort: number) {
       },
       { name: "echo", servers: [`127.0.0.1:${echoPort}`] },
       { name: "tagged", servers: [`127.0.0.1:${web[0]!.proxyProtocolPort}`] },
+      { name: "dead", servers: deadPorts.map((p) => `127.0.0.1:${p}`) },
+      { name: "bigecho", servers: [`127.0.0.1:${bigEchoPort}`] },
     ],
   };
 }
 
-/** The value of `reuseport_proxy_server_<name>` for the `web` server on `port`; NaN if none. */
-function serverValue(metrics: string, name: string, port: number): number {
-  const series = `reuseport_proxy_server_${name}{listener="web",server="127.0.0.1:${port}"} `;
-  const line = metrics.split("\n").find((l) => l.startsWith(series));
-  return line === undefined ? Number.NaN : Number(line.slice(series.length));
+/** The value of the sample whose name and labels are `series`; NaN if none. */
+function sampleValue(metrics: string, series: string): number {
+  const line = metrics.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? Number.NaN : Number(line.slice(series.length + 1));
+}
+
+/** The value of `reuseport_proxy_server_<name>` for `listener`'s server on `port`. */
+function serverValue(metrics: string, name: string, port: number, listener = "web"): number {
+  const labels = `{listener="${listener}",server="127.0.0.1:${port}"}`;
+  return sampleValue(metrics, `reuseport_proxy_server_${name}${labels}`);
+}
+
+/** `reuseport_proxy_no_server_total` of `listener`. */
+function noServer(metrics: string, listener: string): number {
+  return sampleValue(metrics, `reuseport_proxy_no_server_total{listener="${listener}"}`);
+}
+
+/** The workers' resident memory, summed, in KiB (`VmRSS` of /proc/PID/status). */
+async function rssKb(pids: readonly number[]): Promise<number> {
+  let kb = 0;
+  for (const pid of pids) {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    kb += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  }
+  return kb;
+}
+
+/** The pid holding the loopback TCP connection whose local port is `port` (from `ss`). */
+async function ownerOf(port: number): Promise<number | undefined> {
+  const out = await run("ss", ["-tnpH", "state", "established", `( sport = :${port} )`], 5000);
+  const pid = /pid=(\d+)/.exec(out)?.[1];
+  return pid === undefined ? undefined : Number(pid);
 }
 
 /** The workers' log lines saying the `web` server on `port` went `state`. */
@@ -295,6 +377,15 @@ async function waitFor(done: () => boolean, timeoutMs: number): Promise<void> {
   }
 }
 
+/** Waits until `done()` resolves true, polling every 50 ms, or fails after `timeoutMs`. */
+async function waitUntil(done: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > until) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 function sha256(parts: readonly Buffer[]): string {
   const hash = createHash("sha256");
   for (const p of parts) hash.update(p);
@@ -306,7 +397,12 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
   let tmp: string | undefined;
   let nginx: Nginx[] = [];
   let echo: net.Server | undefined;
+  let bigEcho: ChildProcess | undefined;
   const seen: EchoSeen[] = [];
+  let binary: string;
+  let deadPort: number;
+  let deadServers: number[];
+  let bigPort: number;
   let web: string;
   let pipePort: number;
   let taggedPort: number;
@@ -319,7 +415,9 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     ensureCommand("nginx", "nginx");
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-proxy-"));
     const ports = [];
-    for (let i = 0; i < 3; i += 1) ports.push(await freePort("tcp", "127.0.0.1"));
+    // Two nginx ports, nginx 1's PROXY protocol port, and two ports nothing will listen on.
+    for (let i = 0; i < 5; i += 1) ports.push(await freePort("tcp", "127.0.0.1"));
+    deadServers = [ports[3]!, ports[4]!];
     for (const dir of ["n1", "n2"]) await mkdir(path.join(tmp, dir));
     nginx = [
       new Nginx(ports[0]!, ports[2]!, "backend1", path.join(tmp, "n1")),
@@ -327,21 +425,25 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     ];
     echo = await startEcho(seen);
     const echoPort = (echo.address() as net.AddressInfo).port;
-    const project = await compiledSpecValue("proxy", proxySpec(nginx, echoPort), version);
+    const big = await startEchoProcess();
+    bigEcho = big.child;
+    const spec = proxySpec(nginx, echoPort, deadServers, big.port);
+    const project = await compiledSpecValue("proxy", spec, version);
     for (const step of [project.steps.generate, project.steps.build]) {
       if (!step.ok) throw new Error(`${step.command} failed (zig ${version}):\n${step.output}`);
     }
     for (const n of nginx) await n.start();
+    binary = project.binary;
     const args = ["--workers", "4", "--drain-timeout", "5000", "--admin", "127.0.0.1:0"];
-    for (const name of ["web", "pipe", "tagged", "bulk"]) {
-      args.push("--listen", `${name}=127.0.0.1:0`);
-    }
+    for (const name of LISTENERS) args.push("--listen", `${name}=127.0.0.1:0`);
     const started = await startReady(project.binary, args);
     program = started.program;
     web = `http://127.0.0.1:${portOf(started.ready, "web")}/`;
     pipePort = portOf(started.ready, "pipe");
     taggedPort = portOf(started.ready, "tagged");
     bulkPort = portOf(started.ready, "bulk");
+    deadPort = portOf(started.ready, "dead");
+    bigPort = portOf(started.ready, "big");
     workerPids = started.ready.workers.map((w) => w.pid);
     const admin = (started.ready as ReadyEvent & { admin?: { port: number } }).admin;
     if (admin === undefined) throw new Error("the ready event names no admin listener");
@@ -351,6 +453,11 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
   afterAll(async () => {
     await stopAllPrograms();
     for (const n of nginx) await n.stop("SIGTERM");
+    if (bigEcho !== undefined && bigEcho.exitCode === null) {
+      const exited = new Promise((resolve) => bigEcho!.once("exit", resolve));
+      bigEcho.kill("SIGKILL");
+      await exited;
+    }
     await new Promise((resolve) => (echo ? echo.close(resolve) : resolve(undefined)));
     if (tmp !== undefined) await rm(tmp, { recursive: true, force: true });
   });
@@ -448,6 +555,56 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     expect(hash.digest("hex")).toBe(sha256(Array.from({ length: blocks }, () => block)));
   });
 
+  it("moves 1 GiB each way spliced to a reader that pauses, RSS flat", { timeout }, async () => {
+    // `big` splices (zeroCopy): the copying path's slow reader is the case above.
+    const before = await rssKb(workerPids);
+    const samples: number[] = [];
+    const base = randomBytes(1 << 20);
+    const sent = createHash("sha256");
+    const got = createHash("sha256");
+    let received = 0;
+    let error: string | undefined;
+    const socket = net.connect({ host: "127.0.0.1", port: bigPort });
+    const timer = setTimeout(() => socket.destroy(new Error("timeout")), 50_000);
+    socket.on("error", (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+    const closed = new Promise((resolve) => socket.once("close", resolve));
+    let nextPause = HUGE_PAUSE_EVERY;
+    socket.on("data", (d: Buffer) => {
+      got.update(d);
+      received += d.length;
+      if (received < nextPause) return;
+      // The reader stops a while: the writer meets the window of every hop on the way.
+      nextPause += HUGE_PAUSE_EVERY;
+      socket.pause();
+      void rssKb(workerPids).then((kb) => samples.push(kb));
+      setTimeout(() => socket.resume(), HUGE_PAUSE_MS);
+    });
+    await new Promise((resolve) => socket.once("connect", resolve));
+    for (let i = 0; i < HUGE_BYTES / base.length && error === undefined; i += 1) {
+      // Each MiB its own: its number in the first bytes (a reordered block shows).
+      const block = Buffer.from(base);
+      block.writeUInt32BE(i, 0);
+      sent.update(block);
+      if (!socket.write(block)) {
+        await Promise.race([new Promise((r) => socket.once("drain", r)), closed]);
+      }
+    }
+    socket.end();
+    await closed;
+    clearTimeout(timer);
+    const after = await rssKb(workerPids);
+    console.log(
+      `zig ${version}: 1 GiB each way spliced, reader paused ${samples.length} times; ` +
+        `workers' RSS ${before} KiB before, at most ${Math.max(...samples)} KiB during, ` +
+        `${after} KiB after`,
+    );
+    expect(error).toBeUndefined();
+    expect(received).toBe(HUGE_BYTES);
+    expect(got.digest("hex")).toBe(sent.digest("hex"));
+    expect(samples.length).toBeGreaterThanOrEqual(HUGE_BYTES / HUGE_PAUSE_EVERY - 1);
+    for (const kb of [...samples, after]) expect(kb - before).toBeLessThan(8 * 1024);
+  });
+
   it("closes a silent pair after idleTimeoutMs; passes a reset on", { timeout }, async () => {
     const idle = await exchange(pipePort, [], true);
     expect(idle.error).toBeUndefined();
@@ -458,6 +615,41 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
       const reset = await exchange(port, [Buffer.from("RESET")], true);
       expect(reset.error).toBe("ECONNRESET");
     }
+  });
+
+  it("closes every client at once when all servers are down, counted", { timeout }, async () => {
+    ensureCommand("promtool", "prometheus");
+    const scrape = () => run("curl", ["-s", "--max-time", "5", metricsUrl], 10_000);
+    // `fall` 1: every worker holds both servers down after its first checks.
+    const down = async () => {
+      const text = await scrape();
+      return deadServers.every((p) => serverValue(text, "down", p, "dead") === 4);
+    };
+    await waitUntil(down, 10_000);
+    const before = await scrape();
+    expect(noServer(before, "dead")).toBe(0);
+    const clients = await Promise.all(
+      Array.from({ length: 8 }, () => exchange(deadPort, [], true)),
+    );
+    for (const c of clients) {
+      // Closed by the proxy (a FIN), not by the 30 s an exchange waits at most.
+      expect(c.error).toBeUndefined();
+      expect(c.received.length).toBe(0);
+    }
+    const after = await scrape();
+    expect(noServer(after, "dead")).toBe(8);
+    expect(noServer(after, "web")).toBe(0);
+    // At once: no connect was tried (health checks do not count as connect failures).
+    for (const p of deadServers) {
+      const failures = (t: string) => serverValue(t, "connect_failures_total", p, "dead");
+      expect(failures(after)).toBe(failures(before));
+    }
+    const checked = await execa("promtool", ["check", "metrics"], {
+      input: after,
+      reject: false,
+      timeout: 30_000,
+    });
+    expect(checked.exitCode, `${checked.stdout}\n${checked.stderr}`).toBe(0);
   });
 
   it("loses no client when an nginx stops, and uses it again once back", { timeout }, async () => {
@@ -505,5 +697,161 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     expect(transfer.received.length).toBe(8 << 20);
     // Served by the new generation.
     expect((await client(web, 4)).filter((a) => a.status === "200")).toHaveLength(4);
+  });
+
+  it("restarts every 200 ms during wrk through the proxy: all 2xx", { timeout }, async () => {
+    ensureCommand("wrk", "wrk");
+    const readies = () => program.events.filter((e) => e.event === "ready").length;
+    const readyBefore = readies();
+    const seconds = String(STORM_MS / 1000);
+    const wrk = run("wrk", ["-t", "2", "-c", "16", "-d", `${seconds}s`, web], STORM_MS + 30_000);
+    let signals = 0;
+    // Every signal while wrk runs (it stops STORM_MS after its start, a little after ours).
+    const until = Date.now() + STORM_MS - STORM_EVERY_MS;
+    while (Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, STORM_EVERY_MS));
+      process.kill(program.pid, "SIGHUP");
+      signals += 1;
+    }
+    const out = await wrk;
+    const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+    console.log(
+      `zig ${version}: ${signals} SIGHUPs, ${readies() - readyBefore} generations ready ` +
+        `(a SIGHUP during a restart is coalesced), wrk: ${requests} requests\n${out}`,
+    );
+    expect(requests).toBeGreaterThan(0);
+    expect(out).not.toMatch(/Socket errors/);
+    expect(out).not.toMatch(/Non-2xx/);
+    expect(readies() - readyBefore).toBeGreaterThanOrEqual(2);
+  });
+
+  /** The same binary at a path of its own, with `--idle-timeout` (see the file's comment). */
+  let second: { program: Program; ready: ReadyEvent; exe: string; real: string } | undefined;
+
+  it("--idle-timeout replaces a proxy listener's idleTimeoutMs", { timeout }, async () => {
+    const dir = path.join(tmp!, "second");
+    await mkdir(dir);
+    const exe = path.join(dir, "proxy-e2e");
+    const real = path.join(dir, "proxy-e2e.real");
+    for (const file of [exe, real]) {
+      await copyFile(binary, file);
+      await chmod(file, 0o755);
+    }
+    // A long drain: the upgrade case's held pair must end by itself, not by the drain timeout,
+    // however slow the machine.
+    const args = ["--workers", "2", "--drain-timeout", String(SECOND_DRAIN_TIMEOUT_MS)];
+    args.push("--idle-timeout", String(FLAG_IDLE_TIMEOUT_MS));
+    for (const name of LISTENERS) args.push("--listen", `${name}=127.0.0.1:0`);
+    const started = Program.start(exe, args);
+    const ready = await started.waitForEvent<ReadyEvent>("ready", READY_TIMEOUT_MS);
+    second = { program: started, ready, exe, real };
+    const idle = await exchange(portOf(ready, "pipe"), [], true);
+    expect(idle.error).toBeUndefined();
+    expect(idle.received.length).toBe(0);
+    // The flag's 2000 ms, not the listener's own 1500 ms (a lower bound only: the machine
+    // may be slow, never fast).
+    expect(idle.elapsedMs).toBeGreaterThanOrEqual(FLAG_IDLE_TIMEOUT_MS - 200);
+  });
+
+  /** The pid of the worker that joined a new client of `port` (an echo listener) to the echo
+   * server: the owner of the proxy's end of that pair. */
+  async function pairOwner(port: number): Promise<number | undefined> {
+    const before = seen.length;
+    const socket = net.connect({ host: "127.0.0.1", port });
+    try {
+      await new Promise((resolve, reject) => {
+        socket.once("connect", () => socket.write("probe"));
+        socket.once("data", resolve);
+        socket.once("error", reject);
+      });
+      const entry = seen.slice(before).at(-1);
+      return entry === undefined ? undefined : await ownerOf(entry.remotePort);
+    } finally {
+      socket.destroy();
+    }
+  }
+
+  it("upgrades the whole program under load through the proxy", { timeout }, async () => {
+    if (second === undefined) throw new Error("the previous case did not start the program");
+    const { program: old, ready, exe, real } = second;
+    const url = `http://127.0.0.1:${portOf(ready, "web")}/`;
+    const pipe = portOf(ready, "pipe");
+    let next: (ReadyEvent & { upgraded_from?: number }) | undefined;
+    let loadDone = false;
+    let stopped = false;
+    let load: Promise<unknown> | undefined;
+    // A pair open across the upgrade: half of its bytes before, half after.
+    const held = net.connect({ host: "127.0.0.1", port: pipe });
+    const parts: Buffer[] = [];
+    let heldError: string | undefined;
+    held.on("data", (d: Buffer) => parts.push(d));
+    held.on("error", (e: NodeJS.ErrnoException) => (heldError = e.code ?? e.message));
+    const heldClosed = new Promise((resolve) => held.once("close", resolve));
+    try {
+      await new Promise((resolve) => held.once("connect", resolve));
+      held.write("before,");
+      await waitFor(() => Buffer.concat(parts).length >= "before,".length, 5_000);
+      // One-request clients, in batches of 10 from 4 curls, until the upgrade is over.
+      const answers: Answer[] = [];
+      let after = 0;
+      load = Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (!loadDone) {
+            const afterStop = stopped;
+            const batch = await client(url, 10);
+            answers.push(...batch);
+            if (afterStop) after += batch.length;
+          }
+        }),
+      );
+      // Another supervisor's identity when asked; the same program when run.
+      const identity = `spec=0000000000000000 supervisor=${OTHER_SUPERVISOR_FINGERPRINT}`;
+      const script =
+        `#!/bin/sh\nif [ "$1" = --fingerprint ]; then echo '${identity}'; exit 0; fi\n` +
+        `exec '${real}' "$@"\n`;
+      await writeFile(`${exe}.new`, script, { mode: 0o755 });
+      await rename(`${exe}.new`, exe);
+      old.signal("SIGHUP");
+      next = await old.waitForEvent<ReadyEvent & { upgraded_from?: number }>(
+        "ready",
+        READY_TIMEOUT_MS + 5_000,
+        (e) => e.upgraded_from === old.pid,
+      );
+      // The old generation drains; its worker keeps the held pair meanwhile.
+      await old.waitForEvent("stopping", 10_000, (e) => e.successor === next!.pid);
+      stopped = true;
+      expect(old.exit).toBeUndefined();
+      // The held pair, served by a draining worker, ends by itself.
+      held.end("after");
+      await heldClosed;
+      expect(heldError).toBeUndefined();
+      expect(Buffer.concat(parts).toString()).toBe("before,after");
+      // New clients reach the new generation (once the old workers heard they stop).
+      const fresh = new Set(next.workers.map((w) => w.pid));
+      await waitUntil(async () => fresh.has((await pairOwner(pipe)) ?? 0), 5_000);
+      for (let i = 0; i < 3; i += 1) expect(fresh.has((await pairOwner(pipe)) ?? 0)).toBe(true);
+      expect((await old.waitForExit(STOP_TIMEOUT_MS)).code).toBe(0);
+      loadDone = true;
+      await load;
+      console.log(
+        `zig ${version}: upgrade through the proxy: ${answers.length} clients, ` +
+          `${after} of them begun after the old generation began to drain`,
+      );
+      expect(answers.filter((a) => a.status !== "200")).toEqual([]);
+      expect(after).toBeGreaterThan(0);
+      expect((await client(url, 4)).filter((a) => a.status === "200")).toHaveLength(4);
+      process.kill(next.pid, "SIGTERM");
+      const pids = [next.pid, ...next.workers.map((w) => w.pid)];
+      expect(await waitUntilGone(pids, STOP_TIMEOUT_MS)).toEqual([]);
+    } finally {
+      loadDone = true;
+      held.destroy();
+      // The curls end within their --max-time.
+      await load?.catch(() => undefined);
+      // On failure: the new supervisor is no Program of this file's (stopAllPrograms).
+      for (const pid of next === undefined ? [] : [next.pid, ...next.workers.map((w) => w.pid)]) {
+        if (isAlive(pid)) process.kill(pid, "SIGKILL");
+      }
+    }
   });
 });

@@ -25,6 +25,7 @@ pub const usage =
     \\  --body-timeout MS        longest wait for the next byte of a request body
     \\  --request-timeout MS     deadline for a whole request, head and body (0: none)
     \\  --idle-timeout MS        how long a connection with nothing in flight stays open
+    \\                           (proxy listeners' own idleTimeoutMs included)
     \\  --write-timeout MS       longest wait for a client to read what it is sent
     \\  --watchdog MS            kill and replace a worker silent for this long (0: off)
     \\  --max-body BYTES         largest request body an HTTP listener accepts
@@ -147,6 +148,9 @@ pub const Limits = struct {
     write_timeout_ms: u32 = config.write_timeout_ms,
     watchdog_ms: u32 = config.watchdog_ms,
     max_body_bytes: u64 = config.max_body_bytes,
+    /// `--idle-timeout` was given: it then replaces proxy listeners' own `idleTimeoutMs` too
+    /// (a supervisor passes the flag on to its workers only then).
+    idle_timeout_given: bool = false,
 };
 
 /// A numeric flag and the `Limits` field it sets.
@@ -331,6 +335,7 @@ fn parseLimit(arg: []const u8, value: []const u8, limits: *Limits, diag: *Diagno
                     limit.unit,
                     value,
                 });
+            if (comptime eql(limit.field, "idle_timeout_ms")) limits.idle_timeout_given = true;
             return true;
         }
     }
@@ -431,6 +436,9 @@ test "parses flags and rejects unknown ones with a message" {
     try std.testing.expectEqual(@as(u32, 250), limited.idle_timeout_ms);
     try std.testing.expectEqual(@as(u64, 7), limited.max_body_bytes);
     try std.testing.expectEqual(config.header_timeout_ms, limited.header_timeout_ms);
+    // Given: it also replaces proxy listeners' own idle timeouts.
+    try std.testing.expect(limited.idle_timeout_given);
+    try std.testing.expect(!(try parse(&args, &diag)).serve.limits.idle_timeout_given);
     const negative = [_][*:0]const u8{ "svc", "--write-timeout", "-1" };
     try std.testing.expectError(error.Usage, parse(&negative, &diag));
     try std.testing.expect(compat.find(u8, diag.message, "--write-timeout") != null);

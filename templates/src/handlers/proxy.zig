@@ -116,6 +116,8 @@ var servers: [config.listeners.len]servers_mod.Servers = undefined;
 /// Each proxy listener's servers, copied at start (what a test points at its own listeners).
 var targets: [config.listeners.len][servers_mod.max_servers]config.Server = undefined;
 var checks: [config.listeners.len]checks_mod.Checks = @splat(.{});
+/// Each proxy listener's idle timeout: its `idleTimeoutMs`, or `--idle-timeout` when given.
+var idle_ms: [config.listeners.len]u32 = @splat(0);
 var epoll_fd: sys.Fd = -1;
 var ready = false;
 /// Clients closed because no server accepted them, and when that was last said.
@@ -124,7 +126,6 @@ var no_server_warned_ms: u64 = 0;
 
 /// Reserves the pair table and its buffers (virtual memory, backed once used).
 pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !void {
-    _ = limits;
     const max = config.max_connections;
     pairs = try allocator.alloc(Pair, max);
     free = try allocator.alloc(u32, max);
@@ -140,6 +141,8 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !voi
     for (&config.listeners, 0..) |*l, i| {
         if (l.proxy) |*proxy| {
             servers[i] = servers_mod.Servers.init(proxy);
+            const given = limits.idle_timeout_given;
+            idle_ms[i] = if (given) limits.idle_timeout_ms else proxy.idle_timeout_ms;
             @memcpy(targets[i][0..proxy.servers.len], proxy.servers);
         }
     }
@@ -300,6 +303,7 @@ fn uncount(p: *Pair) void {
 /// No server took the client: it is closed at once, and counted.
 fn giveUp(slot: u32, now_ms: u64) void {
     no_server_total += 1;
+    metrics.add(&metrics.at(pairs[slot].listener_index).no_server, 1);
     if (now_ms >= no_server_warned_ms + 1000) {
         no_server_warned_ms = now_ms;
         const p = &pairs[slot];
@@ -321,7 +325,7 @@ fn finishConnect(slot: u32, now_ms: u64) void {
     servers[p.listener_index].restore(p.server);
     metrics.add(&metrics.at(p.listener_index).requests, 1);
     metrics.add(&metrics.proxyServer(p.listener_index, p.server).connections, 1);
-    listMove(slot, .idle, now_ms + proxyOf(p).idle_timeout_ms);
+    listMove(slot, .idle, now_ms + idle_ms[p.listener_index]);
     pump(slot, now_ms);
 }
 
@@ -351,10 +355,22 @@ fn pump(slot: u32, now_ms: u64) void {
     var moved = false;
     for ([_]usize{ client, server }) |from| {
         moved = (transfer(slot, from) catch return abort(slot)) or moved;
+        passFin(slot, from);
     }
     if (p.flows[client].shut and p.flows[server].shut) return close(slot);
-    if (moved and p.phase == .open) listMove(slot, .idle, now_ms + proxyOf(p).idle_timeout_ms);
+    if (moved and p.phase == .open) listMove(slot, .idle, now_ms + idle_ms[p.listener_index]);
     rearm(slot);
+}
+
+/// A FIN that `transfer` read in its last round, with nothing left to send before it, goes
+/// on here: no event would come for it (its source is done, nothing waits for the other
+/// side), and the pair would hang until its idle timeout.
+fn passFin(slot: u32, from: usize) void {
+    const p = &pairs[slot];
+    const f = &p.flows[from];
+    if (!f.eof or f.shut or f.pending() > 0 or p.phase != .open) return;
+    sys.shutdownWrite(p.fds[1 - from]);
+    f.shut = true;
 }
 
 const Broken = error{Reset};
@@ -701,7 +717,7 @@ test "a refused server is retried on the next; bytes go both ways; FINs are pass
     }
     const epfd = try sys.epollCreate();
     defer sys.close(epfd);
-    try init(std.heap.page_allocator, epfd, undefined);
+    try init(std.heap.page_allocator, epfd, .{});
     defer ready = false;
     const refusing = try testSocket(false);
     defer sys.close(refusing.fd);

@@ -88,14 +88,7 @@ pub fn start(options: StartOptions) !Started {
     argv[0] = options.exe_path;
     argv[1] = "--worker";
     argv[2] = role;
-    inline for (cli.limit_flags, 0..) |limit, i| {
-        const value = @field(options.limits, limit.field);
-        const text = try compat.bufPrint(&limit_bufs[i], "{d}", .{value});
-        limit_bufs[i][text.len] = 0;
-        argv[3 + 2 * i] = limit.flag.ptr;
-        argv[4 + 2 * i] = &limit_bufs[i];
-    }
-    var next: usize = 3 + 2 * cli.limit_flags.len;
+    var next: usize = 3 + try limitArgs(options.limits, &limit_bufs, argv[3..]);
     if (options.access_log_path) |path| {
         argv[next] = "--access-log";
         argv[next + 1] = path.ptr;
@@ -133,6 +126,28 @@ pub fn start(options: StartOptions) !Started {
     sys.close(control[0]);
     sys.close(report[1]);
     return .{ .pid = @intCast(rc), .control_fd = control[1], .report_fd = report[0] };
+}
+
+/// Writes the limit flags and their values (in `bufs`) into `argv`; how many entries.
+/// The idle timeout only when it was given: a worker then lets it replace proxy listeners'
+/// own idle timeouts, which the spec's value does not.
+fn limitArgs(
+    limits: cli.Limits,
+    bufs: *[cli.limit_flags.len][24:0]u8,
+    argv: []?[*:0]const u8,
+) !usize {
+    var next: usize = 0;
+    inline for (cli.limit_flags, 0..) |limit, i| {
+        const idle = comptime std.mem.eql(u8, limit.field, "idle_timeout_ms");
+        if (!idle or limits.idle_timeout_given) {
+            const text = try compat.bufPrint(&bufs[i], "{d}", .{@field(limits, limit.field)});
+            bufs[i][text.len] = 0;
+            argv[next] = limit.flag.ptr;
+            argv[next + 1] = &bufs[i];
+            next += 2;
+        }
+    }
+    return next;
 }
 
 /// How many other slots a worker of `workers` holds the sockets of.
@@ -240,4 +255,23 @@ test "parses the lines a worker reports" {
     try std.testing.expectEqual(@as(u64, 2), newer.evicted);
     try std.testing.expect(Report.parse("stats requests=x") == null);
     try std.testing.expect(Report.parse("hello") == null);
+}
+
+test "a worker gets --idle-timeout only when it was given" {
+    var bufs: [cli.limit_flags.len][24:0]u8 = undefined;
+    var argv: [2 * cli.limit_flags.len]?[*:0]const u8 = @splat(null);
+    const count = try limitArgs(.{}, &bufs, &argv);
+    try std.testing.expectEqual(2 * cli.limit_flags.len - 2, count);
+    for (argv[0..count]) |arg| {
+        try std.testing.expect(!std.mem.eql(u8, std.mem.span(arg.?), "--idle-timeout"));
+    }
+    const given: cli.Limits = .{ .idle_timeout_ms = 250, .idle_timeout_given = true };
+    try std.testing.expectEqual(2 * cli.limit_flags.len, try limitArgs(given, &bufs, &argv));
+    var found = false;
+    for (argv, 0..) |arg, i| {
+        if (!std.mem.eql(u8, std.mem.span(arg.?), "--idle-timeout")) continue;
+        try std.testing.expectEqualStrings("250", std.mem.span(argv[i + 1].?));
+        found = true;
+    }
+    try std.testing.expect(found);
 }

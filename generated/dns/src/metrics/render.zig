@@ -695,6 +695,15 @@ fn writeProxyServers(out: *Out, format: Format, r: *const Region) !void {
     try family(out, format, down, .gauge, "Workers whose health checks hold the server down " ++
         "(0: up for every worker), by listener and server.");
     try proxyServerSamples(out, r, down, "", "down");
+    const no_server = "reuseport_proxy_no_server";
+    try family(out, format, no_server, .counter, "Clients a proxy listener closed at once " ++
+        "because no server of its upstream accepted them, by listener.");
+    for (config.listeners, 0..) |l, li| {
+        if (l.proxy == null) continue;
+        const labels = [_]Label{.{ .name = "listener", .value = l.name }};
+        const total = totalSum(r, listenerWord(li, "no_server"));
+        try sampleInt(out, no_server, "_total", &labels, total);
+    }
 }
 
 fn proxyServerSamples(
@@ -875,6 +884,7 @@ test "a proxy's servers: counters summed over workers and folded; down counts li
         cell_mod.add(&words[proxyServerWord(index, "connections")], 3);
         cell_mod.add(&words[proxyServerWord(index, "bytes_to_client")], 1000);
         cell_mod.set(&words[proxyServerWord(index, "down")], 1);
+        cell_mod.add(&words[listenerWord(li, "no_server")], 2);
     }
     // Worker 1 is gone: its counts stay, its view of the server's health does not.
     region.fold(1, .{ .expected = false });
@@ -906,4 +916,7 @@ test "a proxy's servers: counters summed over workers and folded; down counts li
         });
         try std.testing.expect(compat.find(u8, text, expected) != null);
     }
+    const no_server = try compat.bufPrint(&want, "reuseport_proxy_no_server_total" ++
+        "{{listener=\"{s}\"}} 4\n", .{config.listeners[li].name});
+    try std.testing.expect(compat.find(u8, text, no_server) != null);
 }

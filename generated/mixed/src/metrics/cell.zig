@@ -100,6 +100,9 @@ pub const Listener = extern struct {
     evicted: u64,
     abandoned: u64,
     output_limit: u64,
+    /// Proxy listeners: clients closed at once because no server of the upstream accepted
+    /// them (every try spent, or every server down).
+    no_server: u64,
     timeouts: [timeout_kinds.len]u64,
     rejected: [rejected_statuses.len]u64,
     /// HTTP responses by status (see `codeSlot`).
