@@ -11,7 +11,10 @@
 //! - Connect: non-blocking, to a server the listener's balance picks among those not ejected
 //!   (`net/servers.zig`); a refusal or a timeout ejects the server and the client is tried
 //!   on another, `retries` times, before it sees anything. When no server accepted, the client
-//!   is closed at once, and counted. The client's first bytes are read meanwhile.
+//!   is closed at once, and counted. The client's first bytes are read meanwhile, and sent at
+//!   once: a connect to a nearby server (loopback, above all) is often complete when connect(2)
+//!   returns, and the send then saves the wait for EPOLLOUT and an epoll change (EAGAIN says
+//!   it is not; a server whose connects never complete that fast is not tried so any more).
 //! - Pumping: each direction on its own. A FIN from one side becomes `shutdown(SHUT_WR)` on
 //!   the other once what is buffered was sent (half-close); the pair closes when both
 //!   directions are done. A side is not read while its direction's buffer is full (the
@@ -19,6 +22,12 @@
 //!   took bytes (EPOLLOUT): back-pressure both ways, memory flat. A reset (or any error) on
 //!   one side resets the other: the proxy stays transparent, a broken transfer never looks
 //!   complete.
+//! - System calls: epoll events only mark a side readable or writable; the pairs they touched
+//!   are pumped once the whole batch is marked (`endTurn`), so a pair whose two sides both
+//!   ended in one batch is closed without a `shutdown` each way or an epoll change (close
+//!   sends the FIN), and the FIN of a client that closes first is not crossed by ours. A
+//!   short read means the socket is empty (level-triggered epoll says when more comes).
+//!   TCP_NODELAY is set on the listening socket, which accepted clients inherit.
 //! - Deadlines: `connectTimeoutMs` per connect; `idleTimeoutMs` for a pair neither side of
 //!   which moved a byte. Pairs are on lists per listener and kind, in deadline order (every
 //!   pair of a list has the same timeout), so the next deadline is a list's head: O(1).
@@ -90,6 +99,8 @@ const Pair = struct {
     /// A splice into a flow's pipe met EAGAIN with bytes in it: full (its pages hold small
     /// fragments) until some leave.
     pipe_full: [2]bool = .{ false, false },
+    /// On the list of pairs to pump at the end of the turn (`endTurn`).
+    queued: bool = false,
     deadline_ms: u64 = 0,
     /// The deadline list the pair is on and its neighbours there.
     list: u16 = 0,
@@ -118,6 +129,16 @@ var targets: [config.listeners.len][servers_mod.max_servers]config.Server = unde
 var checks: [config.listeners.len]checks_mod.Checks = @splat(.{});
 var epoll_fd: sys.Fd = -1;
 var ready = false;
+/// The pairs events touched in this turn, pumped by `endTurn` (each at most once per generation).
+const Queued = struct { slot: u32, generation: u24 };
+var turn: []Queued = &.{};
+var turn_len: usize = 0;
+/// Per listener and server: connects to it have been seen complete by the time connect(2)
+/// returned, so the client's first bytes are sent at once; otherwise a try every
+/// `eager_probe` connects finds out whether that changed.
+var eager: [config.listeners.len][servers_mod.max_servers]bool = undefined;
+var eager_skipped: [config.listeners.len][servers_mod.max_servers]u8 = undefined;
+const eager_probe = 16;
 /// Clients closed because no server accepted them, and when that was last said.
 var no_server_total: u64 = 0;
 var no_server_warned_ms: u64 = 0;
@@ -133,6 +154,11 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !voi
         free[max - 1 - i] = @intCast(i);
     }
     free_len = max;
+    // A slot closed and reused within a turn may be queued twice: twice the pairs is enough.
+    turn = try allocator.alloc(Queued, @as(usize, max) * 2);
+    turn_len = 0;
+    eager = @splat(@splat(true));
+    eager_skipped = @splat(@splat(0));
     up_bufs = try compat.mapMemory(@as(usize, max) * config.read_buffer_bytes);
     down_bufs = try compat.mapMemory(@as(usize, max) * config.write_buffer_bytes);
     lists = @splat(.{});
@@ -184,13 +210,25 @@ pub fn open(fd: sys.Fd, listener_index: u16, now_ms: u64) void {
     const counters = metrics.at(listener_index);
     metrics.add(&counters.accepted, 1);
     metrics.add(&counters.open, 1);
-    listener_mod.beforeOngoingWrite(fd, &config.listeners[listener_index]);
+    // TCP_NODELAY came from the listening socket (`prepareListener`).
     const proxy = proxyOf(p);
     // Out of descriptors for pipes: this pair copies through its buffers.
     if (proxy.zero_copy) p.pipes = splice.open();
     if (proxy.send_proxy_protocol != .none) writeHeader(slot, proxy.send_proxy_protocol);
     if (!connectNext(slot, now_ms)) return giveUp(slot, now_ms);
-    rearm(slot);
+    // The client's request is most often there already: read, and sent, at the turn's end.
+    p.readable[client] = true;
+    queue(slot);
+}
+
+/// A proxy listener's socket: TCP_NODELAY on it is inherited by every client it accepts,
+/// one system call per listening socket instead of one per client (bytes are forwarded as
+/// they come; Nagle would hold small ones back). Set again by each worker, for sockets
+/// that come from elsewhere (systemd, a previous program's handover).
+pub fn prepareListener(fd: sys.Fd, listener_index: u16) void {
+    const l = &config.listeners[listener_index];
+    if (l.handler != .proxy or !l.options.no_delay) return;
+    sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {}; // a hint only
 }
 
 /// The PROXY header goes first in the client's direction, before any byte of the client.
@@ -243,7 +281,8 @@ fn connectNext(slot: u32, now_ms: u64) bool {
         p.server = chosen;
         p.counted = true;
         p.phase = .connecting;
-        p.writable[server] = false;
+        // Tried at once when its connects complete that fast (`eager`), else on EPOLLOUT.
+        p.writable[server] = eagerTry(p.listener_index, chosen);
         p.readable[server] = false;
         p.events[server] = null;
         s.active[chosen] += 1;
@@ -251,6 +290,14 @@ fn connectNext(slot: u32, now_ms: u64) bool {
         return true;
     }
     return false;
+}
+
+/// Whether to send to a server whose connect is under way before EPOLLOUT says it is done.
+fn eagerTry(listener_index: u16, chosen: u16) bool {
+    if (eager[listener_index][chosen]) return true;
+    const skipped = &eager_skipped[listener_index][chosen];
+    skipped.* +%= 1;
+    return skipped.* % eager_probe == 0;
 }
 
 /// A non-blocking connect under way (or done); `Refused` when it failed at once, `NoSocket`
@@ -288,7 +335,7 @@ fn connectFailed(slot: u32, now_ms: u64) void {
     p.events[server] = null;
     uncount(p);
     if (!connectNext(slot, now_ms)) return giveUp(slot, now_ms);
-    rearm(slot);
+    queue(slot);
 }
 
 fn uncount(p: *Pair) void {
@@ -311,18 +358,25 @@ fn giveUp(slot: u32, now_ms: u64) void {
     close(slot);
 }
 
-/// The connect's outcome is known (the socket became writable, or failed).
-fn finishConnect(slot: u32, now_ms: u64) void {
+/// The connect's outcome is known: the socket became writable (done), or it reported an
+/// error or a hang-up (failed; epoll says so without a getsockopt(SO_ERROR)).
+fn finishConnect(slot: u32, events: u32, now_ms: u64) void {
     const p = &pairs[slot];
-    const failed = sys.getsockoptInt(p.fds[server], linux.SOL.SOCKET, linux.SO.ERROR) catch 1;
-    if (failed != 0) return connectFailed(slot, now_ms);
-    p.phase = .open;
+    if (events & (linux.EPOLL.ERR | linux.EPOLL.HUP) != 0) return connectFailed(slot, now_ms);
     p.writable[server] = true;
+    markConnected(slot, now_ms);
+    queue(slot);
+}
+
+/// The pair's server took the connection (EPOLLOUT, or a first send that went through).
+fn markConnected(slot: u32, now_ms: u64) void {
+    const p = &pairs[slot];
+    assert(p.phase == .connecting);
+    p.phase = .open;
     servers[p.listener_index].restore(p.server);
     metrics.add(&metrics.at(p.listener_index).requests, 1);
     metrics.add(&metrics.proxyServer(p.listener_index, p.server).connections, 1);
     listMove(slot, .idle, now_ms + proxyOf(p).idle_timeout_ms);
-    pump(slot, now_ms);
 }
 
 pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
@@ -334,7 +388,7 @@ pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
     const p = &pairs[slot];
     // A pair closed (and maybe reused) since the event was queued.
     if (p.phase == .free or p.generation != t.generation or p.fds[side] == closed) return;
-    if (p.phase == .connecting and side == server) return finishConnect(slot, now_ms);
+    if (p.phase == .connecting and side == server) return finishConnect(slot, events, now_ms);
     if (events & linux.EPOLL.ERR != 0) return abort(slot);
     if (events & (linux.EPOLL.IN | linux.EPOLL.HUP) != 0) p.readable[side] = true;
     if (events & linux.EPOLL.OUT != 0) p.writable[side] = true;
@@ -342,28 +396,97 @@ pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
         // Both ways closed for this side: our FIN went to it, or it reset.
         if (!p.flows[1 - side].shut) return abort(slot);
     }
-    pump(slot, now_ms);
+    queue(slot);
+}
+
+/// Puts a pair on the turn's list, to be pumped once the batch of events is read.
+fn queue(slot: u32) void {
+    const p = &pairs[slot];
+    if (p.queued) return;
+    // Never full in practice (twice the pairs); should it be, the pair moves now.
+    if (turn_len == turn.len) return pump(slot, sys.monotonicMs());
+    p.queued = true;
+    turn[turn_len] = .{ .slot = slot, .generation = p.generation };
+    turn_len += 1;
+}
+
+/// Pumps the pairs events (or accepts, or expired connects) touched since the last call;
+/// the worker calls it after each batch of events and before it waits again.
+pub fn endTurn(now_ms: u64) void {
+    if (!ready) return;
+    // Bounded: a pump queues its pair again only after a failed connect, which spends a try.
+    var i: usize = 0;
+    while (i < turn_len) : (i += 1) {
+        const q = turn[i];
+        const p = &pairs[q.slot];
+        if (p.phase == .free or p.generation != q.generation or !p.queued) continue;
+        p.queued = false;
+        pump(q.slot, now_ms);
+    }
+    turn_len = 0;
 }
 
 /// Moves what can move in both directions; closes the pair when both are done.
 fn pump(slot: u32, now_ms: u64) void {
     const p = &pairs[slot];
     var moved = false;
+    const connecting = p.phase == .connecting;
     for ([_]usize{ client, server }) |from| {
-        moved = (transfer(slot, from) catch return abort(slot)) or moved;
+        const progressed = transfer(slot, from, now_ms) catch |err| switch (err) {
+            error.Refused => return connectFailed(slot, now_ms),
+            error.Reset => return abort(slot),
+        };
+        moved = progressed or moved;
     }
+    if (connecting) learnEager(p);
+    moved = passFins(p) or moved;
     if (p.flows[client].shut and p.flows[server].shut) return close(slot);
     if (moved and p.phase == .open) listMove(slot, .idle, now_ms + proxyOf(p).idle_timeout_ms);
     rearm(slot);
 }
 
-const Broken = error{Reset};
+/// After a pump of a connecting pair: whether an eager send to its server went through
+/// (the connect was done when connect(2) returned) or met EAGAIN (it was not).
+fn learnEager(p: *const Pair) void {
+    const fast = &eager[p.listener_index][p.server];
+    if (p.phase == .open) {
+        fast.* = true;
+    } else if (!p.writable[server] and p.flows[client].pending() > 0) {
+        fast.* = false;
+    }
+}
+
+/// Each direction whose source ended and whose bytes all went on is ended on its
+/// destination (`shutdown(SHUT_WR)`, half-close). When both end in the same pump, the
+/// pair is closed right after, and close(2) sends each FIN: no shutdown is needed (both
+/// sides' input was read to its end, so the close resets neither).
+fn passFins(p: *Pair) bool {
+    if (p.phase != .open) return false;
+    const ends = [2]bool{ ended(&p.flows[client]), ended(&p.flows[server]) };
+    var moved = false;
+    for ([_]usize{ client, server }) |from| {
+        const f = &p.flows[from];
+        if (!ends[from] or f.shut) continue;
+        if (!ends[1 - from]) sys.shutdownWrite(p.fds[1 - from]);
+        f.shut = true;
+        moved = true;
+    }
+    return moved;
+}
+
+/// The flow's source sent its FIN and every byte before it went on.
+fn ended(f: *const Flow) bool {
+    return f.eof and f.pending() == 0;
+}
+
+/// `Refused`: the eager send met the connect's failure (the next server is tried).
+const Broken = error{ Reset, Refused };
 
 /// One direction: sends what waits, passes a FIN on, reads more while there is room; a few
 /// rounds at most, to stay fair to the worker's other connections. Returns whether a byte
 /// (or a FIN) moved.
-fn transfer(slot: u32, from: usize) Broken!bool {
-    if (pairs[slot].pipes != null) return transferSpliced(slot, from);
+fn transfer(slot: u32, from: usize, now_ms: u64) Broken!bool {
+    if (pairs[slot].pipes != null) return transferSpliced(slot, from, now_ms);
     const p = &pairs[slot];
     const to = 1 - from;
     const f = &p.flows[from];
@@ -380,11 +503,7 @@ fn transfer(slot: u32, from: usize) Broken!bool {
                 f.end = 0;
             }
             progressed = n > 0;
-        }
-        if (f.pending() == 0 and f.eof and !f.shut and p.phase == .open) {
-            sys.shutdownWrite(p.fds[to]);
-            f.shut = true;
-            progressed = true;
+            if (progressed and p.phase == .connecting) markConnected(slot, now_ms);
         }
         if (!f.eof and p.readable[from]) {
             if (f.end == buf.len and f.start > 0) {
@@ -408,7 +527,7 @@ fn transfer(slot: u32, from: usize) Broken!bool {
 }
 
 /// `transfer` for a zero-copy pair: the flow's bytes wait in its pipe (`end` counts them).
-fn transferSpliced(slot: u32, from: usize) Broken!bool {
+fn transferSpliced(slot: u32, from: usize, now_ms: u64) Broken!bool {
     const p = &pairs[slot];
     const to = 1 - from;
     const f = &p.flows[from];
@@ -424,12 +543,8 @@ fn transferSpliced(slot: u32, from: usize) Broken!bool {
             if (n > 0) {
                 p.pipe_full[from] = false;
                 progressed = true;
+                if (p.phase == .connecting) markConnected(slot, now_ms);
             }
-        }
-        if (f.end == 0 and f.eof and !f.shut and p.phase == .open) {
-            sys.shutdownWrite(p.fds[to]);
-            f.shut = true;
-            progressed = true;
         }
         if (!f.eof and p.readable[from] and !p.pipe_full[from] and f.end < splice.pipe_bytes) {
             const room = splice.pipe_bytes - f.end;
@@ -465,8 +580,9 @@ fn sendSome(p: *Pair, to: usize, bytes: []const u8) Broken!u32 {
 }
 
 /// What a send or splice towards side `to` did (`result`: its bytes or its error): the bytes,
-/// counted for the pair's server; 0 when the socket was full (it is then watched for
-/// EPOLLOUT) or the call was interrupted; any other error breaks the pair.
+/// counted for the pair's server; 0 when the socket was full or still connecting (it is then
+/// watched for EPOLLOUT) or the call was interrupted; any other error breaks the pair, or,
+/// before the server's connect is known done, is that connect's failure.
 fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
     const n = result catch |err| switch (err) {
         error.WouldBlock => {
@@ -474,7 +590,7 @@ fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
             return 0;
         },
         error.Interrupted => return 0,
-        else => return error.Reset,
+        else => return if (p.phase == .connecting) error.Refused else error.Reset,
     };
     const counters = metrics.proxyServer(p.listener_index, p.server);
     metrics.add(if (to == server) &counters.bytes_to_server else &counters.bytes_to_client, n);
@@ -574,6 +690,7 @@ pub fn closeAll() void {
     if (!ready) return;
     for (pairs, 0..) |p, slot| if (p.phase != .free) close(@intCast(slot));
     checks_mod.closeAll(&checks);
+    turn_len = 0;
     ready = false;
 }
 
@@ -677,6 +794,7 @@ fn testTurn(epfd: sys.Fd, timeout_ms: i32) !void {
     for (events[0..n]) |e| {
         onEvent(connections_mod.Token.decode(e.data.u64), e.events, sys.monotonicMs());
     }
+    endTurn(sys.monotonicMs());
 }
 
 /// Turns the loop until `fd` has bytes or its end to give (bounded), then reads them.
