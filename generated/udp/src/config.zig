@@ -113,7 +113,7 @@ pub const spec_fingerprint = "8c5ee3d54af72ead";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "315a9d85b105e23d";
+pub const supervisor_fingerprint = "ce7fe1f642c05903";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -102,6 +102,9 @@ const Pair = struct {
     pipe_full: [2]bool = .{ false, false },
     /// On the list of pairs to pump at the end of the turn (`endTurn`).
     queued: bool = false,
+    /// The server socket's ACKs wait for bytes to ride on (TCP_QUICKACK off, see
+    /// `startConnect`) until the first bytes went.
+    acks_delayed: bool = false,
     deadline_ms: u64 = 0,
     /// The deadline list the pair is on and its neighbours there.
     list: u16 = 0,
@@ -123,6 +126,10 @@ var free: []u32 = &.{};
 var free_len: u32 = 0;
 var up_bufs: []u8 = &.{};
 var down_bufs: []u8 = &.{};
+/// What every pair reads into while its bytes' destination takes bytes: they most often
+/// leave at once, and a buffer all pairs share stays in the CPU's caches where a pair's own
+/// is cold; only what the destination did not take is copied to the pair's buffer.
+var scratch: []u8 = &.{};
 var lists: [list_count]List = @splat(.{});
 var servers: [config.listeners.len]servers_mod.Servers = undefined;
 /// Each proxy listener's servers, copied at start (what a test points at its own listeners).
@@ -160,6 +167,7 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !voi
     turn_len = 0;
     eager = @splat(@splat(true));
     eager_skipped = @splat(@splat(0));
+    scratch = try allocator.alloc(u8, @max(config.read_buffer_bytes, config.write_buffer_bytes));
     up_bufs = try compat.mapMemory(@as(usize, max) * config.read_buffer_bytes);
     down_bufs = try compat.mapMemory(@as(usize, max) * config.write_buffer_bytes);
     lists = @splat(.{});
@@ -216,9 +224,19 @@ pub fn open(fd: sys.Fd, listener_index: u16, now_ms: u64) void {
     // Out of descriptors for pipes: this pair copies through its buffers.
     if (proxy.zero_copy) p.pipes = splice.open();
     if (proxy.send_proxy_protocol != .none) writeHeader(slot, proxy.send_proxy_protocol);
-    if (!connectNext(slot, now_ms)) return giveUp(slot, now_ms);
-    // The client's request is most often there already: read, and sent, at the turn's end.
+    // The client's request is most often there already: read before the connect, so that
+    // its first segment carries the handshake's last ACK (`startConnect`); sent at the
+    // turn's end.
     p.readable[client] = true;
+    if (p.pipes == null) {
+        const f = &p.flows[client];
+        const got = readSome(p, client, buffer(slot, client)[f.end..]) catch return abort(slot);
+        if (got) |n| {
+            if (n == 0) f.eof = true;
+            f.end += @intCast(n);
+        }
+    }
+    if (!connectNext(slot, now_ms)) return giveUp(slot, now_ms);
     queue(slot);
 }
 
@@ -269,7 +287,9 @@ fn connectNext(slot: u32, now_ms: u64) bool {
         const chosen = s.pick(now_ms, p.tried) orelse return false;
         p.tried |= servers_mod.Servers.bit(chosen);
         p.tries += 1;
-        const fd = startConnect(targets[p.listener_index][chosen]) catch |err| switch (err) {
+        const waiting = p.flows[client].pending() > 0;
+        const target = targets[p.listener_index][chosen];
+        const fd = startConnect(target, waiting) catch |err| switch (err) {
             // Out of descriptors is not the server's fault: no other server would do better.
             error.NoSocket => return false,
             error.Refused => {
@@ -279,6 +299,7 @@ fn connectNext(slot: u32, now_ms: u64) bool {
             },
         };
         p.fds[server] = fd;
+        p.acks_delayed = waiting;
         p.server = chosen;
         p.counted = true;
         p.phase = .connecting;
@@ -302,13 +323,19 @@ fn eagerTry(listener_index: u16, chosen: u16) bool {
 }
 
 /// A non-blocking connect under way (or done); `Refused` when it failed at once, `NoSocket`
-/// when no socket could be made.
-fn startConnect(target: config.Server) error{ NoSocket, Refused }!sys.Fd {
+/// when no socket could be made. `waiting`: client bytes wait to be sent once it is done.
+fn startConnect(target: config.Server, waiting: bool) error{ NoSocket, Refused }!sys.Fd {
     const family: u32 = if (target.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
     const flags: u32 = linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
     const fd = sys.socket(family, flags, 0) catch return error.NoSocket;
     // Bytes are forwarded as they come: no Nagle delay on the way.
     sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {}; // a hint only
+    if (waiting) {
+        // The handshake's last ACK waits for the first bytes, which go at once, and rides
+        // on them: one segment less (HAProxy's `option tcp-smart-connect`). Without bytes to
+        // send it would wait for the delayed-ACK timer, and delay a server that speaks first.
+        sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.QUICKACK, 0) catch {}; // a hint
+    }
     const sa = address.SockAddr.init(target.address, target.port);
     const rc = compat.errno(linux.connect(fd, sa.ptr(), sa.len));
     if (rc != .SUCCESS and rc != .INPROGRESS) {
@@ -506,7 +533,9 @@ fn transfer(slot: u32, from: usize, now_ms: u64) Broken!bool {
             progressed = n > 0;
             if (progressed and p.phase == .connecting) markConnected(slot, now_ms);
         }
-        if (!f.eof and p.readable[from]) {
+        if (!f.eof and p.readable[from] and f.pending() == 0 and p.writable[to]) {
+            progressed = try passThrough(slot, from, now_ms);
+        } else if (!f.eof and p.readable[from]) {
             if (f.end == buf.len and f.start > 0) {
                 compat.copyLeft(buf[0..f.pending()], buf[f.start..f.end]);
                 f.end -= f.start;
@@ -525,6 +554,34 @@ fn transfer(slot: u32, from: usize, now_ms: u64) Broken!bool {
         if (!progressed) break;
     }
     return moved;
+}
+
+/// Reads from side `from` into the shared buffer and sends to the other side at once; what
+/// it did not take waits in the flow's own buffer (empty until then). Whether a byte (or
+/// the FIN) came.
+fn passThrough(slot: u32, from: usize, now_ms: u64) Broken!bool {
+    const p = &pairs[slot];
+    const f = &p.flows[from];
+    const buf = buffer(slot, from);
+    assert(f.pending() == 0);
+    const bytes = scratch[0..buf.len];
+    const n = (try readSome(p, from, bytes)) orelse return false;
+    if (n == 0) {
+        f.eof = true;
+        return true;
+    }
+    const sent = sendSome(p, 1 - from, bytes[0..n]) catch |err| {
+        // Kept for the next server when the connect failed.
+        @memcpy(buf[0..n], bytes[0..n]);
+        f.start = 0;
+        f.end = @intCast(n);
+        return err;
+    };
+    if (sent > 0 and p.phase == .connecting) markConnected(slot, now_ms);
+    @memcpy(buf[0..(n - sent)], bytes[sent..n]);
+    f.start = 0;
+    f.end = @intCast(n - sent);
+    return true;
 }
 
 /// `transfer` for a zero-copy pair: the flow's bytes wait in its pipe (`end` counts them).
@@ -593,6 +650,12 @@ fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
         error.Interrupted => return 0,
         else => return if (p.phase == .connecting) error.Refused else error.Reset,
     };
+    if (to == server and n > 0 and p.acks_delayed) {
+        // The handshake's ACK went with these bytes; from now on ACKs go as usual (delayed
+        // ones would have the server resend its answer's last segment, a tail loss probe).
+        p.acks_delayed = false;
+        sys.setsockoptInt(p.fds[server], linux.IPPROTO.TCP, linux.TCP.QUICKACK, 1) catch {}; // hint
+    }
     const counters = metrics.proxyServer(p.listener_index, p.server);
     metrics.add(if (to == server) &counters.bytes_to_server else &counters.bytes_to_client, n);
     return @intCast(n);
@@ -600,7 +663,7 @@ fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
 
 /// Bytes read (0: the side's FIN), or null when nothing waits.
 fn readSome(p: *Pair, from: usize, into: []u8) Broken!?usize {
-    const n = sys.read(p.fds[from], into) catch |err| switch (err) {
+    const n = sys.recv(p.fds[from], into) catch |err| switch (err) {
         error.WouldBlock => {
             p.readable[from] = false;
             return null;
