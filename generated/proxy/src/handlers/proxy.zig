@@ -386,12 +386,14 @@ fn giveUp(slot: u32, now_ms: u64) void {
     close(slot);
 }
 
-/// The connect's outcome is known: the socket became writable (done), or it reported an
-/// error or a hang-up (failed; epoll says so without a getsockopt(SO_ERROR)).
+/// The connect's outcome is known: the socket became writable or readable (done), or it
+/// reported an error or a hang-up (failed; epoll says so without a getsockopt(SO_ERROR)).
 fn finishConnect(slot: u32, events: u32, now_ms: u64) void {
     const p = &pairs[slot];
     if (events & (linux.EPOLL.ERR | linux.EPOLL.HUP) != 0) return connectFailed(slot, now_ms);
     p.writable[server] = true;
+    // Watched for EPOLLIN (`connectingEvents`): the server spoke first.
+    if (events & linux.EPOLL.IN != 0) p.readable[server] = true;
     markConnected(slot, now_ms);
     queue(slot);
 }
@@ -687,7 +689,7 @@ fn rearm(slot: u32) void {
         var events: u32 = 0;
         if (!from.eof and hasRoom(slot, side)) events |= linux.EPOLL.IN;
         if (p.flows[1 - side].pending() > 0) events |= linux.EPOLL.OUT;
-        if (side == server and p.phase == .connecting) events = linux.EPOLL.OUT;
+        if (side == server and p.phase == .connecting) events = connectingEvents(p);
         // Done both ways: out of the set, or its hang-up would wake every wait.
         const done = from.eof and p.flows[1 - side].shut;
         if (done) {
@@ -702,6 +704,25 @@ fn rearm(slot: u32) void {
         sys.epollCtl(epoll_fd, op, fd, events, tokenOf(slot, side)) catch return abort(slot);
         p.events[side] = events;
     }
+}
+
+/// What a connecting server socket waits for: EPOLLOUT (the connect's end) when bytes wait
+/// for it; with none, and its connects done at once (`eager`), EPOLLIN, which is what it
+/// waits for next once connected: the client's first bytes then go as they come, and no
+/// epoll change follows the connect (a failure shows as EPOLLERR/EPOLLHUP either way; a
+/// connect deadline checks whether it is connected before calling it failed).
+fn connectingEvents(p: *const Pair) u32 {
+    if (p.writable[server] and p.flows[client].pending() == 0) return linux.EPOLL.IN;
+    return linux.EPOLL.OUT;
+}
+
+/// Whether the pair's server socket is connected (a connect watched for EPOLLIN only, at
+/// its deadline).
+fn connectedMeanwhile(p: *const Pair) bool {
+    if (!p.writable[server]) return false;
+    var peer: linux.sockaddr.storage = undefined;
+    var len: linux.socklen_t = @sizeOf(linux.sockaddr.storage);
+    return compat.errno(linux.getpeername(p.fds[server], @ptrCast(&peer), &len)) == .SUCCESS;
 }
 
 /// Whether the flow from `side` can take more bytes (its buffer, or its pipe).
@@ -811,6 +832,11 @@ pub fn expire(now_ms: u64) void {
             const slot = l.head;
             if (pairs[slot].deadline_ms > now_ms) break;
             if (index % 2 == compat.enumIndex(DeadlineKind.connect)) {
+                if (connectedMeanwhile(&pairs[slot])) {
+                    markConnected(slot, now_ms);
+                    queue(slot);
+                    continue;
+                }
                 connectFailed(slot, now_ms);
             } else {
                 const counters = metrics.at(pairs[slot].listener_index);
