@@ -74,6 +74,13 @@ pub const proxy = struct {
     pub fn expire(now_ms: u64) void {
         _ = now_ms;
     }
+    pub fn endTurn(now_ms: u64) void {
+        _ = now_ms;
+    }
+    pub fn prepareListener(fd: sys.Fd, listener_index: u16) void {
+        _ = fd;
+        _ = listener_index;
+    }
     pub fn nextMs() ?u64 {
         return null;
     }

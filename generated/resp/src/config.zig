@@ -113,7 +113,7 @@ pub const spec_fingerprint = "88f663ffeb50e9ff";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "d745478a3cb5b266";
+pub const supervisor_fingerprint = "eaf38f7069d8a2e1";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -170,6 +170,7 @@ pub const Worker = struct {
         var listening: [max_sockets]bool = @splat(false);
         for (options.sockets, 0..) |socket, i| {
             listening[i] = true;
+            handlers.proxy.prepareListener(socket.fd, socket.listener_index);
             // Another slot's sockets are watched only once adopted (see worker_link.zig).
             if (options.link != null and !worker_link.Link.watchedAtStart(i)) continue;
             const data = token(Kind.listener, @intCast(i));
@@ -318,12 +319,15 @@ pub const Worker = struct {
             self.conns.applyWakes(now);
             handlers.deliverUpstreamReplies(self.datagrams.spareReply(), self);
             self.resumeListenersIfRoom(now);
+            // Proxied pairs touched since the last batch (accepts of a drain, say) move now.
+            handlers.proxy.endTurn(now);
             const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
                 log.err("epoll_wait failed: {s}", .{@errorName(err)});
                 return self.closeAll(.immediate);
             };
             const woke = sys.monotonicMs();
             for (events[0..n]) |event| self.dispatch(event, woke);
+            handlers.proxy.endTurn(woke);
             if (compat.is_debug) self.conns.assertInvariants();
         }
     }

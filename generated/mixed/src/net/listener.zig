@@ -149,6 +149,11 @@ fn beforeListen(fd: sys.Fd, listener: *const config.Listener) sys.Error!void {
         // connection-per-request client) close, without registering with epoll at all.
         try sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.DEFER_ACCEPT, defer_accept_s);
     }
+    if (listener.handler == .proxy and listener.options.no_delay) {
+        // Inherited by every accepted client: one call here instead of one per client (the
+        // worker sets it again on sockets from elsewhere, see `handlers/proxy.zig`).
+        try sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1);
+    }
     // Keepalive settings on a listening socket are inherited by every connection it
     // accepts, which saves four system calls per connection.
     const keepalive = listener.options.keepalive orelse return;

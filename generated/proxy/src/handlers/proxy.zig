@@ -12,7 +12,10 @@
 //! - Connect: non-blocking, to a server the listener's balance picks among those not ejected
 //!   (`net/servers.zig`); a refusal or a timeout ejects the server and the client is tried
 //!   on another, `retries` times, before it sees anything. When no server accepted, the client
-//!   is closed at once, and counted. The client's first bytes are read meanwhile.
+//!   is closed at once, and counted. The client's first bytes are read meanwhile, and sent at
+//!   once: a connect to a nearby server (loopback, above all) is often complete when connect(2)
+//!   returns, and the send then saves the wait for EPOLLOUT and an epoll change (EAGAIN says
+//!   it is not; a server whose connects never complete that fast is not tried so any more).
 //! - Pumping: each direction on its own. A FIN from one side becomes `shutdown(SHUT_WR)` on
 //!   the other once what is buffered was sent (half-close); the pair closes when both
 //!   directions are done. A side is not read while its direction's buffer is full (the
@@ -20,6 +23,12 @@
 //!   took bytes (EPOLLOUT): back-pressure both ways, memory flat. A reset (or any error) on
 //!   one side resets the other: the proxy stays transparent, a broken transfer never looks
 //!   complete.
+//! - System calls: epoll events only mark a side readable or writable; the pairs they touched
+//!   are pumped once the whole batch is marked (`endTurn`), so a pair whose two sides both
+//!   ended in one batch is closed without a `shutdown` each way or an epoll change (close
+//!   sends the FIN), and the FIN of a client that closes first is not crossed by ours. A
+//!   short read means the socket is empty (level-triggered epoll says when more comes).
+//!   TCP_NODELAY is set on the listening socket, which accepted clients inherit.
 //! - Deadlines: `connectTimeoutMs` per connect; `idleTimeoutMs` for a pair neither side of
 //!   which moved a byte. Pairs are on lists per listener and kind, in deadline order (every
 //!   pair of a list has the same timeout), so the next deadline is a list's head: O(1).
@@ -91,6 +100,11 @@ const Pair = struct {
     /// A splice into a flow's pipe met EAGAIN with bytes in it: full (its pages hold small
     /// fragments) until some leave.
     pipe_full: [2]bool = .{ false, false },
+    /// On the list of pairs to pump at the end of the turn (`endTurn`).
+    queued: bool = false,
+    /// The server socket's ACKs wait for bytes to ride on (TCP_QUICKACK off, see
+    /// `startConnect`) until the first bytes went.
+    acks_delayed: bool = false,
     deadline_ms: u64 = 0,
     /// The deadline list the pair is on and its neighbours there.
     list: u16 = 0,
@@ -112,6 +126,10 @@ var free: []u32 = &.{};
 var free_len: u32 = 0;
 var up_bufs: []u8 = &.{};
 var down_bufs: []u8 = &.{};
+/// What every pair reads into while its bytes' destination takes bytes: they most often
+/// leave at once, and a buffer all pairs share stays in the CPU's caches where a pair's own
+/// is cold; only what the destination did not take is copied to the pair's buffer.
+var scratch: []u8 = &.{};
 var lists: [list_count]List = @splat(.{});
 var servers: [config.listeners.len]servers_mod.Servers = undefined;
 /// Each proxy listener's servers, copied at start (what a test points at its own listeners).
@@ -121,6 +139,16 @@ var checks: [config.listeners.len]checks_mod.Checks = @splat(.{});
 var idle_ms: [config.listeners.len]u32 = @splat(0);
 var epoll_fd: sys.Fd = -1;
 var ready = false;
+/// The pairs events touched in this turn, pumped by `endTurn` (each at most once per generation).
+const Queued = struct { slot: u32, generation: u24 };
+var turn: []Queued = &.{};
+var turn_len: usize = 0;
+/// Per listener and server: connects to it have been seen complete by the time connect(2)
+/// returned, so the client's first bytes are sent at once; otherwise a try every
+/// `eager_probe` connects finds out whether that changed.
+var eager: [config.listeners.len][servers_mod.max_servers]bool = undefined;
+var eager_skipped: [config.listeners.len][servers_mod.max_servers]u8 = undefined;
+const eager_probe = 16;
 /// Clients closed because no server accepted them, and when that was last said.
 var no_server_total: u64 = 0;
 var no_server_warned_ms: u64 = 0;
@@ -135,6 +163,12 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !voi
         free[max - 1 - i] = @intCast(i);
     }
     free_len = max;
+    // A slot closed and reused within a turn may be queued twice: twice the pairs is enough.
+    turn = try allocator.alloc(Queued, @as(usize, max) * 2);
+    turn_len = 0;
+    eager = @splat(@splat(true));
+    eager_skipped = @splat(@splat(0));
+    scratch = try allocator.alloc(u8, @max(config.read_buffer_bytes, config.write_buffer_bytes));
     up_bufs = try compat.mapMemory(@as(usize, max) * config.read_buffer_bytes);
     down_bufs = try compat.mapMemory(@as(usize, max) * config.write_buffer_bytes);
     lists = @splat(.{});
@@ -188,13 +222,35 @@ pub fn open(fd: sys.Fd, listener_index: u16, now_ms: u64) void {
     const counters = metrics.at(listener_index);
     metrics.add(&counters.accepted, 1);
     metrics.add(&counters.open, 1);
-    listener_mod.beforeOngoingWrite(fd, &config.listeners[listener_index]);
+    // TCP_NODELAY came from the listening socket (`prepareListener`).
     const proxy = proxyOf(p);
     // Out of descriptors for pipes: this pair copies through its buffers.
     if (proxy.zero_copy) p.pipes = splice.open();
     if (proxy.send_proxy_protocol != .none) writeHeader(slot, proxy.send_proxy_protocol);
+    // The client's request is most often there already: read before the connect, so that
+    // its first segment carries the handshake's last ACK (`startConnect`); sent at the
+    // turn's end.
+    p.readable[client] = true;
+    if (p.pipes == null) {
+        const f = &p.flows[client];
+        const got = readSome(p, client, buffer(slot, client)[f.end..]) catch return abort(slot);
+        if (got) |n| {
+            if (n == 0) f.eof = true;
+            f.end += @intCast(n);
+        }
+    }
     if (!connectNext(slot, now_ms)) return giveUp(slot, now_ms);
-    rearm(slot);
+    queue(slot);
+}
+
+/// A proxy listener's socket: TCP_NODELAY on it is inherited by every client it accepts,
+/// one system call per listening socket instead of one per client (bytes are forwarded as
+/// they come; Nagle would hold small ones back). Set again by each worker, for sockets
+/// that come from elsewhere (systemd, a previous program's handover).
+pub fn prepareListener(fd: sys.Fd, listener_index: u16) void {
+    const l = &config.listeners[listener_index];
+    if (l.handler != .proxy or !l.options.no_delay) return;
+    sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {}; // a hint only
 }
 
 /// The PROXY header goes first in the client's direction, before any byte of the client.
@@ -234,7 +290,9 @@ fn connectNext(slot: u32, now_ms: u64) bool {
         const chosen = s.pick(now_ms, p.tried) orelse return false;
         p.tried |= servers_mod.Servers.bit(chosen);
         p.tries += 1;
-        const fd = startConnect(targets[p.listener_index][chosen]) catch |err| switch (err) {
+        const waiting = p.flows[client].pending() > 0;
+        const target = targets[p.listener_index][chosen];
+        const fd = startConnect(target, waiting) catch |err| switch (err) {
             // Out of descriptors is not the server's fault: no other server would do better.
             error.NoSocket => return false,
             error.Refused => {
@@ -244,10 +302,12 @@ fn connectNext(slot: u32, now_ms: u64) bool {
             },
         };
         p.fds[server] = fd;
+        p.acks_delayed = waiting;
         p.server = chosen;
         p.counted = true;
         p.phase = .connecting;
-        p.writable[server] = false;
+        // Tried at once when its connects complete that fast (`eager`), else on EPOLLOUT.
+        p.writable[server] = eagerTry(p.listener_index, chosen);
         p.readable[server] = false;
         p.events[server] = null;
         s.active[chosen] += 1;
@@ -257,14 +317,28 @@ fn connectNext(slot: u32, now_ms: u64) bool {
     return false;
 }
 
+/// Whether to send to a server whose connect is under way before EPOLLOUT says it is done.
+fn eagerTry(listener_index: u16, chosen: u16) bool {
+    if (eager[listener_index][chosen]) return true;
+    const skipped = &eager_skipped[listener_index][chosen];
+    skipped.* +%= 1;
+    return skipped.* % eager_probe == 0;
+}
+
 /// A non-blocking connect under way (or done); `Refused` when it failed at once, `NoSocket`
-/// when no socket could be made.
-fn startConnect(target: config.Server) error{ NoSocket, Refused }!sys.Fd {
+/// when no socket could be made. `waiting`: client bytes wait to be sent once it is done.
+fn startConnect(target: config.Server, waiting: bool) error{ NoSocket, Refused }!sys.Fd {
     const family: u32 = if (target.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
     const flags: u32 = linux.SOCK.STREAM | linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC;
     const fd = sys.socket(family, flags, 0) catch return error.NoSocket;
     // Bytes are forwarded as they come: no Nagle delay on the way.
     sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.NODELAY, 1) catch {}; // a hint only
+    if (waiting) {
+        // The handshake's last ACK waits for the first bytes, which go at once, and rides
+        // on them: one segment less (HAProxy's `option tcp-smart-connect`). Without bytes to
+        // send it would wait for the delayed-ACK timer, and delay a server that speaks first.
+        sys.setsockoptInt(fd, linux.IPPROTO.TCP, linux.TCP.QUICKACK, 0) catch {}; // a hint
+    }
     const sa = address.SockAddr.init(target.address, target.port);
     const rc = compat.errno(linux.connect(fd, sa.ptr(), sa.len));
     if (rc != .SUCCESS and rc != .INPROGRESS) {
@@ -292,7 +366,7 @@ fn connectFailed(slot: u32, now_ms: u64) void {
     p.events[server] = null;
     uncount(p);
     if (!connectNext(slot, now_ms)) return giveUp(slot, now_ms);
-    rearm(slot);
+    queue(slot);
 }
 
 fn uncount(p: *Pair) void {
@@ -316,18 +390,27 @@ fn giveUp(slot: u32, now_ms: u64) void {
     close(slot);
 }
 
-/// The connect's outcome is known (the socket became writable, or failed).
-fn finishConnect(slot: u32, now_ms: u64) void {
+/// The connect's outcome is known: the socket became writable or readable (done), or it
+/// reported an error or a hang-up (failed; epoll says so without a getsockopt(SO_ERROR)).
+fn finishConnect(slot: u32, events: u32, now_ms: u64) void {
     const p = &pairs[slot];
-    const failed = sys.getsockoptInt(p.fds[server], linux.SOL.SOCKET, linux.SO.ERROR) catch 1;
-    if (failed != 0) return connectFailed(slot, now_ms);
-    p.phase = .open;
+    if (events & (linux.EPOLL.ERR | linux.EPOLL.HUP) != 0) return connectFailed(slot, now_ms);
     p.writable[server] = true;
+    // Watched for EPOLLIN (`connectingEvents`): the server spoke first.
+    if (events & linux.EPOLL.IN != 0) p.readable[server] = true;
+    markConnected(slot, now_ms);
+    queue(slot);
+}
+
+/// The pair's server took the connection (EPOLLOUT, or a first send that went through).
+fn markConnected(slot: u32, now_ms: u64) void {
+    const p = &pairs[slot];
+    assert(p.phase == .connecting);
+    p.phase = .open;
     servers[p.listener_index].restore(p.server);
     metrics.add(&metrics.at(p.listener_index).requests, 1);
     metrics.add(&metrics.proxyServer(p.listener_index, p.server).connections, 1);
     listMove(slot, .idle, now_ms + idle_ms[p.listener_index]);
-    pump(slot, now_ms);
 }
 
 pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
@@ -339,7 +422,7 @@ pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
     const p = &pairs[slot];
     // A pair closed (and maybe reused) since the event was queued.
     if (p.phase == .free or p.generation != t.generation or p.fds[side] == closed) return;
-    if (p.phase == .connecting and side == server) return finishConnect(slot, now_ms);
+    if (p.phase == .connecting and side == server) return finishConnect(slot, events, now_ms);
     if (events & linux.EPOLL.ERR != 0) return abort(slot);
     if (events & (linux.EPOLL.IN | linux.EPOLL.HUP) != 0) p.readable[side] = true;
     if (events & linux.EPOLL.OUT != 0) p.writable[side] = true;
@@ -347,40 +430,97 @@ pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
         // Both ways closed for this side: our FIN went to it, or it reset.
         if (!p.flows[1 - side].shut) return abort(slot);
     }
-    pump(slot, now_ms);
+    queue(slot);
+}
+
+/// Puts a pair on the turn's list, to be pumped once the batch of events is read.
+fn queue(slot: u32) void {
+    const p = &pairs[slot];
+    if (p.queued) return;
+    // Never full in practice (twice the pairs); should it be, the pair moves now.
+    if (turn_len == turn.len) return pump(slot, sys.monotonicMs());
+    p.queued = true;
+    turn[turn_len] = .{ .slot = slot, .generation = p.generation };
+    turn_len += 1;
+}
+
+/// Pumps the pairs events (or accepts, or expired connects) touched since the last call;
+/// the worker calls it after each batch of events and before it waits again.
+pub fn endTurn(now_ms: u64) void {
+    if (!ready) return;
+    // Bounded: a pump queues its pair again only after a failed connect, which spends a try.
+    var i: usize = 0;
+    while (i < turn_len) : (i += 1) {
+        const q = turn[i];
+        const p = &pairs[q.slot];
+        if (p.phase == .free or p.generation != q.generation or !p.queued) continue;
+        p.queued = false;
+        pump(q.slot, now_ms);
+    }
+    turn_len = 0;
 }
 
 /// Moves what can move in both directions; closes the pair when both are done.
 fn pump(slot: u32, now_ms: u64) void {
     const p = &pairs[slot];
     var moved = false;
+    const connecting = p.phase == .connecting;
     for ([_]usize{ client, server }) |from| {
-        moved = (transfer(slot, from) catch return abort(slot)) or moved;
-        passFin(slot, from);
+        const progressed = transfer(slot, from, now_ms) catch |err| switch (err) {
+            error.Refused => return connectFailed(slot, now_ms),
+            error.Reset => return abort(slot),
+        };
+        moved = progressed or moved;
     }
+    if (connecting) learnEager(p);
+    moved = passFins(p) or moved;
     if (p.flows[client].shut and p.flows[server].shut) return close(slot);
     if (moved and p.phase == .open) listMove(slot, .idle, now_ms + idle_ms[p.listener_index]);
     rearm(slot);
 }
 
-/// A FIN that `transfer` read in its last round, with nothing left to send before it, goes
-/// on here: no event would come for it (its source is done, nothing waits for the other
-/// side), and the pair would hang until its idle timeout.
-fn passFin(slot: u32, from: usize) void {
-    const p = &pairs[slot];
-    const f = &p.flows[from];
-    if (!f.eof or f.shut or f.pending() > 0 or p.phase != .open) return;
-    sys.shutdownWrite(p.fds[1 - from]);
-    f.shut = true;
+/// After a pump of a connecting pair: whether an eager send to its server went through
+/// (the connect was done when connect(2) returned) or met EAGAIN (it was not).
+fn learnEager(p: *const Pair) void {
+    const fast = &eager[p.listener_index][p.server];
+    if (p.phase == .open) {
+        fast.* = true;
+    } else if (!p.writable[server] and p.flows[client].pending() > 0) {
+        fast.* = false;
+    }
 }
 
-const Broken = error{Reset};
+/// Each direction whose source ended and whose bytes all went on is ended on its
+/// destination (`shutdown(SHUT_WR)`, half-close). When both end in the same pump, the
+/// pair is closed right after, and close(2) sends each FIN: no shutdown is needed (both
+/// sides' input was read to its end, so the close resets neither).
+fn passFins(p: *Pair) bool {
+    if (p.phase != .open) return false;
+    const ends = [2]bool{ ended(&p.flows[client]), ended(&p.flows[server]) };
+    var moved = false;
+    for ([_]usize{ client, server }) |from| {
+        const f = &p.flows[from];
+        if (!ends[from] or f.shut) continue;
+        if (!ends[1 - from]) sys.shutdownWrite(p.fds[1 - from]);
+        f.shut = true;
+        moved = true;
+    }
+    return moved;
+}
+
+/// The flow's source sent its FIN and every byte before it went on.
+fn ended(f: *const Flow) bool {
+    return f.eof and f.pending() == 0;
+}
+
+/// `Refused`: the eager send met the connect's failure (the next server is tried).
+const Broken = error{ Reset, Refused };
 
 /// One direction: sends what waits, passes a FIN on, reads more while there is room; a few
 /// rounds at most, to stay fair to the worker's other connections. Returns whether a byte
 /// (or a FIN) moved.
-fn transfer(slot: u32, from: usize) Broken!bool {
-    if (pairs[slot].pipes != null) return transferSpliced(slot, from);
+fn transfer(slot: u32, from: usize, now_ms: u64) Broken!bool {
+    if (pairs[slot].pipes != null) return transferSpliced(slot, from, now_ms);
     const p = &pairs[slot];
     const to = 1 - from;
     const f = &p.flows[from];
@@ -397,13 +537,11 @@ fn transfer(slot: u32, from: usize) Broken!bool {
                 f.end = 0;
             }
             progressed = n > 0;
+            if (progressed and p.phase == .connecting) markConnected(slot, now_ms);
         }
-        if (f.pending() == 0 and f.eof and !f.shut and p.phase == .open) {
-            sys.shutdownWrite(p.fds[to]);
-            f.shut = true;
-            progressed = true;
-        }
-        if (!f.eof and p.readable[from]) {
+        if (!f.eof and p.readable[from] and f.pending() == 0 and p.writable[to]) {
+            progressed = try passThrough(slot, from, now_ms);
+        } else if (!f.eof and p.readable[from]) {
             if (f.end == buf.len and f.start > 0) {
                 compat.copyLeft(buf[0..f.pending()], buf[f.start..f.end]);
                 f.end -= f.start;
@@ -424,8 +562,36 @@ fn transfer(slot: u32, from: usize) Broken!bool {
     return moved;
 }
 
+/// Reads from side `from` into the shared buffer and sends to the other side at once; what
+/// it did not take waits in the flow's own buffer (empty until then). Whether a byte (or
+/// the FIN) came.
+fn passThrough(slot: u32, from: usize, now_ms: u64) Broken!bool {
+    const p = &pairs[slot];
+    const f = &p.flows[from];
+    const buf = buffer(slot, from);
+    assert(f.pending() == 0);
+    const bytes = scratch[0..buf.len];
+    const n = (try readSome(p, from, bytes)) orelse return false;
+    if (n == 0) {
+        f.eof = true;
+        return true;
+    }
+    const sent = sendSome(p, 1 - from, bytes[0..n]) catch |err| {
+        // Kept for the next server when the connect failed.
+        @memcpy(buf[0..n], bytes[0..n]);
+        f.start = 0;
+        f.end = @intCast(n);
+        return err;
+    };
+    if (sent > 0 and p.phase == .connecting) markConnected(slot, now_ms);
+    @memcpy(buf[0..(n - sent)], bytes[sent..n]);
+    f.start = 0;
+    f.end = @intCast(n - sent);
+    return true;
+}
+
 /// `transfer` for a zero-copy pair: the flow's bytes wait in its pipe (`end` counts them).
-fn transferSpliced(slot: u32, from: usize) Broken!bool {
+fn transferSpliced(slot: u32, from: usize, now_ms: u64) Broken!bool {
     const p = &pairs[slot];
     const to = 1 - from;
     const f = &p.flows[from];
@@ -441,12 +607,8 @@ fn transferSpliced(slot: u32, from: usize) Broken!bool {
             if (n > 0) {
                 p.pipe_full[from] = false;
                 progressed = true;
+                if (p.phase == .connecting) markConnected(slot, now_ms);
             }
-        }
-        if (f.end == 0 and f.eof and !f.shut and p.phase == .open) {
-            sys.shutdownWrite(p.fds[to]);
-            f.shut = true;
-            progressed = true;
         }
         if (!f.eof and p.readable[from] and !p.pipe_full[from] and f.end < splice.pipe_bytes) {
             const room = splice.pipe_bytes - f.end;
@@ -482,8 +644,9 @@ fn sendSome(p: *Pair, to: usize, bytes: []const u8) Broken!u32 {
 }
 
 /// What a send or splice towards side `to` did (`result`: its bytes or its error): the bytes,
-/// counted for the pair's server; 0 when the socket was full (it is then watched for
-/// EPOLLOUT) or the call was interrupted; any other error breaks the pair.
+/// counted for the pair's server; 0 when the socket was full or still connecting (it is then
+/// watched for EPOLLOUT) or the call was interrupted; any other error breaks the pair, or,
+/// before the server's connect is known done, is that connect's failure.
 fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
     const n = result catch |err| switch (err) {
         error.WouldBlock => {
@@ -491,8 +654,14 @@ fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
             return 0;
         },
         error.Interrupted => return 0,
-        else => return error.Reset,
+        else => return if (p.phase == .connecting) error.Refused else error.Reset,
     };
+    if (to == server and n > 0 and p.acks_delayed) {
+        // The handshake's ACK went with these bytes; from now on ACKs go as usual (delayed
+        // ones would have the server resend its answer's last segment, a tail loss probe).
+        p.acks_delayed = false;
+        sys.setsockoptInt(p.fds[server], linux.IPPROTO.TCP, linux.TCP.QUICKACK, 1) catch {}; // hint
+    }
     const counters = metrics.proxyServer(p.listener_index, p.server);
     metrics.add(if (to == server) &counters.bytes_to_server else &counters.bytes_to_client, n);
     return @intCast(n);
@@ -500,7 +669,7 @@ fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
 
 /// Bytes read (0: the side's FIN), or null when nothing waits.
 fn readSome(p: *Pair, from: usize, into: []u8) Broken!?usize {
-    const n = sys.read(p.fds[from], into) catch |err| switch (err) {
+    const n = sys.recv(p.fds[from], into) catch |err| switch (err) {
         error.WouldBlock => {
             p.readable[from] = false;
             return null;
@@ -524,7 +693,7 @@ fn rearm(slot: u32) void {
         var events: u32 = 0;
         if (!from.eof and hasRoom(slot, side)) events |= linux.EPOLL.IN;
         if (p.flows[1 - side].pending() > 0) events |= linux.EPOLL.OUT;
-        if (side == server and p.phase == .connecting) events = linux.EPOLL.OUT;
+        if (side == server and p.phase == .connecting) events = connectingEvents(p);
         // Done both ways: out of the set, or its hang-up would wake every wait.
         const done = from.eof and p.flows[1 - side].shut;
         if (done) {
@@ -539,6 +708,25 @@ fn rearm(slot: u32) void {
         sys.epollCtl(epoll_fd, op, fd, events, tokenOf(slot, side)) catch return abort(slot);
         p.events[side] = events;
     }
+}
+
+/// What a connecting server socket waits for: EPOLLOUT (the connect's end) when bytes wait
+/// for it; with none, and its connects done at once (`eager`), EPOLLIN, which is what it
+/// waits for next once connected: the client's first bytes then go as they come, and no
+/// epoll change follows the connect (a failure shows as EPOLLERR/EPOLLHUP either way; a
+/// connect deadline checks whether it is connected before calling it failed).
+fn connectingEvents(p: *const Pair) u32 {
+    if (p.writable[server] and p.flows[client].pending() == 0) return linux.EPOLL.IN;
+    return linux.EPOLL.OUT;
+}
+
+/// Whether the pair's server socket is connected (a connect watched for EPOLLIN only, at
+/// its deadline).
+fn connectedMeanwhile(p: *const Pair) bool {
+    if (!p.writable[server]) return false;
+    var peer: linux.sockaddr.storage = undefined;
+    var len: linux.socklen_t = @sizeOf(linux.sockaddr.storage);
+    return compat.errno(linux.getpeername(p.fds[server], @ptrCast(&peer), &len)) == .SUCCESS;
 }
 
 /// Whether the flow from `side` can take more bytes (its buffer, or its pipe).
@@ -591,6 +779,7 @@ pub fn closeAll() void {
     if (!ready) return;
     for (pairs, 0..) |p, slot| if (p.phase != .free) close(@intCast(slot));
     checks_mod.closeAll(&checks);
+    turn_len = 0;
     ready = false;
 }
 
@@ -647,6 +836,11 @@ pub fn expire(now_ms: u64) void {
             const slot = l.head;
             if (pairs[slot].deadline_ms > now_ms) break;
             if (index % 2 == compat.enumIndex(DeadlineKind.connect)) {
+                if (connectedMeanwhile(&pairs[slot])) {
+                    markConnected(slot, now_ms);
+                    queue(slot);
+                    continue;
+                }
                 connectFailed(slot, now_ms);
             } else {
                 const counters = metrics.at(pairs[slot].listener_index);
@@ -694,6 +888,7 @@ fn testTurn(epfd: sys.Fd, timeout_ms: i32) !void {
     for (events[0..n]) |e| {
         onEvent(connections_mod.Token.decode(e.data.u64), e.events, sys.monotonicMs());
     }
+    endTurn(sys.monotonicMs());
 }
 
 /// Turns the loop until `fd` has bytes or its end to give (bounded), then reads them.

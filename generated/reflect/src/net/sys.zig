@@ -99,6 +99,11 @@ pub fn read(fd: Fd, buf: []u8) Error!usize {
     return check(linux.read(fd, buf.ptr, buf.len));
 }
 
+/// A socket's bytes: as read(2), without the file layer's work (recvfrom(2), no flags).
+pub fn recv(fd: Fd, buf: []u8) Error!usize {
+    return check(linux.recvfrom(fd, buf.ptr, buf.len, 0, null, null));
+}
+
 pub fn write(fd: Fd, bytes: []const u8) Error!usize {
     return check(linux.write(fd, bytes.ptr, bytes.len));
 }
