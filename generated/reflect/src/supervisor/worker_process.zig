@@ -83,7 +83,7 @@ pub fn start(options: StartOptions) !Started {
     var limit_bufs: [cli.limit_flags.len][24:0]u8 = undefined;
     // The limits, then the request log's flags and --drop-to when given, one after the other
     // (argv ends at its first null).
-    const argc = 3 + 2 * cli.limit_flags.len + 4 + 2 + 2;
+    const argc = 3 + 2 * cli.limit_flags.len + 4 + 2 + 2 + 2;
     var argv: [argc:null]?[*:0]const u8 = @splat(null);
     argv[0] = options.exe_path;
     argv[1] = "--worker";
@@ -96,6 +96,7 @@ pub fn start(options: StartOptions) !Started {
         argv[4 + 2 * i] = &limit_bufs[i];
     }
     var next: usize = 3 + 2 * cli.limit_flags.len;
+    next = addIoFlag(&argv, next, options.limits.io);
     if (options.access_log_path) |path| {
         argv[next] = "--access-log";
         argv[next + 1] = path.ptr;
@@ -133,6 +134,14 @@ pub fn start(options: StartOptions) !Started {
     sys.close(control[0]);
     sys.close(report[1]);
     return .{ .pid = @intCast(rc), .control_fd = control[1], .report_fd = report[0] };
+}
+
+/// `--io` when the supervisor's differs from the spec's; returns the next free argument.
+fn addIoFlag(argv: [*:null]?[*:0]const u8, next: usize, io: config.Io) usize {
+    if (io == config.io) return next;
+    argv[next] = "--io";
+    argv[next + 1] = @tagName(io);
+    return next + 2;
 }
 
 /// How many other slots a worker of `workers` holds the sockets of.
