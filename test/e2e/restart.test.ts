@@ -66,11 +66,13 @@ async function runBench(
   binary: string | readonly string[],
   mode: BenchResult["mode"],
   migrate: number,
+  io?: "io_uring",
 ): Promise<BenchResult> {
   const which =
     typeof binary === "string" ? ["--binary", binary] : ["--binaries", binary.join(",")];
   const argv = ["bench/restart.mjs", ...which, "--restarts", String(RESTARTS)];
   argv.push("--migrate", String(migrate), "--mode", mode, "--json");
+  if (io !== undefined) argv.push("--io", io);
   const child = execa(process.execPath, argv, {
     cwd: PACKAGE_ROOT,
     env: {},
@@ -190,6 +192,20 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
         expect(run.supervisors_exited_after_handover).toBe(RESTARTS);
         expect(run.stopped).toMatchObject({ generation: RESTARTS + 1, reason: "graceful" });
         expect(run.processes_left).toEqual([]);
+      },
+    );
+
+    it.runIf(migrate === 0)(
+      `loses nothing over ${RESTARTS} SIGHUP restarts under load with --io io_uring`,
+      { timeout: RUN_TIMEOUT_MS + 10_000 },
+      async () => {
+        const run = await runBench(binary, "supervisor", migrate, "io_uring");
+        expectNoFailures(run, ["tcp", "http", "udp"]);
+        expect(run.failures).toBe(0);
+        expect(run.error_events).toEqual([]);
+        expectLoadRan(run);
+        expect(run.generations_seen).toBe(RESTARTS + 1);
+        expect(run.stopped).toMatchObject({ generation: RESTARTS + 1, reason: "graceful" });
       },
     );
 

@@ -95,6 +95,12 @@ const max_sockets = (cli.max_ring + 1) * config.listeners.len;
 const admin_retry_ms = 100;
 const admin_retry_window_ms = 20_000;
 
+/// Completions taken per call, and calls per turn (the rest waits for the next turn).
+const completion_batch = 256;
+const completion_passes = 16;
+
+const Accepted = struct { fd: sys.Fd, socket_index: u16 };
+
 /// Lets one warning of a kind through per second, and says how many were held back.
 const Throttle = struct {
     next_ms: u64 = 0,
@@ -157,6 +163,13 @@ pub const Worker = struct {
     on_ring: [max_sockets]bool = @splat(false),
     accepts: [max_sockets]ring_mod.Op = @splat(.idle),
     epoll_hot: bool = true,
+    /// Connections the ring accepted, given slots once every completion of the turn is in (a
+    /// request that arrived with them is then queued on its connection, which is not evicted
+    /// for them, as `FIONREAD` tells with epoll). Those that find no slot (the table full,
+    /// nothing evictable yet) wait here for a later turn, as they would wait in the
+    /// listener's queue with epoll.
+    accepted: [completion_passes * completion_batch]Accepted = undefined,
+    accepted_len: u32 = 0,
 
     /// Allocates every buffer the worker will ever use and registers the sockets.
     pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
@@ -360,14 +373,15 @@ pub const Worker = struct {
         const busy = self.epoll_hot or self.conns.hasReady();
         try ring.wait(if (busy) 0 else self.waitTimeoutMs(now_ms));
         const woke = sys.monotonicMs();
-        var cqes: [256]linux.io_uring_cqe = undefined;
+        var cqes: [completion_batch]linux.io_uring_cqe = undefined;
         // Bounded: multishot operations may keep completing; the rest waits for a next turn.
         var passes: usize = 0;
-        while (passes < 16) : (passes += 1) {
+        while (passes < completion_passes) : (passes += 1) {
             const got = ring.completions(&cqes);
             for (cqes[0..got]) |cqe| self.complete(ring, cqe, woke);
             if (got < cqes.len) break;
         }
+        self.placeAccepted(woke);
         self.conns.runReady(woke);
         if (!self.epoll_hot) return 0;
         const n = try sys.epollWait(self.epfd, events, 0);
@@ -401,8 +415,11 @@ pub const Worker = struct {
     fn onRingAccept(self: *Worker, socket_index: u16, res: i32, flags: u32, now_ms: u64) void {
         if (!ring_mod.hasMore(flags)) self.accepts[socket_index] = .idle;
         if (res >= 0) {
-            // Accepted by the kernel before a pause or close took effect: served all the same.
-            _ = self.takeAccepted(socket_index, res, now_ms);
+            // Accepted by the kernel before a pause or close took effect: served all the same,
+            // once the turn's other completions are in (see `accepted`).
+            if (self.accepted_len == self.accepted.len) return refuse(res);
+            self.accepted[self.accepted_len] = .{ .fd = res, .socket_index = socket_index };
+            self.accepted_len += 1;
         } else if (@as(linux.E, @enumFromInt(-res)) != .CANCELED) {
             const fd = self.options.sockets[socket_index].fd;
             if (sys.result(res)) |_| {} else |err| _ = self.acceptFailed(fd, err, now_ms);
@@ -642,6 +659,9 @@ pub const Worker = struct {
 
     fn closeAll(self: *Worker, reason: StopReason) StopReason {
         self.closeListeners(sys.monotonicMs());
+        // Accepted by the ring and still waiting for a slot: closed cleanly.
+        for (self.accepted[0..self.accepted_len]) |a| refuse(a.fd);
+        self.accepted_len = 0;
         if (self.admin) |*a| a.close();
         self.admin = null;
         self.conns.closeAll();
@@ -687,18 +707,36 @@ pub const Worker = struct {
         return true;
     }
 
-    /// Gives an accepted connection a slot; false when there is none (the listeners pause).
-    /// Only a newcomer that is really there takes another connection's place. The victim
-    /// found before `accept` may have received its next request since: when no other can be
-    /// closed, the newcomer is refused (cleanly), not that request.
+    /// Gives an accepted connection a slot; false when there is none (it is refused, and the
+    /// listeners pause). Only a newcomer that is really there takes another connection's
+    /// place. The victim found before `accept` may have received its next request since: when
+    /// no other can be closed, the newcomer is refused (cleanly), not that request.
     fn takeAccepted(self: *Worker, socket_index: u16, fd: sys.Fd, now_ms: u64) bool {
+        if (self.place(.{ .fd = fd, .socket_index = socket_index }, now_ms)) return true;
+        refuse(fd);
+        return false;
+    }
+
+    /// A slot for an accepted connection, by eviction if need be; false (the listeners pause)
+    /// when there is none.
+    fn place(self: *Worker, a: Accepted, now_ms: u64) bool {
         if (self.conns.isFull() and !self.conns.evictOne(now_ms)) {
-            refuse(fd);
             self.pauseWhileFull(now_ms);
             return false;
         }
-        self.conns.open(fd, self.options.sockets[socket_index].listener_index, now_ms);
+        self.conns.open(a.fd, self.options.sockets[a.socket_index].listener_index, now_ms);
         return true;
+    }
+
+    /// Places the connections the ring accepted (see `accepted`), oldest first.
+    fn placeAccepted(self: *Worker, now_ms: u64) void {
+        var placed: u32 = 0;
+        while (placed < self.accepted_len) : (placed += 1) {
+            if (!self.place(self.accepted[placed], now_ms)) break;
+        }
+        const waiting = self.accepted[placed..self.accepted_len];
+        std.mem.copyForwards(Accepted, self.accepted[0..waiting.len], waiting);
+        self.accepted_len = @intCast(waiting.len);
     }
 
     /// An accept failed: whether to try the next at once (true), or the listeners rest.

@@ -24,11 +24,14 @@ const Token = @import("connections.zig").Token;
 /// Bytes of one provided buffer: a request head or a few pipelined commands.
 pub const buffer_bytes = 4096;
 /// Buffers in the ring: one per connection up to 4096 (a connection holds one only until
-/// its handler reads it, unless it may not read), at least 64.
+/// its handler reads it, unless it may not read), at least 256.
 pub const buffer_count: u16 = blk: {
     const wanted: u32 = std.math.ceilPowerOfTwoAssert(u32, @max(config.max_connections, 1));
-    break :blk @intCast(@min(@as(u32, 4096), @max(@as(u32, 64), wanted)));
+    break :blk @intCast(@min(@as(u32, 4096), @max(@as(u32, 256), wanted)));
 };
+/// A connection with this many bytes received and not read stops receiving until its handler
+/// reads them: one fast sender cannot take every buffer from the others.
+pub const queue_limit = 16 * buffer_bytes;
 const group_id: u16 = 0;
 const sq_entries = 256;
 const cq_entries = 8192;

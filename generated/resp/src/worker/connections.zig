@@ -873,7 +873,8 @@ pub const Connections = struct {
     fn syncRing(self: *Connections, ring: *ring_mod.Ring, slot: u32) void {
         const c = &self.slots[slot];
         assert(c.fd != closed);
-        const reading = c.events & linux.EPOLL.IN != 0;
+        const wants_input = c.events & linux.EPOLL.IN != 0;
+        const reading = wants_input and c.queue.bytes < ring_mod.queue_limit;
         const recv_token = self.tokenFor(slot, ring_mod.Kind.recv);
         // After the end of the stream (or an error) nothing more comes: not armed again.
         const ended = c.queue.eof or c.queue.failed;
@@ -886,7 +887,7 @@ pub const Connections = struct {
             c.recv = .cancelling;
         }
         // The receive reports the client's shutdown itself while it runs.
-        const rdhup: u32 = if (reading) linux.EPOLL.RDHUP else 0;
+        const rdhup: u32 = if (wants_input) linux.EPOLL.RDHUP else 0;
         const mask = c.events & ~(linux.EPOLL.IN | rdhup);
         const poll_token = self.tokenFor(slot, ring_mod.Kind.poll);
         if (c.poll == .armed and mask & ~c.poll_mask != 0) {
