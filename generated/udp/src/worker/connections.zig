@@ -969,10 +969,13 @@ pub const Connections = struct {
     }
 
     /// Reads what the client sent: from the socket, or with io_uring from what its receive
-    /// delivered (then the end of the stream, or an error, after the bytes before it).
+    /// delivered (then the end of the stream, or an error, after the bytes before it). With
+    /// nothing received and no receive pending (a connection just accepted with its request,
+    /// `deferAccept`), the socket is read directly: no other reader can come first.
     fn readInput(self: *Connections, slot: u32, buf: []u8) sys.Error!usize {
         const c = &self.slots[slot];
         const ring = self.ring orelse return sys.read(c.fd, buf);
+        if (c.queue.isEmpty() and c.recv == .idle) return sys.read(c.fd, buf);
         var n: usize = 0;
         // Bounded: each pass takes bytes, or the loop ends.
         while (n < buf.len) {
