@@ -209,6 +209,22 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
       },
     );
 
+    it.runIf(migrate === 0)(
+      `loses nothing over ${RESTARTS} whole-program upgrades under load with --io io_uring`,
+      { timeout: RUN_TIMEOUT_MS + 10_000 },
+      async () => {
+        const run = await runBench(variants, "upgrade", migrate, "io_uring");
+        expectNoFailures(run, ["tcp", "http", "udp"]);
+        expect(run.failures).toBe(0);
+        expect(run.error_events).toEqual([]);
+        expect(run.workers_exited_badly).toEqual([]);
+        expectLoadRan(run);
+        expect(run.supervisors_exited_after_handover).toBe(RESTARTS);
+        expect(run.stopped).toMatchObject({ generation: RESTARTS + 1, reason: "graceful" });
+        expect(run.processes_left).toEqual([]);
+      },
+    );
+
     it(
       `starts a new --standalone process and SIGTERMs the old one ${RESTARTS} times under load`,
       { timeout: RUN_TIMEOUT_MS + 10_000 },
