@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import path from "node:path";
 import { createInterface } from "node:readline";
 
 export interface ServiceEvent {
@@ -45,6 +46,19 @@ export interface Exit {
 }
 
 const live = new Set<Program>();
+
+/** Programs the suite starts other programs through; they do not get `--io`. */
+const WRAPPERS = new Set([
+  "bash",
+  "sh",
+  "python3",
+  "taskset",
+  "unshare",
+  "nsenter",
+  "prlimit",
+  "setpriv",
+  "env",
+]);
 
 /** `args` with the suite's `--io` mode (`GEN_REUSEPORT_IO`) in front, where it applies. */
 export function withSuiteIo(args: readonly string[]): readonly string[] {
@@ -99,8 +113,8 @@ export class Program {
    * fingerprint: the whole suite runs in that mode.
    */
   static start(binary: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Program {
-    // A generated program is named by its path; an interpreter (the activator) by name.
-    if (binary.includes("/")) args = withSuiteIo(args);
+    // Not through a wrapper (a shell, the activator, taskset…): its arguments are its own.
+    if (!WRAPPERS.has(path.basename(binary))) args = withSuiteIo(args);
     const child = spawn(binary, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ...env },
