@@ -332,7 +332,8 @@ pub const Worker = struct {
                 if (reason == .immediate) return self.closeAll(reason);
                 // Datagram modules' calls in flight are answered first, as connections are.
                 const calls = handlers.upstream.datagramsInFlight();
-                if (self.openCount() == 0 and calls == 0) return self.closeAll(reason);
+                const settled = self.acceptsSettled();
+                if (self.openCount() == 0 and calls == 0 and settled) return self.closeAll(reason);
                 const drain = &self.drain.?;
                 if (drain.takeSweep(now)) self.conns.closeIdle();
                 if (drain.expired(now)) {
@@ -425,6 +426,15 @@ pub const Worker = struct {
             if (sys.result(res)) |_| {} else |err| _ = self.acceptFailed(fd, err, now_ms);
         }
         self.armAccepts();
+    }
+
+    /// With io_uring: whether every listener's multishot accept has ended (its last completion
+    /// is in) and every connection it accepted has a slot. A stopping worker exits only then:
+    /// a connection the kernel accepted for it after its last turn would be left unserved.
+    fn acceptsSettled(self: *const Worker) bool {
+        if (self.accepted_len > 0) return false;
+        for (self.accepts[0..self.options.sockets.len]) |op| if (op != .idle) return false;
+        return true;
     }
 
     /// Arms the multishot accept of every listener on the ring that should accept and does
