@@ -355,7 +355,10 @@ pub const Worker = struct {
             handlers.deliverUpstreamReplies(self.datagrams.spareReply());
             self.resumeListenersIfRoom(now);
             const n = self.waitForEvents(&events, now) catch |err| {
-                log.err("waiting for events failed: {s}", .{@errorName(err)});
+                // With io_uring, the error number io_uring_enter returned.
+                const errno = ring_mod.enter_errno;
+                const detail: []const u8 = if (self.ring == null) "" else @tagName(errno);
+                log.err("waiting for events failed: {s} {s}", .{ @errorName(err), detail });
                 return self.closeAll(.immediate);
             };
             const woke = sys.monotonicMs();

@@ -327,7 +327,7 @@ pub const Ring = struct {
             // Timed out, a signal, or completions the kernel holds back until read.
             .SUCCESS, .TIME, .INTR, .BUSY, .AGAIN => {},
             else => |e| {
-                sys_errno = e;
+                enter_errno = e;
                 return error.Unexpected;
             },
         }
@@ -340,7 +340,7 @@ pub const Ring = struct {
 };
 
 /// The error number of the last failed wait, for the message.
-pub var sys_errno: linux.E = .SUCCESS;
+pub var enter_errno: linux.E = .SUCCESS;
 
 /// A completion's token: what it is for (see `Kind`), the slot and its generation.
 pub fn token(kind: u8, generation: u32, index: u32) u64 {
