@@ -16,9 +16,14 @@
 // rounds as "ours+cpu", and the report puts its p99 and CPU per request beside the unpinned
 // run. On loopback the receiving CPU is the one wrk's thread ran on when it connected.
 //
+// With --io io_uring, the same binary started with --io io_uring joins the rounds as
+// "ours+uring", and the report puts its CPU per request and p99 beside epoll's and nginx's
+// (issue 21's goals: CPU per keep-alive request at most 0.75x nginx's, per one-request
+// connection at most 0.60x, p99 no worse than epoll's).
+//
 //   npm run bench:http -- [--workers N] [--connections N] [--threads N] [--seconds S]
 //                         [--rounds N] [--mode keepalive|close|both] [--optimize MODE]
-//                         [--binary PATH] [--access-log] [--affinity]
+//                         [--binary PATH] [--access-log] [--affinity] [--io io_uring]
 //
 // Needs wrk and nginx; when they are missing and we are root, installs them with apt-get
 // (Debian's wrk and nginx-light), as CI would.
@@ -49,6 +54,7 @@ const { values: args } = parseArgs({
     binary: { type: "string" },
     "access-log": { type: "boolean", default: false },
     affinity: { type: "boolean", default: false },
+    io: { type: "string" },
   },
 });
 const TICKS_PER_SECOND = Number(
@@ -59,6 +65,7 @@ const OURS_PORT = 18090;
 const NGINX_PORT = 18091;
 const LOGGED_PORT = 18092;
 const PINNED_PORT = 18093;
+const URING_PORT = 18094;
 const BODY = "OK\n";
 
 const children = [];
@@ -99,6 +106,16 @@ if (args.affinity) {
   servers["ours+cpu"] = {
     port: PINNED_PORT,
     pgid: await startOurs(binary, PINNED_PORT, ["--cpu-affinity"]),
+  };
+}
+if (args.io !== undefined) {
+  if (args.io !== "io_uring") {
+    process.stderr.write(`bench:http: --io must be io_uring (got ${args.io})\n`);
+    process.exit(2);
+  }
+  servers["ours+uring"] = {
+    port: URING_PORT,
+    pgid: await startOurs(binary, URING_PORT, ["--io", "io_uring"]),
   };
 }
 const names = Object.keys(servers);
@@ -243,7 +260,7 @@ function report() {
         p99: median(rs.map((r) => toMs(r.p99))),
       };
       console.log(
-        `  ${name.padEnd(6)} median ${Math.round(summary[name].rps)} req/s, CPU ${summary[name].cpu.toFixed(2)} us/request, p99 ${summary[name].p99} ms`,
+        `  ${name.padEnd(10)} median ${Math.round(summary[name].rps)} req/s, CPU ${summary[name].cpu.toFixed(2)} us/request, p99 ${summary[name].p99} ms`,
       );
       for (const r of rs) {
         const logged = r.logLines === undefined ? "" : `, ${r.logLines} log lines`;
@@ -263,6 +280,17 @@ function report() {
         `  request log: CPU per request ${summary.ours.cpu.toFixed(2)} us without, ` +
           `${logged.cpu.toFixed(2)} us with: ${(logged.cpu / summary.ours.cpu).toFixed(2)}x ` +
           `(target <= 1.15x); req/s ${(logged.rps / summary.ours.rps).toFixed(2)}x`,
+      );
+    }
+    if (summary["ours+uring"] !== undefined) {
+      const uring = summary["ours+uring"];
+      const goal = mode === "close" ? "0.60" : "0.75";
+      console.log(
+        `  io_uring: CPU per request ${uring.cpu.toFixed(2)} us, epoll ${summary.ours.cpu.toFixed(2)}, ` +
+          `nginx ${summary.nginx.cpu.toFixed(2)}: ${(uring.cpu / summary.nginx.cpu).toFixed(2)}x nginx's ` +
+          `(goal <= ${goal}x), ${(uring.cpu / summary.ours.cpu).toFixed(2)}x epoll's; p99 ` +
+          `${uring.p99} ms, epoll ${summary.ours.p99} ms (${(uring.p99 / summary.ours.p99).toFixed(2)}x, ` +
+          `goal <= 1.00x); req/s ${(uring.rps / summary.ours.rps).toFixed(2)}x epoll's`,
       );
     }
     if (summary["ours+cpu"] !== undefined) {

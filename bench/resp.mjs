@@ -6,7 +6,10 @@
 // a noisy machine affects both alike; the median of each test is printed with the ratio.
 //
 //   npm run bench:resp -- [--requests N] [--clients N] [--pipeline N] [--rounds N]
-//                         [--tests ping,set,get,incr] [--optimize MODE]
+//                         [--tests ping,set,get,incr] [--optimize MODE] [--io io_uring]
+//
+// With --io io_uring the same binary started with --io io_uring joins the rounds as
+// "uring" (issue 21's goals: at least 1.2x redis-server without pipelining, 1.3x with -P 16).
 //
 // Needs redis-server and redis-benchmark; when they are missing and we are root, installs
 // them with apt-get (Debian's redis-server and redis-tools).
@@ -29,11 +32,13 @@ const { values: args } = parseArgs({
     rounds: { type: "string", default: "3" },
     tests: { type: "string", default: "ping,set,get,incr" },
     optimize: { type: "string", default: "ReleaseFast" },
+    io: { type: "string" },
   },
 });
 
 const OURS_PORT = 16390;
 const REDIS_PORT = 16391;
+const URING_PORT = 16392;
 const children = [];
 const tmp = mkdtempSync(path.join(os.tmpdir(), "bench-resp-"));
 process.on("exit", () => {
@@ -61,19 +66,22 @@ await start("redis-server", "redis-server", [
   "--port", String(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
   "--daemonize", "no", "--io-threads", "1", "--dir", tmp,
 ]);
-await waitForPing(OURS_PORT);
-await waitForPing(REDIS_PORT);
+const ports = { ours: OURS_PORT, "redis-server": REDIS_PORT };
+if (args.io !== undefined) {
+  ports.uring = URING_PORT;
+  const listen = `cache=127.0.0.1:${URING_PORT}`;
+  await start("uring", binary, ["--standalone", "--io", args.io, "--listen", listen]);
+}
+const names = Object.keys(ports);
+for (const port of Object.values(ports)) await waitForPing(port);
 
 const pipelines = args.pipeline.split(",").map(Number);
 const results = {};
 for (const pipeline of pipelines) {
-  results[pipeline] = { ours: [], "redis-server": [] };
+  results[pipeline] = Object.fromEntries(names.map((name) => [name, []]));
   for (let round = 1; round <= Number(args.rounds); round += 1) {
-    const order = round % 2 ? ["ours", "redis-server"] : ["redis-server", "ours"];
-    for (const name of order) {
-      const port = name === "ours" ? OURS_PORT : REDIS_PORT;
-      results[pipeline][name].push(benchmark(port, pipeline));
-    }
+    const order = round % 2 ? names : [...names].reverse();
+    for (const name of order) results[pipeline][name].push(benchmark(ports[name], pipeline));
   }
 }
 report();
@@ -123,14 +131,20 @@ function report() {
       `\nredis-benchmark -n ${args.requests} -c ${args.clients} -P ${pipeline} -t ${args.tests}` +
         ` (median of ${args.rounds} alternating rounds, requests/s)`,
     );
-    console.log(`${"test".padEnd(12)} ${"ours".padStart(12)} ${"redis".padStart(12)}  ratio`);
+    const uring = results[pipeline].uring !== undefined;
+    console.log(
+      `${"test".padEnd(12)} ${"ours".padStart(12)} ${"redis".padStart(12)}  ratio` +
+        (uring ? `  ${"io_uring".padStart(12)}  ratio` : ""),
+    );
     const tests = Object.keys(results[pipeline].ours[0] ?? {});
     for (const test of tests) {
       const ours = median(results[pipeline].ours.map((r) => r[test]));
       const redis = median(results[pipeline]["redis-server"].map((r) => r[test]));
       const ratio = (ours / redis).toFixed(2);
+      const ring = uring ? median(results[pipeline].uring.map((r) => r[test])) : 0;
       console.log(
-        `${test.padEnd(12)} ${ours.toFixed(0).padStart(12)} ${redis.toFixed(0).padStart(12)}  ${ratio}`,
+        `${test.padEnd(12)} ${ours.toFixed(0).padStart(12)} ${redis.toFixed(0).padStart(12)}  ${ratio}` +
+          (uring ? `  ${ring.toFixed(0).padStart(12)}  ${(ring / redis).toFixed(2)}` : ""),
       );
     }
   }

@@ -5,8 +5,11 @@
 //   npm run bench:restart -- [--restarts N] [--migrate 0|1|both]
 //                            [--mode supervisor|standalone|upgrade] [--handover yes|no]
 //                            [--workers N] [--interval-ms MS] [--binary PATH] [--binaries P,P,…]
-//                            [--json]
+//                            [--json] [--io epoll|io_uring]
 //                            [--tcp-concurrency N] [--http-connections N] [--udp-window N]
+//
+// --io passes `--io` to every process the bench starts (default: $GEN_REUSEPORT_IO, else the
+// spec's mode).
 //
 // Each run happens in a network namespace of its own (`unshare -n`, root), so that
 // net.ipv4.tcp_migrate_req can be set there without touching the host, and all traffic
@@ -62,6 +65,7 @@ const { values: args } = parseArgs({
     binaries: { type: "string" },
     json: { type: "boolean", default: false },
     inside: { type: "boolean", default: false },
+    io: { type: "string", default: process.env.GEN_REUSEPORT_IO || undefined },
   },
 });
 
@@ -98,6 +102,7 @@ async function main() {
       args["http-connections"],
       "--udp-window",
       args["udp-window"],
+      ...(args.io === undefined ? [] : ["--io", args.io]),
     ];
     const out = execFileSync("unshare", ["-n", process.execPath, ...inner], {
       encoding: "utf8",
@@ -174,7 +179,8 @@ function startService(binary, extra) {
     "--listen",
     `${name}=127.0.0.1:${port}`,
   ]);
-  const child = spawn(binary, [...listen, "--drain-timeout", "3000", ...extra], {
+  const io = args.io === undefined ? [] : ["--io", args.io];
+  const child = spawn(binary, [...io, ...listen, "--drain-timeout", "3000", ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const service = { child, events: [], waiters: [], stderr: "" };

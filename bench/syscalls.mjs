@@ -4,7 +4,10 @@
 // strace attached to that worker. The claim it backs: one read and one write per request in
 // steady state, and one of each per batch of pipelined requests.
 //
-//   npm run bench:syscalls -- [--requests N] [--batch N] [--binary PATH]
+//   npm run bench:syscalls -- [--requests N] [--batch N] [--binary PATH] [--io io_uring]
+//
+// With --io io_uring the worker serves through io_uring: its receives are not system calls,
+// and io_uring_enter replaces epoll_pwait.
 //
 // Needs strace on PATH (Debian: apt-get install strace).
 import { spawn, spawnSync } from "node:child_process";
@@ -21,6 +24,7 @@ const { values: args } = parseArgs({
     requests: { type: "string", default: "2000" },
     batch: { type: "string", default: "10" },
     binary: { type: "string" },
+    io: { type: "string" },
   },
 });
 const requests = Number(args.requests);
@@ -39,7 +43,8 @@ process.on("exit", () => {
 });
 
 const binary = args.binary ?? (await buildBenchService("http", path.join(tmp, "service")));
-const service = spawn(binary, ["--workers", "1", "--listen", "web=127.0.0.1:0"], {
+const io = args.io === undefined ? [] : ["--io", args.io];
+const service = spawn(binary, [...io, "--workers", "1", "--listen", "web=127.0.0.1:0"], {
   stdio: ["ignore", "pipe", "inherit"],
 });
 children.push(service);
@@ -123,7 +128,10 @@ function report() {
     const per = (k) => ((calls[k] ?? 0) / writes).toFixed(2);
     console.log(`  ${name}: ${JSON.stringify(calls)}`);
     console.log(
-      `    per client write: read ${per("read")}, sendto ${per("sendto")}, epoll_pwait ${per("epoll_pwait") === "0.00" ? per("epoll_wait") : per("epoll_pwait")}`,
+      `    per client write: read ${per("read")}, sendto ${per("sendto")}, ` +
+        (args.io === "io_uring"
+          ? `io_uring_enter ${per("io_uring_enter")}`
+          : `epoll_pwait ${per("epoll_pwait") === "0.00" ? per("epoll_wait") : per("epoll_pwait")}`),
     );
   }
 }

@@ -38,6 +38,8 @@ export interface ServiceModel {
   readonly drainTimeoutMs: number;
   /** How long a graceful stop keeps serving after readiness turned 503. */
   readonly shutdownDelayMs: number;
+  /** How workers do TCP I/O: "epoll" or "io_uring" (falling back to epoll where refused). */
+  readonly io: "epoll" | "io_uring";
   /** Pin workers to CPUs and steer connections to the worker on their CPU. */
   readonly cpuAffinity: boolean;
   /** The admin listener, when the spec has one. */
@@ -303,6 +305,7 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     workers: spec.workers === "auto" ? 0 : spec.workers,
     drainTimeoutMs: spec.drainTimeoutMs,
     shutdownDelayMs: spec.shutdownDelayMs,
+    io: spec.io,
     cpuAffinity: spec.cpuAffinity,
     admin: buildAdmin(spec),
     maxConnections: spec.maxConnections,

@@ -578,6 +578,15 @@ export const SpecSchema = z
           "Milliseconds a graceful stop (SIGTERM) keeps accepting and serving after /readyz " +
             "turned 503, before the drain: time for load balancers to stop sending traffic.",
         ),
+      io: oneOf(["epoll", "io_uring"] as const)
+        .default("epoll")
+        .describe(
+          "How workers wait for and move TCP bytes: \"epoll\" (readiness, then read and " +
+            "send), or \"io_uring\" (multishot accept and receive into a ring of provided " +
+            "buffers for connection handlers' listeners). A worker whose kernel, seccomp " +
+            "profile or kernel.io_uring_disabled refuses io_uring serves with epoll and says " +
+            "so (an io_fallback event). --io overrides it.",
+        ),
       cpuAffinity: bool()
         .default(false)
         .describe(

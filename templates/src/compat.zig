@@ -123,6 +123,18 @@ fn lengthPrefixed(comptime corpus: []const []const u8) []const []const u8 {
 
 /// Moves `src` to the start of `dest`, which may overlap it from the left. 0.15 deprecated
 /// `std.mem.copyForwards` for `@memmove`, a builtin 0.14 does not know, so the loop is ours.
+/// Registers a ring of provided buffers with io_uring (Zig 0.15 added the flags argument).
+pub fn setupBufRing(fd: linux.fd_t, entries: u16, group_id: u16) !BufRing {
+    const IoUring = linux.IoUring;
+    if (zig_version.major == 0 and zig_version.minor < 15) {
+        return IoUring.setup_buf_ring(fd, entries, group_id);
+    }
+    return IoUring.setup_buf_ring(fd, entries, group_id, .{ .inc = false });
+}
+
+const setup_buf_ring_info = @typeInfo(@TypeOf(linux.IoUring.setup_buf_ring)).@"fn";
+pub const BufRing = @typeInfo(setup_buf_ring_info.return_type.?).error_union.payload;
+
 pub fn copyLeft(dest: []u8, src: []const u8) void {
     std.debug.assert(dest.len >= src.len);
     for (dest[0..src.len], src) |*d, s| d.* = s;

@@ -1,26 +1,44 @@
 /**
  * The http handler as a client sees it on one TCP connection: keep-alive, pipelining, and
- * `Connection: close`.
+ * `Connection: close`; with epoll and with io_uring (`--io`), from the same build.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpConnection, httpGet } from "./support/http.js";
-import { portOf, startReady, stopAllPrograms } from "./support/program.js";
+import {
+  holdsIoUring,
+  portOf,
+  Program,
+  READY_TIMEOUT_MS,
+  type ReadyEvent,
+  startReady,
+  stopAllPrograms,
+} from "./support/program.js";
 import { programOf } from "./support/project.js";
-import { ZIG_VERSIONS } from "./support/zig.js";
+import { ensurePythonModule } from "./support/tools.js";
+import { FULL_MATRIX_VERSIONS, ZIG_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 30_000;
 const IO_TIMEOUT_MS = 5_000;
 const BODY = "Hello from gen-reuseport\n";
 
-describe.each(ZIG_VERSIONS)("zig %s: the http example (--standalone)", (version) => {
+const MODES = ZIG_VERSIONS.flatMap((version) => [
+  [version, "epoll"],
+  [version, "io_uring"],
+]);
+
+describe.each(MODES)("zig %s: the http example (--standalone --io %s)", (version, io) => {
   let port: number;
   const open = () => HttpConnection.open("127.0.0.1", port, IO_TIMEOUT_MS);
 
   beforeAll(async () => {
     const binary = await programOf("http", version);
-    const { ready } = await startReady(binary, ["--standalone", "--listen", "api=127.0.0.1:0"]);
+    const args = ["--standalone", "--io", io, "--listen", "api=127.0.0.1:0"];
+    const { program, ready } = await startReady(binary, args);
     port = portOf(ready, "api");
+    // The mode asked for is the one serving: a ring, and no fallback to epoll.
+    expect(holdsIoUring(program.pid)).toBe(io === "io_uring");
+    expect(program.find("io_fallback")).toBeUndefined();
   }, SETUP_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -86,6 +104,50 @@ describe.each(ZIG_VERSIONS)("zig %s: the http example (--standalone)", (version)
       } finally {
         connection.close();
       }
+    },
+  );
+});
+
+/** Runs argv[1:] under a seccomp filter that refuses io_uring_setup with EPERM (as container
+ * runtimes' default profiles do); the workers inherit it. */
+const NO_IO_URING = `
+import errno, os, sys, seccomp
+f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+f.add_rule(seccomp.ERRNO(errno.EPERM), "io_uring_setup")
+f.load()
+os.execv(sys.argv[1], sys.argv[1:])
+`;
+
+describe.each(FULL_MATRIX_VERSIONS)("zig %s: io_uring refused by seccomp", (version) => {
+  afterAll(async () => {
+    await stopAllPrograms();
+  });
+
+  it(
+    "each worker falls back to epoll with one io_fallback event, and serves",
+    { timeout: SETUP_TIMEOUT_MS },
+    async () => {
+      const python = ensurePythonModule("seccomp", "python3-seccomp");
+      const binary = await programOf("http", version);
+      const args = ["--workers", "2", "--io", "io_uring", "--listen", "api=127.0.0.1:0"];
+      const program = Program.start(python, ["-c", NO_IO_URING, binary, ...args]);
+      const ready = await program.waitForEvent<ReadyEvent>("ready", READY_TIMEOUT_MS);
+      const port = portOf(ready, "api");
+      const connection = await HttpConnection.open("127.0.0.1", port, IO_TIMEOUT_MS);
+      try {
+        connection.write(httpGet("/", "localhost"));
+        const response = await connection.readResponse(IO_TIMEOUT_MS);
+        expect(response.status).toBe(200);
+        expect(response.body).toBe(BODY);
+      } finally {
+        connection.close();
+      }
+      const fallbacks = program.events.filter((e) => e.event === "io_fallback");
+      expect(fallbacks.map((e) => e.index).sort()).toEqual([0, 1]);
+      for (const e of fallbacks) {
+        expect(e).toMatchObject({ error: "EPERM", step: "io_uring_setup", io: "epoll" });
+      }
+      for (const worker of ready.workers) expect(holdsIoUring(worker.pid)).toBe(false);
     },
   );
 });

@@ -223,6 +223,7 @@ function redisCli(port: number, args: readonly string[], input?: string): Promis
 describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, redis-cli)", (version) => {
   let port: number;
   let pid: number;
+  let uringPort: number;
   const timeout = TEST_TIMEOUT_MS;
 
   beforeAll(async () => {
@@ -231,6 +232,15 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     const { ready } = await startReady(binary, ["--standalone", "--listen", "cache=127.0.0.1:0"]);
     port = portOf(ready, "cache");
     pid = ready.pid;
+    // The same build serving through io_uring, for the pipelining case.
+    const uring = await startReady(binary, [
+      "--standalone",
+      "--io",
+      "io_uring",
+      "--listen",
+      "cache=127.0.0.1:0",
+    ]);
+    uringPort = portOf(uring.ready, "cache");
   }, SETUP_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -387,24 +397,29 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: the resp example (stream module, re
     expect(result.right).toBe(500);
   });
 
-  it("answers a 9 MB pipeline written whole before the first read", { timeout }, async () => {
-    const commands: Buffer[] = [];
-    const answers: Buffer[] = [];
-    for (let i = 0; i < 300; i += 1) {
-      const value = Buffer.alloc(30_000, 97 + (i % 26));
-      value.write(`raw-${i}-`);
-      commands.push(command("SET", `raw-${i}`, value), command("GET", `raw-${i}`));
-      answers.push(Buffer.from("+OK\r\n"), bulkReply(value));
-    }
-    const data = Buffer.concat(commands);
-    const want = Buffer.concat(answers);
-    expect(data.length).toBeGreaterThan(9_000_000);
-    const { written, reply, error } = await writeThenRead(port, data, want.length, 15_000);
-    expect(written, "the kernel took the whole pipeline before anything was read").toBe(true);
-    expect(error).toBeUndefined();
-    expect(reply.length).toBe(want.length);
-    expect(reply.equals(want)).toBe(true);
-  });
+  it.each(["epoll", "io_uring"])(
+    "answers a 9 MB pipeline written whole before the first read (--io %s)",
+    { timeout },
+    async (io) => {
+      const commands: Buffer[] = [];
+      const answers: Buffer[] = [];
+      for (let i = 0; i < 300; i += 1) {
+        const value = Buffer.alloc(30_000, 97 + (i % 26));
+        value.write(`raw-${i}-`);
+        commands.push(command("SET", `raw-${i}`, value), command("GET", `raw-${i}`));
+        answers.push(Buffer.from("+OK\r\n"), bulkReply(value));
+      }
+      const data = Buffer.concat(commands);
+      const want = Buffer.concat(answers);
+      expect(data.length).toBeGreaterThan(9_000_000);
+      const to = io === "epoll" ? port : uringPort;
+      const { written, reply, error } = await writeThenRead(to, data, want.length, 15_000);
+      expect(written, "the kernel took the whole pipeline before anything was read").toBe(true);
+      expect(error).toBeUndefined();
+      expect(reply.length).toBe(want.length);
+      expect(reply.equals(want)).toBe(true);
+    },
+  );
 
   it("takes a 10 MB value from redis-cli -x SET and GET returns the same bytes", { timeout }, async () => {
     const value = randomBytes(10 * 1024 * 1024);

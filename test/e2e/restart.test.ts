@@ -66,11 +66,13 @@ async function runBench(
   binary: string | readonly string[],
   mode: BenchResult["mode"],
   migrate: number,
+  io?: "io_uring",
 ): Promise<BenchResult> {
   const which =
     typeof binary === "string" ? ["--binary", binary] : ["--binaries", binary.join(",")];
   const argv = ["bench/restart.mjs", ...which, "--restarts", String(RESTARTS)];
   argv.push("--migrate", String(migrate), "--mode", mode, "--json");
+  if (io !== undefined) argv.push("--io", io);
   const child = execa(process.execPath, argv, {
     cwd: PACKAGE_ROOT,
     env: {},
@@ -126,6 +128,37 @@ function expectLoadRan(run: BenchResult) {
   expect(run.udp.sent - run.udp.received, "udp sent - received").toBe(run.udp.lost);
 }
 
+/** SIGHUP restarts under load (`io`: the workers' `--io`): nothing lost, every generation seen. */
+async function restartsLoseNothing(binary: string, migrate: number, io?: "io_uring") {
+  const run = await runBench(binary, "supervisor", migrate, io);
+  expect(run).toMatchObject({ mode: "supervisor", tcp_migrate_req: migrate, restarts: RESTARTS });
+  expectNoFailures(run, ["tcp", "http", "udp"]);
+  expect(run.failures).toBe(0);
+  expect(run.error_events).toEqual([]);
+  expectLoadRan(run);
+  // The bench waits for each generation's ready event (and fails without it); the whoami
+  // answers came from all of them, and the last one stopped cleanly.
+  expect(run.generations_seen).toBe(RESTARTS + 1);
+  expect(run.stopped).toMatchObject({ generation: RESTARTS + 1, reason: "graceful" });
+  expect(run.exit_code).toBe(0);
+}
+
+/** Whole-program upgrades under load: nothing lost, every old supervisor gone. */
+async function upgradesLoseNothing(variants: string[], migrate: number, io?: "io_uring") {
+  const run = await runBench(variants, "upgrade", migrate, io);
+  expect(run).toMatchObject({ mode: "upgrade", tcp_migrate_req: migrate, restarts: RESTARTS });
+  expectNoFailures(run, ["tcp", "http", "udp"]);
+  expect(run.failures).toBe(0);
+  expect(run.error_events).toEqual([]);
+  expect(run.workers_exited_badly).toEqual([]);
+  expectLoadRan(run);
+  expect(run.generations_seen).toBe(RESTARTS + 1);
+  // Every old supervisor handed over and exited; the last one stopped the service.
+  expect(run.supervisors_exited_after_handover).toBe(RESTARTS);
+  expect(run.stopped).toMatchObject({ generation: RESTARTS + 1, reason: "graceful" });
+  expect(run.processes_left).toEqual([]);
+}
+
 const UPGRADE_VARIANTS = [
   "upgrade-bench-a",
   "upgrade-bench-b",
@@ -150,47 +183,26 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
     it(
       `loses no TCP connection, HTTP request or UDP datagram over ${RESTARTS} SIGHUP restarts of the supervisor under load`,
       { timeout: RUN_TIMEOUT_MS + 10_000 },
-      async () => {
-        const run = await runBench(binary, "supervisor", migrate);
-        expect(run).toMatchObject({
-          mode: "supervisor",
-          tcp_migrate_req: migrate,
-          restarts: RESTARTS,
-        });
-        expectNoFailures(run, ["tcp", "http", "udp"]);
-        expect(run.failures).toBe(0);
-        expect(run.error_events).toEqual([]);
-        expectLoadRan(run);
-        // The bench waits for each generation's ready event (and fails without it); the
-        // whoami answers came from all of them, and the last one stopped cleanly.
-        expect(run.generations_seen).toBe(RESTARTS + 1);
-        expect(run.stopped).toMatchObject({ generation: RESTARTS + 1, reason: "graceful" });
-        expect(run.exit_code).toBe(0);
-      },
+      () => restartsLoseNothing(binary, migrate),
     );
 
     it(
       `loses nothing over ${RESTARTS} whole-program upgrades under load ` +
         "(workers 4 → 2 → 6 → 4, a port moved, a listener added and removed)",
       { timeout: RUN_TIMEOUT_MS + 10_000 },
-      async () => {
-        const run = await runBench(variants, "upgrade", migrate);
-        expect(run).toMatchObject({
-          mode: "upgrade",
-          tcp_migrate_req: migrate,
-          restarts: RESTARTS,
-        });
-        expectNoFailures(run, ["tcp", "http", "udp"]);
-        expect(run.failures).toBe(0);
-        expect(run.error_events).toEqual([]);
-        expect(run.workers_exited_badly).toEqual([]);
-        expectLoadRan(run);
-        expect(run.generations_seen).toBe(RESTARTS + 1);
-        // Every old supervisor handed over and exited; the last one stopped the service.
-        expect(run.supervisors_exited_after_handover).toBe(RESTARTS);
-        expect(run.stopped).toMatchObject({ generation: RESTARTS + 1, reason: "graceful" });
-        expect(run.processes_left).toEqual([]);
-      },
+      () => upgradesLoseNothing(variants, migrate),
+    );
+
+    it.runIf(migrate === 0)(
+      `loses nothing over ${RESTARTS} SIGHUP restarts under load with --io io_uring`,
+      { timeout: RUN_TIMEOUT_MS + 10_000 },
+      () => restartsLoseNothing(binary, migrate, "io_uring"),
+    );
+
+    it.runIf(migrate === 0)(
+      `loses nothing over ${RESTARTS} whole-program upgrades under load with --io io_uring`,
+      { timeout: RUN_TIMEOUT_MS + 10_000 },
+      () => upgradesLoseNothing(variants, migrate, "io_uring"),
     );
 
     it(

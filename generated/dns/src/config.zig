@@ -70,6 +70,9 @@ pub const drain_timeout_ms: u32 = 10000;
 /// How long a graceful stop keeps accepting and serving after readiness (the admin
 /// listener's /readyz) turned 503, before the drain: time for load balancers to move away.
 pub const shutdown_delay_ms: u32 = 0;
+/// How workers do TCP I/O (see worker/ring.zig); --io overrides it.
+pub const Io = enum { epoll, io_uring };
+pub const io: Io = .epoll;
 /// Pin worker slot i to the (i mod n)-th allowed CPU and steer new connections to the worker
 /// on the CPU that received them (see net/locality.zig); --cpu-affinity overrides it.
 pub const cpu_affinity: bool = false;
@@ -109,11 +112,11 @@ pub const group: ?[]const u8 = null;
 pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "7d97ba30ba1ab35f";
+pub const spec_fingerprint = "2b66faea24bfbc69";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "eaf38f7069d8a2e1";
+pub const supervisor_fingerprint = "a015e2a4a5413a03";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -60,6 +60,7 @@ test {
     _ = @import("worker/deadlines.zig");
     _ = @import("worker/drain.zig");
     _ = @import("worker/output_pool.zig");
+    _ = @import("worker/ring.zig");
     _ = @import("worker/stats.zig");
     _ = @import("worker/timers.zig");
 }

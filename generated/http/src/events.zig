@@ -239,6 +239,21 @@ pub fn emitDegraded(feature: []const u8, detail: []const u8) void {
     line.emit();
 }
 
+/// A worker asked for io_uring (`"io": "io_uring"`, `--io io_uring`) that the kernel refused
+/// (a seccomp profile, kernel.io_uring_disabled, an old kernel) serves with epoll instead:
+/// said once per worker, with the error number's name and the step that failed.
+pub fn emitIoFallback(index: u16, errno: []const u8, step: []const u8) void {
+    log.warn("worker {d}: io_uring refused ({s} at {s}); serving with epoll", .{
+        index, errno, step,
+    });
+    var line = Line.begin("io_fallback");
+    line.int("index", index);
+    line.string("error", errno);
+    line.string("step", step);
+    line.string("io", "epoll");
+    line.emit();
+}
+
 /// A supervisor refuses to join another program's group by accident (two supervisors
 /// would split the clients between them without either knowing).
 pub fn reportHeldPort(l: *const config.Listener, endpoint: address.Endpoint) void {

@@ -51,6 +51,9 @@ pub const usage =
     \\  --cpu-affinity           pin worker i to the (i mod n)-th allowed CPU and send each
     \\                           new connection to a worker on the CPU that received it;
     \\                           --no-cpu-affinity turns the spec's "cpuAffinity" off
+    \\  --io epoll|io_uring      how workers do TCP I/O instead of the spec's "io" (io_uring
+    \\                           falls back to epoll, with an io_fallback event, where the
+    \\                           kernel or a seccomp profile refuses it)
     \\  --fd-store               send the listening sockets to systemd's file-descriptor
     \\                           store (FDSTORE=1); on by itself when $FDSTORE is set
     \\  --help                   print this help and exit
@@ -137,8 +140,10 @@ pub const Options = struct {
     upstream_addresses: resolve.Table = .{},
 };
 
-/// The timeouts and limits a flag can override; a supervisor passes them on to its workers.
+/// The timeouts and limits a flag can override, and how workers do I/O (`--io`); a supervisor
+/// passes them on to its workers.
 pub const Limits = struct {
+    io: config.Io = config.io,
     drain_timeout_ms: u32 = config.drain_timeout_ms,
     shutdown_delay_ms: u32 = config.shutdown_delay_ms,
     header_timeout_ms: u32 = config.header_timeout_ms,
@@ -263,6 +268,9 @@ fn parseValueFlag(
         try parseListen(value, &options.endpoints, diag);
     } else if (try parseLimit(arg, value, &options.limits, diag)) {
         // Set by parseLimit.
+    } else if (eql(arg, "--io")) {
+        options.limits.io = std.meta.stringToEnum(config.Io, value) orelse
+            return diag.set("--io: expected \"epoll\" or \"io_uring\" (got \"{s}\")", .{value});
     } else if (eql(arg, "--admin")) {
         options.admin = address.parseEndpoint(value) catch
             return diag.set("--admin: expected HOST:PORT such as 127.0.0.1:9901 or " ++
@@ -318,6 +326,7 @@ fn isValueFlag(arg: []const u8) bool {
         "--workers", "--listen",     "--pid-file",          "--handover",
         "--worker",  "--user",       "--group",             "--drop-to",
         "--admin",   "--access-log", "--access-log-format", "--upstream-addresses",
+        "--io",
     };
     for (flags) |flag| if (eql(arg, flag)) return true;
     inline for (limit_flags) |limit| if (eql(arg, limit.flag)) return true;

@@ -27,6 +27,7 @@ const handover = @import("../upgrade/handover.zig");
 const admin_server = @import("../admin/server.zig");
 const admin_view = @import("admin_view.zig");
 const events_mod = @import("../events.zig");
+const ring_mod = @import("ring.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -95,6 +96,12 @@ const max_sockets = (cli.max_ring + 1) * config.listeners.len;
 const admin_retry_ms = 100;
 const admin_retry_window_ms = 20_000;
 
+/// Completions taken per call, and calls per turn (the rest waits for the next turn).
+const completion_batch = 256;
+const completion_passes = 16;
+
+const Accepted = struct { fd: sys.Fd, socket_index: u16 };
+
 /// Lets one warning of a kind through per second, and says how many were held back.
 const Throttle = struct {
     next_ms: u64 = 0,
@@ -152,6 +159,20 @@ pub const Worker = struct {
     admin_retry_at_ms: ?u64 = null,
     admin_retry_until_ms: u64 = 0,
     started_ms: u64 = 0,
+    /// With io_uring (see ring.zig): the ring, which sockets accept through it and the state
+    /// of their multishot accepts, and whether epoll may have more to report than its poll
+    /// on the ring said.
+    ring: ?*ring_mod.Ring = null,
+    on_ring: [max_sockets]bool = @splat(false),
+    accepts: [max_sockets]ring_mod.Op = @splat(.idle),
+    epoll_hot: bool = true,
+    /// Connections the ring accepted, given slots once every completion of the turn is in (a
+    /// request that arrived with them is then queued on its connection, which is not evicted
+    /// for them, as `FIONREAD` tells with epoll). Those that find no slot (the table full,
+    /// nothing evictable yet) wait here for a later turn, as they would wait in the
+    /// listener's queue with epoll.
+    accepted: [completion_passes * completion_batch]Accepted = undefined,
+    accepted_len: u32 = 0,
 
     /// Allocates every buffer the worker will ever use and registers the sockets.
     pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
@@ -167,12 +188,16 @@ pub const Worker = struct {
         const sigfd = try sys.signalfd(&set);
         const epfd = try sys.epollCreate();
         try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, sigfd, linux.EPOLL.IN, token(Kind.signal, 0));
+        const ring = if (options.limits.io == .io_uring) openRing(allocator, options) else null;
         var listening: [max_sockets]bool = @splat(false);
+        var on_ring: [max_sockets]bool = @splat(false);
         for (options.sockets, 0..) |socket, i| {
             listening[i] = true;
             handlers.proxy.prepareListener(socket.fd, socket.listener_index);
             // Another slot's sockets are watched only once adopted (see worker_link.zig).
             if (options.link != null and !worker_link.Link.watchedAtStart(i)) continue;
+            on_ring[i] = ring != null and acceptsOnRing(socket);
+            if (on_ring[i]) continue;
             const data = token(Kind.listener, @intCast(i));
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, socket.fd, linux.EPOLL.IN, data);
         }
@@ -194,6 +219,8 @@ pub const Worker = struct {
             .pid = pid,
             .generation = options.generation,
         };
+        var conns = try connections_mod.Connections.init(allocator, epfd, identity, options.limits);
+        if (ring) |r| try conns.useRing(allocator, r);
         return .{
             .allocator = allocator,
             .options = options,
@@ -201,15 +228,12 @@ pub const Worker = struct {
             .sigfd = sigfd,
             .spare_fd = openSpare(),
             .pid = pid,
-            .conns = try connections_mod.Connections.init(
-                allocator,
-                epfd,
-                identity,
-                options.limits,
-            ),
+            .conns = conns,
             .listening = listening,
             .datagrams = try datagrams_mod.Batch.init(allocator, config.udp_batch),
             .outboxes = try initOutboxes(allocator, options.sockets.len),
+            .ring = ring,
+            .on_ring = on_ring,
         };
     }
 
@@ -217,6 +241,24 @@ pub const Worker = struct {
         const all = try allocator.alloc(datagrams_mod.Outbox, n);
         for (all) |*box| box.* = datagrams_mod.Outbox.init(allocator, reply_queue);
         return all;
+    }
+
+    /// The ring asked for, or null (and one `io_fallback` event) where the kernel refuses it.
+    fn openRing(allocator: std.mem.Allocator, options: Options) ?*ring_mod.Ring {
+        switch (ring_mod.Ring.open(allocator)) {
+            .ring => |r| return r,
+            .refused => |why| {
+                events_mod.emitIoFallback(options.index, why.errno, why.step);
+                return null;
+            },
+        }
+    }
+
+    /// Whether a socket accepts through the ring: a TCP listener of a connection handler (a
+    /// proxy's clients, and UDP, stay with epoll).
+    fn acceptsOnRing(socket: Socket) bool {
+        const l = &config.listeners[socket.listener_index];
+        return l.protocol == .tcp and l.handler != .proxy;
     }
 
     /// Opens the standalone admin listener, if one is asked for. With --handover a port in
@@ -280,6 +322,13 @@ pub const Worker = struct {
     pub fn run(self: *Worker) StopReason {
         self.started_ms = sys.monotonicMs();
         if (self.admin) |*a| a.responder = admin_view.responder(self);
+        if (self.ring) |ring| {
+            ring.armEpoll(self.epfd) catch |err| {
+                log.err("io_uring: cannot watch the epoll set: {s}", .{@errorName(err)});
+                return self.closeAll(.immediate);
+            };
+            self.armAccepts();
+        }
         var events: [max_events]linux.epoll_event = undefined;
         while (true) {
             // The heartbeat comes from the loop itself: a loop that stops turning stops
@@ -295,7 +344,7 @@ pub const Worker = struct {
                 // Datagram modules' calls in flight are answered first, as connections are.
                 const calls = handlers.upstream.datagramsInFlight();
                 const waiting = self.repliesWaiting();
-                if (self.openCount() == 0 and calls == 0 and waiting == 0) {
+                if (self.openCount() == 0 and calls == 0 and waiting == 0 and self.acceptsSettled()) {
                     return self.closeAll(reason);
                 }
                 const drain = &self.drain.?;
@@ -321,14 +370,110 @@ pub const Worker = struct {
             self.resumeListenersIfRoom(now);
             // Proxied pairs touched since the last batch (accepts of a drain, say) move now.
             handlers.proxy.endTurn(now);
-            const n = sys.epollWait(self.epfd, &events, self.waitTimeoutMs(now)) catch |err| {
-                log.err("epoll_wait failed: {s}", .{@errorName(err)});
+            const n = self.waitForEvents(&events, now) catch |err| {
+                // With io_uring, the error number io_uring_enter returned.
+                const errno = ring_mod.enter_errno;
+                const detail: []const u8 = if (self.ring == null) "" else @tagName(errno);
+                log.err("waiting for events failed: {s} {s}", .{ @errorName(err), detail });
                 return self.closeAll(.immediate);
             };
             const woke = sys.monotonicMs();
             for (events[0..n]) |event| self.dispatch(event, woke);
             handlers.proxy.endTurn(woke);
             if (compat.is_debug) self.conns.assertInvariants();
+        }
+    }
+
+    /// Waits (until the nearest deadline, see `waitTimeoutMs`) and returns epoll's events.
+    /// With io_uring the ring is where it waits; its completions are handled here, and epoll
+    /// is asked without waiting when its poll on the ring fired or it had more last time.
+    fn waitForEvents(self: *Worker, events: []linux.epoll_event, now_ms: u64) !usize {
+        const ring = self.ring orelse
+            return sys.epollWait(self.epfd, events, self.waitTimeoutMs(now_ms));
+        const busy = self.epoll_hot or self.conns.hasReady();
+        try ring.wait(if (busy) 0 else self.waitTimeoutMs(now_ms));
+        const woke = sys.monotonicMs();
+        var cqes: [completion_batch]linux.io_uring_cqe = undefined;
+        // Bounded: multishot operations may keep completing; the rest waits for a next turn.
+        var passes: usize = 0;
+        while (passes < completion_passes) : (passes += 1) {
+            const got = ring.completions(&cqes);
+            for (cqes[0..got]) |cqe| self.complete(ring, cqe, woke);
+            if (got < cqes.len) break;
+        }
+        self.placeAccepted(woke);
+        self.conns.runReady(woke);
+        if (!self.epoll_hot) return 0;
+        const n = try sys.epollWait(self.epfd, events, 0);
+        self.epoll_hot = n > 0;
+        return n;
+    }
+
+    fn complete(self: *Worker, ring: *ring_mod.Ring, cqe: linux.io_uring_cqe, now_ms: u64) void {
+        const t = Token.decode(cqe.user_data);
+        switch (t.kind) {
+            ring_mod.Kind.epoll => {
+                self.epoll_hot = true;
+                if (ring_mod.hasMore(cqe.flags)) return;
+                // Only a full queue the kernel will not take fails this: epoll is then asked
+                // on every turn instead.
+                ring.armEpoll(self.epfd) catch {};
+            },
+            ring_mod.Kind.accept => {
+                self.onRingAccept(@intCast(t.index), cqe.res, cqe.flags, now_ms);
+            },
+            ring_mod.Kind.recv => self.conns.onRecv(t, cqe.res, cqe.flags, now_ms),
+            ring_mod.Kind.poll => self.conns.onPoll(t, cqe.res, now_ms),
+            // A cancellation's own completion, or the probe's receive (whose buffer goes back).
+            else => if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) {
+                ring.put(ring_mod.bufferId(cqe.flags));
+            },
+        }
+    }
+
+    /// A completion of a listener's multishot accept: a connection, an error, or its end.
+    fn onRingAccept(self: *Worker, socket_index: u16, res: i32, flags: u32, now_ms: u64) void {
+        if (!ring_mod.hasMore(flags)) self.accepts[socket_index] = .idle;
+        if (res >= 0) {
+            // Accepted by the kernel before a pause or close took effect: served all the same,
+            // once the turn's other completions are in (see `accepted`).
+            if (self.accepted_len == self.accepted.len) return refuse(res);
+            self.accepted[self.accepted_len] = .{ .fd = res, .socket_index = socket_index };
+            self.accepted_len += 1;
+        } else if (@as(linux.E, @enumFromInt(-res)) != .CANCELED) {
+            const fd = self.options.sockets[socket_index].fd;
+            if (sys.result(res)) |_| {} else |err| _ = self.acceptFailed(fd, err, now_ms);
+        }
+        self.armAccepts();
+    }
+
+    /// With io_uring: whether every listener's multishot accept has ended (its last completion
+    /// is in) and every connection it accepted has a slot. A stopping worker exits only then:
+    /// a connection the kernel accepted for it after its last turn would be left unserved.
+    fn acceptsSettled(self: *const Worker) bool {
+        if (self.accepted_len > 0) return false;
+        for (self.accepts[0..self.options.sockets.len]) |op| if (op != .idle) return false;
+        return true;
+    }
+
+    /// Arms the multishot accept of every listener on the ring that should accept and does
+    /// not, and cancels those that should not (paused, or closing).
+    fn armAccepts(self: *Worker) void {
+        const ring = self.ring orelse return;
+        const wanted = self.accepting and !self.listeners_paused;
+        for (self.options.sockets, 0..) |socket, i| {
+            if (!self.on_ring[i]) continue;
+            const data = token(ring_mod.Kind.accept, @intCast(i));
+            const op = &self.accepts[i];
+            if (wanted and self.listening[i] and op.* == .idle) {
+                // Only a full queue the kernel will not take fails this: tried again on the
+                // next accept, pause or resume.
+                ring.armAccept(data, socket.fd) catch continue;
+                op.* = .armed;
+            } else if ((!wanted or !self.listening[i]) and op.* == .armed) {
+                ring.cancel(data);
+                op.* = .cancelling;
+            }
         }
     }
 
@@ -474,8 +619,7 @@ pub const Worker = struct {
             // it open): taking its queue would serve another worker's share.
             if (self.options.link) |link| if (!link.watches(i)) {
                 self.dropWaiting(@intCast(i));
-                sys.close(socket.fd);
-                self.listening[i] = false;
+                self.closeNow(@intCast(i));
                 continue;
             };
             // A socket of our own (standalone mode) can leave its UDP group before the last
@@ -505,8 +649,17 @@ pub const Worker = struct {
         self.closeNow(socket_index);
     }
 
+    /// Closes one of this worker's listening sockets now. Its multishot accept on the ring is
+    /// cancelled: the kernel's reference would keep the socket in its reuseport group (and
+    /// taking connections) after `close`. Its last completion comes on a later turn; a
+    /// connection it accepted before is served.
     fn closeNow(self: *Worker, socket_index: u16) void {
         const fd = self.options.sockets[socket_index].fd;
+        if (self.ring) |ring| if (self.accepts[socket_index] == .armed) {
+            ring.cancel(token(ring_mod.Kind.accept, socket_index));
+            self.accepts[socket_index] = .cancelling;
+        };
+        // Not in the epoll set (another slot's, or on the ring): ENOENT, and nothing to do.
         _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
         sys.close(fd);
         self.listening[socket_index] = false;
@@ -554,6 +707,9 @@ pub const Worker = struct {
     fn closeAll(self: *Worker, reason: StopReason) StopReason {
         self.closeListeners(sys.monotonicMs());
         self.closeOutboxes();
+        // Accepted by the ring and still waiting for a slot: closed cleanly.
+        for (self.accepted[0..self.accepted_len]) |a| refuse(a.fd);
+        self.accepted_len = 0;
         if (self.admin) |*a| a.close();
         self.admin = null;
         self.conns.closeAll();
@@ -588,42 +744,74 @@ pub const Worker = struct {
             }
             const fd = sys.accept(socket.fd) catch |err| switch (err) {
                 error.WouldBlock => return false,
-                // Failures of one connection, gone before we took it (accept(2)).
-                error.ConnectionAborted, error.ConnectionReset, error.Interrupted => continue,
-                error.ProcessFdQuotaExceeded, error.SystemFdQuotaExceeded => {
-                    if (self.conns.evictOne(now_ms)) continue;
-                    if (self.conns.mayEvictSoon()) {
-                        // Idle only an instant (or a request not slow yet): the newcomer
-                        // waits in the queue a moment rather than be refused.
-                        self.pauseListeners(now_ms + evict_retry_ms);
-                        return false;
-                    }
-                    self.warnAccept(now_ms, err);
-                    self.shedOne(socket.fd);
-                    self.pauseListeners(now_ms + accept_backoff_ms);
-                    return false;
-                },
-                else => {
-                    self.warnAccept(now_ms, err);
-                    self.pauseListeners(now_ms + accept_backoff_ms);
-                    return false;
-                },
+                else => if (self.acceptFailed(socket.fd, err, now_ms)) continue else return false,
             };
-            // Only a newcomer that is really there takes another connection's place. The
-            // victim found before `accept` may have received its next request since: when no
-            // other can be closed, the newcomer is refused (cleanly), not that request.
             if (proxied) {
                 handlers.proxy.open(fd, socket.listener_index, now_ms);
                 continue;
             }
-            if (self.conns.isFull() and !self.conns.evictOne(now_ms)) {
-                refuse(fd);
-                self.pauseWhileFull(now_ms);
-                return false;
-            }
-            self.conns.open(fd, socket.listener_index, now_ms);
+            if (!self.takeAccepted(socket_index, fd, now_ms)) return false;
         }
         return true;
+    }
+
+    /// Gives an accepted connection a slot; false when there is none (it is refused, and the
+    /// listeners pause). Only a newcomer that is really there takes another connection's
+    /// place. The victim found before `accept` may have received its next request since: when
+    /// no other can be closed, the newcomer is refused (cleanly), not that request.
+    fn takeAccepted(self: *Worker, socket_index: u16, fd: sys.Fd, now_ms: u64) bool {
+        if (self.place(.{ .fd = fd, .socket_index = socket_index }, now_ms)) return true;
+        refuse(fd);
+        return false;
+    }
+
+    /// A slot for an accepted connection, by eviction if need be; false (the listeners pause)
+    /// when there is none.
+    fn place(self: *Worker, a: Accepted, now_ms: u64) bool {
+        if (self.conns.isFull() and !self.conns.evictOne(now_ms)) {
+            self.pauseWhileFull(now_ms);
+            return false;
+        }
+        self.conns.open(a.fd, self.options.sockets[a.socket_index].listener_index, now_ms);
+        return true;
+    }
+
+    /// Places the connections the ring accepted (see `accepted`), oldest first.
+    fn placeAccepted(self: *Worker, now_ms: u64) void {
+        var placed: u32 = 0;
+        while (placed < self.accepted_len) : (placed += 1) {
+            if (!self.place(self.accepted[placed], now_ms)) break;
+        }
+        const waiting = self.accepted[placed..self.accepted_len];
+        std.mem.copyForwards(Accepted, self.accepted[0..waiting.len], waiting);
+        self.accepted_len = @intCast(waiting.len);
+    }
+
+    /// An accept failed: whether to try the next at once (true), or the listeners rest.
+    fn acceptFailed(self: *Worker, listen_fd: sys.Fd, err: sys.Error, now_ms: u64) bool {
+        switch (err) {
+            // Failures of one connection, gone before we took it (accept(2)).
+            error.ConnectionAborted, error.ConnectionReset, error.Interrupted => return true,
+            error.WouldBlock => return false,
+            error.ProcessFdQuotaExceeded, error.SystemFdQuotaExceeded => {
+                if (self.conns.evictOne(now_ms)) return true;
+                if (self.conns.mayEvictSoon()) {
+                    // Idle only an instant (or a request not slow yet): the newcomer waits in
+                    // the queue a moment rather than be refused.
+                    self.pauseListeners(now_ms + evict_retry_ms);
+                    return false;
+                }
+                self.warnAccept(now_ms, err);
+                self.shedOne(listen_fd);
+                self.pauseListeners(now_ms + accept_backoff_ms);
+                return false;
+            },
+            else => {
+                self.warnAccept(now_ms, err);
+                self.pauseListeners(now_ms + accept_backoff_ms);
+                return false;
+            },
+        }
     }
 
     fn warnAccept(self: *Worker, now_ms: u64, err: anyerror) void {
@@ -701,8 +889,10 @@ pub const Worker = struct {
     }
 
     fn watchTcpListeners(self: *Worker, events: u32) void {
+        self.armAccepts();
         for (self.options.sockets, 0..) |socket, i| {
             if (config.listeners[socket.listener_index].protocol != .tcp) continue;
+            if (self.on_ring[i]) continue;
             // Another slot's sockets are in the epoll set only while adopted.
             if (self.options.link) |link| if (!link.watches(i)) continue;
             const data = token(Kind.listener, @intCast(i));

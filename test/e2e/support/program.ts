@@ -5,7 +5,8 @@
  * when a test failed half way.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
+import path from "node:path";
 import { createInterface } from "node:readline";
 
 export interface ServiceEvent {
@@ -46,6 +47,31 @@ export interface Exit {
 
 const live = new Set<Program>();
 
+/** Programs the suite starts other programs through; they do not get `--io`. */
+const WRAPPERS = new Set([
+  "bash",
+  "sh",
+  "python3",
+  "taskset",
+  "unshare",
+  "nsenter",
+  "prlimit",
+  "setpriv",
+  "env",
+]);
+
+/** `args` with the suite's `--io` mode (`GEN_REUSEPORT_IO`) in front, where it applies. */
+export function withSuiteIo(args: readonly string[]): readonly string[] {
+  const io = process.env.GEN_REUSEPORT_IO;
+  if (io === undefined || io === "") return args;
+  if (io !== "epoll" && io !== "io_uring") {
+    throw new Error(`GEN_REUSEPORT_IO must be "epoll" or "io_uring" (got "${io}")`);
+  }
+  const own = ["--io", "--help", "-h", "--version", "--fingerprint", "--worker"];
+  if (args.some((a) => own.includes(a))) return args;
+  return ["--io", io, ...args];
+}
+
 export class Program {
   readonly child: ChildProcess;
   readonly pid: number;
@@ -80,8 +106,15 @@ export class Program {
     });
   }
 
-  /** Starts `binary args…` with stdin closed, stdout and stderr piped. */
+  /**
+   * Starts `binary args…` with stdin closed, stdout and stderr piped. With
+   * `GEN_REUSEPORT_IO=io_uring` (or `epoll`) in the environment every program the suite
+   * starts gets `--io` too, unless its arguments name one or ask for help, version or
+   * fingerprint: the whole suite runs in that mode.
+   */
   static start(binary: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Program {
+    // Not through a wrapper (a shell, the activator, taskset…): its arguments are its own.
+    if (!WRAPPERS.has(path.basename(binary))) args = withSuiteIo(args);
     const child = spawn(binary, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, ...env },
@@ -280,4 +313,17 @@ export function portOf(ready: ReadyEvent, name: string): number {
   const listener = ready.listeners.find((l) => l.name === name);
   if (listener === undefined) throw new Error(`ready event has no listener "${name}"`);
   return listener.port;
+}
+
+/** Whether process `pid` holds an io_uring instance (a worker serving with `--io io_uring`). */
+export function holdsIoUring(pid: number): boolean {
+  const dir = `/proc/${pid}/fd`;
+  return readdirSync(dir).some((fd) => {
+    try {
+      return readlinkSync(`${dir}/${fd}`).includes("io_uring");
+    } catch {
+      // Closed between the listing and the read.
+      return false;
+    }
+  });
 }

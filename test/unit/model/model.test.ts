@@ -27,6 +27,7 @@ describe("buildModel", () => {
       workers: 0,
       drainTimeoutMs: 10000,
       shutdownDelayMs: 0,
+      io: "epoll",
       cpuAffinity: false,
       maxConnections: 1024,
       readBufferBytes: 16384,

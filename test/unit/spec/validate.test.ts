@@ -74,6 +74,7 @@ describe("validateSpec", () => {
       workers: "auto",
       drainTimeoutMs: 10000,
       shutdownDelayMs: 0,
+      io: "epoll",
       cpuAffinity: false,
       maxConnections: 1024,
       readBufferBytes: 16384,

@@ -19,6 +19,7 @@ const timers_mod = @import("timers.zig");
 const listener_mod = @import("../net/listener.zig");
 const metrics = @import("../metrics/cell.zig");
 const output_pool = @import("output_pool.zig");
+const ring_mod = @import("ring.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -110,8 +111,14 @@ const Connection = struct {
     half_closed: bool = false,
     /// Its output is a reply in parts (`Progress.paced`): input is not read on meanwhile.
     paced: bool = false,
-    /// What the connection is registered in epoll for.
+    /// What the connection is registered in epoll for (with io_uring: what it waits for).
     events: u32 = 0,
+    /// With io_uring (see ring.zig): its multishot receive, its one-shot poll and the poll's
+    /// events, and what the receive delivered that its handler has not read yet.
+    recv: ring_mod.Op = .idle,
+    poll: ring_mod.Op = .idle,
+    poll_mask: u32 = 0,
+    queue: ring_mod.Queue = .{},
     /// Bytes read from the connection so far, and their count when its request began.
     read_bytes: u64 = 0,
     request_read_bytes: u64 = 0,
@@ -136,6 +143,12 @@ pub const Connections = struct {
     /// Chunks for output that waits beyond the write buffers (`outputPoolBytes`).
     pool: output_pool.Pool,
     draining: bool = false,
+    /// With io_uring: the worker's ring, and the connections whose received bytes wait to be
+    /// read on the loop's next turn (as epoll, level-triggered, would report them again).
+    ring: ?*ring_mod.Ring = null,
+    ready: []u32 = &.{},
+    ready_len: u32 = 0,
+    is_ready: []bool = &.{},
 
     pub fn init(
         allocator: std.mem.Allocator,
@@ -179,6 +192,16 @@ pub const Connections = struct {
             .limits = limits,
             .pool = pool,
         };
+    }
+
+    /// Serves the connections through `ring` from now on (before the first is opened).
+    pub fn useRing(self: *Connections, allocator: std.mem.Allocator, ring: *ring_mod.Ring) !void {
+        assert(self.openCount() == 0);
+        // A slot is listed once, and once more if it becomes ready while the list is run.
+        self.ready = try allocator.alloc(u32, 2 * self.slots.len);
+        self.is_ready = try allocator.alloc(bool, self.slots.len);
+        @memset(self.is_ready, false);
+        self.ring = ring;
     }
 
     pub fn openCount(self: *const Connections) u32 {
@@ -234,7 +257,7 @@ pub const Connections = struct {
             if (now_ms -| since < evict_min_idle_ms) return null;
             // Its next request has arrived (the loop has not read it yet): serve it, and
             // close another.
-            if (c.in_len == 0 and c.out_end == 0 and sys.pendingInput(c.fd) == 0) {
+            if (c.in_len == 0 and c.out_end == 0 and self.unread(slot) == 0) {
                 return .{ .idle = slot };
             }
             candidate = self.deadlines.after(slot, .idle);
@@ -296,11 +319,10 @@ pub const Connections = struct {
 
     /// Reads and drops what the kernel holds for a connection (bounded).
     fn discardPending(self: *Connections, slot: u32) void {
-        const c = &self.slots[slot];
         const buf = self.inBuf(slot);
         var reads: usize = 0;
         while (reads < 16) : (reads += 1) {
-            const n = sys.read(c.fd, buf) catch |err| switch (err) {
+            const n = self.readInput(slot, buf) catch |err| switch (err) {
                 error.Interrupted => continue,
                 else => return,
             };
@@ -351,9 +373,23 @@ pub const Connections = struct {
     }
 
     fn tokenOf(self: *const Connections, slot: u32) u64 {
+        return self.tokenFor(slot, connection_kind);
+    }
+
+    /// The token of the connection in `slot` for an event or completion of `kind`.
+    fn tokenFor(self: *const Connections, slot: u32, kind: u8) u64 {
         assert(self.slots[slot].fd != closed);
         const generation: u24 = @truncate(self.slots[slot].generation);
-        return (Token{ .kind = connection_kind, .generation = generation, .index = slot }).encode();
+        return (Token{ .kind = kind, .generation = generation, .index = slot }).encode();
+    }
+
+    /// The connection a token is about, unless it closed since (or its slot was reused).
+    fn current(self: *Connections, token: Token) ?*Connection {
+        if (token.index >= self.slots.len) return null;
+        const c = &self.slots[token.index];
+        if (c.fd == closed) return null;
+        if (@as(u24, @truncate(c.generation)) != token.generation) return null;
+        return c;
     }
 
     fn context(self: *const Connections, slot: u32) api.Context {
@@ -442,10 +478,7 @@ pub const Connections = struct {
 
     /// An epoll event for a connection; stale ones (closed, or the slot reused) are dropped.
     pub fn onEvent(self: *Connections, token: Token, events: u32, now_ms: u64) void {
-        if (token.index >= self.slots.len) return;
-        const c = &self.slots[token.index];
-        if (c.fd == closed) return;
-        if (@as(u24, @truncate(c.generation)) != token.generation) return;
+        const c = self.current(token) orelse return;
         if (c.lingering) return self.discardInput(token.index);
         if (c.watching_out) {
             const generation = c.generation;
@@ -478,7 +511,7 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         assert(c.fd != closed);
         assert(c.read_paused);
-        if (sys.pendingInput(c.fd) == 0) {
+        if (self.unread(slot) == 0) {
             metrics.add(&self.countersOf(slot).abandoned, 1);
             return self.close(slot);
         }
@@ -501,7 +534,7 @@ pub const Connections = struct {
             c.more_input = false;
             return self.serve(slot, now_ms);
         }
-        const n = sys.read(c.fd, buf[c.in_len..]) catch |err| switch (err) {
+        const n = self.readInput(slot, buf[c.in_len..]) catch |err| switch (err) {
             error.WouldBlock, error.Interrupted => {
                 // Reading on while output waits: that wait goes on.
                 if (c.watching_out) return;
@@ -526,7 +559,7 @@ pub const Connections = struct {
         assert(n <= buf.len - c.in_len);
         c.in_len += @intCast(n);
         c.read_bytes += n;
-        c.drained = c.in_len < buf.len;
+        c.drained = c.in_len < buf.len and c.queue.bytes == 0;
         if (c.out_start < c.out_end) {
             // Read on while output waits: the handler's next output goes behind it.
             switch (self.spillOutput(slot)) {
@@ -694,7 +727,7 @@ pub const Connections = struct {
             // Input first: a frame already sent (whole or in part, in the buffer or still in
             // the kernel) is answered before the module hears of the drain, whose goodbye may
             // close the connection. The chaos soak lost resp commands without this.
-            if (c.drain_due and !c.more_input and c.in_len == 0 and sys.pendingInput(c.fd) == 0) {
+            if (c.drain_due and !c.more_input and c.in_len == 0 and self.unread(slot) == 0) {
                 c.drain_due = false;
                 self.handleDrain(slot, now_ms);
                 continue;
@@ -812,6 +845,7 @@ pub const Connections = struct {
             if (c.phase == .waiting and !c.half_closed) linux.EPOLL.RDHUP else 0
         else
             linux.EPOLL.IN | linux.EPOLL.RDHUP;
+        if (self.ring) |ring| return self.watchRing(ring, slot, out, events);
         if (c.registered and c.events == events) return;
         const op: u32 = if (c.registered) linux.EPOLL.CTL_MOD else linux.EPOLL.CTL_ADD;
         sys.epollCtl(self.epfd, op, c.fd, events, self.tokenOf(slot)) catch {
@@ -820,6 +854,162 @@ pub const Connections = struct {
         c.registered = true;
         c.watching_out = out;
         c.events = events;
+    }
+
+    /// `watch` with io_uring: the connection's multishot receive runs while it reads, and a
+    /// one-shot poll waits for anything else (room to write; a paused client's shutdown).
+    fn watchRing(self: *Connections, ring: *ring_mod.Ring, slot: u32, out: bool, events: u32) void {
+        const c = &self.slots[slot];
+        c.registered = true;
+        c.watching_out = out;
+        c.events = events;
+        self.syncRing(ring, slot);
+        if (c.fd == closed) return;
+        // Bytes received already are read on the next turn, as epoll would report them.
+        if (c.events & linux.EPOLL.IN != 0 and !c.queue.isEmpty()) self.markReady(slot);
+    }
+
+    /// Arms or cancels the connection's operations to match what it waits for (`events`).
+    fn syncRing(self: *Connections, ring: *ring_mod.Ring, slot: u32) void {
+        const c = &self.slots[slot];
+        assert(c.fd != closed);
+        const wants_input = c.events & linux.EPOLL.IN != 0;
+        const reading = wants_input and c.queue.bytes < ring_mod.queue_limit;
+        const recv_token = self.tokenFor(slot, ring_mod.Kind.recv);
+        // After the end of the stream (or an error) nothing more comes: not armed again.
+        const ended = c.queue.eof or c.queue.failed;
+        if (reading and c.recv == .idle and !ended) {
+            ring.armRecv(recv_token, c.fd) catch return self.close(slot);
+            c.recv = .armed;
+        } else if (!reading and c.recv == .armed) {
+            // Back-pressure: what was received stays queued, nothing more is.
+            ring.cancel(recv_token);
+            c.recv = .cancelling;
+        }
+        // The receive reports the client's shutdown itself while it runs.
+        const rdhup: u32 = if (wants_input) linux.EPOLL.RDHUP else 0;
+        const mask = c.events & ~(linux.EPOLL.IN | rdhup);
+        const poll_token = self.tokenFor(slot, ring_mod.Kind.poll);
+        if (c.poll == .armed and mask & ~c.poll_mask != 0) {
+            ring.cancel(poll_token);
+            c.poll = .cancelling;
+        }
+        if (mask != 0 and c.poll == .idle) {
+            ring.armPoll(poll_token, c.fd, mask) catch return self.close(slot);
+            c.poll = .armed;
+            c.poll_mask = mask;
+        }
+    }
+
+    fn markReady(self: *Connections, slot: u32) void {
+        if (self.is_ready[slot]) return;
+        self.is_ready[slot] = true;
+        self.ready[self.ready_len] = slot;
+        self.ready_len += 1;
+    }
+
+    /// Whether a connection has received bytes to read without waiting for the kernel.
+    pub fn hasReady(self: *const Connections) bool {
+        return self.ready_len > 0;
+    }
+
+    /// Reads on the connections whose received bytes wait (`markReady`), and arms again the
+    /// receives that ended. One that becomes ready again meanwhile waits for the next turn.
+    pub fn runReady(self: *Connections, now_ms: u64) void {
+        const ring = self.ring orelse return;
+        const n = self.ready_len;
+        for (self.ready[0..n]) |slot| {
+            self.is_ready[slot] = false;
+            const c = &self.slots[slot];
+            if (c.fd == closed) continue;
+            self.syncRing(ring, slot);
+            if (c.fd == closed or c.events & linux.EPOLL.IN == 0 or c.queue.isEmpty()) continue;
+            self.onEvent(Token.decode(self.tokenOf(slot)), linux.EPOLL.IN, now_ms);
+        }
+        const later = self.ready[n..self.ready_len];
+        std.mem.copyForwards(u32, self.ready[0..later.len], later);
+        self.ready_len = @intCast(later.len);
+    }
+
+    /// A completion of a connection's multishot receive: bytes, the end of the stream, an
+    /// error, or the end of the receive (no more buffers, or cancelled).
+    pub fn onRecv(self: *Connections, token: Token, res: i32, flags: u32, now_ms: u64) void {
+        const ring = self.ring.?;
+        const c = self.current(token) orelse {
+            // For a connection closed since: only its buffer matters.
+            if (flags & linux.IORING_CQE_F_BUFFER != 0) ring.put(ring_mod.bufferId(flags));
+            return;
+        };
+        if (!ring_mod.hasMore(flags)) c.recv = .idle;
+        if (res > 0) {
+            ring.buffers.push(&c.queue, ring_mod.bufferId(flags), @intCast(res));
+        } else if (res == 0) {
+            c.queue.eof = true;
+        } else switch (@as(linux.E, @enumFromInt(-res))) {
+            // Out of buffers, cancelled or interrupted: armed again below if still wanted.
+            .NOBUFS, .CANCELED, .INTR, .AGAIN => {},
+            else => c.queue.failed = true,
+        }
+        const generation = c.generation;
+        if (c.events & linux.EPOLL.IN != 0 and !c.queue.isEmpty()) {
+            self.onEvent(token, linux.EPOLL.IN, now_ms);
+        }
+        if (c.fd != closed and c.generation == generation) self.syncRing(ring, token.index);
+    }
+
+    /// A completion of a connection's one-shot poll: what it waited for happened (or the
+    /// poll was cancelled).
+    pub fn onPoll(self: *Connections, token: Token, res: i32, now_ms: u64) void {
+        const c = self.current(token) orelse return;
+        c.poll = .idle;
+        const generation = c.generation;
+        const always = linux.EPOLL.ERR | linux.EPOLL.HUP;
+        if (res > 0) self.onEvent(token, @as(u32, @intCast(res)) & (c.events | always), now_ms);
+        if (c.fd != closed and c.generation == generation) self.syncRing(self.ring.?, token.index);
+    }
+
+    /// Reads what the client sent: from the socket, or with io_uring from what its receive
+    /// delivered (then the end of the stream, or an error, after the bytes before it). With
+    /// nothing received and no receive pending (a connection just accepted with its request,
+    /// `deferAccept`), the socket is read directly: no other reader can come first.
+    fn readInput(self: *Connections, slot: u32, buf: []u8) sys.Error!usize {
+        const c = &self.slots[slot];
+        const ring = self.ring orelse return sys.read(c.fd, buf);
+        if (c.queue.isEmpty() and c.recv == .idle) return sys.read(c.fd, buf);
+        var n: usize = 0;
+        // Bounded: each pass takes bytes, or the loop ends.
+        while (n < buf.len) {
+            var freed: u16 = undefined;
+            const got = ring.buffers.takeFront(&c.queue, ring.mem, buf[n..], &freed);
+            if (freed != ring_mod.none) ring.put(freed);
+            if (got == 0) break;
+            n += got;
+        }
+        if (n > 0) return n;
+        if (c.queue.failed) return error.ConnectionReset;
+        if (c.queue.eof) return 0;
+        return error.WouldBlock;
+    }
+
+    /// Bytes the client sent that the handler has not seen: in the kernel, or received.
+    fn unread(self: *const Connections, slot: u32) usize {
+        const c = &self.slots[slot];
+        return c.queue.bytes + sys.pendingInput(c.fd);
+    }
+
+    /// Ends a closing connection's operations (the kernel's own reference to the socket
+    /// would keep it open) and gives its unread buffers back.
+    fn releaseRing(self: *Connections, ring: *ring_mod.Ring, slot: u32) void {
+        const c = &self.slots[slot];
+        if (c.recv == .armed) ring.cancel(self.tokenFor(slot, ring_mod.Kind.recv));
+        if (c.poll == .armed) ring.cancel(self.tokenFor(slot, ring_mod.Kind.poll));
+        var budget: usize = ring_mod.buffer_count;
+        while (budget > 0) : (budget -= 1) {
+            const id = ring.buffers.popFront(&c.queue);
+            if (id == ring_mod.none) break;
+            ring.put(id);
+        }
+        c.queue = .{};
     }
 
     /// Closes after the last answer without destroying it: `close()` with unread input makes
@@ -848,7 +1038,7 @@ pub const Connections = struct {
         // body, a frame too large), and a close between two of its writes would reset it.
         if (c.in_len == 0 and !c.refused) {
             if (c.drained) return self.close(slot);
-            if (sys.pendingInput(c.fd) == 0) return self.close(slot);
+            if (self.unread(slot) == 0) return self.close(slot);
         }
         sys.shutdownWrite(c.fd);
         self.deadlines.disarmRequest(slot);
@@ -872,7 +1062,7 @@ pub const Connections = struct {
         // Bounded: a client that sends faster than we read is cut off at the deadline.
         var reads: usize = 0;
         while (reads < 4) : (reads += 1) {
-            const n = sys.read(c.fd, buf) catch |err| switch (err) {
+            const n = self.readInput(slot, buf) catch |err| switch (err) {
                 error.WouldBlock => return,
                 error.Interrupted => continue,
                 else => return self.close(slot),
@@ -1008,7 +1198,7 @@ pub const Connections = struct {
             if (c.fd == closed or c.lingering) continue;
             if (!handlers.hasRequests(c.listener_index)) continue;
             if (c.phase != .idle or c.in_len != 0 or outputWaits(c)) continue;
-            if (sys.pendingInput(c.fd) != 0) continue;
+            if (self.unread(@intCast(i)) != 0) continue;
             self.close(@intCast(i));
         }
     }
@@ -1077,6 +1267,7 @@ pub const Connections = struct {
         const ctx = self.context(slot);
         handlers.onClose(&ctx, &c.state);
         metrics.sub(&metrics.at(c.listener_index).open, 1);
+        if (self.ring) |ring| self.releaseRing(ring, slot);
         // Closing the descriptor also takes it out of the epoll set.
         sys.close(c.fd);
         c.fd = closed;
@@ -1101,6 +1292,7 @@ fn isHttp(listener_index: u16) bool {
 test {
     _ = timers_mod;
     _ = output_pool;
+    _ = ring_mod;
 }
 
 test "tokens carry kind, generation and slot through epoll's 64 bits" {

@@ -51,6 +51,11 @@ fn check(rc: usize) Error!usize {
     };
 }
 
+/// An io_uring completion's result (a count or a descriptor, or an error number negated).
+pub fn result(res: i32) Error!usize {
+    return check(@bitCast(@as(isize, res)));
+}
+
 fn toFd(rc: usize) Fd {
     return @intCast(rc);
 }

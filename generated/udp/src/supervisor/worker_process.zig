@@ -83,12 +83,13 @@ pub fn start(options: StartOptions) !Started {
     var limit_bufs: [cli.limit_flags.len][24:0]u8 = undefined;
     // The limits, then the request log's flags and --drop-to when given, one after the other
     // (argv ends at its first null).
-    const argc = 3 + 2 * cli.limit_flags.len + 4 + 2 + 2;
+    const argc = 3 + 2 * cli.limit_flags.len + 4 + 2 + 2 + 2;
     var argv: [argc:null]?[*:0]const u8 = @splat(null);
     argv[0] = options.exe_path;
     argv[1] = "--worker";
     argv[2] = role;
     var next: usize = 3 + try limitArgs(options.limits, &limit_bufs, argv[3..]);
+    next = addIoFlag(&argv, next, options.limits.io);
     if (options.access_log_path) |path| {
         argv[next] = "--access-log";
         argv[next + 1] = path.ptr;
@@ -148,6 +149,14 @@ fn limitArgs(
         }
     }
     return next;
+}
+
+/// `--io` when the supervisor's differs from the spec's; returns the next free argument.
+fn addIoFlag(argv: [*:null]?[*:0]const u8, next: usize, io: config.Io) usize {
+    if (io == config.io) return next;
+    argv[next] = "--io";
+    argv[next + 1] = @tagName(io);
+    return next + 2;
 }
 
 /// How many other slots a worker of `workers` holds the sockets of.

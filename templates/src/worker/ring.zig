@@ -1,0 +1,391 @@
+//! The io_uring side of a worker (`"io": "io_uring"` or `--io io_uring`).
+//!
+//! The ring is where such a worker waits. Its TCP listeners of connection handlers accept
+//! with one multishot accept each, and their connections receive with one multishot receive
+//! each into a ring of provided buffers shared by the worker; everything else (signals, the
+//! supervisor's pipe, the admin listener, upstream and proxy sockets, UDP) stays in the
+//! epoll set, which the ring watches with a multishot poll: the loop asks epoll (without
+//! waiting) only when that poll fired or epoll had more to say last time.
+//!
+//! The kernel holds its own reference to every file an operation is pending on: closing a
+//! descriptor does not end a multishot accept or receive on it. So a listener or connection
+//! that closes first has its operations cancelled, and every completion carries the token of
+//! what it is for (kind, slot, generation), so that one for a closed connection, or for the
+//! previous connection of a slot, is recognised and only gives its buffer back.
+const std = @import("std");
+const config = @import("../config.zig");
+const compat = @import("../compat.zig");
+const linux = std.os.linux;
+const IoUring = linux.IoUring;
+const assert = std.debug.assert;
+const Token = @import("connections.zig").Token;
+
+/// Bytes of one provided buffer: a request head or a few pipelined commands.
+pub const buffer_bytes = 4096;
+/// Buffers in the ring: one per connection up to 4096 (a connection holds one only until
+/// its handler reads it, unless it may not read), at least 256.
+pub const buffer_count: u16 = blk: {
+    const wanted: u32 = std.math.ceilPowerOfTwoAssert(u32, @max(config.max_connections, 1));
+    break :blk @intCast(@min(@as(u32, 4096), @max(@as(u32, 256), wanted)));
+};
+/// A connection with this many bytes received and not read stops receiving until its handler
+/// reads them: one fast sender cannot take every buffer from the others.
+pub const queue_limit = 16 * buffer_bytes;
+const group_id: u16 = 0;
+const sq_entries = 256;
+const cq_entries = 8192;
+/// No buffer (the end of a queue).
+pub const none: u16 = std.math.maxInt(u16);
+
+/// The token kinds of ring completions (after the epoll kinds, see worker.zig).
+pub const Kind = struct {
+    pub const epoll: u8 = 8;
+    pub const accept: u8 = 9;
+    pub const recv: u8 = 10;
+    pub const poll: u8 = 11;
+    /// A cancellation's own completion, and the probe's: nothing to do.
+    pub const quiet: u8 = 12;
+};
+
+/// The state of a multishot (or one-shot) operation on the ring.
+pub const Op = enum(u2) {
+    /// Nothing pending: armed when wanted.
+    idle,
+    armed,
+    /// Cancelled; its last completion (without IORING_CQE_F_MORE) has not come yet, and it is
+    /// not armed again before then (the cancellation names it by its token).
+    cancelling,
+};
+
+/// Bytes received for a connection and not read by its handler yet: a list of buffers in
+/// arrival order, then perhaps the end of the stream or an error.
+pub const Queue = struct {
+    head: u16 = none,
+    tail: u16 = none,
+    bytes: u32 = 0,
+    /// The client shut its side (a receive of 0 bytes): read after the bytes before it.
+    eof: bool = false,
+    /// The receive failed (a reset): reported after the bytes before it.
+    failed: bool = false,
+
+    pub fn isEmpty(self: *const Queue) bool {
+        return self.head == none and !self.eof and !self.failed;
+    }
+};
+
+/// The per-buffer bookkeeping of the queues: which buffer follows which, and what of each
+/// is still unread. Pure: the ring is told of freed buffers by the caller.
+pub const Buffers = struct {
+    next: []u16,
+    start: []u16,
+    end: []u16,
+
+    pub fn push(self: *Buffers, q: *Queue, id: u16, len: u16) void {
+        assert(len > 0 and len <= buffer_bytes);
+        self.next[id] = none;
+        self.start[id] = 0;
+        self.end[id] = len;
+        if (q.tail == none) q.head = id else self.next[q.tail] = id;
+        q.tail = id;
+        q.bytes += len;
+    }
+
+    /// Copies from the front buffer into `dest`; the buffer is returned in `freed` once
+    /// read whole (the caller gives it back to the kernel).
+    pub fn takeFront(self: *Buffers, q: *Queue, mem: []const u8, dest: []u8, freed: *u16) usize {
+        freed.* = none;
+        const id = q.head;
+        if (id == none) return 0;
+        const from = @as(usize, id) * buffer_bytes;
+        const avail = self.end[id] - self.start[id];
+        const n: u16 = @intCast(@min(avail, dest.len));
+        const src = mem[from + self.start[id] ..][0..n];
+        @memcpy(dest[0..n], src);
+        self.start[id] += n;
+        q.bytes -= n;
+        if (self.start[id] == self.end[id]) {
+            q.head = self.next[id];
+            if (q.head == none) q.tail = none;
+            freed.* = id;
+        }
+        return n;
+    }
+
+    /// Takes the front buffer off the queue unread; `none` when the queue holds none.
+    pub fn popFront(self: *Buffers, q: *Queue) u16 {
+        const id = q.head;
+        if (id == none) return none;
+        q.bytes -= self.end[id] - self.start[id];
+        q.head = self.next[id];
+        if (q.head == none) q.tail = none;
+        return id;
+    }
+};
+
+/// What the kernel refused, for the `io_fallback` event: the error number's name and the
+/// step that failed.
+pub const Refusal = struct {
+    errno: []const u8,
+    step: []const u8,
+};
+
+pub const Opened = union(enum) {
+    ring: *Ring,
+    refused: Refusal,
+};
+
+pub const Ring = struct {
+    ring: IoUring,
+    br: compat.BufRing,
+    mem: []u8,
+    buffers: Buffers,
+
+    /// Sets up the ring and its buffers and checks that multishot receive works; what the
+    /// kernel (or a seccomp profile, or kernel.io_uring_disabled) refuses is returned
+    /// instead, and the worker serves with epoll.
+    pub fn open(allocator: std.mem.Allocator) Opened {
+        const self = allocator.create(Ring) catch return refuse("ENOMEM", "allocation");
+        self.ring = setup() catch |err| {
+            allocator.destroy(self);
+            return refuse(errnoName(err), "io_uring_setup");
+        };
+        if (self.ring.features & linux.IORING_FEAT_EXT_ARG == 0) {
+            return self.giveUp(allocator, "EINVAL", "IORING_FEAT_EXT_ARG (Linux 5.11)");
+        }
+        self.br = compat.setupBufRing(self.ring.fd, buffer_count, group_id) catch |err| {
+            return self.giveUp(allocator, errnoName(err), "buffer ring (Linux 5.19)");
+        };
+        self.initBuffers(allocator) catch return self.giveUp(allocator, "ENOMEM", "buffers");
+        if (self.probeMultishot()) |errno| {
+            return self.giveUp(allocator, errno, "multishot receive (Linux 6.0)");
+        }
+        return .{ .ring = self };
+    }
+
+    fn refuse(errno: []const u8, step: []const u8) Opened {
+        return .{ .refused = .{ .errno = errno, .step = step } };
+    }
+
+    fn giveUp(
+        self: *Ring,
+        allocator: std.mem.Allocator,
+        errno: []const u8,
+        step: []const u8,
+    ) Opened {
+        self.ring.deinit();
+        allocator.destroy(self);
+        return refuse(errno, step);
+    }
+
+    fn setup() !IoUring {
+        const base = linux.IORING_SETUP_CQSIZE | linux.IORING_SETUP_SUBMIT_ALL;
+        // Completions are run only when the worker asks for them (Linux 6.1), which is
+        // every turn of its loop; older kernels take the plain ring.
+        const deferred = linux.IORING_SETUP_SINGLE_ISSUER | linux.IORING_SETUP_DEFER_TASKRUN;
+        return setupWith(base | deferred) catch |err| switch (err) {
+            error.ArgumentsInvalid => setupWith(base),
+            else => err,
+        };
+    }
+
+    fn setupWith(flags: u32) !IoUring {
+        var params = std.mem.zeroes(linux.io_uring_params);
+        params.flags = flags;
+        params.cq_entries = cq_entries;
+        return IoUring.init_params(sq_entries, &params);
+    }
+
+    fn initBuffers(self: *Ring, allocator: std.mem.Allocator) !void {
+        self.mem = try compat.mapMemory(@as(usize, buffer_count) * buffer_bytes);
+        self.buffers = .{
+            .next = try allocator.alloc(u16, buffer_count),
+            .start = try allocator.alloc(u16, buffer_count),
+            .end = try allocator.alloc(u16, buffer_count),
+        };
+        IoUring.buf_ring_init(self.br);
+        var id: u16 = 0;
+        while (id < buffer_count) : (id += 1) self.put(id);
+    }
+
+    /// A multishot receive on a socket pair must deliver a byte and stay armed; the error
+    /// number's name otherwise (an old kernel's EINVAL).
+    fn probeMultishot(self: *Ring) ?[]const u8 {
+        var pair: [2]i32 = undefined;
+        const stream = linux.SOCK.STREAM | linux.SOCK.CLOEXEC;
+        const rc = linux.socketpair(linux.AF.UNIX, stream, 0, &pair);
+        if (compat.errno(rc) != .SUCCESS) return @tagName(compat.errno(rc));
+        defer _ = linux.close(pair[0]);
+        defer _ = linux.close(pair[1]);
+        const probe = token(Kind.quiet, 0, 0);
+        self.armRecv(probe, pair[0]) catch return "EBUSY";
+        _ = linux.write(pair[1], "x", 1);
+        var cqes: [1]linux.io_uring_cqe = undefined;
+        _ = self.ring.submit_and_wait(1) catch |err| return errnoName(err);
+        const n = self.ring.copy_cqes(&cqes, 1) catch |err| return errnoName(err);
+        if (n != 1) return "EIO";
+        const cqe = cqes[0];
+        if (cqe.res < 0) return @tagName(@as(linux.E, @enumFromInt(-cqe.res)));
+        if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) self.put(bufferId(cqe.flags));
+        if (cqe.flags & linux.IORING_CQE_F_MORE == 0) return "EINVAL";
+        // Its last completion comes on a later turn of the loop and is ignored there.
+        self.cancel(probe);
+        return null;
+    }
+
+    fn errnoName(err: anyerror) []const u8 {
+        return switch (err) {
+            error.PermissionDenied => "EPERM",
+            error.SystemOutdated => "ENOSYS",
+            error.ArgumentsInvalid => "EINVAL",
+            error.SystemResources => "ENOMEM",
+            error.ProcessFdQuotaExceeded => "EMFILE",
+            error.SystemFdQuotaExceeded => "ENFILE",
+            else => @errorName(err),
+        };
+    }
+
+    fn sqe(self: *Ring) !*linux.io_uring_sqe {
+        return self.ring.get_sqe() catch {
+            // Full: what is queued goes to the kernel now, and room is made.
+            _ = try self.ring.submit();
+            return self.ring.get_sqe();
+        };
+    }
+
+    /// Watches the epoll set: a completion whenever one of its descriptors is ready.
+    pub fn armEpoll(self: *Ring, epfd: linux.fd_t) !void {
+        const e = try self.sqe();
+        e.prep_poll_add(epfd, linux.POLL.IN);
+        e.len = linux.IORING_POLL_ADD_MULTI;
+        e.user_data = token(Kind.epoll, 0, 0);
+    }
+
+    pub fn armAccept(self: *Ring, user_data: u64, fd: linux.fd_t) !void {
+        const e = try self.sqe();
+        e.prep_multishot_accept(fd, null, null, linux.SOCK.NONBLOCK | linux.SOCK.CLOEXEC);
+        e.user_data = user_data;
+    }
+
+    pub fn armRecv(self: *Ring, user_data: u64, fd: linux.fd_t) !void {
+        const e = try self.sqe();
+        e.prep_rw(.RECV, fd, 0, 0, 0);
+        e.flags |= linux.IOSQE_BUFFER_SELECT;
+        e.buf_index = group_id;
+        e.ioprio |= linux.IORING_RECV_MULTISHOT;
+        e.user_data = user_data;
+    }
+
+    pub fn armPoll(self: *Ring, user_data: u64, fd: linux.fd_t, mask: u32) !void {
+        const e = try self.sqe();
+        e.prep_poll_add(fd, mask);
+        e.user_data = user_data;
+    }
+
+    /// Cancels the operation with token `target`; its last completion says when it ended.
+    pub fn cancel(self: *Ring, target: u64) void {
+        // Only a full queue that the kernel will not take fails this: the operation then
+        // ends with its descriptor's connection (or at exit), as it would have anyway.
+        const e = self.sqe() catch return;
+        e.prep_cancel(target, 0);
+        e.user_data = token(Kind.quiet, 0, 0);
+    }
+
+    /// Gives buffer `id` back to the kernel.
+    pub fn put(self: *Ring, id: u16) void {
+        const buf = self.mem[@as(usize, id) * buffer_bytes ..][0..buffer_bytes];
+        IoUring.buf_ring_add(self.br, buf, id, IoUring.buf_ring_mask(buffer_count), 0);
+        IoUring.buf_ring_advance(self.br, 1);
+    }
+
+    /// Submits what is queued and waits up to `timeout_ms` (-1: no limit, 0: not at all) for
+    /// a completion, in one io_uring_enter.
+    pub fn wait(self: *Ring, timeout_ms: i32) !void {
+        const to_submit = self.ring.flush_sq();
+        var ts: linux.kernel_timespec = .{
+            .sec = @divTrunc(timeout_ms, 1000),
+            .nsec = @as(i64, @rem(timeout_ms, 1000)) * std.time.ns_per_ms,
+        };
+        var arg: linux.io_uring_getevents_arg = .{
+            .sigmask = 0,
+            .sigmask_sz = 0,
+            .pad = 0,
+            .ts = if (timeout_ms >= 0) @intFromPtr(&ts) else 0,
+        };
+        const min: u32 = if (timeout_ms == 0) 0 else 1;
+        const flags = linux.IORING_ENTER_GETEVENTS | linux.IORING_ENTER_EXT_ARG;
+        const rc = linux.syscall6(
+            .io_uring_enter,
+            @as(usize, @bitCast(@as(isize, self.ring.fd))),
+            to_submit,
+            min,
+            flags,
+            @intFromPtr(&arg),
+            @sizeOf(linux.io_uring_getevents_arg),
+        );
+        switch (compat.errno(rc)) {
+            // Timed out, a signal, or completions the kernel holds back until read.
+            .SUCCESS, .TIME, .INTR, .BUSY, .AGAIN => {},
+            else => |e| {
+                enter_errno = e;
+                return error.Unexpected;
+            },
+        }
+    }
+
+    /// Completions that arrived, into `cqes`; 0 when none is left.
+    pub fn completions(self: *Ring, cqes: []linux.io_uring_cqe) u32 {
+        return self.ring.copy_cqes(cqes, 0) catch 0;
+    }
+};
+
+/// The error number of the last failed wait, for the message.
+pub var enter_errno: linux.E = .SUCCESS;
+
+/// A completion's token: what it is for (see `Kind`), the slot and its generation.
+pub fn token(kind: u8, generation: u32, index: u32) u64 {
+    return (Token{ .kind = kind, .generation = @truncate(generation), .index = index }).encode();
+}
+
+pub fn bufferId(flags: u32) u16 {
+    return @intCast(flags >> linux.IORING_CQE_BUFFER_SHIFT);
+}
+
+pub fn hasMore(flags: u32) bool {
+    return flags & linux.IORING_CQE_F_MORE != 0;
+}
+
+test "queues hand out bytes in arrival order and free each buffer once read whole" {
+    var next: [4]u16 = undefined;
+    var start: [4]u16 = undefined;
+    var end: [4]u16 = undefined;
+    var b: Buffers = .{ .next = &next, .start = &start, .end = &end };
+    var mem: [4 * buffer_bytes]u8 = undefined;
+    @memcpy(mem[2 * buffer_bytes ..][0..3], "abc");
+    @memcpy(mem[1 * buffer_bytes ..][0..2], "de");
+    var q: Queue = .{};
+    try std.testing.expect(q.isEmpty());
+    b.push(&q, 2, 3);
+    b.push(&q, 1, 2);
+    try std.testing.expectEqual(@as(u32, 5), q.bytes);
+    var dest: [4]u8 = undefined;
+    var freed: u16 = undefined;
+    try std.testing.expectEqual(@as(usize, 2), b.takeFront(&q, &mem, dest[0..2], &freed));
+    try std.testing.expectEqual(none, freed);
+    try std.testing.expectEqual(@as(usize, 1), b.takeFront(&q, &mem, dest[2..], &freed));
+    try std.testing.expectEqual(@as(u16, 2), freed);
+    try std.testing.expectEqualStrings("abc", dest[0..3]);
+    try std.testing.expectEqual(@as(u16, 1), b.popFront(&q));
+    try std.testing.expectEqual(none, b.popFront(&q));
+    try std.testing.expect(q.isEmpty() and q.bytes == 0 and q.tail == none);
+    q.eof = true;
+    try std.testing.expect(!q.isEmpty());
+}
+
+test "ring tokens carry kind, generation and slot" {
+    const t = Token.decode(token(Kind.recv, 0x1abcdef, 42));
+    try std.testing.expectEqual(Kind.recv, t.kind);
+    try std.testing.expectEqual(@as(u24, 0xabcdef), t.generation);
+    try std.testing.expectEqual(@as(u32, 42), t.index);
+    try std.testing.expect(hasMore(linux.IORING_CQE_F_MORE));
+    try std.testing.expectEqual(@as(u16, 7), bufferId(7 << linux.IORING_CQE_BUFFER_SHIFT | 1));
+}
