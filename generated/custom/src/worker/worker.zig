@@ -344,8 +344,10 @@ pub const Worker = struct {
                 if (reason == .immediate) return self.closeAll(reason);
                 // Datagram modules' calls in flight are answered first, as connections are.
                 const calls = handlers.upstream.datagramsInFlight();
+                // So are UDP replies kept for room, and connections the ring accepted.
                 const waiting = self.repliesWaiting();
-                if (self.openCount() == 0 and calls == 0 and waiting == 0 and self.acceptsSettled()) {
+                const settled = self.acceptsSettled();
+                if (self.openCount() == 0 and calls == 0 and waiting == 0 and settled) {
                     return self.closeAll(reason);
                 }
                 const drain = &self.drain.?;
