@@ -273,6 +273,26 @@ pub fn reportHeldPort(l: *const config.Listener, endpoint: address.Endpoint) voi
     line.emit();
 }
 
+/// A port this supervisor would open is held by a socket that shares it with nobody: no
+/// SO_REUSEPORT socket can bind it, so the start would fail anyway; said plainly.
+pub fn reportPortInUse(l: *const config.Listener, endpoint: address.Endpoint) void {
+    var text: [64]u8 = undefined;
+    const host = address.format(endpoint.address, &text);
+    var why: [512]u8 = undefined;
+    const message = compat.bufPrint(&why, "{s} port {d} on {s} is in use by a socket that " ++
+        "does not share it (a listener without SO_REUSEPORT, another user's, or a " ++
+        "connection's local port: `ss -anp 'sport = :{d}'` shows it); free the port or " ++
+        "listen on another", .{ @tagName(l.protocol), endpoint.port, host, endpoint.port }) catch
+        why[0..0];
+    log.err("listener {s}: {s}", .{ l.name, message });
+    var line = Line.begin("error");
+    line.string("listener", l.name);
+    line.string("phase", "join");
+    line.string("error", "PortInUse");
+    line.string("message", message);
+    line.emit();
+}
+
 /// Says at start what a stop or restart will do with connections queued on a closing
 /// listener, given the kernel's net.ipv4.tcp_migrate_req.
 pub fn logMigrationPolicy(mode: Mode) void {

@@ -6,6 +6,8 @@
  * start with the same one exits 1 naming the running pid.
  */
 import { existsSync } from "node:fs";
+import { once } from "node:events";
+import net from "node:net";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -72,6 +74,40 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: one instance unless asked", (versio
       expect(second.events.some((e) => e.event === "ready")).toBe(false);
       // Nothing of the second one is left, and the first one still answers.
       expect(await failuresAgainst(first.ready, 10)).toBe(0);
+    },
+  );
+
+  it(
+    "a port held by a socket that shares it with nobody is named in use, not a group to join",
+    { timeout: BUILD_TIMEOUT_MS },
+    async () => {
+      const binary = await binaryOf("supervised", version);
+      // A plain Node listener (no SO_REUSEPORT), and an outgoing connection's local port.
+      const plain = net.createServer((s) => s.destroy());
+      await new Promise<void>((resolve) => plain.listen(0, HOST, resolve));
+      const client = net.connect((plain.address() as net.AddressInfo).port, HOST);
+      await once(client, "connect");
+      try {
+        const holders = [(plain.address() as net.AddressInfo).port, client.localPort!];
+        for (const port of holders) {
+          const listen = ANY_LOOPBACK_PORT.map((a) =>
+            a.startsWith("who=") ? `who=${HOST}:${port}` : a,
+          );
+          const program = Program.start(binary, ["--workers", "1", ...listen]);
+          expect(await program.waitForExit(STOP_TIMEOUT_MS), program.stderr).toEqual({
+            code: 1,
+            signal: null,
+          });
+          type ErrorEvent = ServiceEvent & { message: string };
+          const error = await program.waitForEvent<ErrorEvent>("error", 1_000);
+          expect(error).toMatchObject({ phase: "join", listener: "who", error: "PortInUse" });
+          expect(error.message).toContain(`port ${port} on ${HOST} is in use`);
+          expect(error.message).not.toContain("--join");
+        }
+      } finally {
+        client.destroy();
+        await new Promise((resolve) => plain.close(resolve));
+      }
     },
   );
 

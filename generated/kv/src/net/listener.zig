@@ -81,13 +81,23 @@ pub fn open(
     return .{ .fd = fd, .port = port };
 }
 
-/// Whether another socket holds `endpoint` already for this listener's protocol: a
-/// listening TCP socket, or any bound UDP socket, whether or not it shares the port. Probed
-/// with a socket that does not ask to share it (no SO_REUSEPORT; SO_REUSEADDR for TCP only,
-/// so that connections in TIME_WAIT do not count), bound and closed at once. False when the
-/// probe cannot tell (the real open then says what is wrong).
-pub fn portHeld(listener: *const config.Listener, endpoint: address.Endpoint) bool {
-    if (endpoint.port == 0) return false;
+/// Who holds a port this program means to open: nobody, a group it can join (sockets with
+/// SO_REUSEPORT of the same user), or a socket that shares it with nobody (a listener
+/// without SO_REUSEPORT, another user's, or an outgoing connection's local port).
+pub const Holder = enum { none, group, other };
+
+/// Who holds `endpoint` already for this listener's protocol: probed with a socket that does
+/// not ask to share it, then (when that one meets a holder) with one that does. `.none` when
+/// the probe cannot tell (the real open then says what is wrong).
+pub fn portHolder(listener: *const config.Listener, endpoint: address.Endpoint) Holder {
+    if (endpoint.port == 0 or !probeInUse(listener, endpoint, false)) return .none;
+    return if (probeInUse(listener, endpoint, true)) .other else .group;
+}
+
+/// Whether binding a socket to `endpoint` meets EADDRINUSE; with `share`, the socket asks
+/// for SO_REUSEPORT as the listeners do. SO_REUSEADDR for TCP only, so that connections in
+/// TIME_WAIT do not count. The socket is closed at once.
+fn probeInUse(listener: *const config.Listener, endpoint: address.Endpoint, share: bool) bool {
     const family: u32 = if (endpoint.address.isIp6()) linux.AF.INET6 else linux.AF.INET;
     const kind: u32 = switch (listener.protocol) {
         .tcp => linux.SOCK.STREAM,
@@ -97,6 +107,9 @@ pub fn portHeld(listener: *const config.Listener, endpoint: address.Endpoint) bo
     defer sys.close(fd);
     if (listener.protocol == .tcp) {
         sys.setsockoptInt(fd, linux.SOL.SOCKET, linux.SO.REUSEADDR, 1) catch return false;
+    }
+    if (share) {
+        sys.setsockoptInt(fd, linux.SOL.SOCKET, linux.SO.REUSEPORT, 1) catch return false;
     }
     if (endpoint.address.isIp6()) {
         const v6_only: c_int = @intFromBool(listener.options.v6_only);

@@ -1416,8 +1416,12 @@ fn openSockets(
     // from its bind): what the kernel gave them would be lost when they close.
     for (&config.listeners, 0..) |*l, i| {
         const own = passed.countFor(i) == 0;
-        if (options.join or !own or !listener.portHeld(l, opened.endpoints[i])) continue;
-        events.reportHeldPort(l, opened.endpoints[i]);
+        if (options.join or !own) continue;
+        switch (listener.portHolder(l, opened.endpoints[i])) {
+            .none => continue,
+            .group => events.reportHeldPort(l, opened.endpoints[i]),
+            .other => events.reportPortInUse(l, opened.endpoints[i]),
+        }
         return null;
     }
     var count: usize = 0;

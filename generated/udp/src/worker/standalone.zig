@@ -213,7 +213,7 @@ fn gather(
             continue;
         }
         // Independent processes share a port by design: say when the group had members.
-        const joined = listener.portHeld(l, endpoints[i]);
+        const joined = listener.portHolder(l, endpoints[i]) == .group;
         var failure: listener.Failure = .{};
         const bound = listener.open(l, endpoints[i], &failure) catch {
             events.reportOpenFailure(l, endpoints[i], failure);
