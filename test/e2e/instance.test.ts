@@ -83,7 +83,9 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: one instance unless asked", (versio
     async () => {
       const binary = await binaryOf("supervised", version);
       // A plain Node listener (no SO_REUSEPORT), and an outgoing connection's local port.
-      const plain = net.createServer((s) => s.destroy());
+      // The server keeps its end open: a closed one would let the client's port go at once.
+      const accepted: net.Socket[] = [];
+      const plain = net.createServer((s) => accepted.push(s));
       await new Promise<void>((resolve) => plain.listen(0, HOST, resolve));
       const client = net.connect((plain.address() as net.AddressInfo).port, HOST);
       await once(client, "connect");
@@ -106,6 +108,7 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s: one instance unless asked", (versio
         }
       } finally {
         client.destroy();
+        for (const s of accepted) s.destroy();
         await new Promise((resolve) => plain.close(resolve));
       }
     },

@@ -86,11 +86,14 @@ export function violations(file: string, text: string): Violation[] {
     }
   });
   lines.forEach((line, i) => {
-    // 0.17's `zig fmt` rewrites it to `@backingInt`, which older releases lack: the file
-    // would fail the fmt check on 0.17 or stop compiling on the others once formatted.
+    // 0.17's `zig fmt` rewrites them to `@backingInt` and `@fromBackingInt`, which older
+    // releases lack: the file would fail the fmt check on 0.17 or stop compiling on the
+    // others once formatted.
     const code = line.replace(/\/\/.*$/, "");
-    if (code.includes("@intFromEnum(")) {
-      found.push({ key: `enum ${file} ${line.trim()}`, where: `${file}:${i + 1}: @intFromEnum` });
+    for (const builtin of ["@intFromEnum(", "@enumFromInt("]) {
+      if (code.includes(builtin)) {
+        found.push({ key: `enum ${file} ${line.trim()}`, where: `${file}:${i + 1}: ${builtin}` });
+      }
     }
   });
   if (text.includes("const assert = std.debug.assert;")) {

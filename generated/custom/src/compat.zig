@@ -122,8 +122,6 @@ fn lengthPrefixed(comptime corpus: []const []const u8) []const []const u8 {
     return &final;
 }
 
-/// Moves `src` to the start of `dest`, which may overlap it from the left. 0.15 deprecated
-/// `std.mem.copyForwards` for `@memmove`, a builtin 0.14 does not know, so the loop is ours.
 /// Registers a ring of provided buffers with io_uring (Zig 0.15 added the flags argument).
 pub fn setupBufRing(fd: linux.fd_t, entries: u16, group_id: u16) !BufRing {
     const IoUring = linux.IoUring;
@@ -136,7 +134,14 @@ pub fn setupBufRing(fd: linux.fd_t, entries: u16, group_id: u16) !BufRing {
 const setup_buf_ring_info = @typeInfo(@TypeOf(linux.IoUring.setup_buf_ring)).@"fn";
 pub const BufRing = @typeInfo(setup_buf_ring_info.return_type.?).error_union.payload;
 
+/// Moves `src` to the start of `dest`, which may overlap it from the left. 0.15 deprecated
+/// `std.mem.copyForwards` for `@memmove`, a builtin 0.14 does not know, so the loop is ours.
 pub fn copyLeft(dest: []u8, src: []const u8) void {
+    moveLeft(u8, dest, src);
+}
+
+/// `copyLeft` for any element type.
+pub fn moveLeft(comptime T: type, dest: []T, src: []const T) void {
     std.debug.assert(dest.len >= src.len);
     for (dest[0..src.len], src) |*d, s| d.* = s;
 }
@@ -145,6 +150,12 @@ pub fn copyLeft(dest: []u8, src: []const u8) void {
 pub fn errno(rc: usize) linux.E {
     if (comptime @hasDecl(linux, "errno")) return linux.errno(rc);
     return linux.E.init(rc);
+}
+
+/// The error number of an io_uring completion's negative result. Not `@enumFromInt`, which
+/// the `zig fmt` of 0.17 rewrites to a builtin the older releases lack.
+pub fn errnoOf(res: i32) linux.E {
+    return errno(@bitCast(@as(isize, res)));
 }
 
 pub fn emptySigset() linux.sigset_t {

@@ -927,7 +927,7 @@ pub const Connections = struct {
             self.onEvent(Token.decode(self.tokenOf(slot)), linux.EPOLL.IN, now_ms);
         }
         const later = self.ready[n..self.ready_len];
-        std.mem.copyForwards(u32, self.ready[0..later.len], later);
+        compat.moveLeft(u32, self.ready[0..later.len], later);
         self.ready_len = @intCast(later.len);
     }
 
@@ -945,7 +945,7 @@ pub const Connections = struct {
             ring.buffers.push(&c.queue, ring_mod.bufferId(flags), @intCast(res));
         } else if (res == 0) {
             c.queue.eof = true;
-        } else switch (@as(linux.E, @enumFromInt(-res))) {
+        } else switch (compat.errnoOf(res)) {
             // Out of buffers, cancelled or interrupted: armed again below if still wanted.
             .NOBUFS, .CANCELED, .INTR, .AGAIN => {},
             else => c.queue.failed = true,

@@ -225,7 +225,7 @@ pub const Ring = struct {
         const n = self.ring.copy_cqes(&cqes, 1) catch |err| return errnoName(err);
         if (n != 1) return "EIO";
         const cqe = cqes[0];
-        if (cqe.res < 0) return @tagName(@as(linux.E, @enumFromInt(-cqe.res)));
+        if (cqe.res < 0) return @tagName(compat.errnoOf(cqe.res));
         if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) self.put(bufferId(cqe.flags));
         if (cqe.flags & linux.IORING_CQE_F_MORE == 0) return "EINVAL";
         // Its last completion comes on a later turn of the loop and is ignored there.

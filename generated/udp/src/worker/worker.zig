@@ -443,7 +443,7 @@ pub const Worker = struct {
             if (self.accepted_len == self.accepted.len) return refuse(res);
             self.accepted[self.accepted_len] = .{ .fd = res, .socket_index = socket_index };
             self.accepted_len += 1;
-        } else if (@as(linux.E, @enumFromInt(-res)) != .CANCELED) {
+        } else if (compat.errnoOf(res) != .CANCELED) {
             const fd = self.options.sockets[socket_index].fd;
             if (sys.result(res)) |_| {} else |err| _ = self.acceptFailed(fd, err, now_ms);
         }
@@ -786,7 +786,7 @@ pub const Worker = struct {
             if (!self.place(self.accepted[placed], now_ms)) break;
         }
         const waiting = self.accepted[placed..self.accepted_len];
-        std.mem.copyForwards(Accepted, self.accepted[0..waiting.len], waiting);
+        compat.moveLeft(Accepted, self.accepted[0..waiting.len], waiting);
         self.accepted_len = @intCast(waiting.len);
     }
 
