@@ -66,6 +66,11 @@ export function fullMatrixVersions(versions: readonly string[], matrix: Matrix):
   return versions.filter((v) => ends.has(v));
 }
 
+/** The newest of `versions` (by release, whatever the order they were given in). */
+export function newestOf(versions: readonly string[]): string | undefined {
+  return [...versions].sort(byRelease).at(-1);
+}
+
 function byRelease(a: string, b: string): number {
   const [pa, pb] = [parseZigVersion(a), parseZigVersion(b)];
   if (pa === undefined || pb === undefined) return a.localeCompare(b);
