@@ -77,6 +77,8 @@ pub const Identity = struct {
     generation: u32,
 };
 
+const Sending = enum(u2) { no, queued, submitted };
+
 const Connection = struct {
     fd: sys.Fd = closed,
     generation: u32 = 0,
@@ -119,6 +121,15 @@ const Connection = struct {
     poll: ring_mod.Op = .idle,
     poll_mask: u32 = 0,
     queue: ring_mod.Queue = .{},
+    /// With io_uring, its output goes out through the ring (see `flushRing`): one send is
+    /// queued for the turn's io_uring_enter, then submitted; until its completion is handled
+    /// the output is not touched and the handler does not run. What the last one did: bytes
+    /// went out (not yet reported to `serve`), the socket was full, or the send failed.
+    sending: Sending = .no,
+    send_spill: bool = false,
+    send_progressed: bool = false,
+    send_blocked: bool = false,
+    send_failed: bool = false,
     /// Bytes read from the connection so far, and their count when its request began.
     read_bytes: u64 = 0,
     request_read_bytes: u64 = 0,
@@ -149,6 +160,10 @@ pub const Connections = struct {
     ready: []u32 = &.{},
     ready_len: u32 = 0,
     is_ready: []bool = &.{},
+    /// With io_uring: the connections whose send waits for the turn's io_uring_enter.
+    sends: []u32 = &.{},
+    sends_len: u32 = 0,
+    is_sending: []bool = &.{},
 
     pub fn init(
         allocator: std.mem.Allocator,
@@ -201,6 +216,9 @@ pub const Connections = struct {
         self.ready = try allocator.alloc(u32, 2 * self.slots.len);
         self.is_ready = try allocator.alloc(bool, self.slots.len);
         @memset(self.is_ready, false);
+        self.sends = try allocator.alloc(u32, self.slots.len);
+        self.is_sending = try allocator.alloc(bool, self.slots.len);
+        @memset(self.is_sending, false);
         self.ring = ring;
     }
 
@@ -275,7 +293,8 @@ pub const Connections = struct {
             const age_ms = now_ms -| self.deadlines.sinceMs(slot, .request).?;
             if (age_ms < slow_request_ms) return null;
             const bytes = c.read_bytes - c.request_read_bytes;
-            const quiet = !c.watching_out and !c.read_paused and c.out_start == c.out_end;
+            const quiet = !c.watching_out and !c.read_paused and c.out_start == c.out_end and
+                c.sending == .no;
             if (quiet and bytes * 1000 < slow_bytes_per_s * age_ms) return slot;
             candidate = self.deadlines.after(slot, .request);
         }
@@ -480,12 +499,18 @@ pub const Connections = struct {
     pub fn onEvent(self: *Connections, token: Token, events: u32, now_ms: u64) void {
         const c = self.current(token) orelse return;
         if (c.lingering) return self.discardInput(token.index);
+        // A send on the ring: its completion serves on (received bytes wait in the queue).
+        if (c.sending != .no) return;
         if (c.watching_out) {
             const generation = c.generation;
             const writable = linux.EPOLL.OUT | linux.EPOLL.HUP | linux.EPOLL.ERR;
-            if (events & writable != 0) self.serve(token.index, now_ms);
+            if (events & writable != 0) {
+                c.send_blocked = false;
+                self.serve(token.index, now_ms);
+            }
             // Read on while the output waits, when `watch` asked for input too.
             if (c.fd == closed or c.generation != generation or c.lingering) return;
+            if (c.sending != .no) return;
             const readable = linux.EPOLL.IN | linux.EPOLL.RDHUP;
             if (c.watching_out and c.events & linux.EPOLL.IN != 0 and events & readable != 0) {
                 self.readAndHandle(token.index, now_ms);
@@ -691,7 +716,7 @@ pub const Connections = struct {
         assert(!c.lingering);
         // Each round consumes input, so the rounds are bounded by the input buffer.
         var rounds: usize = 0;
-        var wrote = false;
+        var wrote = c.send_progressed;
         while (rounds <= config.read_buffer_bytes) : (rounds += 1) {
             if (c.spill.over_limit) return self.closeOverLimit(slot);
             wrote = wrote or outputWaits(c);
@@ -716,6 +741,13 @@ pub const Connections = struct {
                     return self.watch(slot, true);
                 },
                 .failed => return self.close(slot),
+                .queued => |progressed| {
+                    // Sent with the turn's io_uring_enter; `onSend` serves on.
+                    if (progressed or self.deadlines.kindOf(slot) != .write) {
+                        self.deadlines.arm(slot, .write, now_ms);
+                    }
+                    return;
+                },
                 .sent => {},
             }
             if (c.close_after_flush) return self.finish(slot, now_ms);
@@ -779,9 +811,13 @@ pub const Connections = struct {
         /// The socket is full; whether some bytes went out before it filled.
         blocked: bool,
         failed,
+        /// With io_uring: a send waits for the turn's io_uring_enter; whether some bytes went
+        /// out before.
+        queued: bool,
     };
 
     fn flush(self: *Connections, slot: u32) FlushResult {
+        if (self.ring != null) return self.flushRing(slot);
         const c = &self.slots[slot];
         const out = self.outBuf(slot);
         assert(c.out_start <= c.out_end);
@@ -821,6 +857,89 @@ pub const Connections = struct {
         c.out_start = 0;
         c.out_end = 0;
         return .sent;
+    }
+
+    /// `flush` with io_uring: what the last send on the ring did is reported, and while output
+    /// waits one send (of the spill's front chunk, or of the write buffer) is queued for the
+    /// turn's io_uring_enter (`submitSends`); its completion (`onSend`) serves on.
+    fn flushRing(self: *Connections, slot: u32) FlushResult {
+        const c = &self.slots[slot];
+        assert(c.sending == .no);
+        assert(c.out_start <= c.out_end);
+        if (c.send_failed) return .failed;
+        if (outputWaits(c) and !c.close_after_flush) markOngoing(c);
+        const progressed = c.send_progressed;
+        c.send_progressed = false;
+        if (c.send_blocked) {
+            // Full until the ring's poll says otherwise (see `onEvent`).
+            markOngoing(c);
+            return .{ .blocked = progressed };
+        }
+        if (outputWaits(c)) {
+            c.sending = .queued;
+            if (!self.is_sending[slot]) {
+                self.is_sending[slot] = true;
+                self.sends[self.sends_len] = slot;
+                self.sends_len += 1;
+            }
+            return .{ .queued = progressed };
+        }
+        c.out_start = 0;
+        c.out_end = 0;
+        return .sent;
+    }
+
+    /// Queues on the ring the sends of the turn, just before its io_uring_enter: nothing
+    /// touches their bytes between here and that system call, which completes them.
+    pub fn submitSends(self: *Connections, ring: *ring_mod.Ring) void {
+        var kept: u32 = 0;
+        for (self.sends[0..self.sends_len]) |slot| {
+            self.is_sending[slot] = false;
+            const c = &self.slots[slot];
+            // Closed since (its slot perhaps reused): nothing goes out.
+            if (c.fd == closed or c.sending != .queued) continue;
+            c.send_spill = !c.spill.isEmpty();
+            const bytes = if (c.send_spill)
+                c.spill.front(&self.pool)
+            else
+                self.outBuf(slot)[c.out_start..c.out_end];
+            assert(bytes.len > 0);
+            ring.send(self.tokenFor(slot, ring_mod.Kind.send), c.fd, bytes) catch {
+                // Only a full queue the kernel will not take: the next turn tries again.
+                self.is_sending[slot] = true;
+                self.sends[kept] = slot;
+                kept += 1;
+                continue;
+            };
+            c.sending = .submitted;
+        }
+        self.sends_len = kept;
+    }
+
+    /// A completion of a connection's send: bytes went out, the socket was full (`EAGAIN`),
+    /// or the connection failed (`EPIPE`, `ECONNRESET`: closed as a failed `send` is). One
+    /// for a connection closed since is ignored: its bytes were read by the io_uring_enter
+    /// that submitted it, and nothing else refers to them.
+    pub fn onSend(self: *Connections, token: Token, res: i32, now_ms: u64) void {
+        const c = self.current(token) orelse return;
+        if (c.sending != .submitted) return;
+        c.sending = .no;
+        if (res > 0) {
+            const n: u32 = @intCast(res);
+            if (c.send_spill) {
+                c.spill.advance(&self.pool, n);
+            } else {
+                assert(n <= c.out_end - c.out_start);
+                c.out_start += n;
+            }
+            c.send_progressed = true;
+        } else if (res < 0) switch (compat.errnoOf(res)) {
+            .AGAIN => c.send_blocked = true,
+            // Sent again by `serve`.
+            .INTR => {},
+            else => c.send_failed = true,
+        };
+        self.serve(token.index, now_ms);
     }
 
     /// The connection sends something that is not its last answer: its socket options for
@@ -1100,7 +1219,7 @@ pub const Connections = struct {
                 .request => {
                     self.countTimeout(due.slot, .request);
                     // A client that neither finished its request nor reads our output.
-                    if (c.watching_out or c.out_end != 0) {
+                    if (c.watching_out or c.out_end != 0 or c.sending != .no) {
                         self.close(due.slot);
                     } else {
                         self.answerTimeout(due.slot, now_ms);
@@ -1125,7 +1244,7 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         assert(c.fd != closed);
         if (c.lingering) return;
-        if (c.watching_out) {
+        if (c.watching_out or c.sending != .no) {
             c.timer_due = true;
             return;
         }

@@ -46,6 +46,7 @@ pub const Kind = struct {
     pub const poll: u8 = 11;
     /// A cancellation's own completion, and the probe's: nothing to do.
     pub const quiet: u8 = 12;
+    pub const send: u8 = 13;
 };
 
 /// The state of a multishot (or one-shot) operation on the ring.
@@ -273,6 +274,16 @@ pub const Ring = struct {
         e.flags |= linux.IOSQE_BUFFER_SELECT;
         e.buf_index = group_id;
         e.ioprio |= linux.IORING_RECV_MULTISHOT;
+        e.user_data = user_data;
+    }
+
+    /// A send that never waits (`MSG_DONTWAIT`): the kernel tries it while it takes the
+    /// submission and completes it there, with the bytes it took or `EAGAIN`, rather than
+    /// waiting for room later. So `bytes` are read by the `io_uring_enter` that submits it and
+    /// not after: they may change once it returned, as after a `send` system call.
+    pub fn send(self: *Ring, user_data: u64, fd: linux.fd_t, bytes: []const u8) !void {
+        const e = try self.sqe();
+        e.prep_send(fd, bytes, linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL);
         e.user_data = user_data;
     }
 

@@ -394,6 +394,8 @@ pub const Worker = struct {
         const ring = self.ring orelse
             return sys.epollWait(self.epfd, events, self.waitTimeoutMs(now_ms));
         const busy = self.epoll_hot or self.conns.hasReady();
+        // The turn's sends go with its one io_uring_enter, and complete in it.
+        self.conns.submitSends(ring);
         try ring.wait(if (busy) 0 else self.waitTimeoutMs(now_ms));
         const woke = sys.monotonicMs();
         var cqes: [completion_batch]linux.io_uring_cqe = undefined;
@@ -427,6 +429,7 @@ pub const Worker = struct {
             },
             ring_mod.Kind.recv => self.conns.onRecv(t, cqe.res, cqe.flags, now_ms),
             ring_mod.Kind.poll => self.conns.onPoll(t, cqe.res, now_ms),
+            ring_mod.Kind.send => self.conns.onSend(t, cqe.res, now_ms),
             // A cancellation's own completion, or the probe's receive (whose buffer goes back).
             else => if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) {
                 ring.put(ring_mod.bufferId(cqe.flags));
