@@ -20,7 +20,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { buildBenchService } from "./service.mjs";
-import { ensureTools, median } from "./common.mjs";
+import { ensureTools, groupCpuTicks, median } from "./common.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -40,6 +40,11 @@ const OURS_PORT = 16390;
 const REDIS_PORT = 16391;
 const URING_PORT = 16392;
 const children = [];
+/** The process group of each server (each is started as the leader of its own). */
+const groups = {};
+const CLK_TCK = Number(
+  spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim() || 100,
+);
 const tmp = mkdtempSync(path.join(os.tmpdir(), "bench-resp-"));
 process.on("exit", () => {
   for (const c of children) {
@@ -81,7 +86,9 @@ for (const pipeline of pipelines) {
   results[pipeline] = Object.fromEntries(names.map((name) => [name, []]));
   for (let round = 1; round <= Number(args.rounds); round += 1) {
     const order = round % 2 ? names : [...names].reverse();
-    for (const name of order) results[pipeline][name].push(benchmark(ports[name], pipeline));
+    for (const name of order) {
+      results[pipeline][name].push(benchmark(ports[name], pipeline, groups[name]));
+    }
   }
 }
 report();
@@ -90,6 +97,7 @@ process.exit(0);
 async function start(name, command, argv) {
   const child = spawn(command, argv, { detached: true, stdio: "ignore" });
   children.push(child);
+  groups[name] = child.pid;
   child.on("exit", (code) => {
     if (code !== null && code !== 0) process.stderr.write(`bench:resp: ${name} exited ${code}\n`);
   });
@@ -104,20 +112,27 @@ async function waitForPing(port) {
   throw new Error(`nothing answers PING on port ${port}`);
 }
 
-/** One redis-benchmark run: requests per second by test name. */
-function benchmark(port, pipeline) {
+/**
+ * One redis-benchmark run: requests per second by test name, and the server's CPU time (user
+ * and system, summed over its process group) per request over the whole run, in µs.
+ */
+function benchmark(port, pipeline, pgid) {
   const argv = [
     "-h", "127.0.0.1", "-p", String(port), "-n", args.requests, "-c", args.clients,
     "-P", String(pipeline), "-t", args.tests, "--csv",
   ];
+  const before = groupCpuTicks(pgid);
   const out = execFileSync("redis-benchmark", argv, { encoding: "utf8", timeout: 300_000 });
+  const after = groupCpuTicks(pgid);
   const rps = {};
   for (const line of out.split("\n").slice(1)) {
     const cells = line.split(",").map((c) => c.replaceAll('"', ""));
     if (cells.length < 2 || cells[0] === "") continue;
     rps[cells[0]] = Number(cells[1]);
   }
-  return rps;
+  const ticks = after.user + after.system - before.user - before.system;
+  const requests = Number(args.requests) * Object.keys(rps).length;
+  return { rps, cpuUs: (ticks / CLK_TCK) * 1e6 / requests };
 }
 
 function report() {
@@ -136,16 +151,25 @@ function report() {
       `${"test".padEnd(12)} ${"ours".padStart(12)} ${"redis".padStart(12)}  ratio` +
         (uring ? `  ${"io_uring".padStart(12)}  ratio` : ""),
     );
-    const tests = Object.keys(results[pipeline].ours[0] ?? {});
+    const tests = Object.keys(results[pipeline].ours[0]?.rps ?? {});
     for (const test of tests) {
-      const ours = median(results[pipeline].ours.map((r) => r[test]));
-      const redis = median(results[pipeline]["redis-server"].map((r) => r[test]));
+      const ours = median(results[pipeline].ours.map((r) => r.rps[test]));
+      const redis = median(results[pipeline]["redis-server"].map((r) => r.rps[test]));
       const ratio = (ours / redis).toFixed(2);
-      const ring = uring ? median(results[pipeline].uring.map((r) => r[test])) : 0;
+      const ring = uring ? median(results[pipeline].uring.map((r) => r.rps[test])) : 0;
       console.log(
         `${test.padEnd(12)} ${ours.toFixed(0).padStart(12)} ${redis.toFixed(0).padStart(12)}  ${ratio}` +
           (uring ? `  ${ring.toFixed(0).padStart(12)}  ${(ring / redis).toFixed(2)}` : ""),
       );
     }
+    // Over every test of a run: the figure that shows a server's cost when the client,
+    // sharing the machine's cores, sets the pace.
+    const cpu = (name) => median(results[pipeline][name].map((r) => r.cpuUs));
+    const redisCpu = cpu("redis-server");
+    const line = names.map((name) => {
+      const ratio = name === "redis-server" ? "" : ` (${(cpu(name) / redisCpu).toFixed(2)}x redis)`;
+      return `${name === "uring" ? "io_uring" : name} ${cpu(name).toFixed(2)}${ratio}`;
+    });
+    console.log(`server CPU per request, us (median of the rounds): ${line.join(", ")}`);
   }
 }
