@@ -58,6 +58,7 @@ const WRAPPERS = new Set([
   "prlimit",
   "setpriv",
   "env",
+  "systemd-socket-activate",
 ]);
 
 /** `args` with the suite's `--io` mode (`GEN_REUSEPORT_IO`) in front, where it applies. */
