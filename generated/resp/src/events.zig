@@ -265,13 +265,7 @@ pub fn reportHeldPort(l: *const config.Listener, endpoint: address.Endpoint) voi
         "or start with --join to share its clients on purpose", .{
         @tagName(l.protocol), endpoint.port, host,
     }) catch why[0..0];
-    log.err("listener {s}: {s}", .{ l.name, message });
-    var line = Line.begin("error");
-    line.string("listener", l.name);
-    line.string("phase", "join");
-    line.string("error", "PortServedByAnotherGroup");
-    line.string("message", message);
-    line.emit();
+    reportJoinError(l, "PortServedByAnotherGroup", message);
 }
 
 /// A port this supervisor would open is held by a socket that shares it with nobody: no
@@ -285,11 +279,16 @@ pub fn reportPortInUse(l: *const config.Listener, endpoint: address.Endpoint) vo
         "connection's local port: `ss -anp 'sport = :{d}'` shows it); free the port or " ++
         "listen on another", .{ @tagName(l.protocol), endpoint.port, host, endpoint.port }) catch
         why[0..0];
+    reportJoinError(l, "PortInUse", message);
+}
+
+/// Logs and emits the `error` event (phase `join`) that refuses a port at start.
+fn reportJoinError(l: *const config.Listener, error_name: []const u8, message: []const u8) void {
     log.err("listener {s}: {s}", .{ l.name, message });
     var line = Line.begin("error");
     line.string("listener", l.name);
     line.string("phase", "join");
-    line.string("error", "PortInUse");
+    line.string("error", error_name);
     line.string("message", message);
     line.emit();
 }
