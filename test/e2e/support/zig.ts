@@ -254,13 +254,14 @@ export async function runZigIn(
   args: readonly string[],
   cwd: string,
   version: string,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<{ ok: boolean; output: string }> {
   const { steps } = await buildLogged({
     version,
     zig,
     dir: cwd,
     steps: [args],
-    env: zigEnv(version),
+    env: { ...zigEnv(version), ...env },
     timeoutMs: ZIG_STEP_TIMEOUT_MS,
   });
   const [step] = steps;
