@@ -116,7 +116,7 @@ pub const spec_fingerprint = "16a50b884ab7fcee";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "7f7d66e19b2d57b6";
+pub const supervisor_fingerprint = "d8b3df1a0b79036a";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

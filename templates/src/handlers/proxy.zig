@@ -91,6 +91,9 @@ const Pair = struct {
     /// What epoll last said of each side, until a read or a send finds it untrue.
     readable: [2]bool = .{ false, false },
     writable: [2]bool = .{ false, false },
+    /// EPOLLRDHUP said the side's FIN came: every byte it sent before is queued, so a read
+    /// that empties the socket is followed by one that finds the end (see `readSome`).
+    fin_seen: [2]bool = .{ false, false },
     /// What each side is registered for; null: not in the epoll set.
     events: [2]?u32 = .{ null, null },
     /// `zeroCopy`: a pipe per direction (`pipes[client]` towards the server), bytes moved
@@ -308,6 +311,7 @@ fn connectNext(slot: u32, now_ms: u64) bool {
         // Tried at once when its connects complete that fast (`eager`), else on EPOLLOUT.
         p.writable[server] = eagerTry(p.listener_index, chosen);
         p.readable[server] = false;
+        p.fin_seen[server] = false;
         p.events[server] = null;
         s.active[chosen] += 1;
         listMove(slot, .connect, now_ms + proxy.connect_timeout_ms);
@@ -397,6 +401,7 @@ fn finishConnect(slot: u32, events: u32, now_ms: u64) void {
     p.writable[server] = true;
     // Watched for EPOLLIN (`connectingEvents`): the server spoke first.
     if (events & linux.EPOLL.IN != 0) p.readable[server] = true;
+    if (events & linux.EPOLL.RDHUP != 0) p.fin_seen[server] = true;
     markConnected(slot, now_ms);
     queue(slot);
 }
@@ -425,6 +430,7 @@ pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
     if (events & linux.EPOLL.ERR != 0) return abort(slot);
     if (events & (linux.EPOLL.IN | linux.EPOLL.HUP) != 0) p.readable[side] = true;
     if (events & linux.EPOLL.OUT != 0) p.writable[side] = true;
+    if (events & linux.EPOLL.RDHUP != 0) p.fin_seen[side] = true;
     if (events & linux.EPOLL.HUP != 0 and p.flows[side].eof) {
         // Both ways closed for this side: our FIN went to it, or it reset.
         if (!p.flows[1 - side].shut) return abort(slot);
@@ -529,7 +535,7 @@ fn transfer(slot: u32, from: usize, now_ms: u64) Broken!bool {
     while (rounds < 4) : (rounds += 1) {
         var progressed = false;
         if (f.pending() > 0 and p.writable[to]) {
-            const n = try sendSome(p, to, buf[f.start..f.end]);
+            const n = try sendSome(p, to, buf[f.start..f.end], f.eof);
             f.start += n;
             if (f.start == f.end) {
                 f.start = 0;
@@ -575,7 +581,7 @@ fn passThrough(slot: u32, from: usize, now_ms: u64) Broken!bool {
         f.eof = true;
         return true;
     }
-    const sent = sendSome(p, 1 - from, bytes[0..n]) catch |err| {
+    const sent = sendSome(p, 1 - from, bytes[0..n], f.eof) catch |err| {
         // Kept for the next server when the connect failed.
         @memcpy(buf[0..n], bytes[0..n]);
         f.start = 0;
@@ -637,9 +643,13 @@ fn spliceSome(p: *Pair, pipe_read: sys.Fd, to: usize, len: u32) Broken!u32 {
     return countMoved(p, to, splice.moveBytes(pipe_read, p.fds[to], len));
 }
 
-/// Bytes the socket took (0 when it is full: then it is watched for EPOLLOUT).
-fn sendSome(p: *Pair, to: usize, bytes: []const u8) Broken!u32 {
-    return countMoved(p, to, sys.send(p.fds[to], bytes));
+/// Bytes the socket took (0 when it is full: then it is watched for EPOLLOUT). `last`: they
+/// are the last of their flow, whose FIN goes on in this pump once they all went (`passFins`,
+/// or the pair's close): held for it with MSG_MORE, they and the FIN make one segment, one
+/// wake-up of the receiver instead of two.
+fn sendSome(p: *Pair, to: usize, bytes: []const u8, last: bool) Broken!u32 {
+    const fd = p.fds[to];
+    return countMoved(p, to, if (last) sys.sendBeforeFin(fd, bytes) else sys.send(fd, bytes));
 }
 
 /// What a send or splice towards side `to` did (`result`: its bytes or its error): the bytes,
@@ -666,7 +676,9 @@ fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
     return @intCast(n);
 }
 
-/// Bytes read (0: the side's FIN), or null when nothing waits.
+/// Bytes read (0: the side's FIN), or null when nothing waits. When the side's FIN is known
+/// to have come, the read that empties the socket is followed by one that finds its end
+/// (the flow's `eof`), so that the bytes and the FIN go on together (`sendSome`).
 fn readSome(p: *Pair, from: usize, into: []u8) Broken!?usize {
     const n = sys.recv(p.fds[from], into) catch |err| switch (err) {
         error.WouldBlock => {
@@ -676,9 +688,17 @@ fn readSome(p: *Pair, from: usize, into: []u8) Broken!?usize {
         error.Interrupted => return null,
         else => return error.Reset,
     };
+    if (n == 0 or n == into.len) return n;
     // A short read emptied the socket; level-triggered epoll says when more comes.
-    if (n > 0 and n < into.len) p.readable[from] = false;
-    return n;
+    p.readable[from] = false;
+    if (!p.fin_seen[from]) return n;
+    // Not assumed to be the end: a read also stops short at urgent data, with bytes behind.
+    const more = sys.recv(p.fds[from], into[n..]) catch |err| switch (err) {
+        error.WouldBlock, error.Interrupted => return n,
+        else => return error.Reset,
+    };
+    if (more == 0) p.flows[from].eof = true;
+    return n + more;
 }
 
 /// Registers each side for what it waits for, when that changed: input while its
@@ -690,7 +710,7 @@ fn rearm(slot: u32) void {
         if (fd == closed) continue;
         const from = &p.flows[side];
         var events: u32 = 0;
-        if (!from.eof and hasRoom(slot, side)) events |= linux.EPOLL.IN;
+        if (!from.eof and hasRoom(slot, side)) events |= linux.EPOLL.IN | linux.EPOLL.RDHUP;
         if (p.flows[1 - side].pending() > 0) events |= linux.EPOLL.OUT;
         if (side == server and p.phase == .connecting) events = connectingEvents(p);
         // Done both ways: out of the set, or its hang-up would wake every wait.
@@ -715,7 +735,8 @@ fn rearm(slot: u32) void {
 /// epoll change follows the connect (a failure shows as EPOLLERR/EPOLLHUP either way; a
 /// connect deadline checks whether it is connected before calling it failed).
 fn connectingEvents(p: *const Pair) u32 {
-    if (p.writable[server] and p.flows[client].pending() == 0) return linux.EPOLL.IN;
+    const input = linux.EPOLL.IN | linux.EPOLL.RDHUP;
+    if (p.writable[server] and p.flows[client].pending() == 0) return input;
     return linux.EPOLL.OUT;
 }
 
