@@ -104,6 +104,8 @@ const Pair = struct {
     pipe_full: [2]bool = .{ false, false },
     /// On the list of pairs to pump at the end of the turn (`endTurn`).
     queued: bool = false,
+    /// On the list of pairs to pump on the next turn (`later`).
+    deferred: bool = false,
     /// The server socket's ACKs wait for bytes to ride on (TCP_QUICKACK off, see
     /// `startConnect`) until the first bytes went.
     acks_delayed: bool = false,
@@ -145,6 +147,10 @@ var ready = false;
 const Queued = struct { slot: u32, generation: u24 };
 var turn: []Queued = &.{};
 var turn_len: usize = 0;
+/// Pairs that can move on without a new event (`canMove`), pumped on the next turn: the
+/// worker does not wait for events while there are some (`nextMs`).
+var later: []Queued = &.{};
+var later_len: usize = 0;
 /// Per listener and server: connects to it have been seen complete by the time connect(2)
 /// returned, so the client's first bytes are sent at once; otherwise a try every
 /// `eager_probe` connects finds out whether that changed.
@@ -168,6 +174,8 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !voi
     // A slot closed and reused within a turn may be queued twice: twice the pairs is enough.
     turn = try allocator.alloc(Queued, @as(usize, max) * 2);
     turn_len = 0;
+    later = try allocator.alloc(Queued, max);
+    later_len = 0;
     eager = @splat(@splat(true));
     eager_skipped = @splat(@splat(0));
     scratch = try allocator.alloc(u8, @max(config.read_buffer_bytes, config.write_buffer_bytes));
@@ -463,6 +471,15 @@ pub fn endTurn(now_ms: u64) void {
         pump(q.slot, now_ms);
     }
     turn_len = 0;
+    // Deferred by this turn's pumps, or an earlier turn's: each is pumped once per turn.
+    const deferred = later_len;
+    later_len = 0;
+    for (later[0..deferred]) |q| {
+        const p = &pairs[q.slot];
+        if (p.generation != q.generation or !p.deferred) continue;
+        p.deferred = false;
+        if (p.phase != .free) queue(q.slot);
+    }
 }
 
 /// Moves what can move in both directions; closes the pair when both are done.
@@ -482,6 +499,16 @@ fn pump(slot: u32, now_ms: u64) void {
     if (p.flows[client].shut and p.flows[server].shut) return close(slot);
     if (moved and p.phase == .open) listMove(slot, .idle, now_ms + idle_ms[p.listener_index]);
     rearm(slot);
+    if (p.phase != .free and canMove(slot)) deferPump(slot);
+}
+
+/// Pumps the pair again on the next turn, after the worker's other events (`later`).
+fn deferPump(slot: u32) void {
+    const p = &pairs[slot];
+    if (p.deferred) return;
+    p.deferred = true;
+    later[later_len] = .{ .slot = slot, .generation = p.generation };
+    later_len += 1;
 }
 
 /// After a pump of a connecting pair: whether an eager send to its server went through
@@ -701,32 +728,46 @@ fn readSome(p: *Pair, from: usize, into: []u8) Broken!?usize {
     return n + more;
 }
 
-/// Registers each side for what it waits for, when that changed: input while its
-/// direction has room and no FIN came, output while bytes wait for it (or its connect).
+/// Registers each side for what it waits for when it is not registered for it yet: input
+/// while its direction has room and no FIN came, output while bytes wait for it (or its
+/// connect). Edge-triggered: epoll reports a change once, so what a side no longer waits
+/// for stays registered (an end of input or a full buffer does not wake every wait), and a
+/// side changes its registration at most twice (output is added on its first full buffer).
+/// A side done both ways before it was registered is not.
 fn rearm(slot: u32) void {
     const p = &pairs[slot];
     for ([_]usize{ client, server }) |side| {
         const fd = p.fds[side];
         if (fd == closed) continue;
         const from = &p.flows[side];
-        var events: u32 = 0;
-        if (!from.eof and hasRoom(slot, side)) events |= linux.EPOLL.IN | linux.EPOLL.RDHUP;
-        if (p.flows[1 - side].pending() > 0) events |= linux.EPOLL.OUT;
-        if (side == server and p.phase == .connecting) events = connectingEvents(p);
-        // Done both ways: out of the set, or its hang-up would wake every wait.
-        const done = from.eof and p.flows[1 - side].shut;
-        if (done) {
-            if (p.events[side] != null) {
-                _ = linux.epoll_ctl(epoll_fd, linux.EPOLL.CTL_DEL, fd, null);
-                p.events[side] = null;
-            }
-            continue;
-        }
-        if (p.events[side] == events) continue;
+        var wanted: u32 = 0;
+        if (!from.eof and hasRoom(slot, side)) wanted |= linux.EPOLL.IN | linux.EPOLL.RDHUP;
+        if (p.flows[1 - side].pending() > 0) wanted |= linux.EPOLL.OUT;
+        if (side == server and p.phase == .connecting) wanted = connectingEvents(p);
+        const registered = p.events[side] orelse 0;
+        if (p.events[side] != null and wanted & ~registered == 0) continue;
+        if (p.events[side] == null and from.eof and p.flows[1 - side].shut) continue;
         const op: u32 = if (p.events[side] == null) linux.EPOLL.CTL_ADD else linux.EPOLL.CTL_MOD;
+        const events = registered | wanted | linux.EPOLL.ET;
         sys.epollCtl(epoll_fd, op, fd, events, tokenOf(slot, side)) catch return abort(slot);
         p.events[side] = events;
     }
+}
+
+/// Whether the pair can move bytes without a new event: a pump stops after a few rounds
+/// (`transfer`) with a side still readable or writable, and edge-triggered epoll says
+/// nothing more of a state that did not change. Every other stop is a read or send that
+/// found its socket empty or full, whose change epoll reports, or a full buffer, which a
+/// send from it empties.
+fn canMove(slot: u32) bool {
+    const p = &pairs[slot];
+    for ([_]usize{ client, server }) |from| {
+        const to = 1 - from;
+        const f = &p.flows[from];
+        if (f.pending() > 0 and p.writable[to]) return true;
+        if (!f.eof and p.readable[from] and hasRoom(slot, from)) return true;
+    }
+    return false;
 }
 
 /// What a connecting server socket waits for: EPOLLOUT (the connect's end) when bytes wait
@@ -800,6 +841,7 @@ pub fn closeAll() void {
     for (pairs, 0..) |p, slot| if (p.phase != .free) close(@intCast(slot));
     checks_mod.closeAll(&checks);
     turn_len = 0;
+    later_len = 0;
     ready = false;
 }
 
@@ -832,9 +874,11 @@ fn listRemove(slot: u32) void {
     p.next = none;
 }
 
-/// The nearest connect or idle deadline; null for none.
+/// The nearest connect or idle deadline; null for none; 0 (now) while pairs wait to be
+/// pumped (`later`).
 pub fn nextMs() ?u64 {
     if (!ready) return null;
+    if (turn_len > 0 or later_len > 0) return 0;
     var next: ?u64 = checks_mod.nextMs(&checks);
     for (lists) |l| {
         if (l.head == none) continue;
