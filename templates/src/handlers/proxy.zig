@@ -26,8 +26,11 @@
 //!   are pumped once the whole batch is marked (`endTurn`), so a pair whose two sides both
 //!   ended in one batch is closed without a `shutdown` each way or an epoll change (close
 //!   sends the FIN), and the FIN of a client that closes first is not crossed by ours. A
-//!   short read means the socket is empty (level-triggered epoll says when more comes).
-//!   TCP_NODELAY is set on the listening socket, which accepted clients inherit.
+//!   short read means the socket is empty (epoll says when more comes); after EPOLLRDHUP a
+//!   flow's last bytes go with its FIN in one segment (`readSome`, `sendSome`). Sockets are
+//!   edge-triggered, registered once for input and once more for output (`rearm`), and a
+//!   pump that stopped with work left goes again on the next turn (`canMove`). TCP_NODELAY
+//!   is set on the listening socket, which accepted clients inherit.
 //! - Deadlines: `connectTimeoutMs` per connect; `idleTimeoutMs` for a pair neither side of
 //!   which moved a byte. Pairs are on lists per listener and kind, in deadline order (every
 //!   pair of a list has the same timeout), so the next deadline is a list's head: O(1).
@@ -716,7 +719,7 @@ fn readSome(p: *Pair, from: usize, into: []u8) Broken!?usize {
         else => return error.Reset,
     };
     if (n == 0 or n == into.len) return n;
-    // A short read emptied the socket; level-triggered epoll says when more comes.
+    // A short read emptied the socket; epoll says when more comes.
     p.readable[from] = false;
     if (!p.fin_seen[from]) return n;
     // Not assumed to be the end: a read also stops short at urgent data, with bytes behind.
