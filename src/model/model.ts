@@ -36,6 +36,8 @@ export interface ServiceModel {
   /** 0 means "auto" (one per CPU). */
   readonly workers: number;
   readonly drainTimeoutMs: number;
+  /** How long new workers may take to report ready. */
+  readonly readyTimeoutMs: number;
   /** How long a graceful stop keeps serving after readiness turned 503. */
   readonly shutdownDelayMs: number;
   /** How workers do TCP I/O: "epoll" or "io_uring" (falling back to epoll where refused). */
@@ -304,6 +306,7 @@ export function buildModel(spec: Spec, options: ModelOptions): ServiceModel {
     minimumZigVersion: spec.zig ?? DEFAULT_MINIMUM_ZIG,
     workers: spec.workers === "auto" ? 0 : spec.workers,
     drainTimeoutMs: spec.drainTimeoutMs,
+    readyTimeoutMs: spec.readyTimeoutMs,
     shutdownDelayMs: spec.shutdownDelayMs,
     io: spec.io,
     cpuAffinity: spec.cpuAffinity,

@@ -492,6 +492,12 @@ export const SpecSchema = z
       drainTimeoutMs: intRange(0, 3600000)
         .default(10000)
         .describe("Milliseconds a stopping worker may spend finishing in-flight work."),
+      readyTimeoutMs: intRange(100, 3600000)
+        .default(10000)
+        .describe(
+          "Milliseconds new workers may take to report ready (their application's init " +
+            "included) before their generation is abandoned; an upgrade's new program gets 5 s more.",
+        ),
       maxConnections: intRange(1, 1048576)
         .default(1024)
         .describe("Open TCP connections per worker."),

@@ -46,8 +46,12 @@ import { FULL_MATRIX_VERSIONS } from "./support/zig.js";
 
 const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 90_000;
-/** The old supervisor's limit for a new one to say ready, and some slack. */
-const NEVER_READY_MS = 15_000 + 5_000;
+/**
+ * The never-ready case's `--ready-timeout`: a new supervisor gets it and 5 s more to say ready
+ * (15 s by default); then some slack for the wait.
+ */
+const READY_LIMIT_MS = 2_000;
+const NEVER_READY_MS = READY_LIMIT_MS + 5_000 + 5_000;
 const HOST = "127.0.0.1";
 
 interface UpgradeReady extends ReadyEvent {
@@ -467,13 +471,16 @@ describe.each(FULL_MATRIX_VERSIONS)("zig %s", (version) => {
     "keeps the old program serving when the new binary never says ready, and stops it",
     { timeout: TEST_TIMEOUT_MS },
     async () => {
-      const { program, ready, exe } = await start("base");
+      const limit = ["--ready-timeout", String(READY_LIMIT_MS)];
+      const { program, ready, exe } = await start("base", {}, limit);
       await deploy(exe, impostor("exec sleep 60"));
       program.signal("SIGHUP");
       const upgrading = await program.waitForEvent("upgrading", 5_000);
       const successor = upgrading.successor as number;
       expect(isAlive(successor)).toBe(true);
-      const message = /did not take over: pid \d+ not ready/;
+      const message = new RegExp(
+        `did not take over: pid \\d+ not ready in ${READY_LIMIT_MS + 5_000} ms`,
+      );
       await expectOldServing(program, ready, message, NEVER_READY_MS);
       expect(await waitUntilGone([successor], STOP_TIMEOUT_MS)).toEqual([]);
     },

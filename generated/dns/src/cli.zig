@@ -19,6 +19,8 @@ pub const usage =
     \\  --listen NAME=HOST:PORT  serve listener NAME at HOST:PORT instead (repeatable;
     \\                           IPv6 as [::1]:8080; port 0 picks a free port)
     \\  --drain-timeout MS       how long a graceful stop waits for open connections
+    \\  --ready-timeout MS       how long new workers may take to say ready before their
+    \\                           generation is abandoned (an upgrade's new program: 5 s more)
     \\  --shutdown-delay MS      how long a graceful stop keeps serving after /readyz
     \\                           turned 503, before the drain (0: none)
     \\  --header-timeout MS      deadline for a complete request head
@@ -145,6 +147,7 @@ pub const Options = struct {
 pub const Limits = struct {
     io: config.Io = config.io,
     drain_timeout_ms: u32 = config.drain_timeout_ms,
+    ready_timeout_ms: u32 = config.ready_timeout_ms,
     shutdown_delay_ms: u32 = config.shutdown_delay_ms,
     header_timeout_ms: u32 = config.header_timeout_ms,
     body_timeout_ms: u32 = config.body_timeout_ms,
@@ -165,8 +168,12 @@ pub const LimitFlag = struct {
     unit: []const u8,
 };
 
+/// The shortest `--ready-timeout` (the spec's `readyTimeoutMs` has the same floor).
+pub const min_ready_timeout_ms = 100;
+
 pub const limit_flags = [_]LimitFlag{
     .{ .flag = "--drain-timeout", .field = "drain_timeout_ms", .unit = "milliseconds" },
+    .{ .flag = "--ready-timeout", .field = "ready_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--shutdown-delay", .field = "shutdown_delay_ms", .unit = "milliseconds" },
     .{ .flag = "--header-timeout", .field = "header_timeout_ms", .unit = "milliseconds" },
     .{ .flag = "--body-timeout", .field = "body_timeout_ms", .unit = "milliseconds" },
@@ -345,6 +352,15 @@ fn parseLimit(arg: []const u8, value: []const u8, limits: *Limits, diag: *Diagno
                     value,
                 });
             if (comptime eql(limit.field, "idle_timeout_ms")) limits.idle_timeout_given = true;
+            if (comptime eql(limit.field, "ready_timeout_ms")) {
+                if (limits.ready_timeout_ms < min_ready_timeout_ms) {
+                    return diag.set("{s}: expected at least {d} milliseconds (got {s})", .{
+                        limit.flag,
+                        min_ready_timeout_ms,
+                        value,
+                    });
+                }
+            }
             return true;
         }
     }
@@ -462,6 +478,19 @@ test "parses flags and rejects unknown ones with a message" {
     const supervised = [_][*:0]const u8{ "svc", "--handover", "/run/svc.sock" };
     try std.testing.expectError(error.Usage, parse(&supervised, &diag));
     try std.testing.expect(compat.find(u8, diag.message, "--standalone") != null);
+}
+
+test "--ready-timeout sets how long new workers may take, with a floor of 100 ms" {
+    var diag: Diagnostic = .{};
+    const given = [_][*:0]const u8{ "svc", "--ready-timeout", "2500" };
+    const limits = (try parse(&given, &diag)).serve.limits;
+    try std.testing.expectEqual(@as(u32, 2500), limits.ready_timeout_ms);
+    const none = [_][*:0]const u8{"svc"};
+    const default = (try parse(&none, &diag)).serve.limits.ready_timeout_ms;
+    try std.testing.expectEqual(config.ready_timeout_ms, default);
+    const short = [_][*:0]const u8{ "svc", "--ready-timeout", "99" };
+    try std.testing.expectError(error.Usage, parse(&short, &diag));
+    try std.testing.expect(compat.find(u8, diag.message, "at least 100 milliseconds") != null);
 }
 
 test "--cpu-affinity and --no-cpu-affinity override the spec, the last one winning" {

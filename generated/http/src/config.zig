@@ -67,6 +67,8 @@ pub const version = "0.1.0";
 /// Worker processes; 0 starts one per CPU the process may use (see supervisor/cpus.zig).
 pub const workers: u16 = 2;
 pub const drain_timeout_ms: u32 = 10000;
+/// How long new workers may take to report ready before their generation is abandoned.
+pub const ready_timeout_ms: u32 = 10000;
 /// How long a graceful stop keeps accepting and serving after readiness (the admin
 /// listener's /readyz) turned 503, before the drain: time for load balancers to move away.
 pub const shutdown_delay_ms: u32 = 0;
@@ -112,11 +114,11 @@ pub const group: ?[]const u8 = null;
 pub const access_log: ?AccessLog = null;
 /// Identifies the spec this program was generated from: a supervisor refuses workers built
 /// from another one.
-pub const spec_fingerprint = "16a50b884ab7fcee";
+pub const spec_fingerprint = "a7b9bfb338928f2d";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "d8b3df1a0b79036a";
+pub const supervisor_fingerprint = "6556c3f368e9aff9";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

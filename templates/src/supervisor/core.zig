@@ -19,8 +19,9 @@ const assert = std.debug.assert;
 
 pub const Pid = i32;
 
-/// How long a new worker may take to report ready before its generation is abandoned.
-pub const ready_timeout_ms = 10_000;
+/// How long a new worker may take to report ready before its generation is abandoned, unless
+/// `Options.ready_timeout_ms` says otherwise (the spec's `readyTimeoutMs`, `--ready-timeout`).
+pub const default_ready_timeout_ms = 10_000;
 /// Extra time past the drain timeout before a worker that has not exited is killed.
 pub const kill_grace_ms = 1_000;
 /// A worker that ran this long before crashing is replaced without delay.
@@ -28,8 +29,8 @@ pub const stable_run_ms = 10_000;
 pub const max_backoff_ms = 10_000;
 /// How long `<exe> --fingerprint` may take (`upgrade.Probe.timeout_ms`).
 pub const probe_timeout_ms = 3_000;
-/// How long a new supervisor may take to say ready: its own workers' limit, and its start.
-pub const upgrade_timeout_ms = ready_timeout_ms + 5_000;
+/// How long a new supervisor may take to say ready past its own workers' limit: its start.
+pub const upgrade_slack_ms = 5_000;
 /// How long an upgrade waits for the supervisor this one took over from to exit, past what
 /// that one's own limits allow it (its left-behind sockets, then its drain and kill grace).
 pub const predecessor_slack_ms = 5_000;
@@ -42,6 +43,14 @@ pub const Options = struct {
     drain_timeout_ms: u64,
     /// How long a graceful stop keeps serving, not ready, before the drain (0: none).
     shutdown_delay_ms: u64 = 0,
+    /// How long a new generation's workers may take to report ready.
+    ready_timeout_ms: u64 = default_ready_timeout_ms,
+
+    /// How long a new supervisor may take to say ready: its own workers' limit (it runs with
+    /// this one's command line, so the same), and its start.
+    pub fn upgradeTimeoutMs(self: Options) u64 {
+        return self.ready_timeout_ms + upgrade_slack_ms;
+    }
 };
 
 pub const Signal = enum { hup, term, quit };
@@ -452,7 +461,7 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
             const generation = self.last_generation;
             self.phase = .{ .starting = .{
                 .generation = generation,
-                .deadline_ms = self.now_ms + ready_timeout_ms,
+                .deadline_ms = self.now_ms + self.options.ready_timeout_ms,
             } };
             // A first generation after an upgrade continues the old supervisor's numbers:
             // it is not a restart of this one.
@@ -612,7 +621,7 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
             const generation = self.last_generation + 1;
             self.phase = .{ .upgrading = .{
                 .pid = null,
-                .deadline_ms = self.now_ms + upgrade_timeout_ms,
+                .deadline_ms = self.now_ms + self.options.upgradeTimeoutMs(),
             } };
             self.out.push(.{ .start_upgrade = generation });
         }
@@ -958,7 +967,7 @@ pub fn CoreWith(comptime planted: Planted, comptime check_invariants: bool) type
                 },
                 .upgrading => |u| {
                     const detail = compat.bufPrint(&self.detail_buf, "pid {d} not ready in " ++
-                        "{d} ms", .{ u.pid orelse 0, upgrade_timeout_ms }) catch
+                        "{d} ms", .{ u.pid orelse 0, self.options.upgradeTimeoutMs() }) catch
                         "not ready in time";
                     self.abandonUpgrade(detail, false);
                 },

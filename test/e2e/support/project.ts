@@ -131,6 +131,7 @@ async function tested(project: CompiledProject): Promise<BuiltProject> {
     if (!project.steps.generate.ok) return skipped(ZIG_STEPS.test);
     const [step] = (
       await buildLogged({
+        version: project.version,
         zig: await provisionZig(project.version),
         dir: project.dir,
         steps: [ZIG_STEPS.test],
@@ -179,6 +180,7 @@ async function buildSpec(
   const [fmt, build] = generated.ok
     ? (
         await buildLogged({
+          version,
           zig,
           dir,
           steps,

@@ -4,6 +4,8 @@
  * into `$GEN_REUSEPORT_CACHE` when it is set (the per-user cache of installed users).
  */
 import { appendFileSync } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { execa } from "execa";
 import path from "node:path";
 import { expect, inject } from "vitest";
 import {
@@ -118,8 +120,8 @@ export async function provisionZig(version: string): Promise<string> {
  * instead of a `.zig-cache` per project, so that projects with the same `build.zig` (every
  * project of one generator version: the program's name is in `src/name.txt`) compile their
  * build runner once, from Zig 0.15 on (0.15.2 under load: eight examples' runners in 11 s
- * instead of 81 s). Zig 0.14.1 keys it by the project's directory too: each project compiles
- * its own (about 7 CPU-s). Zig's cache is safe for concurrent builds.
+ * instead of 81 s). Zig 0.14.1 keys it by the project's directory too; `buildLogged` runs it
+ * in one folder for all (see `SLOTTED_BELOW`). Zig's cache is safe for concurrent builds.
  */
 export function zigEnv(version: string): NodeJS.ProcessEnv {
   return {
@@ -137,18 +139,110 @@ const ZIG_STEP_TIMEOUT_MS = 10 * 60_000;
  */
 export const BUILD_LOG_ENV = "GEN_REUSEPORT_E2E_BUILD_LOG";
 
-/** The generator's `buildProject`, each step recorded in `$GEN_REUSEPORT_E2E_BUILD_LOG`. */
-export async function buildLogged(options: BuildProjectOptions): Promise<BuildResult> {
-  const result = await buildProject(options);
+/**
+ * The generator's `buildProject`, each step recorded in `$GEN_REUSEPORT_E2E_BUILD_LOG`; on a
+ * release below `SLOTTED_BELOW`, run in the release's slot (see `slotWrapper`).
+ */
+export async function buildLogged(
+  options: BuildProjectOptions & { readonly version: string },
+): Promise<BuildResult> {
+  const { version, ...build } = options;
+  const slot = await slotWrapper(version);
+  const result =
+    slot === undefined
+      ? await buildProject(build)
+      : fromSlot(await buildProject({ ...build, zig: slot.wrapper }), slot.dir, build.dir);
   const log = process.env[BUILD_LOG_ENV];
   if (log !== undefined && log !== "") {
     const file = path.relative(process.cwd(), expect.getState().testPath ?? "");
     for (const step of result.steps) {
-      const line = { file, dir: options.dir, args: step.args, ms: step.ms, ok: step.ok };
+      const line = { file, dir: build.dir, args: step.args, ms: step.ms, ok: step.ok };
       appendFileSync(log, `${JSON.stringify(line)}\n`);
     }
   }
   return result;
+}
+
+/**
+ * Zig 0.14 compiles `zig build`'s runner (about 7 CPU-s, as long as the program itself) once
+ * per project folder: the folder's path is part of its cache key, even with one local cache
+ * and the same `build.zig` everywhere. Below this release the suite runs Zig with the project
+ * folder mounted at one path per release (the slot, in a mount namespace of the build's own,
+ * so builds side by side each see their own project there): every project then shares one
+ * runner, and a project whose files another one already compiled costs nothing. The build is
+ * the project's own `build.zig`, untouched; only the path Zig sees differs, and `fromSlot`
+ * puts the project's path back into what Zig printed. Where mount namespaces are not allowed
+ * (not root), Zig runs in the project folder as before.
+ */
+export const SLOTTED_BELOW = "0.15.0";
+
+/** `GEN_REUSEPORT_E2E_SLOT=0` runs every build in its project folder (to compare, or debug). */
+export const SLOT_ENV = "GEN_REUSEPORT_E2E_SLOT";
+
+interface Slot {
+  /** The folder every project of the release is seen at. */
+  readonly dir: string;
+  /** An executable that runs Zig with the working directory mounted at `dir`. */
+  readonly wrapper: string;
+}
+
+const slots = new Map<string, Promise<Slot | undefined>>();
+
+function slotWrapper(version: string): Promise<Slot | undefined> {
+  let slot = slots.get(version);
+  if (slot === undefined) {
+    slot = makeSlot(version);
+    slots.set(version, slot);
+  }
+  return slot;
+}
+
+async function makeSlot(version: string): Promise<Slot | undefined> {
+  const [release, below] = [parseZigVersion(version), parseZigVersion(SLOTTED_BELOW)];
+  if (release === undefined || compareZigVersions(release, below!) >= 0) return undefined;
+  if (process.env[SLOT_ENV] === "0" || !(await mountNamespacesAllowed())) return undefined;
+  const base = path.join(inject("e2eRunDir"), `zig-${version}`);
+  const dir = path.join(base, "slot");
+  const wrapper = path.join(base, "zig-in-slot");
+  const zig = await provisionZig(version);
+  const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+  const script = [
+    "#!/bin/sh",
+    "# Zig, the working directory seen at the slot (test/e2e/support/zig.ts)",
+    "exec unshare --mount --propagation private -- /bin/sh -c \\",
+    `  'mount --bind "$1" "$2" && cd "$2" && shift 2 && exec "$@"' \\`,
+    `  sh "$(pwd -P)" ${quote(dir)} ${quote(zig)} "$@"`,
+    "",
+  ].join("\n");
+  await mkdir(dir, { recursive: true });
+  // Written whole under another name and renamed: workers write the same file side by side.
+  const temporary = `${wrapper}.${process.pid}`;
+  await writeFile(temporary, script, { mode: 0o755 });
+  await rename(temporary, wrapper);
+  return { dir, wrapper };
+}
+
+let mountNamespaces: Promise<boolean> | undefined;
+
+function mountNamespacesAllowed(): Promise<boolean> {
+  mountNamespaces ??= execa("unshare", ["--mount", "--propagation", "private", "true"], {
+    reject: false,
+    stdin: "ignore",
+  }).then((r) => r.exitCode === 0);
+  return mountNamespaces;
+}
+
+/** `result` with the slot's path in Zig's output and diagnostics replaced by the project's. */
+function fromSlot(result: BuildResult, slot: string, dir: string): BuildResult {
+  const back = (text: string) => text.replaceAll(slot, dir);
+  const steps = result.steps.map((step) => ({
+    ...step,
+    output: back(step.output),
+    diagnostics: step.diagnostics.map((d) =>
+      d.path === undefined ? d : { ...d, path: back(d.path) },
+    ),
+  }));
+  return { ...result, steps };
 }
 
 /**
@@ -162,6 +256,7 @@ export async function runZigIn(
   version: string,
 ): Promise<{ ok: boolean; output: string }> {
   const { steps } = await buildLogged({
+    version,
     zig,
     dir: cwd,
     steps: [args],

@@ -26,6 +26,7 @@ describe("buildModel", () => {
       minimumZigVersion: "0.14.1",
       workers: 0,
       drainTimeoutMs: 10000,
+      readyTimeoutMs: 10000,
       shutdownDelayMs: 0,
       io: "epoll",
       cpuAffinity: false,

@@ -73,6 +73,7 @@ describe("validateSpec", () => {
       version: "0.1.0",
       workers: "auto",
       drainTimeoutMs: 10000,
+      readyTimeoutMs: 10000,
       shutdownDelayMs: 0,
       io: "epoll",
       cpuAffinity: false,

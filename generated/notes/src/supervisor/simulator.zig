@@ -183,10 +183,12 @@ pub fn Simulator(comptime planted: core.Planted) type {
             const drain_ms = drains[r.uintLessThan(usize, drains.len)];
             const records = self.records[0 .. @as(usize, workers) * core.records_per_slot];
             const delays = [_]u64{ 0, 0, 300, 5_000 };
+            const readies = [_]u64{ 100, 2_000, core.default_ready_timeout_ms, 60_000 };
             const options: core.Options = .{
                 .workers = workers,
                 .drain_timeout_ms = drain_ms,
                 .shutdown_delay_ms = delays[r.uintLessThan(usize, delays.len)],
+                .ready_timeout_ms = readies[r.uintLessThan(usize, readies.len)],
             };
             self.core = Core.init(options, records, self.core_slots[0..workers]);
             if (r.uintLessThan(u8, 4) == 0) {
@@ -666,7 +668,7 @@ pub fn Simulator(comptime planted: core.Planted) type {
             // an upgrade, and perhaps the draining workers a queued restart waits for.
             const change_bound = 2 * core.probe_timeout_ms + core.left_behind_wait_ms +
                 drain + core.kill_grace_ms + core.predecessor_slack_ms +
-                core.upgrade_timeout_ms + drain + core.kill_grace_ms;
+                c.options.upgradeTimeoutMs() + drain + core.kill_grace_ms;
             if (self.change_since) |since| if (t - since > change_bound) {
                 self.fail(.change_too_long);
             };

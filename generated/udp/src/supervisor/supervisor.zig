@@ -892,7 +892,8 @@ pub const Supervisor = struct {
         self.admin = admin.server;
         const t = now();
         if (admin.retry) self.admin_retry_at_ms = t + admin_retry_ms;
-        self.admin_retry_until_ms = t + admin_retry_window_ms;
+        const window_ms = self.core.options.upgradeTimeoutMs() + admin_retry_slack_ms;
+        self.admin_retry_until_ms = t + window_ms;
         return true;
     }
 
@@ -1044,9 +1045,10 @@ pub const Supervisor = struct {
             if (w.retired or proc.hung or proc.exited or proc.pid == 0) continue;
             if (!w.ready) {
                 if (w.generation != self.core.generation) continue;
-                if (t - w.started_ms < core_mod.ready_timeout_ms) continue;
+                const limit_ms = self.core.options.ready_timeout_ms;
+                if (t - w.started_ms < limit_ms) continue;
                 log.warn("worker {d} (pid {d}) not ready in {d} ms: killing it", .{
-                    w.index, proc.pid, core_mod.ready_timeout_ms,
+                    w.index, proc.pid, limit_ms,
                 });
                 proc.hung = true;
                 _ = linux.kill(proc.pid, linux.SIG.KILL);
@@ -1277,10 +1279,10 @@ fn settleSockets(
     if (fd_store) storeSockets(notifier, opened.sockets, opened.shared, workers);
 }
 
-/// How often, and for how long, an upgrade's new supervisor tries to bind the admin port
-/// the old one holds until it has handed over (when this one says ready).
+/// How often, and for how long past the upgrade's own limit, an upgrade's new supervisor tries
+/// to bind the admin port the old one holds until it has handed over (when this one says ready).
 const admin_retry_ms = 100;
-const admin_retry_window_ms = core_mod.upgrade_timeout_ms + 5_000;
+const admin_retry_slack_ms = 5_000;
 
 const AdminStart = struct { server: ?admin_server.Server = null, retry: bool = false };
 
@@ -1354,6 +1356,7 @@ const Tables = struct {
             .workers = workers,
             .drain_timeout_ms = limits.drain_timeout_ms,
             .shutdown_delay_ms = limits.shutdown_delay_ms,
+            .ready_timeout_ms = limits.ready_timeout_ms,
         };
         var decisions = core_mod.Core.init(options, tables.records, tables.core_slots);
         if (handover) |h| {
