@@ -26,8 +26,11 @@
 //!   are pumped once the whole batch is marked (`endTurn`), so a pair whose two sides both
 //!   ended in one batch is closed without a `shutdown` each way or an epoll change (close
 //!   sends the FIN), and the FIN of a client that closes first is not crossed by ours. A
-//!   short read means the socket is empty (level-triggered epoll says when more comes).
-//!   TCP_NODELAY is set on the listening socket, which accepted clients inherit.
+//!   short read means the socket is empty (epoll says when more comes); after EPOLLRDHUP a
+//!   flow's last bytes go with its FIN in one segment (`readSome`, `sendSome`). Sockets are
+//!   edge-triggered, registered once for input and once more for output (`rearm`), and a
+//!   pump that stopped with work left goes again on the next turn (`canMove`). TCP_NODELAY
+//!   is set on the listening socket, which accepted clients inherit.
 //! - Deadlines: `connectTimeoutMs` per connect; `idleTimeoutMs` for a pair neither side of
 //!   which moved a byte. Pairs are on lists per listener and kind, in deadline order (every
 //!   pair of a list has the same timeout), so the next deadline is a list's head: O(1).
@@ -91,6 +94,9 @@ const Pair = struct {
     /// What epoll last said of each side, until a read or a send finds it untrue.
     readable: [2]bool = .{ false, false },
     writable: [2]bool = .{ false, false },
+    /// EPOLLRDHUP said the side's FIN came: every byte it sent before is queued, so a read
+    /// that empties the socket is followed by one that finds the end (see `readSome`).
+    fin_seen: [2]bool = .{ false, false },
     /// What each side is registered for; null: not in the epoll set.
     events: [2]?u32 = .{ null, null },
     /// `zeroCopy`: a pipe per direction (`pipes[client]` towards the server), bytes moved
@@ -101,6 +107,8 @@ const Pair = struct {
     pipe_full: [2]bool = .{ false, false },
     /// On the list of pairs to pump at the end of the turn (`endTurn`).
     queued: bool = false,
+    /// On the list of pairs to pump on the next turn (`later`).
+    deferred: bool = false,
     /// The server socket's ACKs wait for bytes to ride on (TCP_QUICKACK off, see
     /// `startConnect`) until the first bytes went.
     acks_delayed: bool = false,
@@ -142,6 +150,10 @@ var ready = false;
 const Queued = struct { slot: u32, generation: u24 };
 var turn: []Queued = &.{};
 var turn_len: usize = 0;
+/// Pairs that can move on without a new event (`canMove`), pumped on the next turn: the
+/// worker does not wait for events while there are some (`nextMs`).
+var later: []Queued = &.{};
+var later_len: usize = 0;
 /// Per listener and server: connects to it have been seen complete by the time connect(2)
 /// returned, so the client's first bytes are sent at once; otherwise a try every
 /// `eager_probe` connects finds out whether that changed.
@@ -165,6 +177,8 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !voi
     // A slot closed and reused within a turn may be queued twice: twice the pairs is enough.
     turn = try allocator.alloc(Queued, @as(usize, max) * 2);
     turn_len = 0;
+    later = try allocator.alloc(Queued, max);
+    later_len = 0;
     eager = @splat(@splat(true));
     eager_skipped = @splat(@splat(0));
     scratch = try allocator.alloc(u8, @max(config.read_buffer_bytes, config.write_buffer_bytes));
@@ -308,6 +322,7 @@ fn connectNext(slot: u32, now_ms: u64) bool {
         // Tried at once when its connects complete that fast (`eager`), else on EPOLLOUT.
         p.writable[server] = eagerTry(p.listener_index, chosen);
         p.readable[server] = false;
+        p.fin_seen[server] = false;
         p.events[server] = null;
         s.active[chosen] += 1;
         listMove(slot, .connect, now_ms + proxy.connect_timeout_ms);
@@ -397,6 +412,7 @@ fn finishConnect(slot: u32, events: u32, now_ms: u64) void {
     p.writable[server] = true;
     // Watched for EPOLLIN (`connectingEvents`): the server spoke first.
     if (events & linux.EPOLL.IN != 0) p.readable[server] = true;
+    if (events & linux.EPOLL.RDHUP != 0) p.fin_seen[server] = true;
     markConnected(slot, now_ms);
     queue(slot);
 }
@@ -425,6 +441,7 @@ pub fn onEvent(t: connections_mod.Token, events: u32, now_ms: u64) void {
     if (events & linux.EPOLL.ERR != 0) return abort(slot);
     if (events & (linux.EPOLL.IN | linux.EPOLL.HUP) != 0) p.readable[side] = true;
     if (events & linux.EPOLL.OUT != 0) p.writable[side] = true;
+    if (events & linux.EPOLL.RDHUP != 0) p.fin_seen[side] = true;
     if (events & linux.EPOLL.HUP != 0 and p.flows[side].eof) {
         // Both ways closed for this side: our FIN went to it, or it reset.
         if (!p.flows[1 - side].shut) return abort(slot);
@@ -457,6 +474,15 @@ pub fn endTurn(now_ms: u64) void {
         pump(q.slot, now_ms);
     }
     turn_len = 0;
+    // Deferred by this turn's pumps, or an earlier turn's: each is pumped once per turn.
+    const deferred = later_len;
+    later_len = 0;
+    for (later[0..deferred]) |q| {
+        const p = &pairs[q.slot];
+        if (p.generation != q.generation or !p.deferred) continue;
+        p.deferred = false;
+        if (p.phase != .free) queue(q.slot);
+    }
 }
 
 /// Moves what can move in both directions; closes the pair when both are done.
@@ -476,6 +502,16 @@ fn pump(slot: u32, now_ms: u64) void {
     if (p.flows[client].shut and p.flows[server].shut) return close(slot);
     if (moved and p.phase == .open) listMove(slot, .idle, now_ms + idle_ms[p.listener_index]);
     rearm(slot);
+    if (p.phase != .free and canMove(slot)) deferPump(slot);
+}
+
+/// Pumps the pair again on the next turn, after the worker's other events (`later`).
+fn deferPump(slot: u32) void {
+    const p = &pairs[slot];
+    if (p.deferred) return;
+    p.deferred = true;
+    later[later_len] = .{ .slot = slot, .generation = p.generation };
+    later_len += 1;
 }
 
 /// After a pump of a connecting pair: whether an eager send to its server went through
@@ -529,7 +565,7 @@ fn transfer(slot: u32, from: usize, now_ms: u64) Broken!bool {
     while (rounds < 4) : (rounds += 1) {
         var progressed = false;
         if (f.pending() > 0 and p.writable[to]) {
-            const n = try sendSome(p, to, buf[f.start..f.end]);
+            const n = try sendSome(p, to, buf[f.start..f.end], f.eof);
             f.start += n;
             if (f.start == f.end) {
                 f.start = 0;
@@ -575,7 +611,7 @@ fn passThrough(slot: u32, from: usize, now_ms: u64) Broken!bool {
         f.eof = true;
         return true;
     }
-    const sent = sendSome(p, 1 - from, bytes[0..n]) catch |err| {
+    const sent = sendSome(p, 1 - from, bytes[0..n], f.eof) catch |err| {
         // Kept for the next server when the connect failed.
         @memcpy(buf[0..n], bytes[0..n]);
         f.start = 0;
@@ -637,9 +673,13 @@ fn spliceSome(p: *Pair, pipe_read: sys.Fd, to: usize, len: u32) Broken!u32 {
     return countMoved(p, to, splice.moveBytes(pipe_read, p.fds[to], len));
 }
 
-/// Bytes the socket took (0 when it is full: then it is watched for EPOLLOUT).
-fn sendSome(p: *Pair, to: usize, bytes: []const u8) Broken!u32 {
-    return countMoved(p, to, sys.send(p.fds[to], bytes));
+/// Bytes the socket took (0 when it is full: then it is watched for EPOLLOUT). `last`: they
+/// are the last of their flow, whose FIN goes on in this pump once they all went (`passFins`,
+/// or the pair's close): held for it with MSG_MORE, they and the FIN make one segment, one
+/// wake-up of the receiver instead of two.
+fn sendSome(p: *Pair, to: usize, bytes: []const u8, last: bool) Broken!u32 {
+    const fd = p.fds[to];
+    return countMoved(p, to, if (last) sys.sendBeforeFin(fd, bytes) else sys.send(fd, bytes));
 }
 
 /// What a send or splice towards side `to` did (`result`: its bytes or its error): the bytes,
@@ -666,7 +706,9 @@ fn countMoved(p: *Pair, to: usize, result: anytype) Broken!u32 {
     return @intCast(n);
 }
 
-/// Bytes read (0: the side's FIN), or null when nothing waits.
+/// Bytes read (0: the side's FIN), or null when nothing waits. When the side's FIN is known
+/// to have come, the read that empties the socket is followed by one that finds its end
+/// (the flow's `eof`), so that the bytes and the FIN go on together (`sendSome`).
 fn readSome(p: *Pair, from: usize, into: []u8) Broken!?usize {
     const n = sys.recv(p.fds[from], into) catch |err| switch (err) {
         error.WouldBlock => {
@@ -676,37 +718,59 @@ fn readSome(p: *Pair, from: usize, into: []u8) Broken!?usize {
         error.Interrupted => return null,
         else => return error.Reset,
     };
-    // A short read emptied the socket; level-triggered epoll says when more comes.
-    if (n > 0 and n < into.len) p.readable[from] = false;
-    return n;
+    if (n == 0 or n == into.len) return n;
+    // A short read emptied the socket; epoll says when more comes.
+    p.readable[from] = false;
+    if (!p.fin_seen[from]) return n;
+    // Not assumed to be the end: a read also stops short at urgent data, with bytes behind.
+    const more = sys.recv(p.fds[from], into[n..]) catch |err| switch (err) {
+        error.WouldBlock, error.Interrupted => return n,
+        else => return error.Reset,
+    };
+    if (more == 0) p.flows[from].eof = true;
+    return n + more;
 }
 
-/// Registers each side for what it waits for, when that changed: input while its
-/// direction has room and no FIN came, output while bytes wait for it (or its connect).
+/// Registers each side for what it waits for when it is not registered for it yet: input
+/// while its direction has room and no FIN came, output while bytes wait for it (or its
+/// connect). Edge-triggered: epoll reports a change once, so what a side no longer waits
+/// for stays registered (an end of input or a full buffer does not wake every wait), and a
+/// side changes its registration at most twice (output is added on its first full buffer).
+/// A side done both ways before it was registered is not.
 fn rearm(slot: u32) void {
     const p = &pairs[slot];
     for ([_]usize{ client, server }) |side| {
         const fd = p.fds[side];
         if (fd == closed) continue;
         const from = &p.flows[side];
-        var events: u32 = 0;
-        if (!from.eof and hasRoom(slot, side)) events |= linux.EPOLL.IN;
-        if (p.flows[1 - side].pending() > 0) events |= linux.EPOLL.OUT;
-        if (side == server and p.phase == .connecting) events = connectingEvents(p);
-        // Done both ways: out of the set, or its hang-up would wake every wait.
-        const done = from.eof and p.flows[1 - side].shut;
-        if (done) {
-            if (p.events[side] != null) {
-                _ = linux.epoll_ctl(epoll_fd, linux.EPOLL.CTL_DEL, fd, null);
-                p.events[side] = null;
-            }
-            continue;
-        }
-        if (p.events[side] == events) continue;
+        var wanted: u32 = 0;
+        if (!from.eof and hasRoom(slot, side)) wanted |= linux.EPOLL.IN | linux.EPOLL.RDHUP;
+        if (p.flows[1 - side].pending() > 0) wanted |= linux.EPOLL.OUT;
+        if (side == server and p.phase == .connecting) wanted = connectingEvents(p);
+        const registered = p.events[side] orelse 0;
+        if (p.events[side] != null and wanted & ~registered == 0) continue;
+        if (p.events[side] == null and from.eof and p.flows[1 - side].shut) continue;
         const op: u32 = if (p.events[side] == null) linux.EPOLL.CTL_ADD else linux.EPOLL.CTL_MOD;
+        const events = registered | wanted | linux.EPOLL.ET;
         sys.epollCtl(epoll_fd, op, fd, events, tokenOf(slot, side)) catch return abort(slot);
         p.events[side] = events;
     }
+}
+
+/// Whether the pair can move bytes without a new event: a pump stops after a few rounds
+/// (`transfer`) with a side still readable or writable, and edge-triggered epoll says
+/// nothing more of a state that did not change. Every other stop is a read or send that
+/// found its socket empty or full, whose change epoll reports, or a full buffer, which a
+/// send from it empties.
+fn canMove(slot: u32) bool {
+    const p = &pairs[slot];
+    for ([_]usize{ client, server }) |from| {
+        const to = 1 - from;
+        const f = &p.flows[from];
+        if (f.pending() > 0 and p.writable[to]) return true;
+        if (!f.eof and p.readable[from] and hasRoom(slot, from)) return true;
+    }
+    return false;
 }
 
 /// What a connecting server socket waits for: EPOLLOUT (the connect's end) when bytes wait
@@ -715,7 +779,8 @@ fn rearm(slot: u32) void {
 /// epoll change follows the connect (a failure shows as EPOLLERR/EPOLLHUP either way; a
 /// connect deadline checks whether it is connected before calling it failed).
 fn connectingEvents(p: *const Pair) u32 {
-    if (p.writable[server] and p.flows[client].pending() == 0) return linux.EPOLL.IN;
+    const input = linux.EPOLL.IN | linux.EPOLL.RDHUP;
+    if (p.writable[server] and p.flows[client].pending() == 0) return input;
     return linux.EPOLL.OUT;
 }
 
@@ -779,6 +844,7 @@ pub fn closeAll() void {
     for (pairs, 0..) |p, slot| if (p.phase != .free) close(@intCast(slot));
     checks_mod.closeAll(&checks);
     turn_len = 0;
+    later_len = 0;
     ready = false;
 }
 
@@ -811,9 +877,11 @@ fn listRemove(slot: u32) void {
     p.next = none;
 }
 
-/// The nearest connect or idle deadline; null for none.
+/// The nearest connect or idle deadline; null for none; 0 (now) while pairs wait to be
+/// pumped (`later`).
 pub fn nextMs() ?u64 {
     if (!ready) return null;
+    if (turn_len > 0 or later_len > 0) return 0;
     var next: ?u64 = checks_mod.nextMs(&checks);
     for (lists) |l| {
         if (l.head == none) continue;

@@ -124,6 +124,13 @@ pub fn send(fd: Fd, bytes: []const u8) Error!usize {
     return check(linux.sendto(fd, bytes.ptr, bytes.len, linux.MSG.NOSIGNAL, null, 0));
 }
 
+/// `send` of bytes our FIN follows at once (`shutdownWrite` or close, before the next wait):
+/// MSG_MORE holds them until then, so that they and the FIN share a segment.
+pub fn sendBeforeFin(fd: Fd, bytes: []const u8) Error!usize {
+    const flags = linux.MSG.NOSIGNAL | linux.MSG.MORE;
+    return check(linux.sendto(fd, bytes.ptr, bytes.len, flags, null, 0));
+}
+
 /// Ends our side of a connection (FIN) while the peer's bytes can still be read.
 pub fn shutdownWrite(fd: Fd) void {
     _ = linux.shutdown(fd, linux.SHUT.WR);
