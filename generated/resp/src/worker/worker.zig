@@ -222,6 +222,7 @@ pub const Worker = struct {
         };
         var conns = try connections_mod.Connections.init(allocator, epfd, identity, options.limits);
         if (ring) |r| try conns.useRing(allocator, r);
+        if (ring) |r| if (options.link) |link| r.holdUntilGone(link.report_fd);
         return .{
             .allocator = allocator,
             .options = options,
