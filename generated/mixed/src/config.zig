@@ -116,7 +116,7 @@ pub const spec_fingerprint = "236db06a77a58110";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "c5fba9e1af0a1c66";
+pub const supervisor_fingerprint = "ff89cc3e2db510de";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

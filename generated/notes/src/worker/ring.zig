@@ -209,7 +209,11 @@ pub const Ring = struct {
     }
 
     fn initBuffers(self: *Ring, allocator: std.mem.Allocator) !void {
-        self.mem = try compat.mapMemory(@as(usize, buffer_count) * buffer_bytes);
+        // The kernel takes the buffers in the order they were given back, the one given
+        // back longest ago first: whatever the number of connections, every buffer is used
+        // in turn and its page touched after `buffer_count` receives. Backed at once, the
+        // memory is what it will be from the start, instead of growing under steady load.
+        self.mem = try compat.mapResident(@as(usize, buffer_count) * buffer_bytes);
         self.buffers = .{
             .next = try allocator.alloc(u16, buffer_count),
             .start = try allocator.alloc(u16, buffer_count),
