@@ -411,6 +411,7 @@ pub const Worker = struct {
             if (got < cqes.len) break;
         }
         self.placeAccepted(woke);
+        self.closeEnded(woke);
         self.conns.runReady(woke);
         if (!self.epoll_hot) return 0;
         const n = try sys.epollWait(self.epfd, events, 0);
@@ -443,11 +444,9 @@ pub const Worker = struct {
 
     /// A completion of a listener's multishot accept: a connection, an error, or its end.
     fn onRingAccept(self: *Worker, socket_index: u16, res: i32, flags: u32, now_ms: u64) void {
-        const ended = !ring_mod.hasMore(flags);
-        if (ended) self.accepts[socket_index] = .idle;
-        // Closed by the worker meanwhile: its queue is taken and it closes now.
-        const close = ended and self.close_due[socket_index];
-        defer if (close) self.closeAfterAccept(socket_index, now_ms);
+        // Its end, for one closed by the worker meanwhile: it closes once the turn's other
+        // completions are in (`closeEnded`).
+        if (!ring_mod.hasMore(flags)) self.accepts[socket_index] = .idle;
         if (res >= 0) {
             // Accepted by the kernel before a pause or close took effect: served all the same,
             // once the turn's other completions are in (see `accepted`).
@@ -685,12 +684,15 @@ pub const Worker = struct {
         self.closeFd(socket_index);
     }
 
-    /// A listener's accept ended after the worker closed it (`closeNow`): what is queued is
-    /// served, then its descriptor closes.
-    fn closeAfterAccept(self: *Worker, socket_index: u16, now_ms: u64) void {
-        self.close_due[socket_index] = false;
-        self.drainQueue(socket_index, now_ms);
-        self.closeFd(socket_index);
+    /// Closes the listeners closed by the worker (`closeNow`) whose accept has ended since:
+    /// what is queued on each is served, then its descriptor closes.
+    fn closeEnded(self: *Worker, now_ms: u64) void {
+        for (self.close_due[0..self.options.sockets.len], 0..) |*due, i| {
+            if (!due.* or self.accepts[i] != .idle) continue;
+            due.* = false;
+            self.drainQueue(@intCast(i), now_ms);
+            self.closeFd(@intCast(i));
+        }
     }
 
     fn closeFd(self: *Worker, socket_index: u16) void {
