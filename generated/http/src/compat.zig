@@ -182,11 +182,23 @@ pub fn signalNumber(comptime sig: anytype) u32 {
 /// a worker can reserve buffers for every connection it may ever hold (the allocator
 /// interface would instead fill them with a debug pattern in Debug builds).
 pub fn mapMemory(len: usize) error{OutOfMemory}![]u8 {
+    return mapWith(len, false);
+}
+
+/// `mapMemory` with every page backed at once (`MAP_POPULATE`): for memory used in turn,
+/// each part after the other, whose every page is touched soon whatever the load (the
+/// provided buffers of an io_uring worker): resident from the start rather than growing.
+pub fn mapResident(len: usize) error{OutOfMemory}![]u8 {
+    return mapWith(len, true);
+}
+
+fn mapWith(len: usize, populate: bool) error{OutOfMemory}![]u8 {
     const prot = if (prot_is_struct)
         linux.PROT{ .READ = true, .WRITE = true }
     else
         linux.PROT.READ | linux.PROT.WRITE;
-    const rc = linux.mmap(null, len, prot, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0);
+    const flags: linux.MAP = .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .POPULATE = populate };
+    const rc = linux.mmap(null, len, prot, flags, -1, 0);
     if (errno(rc) != .SUCCESS) return error.OutOfMemory;
     const ptr: [*]u8 = @ptrFromInt(rc);
     return ptr[0..len];

@@ -166,6 +166,9 @@ pub const Worker = struct {
     ring: ?*ring_mod.Ring = null,
     on_ring: [max_sockets]bool = @splat(false),
     accepts: [max_sockets]ring_mod.Op = @splat(.idle),
+    /// Listeners on the ring closed by the worker whose accept has not ended yet: each is
+    /// closed at its accept's last completion, after taking what is queued (`closeNow`).
+    close_due: [max_sockets]bool = @splat(false),
     epoll_hot: bool = true,
     /// Connections the ring accepted, given slots once every completion of the turn is in (a
     /// request that arrived with them is then queued on its connection, which is not evicted
@@ -222,6 +225,7 @@ pub const Worker = struct {
         };
         var conns = try connections_mod.Connections.init(allocator, epfd, identity, options.limits);
         if (ring) |r| try conns.useRing(allocator, r);
+        if (ring) |r| if (options.link) |link| r.holdUntilGone(link.report_fd);
         return .{
             .allocator = allocator,
             .options = options,
@@ -407,6 +411,7 @@ pub const Worker = struct {
             if (got < cqes.len) break;
         }
         self.placeAccepted(woke);
+        self.closeEnded(woke);
         self.conns.runReady(woke);
         if (!self.epoll_hot) return 0;
         const n = try sys.epollWait(self.epfd, events, 0);
@@ -439,6 +444,8 @@ pub const Worker = struct {
 
     /// A completion of a listener's multishot accept: a connection, an error, or its end.
     fn onRingAccept(self: *Worker, socket_index: u16, res: i32, flags: u32, now_ms: u64) void {
+        // Its end, for one closed by the worker meanwhile: it closes once the turn's other
+        // completions are in (`closeEnded`).
         if (!ring_mod.hasMore(flags)) self.accepts[socket_index] = .idle;
         if (res >= 0) {
             // Accepted by the kernel before a pause or close took effect: served all the same,
@@ -471,6 +478,7 @@ pub const Worker = struct {
             if (!self.on_ring[i]) continue;
             const data = token(ring_mod.Kind.accept, @intCast(i));
             const op = &self.accepts[i];
+            if (self.close_due[i]) continue;
             if (wanted and self.listening[i] and op.* == .idle) {
                 // Only a full queue the kernel will not take fails this: tried again on the
                 // next accept, pause or resume.
@@ -655,16 +663,40 @@ pub const Worker = struct {
         self.closeNow(socket_index);
     }
 
-    /// Closes one of this worker's listening sockets now. Its multishot accept on the ring is
-    /// cancelled: the kernel's reference would keep the socket in its reuseport group (and
-    /// taking connections) after `close`. Its last completion comes on a later turn; a
-    /// connection it accepted before is served.
+    /// Closes one of this worker's listening sockets. One whose multishot accept on the ring
+    /// is pending closes at the accept's last completion, on a later turn (`close_due`): the
+    /// kernel's reference would keep the socket in its reuseport group, taking connections,
+    /// after `close`, so the accept is cancelled first, and a connection it accepted before
+    /// is served. What is queued on the socket then is accepted before it closes: the ring's
+    /// accept waits for connections as an exclusive waiter (one connection wakes one waiter),
+    /// so connections that woke this worker's accept while its cancellation was on its way
+    /// woke no other process that holds the socket (a `--handover` successor, the next
+    /// generation's worker), and would wait in its queue until another client came.
     fn closeNow(self: *Worker, socket_index: u16) void {
-        const fd = self.options.sockets[socket_index].fd;
-        if (self.ring) |ring| if (self.accepts[socket_index] == .armed) {
-            ring.cancel(token(ring_mod.Kind.accept, socket_index));
-            self.accepts[socket_index] = .cancelling;
+        if (self.ring) |ring| if (self.accepts[socket_index] != .idle) {
+            if (self.accepts[socket_index] == .armed) {
+                ring.cancel(token(ring_mod.Kind.accept, socket_index));
+                self.accepts[socket_index] = .cancelling;
+            }
+            self.close_due[socket_index] = true;
+            return;
         };
+        self.closeFd(socket_index);
+    }
+
+    /// Closes the listeners closed by the worker (`closeNow`) whose accept has ended since:
+    /// what is queued on each is served, then its descriptor closes.
+    fn closeEnded(self: *Worker, now_ms: u64) void {
+        for (self.close_due[0..self.options.sockets.len], 0..) |*due, i| {
+            if (!due.* or self.accepts[i] != .idle) continue;
+            due.* = false;
+            self.drainQueue(@intCast(i), now_ms);
+            self.closeFd(@intCast(i));
+        }
+    }
+
+    fn closeFd(self: *Worker, socket_index: u16) void {
+        const fd = self.options.sockets[socket_index].fd;
         // Not in the epoll set (another slot's, or on the ring): ENOENT, and nothing to do.
         _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
         sys.close(fd);
@@ -716,6 +748,11 @@ pub const Worker = struct {
         // Accepted by the ring and still waiting for a slot: closed cleanly.
         for (self.accepted[0..self.accepted_len]) |a| refuse(a.fd);
         self.accepted_len = 0;
+        // Listeners whose accept did not end in time (a drain timeout, SIGQUIT): closed.
+        for (self.close_due[0..self.options.sockets.len], 0..) |*due, i| if (due.*) {
+            due.* = false;
+            self.closeFd(@intCast(i));
+        };
         if (self.admin) |*a| a.close();
         self.admin = null;
         self.conns.closeAll();

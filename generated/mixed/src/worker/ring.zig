@@ -164,6 +164,17 @@ pub const Ring = struct {
         return .{ .ring = self };
     }
 
+    /// Registers `fd` (the report pipe's end) with the ring, so that the kernel holds it open
+    /// until it has let the ring go: a killed worker's ring is torn down after the process
+    /// is reaped (by a kernel worker, some milliseconds later), and only then does it release
+    /// the connections and listeners its operations hold. The supervisor, which reads the
+    /// pipe, sees its end only once they are closed, as it does for an epoll worker.
+    pub fn holdUntilGone(self: *Ring, fd: linux.fd_t) void {
+        // Refused (ENOMEM, a kernel without registered files): the supervisor then waits
+        // for the pipe a bounded time only (see `supervisor.zig`, `exit_grace_ms`).
+        self.ring.register_files(&.{fd}) catch {};
+    }
+
     fn refuse(errno: []const u8, step: []const u8) Opened {
         return .{ .refused = .{ .errno = errno, .step = step } };
     }
@@ -198,7 +209,11 @@ pub const Ring = struct {
     }
 
     fn initBuffers(self: *Ring, allocator: std.mem.Allocator) !void {
-        self.mem = try compat.mapMemory(@as(usize, buffer_count) * buffer_bytes);
+        // The kernel takes the buffers in the order they were given back, the one given
+        // back longest ago first: whatever the number of connections, every buffer is used
+        // in turn and its page touched after `buffer_count` receives. Backed at once, the
+        // memory is what it will be from the start, instead of growing under steady load.
+        self.mem = try compat.mapResident(@as(usize, buffer_count) * buffer_bytes);
         self.buffers = .{
             .next = try allocator.alloc(u16, buffer_count),
             .start = try allocator.alloc(u16, buffer_count),

@@ -71,6 +71,9 @@ const listener_count = config.listeners.len;
 const max_events = 64;
 /// How often slots are checked for silence while the watchdog is on or a slot is adopted.
 const scan_interval_ms = 50;
+/// How long a reaped worker's report pipe may stay open before the core hears of the exit
+/// all the same (see `Proc.exit_due_ms`).
+const exit_grace_ms = 1000;
 
 const Kind = struct {
     const signal: u32 = 0;
@@ -97,6 +100,14 @@ const Proc = struct {
     spawn_error: ?[]const u8 = null,
     /// Reaped: its last reports are read, a `ready` among them no longer counts.
     exited: bool = false,
+    /// Reaped while its report pipe is still open: the core hears of the exit at the pipe's
+    /// end, or at this time. An io_uring worker's ring holds the pipe (`Ring.holdUntilGone`)
+    /// until the kernel has torn the ring down and closed the connections and listeners its
+    /// operations held, which it does some milliseconds after the process was reaped: a
+    /// replacement started before that (or a client told of it) would find the killed
+    /// worker's connections open, and a keep-alive client's next request reset. An epoll
+    /// worker's pipe ends as its process does.
+    exit_due_ms: ?u64 = null,
     exit: events.Exit = .{ .code = 0 },
     stats: stats_mod.Stats = .{},
     report_buf: [1024]u8 = undefined,
@@ -277,9 +288,10 @@ pub const Supervisor = struct {
             .spawn => |s| self.spawn(s.record, s.index, s.generation),
             .retire => |record| self.retire(&self.procs[record]),
             .kill_worker => |k| {
-                // A record whose fork failed holds no process.
-                const pid = self.procs[k.record].pid;
-                if (pid > 0) killProcess(pid, k.signal);
+                // A record whose fork failed holds no process; one reaped (its pipe not closed
+                // yet) holds a pid that may be another process's by now.
+                const proc = &self.procs[k.record];
+                if (proc.pid > 0 and !proc.exited) killProcess(proc.pid, k.signal);
             },
             .kill_process => |k| killProcess(k.pid, k.signal),
             .start_probe => self.startProbe(),
@@ -402,6 +414,9 @@ pub const Supervisor = struct {
             next = minOf(next, at);
         };
         if (self.admin_retry_at_ms) |at| next = minOf(next, at);
+        for (self.procs) |proc| if (proc.exit_due_ms) |at| {
+            next = minOf(next, at);
+        };
         const deadline = next orelse return -1;
         const t = now();
         if (deadline <= t) return 0;
@@ -781,7 +796,7 @@ pub const Supervisor = struct {
                 _ = linux.epoll_ctl(self.epfd, linux.EPOLL.CTL_DEL, fd, null);
                 sys.close(fd);
                 proc.report_fd = null;
-                return;
+                return self.tellExit(record);
             }
             proc.report_len += n;
             self.parseReports(record);
@@ -934,6 +949,7 @@ pub const Supervisor = struct {
         };
         if (self.admin) |*a| a.expire(t);
         if (self.admin_retry_at_ms) |at| if (t >= at) self.retryAdmin(t);
+        self.tellLateExits(t);
         // Before the deadlines: a predecessor that exited just now lets its upgrade go on.
         self.pollPredecessor();
         self.feed(.tick);
@@ -952,13 +968,32 @@ pub const Supervisor = struct {
                 if (proc.pid == result.pid) {
                     proc.exited = true;
                     proc.exit = events.Exit.fromWaitStatus(result.status);
+                    proc.exit_due_ms = now() + exit_grace_ms;
+                    // Its last reports, and the pipe's end (which tells the core).
                     self.onReport(@intCast(i));
-                    self.feed(.{ .worker_exit = @intCast(i) });
+                    if (proc.report_fd == null) self.tellExit(@intCast(i));
                     break;
                 }
             } else self.onOtherChildExit(result.pid, result.status);
         }
         self.reap_due = true;
+    }
+
+    /// Tells the core that a reaped worker is gone, once: at its report pipe's end, or when
+    /// `exit_grace_ms` passed (see `Proc.exit_due_ms`).
+    fn tellExit(self: *Supervisor, record: u32) void {
+        const proc = &self.procs[record];
+        if (!proc.exited or proc.exit_due_ms == null) return;
+        proc.exit_due_ms = null;
+        self.feed(.{ .worker_exit = record });
+    }
+
+    /// Reaped workers whose report pipe outlived `exit_grace_ms`: the core hears of them.
+    fn tellLateExits(self: *Supervisor, t: u64) void {
+        for (self.procs, 0..) |proc, i| {
+            const at = proc.exit_due_ms orelse continue;
+            if (t >= at) self.tellExit(@intCast(i));
+        }
     }
 
     /// The core let a reaped worker go: its pipes close, its counts join its slot's.
