@@ -79,6 +79,25 @@ export const PRIVILEGED_SPEC = {
   ],
 } as const;
 
+/**
+ * The ready-timeout tests' service: UDP echo through a datagram module whose workers take as
+ * long to start as a file says (test/e2e/fixtures/slowinit.zig).
+ */
+export const SLOW_INIT_SPEC = {
+  name: "slow-init",
+  workers: 2,
+  listeners: [
+    {
+      name: "echo",
+      protocol: "udp",
+      address: "127.0.0.1",
+      port: 9471,
+      handler: "app",
+      app: { module: "slowinit", datagram: {} },
+    },
+  ],
+};
+
 /** The example modules the soak's specs use, copied over the generated stubs. */
 const SOAK_MODULES = { notes: "examples/app/notes.zig", resp: "examples/app/resp.zig" } as const;
 
@@ -95,6 +114,12 @@ const PROJECTS = {
     optimize: "ReleaseFast",
   },
   "restart-bench": { spec: undefined, file: "bench/specs/restart.json", name: "restart-bench" },
+  "slow-init": {
+    spec: SLOW_INIT_SPEC,
+    file: "slow-init.json",
+    name: SLOW_INIT_SPEC.name,
+    modules: { slowinit: "test/e2e/fixtures/slowinit.zig" },
+  },
   // The restart bench's upgrade variants (4 → 2 → 6 → 4 workers, a port moved, a listener
   // added and removed), one binary name for all.
   "upgrade-bench-a": { spec: undefined, file: "bench/specs/upgrade-a.json", name: "upgrade-bench" },
