@@ -786,33 +786,17 @@ pub fn explore(comptime planted: core.Planted, run_seed: u64, orders: u64, print
     return null;
 }
 
-/// `SIM_SEED` from this process's environment.
-fn seedFromEnvironment() ?u64 {
-    var buf: [32]u8 = undefined;
-    const text = environmentValue("SIM_SEED", &buf) orelse return null;
+/// `SIM_SEED` from this process's environment (the test runner's environment is not passed to
+/// tests the same way by every Zig release: read from /proc).
+fn seedFromEnvironment(block: []u8) ?u64 {
+    const text = sys.getEnvFromProc("SIM_SEED", block) orelse return null;
     return std.fmt.parseInt(u64, text, 10) catch null;
 }
 
-/// The value of `name` in this process's environment (at most `buf.len` bytes), read from
-/// /proc: the test runner's environment is not passed to tests the same way by every release.
-fn environmentValue(name: []const u8, buf: []u8) ?[]const u8 {
-    const block_buf = std.heap.page_allocator.alloc(u8, 1 << 20) catch return null;
-    defer std.heap.page_allocator.free(block_buf);
-    const block = sys.readSmallFile("/proc/self/environ", block_buf) catch return null;
-    var entries = std.mem.splitScalar(u8, block, 0);
-    while (entries.next()) |entry| {
-        if (entry.len <= name.len or entry[name.len] != '=') continue;
-        if (!std.mem.startsWith(u8, entry, name)) continue;
-        const value = entry[name.len + 1 ..];
-        if (value.len > buf.len) return null;
-        @memcpy(buf[0..value.len], value);
-        return buf[0..value.len];
-    }
-    return null;
-}
-
 test "the simulator finds every invariant kept through many random event orders" {
-    if (seedFromEnvironment()) |seed| {
+    const block = try std.testing.allocator.alloc(u8, 1 << 20);
+    defer std.testing.allocator.free(block);
+    if (seedFromEnvironment(block)) |seed| {
         // Replays one event order, as a failure printed it.
         std.debug.print("simulator: replaying event order {d}\n", .{seed});
         if (Simulator(.none).runOne(seed, .always)) |_| return error.SimulationFailed;
@@ -821,8 +805,7 @@ test "the simulator finds every invariant kept through many random event orders"
     const run_seed = sys.monotonicUs() ^ @as(u64, @bitCast(sys.realtimeSeconds()));
     // A passing test writes nothing: Zig 0.17 shows a test's standard error under a
     // "failed command" line even when every test passed. `SIM_VERBOSE=1` prints the seed.
-    var flag: [8]u8 = undefined;
-    const verbose = environmentValue("SIM_VERBOSE", &flag) != null;
+    const verbose = sys.getEnvFromProc("SIM_VERBOSE", block) != null;
     if (verbose) printRunSeed(run_seed);
     if (explore(.none, run_seed, orders_per_run, .on_failure)) |_| {
         if (!verbose) printRunSeed(run_seed);

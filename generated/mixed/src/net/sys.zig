@@ -325,12 +325,27 @@ pub fn readSmallFile(path: [*:0]const u8, buf: []u8) Error![]const u8 {
 pub fn getEnv(envp: [*:null]const ?[*:0]const u8, name: []const u8) ?[]const u8 {
     var i: usize = 0;
     while (envp[i]) |entry| : (i += 1) {
-        const text = std.mem.span(entry);
-        if (text.len > name.len and text[name.len] == '=' and std.mem.startsWith(u8, text, name)) {
-            return text[name.len + 1 ..];
-        }
+        if (entryValue(std.mem.span(entry), name)) |value| return value;
     }
     return null;
+}
+
+/// `getEnv` for code that has no `envp` (tests, application modules): this process's
+/// environment as /proc/self/environ has it, read into `buf` (too small a `buf` cuts it).
+pub fn getEnvFromProc(name: []const u8, buf: []u8) ?[]const u8 {
+    const block = readSmallFile("/proc/self/environ", buf) catch return null;
+    var entries = std.mem.splitScalar(u8, block, 0);
+    while (entries.next()) |entry| {
+        if (entryValue(entry, name)) |value| return value;
+    }
+    return null;
+}
+
+/// The value of a `NAME=value` entry when its name is `name`.
+fn entryValue(entry: []const u8, name: []const u8) ?[]const u8 {
+    if (entry.len <= name.len or entry[name.len] != '=') return null;
+    if (!std.mem.startsWith(u8, entry, name)) return null;
+    return entry[name.len + 1 ..];
 }
 
 test "reads a variable from an environment block" {
