@@ -79,6 +79,47 @@ pub const Identity = struct {
 
 const Sending = enum(u2) { no, queued, submitted };
 
+/// Slots listed for a pass of the loop, each at most once until the pass takes it (with
+/// io_uring: the connections ready to read, and those whose send waits for the turn's
+/// io_uring_enter). A pass takes the first `n` one by one; a slot listed again meanwhile goes
+/// after them, for the next pass.
+const SlotList = struct {
+    items: []u32 = &.{},
+    len: u32 = 0,
+    listed: []bool = &.{},
+
+    fn init(allocator: std.mem.Allocator, slots: usize) !SlotList {
+        // Every slot once, and once more when it is listed again while a pass runs.
+        const list: SlotList = .{
+            .items = try allocator.alloc(u32, 2 * slots),
+            .listed = try allocator.alloc(bool, slots),
+        };
+        @memset(list.listed, false);
+        return list;
+    }
+
+    fn add(self: *SlotList, slot: u32) void {
+        if (self.listed[slot]) return;
+        self.listed[slot] = true;
+        self.items[self.len] = slot;
+        self.len += 1;
+    }
+
+    /// The pass's `i`-th slot, no longer listed.
+    fn take(self: *SlotList, i: usize) u32 {
+        const slot = self.items[i];
+        self.listed[slot] = false;
+        return slot;
+    }
+
+    /// The pass over the first `n` is done: the slots listed since move up.
+    fn endPass(self: *SlotList, n: usize) void {
+        const later = self.items[n..self.len];
+        compat.moveLeft(u32, self.items[0..later.len], later);
+        self.len = @intCast(later.len);
+    }
+};
+
 const Connection = struct {
     fd: sys.Fd = closed,
     generation: u32 = 0,
@@ -157,13 +198,9 @@ pub const Connections = struct {
     /// With io_uring: the worker's ring, and the connections whose received bytes wait to be
     /// read on the loop's next turn (as epoll, level-triggered, would report them again).
     ring: ?*ring_mod.Ring = null,
-    ready: []u32 = &.{},
-    ready_len: u32 = 0,
-    is_ready: []bool = &.{},
+    ready: SlotList = .{},
     /// With io_uring: the connections whose send waits for the turn's io_uring_enter.
-    sends: []u32 = &.{},
-    sends_len: u32 = 0,
-    is_sending: []bool = &.{},
+    sends: SlotList = .{},
 
     pub fn init(
         allocator: std.mem.Allocator,
@@ -212,13 +249,8 @@ pub const Connections = struct {
     /// Serves the connections through `ring` from now on (before the first is opened).
     pub fn useRing(self: *Connections, allocator: std.mem.Allocator, ring: *ring_mod.Ring) !void {
         assert(self.openCount() == 0);
-        // A slot is listed once, and once more if it becomes ready while the list is run.
-        self.ready = try allocator.alloc(u32, 2 * self.slots.len);
-        self.is_ready = try allocator.alloc(bool, self.slots.len);
-        @memset(self.is_ready, false);
-        self.sends = try allocator.alloc(u32, self.slots.len);
-        self.is_sending = try allocator.alloc(bool, self.slots.len);
-        @memset(self.is_sending, false);
+        self.ready = try SlotList.init(allocator, self.slots.len);
+        self.sends = try SlotList.init(allocator, self.slots.len);
         self.ring = ring;
     }
 
@@ -877,11 +909,7 @@ pub const Connections = struct {
         }
         if (outputWaits(c)) {
             c.sending = .queued;
-            if (!self.is_sending[slot]) {
-                self.is_sending[slot] = true;
-                self.sends[self.sends_len] = slot;
-                self.sends_len += 1;
-            }
+            self.sends.add(slot);
             return .{ .queued = progressed };
         }
         c.out_start = 0;
@@ -892,9 +920,9 @@ pub const Connections = struct {
     /// Queues on the ring the sends of the turn, just before its io_uring_enter: nothing
     /// touches their bytes between here and that system call, which completes them.
     pub fn submitSends(self: *Connections, ring: *ring_mod.Ring) void {
-        var kept: u32 = 0;
-        for (self.sends[0..self.sends_len]) |slot| {
-            self.is_sending[slot] = false;
+        const n = self.sends.len;
+        for (0..n) |i| {
+            const slot = self.sends.take(i);
             const c = &self.slots[slot];
             // Closed since (its slot perhaps reused): nothing goes out.
             if (c.fd == closed or c.sending != .queued) continue;
@@ -906,14 +934,12 @@ pub const Connections = struct {
             assert(bytes.len > 0);
             ring.send(self.tokenFor(slot, ring_mod.Kind.send), c.fd, bytes) catch {
                 // Only a full queue the kernel will not take: the next turn tries again.
-                self.is_sending[slot] = true;
-                self.sends[kept] = slot;
-                kept += 1;
+                self.sends.add(slot);
                 continue;
             };
             c.sending = .submitted;
         }
-        self.sends_len = kept;
+        self.sends.endPass(n);
     }
 
     /// A completion of a connection's send: bytes went out, the socket was full (`EAGAIN`),
@@ -1021,33 +1047,28 @@ pub const Connections = struct {
     }
 
     fn markReady(self: *Connections, slot: u32) void {
-        if (self.is_ready[slot]) return;
-        self.is_ready[slot] = true;
-        self.ready[self.ready_len] = slot;
-        self.ready_len += 1;
+        self.ready.add(slot);
     }
 
     /// Whether a connection has received bytes to read without waiting for the kernel.
     pub fn hasReady(self: *const Connections) bool {
-        return self.ready_len > 0;
+        return self.ready.len > 0;
     }
 
     /// Reads on the connections whose received bytes wait (`markReady`), and arms again the
     /// receives that ended. One that becomes ready again meanwhile waits for the next turn.
     pub fn runReady(self: *Connections, now_ms: u64) void {
         const ring = self.ring orelse return;
-        const n = self.ready_len;
-        for (self.ready[0..n]) |slot| {
-            self.is_ready[slot] = false;
+        const n = self.ready.len;
+        for (0..n) |i| {
+            const slot = self.ready.take(i);
             const c = &self.slots[slot];
             if (c.fd == closed) continue;
             self.syncRing(ring, slot);
             if (c.fd == closed or c.events & linux.EPOLL.IN == 0 or c.queue.isEmpty()) continue;
             self.onEvent(Token.decode(self.tokenOf(slot)), linux.EPOLL.IN, now_ms);
         }
-        const later = self.ready[n..self.ready_len];
-        compat.moveLeft(u32, self.ready[0..later.len], later);
-        self.ready_len = @intCast(later.len);
+        self.ready.endPass(n);
     }
 
     /// A completion of a connection's multishot receive: bytes, the end of the stream, an
