@@ -2,7 +2,14 @@
 // server's process group from /proc, wrk's figures, and a median. One copy, so that every
 // bench measures CPU and latency the same way.
 import { execFileSync, spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmdirSync,
+  writeFileSync,
+} from "node:fs";
 
 /**
  * Installs with apt-get the packages of the commands in `tools` (command → Debian package)
@@ -85,4 +92,53 @@ export function toMs(text) {
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
+}
+
+/**
+ * Holds process `pid` (and the children it starts later) to `cpus` CPUs with a CFS quota, as a
+ * container runtime does for a pod's `limits.cpu`: a cgroup of its own under cgroup v2
+ * (`cpu.max`) or v1's `cpu` hierarchy (`cpu.cfs_quota_us`). Returns a function that removes
+ * the cgroup once the process has ended. Needs root; exits 1 naming the reason otherwise.
+ */
+export function limitCpu(bench, name, pid, cpus) {
+  const period = 100_000;
+  const quota = Math.round(cpus * period);
+  const v2 = "/sys/fs/cgroup";
+  const v1 = "/sys/fs/cgroup/cpu";
+  const leaf = `${bench.replace(/[^a-z0-9]/gi, "-")}-${name}-${process.pid}`;
+  let dir;
+  try {
+    if (existsSync(`${v2}/cgroup.controllers`)) {
+      const enabled = readFileSync(`${v2}/cgroup.subtree_control`, "utf8");
+      if (!enabled.split(/\s+/).includes("cpu")) {
+        writeFileSync(`${v2}/cgroup.subtree_control`, "+cpu");
+      }
+      dir = `${v2}/${leaf}`;
+      mkdirSync(dir);
+      writeFileSync(`${dir}/cpu.max`, `${quota} ${period}`);
+    } else {
+      dir = `${v1}/${leaf}`;
+      mkdirSync(dir);
+      writeFileSync(`${dir}/cpu.cfs_period_us`, String(period));
+      writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quota));
+    }
+    writeFileSync(`${dir}/cgroup.procs`, String(pid));
+  } catch (err) {
+    process.stderr.write(
+      `${bench}: cannot hold ${name} to ${cpus} CPUs with a cgroup (${err.message}); ` +
+        "--cpu-limit needs root and a writable cgroup v1 or v2 hierarchy\n",
+    );
+    process.exit(1);
+  }
+  return () => {
+    for (let i = 0; i < 50; i += 1) {
+      try {
+        rmdirSync(dir);
+        return;
+      } catch {
+        // Busy until the killed processes have been reaped.
+        spawnSync("sleep", ["0.02"]);
+      }
+    }
+  };
 }

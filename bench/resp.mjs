@@ -7,7 +7,13 @@
 //
 //   npm run bench:resp -- [--requests N] [--clients N] [--pipeline N] [--rounds N]
 //                         [--tests ping,set,get,incr] [--optimize MODE] [--io io_uring]
+//                         [--cpu-limit CPUS]
 //
+// With --cpu-limit 0.5 each server is held to half a CPU by a CFS quota (a cgroup of its own,
+// as a container's CPU limit does). On a machine with two cores the client takes about as
+// much CPU as the server, so without a limit redis-benchmark sets the pace and requests per
+// second say little about either server; with one, each server is the bottleneck and its
+// requests per second are what it does with the same CPU. Needs root.
 // With --io io_uring the same binary started with --io io_uring joins the rounds as
 // "uring" (issue 21's goals: at least 1.2x redis-server without pipelining, 1.3x with -P 16).
 //
@@ -20,7 +26,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { buildBenchService } from "./service.mjs";
-import { ensureTools, groupCpuTicks, median } from "./common.mjs";
+import { ensureTools, groupCpuTicks, limitCpu, median } from "./common.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..");
@@ -33,6 +39,7 @@ const { values: args } = parseArgs({
     tests: { type: "string", default: "ping,set,get,incr" },
     optimize: { type: "string", default: "ReleaseFast" },
     io: { type: "string" },
+    "cpu-limit": { type: "string" },
   },
 });
 
@@ -40,6 +47,14 @@ const OURS_PORT = 16390;
 const REDIS_PORT = 16391;
 const URING_PORT = 16392;
 const children = [];
+/** What removes each server's cgroup (with --cpu-limit), run once the servers are killed. */
+const cleanups = [];
+const cpuLimit = args["cpu-limit"] === undefined ? undefined : Number(args["cpu-limit"]);
+if (cpuLimit !== undefined && !(cpuLimit >= 0.05 && cpuLimit <= os.cpus().length)) {
+  const most = os.cpus().length;
+  process.stderr.write(`bench:resp: --cpu-limit wants a number of CPUs from 0.05 to ${most}\n`);
+  process.exit(2);
+}
 /** The process group of each server (each is started as the leader of its own). */
 const groups = {};
 const CLK_TCK = Number(
@@ -54,6 +69,7 @@ process.on("exit", () => {
       // already gone
     }
   }
+  for (const cleanup of cleanups) cleanup();
   rmSync(tmp, { recursive: true, force: true });
 });
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => process.exit(130));
@@ -98,6 +114,7 @@ async function start(name, command, argv) {
   const child = spawn(command, argv, { detached: true, stdio: "ignore" });
   children.push(child);
   groups[name] = child.pid;
+  if (cpuLimit !== undefined) cleanups.push(limitCpu("bench:resp", name, child.pid, cpuLimit));
   child.on("exit", (code) => {
     if (code !== null && code !== 0) process.stderr.write(`bench:resp: ${name} exited ${code}\n`);
   });
@@ -141,6 +158,9 @@ function report() {
     `machine: ${cpu}, ${os.cpus().length} CPUs, Linux ${os.release()}; ` +
       `${spawnSync("redis-server", ["--version"], { encoding: "utf8" }).stdout.trim()}`,
   );
+  if (cpuLimit !== undefined) {
+    console.log(`each server held to ${cpuLimit} CPUs by a CFS quota (cgroup), the client not`);
+  }
   for (const pipeline of pipelines) {
     console.log(
       `\nredis-benchmark -n ${args.requests} -c ${args.clients} -P ${pipeline} -t ${args.tests}` +
