@@ -286,10 +286,12 @@ pub fn monotonicUs() u64 {
     return sec * std.time.us_per_s + nsec / std.time.ns_per_us;
 }
 
-/// Seconds since the Unix epoch on the wall clock (for the `Date` header).
+/// Seconds since the Unix epoch on the wall clock (for the `Date` header). The coarse clock
+/// is the kernel's last tick (a few ms behind at most) and reads no time counter: about a
+/// seventh of the plain clock's cost, paid once per HTTP response.
 pub fn realtimeSeconds() i64 {
     var ts: linux.timespec = undefined;
-    _ = linux.clock_gettime(.REALTIME, &ts);
+    _ = linux.clock_gettime(.REALTIME_COARSE, &ts);
     return @intCast(ts.sec);
 }
 

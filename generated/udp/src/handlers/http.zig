@@ -110,8 +110,10 @@ const Pending = struct {
     head_only: bool,
     /// Refused once its body has been read (a method this handler does not implement).
     refuse: bool,
-    /// When its head was complete (µs, monotonic), for the request-duration histogram.
-    head_us: u64,
+    /// When its head was complete (µs, monotonic), for the request-duration histogram; null
+    /// while that was during the current `onData` call, whose requests read whole took no
+    /// time of ours to speak of: most requests are answered without reading the clock.
+    head_us: ?u64,
 };
 
 pub const State = struct {
@@ -306,7 +308,7 @@ pub fn onData(
             // what follows them may complete one.
             .need_more => if (step.consumed == 0) break,
             .head => |head| {
-                startRequest(ctx, state, &head, out, &clock);
+                startRequest(ctx, state, &head, out);
                 if (access_log.enabled) head_here = head;
             },
             // The built-in handler has no use for a request body: it is read and dropped.
@@ -331,9 +333,13 @@ pub fn onData(
             },
         }
     }
-    // A body still to come: its head's bytes go with this input, so the log keeps a copy.
-    if (access_log.enabled and state.pending != null) {
-        if (head_here) |head| state.log.copy.save(&head);
+    // A body still to come: the clock is read for its head, and its head's bytes go with
+    // this input, so the log keeps a copy.
+    if (state.pending) |*pending| {
+        if (pending.head_us == null) pending.head_us = clock.now();
+        if (access_log.enabled) {
+            if (head_here) |head| state.log.copy.save(&head);
+        }
     }
     progress.phase = phaseOf(state, input.len - progress.consumed);
     return progress;
@@ -345,7 +351,6 @@ fn startRequest(
     state: *State,
     head: *const parser.Head,
     out: *api.Output,
-    clock: *Clock,
 ) void {
     const connect = std.mem.eql(u8, head.method, "CONNECT");
     state.pending = .{
@@ -353,7 +358,7 @@ fn startRequest(
         .http_1_0 = head.version == .http_1_0,
         .head_only = std.mem.eql(u8, head.method, "HEAD"),
         .refuse = connect,
-        .head_us = clock.now(),
+        .head_us = null,
     };
     if (head.expect_continue and head.body != .none) _ = out.append(continue_response);
 }
@@ -380,7 +385,8 @@ fn answer(
         return;
     }
     // Refusals are counted by the worker, from `progress.rejected`.
-    metrics.response(ctx.listener_index, 0, 200, clock.now() -| request.head_us);
+    const took_us = if (request.head_us) |head_us| clock.now() -| head_us else 0;
+    metrics.response(ctx.listener_index, 0, 200, took_us);
     const response = if (!request.keep_alive)
         table.close
     else if (request.http_1_0)
@@ -399,9 +405,9 @@ fn viewOf(state: *const State, head_here: ?parser.Head) RequestView {
     return RequestView.ofCopy(&state.log.copy);
 }
 
-/// The monotonic clock, read at most once per `onData` call, when a request's head or end is
-/// in it: a request read whole in one call took no time of ours to speak of (its duration is
-/// 0), one whose body trickled in took the time between the reads.
+/// The monotonic clock, read at most once per `onData` call, when a request's head and end
+/// come in different calls: a request read whole in one call took no time of ours to speak of
+/// (its duration is 0), one whose body trickled in took the time between the reads.
 const Clock = struct {
     us: ?u64 = null,
 
@@ -526,6 +532,8 @@ test "a chunked body is read and dropped; 100-continue is answered first" {
     const first = onData(&ctx, &state, head, &out);
     try std.testing.expectEqual(api.Phase.body, first.phase);
     try std.testing.expectEqualStrings(continue_response, out.buf[0..out.len]);
+    // Its end comes in a later call: the clock was read for its duration.
+    try std.testing.expect(state.pending.?.head_us != null);
     out.len = 0;
     const rest = "5\r\nhello\r\n0\r\n\r\n";
     const second = onData(&ctx, &state, rest, &out);
