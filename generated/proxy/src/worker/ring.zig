@@ -47,6 +47,11 @@ pub const Kind = struct {
     /// A cancellation's own completion, and the probe's: nothing to do.
     pub const quiet: u8 = 12;
     pub const send: u8 = 13;
+    /// A proxied pair's side (`handlers/proxy.zig`): its multishot receive, its send and
+    /// its one-shot poll for room (or for its connect's end).
+    pub const proxy_recv: u8 = 14;
+    pub const proxy_send: u8 = 15;
+    pub const proxy_poll: u8 = 16;
 };
 
 /// The state of a multishot (or one-shot) operation on the ring.
@@ -297,8 +302,19 @@ pub const Ring = struct {
     /// waiting for room later. So `bytes` are read by the `io_uring_enter` that submits it and
     /// not after: they may change once it returned, as after a `send` system call.
     pub fn send(self: *Ring, user_data: u64, fd: linux.fd_t, bytes: []const u8) !void {
+        return self.sendWith(user_data, fd, bytes, 0);
+    }
+
+    /// `send` with more flags (`MSG_MORE`: a FIN follows the bytes, see handlers/proxy.zig).
+    pub fn sendWith(
+        self: *Ring,
+        user_data: u64,
+        fd: linux.fd_t,
+        bytes: []const u8,
+        flags: u32,
+    ) !void {
         const e = try self.sqe();
-        e.prep_send(fd, bytes, linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL);
+        e.prep_send(fd, bytes, linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL | flags);
         e.user_data = user_data;
     }
 

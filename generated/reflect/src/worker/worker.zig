@@ -225,6 +225,7 @@ pub const Worker = struct {
         };
         var conns = try connections_mod.Connections.init(allocator, epfd, identity, options.limits);
         if (ring) |r| try conns.useRing(allocator, r);
+        if (ring) |r| try handlers.proxy.useRing(allocator, r);
         if (ring) |r| if (options.link) |link| r.holdUntilGone(link.report_fd);
         return .{
             .allocator = allocator,
@@ -400,6 +401,7 @@ pub const Worker = struct {
         const busy = self.epoll_hot or self.conns.hasReady();
         // The turn's sends go with its one io_uring_enter, and complete in it.
         self.conns.submitSends(ring);
+        handlers.proxy.submitRing();
         try ring.wait(if (busy) 0 else self.waitTimeoutMs(now_ms));
         const woke = sys.monotonicMs();
         var cqes: [completion_batch]linux.io_uring_cqe = undefined;
@@ -435,6 +437,9 @@ pub const Worker = struct {
             ring_mod.Kind.recv => self.conns.onRecv(t, cqe.res, cqe.flags, now_ms),
             ring_mod.Kind.poll => self.conns.onPoll(t, cqe.res, now_ms),
             ring_mod.Kind.send => self.conns.onSend(t, cqe.res, now_ms),
+            ring_mod.Kind.proxy_recv, ring_mod.Kind.proxy_send, ring_mod.Kind.proxy_poll => {
+                handlers.proxy.onRing(t, cqe.res, cqe.flags, now_ms);
+            },
             // A cancellation's own completion, or the probe's receive (whose buffer goes back).
             else => if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) {
                 ring.put(ring_mod.bufferId(cqe.flags));
