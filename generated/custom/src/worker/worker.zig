@@ -261,7 +261,8 @@ pub const Worker = struct {
     }
 
     /// Whether a socket accepts through the ring: a TCP listener of a connection handler (a
-    /// proxy's clients, and UDP, stay with epoll).
+    /// proxy's listeners, and UDP, stay with epoll; a proxy's pairs move bytes through the
+    /// ring once accepted, see handlers/proxy.zig).
     fn acceptsOnRing(socket: Socket) bool {
         const l = &config.listeners[socket.listener_index];
         return l.protocol == .tcp and l.handler != .proxy;

@@ -3,10 +3,12 @@
 //!
 //! The ring is where such a worker waits. Its TCP listeners of connection handlers accept
 //! with one multishot accept each, and their connections receive with one multishot receive
-//! each into a ring of provided buffers shared by the worker; everything else (signals, the
-//! supervisor's pipe, the admin listener, upstream and proxy sockets, UDP) stays in the
-//! epoll set, which the ring watches with a multishot poll: the loop asks epoll (without
-//! waiting) only when that poll fired or epoll had more to say last time.
+//! each into a ring of provided buffers shared by the worker, and so do the sides of the
+//! proxy's pairs (handlers/proxy.zig); everything else (signals, the supervisor's pipe, the
+//! admin listener, upstream sockets, a proxy's listeners, health checks and `zeroCopy`
+//! pairs, UDP) stays in the epoll set, which the ring watches with a multishot poll: the
+//! loop asks epoll (without waiting) only when that poll fired or epoll had more to say last
+//! time.
 //!
 //! The kernel holds its own reference to every file an operation is pending on: closing a
 //! descriptor does not end a multishot accept or receive on it. So a listener or connection

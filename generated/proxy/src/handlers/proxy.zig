@@ -37,6 +37,8 @@
 //!   pair of a list has the same timeout), so the next deadline is a list's head: O(1).
 //! - Drain: a stopping worker accepts no more and keeps its pairs until they end or the drain
 //!   timeout; new clients reach the next generation through the listening sockets.
+//! - io_uring (`useRing`): a pair's sockets stay out of the epoll set and move bytes through
+//!   the worker's ring (`pumpRing`, below); `zeroCopy` pairs keep the epoll pump.
 const std = @import("std");
 const config = @import("../config.zig");
 const cli = @import("../cli.zig");
