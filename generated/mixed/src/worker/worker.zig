@@ -260,12 +260,11 @@ pub const Worker = struct {
         }
     }
 
-    /// Whether a socket accepts through the ring: a TCP listener of a connection handler (a
-    /// proxy's listeners, and UDP, stay with epoll; a proxy's pairs move bytes through the
-    /// ring once accepted, see handlers/proxy.zig).
+    /// Whether a socket accepts through the ring: a TCP listener (UDP stays with epoll). A
+    /// proxy's clients are handed to it (`place`), whose pairs move bytes through the ring
+    /// too (see handlers/proxy.zig).
     fn acceptsOnRing(socket: Socket) bool {
-        const l = &config.listeners[socket.listener_index];
-        return l.protocol == .tcp and l.handler != .proxy;
+        return config.listeners[socket.listener_index].protocol == .tcp;
     }
 
     /// Opens the standalone admin listener, if one is asked for. With --handover a port in
@@ -817,11 +816,21 @@ pub const Worker = struct {
     /// A slot for an accepted connection, by eviction if need be; false (the listeners pause)
     /// when there is none.
     fn place(self: *Worker, a: Accepted, now_ms: u64) bool {
+        const listener_index = self.options.sockets[a.socket_index].listener_index;
+        if (config.listeners[listener_index].handler == .proxy) {
+            // A full proxy table waits for a pair to end (pairs are never evicted).
+            if (handlers.proxy.isFull()) {
+                self.pauseListeners(now_ms + evict_retry_ms);
+                return false;
+            }
+            handlers.proxy.open(a.fd, listener_index, now_ms);
+            return true;
+        }
         if (self.conns.isFull() and !self.conns.evictOne(now_ms)) {
             self.pauseWhileFull(now_ms);
             return false;
         }
-        self.conns.open(a.fd, self.options.sockets[a.socket_index].listener_index, now_ms);
+        self.conns.open(a.fd, listener_index, now_ms);
         return true;
     }
 
