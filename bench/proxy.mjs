@@ -9,10 +9,15 @@
 //
 //   npm run bench:proxy -- [--workers N] [--connections N] [--threads N] [--seconds S]
 //                          [--rounds N] [--mode keepalive|close|both] [--optimize MODE]
-//                          [--body-bytes N] [--zero-copy]
+//                          [--body-bytes N] [--zero-copy] [--io io_uring] [--syscalls]
 //
 // --body-bytes sets the size of the file nginx answers (sendfile); --zero-copy builds the proxy
 // with `zeroCopy` and gives HAProxy `option splice-auto`: the bulk case (1 MiB answers, say).
+// --io io_uring starts the same binary a second time with `--io io_uring` (its pairs move
+// bytes through the workers' rings) on a port of its own, and the rounds rotate among the
+// three servers. --syscalls then counts each server's system calls per request under one
+// more wrk run of each (`perf stat` on the syscall tracepoints of its worker processes, or of
+// HAProxy's process), per system call.
 //
 // Needs wrk, nginx and haproxy; when they are missing and we are root, installs them with
 // apt-get (Debian's wrk, nginx-light and haproxy), as CI would.
@@ -41,8 +46,14 @@ const { values: args } = parseArgs({
     optimize: { type: "string", default: "ReleaseFast" },
     "body-bytes": { type: "string", default: "3" },
     "zero-copy": { type: "boolean", default: false },
+    io: { type: "string" },
+    syscalls: { type: "boolean", default: false },
   },
 });
+if (args.io !== undefined && args.io !== "io_uring") {
+  process.stderr.write(`bench:proxy: --io must be io_uring (got ${args.io})\n`);
+  process.exit(2);
+}
 const TICKS_PER_SECOND = Number(
   spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim() || 100,
 );
@@ -50,6 +61,26 @@ const TICKS_PER_SECOND = Number(
 const BACKEND_PORT = 18180;
 const OURS_PORT = 18181;
 const HAPROXY_PORT = 18182;
+const URING_PORT = 18183;
+/** The system calls `--syscalls` counts one by one (the total counts every one). */
+const SYSCALLS = [
+  "io_uring_enter",
+  "recvfrom",
+  "sendto",
+  "epoll_pwait",
+  "epoll_wait",
+  "epoll_ctl",
+  "accept4",
+  "socket",
+  "connect",
+  "close",
+  "setsockopt",
+  "shutdown",
+  "getpeername",
+  "clock_gettime",
+  "read",
+  "write",
+];
 const BODY_BYTES = Number(args["body-bytes"]);
 
 const children = [];
@@ -77,24 +108,71 @@ for (const mode of modes) {
 
 const binary = await buildProxy();
 await startNginx();
-const ours = await startOurs(binary);
+const ours = await startOurs(binary, OURS_PORT);
 const haproxy = await startHaproxy();
 const servers = {
   ours: { port: OURS_PORT, pgid: ours },
   haproxy: { port: HAPROXY_PORT, pgid: haproxy },
 };
+if (args.io !== undefined) {
+  servers["ours+uring"] = {
+    port: URING_PORT,
+    pgid: await startOurs(binary, URING_PORT, ["--io", "io_uring"]),
+  };
+}
 const names = Object.keys(servers);
 
 const results = {};
 for (const mode of modes) {
   results[mode] = Object.fromEntries(names.map((name) => [name, []]));
   for (let round = 1; round <= Number(args.rounds); round += 1) {
-    const order = round % 2 ? names : [...names].reverse();
+    // Each server goes first, middle and last in turn: a noisy machine affects all alike.
+    const shift = (round - 1) % names.length;
+    const order = [...names.slice(shift), ...names.slice(0, shift)];
     for (const name of order) results[mode][name].push(measure(servers[name], mode));
   }
 }
 report();
+if (args.syscalls) for (const mode of modes) await countSyscalls(mode);
 process.exit(0);
+
+/**
+ * System calls per request of each server under one wrk run (`perf stat` on the tracepoints,
+ * attached to our workers, or to HAProxy's process, for the run's length).
+ */
+async function countSyscalls(mode) {
+  const label = mode === "close" ? "new connection per request" : "keep-alive";
+  console.log(`system calls per request, ${label} (perf stat, one run of wrk each):`);
+  for (const name of names) {
+    const server = servers[name];
+    // Our supervisor makes few calls of its own; HAProxy's threads are one process.
+    const children = spawnSync("pgrep", ["-P", String(server.pgid)], { encoding: "utf8" });
+    const pids = name === "haproxy" ? [server.pgid] : children.stdout.trim().split(/\s+/);
+    const events = ["raw_syscalls:sys_enter", ...SYSCALLS.map((c) => `syscalls:sys_enter_${c}`)];
+    const perf = spawn(
+      "perf",
+      ["stat", "-x,", "-e", events.join(","), "-p", pids.join(","), "--", "sleep", args.seconds],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
+    let stderr = "";
+    perf.stderr.on("data", (d) => (stderr += d));
+    const done = new Promise((resolve) => perf.on("exit", resolve));
+    const result = load(server.port, mode);
+    // wrk ran as long as perf counts: both end within a moment of each other.
+    await done;
+    const counts = {};
+    for (const line of stderr.split("\n")) {
+      const [value, , event] = line.split(",");
+      if (event === undefined || !/^\d+$/.test(value)) continue;
+      counts[event.replace(/.*:sys_enter_?/, "")] = Number(value);
+    }
+    const requests = Math.max(result.requests, 1);
+    const per = (n) => ((n ?? 0) / requests).toFixed(2);
+    const named = SYSCALLS.filter((c) => (counts[c] ?? 0) > 0).map((c) => `${c} ${per(counts[c])}`);
+    const rps = Math.round(result.rps);
+    console.log(`  ${name.padEnd(10)} all ${per(counts[""])}: ${named.join(", ")} (${rps} req/s)`);
+  }
+}
 
 /** The proxy spec (one listener, the backend as its only server), built like every bench. */
 async function buildProxy() {
@@ -145,8 +223,9 @@ async function waitForPort(port, what) {
   throw new Error(`${what} did not start`);
 }
 
-function startOurs(binary) {
-  const child = spawn(binary, ["--workers", args.workers], {
+function startOurs(binary, port, extra = []) {
+  const listen = ["--listen", `web=127.0.0.1:${port}`];
+  const child = spawn(binary, ["--workers", args.workers, ...listen, ...extra], {
     stdio: ["ignore", "pipe", "inherit"],
     detached: true,
   });
@@ -154,6 +233,11 @@ function startOurs(binary) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("the proxy did not become ready")), 10000);
     readline.createInterface({ input: child.stdout }).on("line", (line) => {
+      // A worker the kernel refused a ring to serves with epoll: not what was asked to measure.
+      if (line.includes('"event":"io_fallback"')) {
+        clearTimeout(timer);
+        reject(new Error(`the kernel refused io_uring: ${line}`));
+      }
       if (line.includes('"event":"ready"')) {
         clearTimeout(timer);
         resolve(child.pid);
@@ -248,7 +332,7 @@ function report() {
         p99: median(rs.map((r) => toMs(r.p99))),
       };
       console.log(
-        `  ${name.padEnd(8)} median ${Math.round(summary[name].rps)} req/s, CPU ${summary[name].cpu.toFixed(2)} us/request, p99 ${summary[name].p99} ms`,
+        `  ${name.padEnd(10)} median ${Math.round(summary[name].rps)} req/s, CPU ${summary[name].cpu.toFixed(2)} us/request, p99 ${summary[name].p99} ms`,
       );
       for (const r of rs) {
         console.log(
@@ -257,11 +341,18 @@ function report() {
         );
       }
     }
-    console.log(
-      `  ours/haproxy: req/s ${(summary.ours.rps / summary.haproxy.rps).toFixed(2)}, CPU per request ` +
-        `${(summary.ours.cpu / summary.haproxy.cpu).toFixed(2)} (goal <= 0.8), p99 ` +
-        `${(summary.ours.p99 / summary.haproxy.p99).toFixed(2)}`,
-    );
+    for (const name of names.filter((n) => n !== "haproxy")) {
+      console.log(
+        `  ${name}/haproxy: req/s ${(summary[name].rps / summary.haproxy.rps).toFixed(2)}, CPU per ` +
+          `request ${(summary[name].cpu / summary.haproxy.cpu).toFixed(2)} (goal <= 0.8), p99 ` +
+          `${(summary[name].p99 / summary.haproxy.p99).toFixed(2)}`,
+      );
+    }
+    if (summary["ours+uring"] !== undefined) {
+      console.log(
+        `  ours+uring/ours: CPU per request ${(summary["ours+uring"].cpu / summary.ours.cpu).toFixed(2)}`,
+      );
+    }
   }
 }
 

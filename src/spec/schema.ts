@@ -589,7 +589,8 @@ export const SpecSchema = z
         .describe(
           "How workers wait for and move TCP bytes: \"epoll\" (readiness, then read and " +
             "send), or \"io_uring\" (multishot accept and receive into a ring of provided " +
-            "buffers for connection handlers' listeners). A worker whose kernel, seccomp " +
+            "buffers for TCP listeners and their connections, the proxy's pairs included, " +
+            "zeroCopy ones excepted). A worker whose kernel, seccomp " +
             "profile or kernel.io_uring_disabled refuses io_uring serves with epoll and says " +
             "so (an io_fallback event). --io overrides it.",
         ),

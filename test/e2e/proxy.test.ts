@@ -18,6 +18,11 @@
  * - `big` → a plain echo server in a Node process of its own (no PROXY line), with
  *   `zeroCopy`: the 1 GiB transfer, so that the echo does not share the test's event loop.
  *
+ * The same binary also runs with `--io io_uring` and one worker, whose pairs move their bytes
+ * through the worker's ring: keep-alive, half-close and 16 MiB each way by hash, with strace
+ * counting the worker's `recvfrom` and `sendto` meanwhile (a handful, where epoll makes
+ * hundreds). With `GEN_REUSEPORT_IO=io_uring` every other case runs in that mode too.
+ *
  * The same binary also runs a second time, copied to a path of its own, with `--idle-timeout`
  * (which replaces the listeners' `idleTimeoutMs`) and 2 workers: a whole-program upgrade is
  * driven there (a wrapper renamed over that path answers `--fingerprint` with another
@@ -33,6 +38,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./support/net.js";
 import {
+  holdsIoUring,
   isAlive,
   portOf,
   Program,
@@ -74,6 +80,8 @@ const HUGE_PAUSE_MS = 150;
 /** The second program's `--idle-timeout`: longer than `pipe`'s own 1500 ms. */
 const FLAG_IDLE_TIMEOUT_MS = 2000;
 const SECOND_DRAIN_TIMEOUT_MS = 30_000;
+/** Bytes each way through a worker serving with `--io io_uring` (its own program). */
+const URING_BYTES = 16 * 1024 * 1024;
 /** The SIGHUP storm under wrk: one every 200 ms for 3 s. */
 const STORM_MS = 3000;
 const STORM_EVERY_MS = 200;
@@ -392,6 +400,41 @@ function sha256(parts: readonly Buffer[]): string {
   return hash.digest("hex");
 }
 
+/** A running `strace -c` attached to `pid` (and its threads), counting `calls`. */
+interface Tracer {
+  /** Detaches; the number of calls of each traced system call meanwhile. */
+  stop(): Promise<Map<string, number>>;
+}
+
+async function traceCalls(pid: number, calls: readonly string[], out: string): Promise<Tracer> {
+  const args = ["-f", "-c", "-o", out, "-e", `trace=${calls.join(",")}`, "-p", String(pid)];
+  const child = spawn("strace", args, { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (d: Buffer) => (stderr += String(d)));
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  try {
+    await waitFor(() => stderr.includes("attached") || child.exitCode !== null, 10_000);
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw e;
+  }
+  if (child.exitCode !== null) throw new Error(`strace could not attach: ${stderr}`);
+  return {
+    async stop() {
+      child.kill("SIGINT");
+      await exited;
+      const counts = new Map<string, number>();
+      // `% time  seconds  usecs/call  calls  [errors]  syscall`, one row per system call.
+      for (const line of (await readFile(out, "utf8")).split("\n")) {
+        const fields = line.trim().split(/\s+/);
+        const name = fields.at(-1) ?? "";
+        if (calls.includes(name) && fields.length >= 5) counts.set(name, Number(fields[3]));
+      }
+      return counts;
+    },
+  };
+}
+
 describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (version) => {
   let program: Program;
   let tmp: string | undefined;
@@ -413,6 +456,7 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
   beforeAll(async () => {
     ensureCommand("curl", "curl");
     ensureCommand("nginx", "nginx");
+    ensureCommand("strace", "strace");
     tmp = await mkdtemp(path.join(tmpdir(), "gen-reuseport-proxy-"));
     const ports = [];
     // Two nginx ports, nginx 1's PROXY protocol port, and two ports nothing will listen on.
@@ -723,6 +767,50 @@ describe.each(VERSIONS)("proxy with zig %s: 4 workers in front of two nginx", (v
     expect(out).not.toMatch(/Socket errors/);
     expect(out).not.toMatch(/Non-2xx/);
     expect(readies() - readyBefore).toBeGreaterThanOrEqual(2);
+  });
+
+  it("with --io io_uring, moves a pair's bytes through the worker's ring", { timeout }, async () => {
+    const args = ["--io", "io_uring", "--workers", "1", "--drain-timeout", "5000"];
+    for (const name of LISTENERS) args.push("--listen", `${name}=127.0.0.1:0`);
+    const uring = Program.start(binary, args);
+    let tracer: Tracer | undefined;
+    try {
+      const ready = await uring.waitForEvent<ReadyEvent>("ready", READY_TIMEOUT_MS);
+      const worker = ready.workers[0]!.pid;
+      // The kernel gave the worker its ring (no fallback to epoll).
+      expect(uring.find("io_fallback")).toBeUndefined();
+      expect(holdsIoUring(worker)).toBe(true);
+      tracer = await traceCalls(worker, ["recvfrom", "sendto", "io_uring_enter"], `${tmp}/strace`);
+      // Keep-alive: one connection, 20 requests, one server.
+      const url = `http://127.0.0.1:${portOf(ready, "web")}/`;
+      const kept = await client(url, 20, true);
+      expect(kept.filter((a) => a.status !== "200")).toEqual([]);
+      expect(kept).toHaveLength(20);
+      expect(new Set(kept.map((a) => a.body)).size).toBe(1);
+      // Half-close: every byte comes back after the client's FIN, then the proxy's FIN.
+      const block = randomBytes(1 << 20);
+      const chunks = Array.from({ length: URING_BYTES / block.length }, () => block);
+      const got = await exchange(portOf(ready, "pipe"), chunks);
+      expect(got.error).toBeUndefined();
+      expect(got.received.length).toBe(URING_BYTES);
+      expect(sha256([got.received])).toBe(sha256(chunks));
+      const counts = await tracer.stop();
+      tracer = undefined;
+      // Through epoll, 16 MiB each way take at least 256 recvfrom and 256 sendto of 64 KiB;
+      // through the ring, each pair reads its client's first bytes with one recvfrom.
+      const direct = (counts.get("recvfrom") ?? 0) + (counts.get("sendto") ?? 0);
+      console.log(
+        `zig ${version}: io_uring worker: ${direct} recvfrom + sendto, ` +
+          `${counts.get("io_uring_enter") ?? 0} io_uring_enter for 20 requests and 2 x 16 MiB`,
+      );
+      expect(direct).toBeLessThan(16);
+      expect(counts.get("io_uring_enter") ?? 0).toBeGreaterThan(0);
+      uring.signal("SIGTERM");
+      expect((await uring.waitForExit(STOP_TIMEOUT_MS)).code).toBe(0);
+    } finally {
+      await tracer?.stop().catch(() => undefined);
+      if (uring.exit === undefined) uring.signal("SIGKILL");
+    }
   });
 
   /** The same binary at a path of its own, with `--idle-timeout` (see the file's comment). */

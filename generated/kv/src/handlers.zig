@@ -56,6 +56,17 @@ pub const proxy = struct {
         _ = events;
         _ = now_ms;
     }
+    pub fn useRing(allocator: std.mem.Allocator, r: *@import("worker/ring.zig").Ring) !void {
+        _ = allocator;
+        _ = r;
+    }
+    pub fn submitRing() void {}
+    pub fn onRing(t: @import("worker/connections.zig").Token, res: i32, flags: u32, now: u64) void {
+        _ = t;
+        _ = res;
+        _ = flags;
+        _ = now;
+    }
 };
 
 /// What a connection's handler remembers between reads: the HTTP parser's progress for

@@ -36,6 +36,8 @@
 //!   pair of a list has the same timeout), so the next deadline is a list's head: O(1).
 //! - Drain: a stopping worker accepts no more and keeps its pairs until they end or the drain
 //!   timeout; new clients reach the next generation through the listening sockets.
+//! - io_uring (`useRing`): a pair's sockets stay out of the epoll set and move bytes through
+//!   the worker's ring (`pumpRing`, below); `zeroCopy` pairs keep the epoll pump.
 const std = @import("std");
 const config = @import("../config.zig");
 const cli = @import("../cli.zig");
@@ -50,6 +52,7 @@ const header = @import("proxy/header.zig");
 const servers_mod = @import("../net/servers.zig");
 const checks_mod = @import("proxy/checks.zig");
 const splice = @import("proxy/splice.zig");
+const ring_mod = @import("../worker/ring.zig");
 const linux = std.os.linux;
 const assert = std.debug.assert;
 
@@ -61,6 +64,10 @@ const closed: sys.Fd = -1;
 const none: u32 = std.math.maxInt(u32);
 
 const Phase = enum { free, connecting, open };
+
+/// With io_uring, a side's send: none, one waiting for the turn's io_uring_enter
+/// (`submitRing`), or one submitted whose completion has not been handled yet.
+const Sending = enum(u2) { no, queued, submitted };
 
 const client = 0;
 const server = 1;
@@ -117,6 +124,19 @@ const Pair = struct {
     list: u16 = 0,
     prev: u32 = none,
     next: u32 = none,
+    /// With io_uring (`useRing`): the pair's bytes move through the worker's ring
+    /// (`pumpRing`), and its sockets are not in the epoll set.
+    on_ring: bool = false,
+    /// Per side: its multishot receive, what the receive delivered and the pump has not
+    /// taken yet, its one-shot poll (for room, or for its connect's end), and the send of
+    /// the bytes that wait for it.
+    recv: [2]ring_mod.Op = .{ .idle, .idle },
+    queue: [2]ring_mod.Queue = .{ .{}, .{} },
+    poll: [2]ring_mod.Op = .{ .idle, .idle },
+    sending: [2]Sending = .{ .no, .no },
+    /// On the list of pairs whose ring operations are brought up to date just before the
+    /// turn's io_uring_enter (`submitRing`).
+    syncing: bool = false,
 };
 
 const DeadlineKind = enum(u1) { connect, idle };
@@ -160,6 +180,14 @@ var later_len: usize = 0;
 var eager: [config.listeners.len][servers_mod.max_servers]bool = undefined;
 var eager_skipped: [config.listeners.len][servers_mod.max_servers]u8 = undefined;
 const eager_probe = 16;
+/// With io_uring: the worker's ring, and the pairs whose operations wait for the turn's end.
+var ring: ?*ring_mod.Ring = null;
+var syncs: []Queued = &.{};
+var syncs_len: usize = 0;
+/// A side with this much received and not taken into its flow's buffer stops receiving
+/// until the pump takes some (its peer is slower): the buffer is the flow's store, the
+/// queue only what arrived since the last turn.
+const ring_queue_limit = 4 * ring_mod.buffer_bytes;
 /// Clients closed because no server accepted them, and when that was last said.
 var no_server_total: u64 = 0;
 var no_server_warned_ms: u64 = 0;
@@ -196,6 +224,15 @@ pub fn init(allocator: std.mem.Allocator, epfd: sys.Fd, limits: cli.Limits) !voi
     }
     epoll_fd = epfd;
     ready = true;
+}
+
+/// Moves the pairs' bytes through `r` from now on (see `pumpRing`); `zeroCopy` pairs stay
+/// with epoll (splice has no ring form the pump could use as it is).
+pub fn useRing(allocator: std.mem.Allocator, r: *ring_mod.Ring) !void {
+    // A slot closed and reused within a turn may be listed twice, as in `turn`.
+    syncs = try allocator.alloc(Queued, pairs.len * 2);
+    syncs_len = 0;
+    ring = r;
 }
 
 pub fn openCount() u32 {
@@ -239,6 +276,7 @@ pub fn open(fd: sys.Fd, listener_index: u16, now_ms: u64) void {
     const proxy = proxyOf(p);
     // Out of descriptors for pipes: this pair copies through its buffers.
     if (proxy.zero_copy) p.pipes = splice.open();
+    p.on_ring = ring != null and p.pipes == null;
     if (proxy.send_proxy_protocol != .none) writeHeader(slot, proxy.send_proxy_protocol);
     // The client's request is most often there already: read before the connect, so that
     // its first segment carries the handshake's last ACK (`startConnect`); sent at the
@@ -375,6 +413,7 @@ fn connectFailed(slot: u32, now_ms: u64) void {
             config.listeners[p.listener_index].name, p.server, proxyOf(p).upstream, s.eject_ms,
         });
     }
+    releaseSide(slot, server);
     sys.close(p.fds[server]);
     p.fds[server] = closed;
     p.events[server] = null;
@@ -487,6 +526,7 @@ pub fn endTurn(now_ms: u64) void {
 
 /// Moves what can move in both directions; closes the pair when both are done.
 fn pump(slot: u32, now_ms: u64) void {
+    if (pairs[slot].on_ring) return pumpRing(slot, now_ms);
     const p = &pairs[slot];
     var moved = false;
     const connecting = p.phase == .connecting;
@@ -828,6 +868,8 @@ fn abort(slot: u32) void {
 fn close(slot: u32) void {
     const p = &pairs[slot];
     assert(p.phase != .free);
+    releaseSide(slot, client);
+    releaseSide(slot, server);
     for (p.fds) |fd| if (fd != closed) sys.close(fd);
     if (p.pipes) |pipes| for (pipes) |pipe| splice.close(pipe);
     uncount(p);
@@ -845,6 +887,7 @@ pub fn closeAll() void {
     checks_mod.closeAll(&checks);
     turn_len = 0;
     later_len = 0;
+    syncs_len = 0;
     ready = false;
 }
 
@@ -918,6 +961,239 @@ pub fn expire(now_ms: u64) void {
     }
 }
 
+// With io_uring (`useRing`), a pair's sockets are not in the epoll set: each side has a
+// multishot receive into the ring's provided buffers (its `queue`), the bytes waiting for a
+// side go out with one send on the ring, put in the turn's one io_uring_enter with every
+// other send (`submitRing`; `MSG_DONTWAIT`, so the kernel completes it there), and a side
+// whose socket was full waits for a one-shot poll for room. The pump takes what the
+// receives delivered into the flows' buffers, so back-pressure, half-close and the end are
+// the epoll pump's: a flow's buffer full leaves its source's bytes queued, and a queue of
+// `ring_queue_limit` cancels its receive until the pump takes some (the kernel's window
+// then closes towards the sender). A send's bytes stay where they are (no compaction of
+// its buffer) until its completion; the FIN (`shutdown` or close) follows that completion.
+
+/// The generation in a side's ring tokens: the server side's changes with each connect,
+/// so that a completion for the socket of a failed connect is not taken for the next's.
+fn ringGeneration(p: *const Pair, side: usize) u24 {
+    if (side == client) return p.generation;
+    return p.generation +% (@as(u24, p.tries) << 16);
+}
+
+fn ringToken(slot: u32, side: usize, kind: u8) u64 {
+    const index = slot * 2 + @as(u32, @intCast(side));
+    return ring_mod.token(kind, ringGeneration(&pairs[slot], side), index);
+}
+
+/// `pump` for a pair on the ring: takes what the receives delivered into the flows'
+/// buffers, queues a send of what waits for each side (one per side at a time), passes
+/// FINs on; the ring's operations are brought up to date at the turn's end (`submitRing`).
+fn pumpRing(slot: u32, now_ms: u64) void {
+    const p = &pairs[slot];
+    var moved = false;
+    for ([_]usize{ client, server }) |from| {
+        const took = takeQueued(slot, from) catch return abort(slot);
+        moved = took or moved;
+        const to = 1 - from;
+        const waits = p.flows[from].pending() > 0 and p.fds[to] != closed;
+        if (waits and p.sending[to] == .no and p.writable[to]) p.sending[to] = .queued;
+    }
+    moved = passFins(p) or moved;
+    if (p.flows[client].shut and p.flows[server].shut) return close(slot);
+    if (moved and p.phase == .open) listMove(slot, .idle, now_ms + idle_ms[p.listener_index]);
+    listSync(slot);
+}
+
+/// Takes the bytes side `from`'s receive delivered into its flow's buffer, as far as it has
+/// room; then its end (the flow's `eof`) or its error. Whether a byte (or the end) came.
+fn takeQueued(slot: u32, from: usize) Broken!bool {
+    const p = &pairs[slot];
+    const r = ring.?;
+    const f = &p.flows[from];
+    const q = &p.queue[from];
+    const buf = buffer(slot, from);
+    if (f.eof) return false;
+    // Room at the front, once no send reads from there.
+    if (f.end == buf.len and f.start > 0 and p.sending[1 - from] == .no) {
+        compat.copyLeft(buf[0..f.pending()], buf[f.start..f.end]);
+        f.end -= f.start;
+        f.start = 0;
+    }
+    var moved = false;
+    // Bounded: each pass takes bytes or ends.
+    var budget: usize = ring_mod.buffer_count;
+    while (f.end < buf.len and budget > 0) : (budget -= 1) {
+        var freed: u16 = undefined;
+        const got = r.buffers.takeFront(q, r.mem, buf[f.end..], &freed);
+        if (freed != ring_mod.none) r.put(freed);
+        if (got == 0) break;
+        f.end += @intCast(got);
+        moved = true;
+    }
+    if (q.head != ring_mod.none) return moved;
+    if (q.failed) return error.Reset;
+    if (q.eof) f.eof = true;
+    return moved or q.eof;
+}
+
+/// Lists the pair for `submitRing`.
+fn listSync(slot: u32) void {
+    const p = &pairs[slot];
+    if (!p.on_ring or p.syncing) return;
+    // Never full in practice (twice the pairs); should it be, the pair's operations go now.
+    if (syncs_len == syncs.len) return syncPair(ring.?, slot);
+    p.syncing = true;
+    syncs[syncs_len] = .{ .slot = slot, .generation = p.generation };
+    syncs_len += 1;
+}
+
+/// Brings the ring operations of the pairs pumped this turn up to date, just before the
+/// turn's io_uring_enter (the worker calls it): nothing touches a send's bytes between here
+/// and that system call, which completes the send, and a pair closed meanwhile sends and
+/// arms nothing.
+pub fn submitRing() void {
+    const r = ring orelse return;
+    if (!ready) return;
+    for (syncs[0..syncs_len]) |q| {
+        const p = &pairs[q.slot];
+        if (p.phase == .free or p.generation != q.generation or !p.syncing) continue;
+        p.syncing = false;
+        syncPair(r, q.slot);
+    }
+    syncs_len = 0;
+}
+
+/// Per side: the send that waits, a receive while the side has more to give and room in its
+/// queue (cancelled when not), a poll while its socket was full with bytes waiting for it or
+/// its connect's end is not known.
+fn syncPair(r: *ring_mod.Ring, slot: u32) void {
+    const p = &pairs[slot];
+    for ([_]usize{ client, server }) |side| {
+        const fd = p.fds[side];
+        if (fd == closed) continue;
+        if (p.sending[side] == .queued) {
+            const f = &p.flows[1 - side];
+            const bytes = buffer(slot, 1 - side)[f.start..f.end];
+            // The flow's last bytes: the FIN follows this send's completion (`passFins`).
+            const more: u32 = if (f.eof) linux.MSG.MORE else 0;
+            const data = ringToken(slot, side, ring_mod.Kind.proxy_send);
+            r.sendWith(data, fd, bytes, more) catch return abort(slot);
+            p.sending[side] = .submitted;
+        }
+        const q = &p.queue[side];
+        const connected = side == client or p.phase == .open;
+        const done = q.eof or q.failed or p.flows[side].eof;
+        const receiving = connected and !done and q.bytes < ring_queue_limit;
+        const recv_token = ringToken(slot, side, ring_mod.Kind.proxy_recv);
+        if (receiving and p.recv[side] == .idle) {
+            r.armRecv(recv_token, fd) catch return abort(slot);
+            p.recv[side] = .armed;
+        } else if (!receiving and p.recv[side] == .armed) {
+            r.cancel(recv_token);
+            p.recv[side] = .cancelling;
+        }
+        const full = !p.writable[side] and p.flows[1 - side].pending() > 0;
+        const connecting = side == server and p.phase == .connecting and p.sending[side] == .no;
+        if ((full or connecting) and p.poll[side] == .idle) {
+            const poll_token = ringToken(slot, side, ring_mod.Kind.proxy_poll);
+            r.armPoll(poll_token, fd, linux.POLL.OUT) catch return abort(slot);
+            p.poll[side] = .armed;
+        }
+    }
+}
+
+/// A completion of a pair's ring operation (kinds `proxy_recv`, `proxy_send`, `proxy_poll`).
+/// One for a pair closed since, or for a failed connect's socket, only gives its buffer back.
+pub fn onRing(t: connections_mod.Token, res: i32, flags: u32, now_ms: u64) void {
+    const slot = t.index >> 1;
+    const side: usize = t.index & 1;
+    const live = ready and slot < pairs.len and pairs[slot].phase != .free and
+        pairs[slot].on_ring and pairs[slot].fds[side] != closed and
+        ringGeneration(&pairs[slot], side) == t.generation;
+    const buffered = flags & linux.IORING_CQE_F_BUFFER != 0;
+    if (!live or (buffered and res <= 0)) {
+        if (buffered) if (ring) |r| r.put(ring_mod.bufferId(flags));
+        if (!live) return;
+    }
+    switch (t.kind) {
+        ring_mod.Kind.proxy_recv => onRingRecv(slot, side, res, flags),
+        ring_mod.Kind.proxy_send => onRingSend(slot, side, res, now_ms),
+        else => onRingPoll(slot, side, res, now_ms),
+    }
+}
+
+fn onRingRecv(slot: u32, side: usize, res: i32, flags: u32) void {
+    const p = &pairs[slot];
+    if (!ring_mod.hasMore(flags)) p.recv[side] = .idle;
+    const q = &p.queue[side];
+    if (res > 0) {
+        ring.?.buffers.push(q, ring_mod.bufferId(flags), @intCast(res));
+    } else if (res == 0) {
+        q.eof = true;
+    } else switch (compat.errnoOf(res)) {
+        // Out of buffers, cancelled or interrupted: armed again while wanted.
+        .NOBUFS, .CANCELED, .INTR, .AGAIN => {},
+        else => q.failed = true,
+    }
+    queue(slot);
+}
+
+/// A send's completion: its bytes leave the flow's buffer; a full socket waits for room; an
+/// error breaks the pair (or, connecting, is the connect's failure).
+fn onRingSend(slot: u32, to: usize, res: i32, now_ms: u64) void {
+    const p = &pairs[slot];
+    if (p.sending[to] != .submitted) return;
+    p.sending[to] = .no;
+    const f = &p.flows[1 - to];
+    const n = countMoved(p, to, sys.result(res)) catch |err| switch (err) {
+        error.Refused => return connectFailed(slot, now_ms),
+        error.Reset => return abort(slot),
+    };
+    assert(n <= f.pending());
+    f.start += n;
+    if (f.start == f.end) {
+        f.start = 0;
+        f.end = 0;
+    }
+    if (to == server and p.phase == .connecting) {
+        if (n > 0) markConnected(slot, now_ms);
+        learnEager(p);
+    }
+    if (n > 0 and p.phase == .open) listMove(slot, .idle, now_ms + idle_ms[p.listener_index]);
+    queue(slot);
+}
+
+/// A poll's completion: the side's socket has room again, or (connecting) the connect ended.
+fn onRingPoll(slot: u32, side: usize, res: i32, now_ms: u64) void {
+    const p = &pairs[slot];
+    p.poll[side] = .idle;
+    if (res < 0) return queue(slot);
+    const events: u32 = @intCast(res);
+    if (p.phase == .connecting and side == server) return finishConnect(slot, events, now_ms);
+    if (events & linux.POLL.ERR != 0) return abort(slot);
+    if (events & (linux.POLL.OUT | linux.POLL.HUP) != 0) p.writable[side] = true;
+    queue(slot);
+}
+
+/// Ends a side's ring operations (the kernel's own reference to the socket would keep it
+/// open after close) and gives back the buffers its receive delivered.
+fn releaseSide(slot: u32, side: usize) void {
+    const r = ring orelse return;
+    const p = &pairs[slot];
+    if (!p.on_ring) return;
+    if (p.recv[side] == .armed) r.cancel(ringToken(slot, side, ring_mod.Kind.proxy_recv));
+    if (p.poll[side] == .armed) r.cancel(ringToken(slot, side, ring_mod.Kind.proxy_poll));
+    p.recv[side] = .idle;
+    p.poll[side] = .idle;
+    p.sending[side] = .no;
+    var budget: usize = ring_mod.buffer_count;
+    while (budget > 0) : (budget -= 1) {
+        const id = r.buffers.popFront(&p.queue[side]);
+        if (id == ring_mod.none) break;
+        r.put(id);
+    }
+    p.queue[side] = .{};
+}
+
 const testing = std.testing;
 
 /// A loopback socket bound to a port the kernel picks: listening, or (`listening` false)
@@ -950,10 +1226,31 @@ fn testAccept(epfd: sys.Fd, listen_fd: sys.Fd, flags: u32) !sys.Fd {
 
 /// The worker's side: epoll events of the proxy's sockets, for up to `timeout_ms`.
 fn testTurn(epfd: sys.Fd, timeout_ms: i32) !void {
+    if (ring) |r| return testRingTurn(r, timeout_ms);
     var events: [16]linux.epoll_event = undefined;
     const n = try sys.epollWait(epfd, &events, timeout_ms);
     for (events[0..n]) |e| {
         onEvent(connections_mod.Token.decode(e.data.u64), e.events, sys.monotonicMs());
+    }
+    endTurn(sys.monotonicMs());
+}
+
+/// The worker's side with io_uring: the pairs' operations go in, and their completions are
+/// handled (any other only gives its buffer back).
+fn testRingTurn(r: *ring_mod.Ring, timeout_ms: i32) !void {
+    endTurn(sys.monotonicMs());
+    submitRing();
+    try r.wait(timeout_ms);
+    var cqes: [64]linux.io_uring_cqe = undefined;
+    const n = r.completions(&cqes);
+    for (cqes[0..n]) |cqe| {
+        const t = connections_mod.Token.decode(cqe.user_data);
+        const ours = t.kind >= ring_mod.Kind.proxy_recv and t.kind <= ring_mod.Kind.proxy_poll;
+        if (ours) {
+            onRing(t, cqe.res, cqe.flags, sys.monotonicMs());
+        } else if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) {
+            r.put(ring_mod.bufferId(cqe.flags));
+        }
     }
     endTurn(sys.monotonicMs());
 }
@@ -1017,4 +1314,54 @@ test "a refused server is retried on the next; bytes go both ways; FINs are pass
     // The refusing server was left out; the other is in rotation.
     try testing.expect(servers[li].ejected_until_ms[0] > 0);
     try testing.expectEqual(@as(u64, 0), servers[li].ejected_until_ms[1]);
+}
+
+test "with io_uring, a pair's bytes and FINs go both ways through the ring" {
+    const li = comptime for (config.listeners, 0..) |l, i| {
+        if (l.proxy != null and !l.proxy.?.zero_copy) break i;
+    } else unreachable;
+    const epfd = try sys.epollCreate();
+    defer sys.close(epfd);
+    try init(std.heap.page_allocator, epfd, .{});
+    defer ready = false;
+    const r = switch (ring_mod.Ring.open(std.heap.page_allocator)) {
+        .ring => |opened| opened,
+        // The kernel (or a seccomp profile) refuses io_uring: the worker would use epoll.
+        .refused => return error.SkipZigTest,
+    };
+    defer r.ring.deinit();
+    try useRing(std.heap.page_allocator, r);
+    defer ring = null;
+    const upstream = try testSocket(true);
+    defer sys.close(upstream.fd);
+    const front = try testSocket(true);
+    defer sys.close(front.fd);
+    for (targets[li][0..config.listeners[li].proxy.?.servers.len]) |*t| t.* = upstream.server;
+    const user = try sys.socket(linux.AF.INET, linux.SOCK.STREAM | linux.SOCK.CLOEXEC, 0);
+    defer sys.close(user);
+    const front_sa = address.SockAddr.init(front.server.address, front.server.port);
+    const connected = compat.errno(linux.connect(user, front_sa.ptr(), front_sa.len));
+    try testing.expectEqual(.SUCCESS, connected);
+    try sys.writeAll(user, "first");
+    open(try testAccept(epfd, front.fd, linux.SOCK.NONBLOCK), @intCast(li), sys.monotonicMs());
+    try testing.expect(pairs[free[free_len]].on_ring);
+    const peer = try testAccept(epfd, upstream.fd, 0);
+    defer sys.close(peer);
+    var buf: [64]u8 = undefined;
+    try testing.expectEqualStrings("first", buf[0..try testRead(epfd, peer, &buf)]);
+    // Several exchanges each way, through the receives and sends on the ring.
+    for (0..3) |_| {
+        try sys.writeAll(user, "ping");
+        try testing.expectEqualStrings("ping", buf[0..try testRead(epfd, peer, &buf)]);
+        try sys.writeAll(peer, "pong");
+        try testing.expectEqualStrings("pong", buf[0..try testRead(epfd, user, &buf)]);
+    }
+    // Half-close: the client's FIN reaches the server, which answers, then ends too.
+    sys.shutdownWrite(user);
+    try testing.expectEqual(@as(usize, 0), try testRead(epfd, peer, &buf));
+    try sys.writeAll(peer, "bye");
+    sys.shutdownWrite(peer);
+    try testing.expectEqualStrings("bye", buf[0..try testRead(epfd, user, &buf)]);
+    try testing.expectEqual(@as(usize, 0), try testRead(epfd, user, &buf));
+    try testing.expectEqual(@as(u32, 0), openCount());
 }

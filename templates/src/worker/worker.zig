@@ -224,6 +224,7 @@ pub const Worker = struct {
         };
         var conns = try connections_mod.Connections.init(allocator, epfd, identity, options.limits);
         if (ring) |r| try conns.useRing(allocator, r);
+        if (ring) |r| try handlers.proxy.useRing(allocator, r);
         if (ring) |r| if (options.link) |link| r.holdUntilGone(link.report_fd);
         return .{
             .allocator = allocator,
@@ -258,11 +259,11 @@ pub const Worker = struct {
         }
     }
 
-    /// Whether a socket accepts through the ring: a TCP listener of a connection handler (a
-    /// proxy's clients, and UDP, stay with epoll).
+    /// Whether a socket accepts through the ring: a TCP listener (UDP stays with epoll). A
+    /// proxy's clients are handed to it (`place`), whose pairs move bytes through the ring
+    /// too (see handlers/proxy.zig).
     fn acceptsOnRing(socket: Socket) bool {
-        const l = &config.listeners[socket.listener_index];
-        return l.protocol == .tcp and l.handler != .proxy;
+        return config.listeners[socket.listener_index].protocol == .tcp;
     }
 
     /// Opens the standalone admin listener, if one is asked for. With --handover a port in
@@ -399,6 +400,7 @@ pub const Worker = struct {
         const busy = self.epoll_hot or self.conns.hasReady();
         // The turn's sends go with its one io_uring_enter, and complete in it.
         self.conns.submitSends(ring);
+        handlers.proxy.submitRing();
         try ring.wait(if (busy) 0 else self.waitTimeoutMs(now_ms));
         const woke = sys.monotonicMs();
         var cqes: [completion_batch]linux.io_uring_cqe = undefined;
@@ -434,6 +436,9 @@ pub const Worker = struct {
             ring_mod.Kind.recv => self.conns.onRecv(t, cqe.res, cqe.flags, now_ms),
             ring_mod.Kind.poll => self.conns.onPoll(t, cqe.res, now_ms),
             ring_mod.Kind.send => self.conns.onSend(t, cqe.res, now_ms),
+            ring_mod.Kind.proxy_recv, ring_mod.Kind.proxy_send, ring_mod.Kind.proxy_poll => {
+                handlers.proxy.onRing(t, cqe.res, cqe.flags, now_ms);
+            },
             // A cancellation's own completion, or the probe's receive (whose buffer goes back).
             else => if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) {
                 ring.put(ring_mod.bufferId(cqe.flags));
@@ -810,11 +815,21 @@ pub const Worker = struct {
     /// A slot for an accepted connection, by eviction if need be; false (the listeners pause)
     /// when there is none.
     fn place(self: *Worker, a: Accepted, now_ms: u64) bool {
+        const listener_index = self.options.sockets[a.socket_index].listener_index;
+        if (config.listeners[listener_index].handler == .proxy) {
+            // A full proxy table waits for a pair to end (pairs are never evicted).
+            if (handlers.proxy.isFull()) {
+                self.pauseListeners(now_ms + evict_retry_ms);
+                return false;
+            }
+            handlers.proxy.open(a.fd, listener_index, now_ms);
+            return true;
+        }
         if (self.conns.isFull() and !self.conns.evictOne(now_ms)) {
             self.pauseWhileFull(now_ms);
             return false;
         }
-        self.conns.open(a.fd, self.options.sockets[a.socket_index].listener_index, now_ms);
+        self.conns.open(a.fd, listener_index, now_ms);
         return true;
     }
 

@@ -3,10 +3,12 @@
 //!
 //! The ring is where such a worker waits. Its TCP listeners of connection handlers accept
 //! with one multishot accept each, and their connections receive with one multishot receive
-//! each into a ring of provided buffers shared by the worker; everything else (signals, the
-//! supervisor's pipe, the admin listener, upstream and proxy sockets, UDP) stays in the
-//! epoll set, which the ring watches with a multishot poll: the loop asks epoll (without
-//! waiting) only when that poll fired or epoll had more to say last time.
+//! each into a ring of provided buffers shared by the worker, and so do the sides of the
+//! proxy's pairs (handlers/proxy.zig); everything else (signals, the supervisor's pipe, the
+//! admin listener, upstream sockets, a proxy's listeners, health checks and `zeroCopy`
+//! pairs, UDP) stays in the epoll set, which the ring watches with a multishot poll: the
+//! loop asks epoll (without waiting) only when that poll fired or epoll had more to say last
+//! time.
 //!
 //! The kernel holds its own reference to every file an operation is pending on: closing a
 //! descriptor does not end a multishot accept or receive on it. So a listener or connection
@@ -47,6 +49,11 @@ pub const Kind = struct {
     /// A cancellation's own completion, and the probe's: nothing to do.
     pub const quiet: u8 = 12;
     pub const send: u8 = 13;
+    /// A proxied pair's side (`handlers/proxy.zig`): its multishot receive, its send and
+    /// its one-shot poll for room (or for its connect's end).
+    pub const proxy_recv: u8 = 14;
+    pub const proxy_send: u8 = 15;
+    pub const proxy_poll: u8 = 16;
 };
 
 /// The state of a multishot (or one-shot) operation on the ring.
@@ -297,8 +304,19 @@ pub const Ring = struct {
     /// waiting for room later. So `bytes` are read by the `io_uring_enter` that submits it and
     /// not after: they may change once it returned, as after a `send` system call.
     pub fn send(self: *Ring, user_data: u64, fd: linux.fd_t, bytes: []const u8) !void {
+        return self.sendWith(user_data, fd, bytes, 0);
+    }
+
+    /// `send` with more flags (`MSG_MORE`: a FIN follows the bytes, see handlers/proxy.zig).
+    pub fn sendWith(
+        self: *Ring,
+        user_data: u64,
+        fd: linux.fd_t,
+        bytes: []const u8,
+        flags: u32,
+    ) !void {
         const e = try self.sqe();
-        e.prep_send(fd, bytes, linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL);
+        e.prep_send(fd, bytes, linux.MSG.DONTWAIT | linux.MSG.NOSIGNAL | flags);
         e.user_data = user_data;
     }
 
