@@ -587,9 +587,10 @@ export const SpecSchema = z
       io: oneOf(["epoll", "io_uring"] as const)
         .default("epoll")
         .describe(
-          "How workers wait for and move TCP bytes: \"epoll\" (readiness, then read and " +
+          "How workers wait for and move socket bytes: \"epoll\" (readiness, then read and " +
             "send), or \"io_uring\" (multishot accept and receive into a ring of provided " +
-            "buffers for connection handlers' listeners). A worker whose kernel, seccomp " +
+            "buffers for connection handlers' listeners, multishot recvmsg for UDP " +
+            "listeners). A worker whose kernel, seccomp " +
             "profile or kernel.io_uring_disabled refuses io_uring serves with epoll and says " +
             "so (an io_fallback event). --io overrides it.",
         ),

@@ -3,10 +3,12 @@
 //!
 //! The ring is where such a worker waits. Its TCP listeners of connection handlers accept
 //! with one multishot accept each, and their connections receive with one multishot receive
-//! each into a ring of provided buffers shared by the worker; everything else (signals, the
-//! supervisor's pipe, the admin listener, upstream and proxy sockets, UDP) stays in the
-//! epoll set, which the ring watches with a multishot poll: the loop asks epoll (without
-//! waiting) only when that poll fired or epoll had more to say last time.
+//! each into a ring of provided buffers shared by the worker; UDP sockets receive with one
+//! multishot `recvmsg` each into a buffer group of their own (their replies go with
+//! `sendmmsg`, see datagrams.zig); everything else (signals, the supervisor's pipe, the admin
+//! listener, upstream and proxy sockets, a UDP socket's EPOLLOUT) stays in the epoll set,
+//! which the ring watches with a multishot poll: the loop asks epoll (without waiting) only
+//! when that poll fired or epoll had more to say last time.
 //!
 //! The kernel holds its own reference to every file an operation is pending on: closing a
 //! descriptor does not end a multishot accept or receive on it. So a listener or connection

@@ -4,6 +4,8 @@
 //! reply of the batch with one `sendmmsg`. A datagram never waits for a batch to fill: what
 //! one call returned is served before the next call. The buffers (one of `slot_bytes` each
 //! way per datagram) are reserved at start and reused; nothing is allocated per datagram.
+//! With io_uring the ring receives (one completion per datagram): `hold` serves each as it
+//! comes and `sendHeld` sends the turn's replies the same way.
 //!
 //! Consecutive replies of a batch to one peer, all of one size but the last (which may be
 //! shorter), go as one message with a `UDP_SEGMENT` control message (UDP GSO): the kernel
