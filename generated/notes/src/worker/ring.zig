@@ -44,6 +44,11 @@ const datagram_group: u16 = 1;
 pub const datagram_name_bytes = @sizeOf(linux.sockaddr.storage);
 const datagram_header_bytes = @sizeOf(RecvmsgOut) + datagram_name_bytes;
 pub const datagram_buffer_bytes = datagram_header_bytes + 65536;
+/// Whether the spec has UDP listeners (the datagrams' buffer group is set up only then).
+const has_udp = blk: {
+    for (config.listeners) |l| if (l.protocol == .udp) break :blk true;
+    break :blk false;
+};
 /// The socket index of the probe's datagram token: no socket's (its buffer only goes back).
 pub const datagram_probe: u32 = std.math.maxInt(u32);
 pub const datagram_buffer_count: u16 = blk: {
@@ -274,6 +279,8 @@ pub const Ring = struct {
     /// Sets up the datagrams' buffer group and checks that a multishot `recvmsg` delivers a
     /// datagram with its sender's address; where the kernel refuses, UDP stays with epoll.
     fn openDatagrams(self: *Ring) void {
+        // A spec without UDP listeners needs neither the buffers nor the probe.
+        if (!has_udp) return;
         const bytes = @as(usize, datagram_buffer_count) * datagram_buffer_bytes;
         self.dgram_mem = compat.mapMemory(bytes) catch return;
         const br = compat.setupBufRing(self.ring.fd, datagram_buffer_count, datagram_group) catch {
