@@ -18,6 +18,7 @@
 const std = @import("std");
 const config = @import("../config.zig");
 const compat = @import("../compat.zig");
+const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 const IoUring = linux.IoUring;
 const assert = std.debug.assert;
@@ -187,8 +188,8 @@ pub const Ring = struct {
     dgram_mem: []u8 = &.{},
     /// The template of every UDP socket's multishot `recvmsg`: the room for the peer's
     /// address, no control messages, the whole buffer for the payload.
-    dgram_hdr: @import("../net/sys.zig").MsgHdr = undefined,
-    dgram_iov: [1]@import("../net/sys.zig").IoVec = undefined,
+    dgram_hdr: sys.MsgHdr = undefined,
+    dgram_iov: [1]sys.IoVec = undefined,
     /// Never written (the kernel puts each address in its buffer), but a null name would
     /// have the kernel keep no room for one.
     dgram_name: linux.sockaddr.storage = undefined,
