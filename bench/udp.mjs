@@ -15,9 +15,12 @@
 // (www.example.test A), so that the replies of a batch go to one peer with one size: the load
 // UDP GSO (UDP_SEGMENT) serves. --gso-off: one more build of ours, batched but with GSO off
 // (the generated datagrams.zig edited: at most one reply per message), in the same rounds.
+// --io io_uring: the batched binary runs a second time with `--io io_uring` (its UDP socket
+// receives through the ring: multishot recvmsg), in the same rounds.
 //
 //   npm run bench:udp -- [--workers N] [--seconds S] [--rounds N] [--clients N]
 //                        [--outstanding N] [--optimize MODE] [--one-peer] [--gso-off]
+//                        [--io io_uring]
 //
 // Needs dnsperf and nsd; when they are missing and we are root, installs them with apt-get
 // (Debian's dnsperf and nsd).
@@ -41,12 +44,17 @@ const { values: args } = parseArgs({
     optimize: { type: "string", default: "ReleaseFast" },
     "one-peer": { type: "boolean", default: false },
     "gso-off": { type: "boolean", default: false },
+    io: { type: "string" },
   },
 });
+if (args.io !== undefined && args.io !== "io_uring") {
+  process.stderr.write(`bench:udp: --io must be io_uring (got ${args.io})\n`);
+  process.exit(2);
+}
 if (args["one-peer"]) args.clients = "1";
 
 const TICKS_PER_SECOND = 100;
-const PORTS = { batched: 15353, unbatched: 15354, nsd: 15355, nogso: 15356 };
+const PORTS = { batched: 15353, unbatched: 15354, nsd: 15355, nogso: 15356, uring: 15357 };
 /** The example's table (examples/app/dns.zig), as NSD's zone. */
 const ZONE = `$ORIGIN example.test.
 $TTL 300
@@ -103,10 +111,21 @@ for (const name of ours) {
   const listen = `dns=127.0.0.1:${PORTS[name]}`;
   servers[name] = start(name, binaries[name], ["--workers", args.workers, "--listen", listen]);
 }
+if (args.io === "io_uring") {
+  const listen = `dns=127.0.0.1:${PORTS.uring}`;
+  const argv = ["--io", "io_uring", "--workers", args.workers, "--listen", listen];
+  servers.uring = start("uring", binaries.batched, argv);
+}
 servers.nsd = start("nsd", "nsd", ["-d", "-c", writeNsdConfig()]);
 for (const name of Object.keys(servers)) await waitForAnswer(name, PORTS[name]);
 
-const results = { batched: [], ...(args["gso-off"] ? { nogso: [] } : {}), unbatched: [], nsd: [] };
+const results = {
+  batched: [],
+  ...(args.io === "io_uring" ? { uring: [] } : {}),
+  ...(args["gso-off"] ? { nogso: [] } : {}),
+  unbatched: [],
+  nsd: [],
+};
 const names = Object.keys(results);
 for (let round = 0; round < Number(args.rounds); round += 1) {
   // Each server first, in the middle and last in turn.
@@ -291,6 +310,7 @@ function report() {
   const label = {
     batched: "ours, udpBatch 32",
     nogso: "ours, 32, GSO off",
+    uring: "ours, 32, io_uring",
     unbatched: "ours, udpBatch 1",
     nsd: "nsd (reuseport: yes)",
   };

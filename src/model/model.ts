@@ -40,7 +40,7 @@ export interface ServiceModel {
   readonly readyTimeoutMs: number;
   /** How long a graceful stop keeps serving after readiness turned 503. */
   readonly shutdownDelayMs: number;
-  /** How workers do TCP I/O: "epoll" or "io_uring" (falling back to epoll where refused). */
+  /** How workers do socket I/O: "epoll" or "io_uring" (falling back to epoll where refused). */
   readonly io: "epoll" | "io_uring";
   /** Pin workers to CPUs and steer connections to the worker on their CPU. */
   readonly cpuAffinity: boolean;

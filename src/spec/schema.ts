@@ -587,11 +587,12 @@ export const SpecSchema = z
       io: oneOf(["epoll", "io_uring"] as const)
         .default("epoll")
         .describe(
-          "How workers wait for and move TCP bytes: \"epoll\" (readiness, then read and " +
+          "How workers wait for and move socket bytes: \"epoll\" (readiness, then read and " +
             "send), or \"io_uring\" (multishot accept and receive into a ring of provided " +
             "buffers for TCP listeners and their connections, the proxy's pairs included, " +
-            "zeroCopy ones excepted). A worker whose kernel, seccomp " +
-            "profile or kernel.io_uring_disabled refuses io_uring serves with epoll and says " +
+            "zeroCopy ones excepted; multishot recvmsg for UDP listeners). A worker whose " +
+            "kernel, seccomp profile or kernel.io_uring_disabled refuses io_uring serves " +
+            "with epoll and says " +
             "so (an io_fallback event). --io overrides it.",
         ),
       cpuAffinity: bool()

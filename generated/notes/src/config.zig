@@ -118,7 +118,7 @@ pub const spec_fingerprint = "0da5a63f5a6953fe";
 /// Identifies the supervisor side of the program (the generator's version and the sources of
 /// the supervisor, its worker protocol and its socket handling): a supervisor also refuses
 /// workers of a binary whose supervisor differs, which a SIGHUP cannot replace.
-pub const supervisor_fingerprint = "42dce8ccdbf9f580";
+pub const supervisor_fingerprint = "21d88f3e6b1be620";
 /// What a supervisor and its workers must share: "<spec>-<supervisor>".
 pub const identity = spec_fingerprint ++ "-" ++ supervisor_fingerprint;
 

@@ -53,7 +53,7 @@ pub const usage =
     \\  --cpu-affinity           pin worker i to the (i mod n)-th allowed CPU and send each
     \\                           new connection to a worker on the CPU that received it;
     \\                           --no-cpu-affinity turns the spec's "cpuAffinity" off
-    \\  --io epoll|io_uring      how workers do TCP I/O instead of the spec's "io" (io_uring
+    \\  --io epoll|io_uring      how workers do socket I/O instead of the spec's "io" (io_uring
     \\                           falls back to epoll, with an io_fallback event, where the
     \\                           kernel or a seccomp profile refuses it)
     \\  --fd-store               send the listening sockets to systemd's file-descriptor

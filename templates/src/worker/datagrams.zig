@@ -3,6 +3,8 @@
 //! reply of the batch with one `sendmmsg`. A datagram never waits for a batch to fill: what
 //! one call returned is served before the next call. The buffers (one of `slot_bytes` each
 //! way per datagram) are reserved at start and reused; nothing is allocated per datagram.
+//! With io_uring the ring receives (one completion per datagram): `hold` serves each as it
+//! comes and `sendHeld` sends the turn's replies the same way.
 //!
 //! Consecutive replies of a batch to one peer, all of one size but the last (which may be
 //! shorter), go as one message with a `UDP_SEGMENT` control message (UDP GSO): the kernel
@@ -17,6 +19,7 @@ const compat = @import("../compat.zig");
 const sys = @import("../net/sys.zig");
 const log = @import("../log.zig");
 const linux = std.os.linux;
+const assert = std.debug.assert;
 
 /// Room for the largest UDP payload, each way.
 pub const slot_bytes = 65536;
@@ -131,7 +134,7 @@ pub const Outbox = struct {
     const Waiting = struct { peer: sys.Peer, len: usize };
 
     pub fn init(allocator: std.mem.Allocator, capacity: usize) Outbox {
-        std.debug.assert(capacity > 0);
+        assert(capacity > 0);
         return .{ .allocator = allocator, .capacity = capacity };
     }
 
@@ -161,7 +164,7 @@ pub const Outbox = struct {
 
     /// The `i`-th reply waiting, the oldest first.
     pub fn peek(self: *const Outbox, i: usize) Reply {
-        std.debug.assert(i < self.count);
+        assert(i < self.count);
         const at = (self.head + i) % self.capacity;
         const w = &self.waiting[at];
         return .{ .peer = &w.peer, .bytes = self.memory[at * slot_bytes ..][0..w.len] };
@@ -169,7 +172,7 @@ pub const Outbox = struct {
 
     /// Forgets the `n` oldest replies (sent or dropped).
     pub fn forget(self: *Outbox, n: usize) void {
-        std.debug.assert(n <= self.count);
+        assert(n <= self.count);
         self.head = (self.head + n) % self.capacity;
         self.count -= n;
         if (self.count == 0) self.head = 0;
@@ -191,10 +194,14 @@ pub const Batch = struct {
     cmsgs: []GsoCmsg,
     /// The reply each entry of `replies` starts with (one more: the end).
     first: []usize,
+    /// Datagrams served one at a time (through io_uring, see `hold`) since the last
+    /// `sendHeld`, and how many replies of theirs wait in `fresh`.
+    held_in: usize = 0,
+    held: usize = 0,
 
     /// Reserves the buffers of `datagrams` datagrams (address space, backed once used).
     pub fn init(allocator: std.mem.Allocator, datagrams: usize) !Batch {
-        std.debug.assert(datagrams > 0);
+        assert(datagrams > 0);
         const self: Batch = .{
             .input = try compat.mapMemory(datagrams * slot_bytes),
             .output = try compat.mapMemory(datagrams * slot_bytes),
@@ -262,6 +269,50 @@ pub const Batch = struct {
             count += 1;
         }
         self.sendBehind(fd, box, self.fresh[0..count], &tally);
+        return tally;
+    }
+
+    /// Runs the handler of one datagram received on its own (a ring completion, with the
+    /// sender's address as the kernel wrote it) and holds its reply, to be sent with the
+    /// others of the turn by `sendHeld`. The caller sends before holding more than a batch
+    /// (`isFull`), and before holding a datagram of another socket.
+    pub fn hold(
+        self: *Batch,
+        input: []const u8,
+        from: []const u8,
+        ctx: anytype,
+        comptime handle: Handler(@TypeOf(ctx)),
+    ) void {
+        assert(!self.isFull());
+        const i = self.held;
+        const peer = &self.peers[i];
+        const len = @min(from.len, @sizeOf(linux.sockaddr.storage));
+        @memcpy(std.mem.asBytes(&peer.addr)[0..len], from[0..len]);
+        peer.len = @intCast(len);
+        const reply = self.output[i * slot_bytes ..][0..slot_bytes];
+        self.held_in += 1;
+        const reply_len = handle(ctx, input, peer, reply);
+        if (reply_len == 0) return;
+        self.fresh[i] = .{ .peer = peer, .bytes = reply[0..reply_len] };
+        self.held += 1;
+    }
+
+    pub fn isFull(self: *const Batch) bool {
+        return self.held == self.size();
+    }
+
+    /// Whether datagrams were held since the last `sendHeld`.
+    pub fn holds(self: *const Batch) bool {
+        return self.held_in > 0;
+    }
+
+    /// Sends the replies `hold` kept, in order, behind what `box` kept (as `serve` does).
+    pub fn sendHeld(self: *Batch, fd: sys.Fd, box: *Outbox) Tally {
+        var tally: Tally = .{ .received = self.held_in };
+        const list = self.fresh[0..self.held];
+        self.held = 0;
+        self.held_in = 0;
+        self.sendBehind(fd, box, list, &tally);
         return tally;
     }
 
@@ -349,7 +400,7 @@ pub const Batch = struct {
     /// A reply the kernel refuses otherwise is dropped, and the rest go on. A GSO send the
     /// route refuses is sent again one reply per message, and `box` remembers the refusal.
     fn sendList(self: *Batch, fd: sys.Fd, list: []const Reply, box: *Outbox, tally: *Tally) usize {
-        std.debug.assert(list.len <= self.size());
+        assert(list.len <= self.size());
         var entries = self.plan(list, 0, !box.gso_refused);
         var start: usize = 0;
         // Each pass sends or drops at least one message, but for an interruption or a refusal.
@@ -528,4 +579,34 @@ test "a GSO send reaches the peer as separate datagrams; a kept reply goes first
     }
     var from: sys.Peer = .{};
     try std.testing.expectError(error.WouldBlock, sys.recvfrom(client.fd, &buf, &from));
+}
+
+test "datagrams held one at a time are answered together, in order, behind a kept reply" {
+    const server = try testSocket();
+    defer sys.close(server.fd);
+    const client = try testSocket();
+    defer sys.close(client.fd);
+    var batch = try Batch.init(std.testing.allocator, 2);
+    defer batch.deinit(std.testing.allocator);
+    var box = Outbox.init(std.testing.allocator, 4);
+    defer box.deinit();
+    try std.testing.expect(box.keep(.{ .peer = &client.peer, .bytes = "kept" }));
+    var counter: usize = 0;
+    const from = std.mem.asBytes(&client.peer.addr)[0..client.peer.len];
+    try std.testing.expect(!batch.holds());
+    batch.hold("a", from, &counter, numbered);
+    batch.hold("-", from, &counter, numbered);
+    try std.testing.expect(batch.holds() and !batch.isFull());
+    batch.hold("b", from, &counter, numbered);
+    try std.testing.expect(batch.isFull());
+    const tally = batch.sendHeld(server.fd, &box);
+    // The two replies, one size and one peer, go as one GSO send.
+    try std.testing.expectEqual(Tally{ .received = 3, .sent = 3, .gso_sends = 1 }, tally);
+    try std.testing.expect(!batch.holds() and box.count == 0);
+    var buf: [64]u8 = undefined;
+    for ([_][]const u8{ "kept", "1:a", "3:b" }) |want| {
+        var peer: sys.Peer = .{};
+        const n = try sys.recvfrom(client.fd, &buf, &peer);
+        try std.testing.expectEqualStrings(want, buf[0..n]);
+    }
 }

@@ -1,13 +1,14 @@
 //! The io_uring side of a worker (`"io": "io_uring"` or `--io io_uring`).
 //!
-//! The ring is where such a worker waits. Its TCP listeners of connection handlers accept
-//! with one multishot accept each, and their connections receive with one multishot receive
-//! each into a ring of provided buffers shared by the worker, and so do the sides of the
-//! proxy's pairs (handlers/proxy.zig); everything else (signals, the supervisor's pipe, the
-//! admin listener, upstream sockets, a proxy's listeners, health checks and `zeroCopy`
-//! pairs, UDP) stays in the epoll set, which the ring watches with a multishot poll: the
-//! loop asks epoll (without waiting) only when that poll fired or epoll had more to say last
-//! time.
+//! The ring is where such a worker waits. Its TCP listeners (of connection handlers and of
+//! the proxy) accept with one multishot accept each; connections receive with one multishot
+//! receive each into a ring of provided buffers shared by the worker, and so do the sides of
+//! the proxy's pairs (handlers/proxy.zig); UDP sockets receive with one multishot `recvmsg`
+//! each into a buffer group of their own (their replies go with `sendmmsg`, see
+//! datagrams.zig); everything else (signals, the supervisor's pipe, the admin listener,
+//! upstream sockets, a proxy's health checks and `zeroCopy` pairs, a UDP socket's EPOLLOUT)
+//! stays in the epoll set, which the ring watches with a multishot poll: the loop asks epoll
+//! (without waiting) only when that poll fired or epoll had more to say last time.
 //!
 //! The kernel holds its own reference to every file an operation is pending on: closing a
 //! descriptor does not end a multishot accept or receive on it. So a listener or connection
@@ -17,6 +18,7 @@
 const std = @import("std");
 const config = @import("../config.zig");
 const compat = @import("../compat.zig");
+const sys = @import("../net/sys.zig");
 const linux = std.os.linux;
 const IoUring = linux.IoUring;
 const assert = std.debug.assert;
@@ -34,6 +36,26 @@ pub const buffer_count: u16 = blk: {
 /// reads them: one fast sender cannot take every buffer from the others.
 pub const queue_limit = 16 * buffer_bytes;
 const group_id: u16 = 0;
+/// The provided buffers of datagrams (UDP sockets' multishot `recvmsg`), a group of their own:
+/// each holds the kernel's `io_uring_recvmsg_out`, the peer's address and the largest UDP
+/// payload, so no datagram is cut short. A datagram's buffer goes back to the kernel as soon
+/// as its handler has run, so a few suffice; the kernel waits for one otherwise (ENOBUFS ends
+/// the receive, which the worker arms again, and the datagrams wait in the socket's queue).
+const datagram_group: u16 = 1;
+pub const datagram_name_bytes = @sizeOf(linux.sockaddr.storage);
+const datagram_header_bytes = @sizeOf(RecvmsgOut) + datagram_name_bytes;
+pub const datagram_buffer_bytes = datagram_header_bytes + 65536;
+/// Whether the spec has UDP listeners (the datagrams' buffer group is set up only then).
+const has_udp = blk: {
+    for (config.listeners) |l| if (l.protocol == .udp) break :blk true;
+    break :blk false;
+};
+/// The socket index of the probe's datagram token: no socket's (its buffer only goes back).
+pub const datagram_probe: u32 = std.math.maxInt(u32);
+pub const datagram_buffer_count: u16 = blk: {
+    const wanted: u32 = std.math.ceilPowerOfTwoAssert(u32, @max(64, config.udp_batch));
+    break :blk @intCast(@min(@as(u32, 512), wanted));
+};
 const sq_entries = 256;
 const cq_entries = 8192;
 /// No buffer (the end of a queue).
@@ -53,6 +75,24 @@ pub const Kind = struct {
     pub const proxy_recv: u8 = 14;
     pub const proxy_send: u8 = 15;
     pub const proxy_poll: u8 = 16;
+    /// A datagram of a UDP socket's multishot `recvmsg`.
+    pub const datagram: u8 = 17;
+};
+
+/// The kernel's `struct io_uring_recvmsg_out`, at the start of a multishot `recvmsg`'s buffer
+/// (declared here: not every Zig release has it).
+pub const RecvmsgOut = extern struct {
+    name_len: u32,
+    control_len: u32,
+    payload_len: u32,
+    flags: u32,
+};
+
+/// One datagram a multishot `recvmsg` delivered: the sender's address and the payload, both
+/// in the datagram's provided buffer.
+pub const Datagram = struct {
+    name: []const u8,
+    payload: []const u8,
 };
 
 /// The state of a multishot (or one-shot) operation on the ring.
@@ -147,6 +187,17 @@ pub const Ring = struct {
     br: compat.BufRing,
     mem: []u8,
     buffers: Buffers,
+    /// The datagrams' buffer group, or null where multishot `recvmsg` is refused (UDP stays
+    /// with epoll then).
+    dgram_br: ?compat.BufRing = null,
+    dgram_mem: []u8 = &.{},
+    /// The template of every UDP socket's multishot `recvmsg`: the room for the peer's
+    /// address, no control messages, the whole buffer for the payload.
+    dgram_hdr: sys.MsgHdr = undefined,
+    dgram_iov: [1]sys.IoVec = undefined,
+    /// Never written (the kernel puts each address in its buffer), but a null name would
+    /// have the kernel keep no room for one.
+    dgram_name: linux.sockaddr.storage = undefined,
 
     /// Sets up the ring and its buffers and checks that multishot receive works; what the
     /// kernel (or a seccomp profile, or kernel.io_uring_disabled) refuses is returned
@@ -167,6 +218,7 @@ pub const Ring = struct {
         if (self.probeMultishot()) |errno| {
             return self.giveUp(allocator, errno, "multishot receive (Linux 6.0)");
         }
+        self.openDatagrams();
         return .{ .ring = self };
     }
 
@@ -228,6 +280,117 @@ pub const Ring = struct {
         IoUring.buf_ring_init(self.br);
         var id: u16 = 0;
         while (id < buffer_count) : (id += 1) self.put(id);
+    }
+
+    /// Sets up the datagrams' buffer group and checks that a multishot `recvmsg` delivers a
+    /// datagram with its sender's address; where the kernel refuses, UDP stays with epoll.
+    fn openDatagrams(self: *Ring) void {
+        // A spec without UDP listeners needs neither the buffers nor the probe.
+        if (!has_udp) return;
+        const bytes = @as(usize, datagram_buffer_count) * datagram_buffer_bytes;
+        self.dgram_mem = compat.mapMemory(bytes) catch return;
+        const br = compat.setupBufRing(self.ring.fd, datagram_buffer_count, datagram_group) catch {
+            _ = linux.munmap(self.dgram_mem.ptr, self.dgram_mem.len);
+            self.dgram_mem = &.{};
+            return;
+        };
+        IoUring.buf_ring_init(br);
+        self.dgram_br = br;
+        self.dgram_iov = .{.{ .base = self.dgram_mem.ptr, .len = 0 }};
+        // No iovec: the kernel takes the whole provided buffer.
+        self.dgram_hdr = .{
+            .name = &self.dgram_name,
+            .name_len = datagram_name_bytes,
+            .iov = &self.dgram_iov,
+            .iov_len = 0,
+        };
+        var id: u16 = 0;
+        while (id < datagram_buffer_count) : (id += 1) self.putDatagram(id);
+        if (!self.probeRecvmsg()) self.dgram_br = null;
+    }
+
+    /// A multishot `recvmsg` on a datagram socket pair must deliver one datagram and stay
+    /// armed (Linux 6.0).
+    fn probeRecvmsg(self: *Ring) bool {
+        var pair: [2]i32 = undefined;
+        const dgram = linux.SOCK.DGRAM | linux.SOCK.CLOEXEC;
+        if (compat.errno(linux.socketpair(linux.AF.UNIX, dgram, 0, &pair)) != .SUCCESS) {
+            return false;
+        }
+        defer _ = linux.close(pair[0]);
+        defer _ = linux.close(pair[1]);
+        const probe = token(Kind.datagram, 0, datagram_probe);
+        self.armRecvmsg(probe, pair[0]) catch return false;
+        _ = linux.write(pair[1], "xy", 2);
+        const cqe = self.awaitCompletion(probe) orelse return false;
+        if (cqe.res < 0 or cqe.flags & linux.IORING_CQE_F_BUFFER == 0) return false;
+        const id = bufferId(cqe.flags);
+        const got = self.datagramIn(id, cqe.res);
+        const ok = if (got) |d| std.mem.eql(u8, d.payload, "xy") else false;
+        self.putDatagram(id);
+        // Its last completion comes on a later turn of the loop and is ignored there.
+        self.cancel(probe);
+        return ok and hasMore(cqe.flags);
+    }
+
+    /// Waits for the first completion of `user_data`; those of the receive probe's
+    /// cancellation, which come first, give their buffers back.
+    fn awaitCompletion(self: *Ring, user_data: u64) ?linux.io_uring_cqe {
+        var tries: usize = 0;
+        while (tries < 8) : (tries += 1) {
+            _ = self.ring.submit_and_wait(1) catch return null;
+            var cqes: [1]linux.io_uring_cqe = undefined;
+            const n = self.ring.copy_cqes(&cqes, 1) catch return null;
+            if (n != 1) continue;
+            if (cqes[0].user_data == user_data) return cqes[0];
+            if (cqes[0].flags & linux.IORING_CQE_F_BUFFER != 0) self.put(bufferId(cqes[0].flags));
+        }
+        return null;
+    }
+
+    /// Whether UDP sockets receive through the ring.
+    pub fn takesDatagrams(self: *const Ring) bool {
+        return self.dgram_br != null;
+    }
+
+    /// A multishot `recvmsg` on a UDP socket: a completion per datagram, in a buffer of the
+    /// datagrams' group.
+    pub fn armRecvmsg(self: *Ring, user_data: u64, fd: linux.fd_t) !void {
+        const e = try self.sqe();
+        e.prep_rw(.RECVMSG, fd, @intFromPtr(&self.dgram_hdr), 1, 0);
+        e.flags |= linux.IOSQE_BUFFER_SELECT;
+        e.buf_index = datagram_group;
+        e.ioprio |= linux.IORING_RECV_MULTISHOT;
+        e.user_data = user_data;
+    }
+
+    /// The datagram in buffer `id`, of which the completion said `res` bytes are used; null
+    /// when the kernel's layout is not what was asked for.
+    pub fn datagramIn(self: *const Ring, id: u16, res: i32) ?Datagram {
+        const buf = self.datagramBuffer(id);
+        const used: usize = @intCast(@max(res, 0));
+        if (used < datagram_header_bytes or used > buf.len) return null;
+        const out = std.mem.bytesToValue(RecvmsgOut, buf[0..@sizeOf(RecvmsgOut)]);
+        if (out.control_len != 0) return null;
+        const name_len = @min(out.name_len, datagram_name_bytes);
+        return .{
+            .name = buf[@sizeOf(RecvmsgOut)..][0..name_len],
+            // A payload larger than the buffer (MSG_TRUNC) cannot be: UDP's is at most 65535.
+            .payload = buf[datagram_header_bytes..used],
+        };
+    }
+
+    fn datagramBuffer(self: *const Ring, id: u16) []u8 {
+        const at = @as(usize, id) * datagram_buffer_bytes;
+        return self.dgram_mem[at..][0..datagram_buffer_bytes];
+    }
+
+    /// Gives datagram buffer `id` back to the kernel.
+    pub fn putDatagram(self: *Ring, id: u16) void {
+        const br = self.dgram_br orelse return;
+        const buf = self.datagramBuffer(id);
+        IoUring.buf_ring_add(br, buf, id, IoUring.buf_ring_mask(datagram_buffer_count), 0);
+        IoUring.buf_ring_advance(br, 1);
     }
 
     /// A multishot receive on a socket pair must deliver a byte and stay armed; the error

@@ -177,6 +177,8 @@ pub const Worker = struct {
     /// listener's queue with epoll.
     accepted: [completion_passes * completion_batch]Accepted = undefined,
     accepted_len: u32 = 0,
+    /// The UDP socket whose datagrams' replies `datagrams` holds (see `onRingDatagram`).
+    held_socket: u16 = 0,
 
     /// Allocates every buffer the worker will ever use and registers the sockets.
     pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
@@ -200,10 +202,14 @@ pub const Worker = struct {
             handlers.proxy.prepareListener(socket.fd, socket.listener_index);
             // Another slot's sockets are watched only once adopted (see worker_link.zig).
             if (options.link != null and !worker_link.Link.watchedAtStart(i)) continue;
-            on_ring[i] = ring != null and acceptsOnRing(socket);
-            if (on_ring[i]) continue;
+            on_ring[i] = if (ring) |r| onRing(r, socket) else false;
+            const udp = config.listeners[socket.listener_index].protocol == .udp;
+            if (on_ring[i] and !udp) continue;
+            // A UDP socket receiving through the ring is in the epoll set for its outbox's
+            // EPOLLOUT only (see `watchOutbox`).
+            const events: u32 = if (on_ring[i]) 0 else linux.EPOLL.IN;
             const data = token(Kind.listener, @intCast(i));
-            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, socket.fd, linux.EPOLL.IN, data);
+            try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, socket.fd, events, data);
         }
         if (options.control_fd) |fd| {
             try sys.epollCtl(epfd, linux.EPOLL.CTL_ADD, fd, linux.EPOLL.IN, token(Kind.control, 0));
@@ -260,11 +266,14 @@ pub const Worker = struct {
         }
     }
 
-    /// Whether a socket accepts through the ring: a TCP listener (UDP stays with epoll). A
-    /// proxy's clients are handed to it (`place`), whose pairs move bytes through the ring
-    /// too (see handlers/proxy.zig).
-    fn acceptsOnRing(socket: Socket) bool {
-        return config.listeners[socket.listener_index].protocol == .tcp;
+    /// Whether a socket is served through the ring: a TCP listener (a proxy's clients are
+    /// handed to it, `place`, whose pairs move bytes through the ring too, see
+    /// handlers/proxy.zig), and a UDP socket where the kernel has multishot `recvmsg`.
+    fn onRing(ring: *const ring_mod.Ring, socket: Socket) bool {
+        return switch (config.listeners[socket.listener_index].protocol) {
+            .tcp => true,
+            .udp => ring.takesDatagrams(),
+        };
     }
 
     /// Opens the standalone admin listener, if one is asked for. With --handover a port in
@@ -412,6 +421,8 @@ pub const Worker = struct {
             for (cqes[0..got]) |cqe| self.complete(ring, cqe, woke);
             if (got < cqes.len) break;
         }
+        self.sendHeldDatagrams();
+        self.armAccepts();
         self.placeAccepted(woke);
         self.closeEnded(woke);
         self.conns.runReady(woke);
@@ -440,6 +451,7 @@ pub const Worker = struct {
             ring_mod.Kind.proxy_recv, ring_mod.Kind.proxy_send, ring_mod.Kind.proxy_poll => {
                 handlers.proxy.onRing(t, cqe.res, cqe.flags, now_ms);
             },
+            ring_mod.Kind.datagram => self.onRingDatagram(ring, t.index, cqe),
             // A cancellation's own completion, or the probe's receive (whose buffer goes back).
             else => if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) {
                 ring.put(ring_mod.bufferId(cqe.flags));
@@ -474,20 +486,29 @@ pub const Worker = struct {
         return true;
     }
 
-    /// Arms the multishot accept of every listener on the ring that should accept and does
-    /// not, and cancels those that should not (paused, or closing).
+    /// Arms the multishot accept (or a UDP socket's multishot `recvmsg`) of every socket on
+    /// the ring that should accept and does not, and cancels those that should not (paused,
+    /// or closing).
     fn armAccepts(self: *Worker) void {
         const ring = self.ring orelse return;
-        const wanted = self.accepting and !self.listeners_paused;
         for (self.options.sockets, 0..) |socket, i| {
             if (!self.on_ring[i]) continue;
-            const data = token(ring_mod.Kind.accept, @intCast(i));
+            const data = ringToken(self.listenerOf(@intCast(i)).protocol, @intCast(i));
+            const udp = self.listenerOf(@intCast(i)).protocol == .udp;
+            // Paused listeners are TCP's (a full table); a UDP socket whose worker stops but
+            // whose outbox still holds replies stays open without receiving.
+            const wanted = self.accepting and
+                if (udp) !self.outboxes[i].closing else !self.listeners_paused;
             const op = &self.accepts[i];
             if (self.close_due[i]) continue;
             if (wanted and self.listening[i] and op.* == .idle) {
                 // Only a full queue the kernel will not take fails this: tried again on the
-                // next accept, pause or resume.
-                ring.armAccept(data, socket.fd) catch continue;
+                // next accept, pause or resume (a UDP socket's, on the next turn).
+                const armed = if (udp)
+                    ring.armRecvmsg(data, socket.fd)
+                else
+                    ring.armAccept(data, socket.fd);
+                armed catch continue;
                 op.* = .armed;
             } else if ((!wanted or !self.listening[i]) and op.* == .armed) {
                 ring.cancel(data);
@@ -662,6 +683,8 @@ pub const Worker = struct {
         const udp = self.listenerOf(socket_index).protocol == .udp;
         if (box.count > 0 or (udp and handlers.upstream.datagramsInFlight() > 0)) {
             box.closing = true;
+            // It stops receiving, as it would stop watching for EPOLLIN.
+            self.cancelRingOp(socket_index);
             self.watchDatagrams(socket_index, if (box.count > 0) linux.EPOLL.OUT else 0);
             return;
         }
@@ -678,15 +701,28 @@ pub const Worker = struct {
     /// woke no other process that holds the socket (a `--handover` successor, the next
     /// generation's worker), and would wait in its queue until another client came.
     fn closeNow(self: *Worker, socket_index: u16) void {
-        if (self.ring) |ring| if (self.accepts[socket_index] != .idle) {
-            if (self.accepts[socket_index] == .armed) {
-                ring.cancel(token(ring_mod.Kind.accept, socket_index));
-                self.accepts[socket_index] = .cancelling;
-            }
+        if (self.ring != null and self.accepts[socket_index] != .idle) {
+            self.cancelRingOp(socket_index);
             self.close_due[socket_index] = true;
             return;
-        };
+        }
         self.closeFd(socket_index);
+    }
+
+    /// Cancels a socket's multishot accept or `recvmsg` on the ring, if armed.
+    fn cancelRingOp(self: *Worker, socket_index: u16) void {
+        const ring = self.ring orelse return;
+        if (self.accepts[socket_index] != .armed) return;
+        ring.cancel(ringToken(self.listenerOf(socket_index).protocol, socket_index));
+        self.accepts[socket_index] = .cancelling;
+    }
+
+    /// The token of a socket's operation on the ring: its accept, or its `recvmsg`.
+    fn ringToken(protocol: config.Protocol, socket_index: u16) u64 {
+        return token(switch (protocol) {
+            .tcp => ring_mod.Kind.accept,
+            .udp => ring_mod.Kind.datagram,
+        }, socket_index);
     }
 
     /// Closes the listeners closed by the worker (`closeNow`) whose accept has ended since:
@@ -696,7 +732,12 @@ pub const Worker = struct {
             if (!due.* or self.accepts[i] != .idle) continue;
             due.* = false;
             self.drainQueue(@intCast(i), now_ms);
-            self.closeFd(@intCast(i));
+            // A UDP socket whose outbox the drain filled stays open until it is sent.
+            if (self.listenerOf(@intCast(i)).protocol == .udp) {
+                self.closeSocket(@intCast(i));
+            } else {
+                self.closeFd(@intCast(i));
+            }
         }
     }
 
@@ -969,9 +1010,9 @@ pub const Worker = struct {
         if (events & linux.EPOLL.IN != 0 and self.accepting) _ = self.serveDatagrams(socket_index);
     }
 
-    fn serveDatagrams(self: *Worker, socket_index: u16) bool {
+    fn datagramContext(self: *const Worker, socket_index: u16) handlers.api.Context {
         const socket = self.options.sockets[socket_index];
-        const ctx: handlers.api.Context = .{
+        return .{
             .listener = &config.listeners[socket.listener_index],
             .listener_index = socket.listener_index,
             .worker_index = self.options.index,
@@ -980,6 +1021,52 @@ pub const Worker = struct {
             .draining = self.stop != null,
             .fd = socket.fd,
         };
+    }
+
+    /// A completion of a UDP socket's multishot `recvmsg`: one datagram, served at once; its
+    /// reply is held and sent with the turn's others (`sendHeldDatagrams`), and its buffer
+    /// goes back to the kernel. An error, or the end of the receive (ENOBUFS: the buffers
+    /// were all taken; a cancellation), arms it again after the turn where wanted.
+    fn onRingDatagram(
+        self: *Worker,
+        ring: *ring_mod.Ring,
+        index: u32,
+        cqe: linux.io_uring_cqe,
+    ) void {
+        const has_buffer = cqe.flags & linux.IORING_CQE_F_BUFFER != 0;
+        const id = ring_mod.bufferId(cqe.flags);
+        defer if (has_buffer) ring.putDatagram(id);
+        if (index >= self.options.sockets.len) return; // the probe's (see ring.zig)
+        const socket_index: u16 = @intCast(index);
+        if (!ring_mod.hasMore(cqe.flags)) self.accepts[socket_index] = .idle;
+        if (cqe.res < 0) {
+            switch (compat.errnoOf(cqe.res)) {
+                .CANCELED, .NOBUFS => {},
+                else => |e| log.warn("recvmsg on the ring failed: {s}", .{@tagName(e)}),
+            }
+            return;
+        }
+        if (!has_buffer or !self.listening[socket_index]) return;
+        const datagram = ring.datagramIn(id, cqe.res) orelse return;
+        if (self.held_socket != socket_index or self.datagrams.isFull()) self.sendHeldDatagrams();
+        self.held_socket = socket_index;
+        const ctx = self.datagramContext(socket_index);
+        self.datagrams.hold(datagram.payload, datagram.name, &ctx, handlers.onDatagram);
+    }
+
+    /// Sends the replies of the datagrams the ring delivered (see `onRingDatagram`).
+    fn sendHeldDatagrams(self: *Worker) void {
+        if (!self.datagrams.holds()) return;
+        const socket_index = self.held_socket;
+        const socket = self.options.sockets[socket_index];
+        const tally = self.datagrams.sendHeld(socket.fd, &self.outboxes[socket_index]);
+        countDatagrams(socket.listener_index, tally);
+        self.watchOutbox(socket_index);
+    }
+
+    fn serveDatagrams(self: *Worker, socket_index: u16) bool {
+        const socket = self.options.sockets[socket_index];
+        const ctx = self.datagramContext(socket_index);
         const box = &self.outboxes[socket_index];
         defer self.watchOutbox(socket_index);
         var served: usize = 0;
@@ -1022,7 +1109,8 @@ pub const Worker = struct {
         const box = &self.outboxes[socket_index];
         const waiting = box.count > 0;
         if (waiting == box.watching or box.closing) return;
-        const in: u32 = if (self.accepting) linux.EPOLL.IN else 0;
+        // A socket on the ring receives there, not through epoll.
+        const in: u32 = if (self.accepting and !self.on_ring[socket_index]) linux.EPOLL.IN else 0;
         self.watchDatagrams(socket_index, if (waiting) in | linux.EPOLL.OUT else in);
     }
 
