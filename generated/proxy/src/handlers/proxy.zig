@@ -1256,6 +1256,19 @@ fn testRingTurn(r: *ring_mod.Ring, timeout_ms: i32) !void {
     endTurn(sys.monotonicMs());
 }
 
+/// The client's FIN reaches the server, which answers and ends too: the answer and the FIN
+/// reach the client, and the pair is freed.
+fn expectHalfClose(epfd: sys.Fd, user: sys.Fd, peer: sys.Fd) !void {
+    var buf: [64]u8 = undefined;
+    sys.shutdownWrite(user);
+    try testing.expectEqual(@as(usize, 0), try testRead(epfd, peer, &buf));
+    try sys.writeAll(peer, "bye");
+    sys.shutdownWrite(peer);
+    try testing.expectEqualStrings("bye", buf[0..try testRead(epfd, user, &buf)]);
+    try testing.expectEqual(@as(usize, 0), try testRead(epfd, user, &buf));
+    try testing.expectEqual(@as(u32, 0), openCount());
+}
+
 /// Turns the loop until `fd` has bytes or its end to give (bounded), then reads them.
 fn testRead(epfd: sys.Fd, fd: sys.Fd, buf: []u8) !usize {
     for (0..100) |_| {
@@ -1304,14 +1317,7 @@ test "a refused server is retried on the next; bytes go both ways; FINs are pass
     try testing.expectEqualStrings("hello", buf[0..try testRead(epfd, peer, &buf)]);
     try sys.writeAll(peer, "world");
     try testing.expectEqualStrings("world", buf[0..try testRead(epfd, user, &buf)]);
-    // The client's FIN reaches the server; the server answers, then ends too.
-    sys.shutdownWrite(user);
-    try testing.expectEqual(@as(usize, 0), try testRead(epfd, peer, &buf));
-    try sys.writeAll(peer, "bye");
-    sys.shutdownWrite(peer);
-    try testing.expectEqualStrings("bye", buf[0..try testRead(epfd, user, &buf)]);
-    try testing.expectEqual(@as(usize, 0), try testRead(epfd, user, &buf));
-    try testing.expectEqual(@as(u32, 0), openCount());
+    try expectHalfClose(epfd, user, peer);
     // The refusing server was left out; the other is in rotation.
     try testing.expect(servers[li].ejected_until_ms[0] > 0);
     try testing.expectEqual(@as(u64, 0), servers[li].ejected_until_ms[1]);
@@ -1357,12 +1363,5 @@ test "with io_uring, a pair's bytes and FINs go both ways through the ring" {
         try sys.writeAll(peer, "pong");
         try testing.expectEqualStrings("pong", buf[0..try testRead(epfd, user, &buf)]);
     }
-    // Half-close: the client's FIN reaches the server, which answers, then ends too.
-    sys.shutdownWrite(user);
-    try testing.expectEqual(@as(usize, 0), try testRead(epfd, peer, &buf));
-    try sys.writeAll(peer, "bye");
-    sys.shutdownWrite(peer);
-    try testing.expectEqualStrings("bye", buf[0..try testRead(epfd, user, &buf)]);
-    try testing.expectEqual(@as(usize, 0), try testRead(epfd, user, &buf));
-    try testing.expectEqual(@as(u32, 0), openCount());
+    try expectHalfClose(epfd, user, peer);
 }
