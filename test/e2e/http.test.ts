@@ -2,7 +2,11 @@
  * The http handler as a client sees it on one TCP connection: keep-alive, pipelining, and
  * `Connection: close`; with epoll and with io_uring (`--io`), from the same build.
  */
+import { execFileSync, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { HttpConnection, httpGet } from "./support/http.js";
 import {
@@ -22,6 +26,15 @@ const SETUP_TIMEOUT_MS = 15 * 60_000;
 const TEST_TIMEOUT_MS = 30_000;
 const IO_TIMEOUT_MS = 5_000;
 const BODY = "Hello from gen-reuseport\n";
+const HOG = path.join(path.dirname(fileURLToPath(import.meta.url)), "support", "hog.py");
+const CLK_TCK = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
+
+/** CPU time (user and system) a process has used, in seconds (/proc/PID/stat). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
 
 /** Resident memory of a process, in KiB (VmRSS of /proc/PID/status). */
 function rssKiB(pid: number): number {
@@ -90,6 +103,53 @@ describe.each(MODES)("zig %s: the http example (--standalone --io %s)", (version
           expect((await connection.readResponse(IO_TIMEOUT_MS)).status).toBe(200);
         }
         expect(rssKiB(pid) - before, "RSS growth (KiB)").toBeLessThan(1024);
+      } finally {
+        connection.close();
+      }
+    },
+  );
+
+  // Clients that send and never read keep what they sent in the worker's shared receive
+  // buffers (up to 64 KiB each); 96 of them hold more than the example's 1,024 of 4 KiB. A
+  // receive that ends for want of a buffer is armed again only once enough are back: armed
+  // every turn, it ended at once every turn and the worker spun at a full CPU for as long as
+  // the clients held on.
+  it.runIf(io === "io_uring")(
+    "does not spin while clients that never read hold every receive buffer",
+    { timeout: 45_000 },
+    async () => {
+      const hogs = spawn("python3", [HOG, String(port), "96", "30"], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      try {
+        const line = await new Promise<string>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error("hog.py did not get ready")), 10_000);
+          createInterface({ input: hogs.stdout! }).once("line", (text) => {
+            clearTimeout(timer);
+            resolve(text);
+          });
+        });
+        expect(line).toMatch(/^ready \d+ 96$/);
+        // The worker first answers what it can (until the clients' 4 KiB windows are full),
+        // a few seconds of a Debug build's CPU; then it has nothing to do but wait. A worker
+        // that spins never gets there. Bounded: 30 half-second samples.
+        let settled = false;
+        let last = 0;
+        for (let i = 0; i < 30 && !settled; i++) {
+          const before = cpuSeconds(pid);
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          last = cpuSeconds(pid) - before;
+          settled = last < 0.05;
+        }
+        expect(settled, `worker CPU seconds in the last half second: ${last}`).toBe(true);
+      } finally {
+        hogs.kill("SIGKILL");
+      }
+      // Once they are gone, their buffers come back and a new client is answered.
+      const connection = await open();
+      try {
+        connection.write(httpGet("/after", "localhost"));
+        expect((await connection.readResponse(IO_TIMEOUT_MS)).status).toBe(200);
       } finally {
         connection.close();
       }

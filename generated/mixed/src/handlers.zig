@@ -93,6 +93,7 @@ pub const proxy = struct {
         _ = r;
     }
     pub fn submitRing() void {}
+    pub fn armWaiting() void {}
     pub fn onRing(t: @import("worker/connections.zig").Token, res: i32, flags: u32, now: u64) void {
         _ = t;
         _ = res;

@@ -33,6 +33,9 @@ pub const buffer_count: u16 = blk: {
     const wanted: u32 = std.math.ceilPowerOfTwoAssert(u32, @max(config.max_connections, 1));
     break :blk @intCast(@min(@as(u32, 4096), @max(@as(u32, 256), wanted)));
 };
+/// How many of the shared group's buffers must be back in the kernel after a shortage before
+/// receives are armed again: enough for a turn of receives, not one that runs out at once.
+const refill_at = buffer_count / 8;
 /// A connection with this many bytes received and not read stops receiving until its handler
 /// reads them: one fast sender cannot take every buffer from the others.
 pub const queue_limit = 16 * buffer_bytes;
@@ -199,12 +202,22 @@ pub const Ring = struct {
     /// Never written (the kernel puts each address in its buffer), but a null name would
     /// have the kernel keep no room for one.
     dgram_name: linux.sockaddr.storage = undefined,
+    /// Buffers of the shared group in user space: received into and not given back yet.
+    held: u32 = 0,
+    /// A receive ended for want of buffers (ENOBUFS), and too few have come back since:
+    /// receives are not armed meanwhile, since each would end at once, turn after turn, and
+    /// the worker would spin (clients that send and never read can hold every buffer).
+    short: bool = false,
+    /// Buffers came back after a shortage: the receives left unarmed are to be armed again.
+    refilled: bool = false,
 
     /// Sets up the ring and its buffers and checks that multishot receive works; what the
     /// kernel (or a seccomp profile, or kernel.io_uring_disabled) refuses is returned
     /// instead, and the worker serves with epoll.
     pub fn open(allocator: std.mem.Allocator) Opened {
         const self = allocator.create(Ring) catch return refuse("ENOMEM", "allocation");
+        // `create` leaves the memory undefined: the fields with defaults get them here.
+        self.* = .{ .ring = undefined, .br = undefined, .mem = undefined, .buffers = undefined };
         self.ring = setup() catch |err| {
             allocator.destroy(self);
             return refuse(errnoName(err), "io_uring_setup");
@@ -280,6 +293,8 @@ pub const Ring = struct {
         };
         IoUring.buf_ring_init(self.br);
         var id: u16 = 0;
+        // Every buffer starts in user space and is given to the kernel.
+        self.held = buffer_count;
         while (id < buffer_count) : (id += 1) self.put(id);
     }
 
@@ -412,7 +427,10 @@ pub const Ring = struct {
         if (n != 1) return "EIO";
         const cqe = cqes[0];
         if (cqe.res < 0) return @tagName(compat.errnoOf(cqe.res));
-        if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) self.put(bufferId(cqe.flags));
+        if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) {
+            self.took();
+            self.put(bufferId(cqe.flags));
+        }
         if (cqe.flags & linux.IORING_CQE_F_MORE == 0) return "EINVAL";
         // Its last completion comes on a later turn of the loop and is ignored there.
         self.cancel(probe);
@@ -503,6 +521,35 @@ pub const Ring = struct {
         const buf = self.mem[@as(usize, id) * buffer_bytes ..][0..buffer_bytes];
         IoUring.buf_ring_add(self.br, buf, id, IoUring.buf_ring_mask(buffer_count), 0);
         IoUring.buf_ring_advance(self.br, 1);
+        assert(self.held > 0);
+        self.held -= 1;
+        if (self.short and buffer_count - self.held >= refill_at) {
+            self.short = false;
+            self.refilled = true;
+        }
+    }
+
+    /// A completion brought one of the shared group's buffers to user space.
+    pub fn took(self: *Ring) void {
+        assert(self.held < buffer_count);
+        self.held += 1;
+    }
+
+    /// A receive ended with ENOBUFS: none is armed again until `refill_at` buffers are back.
+    pub fn starve(self: *Ring) void {
+        self.short = true;
+    }
+
+    /// Whether a receive may be armed now (see `short`).
+    pub fn mayReceive(self: *const Ring) bool {
+        return !self.short;
+    }
+
+    /// Whether buffers came back after a shortage since the last call: the receives left
+    /// unarmed are to be armed again, once.
+    pub fn takeRefilled(self: *Ring) bool {
+        defer self.refilled = false;
+        return self.refilled;
     }
 
     /// Submits what is queued and waits up to `timeout_ms` (-1: no limit, 0: not at all) for
@@ -542,7 +589,13 @@ pub const Ring = struct {
 
     /// Completions that arrived, into `cqes`; 0 when none is left.
     pub fn completions(self: *Ring, cqes: []linux.io_uring_cqe) u32 {
-        return self.ring.copy_cqes(cqes, 0) catch 0;
+        const n = self.ring.copy_cqes(cqes, 0) catch 0;
+        for (cqes[0..n]) |cqe| {
+            if (cqe.flags & linux.IORING_CQE_F_BUFFER == 0) continue;
+            // Datagrams' buffers are a group of their own, given back within the turn.
+            if (Token.decode(cqe.user_data).kind != Kind.datagram) self.took();
+        }
+        return n;
     }
 };
 

@@ -1023,7 +1023,7 @@ pub const Connections = struct {
         const recv_token = self.tokenFor(slot, ring_mod.Kind.recv);
         // After the end of the stream (or an error) nothing more comes: not armed again.
         const ended = c.queue.eof or c.queue.failed;
-        if (reading and c.recv == .idle and !ended) {
+        if (reading and c.recv == .idle and !ended and ring.mayReceive()) {
             ring.armRecv(recv_token, c.fd) catch return self.close(slot);
             c.recv = .armed;
         } else if (!reading and c.recv == .armed) {
@@ -1043,6 +1043,16 @@ pub const Connections = struct {
             ring.armPoll(poll_token, c.fd, mask) catch return self.close(slot);
             c.poll = .armed;
             c.poll_mask = mask;
+        }
+    }
+
+    /// Buffers came back after a shortage: the receives left unarmed meanwhile are armed.
+    pub fn armWaiting(self: *Connections) void {
+        const ring = self.ring orelse return;
+        for (self.slots, 0..) |*c, slot| {
+            if (c.fd == closed or c.recv != .idle) continue;
+            self.syncRing(ring, @intCast(slot));
+            if (!ring.mayReceive()) return;
         }
     }
 
@@ -1086,8 +1096,10 @@ pub const Connections = struct {
         } else if (res == 0) {
             c.queue.eof = true;
         } else switch (compat.errnoOf(res)) {
-            // Out of buffers, cancelled or interrupted: armed again below if still wanted.
-            .NOBUFS, .CANCELED, .INTR, .AGAIN => {},
+            // Out of buffers: armed again once enough are back (see `Ring.short`).
+            .NOBUFS => ring.starve(),
+            // Cancelled or interrupted: armed again below if still wanted.
+            .CANCELED, .INTR, .AGAIN => {},
             else => c.queue.failed = true,
         }
         const generation = c.generation;

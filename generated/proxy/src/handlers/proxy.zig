@@ -1063,6 +1063,19 @@ pub fn submitRing() void {
     syncs_len = 0;
 }
 
+/// Buffers came back after a shortage (see `Ring.short`): the receives of pairs left
+/// unarmed meanwhile are armed.
+pub fn armWaiting() void {
+    const r = ring orelse return;
+    if (!ready) return;
+    for (pairs, 0..) |*p, slot| {
+        if (p.phase == .free or !p.on_ring) continue;
+        if (p.recv[client] != .idle and p.recv[server] != .idle) continue;
+        syncPair(r, @intCast(slot));
+        if (!r.mayReceive()) return;
+    }
+}
+
 /// Per side: the send that waits, a receive while the side has more to give and room in its
 /// queue (cancelled when not), a poll while its socket was full with bytes waiting for it or
 /// its connect's end is not known.
@@ -1085,7 +1098,7 @@ fn syncPair(r: *ring_mod.Ring, slot: u32) void {
         const done = q.eof or q.failed or p.flows[side].eof;
         const receiving = connected and !done and q.bytes < ring_queue_limit;
         const recv_token = ringToken(slot, side, ring_mod.Kind.proxy_recv);
-        if (receiving and p.recv[side] == .idle) {
+        if (receiving and p.recv[side] == .idle and r.mayReceive()) {
             r.armRecv(recv_token, fd) catch return abort(slot);
             p.recv[side] = .armed;
         } else if (!receiving and p.recv[side] == .armed) {
@@ -1131,8 +1144,10 @@ fn onRingRecv(slot: u32, side: usize, res: i32, flags: u32) void {
     } else if (res == 0) {
         q.eof = true;
     } else switch (compat.errnoOf(res)) {
-        // Out of buffers, cancelled or interrupted: armed again while wanted.
-        .NOBUFS, .CANCELED, .INTR, .AGAIN => {},
+        // Out of buffers: armed again once enough are back (see `Ring.short`).
+        .NOBUFS => ring.?.starve(),
+        // Cancelled or interrupted: armed again while wanted.
+        .CANCELED, .INTR, .AGAIN => {},
         else => q.failed = true,
     }
     queue(slot);

@@ -425,6 +425,10 @@ pub const Worker = struct {
         self.armAccepts();
         self.placeAccepted(woke);
         self.closeEnded(woke);
+        if (ring.takeRefilled()) {
+            self.conns.armWaiting();
+            handlers.proxy.armWaiting();
+        }
         self.conns.runReady(woke);
         if (!self.epoll_hot) return 0;
         const n = try sys.epollWait(self.epfd, events, 0);
