@@ -1018,17 +1018,9 @@ fn takeQueued(slot: u32, from: usize) Broken!bool {
         f.end -= f.start;
         f.start = 0;
     }
-    var moved = false;
-    // Bounded: each pass takes bytes or ends.
-    var budget: usize = ring_mod.buffer_count;
-    while (f.end < buf.len and budget > 0) : (budget -= 1) {
-        var freed: u16 = undefined;
-        const got = r.buffers.takeFront(q, r.mem, buf[f.end..], &freed);
-        if (freed != ring_mod.none) r.put(freed);
-        if (got == 0) break;
-        f.end += @intCast(got);
-        moved = true;
-    }
+    const got = r.take(q, buf[f.end..]);
+    f.end += @intCast(got);
+    const moved = got > 0;
     if (q.head != ring_mod.none) return moved;
     if (q.failed) return error.Reset;
     if (q.eof) f.eof = true;

@@ -1128,15 +1128,7 @@ pub const Connections = struct {
         const c = &self.slots[slot];
         const ring = self.ring orelse return sys.read(c.fd, buf);
         if (c.queue.isEmpty() and c.recv == .idle) return sys.read(c.fd, buf);
-        var n: usize = 0;
-        // Bounded: each pass takes bytes, or the loop ends.
-        while (n < buf.len) {
-            var freed: u16 = undefined;
-            const got = ring.buffers.takeFront(&c.queue, ring.mem, buf[n..], &freed);
-            if (freed != ring_mod.none) ring.put(freed);
-            if (got == 0) break;
-            n += got;
-        }
+        const n = ring.take(&c.queue, buf);
         if (n > 0) return n;
         if (c.queue.failed) return error.ConnectionReset;
         if (c.queue.eof) return 0;

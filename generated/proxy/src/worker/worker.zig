@@ -179,6 +179,10 @@ pub const Worker = struct {
     accepted_len: u32 = 0,
     /// The UDP socket whose datagrams' replies `datagrams` holds (see `onRingDatagram`).
     held_socket: u16 = 0,
+    /// With io_uring: a socket's operation on the ring ended or could not be armed this
+    /// turn; `armAccepts` runs after the turn's completions (otherwise only when an accept
+    /// completes, a listener pauses or resumes, or the worker stops).
+    rearm_due: bool = false,
 
     /// Allocates every buffer the worker will ever use and registers the sockets.
     pub fn init(allocator: std.mem.Allocator, options: Options) !Worker {
@@ -422,7 +426,8 @@ pub const Worker = struct {
             if (got < cqes.len) break;
         }
         self.sendHeldDatagrams();
-        self.armAccepts();
+        // A UDP socket's receive that ended (or could not be armed) is armed again.
+        if (self.rearm_due) self.armAccepts();
         self.placeAccepted(woke);
         self.closeEnded(woke);
         if (ring.takeRefilled()) {
@@ -495,6 +500,7 @@ pub const Worker = struct {
     /// or closing).
     fn armAccepts(self: *Worker) void {
         const ring = self.ring orelse return;
+        self.rearm_due = false;
         for (self.options.sockets, 0..) |socket, i| {
             if (!self.on_ring[i]) continue;
             const data = ringToken(self.listenerOf(@intCast(i)).protocol, @intCast(i));
@@ -512,7 +518,10 @@ pub const Worker = struct {
                     ring.armRecvmsg(data, socket.fd)
                 else
                     ring.armAccept(data, socket.fd);
-                armed catch continue;
+                armed catch {
+                    self.rearm_due = true;
+                    continue;
+                };
                 op.* = .armed;
             } else if ((!wanted or !self.listening[i]) and op.* == .armed) {
                 ring.cancel(data);
@@ -1042,7 +1051,10 @@ pub const Worker = struct {
         defer if (has_buffer) ring.putDatagram(id);
         if (index >= self.options.sockets.len) return; // the probe's (see ring.zig)
         const socket_index: u16 = @intCast(index);
-        if (!ring_mod.hasMore(cqe.flags)) self.accepts[socket_index] = .idle;
+        if (!ring_mod.hasMore(cqe.flags)) {
+            self.accepts[socket_index] = .idle;
+            self.rearm_due = true;
+        }
         if (cqe.res < 0) {
             switch (compat.errnoOf(cqe.res)) {
                 .CANCELED, .NOBUFS => {},

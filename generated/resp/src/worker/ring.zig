@@ -359,7 +359,7 @@ pub const Ring = struct {
             const n = self.ring.copy_cqes(&cqes, 1) catch return null;
             if (n != 1) continue;
             if (cqes[0].user_data == user_data) return cqes[0];
-            if (cqes[0].flags & linux.IORING_CQE_F_BUFFER != 0) self.put(bufferId(cqes[0].flags));
+            self.giveBack(cqes[0].flags);
         }
         return null;
     }
@@ -427,10 +427,7 @@ pub const Ring = struct {
         if (n != 1) return "EIO";
         const cqe = cqes[0];
         if (cqe.res < 0) return @tagName(compat.errnoOf(cqe.res));
-        if (cqe.flags & linux.IORING_CQE_F_BUFFER != 0) {
-            self.took();
-            self.put(bufferId(cqe.flags));
-        }
+        self.giveBack(cqe.flags);
         if (cqe.flags & linux.IORING_CQE_F_MORE == 0) return "EINVAL";
         // Its last completion comes on a later turn of the loop and is ignored there.
         self.cancel(probe);
@@ -527,6 +524,29 @@ pub const Ring = struct {
             self.short = false;
             self.refilled = true;
         }
+    }
+
+    /// Copies what `q` holds into `dest`, the oldest bytes first, as far as `dest` has room,
+    /// and gives each buffer it empties back to the kernel; the bytes copied.
+    pub fn take(self: *Ring, q: *Queue, dest: []u8) usize {
+        var n: usize = 0;
+        // Bounded: each pass takes bytes, or the loop ends.
+        while (n < dest.len) {
+            var freed: u16 = undefined;
+            const got = self.buffers.takeFront(q, self.mem, dest[n..], &freed);
+            if (freed != none) self.put(freed);
+            if (got == 0) break;
+            n += got;
+        }
+        return n;
+    }
+
+    /// The buffer of a completion the probes read themselves (not through `completions`),
+    /// if it has one of the shared group's, goes straight back.
+    fn giveBack(self: *Ring, flags: u32) void {
+        if (flags & linux.IORING_CQE_F_BUFFER == 0) return;
+        self.took();
+        self.put(bufferId(flags));
     }
 
     /// A completion brought one of the shared group's buffers to user space.
